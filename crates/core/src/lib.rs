@@ -1,0 +1,24 @@
+//! The bottom layer of Signalbox: the data model every component shares and the small traits
+//! through which components talk without importing each other.
+//!
+//! A component crate (`gateway`, later `control`, `events`, `metrics`) depends only on this
+//! crate; the `signalbox` binary wires concrete implementations of these traits together.
+//!
+//! # Layout
+//! - [`config`]: duration and size types for config files, and validation problems.
+//! - [`ids`]: trace and span identifiers (W3C sizes), hex encoding, random generation.
+//! - [`span`]: the [`span::Span`] model shared by the gateway, receivers and the trace store.
+//! - [`telemetry`]: [`telemetry::SpanSink`], the bounded hand-off for spans leaving a hot path.
+//! - [`discovery`]: [`discovery::EndpointSource`], how the gateway learns service endpoints.
+//! - [`metrics`]: the node's own Prometheus-style counters, gauges and histograms.
+//! - [`shutdown`]: a cloneable shutdown signal with a drain deadline.
+//! - [`time`]: wall-clock helpers in Unix nanoseconds.
+
+pub mod config;
+pub mod discovery;
+pub mod ids;
+pub mod metrics;
+pub mod shutdown;
+pub mod span;
+pub mod telemetry;
+pub mod time;

@@ -1,0 +1,94 @@
+//! The span model: one timed operation of one service, shaped after OpenTelemetry's span so
+//! OTLP, Zipkin and the gateway's own spans all decode into it without loss of meaning.
+
+use crate::ids::{SpanId, TraceId};
+use serde::{Deserialize, Serialize};
+
+/// What role a span plays in a call, as OpenTelemetry's `SpanKind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanKind {
+    #[default]
+    Unspecified,
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+/// Outcome of a span, as OpenTelemetry's status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusCode {
+    #[default]
+    Unset,
+    Ok,
+    Error,
+}
+
+/// An attribute value. Arrays and maps are flattened to their JSON text by receivers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AttrValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+/// One attribute.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: AttrValue,
+}
+
+impl KeyValue {
+    pub fn str(key: &str, value: impl Into<String>) -> Self {
+        KeyValue { key: key.to_owned(), value: AttrValue::Str(value.into()) }
+    }
+    pub fn int(key: &str, value: i64) -> Self {
+        KeyValue { key: key.to_owned(), value: AttrValue::Int(value) }
+    }
+}
+
+/// A timestamped annotation inside a span.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpanEvent {
+    pub unix_nanos: u64,
+    pub name: String,
+    pub attributes: Vec<KeyValue>,
+}
+
+/// One span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Span {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+    /// W3C `tracestate`, kept as received.
+    pub trace_state: String,
+    /// The `service.name` of the emitting resource.
+    pub service: String,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    pub status: StatusCode,
+    pub status_message: String,
+    pub attributes: Vec<KeyValue>,
+    pub events: Vec<SpanEvent>,
+}
+
+impl Span {
+    /// Duration in nanoseconds (zero if the clock went backwards).
+    pub fn duration_nanos(&self) -> u64 {
+        self.end_unix_nanos.saturating_sub(self.start_unix_nanos)
+    }
+
+    /// The value of attribute `key`, if present.
+    pub fn attribute(&self, key: &str) -> Option<&AttrValue> {
+        self.attributes.iter().find(|kv| kv.key == key).map(|kv| &kv.value)
+    }
+}

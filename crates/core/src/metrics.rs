@@ -124,7 +124,10 @@ struct Family {
 #[derive(Clone, Default)]
 pub struct Registry {
     families: Arc<Mutex<BTreeMap<&'static str, Family>>>,
+    collectors: Arc<Mutex<Vec<Collector>>>,
 }
+
+type Collector = Box<dyn Fn(&mut String) + Send + Sync>;
 
 /// Label pairs of one series.
 pub type Labels<'a> = &'a [(&'a str, &'a str)];
@@ -213,8 +216,23 @@ impl Registry {
         fam.series.insert(label_text(labels), s);
     }
 
+    /// Adds a function that appends whole families at scrape time, for series whose label
+    /// sets change at run time (circuit states of the current config, say). It must write
+    /// complete `# HELP`/`# TYPE` blocks with names no other family uses.
+    pub fn add_collector(&self, f: impl Fn(&mut String) + Send + Sync + 'static) {
+        lock(&self.collectors).push(Box::new(f));
+    }
+
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> String {
+        let mut out = self.render_families();
+        for c in lock(&self.collectors).iter() {
+            c(&mut out);
+        }
+        out
+    }
+
+    fn render_families(&self) -> String {
         let families = lock(&self.families);
         let mut out = String::with_capacity(4096);
         for (name, fam) in families.iter() {

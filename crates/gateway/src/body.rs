@@ -1,0 +1,201 @@
+//! Body types of the proxy path. Bodies stream frame by frame; only a request that may be
+//! retried is buffered, and only up to the route's retry buffer size.
+//!
+//! [`Watched`] wraps a streaming body with the route's size limit and idle timeout and, for
+//! responses, carries the request's telemetry record so it is finished exactly once: when the
+//! body ends, fails, or is dropped by a client that went away.
+
+use crate::telemetry::Finish;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::time::Sleep;
+
+/// Errors raised while streaming a body.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("body exceeds the limit of {0} bytes")]
+    TooLarge(u64),
+    #[error("no body data for {0:?}")]
+    Idle(Duration),
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+}
+
+/// Size limit and idle timeout of a stream, and the flag that reports a limit breach to the
+/// proxy (which answers 413 instead of 502).
+pub struct Guard {
+    pub limit: u64,
+    pub idle: Duration,
+    pub exceeded: Option<Arc<AtomicBool>>,
+}
+
+pin_project_lite::pin_project! {
+    /// A streaming body under a [`Guard`].
+    pub struct Watched {
+        #[pin]
+        inner: Incoming,
+        guard: Guard,
+        seen: u64,
+        idle_timer: Option<Pin<Box<Sleep>>>,
+        finish: Option<Box<Finish>>,
+    }
+
+    impl PinnedDrop for Watched {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(f) = this.finish.take() {
+                f.complete(*this.seen, None, Some("client went away before the body ended"));
+            }
+        }
+    }
+}
+
+impl Watched {
+    pub fn new(inner: Incoming, guard: Guard, finish: Option<Box<Finish>>) -> Self {
+        Watched { inner, guard, seen: 0, idle_timer: None, finish }
+    }
+}
+
+impl Body for Watched {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        match polled {
+            Poll::Pending => {
+                let idle = this.guard.idle;
+                let timer = this.idle_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    if let Some(f) = this.finish.take() {
+                        f.complete(*this.seen, None, Some("body idle timeout"));
+                    }
+                    return Poll::Ready(Some(Err(BodyError::Idle(idle))));
+                }
+                Poll::Pending
+            }
+            Poll::Ready(r) => {
+                if let Some(t) = this.idle_timer.as_mut() {
+                    t.as_mut().reset(tokio::time::Instant::now() + this.guard.idle);
+                }
+                match r {
+                    None => {
+                        if let Some(f) = this.finish.take() {
+                            f.complete(*this.seen, None, None);
+                        }
+                        Poll::Ready(None)
+                    }
+                    Some(Err(e)) => {
+                        if let Some(f) = this.finish.take() {
+                            f.complete(*this.seen, None, Some("upstream body error"));
+                        }
+                        Poll::Ready(Some(Err(e.into())))
+                    }
+                    Some(Ok(frame)) => {
+                        if let Some(d) = frame.data_ref() {
+                            *this.seen += d.len() as u64;
+                            if *this.seen > this.guard.limit {
+                                if let Some(flag) = &this.guard.exceeded {
+                                    flag.store(true, Ordering::Release);
+                                }
+                                return Poll::Ready(Some(Err(BodyError::TooLarge(this.guard.limit))));
+                            }
+                        } else if let Some(trailers) = frame.trailers_ref()
+                            && let Some(f) = this.finish.take() {
+                                f.complete(*this.seen, Some(trailers), None);
+                            }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The body sent upstream.
+pub enum UpstreamBody {
+    /// A buffered body (possibly empty), replayable across tries.
+    Full(Option<Bytes>),
+    /// The client's body, streamed once.
+    Stream(Box<Watched>),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            UpstreamBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            UpstreamBody::Stream(s) => Pin::new(s.as_mut()).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Full(b) => b.is_none(),
+            UpstreamBody::Stream(s) => s.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            UpstreamBody::Full(None) => SizeHint::with_exact(0),
+            UpstreamBody::Stream(s) => s.size_hint(),
+        }
+    }
+}
+
+/// The body sent to the client.
+pub enum ClientBody {
+    Full(Option<Bytes>),
+    Stream(Watched),
+    /// The upstream body without a guard or telemetry (telemetry off, no idle timeout).
+    Direct(Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            ClientBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            ClientBody::Stream(s) => Pin::new(s).poll_frame(cx),
+            ClientBody::Direct(i) => Poll::Ready(ready!(Pin::new(i).poll_frame(cx)).map(|r| r.map_err(BodyError::from))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Full(b) => b.is_none(),
+            ClientBody::Stream(s) => s.is_end_stream(),
+            ClientBody::Direct(i) => i.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ClientBody::Full(None) => SizeHint::with_exact(0),
+            ClientBody::Stream(s) => s.size_hint(),
+            ClientBody::Direct(i) => i.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! The request path: a fixed pipeline of phases run for every request.
+//!
+//! 1. limits: header count and size (431), Host (400);
+//! 2. trace context and request id;
+//! 3. route (404);
+//! 4. auth (401/403), rate limits (429), body size (413);
+//! 5. service circuit (503 fast-fail);
+//! 6. tries: pick an endpoint, send with the per-try timeout, classify, maybe back off and
+//!    retry within the retry budget and the request deadline;
+//! 7. response: header changes, then the body streams back under the idle timeout while the
+//!    telemetry record waits for it to end.
+
+use crate::body::{ClientBody, Guard, UpstreamBody, Watched};
+use crate::compile::Snapshot;
+use crate::error::GatewayError;
+use crate::ratelimit::Decision;
+use crate::router::Route;
+use crate::telemetry::{Finish, Telemetry, TryRecord};
+use crate::tracectx::TraceContext;
+use crate::upstream::{Endpoint, NoEndpoint, Protocol, TryResult};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use signalbox_core::ids::{SpanId, TraceId};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// State shared by every connection of the gateway.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub telemetry: Arc<Telemetry>,
+}
+
+/// What the server knows about the client connection.
+pub struct ConnInfo {
+    pub client: SocketAddr,
+    pub tls: bool,
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_CLIENT: HeaderName = HeaderName::from_static("x-signalbox-client");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const BACKOFF_SLICE: Duration = Duration::from_millis(1);
+
+/// Per-request facts gathered before the upstream call.
+struct Ctx {
+    started: Instant,
+    trace: TraceContext,
+    request_id: HeaderValue,
+    grpc: bool,
+    finish: Option<Box<Finish>>,
+}
+
+impl Ctx {
+    fn fail(mut self, e: GatewayError) -> Response<ClientBody> {
+        let mut resp = e.to_response(&self.trace.trace_id.to_hex(), Some(&self.request_id), self.grpc);
+        if e.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(mut f) = self.finish.take() {
+            f.status = resp.status().as_u16();
+            f.error_code = Some(e.code);
+            f.complete(0, None, None);
+        }
+        resp
+    }
+}
+
+/// Handles one request. Never fails: every error becomes a response.
+pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Result<Response<ClientBody>, Infallible> {
+    let snap = shared.snapshot.load_full();
+    Ok(run(&shared, &snap, &conn, req).await)
+}
+
+async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<ClientBody> {
+    let started = Instant::now();
+    let tel = &shared.telemetry;
+    let trace = TraceContext::extract(req.headers());
+    let grpc = is_grpc(req.headers());
+    let request_id = match req.headers().get(&X_REQUEST_ID) {
+        Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
+        _ => new_request_id(),
+    };
+    let mut ctx = Ctx { started, trace, request_id, grpc, finish: None };
+
+    // Phase 1: limits and basic validity.
+    let limits = &snap.config.limits;
+    if req.headers().len() > limits.max_headers {
+        return ctx.fail(GatewayError::headers_too_large(format!("more than {} request headers", limits.max_headers)));
+    }
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if header_bytes as u64 > limits.max_header_bytes.0 {
+        return ctx.fail(GatewayError::headers_too_large(format!("request headers exceed {} bytes", limits.max_header_bytes.0)));
+    }
+    let host = match request_host(&req) {
+        Ok(h) => h,
+        Err(m) => return ctx.fail(GatewayError::bad_request(m)),
+    };
+
+    // Phase 3: route.
+    let Some(route) = snap.route_for(req.method(), &host, req.uri().path(), req.headers()) else {
+        if tel.enabled() {
+            ctx.finish = Some(new_finish(tel, None, &req, &host, conn, &ctx, false));
+        }
+        return ctx.fail(GatewayError::not_found());
+    };
+    let route = route.clone();
+    let sampled = ctx.trace.sampled.unwrap_or_else(|| route.sample_rate >= 1.0 || fastrand::f64() < route.sample_rate);
+    if tel.enabled() {
+        ctx.finish = Some(new_finish(tel, Some(&route), &req, &host, conn, &ctx, sampled));
+    }
+
+    // Phase 4: auth, rate limits, body size.
+    let identity = match &route.auth {
+        None => None,
+        Some(a) => match a.check(req.headers()) {
+            Ok(id) => Some(id),
+            Err(crate::auth::Denied::Unauthenticated(m)) => return ctx.fail(GatewayError::unauthorized(m)),
+            Err(crate::auth::Denied::Forbidden(m)) => return ctx.fail(GatewayError::forbidden(m)),
+        },
+    };
+    if let Some(f) = ctx.finish.as_mut() {
+        f.identity = identity.clone();
+    }
+    let mut tightest: Option<(Decision, f64, u32)> = None;
+    for l in &route.limits {
+        let d = l.check(conn.client.ip(), identity.as_deref(), req.headers());
+        let (rate, burst) = l.rate();
+        if !d.allowed {
+            let mut resp = ctx.fail(GatewayError::rate_limited(d.retry_after));
+            rate_limit_headers(resp.headers_mut(), &d, rate, burst);
+            return resp;
+        }
+        if tightest.as_ref().is_none_or(|(t, _, _)| d.remaining < t.remaining) {
+            tightest = Some((d, rate, burst));
+        }
+    }
+    let content_length = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if content_length.is_some_and(|l| l > route.max_body) {
+        return ctx.fail(GatewayError::body_too_large(route.max_body));
+    }
+
+    // Phase 5: the service circuit.
+    let upstream = route.upstream.clone();
+    let svc_permit = match &upstream.breaker {
+        None => false,
+        Some(b) => match b.try_acquire() {
+            Ok(()) => true,
+            Err(r) => {
+                let mut resp = ctx.fail(GatewayError::circuit_open(&format!("service:{}", upstream.name), r.retry_after));
+                if let Ok(v) = HeaderValue::from_str(&format!("service:{}", upstream.name)) {
+                    resp.headers_mut().insert("x-signalbox-circuit", v);
+                }
+                return resp;
+            }
+        },
+    };
+    upstream.budget.deposit();
+
+    // Prepare the upstream request.
+    let upgrade = is_upgrade(&req);
+    let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let method = parts.method;
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers, upgrade);
+    headers.remove(&X_CLIENT);
+    if let Some(a) = &route.auth
+        && a.strip_credentials {
+            a.strip(&mut headers);
+        }
+    if let Some(id) = identity.as_deref().and_then(|i| HeaderValue::from_str(i).ok()) {
+        headers.insert(X_CLIENT.clone(), id);
+    }
+    add_forwarded(&mut headers, conn, &host);
+    headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+    route.request_headers.apply(&mut headers);
+    let use_h2 = match upstream.protocol {
+        Protocol::Http2 => true,
+        Protocol::Http1 => false,
+        Protocol::Auto => ctx.grpc,
+    };
+    if use_h2 {
+        headers.remove(header::HOST);
+    } else if !headers.contains_key(header::HOST)
+        && let Ok(v) = HeaderValue::from_str(parts.uri.authority().map(|a| a.as_str()).unwrap_or(&host)) {
+            headers.insert(header::HOST, v);
+        }
+    let path_and_query = match upstream_path(&route, &parts.uri) {
+        Ok(pq) => pq,
+        Err(m) => return ctx.fail(GatewayError::bad_request(m)),
+    };
+
+    let idempotent = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE);
+    let may_retry = route.retry.attempts > 1 && (idempotent || route.retry.non_idempotent) && !upgrade;
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let mut body_state = if body.is_end_stream() {
+        BodyState::Replay(None)
+    } else if may_retry && content_length.is_some_and(|l| l <= route.retry.buffer_body_bytes) {
+        let guard = Guard { limit: route.max_body, idle: route.timeouts.idle, exceeded: Some(exceeded.clone()) };
+        let collect = Watched::new(body, guard, None).collect();
+        match tokio::time::timeout(route.timeouts.request, collect).await {
+            Ok(Ok(c)) => BodyState::Replay(Some(c.to_bytes())),
+            Ok(Err(crate::body::BodyError::TooLarge(l))) => return ctx.fail(GatewayError::body_too_large(l)),
+            _ => return ctx.fail(GatewayError::new(StatusCode::REQUEST_TIMEOUT, "request_body_timeout", crate::error::Side::Downstream, "the request body did not arrive in time")),
+        }
+    } else {
+        let guard = Guard { limit: route.max_body, idle: route.timeouts.idle, exceeded: Some(exceeded.clone()) };
+        BodyState::Stream(Some(Box::new(Watched::new(body, guard, None))))
+    };
+
+    // Phase 6: tries.
+    let deadline = started + route.timeouts.request;
+    let hash = upstream.hash_key(&headers);
+    let mut prev: Option<Arc<Endpoint>> = None;
+    let mut attempt = 0u32;
+    let outcome = loop {
+        attempt += 1;
+        let ep = match upstream.pick(hash, prev.as_ref()) {
+            Ok(ep) => ep,
+            Err(NoEndpoint::AllUnavailable { circuits_open: true }) => {
+                break Err(GatewayError::circuit_open(&format!("endpoints:{}", upstream.name), Duration::from_secs(1)));
+            }
+            Err(_) => break Err(GatewayError::no_endpoint(&upstream.name)),
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            release_permit(&ep);
+            break Err(GatewayError::upstream_timeout(&upstream.name));
+        }
+        let budget = route.timeouts.per_try.min(deadline - now);
+        let last_possible = attempt >= route.retry.attempts || !matches!(body_state, BodyState::Replay(_));
+        let body = match &mut body_state {
+            BodyState::Replay(b) => UpstreamBody::Full(b.clone()),
+            BodyState::Stream(s) => match s.take() {
+                Some(w) => UpstreamBody::Stream(w),
+                None => {
+                    release_permit(&ep);
+                    break Err(GatewayError::upstream_reset(&upstream.name));
+                }
+            },
+        };
+        let span_id = SpanId::random();
+        let mut try_headers = if last_possible { std::mem::take(&mut headers) } else { headers.clone() };
+        ctx.trace.inject(span_id, sampled, &mut try_headers);
+        let uri = Uri::builder().scheme("http").authority(ep.authority.clone()).path_and_query(path_and_query.clone()).build();
+        let Ok(uri) = uri else {
+            release_permit(&ep);
+            break Err(GatewayError::bad_request("request target cannot be forwarded"));
+        };
+        let mut up_req = Request::new(body);
+        *up_req.method_mut() = method.clone();
+        *up_req.uri_mut() = uri;
+        *up_req.version_mut() = if use_h2 { Version::HTTP_2 } else { Version::HTTP_11 };
+        *up_req.headers_mut() = try_headers;
+        let try_start_unix = signalbox_core::time::unix_nanos();
+        let t0 = Instant::now();
+        let inflight = ep.start();
+        let fut = if use_h2 { route.clients.h2.request(up_req) } else { route.clients.h1.request(up_req) };
+        let res = tokio::time::timeout(budget, fut).await;
+        drop(inflight);
+        let rtt = t0.elapsed();
+        let (result, status, err, retry_ok) = match &res {
+            Err(_) => (TryResult::GatewayFailure, None, Some("timeout"), route.retry.on.timeout),
+            Ok(Err(e)) if exceeded.load(Ordering::Acquire) => {
+                let _ = e;
+                release_permit(&ep);
+                break Err(GatewayError::body_too_large(route.max_body));
+            }
+            Ok(Err(e)) if e.is_connect() => (TryResult::GatewayFailure, None, Some("connect_failed"), route.retry.on.connect_failure),
+            Ok(Err(_)) => (TryResult::GatewayFailure, None, Some("reset"), route.retry.on.reset),
+            Ok(Ok(resp)) => {
+                let s = resp.status().as_u16();
+                let grpc_code = grpc_status_header(resp.headers());
+                let failed = s >= 500 || grpc_code.is_some_and(is_grpc_failure);
+                let retry = route.retry.on.status(s) || (route.retry.on.grpc_unavailable && grpc_code == Some(14));
+                (if failed { TryResult::ServerError } else { TryResult::Ok }, Some(s), None, retry)
+            }
+        };
+        let slow = ep.breaker.as_ref().is_some_and(|b| rtt > b.settings().slow_call);
+        upstream.report(&ep, result, slow);
+        let decay = match &upstream.balance {
+            crate::upstream::Balance::P2cEwma { decay } => *decay,
+            _ => Duration::from_secs(10),
+        };
+        ep.observe_rtt(if result == TryResult::GatewayFailure { rtt.max(Duration::from_secs(1)) } else { rtt }, decay);
+        if let Some(m) = &ep.metrics {
+            m.record(status, rtt.as_secs_f64());
+        }
+        if let Some(f) = ctx.finish.as_mut() {
+            f.endpoint = Some(ep.info.address.clone());
+            f.tries.push(TryRecord {
+                span_id,
+                endpoint: ep.info.address.clone(),
+                start_unix: try_start_unix,
+                end_unix: try_start_unix + rtt.as_nanos() as u64,
+                status,
+                error: err,
+            });
+        }
+        // A connect failure never sent the request, so it is safe to retry whatever the
+        // method, as long as the body can be sent again.
+        let connect_failure = err == Some("connect_failed");
+        let replayable = matches!(body_state, BodyState::Replay(_));
+        let can_retry = retry_ok
+            && attempt < route.retry.attempts
+            && replayable
+            && (may_retry || (connect_failure && !upgrade))
+            && upstream.budget.try_withdraw(route.retry.budget_ratio, route.retry.budget_min_per_second);
+        if can_retry {
+            let pause = route.retry.backoff(attempt).max(BACKOFF_SLICE);
+            if Instant::now() + pause < deadline {
+                tokio::time::sleep(pause).await;
+                prev = Some(ep);
+                if !headers.is_empty() {
+                    continue;
+                }
+            }
+        }
+        break match res {
+            Err(_) => Err(GatewayError::upstream_timeout(&upstream.name)),
+            Ok(Err(e)) if e.is_connect() => Err(GatewayError::connect_failed(&upstream.name)),
+            Ok(Err(_)) => Err(GatewayError::upstream_reset(&upstream.name)),
+            Ok(Ok(resp)) => Ok(resp),
+        };
+    };
+
+    if svc_permit
+        && let Some(b) = &upstream.breaker {
+            let failed = match &outcome {
+                Ok(r) => r.status().as_u16() >= 500 || grpc_status_header(r.headers()).is_some_and(is_grpc_failure),
+                Err(e) => e.side == crate::error::Side::Upstream,
+            };
+            let slow = started.elapsed() > b.settings().slow_call;
+            if let Some(state) = b.record(crate::circuit::Outcome { failure: failed, slow }) {
+                tracing::info!(service = %upstream.name, state = ?state, "service circuit changed state");
+            }
+        }
+
+    // Phase 7: response.
+    let mut resp = match outcome {
+        Ok(r) => r,
+        Err(e) => return ctx.fail(e),
+    };
+    if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) = (on_upgrade, resp.status()) {
+        let up = hyper::upgrade::on(&mut resp);
+        tokio::spawn(crate::tunnel::run(down, up, route.timeouts.idle));
+    } else {
+        strip_hop_by_hop(resp.headers_mut(), false);
+    }
+    let (mut parts, body) = resp.into_parts();
+    route.response_headers.apply(&mut parts.headers);
+    parts.headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+    if let Some((d, rate, burst)) = &tightest {
+        rate_limit_headers(&mut parts.headers, d, *rate, *burst);
+    }
+    if let Some(f) = ctx.finish.as_mut() {
+        f.status = parts.status.as_u16();
+    }
+    let guard = Guard { limit: u64::MAX, idle: route.timeouts.idle, exceeded: None };
+    Response::from_parts(parts, ClientBody::Stream(Watched::new(body, guard, ctx.finish.take())))
+}
+
+enum BodyState {
+    Replay(Option<Bytes>),
+    Stream(Option<Box<Watched>>),
+}
+
+/// Returns a breaker permit taken by `pick` for a try that was never sent.
+fn release_permit(ep: &Endpoint) {
+    if let Some(b) = &ep.breaker {
+        b.record(crate::circuit::Outcome { failure: false, slow: false });
+    }
+}
+
+fn new_finish(tel: &Arc<Telemetry>, route: Option<&Arc<Route>>, req: &Request<Incoming>, host: &str, conn: &ConnInfo, ctx: &Ctx, sampled: bool) -> Box<Finish> {
+    let (route_name, service, metrics): (Arc<str>, Arc<str>, _) = match route {
+        Some(r) => (r.name.clone(), r.upstream.name.clone(), r.metrics.clone()),
+        None => ("-".into(), "-".into(), None),
+    };
+    Box::new(Finish {
+        tel: tel.clone(),
+        route_name,
+        service,
+        metrics: if tel.metrics { metrics } else { None },
+        started: ctx.started,
+        start_unix: signalbox_core::time::unix_nanos().saturating_sub(ctx.started.elapsed().as_nanos() as u64),
+        method: req.method().clone(),
+        path: req.uri().path().to_owned(),
+        host: host.to_owned(),
+        client: conn.client.ip().to_string(),
+        user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned(),
+        protocol: match req.version() {
+            Version::HTTP_2 => "2",
+            Version::HTTP_10 => "1.0",
+            _ => "1.1",
+        },
+        request_id: ctx.request_id.to_str().unwrap_or("").to_owned(),
+        trace: ctx.trace.clone(),
+        server_span: SpanId::random(),
+        sampled,
+        status: 0,
+        error_code: None,
+        endpoint: None,
+        tries: Vec::new(),
+        grpc: ctx.grpc,
+        identity: None,
+    })
+}
+
+fn new_request_id() -> HeaderValue {
+    let id = TraceId::random().to_hex();
+    // 32 hex digits are always a valid header value.
+    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// The host the client addressed, without port: from the URI (HTTP/2, absolute-form) or the
+/// Host header. HTTP/1.1 requires one.
+fn request_host(req: &Request<Incoming>) -> Result<String, &'static str> {
+    if let Some(h) = req.uri().host() {
+        return Ok(h.to_ascii_lowercase());
+    }
+    match req.headers().get(header::HOST) {
+        Some(v) => {
+            let s = v.to_str().map_err(|_| "Host header is not valid text")?;
+            let auth: http::uri::Authority = s.parse().map_err(|_| "Host header is not a valid host")?;
+            Ok(auth.host().to_ascii_lowercase())
+        }
+        None if req.version() == Version::HTTP_11 => Err("HTTP/1.1 request without a Host header"),
+        None => Ok(String::new()),
+    }
+}
+
+fn upstream_path(route: &Route, uri: &Uri) -> Result<http::uri::PathAndQuery, &'static str> {
+    let Some((prefix, with)) = &route.rewrite_prefix else {
+        return Ok(uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
+    };
+    let mut p = crate::router::rewrite_prefix(prefix, with, uri.path());
+    if let Some(q) = uri.query() {
+        p.push('?');
+        p.push_str(q);
+    }
+    p.parse().map_err(|_| "rewritten path is not valid")
+}
+
+fn is_grpc(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+fn grpc_status_header(h: &HeaderMap) -> Option<u32> {
+    h.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+/// gRPC codes that mean the server failed (UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED,
+/// INTERNAL, UNAVAILABLE, DATA_LOSS), as opposed to the caller's mistakes.
+fn is_grpc_failure(c: u32) -> bool {
+    matches!(c, 2 | 4 | 8 | 13 | 14 | 15)
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named by `Connection`.
+/// `TE: trailers` stays (gRPC needs it); upgrades keep `Connection` and `Upgrade`.
+fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    if !upgrade {
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            h.remove(n);
+        }
+        h.remove(header::CONNECTION);
+        h.remove(header::UPGRADE);
+    }
+    h.remove("keep-alive");
+    h.remove("proxy-connection");
+    h.remove(header::PROXY_AUTHORIZATION);
+    h.remove(header::TRANSFER_ENCODING);
+    if let Some(te) = h.get(header::TE) {
+        if !te.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers"))) {
+            h.remove(header::TE);
+        } else {
+            h.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+    }
+}
+
+fn add_forwarded(h: &mut HeaderMap, conn: &ConnInfo, host: &str) {
+    let ip = conn.client.ip().to_string();
+    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if !h.contains_key(&X_FORWARDED_PROTO) {
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
+    }
+    if !h.contains_key(&X_FORWARDED_HOST)
+        && let Ok(v) = HeaderValue::from_str(host) {
+            h.insert(X_FORWARDED_HOST.clone(), v);
+        }
+}
+
+/// `RateLimit-*` headers as in the IETF httpapi draft, plus `RateLimit-Policy`.
+fn rate_limit_headers(h: &mut HeaderMap, d: &Decision, rate: f64, burst: u32) {
+    let reset = d.reset.as_secs_f64().ceil() as u64;
+    h.insert("ratelimit-limit", HeaderValue::from(burst));
+    h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
+    h.insert("ratelimit-reset", HeaderValue::from(reset));
+    let window = (burst as f64 / rate).ceil().max(1.0) as u64;
+    if let Ok(v) = HeaderValue::from_str(&format!("{burst};w={window}")) {
+        h.insert("ratelimit-policy", v);
+    }
+}

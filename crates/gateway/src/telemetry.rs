@@ -1,0 +1,355 @@
+//! What the gateway records about each request: RED metrics per route, service and endpoint;
+//! a server span per request and a client span per upstream try; one JSON access-log line.
+//!
+//! Everything leaves the request path without waiting: counters are atomics registered when
+//! the config is compiled, spans go to the [`SpanSink`], and log lines go through a bounded
+//! queue to a writer thread. A full queue drops and counts; it never blocks a request.
+
+use crate::tracectx::TraceContext;
+use http::{HeaderMap, Method};
+use signalbox_core::ids::SpanId;
+use signalbox_core::metrics::{Counter, Histogram, LATENCY_BUCKETS, Registry};
+use signalbox_core::span::{KeyValue, Span, SpanKind, StatusCode};
+use signalbox_core::telemetry::{Refused, SpanSink};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// Status classes counted separately; the last one is "no response" (a gateway failure).
+pub const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
+pub fn class_index(status: Option<u16>) -> usize {
+    match status {
+        Some(s @ 100..=599) => (s / 100 - 1) as usize,
+        _ => 5,
+    }
+}
+
+/// Per-route series, registered when the route is compiled.
+pub struct RouteMetrics {
+    requests: [Counter; 6],
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    pub fn new(reg: &Registry, route: &str, service: &str) -> Self {
+        RouteMetrics {
+            requests: CLASSES.map(|class| {
+                reg.counter(
+                    "signalbox_gateway_requests_total",
+                    "Requests handled by the gateway, by route, upstream service and status class.",
+                    &[("route", route), ("service", service), ("class", class)],
+                )
+            }),
+            duration: reg.histogram(
+                "signalbox_gateway_request_duration_seconds",
+                "Time from request received to response body finished, by route and service.",
+                &[("route", route), ("service", service)],
+                LATENCY_BUCKETS,
+            ),
+        }
+    }
+}
+
+/// Per-endpoint series.
+pub struct EndpointMetrics {
+    tries: [Counter; 6],
+    duration: Histogram,
+}
+
+impl EndpointMetrics {
+    pub fn new(reg: &Registry, service: &str, endpoint: &str) -> Self {
+        EndpointMetrics {
+            tries: CLASSES.map(|class| {
+                reg.counter(
+                    "signalbox_gateway_upstream_requests_total",
+                    "Tries sent to upstream endpoints, by status class (`error`: no response).",
+                    &[("service", service), ("endpoint", endpoint), ("class", class)],
+                )
+            }),
+            duration: reg.histogram(
+                "signalbox_gateway_upstream_duration_seconds",
+                "Time from try sent to upstream response headers, by endpoint.",
+                &[("service", service), ("endpoint", endpoint)],
+                LATENCY_BUCKETS,
+            ),
+        }
+    }
+
+    pub fn record(&self, status: Option<u16>, seconds: f64) {
+        self.tries[class_index(status)].inc();
+        self.duration.observe(seconds);
+    }
+}
+
+/// The gateway-wide telemetry switches and outlets.
+pub struct Telemetry {
+    pub spans: bool,
+    pub metrics: bool,
+    pub service_name: String,
+    sink: Arc<dyn SpanSink>,
+    access_log: Option<mpsc::SyncSender<Vec<u8>>>,
+    spans_sent: Counter,
+    spans_dropped_full: Counter,
+    spans_dropped_no_consumer: Counter,
+    log_dropped: Counter,
+}
+
+impl Telemetry {
+    /// Sets up the outlets. `access_log` is `"stdout"`, `"off"` or a file path.
+    pub fn new(
+        cfg: &crate::config::TelemetryConfig,
+        service_name: &str,
+        sink: Arc<dyn SpanSink>,
+        reg: &Registry,
+    ) -> std::io::Result<Self> {
+        let access_log = match cfg.access_log.as_str() {
+            "off" | "" => None,
+            target => Some(spawn_log_writer(target, cfg.queue_capacity)?),
+        };
+        let dropped = |reason| {
+            reg.counter(
+                "signalbox_gateway_spans_dropped_total",
+                "Gateway spans not delivered, by reason (`full`: queue full, `no_consumer`: no trace store or exporter).",
+                &[("reason", reason)],
+            )
+        };
+        Ok(Telemetry {
+            spans: cfg.spans,
+            metrics: cfg.metrics,
+            service_name: service_name.to_owned(),
+            sink,
+            access_log,
+            spans_sent: reg.counter("signalbox_gateway_spans_total", "Gateway spans handed to the trace pipeline.", &[]),
+            spans_dropped_full: dropped("full"),
+            spans_dropped_no_consumer: dropped("no_consumer"),
+            log_dropped: reg.counter(
+                "signalbox_gateway_access_log_dropped_total",
+                "Access-log lines dropped because the writer fell behind.",
+                &[],
+            ),
+        })
+    }
+
+    /// Whether per-request records are needed at all.
+    pub fn enabled(&self) -> bool {
+        self.spans || self.metrics || self.access_log.is_some()
+    }
+
+    pub fn emit_span(&self, span: Span) {
+        match self.sink.offer(span) {
+            Ok(()) => self.spans_sent.inc(),
+            Err(Refused::Full) => self.spans_dropped_full.inc(),
+            Err(Refused::NoConsumer) => self.spans_dropped_no_consumer.inc(),
+        }
+    }
+
+    fn log_line(&self, line: Vec<u8>) {
+        if let Some(tx) = &self.access_log
+            && tx.try_send(line).is_err() {
+                self.log_dropped.inc();
+            }
+    }
+}
+
+fn spawn_log_writer(target: &str, capacity: usize) -> std::io::Result<mpsc::SyncSender<Vec<u8>>> {
+    let mut out: Box<dyn Write + Send> = if target == "stdout" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::fs::OpenOptions::new().create(true).append(true).open(target)?)
+    };
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(capacity.max(16));
+    std::thread::Builder::new().name("access-log".into()).spawn(move || {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        while let Ok(line) = rx.recv() {
+            buf.extend_from_slice(&line);
+            while let Ok(more) = rx.try_recv() {
+                buf.extend_from_slice(&more);
+                if buf.len() > 60 * 1024 {
+                    break;
+                }
+            }
+            let _ = out.write_all(&buf).and_then(|_| out.flush());
+            buf.clear();
+        }
+    })?;
+    Ok(tx)
+}
+
+/// One upstream try, as recorded for the client span and the access log.
+pub struct TryRecord {
+    pub span_id: SpanId,
+    pub endpoint: String,
+    pub start_unix: u64,
+    pub end_unix: u64,
+    pub status: Option<u16>,
+    pub error: Option<&'static str>,
+}
+
+/// The telemetry record of one request, finished when its response body ends.
+pub struct Finish {
+    pub tel: Arc<Telemetry>,
+    pub route_name: Arc<str>,
+    pub service: Arc<str>,
+    pub metrics: Option<Arc<RouteMetrics>>,
+    pub started: Instant,
+    pub start_unix: u64,
+    pub method: Method,
+    pub path: String,
+    pub host: String,
+    pub client: String,
+    pub user_agent: String,
+    pub protocol: &'static str,
+    pub request_id: String,
+    pub trace: TraceContext,
+    pub server_span: SpanId,
+    pub sampled: bool,
+    pub status: u16,
+    pub error_code: Option<&'static str>,
+    pub endpoint: Option<String>,
+    pub tries: Vec<TryRecord>,
+    pub grpc: bool,
+    pub identity: Option<String>,
+}
+
+impl Finish {
+    /// Records metrics, spans and the access-log line. `trailers` are the response trailers
+    /// (gRPC puts its status there); `error` says why the body ended early, if it did.
+    pub fn complete(self: Box<Self>, bytes_out: u64, trailers: Option<&HeaderMap>, error: Option<&str>) {
+        let elapsed = self.started.elapsed();
+        let end_unix = self.start_unix + elapsed.as_nanos() as u64;
+        let grpc_status = trailers
+            .and_then(|t| t.get("grpc-status"))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok());
+        if let Some(m) = &self.metrics {
+            m.requests[class_index(Some(self.status))].inc();
+            m.duration.observe(elapsed.as_secs_f64());
+        }
+        if self.tel.spans && self.sampled {
+            self.emit_spans(end_unix, grpc_status, error);
+        }
+        if self.tel.access_log.is_some() {
+            self.tel.log_line(self.log_line(end_unix, bytes_out, grpc_status, error));
+        }
+    }
+
+    fn emit_spans(&self, end_unix: u64, grpc_status: Option<u32>, error: Option<&str>) {
+        let svc = &self.tel.service_name;
+        let failed = self.status >= 500 || error.is_some() || grpc_status.is_some_and(|c| c != 0);
+        let mut attrs = vec![
+            KeyValue::str("http.request.method", self.method.as_str()),
+            KeyValue::str("url.path", self.path.clone()),
+            KeyValue::str("http.route", self.route_name.to_string()),
+            KeyValue::int("http.response.status_code", self.status as i64),
+            KeyValue::str("server.address", self.host.clone()),
+            KeyValue::str("client.address", self.client.clone()),
+            KeyValue::str("network.protocol.version", self.protocol),
+            KeyValue::str("signalbox.upstream.service", self.service.to_string()),
+            KeyValue::str("request.id", self.request_id.clone()),
+        ];
+        if !self.user_agent.is_empty() {
+            attrs.push(KeyValue::str("user_agent.original", self.user_agent.clone()));
+        }
+        if let Some(code) = self.error_code {
+            attrs.push(KeyValue::str("error.type", code));
+        }
+        if let Some(c) = grpc_status {
+            attrs.push(KeyValue::int("rpc.grpc.status_code", c as i64));
+        }
+        if let Some(id) = &self.identity {
+            attrs.push(KeyValue::str("enduser.id", id.clone()));
+        }
+        let trace_state = self.trace.trace_state.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        self.tel.emit_span(Span {
+            trace_id: self.trace.trace_id,
+            span_id: self.server_span,
+            parent_span_id: self.trace.parent,
+            trace_state: trace_state.clone(),
+            service: svc.clone(),
+            name: format!("{} {}", self.method, self.route_name),
+            kind: SpanKind::Server,
+            start_unix_nanos: self.start_unix,
+            end_unix_nanos: end_unix,
+            status: if failed { StatusCode::Error } else { StatusCode::Unset },
+            status_message: error.map(str::to_owned).or(self.error_code.map(str::to_owned)).unwrap_or_default(),
+            attributes: attrs,
+            events: Vec::new(),
+        });
+        for (n, t) in self.tries.iter().enumerate() {
+            let mut attrs = vec![
+                KeyValue::str("http.request.method", self.method.as_str()),
+                KeyValue::str("server.address", t.endpoint.clone()),
+                KeyValue::str("peer.service", self.service.to_string()),
+                KeyValue::str("url.path", self.path.clone()),
+            ];
+            if n > 0 {
+                attrs.push(KeyValue::int("http.request.resend_count", n as i64));
+            }
+            if let Some(s) = t.status {
+                attrs.push(KeyValue::int("http.response.status_code", s as i64));
+            }
+            if let Some(e) = t.error {
+                attrs.push(KeyValue::str("error.type", e));
+            }
+            let failed = t.error.is_some() || t.status.is_some_and(|s| s >= 500);
+            self.tel.emit_span(Span {
+                trace_id: self.trace.trace_id,
+                span_id: t.span_id,
+                parent_span_id: Some(self.server_span),
+                trace_state: trace_state.clone(),
+                service: svc.clone(),
+                name: format!("{} {}", self.method, self.service),
+                kind: SpanKind::Client,
+                start_unix_nanos: t.start_unix,
+                end_unix_nanos: t.end_unix,
+                status: if failed { StatusCode::Error } else { StatusCode::Unset },
+                status_message: t.error.unwrap_or("").to_owned(),
+                attributes: attrs,
+                events: Vec::new(),
+            });
+        }
+    }
+
+    fn log_line(&self, end_unix: u64, bytes_out: u64, grpc_status: Option<u32>, error: Option<&str>) -> Vec<u8> {
+        let mut v = serde_json::json!({
+            "ts": signalbox_core::time::rfc3339_millis(self.start_unix),
+            "trace_id": self.trace.trace_id.to_hex(),
+            "span_id": self.server_span.to_hex(),
+            "request_id": self.request_id,
+            "client": self.client,
+            "method": self.method.as_str(),
+            "host": self.host,
+            "path": self.path,
+            "protocol": self.protocol,
+            "route": &*self.route_name,
+            "service": &*self.service,
+            "endpoint": self.endpoint,
+            "status": self.status,
+            "tries": self.tries.len(),
+            "duration_ms": (end_unix - self.start_unix) as f64 / 1e6,
+            "bytes_out": bytes_out,
+        });
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(c) = self.error_code {
+                obj.insert("error_code".into(), c.into());
+            }
+            if let Some(e) = error {
+                obj.insert("error".into(), e.into());
+            }
+            if let Some(g) = grpc_status {
+                obj.insert("grpc_status".into(), g.into());
+            }
+            if let Some(id) = &self.identity {
+                obj.insert("client_id".into(), id.clone().into());
+            }
+            if !self.user_agent.is_empty() {
+                obj.insert("user_agent".into(), self.user_agent.clone().into());
+            }
+        }
+        let mut line = serde_json::to_vec(&v).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+}

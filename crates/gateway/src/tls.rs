@@ -1,0 +1,31 @@
+//! TLS for downstream listeners: rustls with the ring provider, ALPN offering HTTP/2 and
+//! HTTP/1.1.
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::sync::Arc;
+
+/// Loads a certificate chain and key into a server config, or says what is wrong.
+pub fn load(cert_path: &str, key_path: &str) -> Result<Arc<ServerConfig>, String> {
+    if cert_path.is_empty() || key_path.is_empty() {
+        return Err("TLS needs both `cert` and `key` files".into());
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .map_err(|e| format!("cannot read certificate file `{cert_path}`: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad PEM in `{cert_path}`: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("`{cert_path}` holds no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| format!("cannot read a private key from `{key_path}`: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("certificate and key do not form a valid pair: {e}"))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}

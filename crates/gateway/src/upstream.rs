@@ -1,0 +1,505 @@
+//! Upstream services: their endpoints, connection pools, balancing, per-endpoint circuit
+//! breakers and outlier ejection.
+//!
+//! The endpoint set of a service is an immutable table swapped whole when discovery reports a
+//! change; an endpoint keeps its state (load, latency, breaker, ejections) across swaps and
+//! config reloads as long as its address stays in the set.
+
+use crate::body::UpstreamBody;
+use crate::circuit::{self, CircuitBreaker};
+use crate::clock;
+use crate::config::{OutlierConfig, ServiceConfig};
+use crate::retry::RetryBudget;
+use crate::telemetry::EndpointMetrics;
+use arc_swap::ArcSwap;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::Serialize;
+use signalbox_core::discovery::EndpointInfo;
+use signalbox_core::metrics::Registry;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Latency assumed for an endpoint before it has answered (Linkerd uses a similar default).
+const DEFAULT_RTT_NANOS: f64 = 5_000_000.0;
+
+/// Upstream protocol choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Http1,
+    Http2,
+    Auto,
+}
+
+/// Balancing algorithm.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Balance {
+    P2cEwma { decay: Duration },
+    RoundRobin,
+    RingHash { header: Option<http::HeaderName>, cookie: Option<String>, vnodes: u32 },
+}
+
+/// Outlier ejection settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutlierSettings {
+    pub consecutive_5xx: u32,
+    pub consecutive_gateway: u32,
+    pub base: Duration,
+    pub max: Duration,
+    pub max_percent: u32,
+}
+
+impl From<&OutlierConfig> for OutlierSettings {
+    fn from(c: &OutlierConfig) -> Self {
+        OutlierSettings {
+            consecutive_5xx: c.consecutive_5xx,
+            consecutive_gateway: c.consecutive_gateway_failures,
+            base: c.base_ejection_time.0,
+            max: c.max_ejection_time.0,
+            max_percent: c.max_ejection_percent.min(100),
+        }
+    }
+}
+
+/// One endpoint of a service.
+pub struct Endpoint {
+    pub info: EndpointInfo,
+    pub authority: http::uri::Authority,
+    inflight: AtomicU32,
+    ewma_bits: AtomicU64,
+    ewma_stamp: AtomicU64,
+    pub breaker: Option<CircuitBreaker>,
+    consecutive_5xx: AtomicU32,
+    consecutive_gateway: AtomicU32,
+    ejected_until: AtomicU64,
+    times_ejected: AtomicU32,
+    last_ejection_end: AtomicU64,
+    pub metrics: Option<EndpointMetrics>,
+}
+
+impl Endpoint {
+    fn new(info: EndpointInfo, authority: http::uri::Authority, breaker: Option<circuit::Settings>, metrics: Option<EndpointMetrics>) -> Self {
+        Endpoint {
+            info,
+            authority,
+            inflight: AtomicU32::new(0),
+            ewma_bits: AtomicU64::new(DEFAULT_RTT_NANOS.to_bits()),
+            ewma_stamp: AtomicU64::new(clock::now()),
+            breaker: breaker.map(CircuitBreaker::new),
+            consecutive_5xx: AtomicU32::new(0),
+            consecutive_gateway: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            times_ejected: AtomicU32::new(0),
+            last_ejection_end: AtomicU64::new(0),
+            metrics,
+        }
+    }
+
+    pub fn is_ejected(&self, now: u64) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) > now
+    }
+
+    fn available(&self, now: u64) -> bool {
+        !self.is_ejected(now) && self.breaker.as_ref().is_none_or(|b| b.looks_available())
+    }
+
+    pub fn inflight(&self) -> u32 {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Latency EWMA in seconds.
+    pub fn ewma_seconds(&self) -> f64 {
+        f64::from_bits(self.ewma_bits.load(Ordering::Relaxed)) / 1e9
+    }
+
+    fn cost(&self) -> f64 {
+        f64::from_bits(self.ewma_bits.load(Ordering::Relaxed)) * (self.inflight.load(Ordering::Relaxed) as f64 + 1.0)
+    }
+
+    /// Marks a try as started; the guard ends it.
+    pub fn start(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(self.clone())
+    }
+
+    /// Peak-EWMA update (Finagle): a slower sample is taken at once, faster ones decay in
+    /// with time constant `decay`, so a sudden slowdown steers traffic away immediately.
+    pub fn observe_rtt(&self, rtt: Duration, decay: Duration) {
+        let now = clock::now();
+        let rtt = rtt.as_nanos() as f64;
+        let prev = f64::from_bits(self.ewma_bits.load(Ordering::Relaxed));
+        let last = self.ewma_stamp.swap(now, Ordering::Relaxed);
+        let next = if rtt > prev {
+            rtt
+        } else {
+            let elapsed = now.saturating_sub(last) as f64;
+            let w = (-elapsed / decay.as_nanos().max(1) as f64).exp();
+            prev * w + rtt * (1.0 - w)
+        };
+        self.ewma_bits.store(next.to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn ejection_count(&self) -> u32 {
+        self.times_ejected.load(Ordering::Relaxed)
+    }
+
+    /// Seconds left in the current ejection.
+    pub fn ejected_for(&self) -> Option<f64> {
+        let now = clock::now();
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        (until > now).then(|| (until - now) as f64 / 1e9)
+    }
+}
+
+/// Decrements an endpoint's in-flight count when dropped.
+pub struct InflightGuard(Arc<Endpoint>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The kind of result a try had, for ejection and breakers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TryResult {
+    /// A response below 500.
+    Ok,
+    /// A 5xx response (or a gRPC failure status).
+    ServerError,
+    /// No response: connect failure, reset or timeout.
+    GatewayFailure,
+}
+
+struct Table {
+    endpoints: Vec<Arc<Endpoint>>,
+    /// Consistent-hash ring: (point, endpoint index), sorted by point.
+    ring: Vec<(u64, u32)>,
+}
+
+/// HTTP clients with pooled keep-alive connections, one per upstream protocol.
+pub struct Clients {
+    pub h1: Client<HttpConnector, UpstreamBody>,
+    pub h2: Client<HttpConnector, UpstreamBody>,
+    pub connect_timeout: Duration,
+}
+
+impl Clients {
+    fn new(connect_timeout: Duration, idle: Duration, max_idle: usize) -> Self {
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(connect_timeout));
+        conn.set_nodelay(true);
+        conn.set_keepalive(Some(Duration::from_secs(60)));
+        let mut b = Client::builder(TokioExecutor::new());
+        b.pool_timer(TokioTimer::new()).pool_idle_timeout(idle).pool_max_idle_per_host(max_idle);
+        let h1 = b.build(conn.clone());
+        let mut b2 = Client::builder(TokioExecutor::new());
+        b2.pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(idle)
+            .http2_only(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(10));
+        let h2 = b2.build(conn);
+        Clients { h1, h2, connect_timeout }
+    }
+}
+
+/// A service's runtime state.
+pub struct Upstream {
+    pub name: Arc<str>,
+    pub config: ServiceConfig,
+    pub protocol: Protocol,
+    pub balance: Balance,
+    table: ArcSwap<Table>,
+    rr: AtomicU32,
+    pub breaker: Option<CircuitBreaker>,
+    endpoint_breaker: Option<circuit::Settings>,
+    outlier: OutlierSettings,
+    pub budget: RetryBudget,
+    clients: std::sync::Mutex<Vec<Arc<Clients>>>,
+    registry: Option<Registry>,
+    /// Set when endpoints come from discovery rather than config.
+    pub discovered: bool,
+}
+
+/// Why no endpoint could be chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoEndpoint {
+    /// The service has no endpoints at all.
+    Empty,
+    /// Every endpoint is ejected or has an open circuit.
+    AllUnavailable { circuits_open: bool },
+}
+
+impl Upstream {
+    pub fn new(
+        config: ServiceConfig,
+        protocol: Protocol,
+        balance: Balance,
+        breaker: Option<circuit::Settings>,
+        endpoint_breaker: Option<circuit::Settings>,
+        registry: Option<Registry>,
+    ) -> Self {
+        Upstream {
+            name: config.name.as_str().into(),
+            outlier: OutlierSettings::from(&config.outlier),
+            discovered: config.endpoints.is_empty(),
+            config,
+            protocol,
+            balance,
+            table: ArcSwap::from_pointee(Table { endpoints: Vec::new(), ring: Vec::new() }),
+            rr: AtomicU32::new(0),
+            breaker: breaker.map(CircuitBreaker::new),
+            endpoint_breaker,
+            budget: RetryBudget::default(),
+            clients: std::sync::Mutex::new(Vec::new()),
+            registry,
+        }
+    }
+
+    /// The pooled clients for a connect timeout (shared by routes with the same timeout).
+    pub fn clients(&self, connect_timeout: Duration) -> Arc<Clients> {
+        let mut list = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = list.iter().find(|c| c.connect_timeout == connect_timeout) {
+            return c.clone();
+        }
+        let c = Arc::new(Clients::new(connect_timeout, self.config.pool_idle_timeout.0, self.config.pool_max_idle_per_endpoint));
+        list.push(c.clone());
+        c
+    }
+
+    /// Replaces the endpoint set, keeping the state of endpoints that stay. `previous`
+    /// lends endpoint state from an older runtime of the same service (config reload).
+    pub fn set_endpoints(&self, infos: &[EndpointInfo], previous: Option<&Upstream>) {
+        let mut known: HashMap<&str, &Arc<Endpoint>> = HashMap::new();
+        let old = self.table.load();
+        let prev_table = previous.map(|p| p.table.load_full());
+        if let Some(t) = &prev_table {
+            for e in &t.endpoints {
+                if e.breaker.as_ref().map(|b| b.settings()) == self.endpoint_breaker.as_ref() {
+                    known.insert(&e.info.address, e);
+                }
+            }
+        }
+        for e in &old.endpoints {
+            known.insert(&e.info.address, e);
+        }
+        let mut endpoints = Vec::with_capacity(infos.len());
+        for info in infos {
+            if let Some(e) = known.get(info.address.as_str())
+                && e.info == *info {
+                    endpoints.push((*e).clone());
+                    continue;
+                }
+            let Ok(authority) = info.address.parse::<http::uri::Authority>() else {
+                tracing::warn!(service = %self.name, address = %info.address, "ignoring endpoint with an invalid address");
+                continue;
+            };
+            let metrics = self.registry.as_ref().map(|r| EndpointMetrics::new(r, &self.name, &info.address));
+            endpoints.push(Arc::new(Endpoint::new(info.clone(), authority, self.endpoint_breaker.clone(), metrics)));
+        }
+        let ring = match &self.balance {
+            Balance::RingHash { vnodes, .. } => build_ring(&endpoints, *vnodes),
+            _ => Vec::new(),
+        };
+        self.table.store(Arc::new(Table { endpoints, ring }));
+    }
+
+    pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        self.table.load().endpoints.clone()
+    }
+
+    /// Chooses an endpoint for a try and takes its breaker permit. `hash` is the request's
+    /// hash key for `ring_hash`; `avoid` is the endpoint of the previous try, skipped when
+    /// another one is available.
+    pub fn pick(&self, hash: Option<u64>, avoid: Option<&Arc<Endpoint>>) -> Result<Arc<Endpoint>, NoEndpoint> {
+        let table = self.table.load();
+        let eps = &table.endpoints;
+        if eps.is_empty() {
+            return Err(NoEndpoint::Empty);
+        }
+        let now = clock::now();
+        let usable = |e: &Arc<Endpoint>| e.available(now) && avoid.is_none_or(|a| !Arc::ptr_eq(a, e));
+        let candidate = match (&self.balance, hash) {
+            (Balance::RingHash { .. }, Some(h)) => ring_pick(&table, h, &usable),
+            (Balance::RoundRobin, _) => {
+                let start = self.rr.fetch_add(1, Ordering::Relaxed) as usize;
+                (0..eps.len()).map(|i| &eps[(start + i) % eps.len()]).find(|e| usable(e)).cloned()
+            }
+            _ => p2c(eps, &usable),
+        };
+        let acquire = |e: &Arc<Endpoint>| e.breaker.as_ref().is_none_or(|b| b.try_acquire().is_ok());
+        if let Some(e) = candidate
+            && acquire(&e) {
+                return Ok(e);
+            }
+        // The choice was refused by its breaker (half-open trials used up), or nothing was
+        // usable but the avoided endpoint: scan, and use the avoided one last.
+        if let Some(e) = eps.iter().find(|e| usable(e) && acquire(e)) {
+            return Ok(e.clone());
+        }
+        if let Some(a) = avoid.filter(|a| a.available(now) && acquire(a)) {
+            return Ok(a.clone());
+        }
+        let circuits_open = eps.iter().any(|e| e.breaker.as_ref().is_some_and(|b| b.state() != circuit::State::Closed));
+        Err(NoEndpoint::AllUnavailable { circuits_open })
+    }
+
+    /// Feeds a try's result to the endpoint's breaker and to outlier ejection.
+    pub fn report(&self, ep: &Endpoint, result: TryResult, slow: bool) {
+        if let Some(b) = &ep.breaker
+            && let Some(state) = b.record(circuit::Outcome { failure: result != TryResult::Ok, slow }) {
+                tracing::info!(service = %self.name, endpoint = %ep.info.address, state = ?state, "endpoint circuit changed state");
+            }
+        let o = &self.outlier;
+        match result {
+            TryResult::Ok => {
+                ep.consecutive_5xx.store(0, Ordering::Relaxed);
+                ep.consecutive_gateway.store(0, Ordering::Relaxed);
+                self.decay_ejections(ep);
+            }
+            TryResult::ServerError => {
+                ep.consecutive_gateway.store(0, Ordering::Relaxed);
+                let n = ep.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1;
+                if o.consecutive_5xx > 0 && n >= o.consecutive_5xx {
+                    self.try_eject(ep, "consecutive_5xx");
+                }
+            }
+            TryResult::GatewayFailure => {
+                let n = ep.consecutive_gateway.fetch_add(1, Ordering::Relaxed) + 1;
+                let n5 = ep.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1;
+                if (o.consecutive_gateway > 0 && n >= o.consecutive_gateway) || (o.consecutive_5xx > 0 && n5 >= o.consecutive_5xx) {
+                    self.try_eject(ep, "consecutive_gateway_failures");
+                }
+            }
+        }
+    }
+
+    fn try_eject(&self, ep: &Endpoint, reason: &str) {
+        let now = clock::now();
+        if ep.is_ejected(now) {
+            return;
+        }
+        let table = self.table.load();
+        let total = table.endpoints.len();
+        if total < 2 {
+            // Ejecting the only endpoint would turn a degraded service into a dead one.
+            return;
+        }
+        let ejected = table.endpoints.iter().filter(|e| e.is_ejected(now)).count();
+        let allowed = ((total * self.outlier.max_percent as usize) / 100).max(1);
+        if ejected >= allowed {
+            return;
+        }
+        let times = ep.times_ejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let time = self.outlier.base.saturating_mul(times).min(self.outlier.max.max(self.outlier.base));
+        let until = now + clock::nanos(time);
+        ep.ejected_until.store(until, Ordering::Relaxed);
+        ep.last_ejection_end.store(until, Ordering::Relaxed);
+        ep.consecutive_5xx.store(0, Ordering::Relaxed);
+        ep.consecutive_gateway.store(0, Ordering::Relaxed);
+        tracing::warn!(service = %self.name, endpoint = %ep.info.address, reason, seconds = time.as_secs_f64(), "endpoint ejected");
+    }
+
+    /// An endpoint healthy for a base ejection time after its last ejection ended earns one
+    /// ejection back, so old incidents stop lengthening new ejections.
+    fn decay_ejections(&self, ep: &Endpoint) {
+        let times = ep.times_ejected.load(Ordering::Relaxed);
+        if times == 0 {
+            return;
+        }
+        let end = ep.last_ejection_end.load(Ordering::Relaxed);
+        let now = clock::now();
+        if now > end + clock::nanos(self.outlier.base)
+            && ep.last_ejection_end.compare_exchange(end, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            ep.times_ejected.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hash key of a request for `ring_hash`, if the balancer uses one and it is present.
+    pub fn hash_key(&self, headers: &http::HeaderMap) -> Option<u64> {
+        let Balance::RingHash { header, cookie, .. } = &self.balance else { return None };
+        let value = header
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .map(|v| v.as_bytes())
+            .or_else(|| cookie.as_ref().and_then(|c| cookie_value(headers, c)))?;
+        let mut h = DefaultHasher::new();
+        value.hash(&mut h);
+        Some(h.finish())
+    }
+}
+
+fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
+    for v in headers.get_all(http::header::COOKIE) {
+        let s = v.to_str().ok()?;
+        for pair in s.split(';') {
+            if let Some((k, val)) = pair.trim().split_once('=')
+                && k == name {
+                    return Some(val.as_bytes());
+                }
+        }
+    }
+    None
+}
+
+fn p2c(eps: &[Arc<Endpoint>], usable: &impl Fn(&Arc<Endpoint>) -> bool) -> Option<Arc<Endpoint>> {
+    let n = eps.len();
+    if n == 1 {
+        return usable(&eps[0]).then(|| eps[0].clone());
+    }
+    let a = fastrand::usize(..n);
+    let mut b = fastrand::usize(..n - 1);
+    if b >= a {
+        b += 1;
+    }
+    let (ea, eb) = (&eps[a], &eps[b]);
+    match (usable(ea), usable(eb)) {
+        (true, true) => Some(if ea.cost() <= eb.cost() { ea } else { eb }.clone()),
+        (true, false) => Some(ea.clone()),
+        (false, true) => Some(eb.clone()),
+        (false, false) => eps
+            .iter()
+            .filter(|e| usable(e))
+            .min_by(|x, y| x.cost().total_cmp(&y.cost()))
+            .cloned(),
+    }
+}
+
+fn point(address: &str, replica: u32) -> u64 {
+    let mut h = DefaultHasher::new();
+    address.hash(&mut h);
+    replica.hash(&mut h);
+    h.finish()
+}
+
+fn build_ring(eps: &[Arc<Endpoint>], vnodes: u32) -> Vec<(u64, u32)> {
+    let mut ring = Vec::with_capacity(eps.len() * vnodes as usize);
+    for (i, e) in eps.iter().enumerate() {
+        let replicas = vnodes * e.info.weight.max(1);
+        for r in 0..replicas {
+            ring.push((point(&e.info.address, r), i as u32));
+        }
+    }
+    ring.sort_unstable();
+    ring
+}
+
+fn ring_pick(table: &Table, hash: u64, usable: &impl Fn(&Arc<Endpoint>) -> bool) -> Option<Arc<Endpoint>> {
+    let ring = &table.ring;
+    if ring.is_empty() {
+        return None;
+    }
+    let start = ring.partition_point(|(p, _)| *p < hash);
+    (0..ring.len())
+        .map(|i| &table.endpoints[ring[(start + i) % ring.len()].1 as usize])
+        .find(|e| usable(e))
+        .cloned()
+}

@@ -13,6 +13,7 @@
 //! - [`metrics`]: the node's own Prometheus-style counters, gauges and histograms.
 //! - [`shutdown`]: a cloneable shutdown signal with a drain deadline.
 //! - [`time`]: wall-clock helpers in Unix nanoseconds.
+//! - [`views`]: read-only views components offer to the API layer.
 
 pub mod config;
 pub mod discovery;
@@ -22,3 +23,4 @@ pub mod shutdown;
 pub mod span;
 pub mod telemetry;
 pub mod time;
+pub mod views;

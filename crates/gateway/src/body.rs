@@ -107,6 +107,13 @@ impl Body for Watched {
                                 }
                                 return Poll::Ready(Some(Err(BodyError::TooLarge(this.guard.limit))));
                             }
+                            // hyper stops polling a body whose length is reached, so the end
+                            // must be noticed here rather than from a final `None`.
+                            if this.inner.is_end_stream() {
+                                if let Some(f) = this.finish.take() {
+                                    f.complete(*this.seen, None, None);
+                                }
+                            }
                         } else if let Some(trailers) = frame.trailers_ref()
                             && let Some(f) = this.finish.take() {
                                 f.complete(*this.seen, Some(trailers), None);

@@ -296,3 +296,15 @@ pub fn check(cfg: &GatewayConfig, discovery: Option<&dyn EndpointSource>) -> Res
     let cx = CompileContext { registry: None, discovery, previous: None, prefix: "gateway" };
     compile::compile(cfg, &cx).map(|_| ())
 }
+
+impl signalbox_core::views::GatewayView for Gateway {
+    fn routes(&self) -> Value {
+        self.routes_view()
+    }
+    fn services(&self) -> Value {
+        self.services_view()
+    }
+    fn circuits(&self) -> Value {
+        self.circuits_view()
+    }
+}

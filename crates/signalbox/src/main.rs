@@ -1,1 +1,48 @@
-fn main() {}
+//! The `signalbox` binary: parses the command line and hands off to the subcommand. The
+//! wiring of components lives in [`serve`]; config loading in [`config`].
+//!
+//! # Layout
+//! - [`cli`]: the clap definitions of every subcommand and flag.
+//! - [`config`]: the config file, environment overrides and problem reports.
+//! - [`serve`]: `signalbox serve`: builds the components, runs them, reloads, shuts down.
+//! - [`logging`]: the node's own structured logs.
+
+mod cli;
+mod config;
+mod logging;
+mod serve;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match args.command {
+        cli::Command::Serve(opts) => serve::main(opts),
+        cli::Command::CheckConfig { file } => check_config(&file),
+        cli::Command::HashKey { key } => {
+            println!("{}", signalbox_gateway::auth::hash_key(&key));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let loaded = match config::load(Some(file), std::env::vars()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let problems = serve::validate(&loaded.config);
+    if problems.is_empty() {
+        println!("{}: ok", file.display());
+        ExitCode::SUCCESS
+    } else {
+        let n = problems.list.len();
+        eprintln!("{}", loaded.report(problems));
+        eprintln!("{n} problem{} found", if n == 1 { "" } else { "s" });
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,14 @@
+//! Read-only views that components offer to the API layer, so `api` can show a component's
+//! state without depending on the component's crate.
+
+use serde_json::Value;
+
+/// What the gateway shows on the admin API.
+pub trait GatewayView: Send + Sync + 'static {
+    /// Routes with their policies (no secrets).
+    fn routes(&self) -> Value;
+    /// Services with endpoint health, load, ejections and circuit states.
+    fn services(&self) -> Value;
+    /// Every circuit breaker and its state.
+    fn circuits(&self) -> Value;
+}

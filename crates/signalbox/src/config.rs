@@ -1,0 +1,251 @@
+//! The node's config file: loading, environment overrides, validation, and problem reports
+//! that name the file, line and key.
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file, `SIGNALBOX_*` environment
+//! variables, command-line flags. An environment variable names a key path with `__`
+//! between sections: `SIGNALBOX_GATEWAY__LISTEN=0.0.0.0:8080` sets `gateway.listen`, and
+//! `SIGNALBOX_GATEWAY__TELEMETRY__SAMPLE_RATE=0.1` sets `gateway.telemetry.sample_rate`.
+//! Values are read as TOML (numbers, booleans, arrays) and otherwise as strings.
+
+use serde::{Deserialize, Serialize};
+use signalbox_core::config::{Problem, Problems};
+use signalbox_gateway::config::GatewayConfig;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml::Table;
+
+/// The whole config file.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// Process-wide settings.
+    pub node: NodeConfig,
+    /// The console port: the web console and every HTTP API (admin, native, compatibility).
+    pub console: ConsoleConfig,
+    /// The edge gateway.
+    pub gateway: GatewayConfig,
+}
+
+/// Process-wide settings.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Directory for all stored data.
+    pub data_dir: String,
+    /// Log format of the node's own logs: `text` or `json`.
+    pub log_format: String,
+    /// Log filter, in `tracing` env-filter syntax (`info`, `signalbox_gateway=debug`).
+    pub log_level: String,
+    /// How often the config file is checked for changes (a change is applied like SIGHUP).
+    pub watch_interval: signalbox_core::config::Dur,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: "./signalbox-data".into(),
+            log_format: "text".into(),
+            log_level: "info".into(),
+            watch_interval: signalbox_core::config::Dur::secs(2),
+        }
+    }
+}
+
+/// The console port.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Address of the console and API listener.
+    pub listen: String,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { listen: "127.0.0.1:9900".into() }
+    }
+}
+
+/// Problems found in a config, ready to print.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    /// (line, problem); line 0 when the key is not in the file (a default or an override).
+    pub problems: Vec<(usize, Problem)>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<defaults>".into());
+        for (i, (line, p)) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if *line > 0 {
+                write!(f, "{file}:{line}: {}: {}", p.path, p.message)?;
+            } else {
+                write!(f, "{file}: {}: {}", p.path, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A loaded config with the text it came from (kept to locate keys in problem reports).
+pub struct Loaded {
+    pub config: FileConfig,
+    pub file: Option<PathBuf>,
+    source: String,
+}
+
+/// Reads `file` (or starts from defaults), applies `SIGNALBOX_*` overrides from `env`.
+pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Loaded, ConfigError> {
+    let err = |line, path: &str, message: String| ConfigError {
+        file: file.map(Path::to_path_buf),
+        problems: vec![(line, Problem { path: path.into(), message })],
+    };
+    let source = match file {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| err(0, "", format!("cannot read the config file: {e}")))?,
+        None => String::new(),
+    };
+    let mut table: Table = source.parse().map_err(|e: toml::de::Error| {
+        let line = e.span().map(|s| line_of(&source, s.start)).unwrap_or(0);
+        err(line, "", format!("invalid TOML: {}", e.message()))
+    })?;
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("SIGNALBOX_") else { continue };
+        if rest.is_empty() {
+            continue;
+        }
+        let keys: Vec<String> = rest.split("__").map(|k| k.to_ascii_lowercase()).collect();
+        if keys.iter().any(|k| k.is_empty()) {
+            return Err(err(0, &name, "malformed override: use SECTION__KEY, e.g. SIGNALBOX_GATEWAY__LISTEN".into()));
+        }
+        set_path(&mut table, &keys, &value).map_err(|m| err(0, &keys.join("."), format!("{m} (from ${name})")))?;
+    }
+    let config: FileConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = toml_path(&e.path().to_string());
+        let inner = e.into_inner();
+        let message = inner.message().to_owned();
+        // For an unknown field the path ends at its table; point at the field itself.
+        let full = match message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
+            Some(field) if path.is_empty() => field.to_owned(),
+            Some(field) if !path.ends_with(field) => format!("{path}.{field}"),
+            _ => path,
+        };
+        err(locate(&source, &full), &full, message)
+    })?;
+    Ok(Loaded { config, file: file.map(Path::to_path_buf), source })
+}
+
+impl Loaded {
+    /// Turns validation problems into a report with line numbers.
+    pub fn report(&self, problems: Problems) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            problems: problems.list.into_iter().map(|p| (locate(&self.source, &p.path), p)).collect(),
+        }
+    }
+}
+
+/// serde_path_to_error writes `gateway.routes[0].match`; keep that form, minus a leading `.`.
+fn toml_path(p: &str) -> String {
+    if p == "." { String::new() } else { p.trim_start_matches('.').to_owned() }
+}
+
+fn set_path(t: &mut Table, keys: &[String], raw: &str) -> Result<(), String> {
+    let (last, parents) = keys.split_last().ok_or("empty key")?;
+    let mut cur = t;
+    for k in parents {
+        let entry = cur.entry(k.clone()).or_insert_with(|| toml::Value::Table(Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| format!("`{k}` is not a table"))?;
+    }
+    let value = format!("v = {raw}")
+        .parse::<Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    cur.insert(last.clone(), value);
+    Ok(())
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+/// The 1-based line of a key path like `gateway.routes[1].match.path_prefix` in `src`, or of
+/// its closest ancestor present in the file; 0 when none is.
+pub fn locate(src: &str, path: &str) -> usize {
+    let Ok(doc) = toml::de::DeTable::parse(src) else { return 0 };
+    let mut best = 0;
+    let mut table = Some(doc.get_ref());
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        let (key, index) = match seg.split_once('[') {
+            Some((k, i)) => (k, i.trim_end_matches(']').parse::<usize>().ok()),
+            None => (seg, None),
+        };
+        let found = table.and_then(|t| t.iter().find(|(k, _)| k.get_ref().as_ref() == key));
+        let Some((k, v)) = found else { break };
+        best = line_of(src, k.span().start);
+        let mut value = Some(v.get_ref());
+        if let Some(i) = index {
+            match value {
+                Some(toml::de::DeValue::Array(a)) => match a.get(i) {
+                    Some(item) => {
+                        best = line_of(src, item.span().start);
+                        value = Some(item.get_ref());
+                    }
+                    None => break,
+                },
+                _ => break,
+            }
+        }
+        table = match value {
+            Some(toml::de::DeValue::Table(t)) => Some(t),
+            _ => None,
+        };
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locates_nested_keys() {
+        let src = "[gateway]\nlisten = \"x\"\n\n[[gateway.routes]]\nservice = \"a\"\n\n[[gateway.routes]]\nservice = \"b\"\n[gateway.routes.match]\npath = \"y\"\n";
+        assert_eq!(locate(src, "gateway.listen"), 2);
+        assert_eq!(locate(src, "gateway.routes[1].service"), 8);
+        assert_eq!(locate(src, "gateway.routes[1].match.path"), 10);
+        assert_eq!(locate(src, "gateway.routes[1].match.nope"), 9);
+        assert_eq!(locate(src, "console.listen"), 0);
+    }
+
+    #[test]
+    fn env_overrides_apply_typed_values() {
+        let env = vec![
+            ("SIGNALBOX_GATEWAY__LISTEN".to_string(), "0.0.0.0:18080".to_string()),
+            ("SIGNALBOX_GATEWAY__TELEMETRY__SAMPLE_RATE".to_string(), "0.25".to_string()),
+            ("SIGNALBOX_GATEWAY__TELEMETRY__SPANS".to_string(), "false".to_string()),
+            ("UNRELATED".to_string(), "1".to_string()),
+        ];
+        let l = load(None, env.into_iter()).unwrap();
+        assert_eq!(l.config.gateway.listen, "0.0.0.0:18080");
+        assert_eq!(l.config.gateway.telemetry.sample_rate, 0.25);
+        assert!(!l.config.gateway.telemetry.spans);
+    }
+
+    #[test]
+    fn unknown_keys_name_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[gateway]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 3\n").unwrap();
+        let e = load(Some(&p), std::iter::empty()).err().unwrap().to_string();
+        assert!(e.contains("c.toml:3: gateway.listen_typo: unknown field `listen_typo`"), "{e}");
+        std::fs::write(&p, "[gateway.limits]\nmax_headers = \"many\"\n").unwrap();
+        let e = load(Some(&p), std::iter::empty()).err().unwrap().to_string();
+        assert!(e.contains("c.toml:2: gateway.limits.max_headers: invalid type"), "{e}");
+    }
+}

@@ -59,7 +59,11 @@ pub struct TlsConfig {
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        TlsConfig { listen: "127.0.0.1:8443".into(), cert: String::new(), key: String::new() }
+        TlsConfig {
+            listen: "127.0.0.1:8443".into(),
+            cert: String::new(),
+            key: String::new(),
+        }
     }
 }
 
@@ -198,9 +202,16 @@ impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {
             attempts: 3,
-            retry_on: ["connect-failure", "502", "503", "504", "grpc-unavailable", "reset"]
-                .map(String::from)
-                .to_vec(),
+            retry_on: [
+                "connect-failure",
+                "502",
+                "503",
+                "504",
+                "grpc-unavailable",
+                "reset",
+            ]
+            .map(String::from)
+            .to_vec(),
             non_idempotent: false,
             backoff_base: Dur::millis(25),
             backoff_max: Dur::millis(250),
@@ -434,7 +445,11 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        RateLimitConfig { requests_per_second: 100.0, burst: 100, per: "client_ip".into() }
+        RateLimitConfig {
+            requests_per_second: 100.0,
+            burst: 100,
+            per: "client_ip".into(),
+        }
     }
 }
 

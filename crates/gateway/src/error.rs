@@ -33,48 +33,126 @@ pub struct GatewayError {
 }
 
 impl GatewayError {
-    pub fn new(status: StatusCode, code: &'static str, side: Side, message: impl Into<String>) -> Self {
-        GatewayError { status, code, message: message.into(), side, retryable: false, retry_after: None }
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        side: Side,
+        message: impl Into<String>,
+    ) -> Self {
+        GatewayError {
+            status,
+            code,
+            message: message.into(),
+            side,
+            retryable: false,
+            retry_after: None,
+        }
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "route_not_found", Side::Downstream, "no route matches this request")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            Side::Downstream,
+            "no route matches this request",
+        )
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", Side::Downstream, message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            Side::Downstream,
+            message,
+        )
     }
     pub fn headers_too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", Side::Downstream, message)
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            Side::Downstream,
+            message,
+        )
     }
     pub fn body_too_large(limit: u64) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", Side::Downstream, format!("request body exceeds the route limit of {limit} bytes"))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            Side::Downstream,
+            format!("request body exceeds the route limit of {limit} bytes"),
+        )
     }
     pub fn unauthorized(message: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", Side::Downstream, message)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            Side::Downstream,
+            message,
+        )
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", Side::Downstream, message)
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            Side::Downstream,
+            message,
+        )
     }
     pub fn rate_limited(retry_after: Duration) -> Self {
-        GatewayError { retry_after: Some(retry_after), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", Side::Gateway, "rate limit exceeded") }
+        GatewayError {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                Side::Gateway,
+                "rate limit exceeded",
+            )
+        }
     }
     pub fn circuit_open(circuit: &str, retry_after: Duration) -> Self {
         GatewayError {
             retry_after: Some(retry_after),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "circuit_open", Side::Gateway, format!("circuit `{circuit}` is open"))
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "circuit_open",
+                Side::Gateway,
+                format!("circuit `{circuit}` is open"),
+            )
         }
     }
     pub fn no_endpoint(service: &str) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_healthy_endpoint", Side::Upstream, format!("service `{service}` has no available endpoint"))
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_healthy_endpoint",
+            Side::Upstream,
+            format!("service `{service}` has no available endpoint"),
+        )
     }
     pub fn connect_failed(service: &str) -> Self {
-        GatewayError { retryable: true, ..Self::new(StatusCode::BAD_GATEWAY, "upstream_connect_failed", Side::Upstream, format!("could not connect to service `{service}`")) }
+        GatewayError {
+            retryable: true,
+            ..Self::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_connect_failed",
+                Side::Upstream,
+                format!("could not connect to service `{service}`"),
+            )
+        }
     }
     pub fn upstream_reset(service: &str) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "upstream_reset", Side::Upstream, format!("service `{service}` closed the connection without a response"))
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_reset",
+            Side::Upstream,
+            format!("service `{service}` closed the connection without a response"),
+        )
     }
     pub fn upstream_timeout(service: &str) -> Self {
-        Self::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", Side::Upstream, format!("service `{service}` did not answer in time"))
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            Side::Upstream,
+            format!("service `{service}` did not answer in time"),
+        )
     }
 
     /// gRPC status code with the same meaning.
@@ -91,7 +169,12 @@ impl GatewayError {
     }
 
     /// The response the client sees.
-    pub fn to_response(&self, trace_id: &str, request_id: Option<&HeaderValue>, grpc: bool) -> Response<ClientBody> {
+    pub fn to_response(
+        &self,
+        trace_id: &str,
+        request_id: Option<&HeaderValue>,
+        grpc: bool,
+    ) -> Response<ClientBody> {
         let mut b = Response::builder();
         if grpc {
             b = b
@@ -100,7 +183,9 @@ impl GatewayError {
                 .header("grpc-status", self.grpc_status())
                 .header("grpc-message", percent_encode(&self.message));
         } else {
-            b = b.status(self.status).header("content-type", "application/json");
+            b = b
+                .status(self.status)
+                .header("content-type", "application/json");
         }
         b = b.header("x-signalbox-error", self.code);
         if let Some(id) = request_id {

@@ -78,17 +78,42 @@ pub struct Gateway {
 impl Gateway {
     /// Validates `cfg` and builds the gateway; nothing is bound yet.
     pub fn new(cfg: GatewayConfig, deps: Deps) -> Result<Arc<Self>, Problems> {
-        let cx = CompileContext { registry: Some(&deps.registry), discovery: deps.discovery.as_deref(), previous: None, prefix: "gateway" };
+        let cx = CompileContext {
+            registry: Some(&deps.registry),
+            discovery: deps.discovery.as_deref(),
+            previous: None,
+            prefix: "gateway",
+        };
         let (snap, followers) = compile::compile(&cfg, &cx)?;
-        let telemetry = telemetry::Telemetry::new(&cfg.telemetry, &cfg.service_name, deps.spans, &deps.registry).map_err(|e| {
+        let telemetry = telemetry::Telemetry::new(
+            &cfg.telemetry,
+            &cfg.service_name,
+            deps.spans,
+            &deps.registry,
+        )
+        .map_err(|e| {
             let mut p = Problems::default();
-            p.add("gateway.telemetry.access_log", format!("cannot open `{}`: {e}", cfg.telemetry.access_log));
+            p.add(
+                "gateway.telemetry.access_log",
+                format!("cannot open `{}`: {e}", cfg.telemetry.access_log),
+            );
             p
         })?;
         let gw = Arc::new(Gateway {
-            shared: Arc::new(proxy::Shared { snapshot: ArcSwap::from_pointee(snap), telemetry: Arc::new(telemetry) }),
-            reloads: deps.registry.counter("signalbox_gateway_config_reloads_total", "Gateway configs applied.", &[("result", "ok")]),
-            reload_failures: deps.registry.counter("signalbox_gateway_config_reloads_total", "Gateway configs applied.", &[("result", "rejected")]),
+            shared: Arc::new(proxy::Shared {
+                snapshot: ArcSwap::from_pointee(snap),
+                telemetry: Arc::new(telemetry),
+            }),
+            reloads: deps.registry.counter(
+                "signalbox_gateway_config_reloads_total",
+                "Gateway configs applied.",
+                &[("result", "ok")],
+            ),
+            reload_failures: deps.registry.counter(
+                "signalbox_gateway_config_reloads_total",
+                "Gateway configs applied.",
+                &[("result", "rejected")],
+            ),
             registry: deps.registry,
             discovery: deps.discovery,
             followers: Mutex::new(Vec::new()),
@@ -102,11 +127,20 @@ impl Gateway {
     /// addresses and telemetry outlets are fixed at start-up.
     pub fn reload(&self, cfg: GatewayConfig) -> Result<(), Problems> {
         let current = self.shared.snapshot.load_full();
-        let cx = CompileContext { registry: Some(&self.registry), discovery: self.discovery.as_deref(), previous: Some(&current), prefix: "gateway" };
+        let cx = CompileContext {
+            registry: Some(&self.registry),
+            discovery: self.discovery.as_deref(),
+            previous: Some(&current),
+            prefix: "gateway",
+        };
         match compile::compile(&cfg, &cx) {
             Ok((snap, followers)) => {
-                if snap.config.listen != current.config.listen || snap.config.tls != current.config.tls {
-                    tracing::warn!("listener addresses changed; they take effect at the next restart");
+                if snap.config.listen != current.config.listen
+                    || snap.config.tls != current.config.tls
+                {
+                    tracing::warn!(
+                        "listener addresses changed; they take effect at the next restart"
+                    );
                 }
                 self.shared.snapshot.store(Arc::new(snap));
                 self.follow(followers);
@@ -132,7 +166,9 @@ impl Gateway {
         let tls = match &cfg.tls {
             None => None,
             Some(t) => {
-                let acceptor = tokio_rustls::TlsAcceptor::from(tls::load(&t.cert, &t.key).map_err(std::io::Error::other)?);
+                let acceptor = tokio_rustls::TlsAcceptor::from(
+                    tls::load(&t.cert, &t.key).map_err(std::io::Error::other)?,
+                );
                 Some((server::bind(&t.listen).await?, acceptor))
             }
         };
@@ -189,18 +225,32 @@ impl Gateway {
         out.push_str("# HELP signalbox_gateway_circuit_state Circuit state: 0 closed, 1 open, 2 half-open.\n# TYPE signalbox_gateway_circuit_state gauge\n");
         for (name, up) in &snap.services {
             if let Some(b) = &up.breaker {
-                let _ = writeln!(out, "signalbox_gateway_circuit_state{{scope=\"service\",service=\"{name}\",endpoint=\"\"}} {}", b.state() as u8);
+                let _ = writeln!(
+                    out,
+                    "signalbox_gateway_circuit_state{{scope=\"service\",service=\"{name}\",endpoint=\"\"}} {}",
+                    b.state() as u8
+                );
             }
             for e in up.endpoints() {
                 if let Some(b) = &e.breaker {
-                    let _ = writeln!(out, "signalbox_gateway_circuit_state{{scope=\"endpoint\",service=\"{name}\",endpoint=\"{}\"}} {}", e.info.address, b.state() as u8);
+                    let _ = writeln!(
+                        out,
+                        "signalbox_gateway_circuit_state{{scope=\"endpoint\",service=\"{name}\",endpoint=\"{}\"}} {}",
+                        e.info.address,
+                        b.state() as u8
+                    );
                 }
             }
         }
         out.push_str("# HELP signalbox_gateway_endpoint_ejected Whether an endpoint is ejected as an outlier.\n# TYPE signalbox_gateway_endpoint_ejected gauge\n");
         for (name, up) in &snap.services {
             for e in up.endpoints() {
-                let _ = writeln!(out, "signalbox_gateway_endpoint_ejected{{service=\"{name}\",endpoint=\"{}\"}} {}", e.info.address, e.ejected_for().is_some() as u8);
+                let _ = writeln!(
+                    out,
+                    "signalbox_gateway_endpoint_ejected{{service=\"{name}\",endpoint=\"{}\"}} {}",
+                    e.info.address,
+                    e.ejected_for().is_some() as u8
+                );
             }
         }
     }
@@ -293,7 +343,12 @@ impl Gateway {
 
 /// Validates a gateway config without building anything that runs.
 pub fn check(cfg: &GatewayConfig, discovery: Option<&dyn EndpointSource>) -> Result<(), Problems> {
-    let cx = CompileContext { registry: None, discovery, previous: None, prefix: "gateway" };
+    let cx = CompileContext {
+        registry: None,
+        discovery,
+        previous: None,
+        prefix: "gateway",
+    };
     compile::compile(cfg, &cx).map(|_| ())
 }
 

@@ -64,15 +64,36 @@ fn builder(s: &ServeSettings) -> auto::Builder<TokioExecutor> {
 
 /// Serves both listeners until `shutdown`, then drains in-flight requests for up to the
 /// drain timeout.
-pub async fn serve(shared: Arc<Shared>, listeners: Listeners, settings: ServeSettings, shutdown: Shutdown) {
+pub async fn serve(
+    shared: Arc<Shared>,
+    listeners: Listeners,
+    settings: ServeSettings,
+    shutdown: Shutdown,
+) {
     let graceful = Arc::new(GracefulShutdown::new());
     let builder = Arc::new(builder(&settings));
     let limit = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     let mut tasks = Vec::new();
-    let plain = accept_loop(shared.clone(), listeners.plain, None, builder.clone(), limit.clone(), graceful.clone(), shutdown.clone());
+    let plain = accept_loop(
+        shared.clone(),
+        listeners.plain,
+        None,
+        builder.clone(),
+        limit.clone(),
+        graceful.clone(),
+        shutdown.clone(),
+    );
     tasks.push(tokio::spawn(plain));
     if let Some((l, acceptor)) = listeners.tls {
-        tasks.push(tokio::spawn(accept_loop(shared, l, Some(acceptor), builder, limit, graceful.clone(), shutdown)));
+        tasks.push(tokio::spawn(accept_loop(
+            shared,
+            l,
+            Some(acceptor),
+            builder,
+            limit,
+            graceful.clone(),
+            shutdown,
+        )));
     }
     for t in tasks {
         let _ = t.await;
@@ -113,7 +134,10 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = Arc::new(ConnInfo { client, tls: tls.is_some() });
+        let conn = Arc::new(ConnInfo {
+            client,
+            tls: tls.is_some(),
+        });
         let shared = shared.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -123,21 +147,31 @@ async fn accept_loop(
             let svc = service_fn(move |req| proxy::handle(shared.clone(), conn.clone(), req));
             match tls {
                 None => serve_io(&builder, TokioIo::new(stream), svc, watcher).await,
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => serve_io(&builder, TokioIo::new(s), svc, watcher).await,
-                    Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(s)) => serve_io(&builder, TokioIo::new(s), svc, watcher).await,
+                        Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
 }
 
-async fn serve_io<I, S>(builder: &auto::Builder<TokioExecutor>, io: I, svc: S, watcher: hyper_util::server::graceful::Watcher)
-where
+async fn serve_io<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    svc: S,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<crate::body::ClientBody>, Error = std::convert::Infallible>
-        + Send
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<crate::body::ClientBody>,
+            Error = std::convert::Infallible,
+        > + Send
         + 'static,
     S::Future: Send + 'static,
 {
@@ -149,8 +183,17 @@ where
 
 /// Binds a plain listener; `SO_REUSEADDR` lets a restarted node take its port back at once.
 pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
-    let addr: SocketAddr = addr.parse().map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad address {addr}")))?;
-    let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    let addr: SocketAddr = addr.parse().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("bad address {addr}"),
+        )
+    })?;
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
     sock.set_reuseaddr(true)?;
     sock.set_nodelay(true)?;
     sock.bind(addr)?;

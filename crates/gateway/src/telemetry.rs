@@ -65,7 +65,11 @@ impl EndpointMetrics {
                 reg.counter(
                     "signalbox_gateway_upstream_requests_total",
                     "Tries sent to upstream endpoints, by status class (`error`: no response).",
-                    &[("service", service), ("endpoint", endpoint), ("class", class)],
+                    &[
+                        ("service", service),
+                        ("endpoint", endpoint),
+                        ("class", class),
+                    ],
                 )
             }),
             duration: reg.histogram(
@@ -121,7 +125,11 @@ impl Telemetry {
             service_name: service_name.to_owned(),
             sink,
             access_log,
-            spans_sent: reg.counter("signalbox_gateway_spans_total", "Gateway spans handed to the trace pipeline.", &[]),
+            spans_sent: reg.counter(
+                "signalbox_gateway_spans_total",
+                "Gateway spans handed to the trace pipeline.",
+                &[],
+            ),
             spans_dropped_full: dropped("full"),
             spans_dropped_no_consumer: dropped("no_consumer"),
             log_dropped: reg.counter(
@@ -147,9 +155,10 @@ impl Telemetry {
 
     fn log_line(&self, line: Vec<u8>) {
         if let Some(tx) = &self.access_log
-            && tx.try_send(line).is_err() {
-                self.log_dropped.inc();
-            }
+            && tx.try_send(line).is_err()
+        {
+            self.log_dropped.inc();
+        }
     }
 }
 
@@ -157,23 +166,30 @@ fn spawn_log_writer(target: &str, capacity: usize) -> std::io::Result<mpsc::Sync
     let mut out: Box<dyn Write + Send> = if target == "stdout" {
         Box::new(std::io::stdout())
     } else {
-        Box::new(std::fs::OpenOptions::new().create(true).append(true).open(target)?)
+        Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(target)?,
+        )
     };
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(capacity.max(16));
-    std::thread::Builder::new().name("access-log".into()).spawn(move || {
-        let mut buf = Vec::with_capacity(64 * 1024);
-        while let Ok(line) = rx.recv() {
-            buf.extend_from_slice(&line);
-            while let Ok(more) = rx.try_recv() {
-                buf.extend_from_slice(&more);
-                if buf.len() > 60 * 1024 {
-                    break;
+    std::thread::Builder::new()
+        .name("access-log".into())
+        .spawn(move || {
+            let mut buf = Vec::with_capacity(64 * 1024);
+            while let Ok(line) = rx.recv() {
+                buf.extend_from_slice(&line);
+                while let Ok(more) = rx.try_recv() {
+                    buf.extend_from_slice(&more);
+                    if buf.len() > 60 * 1024 {
+                        break;
+                    }
                 }
+                let _ = out.write_all(&buf).and_then(|_| out.flush());
+                buf.clear();
             }
-            let _ = out.write_all(&buf).and_then(|_| out.flush());
-            buf.clear();
-        }
-    })?;
+        })?;
     Ok(tx)
 }
 
@@ -210,19 +226,27 @@ pub struct Finish {
     pub endpoint: Option<String>,
     pub tries: Vec<TryRecord>,
     pub grpc: bool,
+    /// `grpc-status` of a trailers-only response (otherwise it comes in the trailers).
+    pub grpc_status: Option<u32>,
     pub identity: Option<String>,
 }
 
 impl Finish {
     /// Records metrics, spans and the access-log line. `trailers` are the response trailers
     /// (gRPC puts its status there); `error` says why the body ended early, if it did.
-    pub fn complete(self: Box<Self>, bytes_out: u64, trailers: Option<&HeaderMap>, error: Option<&str>) {
+    pub fn complete(
+        self: Box<Self>,
+        bytes_out: u64,
+        trailers: Option<&HeaderMap>,
+        error: Option<&str>,
+    ) {
         let elapsed = self.started.elapsed();
         let end_unix = self.start_unix + elapsed.as_nanos() as u64;
         let grpc_status = trailers
             .and_then(|t| t.get("grpc-status"))
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u32>().ok());
+            .and_then(|v| v.parse::<u32>().ok())
+            .or(self.grpc_status);
         if let Some(m) = &self.metrics {
             m.requests[class_index(Some(self.status))].inc();
             m.duration.observe(elapsed.as_secs_f64());
@@ -231,7 +255,8 @@ impl Finish {
             self.emit_spans(end_unix, grpc_status, error);
         }
         if self.tel.access_log.is_some() {
-            self.tel.log_line(self.log_line(end_unix, bytes_out, grpc_status, error));
+            self.tel
+                .log_line(self.log_line(end_unix, bytes_out, grpc_status, error));
         }
     }
 
@@ -250,7 +275,10 @@ impl Finish {
             KeyValue::str("request.id", self.request_id.clone()),
         ];
         if !self.user_agent.is_empty() {
-            attrs.push(KeyValue::str("user_agent.original", self.user_agent.clone()));
+            attrs.push(KeyValue::str(
+                "user_agent.original",
+                self.user_agent.clone(),
+            ));
         }
         if let Some(code) = self.error_code {
             attrs.push(KeyValue::str("error.type", code));
@@ -261,7 +289,13 @@ impl Finish {
         if let Some(id) = &self.identity {
             attrs.push(KeyValue::str("enduser.id", id.clone()));
         }
-        let trace_state = self.trace.trace_state.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let trace_state = self
+            .trace
+            .trace_state
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
         self.tel.emit_span(Span {
             trace_id: self.trace.trace_id,
             span_id: self.server_span,
@@ -272,8 +306,15 @@ impl Finish {
             kind: SpanKind::Server,
             start_unix_nanos: self.start_unix,
             end_unix_nanos: end_unix,
-            status: if failed { StatusCode::Error } else { StatusCode::Unset },
-            status_message: error.map(str::to_owned).or(self.error_code.map(str::to_owned)).unwrap_or_default(),
+            status: if failed {
+                StatusCode::Error
+            } else {
+                StatusCode::Unset
+            },
+            status_message: error
+                .map(str::to_owned)
+                .or(self.error_code.map(str::to_owned))
+                .unwrap_or_default(),
             attributes: attrs,
             events: Vec::new(),
         });
@@ -304,7 +345,11 @@ impl Finish {
                 kind: SpanKind::Client,
                 start_unix_nanos: t.start_unix,
                 end_unix_nanos: t.end_unix,
-                status: if failed { StatusCode::Error } else { StatusCode::Unset },
+                status: if failed {
+                    StatusCode::Error
+                } else {
+                    StatusCode::Unset
+                },
                 status_message: t.error.unwrap_or("").to_owned(),
                 attributes: attrs,
                 events: Vec::new(),
@@ -312,7 +357,13 @@ impl Finish {
         }
     }
 
-    fn log_line(&self, end_unix: u64, bytes_out: u64, grpc_status: Option<u32>, error: Option<&str>) -> Vec<u8> {
+    fn log_line(
+        &self,
+        end_unix: u64,
+        bytes_out: u64,
+        grpc_status: Option<u32>,
+        error: Option<&str>,
+    ) -> Vec<u8> {
         let mut v = serde_json::json!({
             "ts": signalbox_core::time::rfc3339_millis(self.start_unix),
             "trace_id": self.trace.trace_id.to_hex(),

@@ -18,7 +18,8 @@ pub fn load(cert_path: &str, key_path: &str) -> Result<Arc<ServerConfig>, String
     if certs.is_empty() {
         return Err(format!("`{cert_path}` holds no certificate"));
     }
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| format!("cannot read a private key from `{key_path}`: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .map_err(|e| format!("cannot read a private key from `{key_path}`: {e}"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -35,31 +35,46 @@ impl TraceContext {
     /// W3C Trace Context requires.
     pub fn extract(h: &HeaderMap) -> Self {
         if let Some(tp) = h.get("traceparent").and_then(|v| v.to_str().ok())
-            && let Some((trace_id, parent, flags)) = parse_traceparent(tp) {
-                return TraceContext {
-                    trace_id,
-                    parent: Some(parent),
-                    sampled: Some(flags & 1 == 1),
-                    trace_state: h.get("tracestate").cloned(),
-                    format: Format::W3c,
-                };
-            }
+            && let Some((trace_id, parent, flags)) = parse_traceparent(tp)
+        {
+            return TraceContext {
+                trace_id,
+                parent: Some(parent),
+                sampled: Some(flags & 1 == 1),
+                trace_state: h.get("tracestate").cloned(),
+                format: Format::W3c,
+            };
+        }
         if let Some(b3) = h.get("b3").and_then(|v| v.to_str().ok())
-            && let Some(ctx) = parse_b3_single(b3) {
-                return ctx;
-            }
+            && let Some(ctx) = parse_b3_single(b3)
+        {
+            return ctx;
+        }
         let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
         if let (Some(t), Some(s)) = (get("x-b3-traceid"), get("x-b3-spanid"))
-            && let (Some(trace_id), Some(span)) = (TraceId::from_hex(t), SpanId::from_hex(s)) {
-                let sampled = match (get("x-b3-flags"), get("x-b3-sampled")) {
-                    (Some("1"), _) => Some(true),
-                    (_, Some("1" | "true")) => Some(true),
-                    (_, Some("0" | "false")) => Some(false),
-                    _ => None,
-                };
-                return TraceContext { trace_id, parent: Some(span), sampled, trace_state: None, format: Format::B3Multi };
-            }
-        TraceContext { trace_id: TraceId::random(), parent: None, sampled: None, trace_state: None, format: Format::None }
+            && let (Some(trace_id), Some(span)) = (TraceId::from_hex(t), SpanId::from_hex(s))
+        {
+            let sampled = match (get("x-b3-flags"), get("x-b3-sampled")) {
+                (Some("1"), _) => Some(true),
+                (_, Some("1" | "true")) => Some(true),
+                (_, Some("0" | "false")) => Some(false),
+                _ => None,
+            };
+            return TraceContext {
+                trace_id,
+                parent: Some(span),
+                sampled,
+                trace_state: None,
+                format: Format::B3Multi,
+            };
+        }
+        TraceContext {
+            trace_id: TraceId::random(),
+            parent: None,
+            sampled: None,
+            trace_state: None,
+            format: Format::None,
+        }
     }
 
     /// Writes the context for a call whose span is `span` into `h`, replacing what the client
@@ -72,7 +87,12 @@ impl TraceContext {
         }
         match self.format {
             Format::B3Single => {
-                let v = format!("{}-{}-{}", self.trace_id, span, if sampled { "1" } else { "0" });
+                let v = format!(
+                    "{}-{}-{}",
+                    self.trace_id,
+                    span,
+                    if sampled { "1" } else { "0" }
+                );
                 if let Ok(v) = HeaderValue::from_str(&v) {
                     h.insert("b3", v);
                 }
@@ -87,7 +107,10 @@ impl TraceContext {
                         h.insert(name, v);
                     }
                 }
-                if let Some(p) = self.parent.and_then(|p| HeaderValue::from_str(&p.to_hex()).ok()) {
+                if let Some(p) = self
+                    .parent
+                    .and_then(|p| HeaderValue::from_str(&p.to_hex()).ok())
+                {
                     h.insert("x-b3-parentspanid", p);
                 }
                 h.remove("x-b3-flags");
@@ -105,7 +128,10 @@ fn parse_traceparent(s: &str) -> Option<(TraceId, SpanId, u8)> {
     if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
         return None;
     }
-    let hex = |r: std::ops::Range<usize>| b[r].iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
+    let hex = |r: std::ops::Range<usize>| {
+        b[r].iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+    };
     if !(hex(0..2) && hex(3..35) && hex(36..52) && hex(53..55)) {
         return None;
     }
@@ -131,7 +157,13 @@ fn parse_b3_single(s: &str) -> Option<TraceContext> {
             "1" | "d" => Some(true),
             _ => return None,
         };
-        return Some(TraceContext { trace_id: TraceId::random(), parent: None, sampled, trace_state: None, format: Format::B3Single });
+        return Some(TraceContext {
+            trace_id: TraceId::random(),
+            parent: None,
+            sampled,
+            trace_state: None,
+            format: Format::B3Single,
+        });
     };
     let trace_id = TraceId::from_hex(first)?;
     let span = SpanId::from_hex(second)?;
@@ -141,7 +173,13 @@ fn parse_b3_single(s: &str) -> Option<TraceContext> {
         None => None,
         Some(_) => return None,
     };
-    Some(TraceContext { trace_id, parent: Some(span), sampled, trace_state: None, format: Format::B3Single })
+    Some(TraceContext {
+        trace_id,
+        parent: Some(span),
+        sampled,
+        trace_state: None,
+        format: Format::B3Single,
+    })
 }
 
 #[cfg(test)]
@@ -159,7 +197,10 @@ mod tests {
     #[test]
     fn w3c_round_trip() {
         let h = headers(&[
-            ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
             ("tracestate", "congo=t61rcWkgMzE"),
         ]);
         let ctx = TraceContext::extract(&h);
@@ -169,7 +210,10 @@ mod tests {
         let mut out = HeaderMap::new();
         let span = SpanId::from_hex("1111111111111111").unwrap();
         ctx.inject(span, true, &mut out);
-        assert_eq!(out["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01");
+        assert_eq!(
+            out["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"
+        );
     }
 
     #[test]
@@ -186,12 +230,18 @@ mod tests {
             assert_eq!(ctx.format, Format::None, "{bad}");
         }
         let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra";
-        assert_eq!(TraceContext::extract(&headers(&[("traceparent", future)])).format, Format::W3c);
+        assert_eq!(
+            TraceContext::extract(&headers(&[("traceparent", future)])).format,
+            Format::W3c
+        );
     }
 
     #[test]
     fn b3_single_and_multi() {
-        let ctx = TraceContext::extract(&headers(&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90")]));
+        let ctx = TraceContext::extract(&headers(&[(
+            "b3",
+            "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90",
+        )]));
         assert_eq!(ctx.format, Format::B3Single);
         assert_eq!(ctx.parent.unwrap().to_hex(), "e457b5a2e4d86bd1");
         let ctx = TraceContext::extract(&headers(&[
@@ -202,7 +252,11 @@ mod tests {
         assert_eq!(ctx.format, Format::B3Multi);
         assert_eq!(ctx.sampled, Some(false));
         let mut out = HeaderMap::new();
-        ctx.inject(SpanId::from_hex("1111111111111111").unwrap(), false, &mut out);
+        ctx.inject(
+            SpanId::from_hex("1111111111111111").unwrap(),
+            false,
+            &mut out,
+        );
         assert_eq!(out["x-b3-traceid"], "0000000000000000463ac35c9f6413ad");
         assert_eq!(out["x-b3-spanid"], "1111111111111111");
         assert_eq!(out["x-b3-parentspanid"], "a2fb4a1d1a96d312");

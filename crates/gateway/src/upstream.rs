@@ -39,9 +39,15 @@ pub enum Protocol {
 /// Balancing algorithm.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Balance {
-    P2cEwma { decay: Duration },
+    P2cEwma {
+        decay: Duration,
+    },
     RoundRobin,
-    RingHash { header: Option<http::HeaderName>, cookie: Option<String>, vnodes: u32 },
+    RingHash {
+        header: Option<http::HeaderName>,
+        cookie: Option<String>,
+        vnodes: u32,
+    },
 }
 
 /// Outlier ejection settings.
@@ -83,7 +89,12 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(info: EndpointInfo, authority: http::uri::Authority, breaker: Option<circuit::Settings>, metrics: Option<EndpointMetrics>) -> Self {
+    fn new(
+        info: EndpointInfo,
+        authority: http::uri::Authority,
+        breaker: Option<circuit::Settings>,
+        metrics: Option<EndpointMetrics>,
+    ) -> Self {
         Endpoint {
             info,
             authority,
@@ -118,7 +129,8 @@ impl Endpoint {
     }
 
     fn cost(&self) -> f64 {
-        f64::from_bits(self.ewma_bits.load(Ordering::Relaxed)) * (self.inflight.load(Ordering::Relaxed) as f64 + 1.0)
+        f64::from_bits(self.ewma_bits.load(Ordering::Relaxed))
+            * (self.inflight.load(Ordering::Relaxed) as f64 + 1.0)
     }
 
     /// Marks a try as started; the guard ends it.
@@ -196,7 +208,9 @@ impl Clients {
         conn.set_nodelay(true);
         conn.set_keepalive(Some(Duration::from_secs(60)));
         let mut b = Client::builder(TokioExecutor::new());
-        b.pool_timer(TokioTimer::new()).pool_idle_timeout(idle).pool_max_idle_per_host(max_idle);
+        b.pool_timer(TokioTimer::new())
+            .pool_idle_timeout(idle)
+            .pool_max_idle_per_host(max_idle);
         let h1 = b.build(conn.clone());
         let mut b2 = Client::builder(TokioExecutor::new());
         b2.pool_timer(TokioTimer::new())
@@ -206,7 +220,11 @@ impl Clients {
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_timeout(Duration::from_secs(10));
         let h2 = b2.build(conn);
-        Clients { h1, h2, connect_timeout }
+        Clients {
+            h1,
+            h2,
+            connect_timeout,
+        }
     }
 }
 
@@ -253,7 +271,10 @@ impl Upstream {
             config,
             protocol,
             balance,
-            table: ArcSwap::from_pointee(Table { endpoints: Vec::new(), ring: Vec::new() }),
+            table: ArcSwap::from_pointee(Table {
+                endpoints: Vec::new(),
+                ring: Vec::new(),
+            }),
             rr: AtomicU32::new(0),
             breaker: breaker.map(CircuitBreaker::new),
             endpoint_breaker,
@@ -269,7 +290,11 @@ impl Upstream {
         if let Some(c) = list.iter().find(|c| c.connect_timeout == connect_timeout) {
             return c.clone();
         }
-        let c = Arc::new(Clients::new(connect_timeout, self.config.pool_idle_timeout.0, self.config.pool_max_idle_per_endpoint));
+        let c = Arc::new(Clients::new(
+            connect_timeout,
+            self.config.pool_idle_timeout.0,
+            self.config.pool_max_idle_per_endpoint,
+        ));
         list.push(c.clone());
         c
     }
@@ -293,16 +318,25 @@ impl Upstream {
         let mut endpoints = Vec::with_capacity(infos.len());
         for info in infos {
             if let Some(e) = known.get(info.address.as_str())
-                && e.info == *info {
-                    endpoints.push((*e).clone());
-                    continue;
-                }
+                && e.info == *info
+            {
+                endpoints.push((*e).clone());
+                continue;
+            }
             let Ok(authority) = info.address.parse::<http::uri::Authority>() else {
                 tracing::warn!(service = %self.name, address = %info.address, "ignoring endpoint with an invalid address");
                 continue;
             };
-            let metrics = self.registry.as_ref().map(|r| EndpointMetrics::new(r, &self.name, &info.address));
-            endpoints.push(Arc::new(Endpoint::new(info.clone(), authority, self.endpoint_breaker.clone(), metrics)));
+            let metrics = self
+                .registry
+                .as_ref()
+                .map(|r| EndpointMetrics::new(r, &self.name, &info.address));
+            endpoints.push(Arc::new(Endpoint::new(
+                info.clone(),
+                authority,
+                self.endpoint_breaker.clone(),
+                metrics,
+            )));
         }
         let ring = match &self.balance {
             Balance::RingHash { vnodes, .. } => build_ring(&endpoints, *vnodes),
@@ -318,27 +352,37 @@ impl Upstream {
     /// Chooses an endpoint for a try and takes its breaker permit. `hash` is the request's
     /// hash key for `ring_hash`; `avoid` is the endpoint of the previous try, skipped when
     /// another one is available.
-    pub fn pick(&self, hash: Option<u64>, avoid: Option<&Arc<Endpoint>>) -> Result<Arc<Endpoint>, NoEndpoint> {
+    pub fn pick(
+        &self,
+        hash: Option<u64>,
+        avoid: Option<&Arc<Endpoint>>,
+    ) -> Result<Arc<Endpoint>, NoEndpoint> {
         let table = self.table.load();
         let eps = &table.endpoints;
         if eps.is_empty() {
             return Err(NoEndpoint::Empty);
         }
         let now = clock::now();
-        let usable = |e: &Arc<Endpoint>| e.available(now) && avoid.is_none_or(|a| !Arc::ptr_eq(a, e));
+        let usable =
+            |e: &Arc<Endpoint>| e.available(now) && avoid.is_none_or(|a| !Arc::ptr_eq(a, e));
         let candidate = match (&self.balance, hash) {
             (Balance::RingHash { .. }, Some(h)) => ring_pick(&table, h, &usable),
             (Balance::RoundRobin, _) => {
                 let start = self.rr.fetch_add(1, Ordering::Relaxed) as usize;
-                (0..eps.len()).map(|i| &eps[(start + i) % eps.len()]).find(|e| usable(e)).cloned()
+                (0..eps.len())
+                    .map(|i| &eps[(start + i) % eps.len()])
+                    .find(|e| usable(e))
+                    .cloned()
             }
             _ => p2c(eps, &usable),
         };
-        let acquire = |e: &Arc<Endpoint>| e.breaker.as_ref().is_none_or(|b| b.try_acquire().is_ok());
+        let acquire =
+            |e: &Arc<Endpoint>| e.breaker.as_ref().is_none_or(|b| b.try_acquire().is_ok());
         if let Some(e) = candidate
-            && acquire(&e) {
-                return Ok(e);
-            }
+            && acquire(&e)
+        {
+            return Ok(e);
+        }
         // The choice was refused by its breaker (half-open trials used up), or nothing was
         // usable but the avoided endpoint: scan, and use the avoided one last.
         if let Some(e) = eps.iter().find(|e| usable(e) && acquire(e)) {
@@ -347,16 +391,24 @@ impl Upstream {
         if let Some(a) = avoid.filter(|a| a.available(now) && acquire(a)) {
             return Ok(a.clone());
         }
-        let circuits_open = eps.iter().any(|e| e.breaker.as_ref().is_some_and(|b| b.state() != circuit::State::Closed));
+        let circuits_open = eps.iter().any(|e| {
+            e.breaker
+                .as_ref()
+                .is_some_and(|b| b.state() != circuit::State::Closed)
+        });
         Err(NoEndpoint::AllUnavailable { circuits_open })
     }
 
     /// Feeds a try's result to the endpoint's breaker and to outlier ejection.
     pub fn report(&self, ep: &Endpoint, result: TryResult, slow: bool) {
         if let Some(b) = &ep.breaker
-            && let Some(state) = b.record(circuit::Outcome { failure: result != TryResult::Ok, slow }) {
-                tracing::info!(service = %self.name, endpoint = %ep.info.address, state = ?state, "endpoint circuit changed state");
-            }
+            && let Some(state) = b.record(circuit::Outcome {
+                failure: result != TryResult::Ok,
+                slow,
+            })
+        {
+            tracing::info!(service = %self.name, endpoint = %ep.info.address, state = ?state, "endpoint circuit changed state");
+        }
         let o = &self.outlier;
         match result {
             TryResult::Ok => {
@@ -374,7 +426,9 @@ impl Upstream {
             TryResult::GatewayFailure => {
                 let n = ep.consecutive_gateway.fetch_add(1, Ordering::Relaxed) + 1;
                 let n5 = ep.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1;
-                if (o.consecutive_gateway > 0 && n >= o.consecutive_gateway) || (o.consecutive_5xx > 0 && n5 >= o.consecutive_5xx) {
+                if (o.consecutive_gateway > 0 && n >= o.consecutive_gateway)
+                    || (o.consecutive_5xx > 0 && n5 >= o.consecutive_5xx)
+                {
                     self.try_eject(ep, "consecutive_gateway_failures");
                 }
             }
@@ -398,7 +452,11 @@ impl Upstream {
             return;
         }
         let times = ep.times_ejected.fetch_add(1, Ordering::Relaxed) + 1;
-        let time = self.outlier.base.saturating_mul(times).min(self.outlier.max.max(self.outlier.base));
+        let time = self
+            .outlier
+            .base
+            .saturating_mul(times)
+            .min(self.outlier.max.max(self.outlier.base));
         let until = now + clock::nanos(time);
         ep.ejected_until.store(until, Ordering::Relaxed);
         ep.last_ejection_end.store(until, Ordering::Relaxed);
@@ -417,7 +475,10 @@ impl Upstream {
         let end = ep.last_ejection_end.load(Ordering::Relaxed);
         let now = clock::now();
         if now > end + clock::nanos(self.outlier.base)
-            && ep.last_ejection_end.compare_exchange(end, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && ep
+                .last_ejection_end
+                .compare_exchange(end, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
             ep.times_ejected.fetch_sub(1, Ordering::Relaxed);
         }
@@ -425,7 +486,9 @@ impl Upstream {
 
     /// Hash key of a request for `ring_hash`, if the balancer uses one and it is present.
     pub fn hash_key(&self, headers: &http::HeaderMap) -> Option<u64> {
-        let Balance::RingHash { header, cookie, .. } = &self.balance else { return None };
+        let Balance::RingHash { header, cookie, .. } = &self.balance else {
+            return None;
+        };
         let value = header
             .as_ref()
             .and_then(|h| headers.get(h))
@@ -442,9 +505,10 @@ fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]
         let s = v.to_str().ok()?;
         for pair in s.split(';') {
             if let Some((k, val)) = pair.trim().split_once('=')
-                && k == name {
-                    return Some(val.as_bytes());
-                }
+                && k == name
+            {
+                return Some(val.as_bytes());
+            }
         }
     }
     None
@@ -492,7 +556,11 @@ fn build_ring(eps: &[Arc<Endpoint>], vnodes: u32) -> Vec<(u64, u32)> {
     ring
 }
 
-fn ring_pick(table: &Table, hash: u64, usable: &impl Fn(&Arc<Endpoint>) -> bool) -> Option<Arc<Endpoint>> {
+fn ring_pick(
+    table: &Table,
+    hash: u64,
+    usable: &impl Fn(&Arc<Endpoint>) -> bool,
+) -> Option<Arc<Endpoint>> {
     let ring = &table.ring;
     if ring.is_empty() {
         return None;

@@ -18,7 +18,10 @@ use std::time::SystemTime;
 use tokio::signal::unix::{SignalKind, signal};
 
 pub fn main(opts: ServeOpts) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -52,19 +55,34 @@ fn load(opts: &ServeOpts) -> Result<Loaded, config::ConfigError> {
     for (i, spec) in opts.routes.iter().enumerate() {
         let (prefix, urls) = spec.split_once('=').ok_or_else(|| config::ConfigError {
             file: None,
-            problems: vec![(0, signalbox_core::config::Problem {
-                path: format!("--route {spec}"),
-                message: "expected PREFIX=URL[,URL...], e.g. /api=http://127.0.0.1:9000".into(),
-            })],
+            problems: vec![(
+                0,
+                signalbox_core::config::Problem {
+                    path: format!("--route {spec}"),
+                    message: "expected PREFIX=URL[,URL...], e.g. /api=http://127.0.0.1:9000".into(),
+                },
+            )],
         })?;
-        let slug: String = prefix.trim_matches('/').chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let slug: String = prefix
+            .trim_matches('/')
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
         let name = format!("cli-{}-{i}", if slug.is_empty() { "root" } else { &slug });
         added_services.push(ServiceConfig {
             name: name.clone(),
-            endpoints: urls.split(',').map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect(),
+            endpoints: urls
+                .split(',')
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty())
+                .collect(),
             ..ServiceConfig::default()
         });
-        let mut route = RouteConfig { name: Some(name.clone()), service: name, ..RouteConfig::default() };
+        let mut route = RouteConfig {
+            name: Some(name.clone()),
+            service: name,
+            ..RouteConfig::default()
+        };
         route.matcher.path_prefix = Some(prefix.to_owned());
         added_routes.push(route);
     }
@@ -78,10 +96,22 @@ fn load(opts: &ServeOpts) -> Result<Loaded, config::ConfigError> {
 pub fn validate(c: &FileConfig) -> Problems {
     let mut p = Problems::default();
     if c.console.listen.parse::<std::net::SocketAddr>().is_err() {
-        p.add("console.listen", format!("`{}` is not an address like 127.0.0.1:9900", c.console.listen));
+        p.add(
+            "console.listen",
+            format!(
+                "`{}` is not an address like 127.0.0.1:9900",
+                c.console.listen
+            ),
+        );
     }
     if !matches!(c.node.log_format.as_str(), "text" | "json") {
-        p.add("node.log_format", format!("unknown format `{}`: expected text or json", c.node.log_format));
+        p.add(
+            "node.log_format",
+            format!(
+                "unknown format `{}`: expected text or json",
+                c.node.log_format
+            ),
+        );
     }
     if c.node.data_dir.is_empty() {
         p.add("node.data_dir", "must not be empty");
@@ -105,20 +135,37 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     crate::logging::init(&cfg.node.log_format, &cfg.node.log_level);
     // One TLS crypto provider for the whole process (ring: the lighter build).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&cfg.node.data_dir).with_context(|| format!("cannot create data dir `{}`", cfg.node.data_dir))?;
+    std::fs::create_dir_all(&cfg.node.data_dir)
+        .with_context(|| format!("cannot create data dir `{}`", cfg.node.data_dir))?;
 
     let registry = Registry::new();
     registry.register_process_metrics();
-    let gateway = Gateway::new(cfg.gateway.clone(), Deps { registry: registry.clone(), spans: Arc::new(DroppingSink), discovery: None })
-        .map_err(|p| anyhow::anyhow!("invalid config:\n{}", loaded.report(p)))?;
+    let gateway = Gateway::new(
+        cfg.gateway.clone(),
+        Deps {
+            registry: registry.clone(),
+            spans: Arc::new(DroppingSink),
+            discovery: None,
+        },
+    )
+    .map_err(|p| anyhow::anyhow!("invalid config:\n{}", loaded.report(p)))?;
 
     let (trigger, shutdown) = signalbox_core::shutdown::channel();
-    let listeners = gateway.bind().await.with_context(|| format!("cannot bind the gateway on {}", cfg.gateway.listen))?;
-    let console = signalbox_gateway::server::bind(&cfg.console.listen).await.with_context(|| format!("cannot bind the console on {}", cfg.console.listen))?;
+    let listeners = gateway
+        .bind()
+        .await
+        .with_context(|| format!("cannot bind the gateway on {}", cfg.gateway.listen))?;
+    let console = signalbox_gateway::server::bind(&cfg.console.listen)
+        .await
+        .with_context(|| format!("cannot bind the console on {}", cfg.console.listen))?;
     tracing::info!(gateway = %listeners.plain_addr()?, tls = ?listeners.tls_addr(), console = %console.local_addr()?, data_dir = %cfg.node.data_dir, "signalbox is up");
 
     let ready = Arc::new(AtomicBool::new(false));
-    let admin = router(AdminState { registry: registry.clone(), gateway: Some(gateway.clone()), ready: ready.clone() });
+    let admin = router(AdminState {
+        registry: registry.clone(),
+        gateway: Some(gateway.clone()),
+        ready: ready.clone(),
+    });
     let api_task = tokio::spawn(signalbox_api::serve(console, admin, shutdown.clone()));
     let gw = gateway.clone();
     let gw_task = tokio::spawn({
@@ -130,7 +177,12 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut tick = tokio::time::interval(cfg.node.watch_interval.0.max(std::time::Duration::from_millis(100)));
+    let mut tick = tokio::time::interval(
+        cfg.node
+            .watch_interval
+            .0
+            .max(std::time::Duration::from_millis(100)),
+    );
     let mut last_mtime = opts.config.as_deref().and_then(mtime);
     loop {
         tokio::select! {
@@ -168,6 +220,8 @@ fn reload(opts: &ServeOpts, gateway: &Gateway, why: &str) {
     };
     match gateway.reload(loaded.config.gateway.clone()) {
         Ok(()) => tracing::info!(reason = why, "config reloaded"),
-        Err(p) => tracing::error!(reason = why, problems = %loaded.report(p), "config rejected; keeping the running config"),
+        Err(p) => {
+            tracing::error!(reason = why, problems = %loaded.report(p), "config rejected; keeping the running config")
+        }
     }
 }

@@ -1,1 +1,66 @@
-//! placeholder
+//! Test helpers shared by Signalbox's integration tests: real servers on loopback and the
+//! clients that talk to them. Nothing here mocks the network.
+//!
+//! # Layout
+//! - [`upstream`]: HTTP/1.1 + h2c upstream servers built from a closure, with hit counters.
+//! - [`client`]: a small HTTP client returning status, headers and the whole body.
+//! - [`grpc`]: a tonic gRPC echo service (unary and bidirectional streaming) and its client.
+//! - [`ws`]: a WebSocket echo server.
+
+pub mod client;
+pub mod grpc;
+pub mod upstream;
+pub mod ws;
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Path of a file in `crates/testkit/fixtures`.
+pub fn fixture(name: &str) -> String {
+    format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A loopback address whose listener never accepts and whose queue is full, so a connect to
+/// it hangs until the caller's timeout. Keep the returned value alive while it is used.
+pub struct Blackhole {
+    pub addr: std::net::SocketAddr,
+    _listener: tokio::net::TcpListener,
+    _filler: Vec<std::net::TcpStream>,
+}
+
+pub async fn blackhole() -> Blackhole {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = sock.listen(0).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let mut filler = Vec::new();
+    // One or two connections fill a backlog of 0; later SYNs are dropped.
+    for _ in 0..3 {
+        if let Ok(s) =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200))
+        {
+            filler.push(s);
+        }
+    }
+    Blackhole {
+        addr,
+        _listener: listener,
+        _filler: filler,
+    }
+}

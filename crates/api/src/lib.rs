@@ -14,12 +14,6 @@ use signalbox_core::shutdown::Shutdown;
 use tokio::net::TcpListener;
 
 /// Serves `app` on `listener` until `shutdown`.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    mut shutdown: Shutdown,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
+pub async fn serve(listener: TcpListener, app: Router, mut shutdown: Shutdown) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await
 }

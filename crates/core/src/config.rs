@@ -41,13 +41,11 @@ impl fmt::Display for Dur {
 /// Parses `"250ms"`, `"1.5s"`, `"2m"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| {
-        format!("`{s}` is not a duration: expected a number and a unit like 250ms, 30s or 5m")
-    })?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: expected a number and a unit like 250ms, 30s or 5m"))?;
     let secs = match unit.trim() {
         "us" | "µs" => n / 1e6,
         "ms" => n / 1e3,
@@ -56,9 +54,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         "d" => n * 86_400.0,
         other => {
-            return Err(format!(
-                "unknown duration unit `{other}` in `{s}`: use us, ms, s, m, h or d"
-            ));
+            return Err(format!("unknown duration unit `{other}` in `{s}`: use us, ms, s, m, h or d"));
         }
     };
     if !secs.is_finite() || !(0.0..=1e10).contains(&secs) {
@@ -79,9 +75,7 @@ impl<'de> Deserialize<'de> for Dur {
                 parse_duration(v).map(Dur).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
-                u64::try_from(v)
-                    .map(Dur::secs)
-                    .map_err(|_| E::custom("a duration cannot be negative"))
+                u64::try_from(v).map(Dur::secs).map_err(|_| E::custom("a duration cannot be negative"))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
                 Ok(Dur::secs(v))
@@ -108,13 +102,10 @@ pub struct ByteSize(pub u64);
 /// Parses `"64KiB"`, `"10MB"`, `"512"`.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| {
-        format!("`{s}` is not a size: expected a number of bytes or a value like 64KiB")
-    })?;
+    let n: f64 =
+        num.parse().map_err(|_| format!("`{s}` is not a size: expected a number of bytes or a value like 64KiB"))?;
     let mult = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "kb" | "k" => 1e3,
@@ -124,9 +115,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "gb" | "g" => 1e9,
         "gib" => 1024.0 * 1024.0 * 1024.0,
         other => {
-            return Err(format!(
-                "unknown size unit `{other}` in `{s}`: use B, KiB, MiB, GiB, KB, MB or GB"
-            ));
+            return Err(format!("unknown size unit `{other}` in `{s}`: use B, KiB, MiB, GiB, KB, MB or GB"));
         }
     };
     Ok((n * mult) as u64)
@@ -144,9 +133,7 @@ impl<'de> Deserialize<'de> for ByteSize {
                 parse_bytes(v).map(ByteSize).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom("a size cannot be negative"))
+                u64::try_from(v).map(ByteSize).map_err(|_| E::custom("a size cannot be negative"))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
                 Ok(ByteSize(v))
@@ -184,10 +171,7 @@ pub struct Problems {
 
 impl Problems {
     pub fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.list.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.list.push(Problem { path: path.into(), message: message.into() });
     }
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
@@ -203,11 +187,7 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(
-            parse_duration("3 parsecs")
-                .unwrap_err()
-                .contains("unknown duration unit")
-        );
+        assert!(parse_duration("3 parsecs").unwrap_err().contains("unknown duration unit"));
         assert!(parse_duration("fast").is_err());
         assert_eq!(parse_bytes("64KiB").unwrap(), 65536);
         assert_eq!(parse_bytes("10MB").unwrap(), 10_000_000);

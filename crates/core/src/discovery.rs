@@ -21,11 +21,7 @@ pub struct EndpointInfo {
 impl EndpointInfo {
     pub fn new(address: impl Into<String>) -> Self {
         let address = address.into();
-        EndpointInfo {
-            id: address.clone(),
-            address,
-            weight: 1,
-        }
+        EndpointInfo { id: address.clone(), address, weight: 1 }
     }
 }
 
@@ -54,8 +50,7 @@ impl StaticEndpoints {
                 tx.send_replace(set);
             }
             None => {
-                self.services
-                    .insert(service.to_owned(), watch::channel(set).0);
+                self.services.insert(service.to_owned(), watch::channel(set).0);
             }
         }
     }

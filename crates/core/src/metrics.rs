@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Latency buckets in seconds, from 0.5 ms to 30 s.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// A monotonically increasing count.
 #[derive(Clone, Default, Debug)]
@@ -80,10 +79,7 @@ impl Histogram {
         let mut cur = h.sum_bits.load(Ordering::Relaxed);
         loop {
             let next = (f64::from_bits(cur) + v).to_bits();
-            match h
-                .sum_bits
-                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match h.sum_bits.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(actual) => cur = actual,
             }
@@ -142,9 +138,7 @@ impl Registry {
 
     /// The counter `name{labels}`, created on first use and shared afterwards.
     pub fn counter(&self, name: &'static str, help: &'static str, labels: Labels) -> Counter {
-        match self.series(name, help, Kind::Counter, labels, || {
-            Series::Counter(Counter::default())
-        }) {
+        match self.series(name, help, Kind::Counter, labels, || Series::Counter(Counter::default())) {
             Series::Counter(c) => c,
             _ => unreachable_kind(name),
         }
@@ -152,9 +146,7 @@ impl Registry {
 
     /// The gauge `name{labels}`.
     pub fn gauge(&self, name: &'static str, help: &'static str, labels: Labels) -> Gauge {
-        match self.series(name, help, Kind::Gauge, labels, || {
-            Series::Gauge(Gauge::default())
-        }) {
+        match self.series(name, help, Kind::Gauge, labels, || Series::Gauge(Gauge::default())) {
             Series::Gauge(g) => g,
             _ => unreachable_kind(name),
         }
@@ -192,9 +184,7 @@ impl Registry {
         labels: Labels,
         bounds: &'static [f64],
     ) -> Histogram {
-        match self.series(name, help, Kind::Histogram, labels, || {
-            Series::Histogram(Histogram::new(bounds))
-        }) {
+        match self.series(name, help, Kind::Histogram, labels, || Series::Histogram(Histogram::new(bounds))) {
             Series::Histogram(h) => h,
             _ => unreachable_kind(name),
         }
@@ -210,31 +200,16 @@ impl Registry {
     ) -> Series {
         let key = label_text(labels);
         let mut families = lock(&self.families);
-        let fam = families.entry(name).or_insert_with(|| Family {
-            help,
-            kind,
-            series: BTreeMap::new(),
-        });
+        let fam = families.entry(name).or_insert_with(|| Family { help, kind, series: BTreeMap::new() });
         if fam.kind != kind {
             unreachable_kind(name);
         }
         fam.series.entry(key).or_insert_with(make).clone()
     }
 
-    fn replace(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        kind: Kind,
-        labels: Labels,
-        s: Series,
-    ) {
+    fn replace(&self, name: &'static str, help: &'static str, kind: Kind, labels: Labels, s: Series) {
         let mut families = lock(&self.families);
-        let fam = families.entry(name).or_insert_with(|| Family {
-            help,
-            kind,
-            series: BTreeMap::new(),
-        });
+        let fam = families.entry(name).or_insert_with(|| Family { help, kind, series: BTreeMap::new() });
         fam.series.insert(label_text(labels), s);
     }
 
@@ -269,9 +244,7 @@ impl Registry {
                 match s {
                     Series::Counter(c) => write_sample(&mut out, name, "", labels, c.get() as f64),
                     Series::Gauge(g) => write_sample(&mut out, name, "", labels, g.get() as f64),
-                    Series::GaugeFn(f) | Series::CounterFn(f) => {
-                        write_sample(&mut out, name, "", labels, f())
-                    }
+                    Series::GaugeFn(f) | Series::CounterFn(f) => write_sample(&mut out, name, "", labels, f()),
                     Series::Histogram(h) => render_histogram(&mut out, name, labels, h),
                 }
             }
@@ -300,28 +273,15 @@ impl Registry {
             &[],
             move || start,
         );
-        self.counter_fn(
-            "process_cpu_seconds_total",
-            "User and system CPU time spent, in seconds.",
-            &[],
-            || proc_stat().map(|s| s.cpu_seconds).unwrap_or(0.0),
-        );
-        self.gauge_fn(
-            "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
-            &[],
-            || proc_stat().map(|s| s.rss_bytes).unwrap_or(0.0),
-        );
-        self.gauge_fn(
-            "process_open_fds",
-            "Number of open file descriptors.",
-            &[],
-            || {
-                std::fs::read_dir("/proc/self/fd")
-                    .map(|d| d.count() as f64)
-                    .unwrap_or(0.0)
-            },
-        );
+        self.counter_fn("process_cpu_seconds_total", "User and system CPU time spent, in seconds.", &[], || {
+            proc_stat().map(|s| s.cpu_seconds).unwrap_or(0.0)
+        });
+        self.gauge_fn("process_resident_memory_bytes", "Resident memory size in bytes.", &[], || {
+            proc_stat().map(|s| s.rss_bytes).unwrap_or(0.0)
+        });
+        self.gauge_fn("process_open_fds", "Number of open file descriptors.", &[], || {
+            std::fs::read_dir("/proc/self/fd").map(|d| d.count() as f64).unwrap_or(0.0)
+        });
     }
 }
 
@@ -386,10 +346,7 @@ fn render_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
         cumulative += bucket.load(Ordering::Relaxed);
         let mut le = String::new();
         write_float(&mut le, *bound);
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-        );
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
     }
     let count = h.count();
     let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
@@ -411,10 +368,7 @@ fn proc_stat() -> Option<ProcStat> {
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
     let rss_pages: f64 = f.get(21)?.parse().ok()?;
-    Some(ProcStat {
-        cpu_seconds: (utime + stime) / ticks,
-        rss_bytes: rss_pages * 4096.0,
-    })
+    Some(ProcStat { cpu_seconds: (utime + stime) / ticks, rss_bytes: rss_pages * 4096.0 })
 }
 
 #[cfg(test)]
@@ -426,29 +380,16 @@ mod tests {
         let r = Registry::new();
         let c = r.counter("x_total", "Things.", &[("a", "1"), ("b", "q\"t")]);
         c.add(3);
-        assert_eq!(
-            r.counter("x_total", "Things.", &[("a", "1"), ("b", "q\"t")])
-                .get(),
-            3
-        );
+        assert_eq!(r.counter("x_total", "Things.", &[("a", "1"), ("b", "q\"t")]).get(), 3);
         let h = r.histogram("lat_seconds", "Latency.", &[], &[0.1, 1.0]);
         h.observe(0.05);
         h.observe(0.5);
         h.observe(5.0);
         let text = r.render();
-        assert!(
-            text.contains("# TYPE x_total counter\nx_total{a=\"1\",b=\"q\\\"t\"} 3\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("lat_seconds_bucket{le=\"0.1\"} 1\n"),
-            "{text}"
-        );
+        assert!(text.contains("# TYPE x_total counter\nx_total{a=\"1\",b=\"q\\\"t\"} 3\n"), "{text}");
+        assert!(text.contains("lat_seconds_bucket{le=\"0.1\"} 1\n"), "{text}");
         assert!(text.contains("lat_seconds_bucket{le=\"1\"} 2\n"), "{text}");
-        assert!(
-            text.contains("lat_seconds_bucket{le=\"+Inf\"} 3\n"),
-            "{text}"
-        );
+        assert!(text.contains("lat_seconds_bucket{le=\"+Inf\"} 3\n"), "{text}");
         assert!(text.contains("lat_seconds_sum 5.55\n"), "{text}");
         assert!(text.contains("lat_seconds_count 3\n"), "{text}");
     }

@@ -25,9 +25,7 @@ impl ShutdownTrigger {
         self.tx.send_replace(true);
     }
     pub fn subscribe(&self) -> Shutdown {
-        Shutdown {
-            rx: self.tx.subscribe(),
-        }
+        Shutdown { rx: self.tx.subscribe() }
     }
 }
 

@@ -46,16 +46,10 @@ pub struct KeyValue {
 
 impl KeyValue {
     pub fn str(key: &str, value: impl Into<String>) -> Self {
-        KeyValue {
-            key: key.to_owned(),
-            value: AttrValue::Str(value.into()),
-        }
+        KeyValue { key: key.to_owned(), value: AttrValue::Str(value.into()) }
     }
     pub fn int(key: &str, value: i64) -> Self {
-        KeyValue {
-            key: key.to_owned(),
-            value: AttrValue::Int(value),
-        }
+        KeyValue { key: key.to_owned(), value: AttrValue::Int(value) }
     }
 }
 
@@ -95,9 +89,6 @@ impl Span {
 
     /// The value of attribute `key`, if present.
     pub fn attribute(&self, key: &str) -> Option<&AttrValue> {
-        self.attributes
-            .iter()
-            .find(|kv| kv.key == key)
-            .map(|kv| &kv.value)
+        self.attributes.iter().find(|kv| kv.key == key).map(|kv| &kv.value)
     }
 }

@@ -1,8 +1,9 @@
 //! How spans leave a hot path: a bounded, non-blocking hand-off.
 //!
-//! The gateway calls [`SpanSink::offer`] for every finished span. An implementation must
-//! never block or allocate without bound: when its queue is full it refuses the span and the
-//! caller counts the drop. `signalbox serve` plugs the trace store in here; until a consumer
+//! The gateway hands over finished spans in batches (each worker thread buffers its own and
+//! flushes every few milliseconds, so the hand-off costs one queue operation per batch, not
+//! per span). An implementation must never block or allocate without bound: when its queue
+//! is full it refuses the batch and the caller counts the drop. `signalbox serve` plugs the trace store in here; until a consumer
 //! exists, [`DroppingSink`] counts what it discards.
 
 use crate::metrics::Counter;
@@ -20,8 +21,8 @@ pub enum Refused {
 
 /// A bounded destination for finished spans.
 pub trait SpanSink: Send + Sync + 'static {
-    /// Hands `span` over without waiting.
-    fn offer(&self, span: Span) -> Result<(), Refused>;
+    /// Hands `spans` over without waiting.
+    fn offer(&self, spans: Vec<Span>) -> Result<(), Refused>;
 }
 
 /// A sink that accepts nothing: used when no trace store or exporter is configured.
@@ -29,30 +30,32 @@ pub trait SpanSink: Send + Sync + 'static {
 pub struct DroppingSink;
 
 impl SpanSink for DroppingSink {
-    fn offer(&self, _span: Span) -> Result<(), Refused> {
+    fn offer(&self, _spans: Vec<Span>) -> Result<(), Refused> {
         Err(Refused::NoConsumer)
     }
 }
 
-/// A sink backed by a bounded tokio channel; the receiving half belongs to the consumer.
+/// A sink backed by a bounded tokio channel of batches; the receiving half belongs to the
+/// consumer.
 pub struct ChannelSink {
-    tx: mpsc::Sender<Span>,
+    tx: mpsc::Sender<Vec<Span>>,
     accepted: Counter,
 }
 
 impl ChannelSink {
-    /// A sink with room for `capacity` spans, and the receiver its consumer drains.
-    pub fn new(capacity: usize, accepted: Counter) -> (Self, mpsc::Receiver<Span>) {
+    /// A sink with room for `capacity` batches, and the receiver its consumer drains.
+    pub fn new(capacity: usize, accepted: Counter) -> (Self, mpsc::Receiver<Vec<Span>>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         (ChannelSink { tx, accepted }, rx)
     }
 }
 
 impl SpanSink for ChannelSink {
-    fn offer(&self, span: Span) -> Result<(), Refused> {
-        match self.tx.try_send(span) {
+    fn offer(&self, spans: Vec<Span>) -> Result<(), Refused> {
+        let n = spans.len() as u64;
+        match self.tx.try_send(spans) {
             Ok(()) => {
-                self.accepted.inc();
+                self.accepted.add(n);
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(_)) => Err(Refused::Full),

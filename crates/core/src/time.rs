@@ -4,10 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Nanoseconds since the Unix epoch, saturating at zero for clocks set before 1970.
 pub fn unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 /// Formats Unix nanoseconds as an RFC 3339 UTC timestamp with millisecond precision.
@@ -17,12 +14,7 @@ pub fn rfc3339_millis(nanos: u64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
@@ -47,9 +39,6 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
         // 2024-02-29T12:34:56.789Z, a leap day.
-        assert_eq!(
-            rfc3339_millis(1_709_210_096_789_000_000),
-            "2024-02-29T12:34:56.789Z"
-        );
+        assert_eq!(rfc3339_millis(1_709_210_096_789_000_000), "2024-02-29T12:34:56.789Z");
     }
 }

@@ -66,14 +66,10 @@ impl Authenticator {
                 p.push((format!("api_keys[{i}].id"), "must not be empty".into()));
             }
         }
-        let api_key_header = http::HeaderName::from_bytes(c.api_key_header.as_bytes())
-            .unwrap_or_else(|_| {
-                p.push((
-                    "api_key_header".into(),
-                    format!("`{}` is not a valid header name", c.api_key_header),
-                ));
-                http::HeaderName::from_static("x-api-key")
-            });
+        let api_key_header = http::HeaderName::from_bytes(c.api_key_header.as_bytes()).unwrap_or_else(|_| {
+            p.push(("api_key_header".into(), format!("`{}` is not a valid header name", c.api_key_header)));
+            http::HeaderName::from_static("x-api-key")
+        });
         let jwt = match &c.jwt {
             None => None,
             Some(j) => {
@@ -92,10 +88,7 @@ impl Authenticator {
                 let mut keys = Vec::new();
                 if let Some(secret) = &j.secret {
                     if secret.len() < 16 {
-                        p.push((
-                            "jwt.secret".into(),
-                            "an HS256 secret must be at least 16 bytes".into(),
-                        ));
+                        p.push(("jwt.secret".into(), "an HS256 secret must be at least 16 bytes".into()));
                     }
                     keys.push(VerifyKey {
                         kid: None,
@@ -105,23 +98,12 @@ impl Authenticator {
                 }
                 for (i, file) in j.public_key_files.iter().enumerate() {
                     match std::fs::read(file) {
-                        Err(e) => p.push((
-                            format!("jwt.public_key_files[{i}]"),
-                            format!("cannot read `{file}`: {e}"),
-                        )),
+                        Err(e) => p.push((format!("jwt.public_key_files[{i}]"), format!("cannot read `{file}`: {e}"))),
                         Ok(pem) => {
                             if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
-                                keys.push(VerifyKey {
-                                    kid: None,
-                                    family: AlgorithmFamily::Rsa,
-                                    key,
-                                });
+                                keys.push(VerifyKey { kid: None, family: AlgorithmFamily::Rsa, key });
                             } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
-                                keys.push(VerifyKey {
-                                    kid: None,
-                                    family: AlgorithmFamily::Ec,
-                                    key,
-                                });
+                                keys.push(VerifyKey { kid: None, family: AlgorithmFamily::Ec, key });
                             } else {
                                 p.push((
                                     format!("jwt.public_key_files[{i}]"),
@@ -134,43 +116,26 @@ impl Authenticator {
                 if let Some(file) = &j.jwks_file {
                     match std::fs::read(file)
                         .map_err(|e| e.to_string())
-                        .and_then(|b| {
-                            serde_json::from_slice::<JwkSet>(&b).map_err(|e| e.to_string())
-                        }) {
-                        Err(e) => p.push((
-                            "jwt.jwks_file".into(),
-                            format!("cannot load JWKS `{file}`: {e}"),
-                        )),
+                        .and_then(|b| serde_json::from_slice::<JwkSet>(&b).map_err(|e| e.to_string()))
+                    {
+                        Err(e) => p.push(("jwt.jwks_file".into(), format!("cannot load JWKS `{file}`: {e}"))),
                         Ok(set) => {
                             for jwk in &set.keys {
                                 if let Ok(key) = DecodingKey::from_jwk(jwk) {
                                     let family = match &jwk.algorithm {
-                                        jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => {
-                                            AlgorithmFamily::Rsa
-                                        }
-                                        jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(
-                                            _,
-                                        ) => AlgorithmFamily::Ec,
-                                        jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_) => {
-                                            AlgorithmFamily::Hmac
-                                        }
+                                        jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => AlgorithmFamily::Rsa,
+                                        jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => AlgorithmFamily::Ec,
+                                        jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_) => AlgorithmFamily::Hmac,
                                         _ => AlgorithmFamily::Ed,
                                     };
-                                    keys.push(VerifyKey {
-                                        kid: jwk.common.key_id.clone(),
-                                        family,
-                                        key,
-                                    });
+                                    keys.push(VerifyKey { kid: jwk.common.key_id.clone(), family, key });
                                 }
                             }
                         }
                     }
                 }
                 if keys.is_empty() {
-                    p.push((
-                        "jwt".into(),
-                        "needs a key: set `secret`, `public_key_files` or `jwks_file`".into(),
-                    ));
+                    p.push(("jwt".into(), "needs a key: set `secret`, `public_key_files` or `jwks_file`".into()));
                 }
                 Some(Jwt {
                     algorithms,
@@ -188,12 +153,7 @@ impl Authenticator {
         if !p.is_empty() {
             return Err(p);
         }
-        Ok(Authenticator {
-            api_keys,
-            api_key_header,
-            jwt,
-            strip_credentials: c.strip_credentials,
-        })
+        Ok(Authenticator { api_keys, api_key_header, jwt, strip_credentials: c.strip_credentials })
     }
 
     /// Checks the request's credentials; returns the caller's identity.
@@ -212,13 +172,11 @@ impl Authenticator {
         {
             return jwt.verify(token);
         }
-        Err(Denied::Unauthenticated(
-            match (self.api_keys.is_empty(), self.jwt.is_some()) {
-                (false, true) => "an API key or a bearer token is required",
-                (false, false) => "an API key is required",
-                _ => "a bearer token is required",
-            },
-        ))
+        Err(Denied::Unauthenticated(match (self.api_keys.is_empty(), self.jwt.is_some()) {
+            (false, true) => "an API key or a bearer token is required",
+            (false, false) => "an API key is required",
+            _ => "a bearer token is required",
+        }))
     }
 
     /// Removes the credential headers (called after a successful check).
@@ -238,8 +196,8 @@ fn bearer(h: &HeaderMap) -> Option<&str> {
 
 impl Jwt {
     fn verify(&self, token: &str) -> Result<String, Denied> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| Denied::Unauthenticated("malformed bearer token"))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| Denied::Unauthenticated("malformed bearer token"))?;
         if !self.algorithms.contains(&header.alg) {
             return Err(Denied::Unauthenticated("token algorithm not accepted"));
         }
@@ -255,18 +213,12 @@ impl Jwt {
             validation.set_issuer(&[iss]);
         }
         let mut last = Denied::Unauthenticated("no key verifies this token");
-        let candidates = self.keys.iter().filter(|k| k.family == family).filter(|k| {
-            match (&header.kid, &k.kid) {
-                (Some(want), Some(have)) => want == have,
-                _ => true,
-            }
+        let candidates = self.keys.iter().filter(|k| k.family == family).filter(|k| match (&header.kid, &k.kid) {
+            (Some(want), Some(have)) => want == have,
+            _ => true,
         });
         for k in candidates {
-            match jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-                token,
-                &k.key,
-                &validation,
-            ) {
+            match jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &k.key, &validation) {
                 Ok(data) => return self.authorize(data.claims),
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind as K;
@@ -289,30 +241,19 @@ impl Jwt {
         Err(last)
     }
 
-    fn authorize(
-        &self,
-        claims: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<String, Denied> {
+    fn authorize(&self, claims: serde_json::Map<String, serde_json::Value>) -> Result<String, Denied> {
         for (name, want) in &self.required {
             let ok = match claims.get(name) {
                 Some(serde_json::Value::String(s)) => s == want || s.split(' ').any(|w| w == want),
-                Some(serde_json::Value::Array(a)) => {
-                    a.iter().any(|v| v.as_str() == Some(want.as_str()))
-                }
+                Some(serde_json::Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(want.as_str())),
                 Some(v) => serde_json::to_string(v).is_ok_and(|s| s == *want),
                 None => false,
             };
             if !ok {
-                return Err(Denied::Forbidden(format!(
-                    "token claim `{name}` does not grant `{want}`"
-                )));
+                return Err(Denied::Forbidden(format!("token claim `{name}` does not grant `{want}`")));
             }
         }
-        Ok(claims
-            .get("sub")
-            .and_then(|s| s.as_str())
-            .unwrap_or("jwt")
-            .to_owned())
+        Ok(claims.get("sub").and_then(|s| s.as_str()).unwrap_or("jwt").to_owned())
     }
 }
 

@@ -58,13 +58,7 @@ pin_project_lite::pin_project! {
 
 impl Watched {
     pub fn new(inner: Incoming, guard: Guard, finish: Option<Box<Finish>>) -> Self {
-        Watched {
-            inner,
-            guard,
-            seen: 0,
-            idle_timer: None,
-            finish,
-        }
+        Watched { inner, guard, seen: 0, idle_timer: None, finish }
     }
 }
 
@@ -72,18 +66,13 @@ impl Body for Watched {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let mut this = self.project();
         let polled = this.inner.as_mut().poll_frame(cx);
         match polled {
             Poll::Pending => {
                 let idle = this.guard.idle;
-                let timer = this
-                    .idle_timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                let timer = this.idle_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                 if timer.as_mut().poll(cx).is_ready() {
                     if let Some(f) = this.finish.take() {
                         f.complete(*this.seen, None, Some("body idle timeout"));
@@ -94,8 +83,7 @@ impl Body for Watched {
             }
             Poll::Ready(r) => {
                 if let Some(t) = this.idle_timer.as_mut() {
-                    t.as_mut()
-                        .reset(tokio::time::Instant::now() + this.guard.idle);
+                    t.as_mut().reset(tokio::time::Instant::now() + this.guard.idle);
                 }
                 match r {
                     None => {
@@ -117,9 +105,7 @@ impl Body for Watched {
                                 if let Some(flag) = &this.guard.exceeded {
                                     flag.store(true, Ordering::Release);
                                 }
-                                return Poll::Ready(Some(Err(BodyError::TooLarge(
-                                    this.guard.limit,
-                                ))));
+                                return Poll::Ready(Some(Err(BodyError::TooLarge(this.guard.limit))));
                             }
                             // hyper stops polling a body whose length is reached, so the end
                             // must be noticed here rather than from a final `None`.
@@ -161,10 +147,7 @@ impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             UpstreamBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
             UpstreamBody::Stream(s) => Pin::new(s.as_mut()).poll_frame(cx),
@@ -199,10 +182,7 @@ impl Body for ClientBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ClientBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
             ClientBody::Stream(s) => Pin::new(s).poll_frame(cx),

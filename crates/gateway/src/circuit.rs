@@ -53,10 +53,7 @@ impl Settings {
             "count" => false,
             "time" => true,
             other => {
-                p.push((
-                    "window",
-                    format!("unknown window `{other}`: expected `count` or `time`"),
-                ));
+                p.push(("window", format!("unknown window `{other}`: expected `count` or `time`")));
                 false
             }
         };
@@ -64,16 +61,10 @@ impl Settings {
             p.push(("window_size", "must be at least 1".into()));
         }
         if time_window && c.window_size > 3600 {
-            p.push((
-                "window_size",
-                "a time window is at most 3600 seconds".into(),
-            ));
+            p.push(("window_size", "a time window is at most 3600 seconds".into()));
         }
         if !time_window && c.window_size > 100_000 {
-            p.push((
-                "window_size",
-                "a count window holds at most 100000 calls".into(),
-            ));
+            p.push(("window_size", "a count window holds at most 100000 calls".into()));
         }
         if c.minimum_calls == 0 {
             p.push(("minimum_calls", "must be at least 1".into()));
@@ -125,18 +116,13 @@ impl Tally {
     }
     fn trips(&self, s: &Settings) -> bool {
         let calls = self.calls as f64;
-        self.failures as f64 * 100.0 / calls >= s.failure_rate
-            || self.slow as f64 * 100.0 / calls >= s.slow_rate
+        self.failures as f64 * 100.0 / calls >= s.failure_rate || self.slow as f64 * 100.0 / calls >= s.slow_rate
     }
 }
 
 enum Window {
     /// The last N outcomes in a ring.
-    Count {
-        ring: Vec<Outcome>,
-        next: usize,
-        total: Tally,
-    },
+    Count { ring: Vec<Outcome>, next: usize, total: Tally },
     /// One tally per second for the last N seconds, tagged with its second.
     Time { buckets: Vec<(u64, Tally)> },
 }
@@ -144,15 +130,9 @@ enum Window {
 impl Window {
     fn new(s: &Settings) -> Self {
         if s.time_window {
-            Window::Time {
-                buckets: vec![(u64::MAX, Tally::default()); s.window_size as usize],
-            }
+            Window::Time { buckets: vec![(u64::MAX, Tally::default()); s.window_size as usize] }
         } else {
-            Window::Count {
-                ring: Vec::with_capacity(s.window_size as usize),
-                next: 0,
-                total: Tally::default(),
-            }
+            Window::Count { ring: Vec::with_capacity(s.window_size as usize), next: 0, total: Tally::default() }
         }
     }
 
@@ -254,12 +234,9 @@ impl CircuitBreaker {
                 let inner = self.lock();
                 match self.state() {
                     State::Closed => true,
-                    State::Open => {
-                        clock::now() >= inner.opened_at + clock::nanos(self.settings.wait_in_open)
-                    }
+                    State::Open => clock::now() >= inner.opened_at + clock::nanos(self.settings.wait_in_open),
                     State::HalfOpen => {
-                        inner.half_open_admitted < self.settings.half_open_calls
-                            || self.half_open_stale(&inner)
+                        inner.half_open_admitted < self.settings.half_open_calls || self.half_open_stale(&inner)
                     }
                 }
             }
@@ -278,9 +255,7 @@ impl CircuitBreaker {
             State::Open => {
                 let until = inner.opened_at + clock::nanos(self.settings.wait_in_open);
                 if now < until {
-                    return Err(Rejected {
-                        retry_after: std::time::Duration::from_nanos(until - now),
-                    });
+                    return Err(Rejected { retry_after: std::time::Duration::from_nanos(until - now) });
                 }
                 self.enter_half_open(&mut inner, now);
                 inner.half_open_admitted = 1;
@@ -296,9 +271,7 @@ impl CircuitBreaker {
                     inner.half_open_admitted += 1;
                     Ok(())
                 } else {
-                    Err(Rejected {
-                        retry_after: Duration::ZERO,
-                    })
+                    Err(Rejected { retry_after: Duration::ZERO })
                 }
             }
         }
@@ -356,9 +329,7 @@ impl CircuitBreaker {
     }
 
     fn half_open_stale(&self, inner: &Inner) -> bool {
-        clock::now()
-            > inner.half_open_started
-                + clock::nanos(self.settings.wait_in_open.max(Duration::from_secs(1)))
+        clock::now() > inner.half_open_started + clock::nanos(self.settings.wait_in_open.max(Duration::from_secs(1)))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -383,14 +354,8 @@ mod tests {
             half_open_calls: 2,
         }
     }
-    const OK: Outcome = Outcome {
-        failure: false,
-        slow: false,
-    };
-    const FAIL: Outcome = Outcome {
-        failure: true,
-        slow: false,
-    };
+    const OK: Outcome = Outcome { failure: false, slow: false };
+    const FAIL: Outcome = Outcome { failure: true, slow: false };
 
     #[test]
     fn opens_half_opens_and_closes() {
@@ -425,11 +390,7 @@ mod tests {
         b.try_acquire().unwrap();
         b.try_acquire().unwrap();
         b.record(FAIL);
-        assert_eq!(
-            b.record(OK),
-            Some(State::Open),
-            "1 of 2 trial calls failed = 50%"
-        );
+        assert_eq!(b.record(OK), Some(State::Open), "1 of 2 trial calls failed = 50%");
         assert_eq!(b.opened_count(), 2);
     }
 
@@ -452,10 +413,7 @@ mod tests {
         s.slow_rate = 75.0;
         let b = CircuitBreaker::new(s);
         for _ in 0..3 {
-            b.record(Outcome {
-                failure: false,
-                slow: true,
-            });
+            b.record(Outcome { failure: false, slow: true });
         }
         assert_eq!(b.record(OK), Some(State::Open), "3 of 4 slow = 75%");
     }

@@ -7,9 +7,7 @@ use crate::circuit;
 use crate::config::{GatewayConfig, MatchConfig, RouteConfig, ServiceConfig};
 use crate::ratelimit::{Gcra, GlobalLimiter, KeyedLimiter};
 use crate::retry::RetryPolicy;
-use crate::router::{
-    HeaderCond, HeaderOps, HostMatch, KeySource, Limiter, Matcher, PathMatch, Route, Timeouts,
-};
+use crate::router::{HeaderCond, HeaderOps, HostMatch, KeySource, Limiter, Matcher, PathMatch, Route, Timeouts};
 use crate::telemetry::RouteMetrics;
 use crate::upstream::{Balance, Protocol, Upstream};
 use http::{HeaderName, HeaderValue, Method};
@@ -30,16 +28,8 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The first route matching the request.
-    pub fn route_for(
-        &self,
-        method: &Method,
-        host: &str,
-        path: &str,
-        headers: &http::HeaderMap,
-    ) -> Option<&Arc<Route>> {
-        self.routes
-            .iter()
-            .find(|r| r.matcher.matches(method, host, path, headers))
+    pub fn route_for(&self, method: &Method, host: &str, path: &str, headers: &http::HeaderMap) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.matcher.matches(method, host, path, headers))
     }
 }
 
@@ -57,49 +47,31 @@ pub struct CompileContext<'a> {
 }
 
 /// Validates `cfg` and builds its tables.
-pub fn compile(
-    cfg: &GatewayConfig,
-    cx: &CompileContext,
-) -> Result<(Snapshot, Followers), Problems> {
+pub fn compile(cfg: &GatewayConfig, cx: &CompileContext) -> Result<(Snapshot, Followers), Problems> {
     let mut p = Problems::default();
     let pre = cx.prefix;
     if cfg.listen.parse::<std::net::SocketAddr>().is_err() {
-        p.add(
-            format!("{pre}.listen"),
-            format!("`{}` is not an address like 127.0.0.1:8080", cfg.listen),
-        );
+        p.add(format!("{pre}.listen"), format!("`{}` is not an address like 127.0.0.1:8080", cfg.listen));
     }
     if let Some(tls) = &cfg.tls {
         if tls.listen.parse::<std::net::SocketAddr>().is_err() {
-            p.add(
-                format!("{pre}.tls.listen"),
-                format!("`{}` is not an address like 127.0.0.1:8443", tls.listen),
-            );
+            p.add(format!("{pre}.tls.listen"), format!("`{}` is not an address like 127.0.0.1:8443", tls.listen));
         }
         if let Err(e) = crate::tls::load(&tls.cert, &tls.key) {
             p.add(format!("{pre}.tls"), e);
         }
     }
     if !(0.0..=1.0).contains(&cfg.telemetry.sample_rate) {
-        p.add(
-            format!("{pre}.telemetry.sample_rate"),
-            "must be between 0.0 and 1.0",
-        );
+        p.add(format!("{pre}.telemetry.sample_rate"), "must be between 0.0 and 1.0");
     }
     if cfg.telemetry.queue_capacity == 0 || cfg.telemetry.queue_capacity > 1_000_000 {
-        p.add(
-            format!("{pre}.telemetry.queue_capacity"),
-            "must be between 1 and 1000000",
-        );
+        p.add(format!("{pre}.telemetry.queue_capacity"), "must be between 1 and 1000000");
     }
     if cfg.limits.max_headers == 0 {
         p.add(format!("{pre}.limits.max_headers"), "must be at least 1");
     }
     if cfg.limits.max_header_bytes.0 < 1024 {
-        p.add(
-            format!("{pre}.limits.max_header_bytes"),
-            "must be at least 1KiB",
-        );
+        p.add(format!("{pre}.limits.max_header_bytes"), "must be at least 1KiB");
     }
 
     let mut services = BTreeMap::new();
@@ -107,10 +79,7 @@ pub fn compile(
     for (i, s) in cfg.services.iter().enumerate() {
         let path = format!("{pre}.services[{i}]");
         if services.contains_key(&s.name) {
-            p.add(
-                format!("{path}.name"),
-                format!("service `{}` is defined twice", s.name),
-            );
+            p.add(format!("{path}.name"), format!("service `{}` is defined twice", s.name));
             continue;
         }
         let prev = cx.previous.and_then(|snap| snap.services.get(&s.name));
@@ -128,10 +97,7 @@ pub fn compile(
         let path = format!("{pre}.routes[{i}]");
         let name = r.name.clone().unwrap_or_else(|| format!("route-{i}"));
         if !names.insert(name.clone()) {
-            p.add(
-                format!("{path}.name"),
-                format!("route name `{name}` is used twice"),
-            );
+            p.add(format!("{path}.name"), format!("route name `{name}` is used twice"));
         }
         if let Some(route) = compile_route(cfg, r, name, &path, &services, cx, &mut p) {
             routes.push(Arc::new(route));
@@ -140,14 +106,7 @@ pub fn compile(
     if !p.is_empty() {
         return Err(p);
     }
-    Ok((
-        Snapshot {
-            routes,
-            services,
-            config: cfg.clone(),
-        },
-        followers,
-    ))
+    Ok((Snapshot { routes, services, config: cfg.clone() }, followers))
 }
 
 type Follow = Option<watch::Receiver<EndpointSet>>;
@@ -160,60 +119,34 @@ fn compile_service(
     p: &mut Problems,
 ) -> Option<(Arc<Upstream>, Follow)> {
     let before = p.list.len();
-    if s.name.is_empty()
-        || !s
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        p.add(
-            format!("{path}.name"),
-            "must be non-empty and use only letters, digits, `-`, `_` and `.`",
-        );
+    if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        p.add(format!("{path}.name"), "must be non-empty and use only letters, digits, `-`, `_` and `.`");
     }
     let protocol = match s.protocol.as_str() {
         "http1" => Protocol::Http1,
         "http2" => Protocol::Http2,
         "auto" => Protocol::Auto,
         other => {
-            p.add(
-                format!("{path}.protocol"),
-                format!("unknown protocol `{other}`: expected http1, http2 or auto"),
-            );
+            p.add(format!("{path}.protocol"), format!("unknown protocol `{other}`: expected http1, http2 or auto"));
             Protocol::Auto
         }
     };
     let balance = match s.balancer.kind.as_str() {
-        "p2c_ewma" => Balance::P2cEwma {
-            decay: s.balancer.ewma_decay.0,
-        },
+        "p2c_ewma" => Balance::P2cEwma { decay: s.balancer.ewma_decay.0 },
         "round_robin" => Balance::RoundRobin,
         "ring_hash" => {
-            let header =
-                s.balancer.hash_header.as_ref().and_then(|h| {
-                    match HeaderName::from_bytes(h.as_bytes()) {
-                        Ok(n) => Some(n),
-                        Err(_) => {
-                            p.add(
-                                format!("{path}.balancer.hash_header"),
-                                format!("`{h}` is not a valid header name"),
-                            );
-                            None
-                        }
-                    }
-                });
+            let header = s.balancer.hash_header.as_ref().and_then(|h| match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    p.add(format!("{path}.balancer.hash_header"), format!("`{h}` is not a valid header name"));
+                    None
+                }
+            });
             if s.balancer.hash_header.is_none() && s.balancer.hash_cookie.is_none() {
-                p.add(
-                    format!("{path}.balancer"),
-                    "ring_hash needs `hash_header` or `hash_cookie`",
-                );
+                p.add(format!("{path}.balancer"), "ring_hash needs `hash_header` or `hash_cookie`");
             }
-            if s.balancer.ring_size_per_endpoint == 0 || s.balancer.ring_size_per_endpoint > 10_000
-            {
-                p.add(
-                    format!("{path}.balancer.ring_size_per_endpoint"),
-                    "must be between 1 and 10000",
-                );
+            if s.balancer.ring_size_per_endpoint == 0 || s.balancer.ring_size_per_endpoint > 10_000 {
+                p.add(format!("{path}.balancer.ring_size_per_endpoint"), "must be between 1 and 10000");
             }
             Balance::RingHash {
                 header,
@@ -230,24 +163,20 @@ fn compile_service(
         }
     };
     let mut breaker = |c: &Option<crate::config::CircuitBreakerConfig>, field: &str| {
-        c.as_ref()
-            .and_then(|c| match circuit::Settings::from_config(c) {
-                Ok(s) => Some(s),
-                Err(list) => {
-                    for (f, m) in list {
-                        p.add(format!("{path}.{field}.{f}"), m);
-                    }
-                    None
+        c.as_ref().and_then(|c| match circuit::Settings::from_config(c) {
+            Ok(s) => Some(s),
+            Err(list) => {
+                for (f, m) in list {
+                    p.add(format!("{path}.{field}.{f}"), m);
                 }
-            })
+                None
+            }
+        })
     };
     let svc_breaker = breaker(&s.circuit_breaker, "circuit_breaker");
     let ep_breaker = breaker(&s.endpoint_circuit_breaker, "endpoint_circuit_breaker");
     if s.outlier.max_ejection_percent > 100 {
-        p.add(
-            format!("{path}.outlier.max_ejection_percent"),
-            "must be between 0 and 100",
-        );
+        p.add(format!("{path}.outlier.max_ejection_percent"), "must be between 0 and 100");
     }
     let mut infos = Vec::new();
     for (j, e) in s.endpoints.iter().enumerate() {
@@ -262,10 +191,7 @@ fn compile_service(
             None => {
                 p.add(
                     format!("{path}.endpoints"),
-                    format!(
-                        "service `{}` has no endpoints and no discovery source knows it",
-                        s.name
-                    ),
+                    format!("service `{}` has no endpoints and no discovery source knows it", s.name),
                 );
                 None
             }
@@ -281,14 +207,7 @@ fn compile_service(
     if let Some(prev) = prev.filter(|u| u.config == *s) {
         return Some((prev.clone(), follow));
     }
-    let up = Arc::new(Upstream::new(
-        s.clone(),
-        protocol,
-        balance,
-        svc_breaker,
-        ep_breaker,
-        cx.registry.cloned(),
-    ));
+    let up = Arc::new(Upstream::new(s.clone(), protocol, balance, svc_breaker, ep_breaker, cx.registry.cloned()));
     let initial: Vec<EndpointInfo> = match &follow {
         Some(rx) => rx.borrow().as_ref().clone(),
         None => infos,
@@ -302,22 +221,17 @@ pub fn parse_endpoint(e: &str) -> Result<String, String> {
     let rest = if let Some(r) = e.strip_prefix("http://") {
         r.trim_end_matches('/')
     } else if e.starts_with("https://") {
-        return Err(format!(
-            "`{e}`: TLS to upstreams is not supported yet; use http://"
-        ));
+        return Err(format!("`{e}`: TLS to upstreams is not supported yet; use http://"));
     } else {
         e
     };
-    let auth: http::uri::Authority = rest
-        .parse()
-        .map_err(|_| format!("`{e}` is not an endpoint like 127.0.0.1:9000"))?;
+    let auth: http::uri::Authority =
+        rest.parse().map_err(|_| format!("`{e}` is not an endpoint like 127.0.0.1:9000"))?;
     if auth.port_u16().is_none() {
         return Err(format!("`{e}` needs a port, like 127.0.0.1:9000"));
     }
     if rest.contains('/') || rest.contains('@') {
-        return Err(format!(
-            "`{e}` must be host:port without a path or user info"
-        ));
+        return Err(format!("`{e}` must be host:port without a path or user info"));
     }
     Ok(rest.to_owned())
 }
@@ -335,22 +249,13 @@ fn compile_route(
     let before = p.list.len();
     let upstream = services.get(&r.service).cloned();
     if upstream.is_none() && !cfg.services.iter().any(|s| s.name == r.service) {
-        p.add(
-            format!("{path}.service"),
-            format!(
-                "unknown service `{}`; define it under gateway.services",
-                r.service
-            ),
-        );
+        p.add(format!("{path}.service"), format!("unknown service `{}`; define it under gateway.services", r.service));
     }
     let matcher = compile_match(&r.matcher, &format!("{path}.match"), p);
     let rewrite_prefix = match (&r.rewrite_prefix, &r.matcher.path_prefix) {
         (Some(w), Some(pre)) => Some((normalize_prefix(pre), w.clone())),
         (Some(_), None) => {
-            p.add(
-                format!("{path}.rewrite_prefix"),
-                "needs `match.path_prefix`",
-            );
+            p.add(format!("{path}.rewrite_prefix"), "needs `match.path_prefix`");
             None
         }
         _ => None,
@@ -358,23 +263,11 @@ fn compile_route(
     let request_headers = compile_ops(&r.request_headers, &format!("{path}.request_headers"), p);
     let response_headers = compile_ops(&r.response_headers, &format!("{path}.response_headers"), p);
     let t = r.timeouts.as_ref().unwrap_or(&cfg.defaults.timeouts);
-    let timeouts = Timeouts {
-        connect: t.connect.0,
-        per_try: t.per_try.0,
-        request: t.request.0,
-        idle: t.idle.0,
-    };
-    for (field, d) in [
-        ("connect", t.connect.0),
-        ("per_try", t.per_try.0),
-        ("request", t.request.0),
-        ("idle", t.idle.0),
-    ] {
+    let timeouts = Timeouts { connect: t.connect.0, per_try: t.per_try.0, request: t.request.0, idle: t.idle.0 };
+    for (field, d) in [("connect", t.connect.0), ("per_try", t.per_try.0), ("request", t.request.0), ("idle", t.idle.0)]
+    {
         if d.is_zero() {
-            p.add(
-                format!("{path}.timeouts.{field}"),
-                "must be greater than zero: every wait is bounded",
-            );
+            p.add(format!("{path}.timeouts.{field}"), "must be greater than zero: every wait is bounded");
         }
     }
     let retry_cfg = r.retry.as_ref().unwrap_or(&cfg.defaults.retry);
@@ -387,19 +280,12 @@ fn compile_route(
             None
         }
     };
-    let max_body = r
-        .max_body_bytes
-        .or(cfg.defaults.max_body_bytes)
-        .map(|b| b.0)
-        .unwrap_or(10 * 1024 * 1024);
+    let max_body = r.max_body_bytes.or(cfg.defaults.max_body_bytes).map(|b| b.0).unwrap_or(10 * 1024 * 1024);
     let mut limits = Vec::new();
     for (j, l) in r.rate_limits.iter().enumerate() {
         let lp = format!("{path}.rate_limits[{j}]");
         if !(l.requests_per_second > 0.0 && l.requests_per_second <= 1e9) {
-            p.add(
-                format!("{lp}.requests_per_second"),
-                "must be greater than zero",
-            );
+            p.add(format!("{lp}.requests_per_second"), "must be greater than zero");
             continue;
         }
         let gcra = Gcra::new(l.requests_per_second, l.burst);
@@ -412,32 +298,29 @@ fn compile_route(
                 }
                 Limiter::Keyed(KeyedLimiter::new(gcra), KeySource::Identity)
             }
-            other => match other
-                .strip_prefix("header:")
-                .map(|h| HeaderName::from_bytes(h.as_bytes()))
-            {
+            other => match other.strip_prefix("header:").map(|h| HeaderName::from_bytes(h.as_bytes())) {
                 Some(Ok(h)) => Limiter::Keyed(KeyedLimiter::new(gcra), KeySource::Header(h)),
                 _ => {
-                    p.add(format!("{lp}.per"), format!("unknown key `{other}`: expected route, client_ip, api_key or header:NAME"));
+                    p.add(
+                        format!("{lp}.per"),
+                        format!("unknown key `{other}`: expected route, client_ip, api_key or header:NAME"),
+                    );
                     continue;
                 }
             },
         };
         limits.push(limiter);
     }
-    let auth = r
-        .auth
-        .as_ref()
-        .and_then(|a| match Authenticator::from_config(a) {
-            Ok(a) => Some(a),
-            Err(list) => {
-                for (f, m) in list {
-                    let sep = if f.is_empty() { "" } else { "." };
-                    p.add(format!("{path}.auth{sep}{f}"), m);
-                }
-                None
+    let auth = r.auth.as_ref().and_then(|a| match Authenticator::from_config(a) {
+        Ok(a) => Some(a),
+        Err(list) => {
+            for (f, m) in list {
+                let sep = if f.is_empty() { "" } else { "." };
+                p.add(format!("{path}.auth{sep}{f}"), m);
             }
-        });
+            None
+        }
+    });
     let sample_rate = r.sample_rate.unwrap_or(cfg.telemetry.sample_rate);
     if !(0.0..=1.0).contains(&sample_rate) {
         p.add(format!("{path}.sample_rate"), "must be between 0.0 and 1.0");
@@ -447,16 +330,11 @@ fn compile_route(
     }
     let upstream = upstream?;
     let metrics = (cfg.telemetry.metrics)
-        .then(|| {
-            cx.registry
-                .map(|reg| Arc::new(RouteMetrics::new(reg, &name, &r.service)))
-        })
+        .then(|| cx.registry.map(|reg| Arc::new(RouteMetrics::new(reg, &name, &r.service))))
         .flatten();
-    let clients = upstream.clients(timeouts.connect);
     Some(Route {
         name: name.into(),
         matcher: matcher?,
-        clients,
         upstream,
         rewrite_prefix,
         request_headers,
@@ -473,11 +351,7 @@ fn compile_route(
 }
 
 fn normalize_prefix(p: &str) -> String {
-    if p == "/" {
-        p.to_owned()
-    } else {
-        p.trim_end_matches('/').to_owned()
-    }
+    if p == "/" { p.to_owned() } else { p.trim_end_matches('/').to_owned() }
 }
 
 fn compile_match(m: &MatchConfig, path: &str, p: &mut Problems) -> Option<Matcher> {
@@ -486,19 +360,9 @@ fn compile_match(m: &MatchConfig, path: &str, p: &mut Problems) -> Option<Matche
         Some(suffix) if suffix.starts_with('.') => HostMatch::Suffix(suffix.to_ascii_lowercase()),
         _ => HostMatch::Exact(h.to_ascii_lowercase()),
     });
-    let given = [
-        m.path.is_some(),
-        m.path_prefix.is_some(),
-        m.path_regex.is_some(),
-    ]
-    .iter()
-    .filter(|x| **x)
-    .count();
+    let given = [m.path.is_some(), m.path_prefix.is_some(), m.path_regex.is_some()].iter().filter(|x| **x).count();
     if given > 1 {
-        p.add(
-            path.to_owned(),
-            "use only one of `path`, `path_prefix` and `path_regex`",
-        );
+        p.add(path.to_owned(), "use only one of `path`, `path_prefix` and `path_regex`");
     }
     let mut path_match = PathMatch::Any;
     if let Some(x) = &m.path {
@@ -516,30 +380,21 @@ fn compile_match(m: &MatchConfig, path: &str, p: &mut Problems) -> Option<Matche
     if let Some(x) = &m.path_regex {
         match Regex::new(&format!("^(?:{x})$")) {
             Ok(r) => path_match = PathMatch::Regex(r),
-            Err(e) => p.add(
-                format!("{path}.path_regex"),
-                format!("invalid regular expression: {e}"),
-            ),
+            Err(e) => p.add(format!("{path}.path_regex"), format!("invalid regular expression: {e}")),
         }
     }
     let mut methods = Vec::new();
     for (i, s) in m.methods.iter().enumerate() {
         match Method::from_bytes(s.to_ascii_uppercase().as_bytes()) {
             Ok(mt) => methods.push(mt),
-            Err(_) => p.add(
-                format!("{path}.methods[{i}]"),
-                format!("`{s}` is not an HTTP method"),
-            ),
+            Err(_) => p.add(format!("{path}.methods[{i}]"), format!("`{s}` is not an HTTP method")),
         }
     }
     let mut headers = Vec::new();
     for (i, h) in m.headers.iter().enumerate() {
         let hp = format!("{path}.headers[{i}]");
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
-            p.add(
-                format!("{hp}.name"),
-                format!("`{}` is not a valid header name", h.name),
-            );
+            p.add(format!("{hp}.name"), format!("`{}` is not a valid header name", h.name));
             continue;
         };
         let cond = match (&h.value, &h.regex, h.absent) {
@@ -555,10 +410,7 @@ fn compile_match(m: &MatchConfig, path: &str, p: &mut Problems) -> Option<Matche
             (None, Some(r), false) => match Regex::new(&format!("^(?:{r})$")) {
                 Ok(r) => HeaderCond::Regex(name, r),
                 Err(e) => {
-                    p.add(
-                        format!("{hp}.regex"),
-                        format!("invalid regular expression: {e}"),
-                    );
+                    p.add(format!("{hp}.regex"), format!("invalid regular expression: {e}"));
                     continue;
                 }
             },
@@ -569,36 +421,22 @@ fn compile_match(m: &MatchConfig, path: &str, p: &mut Problems) -> Option<Matche
         };
         headers.push(cond);
     }
-    (p.list.len() == before).then_some(Matcher {
-        host,
-        path: path_match,
-        methods,
-        headers,
-    })
+    (p.list.len() == before).then_some(Matcher { host, path: path_match, methods, headers })
 }
 
 fn compile_ops(ops: &crate::config::HeaderOps, path: &str, p: &mut Problems) -> HeaderOps {
     let mut out = HeaderOps::default();
     for (k, v) in &ops.set {
-        match (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
+        match (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
             (Ok(n), Ok(v)) => out.set.push((n, v)),
-            (Err(_), _) => p.add(
-                format!("{path}.set.{k}"),
-                format!("`{k}` is not a valid header name"),
-            ),
+            (Err(_), _) => p.add(format!("{path}.set.{k}"), format!("`{k}` is not a valid header name")),
             (_, Err(_)) => p.add(format!("{path}.set.{k}"), "is not a valid header value"),
         }
     }
     for (i, k) in ops.remove.iter().enumerate() {
         match HeaderName::from_bytes(k.as_bytes()) {
             Ok(n) => out.remove.push(n),
-            Err(_) => p.add(
-                format!("{path}.remove[{i}]"),
-                format!("`{k}` is not a valid header name"),
-            ),
+            Err(_) => p.add(format!("{path}.remove[{i}]"), format!("`{k}` is not a valid header name")),
         }
     }
     out

@@ -16,6 +16,9 @@ pub struct GatewayConfig {
     pub listen: String,
     /// An optional TLS listener (HTTP/1.1 and HTTP/2 negotiated by ALPN).
     pub tls: Option<TlsConfig>,
+    /// Worker threads, each with its own listening socket, event loop and upstream pools
+    /// (0: one per CPU).
+    pub workers: usize,
     /// The `service.name` the gateway's own spans carry.
     pub service_name: String,
     /// Protection against oversized or slow clients.
@@ -35,6 +38,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             listen: "127.0.0.1:8080".into(),
             tls: None,
+            workers: 0,
             service_name: "signalbox-gateway".into(),
             limits: LimitsConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -59,11 +63,7 @@ pub struct TlsConfig {
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        TlsConfig {
-            listen: "127.0.0.1:8443".into(),
-            cert: String::new(),
-            key: String::new(),
-        }
+        TlsConfig { listen: "127.0.0.1:8443".into(), cert: String::new(), key: String::new() }
     }
 }
 
@@ -162,12 +162,7 @@ pub struct TimeoutsConfig {
 
 impl Default for TimeoutsConfig {
     fn default() -> Self {
-        TimeoutsConfig {
-            connect: Dur::secs(2),
-            per_try: Dur::secs(15),
-            request: Dur::secs(30),
-            idle: Dur::secs(60),
-        }
+        TimeoutsConfig { connect: Dur::secs(2), per_try: Dur::secs(15), request: Dur::secs(30), idle: Dur::secs(60) }
     }
 }
 
@@ -202,16 +197,7 @@ impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {
             attempts: 3,
-            retry_on: [
-                "connect-failure",
-                "502",
-                "503",
-                "504",
-                "grpc-unavailable",
-                "reset",
-            ]
-            .map(String::from)
-            .to_vec(),
+            retry_on: ["connect-failure", "502", "503", "504", "grpc-unavailable", "reset"].map(String::from).to_vec(),
             non_idempotent: false,
             backoff_base: Dur::millis(25),
             backoff_max: Dur::millis(250),
@@ -445,11 +431,7 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        RateLimitConfig {
-            requests_per_second: 100.0,
-            burst: 100,
-            per: "client_ip".into(),
-        }
+        RateLimitConfig { requests_per_second: 100.0, burst: 100, per: "client_ip".into() }
     }
 }
 
@@ -469,12 +451,7 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig {
-            api_keys: Vec::new(),
-            api_key_header: "x-api-key".into(),
-            jwt: None,
-            strip_credentials: true,
-        }
+        AuthConfig { api_keys: Vec::new(), api_key_header: "x-api-key".into(), jwt: None, strip_credentials: true }
     }
 }
 

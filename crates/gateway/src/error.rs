@@ -33,45 +33,18 @@ pub struct GatewayError {
 }
 
 impl GatewayError {
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        side: Side,
-        message: impl Into<String>,
-    ) -> Self {
-        GatewayError {
-            status,
-            code,
-            message: message.into(),
-            side,
-            retryable: false,
-            retry_after: None,
-        }
+    pub fn new(status: StatusCode, code: &'static str, side: Side, message: impl Into<String>) -> Self {
+        GatewayError { status, code, message: message.into(), side, retryable: false, retry_after: None }
     }
 
     pub fn not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "route_not_found",
-            Side::Downstream,
-            "no route matches this request",
-        )
+        Self::new(StatusCode::NOT_FOUND, "route_not_found", Side::Downstream, "no route matches this request")
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            Side::Downstream,
-            message,
-        )
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", Side::Downstream, message)
     }
     pub fn headers_too_large(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
-            Side::Downstream,
-            message,
-        )
+        Self::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", Side::Downstream, message)
     }
     pub fn body_too_large(limit: u64) -> Self {
         Self::new(
@@ -82,30 +55,15 @@ impl GatewayError {
         )
     }
     pub fn unauthorized(message: &str) -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            Side::Downstream,
-            message,
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", Side::Downstream, message)
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            Side::Downstream,
-            message,
-        )
+        Self::new(StatusCode::FORBIDDEN, "forbidden", Side::Downstream, message)
     }
     pub fn rate_limited(retry_after: Duration) -> Self {
         GatewayError {
             retry_after: Some(retry_after),
-            ..Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                Side::Gateway,
-                "rate limit exceeded",
-            )
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", Side::Gateway, "rate limit exceeded")
         }
     }
     pub fn circuit_open(circuit: &str, retry_after: Duration) -> Self {
@@ -169,12 +127,7 @@ impl GatewayError {
     }
 
     /// The response the client sees.
-    pub fn to_response(
-        &self,
-        trace_id: &str,
-        request_id: Option<&HeaderValue>,
-        grpc: bool,
-    ) -> Response<ClientBody> {
+    pub fn to_response(&self, trace_id: &str, request_id: Option<&HeaderValue>, grpc: bool) -> Response<ClientBody> {
         let mut b = Response::builder();
         if grpc {
             b = b
@@ -183,9 +136,7 @@ impl GatewayError {
                 .header("grpc-status", self.grpc_status())
                 .header("grpc-message", percent_encode(&self.message));
         } else {
-            b = b
-                .status(self.status)
-                .header("content-type", "application/json");
+            b = b.status(self.status).header("content-type", "application/json");
         }
         b = b.header("x-signalbox-error", self.code);
         if let Some(id) = request_id {

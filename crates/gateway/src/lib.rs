@@ -85,25 +85,14 @@ impl Gateway {
             prefix: "gateway",
         };
         let (snap, followers) = compile::compile(&cfg, &cx)?;
-        let telemetry = telemetry::Telemetry::new(
-            &cfg.telemetry,
-            &cfg.service_name,
-            deps.spans,
-            &deps.registry,
-        )
-        .map_err(|e| {
-            let mut p = Problems::default();
-            p.add(
-                "gateway.telemetry.access_log",
-                format!("cannot open `{}`: {e}", cfg.telemetry.access_log),
-            );
-            p
-        })?;
+        let telemetry = telemetry::Telemetry::new(&cfg.telemetry, &cfg.service_name, deps.spans, &deps.registry)
+            .map_err(|e| {
+                let mut p = Problems::default();
+                p.add("gateway.telemetry.access_log", format!("cannot open `{}`: {e}", cfg.telemetry.access_log));
+                p
+            })?;
         let gw = Arc::new(Gateway {
-            shared: Arc::new(proxy::Shared {
-                snapshot: ArcSwap::from_pointee(snap),
-                telemetry: Arc::new(telemetry),
-            }),
+            shared: Arc::new(proxy::Shared { snapshot: ArcSwap::from_pointee(snap), telemetry: Arc::new(telemetry) }),
             reloads: deps.registry.counter(
                 "signalbox_gateway_config_reloads_total",
                 "Gateway configs applied.",
@@ -135,12 +124,8 @@ impl Gateway {
         };
         match compile::compile(&cfg, &cx) {
             Ok((snap, followers)) => {
-                if snap.config.listen != current.config.listen
-                    || snap.config.tls != current.config.tls
-                {
-                    tracing::warn!(
-                        "listener addresses changed; they take effect at the next restart"
-                    );
+                if snap.config.listen != current.config.listen || snap.config.tls != current.config.tls {
+                    tracing::warn!("listener addresses changed; they take effect at the next restart");
                 }
                 self.shared.snapshot.store(Arc::new(snap));
                 self.follow(followers);
@@ -159,20 +144,25 @@ impl Gateway {
         self.shared.snapshot.load().config.clone()
     }
 
-    /// Binds the configured listeners.
+    /// Binds the configured listeners, one socket per worker.
     pub async fn bind(&self) -> std::io::Result<server::Listeners> {
         let cfg = self.config();
-        let plain = server::bind(&cfg.listen).await?;
+        let workers = if cfg.workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            cfg.workers
+        };
+        let plain = server::bind_many(&cfg.listen, workers).await?;
         let tls = match &cfg.tls {
             None => None,
             Some(t) => {
-                let acceptor = tokio_rustls::TlsAcceptor::from(
-                    tls::load(&t.cert, &t.key).map_err(std::io::Error::other)?,
-                );
-                Some((server::bind(&t.listen).await?, acceptor))
+                let acceptor =
+                    tokio_rustls::TlsAcceptor::from(tls::load(&t.cert, &t.key).map_err(std::io::Error::other)?);
+                let (addr, socks) = server::bind_many(&t.listen, workers).await?;
+                Some((addr, socks, acceptor))
             }
         };
-        Ok(server::Listeners { plain, tls })
+        Ok(server::Listeners::new(plain, tls))
     }
 
     /// Serves on `listeners` until `shutdown`, then drains.
@@ -329,7 +319,9 @@ impl Gateway {
         let mut out = Vec::new();
         for up in snap.services.values() {
             if let Some(b) = &up.breaker {
-                out.push(json!({ "scope": "service", "service": &*up.name, "state": b.state(), "opened": b.opened_count() }));
+                out.push(
+                    json!({ "scope": "service", "service": &*up.name, "state": b.state(), "opened": b.opened_count() }),
+                );
             }
             for e in up.endpoints() {
                 if let Some(b) = &e.breaker {
@@ -343,12 +335,7 @@ impl Gateway {
 
 /// Validates a gateway config without building anything that runs.
 pub fn check(cfg: &GatewayConfig, discovery: Option<&dyn EndpointSource>) -> Result<(), Problems> {
-    let cx = CompileContext {
-        registry: None,
-        discovery,
-        previous: None,
-        prefix: "gateway",
-    };
+    let cx = CompileContext { registry: None, discovery, previous: None, prefix: "gateway" };
     compile::compile(cfg, &cx).map(|_| ())
 }
 

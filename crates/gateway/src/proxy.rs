@@ -62,14 +62,9 @@ struct Ctx {
 
 impl Ctx {
     fn fail(mut self, e: GatewayError) -> Response<ClientBody> {
-        let mut resp = e.to_response(
-            &self.trace.trace_id.to_hex(),
-            Some(&self.request_id),
-            self.grpc,
-        );
+        let mut resp = e.to_response(&self.trace.trace_id.to_hex(), Some(&self.request_id), self.grpc);
         if e.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Some(mut f) = self.finish.take() {
             f.status = resp.status().as_u16();
@@ -90,12 +85,7 @@ pub async fn handle(
     Ok(run(&shared, &snap, &conn, req).await)
 }
 
-async fn run(
-    shared: &Shared,
-    snap: &Snapshot,
-    conn: &ConnInfo,
-    mut req: Request<Incoming>,
-) -> Response<ClientBody> {
+async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<ClientBody> {
     let started = Instant::now();
     let tel = &shared.telemetry;
     let trace = TraceContext::extract(req.headers());
@@ -104,27 +94,14 @@ async fn run(
         Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
         _ => new_request_id(),
     };
-    let mut ctx = Ctx {
-        started,
-        trace,
-        request_id,
-        grpc,
-        finish: None,
-    };
+    let mut ctx = Ctx { started, trace, request_id, grpc, finish: None };
 
     // Phase 1: limits and basic validity.
     let limits = &snap.config.limits;
     if req.headers().len() > limits.max_headers {
-        return ctx.fail(GatewayError::headers_too_large(format!(
-            "more than {} request headers",
-            limits.max_headers
-        )));
+        return ctx.fail(GatewayError::headers_too_large(format!("more than {} request headers", limits.max_headers)));
     }
-    let header_bytes: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     if header_bytes as u64 > limits.max_header_bytes.0 {
         return ctx.fail(GatewayError::headers_too_large(format!(
             "request headers exceed {} bytes",
@@ -144,20 +121,9 @@ async fn run(
         return ctx.fail(GatewayError::not_found());
     };
     let route = route.clone();
-    let sampled = ctx
-        .trace
-        .sampled
-        .unwrap_or_else(|| route.sample_rate >= 1.0 || fastrand::f64() < route.sample_rate);
+    let sampled = ctx.trace.sampled.unwrap_or_else(|| route.sample_rate >= 1.0 || fastrand::f64() < route.sample_rate);
     if tel.enabled() {
-        ctx.finish = Some(new_finish(
-            tel,
-            Some(&route),
-            &req,
-            &host,
-            conn,
-            &ctx,
-            sampled,
-        ));
+        ctx.finish = Some(new_finish(tel, Some(&route), &req, &host, conn, &ctx, sampled));
     }
 
     // Phase 4: auth, rate limits, body size.
@@ -183,18 +149,12 @@ async fn run(
             rate_limit_headers(resp.headers_mut(), &d, rate, burst);
             return resp;
         }
-        if tightest
-            .as_ref()
-            .is_none_or(|(t, _, _)| d.remaining < t.remaining)
-        {
+        if tightest.as_ref().is_none_or(|(t, _, _)| d.remaining < t.remaining) {
             tightest = Some((d, rate, burst));
         }
     }
-    let content_length = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let content_length =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if content_length.is_some_and(|l| l > route.max_body) {
         return ctx.fail(GatewayError::body_too_large(route.max_body));
     }
@@ -206,10 +166,8 @@ async fn run(
         Some(b) => match b.try_acquire() {
             Ok(()) => true,
             Err(r) => {
-                let mut resp = ctx.fail(GatewayError::circuit_open(
-                    &format!("service:{}", upstream.name),
-                    r.retry_after,
-                ));
+                let mut resp =
+                    ctx.fail(GatewayError::circuit_open(&format!("service:{}", upstream.name), r.retry_after));
                 if let Ok(v) = HeaderValue::from_str(&format!("service:{}", upstream.name)) {
                     resp.headers_mut().insert("x-signalbox-circuit", v);
                 }
@@ -232,10 +190,7 @@ async fn run(
     {
         a.strip(&mut headers);
     }
-    if let Some(id) = identity
-        .as_deref()
-        .and_then(|i| HeaderValue::from_str(i).ok())
-    {
+    if let Some(id) = identity.as_deref().and_then(|i| HeaderValue::from_str(i).ok()) {
         headers.insert(X_CLIENT.clone(), id);
     }
     add_forwarded(&mut headers, conn, &host);
@@ -249,8 +204,7 @@ async fn run(
     if use_h2 {
         headers.remove(header::HOST);
     } else if !headers.contains_key(header::HOST)
-        && let Ok(v) =
-            HeaderValue::from_str(parts.uri.authority().map(|a| a.as_str()).unwrap_or(&host))
+        && let Ok(v) = HeaderValue::from_str(parts.uri.authority().map(|a| a.as_str()).unwrap_or(&host))
     {
         headers.insert(header::HOST, v);
     }
@@ -259,26 +213,17 @@ async fn run(
         Err(m) => return ctx.fail(GatewayError::bad_request(m)),
     };
 
-    let idempotent = matches!(
-        method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    );
-    let may_retry =
-        route.retry.attempts > 1 && (idempotent || route.retry.non_idempotent) && !upgrade;
+    let idempotent =
+        matches!(method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE);
+    let may_retry = route.retry.attempts > 1 && (idempotent || route.retry.non_idempotent) && !upgrade;
     let exceeded = Arc::new(AtomicBool::new(false));
     let mut body_state = if body.is_end_stream() {
         BodyState::Replay(None)
-    } else if route.retry.attempts > 1
-        && !upgrade
-        && content_length.is_some_and(|l| l <= route.retry.buffer_body_bytes)
+    } else if route.retry.attempts > 1 && !upgrade && content_length.is_some_and(|l| l <= route.retry.buffer_body_bytes)
     {
         // Small bodies are buffered whenever a retry is possible at all: even a POST may be
         // retried after a connect failure, which needs the body again.
-        let guard = Guard {
-            limit: route.max_body,
-            idle: route.timeouts.idle,
-            exceeded: Some(exceeded.clone()),
-        };
+        let guard = Guard { limit: route.max_body, idle: route.timeouts.idle, exceeded: Some(exceeded.clone()) };
         let collect = Watched::new(body, guard, None).collect();
         match tokio::time::timeout(route.timeouts.request, collect).await {
             Ok(Ok(c)) => BodyState::Replay(Some(c.to_bytes())),
@@ -295,11 +240,7 @@ async fn run(
             }
         }
     } else {
-        let guard = Guard {
-            limit: route.max_body,
-            idle: route.timeouts.idle,
-            exceeded: Some(exceeded.clone()),
-        };
+        let guard = Guard { limit: route.max_body, idle: route.timeouts.idle, exceeded: Some(exceeded.clone()) };
         BodyState::Stream(Some(Box::new(Watched::new(body, guard, None))))
     };
 
@@ -312,13 +253,8 @@ async fn run(
         attempt += 1;
         let ep = match upstream.pick(hash, prev.as_ref()) {
             Ok(ep) => ep,
-            Err(NoEndpoint::AllUnavailable {
-                circuits_open: true,
-            }) => {
-                break Err(GatewayError::circuit_open(
-                    &format!("endpoints:{}", upstream.name),
-                    Duration::from_secs(1),
-                ));
+            Err(NoEndpoint::AllUnavailable { circuits_open: true }) => {
+                break Err(GatewayError::circuit_open(&format!("endpoints:{}", upstream.name), Duration::from_secs(1)));
             }
             Err(_) => break Err(GatewayError::no_endpoint(&upstream.name)),
         };
@@ -328,8 +264,7 @@ async fn run(
             break Err(GatewayError::upstream_timeout(&upstream.name));
         }
         let budget = route.timeouts.per_try.min(deadline - now);
-        let last_possible =
-            attempt >= route.retry.attempts || !matches!(body_state, BodyState::Replay(_));
+        let last_possible = attempt >= route.retry.attempts || !matches!(body_state, BodyState::Replay(_));
         let body = match &mut body_state {
             BodyState::Replay(b) => UpstreamBody::Full(b.clone()),
             BodyState::Stream(s) => match s.take() {
@@ -341,11 +276,7 @@ async fn run(
             },
         };
         let span_id = SpanId::random();
-        let mut try_headers = if last_possible {
-            std::mem::take(&mut headers)
-        } else {
-            headers.clone()
-        };
+        let mut try_headers = if last_possible { std::mem::take(&mut headers) } else { headers.clone() };
         ctx.trace.inject(span_id, sampled, &mut try_headers);
         let uri = Uri::builder()
             .scheme("http")
@@ -354,89 +285,47 @@ async fn run(
             .build();
         let Ok(uri) = uri else {
             release_permit(&ep);
-            break Err(GatewayError::bad_request(
-                "request target cannot be forwarded",
-            ));
+            break Err(GatewayError::bad_request("request target cannot be forwarded"));
         };
         let mut up_req = Request::new(body);
         *up_req.method_mut() = method.clone();
         *up_req.uri_mut() = uri;
-        *up_req.version_mut() = if use_h2 {
-            Version::HTTP_2
-        } else {
-            Version::HTTP_11
-        };
+        *up_req.version_mut() = if use_h2 { Version::HTTP_2 } else { Version::HTTP_11 };
         *up_req.headers_mut() = try_headers;
         let try_start_unix = signalbox_core::time::unix_nanos();
         let t0 = Instant::now();
         let inflight = ep.start();
-        let fut = if use_h2 {
-            route.clients.h2.request(up_req)
-        } else {
-            route.clients.h1.request(up_req)
-        };
+        let fut = upstream
+            .with_clients(route.timeouts.connect, |c| if use_h2 { c.h2.request(up_req) } else { c.h1.request(up_req) });
         let res = tokio::time::timeout(budget, fut).await;
         drop(inflight);
         let rtt = t0.elapsed();
         let (result, status, err, retry_ok) = match &res {
-            Err(_) => (
-                TryResult::GatewayFailure,
-                None,
-                Some("timeout"),
-                route.retry.on.timeout,
-            ),
+            Err(_) => (TryResult::GatewayFailure, None, Some("timeout"), route.retry.on.timeout),
             Ok(Err(e)) if exceeded.load(Ordering::Acquire) => {
                 let _ = e;
                 release_permit(&ep);
                 break Err(GatewayError::body_too_large(route.max_body));
             }
-            Ok(Err(e)) if e.is_connect() => (
-                TryResult::GatewayFailure,
-                None,
-                Some("connect_failed"),
-                route.retry.on.connect_failure,
-            ),
-            Ok(Err(_)) => (
-                TryResult::GatewayFailure,
-                None,
-                Some("reset"),
-                route.retry.on.reset,
-            ),
+            Ok(Err(e)) if e.is_connect() => {
+                (TryResult::GatewayFailure, None, Some("connect_failed"), route.retry.on.connect_failure)
+            }
+            Ok(Err(_)) => (TryResult::GatewayFailure, None, Some("reset"), route.retry.on.reset),
             Ok(Ok(resp)) => {
                 let s = resp.status().as_u16();
                 let grpc_code = grpc_status_header(resp.headers());
                 let failed = s >= 500 || grpc_code.is_some_and(is_grpc_failure);
-                let retry = route.retry.on.status(s)
-                    || (route.retry.on.grpc_unavailable && grpc_code == Some(14));
-                (
-                    if failed {
-                        TryResult::ServerError
-                    } else {
-                        TryResult::Ok
-                    },
-                    Some(s),
-                    None,
-                    retry,
-                )
+                let retry = route.retry.on.status(s) || (route.retry.on.grpc_unavailable && grpc_code == Some(14));
+                (if failed { TryResult::ServerError } else { TryResult::Ok }, Some(s), None, retry)
             }
         };
-        let slow = ep
-            .breaker
-            .as_ref()
-            .is_some_and(|b| rtt > b.settings().slow_call);
+        let slow = ep.breaker.as_ref().is_some_and(|b| rtt > b.settings().slow_call);
         upstream.report(&ep, result, slow);
         let decay = match &upstream.balance {
             crate::upstream::Balance::P2cEwma { decay } => *decay,
             _ => Duration::from_secs(10),
         };
-        ep.observe_rtt(
-            if result == TryResult::GatewayFailure {
-                rtt.max(Duration::from_secs(1))
-            } else {
-                rtt
-            },
-            decay,
-        );
+        ep.observe_rtt(if result == TryResult::GatewayFailure { rtt.max(Duration::from_secs(1)) } else { rtt }, decay);
         if let Some(m) = &ep.metrics {
             m.record(status, rtt.as_secs_f64());
         }
@@ -459,9 +348,7 @@ async fn run(
             && attempt < route.retry.attempts
             && replayable
             && (may_retry || (connect_failure && !upgrade))
-            && upstream
-                .budget
-                .try_withdraw(route.retry.budget_ratio, route.retry.budget_min_per_second);
+            && upstream.budget.try_withdraw(route.retry.budget_ratio, route.retry.budget_min_per_second);
         if can_retry {
             let pause = route.retry.backoff(attempt).max(BACKOFF_SLICE);
             if Instant::now() + pause < deadline {
@@ -482,17 +369,11 @@ async fn run(
 
     if svc_permit && let Some(b) = &upstream.breaker {
         let failed = match &outcome {
-            Ok(r) => {
-                r.status().as_u16() >= 500
-                    || grpc_status_header(r.headers()).is_some_and(is_grpc_failure)
-            }
+            Ok(r) => r.status().as_u16() >= 500 || grpc_status_header(r.headers()).is_some_and(is_grpc_failure),
             Err(e) => e.side == crate::error::Side::Upstream,
         };
         let slow = started.elapsed() > b.settings().slow_call;
-        if let Some(state) = b.record(crate::circuit::Outcome {
-            failure: failed,
-            slow,
-        }) {
+        if let Some(state) = b.record(crate::circuit::Outcome { failure: failed, slow }) {
             tracing::info!(service = %upstream.name, state = ?state, "service circuit changed state");
         }
     }
@@ -510,9 +391,7 @@ async fn run(
     }
     let (mut parts, body) = resp.into_parts();
     route.response_headers.apply(&mut parts.headers);
-    parts
-        .headers
-        .insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+    parts.headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
     if let Some((d, rate, burst)) = &tightest {
         rate_limit_headers(&mut parts.headers, d, *rate, *burst);
     }
@@ -520,15 +399,8 @@ async fn run(
         f.status = parts.status.as_u16();
         f.grpc_status = grpc_status_header(&parts.headers);
     }
-    let guard = Guard {
-        limit: u64::MAX,
-        idle: route.timeouts.idle,
-        exceeded: None,
-    };
-    Response::from_parts(
-        parts,
-        ClientBody::Stream(Watched::new(body, guard, ctx.finish.take())),
-    )
+    let guard = Guard { limit: u64::MAX, idle: route.timeouts.idle, exceeded: None };
+    Response::from_parts(parts, ClientBody::Stream(Watched::new(body, guard, ctx.finish.take())))
 }
 
 enum BodyState {
@@ -539,10 +411,7 @@ enum BodyState {
 /// Returns a breaker permit taken by `pick` for a try that was never sent.
 fn release_permit(ep: &Endpoint) {
     if let Some(b) = &ep.breaker {
-        b.record(crate::circuit::Outcome {
-            failure: false,
-            slow: false,
-        });
+        b.record(crate::circuit::Outcome { failure: false, slow: false });
     }
 }
 
@@ -565,18 +434,12 @@ fn new_finish(
         service,
         metrics: if tel.metrics { metrics } else { None },
         started: ctx.started,
-        start_unix: signalbox_core::time::unix_nanos()
-            .saturating_sub(ctx.started.elapsed().as_nanos() as u64),
+        start_unix: signalbox_core::time::unix_nanos().saturating_sub(ctx.started.elapsed().as_nanos() as u64),
         method: req.method().clone(),
         path: req.uri().path().to_owned(),
         host: host.to_owned(),
         client: conn.client.ip().to_string(),
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned(),
+        user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned(),
         protocol: match req.version() {
             Version::HTTP_2 => "2",
             Version::HTTP_10 => "1.0",
@@ -611,8 +474,7 @@ fn request_host(req: &Request<Incoming>) -> Result<String, &'static str> {
     match req.headers().get(header::HOST) {
         Some(v) => {
             let s = v.to_str().map_err(|_| "Host header is not valid text")?;
-            let auth: http::uri::Authority =
-                s.parse().map_err(|_| "Host header is not a valid host")?;
+            let auth: http::uri::Authority = s.parse().map_err(|_| "Host header is not a valid host")?;
             Ok(auth.host().to_ascii_lowercase())
         }
         None if req.version() == Version::HTTP_11 => Err("HTTP/1.1 request without a Host header"),
@@ -622,10 +484,7 @@ fn request_host(req: &Request<Incoming>) -> Result<String, &'static str> {
 
 fn upstream_path(route: &Route, uri: &Uri) -> Result<http::uri::PathAndQuery, &'static str> {
     let Some((prefix, with)) = &route.rewrite_prefix else {
-        return Ok(uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
+        return Ok(uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
     };
     let mut p = crate::router::rewrite_prefix(prefix, with, uri.path());
     if let Some(q) = uri.query() {
@@ -636,8 +495,7 @@ fn upstream_path(route: &Route, uri: &Uri) -> Result<http::uri::PathAndQuery, &'
 }
 
 fn is_grpc(h: &HeaderMap) -> bool {
-    h.get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    h.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 fn grpc_status_header(h: &HeaderMap) -> Option<u32> {
@@ -653,12 +511,11 @@ fn is_grpc_failure(c: u32) -> bool {
 fn is_upgrade(req: &Request<Incoming>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
-        && req.headers().get_all(header::CONNECTION).iter().any(|v| {
-            v.to_str().is_ok_and(|s| {
-                s.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
-        })
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named by `Connection`.
@@ -683,10 +540,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
     h.remove(header::PROXY_AUTHORIZATION);
     h.remove(header::TRANSFER_ENCODING);
     if let Some(te) = h.get(header::TE) {
-        if !te.to_str().is_ok_and(|s| {
-            s.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        }) {
+        if !te.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers"))) {
             h.remove(header::TE);
         } else {
             h.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -704,10 +558,7 @@ fn add_forwarded(h: &mut HeaderMap, conn: &ConnInfo, host: &str) {
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
     if !h.contains_key(&X_FORWARDED_PROTO) {
-        h.insert(
-            X_FORWARDED_PROTO.clone(),
-            HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
-        );
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
     }
     if !h.contains_key(&X_FORWARDED_HOST)
         && let Ok(v) = HeaderValue::from_str(host)

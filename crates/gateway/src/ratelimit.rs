@@ -43,12 +43,7 @@ impl Gcra {
     pub fn new(rate_per_second: f64, burst: u32) -> Self {
         let interval = (1e9 / rate_per_second).max(1.0) as u64;
         let burst = burst.max(1);
-        Gcra {
-            interval,
-            tolerance: interval * (burst as u64 - 1),
-            burst,
-            rate_per_second,
-        }
+        Gcra { interval, tolerance: interval * (burst as u64 - 1), burst, rate_per_second }
     }
 
     pub fn burst(&self) -> u32 {
@@ -89,10 +84,7 @@ pub struct GlobalLimiter {
 
 impl GlobalLimiter {
     pub fn new(gcra: Gcra) -> Self {
-        GlobalLimiter {
-            gcra,
-            tat: AtomicU64::new(0),
-        }
+        GlobalLimiter { gcra, tat: AtomicU64::new(0) }
     }
 
     pub fn gcra(&self) -> &Gcra {
@@ -107,10 +99,7 @@ impl GlobalLimiter {
             if !d.allowed {
                 return d;
             }
-            match self
-                .tat
-                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.tat.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return d,
                 Err(actual) => cur = actual,
             }
@@ -141,9 +130,7 @@ impl KeyedLimiter {
     pub fn check<K: Hash + ?Sized>(&self, key: &K) -> Decision {
         let k = self.hasher.hash_one(key);
         let now = clock::now();
-        let mut shard = self.shards[(k as usize) % SHARDS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut shard = self.shards[(k as usize) % SHARDS].lock().unwrap_or_else(|e| e.into_inner());
         if shard.len() >= MAX_KEYS / SHARDS && !shard.contains_key(&k) {
             shard.retain(|_, tat| *tat > now);
             if shard.len() >= MAX_KEYS / SHARDS {
@@ -164,10 +151,7 @@ impl KeyedLimiter {
 
     /// Keys currently tracked.
     pub fn tracked_keys(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
+        self.shards.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len()).sum()
     }
 }
 

@@ -79,22 +79,13 @@ impl RetryPolicy {
             RetryOn::default()
         });
         if c.attempts == 0 || c.attempts > 10 {
-            p.push((
-                "attempts",
-                format!("must be between 1 and 10, got {}", c.attempts),
-            ));
+            p.push(("attempts", format!("must be between 1 and 10, got {}", c.attempts)));
         }
         if !(0.0..=1.0).contains(&c.budget_ratio) {
-            p.push((
-                "budget_ratio",
-                format!("must be between 0.0 and 1.0, got {}", c.budget_ratio),
-            ));
+            p.push(("budget_ratio", format!("must be between 0.0 and 1.0, got {}", c.budget_ratio)));
         }
         if c.backoff_max < c.backoff_base {
-            p.push((
-                "backoff_max",
-                "must not be shorter than backoff_base".into(),
-            ));
+            p.push(("backoff_max", "must not be shorter than backoff_base".into()));
         }
         if !p.is_empty() {
             return Err(p);
@@ -113,9 +104,7 @@ impl RetryPolicy {
 
     /// Backoff before retry number `retry` (1-based): uniform in `[0, min(max, base × 2^(retry-1))]`.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let exp = self
-            .backoff_base
-            .saturating_mul(1u32 << (retry.saturating_sub(1)).min(16));
+        let exp = self.backoff_base.saturating_mul(1u32 << (retry.saturating_sub(1)).min(16));
         let cap = exp.min(self.backoff_max);
         cap.mul_f64(fastrand::f64())
     }
@@ -148,11 +137,7 @@ impl RetryBudget {
     fn bucket(&self, sec: u64) -> &Bucket {
         let b = &self.buckets[(sec % WINDOW_SECS) as usize];
         let seen = b.second.load(Ordering::Acquire);
-        if seen != sec
-            && b.second
-                .compare_exchange(seen, sec, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
+        if seen != sec && b.second.compare_exchange(seen, sec, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             // This thread moved the bucket to a new second. A concurrent add may land in the
             // old count and be lost; the budget tolerates that imprecision.
             b.requests.store(0, Ordering::Relaxed);

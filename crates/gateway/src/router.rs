@@ -6,7 +6,7 @@ use crate::config::RouteConfig;
 use crate::ratelimit::{Decision, GlobalLimiter, KeyedLimiter};
 use crate::retry::RetryPolicy;
 use crate::telemetry::RouteMetrics;
-use crate::upstream::{Clients, Upstream};
+use crate::upstream::Upstream;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use regex::Regex;
 use std::net::IpAddr;
@@ -53,8 +53,7 @@ impl Matcher {
         match &self.host {
             Some(HostMatch::Exact(h)) if !h.eq_ignore_ascii_case(host) => return false,
             Some(HostMatch::Suffix(s)) => {
-                let ok =
-                    host.len() > s.len() && host[host.len() - s.len()..].eq_ignore_ascii_case(s);
+                let ok = host.len() > s.len() && host[host.len() - s.len()..].eq_ignore_ascii_case(s);
                 if !ok {
                     return false;
                 }
@@ -74,10 +73,7 @@ impl Matcher {
             HeaderCond::Present(n) => headers.contains_key(n),
             HeaderCond::Absent(n) => !headers.contains_key(n),
             HeaderCond::Equals(n, v) => headers.get_all(n).iter().any(|x| x == v),
-            HeaderCond::Regex(n, r) => headers
-                .get_all(n)
-                .iter()
-                .any(|x| x.to_str().is_ok_and(|s| r.is_match(s))),
+            HeaderCond::Regex(n, r) => headers.get_all(n).iter().any(|x| x.to_str().is_ok_and(|s| r.is_match(s))),
         })
     }
 }
@@ -86,17 +82,12 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
     if prefix == "/" {
         return true;
     }
-    path.starts_with(prefix)
-        && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
+    path.starts_with(prefix) && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
 }
 
 /// Replaces the matched `prefix` of `path` with `with`, keeping exactly one slash at the seam.
 pub fn rewrite_prefix(prefix: &str, with: &str, path: &str) -> String {
-    let rest = if prefix == "/" {
-        path
-    } else {
-        &path[prefix.len().min(path.len())..]
-    };
+    let rest = if prefix == "/" { path } else { &path[prefix.len().min(path.len())..] };
     let mut out = String::with_capacity(with.len() + rest.len() + 1);
     out.push_str(with.trim_end_matches('/'));
     if rest.is_empty() {
@@ -154,9 +145,7 @@ impl Limiter {
             Limiter::Route(g) => g.check(),
             Limiter::Keyed(k, KeySource::ClientIp) => k.check(&client),
             Limiter::Keyed(k, KeySource::Identity) => k.check(identity.unwrap_or("")),
-            Limiter::Keyed(k, KeySource::Header(n)) => {
-                k.check(headers.get(n).map(|v| v.as_bytes()).unwrap_or(b""))
-            }
+            Limiter::Keyed(k, KeySource::Header(n)) => k.check(headers.get(n).map(|v| v.as_bytes()).unwrap_or(b"")),
         }
     }
 
@@ -183,7 +172,6 @@ pub struct Route {
     pub name: Arc<str>,
     pub matcher: Matcher,
     pub upstream: Arc<Upstream>,
-    pub clients: Arc<Clients>,
     pub rewrite_prefix: Option<(String, String)>,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,

@@ -1,5 +1,12 @@
-//! Downstream listeners: plain TCP (HTTP/1.1 and h2c prior knowledge, detected per
-//! connection) and TLS (ALPN), with a connection limit and graceful drain.
+//! Downstream listeners and the worker threads that serve them.
+//!
+//! The gateway runs one single-threaded tokio runtime per worker thread (one per CPU by
+//! default), the model nginx and Envoy use: each worker has its own listening socket on the
+//! shared address (`SO_REUSEPORT`, so the kernel spreads connections), its own upstream
+//! connection pools and its own telemetry buffers. A request never crosses threads, which
+//! removes the futex wake-ups that dominated a work-stealing runtime's profile (see
+//! docs/benchmarks.md). Plain listeners speak HTTP/1.1 and h2c prior knowledge, detected
+//! per connection; TLS listeners negotiate by ALPN.
 
 use crate::proxy::{self, ConnInfo, Shared};
 use hyper::service::service_fn;
@@ -15,23 +22,25 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const TELEMETRY_FLUSH: Duration = Duration::from_millis(50);
 
-/// Bound listeners, ready to serve.
+/// Bound listening sockets: one per worker for each listener, all on the same address.
 pub struct Listeners {
-    pub plain: TcpListener,
-    pub tls: Option<(TcpListener, TlsAcceptor)>,
+    pub plain_addr: SocketAddr,
+    plain: Vec<std::net::TcpListener>,
+    tls: Option<(SocketAddr, Vec<std::net::TcpListener>, TlsAcceptor)>,
 }
 
 impl Listeners {
     pub fn plain_addr(&self) -> std::io::Result<SocketAddr> {
-        self.plain.local_addr()
+        Ok(self.plain_addr)
     }
     pub fn tls_addr(&self) -> Option<SocketAddr> {
-        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
+        self.tls.as_ref().map(|(a, _, _)| *a)
     }
 }
 
-/// Settings fixed for the life of a listener.
+/// Settings fixed for the life of the listeners.
 #[derive(Clone)]
 pub struct ServeSettings {
     pub header_read_timeout: Duration,
@@ -43,6 +52,48 @@ pub struct ServeSettings {
     /// answers oversize headers itself with a JSON 431.
     pub parser_max_buf: usize,
     pub parser_max_headers: usize,
+}
+
+/// Binds `workers` sockets on `addr` (port 0 picks one free port for all of them).
+pub async fn bind_many(addr: &str, workers: usize) -> std::io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
+    let mut addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad address {addr}")))?;
+    let mut out = Vec::with_capacity(workers);
+    for _ in 0..workers.max(1) {
+        let l = bind_one(addr, true)?;
+        addr = l.local_addr()?;
+        out.push(l.into_std()?);
+    }
+    Ok((addr, out))
+}
+
+fn bind_one(addr: SocketAddr, reuseport: bool) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    sock.set_reuseaddr(true)?;
+    if reuseport {
+        sock.set_reuseport(true)?;
+    }
+    sock.set_nodelay(true)?;
+    sock.bind(addr)?;
+    sock.listen(4096)
+}
+
+/// Binds a single listener (for the console and APIs, which run on the main runtime).
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad address {addr}")))?;
+    bind_one(addr, false)
+}
+
+impl Listeners {
+    pub fn new(
+        plain: (SocketAddr, Vec<std::net::TcpListener>),
+        tls: Option<(SocketAddr, Vec<std::net::TcpListener>, TlsAcceptor)>,
+    ) -> Self {
+        Listeners { plain_addr: plain.0, plain: plain.1, tls }
+    }
 }
 
 fn builder(s: &ServeSettings) -> auto::Builder<TokioExecutor> {
@@ -62,58 +113,86 @@ fn builder(s: &ServeSettings) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Serves both listeners until `shutdown`, then drains in-flight requests for up to the
-/// drain timeout.
-pub async fn serve(
+/// Runs one worker thread per listening socket until `shutdown`, then drains in-flight
+/// requests for up to the drain timeout.
+pub async fn serve(shared: Arc<Shared>, listeners: Listeners, settings: ServeSettings, shutdown: Shutdown) {
+    let limit = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let mut tls_sockets = listeners
+        .tls
+        .map(|(_, socks, acceptor)| socks.into_iter().map(move |s| (s, acceptor.clone())).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut done = Vec::new();
+    for (i, plain) in listeners.plain.into_iter().enumerate() {
+        let tls = if tls_sockets.is_empty() { None } else { Some(tls_sockets.remove(0)) };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (shared, settings, shutdown, limit) = (shared.clone(), settings.clone(), shutdown.clone(), limit.clone());
+        let spawned = std::thread::Builder::new().name(format!("gateway-{i}")).spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(worker(shared, plain, tls, settings, limit, shutdown)),
+                Err(e) => tracing::error!(error = %e, "cannot start a gateway worker runtime"),
+            }
+            let _ = tx.send(());
+        });
+        match spawned {
+            Ok(_) => done.push(rx),
+            Err(e) => tracing::error!(error = %e, "cannot start a gateway worker thread"),
+        }
+    }
+    for d in done {
+        let _ = d.await;
+    }
+    shared.telemetry.flush_all();
+}
+
+async fn worker(
     shared: Arc<Shared>,
-    listeners: Listeners,
+    plain: std::net::TcpListener,
+    tls: Option<(std::net::TcpListener, TlsAcceptor)>,
     settings: ServeSettings,
+    limit: Arc<Semaphore>,
     shutdown: Shutdown,
 ) {
-    let graceful = Arc::new(GracefulShutdown::new());
+    let graceful = GracefulShutdown::new();
     let builder = Arc::new(builder(&settings));
-    let limit = Arc::new(Semaphore::new(settings.max_connections.max(1)));
-    let mut tasks = Vec::new();
-    let plain = accept_loop(
-        shared.clone(),
-        listeners.plain,
-        None,
-        builder.clone(),
-        limit.clone(),
-        graceful.clone(),
-        shutdown.clone(),
-    );
-    tasks.push(tokio::spawn(plain));
-    if let Some((l, acceptor)) = listeners.tls {
-        tasks.push(tokio::spawn(accept_loop(
-            shared,
-            l,
-            Some(acceptor),
-            builder,
-            limit,
-            graceful.clone(),
-            shutdown,
-        )));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    // Every accept loop has returned its clone, so this is the only reference left.
-    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-    tracing::info!(timeout = ?settings.drain_timeout, "gateway draining connections");
+    let to_tokio = |l: std::net::TcpListener| l.set_nonblocking(true).and_then(|_| TcpListener::from_std(l));
+    let plain = match to_tokio(plain) {
+        Ok(l) => l,
+        Err(e) => return tracing::error!(error = %e, "cannot adopt a listening socket"),
+    };
+    let tls = match tls.map(|(l, a)| to_tokio(l).map(|l| (l, a))).transpose() {
+        Ok(t) => t,
+        Err(e) => return tracing::error!(error = %e, "cannot adopt a TLS listening socket"),
+    };
+    let tel = shared.telemetry.clone();
+    let flusher = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TELEMETRY_FLUSH);
+        loop {
+            tick.tick().await;
+            tel.flush_local();
+        }
+    });
+    let a = accept_loop(&shared, plain, None, &builder, &limit, &graceful, shutdown.clone());
+    let b = async {
+        if let Some((l, acceptor)) = tls {
+            accept_loop(&shared, l, Some(acceptor), &builder, &limit, &graceful, shutdown.clone()).await;
+        }
+    };
+    tokio::join!(a, b);
     match tokio::time::timeout(settings.drain_timeout, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("gateway drained"),
+        Ok(()) => tracing::debug!("gateway worker drained"),
         Err(_) => tracing::warn!("drain timeout reached; closing remaining connections"),
     }
+    flusher.abort();
+    shared.telemetry.flush_local();
 }
 
 async fn accept_loop(
-    shared: Arc<Shared>,
+    shared: &Arc<Shared>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    limit: Arc<Semaphore>,
-    graceful: Arc<GracefulShutdown>,
+    builder: &Arc<auto::Builder<TokioExecutor>>,
+    limit: &Arc<Semaphore>,
+    graceful: &GracefulShutdown,
     mut shutdown: Shutdown,
 ) {
     loop {
@@ -134,10 +213,7 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = Arc::new(ConnInfo {
-            client,
-            tls: tls.is_some(),
-        });
+        let conn = Arc::new(ConnInfo { client, tls: tls.is_some() });
         let shared = shared.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -147,14 +223,11 @@ async fn accept_loop(
             let svc = service_fn(move |req| proxy::handle(shared.clone(), conn.clone(), req));
             match tls {
                 None => serve_io(&builder, TokioIo::new(stream), svc, watcher).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(s)) => serve_io(&builder, TokioIo::new(s), svc, watcher).await,
-                        Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
-                    }
-                }
+                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => serve_io(&builder, TokioIo::new(s), svc, watcher).await,
+                    Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
+                },
             }
         });
     }
@@ -179,23 +252,4 @@ async fn serve_io<I, S>(
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(error = %e, "connection ended with an error");
     }
-}
-
-/// Binds a plain listener; `SO_REUSEADDR` lets a restarted node take its port back at once.
-pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
-    let addr: SocketAddr = addr.parse().map_err(|_| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("bad address {addr}"),
-        )
-    })?;
-    let sock = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    sock.set_reuseaddr(true)?;
-    sock.set_nodelay(true)?;
-    sock.bind(addr)?;
-    sock.listen(4096)
 }

@@ -65,11 +65,7 @@ impl EndpointMetrics {
                 reg.counter(
                     "signalbox_gateway_upstream_requests_total",
                     "Tries sent to upstream endpoints, by status class (`error`: no response).",
-                    &[
-                        ("service", service),
-                        ("endpoint", endpoint),
-                        ("class", class),
-                    ],
+                    &[("service", service), ("endpoint", endpoint), ("class", class)],
                 )
             }),
             duration: reg.histogram(
@@ -87,6 +83,18 @@ impl EndpointMetrics {
     }
 }
 
+/// Per-thread buffers: spans and access-log bytes wait here until a batch is full or the
+/// worker's flush tick (50 ms) comes, so the request path never touches a shared queue.
+#[derive(Default)]
+struct Local {
+    spans: Vec<Span>,
+    log: Vec<u8>,
+    log_lines: u64,
+}
+
+const SPAN_BATCH: usize = 256;
+const LOG_CHUNK: usize = 64 * 1024;
+
 /// The gateway-wide telemetry switches and outlets.
 pub struct Telemetry {
     pub spans: bool,
@@ -94,6 +102,7 @@ pub struct Telemetry {
     pub service_name: String,
     sink: Arc<dyn SpanSink>,
     access_log: Option<mpsc::SyncSender<Vec<u8>>>,
+    local: thread_local::ThreadLocal<std::sync::Mutex<Local>>,
     spans_sent: Counter,
     spans_dropped_full: Counter,
     spans_dropped_no_consumer: Counter,
@@ -110,7 +119,7 @@ impl Telemetry {
     ) -> std::io::Result<Self> {
         let access_log = match cfg.access_log.as_str() {
             "off" | "" => None,
-            target => Some(spawn_log_writer(target, cfg.queue_capacity)?),
+            target => Some(spawn_log_writer(target, (cfg.queue_capacity / 64).max(16))?),
         };
         let dropped = |reason| {
             reg.counter(
@@ -125,6 +134,7 @@ impl Telemetry {
             service_name: service_name.to_owned(),
             sink,
             access_log,
+            local: thread_local::ThreadLocal::new(),
             spans_sent: reg.counter(
                 "signalbox_gateway_spans_total",
                 "Gateway spans handed to the trace pipeline.",
@@ -145,51 +155,82 @@ impl Telemetry {
         self.spans || self.metrics || self.access_log.is_some()
     }
 
-    pub fn emit_span(&self, span: Span) {
-        match self.sink.offer(span) {
-            Ok(()) => self.spans_sent.inc(),
-            Err(Refused::Full) => self.spans_dropped_full.inc(),
-            Err(Refused::NoConsumer) => self.spans_dropped_no_consumer.inc(),
+    fn with_local<R>(&self, f: impl FnOnce(&mut Local) -> R) -> R {
+        let m = self.local.get_or(Default::default);
+        // Only this thread and the final flush take this lock; a poisoned one still holds
+        // valid buffers.
+        let mut l = m.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut l)
+    }
+
+    fn push_span(&self, span: Span) {
+        let full = self.with_local(|l| {
+            l.spans.push(span);
+            (l.spans.len() >= SPAN_BATCH).then(|| std::mem::take(&mut l.spans))
+        });
+        if let Some(batch) = full {
+            self.send_spans(batch);
         }
     }
 
-    fn log_line(&self, line: Vec<u8>) {
+    fn send_spans(&self, batch: Vec<Span>) {
+        let n = batch.len() as u64;
+        match self.sink.offer(batch) {
+            Ok(()) => self.spans_sent.add(n),
+            Err(Refused::Full) => self.spans_dropped_full.add(n),
+            Err(Refused::NoConsumer) => self.spans_dropped_no_consumer.add(n),
+        }
+    }
+
+    fn send_log(&self, chunk: Vec<u8>, lines: u64) {
         if let Some(tx) = &self.access_log
-            && tx.try_send(line).is_err()
+            && tx.try_send(chunk).is_err()
         {
-            self.log_dropped.inc();
+            self.log_dropped.add(lines);
+        }
+    }
+
+    /// Sends this thread's buffered spans and log lines.
+    pub fn flush_local(&self) {
+        let (spans, log, lines) = self.with_local(|l| {
+            (std::mem::take(&mut l.spans), std::mem::take(&mut l.log), std::mem::take(&mut l.log_lines))
+        });
+        self.flush(spans, log, lines);
+    }
+
+    /// Sends every thread's buffers (at shutdown).
+    pub fn flush_all(&self) {
+        for m in self.local.iter() {
+            let (spans, log, lines) = {
+                let mut l = m.lock().unwrap_or_else(|e| e.into_inner());
+                (std::mem::take(&mut l.spans), std::mem::take(&mut l.log), std::mem::take(&mut l.log_lines))
+            };
+            self.flush(spans, log, lines);
+        }
+    }
+
+    fn flush(&self, spans: Vec<Span>, log: Vec<u8>, lines: u64) {
+        if !spans.is_empty() {
+            self.send_spans(spans);
+        }
+        if !log.is_empty() {
+            self.send_log(log, lines);
         }
     }
 }
 
-fn spawn_log_writer(target: &str, capacity: usize) -> std::io::Result<mpsc::SyncSender<Vec<u8>>> {
+fn spawn_log_writer(target: &str, chunks: usize) -> std::io::Result<mpsc::SyncSender<Vec<u8>>> {
     let mut out: Box<dyn Write + Send> = if target == "stdout" {
         Box::new(std::io::stdout())
     } else {
-        Box::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(target)?,
-        )
+        Box::new(std::fs::OpenOptions::new().create(true).append(true).open(target)?)
     };
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(capacity.max(16));
-    std::thread::Builder::new()
-        .name("access-log".into())
-        .spawn(move || {
-            let mut buf = Vec::with_capacity(64 * 1024);
-            while let Ok(line) = rx.recv() {
-                buf.extend_from_slice(&line);
-                while let Ok(more) = rx.try_recv() {
-                    buf.extend_from_slice(&more);
-                    if buf.len() > 60 * 1024 {
-                        break;
-                    }
-                }
-                let _ = out.write_all(&buf).and_then(|_| out.flush());
-                buf.clear();
-            }
-        })?;
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(chunks);
+    std::thread::Builder::new().name("access-log".into()).spawn(move || {
+        while let Ok(chunk) = rx.recv() {
+            let _ = out.write_all(&chunk).and_then(|_| out.flush());
+        }
+    })?;
     Ok(tx)
 }
 
@@ -234,12 +275,7 @@ pub struct Finish {
 impl Finish {
     /// Records metrics, spans and the access-log line. `trailers` are the response trailers
     /// (gRPC puts its status there); `error` says why the body ended early, if it did.
-    pub fn complete(
-        self: Box<Self>,
-        bytes_out: u64,
-        trailers: Option<&HeaderMap>,
-        error: Option<&str>,
-    ) {
+    pub fn complete(self: Box<Self>, bytes_out: u64, trailers: Option<&HeaderMap>, error: Option<&str>) {
         let elapsed = self.started.elapsed();
         let end_unix = self.start_unix + elapsed.as_nanos() as u64;
         let grpc_status = trailers
@@ -255,8 +291,14 @@ impl Finish {
             self.emit_spans(end_unix, grpc_status, error);
         }
         if self.tel.access_log.is_some() {
-            self.tel
-                .log_line(self.log_line(end_unix, bytes_out, grpc_status, error));
+            let full = self.tel.with_local(|l| {
+                self.write_log_line(&mut l.log, end_unix, bytes_out, grpc_status, error);
+                l.log_lines += 1;
+                (l.log.len() >= LOG_CHUNK).then(|| (std::mem::take(&mut l.log), std::mem::take(&mut l.log_lines)))
+            });
+            if let Some((chunk, lines)) = full {
+                self.tel.send_log(chunk, lines);
+            }
         }
     }
 
@@ -275,10 +317,7 @@ impl Finish {
             KeyValue::str("request.id", self.request_id.clone()),
         ];
         if !self.user_agent.is_empty() {
-            attrs.push(KeyValue::str(
-                "user_agent.original",
-                self.user_agent.clone(),
-            ));
+            attrs.push(KeyValue::str("user_agent.original", self.user_agent.clone()));
         }
         if let Some(code) = self.error_code {
             attrs.push(KeyValue::str("error.type", code));
@@ -289,14 +328,8 @@ impl Finish {
         if let Some(id) = &self.identity {
             attrs.push(KeyValue::str("enduser.id", id.clone()));
         }
-        let trace_state = self
-            .trace
-            .trace_state
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        self.tel.emit_span(Span {
+        let trace_state = self.trace.trace_state.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        self.tel.push_span(Span {
             trace_id: self.trace.trace_id,
             span_id: self.server_span,
             parent_span_id: self.trace.parent,
@@ -306,15 +339,8 @@ impl Finish {
             kind: SpanKind::Server,
             start_unix_nanos: self.start_unix,
             end_unix_nanos: end_unix,
-            status: if failed {
-                StatusCode::Error
-            } else {
-                StatusCode::Unset
-            },
-            status_message: error
-                .map(str::to_owned)
-                .or(self.error_code.map(str::to_owned))
-                .unwrap_or_default(),
+            status: if failed { StatusCode::Error } else { StatusCode::Unset },
+            status_message: error.map(str::to_owned).or(self.error_code.map(str::to_owned)).unwrap_or_default(),
             attributes: attrs,
             events: Vec::new(),
         });
@@ -335,7 +361,7 @@ impl Finish {
                 attrs.push(KeyValue::str("error.type", e));
             }
             let failed = t.error.is_some() || t.status.is_some_and(|s| s >= 500);
-            self.tel.emit_span(Span {
+            self.tel.push_span(Span {
                 trace_id: self.trace.trace_id,
                 span_id: t.span_id,
                 parent_span_id: Some(self.server_span),
@@ -345,11 +371,7 @@ impl Finish {
                 kind: SpanKind::Client,
                 start_unix_nanos: t.start_unix,
                 end_unix_nanos: t.end_unix,
-                status: if failed {
-                    StatusCode::Error
-                } else {
-                    StatusCode::Unset
-                },
+                status: if failed { StatusCode::Error } else { StatusCode::Unset },
                 status_message: t.error.unwrap_or("").to_owned(),
                 attributes: attrs,
                 events: Vec::new(),
@@ -357,50 +379,129 @@ impl Finish {
         }
     }
 
-    fn log_line(
+    /// Appends one JSON line; written by hand because it runs for every request (serde_json's
+    /// `Value` costs a map and a dozen allocations per line).
+    fn write_log_line(
         &self,
+        out: &mut Vec<u8>,
         end_unix: u64,
         bytes_out: u64,
         grpc_status: Option<u32>,
         error: Option<&str>,
-    ) -> Vec<u8> {
-        let mut v = serde_json::json!({
-            "ts": signalbox_core::time::rfc3339_millis(self.start_unix),
-            "trace_id": self.trace.trace_id.to_hex(),
-            "span_id": self.server_span.to_hex(),
-            "request_id": self.request_id,
-            "client": self.client,
-            "method": self.method.as_str(),
-            "host": self.host,
-            "path": self.path,
-            "protocol": self.protocol,
-            "route": &*self.route_name,
-            "service": &*self.service,
-            "endpoint": self.endpoint,
-            "status": self.status,
-            "tries": self.tries.len(),
-            "duration_ms": (end_unix - self.start_unix) as f64 / 1e6,
-            "bytes_out": bytes_out,
-        });
-        if let Some(obj) = v.as_object_mut() {
-            if let Some(c) = self.error_code {
-                obj.insert("error_code".into(), c.into());
-            }
-            if let Some(e) = error {
-                obj.insert("error".into(), e.into());
-            }
-            if let Some(g) = grpc_status {
-                obj.insert("grpc_status".into(), g.into());
-            }
-            if let Some(id) = &self.identity {
-                obj.insert("client_id".into(), id.clone().into());
-            }
-            if !self.user_agent.is_empty() {
-                obj.insert("user_agent".into(), self.user_agent.clone().into());
+    ) {
+        let mut j = JsonLine::new(out);
+        j.str("ts", &signalbox_core::time::rfc3339_millis(self.start_unix));
+        j.str("trace_id", &self.trace.trace_id.to_hex());
+        j.str("span_id", &self.server_span.to_hex());
+        j.str("request_id", &self.request_id);
+        j.str("client", &self.client);
+        j.str("method", self.method.as_str());
+        j.str("host", &self.host);
+        j.str("path", &self.path);
+        j.str("protocol", self.protocol);
+        j.str("route", &self.route_name);
+        j.str("service", &self.service);
+        match &self.endpoint {
+            Some(e) => j.str("endpoint", e),
+            None => j.raw("endpoint", "null"),
+        }
+        j.num("status", self.status as f64);
+        j.num("tries", self.tries.len() as f64);
+        j.num("duration_ms", (end_unix.saturating_sub(self.start_unix)) as f64 / 1e6);
+        j.num("bytes_out", bytes_out as f64);
+        if let Some(c) = self.error_code {
+            j.str("error_code", c);
+        }
+        if let Some(e) = error {
+            j.str("error", e);
+        }
+        if let Some(g) = grpc_status {
+            j.num("grpc_status", g as f64);
+        }
+        if let Some(id) = &self.identity {
+            j.str("client_id", id);
+        }
+        if !self.user_agent.is_empty() {
+            j.str("user_agent", &self.user_agent);
+        }
+        j.end();
+    }
+}
+
+/// A minimal JSON object writer for log lines.
+struct JsonLine<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> JsonLine<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        JsonLine { out, first: true }
+    }
+
+    fn key(&mut self, k: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(k.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn str(&mut self, k: &str, v: &str) {
+        self.key(k);
+        self.out.push(b'"');
+        for c in v.chars() {
+            match c {
+                '"' => self.out.extend_from_slice(b"\\\""),
+                '\\' => self.out.extend_from_slice(b"\\\\"),
+                '\n' => self.out.extend_from_slice(b"\\n"),
+                '\r' => self.out.extend_from_slice(b"\\r"),
+                '\t' => self.out.extend_from_slice(b"\\t"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(self.out, "\\u{:04x}", c as u32);
+                }
+                c => {
+                    let mut b = [0u8; 4];
+                    self.out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+                }
             }
         }
-        let mut line = serde_json::to_vec(&v).unwrap_or_default();
-        line.push(b'\n');
-        line
+        self.out.push(b'"');
+    }
+
+    fn num(&mut self, k: &str, v: f64) {
+        self.key(k);
+        let _ = write!(self.out, "{v}");
+    }
+
+    fn raw(&mut self, k: &str, v: &str) {
+        self.key(k);
+        self.out.extend_from_slice(v.as_bytes());
+    }
+
+    fn end(self) {
+        self.out.extend_from_slice(b"}\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_lines_are_valid_json() {
+        let mut buf = Vec::new();
+        let mut j = super::JsonLine::new(&mut buf);
+        j.str("path", "/a\"b\\c\n\u{1}é");
+        j.num("status", 200.0);
+        j.num("ms", 1.25);
+        j.raw("endpoint", "null");
+        j.end();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["path"], "/a\"b\\c\n\u{1}é");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["ms"], 1.25);
+        assert!(v["endpoint"].is_null());
     }
 }

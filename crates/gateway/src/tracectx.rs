@@ -60,13 +60,7 @@ impl TraceContext {
                 (_, Some("0" | "false")) => Some(false),
                 _ => None,
             };
-            return TraceContext {
-                trace_id,
-                parent: Some(span),
-                sampled,
-                trace_state: None,
-                format: Format::B3Multi,
-            };
+            return TraceContext { trace_id, parent: Some(span), sampled, trace_state: None, format: Format::B3Multi };
         }
         TraceContext {
             trace_id: TraceId::random(),
@@ -87,12 +81,7 @@ impl TraceContext {
         }
         match self.format {
             Format::B3Single => {
-                let v = format!(
-                    "{}-{}-{}",
-                    self.trace_id,
-                    span,
-                    if sampled { "1" } else { "0" }
-                );
+                let v = format!("{}-{}-{}", self.trace_id, span, if sampled { "1" } else { "0" });
                 if let Ok(v) = HeaderValue::from_str(&v) {
                     h.insert("b3", v);
                 }
@@ -107,10 +96,7 @@ impl TraceContext {
                         h.insert(name, v);
                     }
                 }
-                if let Some(p) = self
-                    .parent
-                    .and_then(|p| HeaderValue::from_str(&p.to_hex()).ok())
-                {
+                if let Some(p) = self.parent.and_then(|p| HeaderValue::from_str(&p.to_hex()).ok()) {
                     h.insert("x-b3-parentspanid", p);
                 }
                 h.remove("x-b3-flags");
@@ -128,10 +114,7 @@ fn parse_traceparent(s: &str) -> Option<(TraceId, SpanId, u8)> {
     if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
         return None;
     }
-    let hex = |r: std::ops::Range<usize>| {
-        b[r].iter()
-            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
-    };
+    let hex = |r: std::ops::Range<usize>| b[r].iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
     if !(hex(0..2) && hex(3..35) && hex(36..52) && hex(53..55)) {
         return None;
     }
@@ -173,13 +156,7 @@ fn parse_b3_single(s: &str) -> Option<TraceContext> {
         None => None,
         Some(_) => return None,
     };
-    Some(TraceContext {
-        trace_id,
-        parent: Some(span),
-        sampled,
-        trace_state: None,
-        format: Format::B3Single,
-    })
+    Some(TraceContext { trace_id, parent: Some(span), sampled, trace_state: None, format: Format::B3Single })
 }
 
 #[cfg(test)]
@@ -197,10 +174,7 @@ mod tests {
     #[test]
     fn w3c_round_trip() {
         let h = headers(&[
-            (
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            ),
+            ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
             ("tracestate", "congo=t61rcWkgMzE"),
         ]);
         let ctx = TraceContext::extract(&h);
@@ -210,10 +184,7 @@ mod tests {
         let mut out = HeaderMap::new();
         let span = SpanId::from_hex("1111111111111111").unwrap();
         ctx.inject(span, true, &mut out);
-        assert_eq!(
-            out["traceparent"],
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"
-        );
+        assert_eq!(out["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01");
     }
 
     #[test]
@@ -230,10 +201,7 @@ mod tests {
             assert_eq!(ctx.format, Format::None, "{bad}");
         }
         let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra";
-        assert_eq!(
-            TraceContext::extract(&headers(&[("traceparent", future)])).format,
-            Format::W3c
-        );
+        assert_eq!(TraceContext::extract(&headers(&[("traceparent", future)])).format, Format::W3c);
     }
 
     #[test]
@@ -252,11 +220,7 @@ mod tests {
         assert_eq!(ctx.format, Format::B3Multi);
         assert_eq!(ctx.sampled, Some(false));
         let mut out = HeaderMap::new();
-        ctx.inject(
-            SpanId::from_hex("1111111111111111").unwrap(),
-            false,
-            &mut out,
-        );
+        ctx.inject(SpanId::from_hex("1111111111111111").unwrap(), false, &mut out);
         assert_eq!(out["x-b3-traceid"], "0000000000000000463ac35c9f6413ad");
         assert_eq!(out["x-b3-spanid"], "1111111111111111");
         assert_eq!(out["x-b3-parentspanid"], "a2fb4a1d1a96d312");

@@ -12,18 +12,17 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Joins the client's and the upstream's upgraded connections.
 pub async fn run(down: OnUpgrade, up: OnUpgrade, idle: Duration) {
     let upgrade_wait = Duration::from_secs(10);
-    let (down, up) =
-        match tokio::time::timeout(upgrade_wait, async { tokio::try_join!(down, up) }).await {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "upgrade failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!("upgrade did not complete in time");
-                return;
-            }
-        };
+    let (down, up) = match tokio::time::timeout(upgrade_wait, async { tokio::try_join!(down, up) }).await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("upgrade did not complete in time");
+            return;
+        }
+    };
     let (dr, dw) = tokio::io::split(TokioIo::new(down));
     let (ur, uw) = tokio::io::split(TokioIo::new(up));
     let last = Arc::new(AtomicU64::new(crate::clock::now()));
@@ -34,12 +33,7 @@ pub async fn run(down: OnUpgrade, up: OnUpgrade, idle: Duration) {
     tokio::join!(a, b);
 }
 
-async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    mut r: R,
-    mut w: W,
-    idle: Duration,
-    last: Arc<AtomicU64>,
-) {
+async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(mut r: R, mut w: W, idle: Duration, last: Arc<AtomicU64>) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match tokio::time::timeout(idle, r.read(&mut buf)).await {

@@ -39,15 +39,9 @@ pub enum Protocol {
 /// Balancing algorithm.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Balance {
-    P2cEwma {
-        decay: Duration,
-    },
+    P2cEwma { decay: Duration },
     RoundRobin,
-    RingHash {
-        header: Option<http::HeaderName>,
-        cookie: Option<String>,
-        vnodes: u32,
-    },
+    RingHash { header: Option<http::HeaderName>, cookie: Option<String>, vnodes: u32 },
 }
 
 /// Outlier ejection settings.
@@ -129,8 +123,7 @@ impl Endpoint {
     }
 
     fn cost(&self) -> f64 {
-        f64::from_bits(self.ewma_bits.load(Ordering::Relaxed))
-            * (self.inflight.load(Ordering::Relaxed) as f64 + 1.0)
+        f64::from_bits(self.ewma_bits.load(Ordering::Relaxed)) * (self.inflight.load(Ordering::Relaxed) as f64 + 1.0)
     }
 
     /// Marks a try as started; the guard ends it.
@@ -194,7 +187,10 @@ struct Table {
     ring: Vec<(u64, u32)>,
 }
 
-/// HTTP clients with pooled keep-alive connections, one per upstream protocol.
+/// HTTP clients with pooled keep-alive connections, one per upstream protocol. Each gateway
+/// worker thread has its own, so a request and its upstream connection live on one thread
+/// and never wake another (measured: cross-thread wake-ups cost more than the proxying
+/// itself; see docs/benchmarks.md).
 pub struct Clients {
     pub h1: Client<HttpConnector, UpstreamBody>,
     pub h2: Client<HttpConnector, UpstreamBody>,
@@ -208,9 +204,7 @@ impl Clients {
         conn.set_nodelay(true);
         conn.set_keepalive(Some(Duration::from_secs(60)));
         let mut b = Client::builder(TokioExecutor::new());
-        b.pool_timer(TokioTimer::new())
-            .pool_idle_timeout(idle)
-            .pool_max_idle_per_host(max_idle);
+        b.pool_timer(TokioTimer::new()).pool_idle_timeout(idle).pool_max_idle_per_host(max_idle);
         let h1 = b.build(conn.clone());
         let mut b2 = Client::builder(TokioExecutor::new());
         b2.pool_timer(TokioTimer::new())
@@ -220,11 +214,7 @@ impl Clients {
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_timeout(Duration::from_secs(10));
         let h2 = b2.build(conn);
-        Clients {
-            h1,
-            h2,
-            connect_timeout,
-        }
+        Clients { h1, h2, connect_timeout }
     }
 }
 
@@ -240,7 +230,7 @@ pub struct Upstream {
     endpoint_breaker: Option<circuit::Settings>,
     outlier: OutlierSettings,
     pub budget: RetryBudget,
-    clients: std::sync::Mutex<Vec<Arc<Clients>>>,
+    clients: thread_local::ThreadLocal<std::cell::RefCell<Vec<Clients>>>,
     registry: Option<Registry>,
     /// Set when endpoints come from discovery rather than config.
     pub discovered: bool,
@@ -271,32 +261,33 @@ impl Upstream {
             config,
             protocol,
             balance,
-            table: ArcSwap::from_pointee(Table {
-                endpoints: Vec::new(),
-                ring: Vec::new(),
-            }),
+            table: ArcSwap::from_pointee(Table { endpoints: Vec::new(), ring: Vec::new() }),
             rr: AtomicU32::new(0),
             breaker: breaker.map(CircuitBreaker::new),
             endpoint_breaker,
             budget: RetryBudget::default(),
-            clients: std::sync::Mutex::new(Vec::new()),
+            clients: thread_local::ThreadLocal::new(),
             registry,
         }
     }
 
-    /// The pooled clients for a connect timeout (shared by routes with the same timeout).
-    pub fn clients(&self, connect_timeout: Duration) -> Arc<Clients> {
-        let mut list = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = list.iter().find(|c| c.connect_timeout == connect_timeout) {
-            return c.clone();
-        }
-        let c = Arc::new(Clients::new(
-            connect_timeout,
-            self.config.pool_idle_timeout.0,
-            self.config.pool_max_idle_per_endpoint,
-        ));
-        list.push(c.clone());
-        c
+    /// Runs `f` with this thread's pooled clients for a connect timeout (routes with the same
+    /// timeout share them).
+    pub fn with_clients<R>(&self, connect_timeout: Duration, f: impl FnOnce(&Clients) -> R) -> R {
+        let cell = self.clients.get_or(|| std::cell::RefCell::new(Vec::new()));
+        let mut list = cell.borrow_mut();
+        let i = match list.iter().position(|c| c.connect_timeout == connect_timeout) {
+            Some(i) => i,
+            None => {
+                list.push(Clients::new(
+                    connect_timeout,
+                    self.config.pool_idle_timeout.0,
+                    self.config.pool_max_idle_per_endpoint,
+                ));
+                list.len() - 1
+            }
+        };
+        f(&list[i])
     }
 
     /// Replaces the endpoint set, keeping the state of endpoints that stay. `previous`
@@ -327,16 +318,8 @@ impl Upstream {
                 tracing::warn!(service = %self.name, address = %info.address, "ignoring endpoint with an invalid address");
                 continue;
             };
-            let metrics = self
-                .registry
-                .as_ref()
-                .map(|r| EndpointMetrics::new(r, &self.name, &info.address));
-            endpoints.push(Arc::new(Endpoint::new(
-                info.clone(),
-                authority,
-                self.endpoint_breaker.clone(),
-                metrics,
-            )));
+            let metrics = self.registry.as_ref().map(|r| EndpointMetrics::new(r, &self.name, &info.address));
+            endpoints.push(Arc::new(Endpoint::new(info.clone(), authority, self.endpoint_breaker.clone(), metrics)));
         }
         let ring = match &self.balance {
             Balance::RingHash { vnodes, .. } => build_ring(&endpoints, *vnodes),
@@ -352,32 +335,23 @@ impl Upstream {
     /// Chooses an endpoint for a try and takes its breaker permit. `hash` is the request's
     /// hash key for `ring_hash`; `avoid` is the endpoint of the previous try, skipped when
     /// another one is available.
-    pub fn pick(
-        &self,
-        hash: Option<u64>,
-        avoid: Option<&Arc<Endpoint>>,
-    ) -> Result<Arc<Endpoint>, NoEndpoint> {
+    pub fn pick(&self, hash: Option<u64>, avoid: Option<&Arc<Endpoint>>) -> Result<Arc<Endpoint>, NoEndpoint> {
         let table = self.table.load();
         let eps = &table.endpoints;
         if eps.is_empty() {
             return Err(NoEndpoint::Empty);
         }
         let now = clock::now();
-        let usable =
-            |e: &Arc<Endpoint>| e.available(now) && avoid.is_none_or(|a| !Arc::ptr_eq(a, e));
+        let usable = |e: &Arc<Endpoint>| e.available(now) && avoid.is_none_or(|a| !Arc::ptr_eq(a, e));
         let candidate = match (&self.balance, hash) {
             (Balance::RingHash { .. }, Some(h)) => ring_pick(&table, h, &usable),
             (Balance::RoundRobin, _) => {
                 let start = self.rr.fetch_add(1, Ordering::Relaxed) as usize;
-                (0..eps.len())
-                    .map(|i| &eps[(start + i) % eps.len()])
-                    .find(|e| usable(e))
-                    .cloned()
+                (0..eps.len()).map(|i| &eps[(start + i) % eps.len()]).find(|e| usable(e)).cloned()
             }
             _ => p2c(eps, &usable),
         };
-        let acquire =
-            |e: &Arc<Endpoint>| e.breaker.as_ref().is_none_or(|b| b.try_acquire().is_ok());
+        let acquire = |e: &Arc<Endpoint>| e.breaker.as_ref().is_none_or(|b| b.try_acquire().is_ok());
         if let Some(e) = candidate
             && acquire(&e)
         {
@@ -391,21 +365,14 @@ impl Upstream {
         if let Some(a) = avoid.filter(|a| a.available(now) && acquire(a)) {
             return Ok(a.clone());
         }
-        let circuits_open = eps.iter().any(|e| {
-            e.breaker
-                .as_ref()
-                .is_some_and(|b| b.state() != circuit::State::Closed)
-        });
+        let circuits_open = eps.iter().any(|e| e.breaker.as_ref().is_some_and(|b| b.state() != circuit::State::Closed));
         Err(NoEndpoint::AllUnavailable { circuits_open })
     }
 
     /// Feeds a try's result to the endpoint's breaker and to outlier ejection.
     pub fn report(&self, ep: &Endpoint, result: TryResult, slow: bool) {
         if let Some(b) = &ep.breaker
-            && let Some(state) = b.record(circuit::Outcome {
-                failure: result != TryResult::Ok,
-                slow,
-            })
+            && let Some(state) = b.record(circuit::Outcome { failure: result != TryResult::Ok, slow })
         {
             tracing::info!(service = %self.name, endpoint = %ep.info.address, state = ?state, "endpoint circuit changed state");
         }
@@ -452,11 +419,7 @@ impl Upstream {
             return;
         }
         let times = ep.times_ejected.fetch_add(1, Ordering::Relaxed) + 1;
-        let time = self
-            .outlier
-            .base
-            .saturating_mul(times)
-            .min(self.outlier.max.max(self.outlier.base));
+        let time = self.outlier.base.saturating_mul(times).min(self.outlier.max.max(self.outlier.base));
         let until = now + clock::nanos(time);
         ep.ejected_until.store(until, Ordering::Relaxed);
         ep.last_ejection_end.store(until, Ordering::Relaxed);
@@ -475,10 +438,7 @@ impl Upstream {
         let end = ep.last_ejection_end.load(Ordering::Relaxed);
         let now = clock::now();
         if now > end + clock::nanos(self.outlier.base)
-            && ep
-                .last_ejection_end
-                .compare_exchange(end, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+            && ep.last_ejection_end.compare_exchange(end, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
         {
             ep.times_ejected.fetch_sub(1, Ordering::Relaxed);
         }
@@ -529,11 +489,7 @@ fn p2c(eps: &[Arc<Endpoint>], usable: &impl Fn(&Arc<Endpoint>) -> bool) -> Optio
         (true, true) => Some(if ea.cost() <= eb.cost() { ea } else { eb }.clone()),
         (true, false) => Some(ea.clone()),
         (false, true) => Some(eb.clone()),
-        (false, false) => eps
-            .iter()
-            .filter(|e| usable(e))
-            .min_by(|x, y| x.cost().total_cmp(&y.cost()))
-            .cloned(),
+        (false, false) => eps.iter().filter(|e| usable(e)).min_by(|x, y| x.cost().total_cmp(&y.cost())).cloned(),
     }
 }
 
@@ -556,18 +512,11 @@ fn build_ring(eps: &[Arc<Endpoint>], vnodes: u32) -> Vec<(u64, u32)> {
     ring
 }
 
-fn ring_pick(
-    table: &Table,
-    hash: u64,
-    usable: &impl Fn(&Arc<Endpoint>) -> bool,
-) -> Option<Arc<Endpoint>> {
+fn ring_pick(table: &Table, hash: u64, usable: &impl Fn(&Arc<Endpoint>) -> bool) -> Option<Arc<Endpoint>> {
     let ring = &table.ring;
     if ring.is_empty() {
         return None;
     }
     let start = ring.partition_point(|(p, _)| *p < hash);
-    (0..ring.len())
-        .map(|i| &table.endpoints[ring[(start + i) % ring.len()].1 as usize])
-        .find(|e| usable(e))
-        .cloned()
+    (0..ring.len()).map(|i| &table.endpoints[ring[(start + i) % ring.len()].1 as usize]).find(|e| usable(e)).cloned()
 }

@@ -61,9 +61,7 @@ pub struct ConsoleConfig {
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
-        ConsoleConfig {
-            listen: "127.0.0.1:9900".into(),
-        }
+        ConsoleConfig { listen: "127.0.0.1:9900".into() }
     }
 }
 
@@ -77,11 +75,7 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = self
-            .file
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "<defaults>".into());
+        let file = self.file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<defaults>".into());
         for (i, (line, p)) in self.problems.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
@@ -106,23 +100,13 @@ pub struct Loaded {
 }
 
 /// Reads `file` (or starts from defaults), applies `SIGNALBOX_*` overrides from `env`.
-pub fn load(
-    file: Option<&Path>,
-    env: impl Iterator<Item = (String, String)>,
-) -> Result<Loaded, ConfigError> {
+pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Loaded, ConfigError> {
     let err = |line, path: &str, message: String| ConfigError {
         file: file.map(Path::to_path_buf),
-        problems: vec![(
-            line,
-            Problem {
-                path: path.into(),
-                message,
-            },
-        )],
+        problems: vec![(line, Problem { path: path.into(), message })],
     };
     let source = match file {
-        Some(p) => std::fs::read_to_string(p)
-            .map_err(|e| err(0, "", format!("cannot read the config file: {e}")))?,
+        Some(p) => std::fs::read_to_string(p).map_err(|e| err(0, "", format!("cannot read the config file: {e}")))?,
         None => String::new(),
     };
     let mut table: Table = source.parse().map_err(|e: toml::de::Error| {
@@ -138,36 +122,23 @@ pub fn load(
         }
         let keys: Vec<String> = rest.split("__").map(|k| k.to_ascii_lowercase()).collect();
         if keys.iter().any(|k| k.is_empty()) {
-            return Err(err(
-                0,
-                &name,
-                "malformed override: use SECTION__KEY, e.g. SIGNALBOX_GATEWAY__LISTEN".into(),
-            ));
+            return Err(err(0, &name, "malformed override: use SECTION__KEY, e.g. SIGNALBOX_GATEWAY__LISTEN".into()));
         }
-        set_path(&mut table, &keys, &value)
-            .map_err(|m| err(0, &keys.join("."), format!("{m} (from ${name})")))?;
+        set_path(&mut table, &keys, &value).map_err(|m| err(0, &keys.join("."), format!("{m} (from ${name})")))?;
     }
-    let config: FileConfig =
-        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let path = toml_path(&e.path().to_string());
-            let inner = e.into_inner();
-            let message = inner.message().to_owned();
-            // For an unknown field the path ends at its table; point at the field itself.
-            let full = match message
-                .strip_prefix("unknown field `")
-                .and_then(|m| m.split('`').next())
-            {
-                Some(field) if path.is_empty() => field.to_owned(),
-                Some(field) if !path.ends_with(field) => format!("{path}.{field}"),
-                _ => path,
-            };
-            err(locate(&source, &full), &full, message)
-        })?;
-    Ok(Loaded {
-        config,
-        file: file.map(Path::to_path_buf),
-        source,
-    })
+    let config: FileConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = toml_path(&e.path().to_string());
+        let inner = e.into_inner();
+        let message = inner.message().to_owned();
+        // For an unknown field the path ends at its table; point at the field itself.
+        let full = match message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
+            Some(field) if path.is_empty() => field.to_owned(),
+            Some(field) if !path.ends_with(field) => format!("{path}.{field}"),
+            _ => path,
+        };
+        err(locate(&source, &full), &full, message)
+    })?;
+    Ok(Loaded { config, file: file.map(Path::to_path_buf), source })
 }
 
 impl Loaded {
@@ -175,34 +146,22 @@ impl Loaded {
     pub fn report(&self, problems: Problems) -> ConfigError {
         ConfigError {
             file: self.file.clone(),
-            problems: problems
-                .list
-                .into_iter()
-                .map(|p| (locate(&self.source, &p.path), p))
-                .collect(),
+            problems: problems.list.into_iter().map(|p| (locate(&self.source, &p.path), p)).collect(),
         }
     }
 }
 
 /// serde_path_to_error writes `gateway.routes[0].match`; keep that form, minus a leading `.`.
 fn toml_path(p: &str) -> String {
-    if p == "." {
-        String::new()
-    } else {
-        p.trim_start_matches('.').to_owned()
-    }
+    if p == "." { String::new() } else { p.trim_start_matches('.').to_owned() }
 }
 
 fn set_path(t: &mut Table, keys: &[String], raw: &str) -> Result<(), String> {
     let (last, parents) = keys.split_last().ok_or("empty key")?;
     let mut cur = t;
     for k in parents {
-        let entry = cur
-            .entry(k.clone())
-            .or_insert_with(|| toml::Value::Table(Table::new()));
-        cur = entry
-            .as_table_mut()
-            .ok_or_else(|| format!("`{k}` is not a table"))?;
+        let entry = cur.entry(k.clone()).or_insert_with(|| toml::Value::Table(Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| format!("`{k}` is not a table"))?;
     }
     let value = format!("v = {raw}")
         .parse::<Table>()
@@ -214,11 +173,7 @@ fn set_path(t: &mut Table, keys: &[String], raw: &str) -> Result<(), String> {
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
+    src[..offset.min(src.len())].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
 /// The 1-based line of a key path like `gateway.routes[1].match.path_prefix` in `src`, or of
@@ -275,18 +230,9 @@ mod tests {
     #[test]
     fn env_overrides_apply_typed_values() {
         let env = vec![
-            (
-                "SIGNALBOX_GATEWAY__LISTEN".to_string(),
-                "0.0.0.0:18080".to_string(),
-            ),
-            (
-                "SIGNALBOX_GATEWAY__TELEMETRY__SAMPLE_RATE".to_string(),
-                "0.25".to_string(),
-            ),
-            (
-                "SIGNALBOX_GATEWAY__TELEMETRY__SPANS".to_string(),
-                "false".to_string(),
-            ),
+            ("SIGNALBOX_GATEWAY__LISTEN".to_string(), "0.0.0.0:18080".to_string()),
+            ("SIGNALBOX_GATEWAY__TELEMETRY__SAMPLE_RATE".to_string(), "0.25".to_string()),
+            ("SIGNALBOX_GATEWAY__TELEMETRY__SPANS".to_string(), "false".to_string()),
             ("UNRELATED".to_string(), "1".to_string()),
         ];
         let l = load(None, env.into_iter()).unwrap();
@@ -300,22 +246,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "[gateway]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 3\n").unwrap();
-        let e = load(Some(&p), std::iter::empty())
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            e.contains("c.toml:3: gateway.listen_typo: unknown field `listen_typo`"),
-            "{e}"
-        );
+        let e = load(Some(&p), std::iter::empty()).err().unwrap().to_string();
+        assert!(e.contains("c.toml:3: gateway.listen_typo: unknown field `listen_typo`"), "{e}");
         std::fs::write(&p, "[gateway.limits]\nmax_headers = \"many\"\n").unwrap();
-        let e = load(Some(&p), std::iter::empty())
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            e.contains("c.toml:2: gateway.limits.max_headers: invalid type"),
-            "{e}"
-        );
+        let e = load(Some(&p), std::iter::empty()).err().unwrap().to_string();
+        assert!(e.contains("c.toml:2: gateway.limits.max_headers: invalid type"), "{e}");
     }
 }

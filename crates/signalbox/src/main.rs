@@ -15,6 +15,11 @@ mod serve;
 use clap::Parser;
 use std::process::ExitCode;
 
+// mimalloc: the proxy path allocates small, short-lived buffers on every request, where
+// glibc's malloc cost ~15% of user time in the gateway benchmark (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match args.command {

@@ -18,10 +18,7 @@ use std::time::SystemTime;
 use tokio::signal::unix::{SignalKind, signal};
 
 pub fn main(opts: ServeOpts) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -63,26 +60,15 @@ fn load(opts: &ServeOpts) -> Result<Loaded, config::ConfigError> {
                 },
             )],
         })?;
-        let slug: String = prefix
-            .trim_matches('/')
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
+        let slug: String =
+            prefix.trim_matches('/').chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
         let name = format!("cli-{}-{i}", if slug.is_empty() { "root" } else { &slug });
         added_services.push(ServiceConfig {
             name: name.clone(),
-            endpoints: urls
-                .split(',')
-                .map(|u| u.trim().to_owned())
-                .filter(|u| !u.is_empty())
-                .collect(),
+            endpoints: urls.split(',').map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect(),
             ..ServiceConfig::default()
         });
-        let mut route = RouteConfig {
-            name: Some(name.clone()),
-            service: name,
-            ..RouteConfig::default()
-        };
+        let mut route = RouteConfig { name: Some(name.clone()), service: name, ..RouteConfig::default() };
         route.matcher.path_prefix = Some(prefix.to_owned());
         added_routes.push(route);
     }
@@ -96,22 +82,10 @@ fn load(opts: &ServeOpts) -> Result<Loaded, config::ConfigError> {
 pub fn validate(c: &FileConfig) -> Problems {
     let mut p = Problems::default();
     if c.console.listen.parse::<std::net::SocketAddr>().is_err() {
-        p.add(
-            "console.listen",
-            format!(
-                "`{}` is not an address like 127.0.0.1:9900",
-                c.console.listen
-            ),
-        );
+        p.add("console.listen", format!("`{}` is not an address like 127.0.0.1:9900", c.console.listen));
     }
     if !matches!(c.node.log_format.as_str(), "text" | "json") {
-        p.add(
-            "node.log_format",
-            format!(
-                "unknown format `{}`: expected text or json",
-                c.node.log_format
-            ),
-        );
+        p.add("node.log_format", format!("unknown format `{}`: expected text or json", c.node.log_format));
     }
     if c.node.data_dir.is_empty() {
         p.add("node.data_dir", "must not be empty");
@@ -142,30 +116,20 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     registry.register_process_metrics();
     let gateway = Gateway::new(
         cfg.gateway.clone(),
-        Deps {
-            registry: registry.clone(),
-            spans: Arc::new(DroppingSink),
-            discovery: None,
-        },
+        Deps { registry: registry.clone(), spans: Arc::new(DroppingSink), discovery: None },
     )
     .map_err(|p| anyhow::anyhow!("invalid config:\n{}", loaded.report(p)))?;
 
     let (trigger, shutdown) = signalbox_core::shutdown::channel();
-    let listeners = gateway
-        .bind()
-        .await
-        .with_context(|| format!("cannot bind the gateway on {}", cfg.gateway.listen))?;
+    let listeners =
+        gateway.bind().await.with_context(|| format!("cannot bind the gateway on {}", cfg.gateway.listen))?;
     let console = signalbox_gateway::server::bind(&cfg.console.listen)
         .await
         .with_context(|| format!("cannot bind the console on {}", cfg.console.listen))?;
     tracing::info!(gateway = %listeners.plain_addr()?, tls = ?listeners.tls_addr(), console = %console.local_addr()?, data_dir = %cfg.node.data_dir, "signalbox is up");
 
     let ready = Arc::new(AtomicBool::new(false));
-    let admin = router(AdminState {
-        registry: registry.clone(),
-        gateway: Some(gateway.clone()),
-        ready: ready.clone(),
-    });
+    let admin = router(AdminState { registry: registry.clone(), gateway: Some(gateway.clone()), ready: ready.clone() });
     let api_task = tokio::spawn(signalbox_api::serve(console, admin, shutdown.clone()));
     let gw = gateway.clone();
     let gw_task = tokio::spawn({
@@ -177,12 +141,7 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut tick = tokio::time::interval(
-        cfg.node
-            .watch_interval
-            .0
-            .max(std::time::Duration::from_millis(100)),
-    );
+    let mut tick = tokio::time::interval(cfg.node.watch_interval.0.max(std::time::Duration::from_millis(100)));
     let mut last_mtime = opts.config.as_deref().and_then(mtime);
     loop {
         tokio::select! {

@@ -18,8 +18,7 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -44,18 +43,12 @@ impl Default for Http {
 impl Http {
     /// HTTP/1.1 with keep-alive.
     pub fn new() -> Self {
-        Http {
-            inner: Client::builder(TokioExecutor::new()).build_http(),
-        }
+        Http { inner: Client::builder(TokioExecutor::new()).build_http() }
     }
 
     /// HTTP/2 over clear text with prior knowledge.
     pub fn h2() -> Self {
-        Http {
-            inner: Client::builder(TokioExecutor::new())
-                .http2_only(true)
-                .build_http(),
-        }
+        Http { inner: Client::builder(TokioExecutor::new()).http2_only(true).build_http() }
     }
 
     /// GET `url`.
@@ -64,16 +57,8 @@ impl Http {
     }
 
     /// Sends a request and reads the whole response (10 s limit).
-    pub async fn send(
-        &self,
-        method: Method,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: impl Into<Bytes>,
-    ) -> Resp {
-        self.try_send(method, url, headers, body)
-            .await
-            .unwrap_or_else(|e| panic!("{url}: {e}"))
+    pub async fn send(&self, method: Method, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
+        self.try_send(method, url, headers, body).await.unwrap_or_else(|e| panic!("{url}: {e}"))
     }
 
     /// Like [`send`](Self::send), returning transport errors instead of panicking.
@@ -90,21 +75,11 @@ impl Http {
         }
         let req = b.body(Full::new(body.into())).map_err(|e| e.to_string())?;
         let fut = async {
-            let resp = self
-                .inner
-                .request(req)
-                .await
-                .map_err(|e| format!("{e:?}"))?;
+            let resp = self.inner.request(req).await.map_err(|e| format!("{e:?}"))?;
             let (parts, body) = resp.into_parts();
             let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-            Ok(Resp {
-                status: parts.status.as_u16(),
-                headers: parts.headers,
-                body,
-            })
+            Ok(Resp { status: parts.status.as_u16(), headers: parts.headers, body })
         };
-        tokio::time::timeout(Duration::from_secs(10), fut)
-            .await
-            .map_err(|_| "timed out".to_string())?
+        tokio::time::timeout(Duration::from_secs(10), fut).await.map_err(|_| "timed out".to_string())?
     }
 }

@@ -53,16 +53,9 @@ impl tower::Service<tonic::Request<EchoMsg>> for Unary {
         let msg = req.into_inner();
         Box::pin(async move {
             if msg.fail_code != 0 {
-                return Err(tonic::Status::new(
-                    tonic::Code::from(msg.fail_code),
-                    "asked to fail",
-                ));
+                return Err(tonic::Status::new(tonic::Code::from(msg.fail_code), "asked to fail"));
             }
-            Ok(tonic::Response::new(EchoMsg {
-                text: format!("echo: {}", msg.text),
-                seq: msg.seq,
-                fail_code: 0,
-            }))
+            Ok(tonic::Response::new(EchoMsg { text: format!("echo: {}", msg.text), seq: msg.seq, fail_code: 0 }))
         })
     }
 }
@@ -78,13 +71,9 @@ impl tower::Service<tonic::Request<tonic::Streaming<EchoMsg>>> for Chat {
     fn call(&mut self, req: tonic::Request<tonic::Streaming<EchoMsg>>) -> Self::Future {
         let inbound = req.into_inner();
         Box::pin(async move {
-            let out: MsgStream = Box::pin(inbound.map(|m| {
-                m.map(|m| EchoMsg {
-                    text: format!("re: {}", m.text),
-                    seq: m.seq,
-                    fail_code: 0,
-                })
-            }));
+            let out: MsgStream = Box::pin(
+                inbound.map(|m| m.map(|m| EchoMsg { text: format!("re: {}", m.text), seq: m.seq, fail_code: 0 })),
+            );
             Ok(tonic::Response::new(out))
         })
     }
@@ -134,18 +123,13 @@ impl Drop for Server {
 
 /// Starts the echo service on a free loopback port.
 pub async fn serve() -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let echo = Echo::default();
     let calls = echo.calls.clone();
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let task = tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(echo)
-            .serve_with_incoming(incoming)
-            .await;
+        let _ = tonic::transport::Server::builder().add_service(echo).serve_with_incoming(incoming).await;
     });
     Server { addr, calls, task }
 }
@@ -157,27 +141,15 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str) -> Self {
-        let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-            .expect("url")
-            .connect()
-            .await
-            .expect("connect");
-        Client {
-            grpc: tonic::client::Grpc::new(channel),
-        }
+        let channel =
+            tonic::transport::Endpoint::from_shared(url.to_owned()).expect("url").connect().await.expect("connect");
+        Client { grpc: tonic::client::Grpc::new(channel) }
     }
 
     pub async fn unary(&mut self, msg: EchoMsg) -> Result<EchoMsg, tonic::Status> {
-        self.grpc
-            .ready()
-            .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        self.grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let path = http::uri::PathAndQuery::from_static("/test.Echo/Unary");
-        Ok(self
-            .grpc
-            .unary(tonic::Request::new(msg), path, ProstCodec::default())
-            .await?
-            .into_inner())
+        Ok(self.grpc.unary(tonic::Request::new(msg), path, ProstCodec::default()).await?.into_inner())
     }
 
     /// Opens the bidirectional stream fed by `input`.
@@ -185,15 +157,8 @@ impl Client {
         &mut self,
         input: impl Stream<Item = EchoMsg> + Send + 'static,
     ) -> Result<tonic::Streaming<EchoMsg>, tonic::Status> {
-        self.grpc
-            .ready()
-            .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        self.grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let path = http::uri::PathAndQuery::from_static("/test.Echo/Chat");
-        Ok(self
-            .grpc
-            .streaming(tonic::Request::new(input), path, ProstCodec::default())
-            .await?
-            .into_inner())
+        Ok(self.grpc.streaming(tonic::Request::new(input), path, ProstCodec::default()).await?.into_inner())
     }
 }

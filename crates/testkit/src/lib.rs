@@ -45,22 +45,15 @@ pub struct Blackhole {
 
 pub async fn blackhole() -> Blackhole {
     let sock = tokio::net::TcpSocket::new_v4().expect("socket");
-    sock.bind("127.0.0.1:0".parse().expect("addr"))
-        .expect("bind");
+    sock.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let listener = sock.listen(0).expect("listen");
     let addr = listener.local_addr().expect("addr");
     let mut filler = Vec::new();
     // One or two connections fill a backlog of 0; later SYNs are dropped.
     for _ in 0..3 {
-        if let Ok(s) =
-            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200))
-        {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)) {
             filler.push(s);
         }
     }
-    Blackhole {
-        addr,
-        _listener: listener,
-        _filler: filler,
-    }
+    Blackhole { addr, _listener: listener, _filler: filler }
 }

@@ -44,9 +44,7 @@ where
     F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     serve_on(listener, handler)
 }
 
@@ -85,15 +83,9 @@ where
                     let counter = counter.clone();
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|c| c.to_bytes())
-                            .unwrap_or_default();
+                        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                         counter.fetch_add(1, Ordering::SeqCst);
-                        Ok::<_, std::convert::Infallible>(
-                            handler(Request::from_parts(parts, body)).await,
-                        )
+                        Ok::<_, std::convert::Infallible>(handler(Request::from_parts(parts, body)).await)
                     }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -118,12 +110,7 @@ pub fn echo_response(name: &str, req: &Request<Bytes>) -> Response<Full<Bytes>> 
     let headers: serde_json::Map<String, serde_json::Value> = req
         .headers()
         .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                serde_json::Value::String(v.to_str().unwrap_or("").to_owned()),
-            )
-        })
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_str().unwrap_or("").to_owned())))
         .collect();
     let v = serde_json::json!({
         "server": name,
@@ -142,8 +129,5 @@ pub fn echo_response(name: &str, req: &Request<Bytes>) -> Response<Full<Bytes>> 
 
 /// A response with `status` and a short text body.
 pub fn status(code: u16) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(code)
-        .body(Full::new(Bytes::from(format!("status {code}"))))
-        .expect("valid response")
+    Response::builder().status(code).body(Full::new(Bytes::from(format!("status {code}")))).expect("valid response")
 }

@@ -28,21 +28,13 @@ fn assert_json_error(r: &signalbox_testkit::client::Resp, status: u16, code: &st
 #[tokio::test]
 async fn malformed_requests_get_400() {
     let up = serve(echo("u")).await;
-    let gw = start(config(
-        vec![service("s", &[up.url()])],
-        vec![route("/", "s")],
-    ))
-    .await;
+    let gw = start(config(vec![service("s", &[up.url()])], vec![route("/", "s")])).await;
     let resp = raw(gw.addr, b"THIS IS NOT HTTP\r\n\r\n").await;
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     let resp = raw(gw.addr, b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n").await;
     assert!(resp.starts_with("HTTP/1.1 400"), "missing Host: {resp}");
     assert!(resp.contains("\"code\":\"bad_request\""), "{resp}");
-    let resp = raw(
-        gw.addr,
-        b"GET / HTTP/1.1\r\nhost: a b c\r\nconnection: close\r\n\r\n",
-    )
-    .await;
+    let resp = raw(gw.addr, b"GET / HTTP/1.1\r\nhost: a b c\r\nconnection: close\r\n\r\n").await;
     assert!(resp.starts_with("HTTP/1.1 400"), "invalid Host: {resp}");
     assert_eq!(up.hits(), 0);
 }
@@ -50,27 +42,13 @@ async fn malformed_requests_get_400() {
 #[tokio::test]
 async fn oversized_headers_get_431() {
     let up = serve(echo("u")).await;
-    let gw = start(config(
-        vec![service("s", &[up.url()])],
-        vec![route("/", "s")],
-    ))
-    .await;
+    let gw = start(config(vec![service("s", &[up.url()])], vec![route("/", "s")])).await;
     let http = Http::new();
     let big = "x".repeat(40 * 1024);
-    assert_json_error(
-        &http
-            .send(Method::GET, &gw.url("/"), &[("x-big", &big)], "")
-            .await,
-        431,
-        "headers_too_large",
-    );
+    assert_json_error(&http.send(Method::GET, &gw.url("/"), &[("x-big", &big)], "").await, 431, "headers_too_large");
     let names: Vec<String> = (0..120).map(|i| format!("x-h{i}")).collect();
     let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
-    assert_json_error(
-        &http.send(Method::GET, &gw.url("/"), &many, "").await,
-        431,
-        "headers_too_large",
-    );
+    assert_json_error(&http.send(Method::GET, &gw.url("/"), &many, "").await, 431, "headers_too_large");
     assert_eq!(up.hits(), 0);
 }
 
@@ -79,51 +57,27 @@ async fn oversized_bodies_get_413() {
     let up = serve(echo("u")).await;
     let mut r = route("/", "s");
     r.max_body_bytes = Some(signalbox_core::config::ByteSize(1024));
-    r.retry = Some(RetryConfig {
-        attempts: 1,
-        ..RetryConfig::default()
-    });
+    r.retry = Some(RetryConfig { attempts: 1, ..RetryConfig::default() });
     let gw = start(config(vec![service("s", &[up.url()])], vec![r])).await;
     let http = Http::new();
-    assert_json_error(
-        &http
-            .send(Method::POST, &gw.url("/"), &[], vec![b'a'; 2048])
-            .await,
-        413,
-        "body_too_large",
-    );
-    assert_eq!(
-        up.hits(),
-        0,
-        "refused on content-length before contacting the upstream"
-    );
+    assert_json_error(&http.send(Method::POST, &gw.url("/"), &[], vec![b'a'; 2048]).await, 413, "body_too_large");
+    assert_eq!(up.hits(), 0, "refused on content-length before contacting the upstream");
     // Chunked: the limit is found while streaming.
     let mut body = String::new();
     for _ in 0..4 {
         body.push_str(&format!("200\r\n{}\r\n", "b".repeat(512)));
     }
     body.push_str("0\r\n\r\n");
-    let req = format!(
-        "POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{body}"
-    );
+    let req = format!("POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{body}");
     let resp = raw(gw.addr, req.as_bytes()).await;
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
-    assert_eq!(
-        http.send(Method::POST, &gw.url("/"), &[], vec![b'a'; 512])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(http.send(Method::POST, &gw.url("/"), &[], vec![b'a'; 512]).await.status, 200);
 }
 
 #[tokio::test]
 async fn unknown_routes_get_404() {
     let up = serve(echo("u")).await;
-    let gw = start(config(
-        vec![service("s", &[up.url()])],
-        vec![route("/api", "s")],
-    ))
-    .await;
+    let gw = start(config(vec![service("s", &[up.url()])], vec![route("/api", "s")])).await;
     let r = Http::new().get(&gw.url("/elsewhere")).await;
     assert_json_error(&r, 404, "route_not_found");
     assert!(r.header("x-request-id").is_some());
@@ -142,40 +96,23 @@ async fn dead_upstreams_get_502_and_no_endpoints_503() {
         u.url()
     };
     let mut r = route("/", "s");
-    r.retry = Some(RetryConfig {
-        attempts: 2,
-        backoff_base: millis(1),
-        backoff_max: millis(1),
-        ..RetryConfig::default()
-    });
+    r.retry =
+        Some(RetryConfig { attempts: 2, backoff_base: millis(1), backoff_max: millis(1), ..RetryConfig::default() });
     let gw = start(config(vec![service("s", &[dead])], vec![r])).await;
     let resp = Http::new().get(&gw.url("/")).await;
     assert_json_error(&resp, 502, "upstream_connect_failed");
 
     let mut s = service("empty", &[]);
     s.endpoints.clear();
-    let mut cfg = config(
-        vec![service("s", &["127.0.0.1:1".into()])],
-        vec![route("/", "s")],
-    );
+    let mut cfg = config(vec![service("s", &["127.0.0.1:1".into()])], vec![route("/", "s")]);
     cfg.services.push(s);
     let problems = Gateway::new(
         cfg,
-        Deps {
-            registry: Registry::new(),
-            spans: Arc::new(signalbox_core::telemetry::DroppingSink),
-            discovery: None,
-        },
+        Deps { registry: Registry::new(), spans: Arc::new(signalbox_core::telemetry::DroppingSink), discovery: None },
     )
     .err()
     .unwrap();
-    assert!(
-        problems
-            .list
-            .iter()
-            .any(|p| p.path == "gateway.services[1].endpoints"),
-        "{problems:?}"
-    );
+    assert!(problems.list.iter().any(|p| p.path == "gateway.services[1].endpoints"), "{problems:?}");
 }
 
 #[tokio::test]
@@ -188,10 +125,7 @@ async fn all_endpoints_unavailable_gives_503() {
         ..Default::default()
     });
     let mut r = route("/", "s");
-    r.retry = Some(RetryConfig {
-        attempts: 1,
-        ..RetryConfig::default()
-    });
+    r.retry = Some(RetryConfig { attempts: 1, ..RetryConfig::default() });
     let gw = start(config(vec![s], vec![r])).await;
     let http = Http::new();
     http.get(&gw.url("/")).await;
@@ -218,9 +152,7 @@ async fn slow_clients_are_timed_out() {
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     // An idle keep-alive connection is closed too.
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
     let mut buf = vec![0u8; 65536];
     let n = s.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
@@ -230,18 +162,9 @@ async fn slow_clients_are_timed_out() {
 
 #[tokio::test]
 async fn unknown_grpc_route_gets_unimplemented() {
-    let gw = start(config(
-        vec![service("s", &["127.0.0.1:1".into()])],
-        vec![route("/api", "s")],
-    ))
-    .await;
+    let gw = start(config(vec![service("s", &["127.0.0.1:1".into()])], vec![route("/api", "s")])).await;
     let r = Http::h2()
-        .send(
-            Method::POST,
-            &gw.url("/pkg.Svc/Method"),
-            &[("content-type", "application/grpc"), ("te", "trailers")],
-            "",
-        )
+        .send(Method::POST, &gw.url("/pkg.Svc/Method"), &[("content-type", "application/grpc"), ("te", "trailers")], "")
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("grpc-status"), Some("12"));

@@ -26,7 +26,7 @@ pub struct Gw {
     pub addr: SocketAddr,
     pub tls_addr: Option<SocketAddr>,
     pub registry: Registry,
-    pub spans: mpsc::Receiver<Span>,
+    pub spans: mpsc::Receiver<Vec<Span>>,
     pub access_log: std::path::PathBuf,
     trigger: ShutdownTrigger,
     task: tokio::task::JoinHandle<()>,
@@ -61,8 +61,8 @@ impl Gw {
     /// Spans received so far.
     pub fn drain_spans(&mut self) -> Vec<Span> {
         let mut out = Vec::new();
-        while let Ok(s) = self.spans.try_recv() {
-            out.push(s);
+        while let Ok(batch) = self.spans.try_recv() {
+            out.extend(batch);
         }
         out
     }
@@ -70,22 +70,13 @@ impl Gw {
 
 /// A config with listeners on free ports and the access log in a temp dir (set by `start`).
 pub fn config(services: Vec<ServiceConfig>, routes: Vec<RouteConfig>) -> GatewayConfig {
-    let mut c = GatewayConfig {
-        listen: "127.0.0.1:0".into(),
-        services,
-        routes,
-        ..GatewayConfig::default()
-    };
+    let mut c = GatewayConfig { listen: "127.0.0.1:0".into(), services, routes, ..GatewayConfig::default() };
     c.limits.drain_timeout = signalbox_core::config::Dur::secs(5);
     c
 }
 
 pub fn service(name: &str, endpoints: &[String]) -> ServiceConfig {
-    ServiceConfig {
-        name: name.into(),
-        endpoints: endpoints.to_vec(),
-        ..ServiceConfig::default()
-    }
+    ServiceConfig { name: name.into(), endpoints: endpoints.to_vec(), ..ServiceConfig::default() }
 }
 
 pub fn route(prefix: &str, service: &str) -> RouteConfig {
@@ -105,34 +96,16 @@ pub async fn start(mut cfg: GatewayConfig) -> Gw {
         cfg.telemetry.access_log = access_log.display().to_string();
     }
     let registry = Registry::new();
-    let (sink, spans) =
-        ChannelSink::new(100_000, registry.counter("test_spans_total", "spans", &[]));
-    let gw = Gateway::new(
-        cfg,
-        Deps {
-            registry: registry.clone(),
-            spans: Arc::new(sink),
-            discovery: None,
-        },
-    )
-    .unwrap_or_else(|p| panic!("config rejected: {p:?}"));
+    let (sink, spans) = ChannelSink::new(100_000, registry.counter("test_spans_total", "spans", &[]));
+    let gw = Gateway::new(cfg, Deps { registry: registry.clone(), spans: Arc::new(sink), discovery: None })
+        .unwrap_or_else(|p| panic!("config rejected: {p:?}"));
     let listeners = gw.bind().await.expect("bind");
     let addr = listeners.plain_addr().expect("addr");
     let tls_addr = listeners.tls_addr();
     let (trigger, shutdown) = shutdown::channel();
     let g = gw.clone();
     let task = tokio::spawn(async move { g.serve(listeners, shutdown).await });
-    Gw {
-        gw,
-        addr,
-        tls_addr,
-        registry,
-        spans,
-        access_log,
-        trigger,
-        task,
-        _dir: dir,
-    }
+    Gw { gw, addr, tls_addr, registry, spans, access_log, trigger, task, _dir: dir }
 }
 
 pub fn secs(s: u64) -> signalbox_core::config::Dur {

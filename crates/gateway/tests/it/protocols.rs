@@ -15,11 +15,7 @@ use signalbox_testkit::{fixture, ws};
 #[tokio::test]
 async fn h2c_prior_knowledge_downstream() {
     let up = serve(echo("u")).await;
-    let gw = start(config(
-        vec![service("s", &[up.url()])],
-        vec![route("/", "s")],
-    ))
-    .await;
+    let gw = start(config(vec![service("s", &[up.url()])], vec![route("/", "s")])).await;
     let r = Http::h2().get(&gw.url("/h2")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["path"], "/h2");
@@ -29,10 +25,7 @@ async fn h2c_prior_knowledge_downstream() {
 #[tokio::test]
 async fn http2_upstreams_are_supported() {
     let up = serve(echo("u")).await;
-    let s = ServiceConfig {
-        protocol: "http2".into(),
-        ..service("s", &[up.url()])
-    };
+    let s = ServiceConfig { protocol: "http2".into(), ..service("s", &[up.url()]) };
     let gw = start(config(vec![s], vec![route("/", "s")])).await;
     let r = Http::new().get(&gw.url("/")).await;
     assert_eq!(r.status, 200);
@@ -54,15 +47,8 @@ async fn tls_request(addr: std::net::SocketAddr, alpn: &[u8]) -> (String, u16, s
     cfg.alpn_protocols = vec![alpn.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = connector
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    let negotiated =
-        String::from_utf8_lossy(tls.get_ref().1.alpn_protocol().unwrap_or(b"")).into_owned();
+    let tls = connector.connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    let negotiated = String::from_utf8_lossy(tls.get_ref().1.alpn_protocol().unwrap_or(b"")).into_owned();
     let io = hyper_util::rt::TokioIo::new(tls);
     let req = http::Request::builder()
         .uri("https://localhost/tls")
@@ -71,9 +57,7 @@ async fn tls_request(addr: std::net::SocketAddr, alpn: &[u8]) -> (String, u16, s
         .unwrap();
     let resp = if alpn == b"h2" {
         let (mut send, conn) =
-            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
-                .await
-                .unwrap();
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
         tokio::spawn(conn);
         send.send_request(req).await.unwrap()
     } else {
@@ -90,11 +74,8 @@ async fn tls_request(addr: std::net::SocketAddr, alpn: &[u8]) -> (String, u16, s
 async fn tls_listener_negotiates_h2_and_http1_by_alpn() {
     let up = serve(echo("u")).await;
     let mut cfg = config(vec![service("s", &[up.url()])], vec![route("/", "s")]);
-    cfg.tls = Some(TlsConfig {
-        listen: "127.0.0.1:0".into(),
-        cert: fixture("tls-cert.pem"),
-        key: fixture("tls-key.pem"),
-    });
+    cfg.tls =
+        Some(TlsConfig { listen: "127.0.0.1:0".into(), cert: fixture("tls-cert.pem"), key: fixture("tls-key.pem") });
     let gw = start(cfg).await;
     let addr = gw.tls_addr.unwrap();
     let (alpn, status, body) = tls_request(addr, b"h2").await;
@@ -107,48 +88,23 @@ async fn tls_listener_negotiates_h2_and_http1_by_alpn() {
 #[tokio::test]
 async fn grpc_unary_and_bidirectional_streaming_pass_through() {
     let server = grpc::serve().await;
-    let gw = start(config(
-        vec![service("grpc", &[format!("http://{}", server.addr)])],
-        vec![route("/test.Echo", "grpc")],
-    ))
-    .await;
+    let gw =
+        start(config(vec![service("grpc", &[format!("http://{}", server.addr)])], vec![route("/test.Echo", "grpc")]))
+            .await;
     let mut client = grpc::Client::connect(&gw.url("")).await;
-    let r = client
-        .unary(EchoMsg {
-            text: "hi".into(),
-            seq: 1,
-            fail_code: 0,
-        })
-        .await
-        .unwrap();
+    let r = client.unary(EchoMsg { text: "hi".into(), seq: 1, fail_code: 0 }).await.unwrap();
     assert_eq!(r.text, "echo: hi");
 
-    let err = client
-        .unary(EchoMsg {
-            text: "x".into(),
-            seq: 2,
-            fail_code: tonic::Code::NotFound as i32,
-        })
-        .await
-        .unwrap_err();
+    let err =
+        client.unary(EchoMsg { text: "x".into(), seq: 2, fail_code: tonic::Code::NotFound as i32 }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "status passes through");
     assert_eq!(err.message(), "asked to fail");
 
     let (tx, rx) = tokio::sync::mpsc::channel::<EchoMsg>(4);
     let mut replies = client.chat(tokio_stream_from(rx)).await.unwrap();
     for i in 0..10u32 {
-        tx.send(EchoMsg {
-            text: format!("m{i}"),
-            seq: i,
-            fail_code: 0,
-        })
-        .await
-        .unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(5), replies.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        tx.send(EchoMsg { text: format!("m{i}"), seq: i, fail_code: 0 }).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), replies.message()).await.unwrap().unwrap().unwrap();
         assert_eq!(
             (reply.text.as_str(), reply.seq),
             (format!("re: m{i}").as_str(), i),
@@ -156,10 +112,7 @@ async fn grpc_unary_and_bidirectional_streaming_pass_through() {
         );
     }
     drop(tx);
-    assert!(
-        replies.message().await.unwrap().is_none(),
-        "the stream ends with trailers"
-    );
+    assert!(replies.message().await.unwrap().is_none(), "the stream ends with trailers");
     assert_eq!(server.calls.load(std::sync::atomic::Ordering::SeqCst), 3);
 
     let line = signalbox_testkit::eventually(Duration::from_secs(2), "grpc log line", || async {
@@ -171,11 +124,7 @@ async fn grpc_unary_and_bidirectional_streaming_pass_through() {
 
 #[tokio::test]
 async fn grpc_errors_from_the_gateway_are_grpc_statuses() {
-    let gw = start(config(
-        vec![service("grpc", &["127.0.0.1:1".into()])],
-        vec![route("/test.Echo", "grpc")],
-    ))
-    .await;
+    let gw = start(config(vec![service("grpc", &["127.0.0.1:1".into()])], vec![route("/test.Echo", "grpc")])).await;
     let mut client = grpc::Client::connect(&gw.url("")).await;
     let err = client.unary(EchoMsg::default()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
@@ -190,22 +139,11 @@ fn tokio_stream_from(
 #[tokio::test]
 async fn websocket_upgrade_echoes() {
     let server = ws::echo_server().await;
-    let gw = start(config(
-        vec![service("ws", &[server.addr.to_string()])],
-        vec![route("/ws", "ws")],
-    ))
-    .await;
-    let (mut socket, resp) = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.addr))
-        .await
-        .unwrap();
+    let gw = start(config(vec![service("ws", &[server.addr.to_string()])], vec![route("/ws", "ws")])).await;
+    let (mut socket, resp) = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.addr)).await.unwrap();
     assert_eq!(resp.status(), 101);
     for i in 0..5 {
-        socket
-            .send(tokio_tungstenite::tungstenite::Message::text(format!(
-                "hello {i}"
-            )))
-            .await
-            .unwrap();
+        socket.send(tokio_tungstenite::tungstenite::Message::text(format!("hello {i}"))).await.unwrap();
         let m = socket.next().await.unwrap().unwrap();
         assert_eq!(m.into_text().unwrap().as_str(), format!("hello {i}"));
     }
@@ -214,19 +152,10 @@ async fn websocket_upgrade_echoes() {
 
 #[tokio::test]
 async fn large_bodies_stream_both_ways() {
-    let up = serve(|req: http::Request<Bytes>| async move {
-        http::Response::new(Full::new(req.into_body()))
-    })
-    .await;
-    let gw = start(config(
-        vec![service("s", &[up.url()])],
-        vec![route("/", "s")],
-    ))
-    .await;
+    let up = serve(|req: http::Request<Bytes>| async move { http::Response::new(Full::new(req.into_body())) }).await;
+    let gw = start(config(vec![service("s", &[up.url()])], vec![route("/", "s")])).await;
     let body: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
-    let r = Http::new()
-        .send(Method::PUT, &gw.url("/big"), &[], body.clone())
-        .await;
+    let r = Http::new().send(Method::PUT, &gw.url("/big"), &[], body.clone()).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), body.len());
     assert!(r.body == body, "bytes arrive intact");

@@ -11,10 +11,7 @@ async fn reload_under_load_fails_no_request() {
     let b = serve(echo("b")).await;
     let cfg_a = config(vec![service("s", &[a.url()])], vec![route("/", "s")]);
     let mut cfg_b = config(vec![service("s", &[b.url()])], vec![route("/", "s")]);
-    cfg_b.routes[0]
-        .request_headers
-        .set
-        .insert("x-version".into(), "b".into());
+    cfg_b.routes[0].request_headers.set.insert("x-version".into(), "b".into());
     let gw = start(cfg_a.clone()).await;
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicUsize::new(0));
@@ -25,10 +22,7 @@ async fn reload_under_load_fails_no_request() {
             let http = Http::new();
             let mut failures = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                match http
-                    .try_send(http::Method::GET, &url, &[], bytes::Bytes::new())
-                    .await
-                {
+                match http.try_send(http::Method::GET, &url, &[], bytes::Bytes::new()).await {
                     Ok(r) if r.status == 200 => {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
@@ -40,66 +34,31 @@ async fn reload_under_load_fails_no_request() {
     }
     for i in 0..20 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        gw.gw
-            .reload(if i % 2 == 0 {
-                cfg_b.clone()
-            } else {
-                cfg_a.clone()
-            })
-            .expect("valid config");
+        gw.gw.reload(if i % 2 == 0 { cfg_b.clone() } else { cfg_a.clone() }).expect("valid config");
     }
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         let failures = c.await.unwrap();
-        assert!(
-            failures.is_empty(),
-            "requests failed during reload: {failures:?}"
-        );
+        assert!(failures.is_empty(), "requests failed during reload: {failures:?}");
     }
-    assert!(
-        ok.load(Ordering::Relaxed) > 100,
-        "load was applied: {}",
-        ok.load(Ordering::Relaxed)
-    );
+    assert!(ok.load(Ordering::Relaxed) > 100, "load was applied: {}", ok.load(Ordering::Relaxed));
     assert!(a.hits() > 0 && b.hits() > 0, "both configs served traffic");
-    assert_eq!(
-        gw.metric(
-            "signalbox_gateway_config_reloads_total",
-            &[("result", "ok")]
-        ),
-        20.0
-    );
+    assert_eq!(gw.metric("signalbox_gateway_config_reloads_total", &[("result", "ok")]), 20.0);
 }
 
 #[tokio::test]
 async fn invalid_reload_is_rejected_and_the_old_config_stays() {
     let a = serve(echo("a")).await;
-    let gw = start(config(
-        vec![service("s", &[a.url()])],
-        vec![route("/", "s")],
-    ))
-    .await;
+    let gw = start(config(vec![service("s", &[a.url()])], vec![route("/", "s")])).await;
     let mut bad = config(vec![service("s", &[a.url()])], vec![route("/", "missing")]);
     bad.routes[0].matcher.path_regex = Some("([".into());
     let problems = gw.gw.reload(bad).unwrap_err();
     let paths: Vec<&str> = problems.list.iter().map(|p| p.path.as_str()).collect();
     assert!(paths.contains(&"gateway.routes[0].service"), "{paths:?}");
-    assert!(
-        paths.contains(&"gateway.routes[0].match"),
-        "two path kinds given: {paths:?}"
-    );
-    assert!(
-        paths.contains(&"gateway.routes[0].match.path_regex"),
-        "{paths:?}"
-    );
+    assert!(paths.contains(&"gateway.routes[0].match"), "two path kinds given: {paths:?}");
+    assert!(paths.contains(&"gateway.routes[0].match.path_regex"), "{paths:?}");
     assert_eq!(Http::new().get(&gw.url("/")).await.status, 200);
-    assert_eq!(
-        gw.metric(
-            "signalbox_gateway_config_reloads_total",
-            &[("result", "rejected")]
-        ),
-        1.0
-    );
+    assert_eq!(gw.metric("signalbox_gateway_config_reloads_total", &[("result", "rejected")]), 1.0);
 }
 
 #[tokio::test]
@@ -111,10 +70,7 @@ async fn reload_keeps_endpoint_state() {
     s.outlier.consecutive_5xx = 2;
     s.outlier.base_ejection_time = secs(60);
     let mut r = route("/", "s");
-    r.retry = Some(signalbox_gateway::config::RetryConfig {
-        attempts: 1,
-        ..Default::default()
-    });
+    r.retry = Some(signalbox_gateway::config::RetryConfig { attempts: 1, ..Default::default() });
     let cfg = config(vec![s], vec![r]);
     let gw = start(cfg.clone()).await;
     let http = Http::new();
@@ -123,10 +79,7 @@ async fn reload_keeps_endpoint_state() {
     }
     assert_eq!(a.hits(), 2);
     let mut changed = cfg.clone();
-    changed.routes[0]
-        .response_headers
-        .set
-        .insert("x-new".into(), "1".into());
+    changed.routes[0].response_headers.set.insert("x-new".into(), "1".into());
     changed.services[0].pool_idle_timeout = secs(30);
     gw.gw.reload(changed).unwrap();
     for _ in 0..4 {
@@ -144,28 +97,14 @@ async fn shutdown_drains_in_flight_requests() {
         signalbox_testkit::upstream::status(200)
     })
     .await;
-    let gw = start(config(
-        vec![service("s", &[slow.url()])],
-        vec![route("/", "s")],
-    ))
-    .await;
+    let gw = start(config(vec![service("s", &[slow.url()])], vec![route("/", "s")])).await;
     let url = gw.url("/");
     let addr = gw.addr;
     let in_flight = tokio::spawn(async move { Http::new().get(&url).await.status });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let t = std::time::Instant::now();
     gw.shutdown().await;
-    assert!(
-        t.elapsed() >= Duration::from_millis(300),
-        "shutdown waited for the request"
-    );
-    assert_eq!(
-        in_flight.await.unwrap(),
-        200,
-        "the in-flight request completed"
-    );
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "no longer accepting"
-    );
+    assert!(t.elapsed() >= Duration::from_millis(300), "shutdown waited for the request");
+    assert_eq!(in_flight.await.unwrap(), 200, "the in-flight request completed");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
 }

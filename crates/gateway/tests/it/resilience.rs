@@ -10,10 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 fn no_retry() -> RetryConfig {
-    RetryConfig {
-        attempts: 1,
-        ..RetryConfig::default()
-    }
+    RetryConfig { attempts: 1, ..RetryConfig::default() }
 }
 
 #[tokio::test]
@@ -26,32 +23,18 @@ async fn retries_idempotent_requests_on_503_but_not_posts() {
     let gw = start(config(vec![s], vec![route("/", "s")])).await;
     let http = Http::new();
     for _ in 0..10 {
-        assert_eq!(
-            http.get(&gw.url("/")).await.status,
-            200,
-            "GET is retried on the other endpoint"
-        );
+        assert_eq!(http.get(&gw.url("/")).await.status, 200, "GET is retried on the other endpoint");
     }
-    assert!(
-        bad.hits() >= 4,
-        "the bad endpoint was tried: {}",
-        bad.hits()
-    );
+    assert!(bad.hits() >= 4, "the bad endpoint was tried: {}", bad.hits());
     let mut failed_posts = 0;
     for _ in 0..10 {
         if http.send(Method::POST, &gw.url("/"), &[], "x").await.status == 503 {
             failed_posts += 1;
         }
     }
-    assert_eq!(
-        failed_posts, 5,
-        "POST is not retried: round robin sends half to the bad endpoint"
-    );
+    assert_eq!(failed_posts, 5, "POST is not retried: round robin sends half to the bad endpoint");
     let log = gw.log_lines();
-    assert!(
-        log.iter().any(|l| l["tries"] == 2),
-        "the access log counts tries"
-    );
+    assert!(log.iter().any(|l| l["tries"] == 2), "the access log counts tries");
 }
 
 #[tokio::test]
@@ -75,10 +58,7 @@ async fn retry_budget_caps_extra_load_at_the_ratio() {
     }
     let hits = bad.hits();
     assert!(hits > 100, "some retries happened: {hits}");
-    assert!(
-        hits <= 121,
-        "retries add at most 20% load (+1 for rounding): {hits}"
-    );
+    assert!(hits <= 121, "retries add at most 20% load (+1 for rounding): {hits}");
 }
 
 #[tokio::test]
@@ -107,21 +87,14 @@ async fn per_try_timeout_gives_504() {
     })
     .await;
     let mut r = route("/", "s");
-    r.timeouts = Some(TimeoutsConfig {
-        per_try: millis(100),
-        ..TimeoutsConfig::default()
-    });
+    r.timeouts = Some(TimeoutsConfig { per_try: millis(100), ..TimeoutsConfig::default() });
     r.retry = Some(no_retry());
     let gw = start(config(vec![service("s", &[slow.url()])], vec![r])).await;
     let t = Instant::now();
     let resp = Http::new().get(&gw.url("/")).await;
     assert_eq!(resp.status, 504);
     assert_eq!(resp.json()["code"], "upstream_timeout");
-    assert!(
-        t.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
 }
 
 #[tokio::test]
@@ -132,11 +105,7 @@ async fn request_timeout_bounds_all_tries() {
     })
     .await;
     let mut r = route("/", "s");
-    r.timeouts = Some(TimeoutsConfig {
-        per_try: millis(200),
-        request: millis(350),
-        ..TimeoutsConfig::default()
-    });
+    r.timeouts = Some(TimeoutsConfig { per_try: millis(200), request: millis(350), ..TimeoutsConfig::default() });
     r.retry = Some(RetryConfig {
         attempts: 5,
         retry_on: vec!["timeout".into()],
@@ -148,16 +117,8 @@ async fn request_timeout_bounds_all_tries() {
     let t = Instant::now();
     let resp = Http::new().get(&gw.url("/")).await;
     assert_eq!(resp.status, 504);
-    assert!(
-        t.elapsed() < Duration::from_millis(550),
-        "the deadline cut the second try short: {:?}",
-        t.elapsed()
-    );
-    assert_eq!(
-        slow.hits(),
-        2,
-        "two tries reached the upstream; neither finished"
-    );
+    assert!(t.elapsed() < Duration::from_millis(550), "the deadline cut the second try short: {:?}", t.elapsed());
+    assert_eq!(slow.hits(), 2, "two tries reached the upstream; neither finished");
     assert_eq!(gw.log_lines()[0]["tries"], 2);
 }
 
@@ -165,16 +126,9 @@ async fn request_timeout_bounds_all_tries() {
 async fn connect_timeout_gives_502() {
     let hole = signalbox_testkit::blackhole().await;
     let mut r = route("/", "s");
-    r.timeouts = Some(TimeoutsConfig {
-        connect: millis(200),
-        ..TimeoutsConfig::default()
-    });
+    r.timeouts = Some(TimeoutsConfig { connect: millis(200), ..TimeoutsConfig::default() });
     r.retry = Some(no_retry());
-    let gw = start(config(
-        vec![service("s", &[hole.addr.to_string()])],
-        vec![r],
-    ))
-    .await;
+    let gw = start(config(vec![service("s", &[hole.addr.to_string()])], vec![r])).await;
     let t = Instant::now();
     let resp = Http::new().get(&gw.url("/")).await;
     assert_eq!(resp.status, 502, "{}", resp.text());
@@ -196,29 +150,18 @@ async fn idle_timeout_cuts_a_stalled_body() {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello")
-                    .await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello").await;
                 tokio::time::sleep(Duration::from_secs(10)).await;
             });
         }
     });
     let mut r = route("/", "s");
-    r.timeouts = Some(TimeoutsConfig {
-        idle: millis(300),
-        ..TimeoutsConfig::default()
-    });
+    r.timeouts = Some(TimeoutsConfig { idle: millis(300), ..TimeoutsConfig::default() });
     let gw = start(config(vec![service("s", &[addr.to_string()])], vec![r])).await;
     let t = Instant::now();
-    let res = Http::new()
-        .try_send(Method::GET, &gw.url("/"), &[], Bytes::new())
-        .await;
+    let res = Http::new().try_send(Method::GET, &gw.url("/"), &[], Bytes::new()).await;
     assert!(res.is_err(), "the body cannot complete: {res:?}");
-    assert!(
-        t.elapsed() < Duration::from_secs(3),
-        "cut after the idle timeout, not the stall: {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(3), "cut after the idle timeout, not the stall: {:?}", t.elapsed());
     let line = signalbox_testkit::eventually(Duration::from_secs(2), "access log line", || async {
         gw.log_lines().into_iter().next()
     })
@@ -263,11 +206,7 @@ async fn service_circuit_opens_half_opens_and_closes() {
     assert_eq!(open.json()["code"], "circuit_open");
     assert_eq!(open.header("x-signalbox-circuit"), Some("service:s"));
     assert!(open.header("retry-after").is_some());
-    assert_eq!(
-        up.hits(),
-        5,
-        "an open circuit fails fast without calling the upstream"
-    );
+    assert_eq!(up.hits(), 5, "an open circuit fails fast without calling the upstream");
     assert_eq!(gw.gw.circuits_view()[0]["state"], "open");
 
     // Still failing after the wait: the trial calls re-open it.
@@ -288,9 +227,7 @@ async fn service_circuit_opens_half_opens_and_closes() {
     }
     let metrics = gw.registry.render();
     assert!(
-        metrics.contains(
-            "signalbox_gateway_circuit_state{scope=\"service\",service=\"s\",endpoint=\"\"} 0"
-        ),
+        metrics.contains("signalbox_gateway_circuit_state{scope=\"service\",service=\"s\",endpoint=\"\"} 0"),
         "{metrics}"
     );
 }
@@ -301,10 +238,7 @@ async fn endpoint_circuit_steers_traffic_to_healthy_endpoints() {
     let good = serve(echo("good")).await;
     let mut s = service("s", &[bad.url(), good.url()]);
     s.balancer.kind = "round_robin".into();
-    s.endpoint_circuit_breaker = Some(CircuitBreakerConfig {
-        wait_in_open: secs(30),
-        ..breaker()
-    });
+    s.endpoint_circuit_breaker = Some(CircuitBreakerConfig { wait_in_open: secs(30), ..breaker() });
     s.outlier.consecutive_5xx = 0;
     let mut r = route("/", "s");
     r.retry = Some(no_retry());
@@ -313,11 +247,7 @@ async fn endpoint_circuit_steers_traffic_to_healthy_endpoints() {
     for _ in 0..10 {
         http.get(&gw.url("/")).await;
     }
-    assert_eq!(
-        bad.hits(),
-        5,
-        "5 calls fill the minimum and open the endpoint's circuit"
-    );
+    assert_eq!(bad.hits(), 5, "5 calls fill the minimum and open the endpoint's circuit");
     for _ in 0..10 {
         assert_eq!(http.get(&gw.url("/")).await.status, 200);
     }
@@ -327,17 +257,9 @@ async fn endpoint_circuit_steers_traffic_to_healthy_endpoints() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| {
-            (
-                c["endpoint"].as_str().unwrap().to_owned(),
-                c["state"].clone(),
-            )
-        })
+        .map(|c| (c["endpoint"].as_str().unwrap().to_owned(), c["state"].clone()))
         .collect();
-    assert!(
-        states.contains(&(bad.addr.to_string(), "open".into())),
-        "{states:?}"
-    );
+    assert!(states.contains(&(bad.addr.to_string(), "open".into())), "{states:?}");
 }
 
 #[tokio::test]
@@ -374,17 +296,14 @@ async fn outlier_is_ejected_and_returns() {
     assert_eq!(flaky_view["ejected"], true, "{view}");
     assert_eq!(flaky_view["ejections"], 1);
     for _ in 0..10 {
-        assert_eq!(
-            http.get(&gw.url("/")).await.status,
-            200,
-            "ejected endpoint gets no traffic"
-        );
+        assert_eq!(http.get(&gw.url("/")).await.status, 200, "ejected endpoint gets no traffic");
     }
     assert_eq!(flaky.hits(), 3);
-    assert!(gw.registry.render().contains(&format!(
-        "signalbox_gateway_endpoint_ejected{{service=\"s\",endpoint=\"{}\"}} 1",
-        flaky.addr
-    )));
+    assert!(
+        gw.registry
+            .render()
+            .contains(&format!("signalbox_gateway_endpoint_ejected{{service=\"s\",endpoint=\"{}\"}} 1", flaky.addr))
+    );
 
     failing.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(550)).await;
@@ -407,19 +326,10 @@ async fn ejection_never_exceeds_the_max_share() {
     let gw = start(config(vec![s], vec![r])).await;
     let http = Http::new();
     for _ in 0..20 {
-        assert_eq!(
-            http.get(&gw.url("/")).await.status,
-            500,
-            "one endpoint always stays"
-        );
+        assert_eq!(http.get(&gw.url("/")).await.status, 500, "one endpoint always stays");
     }
     let view = gw.gw.services_view();
-    let ejected = view[0]["endpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["ejected"] == true)
-        .count();
+    let ejected = view[0]["endpoints"].as_array().unwrap().iter().filter(|e| e["ejected"] == true).count();
     assert_eq!(ejected, 1);
 }
 
@@ -436,11 +346,7 @@ async fn an_endpoint_restarted_on_its_port_serves_again() {
     let http = Http::new();
     drop(up);
     for _ in 0..6 {
-        assert_eq!(
-            http.get(&gw.url("/")).await.status,
-            200,
-            "retried on the live endpoint"
-        );
+        assert_eq!(http.get(&gw.url("/")).await.status, 200, "retried on the live endpoint");
     }
     let back = serve_at(addr, echo("one-again")).await;
     tokio::time::sleep(Duration::from_millis(350)).await;

@@ -9,21 +9,13 @@ use signalbox_testkit::upstream::{echo, serve};
 #[tokio::test]
 async fn traceparent_is_continued_and_every_signal_is_emitted() {
     let up = serve(echo("u")).await;
-    let mut gw = start(config(
-        vec![service("users", &[up.url()])],
-        vec![route("/api", "users")],
-    ))
-    .await;
+    let mut gw = start(config(vec![service("users", &[up.url()])], vec![route("/api", "users")])).await;
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let r = Http::new()
         .send(
             Method::GET,
             &gw.url("/api/users?id=7"),
-            &[
-                ("traceparent", incoming),
-                ("tracestate", "vendor=x"),
-                ("x-request-id", "req-123"),
-            ],
+            &[("traceparent", incoming), ("tracestate", "vendor=x"), ("x-request-id", "req-123")],
             "",
         )
         .await;
@@ -31,16 +23,10 @@ async fn traceparent_is_continued_and_every_signal_is_emitted() {
     assert_eq!(r.header("x-request-id"), Some("req-123"));
     let seen = r.json();
     let tp = seen["headers"]["traceparent"].as_str().unwrap();
-    assert!(
-        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
-        "same trace: {tp}"
-    );
+    assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "same trace: {tp}");
     assert!(tp.ends_with("-01"));
     let upstream_parent = &tp[36..52];
-    assert_ne!(
-        upstream_parent, "00f067aa0ba902b7",
-        "the upstream's parent is the gateway's client span"
-    );
+    assert_ne!(upstream_parent, "00f067aa0ba902b7", "the upstream's parent is the gateway's client span");
     assert_eq!(seen["headers"]["tracestate"], "vendor=x");
     assert_eq!(seen["headers"]["x-request-id"], "req-123");
     assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
@@ -59,27 +45,15 @@ async fn traceparent_is_continued_and_every_signal_is_emitted() {
     assert_eq!(server.service, "signalbox-gateway");
     assert_eq!(server.name, "GET r-api");
     assert!(server.attribute("http.response.status_code").is_some());
-    assert_eq!(
-        client.attribute("peer.service"),
-        Some(&signalbox_core::span::AttrValue::Str("users".into()))
-    );
-    assert!(
-        server.end_unix_nanos >= client.end_unix_nanos
-            && server.start_unix_nanos <= client.start_unix_nanos
-    );
+    assert_eq!(client.attribute("peer.service"), Some(&signalbox_core::span::AttrValue::Str("users".into())));
+    assert!(server.end_unix_nanos >= client.end_unix_nanos && server.start_unix_nanos <= client.start_unix_nanos);
 
     assert_eq!(
-        gw.metric(
-            "signalbox_gateway_requests_total",
-            &[("route", "r-api"), ("service", "users"), ("class", "2xx")]
-        ),
+        gw.metric("signalbox_gateway_requests_total", &[("route", "r-api"), ("service", "users"), ("class", "2xx")]),
         1.0
     );
     assert_eq!(
-        gw.metric(
-            "signalbox_gateway_request_duration_seconds",
-            &[("route", "r-api"), ("service", "users")]
-        ),
+        gw.metric("signalbox_gateway_request_duration_seconds", &[("route", "r-api"), ("service", "users")]),
         1.0
     );
     let ep = up.addr.to_string();
@@ -107,18 +81,11 @@ async fn traceparent_is_continued_and_every_signal_is_emitted() {
 #[tokio::test]
 async fn a_trace_starts_when_none_comes_in() {
     let up = serve(echo("u")).await;
-    let mut gw = start(config(
-        vec![service("s", &[up.url()])],
-        vec![route("/", "s")],
-    ))
-    .await;
+    let mut gw = start(config(vec![service("s", &[up.url()])], vec![route("/", "s")])).await;
     let r = Http::new().get(&gw.url("/")).await;
     let rid = r.header("x-request-id").expect("request id set").to_owned();
     assert_eq!(r.json()["headers"]["x-request-id"], rid.as_str());
-    let tp = r.json()["headers"]["traceparent"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let tp = r.json()["headers"]["traceparent"].as_str().unwrap().to_owned();
     let spans = signalbox_testkit::eventually(Duration::from_secs(2), "spans", || {
         let got = gw.drain_spans();
         async move { (got.len() == 2).then_some(got) }
@@ -132,32 +99,15 @@ async fn a_trace_starts_when_none_comes_in() {
 #[tokio::test]
 async fn b3_is_continued_in_its_own_format() {
     let up = serve(echo("u")).await;
-    let gw = start(config(
-        vec![service("s", &[up.url()])],
-        vec![route("/", "s")],
-    ))
-    .await;
+    let gw = start(config(vec![service("s", &[up.url()])], vec![route("/", "s")])).await;
     let http = Http::new();
     let single = http
-        .send(
-            Method::GET,
-            &gw.url("/"),
-            &[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")],
-            "",
-        )
+        .send(Method::GET, &gw.url("/"), &[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")], "")
         .await
         .json();
     let b3 = single["headers"]["b3"].as_str().unwrap();
-    assert!(
-        b3.starts_with("80f198ee56343ba864fe8b2a57d3eff7-") && b3.ends_with("-1"),
-        "{b3}"
-    );
-    assert!(
-        single["headers"]["traceparent"]
-            .as_str()
-            .unwrap()
-            .contains("80f198ee56343ba864fe8b2a57d3eff7")
-    );
+    assert!(b3.starts_with("80f198ee56343ba864fe8b2a57d3eff7-") && b3.ends_with("-1"), "{b3}");
+    assert!(single["headers"]["traceparent"].as_str().unwrap().contains("80f198ee56343ba864fe8b2a57d3eff7"));
     let multi = http
         .send(
             Method::GET,
@@ -171,10 +121,7 @@ async fn b3_is_continued_in_its_own_format() {
         )
         .await
         .json();
-    assert_eq!(
-        multi["headers"]["x-b3-traceid"],
-        "463ac35c9f6413ad48485a3953bb6124"
-    );
+    assert_eq!(multi["headers"]["x-b3-traceid"], "463ac35c9f6413ad48485a3953bb6124");
     assert_eq!(multi["headers"]["x-b3-parentspanid"], "0020000000000001");
     assert_ne!(multi["headers"]["x-b3-spanid"], "0020000000000001");
 }
@@ -184,43 +131,24 @@ async fn head_sampling_honours_the_callers_decision_and_the_route_rate() {
     let up = serve(echo("u")).await;
     let mut unsampled = route("/quiet", "s");
     unsampled.sample_rate = Some(0.0);
-    let mut gw = start(config(
-        vec![service("s", &[up.url()])],
-        vec![unsampled, route("/", "s")],
-    ))
-    .await;
+    let mut gw = start(config(vec![service("s", &[up.url()])], vec![unsampled, route("/", "s")])).await;
     let http = Http::new();
     let r = http
         .send(
             Method::GET,
             &gw.url("/"),
-            &[(
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
-            )],
+            &[("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")],
             "",
         )
         .await;
-    assert!(
-        r.json()["headers"]["traceparent"]
-            .as_str()
-            .unwrap()
-            .ends_with("-00"),
-        "the not-sampled flag is passed on"
-    );
+    assert!(r.json()["headers"]["traceparent"].as_str().unwrap().ends_with("-00"), "the not-sampled flag is passed on");
     for _ in 0..5 {
         http.get(&gw.url("/quiet")).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        gw.drain_spans().is_empty(),
-        "no spans for unsampled requests"
-    );
+    assert!(gw.drain_spans().is_empty(), "no spans for unsampled requests");
     assert_eq!(
-        gw.metric(
-            "signalbox_gateway_requests_total",
-            &[("route", "r-quiet"), ("service", "s"), ("class", "2xx")]
-        ),
+        gw.metric("signalbox_gateway_requests_total", &[("route", "r-quiet"), ("service", "s"), ("class", "2xx")]),
         5.0,
         "metrics count every request"
     );
@@ -242,10 +170,7 @@ async fn telemetry_off_records_nothing() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(gw.drain_spans().is_empty());
     assert_eq!(
-        gw.metric(
-            "signalbox_gateway_requests_total",
-            &[("route", "r-"), ("service", "s"), ("class", "2xx")]
-        ),
+        gw.metric("signalbox_gateway_requests_total", &[("route", "r-"), ("service", "s"), ("class", "2xx")]),
         0.0
     );
     assert!(gw.log_lines().is_empty());

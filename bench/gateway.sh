@@ -3,11 +3,14 @@
 #   (a) the upstream directly, (b) Signalbox with full telemetry, (c) Signalbox with
 #   telemetry off, (d) nginx as an equivalent keep-alive reverse proxy.
 # The upstream is nginx returning a fixed small body. Everything shares this machine.
-# Usage: bench/gateway.sh [duration, default 15s]
+# Usage: bench/gateway.sh [duration, default 15s] [rounds, default 3]
+# The four targets run in turn, ROUNDS times, and the medians are reported: the machine is
+# shared and noisy, and interleaving spreads the noise over all targets alike.
 # Needs: nginx and wrk (Debian packages), a release build (built here if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-15s}
+ROUNDS=${2:-3}
 OUT=bench/results
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
@@ -96,23 +99,30 @@ run() { # $1 label, $2 url, $3.. pids whose CPU is counted
 }
 
 : > "$WORK/results"
-run direct "http://$UP/" $(nginx_pids up)
-run signalbox-telemetry-on "http://$SB_ON/" $SB_ON_PID
-run signalbox-telemetry-off "http://$SB_OFF/" $SB_OFF_PID
-run nginx "http://$NGX/" $(nginx_pids px)
+for round in $(seq "$ROUNDS"); do
+  echo "round $round of $ROUNDS" >&2
+  run direct "http://$UP/" $(nginx_pids up)
+  run signalbox-telemetry-on "http://$SB_ON/" $SB_ON_PID
+  run signalbox-telemetry-off "http://$SB_OFF/" $SB_OFF_PID
+  run nginx "http://$NGX/" $(nginx_pids px)
+done
 
-python3 - "$WORK/results" "$DURATION" <<'PY' | tee "$OUT/gateway-$(date -u +%Y%m%dT%H%M%SZ).md"
-import sys
+python3 - "$WORK/results" "$DURATION" "$ROUNDS" <<'PY' | tee "$OUT/gateway-$(date -u +%Y%m%dT%H%M%SZ).md"
+import sys, statistics
 rows = [l.strip().split("|") for l in open(sys.argv[1]) if l.strip()]
 def ms(v):
     return float(v[:-2]) if v.endswith("ms") else float(v[:-2]) / 1000 if v.endswith("us") else float(v[:-1]) * 1000
-data = {r[0]: dict(rps=float(r[1]), p50=ms(r[2]), p99=ms(r[3]), cpu=float(r[4])) for r in rows}
+runs = {}
+for r in rows:
+    runs.setdefault(r[0], []).append(dict(rps=float(r[1]), p50=ms(r[2]), p99=ms(r[3]), cpu=float(r[4])))
+data = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "cpu")} for k, v in runs.items()}
 ngx = data["nginx"]; direct = data["direct"]
-print(f"wrk -t2 -c64 -d{sys.argv[2]}, fixed 20-byte body from nginx upstream, all on one 2-core machine\n")
+print(f"wrk -t2 -c64 -d{sys.argv[2]}, medians of {sys.argv[3]} interleaved rounds; fixed 20-byte body from an nginx upstream; all on one 2-core machine\n")
 print("| target | req/s | × nginx | p50 ms | p99 ms | added p99 vs direct ms | proxy CPU µs/req |")
 print("|---|---|---|---|---|---|---|")
 for k in ["direct", "signalbox-telemetry-on", "signalbox-telemetry-off", "nginx"]:
     d = data[k]
     cpu = "-" if k == "direct" else f"{d['cpu']:.1f}"
     print(f"| {k} | {d['rps']:.0f} | {d['rps']/ngx['rps']:.2f} | {d['p50']:.3f} | {d['p99']:.3f} | {d['p99']-direct['p99']:.3f} | {cpu} |")
+print("\nper-round req/s: " + "; ".join(k + " " + ", ".join(f"{x['rps']:.0f}" for x in v) for k, v in runs.items()))
 PY

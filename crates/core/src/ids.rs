@@ -98,6 +98,14 @@ pub fn encode_hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Writes the lowercase hex of `bytes` into `out`, which must be twice as long.
+pub fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 0xf) as usize];
+    }
+}
+
 /// Decodes exactly `out.len() * 2` hex digits from `src` into `out`.
 pub fn decode_hex(src: &[u8], out: &mut [u8]) -> Option<()> {
     if src.len() != out.len() * 2 {

@@ -15,3 +15,8 @@ pub fn now() -> u64 {
 pub fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
+
+/// The clock reading of `t` (an `Instant` the caller already has, saving a clock read).
+pub fn at(t: Instant) -> u64 {
+    t.saturating_duration_since(*START.get_or_init(Instant::now)).as_nanos() as u64
+}

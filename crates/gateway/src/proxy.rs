@@ -178,6 +178,12 @@ async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request
     upstream.budget.deposit();
 
     // Prepare the upstream request.
+    // The Host the upstream sees: the client's (HTTP/2 clients send :authority instead).
+    let upstream_host = match req.headers().get(header::HOST) {
+        Some(h) => Some(h.clone()),
+        None => HeaderValue::from_str(req.uri().authority().map(|a| a.as_str()).unwrap_or(&host)).ok(),
+    };
+    drop(host);
     let upgrade = is_upgrade(&req);
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
@@ -193,7 +199,7 @@ async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request
     if let Some(id) = identity.as_deref().and_then(|i| HeaderValue::from_str(i).ok()) {
         headers.insert(X_CLIENT.clone(), id);
     }
-    add_forwarded(&mut headers, conn, &host);
+    add_forwarded(&mut headers, conn, upstream_host.as_ref());
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
     route.request_headers.apply(&mut headers);
     let use_h2 = match upstream.protocol {
@@ -204,9 +210,9 @@ async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request
     if use_h2 {
         headers.remove(header::HOST);
     } else if !headers.contains_key(header::HOST)
-        && let Ok(v) = HeaderValue::from_str(parts.uri.authority().map(|a| a.as_str()).unwrap_or(&host))
+        && let Some(h) = upstream_host
     {
-        headers.insert(header::HOST, v);
+        headers.insert(header::HOST, h);
     }
     let path_and_query = match upstream_path(&route, &parts.uri) {
         Ok(pq) => pq,
@@ -251,14 +257,14 @@ async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request
     let mut attempt = 0u32;
     let outcome = loop {
         attempt += 1;
-        let ep = match upstream.pick(hash, prev.as_ref()) {
+        let now = Instant::now();
+        let ep = match upstream.pick(hash, prev.as_ref(), crate::clock::at(now)) {
             Ok(ep) => ep,
             Err(NoEndpoint::AllUnavailable { circuits_open: true }) => {
                 break Err(GatewayError::circuit_open(&format!("endpoints:{}", upstream.name), Duration::from_secs(1)));
             }
             Err(_) => break Err(GatewayError::no_endpoint(&upstream.name)),
         };
-        let now = Instant::now();
         if now >= deadline {
             release_permit(&ep);
             break Err(GatewayError::upstream_timeout(&upstream.name));
@@ -292,14 +298,15 @@ async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request
         *up_req.uri_mut() = uri;
         *up_req.version_mut() = if use_h2 { Version::HTTP_2 } else { Version::HTTP_11 };
         *up_req.headers_mut() = try_headers;
-        let try_start_unix = signalbox_core::time::unix_nanos();
-        let t0 = Instant::now();
+        let try_start_unix = if ctx.finish.is_some() { signalbox_core::time::unix_nanos() } else { 0 };
+        let t0 = now;
         let inflight = ep.start();
         let fut = upstream
             .with_clients(route.timeouts.connect, |c| if use_h2 { c.h2.request(up_req) } else { c.h1.request(up_req) });
         let res = tokio::time::timeout(budget, fut).await;
         drop(inflight);
-        let rtt = t0.elapsed();
+        let t1 = Instant::now();
+        let rtt = t1 - t0;
         let (result, status, err, retry_ok) = match &res {
             Err(_) => (TryResult::GatewayFailure, None, Some("timeout"), route.retry.on.timeout),
             Ok(Err(e)) if exceeded.load(Ordering::Acquire) => {
@@ -325,7 +332,8 @@ async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request
             crate::upstream::Balance::P2cEwma { decay } => *decay,
             _ => Duration::from_secs(10),
         };
-        ep.observe_rtt(if result == TryResult::GatewayFailure { rtt.max(Duration::from_secs(1)) } else { rtt }, decay);
+        let sample = if result == TryResult::GatewayFailure { rtt.max(Duration::from_secs(1)) } else { rtt };
+        ep.observe_rtt(sample, decay, crate::clock::at(t1));
         if let Some(m) = &ep.metrics {
             m.record(status, rtt.as_secs_f64());
         }
@@ -460,26 +468,49 @@ fn new_finish(
 }
 
 fn new_request_id() -> HeaderValue {
-    let id = TraceId::random().to_hex();
+    let mut buf = [0u8; 32];
+    signalbox_core::ids::hex_into(&TraceId::random().0, &mut buf);
     // 32 hex digits are always a valid header value.
-    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// The host the client addressed, without port: from the URI (HTTP/2, absolute-form) or the
 /// Host header. HTTP/1.1 requires one.
-fn request_host(req: &Request<Incoming>) -> Result<String, &'static str> {
+fn request_host(req: &Request<Incoming>) -> Result<std::borrow::Cow<'_, str>, &'static str> {
+    fn lower(h: &str) -> std::borrow::Cow<'_, str> {
+        if h.bytes().any(|b| b.is_ascii_uppercase()) { h.to_ascii_lowercase().into() } else { h.into() }
+    }
     if let Some(h) = req.uri().host() {
-        return Ok(h.to_ascii_lowercase());
+        return Ok(lower(h));
     }
     match req.headers().get(header::HOST) {
         Some(v) => {
             let s = v.to_str().map_err(|_| "Host header is not valid text")?;
-            let auth: http::uri::Authority = s.parse().map_err(|_| "Host header is not a valid host")?;
-            Ok(auth.host().to_ascii_lowercase())
+            split_host(s).map(lower).ok_or("Host header is not a valid host[:port]")
         }
         None if req.version() == Version::HTTP_11 => Err("HTTP/1.1 request without a Host header"),
-        None => Ok(String::new()),
+        None => Ok("".into()),
     }
+}
+
+/// The host part of a `host[:port]` (RFC 3986 reg-name, IPv4, or bracketed IPv6), checked.
+fn split_host(s: &str) -> Option<&str> {
+    let digits = |p: &str| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
+    if s.starts_with('[') {
+        let end = s.find(']')?;
+        let rest = &s[end + 1..];
+        let ok = rest.is_empty() || rest.strip_prefix(':').is_some_and(digits);
+        let inner = &s[1..end];
+        return (ok && !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'))
+            .then_some(&s[..=end]);
+    }
+    let host = match s.rsplit_once(':') {
+        Some((h, p)) if digits(p) => h,
+        Some(_) => return None,
+        None => s,
+    };
+    let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
+    (!host.is_empty() && host.bytes().all(reg_name)).then_some(host)
 }
 
 fn upstream_path(route: &Route, uri: &Uri) -> Result<http::uri::PathAndQuery, &'static str> {
@@ -521,6 +552,25 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named by `Connection`.
 /// `TE: trailers` stays (gRPC needs it); upgrades keep `Connection` and `Upgrade`.
 fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    // One pass to find out whether there is anything to do: most requests carry none of
+    // these, and each `remove` of an absent name still costs a hash and a probe.
+    let mut found = false;
+    for name in h.keys() {
+        if name == header::CONNECTION
+            || name == header::TE
+            || name == header::TRANSFER_ENCODING
+            || name == header::PROXY_AUTHORIZATION
+            || name == header::UPGRADE
+            || name.as_str() == "keep-alive"
+            || name.as_str() == "proxy-connection"
+        {
+            found = true;
+            break;
+        }
+    }
+    if !found {
+        return;
+    }
     if !upgrade {
         let named: Vec<HeaderName> = h
             .get_all(header::CONNECTION)
@@ -548,22 +598,26 @@ fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-fn add_forwarded(h: &mut HeaderMap, conn: &ConnInfo, host: &str) {
-    let ip = conn.client.ip().to_string();
-    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+fn add_forwarded(h: &mut HeaderMap, conn: &ConnInfo, host_header: Option<&HeaderValue>) {
+    use std::io::Write as _;
+    // Formatted on the stack: this runs for every request.
+    let mut buf = [0u8; 512];
+    let mut w = std::io::Cursor::new(&mut buf[..]);
+    let ok = match h.get(&X_FORWARDED_FOR) {
+        Some(prev) => w.write_all(prev.as_bytes()).and_then(|_| write!(w, ", {}", conn.client.ip())).is_ok(),
+        None => write!(w, "{}", conn.client.ip()).is_ok(),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    let n = w.position() as usize;
+    if ok && let Ok(v) = HeaderValue::from_bytes(&buf[..n]) {
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
     if !h.contains_key(&X_FORWARDED_PROTO) {
         h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
     }
-    if !h.contains_key(&X_FORWARDED_HOST)
-        && let Ok(v) = HeaderValue::from_str(host)
+    if let Some(host) = host_header
+        && !h.contains_key(&X_FORWARDED_HOST)
     {
-        h.insert(X_FORWARDED_HOST.clone(), v);
+        h.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
 }
 
@@ -576,5 +630,22 @@ fn rate_limit_headers(h: &mut HeaderMap, d: &Decision, rate: f64, burst: u32) {
     let window = (burst as f64 / rate).ceil().max(1.0) as u64;
     if let Ok(v) = HeaderValue::from_str(&format!("{burst};w={window}")) {
         h.insert("ratelimit-policy", v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host;
+
+    #[test]
+    fn host_headers_are_checked() {
+        assert_eq!(split_host("api.example.com"), Some("api.example.com"));
+        assert_eq!(split_host("api.example.com:8080"), Some("api.example.com"));
+        assert_eq!(split_host("[::1]:8080"), Some("[::1]"));
+        assert_eq!(split_host("[::1]"), Some("[::1]"));
+        assert_eq!(split_host("127.0.0.1"), Some("127.0.0.1"));
+        for bad in ["", "a b", "host:port", "a/b", "user@host", "[::1", "[zz]", "h:123456"] {
+            assert_eq!(split_host(bad), None, "{bad}");
+        }
     }
 }

@@ -74,9 +74,12 @@ impl TraceContext {
     /// Writes the context for a call whose span is `span` into `h`, replacing what the client
     /// sent.
     pub fn inject(&self, span: SpanId, sampled: bool, h: &mut HeaderMap) {
-        let flags = if sampled { "01" } else { "00" };
-        let tp = format!("00-{}-{}-{flags}", self.trace_id, span);
-        if let Ok(v) = HeaderValue::from_str(&tp) {
+        // 00-<32 hex>-<16 hex>-<2 hex>, written on the stack (this runs for every try).
+        let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        signalbox_core::ids::hex_into(&self.trace_id.0, &mut tp[3..35]);
+        signalbox_core::ids::hex_into(&span.0, &mut tp[36..52]);
+        tp[54] = if sampled { b'1' } else { b'0' };
+        if let Ok(v) = HeaderValue::from_bytes(&tp) {
             h.insert("traceparent", v);
         }
         match self.format {

@@ -134,8 +134,7 @@ impl Endpoint {
 
     /// Peak-EWMA update (Finagle): a slower sample is taken at once, faster ones decay in
     /// with time constant `decay`, so a sudden slowdown steers traffic away immediately.
-    pub fn observe_rtt(&self, rtt: Duration, decay: Duration) {
-        let now = clock::now();
+    pub fn observe_rtt(&self, rtt: Duration, decay: Duration, now: u64) {
         let rtt = rtt.as_nanos() as f64;
         let prev = f64::from_bits(self.ewma_bits.load(Ordering::Relaxed));
         let last = self.ewma_stamp.swap(now, Ordering::Relaxed);
@@ -335,13 +334,17 @@ impl Upstream {
     /// Chooses an endpoint for a try and takes its breaker permit. `hash` is the request's
     /// hash key for `ring_hash`; `avoid` is the endpoint of the previous try, skipped when
     /// another one is available.
-    pub fn pick(&self, hash: Option<u64>, avoid: Option<&Arc<Endpoint>>) -> Result<Arc<Endpoint>, NoEndpoint> {
+    pub fn pick(
+        &self,
+        hash: Option<u64>,
+        avoid: Option<&Arc<Endpoint>>,
+        now: u64,
+    ) -> Result<Arc<Endpoint>, NoEndpoint> {
         let table = self.table.load();
         let eps = &table.endpoints;
         if eps.is_empty() {
             return Err(NoEndpoint::Empty);
         }
-        let now = clock::now();
         let usable = |e: &Arc<Endpoint>| e.available(now) && avoid.is_none_or(|a| !Arc::ptr_eq(a, e));
         let candidate = match (&self.balance, hash) {
             (Balance::RingHash { .. }, Some(h)) => ring_pick(&table, h, &usable),

@@ -71,6 +71,16 @@ pub struct ConfigError {
     pub file: Option<PathBuf>,
     /// (line, problem); line 0 when the key is not in the file (a default or an override).
     pub problems: Vec<(usize, Problem)>,
+    /// The config with every bad key replaced by its default, when the file parsed at all,
+    /// so the remaining keys can still be validated and reported together.
+    pub repaired: Option<Box<FileConfig>>,
+}
+
+impl ConfigError {
+    fn with_config(mut self, c: FileConfig) -> Self {
+        self.repaired = Some(Box::new(c));
+        self
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -104,6 +114,7 @@ pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) ->
     let err = |line, path: &str, message: String| ConfigError {
         file: file.map(Path::to_path_buf),
         problems: vec![(line, Problem { path: path.into(), message })],
+        repaired: None,
     };
     let source = match file {
         Some(p) => std::fs::read_to_string(p).map_err(|e| err(0, "", format!("cannot read the config file: {e}")))?,
@@ -126,18 +137,32 @@ pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) ->
         }
         set_path(&mut table, &keys, &value).map_err(|m| err(0, &keys.join("."), format!("{m} (from ${name})")))?;
     }
-    let config: FileConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-        let path = toml_path(&e.path().to_string());
-        let inner = e.into_inner();
-        let message = inner.message().to_owned();
-        // For an unknown field the path ends at its table; point at the field itself.
-        let full = match message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
-            Some(field) if path.is_empty() => field.to_owned(),
-            Some(field) if !path.ends_with(field) => format!("{path}.{field}"),
-            _ => path,
-        };
-        err(locate(&source, &full), &full, message)
-    })?;
+    // A type error stops serde at the first bad key. To report every one, remove each bad
+    // key and deserialize again (the default takes its place), collecting the problems.
+    let mut problems = Vec::new();
+    let config = loop {
+        match serde_path_to_error::deserialize::<_, FileConfig>(toml::Value::Table(table.clone())) {
+            Ok(c) => break c,
+            Err(e) => {
+                let path = toml_path(&e.path().to_string());
+                let message = e.into_inner().message().to_owned();
+                // For an unknown field the path may end at its table; point at the field.
+                let full = match message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
+                    Some(field) if path.is_empty() => field.to_owned(),
+                    Some(field) if !path.ends_with(field) => format!("{path}.{field}"),
+                    _ => path,
+                };
+                let removed = remove_path(&mut table, &full);
+                problems.push((locate(&source, &full), Problem { path: full, message }));
+                if !removed || problems.len() >= 100 {
+                    return Err(ConfigError { file: file.map(Path::to_path_buf), problems, repaired: None });
+                }
+            }
+        }
+    };
+    if !problems.is_empty() {
+        return Err(ConfigError { file: file.map(Path::to_path_buf), problems, repaired: None }.with_config(config));
+    }
     Ok(Loaded { config, file: file.map(Path::to_path_buf), source })
 }
 
@@ -147,7 +172,60 @@ impl Loaded {
         ConfigError {
             file: self.file.clone(),
             problems: problems.list.into_iter().map(|p| (locate(&self.source, &p.path), p)).collect(),
+            repaired: None,
         }
+    }
+}
+
+/// Validation problems of a config that failed to load, located in `file`'s text.
+pub fn locate_all(file: &Path, problems: Problems) -> Vec<(usize, Problem)> {
+    let source = std::fs::read_to_string(file).unwrap_or_default();
+    problems.list.into_iter().map(|p| (locate(&source, &p.path), p)).collect()
+}
+
+/// Removes the key at a path like `gateway.routes[1].timeouts.connect`; false if absent.
+fn remove_path(t: &mut Table, path: &str) -> bool {
+    let segs: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+    remove_in(t, &segs)
+}
+
+fn remove_in(t: &mut Table, segs: &[&str]) -> bool {
+    let Some((first, rest)) = segs.split_first() else { return false };
+    if rest.is_empty() {
+        return remove_seg(t, first);
+    }
+    let (key, index) = split_index(first);
+    let Some(mut v) = t.get_mut(key) else { return false };
+    if let Some(i) = index {
+        match v.as_array_mut().and_then(|a| a.get_mut(i)) {
+            Some(item) => v = item,
+            None => return false,
+        }
+    }
+    match v.as_table_mut() {
+        Some(inner) => remove_in(inner, rest),
+        None => false,
+    }
+}
+
+fn remove_seg(t: &mut Table, seg: &str) -> bool {
+    let (key, index) = split_index(seg);
+    match index {
+        None => t.remove(key).is_some(),
+        Some(i) => match t.get_mut(key).and_then(|v| v.as_array_mut()) {
+            Some(a) if i < a.len() => {
+                a.remove(i);
+                true
+            }
+            _ => false,
+        },
+    }
+}
+
+fn split_index(seg: &str) -> (&str, Option<usize>) {
+    match seg.split_once('[') {
+        Some((k, i)) => (k, i.trim_end_matches(']').parse().ok()),
+        None => (seg, None),
     }
 }
 
@@ -251,5 +329,26 @@ mod tests {
         std::fs::write(&p, "[gateway.limits]\nmax_headers = \"many\"\n").unwrap();
         let e = load(Some(&p), std::iter::empty()).err().unwrap().to_string();
         assert!(e.contains("c.toml:2: gateway.limits.max_headers: invalid type"), "{e}");
+        std::fs::write(&p, "[gateway]\nworkers = \"x\"\n[gateway.limits]\nmax_headers = \"many\"\nbogus = 1\n")
+            .unwrap();
+        let e = load(Some(&p), std::iter::empty()).err().unwrap();
+        assert_eq!(e.problems.len(), 3, "every type error is reported: {e}");
+        assert!(e.repaired.is_some());
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    /// The documented example must load and validate, so it cannot drift from the code.
+    #[test]
+    fn example_config_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/signalbox.toml");
+        let loaded = super::load(Some(&path), std::iter::empty()).unwrap_or_else(|e| panic!("{e}"));
+        let problems = crate::serve::validate(&loaded.config);
+        assert!(problems.is_empty(), "{}", loaded.report(problems));
+        let g = &loaded.config.gateway;
+        assert_eq!(g.routes.len(), 3);
+        assert!(g.routes[0].auth.as_ref().is_some_and(|a| a.jwt.is_some()));
+        assert_eq!(g.services[0].circuit_breaker.as_ref().map(|c| c.window.as_str()), Some("count"));
     }
 }

@@ -35,8 +35,14 @@ fn main() -> ExitCode {
 fn check_config(file: &std::path::Path) -> ExitCode {
     let loaded = match config::load(Some(file), std::env::vars()) {
         Ok(l) => l,
-        Err(e) => {
+        Err(mut e) => {
+            // Report the remaining keys' validation problems along with the type errors.
+            if let Some(c) = e.repaired.take() {
+                e.problems.extend(config::locate_all(file, serve::validate(&c)));
+            }
+            let n = e.problems.len();
             eprintln!("{e}");
+            eprintln!("{n} problem{} found", if n == 1 { "" } else { "s" });
             return ExitCode::FAILURE;
         }
     };

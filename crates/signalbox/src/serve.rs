@@ -59,6 +59,7 @@ fn load(opts: &ServeOpts) -> Result<Loaded, config::ConfigError> {
                     message: "expected PREFIX=URL[,URL...], e.g. /api=http://127.0.0.1:9000".into(),
                 },
             )],
+            repaired: None,
         })?;
         let slug: String =
             prefix.trim_matches('/').chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();

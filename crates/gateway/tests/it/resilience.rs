@@ -33,8 +33,10 @@ async fn retries_idempotent_requests_on_503_but_not_posts() {
         }
     }
     assert_eq!(failed_posts, 5, "POST is not retried: round robin sends half to the bad endpoint");
-    let log = gw.log_lines();
-    assert!(log.iter().any(|l| l["tries"] == 2), "the access log counts tries");
+    signalbox_testkit::eventually(Duration::from_secs(2), "a logged retry", || async {
+        gw.log_lines().iter().any(|l| l["tries"] == 2).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -119,7 +121,11 @@ async fn request_timeout_bounds_all_tries() {
     assert_eq!(resp.status, 504);
     assert!(t.elapsed() < Duration::from_millis(550), "the deadline cut the second try short: {:?}", t.elapsed());
     assert_eq!(slow.hits(), 2, "two tries reached the upstream; neither finished");
-    assert_eq!(gw.log_lines()[0]["tries"], 2);
+    let line = signalbox_testkit::eventually(Duration::from_secs(2), "log line", || async {
+        gw.log_lines().into_iter().next()
+    })
+    .await;
+    assert_eq!(line["tries"], 2);
 }
 
 #[tokio::test]

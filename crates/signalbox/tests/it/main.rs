@@ -1,0 +1,85 @@
+//! End-to-end tests of the `signalbox` binary: real processes, real sockets, real signals.
+
+mod cli;
+mod serve;
+
+use signalbox_testkit::client::Http;
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_signalbox");
+
+/// A free loopback port (bound and released; good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `signalbox serve`.
+pub struct Node {
+    pub child: Child,
+    pub gateway: String,
+    pub console: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// Starts `signalbox serve` with `args` (plus listen addresses and a data dir) and waits
+    /// until `/readyz` answers.
+    pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let (gw, console) = (free_port(), free_port());
+        let gateway = format!("127.0.0.1:{gw}");
+        let console_addr = format!("127.0.0.1:{console}");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .args(args)
+            .args(["--listen", &gateway, "--console-listen", &console_addr, "--data-dir"])
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("SIGNALBOX_GATEWAY__WORKERS", "2");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start signalbox");
+        let node = Node { child, gateway, console: console_addr, dir };
+        let http = Http::new();
+        let url = format!("http://{}/readyz", node.console);
+        signalbox_testkit::eventually(Duration::from_secs(20), "node ready", || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                http.try_send(http::Method::GET, &url, &[], bytes::Bytes::new()).await.ok().filter(|r| r.status == 200)
+            }
+        })
+        .await;
+        node
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Sends SIGTERM and returns the exit status and everything the node logged.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        self.signal("TERM");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
+                return (status, err);
+            }
+            assert!(std::time::Instant::now() < deadline, "node did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

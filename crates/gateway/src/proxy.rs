@@ -42,6 +42,34 @@ pub struct Shared {
 pub struct ConnInfo {
     pub client: SocketAddr,
     pub tls: bool,
+    /// Requests in progress on this connection (their response bodies not yet finished).
+    pub active: std::sync::atomic::AtomicU32,
+    /// `clock::now()` when the connection last became idle.
+    pub idle_since: std::sync::atomic::AtomicU64,
+}
+
+impl ConnInfo {
+    pub fn new(client: SocketAddr, tls: bool) -> Self {
+        ConnInfo { client, tls, active: Default::default(), idle_since: crate::clock::now().into() }
+    }
+}
+
+/// Counts a request as active on its connection until its response body is dropped (sent
+/// or abandoned), so the connection watchdog knows when the connection is idle.
+pub struct ActiveGuard(Arc<ConnInfo>);
+
+impl ActiveGuard {
+    fn new(conn: Arc<ConnInfo>) -> Self {
+        conn.active.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(conn)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.idle_since.store(crate::clock::now(), Ordering::Relaxed);
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -80,9 +108,11 @@ pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
-) -> Result<Response<ClientBody>, Infallible> {
+) -> Result<Response<crate::body::Counted>, Infallible> {
+    let guard = ActiveGuard::new(conn.clone());
     let snap = shared.snapshot.load_full();
-    Ok(run(&shared, &snap, &conn, req).await)
+    let resp = run(&shared, &snap, &conn, req).await;
+    Ok(resp.map(|body| crate::body::Counted { body, _guard: guard }))
 }
 
 async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request<Incoming>) -> Response<ClientBody> {

@@ -1,0 +1,249 @@
+//! Access control: API tokens with roles, stored as SHA-256 only, and console sessions.
+//!
+//! Roles: `read` (every read API), `ingest` (telemetry ingest endpoints only), `edit` (read,
+//! ingest, and writes to the registry and configuration), `admin` (everything, including
+//! tokens). Tokens come from the config file (bootstrap) or are created through the API;
+//! either kind may expire. When no token exists at all, access control is off: the node
+//! then refuses to listen beyond loopback unless told `--insecure`.
+
+use crate::error::{ControlError, Result};
+use crate::store::{Op, Store, TOKENS};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Read,
+    Ingest,
+    Edit,
+    Admin,
+}
+
+impl Role {
+    /// Whether this role grants `need`.
+    pub fn allows(self, need: Role) -> bool {
+        matches!(
+            (self, need),
+            (Role::Admin, _)
+                | (Role::Edit, Role::Read | Role::Ingest | Role::Edit)
+                | (Role::Read, Role::Read)
+                | (Role::Ingest, Role::Ingest)
+        )
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "read" => Some(Role::Read),
+            "ingest" => Some(Role::Ingest),
+            "edit" => Some(Role::Edit),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A token as stored (never the secret itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub id: String,
+    pub role: Role,
+    /// Hex SHA-256 of the secret.
+    pub sha256: String,
+    pub description: String,
+    pub created_unix_ms: u64,
+    pub expires_unix_ms: Option<u64>,
+    /// `file` (bootstrap, from the config) or `api`.
+    pub source: String,
+}
+
+/// Who is calling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub token_id: String,
+    pub role: Role,
+}
+
+/// Why a credential was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denied {
+    Missing,
+    Invalid,
+    Expired,
+}
+
+impl Denied {
+    pub fn message(self) -> &'static str {
+        match self {
+            Denied::Missing => "a token is required: send `Authorization: Bearer TOKEN` or log in to the console",
+            Denied::Invalid => "the token is not valid",
+            Denied::Expired => "the token has expired",
+        }
+    }
+}
+
+struct Session {
+    principal: Principal,
+    expires: Instant,
+}
+
+/// Tokens and sessions.
+pub struct Access {
+    tokens: RwLock<HashMap<[u8; 32], Token>>,
+    sessions: Mutex<HashMap<String, Session>>,
+    store: Store,
+    session_ttl: Duration,
+}
+
+/// Hex SHA-256 of a secret.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn now_ms() -> u64 {
+    signalbox_core::time::unix_nanos() / 1_000_000
+}
+
+impl Access {
+    /// Loads API-created tokens from the store and adds `file_tokens` from the config.
+    pub fn load(store: Store, file_tokens: Vec<Token>, session_ttl: Duration) -> Result<Self> {
+        let mut map = HashMap::new();
+        for t in store.load_all::<Token>(TOKENS)?.into_iter().map(|(_, t)| t).chain(file_tokens) {
+            let mut h = [0u8; 32];
+            hex::decode_to_slice(&t.sha256, &mut h).map_err(|_| {
+                ControlError::invalid(format!("access.tokens.{}.sha256", t.id), "must be 64 hex digits")
+            })?;
+            map.insert(h, t);
+        }
+        Ok(Access { tokens: RwLock::new(map), sessions: Mutex::new(HashMap::new()), store, session_ttl })
+    }
+
+    /// Whether access control is on (any token exists).
+    pub fn enabled(&self) -> bool {
+        !self.tokens.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// Checks a bearer secret.
+    pub fn authenticate(&self, secret: &str) -> std::result::Result<Principal, Denied> {
+        let digest: [u8; 32] = Sha256::digest(secret.trim().as_bytes()).into();
+        let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+        let t = tokens.get(&digest).ok_or(Denied::Invalid)?;
+        if t.expires_unix_ms.is_some_and(|e| e <= now_ms()) {
+            return Err(Denied::Expired);
+        }
+        Ok(Principal { token_id: t.id.clone(), role: t.role })
+    }
+
+    /// Starts a console session for a valid secret; returns the session id.
+    pub fn login(&self, secret: &str) -> std::result::Result<(String, Principal), Denied> {
+        let p = self.authenticate(secret)?;
+        let mut raw = [0u8; 32];
+        for b in raw.iter_mut() {
+            *b = fastrand::u8(..);
+        }
+        // fastrand is not a CSPRNG; mix in the OS's randomness through the std hasher seed
+        // and the clock so a session id cannot be predicted from earlier ones.
+        let os: u64 = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), now_ms());
+        let id = hex::encode(Sha256::digest([raw.as_slice(), &os.to_le_bytes()].concat()));
+        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        s.retain(|_, v| v.expires > Instant::now());
+        s.insert(id.clone(), Session { principal: p.clone(), expires: Instant::now() + self.session_ttl });
+        Ok((id, p))
+    }
+
+    /// The principal of a session, if it is live and its token still valid.
+    pub fn session(&self, id: &str) -> std::result::Result<Principal, Denied> {
+        let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let sess = s.get(id).ok_or(Denied::Invalid)?;
+        if sess.expires <= Instant::now() {
+            return Err(Denied::Expired);
+        }
+        let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+        let t = tokens.values().find(|t| t.id == sess.principal.token_id).ok_or(Denied::Invalid)?;
+        if t.expires_unix_ms.is_some_and(|e| e <= now_ms()) {
+            return Err(Denied::Expired);
+        }
+        Ok(sess.principal.clone())
+    }
+
+    pub fn logout(&self, id: &str) {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    /// Creates a token; returns it and its secret (shown once).
+    pub async fn create(
+        &self,
+        id: &str,
+        role: Role,
+        description: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(Token, String)> {
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(ControlError::invalid("id", "must be 1-64 letters, digits, `-`, `_` or `.`"));
+        }
+        if self.list().iter().any(|t| t.id == id) {
+            return Err(ControlError::invalid("id", format!("token `{id}` already exists")));
+        }
+        let mut raw = [0u8; 24];
+        for b in raw.iter_mut() {
+            *b = fastrand::u8(..);
+        }
+        let os: u64 = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), (id, now_ms()));
+        let secret =
+            format!("sbx_{}", hex::encode(&Sha256::digest([raw.as_slice(), &os.to_le_bytes()].concat())[..24]));
+        let token = Token {
+            id: id.to_owned(),
+            role,
+            sha256: hash_secret(&secret),
+            description: description.chars().take(256).collect(),
+            created_unix_ms: now_ms(),
+            expires_unix_ms: ttl.map(|d| now_ms() + d.as_millis() as u64),
+            source: "api".into(),
+        };
+        self.store.commit(vec![Op::put(TOKENS, id, &token)?]).await?;
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(&token.sha256, &mut h).map_err(|_| ControlError::Storage("bad digest".into()))?;
+        self.tokens.write().unwrap_or_else(|e| e.into_inner()).insert(h, token.clone());
+        Ok((token, secret))
+    }
+
+    /// Deletes an API-created token (file tokens live in the config file).
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        let t = self
+            .list()
+            .into_iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| ControlError::NotFound(format!("token `{id}`")))?;
+        if t.source != "api" {
+            return Err(ControlError::invalid("id", "tokens from the config file are removed by editing the file"));
+        }
+        self.store.commit(vec![Op::Delete(TOKENS, id.to_owned())]).await?;
+        self.tokens.write().unwrap_or_else(|e| e.into_inner()).retain(|_, t| t.id != id);
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, s| s.principal.token_id != id);
+        Ok(())
+    }
+
+    /// Every token (without secrets).
+    pub fn list(&self) -> Vec<Token> {
+        let mut v: Vec<Token> = self.tokens.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Role::*;
+
+    #[test]
+    fn role_matrix() {
+        assert!(Admin.allows(Admin) && Admin.allows(Ingest));
+        assert!(Edit.allows(Read) && Edit.allows(Edit) && Edit.allows(Ingest) && !Edit.allows(Admin));
+        assert!(Read.allows(Read) && !Read.allows(Edit) && !Read.allows(Ingest));
+        assert!(Ingest.allows(Ingest) && !Ingest.allows(Read));
+    }
+}

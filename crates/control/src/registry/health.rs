@@ -1,0 +1,183 @@
+//! The health control loop: one task per check, running it every interval with its timeout
+//! and feeding the result to the registry, which applies thresholds and flap damping.
+//!
+//! - HTTP: `GET` the URL; 2xx is passing, 429 warning (as Consul), anything else critical.
+//! - TCP: a connection within the timeout is passing.
+//! - gRPC: `grpc.health.v1.Health/Check`; `SERVING` is passing.
+//! - TTL: the instance reports itself; silence longer than the TTL is critical.
+
+use super::Registry;
+use super::model::{CheckKind, CheckSpec, Status};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::sync::Weak;
+use std::time::Duration;
+use tokio::task::AbortHandle;
+
+/// Runs checks. Holds the HTTP client shared by all HTTP checks.
+pub struct Checker {
+    http: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Checker {
+    pub fn new() -> Self {
+        let mut conn = HttpConnector::new();
+        conn.set_nodelay(true);
+        // Fresh connections each time: a check must see a listener that stopped accepting,
+        // not a pooled connection that happens to still be open.
+        let http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(conn);
+        Checker { http }
+    }
+
+    /// Starts the task of check `index` of `instance`.
+    pub fn spawn(&self, registry: Weak<Registry>, instance: String, index: usize, spec: CheckSpec) -> AbortHandle {
+        let http = self.http.clone();
+        tokio::spawn(async move {
+            match spec.kind.clone() {
+                CheckKind::Ttl { ttl_ms } => {
+                    let ttl = Duration::from_millis(ttl_ms);
+                    let tick = (ttl / 4).clamp(Duration::from_millis(25), Duration::from_secs(1));
+                    loop {
+                        tokio::time::sleep(tick).await;
+                        let Some(reg) = registry.upgrade() else { return };
+                        reg.expire_ttl(&instance, index, ttl).await;
+                    }
+                }
+                kind => {
+                    let mut interval = tokio::time::interval(spec.interval());
+                    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        interval.tick().await;
+                        let (status, output) = run(&http, &kind, spec.timeout()).await;
+                        let Some(reg) = registry.upgrade() else { return };
+                        reg.report(&instance, index, status, output).await;
+                    }
+                }
+            }
+        })
+        .abort_handle()
+    }
+}
+
+/// Runs one active check.
+pub async fn run(http: &Client<HttpConnector, Empty<Bytes>>, kind: &CheckKind, timeout: Duration) -> (Status, String) {
+    match kind {
+        CheckKind::Http { url } => {
+            let req = match http::Request::get(url.as_str()).header("user-agent", "signalbox-health").body(Empty::new())
+            {
+                Ok(r) => r,
+                Err(e) => return (Status::Critical, format!("bad request: {e}")),
+            };
+            match tokio::time::timeout(timeout, async {
+                let resp = http.request(req).await?;
+                let status = resp.status();
+                // Read (and bound) the body so the output can show the start of it.
+                let body = tokio::time::timeout(timeout, resp.into_body().collect())
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                Ok::<_, hyper_util::client::legacy::Error>((status, body))
+            })
+            .await
+            {
+                Err(_) => (Status::Critical, format!("HTTP GET {url}: timed out after {timeout:?}")),
+                Ok(Err(e)) => (Status::Critical, format!("HTTP GET {url}: {}", error_chain(&e))),
+                Ok(Ok((status, body))) => {
+                    let snippet: String = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                    let out = format!("HTTP GET {url}: {status} {snippet}");
+                    let s = if status.is_success() {
+                        Status::Passing
+                    } else if status.as_u16() == 429 {
+                        Status::Warning
+                    } else {
+                        Status::Critical
+                    };
+                    (s, out)
+                }
+            }
+        }
+        CheckKind::Tcp { address } => {
+            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address.as_str())).await {
+                Ok(Ok(_)) => (Status::Passing, format!("TCP connect {address}: success")),
+                Ok(Err(e)) => (Status::Critical, format!("TCP connect {address}: {e}")),
+                Err(_) => (Status::Critical, format!("TCP connect {address}: timed out after {timeout:?}")),
+            }
+        }
+        CheckKind::Grpc { address, service } => match tokio::time::timeout(timeout, grpc_check(address, service)).await
+        {
+            Ok(Ok(1)) => (Status::Passing, format!("gRPC health {address} `{service}`: SERVING")),
+            Ok(Ok(code)) => {
+                (Status::Critical, format!("gRPC health {address} `{service}`: status {}", serving_status(code)))
+            }
+            Ok(Err(e)) => (Status::Critical, format!("gRPC health {address} `{service}`: {e}")),
+            Err(_) => (Status::Critical, format!("gRPC health {address}: timed out after {timeout:?}")),
+        },
+        CheckKind::Ttl { .. } => (Status::Critical, "TTL checks are reported by the instance".into()),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn serving_status(code: i32) -> &'static str {
+    match code {
+        0 => "UNKNOWN",
+        1 => "SERVING",
+        2 => "NOT_SERVING",
+        3 => "SERVICE_UNKNOWN",
+        _ => "unrecognised",
+    }
+}
+
+/// `grpc.health.v1.HealthCheckRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthCheckRequest {
+    #[prost(string, tag = "1")]
+    pub service: String,
+}
+
+/// `grpc.health.v1.HealthCheckResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthCheckResponse {
+    #[prost(int32, tag = "1")]
+    pub status: i32,
+}
+
+async fn grpc_check(address: &str, service: &str) -> Result<i32, String> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| error_chain(&e))?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|e| e.to_string())?;
+    let path = http::uri::PathAndQuery::from_static("/grpc.health.v1.Health/Check");
+    let resp = grpc
+        .unary(
+            tonic::Request::new(HealthCheckRequest { service: service.to_owned() }),
+            path,
+            tonic_prost::ProstCodec::<HealthCheckRequest, HealthCheckResponse>::default(),
+        )
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+    Ok(resp.into_inner().status)
+}

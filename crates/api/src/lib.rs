@@ -1,17 +1,84 @@
-//! Signalbox's HTTP API server on the console port: health and readiness, the node's own
-//! metrics, and JSON views of the components. Later issues add the native and compatibility
-//! APIs and the console here.
+//! Signalbox's HTTP APIs on the console port, the Consul-compatible API (also served on its
+//! own port), and the embedded web console.
+//!
+//! [`router`] assembles everything behind access control: probes and login are open; reads
+//! need the `read` role, writes `edit`, token management `admin` (see
+//! [`signalbox_control::access::Role`]).
 //!
 //! # Layout
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/api/gateway/*`.
-//! - [`error`]: the JSON error shape every API answers with.
+//! - [`registry`]: `/api/registry/*`: registration, health, blocking reads, SSE.
+//! - [`config`]: `/api/config/*` (versioned config, watches) and Spring's `/config/...`.
+//! - [`consul`]: the Consul subset under `/v1` (mounted at `/consul/v1` here).
+//! - [`session`]: console login and token management.
+//! - [`console`]: the embedded web UI.
+//! - [`auth`]: role checks for every route; [`blocking`]: long-poll helpers;
+//!   [`json`]: body parsing with field-named errors; [`error`]: the error shape.
 
 pub mod admin;
+pub mod auth;
+pub mod blocking;
+pub mod config;
+pub mod console;
+pub mod consul;
 pub mod error;
+pub mod json;
+pub mod registry;
+pub mod session;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use signalbox_control::ControlPlane;
+use signalbox_control::access::Role;
+use signalbox_core::metrics::Registry;
 use signalbox_core::shutdown::Shutdown;
+use signalbox_core::views::GatewayView;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use tokio::net::TcpListener;
+
+/// Validates a config value before it is stored (the node uses it to refuse a broken gateway
+/// config written to central configuration): `(application, profile, key, value)`.
+pub type ConfigCheck = Arc<dyn Fn(&str, &str, &str, &str) -> Result<(), String> + Send + Sync>;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct AppState {
+    pub control: Arc<ControlPlane>,
+    pub metrics: Registry,
+    pub gateway: Option<Arc<dyn GatewayView>>,
+    pub ready: Arc<AtomicBool>,
+    pub node_name: String,
+    /// The address this node advertises (Consul's node address).
+    pub node_address: String,
+    pub config_checks: Option<ConfigCheck>,
+    /// Mark session cookies `Secure` (the console is served over TLS).
+    pub secure_cookies: bool,
+}
+
+/// Largest request body the APIs read (a config value of 1 MiB, JSON-escaped, fits).
+const BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Every API and the console.
+pub fn router(state: AppState) -> Router {
+    let reads = admin::reads().merge(registry::reads()).merge(config::reads());
+    let writes = registry::writes().merge(config::writes());
+    Router::new()
+        .merge(admin::probes())
+        .merge(session::open())
+        .merge(auth::guard(reads, &state, Role::Read))
+        .merge(auth::guard(writes, &state, Role::Edit))
+        .merge(auth::guard(session::admin(), &state, Role::Admin))
+        .nest("/consul", consul::router())
+        .fallback(console::serve)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// The Consul API alone, for Consul's own port.
+pub fn consul_router(state: AppState) -> Router {
+    consul::router().layer(DefaultBodyLimit::max(BODY_LIMIT)).with_state(state)
+}
 
 /// Serves `app` on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, app: Router, mut shutdown: Shutdown) -> std::io::Result<()> {

@@ -383,7 +383,7 @@ impl ConfigStore {
 
 /// Turns one stored value into Spring properties: a `*.properties` document becomes its
 /// properties, a `*.json` document its flattened leaves (`a.b[0].c`), anything else one
-/// property named after the key (with `/` read as `.`).
+/// property named after the key.
 pub fn flatten_entry(key: &str, value: &str, out: &mut BTreeMap<String, serde_json::Value>) {
     if key.ends_with(".properties") {
         for line in value.lines() {
@@ -404,7 +404,7 @@ pub fn flatten_entry(key: &str, value: &str, out: &mut BTreeMap<String, serde_js
             }
         }
     } else {
-        out.insert(key.replace('/', "."), serde_json::Value::String(value.to_owned()));
+        out.insert(key.to_owned(), serde_json::Value::String(value.to_owned()));
     }
 }
 
@@ -436,7 +436,7 @@ mod tests {
         let mut out = BTreeMap::new();
         flatten_entry("app.properties", "# c\na.b=1\nc: two\n", &mut out);
         flatten_entry("x.json", r#"{"db":{"url":"u","pool":[1,2]}}"#, &mut out);
-        flatten_entry("feature/flag", "on", &mut out);
+        flatten_entry("feature.flag", "on", &mut out);
         assert_eq!(out["a.b"], "1");
         assert_eq!(out["c"], "two");
         assert_eq!(out["db.url"], "u");

@@ -35,6 +35,18 @@ impl Default for Limits {
     }
 }
 
+/// One change to the registry, as watchers see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RegistryChange {
+    pub index: u64,
+    pub service: String,
+    pub instance: String,
+    /// `registered`, `deregistered` or `health`.
+    pub kind: &'static str,
+}
+
+const CHANGE_LOG: usize = 50_000;
+
 /// A check's runtime state.
 #[derive(Clone, Debug)]
 pub struct CheckState {
@@ -149,6 +161,21 @@ struct State {
     checks: HashMap<String, String>,
     /// Last index that changed each service (for per-service blocking queries).
     service_index: HashMap<String, u64>,
+    changes: VecDeque<RegistryChange>,
+}
+
+impl State {
+    fn log(&mut self, index: u64, service: &str, instance: &str, kind: &'static str) {
+        self.changes.push_back(RegistryChange {
+            index,
+            service: service.to_owned(),
+            instance: instance.to_owned(),
+            kind,
+        });
+        while self.changes.len() > CHANGE_LOG {
+            self.changes.pop_front();
+        }
+    }
 }
 
 /// A check as shown by the API.
@@ -304,6 +331,7 @@ impl Registry {
             .map(|(i, spec)| self.checker.spawn(self.me.clone(), id.clone(), i, spec.clone()))
             .collect();
         st.by_id.insert(id.clone(), service.clone());
+        st.log(idx, &service, &id, "registered");
         st.services.entry(service.clone()).or_default().insert(
             id,
             Instance { reg, checks, create_index, modify_index: idx, registered_unix_ms: unix_ms(), tasks },
@@ -339,6 +367,7 @@ impl Registry {
             if emptied {
                 st.services.remove(&service);
             }
+            st.log(idx, &service, id, "deregistered");
             st.service_index.insert(service.clone(), idx);
             self.refresh_endpoints(&st, &service);
         }
@@ -457,6 +486,7 @@ impl Registry {
             i.modify_index = idx;
             tracing::info!(service = %svc, instance, status = i.status().as_str(), "instance health changed");
         }
+        st.log(idx, &svc, instance, "health");
         st.service_index.insert(svc.clone(), idx);
         self.refresh_endpoints(&st, &svc);
     }
@@ -507,6 +537,21 @@ impl Registry {
                 }
             });
         }
+    }
+
+    /// Changes after `index`; `None` when the log no longer reaches back that far (the
+    /// caller should re-read everything).
+    pub fn changes_since(&self, index: u64) -> Option<Vec<RegistryChange>> {
+        let st = self.lock();
+        if index != 0 && st.changes.front().is_some_and(|f| index + 1 < f.index) {
+            return None;
+        }
+        Some(st.changes.iter().filter(|c| c.index > index).cloned().collect())
+    }
+
+    /// Current endpoints (passing and warning instances) of `service`.
+    pub fn endpoints(&self, service: &str) -> Vec<EndpointInfo> {
+        Self::endpoint_set(&self.lock(), service)
     }
 
     /// The index that last changed `service` (0 if never).

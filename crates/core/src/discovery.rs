@@ -3,12 +3,12 @@
 //! later). The gateway subscribes once per service and follows the watch channel; it never
 //! asks on the request path.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::sync::watch;
 
 /// One reachable instance of a service.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EndpointInfo {
     /// `host:port`, the authority the gateway connects to.
     pub address: String,

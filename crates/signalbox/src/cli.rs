@@ -13,20 +13,86 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the node: gateway, console and APIs.
+    /// Run the node: gateway, registry and health checks, configuration, console and APIs.
     Serve(ServeOpts),
+    /// Run the gateway alone, following a remote control plane for endpoints.
+    Gateway(GatewayOpts),
     /// Validate a config file; prints every problem with its line and key, exits non-zero
     /// when there is one.
     CheckConfig {
         /// The TOML config file.
         file: PathBuf,
     },
-    /// Print the SHA-256 of an API key, the form `gateway.routes[].auth.api_keys[].sha256`
-    /// stores.
+    /// Print the SHA-256 of a secret (an API key or access token), the form config files
+    /// store.
     HashKey {
-        /// The API key.
+        /// The secret.
         key: String,
     },
+    /// Read and change central configuration on a running node.
+    Config {
+        #[command(flatten)]
+        node: NodeOpts,
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// List services, or one service's instances with their health.
+    Services {
+        #[command(flatten)]
+        node: NodeOpts,
+        /// A service name.
+        name: Option<String>,
+    },
+}
+
+/// How to reach a running node.
+#[derive(Args, Debug, Clone)]
+pub struct NodeOpts {
+    /// The node's console/API address.
+    #[arg(long, env = "SIGNALBOX_URL", default_value = "http://127.0.0.1:9900", global = true)]
+    pub url: String,
+    /// An access token (when the node has access control).
+    #[arg(long, env = "SIGNALBOX_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigAction {
+    /// Print a value (the latest, or `--version N`).
+    Get {
+        app: String,
+        profile: String,
+        key: String,
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Write a value (from the argument, or stdin with `-`).
+    Set {
+        app: String,
+        profile: String,
+        key: String,
+        value: String,
+        #[arg(long, short, default_value = "")]
+        message: String,
+        /// Only write if the current version is this (0: only if absent).
+        #[arg(long)]
+        expect: Option<u64>,
+    },
+    /// List the versions of a key.
+    History { app: String, profile: String, key: String },
+    /// Show what changed between two versions.
+    Diff { app: String, profile: String, key: String, from: u64, to: u64 },
+    /// Write a new version equal to an old one.
+    Rollback {
+        app: String,
+        profile: String,
+        key: String,
+        to: u64,
+        #[arg(long, short, default_value = "")]
+        message: String,
+    },
+    /// Print changes as they happen (optionally of one application and profile).
+    Watch { app: Option<String>, profile: Option<String> },
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -43,8 +109,26 @@ pub struct ServeOpts {
     /// Console and API listen address (overrides `console.listen`).
     #[arg(long)]
     pub console_listen: Option<String>,
+    /// Consul API listen address (overrides `consul.listen`).
+    #[arg(long)]
+    pub consul_listen: Option<String>,
     /// Add a route: `PREFIX=URL[,URL...]`, e.g. `/api=http://127.0.0.1:9000,http://127.0.0.1:9001`.
     /// Repeatable; these routes come before the file's routes.
     #[arg(long = "route", value_name = "PREFIX=URLS")]
     pub routes: Vec<String>,
+    /// Allow listening beyond loopback without access control.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GatewayOpts {
+    #[command(flatten)]
+    pub serve: ServeOpts,
+    /// The control plane to follow (a Signalbox node's console URL).
+    #[arg(long, env = "SIGNALBOX_CONTROL_PLANE")]
+    pub control_plane: String,
+    /// Token for the control plane (read role).
+    #[arg(long, env = "SIGNALBOX_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }

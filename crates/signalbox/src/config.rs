@@ -24,6 +24,98 @@ pub struct FileConfig {
     pub console: ConsoleConfig,
     /// The edge gateway.
     pub gateway: GatewayConfig,
+    /// The Consul-compatible API on its own port.
+    pub consul: ConsulConfig,
+    /// Who may use the APIs and the console.
+    pub access: AccessConfig,
+    /// The service registry.
+    pub registry: RegistryConfig,
+    /// Central configuration.
+    pub configuration: CentralConfig,
+}
+
+/// The Consul-compatible API (also under `/consul` on the console port).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsulConfig {
+    /// Serve it on `listen` as well (Consul's default port, so clients need no settings).
+    pub enabled: bool,
+    pub listen: String,
+    /// The node name Consul clients see.
+    pub node_name: String,
+}
+
+impl Default for ConsulConfig {
+    fn default() -> Self {
+        ConsulConfig { enabled: true, listen: "127.0.0.1:8500".into(), node_name: "signalbox".into() }
+    }
+}
+
+/// Access control. With no tokens, access control is off, and the node refuses to listen
+/// on anything but loopback unless started with `--insecure`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Bootstrap tokens (more can be created through `/api/tokens`).
+    pub tokens: Vec<TokenConfig>,
+    /// How long a console login lasts.
+    pub session_ttl: signalbox_core::config::Dur,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig { tokens: Vec::new(), session_ttl: signalbox_core::config::Dur::secs(12 * 3600) }
+    }
+}
+
+/// One bootstrap token.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Name shown in logs and as the author of config changes.
+    pub id: String,
+    /// `read`, `ingest`, `edit` or `admin`.
+    pub role: String,
+    /// Hex SHA-256 of the secret (`signalbox hash-key SECRET` prints it).
+    pub sha256: String,
+    pub description: String,
+}
+
+/// The service registry.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Most registered instances.
+    pub max_instances: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig { max_instances: 100_000 }
+    }
+}
+
+/// Central configuration.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CentralConfig {
+    /// Largest value.
+    pub max_value_bytes: signalbox_core::config::ByteSize,
+    /// Most keys (live, all applications and profiles).
+    pub max_keys: usize,
+    /// `application/profile/key` of a TOML document with more gateway `[[services]]` and
+    /// `[[routes]]`; changes to it are validated on write and hot-reloaded. Empty: off.
+    pub gateway_key: String,
+}
+
+impl Default for CentralConfig {
+    fn default() -> Self {
+        CentralConfig {
+            max_value_bytes: signalbox_core::config::ByteSize(1024 * 1024),
+            max_keys: 10_000,
+            gateway_key: "signalbox/default/gateway.toml".into(),
+        }
+    }
 }
 
 /// Process-wide settings.

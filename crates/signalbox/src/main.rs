@@ -5,11 +5,15 @@
 //! - [`cli`]: the clap definitions of every subcommand and flag.
 //! - [`config`]: the config file, environment overrides and problem reports.
 //! - [`serve`]: `signalbox serve`: builds the components, runs them, reloads, shuts down.
+//! - [`gateway`]: `signalbox gateway`: the gateway alone, following a remote control plane.
+//! - [`remote`]: commands that talk to a running node (`config`, `services`).
 //! - [`logging`]: the node's own structured logs.
 
 mod cli;
 mod config;
+mod gateway;
 mod logging;
+mod remote;
 mod serve;
 
 use clap::Parser;
@@ -24,10 +28,31 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match args.command {
         cli::Command::Serve(opts) => serve::main(opts),
+        cli::Command::Gateway(opts) => gateway::main(opts),
         cli::Command::CheckConfig { file } => check_config(&file),
         cli::Command::HashKey { key } => {
             println!("{}", signalbox_gateway::auth::hash_key(&key));
             ExitCode::SUCCESS
+        }
+        cli::Command::Config { node, action } => remote::config(node, action),
+        cli::Command::Services { node, name } => remote::services(node, name),
+    }
+}
+
+/// Runs `f` on a multi-threaded runtime; an error is printed and becomes exit status 1.
+pub fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("signalbox: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,41 +1,32 @@
 //! `signalbox serve`: builds every component from the config, binds the listeners, and runs
 //! until SIGTERM or SIGINT. SIGHUP, or a change to the config file, reloads: the new config is
 //! validated and swapped in, or rejected with the reasons logged while the old one stays.
+//! The gateway also follows its routes in central configuration (`configuration.gateway_key`).
 
 use crate::cli::ServeOpts;
 use crate::config::{self, FileConfig, Loaded};
 use anyhow::Context;
-use signalbox_api::admin::{AdminState, router};
+use serde::Deserialize;
+use signalbox_api::AppState;
+use signalbox_control::ControlPlane;
 use signalbox_core::config::Problems;
 use signalbox_core::metrics::Registry;
 use signalbox_core::telemetry::DroppingSink;
-use signalbox_gateway::config::{RouteConfig, ServiceConfig};
+use signalbox_gateway::config::{GatewayConfig, RouteConfig, ServiceConfig};
 use signalbox_gateway::{Deps, Gateway};
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::signal::unix::{SignalKind, signal};
 
 pub fn main(opts: ServeOpts) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(opts)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("signalbox: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::block_on(run(opts))
 }
 
 /// Loads the file and environment, then applies command-line overrides.
-fn load(opts: &ServeOpts) -> Result<Loaded, config::ConfigError> {
+pub fn load(opts: &ServeOpts) -> Result<Loaded, config::ConfigError> {
     let mut loaded = config::load(opts.config.as_deref(), std::env::vars())?;
     let c = &mut loaded.config;
     if let Some(d) = &opts.data_dir {
@@ -46,6 +37,9 @@ fn load(opts: &ServeOpts) -> Result<Loaded, config::ConfigError> {
     }
     if let Some(l) = &opts.console_listen {
         c.console.listen = l.clone();
+    }
+    if let Some(l) = &opts.consul_listen {
+        c.consul.listen = l.clone();
     }
     let mut added_services = Vec::new();
     let mut added_routes = Vec::new();
@@ -82,8 +76,11 @@ fn load(opts: &ServeOpts) -> Result<Loaded, config::ConfigError> {
 /// Validates a whole config without starting anything.
 pub fn validate(c: &FileConfig) -> Problems {
     let mut p = Problems::default();
-    if c.console.listen.parse::<std::net::SocketAddr>().is_err() {
+    if c.console.listen.parse::<SocketAddr>().is_err() {
         p.add("console.listen", format!("`{}` is not an address like 127.0.0.1:9900", c.console.listen));
+    }
+    if c.consul.enabled && c.consul.listen.parse::<SocketAddr>().is_err() {
+        p.add("consul.listen", format!("`{}` is not an address like 127.0.0.1:8500", c.consul.listen));
     }
     if !matches!(c.node.log_format.as_str(), "text" | "json") {
         p.add("node.log_format", format!("unknown format `{}`: expected text or json", c.node.log_format));
@@ -94,10 +91,198 @@ pub fn validate(c: &FileConfig) -> Problems {
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.node.log_level) {
         p.add("node.log_level", format!("invalid filter: {e}"));
     }
-    if let Err(g) = signalbox_gateway::check(&c.gateway, None) {
+    for (i, t) in c.access.tokens.iter().enumerate() {
+        if signalbox_control::access::Role::parse(&t.role).is_none() {
+            p.add(format!("access.tokens[{i}].role"), format!("`{}` is not read, ingest, edit or admin", t.role));
+        }
+        if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            p.add(
+                format!("access.tokens[{i}].sha256"),
+                "must be 64 hex digits (`signalbox hash-key SECRET` prints them)",
+            );
+        }
+        if t.id.is_empty() {
+            p.add(format!("access.tokens[{i}].id"), "must not be empty");
+        }
+    }
+    if !c.configuration.gateway_key.is_empty() && central_key(&c.configuration.gateway_key).is_none() {
+        p.add("configuration.gateway_key", "must be application/profile/key");
+    }
+    // Services without static endpoints follow the registry, which knows every name.
+    if let Err(g) = signalbox_gateway::check(&c.gateway, Some(&AnyService)) {
         p.list.extend(g.list);
     }
     p
+}
+
+/// A discovery source that accepts every service name, standing in for the registry when
+/// a config is checked without a running node.
+struct AnyService;
+
+impl signalbox_core::discovery::EndpointSource for AnyService {
+    fn subscribe(&self, _: &str) -> Option<tokio::sync::watch::Receiver<signalbox_core::discovery::EndpointSet>> {
+        Some(tokio::sync::watch::channel(Arc::new(Vec::new())).1)
+    }
+}
+
+fn central_key(k: &str) -> Option<(String, String, String)> {
+    let mut it = k.splitn(3, '/');
+    let (a, p, key) = (it.next()?, it.next()?, it.next()?);
+    (!a.is_empty() && !p.is_empty() && !key.is_empty()).then(|| (a.to_owned(), p.to_owned(), key.to_owned()))
+}
+
+/// Extra gateway services and routes kept in central configuration.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct CentralGateway {
+    services: Vec<ServiceConfig>,
+    routes: Vec<RouteConfig>,
+}
+
+/// The gateway config in force: the file's, plus the services and routes from central
+/// configuration (after the file's). Problems in the central part are named by its own key
+/// paths.
+pub fn effective_gateway(
+    file: &GatewayConfig,
+    central: Option<&str>,
+    discovery: &dyn signalbox_core::discovery::EndpointSource,
+) -> Result<GatewayConfig, String> {
+    let mut merged = file.clone();
+    let Some(text) = central.filter(|t| !t.trim().is_empty()) else { return Ok(merged) };
+    let extra: CentralGateway = toml::from_str(text).map_err(|e| format!("invalid TOML: {}", e.message()))?;
+    let (ns, nr) = (merged.services.len(), merged.routes.len());
+    merged.services.extend(extra.services);
+    merged.routes.extend(extra.routes);
+    signalbox_gateway::check(&merged, Some(discovery)).map_err(|p| {
+        p.list
+            .iter()
+            .map(|x| {
+                let path = relocate(&x.path, "gateway.services[", ns)
+                    .or_else(|| relocate(&x.path, "gateway.routes[", nr))
+                    .unwrap_or_else(|| x.path.clone());
+                format!("{path}: {}", x.message)
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    Ok(merged)
+}
+
+/// `gateway.routes[5].x` with 3 routes from the file → `routes[2].x` (of the central document).
+fn relocate(path: &str, prefix: &str, offset: usize) -> Option<String> {
+    let rest = path.strip_prefix(prefix)?;
+    let (n, tail) = rest.split_once(']')?;
+    let i: usize = n.parse().ok()?;
+    let short = prefix.trim_start_matches("gateway.");
+    (i >= offset).then(|| format!("{short}{}]{tail}", i - offset))
+}
+
+/// Refuses to expose an API beyond loopback without access control.
+fn check_exposure(cfg: &FileConfig, control: &ControlPlane, insecure: bool) -> anyhow::Result<()> {
+    if insecure || control.access.enabled() {
+        return Ok(());
+    }
+    let mut exposed = vec![("console.listen", cfg.console.listen.as_str())];
+    if cfg.consul.enabled {
+        exposed.push(("consul.listen", cfg.consul.listen.as_str()));
+    }
+    for (key, addr) in exposed {
+        if let Ok(a) = addr.parse::<SocketAddr>()
+            && !a.ip().is_loopback()
+        {
+            anyhow::bail!(
+                "refusing to listen on {addr} ({key}) without access control: anyone who can reach it could change the registry and configuration.\n\
+                 Add a token under [access] (for example `tokens = [{{ id = \"ops\", role = \"admin\", sha256 = \"...\" }}]`, \
+                 with the hash from `signalbox hash-key YOUR-SECRET`), or listen on 127.0.0.1, or pass --insecure to run without access control."
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn settings(cfg: &FileConfig) -> signalbox_control::Settings {
+    signalbox_control::Settings {
+        registry: signalbox_control::registry::Limits { max_instances: cfg.registry.max_instances },
+        config: signalbox_control::config::Limits {
+            max_value_bytes: cfg.configuration.max_value_bytes.0 as usize,
+            max_keys: cfg.configuration.max_keys,
+        },
+        file_tokens: cfg
+            .access
+            .tokens
+            .iter()
+            .map(|t| signalbox_control::access::Token {
+                id: t.id.clone(),
+                role: signalbox_control::access::Role::parse(&t.role).unwrap_or(signalbox_control::access::Role::Read),
+                sha256: t.sha256.to_ascii_lowercase(),
+                description: t.description.clone(),
+                created_unix_ms: 0,
+                expires_unix_ms: None,
+                source: "file".into(),
+            })
+            .collect(),
+        session_ttl: Some(cfg.access.session_ttl.0),
+    }
+}
+
+/// Everything a reload needs.
+struct Node {
+    opts: ServeOpts,
+    gateway: Arc<Gateway>,
+    control: Arc<ControlPlane>,
+    file_gateway: Mutex<GatewayConfig>,
+    gateway_key: Option<(String, String, String)>,
+    reloads_ok: signalbox_core::metrics::Counter,
+    reloads_rejected: signalbox_core::metrics::Counter,
+}
+
+impl Node {
+    fn central_text(&self) -> Option<String> {
+        let (a, p, k) = self.gateway_key.as_ref()?;
+        self.control.config.get(a, p, k, None).ok().map(|e| e.value)
+    }
+
+    /// Recomputes the gateway config from the file and central configuration and applies it.
+    fn apply(&self, why: &str) {
+        let file = self.file_gateway.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let effective = match effective_gateway(&file, self.central_text().as_deref(), self.control.registry.as_ref()) {
+            Ok(g) => g,
+            Err(m) => {
+                tracing::error!(reason = why, problems = %m, "central gateway config rejected; keeping the running config");
+                return;
+            }
+        };
+        match self.gateway.reload(effective) {
+            Ok(()) => {
+                self.reloads_ok.inc();
+                tracing::info!(reason = why, "gateway config reloaded")
+            }
+            Err(p) => {
+                self.reloads_rejected.inc();
+                let problems = p.list.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ");
+                tracing::error!(reason = why, problems = %problems, "config rejected; keeping the running config")
+            }
+        }
+    }
+
+    fn reload_file(&self, why: &str) {
+        match load(&self.opts) {
+            Ok(l) => {
+                let problems = validate(&l.config);
+                if !problems.is_empty() {
+                    self.reloads_rejected.inc();
+                    tracing::error!(reason = why, problems = %l.report(problems), "config rejected; keeping the running config");
+                    return;
+                }
+                *self.file_gateway.lock().unwrap_or_else(|e| e.into_inner()) = l.config.gateway.clone();
+                self.apply(why);
+            }
+            Err(e) => {
+                self.reloads_rejected.inc();
+                tracing::error!(reason = why, problems = %e, "config rejected; keeping the running config")
+            }
+        }
+    }
 }
 
 async fn run(opts: ServeOpts) -> anyhow::Result<()> {
@@ -110,14 +295,31 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     crate::logging::init(&cfg.node.log_format, &cfg.node.log_level);
     // One TLS crypto provider for the whole process (ring: the lighter build).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&cfg.node.data_dir)
-        .with_context(|| format!("cannot create data dir `{}`", cfg.node.data_dir))?;
+    let data_dir = std::path::PathBuf::from(&cfg.node.data_dir);
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data dir `{}`", cfg.node.data_dir))?;
+
+    let control = Arc::new(
+        ControlPlane::open(&data_dir, settings(&cfg))
+            .map_err(|e| anyhow::anyhow!("cannot open the control store in {}: {e}", data_dir.display()))?,
+    );
+    check_exposure(&cfg, &control, opts.insecure)?;
 
     let registry = Registry::new();
     registry.register_process_metrics();
+    register_control_metrics(&registry, &control);
+    let gateway_key = central_key(&cfg.configuration.gateway_key);
+    let central = gateway_key.as_ref().and_then(|(a, p, k)| control.config.get(a, p, k, None).ok()).map(|e| e.value);
+    let effective = match effective_gateway(&cfg.gateway, central.as_deref(), control.registry.as_ref()) {
+        Ok(g) => g,
+        Err(m) => {
+            tracing::error!(problems = %m, "the gateway config in central configuration is invalid; starting with the file's");
+            cfg.gateway.clone()
+        }
+    };
+    let discovery: Arc<dyn signalbox_core::discovery::EndpointSource> = control.registry.clone();
     let gateway = Gateway::new(
-        cfg.gateway.clone(),
-        Deps { registry: registry.clone(), spans: Arc::new(DroppingSink), discovery: None },
+        effective,
+        Deps { registry: registry.clone(), spans: Arc::new(DroppingSink), discovery: Some(discovery) },
     )
     .map_err(|p| anyhow::anyhow!("invalid config:\n{}", loaded.report(p)))?;
 
@@ -127,17 +329,79 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     let console = signalbox_gateway::server::bind(&cfg.console.listen)
         .await
         .with_context(|| format!("cannot bind the console on {}", cfg.console.listen))?;
-    tracing::info!(gateway = %listeners.plain_addr()?, tls = ?listeners.tls_addr(), console = %console.local_addr()?, data_dir = %cfg.node.data_dir, "signalbox is up");
+    let consul = if cfg.consul.enabled {
+        Some(
+            signalbox_gateway::server::bind(&cfg.consul.listen)
+                .await
+                .with_context(|| format!("cannot bind the Consul API on {}", cfg.consul.listen))?,
+        )
+    } else {
+        None
+    };
 
+    let reloads = |result| {
+        registry.counter(
+            "signalbox_config_reloads_total",
+            "Node config reloads (file, SIGHUP, central configuration), by result.",
+            &[("result", result)],
+        )
+    };
+    let node = Arc::new(Node {
+        opts: opts.clone(),
+        gateway: gateway.clone(),
+        control: control.clone(),
+        file_gateway: Mutex::new(cfg.gateway.clone()),
+        gateway_key: gateway_key.clone(),
+        reloads_ok: reloads("ok"),
+        reloads_rejected: reloads("rejected"),
+    });
     let ready = Arc::new(AtomicBool::new(false));
-    let admin = router(AdminState { registry: registry.clone(), gateway: Some(gateway.clone()), ready: ready.clone() });
-    let api_task = tokio::spawn(signalbox_api::serve(console, admin, shutdown.clone()));
+    let console_addr = console.local_addr()?;
+    let node_address =
+        if console_addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { console_addr.ip().to_string() };
+    let check_node = Arc::downgrade(&node);
+    let config_checks: signalbox_api::ConfigCheck = Arc::new(move |a: &str, p: &str, k: &str, v: &str| {
+        let Some(n) = check_node.upgrade() else { return Ok(()) };
+        match &n.gateway_key {
+            Some((ka, kp, kk)) if ka == a && kp == p && kk == k => {
+                let file = n.file_gateway.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                effective_gateway(&file, Some(v), n.control.registry.as_ref()).map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    });
+    let state = AppState {
+        control: control.clone(),
+        metrics: registry.clone(),
+        gateway: Some(gateway.clone()),
+        ready: ready.clone(),
+        node_name: cfg.consul.node_name.clone(),
+        node_address,
+        config_checks: Some(config_checks),
+        secure_cookies: false,
+    };
+    let mut tasks =
+        vec![tokio::spawn(signalbox_api::serve(console, signalbox_api::router(state.clone()), shutdown.clone()))];
+    if let Some(l) = consul {
+        tasks.push(tokio::spawn(signalbox_api::serve(
+            l,
+            signalbox_api::consul_router(state.clone()),
+            shutdown.clone(),
+        )));
+    }
     let gw = gateway.clone();
     let gw_task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move { gw.serve(listeners, shutdown).await }
     });
+    if gateway_key.is_some() {
+        tokio::spawn(follow_central(node.clone()));
+    }
     ready.store(true, Ordering::Release);
+    tracing::info!(
+        gateway = %cfg.gateway.listen, console = %console_addr, consul = cfg.consul.enabled.then_some(cfg.consul.listen.as_str()),
+        data_dir = %cfg.node.data_dir, access_control = control.access.enabled(), "signalbox is up"
+    );
 
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -146,12 +410,12 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     let mut last_mtime = opts.config.as_deref().and_then(mtime);
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&opts, &gateway, "SIGHUP"),
+            _ = hup.recv() => node.reload_file("SIGHUP"),
             _ = tick.tick() => {
                 let m = opts.config.as_deref().and_then(mtime);
                 if m != last_mtime {
                     last_mtime = m;
-                    reload(&opts, &gateway, "config file changed");
+                    node.reload_file("config file changed");
                 }
             }
             _ = term.recv() => break,
@@ -162,26 +426,45 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     ready.store(false, Ordering::Release);
     trigger.trigger();
     let _ = gw_task.await;
-    let _ = api_task.await;
+    for t in tasks {
+        let _ = t.await;
+    }
     Ok(())
+}
+
+/// Reloads the gateway when its key in central configuration changes.
+async fn follow_central(node: Arc<Node>) {
+    let Some((a, p, k)) = node.gateway_key.clone() else { return };
+    let mut rx = node.control.index.subscribe();
+    let mut last = node.control.index.current();
+    while rx.changed().await.is_ok() {
+        let now = node.control.index.current();
+        let hit = match node.control.config.changes_since(last, Some(&a), Some(&p)) {
+            None => true,
+            Some(c) => c.iter().any(|c| c.key == k),
+        };
+        last = now;
+        if hit {
+            node.apply("central configuration changed");
+        }
+    }
+}
+
+fn register_control_metrics(reg: &Registry, control: &Arc<ControlPlane>) {
+    let c = Arc::downgrade(control);
+    reg.gauge_fn("signalbox_registry_instances", "Registered instances.", &[], move || {
+        c.upgrade().map(|c| c.registry.all().len() as f64).unwrap_or(0.0)
+    });
+    let c = Arc::downgrade(control);
+    reg.gauge_fn("signalbox_control_index", "The control plane's change index.", &[], move || {
+        c.upgrade().map(|c| c.index.current() as f64).unwrap_or(0.0)
+    });
+    let c = Arc::downgrade(control);
+    reg.gauge_fn("signalbox_config_keys", "Live central configuration keys.", &[], move || {
+        c.upgrade().map(|c| c.config.list(None, None).len() as f64).unwrap_or(0.0)
+    });
 }
 
 fn mtime(p: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
-}
-
-fn reload(opts: &ServeOpts, gateway: &Gateway, why: &str) {
-    let loaded = match load(opts) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(reason = why, problems = %e, "config rejected; keeping the running config");
-            return;
-        }
-    };
-    match gateway.reload(loaded.config.gateway.clone()) {
-        Ok(()) => tracing::info!(reason = why, "config reloaded"),
-        Err(p) => {
-            tracing::error!(reason = why, problems = %loaded.report(p), "config rejected; keeping the running config")
-        }
-    }
 }

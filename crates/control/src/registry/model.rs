@@ -71,6 +71,9 @@ pub struct CheckRequest {
     /// gRPC health-checking protocol: the service name to ask about (empty: the server).
     #[serde(default)]
     pub grpc: Option<String>,
+    /// `host:port` of the gRPC server (default: the instance's address and port).
+    #[serde(default)]
+    pub grpc_address: Option<String>,
     /// The instance must report within this time (`PUT .../ttl`).
     #[serde(default)]
     pub ttl: Option<Dur>,
@@ -257,7 +260,11 @@ impl CheckRequest {
             }
             CheckKind::Tcp { address }
         } else if let Some(service) = self.grpc {
-            CheckKind::Grpc { address: format!("{host}:{port}"), service }
+            let address = self.grpc_address.unwrap_or_else(|| format!("{host}:{port}"));
+            if address.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                return Err(ControlError::invalid(format!("{at}.grpc_address"), "must be host:port"));
+            }
+            CheckKind::Grpc { address, service }
         } else {
             let ttl = self.ttl.map(|d| d.0).unwrap_or_default();
             if ttl < Duration::from_millis(100) || ttl > Duration::from_secs(86_400) {

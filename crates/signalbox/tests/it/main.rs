@@ -20,6 +20,7 @@ pub struct Node {
     pub child: Child,
     pub gateway: String,
     pub console: String,
+    pub consul: String,
     pub dir: tempfile::TempDir,
 }
 
@@ -28,13 +29,21 @@ impl Node {
     /// until `/readyz` answers.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let (gw, console) = (free_port(), free_port());
+        let (gw, console, consul) = (free_port(), free_port(), free_port());
         let gateway = format!("127.0.0.1:{gw}");
         let console_addr = format!("127.0.0.1:{console}");
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .args(args)
-            .args(["--listen", &gateway, "--console-listen", &console_addr, "--data-dir"])
+            .args([
+                "--listen",
+                &gateway,
+                "--console-listen",
+                &console_addr,
+                "--consul-listen",
+                &format!("127.0.0.1:{consul}"),
+                "--data-dir",
+            ])
             .arg(dir.path().join("data"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -43,7 +52,7 @@ impl Node {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start signalbox");
-        let node = Node { child, gateway, console: console_addr, dir };
+        let node = Node { child, gateway, console: console_addr, consul: format!("127.0.0.1:{consul}"), dir };
         let http = Http::new();
         let url = format!("http://{}/readyz", node.console);
         signalbox_testkit::eventually(Duration::from_secs(20), "node ready", || {

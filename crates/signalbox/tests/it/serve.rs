@@ -89,7 +89,7 @@ async fn config_reloads_on_file_change_and_sighup_and_rejects_bad_configs() {
     })
     .await;
     let metrics = http.get(&format!("http://{}/metrics", node.console)).await.text();
-    assert!(metrics.contains("signalbox_gateway_config_reloads_total{result=\"rejected\"} 1"), "{metrics}");
+    assert!(metrics.contains("signalbox_config_reloads_total{result=\"rejected\"} 1"), "{metrics}");
     let (_, log) = node.stop();
     assert!(log.contains("config rejected") && log.contains("gateway.routes[0].retry.attempts"), "{log}");
 }

@@ -1,0 +1,73 @@
+//! Access control for every API: a layer per required role that finds the caller's
+//! principal (bearer token, `X-Consul-Token`, or the console's session cookie) and refuses
+//! with 401 (no or bad credential) or 403 (a role that does not grant the route).
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use signalbox_control::access::{Denied, Principal, Role};
+
+pub const SESSION_COOKIE: &str = "sb_session";
+
+/// The caller, or why there is none. With access control off, everyone is an anonymous
+/// admin.
+pub fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, Denied> {
+    let access = &state.control.access;
+    if !access.enabled() {
+        return Ok(Principal { token_id: "anonymous".into(), role: Role::Admin });
+    }
+    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        return match v.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => access.authenticate(token),
+            _ => Err(Denied::Invalid),
+        };
+    }
+    if let Some(t) = headers.get("x-consul-token").and_then(|v| v.to_str().ok()) {
+        return access.authenticate(t);
+    }
+    if let Some(id) = session_cookie(headers) {
+        return access.session(id);
+    }
+    Err(Denied::Missing)
+}
+
+/// The session id from the `Cookie` header.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v)
+}
+
+/// Middleware: the route needs `need`.
+pub async fn require(State((state, need)): State<(AppState, Role)>, mut req: Request, next: Next) -> Response {
+    match principal(&state, req.headers()) {
+        Ok(p) if p.role.allows(need) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Ok(p) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("token `{}` has role {:?}; this needs {:?}", p.token_id, p.role, need).to_lowercase(),
+        )
+        .into_response(),
+        Err(d) => {
+            let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", d.message()).into_response();
+            r.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+            r
+        }
+    }
+}
+
+/// Wraps `router` so every route in it needs `need`.
+pub fn guard(router: axum::Router<AppState>, state: &AppState, need: Role) -> axum::Router<AppState> {
+    router.route_layer(axum::middleware::from_fn_with_state((state.clone(), need), require))
+}

@@ -1,0 +1,52 @@
+//! The web console: static HTML, CSS and JavaScript from `ui/`, embedded in the binary at
+//! build time (no Node toolchain needed). Unknown paths under `/` that are not APIs get the
+//! console's `index.html`, so deep links like `/services/orders` work.
+
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use rust_embed::RustEmbed;
+
+#[derive(RustEmbed)]
+#[folder = "../../ui/"]
+#[exclude = "tests/*"]
+#[exclude = "node_modules/*"]
+struct Assets;
+
+/// Serves an asset, or `index.html` for client-side routes.
+pub async fn serve(uri: Uri) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    if path.starts_with("api/") || path.starts_with("v1/") || path.starts_with("consul/") || path.starts_with("config/")
+    {
+        return crate::error::ApiError::not_found("no such API endpoint").into_response();
+    }
+    let (file, name) = match Assets::get(path).filter(|_| !path.is_empty()) {
+        Some(f) => (f, path),
+        None if !path.contains('.') => match Assets::get("index.html") {
+            Some(f) => (f, "index.html"),
+            None => return (StatusCode::NOT_FOUND, "console assets missing").into_response(),
+        },
+        None => return (StatusCode::NOT_FOUND, "not found").into_response(),
+    };
+    let mime = match name.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("json") => "application/json",
+        Some("png") => "image/png",
+        _ => "application/octet-stream",
+    };
+    let mut r = (StatusCode::OK, file.data.into_owned()).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self'",
+        ),
+    );
+    r
+}

@@ -1,0 +1,92 @@
+//! `signalbox gateway --control-plane URL`: the gateway alone. Routes and services come from
+//! the config file (and flags); services without static endpoints follow the remote
+//! registry through its blocking-query API. Losing the control plane keeps the last known
+//! endpoints (never an empty table) and reconnects with backoff.
+
+use crate::cli::GatewayOpts;
+use anyhow::Context;
+use axum::Json;
+use axum::routing::get;
+use serde_json::json;
+use signalbox_client::{Client, RemoteEndpoints};
+use signalbox_core::metrics::Registry;
+use signalbox_core::telemetry::DroppingSink;
+use signalbox_core::views::GatewayView;
+use signalbox_gateway::{Deps, Gateway};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::signal::unix::{SignalKind, signal};
+
+pub fn main(opts: GatewayOpts) -> ExitCode {
+    crate::block_on(run(opts))
+}
+
+async fn run(opts: GatewayOpts) -> anyhow::Result<()> {
+    let loaded = crate::serve::load(&opts.serve).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let cfg = loaded.config.clone();
+    crate::logging::init(&cfg.node.log_format, &cfg.node.log_level);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let remote = Arc::new(RemoteEndpoints::new(Client::new(&opts.control_plane, opts.token.clone())));
+    let registry = Registry::new();
+    registry.register_process_metrics();
+    let gateway = Gateway::new(
+        cfg.gateway.clone(),
+        Deps { registry: registry.clone(), spans: Arc::new(DroppingSink), discovery: Some(remote.clone()) },
+    )
+    .map_err(|p| anyhow::anyhow!("invalid config:\n{}", loaded.report(p)))?;
+    let (trigger, shutdown) = signalbox_core::shutdown::channel();
+    let listeners =
+        gateway.bind().await.with_context(|| format!("cannot bind the gateway on {}", cfg.gateway.listen))?;
+    let admin_listener = signalbox_gateway::server::bind(&cfg.console.listen)
+        .await
+        .with_context(|| format!("cannot bind the admin port on {}", cfg.console.listen))?;
+    let g: Arc<dyn GatewayView> = gateway.clone();
+    let (g1, g2, g3) = (g.clone(), g.clone(), g);
+    let reg = registry.clone();
+    let admin = axum::Router::new()
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/readyz", get(|| async { Json(json!({ "status": "ready" })) }))
+        .route(
+            "/metrics",
+            get(move || async move {
+                ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], reg.render())
+            }),
+        )
+        .route("/api/gateway/routes", get(move || async move { Json(g1.routes()) }))
+        .route("/api/gateway/services", get(move || async move { Json(g2.services()) }))
+        .route("/api/gateway/circuits", get(move || async move { Json(g3.circuits()) }));
+    let admin_task = tokio::spawn(
+        axum::serve(admin_listener, admin)
+            .with_graceful_shutdown({
+                let mut s = shutdown.clone();
+                async move { s.wait().await }
+            })
+            .into_future(),
+    );
+    let gw = gateway.clone();
+    let gw_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { gw.serve(listeners, shutdown).await }
+    });
+    tracing::info!(gateway = %cfg.gateway.listen, control_plane = %opts.control_plane, "signalbox gateway is up");
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match crate::serve::load(&opts.serve) {
+                Ok(l) => match gateway.reload(l.config.gateway.clone()) {
+                    Ok(()) => tracing::info!("gateway config reloaded"),
+                    Err(p) => tracing::error!(problems = %l.report(p), "config rejected; keeping the running config"),
+                },
+                Err(e) => tracing::error!(problems = %e, "config rejected; keeping the running config"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    trigger.trigger();
+    let _ = gw_task.await;
+    let _ = admin_task.await;
+    Ok(())
+}

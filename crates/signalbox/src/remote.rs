@@ -1,0 +1,130 @@
+//! Commands that talk to a running node over its API: `signalbox config ...` and
+//! `signalbox services`.
+
+use crate::cli::{ConfigAction, NodeOpts};
+use serde_json::Value;
+use signalbox_client::Client;
+use std::io::Read;
+use std::process::ExitCode;
+
+fn client(n: &NodeOpts) -> Client {
+    Client::new(&n.url, n.token.clone())
+}
+
+pub fn config(node: NodeOpts, action: ConfigAction) -> ExitCode {
+    crate::block_on(async move {
+        let c = client(&node);
+        match action {
+            ConfigAction::Get { app, profile, key, version } => {
+                let v = match version {
+                    None => c.config_get(&app, &profile, &key).await?,
+                    Some(n) => {
+                        c.request(http::Method::GET, &format!("/api/config/{app}/{profile}/{key}?version={n}"), None)
+                            .await?
+                    }
+                };
+                print!("{}", v["value"].as_str().unwrap_or(""));
+                if !v["value"].as_str().unwrap_or("").ends_with('\n') {
+                    println!();
+                }
+                eprintln!(
+                    "# version {} by {} at {}",
+                    v["version"],
+                    v["author"].as_str().unwrap_or(""),
+                    v["time_unix_ms"]
+                );
+            }
+            ConfigAction::Set { app, profile, key, value, message, expect } => {
+                let value = if value == "-" {
+                    let mut s = String::new();
+                    std::io::stdin().read_to_string(&mut s)?;
+                    s
+                } else {
+                    value
+                };
+                let v = c.config_put(&app, &profile, &key, &value, &message, expect).await?;
+                println!("{app}/{profile}/{key}: version {}", v["version"]);
+            }
+            ConfigAction::History { app, profile, key } => {
+                let v = c.config_history(&app, &profile, &key).await?;
+                for e in v["versions"].as_array().into_iter().flatten() {
+                    let when =
+                        signalbox_core::time::rfc3339_millis(e["time_unix_ms"].as_u64().unwrap_or(0) * 1_000_000);
+                    let what = if e["deleted"] == true {
+                        "deleted".to_owned()
+                    } else {
+                        format!("{} bytes", e["value"].as_str().map(str::len).unwrap_or(0))
+                    };
+                    println!(
+                        "v{:<4} {when}  {:<16} {what:<12} {}",
+                        e["version"],
+                        e["author"].as_str().unwrap_or(""),
+                        e["comment"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            ConfigAction::Diff { app, profile, key, from, to } => {
+                let v = c.config_diff(&app, &profile, &key, from, to).await?;
+                print!("{}", v["unified"].as_str().unwrap_or(""));
+            }
+            ConfigAction::Rollback { app, profile, key, to, message } => {
+                let v = c.config_rollback(&app, &profile, &key, to, &message).await?;
+                println!("{app}/{profile}/{key}: version {} (= version {to})", v["version"]);
+            }
+            ConfigAction::Watch { app, profile } => {
+                let mut rx = c.config_watch(app, profile);
+                while let Some(ch) = rx.recv().await {
+                    println!("{}", serde_json::to_string(&ch)?);
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn services(node: NodeOpts, name: Option<String>) -> ExitCode {
+    crate::block_on(async move {
+        let c = client(&node);
+        match name {
+            None => {
+                let v = c.services().await?;
+                println!("{:<32} {:>9} {:>8} {:>8} {:>9}", "SERVICE", "INSTANCES", "PASSING", "WARNING", "CRITICAL");
+                for s in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<32} {:>9} {:>8} {:>8} {:>9}",
+                        s["name"].as_str().unwrap_or(""),
+                        s["instances"],
+                        s["passing"],
+                        s["warning"],
+                        s["critical"]
+                    );
+                }
+            }
+            Some(n) => {
+                let v = c.instances(&n, false).await?;
+                println!("{:<40} {:<24} {:<9} CHECKS", "INSTANCE", "ADDRESS", "STATUS");
+                for i in v.as_array().into_iter().flatten() {
+                    let checks: Vec<String> = i["checks"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|c| format!("{}={}", c["name"].as_str().unwrap_or(""), c["status"].as_str().unwrap_or("")))
+                        .collect();
+                    let gw = match &i["gateway"] {
+                        Value::Null => String::new(),
+                        g if g["ejected"] == true => " [ejected by the gateway]".into(),
+                        _ => String::new(),
+                    };
+                    println!(
+                        "{:<40} {:<24} {:<9} {}{gw}",
+                        i["id"].as_str().unwrap_or(""),
+                        format!("{}:{}", i["address"].as_str().unwrap_or(""), i["port"]),
+                        i["status"].as_str().unwrap_or(""),
+                        checks.join(", ")
+                    );
+                }
+            }
+        }
+        Ok(())
+    })
+}

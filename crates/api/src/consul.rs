@@ -40,6 +40,14 @@ pub fn router() -> Router<AppState> {
         .route("/v1/agent/check/warn/{id}", put(|s, p, q, h| ttl(s, p, q, h, Status::Warning)))
         .route("/v1/agent/check/fail/{id}", put(|s, p, q, h| ttl(s, p, q, h, Status::Critical)))
         .route("/v1/agent/check/update/{id}", put(check_update))
+        .route("/v1/agent/service/maintenance/{id}", put(maintenance))
+        .route("/v1/catalog/nodes", get(catalog_nodes))
+        .route(
+            "/v1/event/list",
+            get(|s: State<AppState>, h: HeaderMap| async move {
+                need(&s, &h, Role::Read).map(|_| indexed(s.control.index.current(), StatusCode::OK, json!([])))
+            }),
+        )
         .route("/v1/catalog/services", get(catalog_services))
         .route("/v1/catalog/service/{name}", get(catalog_service))
         .route("/v1/catalog/datacenters", get(|| async { Json(json!([DATACENTER])) }))
@@ -241,9 +249,16 @@ fn check_type(kind: &signalbox_control::registry::model::CheckKind) -> &'static 
 }
 
 fn checks_json(s: &AppState, i: &InstanceView) -> Vec<Value> {
-    i.checks
-        .iter()
-        .map(|c| {
+    let maint = i.maintenance.as_ref().map(|reason| {
+        json!({
+            "Node": s.node_name, "CheckID": format!("_service_maintenance:{}", i.id), "Name": "Service Maintenance Mode",
+            "Status": "critical", "Notes": reason, "Output": "", "ServiceID": i.id, "ServiceName": i.service,
+            "ServiceTags": i.tags, "Type": "maintenance", "CreateIndex": i.create_index, "ModifyIndex": i.modify_index,
+        })
+    });
+    maint
+        .into_iter()
+        .chain(i.checks.iter().map(|c| {
             json!({
                 "Node": s.node_name,
                 "CheckID": c.id,
@@ -259,7 +274,7 @@ fn checks_json(s: &AppState, i: &InstanceView) -> Vec<Value> {
                 "CreateIndex": i.create_index,
                 "ModifyIndex": i.modify_index,
             })
-        })
+        }))
         .collect()
 }
 
@@ -404,7 +419,7 @@ async fn register(State(s): State<AppState>, headers: HeaderMap, body: Bytes) ->
     if let Some(c) = svc.check {
         checks.push(c.into_request("Check")?);
     }
-    let multiple = svc.checks.as_ref().is_some_and(|c| c.len() > 1) || !checks.is_empty();
+    let multiple = checks.len() + svc.checks.as_ref().map_or(0, Vec::len) > 1;
     for (i, c) in svc.checks.unwrap_or_default().into_iter().enumerate() {
         checks.push(c.into_request(&format!("Checks[{i}]"))?);
     }
@@ -505,6 +520,35 @@ async fn check_update(
     };
     s.control.registry.report_ttl(&id, status, u.output).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+async fn maintenance(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    need(&s, &headers, Role::Edit)?;
+    let q = Q::parse(q);
+    let enable = match q.get("enable") {
+        Some("true") => true,
+        Some("false") => false,
+        _ => return Err(ApiError::field("enable", "must be true or false")),
+    };
+    let reason = enable.then(|| {
+        q.get("reason").filter(|r| !r.is_empty()).unwrap_or("Maintenance mode is enabled for this service").to_owned()
+    });
+    s.control.registry.set_maintenance(&id, reason).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn catalog_nodes(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    need(&s, &headers, Role::Read)?;
+    let node = json!({
+        "ID": NODE_ID, "Node": s.node_name, "Address": s.node_address, "Datacenter": DATACENTER,
+        "TaggedAddresses": { "lan": s.node_address, "wan": s.node_address }, "Meta": {}, "CreateIndex": 1, "ModifyIndex": 1,
+    });
+    Ok(indexed(s.control.index.current(), StatusCode::OK, json!([node])))
 }
 
 async fn catalog_services(

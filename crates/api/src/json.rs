@@ -52,6 +52,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 Some(f) if msg.starts_with("missing field") || msg.starts_with("unknown field") => {
                     if path == "." {
                         f.to_owned()
+                    } else if path == f || path.ends_with(&format!(".{f}")) {
+                        path
                     } else {
                         format!("{path}.{f}")
                     }

@@ -141,10 +141,15 @@ struct Instance {
     modify_index: u64,
     registered_unix_ms: u64,
     tasks: Vec<AbortHandle>,
+    /// Maintenance mode (Consul's `agent/service/maintenance`): the reason. Runtime only.
+    maintenance: Option<String>,
 }
 
 impl Instance {
     fn status(&self) -> Status {
+        if self.maintenance.is_some() {
+            return Status::Critical;
+        }
         self.checks.iter().map(|c| c.status).min().unwrap_or(Status::Passing)
     }
 
@@ -203,6 +208,8 @@ pub struct InstanceView {
     pub meta: BTreeMap<String, String>,
     pub weight: u32,
     pub status: Status,
+    /// The reason, while in maintenance mode.
+    pub maintenance: Option<String>,
     pub checks: Vec<CheckView>,
     pub create_index: u64,
     pub modify_index: u64,
@@ -334,7 +341,15 @@ impl Registry {
         st.log(idx, &service, &id, "registered");
         st.services.entry(service.clone()).or_default().insert(
             id,
-            Instance { reg, checks, create_index, modify_index: idx, registered_unix_ms: unix_ms(), tasks },
+            Instance {
+                reg,
+                checks,
+                create_index,
+                modify_index: idx,
+                registered_unix_ms: unix_ms(),
+                tasks,
+                maintenance: None,
+            },
         );
         st.service_index.insert(service.clone(), idx);
         self.refresh_endpoints(&st, &service);
@@ -434,6 +449,20 @@ impl Registry {
         if let Some((inst, _)) = changed {
             self.changed(&inst).await;
         }
+        Ok(())
+    }
+
+    /// Puts an instance in or out of maintenance: while in, it is critical (out of every load
+    /// balancer) whatever its checks say.
+    pub async fn set_maintenance(&self, id: &str, reason: Option<String>) -> Result<()> {
+        {
+            let mut st = self.lock();
+            let svc = st.by_id.get(id).cloned().ok_or_else(|| ControlError::NotFound(format!("instance `{id}`")))?;
+            if let Some(i) = st.services.get_mut(&svc).and_then(|s| s.get_mut(id)) {
+                i.maintenance = reason;
+            }
+        }
+        self.changed(id).await;
         Ok(())
     }
 
@@ -612,6 +641,7 @@ fn view(i: &Instance) -> InstanceView {
         meta: i.reg.meta.clone(),
         weight: i.reg.weight,
         status: i.status(),
+        maintenance: i.maintenance.clone(),
         checks: i
             .checks
             .iter()

@@ -88,12 +88,13 @@ impl Endpoint {
         authority: http::uri::Authority,
         breaker: Option<circuit::Settings>,
         metrics: Option<EndpointMetrics>,
+        initial_rtt_nanos: f64,
     ) -> Self {
         Endpoint {
             info,
             authority,
             inflight: AtomicU32::new(0),
-            ewma_bits: AtomicU64::new(DEFAULT_RTT_NANOS.to_bits()),
+            ewma_bits: AtomicU64::new(initial_rtt_nanos.to_bits()),
             ewma_stamp: AtomicU64::new(clock::now()),
             breaker: breaker.map(CircuitBreaker::new),
             consecutive_5xx: AtomicU32::new(0),
@@ -122,8 +123,14 @@ impl Endpoint {
         f64::from_bits(self.ewma_bits.load(Ordering::Relaxed)) / 1e9
     }
 
-    fn cost(&self) -> f64 {
-        f64::from_bits(self.ewma_bits.load(Ordering::Relaxed)) * (self.inflight.load(Ordering::Relaxed) as f64 + 1.0)
+    /// Load estimate: latency EWMA × (in-flight + 1). The EWMA decays towards zero while no
+    /// sample arrives (as Finagle's peak EWMA does), so an endpoint that got no traffic —
+    /// because it looked slow once — is tried again instead of starving.
+    fn cost(&self, now: u64, decay: Duration) -> f64 {
+        let ewma = f64::from_bits(self.ewma_bits.load(Ordering::Relaxed));
+        let idle = now.saturating_sub(self.ewma_stamp.load(Ordering::Relaxed)) as f64;
+        let decayed = ewma * (-idle / decay.as_nanos().max(1) as f64).exp();
+        decayed * (self.inflight.load(Ordering::Relaxed) as f64 + 1.0)
     }
 
     /// Marks a try as started; the guard ends it.
@@ -305,6 +312,11 @@ impl Upstream {
         for e in &old.endpoints {
             known.insert(&e.info.address, e);
         }
+        // A new endpoint starts at the mean latency of its peers, so it competes on equal terms
+        // instead of waiting behind faster-looking incumbents.
+        let peers: Vec<f64> =
+            old.endpoints.iter().map(|e| f64::from_bits(e.ewma_bits.load(Ordering::Relaxed))).collect();
+        let seed = if peers.is_empty() { DEFAULT_RTT_NANOS } else { peers.iter().sum::<f64>() / peers.len() as f64 };
         let mut endpoints = Vec::with_capacity(infos.len());
         for info in infos {
             if let Some(e) = known.get(info.address.as_str())
@@ -318,7 +330,13 @@ impl Upstream {
                 continue;
             };
             let metrics = self.registry.as_ref().map(|r| EndpointMetrics::new(r, &self.name, &info.address));
-            endpoints.push(Arc::new(Endpoint::new(info.clone(), authority, self.endpoint_breaker.clone(), metrics)));
+            endpoints.push(Arc::new(Endpoint::new(
+                info.clone(),
+                authority,
+                self.endpoint_breaker.clone(),
+                metrics,
+                seed,
+            )));
         }
         let ring = match &self.balance {
             Balance::RingHash { vnodes, .. } => build_ring(&endpoints, *vnodes),
@@ -352,7 +370,8 @@ impl Upstream {
                 let start = self.rr.fetch_add(1, Ordering::Relaxed) as usize;
                 (0..eps.len()).map(|i| &eps[(start + i) % eps.len()]).find(|e| usable(e)).cloned()
             }
-            _ => p2c(eps, &usable),
+            (Balance::P2cEwma { decay }, _) => p2c(eps, &usable, now, *decay),
+            (Balance::RingHash { .. }, None) => p2c(eps, &usable, now, Duration::from_secs(10)),
         };
         let acquire = |e: &Arc<Endpoint>| e.breaker.as_ref().is_none_or(|b| b.try_acquire().is_ok());
         if let Some(e) = candidate
@@ -477,7 +496,12 @@ fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]
     None
 }
 
-fn p2c(eps: &[Arc<Endpoint>], usable: &impl Fn(&Arc<Endpoint>) -> bool) -> Option<Arc<Endpoint>> {
+fn p2c(
+    eps: &[Arc<Endpoint>],
+    usable: &impl Fn(&Arc<Endpoint>) -> bool,
+    now: u64,
+    decay: Duration,
+) -> Option<Arc<Endpoint>> {
     let n = eps.len();
     if n == 1 {
         return usable(&eps[0]).then(|| eps[0].clone());
@@ -489,10 +513,12 @@ fn p2c(eps: &[Arc<Endpoint>], usable: &impl Fn(&Arc<Endpoint>) -> bool) -> Optio
     }
     let (ea, eb) = (&eps[a], &eps[b]);
     match (usable(ea), usable(eb)) {
-        (true, true) => Some(if ea.cost() <= eb.cost() { ea } else { eb }.clone()),
+        (true, true) => Some(if ea.cost(now, decay) <= eb.cost(now, decay) { ea } else { eb }.clone()),
         (true, false) => Some(ea.clone()),
         (false, true) => Some(eb.clone()),
-        (false, false) => eps.iter().filter(|e| usable(e)).min_by(|x, y| x.cost().total_cmp(&y.cost())).cloned(),
+        (false, false) => {
+            eps.iter().filter(|e| usable(e)).min_by(|x, y| x.cost(now, decay).total_cmp(&y.cost(now, decay))).cloned()
+        }
     }
 }
 

@@ -31,10 +31,46 @@ pub struct EchoMsg {
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type MsgStream = Pin<Box<dyn Stream<Item = Result<EchoMsg, tonic::Status>> + Send>>;
 
-/// The echo service.
-#[derive(Clone, Default)]
+/// The echo service. It also answers the gRPC health-checking protocol
+/// (`grpc.health.v1.Health/Check`) with `SERVING` while `serving` is true.
+#[derive(Clone)]
 pub struct Echo {
     pub calls: Arc<AtomicUsize>,
+    pub serving: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Default for Echo {
+    fn default() -> Self {
+        Echo { calls: Arc::default(), serving: Arc::new(std::sync::atomic::AtomicBool::new(true)) }
+    }
+}
+
+/// `grpc.health.v1.HealthCheckRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthCheckRequest {
+    #[prost(string, tag = "1")]
+    pub service: String,
+}
+
+/// `grpc.health.v1.HealthCheckResponse` (1 = SERVING, 2 = NOT_SERVING).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthCheckResponse {
+    #[prost(int32, tag = "1")]
+    pub status: i32,
+}
+
+struct Health(bool);
+impl tower::Service<tonic::Request<HealthCheckRequest>> for Health {
+    type Response = tonic::Response<HealthCheckResponse>;
+    type Error = tonic::Status;
+    type Future = BoxFut<Result<Self::Response, tonic::Status>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), tonic::Status>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, _: tonic::Request<HealthCheckRequest>) -> Self::Future {
+        let status = if self.0 { 1 } else { 2 };
+        Box::pin(async move { Ok(tonic::Response::new(HealthCheckResponse { status })) })
+    }
 }
 
 impl NamedService for Echo {
@@ -99,6 +135,14 @@ where
                 let mut grpc = tonic::server::Grpc::new(ProstCodec::<EchoMsg, EchoMsg>::default());
                 Ok(grpc.unary(Unary, req).await)
             }),
+            "/grpc.health.v1.Health/Check" => {
+                let serving = self.serving.load(Ordering::SeqCst);
+                Box::pin(async move {
+                    let mut grpc =
+                        tonic::server::Grpc::new(ProstCodec::<HealthCheckResponse, HealthCheckRequest>::default());
+                    Ok(grpc.unary(Health(serving), req).await)
+                })
+            }
             "/test.Echo/Chat" => Box::pin(async move {
                 let mut grpc = tonic::server::Grpc::new(ProstCodec::<EchoMsg, EchoMsg>::default());
                 Ok(grpc.streaming(Chat, req).await)
@@ -108,10 +152,39 @@ where
     }
 }
 
+/// The same service under the health service's name, so tonic's router sends
+/// `grpc.health.v1.Health/*` to it.
+#[derive(Clone)]
+struct HealthRoute(Echo);
+
+impl NamedService for HealthRoute {
+    const NAME: &'static str = "grpc.health.v1.Health";
+}
+
+impl<B> tower::Service<http::Request<B>> for HealthRoute
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFut<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        tower::Service::<http::Request<B>>::poll_ready(&mut self.0, cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        self.0.call(req)
+    }
+}
+
 /// A running gRPC server.
 pub struct Server {
     pub addr: SocketAddr,
     pub calls: Arc<AtomicUsize>,
+    /// What its health service answers.
+    pub serving: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -127,11 +200,17 @@ pub async fn serve() -> Server {
     let addr = listener.local_addr().expect("addr");
     let echo = Echo::default();
     let calls = echo.calls.clone();
+    let serving = echo.serving.clone();
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let task = tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder().add_service(echo).serve_with_incoming(incoming).await;
+        let health = HealthRoute(echo.clone());
+        let _ = tonic::transport::Server::builder()
+            .add_service(echo)
+            .add_service(health)
+            .serve_with_incoming(incoming)
+            .await;
     });
-    Server { addr, calls, task }
+    Server { addr, calls, serving, task }
 }
 
 /// A client of the echo service at `url` (e.g. the gateway's address).

@@ -6,9 +6,11 @@
 //! - [`client`]: a small HTTP client returning status, headers and the whole body.
 //! - [`grpc`]: a tonic gRPC echo service (unary and bidirectional streaming) and its client.
 //! - [`ws`]: a WebSocket echo server.
+//! - [`sse`]: a server-sent-events client.
 
 pub mod client;
 pub mod grpc;
+pub mod sse;
 pub mod upstream;
 pub mod ws;
 

@@ -3,6 +3,7 @@
 //! under test.
 
 mod access;
+mod client;
 mod config;
 mod consul;
 mod registry;

@@ -44,6 +44,8 @@ pub struct CompileContext<'a> {
     pub previous: Option<&'a Snapshot>,
     /// The key path of the gateway section, for problem reports (`gateway`).
     pub prefix: &'a str,
+    /// Start background work (DNS followers); false when only checking a config.
+    pub spawn: bool,
 }
 
 /// Validates `cfg` and builds its tables.
@@ -185,28 +187,37 @@ fn compile_service(
             Err(m) => p.add(format!("{path}.endpoints[{j}]"), m),
         }
     }
-    let follow = if s.endpoints.is_empty() {
-        match cx.discovery.and_then(|d| d.subscribe(&s.name)) {
-            Some(rx) => Some(rx),
-            None => {
-                p.add(
-                    format!("{path}.endpoints"),
-                    format!("service `{}` has no endpoints and no discovery source knows it", s.name),
-                );
-                None
-            }
-        }
-    } else {
-        None
+    let dns = match &s.dns {
+        None => None,
+        Some(d) => match dns_settings(d, &format!("{path}.dns"), p) {
+            Some(settings) => Some(settings),
+            None => return None,
+        },
     };
+    if dns.is_some() && !s.endpoints.is_empty() {
+        p.add(format!("{path}.dns"), "give either `endpoints` or `dns`, not both");
+    }
+    let from_discovery = s.endpoints.is_empty() && dns.is_none();
+    if from_discovery && cx.discovery.is_none_or(|d| d.subscribe(&s.name).is_none()) {
+        p.add(
+            format!("{path}.endpoints"),
+            format!("service `{}` has no endpoints and no discovery source knows it", s.name),
+        );
+    }
     if p.list.len() > before {
         return None;
     }
-    // Keep the whole runtime (breaker state, pools, budget) when nothing about the service
-    // changed; otherwise build a new one that inherits endpoint state.
+    // Keep the whole runtime (breaker state, pools, budget, and the follower already
+    // feeding it) when nothing about the service changed; otherwise build a new one that
+    // inherits endpoint state.
     if let Some(prev) = prev.filter(|u| u.config == *s) {
-        return Some((prev.clone(), follow));
+        return Some((prev.clone(), None));
     }
+    let follow = match (dns, from_discovery) {
+        (Some(settings), _) if cx.spawn => Some(crate::dns::follow(settings, s.name.clone())),
+        (None, true) => cx.discovery.and_then(|d| d.subscribe(&s.name)),
+        _ => None,
+    };
     let up = Arc::new(Upstream::new(s.clone(), protocol, balance, svc_breaker, ep_breaker, cx.registry.cloned()));
     let initial: Vec<EndpointInfo> = match &follow {
         Some(rx) => rx.borrow().as_ref().clone(),
@@ -214,6 +225,53 @@ fn compile_service(
     };
     up.set_endpoints(&initial, prev.map(|a| a.as_ref()));
     Some((up, follow))
+}
+
+fn dns_settings(d: &crate::config::DnsConfig, path: &str, p: &mut Problems) -> Option<crate::dns::DnsSettings> {
+    let before = p.list.len();
+    let lookup = match (&d.name, d.port, &d.srv) {
+        (Some(name), Some(port), None) if port > 0 => crate::dns::Lookup::Host { name: name.clone(), port },
+        (Some(_), _, None) => {
+            p.add(format!("{path}.port"), "an A/AAAA lookup needs the port to connect to");
+            return None;
+        }
+        (None, _, Some(srv)) => crate::dns::Lookup::Srv { name: srv.clone() },
+        _ => {
+            p.add(path.to_owned(), "give `name` (with `port`) for A/AAAA records or `srv` for SRV records");
+            return None;
+        }
+    };
+    let name = match &lookup {
+        crate::dns::Lookup::Host { name, .. } | crate::dns::Lookup::Srv { name } => name,
+    };
+    if name.is_empty() || name.len() > 253 || name.split('.').any(|l| l.is_empty() || l.len() > 63) {
+        p.add(path.to_owned(), format!("`{name}` is not a DNS name"));
+    }
+    let nameserver = match &d.nameserver {
+        Some(ns) => match ns
+            .parse::<std::net::SocketAddr>()
+            .or_else(|_| ns.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+        {
+            Ok(a) => Some(a),
+            Err(_) => {
+                p.add(format!("{path}.nameserver"), format!("`{ns}` is not an address like 10.0.0.2 or 10.0.0.2:53"));
+                None
+            }
+        },
+        None => crate::dns::system_nameserver().or_else(|| {
+            p.add(format!("{path}.nameserver"), "no name server in /etc/resolv.conf; set one");
+            None
+        }),
+    };
+    if d.min_ttl > d.max_ttl || d.min_ttl.0.is_zero() {
+        p.add(format!("{path}.min_ttl"), "must be greater than zero and at most max_ttl");
+    }
+    (p.list.len() == before).then(|| crate::dns::DnsSettings {
+        lookup,
+        nameserver: nameserver.unwrap_or_else(|| ([127, 0, 0, 1], 53).into()),
+        min_ttl: d.min_ttl.0,
+        max_ttl: d.max_ttl.0,
+    })
 }
 
 /// Accepts `host:port` and `http://host:port[/]`.

@@ -226,6 +226,8 @@ pub struct ServiceConfig {
     pub circuit_breaker: Option<CircuitBreakerConfig>,
     /// Circuit breaker per endpoint; an open endpoint gets no traffic until it half-opens.
     pub endpoint_circuit_breaker: Option<CircuitBreakerConfig>,
+    /// Endpoints from DNS (A/AAAA or SRV records), re-resolved on TTL.
+    pub dns: Option<DnsConfig>,
     /// Outlier ejection of misbehaving endpoints.
     pub outlier: OutlierConfig,
     /// Idle pooled connections are closed after this time.
@@ -243,9 +245,40 @@ impl Default for ServiceConfig {
             balancer: BalancerConfig::default(),
             circuit_breaker: None,
             endpoint_circuit_breaker: None,
+            dns: None,
             outlier: OutlierConfig::default(),
             pool_idle_timeout: Dur::secs(90),
             pool_max_idle_per_endpoint: 1024,
+        }
+    }
+}
+
+/// DNS as the endpoint source of a service.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// A name whose A and AAAA records are the endpoints (with `port`).
+    pub name: Option<String>,
+    /// The port for `name`'s addresses.
+    pub port: Option<u16>,
+    /// An SRV name (`_http._tcp.orders.internal`): targets, ports and weights from the records.
+    pub srv: Option<String>,
+    /// Name server (`ip` or `ip:port`); default: the first in /etc/resolv.conf.
+    pub nameserver: Option<String>,
+    /// Shortest and longest time between lookups (the records' TTL, clamped to these).
+    pub min_ttl: Dur,
+    pub max_ttl: Dur,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            name: None,
+            port: None,
+            srv: None,
+            nameserver: None,
+            min_ttl: Dur::secs(1),
+            max_ttl: Dur::secs(300),
         }
     }
 }

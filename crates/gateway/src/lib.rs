@@ -23,6 +23,7 @@
 //! - [`body`]: streaming body wrappers (limits, idle timeouts, end-of-body hooks).
 //! - [`tunnel`]: upgraded connections (WebSocket).
 //! - [`error`]: errors the gateway answers itself, as JSON or gRPC status.
+//! - [`dns`]: DNS (A/AAAA, SRV) as an endpoint source, re-resolved on TTL.
 //! - [`tls`], [`clock`]: certificate loading; a monotonic clock for atomics.
 
 pub mod auth;
@@ -31,6 +32,7 @@ pub mod circuit;
 pub mod clock;
 pub mod compile;
 pub mod config;
+pub mod dns;
 pub mod error;
 pub mod proxy;
 pub mod ratelimit;
@@ -83,6 +85,7 @@ impl Gateway {
             discovery: deps.discovery.as_deref(),
             previous: None,
             prefix: "gateway",
+            spawn: true,
         };
         let (snap, followers) = compile::compile(&cfg, &cx)?;
         let telemetry = telemetry::Telemetry::new(&cfg.telemetry, &cfg.service_name, deps.spans, &deps.registry)
@@ -121,6 +124,7 @@ impl Gateway {
             discovery: self.discovery.as_deref(),
             previous: Some(&current),
             prefix: "gateway",
+            spawn: true,
         };
         match compile::compile(&cfg, &cx) {
             Ok((snap, followers)) => {
@@ -189,10 +193,24 @@ impl Gateway {
             let weak = Arc::downgrade(&up);
             drop(up);
             tasks.push(tokio::spawn(async move {
-                while rx.changed().await.is_ok() {
-                    let Some(up) = weak.upgrade() else { return };
-                    let set = rx.borrow_and_update().clone();
-                    up.set_endpoints(&set, None);
+                loop {
+                    tokio::select! {
+                        changed = rx.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            let Some(up) = weak.upgrade() else { return };
+                            let set = rx.borrow_and_update().clone();
+                            up.set_endpoints(&set, None);
+                        }
+                        // A replaced service is dropped by the reload; stop following it
+                        // (and let its source stop) even if nothing changes any more.
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
+                            if weak.strong_count() == 0 {
+                                return;
+                            }
+                        }
+                    }
                 }
             }));
         }
@@ -335,7 +353,7 @@ impl Gateway {
 
 /// Validates a gateway config without building anything that runs.
 pub fn check(cfg: &GatewayConfig, discovery: Option<&dyn EndpointSource>) -> Result<(), Problems> {
-    let cx = CompileContext { registry: None, discovery, previous: None, prefix: "gateway" };
+    let cx = CompileContext { registry: None, discovery, previous: None, prefix: "gateway", spawn: false };
     compile::compile(cfg, &cx).map(|_| ())
 }
 

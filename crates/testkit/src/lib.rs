@@ -59,3 +59,55 @@ pub async fn blackhole() -> Blackhole {
     }
     Blackhole { addr, _listener: listener, _filler: filler }
 }
+
+/// A real DNS server (Debian's `dnsmasq`) on a loopback port, answering only the given
+/// records with a 1-second TTL. Killed on drop.
+pub struct Dnsmasq {
+    pub addr: std::net::SocketAddr,
+    child: std::process::Child,
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts dnsmasq with `--host-record` and `--srv-host` style arguments (without the
+/// leading `--`), e.g. `["host-record=orders.test,127.0.0.1", "srv-host=_http._tcp.orders.test,orders.test,8080,0,10"]`.
+/// Panics with an install hint when dnsmasq is missing (`.ci/run` installs it).
+pub async fn dnsmasq(records: &[String], port: u16) -> Dnsmasq {
+    let bin = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("dnsmasq is not installed: apt-get install -y dnsmasq-base");
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args([
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "--no-poll",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+        "--local-ttl=1",
+        "--conf-file=/dev/null",
+        "--pid-file",
+        "--user=root",
+        "--log-facility=-",
+    ])
+    .arg(format!("--port={port}"))
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    for r in records {
+        cmd.arg(format!("--{r}"));
+    }
+    let child = cmd.spawn().expect("start dnsmasq");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    // Ready when it answers TCP.
+    eventually(std::time::Duration::from_secs(5), "dnsmasq listening", || async move {
+        tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
+    })
+    .await;
+    Dnsmasq { addr, child }
+}

@@ -3,6 +3,7 @@
 
 mod auth;
 mod balancing;
+mod dns;
 mod faults;
 mod protocols;
 mod reload;

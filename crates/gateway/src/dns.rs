@@ -53,6 +53,9 @@ pub enum Record {
     Srv { priority: u16, weight: u16, port: u16, target: String },
 }
 
+/// A record with its owner name and TTL.
+pub type Answer = (String, Record, u32);
+
 /// Why a lookup failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
@@ -114,7 +117,7 @@ fn u16_at(msg: &[u8], pos: usize) -> Result<u16, DnsError> {
 
 /// Decodes the answer and additional sections: records with their TTLs (additional A/AAAA
 /// records are returned keyed by owner name so SRV targets resolve without another query).
-pub fn decode(msg: &[u8], id: u16) -> Result<(bool, Vec<(String, Record, u32)>), DnsError> {
+pub fn decode(msg: &[u8], id: u16) -> Result<(bool, Vec<Answer>), DnsError> {
     if msg.len() < 12 || u16_at(msg, 0)? != id {
         return Err(DnsError::Malformed);
     }
@@ -171,7 +174,7 @@ pub fn decode(msg: &[u8], id: u16) -> Result<(bool, Vec<(String, Record, u32)>),
 }
 
 /// One query to `server`, over UDP, then TCP if the answer was truncated.
-pub async fn query(server: SocketAddr, name: &str, qtype: u16) -> Result<Vec<(String, Record, u32)>, DnsError> {
+pub async fn query(server: SocketAddr, name: &str, qtype: u16) -> Result<Vec<Answer>, DnsError> {
     let id = fastrand::u16(..);
     let q = encode_query(id, name, qtype);
     let bind: SocketAddr = if server.is_ipv4() {

@@ -21,7 +21,7 @@ async fn a_and_srv_records_become_endpoints_and_follow_changes() {
     let port = free_udp_tcp_port();
     let dns = signalbox_testkit::dnsmasq(
         &[
-            format!("host-record=orders.test,127.0.0.1"),
+            "host-record=orders.test,127.0.0.1".to_string(),
             format!("srv-host=_http._tcp.orders.test,orders.test,{},0,10", a.addr.port()),
         ],
         port,
@@ -62,7 +62,7 @@ async fn a_and_srv_records_become_endpoints_and_follow_changes() {
     // The record moves to another address: re-resolved after the 1 s TTL.
     let b = serve_at(([127, 0, 0, 2], a.addr.port()).into(), echo("b")).await;
     drop(dns);
-    let dns = signalbox_testkit::dnsmasq(&[format!("host-record=orders.test,127.0.0.2")], port).await;
+    let dns = signalbox_testkit::dnsmasq(&["host-record=orders.test,127.0.0.2".to_string()], port).await;
     signalbox_testkit::eventually(Duration::from_secs(8), "moved to b", || {
         let (http, url) = (http.clone(), gw.url("/name"));
         async move { (http.get(&url).await.json()["server"] == "b").then_some(()) }

@@ -5,8 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-1}
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  exec cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
-  exec cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+# The console's browser test drives headless Chromium against the real binary.
+echo "== browser test (ui/tests)"
+cargo build -p signalbox
+SIGNALBOX_BIN="$PWD/target/debug/signalbox" ui/tests/run.sh || status=$?
+exit $status

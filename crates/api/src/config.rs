@@ -271,15 +271,29 @@ async fn events(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-async fn spring(State(s): State<AppState>, Path((app, profile)): Path<(String, String)>) -> Json<Value> {
-    Json(spring_env(&s, &app, &profile, None))
+async fn spring(
+    State(s): State<AppState>,
+    Path((app, profile)): Path<(String, String)>,
+    uri: http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    // A browser navigating to the console's /config/... pages gets the console.
+    if crate::console::wants_html(&headers) {
+        return crate::console::serve(uri, headers).await;
+    }
+    Json(spring_env(&s, &app, &profile, None)).into_response()
 }
 
 async fn spring_label(
     State(s): State<AppState>,
     Path((app, profile, label)): Path<(String, String, String)>,
-) -> Json<Value> {
-    Json(spring_env(&s, &app, &profile, Some(label)))
+    uri: http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    if crate::console::wants_html(&headers) {
+        return crate::console::serve(uri, headers).await;
+    }
+    Json(spring_env(&s, &app, &profile, Some(label))).into_response()
 }
 
 /// Spring Cloud Config Server's `Environment`: property sources most specific first.

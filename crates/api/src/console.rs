@@ -12,20 +12,27 @@ use rust_embed::RustEmbed;
 #[exclude = "node_modules/*"]
 struct Assets;
 
-/// Serves an asset, or `index.html` for client-side routes.
-pub async fn serve(uri: Uri) -> Response {
+/// Whether the request is a browser navigation (which wants the console page, whatever
+/// the path) rather than an API call.
+pub fn wants_html(headers: &axum::http::HeaderMap) -> bool {
+    headers.get("sec-fetch-mode").is_some_and(|v| v == "navigate")
+        || headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.starts_with("text/html"))
+}
+
+/// Serves an asset, or `index.html` for client-side routes (any path that is not an
+/// embedded file and not an API).
+pub async fn serve(uri: Uri, headers: axum::http::HeaderMap) -> Response {
     let path = uri.path().trim_start_matches('/');
-    if path.starts_with("api/") || path.starts_with("v1/") || path.starts_with("consul/") || path.starts_with("config/")
-    {
+    let api = path.starts_with("api/") || path.starts_with("v1/") || path.starts_with("consul/");
+    if api || (path.starts_with("config/") && !wants_html(&headers)) {
         return crate::error::ApiError::not_found("no such API endpoint").into_response();
     }
     let (file, name) = match Assets::get(path).filter(|_| !path.is_empty()) {
         Some(f) => (f, path),
-        None if !path.contains('.') => match Assets::get("index.html") {
+        None => match Assets::get("index.html") {
             Some(f) => (f, "index.html"),
             None => return (StatusCode::NOT_FOUND, "console assets missing").into_response(),
         },
-        None => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
     let mime = match name.rsplit('.').next() {
         Some("html") => "text/html; charset=utf-8",

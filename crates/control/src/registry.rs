@@ -507,17 +507,27 @@ impl Registry {
         self.maybe_deregister(instance).await;
     }
 
+    /// Records a health change: the change log, indexes and endpoint sets are updated first,
+    /// and only then is the new index published, so a watcher woken by it sees the change.
     async fn changed(&self, instance: &str) {
-        let idx = self.index.bump().await;
-        let mut st = self.lock();
-        let Some(svc) = st.by_id.get(instance).cloned() else { return };
-        if let Some(i) = st.services.get_mut(&svc).and_then(|s| s.get_mut(instance)) {
-            i.modify_index = idx;
-            tracing::info!(service = %svc, instance, status = i.status().as_str(), "instance health changed");
+        let (idx, mark) = self.index.next();
+        {
+            let mut st = self.lock();
+            let Some(svc) = st.by_id.get(instance).cloned() else { return };
+            if let Some(i) = st.services.get_mut(&svc).and_then(|s| s.get_mut(instance)) {
+                i.modify_index = idx;
+                tracing::info!(service = %svc, instance, status = i.status().as_str(), "instance health changed");
+            }
+            st.log(idx, &svc, instance, "health");
+            st.service_index.insert(svc.clone(), idx);
+            self.refresh_endpoints(&st, &svc);
         }
-        st.log(idx, &svc, instance, "health");
-        st.service_index.insert(svc.clone(), idx);
-        self.refresh_endpoints(&st, &svc);
+        if let Some(op) = mark
+            && let Err(e) = self.store.commit(vec![op]).await
+        {
+            tracing::error!(error = %e, "cannot persist the index high-water mark");
+        }
+        self.index.publish(idx);
     }
 
     async fn maybe_deregister(&self, instance: &str) {

@@ -217,10 +217,12 @@ pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) ->
         err(line, "", format!("invalid TOML: {}", e.message()))
     })?;
     for (name, value) in env {
+        // Overrides name a key inside a section (`SECTION__KEY`); single-word names such as
+        // SIGNALBOX_CONFIG, SIGNALBOX_URL or SIGNALBOX_TOKEN belong to the command line.
         let Some(rest) = name.strip_prefix("SIGNALBOX_") else {
             continue;
         };
-        if rest.is_empty() {
+        if !rest.contains("__") {
             continue;
         }
         let keys: Vec<String> = rest.split("__").map(|k| k.to_ascii_lowercase()).collect();
@@ -404,6 +406,7 @@ mod tests {
             ("SIGNALBOX_GATEWAY__TELEMETRY__SAMPLE_RATE".to_string(), "0.25".to_string()),
             ("SIGNALBOX_GATEWAY__TELEMETRY__SPANS".to_string(), "false".to_string()),
             ("UNRELATED".to_string(), "1".to_string()),
+            ("SIGNALBOX_CONFIG".to_string(), "/not/a/section".to_string()),
         ];
         let l = load(None, env.into_iter()).unwrap();
         assert_eq!(l.config.gateway.listen, "0.0.0.0:18080");

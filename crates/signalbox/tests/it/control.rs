@@ -155,7 +155,7 @@ async fn a_standalone_gateway_follows_the_control_plane_and_survives_losing_it()
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("gw.toml");
-    std::fs::write(&cfg, "[gateway.telemetry]\naccess_log = \"off\"\n[[gateway.services]]\nname = \"shop\"\n[[gateway.routes]]\nservice = \"shop\"\n[gateway.routes.match]\npath_prefix = \"/\"\n").unwrap();
+    std::fs::write(&cfg, "[gateway.telemetry]\naccess_log = \"off\"\n[[gateway.services]]\nname = \"shop\"\nbalancer = { kind = \"round_robin\" }\n[[gateway.routes]]\nservice = \"shop\"\n[gateway.routes.match]\npath_prefix = \"/\"\n").unwrap();
     let (gport, aport) = (free_port(), free_port());
     let mut gw = Command::new(BIN)
         .args(["gateway", "--control-plane", &format!("http://{}", cp.console), "-c", cfg.to_str().unwrap()])
@@ -195,6 +195,8 @@ async fn a_standalone_gateway_follows_the_control_plane_and_survives_losing_it()
     assert_eq!(seen.len(), 2, "still routing to both after losing the control plane: {seen:?}");
     let metrics = http.get(&format!("http://127.0.0.1:{aport}/metrics")).await;
     assert_eq!(metrics.status, 200);
+    let view = http.get(&format!("http://127.0.0.1:{aport}/api/gateway/services")).await.json();
+    assert_eq!(view[0]["endpoints"].as_array().unwrap().len(), 2, "{view}");
     let _ = gw.kill();
     let _ = gw.wait();
 }

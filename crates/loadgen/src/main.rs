@@ -28,6 +28,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::enum_variant_names)] // the subcommands are named after what they measure
 enum Cmd {
     RegistryWatch {
         #[arg(long)]

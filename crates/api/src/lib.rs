@@ -54,6 +54,8 @@ pub struct AppState {
     pub config_checks: Option<ConfigCheck>,
     /// Mark session cookies `Secure` (the console is served over TLS).
     pub secure_cookies: bool,
+    /// Rendered registry views shared by concurrent watchers.
+    pub views: Arc<registry::ViewCache>,
 }
 
 /// Largest request body the APIs read (a config value of 1 MiB, JSON-escaped, fits).

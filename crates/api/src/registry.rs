@@ -22,6 +22,34 @@ use std::convert::Infallible;
 
 pub const INDEX_HEADER: &str = "x-signalbox-index";
 
+/// Rendered service views, shared by the watchers that wake for the same index: with a
+/// thousand watchers on one service, one change is serialised once, not a thousand times.
+/// An entry lives at most [`VIEW_TTL`], which bounds how stale its gateway columns can be.
+#[derive(Default)]
+pub struct ViewCache {
+    entries: std::sync::Mutex<HashMap<(String, bool), (u64, std::time::Instant, bytes::Bytes)>>,
+}
+
+const VIEW_TTL: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl ViewCache {
+    fn get_or_render(&self, key: (String, bool), index: u64, render: impl FnOnce() -> bytes::Bytes) -> bytes::Bytes {
+        if let Some((i, at, b)) = self.entries.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
+            && *i == index
+            && at.elapsed() < VIEW_TTL
+        {
+            return b.clone();
+        }
+        let b = render();
+        let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() > 4096 {
+            m.clear();
+        }
+        m.insert(key, (index, std::time::Instant::now(), b.clone()));
+        b
+    }
+}
+
 pub fn reads() -> Router<AppState> {
     Router::new()
         .route("/api/registry/services", get(services))
@@ -161,9 +189,17 @@ async fn service(
 ) -> Result<Response, ApiError> {
     let idx = block_on_service(&s, &name, p.index, p.wait).await?;
     let passing = p.passing.as_deref().is_some_and(|v| v != "false");
-    let gw = gateway_states(&s);
-    let list: Vec<Value> = s.control.registry.instances(&name, passing).iter().map(|i| instance_json(i, &gw)).collect();
-    Ok(with_index(idx, Value::Array(list)))
+    let body = s.views.get_or_render((name.clone(), passing), idx, || {
+        let gw = gateway_states(&s);
+        let list: Vec<Value> =
+            s.control.registry.instances(&name, passing).iter().map(|i| instance_json(i, &gw)).collect();
+        bytes::Bytes::from(serde_json::to_vec(&list).unwrap_or_default())
+    });
+    let mut r = ([(http::header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&idx.to_string()) {
+        r.headers_mut().insert(INDEX_HEADER, v);
+    }
+    Ok(r)
 }
 
 async fn block_on_service(s: &AppState, name: &str, index: Option<u64>, wait: Option<String>) -> Result<u64, ApiError> {

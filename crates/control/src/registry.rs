@@ -481,30 +481,34 @@ impl Registry {
         self.maybe_deregister(instance).await;
     }
 
-    /// A TTL check whose instance stopped reporting turns critical.
-    pub(crate) async fn expire_ttl(&self, instance: &str, check: usize, ttl: Duration) {
-        let changed = {
+    /// A TTL check whose instance stopped reporting turns critical. Returns when to look
+    /// again: the TTL's deadline while the check is healthy (one wake-up per TTL, not a
+    /// polling tick), or soon while it is critical (for `deregister_after`); `None` once the
+    /// instance is gone.
+    pub(crate) async fn expire_ttl(&self, instance: &str, check: usize, ttl: Duration) -> Option<Instant> {
+        let (changed, next) = {
             let mut st = self.lock();
-            let Some(svc) = st.by_id.get(instance).cloned() else { return };
-            let Some(c) =
-                st.services.get_mut(&svc).and_then(|s| s.get_mut(instance)).and_then(|i| i.checks.get_mut(check))
-            else {
-                return;
-            };
-            if c.last_report.elapsed() < ttl || c.status == Status::Critical {
-                false
+            let svc = st.by_id.get(instance).cloned()?;
+            let c =
+                st.services.get_mut(&svc).and_then(|s| s.get_mut(instance)).and_then(|i| i.checks.get_mut(check))?;
+            let deadline = c.last_report + ttl;
+            if c.status == Status::Critical {
+                (false, Instant::now() + ttl.min(Duration::from_secs(1)))
+            } else if Instant::now() < deadline {
+                (false, deadline)
             } else {
                 c.status = Status::Critical;
                 c.output = format!("TTL of {ttl:?} expired");
                 c.since = Instant::now();
                 c.since_unix_ms = unix_ms();
-                true
+                (true, Instant::now() + ttl.min(Duration::from_secs(1)))
             }
         };
         if changed {
             self.changed(instance).await;
         }
         self.maybe_deregister(instance).await;
+        Some(next)
     }
 
     /// Records a health change: the change log, indexes and endpoint sets are updated first,

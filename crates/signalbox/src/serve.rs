@@ -379,6 +379,7 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
         node_address,
         config_checks: Some(config_checks),
         secure_cookies: false,
+        views: Default::default(),
     };
     let mut tasks =
         vec![tokio::spawn(signalbox_api::serve(console, signalbox_api::router(state.clone()), shutdown.clone()))];

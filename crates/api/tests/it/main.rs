@@ -80,6 +80,7 @@ impl Node {
             node_address: "127.0.0.1".into(),
             config_checks: None,
             secure_cookies: false,
+            views: Default::default(),
         };
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();

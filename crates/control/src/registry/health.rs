@@ -45,11 +45,18 @@ impl Checker {
             match spec.kind.clone() {
                 CheckKind::Ttl { ttl_ms } => {
                     let ttl = Duration::from_millis(ttl_ms);
-                    let tick = (ttl / 4).clamp(Duration::from_millis(25), Duration::from_secs(1));
+                    let mut next = tokio::time::Instant::now() + ttl;
                     loop {
-                        tokio::time::sleep(tick).await;
+                        tokio::time::sleep_until(next).await;
                         let Some(reg) = registry.upgrade() else { return };
-                        reg.expire_ttl(&instance, index, ttl).await;
+                        match reg.expire_ttl(&instance, index, ttl).await {
+                            // A report that came in meanwhile moved the deadline on.
+                            Some(at) => {
+                                next = tokio::time::Instant::from_std(at)
+                                    .max(tokio::time::Instant::now() + Duration::from_millis(5))
+                            }
+                            None => return,
+                        }
                     }
                 }
                 kind => {

@@ -27,8 +27,13 @@ pub const INDEX_HEADER: &str = "x-signalbox-index";
 /// An entry lives at most [`VIEW_TTL`], which bounds how stale its gateway columns can be.
 #[derive(Default)]
 pub struct ViewCache {
-    entries: std::sync::Mutex<HashMap<(String, bool), (u64, std::time::Instant, bytes::Bytes)>>,
+    entries: std::sync::Mutex<HashMap<ViewKey, Rendered>>,
 }
+
+/// (service, passing only).
+type ViewKey = (String, bool);
+/// (index, when rendered, JSON).
+type Rendered = (u64, std::time::Instant, bytes::Bytes);
 
 const VIEW_TTL: std::time::Duration = std::time::Duration::from_millis(250);
 

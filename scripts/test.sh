@@ -14,5 +14,5 @@ fi
 # The console's browser test drives headless Chromium against the real binary.
 echo "== browser test (ui/tests)"
 cargo build -p signalbox
-SIGNALBOX_BIN="$PWD/target/debug/signalbox" ui/tests/run.sh || status=$?
+SIGNALBOX_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/signalbox" ui/tests/run.sh || status=$?
 exit $status

@@ -177,7 +177,7 @@ async function run() {
     configFile,
     `[access]\ntokens = [{ id = "ops", role = "admin", sha256 = "${sha}" }]\n\n[gateway.telemetry]\naccess_log = "off"\n`,
   );
-  const [gwPort, consolePort, consulPort, instA, instB] = await distinctPorts(5);
+  const [gwPort, consolePort, consulPort, instA, instB, otlpGrpc, otlpHttp, zipkinPort] = await distinctPorts(8);
   const base = `http://127.0.0.1:${consolePort}`;
 
   const apiCall = async (method, p, body) => {
@@ -194,7 +194,7 @@ async function run() {
   await step('start signalbox and wait for /readyz', async () => {
     node = spawn(
       BIN,
-      ['serve', '--data-dir', path.join(tmp, 'data'), '--listen', `127.0.0.1:${gwPort}`, '--console-listen', `127.0.0.1:${consolePort}`, '--consul-listen', `127.0.0.1:${consulPort}`, '--config', configFile],
+      ['serve', '--data-dir', path.join(tmp, 'data'), '--listen', `127.0.0.1:${gwPort}`, '--console-listen', `127.0.0.1:${consolePort}`, '--consul-listen', `127.0.0.1:${consulPort}`, '--otlp-grpc-listen', `127.0.0.1:${otlpGrpc}`, '--otlp-http-listen', `127.0.0.1:${otlpHttp}`, '--zipkin-listen', `127.0.0.1:${zipkinPort}`, '--config', configFile],
       // The node reads every SIGNALBOX_* variable as a config override (SIGNALBOX_BIN would
       // be the unknown key `bin`): start it without them.
       { stdio: ['ignore', 'pipe', 'pipe'], env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SIGNALBOX_'))) },

@@ -11,6 +11,9 @@
 //! - [`config`]: `/api/config/*` (versioned config, watches) and Spring's `/config/...`.
 //! - [`consul`]: the Consul subset under `/v1` (mounted at `/consul/v1` here).
 //! - [`session`]: console login and token management.
+//! - [`otlp`]: OTLP trace ingest (gRPC service and `POST /v1/traces`).
+//! - [`zipkin`]: Zipkin v2 ingest and query API.
+//! - [`traces`]: the native trace API and the Jaeger query API.
 //! - [`console`]: the embedded web UI.
 //! - [`auth`]: role checks for every route; [`blocking`]: long-poll helpers;
 //!   [`json`]: body parsing with field-named errors; [`error`]: the error shape.
@@ -23,8 +26,11 @@ pub mod console;
 pub mod consul;
 pub mod error;
 pub mod json;
+pub mod otlp;
 pub mod registry;
 pub mod session;
+pub mod traces;
+pub mod zipkin;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -56,6 +62,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Rendered registry views shared by concurrent watchers.
     pub views: Arc<registry::ViewCache>,
+    /// The trace pipeline and store, when enabled.
+    pub traces: Option<signalbox_events::pipeline::Traces>,
 }
 
 /// Largest request body the APIs read (a config value of 1 MiB, JSON-escaped, fits).
@@ -63,7 +71,8 @@ const BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 /// Every API and the console.
 pub fn router(state: AppState) -> Router {
-    let reads = admin::reads().merge(registry::reads()).merge(config::reads());
+    let reads =
+        admin::reads().merge(registry::reads()).merge(config::reads()).merge(traces::reads()).merge(zipkin::reads());
     let writes = registry::writes().merge(config::writes());
     Router::new()
         .merge(admin::probes())
@@ -72,9 +81,16 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::guard(writes, &state, Role::Edit))
         .merge(auth::guard(session::admin(), &state, Role::Admin))
         .nest("/consul", consul::router())
+        // Ingest endpoints check the `ingest` role themselves.
+        .nest("/zipkin", zipkin::ingest())
         .fallback(console::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// Zipkin's port (9411): span ingest at `/api/v2/spans`.
+pub fn zipkin_router(state: AppState) -> Router {
+    zipkin::ingest().layer(DefaultBodyLimit::max(otlp::MAX_MESSAGE)).with_state(state)
 }
 
 /// The Consul API alone, for Consul's own port.

@@ -112,6 +112,15 @@ pub struct ServeOpts {
     /// Consul API listen address (overrides `consul.listen`).
     #[arg(long)]
     pub consul_listen: Option<String>,
+    /// OTLP/gRPC listen address (overrides `otlp.grpc_listen`).
+    #[arg(long)]
+    pub otlp_grpc_listen: Option<String>,
+    /// OTLP/HTTP listen address (overrides `otlp.http_listen`).
+    #[arg(long)]
+    pub otlp_http_listen: Option<String>,
+    /// Zipkin listen address (overrides `zipkin.listen`).
+    #[arg(long)]
+    pub zipkin_listen: Option<String>,
     /// Add a route: `PREFIX=URL[,URL...]`, e.g. `/api=http://127.0.0.1:9000,http://127.0.0.1:9001`.
     /// Repeatable; these routes come before the file's routes.
     #[arg(long = "route", value_name = "PREFIX=URLS")]
@@ -128,7 +137,11 @@ pub struct GatewayOpts {
     /// The control plane to follow (a Signalbox node's console URL).
     #[arg(long, env = "SIGNALBOX_CONTROL_PLANE")]
     pub control_plane: String,
-    /// Token for the control plane (read role).
+    /// Token for the control plane (read role) and the OTLP endpoint (ingest role).
     #[arg(long, env = "SIGNALBOX_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Where the gateway's spans go over OTLP/gRPC (e.g. http://node:4317); none: dropped
+    /// and counted.
+    #[arg(long, env = "SIGNALBOX_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }

@@ -41,6 +41,15 @@ pub fn load(opts: &ServeOpts) -> Result<Loaded, config::ConfigError> {
     if let Some(l) = &opts.consul_listen {
         c.consul.listen = l.clone();
     }
+    if let Some(l) = &opts.otlp_grpc_listen {
+        c.otlp.grpc_listen = l.clone();
+    }
+    if let Some(l) = &opts.otlp_http_listen {
+        c.otlp.http_listen = l.clone();
+    }
+    if let Some(l) = &opts.zipkin_listen {
+        c.zipkin.listen = l.clone();
+    }
     let mut added_services = Vec::new();
     let mut added_routes = Vec::new();
     for (i, spec) in opts.routes.iter().enumerate() {
@@ -103,6 +112,30 @@ pub fn validate(c: &FileConfig) -> Problems {
         }
         if t.id.is_empty() {
             p.add(format!("access.tokens[{i}].id"), "must not be empty");
+        }
+    }
+    for (key, addr) in [
+        ("otlp.grpc_listen", &c.otlp.grpc_listen),
+        ("otlp.http_listen", &c.otlp.http_listen),
+        ("zipkin.listen", &c.zipkin.listen),
+    ] {
+        if !addr.is_empty() && addr.parse::<SocketAddr>().is_err() {
+            p.add(key, format!("`{addr}` is not an address (or empty to turn it off)"));
+        }
+    }
+    let sm = &c.traces.sampling;
+    if !(0.0..=1.0).contains(&sm.keep_rate) {
+        p.add("traces.sampling.keep_rate", "must be between 0.0 and 1.0");
+    }
+    if c.traces.block_spans < 100 || c.traces.block_spans > 1_000_000 {
+        p.add("traces.block_spans", "must be between 100 and 1000000");
+    }
+    if c.traces.queue_batches == 0 {
+        p.add("traces.queue_batches", "must be at least 1");
+    }
+    for (i, pol) in sm.policies.iter().enumerate() {
+        if pol.attribute.is_empty() {
+            p.add(format!("traces.sampling.policies[{i}].attribute"), "must not be empty");
         }
     }
     if !c.configuration.gateway_key.is_empty() && central_key(&c.configuration.gateway_key).is_none() {
@@ -185,6 +218,15 @@ fn check_exposure(cfg: &FileConfig, control: &ControlPlane, insecure: bool) -> a
     let mut exposed = vec![("console.listen", cfg.console.listen.as_str())];
     if cfg.consul.enabled {
         exposed.push(("consul.listen", cfg.consul.listen.as_str()));
+    }
+    for (key, addr) in [
+        ("otlp.grpc_listen", &cfg.otlp.grpc_listen),
+        ("otlp.http_listen", &cfg.otlp.http_listen),
+        ("zipkin.listen", &cfg.zipkin.listen),
+    ] {
+        if !addr.is_empty() {
+            exposed.push((key, addr.as_str()));
+        }
     }
     for (key, addr) in exposed {
         if let Ok(a) = addr.parse::<SocketAddr>()
@@ -316,12 +358,19 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
             cfg.gateway.clone()
         }
     };
+    let traces = if cfg.traces.enabled {
+        Some(start_traces(&cfg, &data_dir, &registry).context("cannot open the trace store")?)
+    } else {
+        None
+    };
+    let span_sink: Arc<dyn signalbox_core::telemetry::SpanSink> = match &traces {
+        Some(t) => Arc::new(t.clone()),
+        None => Arc::new(DroppingSink),
+    };
     let discovery: Arc<dyn signalbox_core::discovery::EndpointSource> = control.registry.clone();
-    let gateway = Gateway::new(
-        effective,
-        Deps { registry: registry.clone(), spans: Arc::new(DroppingSink), discovery: Some(discovery) },
-    )
-    .map_err(|p| anyhow::anyhow!("invalid config:\n{}", loaded.report(p)))?;
+    let gateway =
+        Gateway::new(effective, Deps { registry: registry.clone(), spans: span_sink, discovery: Some(discovery) })
+            .map_err(|p| anyhow::anyhow!("invalid config:\n{}", loaded.report(p)))?;
 
     let (trigger, shutdown) = signalbox_core::shutdown::channel();
     let listeners =
@@ -380,6 +429,7 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
         config_checks: Some(config_checks),
         secure_cookies: false,
         views: Default::default(),
+        traces: traces.clone(),
     };
     let mut tasks =
         vec![tokio::spawn(signalbox_api::serve(console, signalbox_api::router(state.clone()), shutdown.clone()))];
@@ -430,7 +480,42 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     for t in tasks {
         let _ = t.await;
     }
+    if let Some(t) = &traces {
+        // Seal what is in memory; the write-ahead log would replay it anyway.
+        t.flush().await;
+    }
     Ok(())
+}
+
+fn start_traces(
+    cfg: &FileConfig,
+    data_dir: &std::path::Path,
+    registry: &Registry,
+) -> std::io::Result<signalbox_events::pipeline::Traces> {
+    let t = &cfg.traces;
+    let dir = data_dir.join("traces");
+    let sm = &t.sampling;
+    let pipeline = signalbox_events::pipeline::TracesConfig {
+        dir: dir.clone(),
+        queue_batches: t.queue_batches,
+        store: signalbox_events::store::StoreConfig {
+            dir: dir.join("blocks"),
+            block_spans: t.block_spans,
+            seal_after: t.seal_after.0,
+            retention_age: t.retention.0,
+            retention_bytes: t.max_disk.0,
+        },
+        sampler: signalbox_events::sampler::SamplerConfig {
+            decision_wait: sm.decision_wait.0,
+            keep_rate: sm.keep_rate,
+            slow_default: sm.slow.map(|d| d.0),
+            slow_by_service: sm.slow_by_service.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
+            policies: sm.policies.iter().map(|p| (p.attribute.clone(), p.value.clone())).collect(),
+            max_spans: sm.max_buffered_spans,
+        },
+        graph_retention: t.retention.0,
+    };
+    signalbox_events::pipeline::Traces::start(pipeline, registry)
 }
 
 /// Reloads the gateway when its key in central configuration changes.

@@ -81,6 +81,7 @@ impl Node {
             config_checks: None,
             secure_cookies: false,
             views: Default::default(),
+            traces: None,
         };
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();

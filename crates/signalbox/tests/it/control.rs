@@ -58,8 +58,8 @@ async fn acknowledged_writes_survive_kill_9() {
             &format!("127.0.0.1:{con}"),
             "--consul-listen",
             &format!("127.0.0.1:{cons}"),
-            "--data-dir",
         ])
+        .args(["--otlp-grpc-listen", "", "--otlp-http-listen", "", "--zipkin-listen", "", "--data-dir"])
         .arg(&data)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

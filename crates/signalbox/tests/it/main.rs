@@ -22,6 +22,9 @@ pub struct Node {
     pub gateway: String,
     pub console: String,
     pub consul: String,
+    pub otlp_grpc: String,
+    pub otlp_http: String,
+    pub zipkin: String,
     pub dir: tempfile::TempDir,
 }
 
@@ -31,6 +34,7 @@ impl Node {
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let (gw, console, consul) = (free_port(), free_port(), free_port());
+        let (otlp_grpc, otlp_http, zipkin) = (free_port(), free_port(), free_port());
         let gateway = format!("127.0.0.1:{gw}");
         let console_addr = format!("127.0.0.1:{console}");
         let mut cmd = Command::new(BIN);
@@ -53,7 +57,16 @@ impl Node {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start signalbox");
-        let node = Node { child, gateway, console: console_addr, consul: format!("127.0.0.1:{consul}"), dir };
+        let node = Node {
+            child,
+            gateway,
+            console: console_addr,
+            consul: format!("127.0.0.1:{consul}"),
+            otlp_grpc: format!("127.0.0.1:{otlp_grpc}"),
+            otlp_http: format!("127.0.0.1:{otlp_http}"),
+            zipkin: format!("127.0.0.1:{zipkin}"),
+            dir,
+        };
         let http = Http::new();
         let url = format!("http://{}/readyz", node.console);
         signalbox_testkit::eventually(Duration::from_secs(20), "node ready", || {

@@ -1,0 +1,495 @@
+//! OTLP trace ingest: gRPC (`opentelemetry.proto.collector.trace.v1.TraceService/Export`,
+//! port 4317) and HTTP (`POST /v1/traces`, port 4318; protobuf or JSON, optionally gzip),
+//! with the OTLP specification's answers: partial success for spans refused one by one,
+//! `RESOURCE_EXHAUSTED` / HTTP 429 with `Retry-After` when the pipeline is full.
+//!
+//! Limits, each with its own error: message size ([`MAX_MESSAGE`]), spans per request
+//! ([`MAX_SPANS`]), attribute value size ([`MAX_VALUE`], per span: that span is refused).
+
+use crate::AppState;
+use crate::auth::principal;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as PKeyValue, any_value};
+use prost::Message;
+use signalbox_control::access::Role;
+use signalbox_core::ids::{SpanId, TraceId};
+use signalbox_core::span::{AttrValue, KeyValue, Span, SpanEvent, SpanKind, StatusCode as SpanStatus};
+use signalbox_events::pipeline::{Traces, WriteError};
+use std::io::Read;
+
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+pub const MAX_SPANS: usize = 100_000;
+pub const MAX_VALUE: usize = 64 * 1024;
+
+/// The outcome of converting a request.
+pub struct Converted {
+    pub spans: Vec<Span>,
+    pub rejected: i64,
+    pub error: String,
+}
+
+fn text(v: &AnyValue) -> String {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(other) => value_json(other).to_string(),
+        None => String::new(),
+    }
+}
+
+fn value_json(v: &any_value::Value) -> serde_json::Value {
+    use any_value::Value as V;
+    match v {
+        V::StringValue(s) => serde_json::Value::String(s.clone()),
+        V::BoolValue(b) => serde_json::Value::Bool(*b),
+        V::IntValue(i) => serde_json::json!(i),
+        V::DoubleValue(d) => serde_json::json!(d),
+        V::BytesValue(b) => serde_json::Value::String(signalbox_core::ids::encode_hex(b)),
+        V::ArrayValue(a) => {
+            serde_json::Value::Array(a.values.iter().filter_map(|x| x.value.as_ref().map(value_json)).collect())
+        }
+        V::KvlistValue(kv) => serde_json::Value::Object(
+            kv.values
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        kv.value
+                            .as_ref()
+                            .and_then(|v| v.value.as_ref())
+                            .map(value_json)
+                            .unwrap_or(serde_json::Value::Null),
+                    )
+                })
+                .collect(),
+        ),
+        #[allow(unreachable_patterns)]
+        _ => serde_json::Value::Null,
+    }
+}
+
+fn attr(kv: &PKeyValue) -> Result<KeyValue, String> {
+    let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::BoolValue(b)) => AttrValue::Bool(*b),
+        Some(any_value::Value::IntValue(i)) => AttrValue::Int(*i),
+        Some(any_value::Value::DoubleValue(d)) => AttrValue::Float(*d),
+        Some(_) | None => AttrValue::Str(kv.value.as_ref().map(text).unwrap_or_default()),
+    };
+    if let AttrValue::Str(s) = &value
+        && s.len() > MAX_VALUE
+    {
+        return Err(format!("attribute `{}` is {} bytes; the limit is {MAX_VALUE}", kv.key, s.len()));
+    }
+    if kv.key.len() > 1024 {
+        return Err("an attribute key is longer than 1024 bytes".into());
+    }
+    Ok(KeyValue { key: kv.key.clone(), value })
+}
+
+fn attrs(list: &[PKeyValue]) -> Result<Vec<KeyValue>, String> {
+    list.iter().map(attr).collect()
+}
+
+/// Turns an OTLP request into spans; invalid spans are counted and described, not fatal.
+pub fn convert(req: ExportTraceServiceRequest) -> Converted {
+    let mut out = Converted { spans: Vec::new(), rejected: 0, error: String::new() };
+    let reject = |out: &mut Converted, why: String| {
+        out.rejected += 1;
+        if out.error.is_empty() {
+            out.error = why;
+        }
+    };
+    for rs in req.resource_spans {
+        let resource = rs.resource.map(|r| r.attributes).unwrap_or_default();
+        let service = resource
+            .iter()
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value.as_ref())
+            .map(text)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown_service".into());
+        let resource_attrs =
+            match attrs(&resource.into_iter().filter(|kv| kv.key != "service.name").collect::<Vec<_>>()) {
+                Ok(a) => a,
+                Err(e) => {
+                    let n: usize = rs.scope_spans.iter().map(|s| s.spans.len()).sum();
+                    for _ in 0..n {
+                        reject(&mut out, format!("resource: {e}"));
+                    }
+                    continue;
+                }
+            };
+        for ss in rs.scope_spans {
+            let scope = ss.scope.map(|s| (s.name, s.version));
+            for sp in ss.spans {
+                let trace_id = <[u8; 16]>::try_from(sp.trace_id.as_slice()).ok().filter(|b| *b != [0; 16]);
+                let span_id = <[u8; 8]>::try_from(sp.span_id.as_slice()).ok().filter(|b| *b != [0; 8]);
+                let (Some(trace_id), Some(span_id)) = (trace_id, span_id) else {
+                    reject(
+                        &mut out,
+                        "a span has an invalid trace_id (16 bytes, not all zero) or span_id (8 bytes, not all zero)"
+                            .into(),
+                    );
+                    continue;
+                };
+                let parent = match sp.parent_span_id.len() {
+                    0 => None,
+                    8 => <[u8; 8]>::try_from(sp.parent_span_id.as_slice()).ok().filter(|b| *b != [0; 8]).map(SpanId),
+                    _ => {
+                        reject(&mut out, "a span has a parent_span_id that is not 8 bytes".into());
+                        continue;
+                    }
+                };
+                if sp.end_time_unix_nano < sp.start_time_unix_nano {
+                    reject(&mut out, "a span ends before it starts".into());
+                    continue;
+                }
+                let mut attributes = match attrs(&sp.attributes) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        reject(&mut out, e);
+                        continue;
+                    }
+                };
+                attributes.extend(resource_attrs.iter().cloned());
+                if let Some((name, version)) = &scope
+                    && !name.is_empty()
+                {
+                    attributes.push(KeyValue::str("otel.scope.name", name.clone()));
+                    if !version.is_empty() {
+                        attributes.push(KeyValue::str("otel.scope.version", version.clone()));
+                    }
+                }
+                let mut events = Vec::with_capacity(sp.events.len());
+                let mut bad = None;
+                for e in &sp.events {
+                    match attrs(&e.attributes) {
+                        Ok(a) => {
+                            events.push(SpanEvent { unix_nanos: e.time_unix_nano, name: e.name.clone(), attributes: a })
+                        }
+                        Err(err) => bad = Some(err),
+                    }
+                }
+                if let Some(e) = bad {
+                    reject(&mut out, e);
+                    continue;
+                }
+                let status = sp.status.as_ref();
+                out.spans.push(Span {
+                    trace_id: TraceId(trace_id),
+                    span_id: SpanId(span_id),
+                    parent_span_id: parent,
+                    trace_state: sp.trace_state,
+                    service: service.clone(),
+                    name: sp.name,
+                    kind: match sp.kind {
+                        1 => SpanKind::Internal,
+                        2 => SpanKind::Server,
+                        3 => SpanKind::Client,
+                        4 => SpanKind::Producer,
+                        5 => SpanKind::Consumer,
+                        _ => SpanKind::Unspecified,
+                    },
+                    start_unix_nanos: sp.start_time_unix_nano,
+                    end_unix_nanos: sp.end_time_unix_nano,
+                    status: match status.map(|s| s.code) {
+                        Some(1) => SpanStatus::Ok,
+                        Some(2) => SpanStatus::Error,
+                        _ => SpanStatus::Unset,
+                    },
+                    status_message: status.map(|s| s.message.clone()).unwrap_or_default(),
+                    attributes,
+                    events,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn count_spans(req: &ExportTraceServiceRequest) -> usize {
+    req.resource_spans.iter().flat_map(|r| r.scope_spans.iter()).map(|s| s.spans.len()).sum()
+}
+
+/// The gRPC service.
+pub struct Grpc {
+    pub state: AppState,
+}
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut headers = HeaderMap::new();
+        if let Some(v) = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert(http::header::AUTHORIZATION, v);
+        }
+        match principal(&self.state, &headers) {
+            Ok(p) if p.role.allows(Role::Ingest) => {}
+            Ok(_) => return Err(tonic::Status::permission_denied("this token cannot ingest")),
+            Err(d) => return Err(tonic::Status::unauthenticated(d.message())),
+        }
+        let Some(traces) = &self.state.traces else {
+            return Err(tonic::Status::unavailable("trace ingest is not enabled on this node"));
+        };
+        let req = request.into_inner();
+        if count_spans(&req) > MAX_SPANS {
+            return Err(tonic::Status::invalid_argument(format!(
+                "more than {MAX_SPANS} spans in one request; send smaller batches"
+            )));
+        }
+        let c = convert(req);
+        write(traces, c.spans).await.map_err(|e| match e {
+            WriteError::Busy(b) => {
+                let mut s = tonic::Status::resource_exhausted(format!(
+                    "the trace pipeline is busy; retry in {}s",
+                    b.retry_after.as_secs().max(1)
+                ));
+                if let Ok(v) = b.retry_after.as_secs().max(1).to_string().parse() {
+                    s.metadata_mut().insert("retry-after", v);
+                }
+                s
+            }
+            WriteError::Failed(f) => tonic::Status::unavailable(f.0),
+        })?;
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: (c.rejected > 0)
+                .then_some(ExportTracePartialSuccess { rejected_spans: c.rejected, error_message: c.error }),
+        }))
+    }
+}
+
+async fn write(traces: &Traces, spans: Vec<Span>) -> Result<(), WriteError> {
+    if spans.is_empty() {
+        return Ok(());
+    }
+    traces.write(spans).await
+}
+
+/// The tonic service for OTLP/gRPC, with the message size limit.
+pub fn grpc_service(state: AppState) -> TraceServiceServer<Grpc> {
+    TraceServiceServer::new(Grpc { state })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+}
+
+/// `google.rpc.Status`, the body of OTLP/HTTP errors.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+fn http_error(json: bool, status: StatusCode, code: i32, message: String) -> Response {
+    let body = if json {
+        serde_json::json!({ "code": code, "message": message }).to_string().into_bytes()
+    } else {
+        RpcStatus { code, message }.encode_to_vec()
+    };
+    let ct = if json { "application/json" } else { "application/x-protobuf" };
+    (status, [(http::header::CONTENT_TYPE, ct)], body).into_response()
+}
+
+/// `POST /v1/traces`.
+pub async fn http_export(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let json = ct.starts_with("application/json");
+    if !json && !ct.starts_with("application/x-protobuf") {
+        return http_error(
+            true,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            3,
+            "send application/x-protobuf or application/json".into(),
+        );
+    }
+    match principal(&s, &headers) {
+        Ok(p) if p.role.allows(Role::Ingest) => {}
+        Ok(_) => return http_error(json, StatusCode::FORBIDDEN, 7, "this token cannot ingest".into()),
+        Err(d) => return http_error(json, StatusCode::UNAUTHORIZED, 16, d.message().into()),
+    }
+    let Some(traces) = &s.traces else {
+        return http_error(
+            json,
+            StatusCode::SERVICE_UNAVAILABLE,
+            14,
+            "trace ingest is not enabled on this node".into(),
+        );
+    };
+    let gzip = headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let raw: Vec<u8> = if gzip {
+        let mut out = Vec::new();
+        let mut d = flate2::read::GzDecoder::new(&body[..]).take(MAX_MESSAGE as u64 * 4 + 1);
+        if d.read_to_end(&mut out).is_err() {
+            return http_error(json, StatusCode::BAD_REQUEST, 3, "the body is not valid gzip".into());
+        }
+        if out.len() > MAX_MESSAGE * 4 {
+            return http_error(
+                json,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                8,
+                format!("the decompressed body exceeds {} bytes", MAX_MESSAGE * 4),
+            );
+        }
+        out
+    } else {
+        body.to_vec()
+    };
+    let req: ExportTraceServiceRequest = if json {
+        match serde_json::from_slice(&raw) {
+            Ok(r) => r,
+            Err(e) => return http_error(true, StatusCode::BAD_REQUEST, 3, format!("invalid OTLP/JSON: {e}")),
+        }
+    } else {
+        match ExportTraceServiceRequest::decode(raw.as_slice()) {
+            Ok(r) => r,
+            Err(e) => return http_error(false, StatusCode::BAD_REQUEST, 3, format!("invalid OTLP protobuf: {e}")),
+        }
+    };
+    if count_spans(&req) > MAX_SPANS {
+        return http_error(
+            json,
+            StatusCode::BAD_REQUEST,
+            3,
+            format!("more than {MAX_SPANS} spans in one request; send smaller batches"),
+        );
+    }
+    let c = convert(req);
+    match write(traces, c.spans).await {
+        Ok(()) => {
+            let resp = ExportTraceServiceResponse {
+                partial_success: (c.rejected > 0)
+                    .then_some(ExportTracePartialSuccess { rejected_spans: c.rejected, error_message: c.error }),
+            };
+            if json {
+                (
+                    StatusCode::OK,
+                    [(http::header::CONTENT_TYPE, "application/json")],
+                    serde_json::to_vec(&resp).unwrap_or_default(),
+                )
+                    .into_response()
+            } else {
+                (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/x-protobuf")], resp.encode_to_vec())
+                    .into_response()
+            }
+        }
+        Err(WriteError::Busy(b)) => {
+            let mut r =
+                http_error(json, StatusCode::TOO_MANY_REQUESTS, 8, "the trace pipeline is busy; retry later".into());
+            r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(b.retry_after.as_secs().max(1)));
+            r
+        }
+        Err(WriteError::Failed(f)) => {
+            let mut r = http_error(json, StatusCode::SERVICE_UNAVAILABLE, 14, f.0);
+            r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+    }
+}
+
+/// The OTLP/HTTP router (port 4318).
+pub fn http_router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/traces", axum::routing::post(http_export))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_MESSAGE))
+        .with_state(state)
+}
+
+/// Spans as an OTLP export request, grouped by service (for the standalone gateway's
+/// exporter).
+pub fn to_request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as PSpan, Status, span::Event};
+    let pv = |v: &AttrValue| AnyValue {
+        value: Some(match v {
+            AttrValue::Str(s) => any_value::Value::StringValue(s.clone()),
+            AttrValue::Int(i) => any_value::Value::IntValue(*i),
+            AttrValue::Float(f) => any_value::Value::DoubleValue(*f),
+            AttrValue::Bool(b) => any_value::Value::BoolValue(*b),
+        }),
+    };
+    let pkv = |kv: &KeyValue| PKeyValue { key: kv.key.clone(), value: Some(pv(&kv.value)), ..Default::default() };
+    let mut by_service: std::collections::BTreeMap<String, Vec<PSpan>> = std::collections::BTreeMap::new();
+    for s in spans {
+        let p = PSpan {
+            trace_id: s.trace_id.0.to_vec(),
+            span_id: s.span_id.0.to_vec(),
+            trace_state: s.trace_state.clone(),
+            parent_span_id: s.parent_span_id.map(|p| p.0.to_vec()).unwrap_or_default(),
+            flags: 0,
+            name: s.name.clone(),
+            kind: match s.kind {
+                SpanKind::Unspecified => 0,
+                SpanKind::Internal => 1,
+                SpanKind::Server => 2,
+                SpanKind::Client => 3,
+                SpanKind::Producer => 4,
+                SpanKind::Consumer => 5,
+            },
+            start_time_unix_nano: s.start_unix_nanos,
+            end_time_unix_nano: s.end_unix_nanos,
+            attributes: s.attributes.iter().map(pkv).collect(),
+            dropped_attributes_count: 0,
+            events: s
+                .events
+                .iter()
+                .map(|e| Event {
+                    time_unix_nano: e.unix_nanos,
+                    name: e.name.clone(),
+                    attributes: e.attributes.iter().map(pkv).collect(),
+                    dropped_attributes_count: 0,
+                })
+                .collect(),
+            dropped_events_count: 0,
+            links: Vec::new(),
+            dropped_links_count: 0,
+            status: Some(Status {
+                message: s.status_message.clone(),
+                code: match s.status {
+                    SpanStatus::Unset => 0,
+                    SpanStatus::Ok => 1,
+                    SpanStatus::Error => 2,
+                },
+            }),
+        };
+        by_service.entry(s.service).or_default().push(p);
+    }
+    ExportTraceServiceRequest {
+        resource_spans: by_service
+            .into_iter()
+            .map(|(service, spans)| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![PKeyValue {
+                        key: "service.name".into(),
+                        value: Some(AnyValue { value: Some(any_value::Value::StringValue(service)) }),
+                        ..Default::default()
+                    }],
+                    dropped_attributes_count: 0,
+                    entity_refs: Vec::new(),
+                }),
+                scope_spans: vec![ScopeSpans { scope: None, spans, schema_url: String::new() }],
+                schema_url: String::new(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,504 @@
+//! The native trace API under `/api/traces` and the Jaeger query API under `/jaeger/api`
+//! (the endpoints Grafana's Jaeger data source calls).
+//!
+//! Native:
+//! - `GET /api/traces/{id}`: every span of a trace.
+//! - `GET /api/traces?service=&operation=&tag=k=v&status=error&min_duration=&max_duration=&start=&end=&lookback=&limit=`:
+//!   trace summaries newest first; tags and durations combine freely.
+//! - `GET /api/traces/services`, `/api/traces/services/{service}/operations`.
+//! - `GET /api/traces/dependencies?start=&end=|lookback=`: the service graph with calls,
+//!   errors and latency percentiles.
+
+use crate::AppState;
+use crate::consul::go_duration;
+use crate::error::ApiError;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use signalbox_core::ids::TraceId;
+use signalbox_core::span::{AttrValue, Span, SpanKind, StatusCode};
+use signalbox_events::pipeline::Traces;
+use signalbox_events::query::Search;
+use std::time::Duration;
+
+pub fn reads() -> Router<AppState> {
+    Router::new()
+        .route("/api/traces", get(search))
+        .route("/api/traces/services", get(services))
+        .route("/api/traces/services/{service}/operations", get(operations))
+        .route("/api/traces/dependencies", get(dependencies))
+        .route("/api/traces/{id}", get(trace))
+        .route("/jaeger/api/services", get(jaeger_services))
+        .route("/jaeger/api/services/{service}/operations", get(jaeger_operations_v1))
+        .route("/jaeger/api/operations", get(jaeger_operations))
+        .route("/jaeger/api/traces", get(jaeger_search))
+        .route("/jaeger/api/traces/{id}", get(jaeger_trace))
+        .route("/jaeger/api/dependencies", get(jaeger_dependencies))
+}
+
+pub fn traces(s: &AppState) -> Result<&Traces, ApiError> {
+    s.traces.as_ref().ok_or_else(|| ApiError::not_found("the trace store is not enabled on this node"))
+}
+
+pub fn parse_trace_id(id: &str) -> Result<TraceId, ApiError> {
+    TraceId::from_hex(id.trim())
+        .ok_or_else(|| ApiError::field("trace_id", "must be 32 (or 16) hex digits, not all zero"))
+}
+
+pub fn kind_str(k: SpanKind) -> &'static str {
+    match k {
+        SpanKind::Unspecified => "unspecified",
+        SpanKind::Internal => "internal",
+        SpanKind::Server => "server",
+        SpanKind::Client => "client",
+        SpanKind::Producer => "producer",
+        SpanKind::Consumer => "consumer",
+    }
+}
+
+fn value_json(v: &AttrValue) -> Value {
+    match v {
+        AttrValue::Str(s) => Value::String(s.clone()),
+        AttrValue::Int(i) => json!(i),
+        AttrValue::Float(f) => json!(f),
+        AttrValue::Bool(b) => json!(b),
+    }
+}
+
+/// A span in the native JSON form.
+pub fn span_json(s: &Span) -> Value {
+    let attrs: Map<String, Value> = s.attributes.iter().map(|kv| (kv.key.clone(), value_json(&kv.value))).collect();
+    json!({
+        "trace_id": s.trace_id.to_hex(),
+        "span_id": s.span_id.to_hex(),
+        "parent_span_id": s.parent_span_id.map(|p| p.to_hex()),
+        "service": s.service,
+        "name": s.name,
+        "kind": kind_str(s.kind),
+        "start_unix_nanos": s.start_unix_nanos,
+        "end_unix_nanos": s.end_unix_nanos,
+        "duration_nanos": s.duration_nanos(),
+        "status": match s.status { StatusCode::Unset => "unset", StatusCode::Ok => "ok", StatusCode::Error => "error" },
+        "status_message": s.status_message,
+        "trace_state": s.trace_state,
+        "attributes": attrs,
+        "events": s.events.iter().map(|e| json!({
+            "unix_nanos": e.unix_nanos,
+            "name": e.name,
+            "attributes": e.attributes.iter().map(|kv| (kv.key.clone(), value_json(&kv.value))).collect::<Map<String, Value>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn trace(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let t = traces(&s)?;
+    let id = parse_trace_id(&id)?;
+    let spans = t.trace(&id);
+    if spans.is_empty() {
+        return Err(ApiError::not_found(format!("trace {id} not found")));
+    }
+    Ok(Json(json!({ "trace_id": id.to_hex(), "spans": spans.iter().map(span_json).collect::<Vec<_>>() })))
+}
+
+/// A time given as RFC 3339, or Unix seconds/milliseconds/microseconds/nanoseconds (told
+/// apart by magnitude).
+pub fn parse_time(field: &str, v: &str) -> Result<u64, ApiError> {
+    if let Ok(n) = v.parse::<u64>() {
+        return Ok(match n {
+            0..=99_999_999_999 => n * 1_000_000_000,
+            100_000_000_000..=99_999_999_999_999 => n * 1_000_000,
+            100_000_000_000_000..=99_999_999_999_999_999 => n * 1_000,
+            _ => n,
+        });
+    }
+    parse_rfc3339(v)
+        .ok_or_else(|| ApiError::field(field, "must be RFC 3339 (2026-01-02T03:04:05Z) or a Unix timestamp"))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff][Z|±HH:MM]` to Unix nanoseconds.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    let mut frac = 0u64;
+    if let Some(f) = rest.strip_prefix('.') {
+        let digits: String = f.chars().take_while(|c| c.is_ascii_digit()).collect();
+        rest = &f[digits.len()..];
+        let mut d9 = digits.clone();
+        d9.truncate(9);
+        while d9.len() < 9 {
+            d9.push('0');
+        }
+        frac = d9.parse().ok()?;
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset;
+    u64::try_from(secs).ok().map(|x| x * 1_000_000_000 + frac)
+}
+
+fn duration_param(field: &str, v: &str) -> Result<u64, ApiError> {
+    go_duration(v)
+        .or_else(|| signalbox_core::config::parse_duration(v).ok())
+        .map(|d| d.as_nanos() as u64)
+        .ok_or_else(|| ApiError::field(field, "must be a duration like 250ms or 1.5s"))
+}
+
+/// Resolves `start`/`end`/`lookback` (default: the last hour).
+fn window(start: Option<&str>, end: Option<&str>, lookback: Option<&str>) -> Result<(u64, u64), ApiError> {
+    let end = match end {
+        Some(e) if !e.is_empty() => parse_time("end", e)?,
+        _ => signalbox_core::time::unix_nanos(),
+    };
+    let start = match (start, lookback) {
+        (Some(s), _) if !s.is_empty() => parse_time("start", s)?,
+        (_, Some(l)) if !l.is_empty() => end.saturating_sub(duration_param("lookback", l)?),
+        _ => end.saturating_sub(3_600_000_000_000),
+    };
+    if start > end {
+        return Err(ApiError::field("start", "must not be after end"));
+    }
+    Ok((start, end))
+}
+
+/// Query pairs, keeping repeated keys.
+fn pairs(raw: Option<String>) -> Vec<(String, String)> {
+    raw.unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() && u8::from_str_radix(&s[i + 1..i + 3], 16).is_ok() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'%'));
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn limit_param(v: Option<&str>, default: usize) -> Result<usize, ApiError> {
+    match v {
+        None | Some("") => Ok(default),
+        Some(x) => x
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| ApiError::field("limit", "must be between 1 and 10000")),
+    }
+}
+
+async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let t = traces(&s)?;
+    let p = pairs(q);
+    let get = |k: &str| p.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str());
+    let (start, end) = window(get("start"), get("end"), get("lookback"))?;
+    let mut tags = Vec::new();
+    for (k, v) in p.iter().filter(|(k, _)| k == "tag") {
+        let (tk, tv) = v.split_once('=').ok_or_else(|| ApiError::field("tag", format!("`{v}` must be key=value")))?;
+        tags.push((tk.to_owned(), tv.to_owned()));
+        let _ = k;
+    }
+    let errors_only = match get("status") {
+        None | Some("") | Some("any") => false,
+        Some("error") => true,
+        Some(_) => return Err(ApiError::field("status", "must be error or any")),
+    };
+    let query = Search {
+        service: get("service").filter(|x| !x.is_empty()).map(str::to_owned),
+        operation: get("operation").filter(|x| !x.is_empty()).map(str::to_owned),
+        tags,
+        errors_only,
+        min_duration_nanos: get("min_duration")
+            .filter(|x| !x.is_empty())
+            .map(|v| duration_param("min_duration", v))
+            .transpose()?,
+        max_duration_nanos: get("max_duration")
+            .filter(|x| !x.is_empty())
+            .map(|v| duration_param("max_duration", v))
+            .transpose()?,
+        start_nanos: start,
+        end_nanos: end,
+        limit: limit_param(get("limit"), 20)?,
+    };
+    let (tt, q2) = (t.clone(), query.clone());
+    let found = tokio::task::spawn_blocking(move || tt.search(&q2))
+        .await
+        .map_err(|_| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "search failed"))?;
+    Ok(Json(json!({ "traces": found, "start_unix_nanos": start, "end_unix_nanos": end, "limit": query.limit })))
+}
+
+async fn services(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "services": traces(&s)?.services() })))
+}
+
+async fn operations(State(s): State<AppState>, Path(service): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "service": service, "operations": traces(&s)?.operations(&service) })))
+}
+
+#[derive(Deserialize, Default)]
+struct DepParams {
+    start: Option<String>,
+    end: Option<String>,
+    lookback: Option<String>,
+}
+
+async fn dependencies(State(s): State<AppState>, Query(p): Query<DepParams>) -> Result<Json<Value>, ApiError> {
+    let (start, end) = window(p.start.as_deref(), p.end.as_deref(), p.lookback.as_deref())?;
+    Ok(Json(json!({ "start_unix_nanos": start, "end_unix_nanos": end, "edges": traces(&s)?.dependencies(start, end) })))
+}
+
+// ---- Jaeger ----
+
+fn jaeger_ok(data: Value) -> Json<Value> {
+    let total = data.as_array().map(|a| a.len()).unwrap_or(0);
+    Json(json!({ "data": data, "total": total, "limit": 0, "offset": 0, "errors": null }))
+}
+
+async fn jaeger_services(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(jaeger_ok(json!(traces(&s)?.services())))
+}
+
+async fn jaeger_operations_v1(State(s): State<AppState>, Path(service): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(jaeger_ok(json!(traces(&s)?.operations(&service))))
+}
+
+#[derive(Deserialize, Default)]
+struct OpParams {
+    service: Option<String>,
+    #[serde(rename = "spanKind")]
+    span_kind: Option<String>,
+}
+
+async fn jaeger_operations(State(s): State<AppState>, Query(p): Query<OpParams>) -> Result<Json<Value>, ApiError> {
+    let service = p.service.ok_or_else(|| ApiError::field("service", "is required"))?;
+    let _ = p.span_kind;
+    let ops: Vec<Value> =
+        traces(&s)?.operations(&service).into_iter().map(|o| json!({ "name": o, "spanKind": "" })).collect();
+    Ok(jaeger_ok(Value::Array(ops)))
+}
+
+fn jaeger_tag(key: &str, v: &AttrValue) -> Value {
+    match v {
+        AttrValue::Str(s) => json!({ "key": key, "type": "string", "value": s }),
+        AttrValue::Int(i) => json!({ "key": key, "type": "int64", "value": i }),
+        AttrValue::Float(f) => json!({ "key": key, "type": "float64", "value": f }),
+        AttrValue::Bool(b) => json!({ "key": key, "type": "bool", "value": b }),
+    }
+}
+
+/// A trace in Jaeger's UI/query JSON model.
+pub fn jaeger_trace_json(spans: &[Span]) -> Value {
+    let mut processes = Map::new();
+    let mut pids: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for s in spans {
+        let pid = match pids.iter().position(|x| *x == s.service) {
+            Some(i) => format!("p{}", i + 1),
+            None => {
+                pids.push(s.service.clone());
+                let id = format!("p{}", pids.len());
+                processes.insert(id.clone(), json!({ "serviceName": s.service, "tags": [] }));
+                id
+            }
+        };
+        let mut tags: Vec<Value> = s.attributes.iter().map(|kv| jaeger_tag(&kv.key, &kv.value)).collect();
+        tags.push(json!({ "key": "span.kind", "type": "string", "value": kind_str(s.kind) }));
+        if s.status == StatusCode::Error {
+            tags.push(json!({ "key": "error", "type": "bool", "value": true }));
+            if !s.status_message.is_empty() {
+                tags.push(json!({ "key": "otel.status_description", "type": "string", "value": s.status_message }));
+            }
+        }
+        let logs: Vec<Value> = s
+            .events
+            .iter()
+            .map(|e| {
+                let mut fields = vec![json!({ "key": "event", "type": "string", "value": e.name })];
+                fields.extend(e.attributes.iter().map(|kv| jaeger_tag(&kv.key, &kv.value)));
+                json!({ "timestamp": e.unix_nanos / 1000, "fields": fields })
+            })
+            .collect();
+        let refs: Vec<Value> = s
+            .parent_span_id
+            .iter()
+            .map(|p| json!({ "refType": "CHILD_OF", "traceID": s.trace_id.to_hex(), "spanID": p.to_hex() }))
+            .collect();
+        out.push(json!({
+            "traceID": s.trace_id.to_hex(),
+            "spanID": s.span_id.to_hex(),
+            "operationName": s.name,
+            "references": refs,
+            "startTime": s.start_unix_nanos / 1000,
+            "duration": s.duration_nanos() / 1000,
+            "tags": tags,
+            "logs": logs,
+            "processID": pid,
+            "warnings": null,
+            "flags": 1,
+        }));
+    }
+    json!({ "traceID": spans.first().map(|s| s.trace_id.to_hex()).unwrap_or_default(), "spans": out, "processes": processes, "warnings": null })
+}
+
+async fn jaeger_trace(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let t = traces(&s)?;
+    let id = parse_trace_id(&id)?;
+    let spans = t.trace(&id);
+    if spans.is_empty() {
+        return Err(ApiError::not_found(format!("trace {id} not found")));
+    }
+    Ok(jaeger_ok(json!([jaeger_trace_json(&spans)])))
+}
+
+/// Jaeger's `tags` parameter: a JSON object, or logfmt `k=v k2="v 2"` as older clients send.
+fn jaeger_tags(v: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(Vec::new());
+    }
+    if v.starts_with('{') {
+        let m: Map<String, Value> =
+            serde_json::from_str(v).map_err(|_| ApiError::field("tags", "must be a JSON object of strings"))?;
+        return Ok(m
+            .into_iter()
+            .map(|(k, x)| (k, x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())))
+            .collect());
+    }
+    let mut out = Vec::new();
+    for part in v.split_whitespace() {
+        let (k, x) =
+            part.split_once('=').ok_or_else(|| ApiError::field("tags", format!("`{part}` must be key=value")))?;
+        out.push((k.to_owned(), x.trim_matches('"').to_owned()));
+    }
+    Ok(out)
+}
+
+async fn jaeger_search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let t = traces(&s)?;
+    let p = pairs(q);
+    let get = |k: &str| p.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+    // Jaeger takes microseconds for start/end and a duration for lookback.
+    let end = match get("end") {
+        Some(e) => {
+            e.parse::<u64>().map(|us| us * 1000).map_err(|_| ApiError::field("end", "must be Unix microseconds"))?
+        }
+        None => signalbox_core::time::unix_nanos(),
+    };
+    let start = match (get("start"), get("lookback")) {
+        (Some(st), _) => {
+            st.parse::<u64>().map(|us| us * 1000).map_err(|_| ApiError::field("start", "must be Unix microseconds"))?
+        }
+        (None, Some(l)) if l != "custom" => end.saturating_sub(duration_param("lookback", l)?),
+        _ => end.saturating_sub(3_600_000_000_000),
+    };
+    let mut tags = Vec::new();
+    for (_, v) in p.iter().filter(|(k, _)| k == "tags" || k == "tag") {
+        if v.contains(':') && !v.trim_start().starts_with('{') && !v.contains('=') {
+            let (k, x) = v.split_once(':').unwrap_or((v, ""));
+            tags.push((k.to_owned(), x.to_owned()));
+        } else {
+            tags.extend(jaeger_tags(v)?);
+        }
+    }
+    let errors_only = tags.iter().any(|(k, v)| k == "error" && v == "true");
+    tags.retain(|(k, v)| !(k == "error" && v == "true"));
+    let query = Search {
+        service: get("service").map(str::to_owned),
+        operation: get("operation").filter(|o| *o != "all").map(str::to_owned),
+        tags,
+        errors_only,
+        min_duration_nanos: get("minDuration").map(|v| duration_param("minDuration", v)).transpose()?,
+        max_duration_nanos: get("maxDuration").map(|v| duration_param("maxDuration", v)).transpose()?,
+        start_nanos: start,
+        end_nanos: end,
+        limit: limit_param(get("limit"), 20)?,
+    };
+    let tt = t.clone();
+    let data = tokio::task::spawn_blocking(move || {
+        tt.search(&query)
+            .iter()
+            .filter_map(|sum| TraceId::from_hex(&sum.trace_id))
+            .map(|id| jaeger_trace_json(&tt.trace(&id)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|_| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "search failed"))?;
+    Ok(jaeger_ok(Value::Array(data)))
+}
+
+#[derive(Deserialize, Default)]
+struct JaegerDeps {
+    #[serde(rename = "endTs")]
+    end_ts: Option<u64>,
+    lookback: Option<u64>,
+}
+
+async fn jaeger_dependencies(State(s): State<AppState>, Query(p): Query<JaegerDeps>) -> Result<Json<Value>, ApiError> {
+    let end = p.end_ts.map(|ms| ms * 1_000_000).unwrap_or_else(signalbox_core::time::unix_nanos);
+    let start = end
+        .saturating_sub(p.lookback.map(|ms| ms * 1_000_000).unwrap_or(Duration::from_secs(86_400).as_nanos() as u64));
+    let edges: Vec<Value> = traces(&s)?
+        .dependencies(start, end)
+        .iter()
+        .map(|e| json!({ "parent": e.caller, "child": e.callee, "callCount": e.calls }))
+        .collect();
+    Ok(jaeger_ok(Value::Array(edges)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_tags() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z"), Some(1_000_000_000));
+        assert_eq!(parse_rfc3339("2024-02-29T12:34:56.789Z"), Some(1_709_210_096_789_000_000));
+        assert_eq!(parse_rfc3339("2024-02-29T13:34:56.789+01:00"), Some(1_709_210_096_789_000_000));
+        assert_eq!(parse_time("start", "1709210096").unwrap(), 1_709_210_096_000_000_000);
+        assert_eq!(parse_time("start", "1709210096789").unwrap(), 1_709_210_096_789_000_000);
+        assert!(parse_time("start", "yesterday").is_err());
+        assert_eq!(jaeger_tags(r#"{"http.status_code":"500","error":"true"}"#).unwrap().len(), 2);
+        assert_eq!(jaeger_tags("a=1 b=\"x\"").unwrap(), vec![("a".into(), "1".into()), ("b".into(), "x".into())]);
+    }
+}

@@ -1,0 +1,389 @@
+//! Zipkin v2: span ingest (`POST /api/v2/spans`, JSON, optionally gzip; port 9411 and under
+//! `/zipkin` on the console port) and the query API (`/zipkin/api/v2/services`, `spans`,
+//! `remoteServices`, `traces`, `trace/{id}`, `dependencies`).
+//!
+//! Mapping: `localEndpoint.serviceName` is the service; `remoteEndpoint.serviceName` becomes
+//! the `peer.service` attribute; tags become attributes; a tag `error` marks the span failed
+//! with its value as the message; annotations become events; times are microseconds.
+
+use crate::AppState;
+use crate::auth::principal;
+use crate::error::ApiError;
+use crate::traces::{parse_trace_id, traces};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use signalbox_control::access::Role;
+use signalbox_core::ids::{SpanId, TraceId};
+use signalbox_core::span::{AttrValue, KeyValue, Span, SpanEvent, SpanKind, StatusCode as SpanStatus};
+use signalbox_events::pipeline::WriteError;
+use signalbox_events::query::Search;
+use std::collections::BTreeMap;
+use std::io::Read;
+
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ZEndpoint {
+    #[serde(default)]
+    service_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ZAnnotation {
+    timestamp: u64,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ZSpan {
+    trace_id: String,
+    id: String,
+    #[serde(default)]
+    parent_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    timestamp: Option<u64>,
+    #[serde(default)]
+    duration: Option<u64>,
+    #[serde(default)]
+    local_endpoint: Option<ZEndpoint>,
+    #[serde(default)]
+    remote_endpoint: Option<ZEndpoint>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: Vec<ZAnnotation>,
+}
+
+/// Ingest and query routes (the router is mounted at `/` on port 9411 and at `/zipkin`).
+pub fn ingest() -> Router<AppState> {
+    Router::new().route("/api/v2/spans", post(post_spans))
+}
+
+pub fn reads() -> Router<AppState> {
+    Router::new()
+        .route("/zipkin/api/v2/services", get(services))
+        .route("/zipkin/api/v2/spans", get(span_names))
+        .route("/zipkin/api/v2/remoteServices", get(remote_services))
+        .route("/zipkin/api/v2/traces", get(search))
+        .route("/zipkin/api/v2/trace/{id}", get(trace))
+        .route("/zipkin/api/v2/dependencies", get(dependencies))
+}
+
+fn convert(z: ZSpan) -> Result<Span, String> {
+    let trace_id =
+        TraceId::from_hex(&z.trace_id).ok_or_else(|| format!("traceId `{}` is not 16 or 32 hex digits", z.trace_id))?;
+    let span_id = SpanId::from_hex(&z.id).ok_or_else(|| format!("id `{}` is not 16 hex digits", z.id))?;
+    let parent = match z.parent_id.as_deref().filter(|p| !p.is_empty()) {
+        None => None,
+        Some(p) => Some(SpanId::from_hex(p).ok_or_else(|| format!("parentId `{p}` is not 16 hex digits"))?),
+    };
+    let start = z.timestamp.ok_or("timestamp (epoch microseconds) is required")? * 1000;
+    let duration = z.duration.unwrap_or(0) * 1000;
+    let mut attributes = Vec::with_capacity(z.tags.len() + 1);
+    let mut status = SpanStatus::Unset;
+    let mut message = String::new();
+    for (k, v) in z.tags {
+        if v.len() > crate::otlp::MAX_VALUE {
+            return Err(format!("tag `{k}` is {} bytes; the limit is {}", v.len(), crate::otlp::MAX_VALUE));
+        }
+        if k == "error" {
+            status = SpanStatus::Error;
+            message = v;
+            continue;
+        }
+        attributes.push(KeyValue { key: k, value: AttrValue::Str(v) });
+    }
+    if let Some(peer) = z.remote_endpoint.and_then(|e| e.service_name).filter(|s| !s.is_empty()) {
+        attributes.push(KeyValue::str("peer.service", peer));
+    }
+    Ok(Span {
+        trace_id,
+        span_id,
+        parent_span_id: parent,
+        trace_state: String::new(),
+        service: z
+            .local_endpoint
+            .and_then(|e| e.service_name)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown_service".into()),
+        name: z.name.unwrap_or_default(),
+        kind: match z.kind.as_deref() {
+            Some("SERVER") => SpanKind::Server,
+            Some("CLIENT") => SpanKind::Client,
+            Some("PRODUCER") => SpanKind::Producer,
+            Some("CONSUMER") => SpanKind::Consumer,
+            _ => SpanKind::Unspecified,
+        },
+        start_unix_nanos: start,
+        end_unix_nanos: start + duration,
+        status,
+        status_message: message,
+        attributes,
+        events: z
+            .annotations
+            .into_iter()
+            .map(|a| SpanEvent { unix_nanos: a.timestamp * 1000, name: a.value, attributes: Vec::new() })
+            .collect(),
+    })
+}
+
+async fn post_spans(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match principal(&s, &headers) {
+        Ok(p) if p.role.allows(Role::Ingest) => {}
+        Ok(_) => return ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token cannot ingest").into_response(),
+        Err(d) => return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", d.message()).into_response(),
+    }
+    let t = match traces(&s) {
+        Ok(t) => t.clone(),
+        Err(e) => return e.into_response(),
+    };
+    let gzip = headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let raw = if gzip {
+        let mut out = Vec::new();
+        if flate2::read::GzDecoder::new(&body[..]).take(MAX_BODY as u64 * 4).read_to_end(&mut out).is_err() {
+            return ApiError::bad_request("invalid_gzip", "the body is not valid gzip").into_response();
+        }
+        out
+    } else {
+        body.to_vec()
+    };
+    let list: Vec<ZSpan> = match crate::json::parse(&raw) {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    if list.len() > crate::otlp::MAX_SPANS {
+        return ApiError::bad_request(
+            "too_many_spans",
+            format!("more than {} spans in one request", crate::otlp::MAX_SPANS),
+        )
+        .into_response();
+    }
+    let mut spans = Vec::with_capacity(list.len());
+    for (i, z) in list.into_iter().enumerate() {
+        match convert(z) {
+            Ok(sp) => spans.push(sp),
+            // Zipkin has no partial success: refuse the request and say which span.
+            Err(m) => return ApiError::field(format!("[{i}]"), m).into_response(),
+        }
+    }
+    if spans.is_empty() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    match t.write(spans).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(WriteError::Busy(b)) => {
+            let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", "the trace pipeline is busy; retry later")
+                .into_response();
+            r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(b.retry_after.as_secs().max(1)));
+            r
+        }
+        Err(WriteError::Failed(f)) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "write_failed", f.0).into_response()
+        }
+    }
+}
+
+/// A span in Zipkin's v2 JSON model.
+pub fn zipkin_json(s: &Span) -> Value {
+    let mut tags = Map::new();
+    let mut remote = None;
+    for kv in &s.attributes {
+        let v = match &kv.value {
+            AttrValue::Str(x) => x.clone(),
+            AttrValue::Int(i) => i.to_string(),
+            AttrValue::Float(f) => f.to_string(),
+            AttrValue::Bool(b) => b.to_string(),
+        };
+        if kv.key == "peer.service" {
+            remote = Some(v.clone());
+        }
+        tags.insert(kv.key.clone(), Value::String(v));
+    }
+    if s.status == SpanStatus::Error {
+        tags.insert(
+            "error".into(),
+            Value::String(if s.status_message.is_empty() { "true".into() } else { s.status_message.clone() }),
+        );
+    }
+    let mut v = json!({
+        "traceId": s.trace_id.to_hex(),
+        "id": s.span_id.to_hex(),
+        "name": s.name,
+        "timestamp": s.start_unix_nanos / 1000,
+        "duration": (s.duration_nanos() / 1000).max(1),
+        "localEndpoint": { "serviceName": s.service },
+        "tags": tags,
+    });
+    if let Some(p) = s.parent_span_id {
+        v["parentId"] = json!(p.to_hex());
+    }
+    let kind = match s.kind {
+        SpanKind::Server => Some("SERVER"),
+        SpanKind::Client => Some("CLIENT"),
+        SpanKind::Producer => Some("PRODUCER"),
+        SpanKind::Consumer => Some("CONSUMER"),
+        _ => None,
+    };
+    if let Some(k) = kind {
+        v["kind"] = json!(k);
+    }
+    if let Some(r) = remote {
+        v["remoteEndpoint"] = json!({ "serviceName": r });
+    }
+    if !s.events.is_empty() {
+        v["annotations"] = Value::Array(
+            s.events.iter().map(|e| json!({ "timestamp": e.unix_nanos / 1000, "value": e.name })).collect(),
+        );
+    }
+    v
+}
+
+fn pairs(raw: Option<String>) -> BTreeMap<String, String> {
+    raw.unwrap_or_default()
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.to_owned(),
+                v.replace('+', " ")
+                    .replace("%20", " ")
+                    .replace("%3D", "=")
+                    .replace("%3d", "=")
+                    .replace("%2F", "/")
+                    .replace("%2f", "/")
+                    .replace("%2C", ",")
+                    .replace("%2c", ","),
+            )
+        })
+        .collect()
+}
+
+async fn services(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(traces(&s)?.services())))
+}
+
+async fn span_names(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let p = pairs(q);
+    let svc = p.get("serviceName").ok_or_else(|| ApiError::field("serviceName", "is required"))?;
+    Ok(Json(json!(traces(&s)?.operations(svc))))
+}
+
+async fn remote_services(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let p = pairs(q);
+    let svc = p.get("serviceName").ok_or_else(|| ApiError::field("serviceName", "is required"))?;
+    let end = signalbox_core::time::unix_nanos();
+    let mut peers: Vec<String> = traces(&s)?
+        .dependencies(end.saturating_sub(86_400_000_000_000), end)
+        .into_iter()
+        .filter(|e| e.caller == *svc)
+        .map(|e| e.callee)
+        .collect();
+    peers.sort();
+    peers.dedup();
+    Ok(Json(json!(peers)))
+}
+
+async fn trace(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_trace_id(&id)?;
+    let spans = traces(&s)?.trace(&id);
+    if spans.is_empty() {
+        return Err(ApiError::not_found(format!("trace {id} not found")));
+    }
+    Ok(Json(Value::Array(spans.iter().map(zipkin_json).collect())))
+}
+
+/// `annotationQuery`: `key=value` terms and bare keys joined by ` and `.
+fn annotation_query(q: &str) -> (Vec<(String, String)>, bool) {
+    let mut tags = Vec::new();
+    let mut error = false;
+    for term in q.split(" and ").map(str::trim).filter(|t| !t.is_empty()) {
+        match term.split_once('=') {
+            Some(("error", _)) => error = true,
+            Some((k, v)) => tags.push((k.to_owned(), v.to_owned())),
+            None if term == "error" => error = true,
+            None => {}
+        }
+    }
+    (tags, error)
+}
+
+async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let t = traces(&s)?.clone();
+    let p = pairs(q);
+    let num = |k: &str| -> Result<Option<u64>, ApiError> {
+        p.get(k)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.parse::<u64>().map_err(|_| ApiError::field(k, "must be a number")))
+            .transpose()
+    };
+    if let Some(ids) = p.get("traceIds") {
+        let mut out = Vec::new();
+        for id in ids.split(',').filter(|x| !x.is_empty()) {
+            let spans = t.trace(&parse_trace_id(id)?);
+            if !spans.is_empty() {
+                out.push(Value::Array(spans.iter().map(zipkin_json).collect()));
+            }
+        }
+        return Ok(Json(Value::Array(out)));
+    }
+    let end = num("endTs")?.map(|ms| ms * 1_000_000).unwrap_or_else(signalbox_core::time::unix_nanos);
+    let lookback = num("lookback")?.map(|ms| ms * 1_000_000).unwrap_or(86_400_000_000_000);
+    let (tags, errors_only) = annotation_query(p.get("annotationQuery").map(String::as_str).unwrap_or(""));
+    let limit = num("limit")?.unwrap_or(10) as usize;
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::field("limit", "must be between 1 and 10000"));
+    }
+    let query = Search {
+        service: p.get("serviceName").filter(|v| !v.is_empty()).cloned(),
+        operation: p.get("spanName").filter(|v| !v.is_empty() && *v != "all").cloned(),
+        tags,
+        errors_only,
+        min_duration_nanos: num("minDuration")?.map(|us| us * 1000),
+        max_duration_nanos: num("maxDuration")?.map(|us| us * 1000),
+        start_nanos: end.saturating_sub(lookback),
+        end_nanos: end,
+        limit,
+    };
+    let data = tokio::task::spawn_blocking(move || {
+        t.search(&query)
+            .iter()
+            .filter_map(|sum| TraceId::from_hex(&sum.trace_id))
+            .map(|id| Value::Array(t.trace(&id).iter().map(zipkin_json).collect()))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "search failed"))?;
+    Ok(Json(Value::Array(data)))
+}
+
+async fn dependencies(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let p = pairs(q);
+    let end = p
+        .get("endTs")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| ms * 1_000_000)
+        .unwrap_or_else(signalbox_core::time::unix_nanos);
+    let lookback =
+        p.get("lookback").and_then(|v| v.parse::<u64>().ok()).map(|ms| ms * 1_000_000).unwrap_or(86_400_000_000_000);
+    let edges: Vec<Value> = traces(&s)?
+        .dependencies(end.saturating_sub(lookback), end)
+        .iter()
+        .map(|e| json!({ "parent": e.caller, "child": e.callee, "callCount": e.calls, "errorCount": e.errors }))
+        .collect();
+    Ok(Json(Value::Array(edges)))
+}

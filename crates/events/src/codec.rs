@@ -1,0 +1,262 @@
+//! The binary form of a span, shared by the write-ahead log and the blocks: little-endian
+//! fixed-size ids and times, LEB128 varints for lengths and counts, UTF-8 strings.
+
+use signalbox_core::ids::{SpanId, TraceId};
+use signalbox_core::span::{AttrValue, KeyValue, Span, SpanEvent, SpanKind, StatusCode};
+
+/// A decoding failure: the bytes are not a span this version wrote.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt or truncated record")]
+pub struct Corrupt;
+
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A cursor over encoded bytes.
+pub struct Reader<'a> {
+    pub buf: &'a [u8],
+    pub pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+    pub fn done(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], Corrupt> {
+        let end = self.pos.checked_add(n).ok_or(Corrupt)?;
+        let b = self.buf.get(self.pos..end).ok_or(Corrupt)?;
+        self.pos = end;
+        Ok(b)
+    }
+    pub fn u8(&mut self) -> Result<u8, Corrupt> {
+        Ok(self.bytes(1)?[0])
+    }
+    pub fn u64(&mut self) -> Result<u64, Corrupt> {
+        let b = self.bytes(8)?;
+        Ok(u64::from_le_bytes(b.try_into().map_err(|_| Corrupt)?))
+    }
+    pub fn varint(&mut self) -> Result<u64, Corrupt> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= ((b & 0x7f) as u64) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(Corrupt)
+    }
+    pub fn length(&mut self) -> Result<usize, Corrupt> {
+        let n = self.varint()? as usize;
+        // A length can never exceed what is left: refuse before allocating.
+        if n > self.buf.len().saturating_sub(self.pos) { Err(Corrupt) } else { Ok(n) }
+    }
+    pub fn str(&mut self) -> Result<String, Corrupt> {
+        let n = self.length()?;
+        String::from_utf8(self.bytes(n)?.to_vec()).map_err(|_| Corrupt)
+    }
+}
+
+pub fn kind_code(k: SpanKind) -> u8 {
+    match k {
+        SpanKind::Unspecified => 0,
+        SpanKind::Internal => 1,
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
+        SpanKind::Producer => 4,
+        SpanKind::Consumer => 5,
+    }
+}
+
+pub fn kind_of(c: u8) -> SpanKind {
+    match c {
+        1 => SpanKind::Internal,
+        2 => SpanKind::Server,
+        3 => SpanKind::Client,
+        4 => SpanKind::Producer,
+        5 => SpanKind::Consumer,
+        _ => SpanKind::Unspecified,
+    }
+}
+
+pub fn status_code(s: StatusCode) -> u8 {
+    match s {
+        StatusCode::Unset => 0,
+        StatusCode::Ok => 1,
+        StatusCode::Error => 2,
+    }
+}
+
+pub fn status_of(c: u8) -> StatusCode {
+    match c {
+        1 => StatusCode::Ok,
+        2 => StatusCode::Error,
+        _ => StatusCode::Unset,
+    }
+}
+
+pub fn put_value(out: &mut Vec<u8>, v: &AttrValue) {
+    match v {
+        AttrValue::Str(s) => {
+            out.push(0);
+            put_str(out, s);
+        }
+        AttrValue::Int(i) => {
+            out.push(1);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        AttrValue::Float(f) => {
+            out.push(2);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        AttrValue::Bool(b) => out.push(if *b { 4 } else { 3 }),
+    }
+}
+
+pub fn get_value(r: &mut Reader) -> Result<AttrValue, Corrupt> {
+    Ok(match r.u8()? {
+        0 => AttrValue::Str(r.str()?),
+        1 => AttrValue::Int(r.u64()? as i64),
+        2 => AttrValue::Float(f64::from_bits(r.u64()?)),
+        3 => AttrValue::Bool(false),
+        4 => AttrValue::Bool(true),
+        _ => return Err(Corrupt),
+    })
+}
+
+pub fn put_attrs(out: &mut Vec<u8>, attrs: &[KeyValue]) {
+    put_varint(out, attrs.len() as u64);
+    for kv in attrs {
+        put_str(out, &kv.key);
+        put_value(out, &kv.value);
+    }
+}
+
+pub fn get_attrs(r: &mut Reader) -> Result<Vec<KeyValue>, Corrupt> {
+    let n = r.length()?;
+    let mut v = Vec::with_capacity(n.min(256));
+    for _ in 0..n {
+        v.push(KeyValue { key: r.str()?, value: get_value(r)? });
+    }
+    Ok(v)
+}
+
+pub fn put_events(out: &mut Vec<u8>, events: &[SpanEvent]) {
+    put_varint(out, events.len() as u64);
+    for e in events {
+        out.extend_from_slice(&e.unix_nanos.to_le_bytes());
+        put_str(out, &e.name);
+        put_attrs(out, &e.attributes);
+    }
+}
+
+pub fn get_events(r: &mut Reader) -> Result<Vec<SpanEvent>, Corrupt> {
+    let n = r.length()?;
+    let mut v = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        v.push(SpanEvent { unix_nanos: r.u64()?, name: r.str()?, attributes: get_attrs(r)? });
+    }
+    Ok(v)
+}
+
+/// Appends one span.
+pub fn put_span(out: &mut Vec<u8>, s: &Span) {
+    out.extend_from_slice(&s.trace_id.0);
+    out.extend_from_slice(&s.span_id.0);
+    out.extend_from_slice(&s.parent_span_id.map(|p| p.0).unwrap_or([0; 8]));
+    out.extend_from_slice(&s.start_unix_nanos.to_le_bytes());
+    out.extend_from_slice(&s.end_unix_nanos.to_le_bytes());
+    out.push(kind_code(s.kind));
+    out.push(status_code(s.status));
+    put_str(out, &s.service);
+    put_str(out, &s.name);
+    put_str(out, &s.status_message);
+    put_str(out, &s.trace_state);
+    put_attrs(out, &s.attributes);
+    put_events(out, &s.events);
+}
+
+/// Reads one span.
+pub fn get_span(r: &mut Reader) -> Result<Span, Corrupt> {
+    let trace_id = TraceId(r.bytes(16)?.try_into().map_err(|_| Corrupt)?);
+    let span_id = SpanId(r.bytes(8)?.try_into().map_err(|_| Corrupt)?);
+    let parent: [u8; 8] = r.bytes(8)?.try_into().map_err(|_| Corrupt)?;
+    let start = r.u64()?;
+    let end = r.u64()?;
+    let kind = kind_of(r.u8()?);
+    let status = status_of(r.u8()?);
+    Ok(Span {
+        trace_id,
+        span_id,
+        parent_span_id: (parent != [0; 8]).then_some(SpanId(parent)),
+        start_unix_nanos: start,
+        end_unix_nanos: end,
+        kind,
+        status,
+        service: r.str()?,
+        name: r.str()?,
+        status_message: r.str()?,
+        trace_state: r.str()?,
+        attributes: get_attrs(r)?,
+        events: get_events(r)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn sample() -> Span {
+        Span {
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+            parent_span_id: Some(SpanId::random()),
+            trace_state: "k=v".into(),
+            service: "orders".into(),
+            name: "GET /orders".into(),
+            kind: SpanKind::Server,
+            start_unix_nanos: 1_700_000_000_000_000_000,
+            end_unix_nanos: 1_700_000_000_250_000_000,
+            status: StatusCode::Error,
+            status_message: "boom".into(),
+            attributes: vec![
+                KeyValue::str("http.route", "/orders"),
+                KeyValue::int("http.status_code", 500),
+                KeyValue { key: "f".into(), value: AttrValue::Float(1.5) },
+                KeyValue { key: "b".into(), value: AttrValue::Bool(true) },
+            ],
+            events: vec![SpanEvent {
+                unix_nanos: 5,
+                name: "exception".into(),
+                attributes: vec![KeyValue::str("exception.message", "x")],
+            }],
+        }
+    }
+
+    #[test]
+    fn spans_round_trip_and_garbage_is_refused() {
+        let s = sample();
+        let mut buf = Vec::new();
+        put_span(&mut buf, &s);
+        assert_eq!(get_span(&mut Reader::new(&buf)).unwrap(), s);
+        for cut in [0, 10, 40, buf.len() - 1] {
+            assert!(get_span(&mut Reader::new(&buf[..cut])).is_err(), "truncated at {cut}");
+        }
+        let mut huge = vec![0u8; 50];
+        huge.extend_from_slice(&[0xff; 10]);
+        assert!(get_span(&mut Reader::new(&huge)).is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! Trace queries over the store: a trace by id, and a search by service, operation,
+//! attributes, status and duration in a time range, returning trace summaries newest first.
+//!
+//! Blocks are skipped by their time and duration ranges, their service list and their bloom
+//! filters before anything is decompressed. A search visits candidate blocks newest first
+//! and stops once no remaining block can hold a trace newer than the ones already found, so
+//! asking for the latest 20 matches of a common query reads a few blocks, not all of them.
+//! Filters are applied before the limit: a limit never hides a match.
+
+use crate::block::{self, Block, value_text};
+use crate::store::SpanStore;
+use serde::Serialize;
+use signalbox_core::ids::TraceId;
+use signalbox_core::span::{Span, StatusCode};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// A search. A trace matches when one of its spans satisfies every given condition (the
+/// semantics of Jaeger's search, without its restriction against combining tags and
+/// durations).
+#[derive(Clone, Debug, Default)]
+pub struct Search {
+    pub service: Option<String>,
+    pub operation: Option<String>,
+    /// Attribute `key = value` (values compared as text).
+    pub tags: Vec<(String, String)>,
+    pub errors_only: bool,
+    pub min_duration_nanos: Option<u64>,
+    pub max_duration_nanos: Option<u64>,
+    pub start_nanos: u64,
+    pub end_nanos: u64,
+    pub limit: usize,
+}
+
+impl Search {
+    fn matches(&self, s: &Span) -> bool {
+        let d = s.duration_nanos();
+        s.start_unix_nanos >= self.start_nanos
+            && s.start_unix_nanos <= self.end_nanos
+            && self.service.as_ref().is_none_or(|x| *x == s.service)
+            && self.operation.as_ref().is_none_or(|x| *x == s.name)
+            && (!self.errors_only || s.status == StatusCode::Error)
+            && self.min_duration_nanos.is_none_or(|m| d >= m)
+            && self.max_duration_nanos.is_none_or(|m| d <= m)
+            && self
+                .tags
+                .iter()
+                .all(|(k, v)| s.attributes.iter().any(|kv| kv.key == *k && value_text(&kv.value).as_deref() == Some(v)))
+    }
+
+    /// Whether a block can hold a matching span, from its header alone.
+    fn block_may_match(&self, b: &Block) -> bool {
+        let m = &b.meta;
+        if m.max_start < self.start_nanos || m.min_start > self.end_nanos {
+            return false;
+        }
+        if self.min_duration_nanos.is_some_and(|d| m.max_duration < d)
+            || self.max_duration_nanos.is_some_and(|d| m.min_duration > d)
+        {
+            return false;
+        }
+        if self.errors_only && m.errors == 0 {
+            return false;
+        }
+        if let Some(s) = &self.service {
+            if !m.services.iter().any(|x| x == s) || !b.tokens.may_contain(&block::token_service(s)) {
+                return false;
+            }
+            if let Some(o) = &self.operation
+                && !b.tokens.may_contain(&block::token_operation(s, o))
+            {
+                return false;
+            }
+        }
+        self.tags.iter().all(|(k, v)| b.tokens.may_contain(&block::token_attr(k, v)))
+    }
+}
+
+/// A trace in search results.
+#[derive(Clone, Debug, Serialize)]
+pub struct TraceSummary {
+    pub trace_id: String,
+    pub root_service: String,
+    pub root_operation: String,
+    pub start_unix_nanos: u64,
+    pub duration_nanos: u64,
+    pub span_count: usize,
+    pub services: Vec<String>,
+    pub error: bool,
+}
+
+/// Summarises a trace's spans.
+pub fn summarize(spans: &[Span]) -> Option<TraceSummary> {
+    let first = spans.first()?;
+    let ids: std::collections::HashSet<_> = spans.iter().map(|s| s.span_id).collect();
+    let root = spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_none_or(|p| !ids.contains(&p)))
+        .min_by_key(|s| (s.parent_span_id.is_some(), s.start_unix_nanos))
+        .unwrap_or(first);
+    let start = spans.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
+    let end = spans.iter().map(|s| s.end_unix_nanos).max().unwrap_or(start);
+    let services: BTreeSet<String> = spans.iter().map(|s| s.service.clone()).collect();
+    Some(TraceSummary {
+        trace_id: first.trace_id.to_hex(),
+        root_service: root.service.clone(),
+        root_operation: root.name.clone(),
+        start_unix_nanos: start,
+        duration_nanos: end - start,
+        span_count: spans.len(),
+        services: services.into_iter().collect(),
+        error: spans.iter().any(|s| s.status == StatusCode::Error),
+    })
+}
+
+/// Every span of a trace (in memory and in blocks), ordered by start.
+pub fn trace(store: &SpanStore, id: &TraceId) -> Vec<Span> {
+    let mut spans = store.memory_trace(id);
+    for b in store.blocks(0, u64::MAX) {
+        if !b.traces.may_contain(&id.0) {
+            continue;
+        }
+        let Ok(l) = b.load() else {
+            tracing::error!(path = %b.path.display(), "unreadable block");
+            continue;
+        };
+        let Ok(ids) = l.trace_ids() else { continue };
+        let rows: Vec<usize> = ids.iter().enumerate().filter(|(_, t)| *t == id).map(|(i, _)| i).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        if let Ok(found) = l.spans(&rows) {
+            spans.extend(found);
+        }
+    }
+    // A span can be both in a block being written and just sealed: keep one copy.
+    spans.sort_by(|a, b| a.start_unix_nanos.cmp(&b.start_unix_nanos).then(a.span_id.cmp(&b.span_id)));
+    spans.dedup_by(|a, b| a.span_id == b.span_id);
+    spans
+}
+
+/// Matching spans of one block: (trace id, span start).
+fn block_matches(b: &Arc<Block>, q: &Search) -> Vec<(TraceId, u64)> {
+    let Ok(l) = b.load() else { return Vec::new() };
+    let res = (|| -> Result<Vec<(TraceId, u64)>, crate::codec::Corrupt> {
+        let ids = l.trace_ids()?;
+        let starts = l.starts()?;
+        let services = if q.service.is_some() { Some(l.services()?) } else { None };
+        let names = if q.operation.is_some() { Some(l.names()?) } else { None };
+        let durations =
+            if q.min_duration_nanos.is_some() || q.max_duration_nanos.is_some() { Some(l.durations()?) } else { None };
+        let flags = if q.errors_only { Some(l.flags()?) } else { None };
+        let attrs = if q.tags.is_empty() { None } else { Some(l.attributes()?) };
+        let mut out = Vec::new();
+        for i in 0..l.n {
+            let s = starts[i];
+            if s < q.start_nanos || s > q.end_nanos {
+                continue;
+            }
+            if let (Some(v), Some(w)) = (&services, &q.service)
+                && v[i] != *w
+            {
+                continue;
+            }
+            if let (Some(v), Some(w)) = (&names, &q.operation)
+                && v[i] != *w
+            {
+                continue;
+            }
+            if let Some(d) = &durations
+                && (q.min_duration_nanos.is_some_and(|m| d[i] < m) || q.max_duration_nanos.is_some_and(|m| d[i] > m))
+            {
+                continue;
+            }
+            if let Some(f) = &flags
+                && f[i] >> 4 != 2
+            {
+                continue;
+            }
+            if let Some(a) = &attrs
+                && !q
+                    .tags
+                    .iter()
+                    .all(|(k, v)| a[i].iter().any(|kv| kv.key == *k && value_text(&kv.value).as_deref() == Some(v)))
+            {
+                continue;
+            }
+            out.push((ids[i], s));
+        }
+        Ok(out)
+    })();
+    res.unwrap_or_default()
+}
+
+/// Trace summaries matching `q`, newest first, at most `q.limit`.
+pub fn search(store: &SpanStore, q: &Search) -> Vec<TraceSummary> {
+    let limit = q.limit.max(1);
+    // trace id -> newest matching span start
+    let mut found: HashMap<TraceId, u64> = HashMap::new();
+    for s in store.memory_spans(|s| q.matches(s)) {
+        let e = found.entry(s.trace_id).or_insert(0);
+        *e = (*e).max(s.start_unix_nanos);
+    }
+    for b in store.blocks(q.start_nanos, q.end_nanos) {
+        if !q.block_may_match(&b) {
+            continue;
+        }
+        // Stop once no span in this block (or any older one) can beat the limit-th newest
+        // match found so far.
+        if found.len() >= limit {
+            let mut starts: Vec<u64> = found.values().copied().collect();
+            starts.sort_unstable_by(|a, b| b.cmp(a));
+            if b.meta.max_start < starts[limit - 1] {
+                break;
+            }
+        }
+        for (id, start) in block_matches(&b, q) {
+            let e = found.entry(id).or_insert(0);
+            *e = (*e).max(start);
+        }
+    }
+    let mut ranked: Vec<(TraceId, u64)> = found.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut out: Vec<TraceSummary> =
+        ranked.into_iter().take(limit).filter_map(|(id, _)| summarize(&trace(store, &id))).collect();
+    out.sort_by_key(|s| std::cmp::Reverse(s.start_unix_nanos));
+    out
+}

@@ -1,0 +1,372 @@
+//! The span store: an in-memory head that takes new spans, sealed into blocks
+//! ([`crate::block`]) when it holds enough spans or is old enough, grouped into hourly
+//! partitions (`p-<hour>/b-<seq>.blk`). Retention deletes whole partitions, by age and by
+//! total size. Sealing settles the spans' write-ahead-log segments, which can then go.
+//!
+//! Queries read the head, the blocks being sealed, and the sealed blocks; see
+//! [`crate::query`].
+
+use crate::block::{self, Block};
+use crate::wal::Ledger;
+use signalbox_core::ids::{SpanId, TraceId};
+use signalbox_core::span::Span;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+const HOUR_NANOS: u64 = 3_600 * 1_000_000_000;
+
+/// Store settings.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub dir: PathBuf,
+    /// Seal the head into a block at this many spans...
+    pub block_spans: usize,
+    /// ...or when its oldest span has waited this long.
+    pub seal_after: Duration,
+    /// Delete partitions older than this.
+    pub retention_age: Duration,
+    /// Delete the oldest partitions while all blocks take more than this.
+    pub retention_bytes: u64,
+}
+
+/// The in-memory head.
+#[derive(Default)]
+pub struct Head {
+    pub spans: Vec<Span>,
+    pub by_trace: HashMap<TraceId, Vec<u32>>,
+    /// Spans per write-ahead-log segment, settled when sealed.
+    segs: HashMap<u64, u64>,
+    opened: Option<Instant>,
+}
+
+/// Spans being written into blocks: still answered from memory until the blocks are in.
+pub struct Sealing {
+    pub spans: Vec<Span>,
+}
+
+pub(crate) struct State {
+    pub partitions: BTreeMap<u64, Vec<Arc<Block>>>,
+    pub head: Head,
+    pub sealing: Vec<Arc<Sealing>>,
+}
+
+/// The store.
+pub struct SpanStore {
+    pub cfg: StoreConfig,
+    pub(crate) state: RwLock<State>,
+    ledger: Arc<Ledger>,
+    seq: AtomicU64,
+    pub stats: Stats,
+}
+
+/// Counters for the node's metrics.
+#[derive(Default)]
+pub struct Stats {
+    pub spans_stored: AtomicU64,
+    pub blocks_written: AtomicU64,
+    pub raw_bytes: AtomicU64,
+    pub file_bytes: AtomicU64,
+    pub partitions_dropped: AtomicU64,
+}
+
+fn hour_of(nanos: u64) -> u64 {
+    nanos / HOUR_NANOS * HOUR_NANOS
+}
+
+impl SpanStore {
+    /// Opens the store in `cfg.dir`, reading every block's header.
+    pub fn open(cfg: StoreConfig, ledger: Arc<Ledger>) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&cfg.dir)?;
+        let mut partitions: BTreeMap<u64, Vec<Arc<Block>>> = BTreeMap::new();
+        let mut max_seq = 0;
+        for e in std::fs::read_dir(&cfg.dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(hour) = name.strip_prefix("p-").and_then(|h| h.parse::<u64>().ok()) else { continue };
+            let mut blocks = Vec::new();
+            for b in std::fs::read_dir(e.path())? {
+                let b = b?;
+                let bname = b.file_name().to_string_lossy().into_owned();
+                if bname.ends_with(".tmp") {
+                    // A block whose write was cut short; its spans are still in the WAL.
+                    let _ = std::fs::remove_file(b.path());
+                    continue;
+                }
+                let Some(seq) =
+                    bname.strip_prefix("b-").and_then(|n| n.strip_suffix(".blk")).and_then(|n| n.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                match block::open(&b.path()) {
+                    Ok(block) => {
+                        max_seq = max_seq.max(seq);
+                        blocks.push(Arc::new(block));
+                    }
+                    Err(_) => tracing::error!(path = %b.path().display(), "unreadable block skipped"),
+                }
+            }
+            blocks.sort_by_key(|b| b.meta.min_start);
+            partitions.insert(hour, blocks);
+        }
+        let stats = Stats::default();
+        for b in partitions.values().flatten() {
+            stats.spans_stored.fetch_add(b.meta.spans as u64, Ordering::Relaxed);
+            stats.raw_bytes.fetch_add(b.meta.raw_bytes, Ordering::Relaxed);
+            stats.file_bytes.fetch_add(b.meta.file_bytes, Ordering::Relaxed);
+        }
+        Ok(SpanStore {
+            cfg,
+            state: RwLock::new(State { partitions, head: Head::default(), sealing: Vec::new() }),
+            ledger,
+            seq: AtomicU64::new(max_seq + 1),
+            stats,
+        })
+    }
+
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds spans from write-ahead-log segment `seg`. Returns whether the head should be
+    /// sealed now.
+    pub fn insert(&self, seg: u64, spans: Vec<Span>) -> bool {
+        if spans.is_empty() {
+            return false;
+        }
+        let mut st = self.write();
+        let head = &mut st.head;
+        head.opened.get_or_insert_with(Instant::now);
+        *head.segs.entry(seg).or_insert(0) += spans.len() as u64;
+        for s in spans {
+            let i = head.spans.len() as u32;
+            head.by_trace.entry(s.trace_id).or_default().push(i);
+            head.spans.push(s);
+        }
+        head.spans.len() >= self.cfg.block_spans
+    }
+
+    /// Whether the head is due for sealing by age.
+    pub fn due(&self) -> bool {
+        let st = self.read();
+        st.head.opened.is_some_and(|t| t.elapsed() >= self.cfg.seal_after) && !st.head.spans.is_empty()
+    }
+
+    /// Seals the head into blocks (one per hour of span start). Blocking: call it off the
+    /// async runtime.
+    pub fn seal(&self) -> std::io::Result<()> {
+        let (sealing, segs) = {
+            let mut st = self.write();
+            let head = std::mem::take(&mut st.head);
+            if head.spans.is_empty() {
+                return Ok(());
+            }
+            let s = Arc::new(Sealing { spans: head.spans });
+            st.sealing.push(s.clone());
+            (s, head.segs)
+        };
+        let mut by_hour: BTreeMap<u64, Vec<Span>> = BTreeMap::new();
+        for s in &sealing.spans {
+            by_hour.entry(hour_of(s.start_unix_nanos)).or_default().push(s.clone());
+        }
+        let mut written = Vec::new();
+        let result = (|| -> std::io::Result<()> {
+            for (hour, spans) in by_hour {
+                let dir = self.cfg.dir.join(format!("p-{hour}"));
+                std::fs::create_dir_all(&dir)?;
+                let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+                let b = block::write(&dir.join(format!("b-{seq:010}.blk")), spans)?;
+                written.push((hour, Arc::new(b)));
+            }
+            Ok(())
+        })();
+        let mut st = self.write();
+        st.sealing.retain(|x| !Arc::ptr_eq(x, &sealing));
+        match result {
+            Ok(()) => {
+                for (hour, b) in written {
+                    self.stats.spans_stored.fetch_add(b.meta.spans as u64, Ordering::Relaxed);
+                    self.stats.blocks_written.fetch_add(1, Ordering::Relaxed);
+                    self.stats.raw_bytes.fetch_add(b.meta.raw_bytes, Ordering::Relaxed);
+                    self.stats.file_bytes.fetch_add(b.meta.file_bytes, Ordering::Relaxed);
+                    st.partitions.entry(hour).or_default().push(b);
+                }
+                drop(st);
+                for (seg, n) in segs {
+                    self.ledger.settle(seg, n);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Put the spans back so they are neither lost nor settled; the next seal
+                // tries again.
+                for b in &written {
+                    let _ = std::fs::remove_file(&b.1.path);
+                }
+                let spans = Arc::try_unwrap(sealing).map(|s| s.spans).unwrap_or_else(|s| s.spans.clone());
+                let head = &mut st.head;
+                for s in spans {
+                    let i = head.spans.len() as u32;
+                    head.by_trace.entry(s.trace_id).or_default().push(i);
+                    head.spans.push(s);
+                }
+                for (seg, n) in segs {
+                    *head.segs.entry(seg).or_insert(0) += n;
+                }
+                head.opened.get_or_insert_with(Instant::now);
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes partitions past the retention age, then the oldest while over the size limit.
+    pub fn enforce_retention(&self, now_nanos: u64) {
+        let cutoff = now_nanos.saturating_sub(self.cfg.retention_age.as_nanos() as u64);
+        let victims: Vec<(u64, Vec<Arc<Block>>)> = {
+            let mut st = self.write();
+            let mut out = Vec::new();
+            let old: Vec<u64> = st.partitions.keys().copied().filter(|h| h + HOUR_NANOS <= cutoff).collect();
+            for h in old {
+                if let Some(b) = st.partitions.remove(&h) {
+                    out.push((h, b));
+                }
+            }
+            let mut total: u64 = st.partitions.values().flatten().map(|b| b.meta.file_bytes).sum();
+            while total > self.cfg.retention_bytes && st.partitions.len() > 1 {
+                let Some((&h, _)) = st.partitions.iter().next() else { break };
+                if let Some(b) = st.partitions.remove(&h) {
+                    total -= b.iter().map(|x| x.meta.file_bytes).sum::<u64>();
+                    out.push((h, b));
+                }
+            }
+            out
+        };
+        for (h, blocks) in victims {
+            for b in &blocks {
+                self.stats.spans_stored.fetch_sub(b.meta.spans as u64, Ordering::Relaxed);
+                self.stats.raw_bytes.fetch_sub(b.meta.raw_bytes, Ordering::Relaxed);
+                self.stats.file_bytes.fetch_sub(b.meta.file_bytes, Ordering::Relaxed);
+            }
+            self.stats.partitions_dropped.fetch_add(1, Ordering::Relaxed);
+            let _ = std::fs::remove_dir_all(self.cfg.dir.join(format!("p-{h}")));
+            tracing::info!(partition = h, "trace partition removed by retention");
+        }
+    }
+
+    /// Blocks overlapping `[start, end]` (nanoseconds), newest first.
+    pub fn blocks(&self, start: u64, end: u64) -> Vec<Arc<Block>> {
+        let st = self.read();
+        let mut v: Vec<Arc<Block>> = st
+            .partitions
+            .range(hour_of(start)..=end)
+            .flat_map(|(_, b)| b.iter())
+            .filter(|b| b.meta.max_start >= start && b.meta.min_start <= end)
+            .cloned()
+            .collect();
+        v.sort_by_key(|b| std::cmp::Reverse(b.meta.max_start));
+        v
+    }
+
+    /// Spans in memory (head and sealing) matching `f`.
+    pub fn memory_spans(&self, mut f: impl FnMut(&Span) -> bool) -> Vec<Span> {
+        let st = self.read();
+        let mut out = Vec::new();
+        for s in st.head.spans.iter().chain(st.sealing.iter().flat_map(|x| x.spans.iter())) {
+            if f(s) {
+                out.push(s.clone());
+            }
+        }
+        out
+    }
+
+    /// The in-memory spans of one trace.
+    pub fn memory_trace(&self, id: &TraceId) -> Vec<Span> {
+        let st = self.read();
+        let mut out: Vec<Span> =
+            st.head.by_trace.get(id).into_iter().flatten().map(|i| st.head.spans[*i as usize].clone()).collect();
+        for s in &st.sealing {
+            out.extend(s.spans.iter().filter(|x| x.trace_id == *id).cloned());
+        }
+        out
+    }
+
+    /// Services and operations of everything stored.
+    pub fn catalog(&self) -> BTreeMap<String, HashSet<String>> {
+        let st = self.read();
+        let mut m: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+        for b in st.partitions.values().flatten() {
+            for (s, o) in &b.meta.operations {
+                m.entry(s.clone()).or_default().insert(o.clone());
+            }
+        }
+        for s in st.head.spans.iter().chain(st.sealing.iter().flat_map(|x| x.spans.iter())) {
+            m.entry(s.service.clone()).or_default().insert(s.name.clone());
+        }
+        m
+    }
+
+    /// Number of spans in memory.
+    pub fn head_len(&self) -> usize {
+        let st = self.read();
+        st.head.spans.len() + st.sealing.iter().map(|s| s.spans.len()).sum::<usize>()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.cfg.dir
+    }
+}
+
+/// During recovery: answers "is this span already in a sealed block?" so replaying the
+/// write-ahead log does not store a span twice.
+pub struct Dedup<'a> {
+    store: &'a SpanStore,
+    loaded: HashMap<PathBuf, HashSet<(TraceId, SpanId)>>,
+}
+
+impl<'a> Dedup<'a> {
+    pub fn new(store: &'a SpanStore) -> Self {
+        Dedup { store, loaded: HashMap::new() }
+    }
+
+    pub fn stored(&mut self, s: &Span) -> bool {
+        let candidates: Vec<Arc<Block>> = {
+            let st = self.store.read();
+            st.partitions
+                .get(&hour_of(s.start_unix_nanos))
+                .into_iter()
+                .flatten()
+                .filter(|b| {
+                    b.meta.min_start <= s.start_unix_nanos
+                        && s.start_unix_nanos <= b.meta.max_start
+                        && b.traces.may_contain(&s.trace_id.0)
+                })
+                .cloned()
+                .collect()
+        };
+        for b in candidates {
+            let ids = self.loaded.entry(b.path.clone()).or_insert_with(|| {
+                let mut set = HashSet::new();
+                if let Ok(l) = b.load()
+                    && let (Ok(t), Ok(sp)) = (l.trace_ids(), l.column(block::col::SPAN))
+                {
+                    for (i, tid) in t.iter().enumerate() {
+                        if let Some(bytes) = sp.get(i * 8..i * 8 + 8) {
+                            set.insert((*tid, SpanId(bytes.try_into().unwrap_or([0; 8]))));
+                        }
+                    }
+                }
+                set
+            });
+            if ids.contains(&(s.trace_id, s.span_id)) {
+                return true;
+            }
+        }
+        false
+    }
+}

@@ -36,6 +36,13 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Read traces from a running node.
+    Traces {
+        #[command(flatten)]
+        node: NodeOpts,
+        #[command(subcommand)]
+        action: TracesAction,
+    },
     /// List services, or one service's instances with their health.
     Services {
         #[command(flatten)]
@@ -54,6 +61,34 @@ pub struct NodeOpts {
     /// An access token (when the node has access control).
     #[arg(long, env = "SIGNALBOX_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TracesAction {
+    /// Print a trace as an indented tree with durations.
+    Get { id: String },
+    /// Find traces; prints one line per trace, newest first.
+    Search {
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        operation: Option<String>,
+        /// Attribute condition `key=value` (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Only traces with a failed span.
+        #[arg(long)]
+        errors: bool,
+        #[arg(long)]
+        min_duration: Option<String>,
+        #[arg(long)]
+        max_duration: Option<String>,
+        /// How far back to look (default 1h).
+        #[arg(long, default_value = "1h")]
+        lookback: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]

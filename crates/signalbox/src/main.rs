@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         }
         cli::Command::Config { node, action } => remote::config(node, action),
         cli::Command::Services { node, name } => remote::services(node, name),
+        cli::Command::Traces { node, action } => remote::traces(node, action),
     }
 }
 

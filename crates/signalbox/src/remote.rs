@@ -1,7 +1,7 @@
 //! Commands that talk to a running node over its API: `signalbox config ...` and
 //! `signalbox services`.
 
-use crate::cli::{ConfigAction, NodeOpts};
+use crate::cli::{ConfigAction, NodeOpts, TracesAction};
 use serde_json::Value;
 use signalbox_client::Client;
 use std::io::Read;
@@ -121,6 +121,99 @@ pub fn services(node: NodeOpts, name: Option<String>) -> ExitCode {
                         format!("{}:{}", i["address"].as_str().unwrap_or(""), i["port"]),
                         i["status"].as_str().unwrap_or(""),
                         checks.join(", ")
+                    );
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+fn ms(nanos: u64) -> String {
+    let ms = nanos as f64 / 1e6;
+    if ms >= 1000.0 { format!("{:.2}s", ms / 1000.0) } else { format!("{ms:.2}ms") }
+}
+
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub fn traces(node: NodeOpts, action: TracesAction) -> ExitCode {
+    crate::block_on(async move {
+        let c = client(&node);
+        match action {
+            TracesAction::Get { id } => {
+                let v = c.request(http::Method::GET, &format!("/api/traces/{id}"), None).await?;
+                let spans = v["spans"].as_array().cloned().unwrap_or_default();
+                let ids: std::collections::HashSet<&str> = spans.iter().filter_map(|s| s["span_id"].as_str()).collect();
+                let start = spans.iter().filter_map(|s| s["start_unix_nanos"].as_u64()).min().unwrap_or(0);
+                let mut children: std::collections::HashMap<&str, Vec<&Value>> = std::collections::HashMap::new();
+                let mut roots = Vec::new();
+                for s in &spans {
+                    match s["parent_span_id"].as_str().filter(|p| ids.contains(p)) {
+                        Some(p) => children.entry(p).or_default().push(s),
+                        None => roots.push(s),
+                    }
+                }
+                fn print(s: &Value, depth: usize, start: u64, children: &std::collections::HashMap<&str, Vec<&Value>>) {
+                    let offset = s["start_unix_nanos"].as_u64().unwrap_or(0).saturating_sub(start);
+                    let err = if s["status"] == "error" { "  ERROR" } else { "" };
+                    println!(
+                        "{}{} {}  {} (+{}){err}",
+                        "  ".repeat(depth),
+                        s["service"].as_str().unwrap_or(""),
+                        s["name"].as_str().unwrap_or(""),
+                        ms(s["duration_nanos"].as_u64().unwrap_or(0)),
+                        ms(offset)
+                    );
+                    let mut kids = children.get(s["span_id"].as_str().unwrap_or("")).cloned().unwrap_or_default();
+                    kids.sort_by_key(|k| k["start_unix_nanos"].as_u64());
+                    for k in kids {
+                        print(k, depth + 1, start, children);
+                    }
+                }
+                println!("trace {}  {} spans", v["trace_id"].as_str().unwrap_or(""), spans.len());
+                for r in roots {
+                    print(r, 0, start, &children);
+                }
+            }
+            TracesAction::Search { service, operation, tags, errors, min_duration, max_duration, lookback, limit } => {
+                let mut q = format!("/api/traces?lookback={}&limit={limit}", encode(&lookback));
+                for (k, v) in [
+                    ("service", service),
+                    ("operation", operation),
+                    ("min_duration", min_duration),
+                    ("max_duration", max_duration),
+                ] {
+                    if let Some(v) = v {
+                        q.push_str(&format!("&{k}={}", encode(&v)));
+                    }
+                }
+                for t in tags {
+                    q.push_str(&format!("&tag={}", encode(&t)));
+                }
+                if errors {
+                    q.push_str("&status=error");
+                }
+                let v = c.request(http::Method::GET, &q, None).await?;
+                for t in v["traces"].as_array().into_iter().flatten() {
+                    let when = signalbox_core::time::rfc3339_millis(t["start_unix_nanos"].as_u64().unwrap_or(0));
+                    let err = if t["error"] == true { " ERROR" } else { "" };
+                    println!(
+                        "{}  {when}  {:>10}  {:>4} spans  {} {}{err}",
+                        t["trace_id"].as_str().unwrap_or(""),
+                        ms(t["duration_nanos"].as_u64().unwrap_or(0)),
+                        t["span_count"],
+                        t["root_service"].as_str().unwrap_or(""),
+                        t["root_operation"].as_str().unwrap_or("")
                     );
                 }
             }

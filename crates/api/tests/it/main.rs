@@ -7,6 +7,7 @@ mod client;
 mod config;
 mod consul;
 mod registry;
+mod traces;
 
 use signalbox_api::{AppState, router};
 use signalbox_control::ControlPlane;
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub struct Node {
     pub addr: SocketAddr,
     pub consul_addr: SocketAddr,
+    pub otlp_addr: SocketAddr,
     pub control: Arc<ControlPlane>,
     pub http: Http,
     pub dir: tempfile::TempDir,
@@ -71,9 +73,48 @@ impl Node {
         gateway: Option<Arc<dyn signalbox_core::views::GatewayView>>,
         dir: tempfile::TempDir,
     ) -> Node {
+        Self::serve_with(control, gateway, dir, None).await
+    }
+
+    /// A node with a trace store (sampling as given) in its temp dir.
+    pub async fn with_traces(
+        sampler: signalbox_events::sampler::SamplerConfig,
+        queue_batches: usize,
+    ) -> (Node, signalbox_events::pipeline::Traces, Registry) {
+        let dir = tempfile::tempdir().unwrap();
+        let control = Arc::new(ControlPlane::open(dir.path(), Default::default()).unwrap());
+        let registry = Registry::new();
+        let cfg = signalbox_events::pipeline::TracesConfig {
+            dir: dir.path().join("traces"),
+            queue_batches,
+            store: signalbox_events::store::StoreConfig {
+                dir: dir.path().join("traces/blocks"),
+                block_spans: 500,
+                seal_after: Duration::from_millis(500),
+                retention_age: Duration::from_secs(86_400),
+                retention_bytes: u64::MAX,
+            },
+            sampler,
+            graph_retention: Duration::from_secs(86_400),
+        };
+        let traces = signalbox_events::pipeline::Traces::start(cfg, &registry).unwrap();
+        let n = Self::serve_with(control, None, dir, Some((traces.clone(), registry.clone()))).await;
+        (n, traces, registry)
+    }
+
+    async fn serve_with(
+        control: Arc<ControlPlane>,
+        gateway: Option<Arc<dyn signalbox_core::views::GatewayView>>,
+        dir: tempfile::TempDir,
+        trace_store: Option<(signalbox_events::pipeline::Traces, Registry)>,
+    ) -> Node {
+        let (trace_store, metrics) = match trace_store {
+            Some((t, r)) => (Some(t), r),
+            None => (None, Registry::new()),
+        };
         let state = AppState {
             control: control.clone(),
-            metrics: Registry::new(),
+            metrics,
             gateway,
             ready: Arc::new(AtomicBool::new(true)),
             node_name: "test-node".into(),
@@ -81,7 +122,7 @@ impl Node {
             config_checks: None,
             secure_cookies: false,
             views: Default::default(),
-            traces: None,
+            traces: trace_store,
         };
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
@@ -91,11 +132,17 @@ impl Node {
         });
         let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let consul_addr = l2.local_addr().unwrap();
-        let capp = signalbox_api::consul_router(state);
+        let capp = signalbox_api::consul_router(state.clone());
+        let l3 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let otlp_addr = l3.local_addr().unwrap();
+        let oapp = signalbox_api::otlp::http_router(state);
+        let t3 = tokio::spawn(async move {
+            let _ = axum::serve(l3, oapp).await;
+        });
         let t2 = tokio::spawn(async move {
             let _ = axum::serve(l2, capp).await;
         });
-        Node { addr, consul_addr, control, http: Http::new(), dir, _tasks: vec![t1, t2] }
+        Node { addr, consul_addr, otlp_addr, control, http: Http::new(), dir, _tasks: vec![t1, t2, t3] }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -9,6 +9,8 @@ import { icon } from './js/icons.js';
 import overview from './js/pages/overview.js';
 import services from './js/pages/services.js';
 import config from './js/pages/config.js';
+import traces from './js/pages/traces.js';
+import trace from './js/pages/trace.js';
 import { placeholder, notFound } from './js/pages/placeholder.js';
 
 /** Navigation entries. `later`: a page that arrives with a later release. */
@@ -17,7 +19,7 @@ const NAV = [
   { id: 'services', label: 'Services', path: '/services' },
   { id: 'config', label: 'Configuration', path: '/config' },
   { heading: 'Observability' },
-  { id: 'traces', label: 'Traces', path: '/traces', later: true },
+  { id: 'traces', label: 'Traces', path: '/traces' },
   { id: 'logs', label: 'Logs', path: '/logs', later: true },
   // `/metrics` itself is the node's Prometheus endpoint.
   { id: 'metrics', label: 'Metrics', path: '/metrics-explorer', later: true },
@@ -25,7 +27,6 @@ const NAV = [
 ];
 
 const PLACEHOLDERS = {
-  traces: placeholder('Traces', 'Search traces by service, route, status and latency, and follow a request across services.'),
   logs: placeholder('Logs', 'Search the logs your services and the gateway emit, joined to traces by trace id.'),
   metrics: placeholder('Metrics', 'Query and chart RED metrics per route, service and endpoint.'),
   alerts: placeholder('Alerts', 'Define alert rules on metrics and see what is firing.'),
@@ -51,6 +52,10 @@ function match(url) {
     if (rest.length >= 3) {
       return { nav: 'config', page: config, params: { app: rest[0], profile: rest[1], key: rest.slice(2).join('/') } };
     }
+  }
+  if (first === 'traces') {
+    if (rest.length === 0) return { nav: 'traces', page: traces, params: { search: url.search } };
+    if (rest.length === 1) return { nav: 'traces', page: trace, params: { id: rest[0], span: url.searchParams.get('span') } };
   }
   const item = NAV.find((n) => n.later && n.path === url.pathname);
   if (item) return { nav: item.id, page: PLACEHOLDERS[item.id], params: {} };

@@ -4,7 +4,9 @@
 // loopback ports with a temp data dir and an access token, drives Debian's Chromium through
 // playwright-core, and checks: login, live registry updates over SSE (no reload), config
 // create / edit / history / side-by-side diff / rollback / conflict, overview counts,
-// placeholders, deep links, logout. Screenshots land in ./screenshots/.
+// traces (search form, scatter plot, result list, waterfall with critical path, collapsing,
+// span details, deep links, unknown ids; seeded as Zipkin JSON), placeholders, deep links,
+// logout. Screenshots land in ./screenshots/.
 //
 //   SIGNALBOX_BIN=/path/to/signalbox node console.test.mjs
 
@@ -163,6 +165,62 @@ async function waitCount(page, selector, n) {
   }
 }
 
+
+/**
+ * Four traces as Zipkin v2 JSON, relative to `nowMs`:
+ * - slow: checkout across frontend, orders, inventory, payments (11 spans, 6 levels, 420 ms,
+ *   user.tier=gold), the payments server span failed ("card declined");
+ * - fast: the same shape at a quarter of the time (105 ms, gold), no error;
+ * - cart: GET /cart -> cart, both failed (timeout);
+ * - health: one 2 ms span.
+ * The slow trace's critical path runs root -> POST orders -> POST /orders -> {publish, charge
+ * -> POST /charge -> fraud check, reserve -> POST /reserve -> SELECT stock}; INSERT payments
+ * overlaps fraud check and is not on it.
+ */
+function seedTraces(nowMs) {
+  const id32 = () => randomBytes(16).toString('hex');
+  const ids = { slow: id32(), fast: id32(), cart: id32(), health: id32() };
+  const spans = [];
+  const sp = (traceId, id, parentId, service, name, kind, startMs, durMs, tags = {}, extra = {}) =>
+    spans.push({
+      traceId,
+      id,
+      ...(parentId ? { parentId } : {}),
+      name,
+      kind,
+      timestamp: Math.round((nowMs + startMs) * 1000),
+      duration: Math.round(durMs * 1000),
+      localEndpoint: { serviceName: service },
+      tags,
+      ...extra,
+    });
+  const checkout = (t, p, at, k, fail) => {
+    const x = (ms) => at + ms * k;
+    sp(t, `${p}01`, null, 'frontend', 'GET /checkout', 'SERVER', x(0), 420 * k, { 'http.method': 'GET', 'http.route': '/checkout', 'http.status_code': '200', 'user.tier': 'gold' }, {
+      annotations: [
+        { timestamp: Math.round((nowMs + x(1)) * 1000), value: 'request.received' },
+        { timestamp: Math.round((nowMs + x(418)) * 1000), value: 'response.sent' },
+      ],
+    });
+    sp(t, `${p}02`, `${p}01`, 'frontend', 'POST orders', 'CLIENT', x(10), 390 * k, { 'http.method': 'POST' }, { remoteEndpoint: { serviceName: 'orders' } });
+    sp(t, `${p}03`, `${p}02`, 'orders', 'POST /orders', 'SERVER', x(15), 380 * k, { 'http.route': '/orders' });
+    sp(t, `${p}04`, `${p}03`, 'orders', 'reserve', 'CLIENT', x(20), 100 * k, {}, { remoteEndpoint: { serviceName: 'inventory' } });
+    sp(t, `${p}05`, `${p}04`, 'inventory', 'POST /reserve', 'SERVER', x(25), 90 * k, { 'db.system': 'postgresql' });
+    sp(t, `${p}06`, `${p}05`, 'inventory', 'SELECT stock', 'CLIENT', x(30), 40 * k, { 'db.statement': 'SELECT * FROM stock WHERE sku = $1' });
+    sp(t, `${p}07`, `${p}03`, 'orders', 'charge', 'CLIENT', x(130), 240 * k, {}, { remoteEndpoint: { serviceName: 'payments' } });
+    sp(t, `${p}08`, `${p}07`, 'payments', 'POST /charge', 'SERVER', x(135), 230 * k, fail ? { error: 'card declined', 'payment.provider': 'acme' } : { 'payment.provider': 'acme' });
+    sp(t, `${p}09`, `${p}08`, 'payments', 'INSERT payments', 'CLIENT', x(140), 60 * k, { 'db.system': 'postgresql' });
+    sp(t, `${p}0a`, `${p}08`, 'payments', 'fraud check', 'CLIENT', x(150), 200 * k);
+    sp(t, `${p}0b`, `${p}03`, 'orders', 'publish order.created', 'PRODUCER', x(375), 2 * k);
+  };
+  checkout(ids.slow, '10000000000000', -9000, 1, true);
+  checkout(ids.fast, '20000000000000', -7000, 0.25, false);
+  sp(ids.cart, '3000000000000001', null, 'frontend', 'GET /cart', 'SERVER', -5000, 30, { 'http.route': '/cart', 'http.status_code': '504', 'user.tier': 'free', error: 'upstream timeout' });
+  sp(ids.cart, '3000000000000002', '3000000000000001', 'cart', 'load cart', 'SERVER', -4998, 26, { error: 'timeout' });
+  sp(ids.health, '4000000000000001', null, 'frontend', 'GET /health', 'SERVER', -3000, 2, { 'http.route': '/health' });
+  return { ids, spans };
+}
+
 // Main ---------------------------------------------------------------------------------
 
 async function run() {
@@ -175,7 +233,7 @@ async function run() {
   const configFile = path.join(tmp, 'signalbox.toml');
   fs.writeFileSync(
     configFile,
-    `[access]\ntokens = [{ id = "ops", role = "admin", sha256 = "${sha}" }]\n\n[gateway.telemetry]\naccess_log = "off"\n`,
+    `[access]\ntokens = [{ id = "ops", role = "admin", sha256 = "${sha}" }]\n\n[gateway.telemetry]\naccess_log = "off"\n\n[traces.sampling]\ndecision_wait = "1s"\n`,
   );
   const [gwPort, consolePort, consulPort, instA, instB, otlpGrpc, otlpHttp, zipkinPort] = await distinctPorts(8);
   const base = `http://127.0.0.1:${consolePort}`;
@@ -234,6 +292,21 @@ async function run() {
     await waitText(page, '[data-testid=session-role]', 'admin');
     await waitVisible(page, '[data-testid=nav-services]');
     await waitText(page, '[data-testid=overview-services]', '0');
+  });
+
+
+  // Traces are seeded early: the node stores a trace once it has been quiet for a moment.
+  let traceIds;
+  await step('traces: seed four traces as Zipkin JSON', async () => {
+    const { ids, spans } = seedTraces(Date.now());
+    traceIds = ids;
+    const r = await fetch(`${base}/zipkin/api/v2/spans`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${secret}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(spans),
+      signal: AbortSignal.timeout(5000),
+    });
+    assertEq(r.status, 202, `zipkin ingest status (${await r.text()})`);
   });
 
   let idA;
@@ -385,8 +458,148 @@ async function run() {
     await shot(page, '02-overview.png');
   });
 
-  await step('placeholders: Traces, Logs, Metrics, Alerts are real nav entries', async () => {
-    for (const id of ['traces', 'logs', 'metrics', 'alerts']) {
+
+  await step('traces: the seeded traces become searchable', async () => {
+    const deadline = Date.now() + 15_000;
+    let last = null;
+    while (Date.now() < deadline) {
+      const r = await apiCall('GET', '/api/traces?service=frontend&lookback=1h&limit=50');
+      last = r.body;
+      const got = new Map((r.body?.traces || []).map((t) => [t.trace_id, t.span_count]));
+      if (got.get(traceIds.slow) === 11 && got.get(traceIds.fast) === 11 && got.get(traceIds.cart) === 2 && got.get(traceIds.health) === 1) return;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    throw new AssertionError(`traces not searchable after 15 s: ${JSON.stringify(last)}`);
+  });
+
+  const point = '[data-testid=scatter-point]';
+  const result = '[data-testid=trace-result]';
+  await step('traces: search by service from the form; scatter plot and list show every trace', async () => {
+    await page.click('[data-testid=nav-traces]');
+    await page.waitForURL(base + '/traces');
+    await waitVisible(page, '[data-testid=traces-idle]');
+    await page.selectOption('[data-testid=traces-service]', 'frontend');
+    await page.click('[data-testid=traces-search]');
+    await page.waitForURL((u) => u.pathname === '/traces' && u.searchParams.get('service') === 'frontend');
+    await waitCount(page, point, 4);
+    await waitCount(page, `${point}[data-error=true]`, 2);
+    await waitCount(page, result, 4);
+    const order = await page.$$eval(result, (els) => els.map((e) => e.dataset.traceId));
+    assertEq(order.join(','), [traceIds.health, traceIds.cart, traceIds.fast, traceIds.slow].join(','), 'newest first');
+    await waitContains(page, `${result}[data-trace-id="${traceIds.slow}"] [data-testid=trace-result-title]`, 'frontend: GET /checkout');
+    await waitText(page, `${result}[data-trace-id="${traceIds.slow}"] [data-testid=trace-result-spans]`, '11 spans');
+    await waitText(page, `${result}[data-trace-id="${traceIds.slow}"] [data-testid=trace-result-duration]`, '420ms');
+    assertEq(await page.getAttribute(`${result}[data-trace-id="${traceIds.cart}"]`, 'data-error'), 'true', 'cart trace marked failed');
+    // Per-service span counts arrive from the traces themselves.
+    await waitText(page, `${result}[data-trace-id="${traceIds.slow}"] [data-service=payments] .svc-count`, '3');
+    await waitText(page, `${result}[data-trace-id="${traceIds.slow}"] [data-service=orders] .svc-count`, '4');
+    await shot(page, '09-traces-search.png');
+  });
+
+  await step('traces: a tag and a min duration together narrow it to the slow checkout', async () => {
+    await page.fill('[data-testid=traces-tags]', 'user.tier=gold');
+    await page.fill('[data-testid=traces-min-duration]', '200ms');
+    await page.click('[data-testid=traces-search]');
+    await page.waitForURL((u) => u.searchParams.get('minDuration') === '200ms' && u.searchParams.get('tag') === 'user.tier=gold');
+    await waitCount(page, point, 1);
+    await waitCount(page, result, 1);
+    assertEq(await page.getAttribute(point, 'data-trace-id'), traceIds.slow, 'the one point');
+    // A bad duration is refused in the form, naming the field.
+    await page.fill('[data-testid=traces-max-duration]', 'soon');
+    await page.click('[data-testid=traces-search]');
+    await waitContains(page, '[data-testid=traces-maxDuration-error]', 'duration');
+    await page.fill('[data-testid=traces-max-duration]', '');
+  });
+
+  const row = (sid) => `[data-testid=span-row][data-span-id="${sid}"]`;
+  const visibleRows = () => page.$$eval('[data-testid=span-row]', (els) => els.filter((e) => !e.hidden).length);
+  await step('traces: a scatter point opens the waterfall with the critical path and the error span', async () => {
+    await page.click(point);
+    await page.waitForURL(`${base}/traces/${traceIds.slow}`);
+    await waitCount(page, '[data-testid=span-row]', 11);
+    await waitText(page, '[data-testid=trace-title]', 'frontend: GET /checkout');
+    await waitText(page, '[data-testid=trace-spans]', '11');
+    await waitText(page, '[data-testid=trace-depth]', '6');
+    await waitText(page, '[data-testid=trace-services]', '4');
+    await waitText(page, '[data-testid=trace-duration]', '420ms');
+    // Tree order and indentation.
+    const shape = await page.$$eval('[data-testid=span-row]', (els) => els.map((e) => `${e.dataset.depth}:${e.querySelector('.wf-op').textContent}`));
+    assertEq(shape.slice(0, 6).join('|'), '0:GET /checkout|1:POST orders|2:POST /orders|3:reserve|4:POST /reserve|5:SELECT stock', 'tree order');
+    // The critical path.
+    const critical = await page.$$eval('[data-testid=span-row][data-critical=true]', (els) => els.map((e) => e.querySelector('.wf-op').textContent).sort());
+    assertEq(critical.join('|'), ['GET /checkout', 'POST orders', 'POST /orders', 'reserve', 'POST /reserve', 'SELECT stock', 'charge', 'POST /charge', 'fraud check', 'publish order.created'].sort().join('|'), 'spans on the critical path');
+    assertEq(await page.getAttribute(row('1000000000000009'), 'data-critical'), 'false', 'INSERT payments off the critical path');
+    assert((await page.locator('[data-testid=critical-segment]').count()) >= 10, 'critical path segments drawn on the bars');
+    // The failed span.
+    assertEq(await page.getAttribute(row('1000000000000008'), 'data-error'), 'true', 'POST /charge marked failed');
+    await waitCount(page, '[data-testid=span-row] [data-testid=span-error]', 1);
+    await shot(page, '10-trace-waterfall.png');
+  });
+
+  await step('traces: subtrees collapse and expand, one by one and all at once', async () => {
+    await page.click(`${row('1000000000000003')} [data-testid=span-toggle]`);
+    assertEq(await visibleRows(), 3, 'rows with POST /orders collapsed');
+    assertEq(await page.getAttribute(row('1000000000000003'), 'aria-expanded'), 'false', 'aria-expanded');
+    await page.click(`${row('1000000000000003')} [data-testid=span-toggle]`);
+    assertEq(await visibleRows(), 11, 'rows expanded again');
+    await page.click('[data-testid=collapse-all]');
+    assertEq(await visibleRows(), 1, 'rows after collapse all');
+    await page.click('[data-testid=expand-all]');
+    assertEq(await visibleRows(), 11, 'rows after expand all');
+  });
+
+  await step('traces: clicking a span shows its details, attributes and events, and deep-links it', async () => {
+    await page.click(`${row('1000000000000008')} .wf-op`);
+    await page.waitForURL(`${base}/traces/${traceIds.slow}?span=1000000000000008`);
+    await waitVisible(page, '[data-testid=span-detail][data-span-id="1000000000000008"]');
+    await waitText(page, '[data-testid=span-detail] [data-testid=span-status-message]', 'card declined');
+    await waitText(page, '[data-testid=span-detail] [data-testid=span-attr][data-key="payment.provider"] [data-testid=span-attr-value]', 'acme');
+    await page.click(`${row('1000000000000001')} .wf-op`);
+    await page.waitForURL(`${base}/traces/${traceIds.slow}?span=1000000000000001`);
+    await waitText(page, '[data-testid=span-detail] [data-testid=span-attr][data-key="user.tier"] [data-testid=span-attr-value]', 'gold');
+    await waitText(page, '[data-testid=span-detail] [data-testid=span-attr][data-key="http.route"] [data-testid=span-attr-value]', '/checkout');
+    await waitCount(page, '[data-testid=span-detail] [data-testid=span-event]', 2);
+    await waitText(page, '[data-testid=span-detail] [data-testid=span-event-name]', 'request.received');
+    await shot(page, '11-trace-span-detail.png');
+    // Enter on a focused row closes the panel again.
+    await page.focus(row('1000000000000001'));
+    await page.keyboard.press('Enter');
+    await page.waitForURL(`${base}/traces/${traceIds.slow}`);
+    await waitCount(page, '[data-testid=span-detail]', 0);
+  });
+
+  await step('traces: deep links to a span, to a search, and an unknown trace id', async () => {
+    await page.goto(`${base}/traces/${traceIds.slow}?span=1000000000000007`);
+    await waitVisible(page, '[data-testid=span-detail][data-span-id="1000000000000007"]');
+    await waitCount(page, '[data-testid=span-row]', 11);
+    assertEq(await page.getAttribute('[data-testid=nav-traces]', 'aria-current'), 'page', 'nav-traces active');
+
+    await page.goto(`${base}/traces?service=frontend&tag=user.tier%3Dgold&minDuration=200ms&lookback=1h&limit=20`);
+    await waitCount(page, point, 1);
+    await waitValue(page, '[data-testid=traces-tags]', 'user.tier=gold');
+    await waitValue(page, '[data-testid=traces-min-duration]', '200ms');
+    await waitValue(page, '[data-testid=traces-service]', 'frontend');
+    // Conditions hold for one span: a frontend span failed only in the cart trace.
+    await page.goto(`${base}/traces?service=frontend&errors=1`);
+    await waitCount(page, point, 1);
+    assertEq(await page.getAttribute(point, 'data-trace-id'), traceIds.cart, 'failed frontend span');
+    await page.goto(`${base}/traces?errors=1`);
+    await waitCount(page, `${point}[data-error=true]`, 2);
+    await waitCount(page, point, 2);
+    await page.goto(`${base}/traces?service=frontend&limit=0`);
+    await waitContains(page, '[data-testid=traces-error]', 'limit: must be between 1 and 10000');
+    await page.goto(`${base}/traces?service=nobody`);
+    await waitVisible(page, '[data-testid=traces-empty]');
+
+    await page.goto(`${base}/traces/0123456789abcdef0123456789abcdef`);
+    await waitContains(page, '[data-testid=trace-not-found]', 'No trace with this ID');
+    await waitContains(page, '[data-testid=trace-not-found]', 'trace 0123456789abcdef0123456789abcdef not found');
+    await page.goto(`${base}/traces/not-a-trace`);
+    await waitContains(page, '[data-testid=trace-error]', 'trace_id: must be 32 (or 16) hex digits');
+  });
+
+  await step('placeholders: Logs, Metrics, Alerts are real nav entries', async () => {
+    for (const id of ['logs', 'metrics', 'alerts']) {
       await page.click(`[data-testid=nav-${id}]`);
       await waitContains(page, '[data-testid=placeholder]', 'arrives with a later release');
       assertEq(await page.getAttribute(`[data-testid=nav-${id}]`, 'aria-current'), 'page', `nav-${id} active`);

@@ -28,10 +28,15 @@ pub fn reads() -> axum::Router<AppState> {
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, Json(json!({ "status": "ready" })))
-    } else {
+    if !s.ready.load(Ordering::Acquire) {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "starting" })))
+    } else if s.traces.as_ref().is_some_and(|t| !t.recovered()) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "starting", "reason": "replaying the trace write-ahead log" })),
+        )
+    } else {
+        (StatusCode::OK, Json(json!({ "status": "ready" })))
     }
 }
 

@@ -285,6 +285,11 @@ pub fn grpc_service(state: AppState) -> TraceServiceServer<Grpc> {
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
 }
 
+/// The OTLP/gRPC endpoint (port 4317) as a router: served over h2c by `crate::serve`.
+pub fn grpc_router(state: AppState) -> axum::Router {
+    tonic::service::Routes::new(grpc_service(state)).prepare().into_axum_router()
+}
+
 /// `google.rpc.Status`, the body of OTLP/HTTP errors.
 #[derive(Clone, PartialEq, prost::Message)]
 struct RpcStatus {

@@ -206,8 +206,9 @@ fn decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() && u8::from_str_radix(&s[i + 1..i + 3], 16).is_ok() => {
-                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'%'));
+            b'%' if i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() => {
+                let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                out.push(hex(b[i + 1]) << 4 | hex(b[i + 2]));
                 i += 2;
             }
             c => out.push(c),
@@ -231,13 +232,17 @@ fn limit_param(v: Option<&str>, default: usize) -> Result<usize, ApiError> {
 async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let t = traces(&s)?;
     let p = pairs(q);
+    const KNOWN: [&str; 10] =
+        ["service", "operation", "tag", "status", "min_duration", "max_duration", "start", "end", "lookback", "limit"];
+    if let Some((k, _)) = p.iter().find(|(k, _)| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::field(k, format!("unknown parameter; use {}", KNOWN.join(", "))));
+    }
     let get = |k: &str| p.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str());
     let (start, end) = window(get("start"), get("end"), get("lookback"))?;
     let mut tags = Vec::new();
-    for (k, v) in p.iter().filter(|(k, _)| k == "tag") {
+    for (_, v) in p.iter().filter(|(k, _)| k == "tag") {
         let (tk, tv) = v.split_once('=').ok_or_else(|| ApiError::field("tag", format!("`{v}` must be key=value")))?;
         tags.push((tk.to_owned(), tv.to_owned()));
-        let _ = k;
     }
     let errors_only = match get("status") {
         None | Some("") | Some("any") => false,
@@ -489,6 +494,15 @@ async fn jaeger_dependencies(State(s): State<AppState>, Query(p): Query<JaegerDe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decoding_never_splits_a_character() {
+        assert_eq!(decode("a%20b+c%2Fd"), "a b c/d");
+        assert_eq!(decode("%aé"), "%aé");
+        assert_eq!(decode("%é"), "%é");
+        assert_eq!(decode("%"), "%");
+        assert_eq!(decode("%C3%A9"), "é");
+    }
 
     #[test]
     fn times_and_tags() {

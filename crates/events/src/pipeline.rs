@@ -47,6 +47,16 @@ pub struct WriteFailed(pub String);
 struct Job {
     spans: Vec<Span>,
     ack: Option<oneshot::Sender<Result<(), WriteFailed>>>,
+    /// Released once everything queued before it has reached the store.
+    barrier: Option<oneshot::Sender<()>>,
+}
+
+/// What flows from the log writer to the sampler.
+enum Flow {
+    /// Spans durable in WAL segment `.0`.
+    Spans(u64, Vec<Span>),
+    /// Released by the store task once everything before it is in the store.
+    Barrier(oneshot::Sender<()>),
 }
 
 struct Metrics {
@@ -64,6 +74,7 @@ pub struct Traces {
     pub store: Arc<SpanStore>,
     graph: Arc<Mutex<Graph>>,
     metrics: Arc<Metrics>,
+    recovered: Arc<std::sync::atomic::AtomicBool>,
 }
 
 const REASONS: [&str; 5] = ["error", "slow", "policy", "rate", "all"];
@@ -163,17 +174,45 @@ impl Traces {
         let writer = wal::Writer::create(&wal_dir, existing.last().copied(), ledger.clone())?;
 
         let (tx, rx) = mpsc::channel::<Job>(cfg.queue_batches.max(1));
-        let (to_sampler, from_wal) = mpsc::channel::<(u64, Vec<Span>)>(64);
-        // Replayed spans go first, in log order.
-        let replay_tx = to_sampler.clone();
+        let (to_sampler, from_wal) = mpsc::channel::<Flow>(64);
+        // Replayed spans go first, in log order, then a barrier that marks recovery done.
+        let recovered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (replay_done, replay_stored) = oneshot::channel();
+        {
+            let recovered = recovered.clone();
+            tokio::spawn(async move {
+                if replay_stored.await.is_ok() {
+                    recovered.store(true, std::sync::atomic::Ordering::Release);
+                    if replayed > 0 {
+                        tracing::info!(spans = replayed, "trace write-ahead log replayed");
+                    }
+                }
+            });
+        }
         std::thread::Builder::new()
             .name("trace-wal".into())
-            .spawn(move || writer_thread(writer, rx, to_sampler, replay, replay_tx))?;
+            .spawn(move || writer_thread(writer, rx, to_sampler, replay, replay_done))?;
 
         let (to_store, from_sampler) = mpsc::channel::<Output>(64);
         tokio::spawn(sampler_task(Sampler::new(cfg.sampler.clone()), from_wal, to_store, ledger, metrics.clone()));
         tokio::spawn(store_task(store.clone(), graph.clone(), from_sampler));
-        Ok(Traces { tx, store, graph, metrics })
+        Ok(Traces { tx, store, graph, metrics, recovered })
+    }
+
+    /// True once the spans replayed from the write-ahead log at start-up are in the store
+    /// (or in the tail sampler's buffer): until then queries may miss acknowledged spans.
+    pub fn recovered(&self) -> bool {
+        self.recovered.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits until every span acknowledged before the call has reached the store (or the
+    /// tail sampler's buffer), so queries see it. False if that takes more than `timeout`.
+    pub async fn sync(&self, timeout: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        let job = Job { spans: Vec::new(), ack: None, barrier: Some(tx) };
+        tokio::time::timeout(timeout, async move { self.tx.send(job).await.is_ok() && rx.await.is_ok() })
+            .await
+            .unwrap_or(false)
     }
 
     /// Queues spans; the receiver resolves once they are durable. Refuses at once when the
@@ -181,7 +220,7 @@ impl Traces {
     pub fn submit(&self, spans: Vec<Span>) -> Result<oneshot::Receiver<Result<(), WriteFailed>>, Backpressure> {
         let n = spans.len() as u64;
         let (ack, rx) = oneshot::channel();
-        match self.tx.try_send(Job { spans, ack: Some(ack) }) {
+        match self.tx.try_send(Job { spans, ack: Some(ack), barrier: None }) {
             Ok(()) => Ok(rx),
             Err(_) => {
                 self.metrics.refused.add(n);
@@ -227,8 +266,9 @@ impl Traces {
         self.graph.lock().unwrap_or_else(|e| e.into_inner()).edges(start, end)
     }
 
-    /// Seals everything in memory now (tests, shutdown).
+    /// Seals everything acknowledged so far into blocks (tests, shutdown).
     pub async fn flush(&self) {
+        self.sync(Duration::from_secs(30)).await;
         let s = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || s.seal()).await;
     }
@@ -248,7 +288,7 @@ pub enum WriteError {
 impl SpanSink for Traces {
     fn offer(&self, spans: Vec<Span>) -> Result<(), Refused> {
         let n = spans.len() as u64;
-        match self.tx.try_send(Job { spans, ack: None }) {
+        match self.tx.try_send(Job { spans, ack: None, barrier: None }) {
             Ok(()) => {
                 self.metrics.received.add(n);
                 Ok(())
@@ -262,16 +302,18 @@ impl SpanSink for Traces {
 fn writer_thread(
     mut w: wal::Writer,
     mut rx: mpsc::Receiver<Job>,
-    out: mpsc::Sender<(u64, Vec<Span>)>,
+    out: mpsc::Sender<Flow>,
     replay: Vec<(u64, Vec<Span>)>,
-    replay_tx: mpsc::Sender<(u64, Vec<Span>)>,
+    replay_done: oneshot::Sender<()>,
 ) {
-    for batch in replay {
-        if replay_tx.blocking_send(batch).is_err() {
+    for (seg, spans) in replay {
+        if out.blocking_send(Flow::Spans(seg, spans)).is_err() {
             return;
         }
     }
-    drop(replay_tx);
+    if out.blocking_send(Flow::Barrier(replay_done)).is_err() {
+        return;
+    }
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         let mut bytes = 0usize;
@@ -284,15 +326,20 @@ fn writer_thread(
                 Err(_) => break,
             }
         }
-        let batches: Vec<&[Span]> = jobs.iter().map(|j| j.spans.as_slice()).collect();
-        let result = w.append(&batches).and_then(|seg| w.sync().map(|_| seg));
+        let batches: Vec<&[Span]> = jobs.iter().filter(|j| !j.spans.is_empty()).map(|j| j.spans.as_slice()).collect();
+        let result = if batches.is_empty() { Ok(0) } else { w.append(&batches).and_then(|seg| w.sync().map(|_| seg)) };
         match result {
             Ok(seg) => {
                 for j in jobs {
                     if let Some(a) = j.ack {
                         let _ = a.send(Ok(()));
                     }
-                    if out.blocking_send((seg, j.spans)).is_err() {
+                    let sent = match j.barrier {
+                        Some(b) => out.blocking_send(Flow::Barrier(b)),
+                        None if j.spans.is_empty() => Ok(()),
+                        None => out.blocking_send(Flow::Spans(seg, j.spans)),
+                    };
+                    if sent.is_err() {
                         return;
                     }
                 }
@@ -303,6 +350,10 @@ fn writer_thread(
                     if let Some(a) = j.ack {
                         let _ = a.send(Err(WriteFailed(e.to_string())));
                     }
+                    // A barrier behind a failed write is released: nothing more will arrive.
+                    if let Some(b) = j.barrier {
+                        let _ = out.blocking_send(Flow::Barrier(b));
+                    }
                 }
             }
         }
@@ -311,7 +362,7 @@ fn writer_thread(
 
 async fn sampler_task(
     mut sampler: Sampler,
-    mut rx: mpsc::Receiver<(u64, Vec<Span>)>,
+    mut rx: mpsc::Receiver<Flow>,
     tx: mpsc::Sender<Output>,
     ledger: Arc<wal::Ledger>,
     metrics: Arc<Metrics>,
@@ -322,7 +373,8 @@ async fn sampler_task(
         let mut out = Output::default();
         tokio::select! {
             batch = rx.recv() => match batch {
-                Some((seg, spans)) => sampler.add(seg, spans, &mut out),
+                Some(Flow::Spans(seg, spans)) => sampler.add(seg, spans, &mut out),
+                Some(Flow::Barrier(b)) => out.barriers.push(b),
                 None => {
                     sampler.tick(true, &mut out);
                     let _ = tx.send(out).await;
@@ -349,7 +401,7 @@ async fn sampler_task(
             metrics.spans_dropped.add(n);
             ledger.settle(seg, n);
         }
-        if !out.keep.is_empty() && tx.send(out).await.is_err() {
+        if (!out.keep.is_empty() || !out.barriers.is_empty()) && tx.send(out).await.is_err() {
             return;
         }
     }
@@ -374,6 +426,9 @@ async fn store_task(store: Arc<SpanStore>, graph: Arc<Mutex<Graph>>, mut rx: mps
                     }
                     for (seg, spans) in out.keep {
                         full |= store.insert(seg, spans);
+                    }
+                    for b in out.barriers {
+                        let _ = b.send(());
                     }
                     full
                 }

@@ -12,7 +12,7 @@ use crate::store::SpanStore;
 use serde::Serialize;
 use signalbox_core::ids::TraceId;
 use signalbox_core::span::{Span, StatusCode};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A search. A trace matches when one of its spans satisfies every given condition (the
@@ -86,7 +86,11 @@ pub struct TraceSummary {
     pub duration_nanos: u64,
     pub span_count: usize,
     pub services: Vec<String>,
+    /// Spans per service.
+    pub service_spans: std::collections::BTreeMap<String, usize>,
     pub error: bool,
+    /// Spans with an error status.
+    pub error_spans: usize,
 }
 
 /// Summarises a trace's spans.
@@ -100,7 +104,11 @@ pub fn summarize(spans: &[Span]) -> Option<TraceSummary> {
         .unwrap_or(first);
     let start = spans.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
     let end = spans.iter().map(|s| s.end_unix_nanos).max().unwrap_or(start);
-    let services: BTreeSet<String> = spans.iter().map(|s| s.service.clone()).collect();
+    let mut service_spans = std::collections::BTreeMap::new();
+    for s in spans {
+        *service_spans.entry(s.service.clone()).or_insert(0) += 1;
+    }
+    let error_spans = spans.iter().filter(|s| s.status == StatusCode::Error).count();
     Some(TraceSummary {
         trace_id: first.trace_id.to_hex(),
         root_service: root.service.clone(),
@@ -108,8 +116,10 @@ pub fn summarize(spans: &[Span]) -> Option<TraceSummary> {
         start_unix_nanos: start,
         duration_nanos: end - start,
         span_count: spans.len(),
-        services: services.into_iter().collect(),
-        error: spans.iter().any(|s| s.status == StatusCode::Error),
+        services: service_spans.keys().cloned().collect(),
+        service_spans,
+        error: error_spans > 0,
+        error_spans,
     })
 }
 

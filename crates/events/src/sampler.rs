@@ -69,6 +69,8 @@ pub struct Output {
     pub drop: Vec<(u64, u64)>,
     /// (kept, reason) per decided trace.
     pub decisions: Vec<(bool, Reason)>,
+    /// Barriers to release once `keep` is in the store (see `pipeline::Traces::sync`).
+    pub barriers: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 struct Pending {

@@ -10,7 +10,7 @@ use axum::routing::get;
 use serde_json::json;
 use signalbox_client::{Client, RemoteEndpoints};
 use signalbox_core::metrics::Registry;
-use signalbox_core::telemetry::DroppingSink;
+use signalbox_core::telemetry::{DroppingSink, SpanSink};
 use signalbox_core::views::GatewayView;
 use signalbox_gateway::{Deps, Gateway};
 use std::process::ExitCode;
@@ -29,11 +29,18 @@ async fn run(opts: GatewayOpts) -> anyhow::Result<()> {
     let remote = Arc::new(RemoteEndpoints::new(Client::new(&opts.control_plane, opts.token.clone())));
     let registry = Registry::new();
     registry.register_process_metrics();
-    let gateway = Gateway::new(
-        cfg.gateway.clone(),
-        Deps { registry: registry.clone(), spans: Arc::new(DroppingSink), discovery: Some(remote.clone()) },
-    )
-    .map_err(|p| anyhow::anyhow!("invalid config:\n{}", loaded.report(p)))?;
+    let (stop_export, export_stopped) = signalbox_core::shutdown::channel();
+    let exporter = match &opts.otlp_endpoint {
+        Some(e) => Some(crate::export::start(e, opts.token.clone(), &registry, export_stopped)?),
+        None => None,
+    };
+    let (spans, export_task): (Arc<dyn SpanSink>, _) = match exporter {
+        Some(x) => (Arc::new(x.sink), Some(x.task)),
+        None => (Arc::new(DroppingSink), None),
+    };
+    let gateway =
+        Gateway::new(cfg.gateway.clone(), Deps { registry: registry.clone(), spans, discovery: Some(remote.clone()) })
+            .map_err(|p| anyhow::anyhow!("invalid config:\n{}", loaded.report(p)))?;
     let (trigger, shutdown) = signalbox_core::shutdown::channel();
     let listeners =
         gateway.bind().await.with_context(|| format!("cannot bind the gateway on {}", cfg.gateway.listen))?;
@@ -68,7 +75,10 @@ async fn run(opts: GatewayOpts) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         async move { gw.serve(listeners, shutdown).await }
     });
-    tracing::info!(gateway = %cfg.gateway.listen, control_plane = %opts.control_plane, "signalbox gateway is up");
+    tracing::info!(
+        gateway = %cfg.gateway.listen, control_plane = %opts.control_plane, otlp = opts.otlp_endpoint.as_deref(),
+        "signalbox gateway is up"
+    );
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -88,5 +98,10 @@ async fn run(opts: GatewayOpts) -> anyhow::Result<()> {
     trigger.trigger();
     let _ = gw_task.await;
     let _ = admin_task.await;
+    // The gateway has answered its last request: send what it recorded, then stop.
+    stop_export.trigger();
+    if let Some(t) = export_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
+    }
     Ok(())
 }

@@ -11,6 +11,7 @@
 
 mod cli;
 mod config;
+mod export;
 mod gateway;
 mod logging;
 mod remote;

@@ -440,6 +440,19 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
             shutdown.clone(),
         )));
     }
+    for (what, addr, app) in [
+        ("OTLP/gRPC", &cfg.otlp.grpc_listen, signalbox_api::otlp::grpc_router(state.clone())),
+        ("OTLP/HTTP", &cfg.otlp.http_listen, signalbox_api::otlp::http_router(state.clone())),
+        ("Zipkin", &cfg.zipkin.listen, signalbox_api::zipkin_router(state.clone())),
+    ] {
+        if addr.is_empty() || traces.is_none() {
+            continue;
+        }
+        let l = signalbox_gateway::server::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind the {what} receiver on {addr}"))?;
+        tasks.push(tokio::spawn(signalbox_api::serve(l, app, shutdown.clone())));
+    }
     let gw = gateway.clone();
     let gw_task = tokio::spawn({
         let shutdown = shutdown.clone();

@@ -139,6 +139,7 @@ async fn otlp_http_protobuf_json_and_gzip_read_back_through_every_api() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    assert!(traces.sync(ms(10_000)).await, "acknowledged spans reach the store");
 
     let id = hex(t);
     let native = n.get(&format!("/api/traces/{id}")).await.json();
@@ -280,7 +281,7 @@ async fn search_combines_tags_and_durations_and_applies_the_limit_last() {
 
 #[tokio::test]
 async fn zipkin_ingest_and_bad_input() {
-    let (n, _traces, _) = Node::with_traces(SamplerConfig::default(), 64).await;
+    let (n, traces, _) = Node::with_traces(SamplerConfig::default(), 64).await;
     let ts = now() / 1000 - 1_000_000;
     let body = json!([
         {"traceId": "463ac35c9f6413ad48485a3953bb6124", "id": "a2fb4a1d1a96d312", "name": "get /api", "kind": "SERVER", "timestamp": ts, "duration": 2000,
@@ -290,6 +291,7 @@ async fn zipkin_ingest_and_bad_input() {
     ]);
     let r = n.call(Method::POST, "/zipkin/api/v2/spans", None, Some(body)).await;
     assert_eq!(r.status, 202, "{}", r.text());
+    assert!(traces.sync(ms(10_000)).await, "acknowledged spans reach the store");
     let t = n.get("/api/traces/463ac35c9f6413ad48485a3953bb6124").await.json();
     let spans = t["spans"].as_array().unwrap();
     assert_eq!(spans.len(), 2);

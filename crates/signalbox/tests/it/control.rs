@@ -40,37 +40,13 @@ async fn acknowledged_writes_survive_kill_9() {
         })
     };
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let mut node = node;
-    node.child.kill().unwrap(); // SIGKILL, mid-stream
-    node.child.wait().unwrap();
+    let dir = node.kill9(); // SIGKILL, mid-stream
     let acked = writer.await.unwrap();
     assert!(acked.len() > 10, "the writer got going: {}", acked.len());
 
     // Restart on the same data directory.
-    let data = node.dir.path().join("data");
-    let (gw, con, cons) = (free_port(), free_port(), free_port());
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{gw}"),
-            "--console-listen",
-            &format!("127.0.0.1:{con}"),
-            "--consul-listen",
-            &format!("127.0.0.1:{cons}"),
-        ])
-        .args(["--otlp-grpc-listen", "", "--otlp-http-listen", "", "--zipkin-listen", "", "--data-dir"])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{con}");
-    eventually(Duration::from_secs(20), "restarted node ready", || {
-        let (http, url) = (http.clone(), format!("{base}/readyz"));
-        async move { http.try_send(Method::GET, &url, &[], bytes::Bytes::new()).await.ok().filter(|r| r.status == 200) }
-    })
-    .await;
+    let node = Node::start_in(dir, &[], &[]).await;
+    let base = format!("http://{}", node.console);
     let mut missing = Vec::new();
     for i in &acked {
         let ok = match i % 3 {
@@ -82,8 +58,6 @@ async fn acknowledged_writes_survive_kill_9() {
             missing.push(*i);
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(
         missing.is_empty(),
         "{} of {} acknowledged writes lost: {:?}",

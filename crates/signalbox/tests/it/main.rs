@@ -3,6 +3,7 @@
 mod cli;
 mod control;
 mod serve;
+mod traces;
 
 use signalbox_testkit::client::Http;
 use std::io::Read;
@@ -32,7 +33,28 @@ impl Node {
     /// Starts `signalbox serve` with `args` (plus listen addresses and a data dir) and waits
     /// until `/readyz` answers.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Node {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), args, env).await
+    }
+
+    /// Like [`Node::start`], on the data already in `dir` (a restart). Free ports are
+    /// picked by binding and releasing, so another test can take one first: a node that
+    /// exits because it could not bind is started again on new ports.
+    pub async fn start_in(mut dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Node {
+        for _ in 0..4 {
+            match Self::try_start_in(dir, args, env).await {
+                Ok(node) => return node,
+                Err((d, log)) if log.contains("cannot bind") => dir = d,
+                Err((_, log)) => panic!("signalbox serve exited before it was ready:\n{log}"),
+            }
+        }
+        panic!("signalbox serve could not bind free ports four times");
+    }
+
+    async fn try_start_in(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Node, (tempfile::TempDir, String)> {
         let (gw, console, consul) = (free_port(), free_port(), free_port());
         let (otlp_grpc, otlp_http, zipkin) = (free_port(), free_port(), free_port());
         let gateway = format!("127.0.0.1:{gw}");
@@ -47,6 +69,12 @@ impl Node {
                 &console_addr,
                 "--consul-listen",
                 &format!("127.0.0.1:{consul}"),
+                "--otlp-grpc-listen",
+                &format!("127.0.0.1:{otlp_grpc}"),
+                "--otlp-http-listen",
+                &format!("127.0.0.1:{otlp_http}"),
+                "--zipkin-listen",
+                &format!("127.0.0.1:{zipkin}"),
                 "--data-dir",
             ])
             .arg(dir.path().join("data"))
@@ -67,16 +95,30 @@ impl Node {
             zipkin: format!("127.0.0.1:{zipkin}"),
             dir,
         };
+        let mut node = node;
         let http = Http::new();
         let url = format!("http://{}/readyz", node.console);
-        signalbox_testkit::eventually(Duration::from_secs(20), "node ready", || {
-            let (http, url) = (http.clone(), url.clone());
-            async move {
-                http.try_send(http::Method::GET, &url, &[], bytes::Bytes::new()).await.ok().filter(|r| r.status == 200)
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(_)) = node.child.try_wait() {
+                let mut log = String::new();
+                let _ = node.child.stderr.take().map(|mut e| e.read_to_string(&mut log));
+                return Err((std::mem::replace(&mut node.dir, tempfile::tempdir().unwrap()), log));
             }
-        })
-        .await;
-        node
+            let r = http.try_send(http::Method::GET, &url, &[], bytes::Bytes::new()).await;
+            if r.is_ok_and(|r| r.status == 200) {
+                return Ok(node);
+            }
+            assert!(std::time::Instant::now() < deadline, "node not ready after 30s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the node with SIGKILL (no chance to flush anything) and hands back its data.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
     pub fn signal(&self, sig: &str) {

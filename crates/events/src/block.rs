@@ -297,6 +297,11 @@ impl Block {
 }
 
 impl Loaded {
+    /// (compressed, raw) bytes of each column.
+    pub fn sizes(&self) -> Vec<(usize, usize)> {
+        self.dir.iter().map(|(_, len, raw)| (*len, *raw)).collect()
+    }
+
     pub fn column(&self, c: u8) -> Result<Vec<u8>, Corrupt> {
         let (off, len, raw) = *self.dir.get(c as usize).ok_or(Corrupt)?;
         let start = self.data_start + off;

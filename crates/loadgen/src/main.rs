@@ -5,8 +5,12 @@
 //! - `registry-watch`: N instances, M watchers blocked on one service; time from a health
 //!   change to each watcher seeing it.
 //! - `config-watch`: M watchers of one application; time from a write to each seeing it.
+//! - `trace-ingest`, `trace-query`, `clickhouse-load`: the trace store benchmark (see
+//!   `traces`).
 //! - `etcd-watch`: the same fan-out measured on etcd (keys under a prefix, M watch streams
 //!   through etcd's JSON gateway).
+
+mod traces;
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -50,6 +54,53 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         rounds: usize,
     },
+    /// Sends generated traces over OTLP/gRPC as fast as the node takes them.
+    TraceIngest {
+        /// The OTLP/gRPC endpoint, e.g. http://127.0.0.1:4317.
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        shape: GenArgs,
+        /// The first trace index to send.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Spans per export request (whole traces, at least this many).
+        #[arg(long, default_value_t = 512)]
+        batch: usize,
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = u64::MAX)]
+        max_spans: u64,
+    },
+    /// Loads traces 0..N into ClickHouse with a Jaeger-like schema.
+    ClickhouseLoad {
+        /// ClickHouse's HTTP interface, e.g. http://127.0.0.1:8123.
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        shape: GenArgs,
+        #[arg(long)]
+        traces: u64,
+    },
+    /// Trace-by-id and tag+duration search latency on Signalbox or ClickHouse.
+    TraceQuery {
+        /// signalbox or clickhouse
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        shape: GenArgs,
+        /// Traces 0..N exist.
+        #[arg(long)]
+        traces: u64,
+        #[arg(long, default_value_t = 500)]
+        samples: usize,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     EtcdWatch {
         #[arg(long)]
         url: String,
@@ -62,6 +113,25 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         rounds: usize,
     },
+}
+
+/// The trace generator's parameters: the same values give the same traces.
+#[derive(clap::Args, Clone, Copy)]
+struct GenArgs {
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Start of trace 0, Unix nanoseconds.
+    #[arg(long)]
+    base_ns: u64,
+    /// Microseconds between consecutive traces' starts.
+    #[arg(long, default_value_t = 100)]
+    spacing_us: u64,
+}
+
+impl GenArgs {
+    fn generator(self) -> traces::Gen {
+        traces::Gen { seed: self.seed, base_ns: self.base_ns, spacing_ns: self.spacing_us * 1000 }
+    }
 }
 
 type Http = Client<HttpConnector, Full<Bytes>>;
@@ -425,6 +495,13 @@ async fn main() -> anyhow::Result<()> {
         Cmd::ConfigWatch { url, watchers, rounds } => config_watch(&url, watchers, rounds).await,
         Cmd::EtcdWatch { url, keys, prefixes, watchers, rounds } => {
             etcd_watch(&url, keys, prefixes, watchers, rounds).await
+        }
+        Cmd::TraceIngest { url, shape, from, connections, batch, seconds, max_spans } => {
+            traces::ingest(&url, shape.generator(), from, connections, batch, seconds, max_spans).await
+        }
+        Cmd::ClickhouseLoad { url, shape, traces: n } => traces::clickhouse_load(&url, shape.generator(), n).await,
+        Cmd::TraceQuery { target, url, shape, traces: n, samples, limit } => {
+            traces::query(&target, &url, shape.generator(), n, samples, limit).await
         }
     }
 }

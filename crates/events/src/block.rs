@@ -3,23 +3,41 @@
 //! filters (trace ids; search tokens) in a header that is read without the columns.
 //!
 //! File layout: `SBXB`, version byte, then length-prefixed: the metadata (JSON), the trace-id
-//! bloom filter, the token bloom filter, the column directory, the columns. Rows are sorted
-//! by start time. Columns: trace id (16 B), span id (8 B), parent id (8 B, zero for none),
-//! start (varint offset from the block's first start), duration (varint), service and name
-//! (dictionary + varint index), kind and status (one byte), status message and trace state,
-//! attributes, events.
+//! bloom filter, the token bloom filter, the column directory, the columns.
+//!
+//! Rows are sorted by trace id, then start, so a trace's spans sit together: trace ids are
+//! stored once per run, parents as row offsets within the run, starts as deltas from the
+//! previous span of the trace. Columns:
+//! - trace: the runs, `(trace id, span count)`, ascending by id (a trace is found by binary
+//!   search);
+//! - span: 8-byte span ids;
+//! - parent: a varint per row: 0 no parent, 1 a parent outside the block (its id is next in
+//!   the parent-ext column), `2 + zigzag(parent row - row)` otherwise;
+//! - start: varint, from the block's earliest start for a run's first span, else from the
+//!   previous span; duration: varint;
+//! - service, name: a dictionary and a varint index per row;
+//! - flags: kind and status, one byte; text: status message and trace state;
+//! - attrs: a key dictionary, a value dictionary, and per row its `(key, value)` index pairs,
+//!   so repeated keys and values cost a byte or two and searches compare integers;
+//! - events.
+//!
+//! Decompressed columns are kept in a process-wide cache with a byte budget, so the blocks
+//! a busy query touches are decompressed once.
 
 use crate::bloom::Bloom;
 use crate::codec::{self, Corrupt, Reader, put_str, put_varint};
 use serde::{Deserialize, Serialize};
 use signalbox_core::ids::{SpanId, TraceId};
-use signalbox_core::span::{AttrValue, Span, StatusCode};
+use signalbox_core::span::{AttrValue, KeyValue, Span, StatusCode};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 
 const MAGIC: &[u8; 4] = b"SBXB";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const ZSTD_LEVEL: i32 = 3;
 
 pub mod col {
@@ -34,7 +52,8 @@ pub mod col {
     pub const TEXT: u8 = 8;
     pub const ATTRS: u8 = 9;
     pub const EVENTS: u8 = 10;
-    pub const COUNT: usize = 11;
+    pub const PARENT_EXT: u8 = 11;
+    pub const COUNT: usize = 12;
 }
 
 /// What a block holds, kept in memory for every block.
@@ -58,19 +77,25 @@ pub struct BlockMeta {
 /// A block's header: metadata and filters.
 #[derive(Clone, Debug)]
 pub struct Block {
+    /// Unique within the process: the column cache's key.
+    pub id: u64,
     pub path: PathBuf,
     pub meta: BlockMeta,
     pub traces: Bloom,
     pub tokens: Bloom,
 }
 
-/// Search tokens of a span: service, service+operation, attribute `key=value`, errors.
+static NEXT_BLOCK_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Search tokens of a span: service, service+operation, attribute `key=value` (alone and
+/// within the service), errors.
 pub fn tokens(s: &Span, out: &mut HashSet<Vec<u8>>) {
     out.insert(token_service(&s.service));
     out.insert(token_operation(&s.service, &s.name));
     for kv in &s.attributes {
         if let Some(v) = value_text(&kv.value) {
             out.insert(token_attr(&kv.key, &v));
+            out.insert(token_service_attr(&s.service, &kv.key, &v));
         }
     }
     if s.status == StatusCode::Error {
@@ -87,6 +112,9 @@ pub fn token_operation(s: &str, op: &str) -> Vec<u8> {
 pub fn token_attr(k: &str, v: &str) -> Vec<u8> {
     [b"a:".as_slice(), k.as_bytes(), b"=", v.as_bytes()].concat()
 }
+pub fn token_service_attr(s: &str, k: &str, v: &str) -> Vec<u8> {
+    [b"A:".as_slice(), s.as_bytes(), b"\0", k.as_bytes(), b"=", v.as_bytes()].concat()
+}
 
 /// How attribute values compare in searches: as their text.
 pub fn value_text(v: &AttrValue) -> Option<String> {
@@ -98,13 +126,22 @@ pub fn value_text(v: &AttrValue) -> Option<String> {
     }
 }
 
-fn dict_column(values: impl Iterator<Item = String>, n: usize) -> Vec<u8> {
-    let mut dict: HashMap<String, u64> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// A dictionary column: the distinct values in first-seen order, then an index per row.
+fn dict_column<'a>(values: impl Iterator<Item = &'a str>, n: usize) -> Vec<u8> {
+    let mut dict: HashMap<&str, u64> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
     let mut idx = Vec::with_capacity(n);
     for v in values {
         let next = dict.len() as u64;
-        let i = *dict.entry(v.clone()).or_insert_with(|| {
+        let i = *dict.entry(v).or_insert_with(|| {
             order.push(v);
             next
         });
@@ -121,66 +158,222 @@ fn dict_column(values: impl Iterator<Item = String>, n: usize) -> Vec<u8> {
     out
 }
 
-fn read_dict_column(bytes: &[u8], n: usize) -> Result<Vec<String>, Corrupt> {
-    let mut r = Reader::new(bytes);
-    let d = r.length()?;
-    let mut dict = Vec::with_capacity(d.min(1 << 20));
-    for _ in 0..d {
-        dict.push(r.str()?);
+/// A dictionary column read back: the dictionary and each row's index into it.
+pub struct Dict {
+    pub values: Vec<String>,
+    pub rows: Vec<u32>,
+}
+
+impl Dict {
+    fn read(bytes: &[u8], n: usize) -> Result<Dict, Corrupt> {
+        let mut r = Reader::new(bytes);
+        let d = r.length()?;
+        let mut values = Vec::with_capacity(d.min(1 << 20));
+        for _ in 0..d {
+            values.push(r.str()?);
+        }
+        let mut rows = Vec::with_capacity(n);
+        for _ in 0..n {
+            let i = r.varint()?;
+            if i >= d as u64 {
+                return Err(Corrupt);
+            }
+            rows.push(i as u32);
+        }
+        Ok(Dict { values, rows })
     }
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        out.push(dict.get(r.varint()? as usize).cloned().ok_or(Corrupt)?);
+
+    /// The index of `v`, if any row has it.
+    pub fn find(&self, v: &str) -> Option<u32> {
+        self.values.iter().position(|x| x == v).map(|i| i as u32)
     }
-    Ok(out)
+
+    pub fn get(&self, row: usize) -> &str {
+        &self.values[self.rows[row] as usize]
+    }
+}
+
+/// The attribute column read back: dictionaries and per-row `(key, value)` index pairs.
+pub struct AttrTable {
+    pub keys: Vec<String>,
+    pub values: Vec<AttrValue>,
+    /// Row `i`'s pairs are `pairs[offsets[i]..offsets[i + 1]]`.
+    offsets: Vec<u32>,
+    pairs: Vec<(u32, u32)>,
+}
+
+impl AttrTable {
+    fn read(bytes: &[u8], n: usize) -> Result<AttrTable, Corrupt> {
+        let mut r = Reader::new(bytes);
+        let nk = r.length()?;
+        let mut keys = Vec::with_capacity(nk.min(1 << 16));
+        for _ in 0..nk {
+            keys.push(r.str()?);
+        }
+        let nv = r.length()?;
+        let mut values = Vec::with_capacity(nv.min(1 << 20));
+        for _ in 0..nv {
+            values.push(codec::get_value(&mut r)?);
+        }
+        let mut offsets = Vec::with_capacity(n + 1);
+        let mut pairs = Vec::new();
+        offsets.push(0);
+        for _ in 0..n {
+            let c = r.length()?;
+            for _ in 0..c {
+                let (k, v) = (r.varint()?, r.varint()?);
+                if k >= nk as u64 || v >= nv as u64 {
+                    return Err(Corrupt);
+                }
+                pairs.push((k as u32, v as u32));
+            }
+            offsets.push(u32::try_from(pairs.len()).map_err(|_| Corrupt)?);
+        }
+        Ok(AttrTable { keys, values, offsets, pairs })
+    }
+
+    pub fn row(&self, i: usize) -> &[(u32, u32)] {
+        &self.pairs[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    pub fn key(&self, k: &str) -> Option<u32> {
+        self.keys.iter().position(|x| x == k).map(|i| i as u32)
+    }
+
+    /// For each value in the dictionary, whether its text is `text`.
+    pub fn values_matching(&self, text: &str) -> Vec<bool> {
+        self.values.iter().map(|v| value_text(v).as_deref() == Some(text)).collect()
+    }
+
+    pub fn attributes(&self, i: usize) -> Vec<KeyValue> {
+        self.row(i)
+            .iter()
+            .map(|(k, v)| KeyValue { key: self.keys[*k as usize].clone(), value: self.values[*v as usize].clone() })
+            .collect()
+    }
+}
+
+/// The attribute column of `spans` (in row order).
+fn attrs_column(spans: &[Span]) -> Vec<u8> {
+    let mut keys: HashMap<&str, u64> = HashMap::new();
+    let mut key_order: Vec<&str> = Vec::new();
+    let mut values: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut value_order: Vec<Vec<u8>> = Vec::new();
+    let mut rows = Vec::new();
+    let mut enc = Vec::new();
+    for s in spans {
+        put_varint(&mut rows, s.attributes.len() as u64);
+        for kv in &s.attributes {
+            let next = keys.len() as u64;
+            let k = *keys.entry(kv.key.as_str()).or_insert_with(|| {
+                key_order.push(kv.key.as_str());
+                next
+            });
+            enc.clear();
+            codec::put_value(&mut enc, &kv.value);
+            let v = match values.get(&enc) {
+                Some(v) => *v,
+                None => {
+                    let v = values.len() as u64;
+                    values.insert(enc.clone(), v);
+                    value_order.push(enc.clone());
+                    v
+                }
+            };
+            put_varint(&mut rows, k);
+            put_varint(&mut rows, v);
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len() + value_order.iter().map(Vec::len).sum::<usize>() + 64);
+    put_varint(&mut out, key_order.len() as u64);
+    for k in &key_order {
+        put_str(&mut out, k);
+    }
+    put_varint(&mut out, value_order.len() as u64);
+    for v in &value_order {
+        out.extend_from_slice(v);
+    }
+    out.extend_from_slice(&rows);
+    out
 }
 
 /// Encodes `spans` (any order) into a block file at `path`, written to a temporary file,
 /// synced and renamed, so a crash never leaves a half block. Returns its header.
 pub fn write(path: &Path, mut spans: Vec<Span>) -> std::io::Result<Block> {
-    spans.sort_by_key(|s| s.start_unix_nanos);
+    spans.sort_by(|a, b| {
+        a.trace_id.cmp(&b.trace_id).then(a.start_unix_nanos.cmp(&b.start_unix_nanos)).then(a.span_id.cmp(&b.span_id))
+    });
     let n = spans.len();
-    let min_start = spans.first().map(|s| s.start_unix_nanos).unwrap_or(0);
-    let mut traces = Bloom::with_capacity(n);
+    let min_start = spans.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
+    let mut traces = Bloom::with_capacity(n / 4 + 1);
     let mut token_set = HashSet::new();
-    let mut raw_bytes = 0u64;
     let mut cols: Vec<Vec<u8>> = vec![Vec::new(); col::COUNT];
     let mut services: Vec<String> = Vec::new();
     let mut operations: Vec<(String, String)> = Vec::new();
     let mut seen_ops = HashSet::new();
     let mut errors = 0;
-    let (mut min_d, mut max_d, mut max_end) = (u64::MAX, 0u64, 0u64);
-    for s in &spans {
-        traces.insert(&s.trace_id.0);
-        tokens(s, &mut token_set);
-        cols[col::TRACE as usize].extend_from_slice(&s.trace_id.0);
-        cols[col::SPAN as usize].extend_from_slice(&s.span_id.0);
-        cols[col::PARENT as usize].extend_from_slice(&s.parent_span_id.map(|p| p.0).unwrap_or([0; 8]));
-        put_varint(&mut cols[col::START as usize], s.start_unix_nanos - min_start);
-        let d = s.duration_nanos();
-        put_varint(&mut cols[col::DURATION as usize], d);
-        cols[col::FLAGS as usize].push(codec::kind_code(s.kind) | (codec::status_code(s.status) << 4));
-        put_str(&mut cols[col::TEXT as usize], &s.status_message);
-        put_str(&mut cols[col::TEXT as usize], &s.trace_state);
-        codec::put_attrs(&mut cols[col::ATTRS as usize], &s.attributes);
-        codec::put_events(&mut cols[col::EVENTS as usize], &s.events);
-        min_d = min_d.min(d);
-        max_d = max_d.max(d);
-        max_end = max_end.max(s.end_unix_nanos);
-        errors += (s.status == StatusCode::Error) as u32;
-        if seen_ops.insert((s.service.as_str(), s.name.as_str())) {
-            operations.push((s.service.clone(), s.name.clone()));
-            if !services.contains(&s.service) {
-                services.push(s.service.clone());
+    let (mut min_d, mut max_d, mut max_end, mut max_start) = (u64::MAX, 0u64, 0u64, 0u64);
+    // Runs of one trace.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, s) in spans.iter().enumerate() {
+        match runs.last_mut() {
+            Some((start, len)) if spans[*start].trace_id == s.trace_id => *len += 1,
+            _ => runs.push((i, 1)),
+        }
+    }
+    put_varint(&mut cols[col::TRACE as usize], runs.len() as u64);
+    let mut row_of: HashMap<SpanId, usize> = HashMap::new();
+    for &(first, len) in &runs {
+        let t = &spans[first].trace_id;
+        traces.insert(&t.0);
+        cols[col::TRACE as usize].extend_from_slice(&t.0);
+        put_varint(&mut cols[col::TRACE as usize], len as u64);
+        row_of.clear();
+        for (i, s) in spans.iter().enumerate().skip(first).take(len) {
+            row_of.insert(s.span_id, i);
+        }
+        for (i, s) in spans.iter().enumerate().skip(first).take(len) {
+            tokens(s, &mut token_set);
+            cols[col::SPAN as usize].extend_from_slice(&s.span_id.0);
+            match s.parent_span_id {
+                None => put_varint(&mut cols[col::PARENT as usize], 0),
+                Some(p) => match row_of.get(&p) {
+                    Some(&r) => put_varint(&mut cols[col::PARENT as usize], 2 + zigzag(r as i64 - i as i64)),
+                    None => {
+                        put_varint(&mut cols[col::PARENT as usize], 1);
+                        cols[col::PARENT_EXT as usize].extend_from_slice(&p.0);
+                    }
+                },
+            }
+            let from = if i == first { min_start } else { spans[i - 1].start_unix_nanos };
+            put_varint(&mut cols[col::START as usize], s.start_unix_nanos - from);
+            let d = s.duration_nanos();
+            put_varint(&mut cols[col::DURATION as usize], d);
+            cols[col::FLAGS as usize].push(codec::kind_code(s.kind) | (codec::status_code(s.status) << 4));
+            put_str(&mut cols[col::TEXT as usize], &s.status_message);
+            put_str(&mut cols[col::TEXT as usize], &s.trace_state);
+            codec::put_events(&mut cols[col::EVENTS as usize], &s.events);
+            min_d = min_d.min(d);
+            max_d = max_d.max(d);
+            max_end = max_end.max(s.end_unix_nanos);
+            max_start = max_start.max(s.start_unix_nanos);
+            errors += (s.status == StatusCode::Error) as u32;
+            if seen_ops.insert((s.service.as_str(), s.name.as_str())) {
+                operations.push((s.service.clone(), s.name.clone()));
+                if !services.contains(&s.service) {
+                    services.push(s.service.clone());
+                }
             }
         }
     }
-    cols[col::SERVICE as usize] = dict_column(spans.iter().map(|s| s.service.clone()), n);
-    cols[col::NAME as usize] = dict_column(spans.iter().map(|s| s.name.clone()), n);
+    cols[col::SERVICE as usize] = dict_column(spans.iter().map(|s| s.service.as_str()), n);
+    cols[col::NAME as usize] = dict_column(spans.iter().map(|s| s.name.as_str()), n);
+    cols[col::ATTRS as usize] = attrs_column(&spans);
     let mut tokens_bloom = Bloom::with_capacity(token_set.len());
     for t in &token_set {
         tokens_bloom.insert(t);
     }
+    let mut raw_bytes = 0u64;
     let mut compressed = Vec::with_capacity(col::COUNT);
     for c in &cols {
         raw_bytes += c.len() as u64;
@@ -189,7 +382,7 @@ pub fn write(path: &Path, mut spans: Vec<Span>) -> std::io::Result<Block> {
     let mut meta = BlockMeta {
         spans: n as u32,
         min_start,
-        max_start: spans.last().map(|s| s.start_unix_nanos).unwrap_or(0),
+        max_start,
         max_end,
         min_duration: if n == 0 { 0 } else { min_d },
         max_duration: max_d,
@@ -202,12 +395,10 @@ pub fn write(path: &Path, mut spans: Vec<Span>) -> std::io::Result<Block> {
     let tb = traces.to_bytes();
     let kb = tokens_bloom.to_bytes();
     let dir_len = col::COUNT * (1 + 8 + 4 + 4);
-    let head_guess = serde_json::to_vec(&meta)?.len() + 64;
-    let total: usize =
-        5 + 4 + head_guess + 4 + tb.len() + 4 + kb.len() + 4 + dir_len + compressed.iter().map(Vec::len).sum::<usize>();
-    meta.file_bytes = total as u64;
     let meta_json = serde_json::to_vec(&meta)?;
-    let mut out = Vec::with_capacity(total + 64);
+    let mut out = Vec::with_capacity(
+        64 + meta_json.len() + tb.len() + kb.len() + dir_len + compressed.iter().map(Vec::len).sum::<usize>(),
+    );
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     for part in [&meta_json, &tb, &kb] {
@@ -237,51 +428,149 @@ pub fn write(path: &Path, mut spans: Vec<Span>) -> std::io::Result<Block> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     meta.file_bytes = out.len() as u64;
-    Ok(Block { path: path.to_owned(), meta, traces, tokens: tokens_bloom })
+    let id = NEXT_BLOCK_ID.fetch_add(1, Ordering::Relaxed);
+    Ok(Block { id, path: path.to_owned(), meta, traces, tokens: tokens_bloom })
 }
 
-fn take<'a>(b: &'a [u8], pos: &mut usize) -> Result<&'a [u8], Corrupt> {
-    let len = u32::from_le_bytes(b.get(*pos..*pos + 4).ok_or(Corrupt)?.try_into().map_err(|_| Corrupt)?) as usize;
-    let part = b.get(*pos + 4..*pos + 4 + len).ok_or(Corrupt)?;
-    *pos += 4 + len;
-    Ok(part)
-}
+/// Column `i`: (offset from the data start, compressed length, raw length).
+type Directory = Vec<(usize, usize, usize)>;
 
-/// Reads a block's header.
+/// The longest header a block may have (metadata and filters): bounds what `open` reads.
+const MAX_HEADER: usize = 64 << 20;
+
+/// Reads a block's header (not its columns).
 pub fn open(path: &Path) -> Result<Block, Corrupt> {
-    let bytes = std::fs::read(path).map_err(|_| Corrupt)?;
-    let (block, _) = parse(path, &bytes)?;
+    let f = std::fs::File::open(path).map_err(|_| Corrupt)?;
+    let (block, _) = read_header(path, &f)?;
     Ok(block)
 }
 
-type Directory = Vec<(usize, usize, usize)>;
+fn read_header(path: &Path, f: &std::fs::File) -> Result<(Block, (Directory, usize)), Corrupt> {
+    let size = f.metadata().map_err(|_| Corrupt)?.len() as usize;
+    // The header's parts are length-prefixed: read the prefix of the file that holds them.
+    let mut want = 4096.min(size);
+    loop {
+        let mut bytes = vec![0u8; want];
+        f.read_exact_at(&mut bytes, 0).map_err(|_| Corrupt)?;
+        match parse_header(path, &bytes, size) {
+            Ok(h) => return Ok(h),
+            Err(Some(need)) if need <= size.min(MAX_HEADER) && need > want => want = need,
+            Err(_) => return Err(Corrupt),
+        }
+    }
+}
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<(Block, (Directory, usize)), Corrupt> {
+/// Parses the header from the first bytes of a file of `size` bytes; `Err(Some(n))` asks for
+/// the first `n` bytes.
+fn parse_header(path: &Path, bytes: &[u8], size: usize) -> Result<(Block, (Directory, usize)), Option<usize>> {
     if bytes.len() < 5 || &bytes[..4] != MAGIC || bytes[4] != VERSION {
-        return Err(Corrupt);
+        return Err(None);
     }
     let mut pos = 5;
-    let mut meta: BlockMeta = serde_json::from_slice(take(bytes, &mut pos)?).map_err(|_| Corrupt)?;
-    meta.file_bytes = bytes.len() as u64;
-    let traces = Bloom::from_bytes(take(bytes, &mut pos)?).ok_or(Corrupt)?;
-    let tokens = Bloom::from_bytes(take(bytes, &mut pos)?).ok_or(Corrupt)?;
-    let dir = take(bytes, &mut pos)?;
+    let mut parts = Vec::with_capacity(4);
+    for _ in 0..4 {
+        let Some(len) = bytes.get(pos..pos + 4) else { return Err(Some(pos + 4)) };
+        let len = u32::from_le_bytes(len.try_into().map_err(|_| None)?) as usize;
+        let end = pos + 4 + len;
+        if end > size {
+            return Err(None);
+        }
+        let Some(part) = bytes.get(pos + 4..end) else { return Err(Some(end)) };
+        parts.push(part);
+        pos = end;
+    }
+    let mut meta: BlockMeta = serde_json::from_slice(parts[0]).map_err(|_| None)?;
+    meta.file_bytes = size as u64;
+    let traces = Bloom::from_bytes(parts[1]).ok_or(None)?;
+    let tokens = Bloom::from_bytes(parts[2]).ok_or(None)?;
     let mut cols = vec![(0, 0, 0); col::COUNT];
-    for e in dir.chunks_exact(17) {
+    for e in parts[3].chunks_exact(17) {
         let i = e[0] as usize;
-        let off = u64::from_le_bytes(e[1..9].try_into().map_err(|_| Corrupt)?) as usize;
-        let len = u32::from_le_bytes(e[9..13].try_into().map_err(|_| Corrupt)?) as usize;
-        let raw = u32::from_le_bytes(e[13..17].try_into().map_err(|_| Corrupt)?) as usize;
+        let off = u64::from_le_bytes(e[1..9].try_into().map_err(|_| None)?) as usize;
+        let len = u32::from_le_bytes(e[9..13].try_into().map_err(|_| None)?) as usize;
+        let raw = u32::from_le_bytes(e[13..17].try_into().map_err(|_| None)?) as usize;
         if i < col::COUNT {
             cols[i] = (off, len, raw);
         }
     }
-    Ok((Block { path: path.to_owned(), meta, traces, tokens }, (cols, pos)))
+    if cols.iter().any(|(off, len, _)| pos + off + len > size) {
+        return Err(None);
+    }
+    let id = NEXT_BLOCK_ID.fetch_add(1, Ordering::Relaxed);
+    Ok((Block { id, path: path.to_owned(), meta, traces, tokens }, (cols, pos)))
 }
 
-/// A block read into memory, decompressing columns on demand.
+/// Decompressed columns, shared by all queries, within a byte budget (least recently used
+/// first out).
+struct ColumnCache {
+    /// (block id, column) -> (bytes, last use)
+    map: HashMap<ColumnKey, (Arc<Vec<u8>>, u64)>,
+    bytes: usize,
+    tick: u64,
+    budget: usize,
+}
+
+type ColumnKey = (u64, u8);
+
+static CACHE: LazyLock<Mutex<ColumnCache>> =
+    LazyLock::new(|| Mutex::new(ColumnCache { map: HashMap::new(), bytes: 0, tick: 0, budget: 256 << 20 }));
+
+fn cache() -> std::sync::MutexGuard<'static, ColumnCache> {
+    CACHE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sets the decompressed-column cache's budget (bytes; 0 turns it off).
+pub fn set_cache_budget(bytes: usize) {
+    let mut c = cache();
+    c.budget = bytes;
+    c.evict();
+}
+
+impl ColumnCache {
+    fn get(&mut self, key: (u64, u8)) -> Option<Arc<Vec<u8>>> {
+        self.tick += 1;
+        let t = self.tick;
+        self.map.get_mut(&key).map(|(v, used)| {
+            *used = t;
+            v.clone()
+        })
+    }
+
+    fn put(&mut self, key: (u64, u8), v: Arc<Vec<u8>>) {
+        if v.len() > self.budget / 4 {
+            return;
+        }
+        self.tick += 1;
+        self.bytes += v.len();
+        if let Some((old, _)) = self.map.insert(key, (v, self.tick)) {
+            self.bytes -= old.len();
+        }
+        self.evict();
+    }
+
+    fn evict(&mut self) {
+        if self.bytes <= self.budget {
+            return;
+        }
+        // Drop the least recently used entries until a quarter of the budget is free.
+        let mut by_age: Vec<((u64, u8), u64, usize)> =
+            self.map.iter().map(|(k, (v, used))| (*k, *used, v.len())).collect();
+        by_age.sort_unstable_by_key(|e| e.1);
+        let target = self.budget / 4 * 3;
+        for (k, _, len) in by_age {
+            if self.bytes <= target {
+                break;
+            }
+            self.map.remove(&k);
+            self.bytes -= len;
+        }
+    }
+}
+
+/// An open block whose columns are read and decompressed on demand.
 pub struct Loaded {
-    bytes: Vec<u8>,
+    id: u64,
+    file: std::fs::File,
     dir: Directory,
     data_start: usize,
     pub n: usize,
@@ -290,9 +579,9 @@ pub struct Loaded {
 
 impl Block {
     pub fn load(&self) -> Result<Loaded, Corrupt> {
-        let bytes = std::fs::read(&self.path).map_err(|_| Corrupt)?;
-        let (_, (dir, data_start)) = parse(&self.path, &bytes)?;
-        Ok(Loaded { bytes, dir, data_start, n: self.meta.spans as usize, min_start: self.meta.min_start })
+        let file = std::fs::File::open(&self.path).map_err(|_| Corrupt)?;
+        let (_, (dir, data_start)) = read_header(&self.path, &file)?;
+        Ok(Loaded { id: self.id, file, dir, data_start, n: self.meta.spans as usize, min_start: self.meta.min_start })
     }
 }
 
@@ -302,34 +591,79 @@ impl Loaded {
         self.dir.iter().map(|(_, len, raw)| (*len, *raw)).collect()
     }
 
-    pub fn column(&self, c: u8) -> Result<Vec<u8>, Corrupt> {
+    /// Column `c`, decompressed.
+    pub fn column(&self, c: u8) -> Result<Arc<Vec<u8>>, Corrupt> {
+        if let Some(v) = cache().get((self.id, c)) {
+            return Ok(v);
+        }
         let (off, len, raw) = *self.dir.get(c as usize).ok_or(Corrupt)?;
-        let start = self.data_start + off;
-        let data = self.bytes.get(start..start + len).ok_or(Corrupt)?;
+        let mut data = vec![0u8; len];
+        self.file.read_exact_at(&mut data, (self.data_start + off) as u64).map_err(|_| Corrupt)?;
         // The directory's raw size bounds the allocation: a corrupt block cannot ask for more.
-        zstd::bulk::decompress(data, raw.max(1)).map_err(|_| Corrupt)
-    }
-
-    pub fn trace_ids(&self) -> Result<Vec<TraceId>, Corrupt> {
-        let c = self.column(col::TRACE)?;
-        if c.len() != self.n * 16 {
+        let v = Arc::new(if raw == 0 { Vec::new() } else { zstd::bulk::decompress(&data, raw).map_err(|_| Corrupt)? });
+        if v.len() != raw {
             return Err(Corrupt);
         }
-        Ok(c.chunks_exact(16).map(|b| TraceId(b.try_into().unwrap_or([0; 16]))).collect())
+        cache().put((self.id, c), v.clone());
+        Ok(v)
     }
 
-    pub fn services(&self) -> Result<Vec<String>, Corrupt> {
-        read_dict_column(&self.column(col::SERVICE)?, self.n)
+    /// The runs of traces: (trace id, first row, span count), ascending by trace id.
+    pub fn runs(&self) -> Result<Vec<(TraceId, usize, usize)>, Corrupt> {
+        let c = self.column(col::TRACE)?;
+        let mut r = Reader::new(&c);
+        let k = r.length()?;
+        let mut out = Vec::with_capacity(k);
+        let mut row = 0usize;
+        for _ in 0..k {
+            let id = TraceId(r.bytes(16)?.try_into().map_err(|_| Corrupt)?);
+            let len = usize::try_from(r.varint()?).map_err(|_| Corrupt)?;
+            if len == 0 || len > self.n - row {
+                return Err(Corrupt);
+            }
+            out.push((id, row, len));
+            row += len;
+        }
+        if row != self.n { Err(Corrupt) } else { Ok(out) }
     }
 
-    pub fn names(&self) -> Result<Vec<String>, Corrupt> {
-        read_dict_column(&self.column(col::NAME)?, self.n)
+    /// The trace id of every row.
+    pub fn trace_ids(&self) -> Result<Vec<TraceId>, Corrupt> {
+        let mut out = Vec::with_capacity(self.n);
+        for (id, _, len) in self.runs()? {
+            out.extend(std::iter::repeat_n(id, len));
+        }
+        Ok(out)
+    }
+
+    /// The rows of trace `id` (empty when it is not here).
+    pub fn rows_of(&self, id: &TraceId) -> Result<std::ops::Range<usize>, Corrupt> {
+        let runs = self.runs()?;
+        Ok(match runs.binary_search_by(|r| r.0.cmp(id)) {
+            Ok(i) => runs[i].1..runs[i].1 + runs[i].2,
+            Err(_) => 0..0,
+        })
+    }
+
+    pub fn services(&self) -> Result<Dict, Corrupt> {
+        Dict::read(&self.column(col::SERVICE)?, self.n)
+    }
+
+    pub fn names(&self) -> Result<Dict, Corrupt> {
+        Dict::read(&self.column(col::NAME)?, self.n)
     }
 
     pub fn starts(&self) -> Result<Vec<u64>, Corrupt> {
         let c = self.column(col::START)?;
         let mut r = Reader::new(&c);
-        (0..self.n).map(|_| r.varint().map(|v| v + self.min_start)).collect()
+        let mut out = Vec::with_capacity(self.n);
+        for (_, first, len) in self.runs()? {
+            for i in first..first + len {
+                let from = if i == first { self.min_start } else { out[i - 1] };
+                out.push(from.checked_add(r.varint()?).ok_or(Corrupt)?);
+            }
+        }
+        Ok(out)
     }
 
     pub fn durations(&self) -> Result<Vec<u64>, Corrupt> {
@@ -338,56 +672,86 @@ impl Loaded {
         (0..self.n).map(|_| r.varint()).collect()
     }
 
-    pub fn flags(&self) -> Result<Vec<u8>, Corrupt> {
+    pub fn flags(&self) -> Result<Arc<Vec<u8>>, Corrupt> {
         let c = self.column(col::FLAGS)?;
-        if c.len() != self.n {
+        if c.len() != self.n { Err(Corrupt) } else { Ok(c) }
+    }
+
+    pub fn attributes(&self) -> Result<AttrTable, Corrupt> {
+        AttrTable::read(&self.column(col::ATTRS)?, self.n)
+    }
+
+    /// The span id of every row.
+    pub fn span_ids(&self) -> Result<Vec<SpanId>, Corrupt> {
+        let c = self.column(col::SPAN)?;
+        if c.len() != self.n * 8 {
             return Err(Corrupt);
         }
-        Ok(c)
+        Ok(c.chunks_exact(8).map(|b| SpanId(b.try_into().unwrap_or([0; 8]))).collect())
     }
 
-    pub fn attributes(&self) -> Result<Vec<Vec<signalbox_core::span::KeyValue>>, Corrupt> {
-        let c = self.column(col::ATTRS)?;
-        let mut r = Reader::new(&c);
-        (0..self.n).map(|_| codec::get_attrs(&mut r)).collect()
-    }
-
-    /// Every span of the rows in `rows` (ascending).
-    pub fn spans(&self, rows: &[usize]) -> Result<Vec<Span>, Corrupt> {
-        let trace = self.column(col::TRACE)?;
-        let span = self.column(col::SPAN)?;
-        let parent = self.column(col::PARENT)?;
-        let (starts, durations, flags) = (self.starts()?, self.durations()?, self.flags()?);
-        let (services, names) = (self.services()?, self.names()?);
-        let text = self.column(col::TEXT)?;
-        let attrs = self.column(col::ATTRS)?;
-        let events = self.column(col::EVENTS)?;
-        let (mut rt, mut ra, mut re) = (Reader::new(&text), Reader::new(&attrs), Reader::new(&events));
-        let wanted: HashSet<usize> = rows.iter().copied().collect();
-        let mut out = Vec::with_capacity(rows.len());
+    /// The parent of every row.
+    fn parents(&self, spans: &[SpanId]) -> Result<Vec<Option<SpanId>>, Corrupt> {
+        let c = self.column(col::PARENT)?;
+        let ext = self.column(col::PARENT_EXT)?;
+        let (mut r, mut e) = (Reader::new(&c), Reader::new(&ext));
+        let mut out = Vec::with_capacity(self.n);
         for i in 0..self.n {
-            let (msg, state) = (rt.str()?, rt.str()?);
-            let a = codec::get_attrs(&mut ra)?;
-            let e = codec::get_events(&mut re)?;
-            if !wanted.contains(&i) {
-                continue;
-            }
-            let p: [u8; 8] = parent.get(i * 8..i * 8 + 8).ok_or(Corrupt)?.try_into().map_err(|_| Corrupt)?;
-            out.push(Span {
-                trace_id: TraceId(trace.get(i * 16..i * 16 + 16).ok_or(Corrupt)?.try_into().map_err(|_| Corrupt)?),
-                span_id: SpanId(span.get(i * 8..i * 8 + 8).ok_or(Corrupt)?.try_into().map_err(|_| Corrupt)?),
-                parent_span_id: (p != [0; 8]).then_some(SpanId(p)),
-                trace_state: state,
-                service: services[i].clone(),
-                name: names[i].clone(),
-                kind: codec::kind_of(flags[i] & 0x0f),
-                start_unix_nanos: starts[i],
-                end_unix_nanos: starts[i] + durations[i],
-                status: codec::status_of(flags[i] >> 4),
-                status_message: msg,
-                attributes: a,
-                events: e,
+            out.push(match r.varint()? {
+                0 => None,
+                1 => Some(SpanId(e.bytes(8)?.try_into().map_err(|_| Corrupt)?)),
+                v => {
+                    let p = i as i64 + unzigzag(v - 2);
+                    Some(*spans.get(usize::try_from(p).map_err(|_| Corrupt)?).ok_or(Corrupt)?)
+                }
             });
+        }
+        Ok(out)
+    }
+
+    /// The spans of rows `rows` (any order, no duplicates).
+    pub fn spans(&self, rows: &[usize]) -> Result<Vec<Span>, Corrupt> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let runs = self.runs()?;
+        let ids = self.span_ids()?;
+        let parents = self.parents(&ids)?;
+        let (starts, durations, flags) = (self.starts()?, self.durations()?, self.flags()?);
+        let (services, names, attrs) = (self.services()?, self.names()?, self.attributes()?);
+        let text = self.column(col::TEXT)?;
+        let events = self.column(col::EVENTS)?;
+        let (mut rt, mut re) = (Reader::new(&text), Reader::new(&events));
+        let mut wanted = vec![false; self.n];
+        for r in rows {
+            *wanted.get_mut(*r).ok_or(Corrupt)? = true;
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for (trace, first, len) in runs {
+            for i in first..first + len {
+                if !wanted[i] {
+                    codec::skip_str(&mut rt)?;
+                    codec::skip_str(&mut rt)?;
+                    codec::skip_events(&mut re)?;
+                    continue;
+                }
+                let (msg, state) = (rt.str()?, rt.str()?);
+                out.push(Span {
+                    trace_id: trace,
+                    span_id: ids[i],
+                    parent_span_id: parents[i],
+                    trace_state: state,
+                    service: services.get(i).to_owned(),
+                    name: names.get(i).to_owned(),
+                    kind: codec::kind_of(flags[i] & 0x0f),
+                    start_unix_nanos: starts[i],
+                    end_unix_nanos: starts[i] + durations[i],
+                    status: codec::status_of(flags[i] >> 4),
+                    status_message: msg,
+                    attributes: attrs.attributes(i),
+                    events: codec::get_events(&mut re)?,
+                });
+            }
         }
         Ok(out)
     }
@@ -442,6 +806,74 @@ mod tests {
         want.sort_by_key(|s| s.start_unix_nanos);
         assert_eq!(got, want);
         std::fs::write(&path, b"SBXB\x01garbage").unwrap();
+        assert!(open(&path).is_err());
+    }
+
+    #[test]
+    fn parents_within_a_trace_are_row_references_and_survive_any_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = TraceId::random();
+        let root = SpanId::random();
+        let mut spans = Vec::new();
+        let mut parent = root;
+        for i in 0..20u64 {
+            let mut s = span(i, t);
+            if i == 0 {
+                s.span_id = root;
+                s.parent_span_id = None;
+            } else {
+                s.span_id = SpanId::random();
+                // A child that starts before its parent (clock skew) still finds it.
+                s.parent_span_id = Some(parent);
+                s.start_unix_nanos = 1_000_000 + (20 - i) * 10;
+                s.end_unix_nanos = s.start_unix_nanos + 5;
+            }
+            parent = s.span_id;
+            spans.push(s);
+        }
+        let other = span(99, TraceId::random());
+        spans.push(other.clone());
+        let path = dir.path().join("b.blk");
+        write(&path, spans.clone()).unwrap();
+        let l = open(&path).unwrap().load().unwrap();
+        let rows = l.rows_of(&t).unwrap();
+        assert_eq!(rows.len(), 20);
+        assert_eq!(l.rows_of(&TraceId::random()).unwrap(), 0..0);
+        let mut got = l.spans(&rows.collect::<Vec<_>>()).unwrap();
+        got.sort_by_key(|s| s.span_id);
+        let mut want: Vec<Span> = spans.into_iter().filter(|s| s.trace_id == t).collect();
+        want.sort_by_key(|s| s.span_id);
+        assert_eq!(got, want);
+        let attrs = l.attributes().unwrap();
+        let k = attrs.key("user").unwrap();
+        let ok = attrs.values_matching("u7");
+        let hits: Vec<usize> = (0..l.n).filter(|i| attrs.row(*i).iter().any(|(kk, v)| *kk == k && ok[*v as usize])).collect();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(l.spans(&hits).unwrap()[0].attributes[0], KeyValue::str("user", "u7"));
+    }
+
+    #[test]
+    fn a_corrupt_column_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.blk");
+        let spans: Vec<Span> = (0..50).map(|i| span(i, TraceId::random())).collect();
+        write(&path, spans).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        for at in [good.len() - 1, good.len() / 2, good.len() - 200] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x5a;
+            let p = dir.path().join(format!("bad-{at}.blk"));
+            std::fs::write(&p, &bad).unwrap();
+            if let Ok(b) = open(&p)
+                && let Ok(l) = b.load()
+            {
+                let _ = l.spans(&(0..50).collect::<Vec<_>>());
+                let _ = l.attributes();
+            }
+        }
+        let mut cut = good.clone();
+        cut.truncate(good.len() / 3);
+        std::fs::write(&path, &cut).unwrap();
         assert!(open(&path).is_err());
     }
 }

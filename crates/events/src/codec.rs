@@ -172,6 +172,39 @@ pub fn get_events(r: &mut Reader) -> Result<Vec<SpanEvent>, Corrupt> {
     Ok(v)
 }
 
+/// Skips a string without allocating.
+pub fn skip_str(r: &mut Reader) -> Result<(), Corrupt> {
+    let n = r.length()?;
+    r.bytes(n).map(|_| ())
+}
+
+fn skip_value(r: &mut Reader) -> Result<(), Corrupt> {
+    match r.u8()? {
+        0 => skip_str(r),
+        1 | 2 => r.bytes(8).map(|_| ()),
+        3 | 4 => Ok(()),
+        _ => Err(Corrupt),
+    }
+}
+
+fn skip_attrs(r: &mut Reader) -> Result<(), Corrupt> {
+    for _ in 0..r.length()? {
+        skip_str(r)?;
+        skip_value(r)?;
+    }
+    Ok(())
+}
+
+/// Skips a span's events without allocating.
+pub fn skip_events(r: &mut Reader) -> Result<(), Corrupt> {
+    for _ in 0..r.length()? {
+        r.bytes(8)?;
+        skip_str(r)?;
+        skip_attrs(r)?;
+    }
+    Ok(())
+}
+
 /// Appends one span.
 pub fn put_span(out: &mut Vec<u8>, s: &Span) {
     out.extend_from_slice(&s.trace_id.0);

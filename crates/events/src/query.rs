@@ -72,7 +72,10 @@ impl Search {
                 return false;
             }
         }
-        self.tags.iter().all(|(k, v)| b.tokens.may_contain(&block::token_attr(k, v)))
+        match &self.service {
+            Some(s) => self.tags.iter().all(|(k, v)| b.tokens.may_contain(&block::token_service_attr(s, k, v))),
+            None => self.tags.iter().all(|(k, v)| b.tokens.may_contain(&block::token_attr(k, v))),
+        }
     }
 }
 
@@ -134,12 +137,11 @@ pub fn trace(store: &SpanStore, id: &TraceId) -> Vec<Span> {
             tracing::error!(path = %b.path.display(), "unreadable block");
             continue;
         };
-        let Ok(ids) = l.trace_ids() else { continue };
-        let rows: Vec<usize> = ids.iter().enumerate().filter(|(_, t)| *t == id).map(|(i, _)| i).collect();
+        let Ok(rows) = l.rows_of(id) else { continue };
         if rows.is_empty() {
             continue;
         }
-        if let Ok(found) = l.spans(&rows) {
+        if let Ok(found) = l.spans(&rows.collect::<Vec<_>>()) {
             spans.extend(found);
         }
     }
@@ -153,27 +155,52 @@ pub fn trace(store: &SpanStore, id: &TraceId) -> Vec<Span> {
 fn block_matches(b: &Arc<Block>, q: &Search) -> Vec<(TraceId, u64)> {
     let Ok(l) = b.load() else { return Vec::new() };
     let res = (|| -> Result<Vec<(TraceId, u64)>, crate::codec::Corrupt> {
-        let ids = l.trace_ids()?;
+        // Conditions on dictionary columns become integer comparisons; a value that is not
+        // in the block's dictionary means no row can match.
+        let services = match &q.service {
+            Some(w) => {
+                let d = l.services()?;
+                let Some(i) = d.find(w) else { return Ok(Vec::new()) };
+                Some((d, i))
+            }
+            None => None,
+        };
+        let names = match &q.operation {
+            Some(w) => {
+                let d = l.names()?;
+                let Some(i) = d.find(w) else { return Ok(Vec::new()) };
+                Some((d, i))
+            }
+            None => None,
+        };
+        let attrs = if q.tags.is_empty() { None } else { Some(l.attributes()?) };
+        let mut wanted_tags = Vec::new();
+        if let Some(a) = &attrs {
+            for (k, v) in &q.tags {
+                let Some(kid) = a.key(k) else { return Ok(Vec::new()) };
+                let ok = a.values_matching(v);
+                if !ok.contains(&true) {
+                    return Ok(Vec::new());
+                }
+                wanted_tags.push((kid, ok));
+            }
+        }
         let starts = l.starts()?;
-        let services = if q.service.is_some() { Some(l.services()?) } else { None };
-        let names = if q.operation.is_some() { Some(l.names()?) } else { None };
         let durations =
             if q.min_duration_nanos.is_some() || q.max_duration_nanos.is_some() { Some(l.durations()?) } else { None };
         let flags = if q.errors_only { Some(l.flags()?) } else { None };
-        let attrs = if q.tags.is_empty() { None } else { Some(l.attributes()?) };
-        let mut out = Vec::new();
-        for i in 0..l.n {
-            let s = starts[i];
+        let mut rows = Vec::new();
+        for (i, &s) in starts.iter().enumerate() {
             if s < q.start_nanos || s > q.end_nanos {
                 continue;
             }
-            if let (Some(v), Some(w)) = (&services, &q.service)
-                && v[i] != *w
+            if let Some((d, w)) = &services
+                && d.rows[i] != *w
             {
                 continue;
             }
-            if let (Some(v), Some(w)) = (&names, &q.operation)
-                && v[i] != *w
+            if let Some((d, w)) = &names
+                && d.rows[i] != *w
             {
                 continue;
             }
@@ -188,16 +215,17 @@ fn block_matches(b: &Arc<Block>, q: &Search) -> Vec<(TraceId, u64)> {
                 continue;
             }
             if let Some(a) = &attrs
-                && !q
-                    .tags
-                    .iter()
-                    .all(|(k, v)| a[i].iter().any(|kv| kv.key == *k && value_text(&kv.value).as_deref() == Some(v)))
+                && !wanted_tags.iter().all(|(kid, ok)| a.row(i).iter().any(|(k, v)| k == kid && ok[*v as usize]))
             {
                 continue;
             }
-            out.push((ids[i], s));
+            rows.push(i);
         }
-        Ok(out)
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = l.trace_ids()?;
+        Ok(rows.into_iter().map(|i| (ids[i], starts[i])).collect())
     })();
     res.unwrap_or_default()
 }

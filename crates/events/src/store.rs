@@ -353,13 +353,9 @@ impl<'a> Dedup<'a> {
             let ids = self.loaded.entry(b.path.clone()).or_insert_with(|| {
                 let mut set = HashSet::new();
                 if let Ok(l) = b.load()
-                    && let (Ok(t), Ok(sp)) = (l.trace_ids(), l.column(block::col::SPAN))
+                    && let (Ok(t), Ok(sp)) = (l.trace_ids(), l.span_ids())
                 {
-                    for (i, tid) in t.iter().enumerate() {
-                        if let Some(bytes) = sp.get(i * 8..i * 8 + 8) {
-                            set.insert((*tid, SpanId(bytes.try_into().unwrap_or([0; 8]))));
-                        }
-                    }
+                    set.extend(t.into_iter().zip(sp));
                 }
                 set
             });

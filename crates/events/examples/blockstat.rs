@@ -10,9 +10,22 @@ fn main() {
             }
         }
     }
-    let names = ["trace", "span", "parent", "start", "duration", "service", "name", "flags", "text", "attrs", "events"];
-    let mut raw = [0u64; 11];
-    let mut comp = [0u64; 11];
+    let names = [
+        "trace",
+        "span",
+        "parent",
+        "start",
+        "duration",
+        "service",
+        "name",
+        "flags",
+        "text",
+        "attrs",
+        "events",
+        "parent-ext",
+    ];
+    let mut raw = [0u64; 12];
+    let mut comp = [0u64; 12];
     let mut spans = 0u64;
     let mut total = 0u64;
     for f in files.iter().take(50) {
@@ -26,7 +39,12 @@ fn main() {
         }
     }
     println!("{} blocks, {spans} spans, {:.1} B/span on disk", files.len().min(50), total as f64 / spans as f64);
-    for i in 0..11 {
-        println!("{:10} raw {:6.1} B/span  compressed {:6.1} B/span", names[i], raw[i] as f64 / spans as f64, comp[i] as f64 / spans as f64);
+    for i in 0..names.len() {
+        println!(
+            "{:10} raw {:6.1} B/span  compressed {:6.1} B/span",
+            names[i],
+            raw[i] as f64 / spans as f64,
+            comp[i] as f64 / spans as f64
+        );
     }
 }

@@ -24,8 +24,9 @@
 //! Decompressed columns are kept in a process-wide cache with a byte budget, so the blocks
 //! a busy query touches are decompressed once.
 
-use crate::bloom::Bloom;
+use crate::bloom::{self, Bloom};
 use crate::codec::{self, Corrupt, Reader, put_str, put_varint};
+use crate::hash::FastMap;
 use serde::{Deserialize, Serialize};
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::span::{AttrValue, KeyValue, Span, StatusCode};
@@ -87,21 +88,26 @@ pub struct Block {
 
 static NEXT_BLOCK_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Search tokens of a span: service, service+operation, attribute `key=value` (alone and
-/// within the service), errors.
-pub fn tokens(s: &Span, out: &mut HashSet<Vec<u8>>) {
-    out.insert(token_service(&s.service));
-    out.insert(token_operation(&s.service, &s.name));
+/// Search tokens of a span, as hashes: service, service+operation, attribute `key=value`
+/// (alone and within the service), errors. Each is the [`crate::bloom::hash`] of the
+/// matching `token_*` bytes, computed without building them.
+pub fn tokens(s: &Span, out: &mut TokenSet) {
+    let (svc, name) = (s.service.as_bytes(), s.name.as_bytes());
+    out.insert(bloom::hash_parts(&[b"s:", svc]));
+    out.insert(bloom::hash_parts(&[b"o:", svc, b"\0", name]));
     for kv in &s.attributes {
-        if let Some(v) = value_text(&kv.value) {
-            out.insert(token_attr(&kv.key, &v));
-            out.insert(token_service_attr(&s.service, &kv.key, &v));
-        }
+        let v = value_text(&kv.value);
+        let (k, v) = (kv.key.as_bytes(), v.as_bytes());
+        out.insert(bloom::hash_parts(&[b"a:", k, b"=", v]));
+        out.insert(bloom::hash_parts(&[b"A:", svc, b"\0", k, b"=", v]));
     }
     if s.status == StatusCode::Error {
-        out.insert(b"e".to_vec());
+        out.insert(bloom::hash(b"e"));
     }
 }
+
+/// Token hashes (already well mixed, so hashed again by identity).
+pub type TokenSet = crate::hash::FastSet<u64>;
 
 pub fn token_service(s: &str) -> Vec<u8> {
     [b"s:".as_slice(), s.as_bytes()].concat()
@@ -117,12 +123,12 @@ pub fn token_service_attr(s: &str, k: &str, v: &str) -> Vec<u8> {
 }
 
 /// How attribute values compare in searches: as their text.
-pub fn value_text(v: &AttrValue) -> Option<String> {
+pub fn value_text(v: &AttrValue) -> std::borrow::Cow<'_, str> {
     match v {
-        AttrValue::Str(s) => Some(s.clone()),
-        AttrValue::Int(i) => Some(i.to_string()),
-        AttrValue::Bool(b) => Some(b.to_string()),
-        AttrValue::Float(f) => Some(f.to_string()),
+        AttrValue::Str(s) => std::borrow::Cow::Borrowed(s.as_str()),
+        AttrValue::Int(i) => i.to_string().into(),
+        AttrValue::Bool(b) => b.to_string().into(),
+        AttrValue::Float(f) => f.to_string().into(),
     }
 }
 
@@ -136,7 +142,7 @@ fn unzigzag(v: u64) -> i64 {
 
 /// A dictionary column: the distinct values in first-seen order, then an index per row.
 fn dict_column<'a>(values: impl Iterator<Item = &'a str>, n: usize) -> Vec<u8> {
-    let mut dict: HashMap<&str, u64> = HashMap::new();
+    let mut dict: FastMap<&str, u64> = FastMap::default();
     let mut order: Vec<&str> = Vec::new();
     let mut idx = Vec::with_capacity(n);
     for v in values {
@@ -242,7 +248,7 @@ impl AttrTable {
 
     /// For each value in the dictionary, whether its text is `text`.
     pub fn values_matching(&self, text: &str) -> Vec<bool> {
-        self.values.iter().map(|v| value_text(v).as_deref() == Some(text)).collect()
+        self.values.iter().map(|v| value_text(v) == text).collect()
     }
 
     pub fn attributes(&self, i: usize) -> Vec<KeyValue> {
@@ -254,10 +260,10 @@ impl AttrTable {
 }
 
 /// The attribute column of `spans` (in row order).
-fn attrs_column(spans: &[Span]) -> Vec<u8> {
-    let mut keys: HashMap<&str, u64> = HashMap::new();
+fn attrs_column(spans: &[&Span]) -> Vec<u8> {
+    let mut keys: FastMap<&str, u64> = FastMap::default();
     let mut key_order: Vec<&str> = Vec::new();
-    let mut values: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut values: FastMap<Vec<u8>, u64> = FastMap::default();
     let mut value_order: Vec<Vec<u8>> = Vec::new();
     let mut rows = Vec::new();
     let mut enc = Vec::new();
@@ -299,14 +305,14 @@ fn attrs_column(spans: &[Span]) -> Vec<u8> {
 
 /// Encodes `spans` (any order) into a block file at `path`, written to a temporary file,
 /// synced and renamed, so a crash never leaves a half block. Returns its header.
-pub fn write(path: &Path, mut spans: Vec<Span>) -> std::io::Result<Block> {
+pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
     spans.sort_by(|a, b| {
         a.trace_id.cmp(&b.trace_id).then(a.start_unix_nanos.cmp(&b.start_unix_nanos)).then(a.span_id.cmp(&b.span_id))
     });
     let n = spans.len();
     let min_start = spans.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
     let mut traces = Bloom::with_capacity(n / 4 + 1);
-    let mut token_set = HashSet::new();
+    let mut token_set = TokenSet::default();
     let mut cols: Vec<Vec<u8>> = vec![Vec::new(); col::COUNT];
     let mut services: Vec<String> = Vec::new();
     let mut operations: Vec<(String, String)> = Vec::new();
@@ -322,7 +328,7 @@ pub fn write(path: &Path, mut spans: Vec<Span>) -> std::io::Result<Block> {
         }
     }
     put_varint(&mut cols[col::TRACE as usize], runs.len() as u64);
-    let mut row_of: HashMap<SpanId, usize> = HashMap::new();
+    let mut row_of: FastMap<SpanId, usize> = FastMap::default();
     for &(first, len) in &runs {
         let t = &spans[first].trace_id;
         traces.insert(&t.0);
@@ -371,7 +377,7 @@ pub fn write(path: &Path, mut spans: Vec<Span>) -> std::io::Result<Block> {
     cols[col::ATTRS as usize] = attrs_column(&spans);
     let mut tokens_bloom = Bloom::with_capacity(token_set.len());
     for t in &token_set {
-        tokens_bloom.insert(t);
+        tokens_bloom.insert_hash(*t);
     }
     let mut raw_bytes = 0u64;
     let mut compressed = Vec::with_capacity(col::COUNT);
@@ -600,7 +606,8 @@ impl Loaded {
         let mut data = vec![0u8; len];
         self.file.read_exact_at(&mut data, (self.data_start + off) as u64).map_err(|_| Corrupt)?;
         // The directory's raw size bounds the allocation: a corrupt block cannot ask for more.
-        let v = Arc::new(if raw == 0 { Vec::new() } else { zstd::bulk::decompress(&data, raw).map_err(|_| Corrupt)? });
+        let v =
+            Arc::new(if raw == 0 { Vec::new() } else { zstd::bulk::decompress(&data, raw).map_err(|_| Corrupt)? });
         if v.len() != raw {
             return Err(Corrupt);
         }
@@ -786,7 +793,7 @@ mod tests {
         let t = TraceId::random();
         let spans: Vec<Span> = (0..100).rev().map(|i| span(i, if i < 10 { t } else { TraceId::random() })).collect();
         let path = dir.path().join("b.blk");
-        let b = write(&path, spans.clone()).unwrap();
+        let b = write(&path, spans.iter().collect()).unwrap();
         assert_eq!(b.meta.spans, 100);
         assert_eq!(b.meta.errors, 1);
         assert_eq!(b.meta.services.len(), 3);
@@ -834,7 +841,7 @@ mod tests {
         let other = span(99, TraceId::random());
         spans.push(other.clone());
         let path = dir.path().join("b.blk");
-        write(&path, spans.clone()).unwrap();
+        write(&path, spans.iter().collect()).unwrap();
         let l = open(&path).unwrap().load().unwrap();
         let rows = l.rows_of(&t).unwrap();
         assert_eq!(rows.len(), 20);
@@ -847,7 +854,8 @@ mod tests {
         let attrs = l.attributes().unwrap();
         let k = attrs.key("user").unwrap();
         let ok = attrs.values_matching("u7");
-        let hits: Vec<usize> = (0..l.n).filter(|i| attrs.row(*i).iter().any(|(kk, v)| *kk == k && ok[*v as usize])).collect();
+        let hits: Vec<usize> =
+            (0..l.n).filter(|i| attrs.row(*i).iter().any(|(kk, v)| *kk == k && ok[*v as usize])).collect();
         assert_eq!(hits.len(), 1);
         assert_eq!(l.spans(&hits).unwrap()[0].attributes[0], KeyValue::str("user", "u7"));
     }
@@ -857,7 +865,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.blk");
         let spans: Vec<Span> = (0..50).map(|i| span(i, TraceId::random())).collect();
-        write(&path, spans).unwrap();
+        write(&path, spans.iter().collect()).unwrap();
         let good = std::fs::read(&path).unwrap();
         for at in [good.len() - 1, good.len() / 2, good.len() - 200] {
             let mut bad = good.clone();

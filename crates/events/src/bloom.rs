@@ -1,43 +1,14 @@
 //! A bloom filter: "definitely not here" for trace ids and search tokens per block, so a
 //! lookup decompresses only the blocks that may hold what it wants.
 
-use std::hash::{BuildHasher, Hasher};
-
-/// A fixed-seed hasher so filters written to disk read back the same.
-#[derive(Clone, Copy, Default)]
-pub struct Seeded;
-
-impl BuildHasher for Seeded {
-    type Hasher = Fnv;
-    fn build_hasher(&self) -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-/// 64-bit FNV-1a, finished with a mixing step (FNV alone clusters on short keys).
-pub struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        x ^ (x >> 33)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= *b as u64;
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
+/// The fixed-seed hash of `bytes`, the hash a filter stores.
 pub fn hash(bytes: &[u8]) -> u64 {
-    let mut h = Seeded.build_hasher();
-    h.write(bytes);
-    h.finish()
+    crate::hash::stable(&[bytes])
+}
+
+/// The hash of the concatenation of `parts` (equal to [`hash`] of the joined bytes).
+pub fn hash_parts(parts: &[&[u8]]) -> u64 {
+    crate::hash::stable(parts)
 }
 
 /// A bloom filter with `k` probes derived by double hashing.
@@ -61,7 +32,11 @@ impl Bloom {
     }
 
     pub fn insert(&mut self, item: &[u8]) {
-        let h = hash(item);
+        self.insert_hash(hash(item));
+    }
+
+    /// Inserts an item by its [`hash`].
+    pub fn insert_hash(&mut self, h: u64) {
         let probes: Vec<usize> = self.probes(h).collect();
         for p in probes {
             self.bits[p / 64] |= 1 << (p % 64);
@@ -100,6 +75,12 @@ impl Bloom {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashing_parts_equals_hashing_their_concatenation() {
+        assert_eq!(hash_parts(&[b"a:", b"http.route", b"=", b"/x"]), hash(b"a:http.route=/x"));
+        assert_eq!(hash_parts(&[]), hash(b""));
+    }
 
     #[test]
     fn no_false_negatives_few_false_positives() {

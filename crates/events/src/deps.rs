@@ -9,6 +9,7 @@
 //! Calls are counted per minute with errors and a latency histogram (for p50/p99); closed
 //! minutes are appended to `deps.jsonl` so the graph survives restarts.
 
+use crate::hash::FastMap;
 use serde::{Deserialize, Serialize};
 use signalbox_core::ids::SpanId;
 use signalbox_core::span::{AttrValue, Span, SpanKind, StatusCode};
@@ -97,7 +98,6 @@ struct Persisted {
 struct Seen {
     service: String,
     kind: SpanKind,
-    peer: Option<String>,
 }
 
 struct Child {
@@ -120,10 +120,14 @@ struct Client {
 /// The graph builder and store.
 pub struct Graph {
     minutes: BTreeMap<u64, HashMap<(String, String), EdgeStats>>,
-    recent: HashMap<SpanId, Seen>,
+    recent: FastMap<SpanId, Seen>,
     recent_order: VecDeque<SpanId>,
-    orphans: HashMap<SpanId, Vec<Child>>,
-    clients: HashMap<SpanId, Client>,
+    orphans: FastMap<SpanId, Vec<Child>>,
+    /// Parents waited for, oldest first (entries may already be resolved).
+    orphans_order: VecDeque<(Instant, SpanId)>,
+    clients: FastMap<SpanId, Client>,
+    /// Client spans waiting for a child, oldest first (entries may already be resolved).
+    clients_order: VecDeque<(Instant, SpanId)>,
     file: Option<PathBuf>,
     flushed_until: u64,
     keep: Duration,
@@ -153,10 +157,12 @@ impl Graph {
         let flushed_until = minutes.keys().next_back().map(|m| m + MINUTE).unwrap_or(0);
         Graph {
             minutes,
-            recent: HashMap::new(),
+            recent: FastMap::default(),
             recent_order: VecDeque::new(),
-            orphans: HashMap::new(),
-            clients: HashMap::new(),
+            orphans: FastMap::default(),
+            orphans_order: VecDeque::new(),
+            clients: FastMap::default(),
+            clients_order: VecDeque::new(),
             file,
             flushed_until,
             keep,
@@ -183,13 +189,20 @@ impl Graph {
                     self.edge(&caller, &s.service, s.start_unix_nanos, s.duration_nanos(), error);
                 }
                 Some(_) => {}
-                None => self.orphans.entry(parent).or_default().push(Child {
-                    service: s.service.clone(),
-                    start: s.start_unix_nanos,
-                    duration: s.duration_nanos(),
-                    error,
-                    at: Instant::now(),
-                }),
+                None => {
+                    let at = Instant::now();
+                    let waiting = self.orphans.entry(parent).or_default();
+                    if waiting.is_empty() {
+                        self.orphans_order.push_back((at, parent));
+                    }
+                    waiting.push(Child {
+                        service: s.service.clone(),
+                        start: s.start_unix_nanos,
+                        duration: s.duration_nanos(),
+                        error,
+                        at,
+                    })
+                }
             }
         }
         let peer = (s.kind == SpanKind::Client).then(|| peer_of(s)).flatten();
@@ -203,11 +216,12 @@ impl Graph {
             }
             if crossed {
                 // The callee reported its own span: the peer fallback is not needed.
-                self.insert_recent(s, None);
+                self.insert_recent(s);
                 return;
             }
         }
         if let Some(p) = &peer {
+            let at = Instant::now();
             self.clients.insert(
                 s.span_id,
                 Client {
@@ -216,15 +230,16 @@ impl Graph {
                     start: s.start_unix_nanos,
                     duration: s.duration_nanos(),
                     error,
-                    at: Instant::now(),
+                    at,
                 },
             );
+            self.clients_order.push_back((at, s.span_id));
         }
-        self.insert_recent(s, peer);
+        self.insert_recent(s);
     }
 
-    fn insert_recent(&mut self, s: &Span, peer: Option<String>) {
-        self.recent.insert(s.span_id, Seen { service: s.service.clone(), kind: s.kind, peer });
+    fn insert_recent(&mut self, s: &Span) {
+        self.recent.insert(s.span_id, Seen { service: s.service.clone(), kind: s.kind });
         self.recent_order.push_back(s.span_id);
         while self.recent_order.len() > RECENT {
             if let Some(old) = self.recent_order.pop_front() {
@@ -235,18 +250,32 @@ impl Graph {
 
     /// Resolves what waited long enough, persists closed minutes, forgets old ones.
     pub fn tick(&mut self, now_nanos: u64) {
-        let expired: Vec<SpanId> =
-            self.clients.iter().filter(|(_, c)| c.at.elapsed() >= WAIT).map(|(id, _)| *id).collect();
-        for id in expired {
-            if let Some(c) = self.clients.remove(&id) {
+        // Client spans whose callee never reported: an edge to the named peer. Both queues
+        // are in arrival order, so only their expired fronts are visited.
+        while let Some((at, id)) = self.clients_order.front().copied() {
+            if at.elapsed() < WAIT {
+                break;
+            }
+            self.clients_order.pop_front();
+            if let Some(c) = self.clients.remove(&id).filter(|c| c.at == at) {
                 self.edge(&c.caller, &c.peer, c.start, c.duration, c.error);
             }
         }
-        self.orphans.retain(|_, v| {
-            v.retain(|c| c.at.elapsed() < WAIT);
-            !v.is_empty()
-        });
-        let _ = self.recent.values().filter(|s| s.peer.is_some()).count();
+        while let Some((at, parent)) = self.orphans_order.front().copied() {
+            if at.elapsed() < WAIT {
+                break;
+            }
+            self.orphans_order.pop_front();
+            if let Some(v) = self.orphans.get_mut(&parent) {
+                v.retain(|c| c.at.elapsed() < WAIT);
+                if v.is_empty() {
+                    self.orphans.remove(&parent);
+                } else {
+                    let first = v[0].at;
+                    self.orphans_order.push_back((first, parent));
+                }
+            }
+        }
         // Persist minutes that closed (with a margin for late spans).
         let closed_before = now_nanos.saturating_sub(2 * MINUTE) / MINUTE * MINUTE;
         if let Some(file) = &self.file
@@ -342,6 +371,9 @@ mod tests {
         g.observe(&lone);
         for c in g.clients.values_mut() {
             c.at -= WAIT;
+        }
+        for e in g.clients_order.iter_mut() {
+            e.0 -= WAIT;
         }
         g.tick(11 * MINUTE);
         let e = g.edges(0, u64::MAX);

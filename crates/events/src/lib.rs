@@ -16,6 +16,7 @@
 //! - [`store`]: head, sealing, partitions, retention, recovery deduplication.
 //! - [`block`]: the block file format (columns, zstd, bloom filters).
 //! - [`bloom`]: bloom filters.
+//! - [`hash`]: the fast hash behind the filters and the in-memory maps.
 //! - [`query`]: trace by id and search.
 //! - [`deps`]: the service dependency graph.
 //! - [`pipeline`]: the threads and tasks that connect all of it, and the [`pipeline::Traces`]
@@ -25,6 +26,7 @@ pub mod block;
 pub mod bloom;
 pub mod codec;
 pub mod deps;
+pub mod hash;
 pub mod pipeline;
 pub mod query;
 pub mod sampler;

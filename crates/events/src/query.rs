@@ -8,11 +8,11 @@
 //! Filters are applied before the limit: a limit never hides a match.
 
 use crate::block::{self, Block, value_text};
+use crate::hash::FastMap;
 use crate::store::SpanStore;
 use serde::Serialize;
 use signalbox_core::ids::TraceId;
 use signalbox_core::span::{Span, StatusCode};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A search. A trace matches when one of its spans satisfies every given condition (the
@@ -45,7 +45,7 @@ impl Search {
             && self
                 .tags
                 .iter()
-                .all(|(k, v)| s.attributes.iter().any(|kv| kv.key == *k && value_text(&kv.value).as_deref() == Some(v)))
+                .all(|(k, v)| s.attributes.iter().any(|kv| kv.key == *k && value_text(&kv.value) == v.as_str()))
     }
 
     /// Whether a block can hold a matching span, from its header alone.
@@ -234,7 +234,7 @@ fn block_matches(b: &Arc<Block>, q: &Search) -> Vec<(TraceId, u64)> {
 pub fn search(store: &SpanStore, q: &Search) -> Vec<TraceSummary> {
     let limit = q.limit.max(1);
     // trace id -> newest matching span start
-    let mut found: HashMap<TraceId, u64> = HashMap::new();
+    let mut found: FastMap<TraceId, u64> = FastMap::default();
     for s in store.memory_spans(|s| q.matches(s)) {
         let e = found.entry(s.trace_id).or_insert(0);
         *e = (*e).max(s.start_unix_nanos);

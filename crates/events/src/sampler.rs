@@ -9,6 +9,7 @@
 //! With `keep_rate` 1 nothing is buffered: every trace is kept anyway.
 
 use crate::block::value_text;
+use crate::hash::FastMap;
 use signalbox_core::ids::TraceId;
 use signalbox_core::span::{Span, StatusCode};
 use std::collections::{HashMap, VecDeque};
@@ -82,9 +83,9 @@ struct Pending {
 /// The sampler's state.
 pub struct Sampler {
     cfg: SamplerConfig,
-    pending: HashMap<TraceId, Pending>,
+    pending: FastMap<TraceId, Pending>,
     buffered: usize,
-    decided: HashMap<TraceId, bool>,
+    decided: FastMap<TraceId, bool>,
     decided_order: VecDeque<TraceId>,
 }
 
@@ -92,7 +93,13 @@ const REMEMBER: usize = 200_000;
 
 impl Sampler {
     pub fn new(cfg: SamplerConfig) -> Self {
-        Sampler { cfg, pending: HashMap::new(), buffered: 0, decided: HashMap::new(), decided_order: VecDeque::new() }
+        Sampler {
+            cfg,
+            pending: FastMap::default(),
+            buffered: 0,
+            decided: FastMap::default(),
+            decided_order: VecDeque::new(),
+        }
     }
 
     pub fn passthrough(&self) -> bool {
@@ -195,9 +202,10 @@ impl Sampler {
             return Some(Reason::Slow);
         }
         let policy = spans.iter().any(|(_, s)| {
-            self.cfg.policies.iter().any(|(k, v)| {
-                s.attributes.iter().any(|kv| kv.key == *k && value_text(&kv.value).as_deref() == Some(v.as_str()))
-            })
+            self.cfg
+                .policies
+                .iter()
+                .any(|(k, v)| s.attributes.iter().any(|kv| kv.key == *k && value_text(&kv.value) == v.as_str()))
         });
         policy.then_some(Reason::Policy)
     }

@@ -7,6 +7,7 @@
 //! [`crate::query`].
 
 use crate::block::{self, Block};
+use crate::hash::FastMap;
 use crate::wal::Ledger;
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::span::Span;
@@ -36,7 +37,7 @@ pub struct StoreConfig {
 #[derive(Default)]
 pub struct Head {
     pub spans: Vec<Span>,
-    pub by_trace: HashMap<TraceId, Vec<u32>>,
+    pub by_trace: FastMap<TraceId, Vec<u32>>,
     /// Spans per write-ahead-log segment, settled when sealed.
     segs: HashMap<u64, u64>,
     opened: Option<Instant>,
@@ -171,9 +172,9 @@ impl SpanStore {
             st.sealing.push(s.clone());
             (s, head.segs)
         };
-        let mut by_hour: BTreeMap<u64, Vec<Span>> = BTreeMap::new();
+        let mut by_hour: BTreeMap<u64, Vec<&Span>> = BTreeMap::new();
         for s in &sealing.spans {
-            by_hour.entry(hour_of(s.start_unix_nanos)).or_default().push(s.clone());
+            by_hour.entry(hour_of(s.start_unix_nanos)).or_default().push(s);
         }
         let mut written = Vec::new();
         let result = (|| -> std::io::Result<()> {

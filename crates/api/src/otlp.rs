@@ -309,6 +309,20 @@ fn http_error(json: bool, status: StatusCode, code: i32, message: String) -> Res
     (status, [(http::header::CONTENT_TYPE, ct)], body).into_response()
 }
 
+/// An OTLP/HTTP body (protobuf, or JSON when `json`) as spans, with the spans refused and
+/// why; `Err` is the message of a 400 when the body cannot be read at all.
+pub fn decode(raw: &[u8], json: bool) -> Result<Converted, String> {
+    let req: ExportTraceServiceRequest = if json {
+        serde_json::from_slice(raw).map_err(|e| format!("invalid OTLP/JSON: {e}"))?
+    } else {
+        ExportTraceServiceRequest::decode(raw).map_err(|e| format!("invalid OTLP protobuf: {e}"))?
+    };
+    if count_spans(&req) > MAX_SPANS {
+        return Err(format!("more than {MAX_SPANS} spans in one request; send smaller batches"));
+    }
+    Ok(convert(req))
+}
+
 /// `POST /v1/traces`.
 pub async fn http_export(
     axum::extract::State(s): axum::extract::State<AppState>,
@@ -360,26 +374,10 @@ pub async fn http_export(
     } else {
         body.to_vec()
     };
-    let req: ExportTraceServiceRequest = if json {
-        match serde_json::from_slice(&raw) {
-            Ok(r) => r,
-            Err(e) => return http_error(true, StatusCode::BAD_REQUEST, 3, format!("invalid OTLP/JSON: {e}")),
-        }
-    } else {
-        match ExportTraceServiceRequest::decode(raw.as_slice()) {
-            Ok(r) => r,
-            Err(e) => return http_error(false, StatusCode::BAD_REQUEST, 3, format!("invalid OTLP protobuf: {e}")),
-        }
+    let c = match decode(&raw, json) {
+        Ok(c) => c,
+        Err(message) => return http_error(json, StatusCode::BAD_REQUEST, 3, message),
     };
-    if count_spans(&req) > MAX_SPANS {
-        return http_error(
-            json,
-            StatusCode::BAD_REQUEST,
-            3,
-            format!("more than {MAX_SPANS} spans in one request; send smaller batches"),
-        );
-    }
-    let c = convert(req);
     match write(traces, c.spans).await {
         Ok(()) => {
             let resp = ExportTraceServiceResponse {

@@ -89,8 +89,18 @@ fn convert(z: ZSpan) -> Result<Span, String> {
         None => None,
         Some(p) => Some(SpanId::from_hex(p).ok_or_else(|| format!("parentId `{p}` is not 16 hex digits"))?),
     };
-    let start = z.timestamp.ok_or("timestamp (epoch microseconds) is required")? * 1000;
-    let duration = z.duration.unwrap_or(0) * 1000;
+    let micros = |what: &str, v: u64| v.checked_mul(1000).ok_or_else(|| format!("{what} {v} is out of range"));
+    let start = micros("timestamp", z.timestamp.ok_or("timestamp (epoch microseconds) is required")?)?;
+    let duration = micros("duration", z.duration.unwrap_or(0))?;
+    let end = start.checked_add(duration).ok_or("timestamp + duration is out of range")?;
+    let mut events = Vec::with_capacity(z.annotations.len());
+    for a in z.annotations {
+        events.push(SpanEvent {
+            unix_nanos: micros("annotation timestamp", a.timestamp)?,
+            name: a.value,
+            attributes: Vec::new(),
+        });
+    }
     let mut attributes = Vec::with_capacity(z.tags.len() + 1);
     let mut status = SpanStatus::Unset;
     let mut message = String::new();
@@ -127,16 +137,29 @@ fn convert(z: ZSpan) -> Result<Span, String> {
             _ => SpanKind::Unspecified,
         },
         start_unix_nanos: start,
-        end_unix_nanos: start + duration,
+        end_unix_nanos: end,
         status,
         status_message: message,
         attributes,
-        events: z
-            .annotations
-            .into_iter()
-            .map(|a| SpanEvent { unix_nanos: a.timestamp * 1000, name: a.value, attributes: Vec::new() })
-            .collect(),
+        events,
     })
+}
+
+/// A Zipkin v2 JSON body (a list of spans) as spans. Zipkin has no partial success: one bad
+/// span refuses the request, and the error names it (`[3]`).
+pub fn decode(raw: &[u8]) -> Result<Vec<Span>, ApiError> {
+    let list: Vec<ZSpan> = crate::json::parse(raw)?;
+    if list.len() > crate::otlp::MAX_SPANS {
+        return Err(ApiError::bad_request(
+            "too_many_spans",
+            format!("more than {} spans in one request", crate::otlp::MAX_SPANS),
+        ));
+    }
+    let mut spans = Vec::with_capacity(list.len());
+    for (i, z) in list.into_iter().enumerate() {
+        spans.push(convert(z).map_err(|m| ApiError::field(format!("[{i}]"), m))?);
+    }
+    Ok(spans)
 }
 
 async fn post_spans(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -162,25 +185,10 @@ async fn post_spans(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
     } else {
         body.to_vec()
     };
-    let list: Vec<ZSpan> = match crate::json::parse(&raw) {
-        Ok(l) => l,
+    let spans = match decode(&raw) {
+        Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    if list.len() > crate::otlp::MAX_SPANS {
-        return ApiError::bad_request(
-            "too_many_spans",
-            format!("more than {} spans in one request", crate::otlp::MAX_SPANS),
-        )
-        .into_response();
-    }
-    let mut spans = Vec::with_capacity(list.len());
-    for (i, z) in list.into_iter().enumerate() {
-        match convert(z) {
-            Ok(sp) => spans.push(sp),
-            // Zipkin has no partial success: refuse the request and say which span.
-            Err(m) => return ApiError::field(format!("[{i}]"), m).into_response(),
-        }
-    }
     if spans.is_empty() {
         return StatusCode::ACCEPTED.into_response();
     }

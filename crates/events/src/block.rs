@@ -441,6 +441,11 @@ pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
 /// Column `i`: (offset from the data start, compressed length, raw length).
 type Directory = Vec<(usize, usize, usize)>;
 
+/// The most spans a block may hold (the store seals at most a million).
+const MAX_SPANS: usize = 16 << 20;
+/// The largest column, compressed or not.
+const MAX_COLUMN: usize = 1 << 30;
+
 /// The longest header a block may have (metadata and filters): bounds what `open` reads.
 const MAX_HEADER: usize = 64 << 20;
 
@@ -587,6 +592,9 @@ impl Block {
     pub fn load(&self) -> Result<Loaded, Corrupt> {
         let file = std::fs::File::open(&self.path).map_err(|_| Corrupt)?;
         let (_, (dir, data_start)) = read_header(&self.path, &file)?;
+        if self.meta.spans as usize > MAX_SPANS {
+            return Err(Corrupt);
+        }
         Ok(Loaded { id: self.id, file, dir, data_start, n: self.meta.spans as usize, min_start: self.meta.min_start })
     }
 }
@@ -603,9 +611,16 @@ impl Loaded {
             return Ok(v);
         }
         let (off, len, raw) = *self.dir.get(c as usize).ok_or(Corrupt)?;
+        // Sizes come from the file: bound them before allocating.
+        if raw > MAX_COLUMN || len > MAX_COLUMN {
+            return Err(Corrupt);
+        }
         let mut data = vec![0u8; len];
         self.file.read_exact_at(&mut data, (self.data_start + off) as u64).map_err(|_| Corrupt)?;
         // The directory's raw size bounds the allocation: a corrupt block cannot ask for more.
+        if raw != 0 && zstd::zstd_safe::get_frame_content_size(&data).ok().flatten() != Some(raw as u64) {
+            return Err(Corrupt);
+        }
         let v =
             Arc::new(if raw == 0 { Vec::new() } else { zstd::bulk::decompress(&data, raw).map_err(|_| Corrupt)? });
         if v.len() != raw {
@@ -877,6 +892,35 @@ mod tests {
             {
                 let _ = l.spans(&(0..50).collect::<Vec<_>>());
                 let _ = l.attributes();
+            }
+        }
+        // Many random corruptions: never a panic, never an unbounded allocation.
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..3000 {
+            let mut bad = good.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % bad.len();
+                match next() % 3 {
+                    0 => bad[at] ^= 1 << (next() % 8),
+                    1 => bad[at] = next() as u8,
+                    _ => bad.truncate(at.max(1)),
+                }
+            }
+            let p = dir.path().join(format!("m-{}.blk", round % 8));
+            std::fs::write(&p, &bad).unwrap();
+            if let Ok(b) = open(&p)
+                && let Ok(l) = b.load()
+            {
+                let _ = l.spans(&(0..l.n.min(64)).collect::<Vec<_>>());
+                let _ = l.attributes();
+                let _ = l.starts();
+                let _ = l.names();
             }
         }
         let mut cut = good.clone();

@@ -443,17 +443,26 @@ async fn get(http: &Http, url: &str) -> anyhow::Result<(u16, Bytes)> {
     Ok((status, resp.into_body().collect().await?.to_bytes()))
 }
 
-/// The schema of the Jaeger ClickHouse backend (jaeger-clickhouse), in the dialect of
-/// Debian's ClickHouse 18.16: a spans table ordered by trace id holding each span's model,
-/// and an index table of (service, operation, duration, tags) ordered by service and time.
+/// The schema of the Jaeger ClickHouse backend (jaeger-clickhouse's `jaeger-spans` and
+/// `jaeger-index` scripts), in the dialect of Debian's ClickHouse 18.16: a spans table ordered
+/// by trace id holding each span's model, and an index table of (service, operation,
+/// duration, tags) ordered by service and newest first. 18.16 has no `CODEC` clause (the
+/// server's `<compression>` config applies zstd to every column instead of per-column
+/// `Delta, ZSTD(1)` / `ZSTD(3)`) and no data-skipping indices (so no `idx_tag_keys`
+/// bloom filter and no `idx_duration` minmax); `LowCardinality` needs
+/// [`CLICKHOUSE_SCHEMA_SETTINGS`].
 pub const CLICKHOUSE_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS jaeger_spans (timestamp DateTime, traceID String, model String) \
      ENGINE = MergeTree() PARTITION BY toDate(timestamp) ORDER BY traceID SETTINGS index_granularity = 1024",
-    "CREATE TABLE IF NOT EXISTS jaeger_index (timestamp DateTime, traceID String, service String, operation String, \
-     durationUs UInt64, tags Nested(key String, value String)) \
+    "CREATE TABLE IF NOT EXISTS jaeger_index (timestamp DateTime, traceID String, service LowCardinality(String), \
+     operation LowCardinality(String), durationUs Int64, tags Nested(key LowCardinality(String), value String)) \
      ENGINE = MergeTree() PARTITION BY toDate(timestamp) ORDER BY (service, -toUnixTimestamp(timestamp)) \
      SETTINGS index_granularity = 1024",
 ];
+
+/// Query-string settings for [`CLICKHOUSE_SCHEMA`] on 18.16, where `LowCardinality` is
+/// still experimental.
+pub const CLICKHOUSE_SCHEMA_SETTINGS: &str = "allow_experimental_low_cardinality_type=1";
 
 fn escape_tsv(s: &str, out: &mut String) {
     for c in s.chars() {
@@ -478,63 +487,116 @@ fn span_model(s: &GSpan) -> Value {
     })
 }
 
-/// `clickhouse-load`: writes traces `0..traces` into ClickHouse (both tables), as TSV.
+/// A string inside an array in a TabSeparated field. Arrays are read there as quoted
+/// literals with no TSV unescaping first, so only quoted-string escaping applies.
+fn escape_quoted(s: &str, out: &mut String) {
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+}
+
+/// The TabSeparated rows of one chunk of traces: (jaeger_spans, jaeger_index).
+fn clickhouse_rows(g: Gen, traces: std::ops::Range<u64>, spans_total: &mut u64) -> (String, String) {
+    let (mut spans_tsv, mut index_tsv) = (String::new(), String::new());
+    for t in traces {
+        for s in g.trace(t) {
+            *spans_total += 1;
+            let ts = s.start / 1_000_000_000;
+            let tid = hex(&s.trace_id);
+            spans_tsv.push_str(&format!("{ts}\t{tid}\t"));
+            escape_tsv(&span_model(&s).to_string(), &mut spans_tsv);
+            spans_tsv.push('\n');
+            // As the plugin's writer: the span's tags, its process's tags, sorted, unique.
+            let mut tags: Vec<(&str, String)> = s.attrs.iter().map(|(k, v)| (*k, v.text())).collect();
+            tags.extend([("service.version", "2.0.1".to_owned()), ("telemetry.sdk.language", "go".to_owned())]);
+            if s.error {
+                tags.push(("error", "true".into()));
+            }
+            tags.sort();
+            tags.dedup();
+            index_tsv.push_str(&format!("{ts}\t{tid}\t{}\t", SERVICES[s.service].name));
+            escape_tsv(&s.name, &mut index_tsv);
+            index_tsv.push_str(&format!("\t{}\t[", (s.end - s.start) / 1000));
+            for (j, (k, _)) in tags.iter().enumerate() {
+                if j > 0 {
+                    index_tsv.push(',');
+                }
+                escape_quoted(k, &mut index_tsv);
+            }
+            index_tsv.push_str("]\t[");
+            for (j, (_, v)) in tags.iter().enumerate() {
+                if j > 0 {
+                    index_tsv.push(',');
+                }
+                escape_quoted(v, &mut index_tsv);
+            }
+            index_tsv.push_str("]\n");
+        }
+    }
+    (spans_tsv, index_tsv)
+}
+
+/// `clickhouse-load`: writes traces `0..traces` into ClickHouse (both tables) as
+/// TabSeparated over HTTP, one insert per table for every 5,000 traces (about 87,000 spans:
+/// ClickHouse wants few large inserts). The next chunk is generated while the previous one
+/// is being inserted, so the rate is ClickHouse's, not the generator's, when it is slower.
 pub async fn clickhouse_load(url: &str, g: Gen, traces: u64) -> anyhow::Result<()> {
     let http = crate::client();
     for q in CLICKHOUSE_SCHEMA {
-        let (st, b) = post(&http, &format!("{url}/"), Bytes::from(q.to_string())).await?;
+        let (st, b) = post(&http, &format!("{url}/?{CLICKHOUSE_SCHEMA_SETTINGS}"), Bytes::from(q.to_string())).await?;
         if st != 200 {
             bail!("schema: {st} {}", String::from_utf8_lossy(&b));
         }
     }
-    let started = Instant::now();
+    let (started, cpu0) = (Instant::now(), cpu_seconds(None));
     let mut spans_total = 0u64;
-    let chunk = 20_000u64;
+    let mut tsv_bytes = 0u64;
+    let chunk = 5_000u64;
     let mut i = 0;
+    let mut inflight: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
     while i < traces {
         let end = (i + chunk).min(traces);
-        let (mut spans_tsv, mut index_tsv) = (String::new(), String::new());
-        for t in i..end {
-            for s in g.trace(t) {
-                spans_total += 1;
-                let ts = s.start / 1_000_000_000;
-                let tid = hex(&s.trace_id);
-                spans_tsv.push_str(&format!("{ts}\t{tid}\t"));
-                escape_tsv(&span_model(&s).to_string(), &mut spans_tsv);
-                spans_tsv.push('\n');
-                let mut keys: Vec<String> = s.attrs.iter().map(|(k, _)| format!("'{k}'")).collect();
-                let mut vals: Vec<String> = s
-                    .attrs
-                    .iter()
-                    .map(|(_, v)| format!("'{}'", v.text().replace('\\', "\\\\").replace('\'', "\\'")))
-                    .collect();
-                if s.error {
-                    keys.push("'error'".into());
-                    vals.push("'true'".into());
+        let (spans_tsv, index_tsv) = clickhouse_rows(g, i..end, &mut spans_total);
+        tsv_bytes += (spans_tsv.len() + index_tsv.len()) as u64;
+        if let Some(h) = inflight.take() {
+            h.await??;
+        }
+        let (http, url) = (http.clone(), url.to_owned());
+        inflight = Some(tokio::spawn(async move {
+            for (q, body) in [
+                ("INSERT INTO jaeger_spans (timestamp, traceID, model) FORMAT TabSeparated", spans_tsv),
+                (
+                    "INSERT INTO jaeger_index (timestamp, traceID, service, operation, durationUs, tags.key, tags.value) \
+                     FORMAT TabSeparated",
+                    index_tsv,
+                ),
+            ] {
+                let (st, b) = post(&http, &format!("{url}/?query={}", urlencode(q)), Bytes::from(body)).await?;
+                if st != 200 {
+                    bail!("{q}: {st} {}", String::from_utf8_lossy(&b));
                 }
-                index_tsv.push_str(&format!("{ts}\t{tid}\t{}\t", SERVICES[s.service].name,));
-                escape_tsv(&s.name, &mut index_tsv);
-                index_tsv.push_str(&format!(
-                    "\t{}\t[{}]\t[{}]\n",
-                    (s.end - s.start) / 1000,
-                    keys.join(","),
-                    vals.join(",")
-                ));
             }
-        }
-        for (table, body) in [("jaeger_spans", spans_tsv), ("jaeger_index", index_tsv)] {
-            let q = format!("INSERT INTO {table} FORMAT TabSeparated");
-            let (st, b) = post(&http, &format!("{url}/?query={}", urlencode(&q)), Bytes::from(body)).await?;
-            if st != 200 {
-                bail!("insert {table}: {st} {}", String::from_utf8_lossy(&b));
-            }
-        }
+            Ok(())
+        }));
         i = end;
+    }
+    if let Some(h) = inflight.take() {
+        h.await??;
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
         "{}",
-        json!({"bench": "clickhouse-load", "spans": spans_total, "traces": traces, "seconds": secs, "spans_per_second": spans_total as f64 / secs})
+        json!({"bench": "clickhouse-load", "spans": spans_total, "traces": traces, "seconds": secs,
+               "spans_per_second": spans_total as f64 / secs, "tsv_bytes": tsv_bytes,
+               "generator_cpu_seconds": cpu_seconds(None) - cpu0})
     );
     Ok(())
 }
@@ -611,7 +673,8 @@ pub async fn query(target: &str, url: &str, g: Gen, traces: u64, samples: usize,
                 v["spans"].as_array().map(Vec::len).unwrap_or(0)
             }
             "clickhouse" => {
-                let q = format!("SELECT model FROM jaeger_spans WHERE traceID = '{id}' FORMAT TabSeparated");
+                // The plugin's getTraces: PREWHERE reads `model` only for the matching granules.
+                let q = format!("SELECT model FROM jaeger_spans PREWHERE traceID IN ('{id}') FORMAT TabSeparated");
                 let (st, b) = post(&http, &format!("{url}/"), Bytes::from(q)).await?;
                 if st != 200 {
                     bail!("clickhouse: {st} {}", String::from_utf8_lossy(&b));
@@ -647,12 +710,14 @@ pub async fn query(target: &str, url: &str, g: Gen, traces: u64, samples: usize,
                 v["traces"].as_array().map(Vec::len).unwrap_or(0)
             }
             _ => {
-                // Step 1 (index): newest matching trace ids. Step 2: their spans.
+                // The plugin's findTraceIDsInRange (one range: ours is shorter than the hour
+                // its progressive search starts with), then getTraces for the ids found.
                 let q = format!(
-                    "SELECT traceID FROM jaeger_index WHERE service = '{}' AND timestamp >= toDateTime({start_s}) AND timestamp <= toDateTime({end_s}) \
-                     AND durationUs >= {} AND arrayExists((k, v) -> k = '{}' AND v = '{}', tags.key, tags.value) \
-                     GROUP BY traceID ORDER BY max(timestamp) DESC LIMIT {limit} FORMAT TabSeparated",
-                    c.service, c.min_us, c.key, c.value
+                    "SELECT DISTINCT traceID FROM jaeger_index WHERE service = '{}' \
+                     AND timestamp >= toDateTime({start_s}) AND timestamp <= toDateTime({end_s}) AND durationUs >= {} \
+                     AND has(tags.key, '{}') AND tags.value[indexOf(tags.key, '{}')] = '{}' \
+                     ORDER BY service, -toUnixTimestamp(timestamp) LIMIT {limit} FORMAT TabSeparated",
+                    c.service, c.min_us, c.key, c.key, c.value
                 );
                 let (st, b) = post(&http, &format!("{url}/"), Bytes::from(q)).await?;
                 if st != 200 {
@@ -661,12 +726,15 @@ pub async fn query(target: &str, url: &str, g: Gen, traces: u64, samples: usize,
                 let ids: Vec<String> = String::from_utf8_lossy(&b).lines().map(|l| format!("'{l}'")).collect();
                 if !ids.is_empty() {
                     let q = format!(
-                        "SELECT traceID, model FROM jaeger_spans WHERE traceID IN ({}) FORMAT TabSeparated",
+                        "SELECT model FROM jaeger_spans PREWHERE traceID IN ({}) FORMAT TabSeparated",
                         ids.join(",")
                     );
                     let (st, b) = post(&http, &format!("{url}/"), Bytes::from(q)).await?;
                     if st != 200 {
                         bail!("clickhouse spans: {st} {}", String::from_utf8_lossy(&b));
+                    }
+                    if b.is_empty() {
+                        bail!("clickhouse spans: no spans for {} trace ids", ids.len());
                     }
                 }
                 ids.len()

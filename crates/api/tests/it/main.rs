@@ -6,6 +6,7 @@ mod access;
 mod client;
 mod config;
 mod consul;
+mod decoders;
 mod registry;
 mod traces;
 

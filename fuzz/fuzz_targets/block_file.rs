@@ -1,0 +1,18 @@
+//! Block files: opening, loading and reading every column of arbitrary bytes never panics.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let dir = std::env::temp_dir().join(format!("sbx-fuzz-block-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("b.blk");
+    if std::fs::write(&path, data).is_err() {
+        return;
+    }
+    if let Ok(b) = signalbox_events::block::open(&path)
+        && let Ok(l) = b.load()
+    {
+        let all: Vec<usize> = (0..l.n.min(1 << 16)).collect();
+        let _ = l.spans(&all);
+        let _ = l.attributes();
+        let _ = l.trace_ids();
+    }
+});

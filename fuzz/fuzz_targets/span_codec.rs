@@ -1,0 +1,18 @@
+//! The event store's span encoding and write-ahead log records: reading arbitrary bytes
+//! never panics or allocates without bound.
+#![no_main]
+use signalbox_events::codec::{Reader, get_span};
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let mut r = Reader::new(data);
+    while !r.done() {
+        if get_span(&mut r).is_err() {
+            break;
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("sbx-fuzz-wal-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("seg-0000000000000001.wal");
+    if std::fs::write(&path, data).is_ok() {
+        let _ = signalbox_events::wal::read_segment(&path);
+    }
+});

@@ -1,0 +1,5 @@
+//! Zipkin v2 JSON bodies: decoding never panics; an error always names a field or says why.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = signalbox_api::zipkin::decode(data);
+});

@@ -392,9 +392,10 @@ async fn sampler_task(
             }
         }
         if sampler.passthrough() {
-            let n: usize = out.keep.iter().map(|(_, v)| v.len()).sum();
-            if n > 0 {
-                metrics.kept[4].add(n as u64);
+            // No per-trace decision is made: count traces by their root spans.
+            let roots = out.keep.iter().flat_map(|(_, v)| v.iter()).filter(|s| s.parent_span_id.is_none()).count();
+            if roots > 0 {
+                metrics.kept[4].add(roots as u64);
             }
         }
         for (seg, n) in out.drop.drain(..) {

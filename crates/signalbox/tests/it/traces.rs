@@ -194,6 +194,10 @@ async fn opentelemetry_sdk_over_grpc_and_http_reads_back_through_every_api() {
     assert_eq!(edge["calls"], 1);
     assert_eq!(edge["errors"], 1);
 
+    let metrics = http.get(&url(&node, "/metrics")).await.text();
+    assert!(metrics.contains("signalbox_traces_sampled_total{decision=\"kept\",reason=\"all\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("signalbox_traces_spans_received_total 3\n"), "{metrics}");
+
     // Jaeger query API, with the request shapes Grafana's Jaeger data source sends.
     let services = json(&http, &url(&node, "/jaeger/api/services")).await;
     let names = services["data"].as_array().unwrap();

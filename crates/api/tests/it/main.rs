@@ -25,6 +25,8 @@ pub struct Node {
     pub addr: SocketAddr,
     pub consul_addr: SocketAddr,
     pub otlp_addr: SocketAddr,
+    /// OTLP/gRPC.
+    pub grpc_addr: SocketAddr,
     pub control: Arc<ControlPlane>,
     pub http: Http,
     pub dir: tempfile::TempDir,
@@ -136,14 +138,20 @@ impl Node {
         let capp = signalbox_api::consul_router(state.clone());
         let l3 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let otlp_addr = l3.local_addr().unwrap();
-        let oapp = signalbox_api::otlp::http_router(state);
+        let oapp = signalbox_api::otlp::http_router(state.clone());
         let t3 = tokio::spawn(async move {
             let _ = axum::serve(l3, oapp).await;
+        });
+        let l4 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_addr = l4.local_addr().unwrap();
+        let gapp = signalbox_api::otlp::grpc_router(state);
+        let t4 = tokio::spawn(async move {
+            let _ = axum::serve(l4, gapp).await;
         });
         let t2 = tokio::spawn(async move {
             let _ = axum::serve(l2, capp).await;
         });
-        Node { addr, consul_addr, otlp_addr, control, http: Http::new(), dir, _tasks: vec![t1, t2, t3] }
+        Node { addr, consul_addr, otlp_addr, grpc_addr, control, http: Http::new(), dir, _tasks: vec![t1, t2, t3, t4] }
     }
 
     pub fn url(&self, path: &str) -> String {

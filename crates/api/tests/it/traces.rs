@@ -411,6 +411,46 @@ async fn a_full_pipeline_answers_429_and_never_loses_acknowledged_spans() {
     assert!(reg.value("signalbox_traces_spans_refused_total", &[]).unwrap() > 0.0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pipeline_answers_grpc_resource_exhausted_with_retry_after() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let (n, traces, _) = Node::with_traces(SamplerConfig::default(), 1).await;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", n.grpc_addr)).unwrap().connect().await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64u8 {
+        let mut client = TraceServiceClient::new(channel.clone());
+        tasks.push(tokio::spawn(async move {
+            let t = trace_id(100 + i);
+            let spans: Vec<Span> = (1..=100u8)
+                .map(|j| pspan(t, j, None, "load", now(), 1, vec![kv("k", &"v".repeat(200))], false))
+                .collect();
+            (i, client.export(request("load", spans)).await)
+        }));
+    }
+    let (mut accepted, mut busy) = (Vec::new(), 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (i, Ok(r)) => {
+                assert!(r.into_inner().partial_success.is_none());
+                accepted.push(i);
+            }
+            (_, Err(s)) => {
+                assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+                assert!(s.message().contains("retry"), "{s:?}");
+                assert_eq!(s.metadata().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+                busy += 1;
+            }
+        }
+    }
+    assert!(busy > 0 && !accepted.is_empty(), "{busy} refused, {} accepted", accepted.len());
+    traces.flush().await;
+    for i in accepted {
+        let got = n.get(&format!("/api/traces/{}", hex(trace_id(100 + i)))).await.json();
+        assert_eq!(got["spans"].as_array().map(Vec::len), Some(100), "trace {i} was acknowledged and must be whole");
+    }
+}
+
 #[tokio::test]
 async fn tail_sampling_keeps_every_error_and_slow_trace_whole() {
     let mut slow = std::collections::HashMap::new();

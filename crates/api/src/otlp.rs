@@ -8,7 +8,6 @@
 
 use crate::AppState;
 use crate::auth::principal;
-use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
@@ -327,7 +326,7 @@ pub fn decode(raw: &[u8], json: bool) -> Result<Converted, String> {
 pub async fn http_export(
     axum::extract::State(s): axum::extract::State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let json = ct.starts_with("application/json");
@@ -344,6 +343,17 @@ pub async fn http_export(
         Ok(_) => return http_error(json, StatusCode::FORBIDDEN, 7, "this token cannot ingest".into()),
         Err(d) => return http_error(json, StatusCode::UNAUTHORIZED, 16, d.message().into()),
     }
+    let body = match axum::body::to_bytes(body, MAX_MESSAGE).await {
+        Ok(b) => b,
+        Err(_) => {
+            return http_error(
+                json,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                8,
+                format!("the body exceeds {MAX_MESSAGE} bytes; send smaller batches"),
+            );
+        }
+    };
     let Some(traces) = &s.traces else {
         return http_error(
             json,

@@ -10,7 +10,6 @@ use crate::AppState;
 use crate::auth::principal;
 use crate::error::ApiError;
 use crate::traces::{parse_trace_id, traces};
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -162,7 +161,7 @@ pub fn decode(raw: &[u8]) -> Result<Vec<Span>, ApiError> {
     Ok(spans)
 }
 
-async fn post_spans(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn post_spans(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Body) -> Response {
     match principal(&s, &headers) {
         Ok(p) if p.role.allows(Role::Ingest) => {}
         Ok(_) => return ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token cannot ingest").into_response(),
@@ -171,6 +170,14 @@ async fn post_spans(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
     let t = match traces(&s) {
         Ok(t) => t.clone(),
         Err(e) => return e.into_response(),
+    };
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body exceeds {MAX_BODY} bytes; send smaller batches"),
+        )
+        .into_response();
     };
     let gzip = headers
         .get(http::header::CONTENT_ENCODING)

@@ -339,6 +339,36 @@ async fn malformed_otlp_is_refused_and_bad_spans_get_partial_success() {
         )
         .await;
     assert_eq!(r.status, 400);
+    // Limits: message size (413), spans per request (400), each saying what to do.
+    let r =
+        n.http.send(Method::POST, &url, &[("content-type", "application/json")], vec![b' '; 17 * 1024 * 1024]).await;
+    assert_eq!(r.status, 413);
+    assert!(r.json()["message"].as_str().unwrap().contains("exceeds 16777216 bytes"), "{}", r.text());
+    let many: Vec<Span> = (0..100_001u32)
+        .map(|i| {
+            let mut s = pspan(trace_id(9), 1, None, "x", now(), 1, vec![], false);
+            s.span_id = (i as u64 + 1).to_be_bytes().to_vec();
+            s
+        })
+        .collect();
+    let r = n
+        .http
+        .send(Method::POST, &url, &[("content-type", "application/x-protobuf")], request("svc", many).encode_to_vec())
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
+    assert!(r.text().contains("more than 100000 spans in one request"), "{}", r.text());
+    let zr = n
+        .http
+        .send(
+            Method::POST,
+            &n.url("/zipkin/api/v2/spans"),
+            &[("content-type", "application/json")],
+            vec![b' '; 17 * 1024 * 1024],
+        )
+        .await;
+    assert_eq!(zr.status, 413);
+    assert_eq!(zr.json()["code"], "too_large");
     // One good span, one with a bad trace id, one with an oversized attribute.
     let t = trace_id(5);
     let mut bad_id = pspan(t, 2, None, "x", now(), 1, vec![], false);

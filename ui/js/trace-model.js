@@ -17,7 +17,7 @@ export function fmtDur(ns) {
   if (ns === null || ns === undefined || !Number.isFinite(ns)) return '';
   const a = Math.abs(ns);
   const sign = ns < 0 ? '-' : '';
-  if (a < 59.995e9) {
+  if (a < 59.95e9) {
     for (let u = 0; u < SMALL_UNITS.length; u++) {
       const v = a / SMALL_UNITS[u][0];
       const text = String(Number(v.toFixed(u === 0 ? 0 : v < 10 ? 2 : v < 100 ? 1 : 0)));

@@ -4,8 +4,9 @@
 // loopback ports with a temp data dir and an access token, drives Debian's Chromium through
 // playwright-core, and checks: login, live registry updates over SSE (no reload), config
 // create / edit / history / side-by-side diff / rollback / conflict, overview counts,
-// traces (search form, scatter plot, result list, waterfall with critical path, collapsing,
-// span details, deep links, unknown ids; seeded as Zipkin JSON), placeholders, deep links,
+// traces (search form, scatter plot, result list with per-service counts from the summaries,
+// waterfall with critical path, collapsing, span details, deep links, unknown ids; seeded as
+// Zipkin JSON), placeholders, deep links,
 // logout. Screenshots land in ./screenshots/.
 //
 //   SIGNALBOX_BIN=/path/to/signalbox node console.test.mjs
@@ -297,9 +298,17 @@ async function run() {
 
   // Traces are seeded early: the node stores a trace once it has been quiet for a moment.
   let traceIds;
+  let seeded; // trace id -> { services: {service: spans}, errors } from the seeded spans
   await step('traces: seed four traces as Zipkin JSON', async () => {
     const { ids, spans } = seedTraces(Date.now());
     traceIds = ids;
+    seeded = new Map(Object.values(ids).map((id) => [id, { services: {}, errors: 0 }]));
+    for (const s of spans) {
+      const t = seeded.get(s.traceId);
+      const svc = s.localEndpoint.serviceName;
+      t.services[svc] = (t.services[svc] || 0) + 1;
+      if (s.tags.error !== undefined) t.errors++;
+    }
     const r = await fetch(`${base}/zipkin/api/v2/spans`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${secret}`, 'Content-Type': 'application/json' },
@@ -479,6 +488,14 @@ async function run() {
     await page.waitForURL(base + '/traces');
     await waitVisible(page, '[data-testid=traces-idle]');
     await page.selectOption('[data-testid=traces-service]', 'frontend');
+    // The list takes per-service and error counts from the search summaries: no request
+    // for a single trace (/api/traces/{id}) while it searches and paints.
+    const traceFetches = [];
+    const onRequest = (req) => {
+      const p = new URL(req.url()).pathname;
+      if (/^\/api\/traces\/[^/]+$/.test(p) && !['/api/traces/services', '/api/traces/dependencies'].includes(p)) traceFetches.push(p);
+    };
+    page.on('request', onRequest);
     await page.click('[data-testid=traces-search]');
     await page.waitForURL((u) => u.pathname === '/traces' && u.searchParams.get('service') === 'frontend');
     await waitCount(page, point, 4);
@@ -490,9 +507,28 @@ async function run() {
     await waitText(page, `${result}[data-trace-id="${traceIds.slow}"] [data-testid=trace-result-spans]`, '11 spans');
     await waitText(page, `${result}[data-trace-id="${traceIds.slow}"] [data-testid=trace-result-duration]`, '420ms');
     assertEq(await page.getAttribute(`${result}[data-trace-id="${traceIds.cart}"]`, 'data-error'), 'true', 'cart trace marked failed');
-    // Per-service span counts arrive from the traces themselves.
+    // Per-service span counts and error counts, from the summaries.
     await waitText(page, `${result}[data-trace-id="${traceIds.slow}"] [data-service=payments] .svc-count`, '3');
     await waitText(page, `${result}[data-trace-id="${traceIds.slow}"] [data-service=orders] .svc-count`, '4');
+    const listed = await page.$$eval(result, (els) =>
+      els.map((e) => ({
+        id: e.dataset.traceId,
+        services: Object.fromEntries(Array.from(e.querySelectorAll('[data-testid=trace-result-service]'), (b) => [b.dataset.service, b.querySelector('.svc-count')?.textContent ?? ''])),
+        errors: e.querySelector('[data-testid=trace-result-errors]')?.textContent ?? null,
+      })),
+    );
+    for (const { id, services, errors } of listed) {
+      const want = seeded.get(id);
+      assert(want, `unexpected trace ${id} in the list`);
+      const expected = Object.fromEntries(Object.entries(want.services).map(([k, v]) => [k, String(v)]).sort());
+      assertEq(JSON.stringify(Object.fromEntries(Object.entries(services).sort())), JSON.stringify(expected), `service badges of ${id}`);
+      assertEq(errors, want.errors ? `${want.errors} error${want.errors === 1 ? '' : 's'}` : null, `error badge of ${id}`);
+    }
+    assertEq(await page.getAttribute(`${result}[data-trace-id="${traceIds.cart}"] [data-testid=trace-result-errors]`, 'data-count'), '2', 'error spans of the cart trace');
+    // Requests are reported asynchronously: give any late one a moment to show up.
+    await new Promise((r) => setTimeout(r, 300));
+    page.off('request', onRequest);
+    assertEq(traceFetches.join(' '), '', 'single-trace requests during the search');
     await shot(page, '09-traces-search.png');
   });
 
@@ -573,6 +609,18 @@ async function run() {
     await waitVisible(page, '[data-testid=span-detail][data-span-id="1000000000000007"]');
     await waitCount(page, '[data-testid=span-row]', 11);
     assertEq(await page.getAttribute('[data-testid=nav-traces]', 'aria-current'), 'page', 'nav-traces active');
+    // A span that is not in the trace is named; moving on to the trace without a span
+    // (in-app navigation) clears that notice again.
+    const goInApp = (to) =>
+      page.evaluate((u) => {
+        history.pushState(null, '', u);
+        dispatchEvent(new PopStateEvent('popstate'));
+      }, to);
+    await goInApp(`/traces/${traceIds.slow}?span=ffffffffffffffff`);
+    await waitContains(page, '[data-testid=span-missing]', 'is not in this trace');
+    await waitCount(page, '[data-testid=span-detail]', 0);
+    await goInApp(`/traces/${traceIds.slow}`);
+    await waitText(page, '[data-testid=span-missing]', '');
 
     await page.goto(`${base}/traces?service=frontend&tag=user.tier%3Dgold&minDuration=200ms&lookback=1h&limit=20`);
     await waitCount(page, point, 1);
@@ -596,6 +644,28 @@ async function run() {
     await waitContains(page, '[data-testid=trace-not-found]', 'trace 0123456789abcdef0123456789abcdef not found');
     await page.goto(`${base}/traces/not-a-trace`);
     await waitContains(page, '[data-testid=trace-error]', 'trace_id: must be 32 (or 16) hex digits');
+  });
+
+  await step('traces: leaving a running search for the empty Traces page keeps it empty', async () => {
+    const slowSearch = async (route) => {
+      await new Promise((r) => setTimeout(r, 400));
+      await route.continue().catch(() => {});
+    };
+    await page.route(/\/api\/traces\?/, slowSearch);
+    try {
+      await page.goto(`${base}/traces?service=frontend`);
+      await waitVisible(page, '[data-testid=traces-loading]');
+      await page.click('[data-testid=nav-traces]');
+      await page.waitForURL(base + '/traces');
+      await waitVisible(page, '[data-testid=traces-idle]');
+      // The search answers after that: the page must stay idle.
+      await new Promise((r) => setTimeout(r, 700));
+    } finally {
+      await page.unroute(/\/api\/traces\?/, slowSearch);
+    }
+    await waitVisible(page, '[data-testid=traces-idle]');
+    await waitCount(page, result, 0);
+    await waitText(page, '[data-testid=traces-search]', 'Find traces');
   });
 
   await step('placeholders: Logs, Metrics, Alerts are real nav entries', async () => {

@@ -307,7 +307,9 @@ function waterfall(tree, traceId) {
   // Selection and the detail panel -----------------------------------------------------------
   function select(spanId, scroll) {
     const i = spanId ? nodes.findIndex((x) => x.span.span_id === spanId) : -1;
-    if (i === selected && (i >= 0 || !spanId)) return;
+    // Nothing to do when that span is already selected. Otherwise go on, also without a
+    // selection: a notice about a span that is not in the trace must go away.
+    if (i >= 0 && i === selected) return;
     if (selected >= 0) {
       rows[selected].classList.remove('selected');
       rows[selected].setAttribute('aria-selected', 'false');
@@ -590,7 +592,7 @@ function waterfall(tree, traceId) {
   });
   const findCount = h('span', { class: 'panel-hint', 'data-testid': 'trace-find-count', 'aria-live': 'polite' });
   const cpToggle = h('input', { type: 'checkbox', checked: true, 'data-testid': 'critical-path-toggle', onchange: () => wrap.classList.toggle('no-cp', !cpToggle.checked) });
-  const missing = h('div');
+  const missing = h('div', { 'data-testid': 'span-missing' });
   wrap.append(headRow, bodyEl);
   const el = h(
     'section',

@@ -24,16 +24,12 @@ const LOOKBACKS = [
 const DEFAULT_LOOKBACK = '1h';
 const DEFAULT_LIMIT = '20';
 const SEARCH_KEYS = ['service', 'operation', 'tag', 'minDuration', 'maxDuration', 'lookback', 'start', 'end', 'limit', 'errors'];
-// Search summaries carry no per-service span counts: the list reads them from the traces
-// themselves, a few at a time, for the first results only.
-const DETAIL_MAX = 100;
-const DETAIL_PARALLEL = 4;
 
 /** The last search (page URL), for the trace view's way back. */
 export let lastSearch = '/traces';
 
 // The last results, so that coming back from a trace shows them without a new search.
-let cache = null; // { key, result, details: Map(trace id -> {counts: Map, errors}) }
+let cache = null; // { key, result }
 
 /** The search as the URL holds it. `tags` are raw `k=v` strings (the API checks them). */
 function readQuery(search) {
@@ -107,8 +103,7 @@ export default {
   mount(main, params) {
     let q = readQuery(params.search);
     let seq = 0; // the search on screen; answers of older ones are dropped
-    let result = null; // { traces, start_unix_nanos, end_unix_nanos }
-    let details = new Map();
+    let result = null; // { traces, start_unix_nanos, end_unix_nanos, limit }
     let sortBy = 'recent';
     let resizeObs = null;
 
@@ -339,24 +334,27 @@ export default {
     }
 
     // Search -----------------------------------------------------------------------------
+    function setBusy(busy) {
+      submit.disabled = busy;
+      submit.textContent = busy ? 'Searching…' : 'Find traces';
+      if (busy) list.setAttribute('aria-busy', 'true');
+      else list.removeAttribute('aria-busy');
+      plot.classList.toggle('stale', busy);
+      list.classList.toggle('stale', busy);
+    }
+
     function runSearch() {
       const key = pageQuery(q);
       lastSearch = `/traces?${key}`;
       const mine = ++seq;
-      submit.disabled = true;
-      submit.textContent = 'Searching…';
-      list.setAttribute('aria-busy', 'true');
-      plot.classList.add('stale');
-      list.classList.add('stale');
+      setBusy(true);
       setChildren(status, h('div', { class: 'empty', 'data-testid': 'traces-loading' }, 'Searching…'));
       api('GET', apiQuery(q))
         .then((r) => {
           if (mine !== seq) return;
           result = r;
-          details = new Map();
-          cache = { key, result, details };
+          cache = { key, result };
           show();
-          readDetails(mine);
         })
         .catch((e) => {
           if (mine !== seq || e.status === 401) return;
@@ -368,12 +366,7 @@ export default {
           setChildren(status, h('div', { 'data-testid': 'traces-error' }, notice('error', `The search failed: ${e.message}`)));
         })
         .finally(() => {
-          if (mine !== seq) return;
-          submit.disabled = false;
-          submit.textContent = 'Find traces';
-          list.removeAttribute('aria-busy');
-          plot.classList.remove('stale');
-          list.classList.remove('stale');
+          if (mine === seq) setBusy(false);
         });
     }
 
@@ -394,13 +387,16 @@ export default {
         return;
       }
       status.replaceChildren();
-      primeColors(new Set(traces.flatMap((t) => t.services || [])));
+      primeColors(new Set(traces.flatMap(traceServices)));
       plotPanel.hidden = false;
       paintPlot();
       paintList();
     }
 
     function showIdle() {
+      // A search still on its way must not replace the idle page when it answers.
+      seq++;
+      setBusy(false);
       result = null;
       plotPanel.hidden = true;
       list.replaceChildren();
@@ -409,43 +405,6 @@ export default {
         status,
         h('div', { 'data-testid': 'traces-idle' }, empty('Search for traces', 'Choose a service, add tags or a duration, then Find traces. Traces reach the search a few seconds after their last span (tail sampling waits for the trace to end).')),
       );
-    }
-
-    // Per-service span counts, read from the traces themselves.
-    async function readDetails(mine) {
-      const todo = (result.traces || []).slice(0, DETAIL_MAX).map((t) => t.trace_id).filter((id) => !details.has(id));
-      const worker = async () => {
-        while (todo.length && mine === seq) {
-          const id = todo.shift();
-          try {
-            const r = await api('GET', `/api/traces/${seg(id)}`);
-            const counts = new Map();
-            let errors = 0;
-            for (const s of r.spans || []) {
-              counts.set(s.service, (counts.get(s.service) || 0) + 1);
-              if (s.status === 'error') errors++;
-            }
-            details.set(id, { counts, errors });
-            if (mine === seq) paintDetail(id);
-          } catch {
-            // The summary stays as it is.
-          }
-        }
-      };
-      await Promise.all(Array.from({ length: DETAIL_PARALLEL }, worker));
-    }
-
-    function paintDetail(id) {
-      const d = details.get(id);
-      const item = list.querySelector(`[data-trace-id="${CSS.escape(id)}"]`);
-      if (!d || !item) return;
-      for (const b of item.querySelectorAll('[data-service]')) {
-        const n = d.counts.get(b.dataset.service);
-        const c = b.querySelector('.svc-count');
-        if (n !== undefined && c) c.textContent = String(n);
-      }
-      const err = item.querySelector('[data-testid=trace-result-errors]');
-      if (err && d.errors) err.textContent = plural(d.errors, 'error');
     }
 
     function sorted() {
@@ -462,19 +421,21 @@ export default {
       const traces = sorted();
       const maxDur = Math.max(1, ...traces.map((t) => t.duration_nanos));
       setChildren(list, traces.map((t) => resultItem(t, maxDur)));
-      for (const t of traces) paintDetail(t.trace_id);
     }
 
     function resultItem(t, maxDur) {
       const startMs = t.start_unix_nanos / 1e6;
-      const item = h(
+      const counts = spanCounts(t);
+      const failed = isFailed(t);
+      const errorSpans = errorCount(t);
+      return h(
         'a',
         {
-          class: `ts-item${t.error ? ' is-error' : ''}`,
+          class: `ts-item${failed ? ' is-error' : ''}`,
           href: `/traces/${seg(t.trace_id)}`,
           'data-testid': 'trace-result',
           'data-trace-id': t.trace_id,
-          'data-error': String(!!t.error),
+          'data-error': String(failed),
           onmouseenter: () => hover(t.trace_id, true),
           onmouseleave: () => hover(t.trace_id, false),
           onfocus: () => hover(t.trace_id, true),
@@ -492,19 +453,30 @@ export default {
         h(
           'div',
           { class: 'ts-item-meta' },
-          t.error ? h('span', { class: 'badge status-critical', 'data-testid': 'trace-result-errors' }, 'error') : null,
+          failed
+            ? h(
+                'span',
+                { class: 'badge status-critical', 'data-testid': 'trace-result-errors', 'data-count': errorSpans ?? null, title: errorSpans ? `${plural(errorSpans, 'span')} failed` : 'A span failed' },
+                errorSpans ? plural(errorSpans, 'error') : 'error',
+              )
+            : null,
           h('span', { class: 'ts-spans', 'data-testid': 'trace-result-spans' }, plural(t.span_count, 'span')),
           h(
             'span',
             { class: 'ts-svcs' },
-            (t.services || []).map((s) =>
-              h('span', { class: 'svc-badge', 'data-service': s, 'data-testid': 'trace-result-service', title: `Spans of ${s} in this trace` }, h('span', { class: 'svc-dot', style: { background: serviceColor(s) } }), s, h('span', { class: 'svc-count' })),
+            traceServices(t).map((s) =>
+              h(
+                'span',
+                { class: 'svc-badge', 'data-service': s, 'data-testid': 'trace-result-service', title: counts && counts[s] !== undefined ? `${plural(counts[s], 'span')} of ${s} in this trace` : `${s} has spans in this trace` },
+                h('span', { class: 'svc-dot', style: { background: serviceColor(s) } }),
+                s,
+                h('span', { class: 'svc-count' }, counts && counts[s] !== undefined ? String(counts[s]) : ''),
+              ),
             ),
           ),
           h('time', { class: 'ts-when', datetime: new Date(startMs).toISOString(), title: fullTimeMs(startMs) }, ago(startMs), h('span', { class: 'ts-abs' }, fullTimeMs(startMs))),
         ),
       );
-      return item;
     }
 
     function hover(id, on) {
@@ -550,10 +522,12 @@ export default {
       }
       parts.push(svg('line', { x1: M.l, x2: W - M.r, y1: M.t + ih, y2: M.t + ih, class: 'ts-axis' }));
       // Errors last, so they sit on top.
-      const order = [...traces].sort((a, b) => a.error - b.error);
+      const order = [...traces].sort((a, b) => isFailed(a) - isFailed(b));
       for (const t of order) {
+        const failed = isFailed(t);
+        const errorSpans = errorCount(t);
         const r = Math.min(11, 3.5 + Math.log2(Math.max(1, t.span_count)) * 1.1);
-        const label = `${t.root_service}: ${t.root_operation} · ${fmtDur(t.duration_nanos)} · ${plural(t.span_count, 'span')}${t.error ? ' · error' : ''} · ${fullTimeMs(t.start_unix_nanos / 1e6)}`;
+        const label = `${t.root_service || 'unknown'}: ${t.root_operation || '(no name)'} · ${fmtDur(t.duration_nanos)} · ${plural(t.span_count, 'span')}${failed ? ` · ${errorSpans ? plural(errorSpans, 'error') : 'error'}` : ''} · ${fullTimeMs(t.start_unix_nanos / 1e6)}`;
         const open = () => navigate(`/traces/${seg(t.trace_id)}`);
         parts.push(
           svg(
@@ -562,13 +536,13 @@ export default {
               cx: X(t.start_unix_nanos / 1e6).toFixed(1),
               cy: Y(t.duration_nanos).toFixed(1),
               r: r.toFixed(1),
-              class: `ts-point${t.error ? ' is-error' : ''}`,
+              class: `ts-point${failed ? ' is-error' : ''}`,
               tabindex: '0',
               role: 'link',
               'aria-label': label,
               'data-testid': 'scatter-point',
               'data-trace-id': t.trace_id,
-              'data-error': String(!!t.error),
+              'data-error': String(failed),
               onclick: open,
               onkeydown: (ev) => {
                 if (ev.key === 'Enter' || ev.key === ' ') {
@@ -610,9 +584,7 @@ export default {
         // Back from a trace: the same results, no new search.
         lastSearch = `/traces?${key}`;
         result = cache.result;
-        details = cache.details;
         show();
-        readDetails(seq);
         return;
       }
       runSearch();
@@ -635,6 +607,32 @@ export default {
     };
   },
 };
+
+// A search summary: trace_id, root_service, root_operation, start_unix_nanos, duration_nanos,
+// span_count, services, service_spans {service: spans}, error, error_spans. The counts come
+// with every summary of this node; the helpers below keep the list usable without them (the
+// badges then show no numbers) rather than reading each trace.
+
+/** Spans per service ({service: n}), or null when the summary has none. */
+function spanCounts(t) {
+  return t.service_spans && typeof t.service_spans === 'object' ? t.service_spans : null;
+}
+
+/** The trace's services, in the summary's order. */
+function traceServices(t) {
+  if (Array.isArray(t.services)) return t.services;
+  const counts = spanCounts(t);
+  return counts ? Object.keys(counts) : [];
+}
+
+/** The number of failed spans, or null when the summary does not say. */
+function errorCount(t) {
+  return Number.isInteger(t.error_spans) ? t.error_spans : null;
+}
+
+function isFailed(t) {
+  return !!t.error || errorCount(t) > 0;
+}
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 

@@ -49,6 +49,9 @@ struct Job {
     ack: Option<oneshot::Sender<Result<(), WriteFailed>>>,
     /// Released once everything queued before it has reached the store.
     barrier: Option<oneshot::Sender<()>>,
+    /// Start a new log segment if everything in the current one is settled (sent when the
+    /// store has sealed all it held, so an idle node keeps no log on disk).
+    rotate: bool,
 }
 
 /// What flows from the log writer to the sampler.
@@ -195,7 +198,7 @@ impl Traces {
 
         let (to_store, from_sampler) = mpsc::channel::<Output>(64);
         tokio::spawn(sampler_task(Sampler::new(cfg.sampler.clone()), from_wal, to_store, ledger, metrics.clone()));
-        tokio::spawn(store_task(store.clone(), graph.clone(), from_sampler));
+        tokio::spawn(store_task(store.clone(), graph.clone(), from_sampler, tx.downgrade()));
         Ok(Traces { tx, store, graph, metrics, recovered })
     }
 
@@ -209,7 +212,7 @@ impl Traces {
     /// tail sampler's buffer), so queries see it. False if that takes more than `timeout`.
     pub async fn sync(&self, timeout: Duration) -> bool {
         let (tx, rx) = oneshot::channel();
-        let job = Job { spans: Vec::new(), ack: None, barrier: Some(tx) };
+        let job = Job { spans: Vec::new(), ack: None, barrier: Some(tx), rotate: false };
         tokio::time::timeout(timeout, async move { self.tx.send(job).await.is_ok() && rx.await.is_ok() })
             .await
             .unwrap_or(false)
@@ -220,7 +223,7 @@ impl Traces {
     pub fn submit(&self, spans: Vec<Span>) -> Result<oneshot::Receiver<Result<(), WriteFailed>>, Backpressure> {
         let n = spans.len() as u64;
         let (ack, rx) = oneshot::channel();
-        match self.tx.try_send(Job { spans, ack: Some(ack), barrier: None }) {
+        match self.tx.try_send(Job { spans, ack: Some(ack), barrier: None, rotate: false }) {
             Ok(()) => Ok(rx),
             Err(_) => {
                 self.metrics.refused.add(n);
@@ -271,6 +274,9 @@ impl Traces {
         self.sync(Duration::from_secs(30)).await;
         let s = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || s.seal()).await;
+        if self.store.head_len() == 0 {
+            let _ = self.tx.try_send(Job { spans: Vec::new(), ack: None, barrier: None, rotate: true });
+        }
     }
 }
 
@@ -288,7 +294,7 @@ pub enum WriteError {
 impl SpanSink for Traces {
     fn offer(&self, spans: Vec<Span>) -> Result<(), Refused> {
         let n = spans.len() as u64;
-        match self.tx.try_send(Job { spans, ack: None, barrier: None }) {
+        match self.tx.try_send(Job { spans, ack: None, barrier: None, rotate: false }) {
             Ok(()) => {
                 self.metrics.received.add(n);
                 Ok(())
@@ -326,6 +332,7 @@ fn writer_thread(
                 Err(_) => break,
             }
         }
+        let rotate = jobs.iter().any(|j| j.rotate);
         let batches: Vec<&[Span]> = jobs.iter().filter(|j| !j.spans.is_empty()).map(|j| j.spans.as_slice()).collect();
         let result = if batches.is_empty() { Ok(0) } else { w.append(&batches).and_then(|seg| w.sync().map(|_| seg)) };
         match result {
@@ -342,6 +349,9 @@ fn writer_thread(
                     if sent.is_err() {
                         return;
                     }
+                }
+                if rotate && let Err(e) = w.rotate_if_settled() {
+                    tracing::warn!(error = %e, "could not start a new trace log segment");
                 }
             }
             Err(e) => {
@@ -408,7 +418,12 @@ async fn sampler_task(
     }
 }
 
-async fn store_task(store: Arc<SpanStore>, graph: Arc<Mutex<Graph>>, mut rx: mpsc::Receiver<Output>) {
+async fn store_task(
+    store: Arc<SpanStore>,
+    graph: Arc<Mutex<Graph>>,
+    mut rx: mpsc::Receiver<Output>,
+    wal: mpsc::WeakSender<Job>,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut retention = tokio::time::interval(Duration::from_secs(60));
@@ -450,7 +465,13 @@ async fn store_task(store: Arc<SpanStore>, graph: Arc<Mutex<Graph>>, mut rx: mps
             match tokio::task::spawn_blocking(move || s.seal()).await {
                 Ok(Err(e)) => tracing::error!(error = %e, "sealing a trace block failed; will retry"),
                 Err(e) => tracing::error!(error = %e, "sealing task failed"),
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => {
+                    if store.head_len() == 0
+                        && let Some(w) = wal.upgrade()
+                    {
+                        let _ = w.try_send(Job { spans: Vec::new(), ack: None, barrier: None, rotate: true });
+                    }
+                }
             }
         }
         if rx.is_closed() && rx.is_empty() {

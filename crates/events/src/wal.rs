@@ -187,6 +187,13 @@ impl Writer {
         Ok(())
     }
 
+    /// Starts a new segment when the current one holds only settled spans, so its file is
+    /// deleted (an idle node keeps no log).
+    pub fn rotate_if_settled(&mut self) -> std::io::Result<()> {
+        let settled = self.ledger.lock().pending.get(&self.id).is_none_or(|p| *p == 0);
+        if self.size > 0 && settled { self.rotate() } else { Ok(()) }
+    }
+
     /// The most a group commit should gather before writing.
     pub fn group_bytes() -> usize {
         GROUP_BYTES

@@ -180,6 +180,10 @@ async fn otlp_http_protobuf_json_and_gzip_read_back_through_every_api() {
     // The same after sealing into blocks.
     traces.flush().await;
     assert_eq!(n.get(&format!("/api/traces/{id}")).await.json()["spans"].as_array().unwrap().len(), 3);
+    // Everything is sealed: the write-ahead log gives its disk space back.
+    let wal = n.dir.path().join("traces/wal");
+    let wal_bytes = || std::fs::read_dir(&wal).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum::<u64>();
+    eventually(ms(5000), "the settled log segment deleted", || async { (wal_bytes() == 0).then_some(()) }).await;
     assert_eq!(n.get(&format!("/api/traces/{}", hex(trace_id(99)))).await.status, 404);
     assert_eq!(n.get("/api/traces/not-hex").await.json()["field"], "trace_id");
 

@@ -367,3 +367,100 @@ impl<'a> Dedup<'a> {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signalbox_core::span::{KeyValue, SpanKind};
+
+    fn span(trace: TraceId, start: u64) -> Span {
+        Span {
+            trace_id: trace,
+            span_id: SpanId::random(),
+            parent_span_id: None,
+            trace_state: String::new(),
+            service: "svc".into(),
+            name: "op".into(),
+            kind: SpanKind::Server,
+            start_unix_nanos: start,
+            end_unix_nanos: start + 1_000,
+            status: Default::default(),
+            status_message: String::new(),
+            attributes: vec![KeyValue::str("k", "v".repeat(100))],
+            events: Vec::new(),
+        }
+    }
+
+    fn store(dir: &Path, age: Duration, bytes: u64) -> SpanStore {
+        let cfg = StoreConfig {
+            dir: dir.join("blocks"),
+            block_spans: 1000,
+            seal_after: Duration::from_secs(3600),
+            retention_age: age,
+            retention_bytes: bytes,
+        };
+        SpanStore::open(cfg, crate::wal::ledger(&dir.join("wal"))).unwrap()
+    }
+
+    #[test]
+    fn retention_drops_whole_partitions_by_age_then_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 100 * HOUR_NANOS;
+        let s = store(dir.path(), Duration::from_secs(3 * 3600), u64::MAX);
+        // Four hourly partitions: 96h (too old), 97h, 98h, 99h.
+        let traces: Vec<TraceId> = (0..4).map(|_| TraceId::random()).collect();
+        for (h, t) in traces.iter().enumerate() {
+            let hour = (96 + h as u64) * HOUR_NANOS;
+            s.insert(1, (0..50).map(|i| span(*t, hour + i * 1_000_000)).collect());
+        }
+        s.seal().unwrap();
+        assert_eq!(s.read().partitions.len(), 4);
+        assert_eq!(s.stats.spans_stored.load(Ordering::Relaxed), 200);
+        assert_eq!(crate::query::trace(&s, &traces[0]).len(), 50);
+
+        // By age: only partitions wholly older than the cutoff (97h) go.
+        s.enforce_retention(now);
+        assert_eq!(
+            s.read().partitions.keys().copied().collect::<Vec<_>>(),
+            [97, 98, 99].map(|h: u64| h * HOUR_NANOS).to_vec()
+        );
+        assert!(!s.cfg.dir.join(format!("p-{}", 96 * HOUR_NANOS)).exists());
+        assert!(crate::query::trace(&s, &traces[0]).is_empty());
+        assert_eq!(s.stats.spans_stored.load(Ordering::Relaxed), 150);
+
+        // By size: the oldest go until the rest fit, never the newest.
+        let per = s.stats.file_bytes.load(Ordering::Relaxed) / 3;
+        let s2 = SpanStore { cfg: StoreConfig { retention_bytes: per + per / 2, ..s.cfg.clone() }, ..s };
+        s2.enforce_retention(now);
+        assert_eq!(s2.read().partitions.keys().copied().collect::<Vec<_>>(), vec![99 * HOUR_NANOS]);
+        let s3 = SpanStore { cfg: StoreConfig { retention_bytes: 1, ..s2.cfg.clone() }, ..s2 };
+        s3.enforce_retention(now);
+        assert_eq!(s3.read().partitions.len(), 1, "the newest partition stays");
+        assert_eq!(crate::query::trace(&s3, &traces[3]).len(), 50);
+    }
+
+    #[test]
+    fn sealed_blocks_are_found_again_after_a_restart_and_recovery_skips_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = TraceId::random();
+        let spans: Vec<Span> = (0..30).map(|i| span(t, 50 * HOUR_NANOS + i)).collect();
+        {
+            let s = store(dir.path(), Duration::from_secs(86_400 * 365), u64::MAX);
+            s.insert(1, spans.clone());
+            s.seal().unwrap();
+        }
+        let s = store(dir.path(), Duration::from_secs(86_400 * 365), u64::MAX);
+        assert_eq!(s.stats.spans_stored.load(Ordering::Relaxed), 30);
+        assert_eq!(crate::query::trace(&s, &t).len(), 30);
+        let mut dedup = Dedup::new(&s);
+        assert!(spans.iter().all(|x| dedup.stored(x)));
+        assert!(!dedup.stored(&span(t, 50 * HOUR_NANOS + 5)), "a new span id of the same trace is not stored");
+        // A half-written block from a crash is ignored and removed.
+        let tmp = s.cfg.dir.join(format!("p-{}", 50 * HOUR_NANOS)).join("b-0000000099.tmp");
+        std::fs::write(&tmp, b"partial").unwrap();
+        drop(s);
+        let s = store(dir.path(), Duration::from_secs(86_400 * 365), u64::MAX);
+        assert!(!tmp.exists());
+        assert_eq!(crate::query::trace(&s, &t).len(), 30);
+    }
+}

@@ -84,6 +84,9 @@ pub struct Block {
     pub meta: BlockMeta,
     pub traces: Bloom,
     pub tokens: Bloom,
+    /// Where the columns are, so a load reads no header.
+    dir: Directory,
+    data_start: usize,
 }
 
 static NEXT_BLOCK_ID: AtomicU64 = AtomicU64::new(1);
@@ -413,13 +416,16 @@ pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
     }
     out.extend_from_slice(&(dir_len as u32).to_le_bytes());
     let mut offset = 0u64;
+    let mut dir = Vec::with_capacity(col::COUNT);
     for (i, c) in compressed.iter().enumerate() {
         out.push(i as u8);
         out.extend_from_slice(&offset.to_le_bytes());
         out.extend_from_slice(&(c.len() as u32).to_le_bytes());
         out.extend_from_slice(&(cols[i].len() as u32).to_le_bytes());
+        dir.push((offset as usize, c.len(), cols[i].len()));
         offset += c.len() as u64;
     }
+    let data_start = out.len();
     for c in &compressed {
         out.extend_from_slice(c);
     }
@@ -435,7 +441,7 @@ pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
     }
     meta.file_bytes = out.len() as u64;
     let id = NEXT_BLOCK_ID.fetch_add(1, Ordering::Relaxed);
-    Ok(Block { id, path: path.to_owned(), meta, traces, tokens: tokens_bloom })
+    Ok(Block { id, path: path.to_owned(), meta, traces, tokens: tokens_bloom, dir, data_start })
 }
 
 /// Column `i`: (offset from the data start, compressed length, raw length).
@@ -452,11 +458,10 @@ const MAX_HEADER: usize = 64 << 20;
 /// Reads a block's header (not its columns).
 pub fn open(path: &Path) -> Result<Block, Corrupt> {
     let f = std::fs::File::open(path).map_err(|_| Corrupt)?;
-    let (block, _) = read_header(path, &f)?;
-    Ok(block)
+    read_header(path, &f)
 }
 
-fn read_header(path: &Path, f: &std::fs::File) -> Result<(Block, (Directory, usize)), Corrupt> {
+fn read_header(path: &Path, f: &std::fs::File) -> Result<Block, Corrupt> {
     let size = f.metadata().map_err(|_| Corrupt)?.len() as usize;
     // The header's parts are length-prefixed: read the prefix of the file that holds them.
     let mut want = 4096.min(size);
@@ -473,7 +478,7 @@ fn read_header(path: &Path, f: &std::fs::File) -> Result<(Block, (Directory, usi
 
 /// Parses the header from the first bytes of a file of `size` bytes; `Err(Some(n))` asks for
 /// the first `n` bytes.
-fn parse_header(path: &Path, bytes: &[u8], size: usize) -> Result<(Block, (Directory, usize)), Option<usize>> {
+fn parse_header(path: &Path, bytes: &[u8], size: usize) -> Result<Block, Option<usize>> {
     if bytes.len() < 5 || &bytes[..4] != MAGIC || bytes[4] != VERSION {
         return Err(None);
     }
@@ -508,7 +513,7 @@ fn parse_header(path: &Path, bytes: &[u8], size: usize) -> Result<(Block, (Direc
         return Err(None);
     }
     let id = NEXT_BLOCK_ID.fetch_add(1, Ordering::Relaxed);
-    Ok((Block { id, path: path.to_owned(), meta, traces, tokens }, (cols, pos)))
+    Ok(Block { id, path: path.to_owned(), meta, traces, tokens, dir: cols, data_start: pos })
 }
 
 /// Decompressed columns, shared by all queries, within a byte budget (least recently used
@@ -591,11 +596,17 @@ pub struct Loaded {
 impl Block {
     pub fn load(&self) -> Result<Loaded, Corrupt> {
         let file = std::fs::File::open(&self.path).map_err(|_| Corrupt)?;
-        let (_, (dir, data_start)) = read_header(&self.path, &file)?;
         if self.meta.spans as usize > MAX_SPANS {
             return Err(Corrupt);
         }
-        Ok(Loaded { id: self.id, file, dir, data_start, n: self.meta.spans as usize, min_start: self.meta.min_start })
+        Ok(Loaded {
+            id: self.id,
+            file,
+            dir: self.dir.clone(),
+            data_start: self.data_start,
+            n: self.meta.spans as usize,
+            min_start: self.meta.min_start,
+        })
     }
 }
 

@@ -91,21 +91,35 @@ pub struct Block {
 
 static NEXT_BLOCK_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Search tokens of a span, as hashes: service, service+operation, attribute `key=value`
-/// (alone and within the service), errors. Each is the [`crate::bloom::hash`] of the
-/// matching `token_*` bytes, computed without building them.
-pub fn tokens(s: &Span, out: &mut TokenSet) {
-    let (svc, name) = (s.service.as_bytes(), s.name.as_bytes());
-    out.insert(bloom::hash_parts(&[b"s:", svc]));
-    out.insert(bloom::hash_parts(&[b"o:", svc, b"\0", name]));
-    for kv in &s.attributes {
-        let v = value_text(&kv.value);
-        let (k, v) = (kv.key.as_bytes(), v.as_bytes());
-        out.insert(bloom::hash_parts(&[b"a:", k, b"=", v]));
-        out.insert(bloom::hash_parts(&[b"A:", svc, b"\0", k, b"=", v]));
+/// The search tokens of a block, as hashes: each service (`s:`), service+operation
+/// (`o:`), attribute `key=value` alone (`a:`) and within the service (`A:`), and `e` when a
+/// span failed. Each is the [`crate::bloom::hash`] of the matching `token_*` bytes,
+/// computed without building them, once per distinct value in the block.
+fn block_tokens(
+    services: &[String],
+    operations: &[(String, String)],
+    errors: bool,
+    attrs: &AttrDicts,
+    out: &mut TokenSet,
+) {
+    for s in services {
+        out.insert(bloom::hash_parts(&[b"s:", s.as_bytes()]));
     }
-    if s.status == StatusCode::Error {
+    for (s, o) in operations {
+        out.insert(bloom::hash_parts(&[b"o:", s.as_bytes(), b"\0", o.as_bytes()]));
+    }
+    if errors {
         out.insert(bloom::hash(b"e"));
+    }
+    let texts: Vec<std::borrow::Cow<str>> = attrs.values.iter().map(|v| value_text(v)).collect();
+    let mut pairs: crate::hash::FastSet<(u32, u32)> = Default::default();
+    for &(svc, k, v) in &attrs.triples {
+        let (key, text) = (attrs.keys[k as usize].as_bytes(), texts[v as usize].as_bytes());
+        if pairs.insert((k, v)) {
+            out.insert(bloom::hash_parts(&[b"a:", key, b"=", text]));
+        }
+        let svc = attrs.services[svc as usize].as_bytes();
+        out.insert(bloom::hash_parts(&[b"A:", svc, b"\0", key, b"=", text]));
     }
 }
 
@@ -262,18 +276,37 @@ impl AttrTable {
     }
 }
 
+/// The attribute column of a block and the dictionaries behind it.
+struct AttrDicts<'a> {
+    bytes: Vec<u8>,
+    keys: Vec<&'a str>,
+    values: Vec<&'a AttrValue>,
+    services: Vec<&'a str>,
+    /// Distinct (service, key, value) index triples, for the search tokens.
+    triples: crate::hash::FastSet<(u32, u32, u32)>,
+}
+
 /// The attribute column of `spans` (in row order).
-fn attrs_column(spans: &[&Span]) -> Vec<u8> {
-    let mut keys: FastMap<&str, u64> = FastMap::default();
+fn attrs_column<'a>(spans: &[&'a Span]) -> AttrDicts<'a> {
+    let mut keys: FastMap<&str, u32> = FastMap::default();
     let mut key_order: Vec<&str> = Vec::new();
-    let mut values: FastMap<Vec<u8>, u64> = FastMap::default();
+    let mut values: FastMap<Vec<u8>, u32> = FastMap::default();
     let mut value_order: Vec<Vec<u8>> = Vec::new();
+    let mut value_refs: Vec<&AttrValue> = Vec::new();
+    let mut services: FastMap<&str, u32> = FastMap::default();
+    let mut service_order: Vec<&str> = Vec::new();
+    let mut triples: crate::hash::FastSet<(u32, u32, u32)> = Default::default();
     let mut rows = Vec::new();
     let mut enc = Vec::new();
     for s in spans {
+        let next = services.len() as u32;
+        let svc = *services.entry(s.service.as_str()).or_insert_with(|| {
+            service_order.push(s.service.as_str());
+            next
+        });
         put_varint(&mut rows, s.attributes.len() as u64);
         for kv in &s.attributes {
-            let next = keys.len() as u64;
+            let next = keys.len() as u32;
             let k = *keys.entry(kv.key.as_str()).or_insert_with(|| {
                 key_order.push(kv.key.as_str());
                 next
@@ -283,14 +316,16 @@ fn attrs_column(spans: &[&Span]) -> Vec<u8> {
             let v = match values.get(&enc) {
                 Some(v) => *v,
                 None => {
-                    let v = values.len() as u64;
+                    let v = values.len() as u32;
                     values.insert(enc.clone(), v);
                     value_order.push(enc.clone());
+                    value_refs.push(&kv.value);
                     v
                 }
             };
-            put_varint(&mut rows, k);
-            put_varint(&mut rows, v);
+            triples.insert((svc, k, v));
+            put_varint(&mut rows, k as u64);
+            put_varint(&mut rows, v as u64);
         }
     }
     let mut out = Vec::with_capacity(rows.len() + value_order.iter().map(Vec::len).sum::<usize>() + 64);
@@ -303,7 +338,7 @@ fn attrs_column(spans: &[&Span]) -> Vec<u8> {
         out.extend_from_slice(v);
     }
     out.extend_from_slice(&rows);
-    out
+    AttrDicts { bytes: out, keys: key_order, values: value_refs, services: service_order, triples }
 }
 
 /// Encodes `spans` (any order) into a block file at `path`, written to a temporary file,
@@ -342,7 +377,6 @@ pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
             row_of.insert(s.span_id, i);
         }
         for (i, s) in spans.iter().enumerate().skip(first).take(len) {
-            tokens(s, &mut token_set);
             cols[col::SPAN as usize].extend_from_slice(&s.span_id.0);
             match s.parent_span_id {
                 None => put_varint(&mut cols[col::PARENT as usize], 0),
@@ -377,7 +411,9 @@ pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
     }
     cols[col::SERVICE as usize] = dict_column(spans.iter().map(|s| s.service.as_str()), n);
     cols[col::NAME as usize] = dict_column(spans.iter().map(|s| s.name.as_str()), n);
-    cols[col::ATTRS as usize] = attrs_column(&spans);
+    let attrs = attrs_column(&spans);
+    block_tokens(&services, &operations, errors > 0, &attrs, &mut token_set);
+    cols[col::ATTRS as usize] = attrs.bytes;
     let mut tokens_bloom = Bloom::with_capacity(token_set.len());
     for t in &token_set {
         tokens_bloom.insert_hash(*t);
@@ -827,6 +863,10 @@ mod tests {
         assert!(b.tokens.may_contain(&token_attr("user", "u42")));
         assert!(b.tokens.may_contain(&token_attr("n", "7")));
         assert!(!b.tokens.may_contain(&token_attr("user", "nobody")));
+        assert!(b.tokens.may_contain(&token_service("svc-1")));
+        assert!(b.tokens.may_contain(&token_operation("svc-2", "op-2")));
+        assert!(b.tokens.may_contain(&token_service_attr("svc-0", "n", "42")));
+        assert!(b.tokens.may_contain(b"e"));
         let reopened = open(&path).unwrap();
         assert_eq!(reopened.meta, b.meta);
         let loaded = reopened.load().unwrap();

@@ -12,6 +12,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     {
         let all: Vec<usize> = (0..l.n.min(1 << 16)).collect();
         let _ = l.spans(&all);
+        let _ = l.spans_range(0..l.n.min(1 << 16));
         let _ = l.attributes();
         let _ = l.trace_ids();
     }

@@ -19,7 +19,10 @@
 //! - flags: kind and status, one byte; text: status message and trace state;
 //! - attrs: a key dictionary, a value dictionary, and per row its `(key, value)` index pairs,
 //!   so repeated keys and values cost a byte or two and searches compare integers;
-//! - events.
+//! - events;
+//! - rows: for every 512th row, where it starts in each variable-length column (and starts
+//!   at such rows are stored from the block's earliest start), so one trace is read
+//!   without parsing the rows before it.
 //!
 //! Decompressed columns are kept in a process-wide cache with a byte budget, so the blocks
 //! a busy query touches are decompressed once.
@@ -38,7 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 const MAGIC: &[u8; 4] = b"SBXB";
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 const ZSTD_LEVEL: i32 = 3;
 
 pub mod col {
@@ -54,8 +57,16 @@ pub mod col {
     pub const ATTRS: u8 = 9;
     pub const EVENTS: u8 = 10;
     pub const PARENT_EXT: u8 = 11;
-    pub const COUNT: usize = 12;
+    pub const ROWS: u8 = 12;
+    pub const COUNT: usize = 13;
+    /// Columns whose rows have variable length: the row index records where every
+    /// `STRIDE`th row starts in each of them (in this order).
+    pub const INDEXED: [u8; 9] = [PARENT, PARENT_EXT, START, DURATION, SERVICE, NAME, TEXT, ATTRS, EVENTS];
 }
+
+/// Rows between row-index checkpoints: reading one trace parses at most this many rows of
+/// a column before its own.
+pub const STRIDE: usize = 512;
 
 /// What a block holds, kept in memory for every block.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -158,27 +169,30 @@ fn unzigzag(v: u64) -> i64 {
 }
 
 /// A dictionary column: the distinct values in first-seen order, then an index per row.
-fn dict_column<'a>(values: impl Iterator<Item = &'a str>, n: usize) -> Vec<u8> {
+/// Returns the bytes and where each `STRIDE`th row's index starts (from the index stream).
+fn dict_column<'a>(values: impl Iterator<Item = &'a str>, n: usize) -> (Vec<u8>, Vec<u32>) {
     let mut dict: FastMap<&str, u64> = FastMap::default();
     let mut order: Vec<&str> = Vec::new();
     let mut idx = Vec::with_capacity(n);
-    for v in values {
+    let mut marks = Vec::with_capacity(n / STRIDE + 1);
+    for (row, v) in values.enumerate() {
+        if row % STRIDE == 0 {
+            marks.push(idx.len() as u32);
+        }
         let next = dict.len() as u64;
         let i = *dict.entry(v).or_insert_with(|| {
             order.push(v);
             next
         });
-        idx.push(i);
+        put_varint(&mut idx, i);
     }
     let mut out = Vec::new();
     put_varint(&mut out, order.len() as u64);
     for s in &order {
         put_str(&mut out, s);
     }
-    for i in idx {
-        put_varint(&mut out, i);
-    }
-    out
+    out.extend_from_slice(&idx);
+    (out, marks)
 }
 
 /// A dictionary column read back: the dictionary and each row's index into it.
@@ -214,6 +228,33 @@ impl Dict {
     pub fn get(&self, row: usize) -> &str {
         &self.values[self.rows[row] as usize]
     }
+}
+
+/// A dictionary column's dictionary, and where its per-row indexes begin.
+fn dict_prefix(bytes: &[u8]) -> Result<(Vec<String>, usize), Corrupt> {
+    let mut r = Reader::new(bytes);
+    let d = r.length()?;
+    let mut values = Vec::with_capacity(d.min(1 << 20));
+    for _ in 0..d {
+        values.push(r.str()?);
+    }
+    Ok((values, r.pos))
+}
+
+/// The attribute column's key and value dictionaries, and where its per-row pairs begin.
+fn attr_prefix(bytes: &[u8]) -> Result<(Vec<String>, Vec<AttrValue>, usize), Corrupt> {
+    let mut r = Reader::new(bytes);
+    let nk = r.length()?;
+    let mut keys = Vec::with_capacity(nk.min(1 << 16));
+    for _ in 0..nk {
+        keys.push(r.str()?);
+    }
+    let nv = r.length()?;
+    let mut values = Vec::with_capacity(nv.min(1 << 20));
+    for _ in 0..nv {
+        values.push(codec::get_value(&mut r)?);
+    }
+    Ok((keys, values, r.pos))
 }
 
 /// The attribute column read back: dictionaries and per-row `(key, value)` index pairs.
@@ -279,6 +320,8 @@ impl AttrTable {
 /// The attribute column of a block and the dictionaries behind it.
 struct AttrDicts<'a> {
     bytes: Vec<u8>,
+    /// Where each `STRIDE`th row starts in the per-row part.
+    marks: Vec<u32>,
     keys: Vec<&'a str>,
     values: Vec<&'a AttrValue>,
     services: Vec<&'a str>,
@@ -298,7 +341,11 @@ fn attrs_column<'a>(spans: &[&'a Span]) -> AttrDicts<'a> {
     let mut triples: crate::hash::FastSet<(u32, u32, u32)> = Default::default();
     let mut rows = Vec::new();
     let mut enc = Vec::new();
-    for s in spans {
+    let mut marks = Vec::with_capacity(spans.len() / STRIDE + 1);
+    for (row, s) in spans.iter().enumerate() {
+        if row % STRIDE == 0 {
+            marks.push(rows.len() as u32);
+        }
         let next = services.len() as u32;
         let svc = *services.entry(s.service.as_str()).or_insert_with(|| {
             service_order.push(s.service.as_str());
@@ -338,7 +385,7 @@ fn attrs_column<'a>(spans: &[&'a Span]) -> AttrDicts<'a> {
         out.extend_from_slice(v);
     }
     out.extend_from_slice(&rows);
-    AttrDicts { bytes: out, keys: key_order, values: value_refs, services: service_order, triples }
+    AttrDicts { bytes: out, marks, keys: key_order, values: value_refs, services: service_order, triples }
 }
 
 /// Encodes `spans` (any order) into a block file at `path`, written to a temporary file,
@@ -366,6 +413,7 @@ pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
         }
     }
     put_varint(&mut cols[col::TRACE as usize], runs.len() as u64);
+    let mut plain_marks: Vec<Vec<u32>> = vec![Vec::new(); col::COUNT];
     let mut row_of: FastMap<SpanId, usize> = FastMap::default();
     for &(first, len) in &runs {
         let t = &spans[first].trace_id;
@@ -377,6 +425,11 @@ pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
             row_of.insert(s.span_id, i);
         }
         for (i, s) in spans.iter().enumerate().skip(first).take(len) {
+            if i % STRIDE == 0 {
+                for c in [col::PARENT, col::PARENT_EXT, col::START, col::DURATION, col::TEXT, col::EVENTS] {
+                    plain_marks[c as usize].push(cols[c as usize].len() as u32);
+                }
+            }
             cols[col::SPAN as usize].extend_from_slice(&s.span_id.0);
             match s.parent_span_id {
                 None => put_varint(&mut cols[col::PARENT as usize], 0),
@@ -388,7 +441,7 @@ pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
                     }
                 },
             }
-            let from = if i == first { min_start } else { spans[i - 1].start_unix_nanos };
+            let from = if i == first || i % STRIDE == 0 { min_start } else { spans[i - 1].start_unix_nanos };
             put_varint(&mut cols[col::START as usize], s.start_unix_nanos - from);
             let d = s.duration_nanos();
             put_varint(&mut cols[col::DURATION as usize], d);
@@ -409,11 +462,23 @@ pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
             }
         }
     }
-    cols[col::SERVICE as usize] = dict_column(spans.iter().map(|s| s.service.as_str()), n);
-    cols[col::NAME as usize] = dict_column(spans.iter().map(|s| s.name.as_str()), n);
+    let (service_col, service_marks) = dict_column(spans.iter().map(|s| s.service.as_str()), n);
+    let (name_col, name_marks) = dict_column(spans.iter().map(|s| s.name.as_str()), n);
+    cols[col::SERVICE as usize] = service_col;
+    cols[col::NAME as usize] = name_col;
+    plain_marks[col::SERVICE as usize] = service_marks;
+    plain_marks[col::NAME as usize] = name_marks;
     let attrs = attrs_column(&spans);
     block_tokens(&services, &operations, errors > 0, &attrs, &mut token_set);
     cols[col::ATTRS as usize] = attrs.bytes;
+    plain_marks[col::ATTRS as usize] = attrs.marks;
+    // The row index: per checkpoint, the offsets of the indexed columns.
+    for k in 0..n.div_ceil(STRIDE) {
+        for c in col::INDEXED {
+            let at = plain_marks[c as usize].get(k).copied().unwrap_or(0);
+            cols[col::ROWS as usize].extend_from_slice(&at.to_le_bytes());
+        }
+    }
     let mut tokens_bloom = Bloom::with_capacity(token_set.len());
     for t in &token_set {
         tokens_bloom.insert_hash(*t);
@@ -728,7 +793,7 @@ impl Loaded {
         let mut out = Vec::with_capacity(self.n);
         for (_, first, len) in self.runs()? {
             for i in first..first + len {
-                let from = if i == first { self.min_start } else { out[i - 1] };
+                let from = if i == first || i % STRIDE == 0 { self.min_start } else { out[i - 1] };
                 out.push(from.checked_add(r.varint()?).ok_or(Corrupt)?);
             }
         }
@@ -773,6 +838,116 @@ impl Loaded {
                     let p = i as i64 + unzigzag(v - 2);
                     Some(*spans.get(usize::try_from(p).map_err(|_| Corrupt)?).ok_or(Corrupt)?)
                 }
+            });
+        }
+        Ok(out)
+    }
+
+    /// Where checkpoint `k` (row `k * STRIDE`) starts in each column of [`col::INDEXED`].
+    fn checkpoint(&self, k: usize) -> Result<[usize; col::INDEXED.len()], Corrupt> {
+        let c = self.column(col::ROWS)?;
+        let w = col::INDEXED.len() * 4;
+        let entry = c.get(k * w..(k + 1) * w).ok_or(Corrupt)?;
+        let mut out = [0usize; col::INDEXED.len()];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u32::from_le_bytes(entry[i * 4..i * 4 + 4].try_into().map_err(|_| Corrupt)?) as usize;
+        }
+        Ok(out)
+    }
+
+    /// The spans of the contiguous rows `range` (a trace's run), reading each column from
+    /// the row-index checkpoint before it instead of from the top.
+    pub fn spans_range(&self, range: std::ops::Range<usize>) -> Result<Vec<Span>, Corrupt> {
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        if range.end > self.n {
+            return Err(Corrupt);
+        }
+        let runs = self.runs()?;
+        let base = range.start / STRIDE * STRIDE;
+        let marks = self.checkpoint(range.start / STRIDE)?;
+        let spans = self.column(col::SPAN)?;
+        let span_at = |row: usize| -> Result<SpanId, Corrupt> {
+            Ok(SpanId(spans.get(row * 8..row * 8 + 8).ok_or(Corrupt)?.try_into().map_err(|_| Corrupt)?))
+        };
+        let flags = self.flags()?;
+        let (service_col, name_col, attrs_col) =
+            (self.column(col::SERVICE)?, self.column(col::NAME)?, self.column(col::ATTRS)?);
+        let (services, spos) = dict_prefix(&service_col)?;
+        let (names, npos) = dict_prefix(&name_col)?;
+        let (keys, values, apos) = attr_prefix(&attrs_col)?;
+        // (column, where its per-row part begins), in the order of `col::INDEXED`.
+        let parts: Vec<(Arc<Vec<u8>>, usize)> = vec![
+            (self.column(col::PARENT)?, 0),
+            (self.column(col::PARENT_EXT)?, 0),
+            (self.column(col::START)?, 0),
+            (self.column(col::DURATION)?, 0),
+            (service_col.clone(), spos),
+            (name_col.clone(), npos),
+            (self.column(col::TEXT)?, 0),
+            (attrs_col.clone(), apos),
+            (self.column(col::EVENTS)?, 0),
+        ];
+        let mut r = Vec::with_capacity(parts.len());
+        for ((c, prefix), mark) in parts.iter().zip(marks) {
+            r.push(Reader::new(c.get(prefix + mark..).ok_or(Corrupt)?));
+        }
+        let mut run = runs.partition_point(|(_, first, _)| *first <= base).saturating_sub(1);
+        let mut prev_start = self.min_start;
+        let mut out = Vec::with_capacity(range.len());
+        for i in base..range.end {
+            while runs.get(run).is_some_and(|(_, first, len)| i >= first + len) {
+                run += 1;
+            }
+            let (trace, first, _) = *runs.get(run).ok_or(Corrupt)?;
+            let parent = match r[0].varint()? {
+                0 => None,
+                1 => Some(SpanId(r[1].bytes(8)?.try_into().map_err(|_| Corrupt)?)),
+                v => Some(span_at(usize::try_from(i as i64 + unzigzag(v - 2)).map_err(|_| Corrupt)?)?),
+            };
+            let delta = r[2].varint()?;
+            let from = if i == first || i % STRIDE == 0 { self.min_start } else { prev_start };
+            let start = from.checked_add(delta).ok_or(Corrupt)?;
+            prev_start = start;
+            let duration = r[3].varint()?;
+            let (svc, name) = (r[4].varint()? as usize, r[5].varint()? as usize);
+            let wanted = i >= range.start;
+            if !wanted {
+                codec::skip_str(&mut r[6])?;
+                codec::skip_str(&mut r[6])?;
+                for _ in 0..r[7].length()? {
+                    r[7].varint()?;
+                    r[7].varint()?;
+                }
+                codec::skip_events(&mut r[8])?;
+                continue;
+            }
+            let (msg, state) = (r[6].str()?, r[6].str()?);
+            let count = r[7].length()?;
+            let mut attributes = Vec::with_capacity(count);
+            for _ in 0..count {
+                let (k, v) = (r[7].varint()? as usize, r[7].varint()? as usize);
+                attributes.push(KeyValue {
+                    key: keys.get(k).ok_or(Corrupt)?.clone(),
+                    value: values.get(v).ok_or(Corrupt)?.clone(),
+                });
+            }
+            let f = *flags.get(i).ok_or(Corrupt)?;
+            out.push(Span {
+                trace_id: trace,
+                span_id: span_at(i)?,
+                parent_span_id: parent,
+                trace_state: state,
+                service: services.get(svc).ok_or(Corrupt)?.clone(),
+                name: names.get(name).ok_or(Corrupt)?.clone(),
+                kind: codec::kind_of(f & 0x0f),
+                start_unix_nanos: start,
+                end_unix_nanos: start.saturating_add(duration),
+                status: codec::status_of(f >> 4),
+                status_message: msg,
+                attributes,
+                events: codec::get_events(&mut r[8])?,
             });
         }
         Ok(out)
@@ -927,6 +1102,50 @@ mod tests {
     }
 
     #[test]
+    fn reading_one_trace_from_the_row_index_equals_reading_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        // Traces of 1 to 40 spans, about 2,600 rows: runs cross the 512-row checkpoints.
+        let mut spans = Vec::new();
+        let mut ids = Vec::new();
+        for t in 0..130u64 {
+            let trace = TraceId::random();
+            ids.push(trace);
+            let root = SpanId::random();
+            for i in 0..(1 + t * 7 % 40) {
+                let mut s = span(t * 100 + i, trace);
+                s.span_id = if i == 0 { root } else { SpanId::random() };
+                s.parent_span_id = (i > 0).then_some(root);
+                s.start_unix_nanos = 5_000_000 + t * 1_000 + (i * 37) % 100;
+                s.end_unix_nanos = s.start_unix_nanos + i * 11;
+                s.status_message = format!("m{i}");
+                if i % 3 == 0 {
+                    s.events.push(signalbox_core::span::SpanEvent {
+                        unix_nanos: s.start_unix_nanos,
+                        name: format!("e{i}"),
+                        attributes: vec![KeyValue::int("x", i as i64)],
+                    });
+                }
+                spans.push(s);
+            }
+        }
+        let path = dir.path().join("b.blk");
+        write(&path, spans.iter().collect()).unwrap();
+        let l = open(&path).unwrap().load().unwrap();
+        assert!(l.n > 4 * STRIDE);
+        for id in ids {
+            let rows = l.rows_of(&id).unwrap();
+            let mut by_index = l.spans_range(rows.clone()).unwrap();
+            let mut by_scan = l.spans(&rows.collect::<Vec<_>>()).unwrap();
+            by_index.sort_by_key(|s| s.span_id);
+            by_scan.sort_by_key(|s| s.span_id);
+            let mut want: Vec<Span> = spans.iter().filter(|s| s.trace_id == id).cloned().collect();
+            want.sort_by_key(|s| s.span_id);
+            assert_eq!(by_index, want);
+            assert_eq!(by_scan, want);
+        }
+    }
+
+    #[test]
     fn a_corrupt_column_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.blk");
@@ -969,6 +1188,7 @@ mod tests {
                 && let Ok(l) = b.load()
             {
                 let _ = l.spans(&(0..l.n.min(64)).collect::<Vec<_>>());
+                let _ = l.spans_range(0..l.n.min(64));
                 let _ = l.attributes();
                 let _ = l.starts();
                 let _ = l.names();

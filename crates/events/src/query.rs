@@ -141,7 +141,7 @@ pub fn trace(store: &SpanStore, id: &TraceId) -> Vec<Span> {
         if rows.is_empty() {
             continue;
         }
-        if let Ok(found) = l.spans(&rows.collect::<Vec<_>>()) {
+        if let Ok(found) = l.spans_range(rows) {
             spans.extend(found);
         }
     }

@@ -22,6 +22,9 @@ use std::process::ExitCode;
 
 // mimalloc: the proxy path allocates small, short-lived buffers on every request, where
 // glibc's malloc cost ~15% of user time in the gateway benchmark (docs/benchmarks.md).
+// Built without transparent huge pages (`no_thp`): with them, every block of decompressed
+// trace columns freshly mapped after a purge faulted in and zeroed whole 2 MiB pages, which
+// was most of the trace-by-id p99 (11 ms with, 1.6 ms without; docs/benchmarks.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -312,11 +312,20 @@ impl Upstream {
         for e in &old.endpoints {
             known.insert(&e.info.address, e);
         }
-        // A new endpoint starts at the mean latency of its peers, so it competes on equal terms
-        // instead of waiting behind faster-looking incumbents.
-        let peers: Vec<f64> =
-            old.endpoints.iter().map(|e| f64::from_bits(e.ewma_bits.load(Ordering::Relaxed))).collect();
-        let seed = if peers.is_empty() { DEFAULT_RTT_NANOS } else { peers.iter().sum::<f64>() / peers.len() as f64 };
+        // A new (or returning) endpoint starts at the lowest current latency estimate of its
+        // peers, so it competes on equal terms at once: seeded higher, it would wait behind
+        // the incumbents until their estimates rose or its own decayed (seconds).
+        let now = crate::clock::now();
+        let decay = match &self.balance {
+            Balance::P2cEwma { decay } => *decay,
+            _ => Duration::from_secs(10),
+        };
+        let seed = old
+            .endpoints
+            .iter()
+            .map(|e| e.cost(now, decay) / (e.inflight.load(Ordering::Relaxed) as f64 + 1.0))
+            .min_by(f64::total_cmp)
+            .unwrap_or(DEFAULT_RTT_NANOS);
         let mut endpoints = Vec::with_capacity(infos.len());
         for info in infos {
             if let Some(e) = known.get(info.address.as_str())

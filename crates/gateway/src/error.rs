@@ -46,6 +46,9 @@ impl GatewayError {
     pub fn headers_too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", Side::Downstream, message)
     }
+    pub fn uri_too_long() -> Self {
+        Self::new(StatusCode::URI_TOO_LONG, "uri_too_long", Side::Downstream, "the request target is too long")
+    }
     pub fn body_too_large(limit: u64) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -116,13 +119,13 @@ impl GatewayError {
     /// gRPC status code with the same meaning.
     fn grpc_status(&self) -> u32 {
         match self.status.as_u16() {
-            400 | 413 | 431 => 3, // INVALID_ARGUMENT
-            401 => 16,            // UNAUTHENTICATED
-            403 => 7,             // PERMISSION_DENIED
-            404 => 12,            // UNIMPLEMENTED
-            429 => 8,             // RESOURCE_EXHAUSTED
-            504 => 4,             // DEADLINE_EXCEEDED
-            _ => 14,              // UNAVAILABLE
+            400 | 413 | 414 | 431 => 3, // INVALID_ARGUMENT
+            401 => 16,                  // UNAUTHENTICATED
+            403 => 7,                   // PERMISSION_DENIED
+            404 => 12,                  // UNIMPLEMENTED
+            429 => 8,                   // RESOURCE_EXHAUSTED
+            504 => 4,                   // DEADLINE_EXCEEDED
+            _ => 14,                    // UNAVAILABLE
         }
     }
 

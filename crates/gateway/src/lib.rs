@@ -11,6 +11,7 @@
 //! - [`config`]: the `[gateway]` config section as users write it (serde, documented fields).
 //! - [`compile`]: validation into runtime tables, with every problem's key path.
 //! - [`server`]: listeners (plain, TLS), connection limits, graceful drain.
+//! - [`parse_error`]: JSON answers for requests hyper cannot parse.
 //! - [`proxy`]: the per-request pipeline: limits, routing, auth, rate limits, tries, response.
 //! - [`router`]: compiled routes and matching.
 //! - [`upstream`]: services, endpoints, connection pools, balancing, outlier ejection.
@@ -34,6 +35,7 @@ pub mod compile;
 pub mod config;
 pub mod dns;
 pub mod error;
+pub mod parse_error;
 pub mod proxy;
 pub mod ratelimit;
 pub mod retry;

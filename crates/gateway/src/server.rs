@@ -8,6 +8,7 @@
 //! docs/benchmarks.md). Plain listeners speak HTTP/1.1 and h2c prior knowledge, detected
 //! per connection; TLS listeners negotiate by ALPN.
 
+use crate::parse_error::JsonParseErrors;
 use crate::proxy::{self, ConnInfo, Shared};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -236,9 +237,29 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
             let info = conn.clone();
             let svc = service_fn(move |req| proxy::handle(shared.clone(), conn.clone(), req));
             match tls {
-                None => serve_io(&builder, TokioIo::new(stream), svc, watcher, &info, idle).await,
+                None => {
+                    serve_io(
+                        &builder,
+                        JsonParseErrors::new(TokioIo::new(stream), info.clone()),
+                        svc,
+                        watcher,
+                        &info,
+                        idle,
+                    )
+                    .await
+                }
                 Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => serve_io(&builder, TokioIo::new(s), svc, watcher, &info, idle).await,
+                    Ok(Ok(s)) => {
+                        serve_io(
+                            &builder,
+                            JsonParseErrors::new(TokioIo::new(s), info.clone()),
+                            svc,
+                            watcher,
+                            &info,
+                            idle,
+                        )
+                        .await
+                    }
                     Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
                 },

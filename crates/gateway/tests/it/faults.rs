@@ -29,14 +29,54 @@ fn assert_json_error(r: &signalbox_testkit::client::Resp, status: u16, code: &st
 async fn malformed_requests_get_400() {
     let up = serve(echo("u")).await;
     let gw = start(config(vec![service("s", &[up.url()])], vec![route("/", "s")])).await;
+    // Requests hyper itself cannot parse get the gateway's JSON too.
     let resp = raw(gw.addr, b"THIS IS NOT HTTP\r\n\r\n").await;
-    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert_raw_json_error(&resp, 400, "bad_request");
+    let resp = raw(gw.addr, b"GET / HTTP/1.1\r\nhost: x\r\nbad header\r\n\r\n").await;
+    assert_raw_json_error(&resp, 400, "bad_request");
+    let huge = format!("GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "y".repeat(200 * 1024));
+    let resp = raw(gw.addr, huge.as_bytes()).await;
+    assert_raw_json_error(&resp, 431, "headers_too_large");
+    // ...also after good requests on the same keep-alive connection.
+    let resp =
+        raw(gw.addr, b"GET /a HTTP/1.1\r\nhost: x\r\n\r\nGET /b HTTP/1.1\r\nhost: x\r\n\r\n\x01\x02 nonsense\r\n\r\n")
+            .await;
+    assert_eq!(resp.matches("HTTP/1.1 200 OK").count(), 2, "{resp}");
+    let last = &resp[resp.rfind("HTTP/1.1 ").unwrap()..];
+    assert_raw_json_error(last, 400, "bad_request");
     let resp = raw(gw.addr, b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n").await;
     assert!(resp.starts_with("HTTP/1.1 400"), "missing Host: {resp}");
     assert!(resp.contains("\"code\":\"bad_request\""), "{resp}");
     let resp = raw(gw.addr, b"GET / HTTP/1.1\r\nhost: a b c\r\nconnection: close\r\n\r\n").await;
     assert!(resp.starts_with("HTTP/1.1 400"), "invalid Host: {resp}");
-    assert_eq!(up.hits(), 0);
+    assert_eq!(up.hits(), 2);
+}
+
+/// A raw HTTP/1.1 response: the status, JSON content type, and `{error, code, trace_id}`.
+fn assert_raw_json_error(resp: &str, status: u16, code: &str) {
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no complete head: {resp:?}"));
+    assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{resp}");
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+    assert_eq!(v["code"], code, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    assert_eq!(v["trace_id"].as_str().map(str::len), Some(32), "{v}");
+}
+
+#[tokio::test]
+async fn an_upstream_bare_error_passes_through_untouched() {
+    // An upstream 400 with an empty body looks like hyper's canned answer but for the
+    // x-request-id the gateway adds: it must reach the client as the upstream sent it.
+    let up = serve(|_req: http::Request<bytes::Bytes>| async {
+        http::Response::builder().status(400).body(http_body_util::Full::new(bytes::Bytes::new())).unwrap()
+    })
+    .await;
+    let gw = start(config(vec![service("s", &[up.url()])], vec![route("/", "s")])).await;
+    let resp = raw(gw.addr, b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{resp}");
+    assert!(!resp.contains("application/json"), "{resp}");
+    assert!(resp.ends_with("\r\n\r\n"), "empty body: {resp:?}");
+    assert!(resp.contains("x-request-id: "), "{resp}");
 }
 
 #[tokio::test]

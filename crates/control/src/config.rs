@@ -250,6 +250,9 @@ impl ConfigStore {
         if w.comment.len() > 1024 {
             return Err(ControlError::invalid("comment", "at most 1024 characters"));
         }
+        if !delete && let Err(problem) = crate::spring::check_document(key, &w.value) {
+            return Err(ControlError::invalid("value", problem));
+        }
         let _guard = self.writes.lock().await;
         let k: Key = (app.into(), profile.into(), key.into());
         let (head_version, head_deleted) =
@@ -372,75 +375,11 @@ impl ConfigStore {
                 }
                 let mut source = BTreeMap::new();
                 for e in entries {
-                    flatten_entry(&e.key, &e.value, &mut source);
+                    crate::spring::flatten_entry(&e.key, &e.value, profiles, &mut source);
                 }
                 out.push((format!("signalbox:{a}-{p}"), source));
             }
         }
         out
-    }
-}
-
-/// Turns one stored value into Spring properties: a `*.properties` document becomes its
-/// properties, a `*.json` document its flattened leaves (`a.b[0].c`), anything else one
-/// property named after the key.
-pub fn flatten_entry(key: &str, value: &str, out: &mut BTreeMap<String, serde_json::Value>) {
-    if key.ends_with(".properties") {
-        for line in value.lines() {
-            let l = line.trim_start();
-            if l.is_empty() || l.starts_with('#') || l.starts_with('!') {
-                continue;
-            }
-            let split = l.find(['=', ':']).unwrap_or(l.len());
-            let (k, v) = l.split_at(split);
-            let v = v.get(1..).unwrap_or("").trim();
-            out.insert(k.trim().to_owned(), serde_json::Value::String(v.to_owned()));
-        }
-    } else if key.ends_with(".json") {
-        match serde_json::from_str::<serde_json::Value>(value) {
-            Ok(v) => flatten_json("", &v, out),
-            Err(_) => {
-                out.insert(key.to_owned(), serde_json::Value::String(value.to_owned()));
-            }
-        }
-    } else {
-        out.insert(key.to_owned(), serde_json::Value::String(value.to_owned()));
-    }
-}
-
-fn flatten_json(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, x) in m {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                flatten_json(&p, x, out);
-            }
-        }
-        serde_json::Value::Array(a) => {
-            for (i, x) in a.iter().enumerate() {
-                flatten_json(&format!("{prefix}[{i}]"), x, out);
-            }
-        }
-        leaf => {
-            out.insert(prefix.to_owned(), leaf.clone());
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flattens_properties_and_json() {
-        let mut out = BTreeMap::new();
-        flatten_entry("app.properties", "# c\na.b=1\nc: two\n", &mut out);
-        flatten_entry("x.json", r#"{"db":{"url":"u","pool":[1,2]}}"#, &mut out);
-        flatten_entry("feature.flag", "on", &mut out);
-        assert_eq!(out["a.b"], "1");
-        assert_eq!(out["c"], "two");
-        assert_eq!(out["db.url"], "u");
-        assert_eq!(out["db.pool[1]"], 2);
-        assert_eq!(out["feature.flag"], "on");
     }
 }

@@ -11,6 +11,7 @@
 //! - [`registry`]: instances and the health control loop ([`registry::health`]), validation
 //!   of registrations ([`registry::model`]); it is also the gateway's endpoint source.
 //! - [`config`]: versioned central configuration with history, diff, rollback and CAS.
+//! - [`spring`]: stored documents (properties, JSON, YAML) as Spring Cloud Config properties.
 //! - [`kv`]: Consul-style key/value entries.
 //! - [`access`]: API tokens with roles and console sessions.
 //! - [`error`]: the crate's error type.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod index;
 pub mod kv;
 pub mod registry;
+pub mod spring;
 pub mod store;
 
 use std::path::Path;

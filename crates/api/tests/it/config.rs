@@ -83,6 +83,8 @@ async fn bad_input_and_limits_are_refused_without_harm() {
         ("/api/config/app/default/k", json!({}), "value"),
         ("/api/config/app/default/k", json!({"value": "v", "expected_version": -1}), "expected_version"),
         ("/api/config/app/default/k", json!({"value": "v", "extra": true}), "extra"),
+        ("/api/config/app/default/k.json", json!({"value": "{\"a\": "}), "value"),
+        ("/api/config/app/default/application.yml", json!({"value": "a: [1\nb: 2\n"}), "value"),
     ];
     for (path, body, field) in cases {
         let r = put(&n, path, body.clone()).await;
@@ -150,6 +152,12 @@ async fn spring_cloud_config_view_orders_sources_most_specific_first() {
         json!({"value": "{\"logging\":{\"level\":\"INFO\"},\"hosts\":[\"a\",\"b\"]}"}),
     )
     .await;
+    put(
+        &n,
+        "/api/config/application/default/application.yml",
+        json!({"value": "timeouts:\n  read: 5s\n  retries: 3\n---\nspring:\n  config:\n    activate:\n      on-profile: prod\ntimeouts:\n  retries: 1\n"}),
+    )
+    .await;
     let v = n.get("/config/orders/prod").await.json();
     assert_eq!(v["name"], "orders");
     assert_eq!(v["profiles"], json!(["prod"]));
@@ -162,6 +170,12 @@ async fn spring_cloud_config_view_orders_sources_most_specific_first() {
     assert_eq!(src[1]["source"]["feature.x"], "on");
     assert_eq!(src[2]["source"]["logging.level"], "INFO");
     assert_eq!(src[2]["source"]["hosts[1]"], "b");
+    // YAML is flattened, and its prod document applies to the prod profile only.
+    assert_eq!(src[2]["source"]["timeouts.read"], "5s");
+    assert_eq!(src[2]["source"]["timeouts.retries"], 1);
+    let dev = n.get("/config/orders/dev").await.json();
+    let shared = dev["propertySources"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(shared["source"]["timeouts.retries"], 3, "{dev}");
     let labelled = n.get("/config/orders/default,prod/main").await.json();
     assert_eq!(labelled["label"], "main");
     assert_eq!(labelled["propertySources"][0]["name"], "signalbox:orders-prod", "the last profile wins");

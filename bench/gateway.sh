@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Gateway benchmark: wrk (2 threads, 64 connections, 15 s) against
-#   (a) the upstream directly, (b) Signalbox with full telemetry, (c) Signalbox with
-#   telemetry off, (d) nginx as an equivalent keep-alive reverse proxy.
+#   (a) the upstream directly, (b) Signalbox with full telemetry (every span stored in its
+#   trace store), (c) Signalbox with telemetry off, (d) nginx as an equivalent keep-alive
+#   reverse proxy, and (e) Signalbox with metrics and access log for every request but
+#   spans for 10% of traces (head sampling), a common production setting.
 # The upstream is nginx returning a fixed small body. Everything shares this machine.
 # Usage: bench/gateway.sh [duration, default 15s] [rounds, default 3]
 # The four targets run in turn, ROUNDS times, and the medians are reported: the machine is
@@ -43,9 +45,17 @@ nginx_conf px "upstream backend { server $UP; keepalive 128; }
 nginx -c "$WORK/up.conf"
 nginx -c "$WORK/px.conf"
 
+# Every listener on its own port: the two Signalbox nodes run side by side.
 cat > "$WORK/on.toml" <<TOML
 [console]
 listen = "127.0.0.1:19901"
+[consul]
+listen = "127.0.0.1:18501"
+[otlp]
+grpc_listen = "127.0.0.1:14317"
+http_listen = "127.0.0.1:14318"
+[zipkin]
+listen = "127.0.0.1:19411"
 [gateway]
 listen = "$SB_ON"
 [gateway.telemetry]
@@ -58,7 +68,7 @@ service = "upstream"
 [gateway.routes.match]
 path_prefix = "/"
 TOML
-sed -e "s/19901/19902/" -e "s/$SB_ON/$SB_OFF/" "$WORK/on.toml" > "$WORK/off.toml"
+sed -e "s/19901/19902/" -e "s/18501/18502/" -e "s/14317/14327/" -e "s/14318/14328/" -e "s/19411/19412/" -e "s/$SB_ON/$SB_OFF/" "$WORK/on.toml" > "$WORK/off.toml"
 cat >> "$WORK/off.toml" <<TOML
 [gateway.telemetry]
 spans = false
@@ -73,7 +83,11 @@ first = s.index("[gateway.telemetry]"); end = s.index("[[gateway.services]]")
 s = s[:first] + s[end:]
 open(p, "w").write(s)
 PY
+SB_SAMPLED=127.0.0.1:18085
+sed -e "s/19901/19903/" -e "s/18501/18503/" -e "s/14317/14337/" -e "s/14318/14338/" -e "s/19411/19413/" -e "s/$SB_ON/$SB_SAMPLED/" \
+  -e "s|/access\\.log|/access-sampled.log|" -e "s|^access_log = .*|&\nsample_rate = 0.1|" "$WORK/on.toml" > "$WORK/sampled.toml"
 RUST_LOG=warn target/release/signalbox serve -c "$WORK/on.toml" --data-dir "$WORK/d1" >/dev/null 2>"$WORK/on.err" & SB_ON_PID=$!
+RUST_LOG=warn target/release/signalbox serve -c "$WORK/sampled.toml" --data-dir "$WORK/d3" >/dev/null 2>"$WORK/sampled.err" & SB_SAMPLED_PID=$!
 RUST_LOG=warn target/release/signalbox serve -c "$WORK/off.toml" --data-dir "$WORK/d2" >/dev/null 2>"$WORK/off.err" & SB_OFF_PID=$!
 sleep 1
 
@@ -105,6 +119,7 @@ for round in $(seq "$ROUNDS"); do
   run signalbox-telemetry-on "http://$SB_ON/" $SB_ON_PID
   run signalbox-telemetry-off "http://$SB_OFF/" $SB_OFF_PID
   run nginx "http://$NGX/" $(nginx_pids px)
+  run signalbox-spans-sampled-10pct "http://$SB_SAMPLED/" $SB_SAMPLED_PID
 done
 
 python3 - "$WORK/results" "$DURATION" "$ROUNDS" <<'PY' | tee "$OUT/gateway-$(date -u +%Y%m%dT%H%M%SZ).md"
@@ -120,7 +135,7 @@ ngx = data["nginx"]; direct = data["direct"]
 print(f"wrk -t2 -c64 -d{sys.argv[2]}, medians of {sys.argv[3]} interleaved rounds; fixed 20-byte body from an nginx upstream; all on one 2-core machine\n")
 print("| target | req/s | × nginx | p50 ms | p99 ms | added p99 vs direct ms | proxy CPU µs/req |")
 print("|---|---|---|---|---|---|---|")
-for k in ["direct", "signalbox-telemetry-on", "signalbox-telemetry-off", "nginx"]:
+for k in ["direct", "signalbox-telemetry-on", "signalbox-telemetry-off", "nginx", "signalbox-spans-sampled-10pct"]:
     d = data[k]
     cpu = "-" if k == "direct" else f"{d['cpu']:.1f}"
     print(f"| {k} | {d['rps']:.0f} | {d['rps']/ngx['rps']:.2f} | {d['p50']:.3f} | {d['p99']:.3f} | {d['p99']-direct['p99']:.3f} | {cpu} |")

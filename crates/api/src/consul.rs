@@ -576,8 +576,19 @@ async fn block(s: &AppState, q: &Q, service: Option<&str>) -> Result<u64, ApiErr
     })
 }
 
-fn tagged(i: &InstanceView, tags: &[&str]) -> bool {
-    tags.iter().all(|t| i.tags.iter().any(|x| x == t))
+/// A service's instances for a catalog or health read: waits as a blocking query asks, then
+/// keeps those with every `?tag=` (and only passing ones if asked). Returns the index too.
+async fn watched_instances(
+    s: &AppState,
+    q: &Q,
+    name: &str,
+    passing: bool,
+) -> Result<(u64, Vec<InstanceView>), ApiError> {
+    let idx = block(s, q, Some(name)).await?;
+    let tags = q.all("tag");
+    let mut list = s.control.registry.instances(name, passing);
+    list.retain(|i| tags.iter().all(|t| i.tags.iter().any(|x| x == t)));
+    Ok((idx, list))
 }
 
 async fn catalog_service(
@@ -587,15 +598,9 @@ async fn catalog_service(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     need(&s, &headers, Role::Read)?;
-    let q = Q::parse(q);
-    let idx = block(&s, &q, Some(&name)).await?;
-    let tags = q.all("tag");
-    let list: Vec<Value> = s
-        .control
-        .registry
-        .instances(&name, false)
+    let (idx, instances) = watched_instances(&s, &Q::parse(q), &name, false).await?;
+    let list: Vec<Value> = instances
         .iter()
-        .filter(|i| tagged(i, &tags))
         .map(|i| {
             json!({
                 "ID": NODE_ID,
@@ -629,15 +634,9 @@ async fn health_service(
 ) -> Result<Response, ApiError> {
     need(&s, &headers, Role::Read)?;
     let q = Q::parse(q);
-    let idx = block(&s, &q, Some(&name)).await?;
-    let tags = q.all("tag");
-    let passing = q.flag("passing");
-    let list: Vec<Value> = s
-        .control
-        .registry
-        .instances(&name, passing)
+    let (idx, instances) = watched_instances(&s, &q, &name, q.flag("passing")).await?;
+    let list: Vec<Value> = instances
         .iter()
-        .filter(|i| tagged(i, &tags))
         .map(|i| {
             let mut checks = vec![serf_check(&s)];
             checks.extend(checks_json(&s, i));

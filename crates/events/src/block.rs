@@ -268,17 +268,10 @@ pub struct AttrTable {
 
 impl AttrTable {
     fn read(bytes: &[u8], n: usize) -> Result<AttrTable, Corrupt> {
+        let (keys, values, start) = attr_prefix(bytes)?;
+        let (nk, nv) = (keys.len(), values.len());
         let mut r = Reader::new(bytes);
-        let nk = r.length()?;
-        let mut keys = Vec::with_capacity(nk.min(1 << 16));
-        for _ in 0..nk {
-            keys.push(r.str()?);
-        }
-        let nv = r.length()?;
-        let mut values = Vec::with_capacity(nv.min(1 << 20));
-        for _ in 0..nv {
-            values.push(codec::get_value(&mut r)?);
-        }
+        r.pos = start;
         let mut offsets = Vec::with_capacity(n + 1);
         let mut pairs = Vec::new();
         offsets.push(0);

@@ -51,13 +51,14 @@ function readQuery(search) {
   };
 }
 
-function pageQuery(q) {
+/** A search as query parameters: the page's own URL (`api` false) or the search API's. */
+function encodeQuery(q, api) {
   const p = new URLSearchParams();
   if (q.service) p.set('service', q.service);
   if (q.operation) p.set('operation', q.operation);
   for (const t of q.tags) p.append('tag', t);
-  if (q.minDuration) p.set('minDuration', q.minDuration);
-  if (q.maxDuration) p.set('maxDuration', q.maxDuration);
+  if (q.minDuration) p.set(api ? 'min_duration' : 'minDuration', q.minDuration);
+  if (q.maxDuration) p.set(api ? 'max_duration' : 'maxDuration', q.maxDuration);
   if (q.lookback === 'custom') {
     if (q.start) p.set('start', q.start);
     if (q.end) p.set('end', q.end);
@@ -65,26 +66,19 @@ function pageQuery(q) {
     p.set('lookback', q.lookback);
   }
   p.set('limit', q.limit);
-  if (q.errors) p.set('errors', '1');
-  return p.toString();
+  if (q.errors) {
+    if (api) p.set('status', 'error');
+    else p.set('errors', '1');
+  }
+  return p;
+}
+
+function pageQuery(q) {
+  return encodeQuery(q, false).toString();
 }
 
 function apiQuery(q) {
-  const p = new URLSearchParams();
-  if (q.service) p.set('service', q.service);
-  if (q.operation) p.set('operation', q.operation);
-  for (const t of q.tags) p.append('tag', t);
-  if (q.minDuration) p.set('min_duration', q.minDuration);
-  if (q.maxDuration) p.set('max_duration', q.maxDuration);
-  if (q.lookback === 'custom') {
-    if (q.start) p.set('start', q.start);
-    if (q.end) p.set('end', q.end);
-  } else {
-    p.set('lookback', q.lookback);
-  }
-  p.set('limit', q.limit);
-  if (q.errors) p.set('status', 'error');
-  return `/api/traces?${p}`;
+  return `/api/traces?${encodeQuery(q, true)}`;
 }
 
 /** Unix ms <-> the value of a datetime-local input (local time). */

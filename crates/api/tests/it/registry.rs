@@ -80,20 +80,28 @@ async fn bad_registrations_name_the_field() {
     assert!(n.get("/api/registry/services").await.json().as_array().unwrap().is_empty(), "nothing was stored");
 }
 
-/// A gateway (in-process) whose service follows the registry.
+/// A gateway (in-process) whose service follows the registry, with outlier ejection off.
 async fn gateway_for(
     n: &Node,
     service: &str,
 ) -> (Arc<signalbox_gateway::Gateway>, SocketAddr, signalbox_core::shutdown::ShutdownTrigger) {
+    let mut svc = ServiceConfig { name: service.into(), ..Default::default() };
+    svc.outlier.consecutive_gateway_failures = 0;
+    svc.outlier.consecutive_5xx = 0;
+    gateway_following(n, svc).await
+}
+
+/// A gateway (in-process) routing `/` to `svc`, whose endpoints come from the registry.
+async fn gateway_following(
+    n: &Node,
+    svc: ServiceConfig,
+) -> (Arc<signalbox_gateway::Gateway>, SocketAddr, signalbox_core::shutdown::ShutdownTrigger) {
     let mut route = RouteConfig {
-        service: service.into(),
+        service: svc.name.clone(),
         retry: Some(RetryConfig { attempts: 1, ..Default::default() }),
         ..Default::default()
     };
     route.matcher.path_prefix = Some("/".into());
-    let mut svc = ServiceConfig { name: service.into(), ..Default::default() };
-    svc.outlier.consecutive_gateway_failures = 0;
-    svc.outlier.consecutive_5xx = 0;
     let mut cfg = GatewayConfig {
         listen: "127.0.0.1:0".into(),
         workers: 1,
@@ -369,39 +377,11 @@ async fn gateway_ejections_show_in_the_registry() {
     for (id, up) in [("bad", &bad), ("good", &good)] {
         register(&n0, json!({"service": "ej", "id": id, "address": "127.0.0.1", "port": up.addr.port()})).await;
     }
-    let mut route = RouteConfig {
-        service: "ej".into(),
-        retry: Some(RetryConfig { attempts: 1, ..Default::default() }),
-        ..Default::default()
-    };
-    route.matcher.path_prefix = Some("/".into());
     let mut svc = ServiceConfig { name: "ej".into(), ..Default::default() };
     svc.balancer.kind = "round_robin".into();
     svc.outlier.consecutive_5xx = 2;
     svc.outlier.base_ejection_time = signalbox_core::config::Dur::secs(30);
-    let mut cfg = GatewayConfig {
-        listen: "127.0.0.1:0".into(),
-        workers: 1,
-        services: vec![svc],
-        routes: vec![route],
-        ..Default::default()
-    };
-    cfg.telemetry.access_log = "off".into();
-    let discovery: Arc<dyn signalbox_core::discovery::EndpointSource> = n0.control.registry.clone();
-    let gw = signalbox_gateway::Gateway::new(
-        cfg,
-        signalbox_gateway::Deps {
-            registry: Registry::new(),
-            spans: Arc::new(signalbox_core::telemetry::DroppingSink),
-            discovery: Some(discovery),
-        },
-    )
-    .unwrap();
-    let l = gw.bind().await.unwrap();
-    let addr = l.plain_addr().unwrap();
-    let (_t, shutdown) = signalbox_core::shutdown::channel();
-    let g = gw.clone();
-    tokio::spawn(async move { g.serve(l, shutdown).await });
+    let (gw, addr, _t) = gateway_following(&n0, svc).await;
     // Serve the API with the gateway's view joined in.
     let n = Node::serve(n0.control.clone(), Some(gw.clone()), tempfile::tempdir().unwrap()).await;
     let http = Http::new();

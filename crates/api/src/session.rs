@@ -14,7 +14,7 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use signalbox_control::access::Role;
+use signalbox_control::access::{LoginError, Role};
 
 /// Open routes: logging in needs no session.
 pub fn open() -> Router<AppState> {
@@ -35,7 +35,7 @@ async fn login(State(s): State<AppState>, JsonBody(b): JsonBody<Login>) -> Resul
     if !s.control.access.enabled() {
         return Ok(Json(json!({ "access_control": false, "role": "admin", "token_id": "anonymous" })).into_response());
     }
-    match s.control.access.login(&b.token) {
+    match s.control.access.login(&b.token).await {
         Ok((id, p)) => {
             let secure = if s.secure_cookies { "; Secure" } else { "" };
             let cookie = format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200{secure}");
@@ -45,7 +45,8 @@ async fn login(State(s): State<AppState>, JsonBody(b): JsonBody<Login>) -> Resul
             }
             Ok(r)
         }
-        Err(d) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", d.message())),
+        Err(LoginError::Denied(d)) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", d.message())),
+        Err(LoginError::Store(e)) => Err(e.into()),
     }
 }
 
@@ -58,16 +59,16 @@ async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<se
     }
 }
 
-async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
+async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(id) = session_cookie(&headers) {
-        s.control.access.logout(id);
+        s.control.access.logout(id).await?;
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
     r.headers_mut().insert(
         http::header::SET_COOKIE,
         HeaderValue::from_static("sb_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
     );
-    r
+    Ok(r)
 }
 
 async fn list(State(s): State<AppState>) -> Json<serde_json::Value> {

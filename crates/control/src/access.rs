@@ -7,12 +7,12 @@
 //! then refuses to listen beyond loopback unless told `--insecure`.
 
 use crate::error::{ControlError, Result};
-use crate::store::{Op, Store, TOKENS};
+use crate::store::{Op, SESSIONS, Store, TOKENS};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,6 +68,13 @@ pub struct Principal {
     pub role: Role,
 }
 
+/// Why a login did not start a session.
+#[derive(Debug)]
+pub enum LoginError {
+    Denied(Denied),
+    Store(ControlError),
+}
+
 /// Why a credential was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Denied {
@@ -86,14 +93,19 @@ impl Denied {
     }
 }
 
+/// A console session as stored: keyed by the SHA-256 of its id, so the store never holds
+/// a usable session id, and surviving restarts (a restart does not log the console out).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Session {
-    principal: Principal,
-    expires: Instant,
+    token_id: String,
+    role: Role,
+    expires_unix_ms: u64,
 }
 
 /// Tokens and sessions.
 pub struct Access {
     tokens: RwLock<HashMap<[u8; 32], Token>>,
+    /// By hex SHA-256 of the session id.
     sessions: Mutex<HashMap<String, Session>>,
     store: Store,
     session_ttl: Duration,
@@ -119,7 +131,14 @@ impl Access {
             })?;
             map.insert(h, t);
         }
-        Ok(Access { tokens: RwLock::new(map), sessions: Mutex::new(HashMap::new()), store, session_ttl })
+        let now = now_ms();
+        let mut sessions = HashMap::new();
+        for (key, session) in store.load_all::<Session>(SESSIONS)? {
+            if session.expires_unix_ms > now {
+                sessions.insert(key, session);
+            }
+        }
+        Ok(Access { tokens: RwLock::new(map), sessions: Mutex::new(sessions), store, session_ttl })
     }
 
     /// Whether access control is on (any token exists).
@@ -138,9 +157,10 @@ impl Access {
         Ok(Principal { token_id: t.id.clone(), role: t.role })
     }
 
-    /// Starts a console session for a valid secret; returns the session id.
-    pub fn login(&self, secret: &str) -> std::result::Result<(String, Principal), Denied> {
-        let p = self.authenticate(secret)?;
+    /// Starts a console session for a valid secret; returns the session id once the session
+    /// is stored.
+    pub async fn login(&self, secret: &str) -> std::result::Result<(String, Principal), LoginError> {
+        let p = self.authenticate(secret).map_err(LoginError::Denied)?;
         let mut raw = [0u8; 32];
         for b in raw.iter_mut() {
             *b = fastrand::u8(..);
@@ -149,29 +169,50 @@ impl Access {
         // and the clock so a session id cannot be predicted from earlier ones.
         let os: u64 = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), now_ms());
         let id = hex::encode(Sha256::digest([raw.as_slice(), &os.to_le_bytes()].concat()));
+        let key = hash_secret(&id);
+        let now = now_ms();
+        let session = Session {
+            token_id: p.token_id.clone(),
+            role: p.role,
+            expires_unix_ms: now + self.session_ttl.as_millis() as u64,
+        };
+        let expired: Vec<String> = {
+            let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            s.iter().filter(|(_, v)| v.expires_unix_ms <= now).map(|(k, _)| k.clone()).collect()
+        };
+        let mut ops = vec![Op::put(SESSIONS, key.clone(), &session).map_err(LoginError::Store)?];
+        ops.extend(expired.iter().map(|k| Op::Delete(SESSIONS, k.clone())));
+        self.store.commit(ops).await.map_err(LoginError::Store)?;
         let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        s.retain(|_, v| v.expires > Instant::now());
-        s.insert(id.clone(), Session { principal: p.clone(), expires: Instant::now() + self.session_ttl });
+        for k in &expired {
+            s.remove(k);
+        }
+        s.insert(key, session);
         Ok((id, p))
     }
 
     /// The principal of a session, if it is live and its token still valid.
     pub fn session(&self, id: &str) -> std::result::Result<Principal, Denied> {
         let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let sess = s.get(id).ok_or(Denied::Invalid)?;
-        if sess.expires <= Instant::now() {
+        let sess = s.get(&hash_secret(id)).ok_or(Denied::Invalid)?;
+        if sess.expires_unix_ms <= now_ms() {
             return Err(Denied::Expired);
         }
         let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
-        let t = tokens.values().find(|t| t.id == sess.principal.token_id).ok_or(Denied::Invalid)?;
+        let t = tokens.values().find(|t| t.id == sess.token_id).ok_or(Denied::Invalid)?;
         if t.expires_unix_ms.is_some_and(|e| e <= now_ms()) {
             return Err(Denied::Expired);
         }
-        Ok(sess.principal.clone())
+        Ok(Principal { token_id: sess.token_id.clone(), role: sess.role })
     }
 
-    pub fn logout(&self, id: &str) {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    /// Ends a session (a no-op for an unknown one).
+    pub async fn logout(&self, id: &str) -> Result<()> {
+        let key = hash_secret(id);
+        if self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&key).is_some() {
+            self.store.commit(vec![Op::Delete(SESSIONS, key)]).await?;
+        }
+        Ok(())
     }
 
     /// Creates a token; returns it and its secret (shown once).
@@ -221,9 +262,15 @@ impl Access {
         if t.source != "api" {
             return Err(ControlError::invalid("id", "tokens from the config file are removed by editing the file"));
         }
-        self.store.commit(vec![Op::Delete(TOKENS, id.to_owned())]).await?;
+        let ended: Vec<String> = {
+            let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            s.iter().filter(|(_, v)| v.token_id == id).map(|(k, _)| k.clone()).collect()
+        };
+        let mut ops = vec![Op::Delete(TOKENS, id.to_owned())];
+        ops.extend(ended.iter().map(|k| Op::Delete(SESSIONS, k.clone())));
+        self.store.commit(ops).await?;
         self.tokens.write().unwrap_or_else(|e| e.into_inner()).retain(|_, t| t.id != id);
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, s| s.principal.token_id != id);
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, s| s.token_id != id);
         Ok(())
     }
 
@@ -238,6 +285,66 @@ impl Access {
 #[cfg(test)]
 mod tests {
     use super::Role::*;
+    use super::*;
+
+    fn file_token(id: &str, role: Role, secret: &str) -> Token {
+        Token {
+            id: id.into(),
+            role,
+            sha256: hash_secret(secret),
+            description: String::new(),
+            created_unix_ms: 0,
+            expires_unix_ms: None,
+            source: "file".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_survive_a_restart_until_logout_or_revocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let store = Store::open(dir.path()).unwrap();
+            Access::load(store, vec![file_token("f", Edit, "file-secret")], Duration::from_secs(3600)).unwrap()
+        };
+        let a = open();
+        let (kept, p) = a.login("file-secret").await.unwrap();
+        assert_eq!(p.role, Edit);
+        let (ended, _) = a.login("file-secret").await.unwrap();
+        let (made, secret) = a.create("api", Read, "", None).await.unwrap();
+        let (revoked, _) = a.login(&secret).await.unwrap();
+        assert!(matches!(a.login("wrong").await, Err(LoginError::Denied(Denied::Invalid))));
+        drop(a);
+
+        let a = open();
+        assert_eq!(a.session(&kept).unwrap().token_id, "f", "a restart keeps the session");
+        assert_eq!(a.session(&revoked).unwrap().role, Read);
+        a.logout(&ended).await.unwrap();
+        a.delete(&made.id).await.unwrap();
+        assert_eq!(a.session(&revoked), Err(Denied::Invalid), "revoking a token ends its sessions");
+        drop(a);
+
+        let a = open();
+        assert!(a.session(&kept).is_ok());
+        assert_eq!(a.session(&ended), Err(Denied::Invalid), "a logout is durable");
+        assert_eq!(a.session(&revoked), Err(Denied::Invalid));
+        let stored = std::fs::read(dir.path().join("control.redb")).unwrap();
+        assert!(!stored.windows(kept.len()).any(|w| w == kept.as_bytes()), "the store holds no session id");
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_refused_and_not_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |ttl| {
+            let store = Store::open(dir.path()).unwrap();
+            Access::load(store, vec![file_token("f", Read, "s")], ttl).unwrap()
+        };
+        let a = open(Duration::from_millis(1));
+        let (id, _) = a.login("s").await.unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(a.session(&id), Err(Denied::Expired));
+        drop(a);
+        assert_eq!(open(Duration::from_secs(60)).session(&id), Err(Denied::Invalid));
+    }
 
     #[test]
     fn role_matrix() {

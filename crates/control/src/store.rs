@@ -1,5 +1,5 @@
 //! The embedded transactional store (redb) for everything the control plane must not lose:
-//! registrations, configuration versions, key/value entries, tokens, and the index
+//! registrations, configuration versions, key/value entries, tokens, console sessions, and the index
 //! high-water mark. A write returns only after its transaction committed with redb's
 //! default immediate durability (fsync), so an acknowledged write survives `kill -9`.
 //!
@@ -17,6 +17,7 @@ pub const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instan
 pub const CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("config_versions");
 pub const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// One change inside a write transaction.
@@ -49,7 +50,7 @@ impl Store {
             .map_err(|e| crate::error::ControlError::Storage(format!("cannot create {}: {e}", dir.display())))?;
         let db = Database::create(dir.join("control.redb"))?;
         let tx = db.begin_write()?;
-        for t in [INSTANCES, CONFIG, KV, TOKENS] {
+        for t in [INSTANCES, CONFIG, KV, TOKENS, SESSIONS] {
             tx.open_table(t)?;
         }
         tx.open_table(META)?;

@@ -111,7 +111,11 @@ pub async fn handle(
 ) -> Result<Response<crate::body::Counted>, Infallible> {
     let guard = ActiveGuard::new(conn.clone());
     let snap = shared.snapshot.load_full();
-    let resp = run(&shared, &snap, &conn, req).await;
+    let version = req.version();
+    let mut resp = run(&shared, &snap, &conn, req).await;
+    // The client hears its own protocol version, whatever the upstream spoke (an HTTP/1.0
+    // upstream must not turn an HTTP/1.1 client's keep-alive connection into HTTP/1.0).
+    *resp.version_mut() = version;
     Ok(resp.map(|body| crate::body::Counted { body, _guard: guard }))
 }
 

@@ -160,3 +160,41 @@ async fn large_bodies_stream_both_ways() {
     assert_eq!(r.body.len(), body.len());
     assert!(r.body == body, "bytes arrive intact");
 }
+
+#[tokio::test]
+async fn an_http10_upstream_answers_http11_clients_in_http11_with_keep_alive() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A bare HTTP/1.0 server: one response per connection, then close.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ =
+                    s.write_all(b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok").await;
+            });
+        }
+    });
+    let gw = start(config(vec![service("s", &[format!("http://{up}")])], vec![route("/", "s")])).await;
+    let mut c = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    for i in 0..2 {
+        c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"ok") {
+            let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "request {i}: the gateway closed the client's connection");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "request {i}: {text}");
+    }
+}

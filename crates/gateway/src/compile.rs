@@ -181,12 +181,51 @@ fn compile_service(
         p.add(format!("{path}.outlier.max_ejection_percent"), "must be between 0 and 100");
     }
     let mut infos = Vec::new();
+    let mut schemes = (false, false); // (http seen, https seen)
     for (j, e) in s.endpoints.iter().enumerate() {
         match parse_endpoint(e) {
-            Ok(addr) => infos.push(EndpointInfo::new(addr)),
+            Ok((addr, https)) => {
+                if https {
+                    schemes.1 = true;
+                } else {
+                    schemes.0 = true;
+                }
+                infos.push(EndpointInfo::new(addr));
+            }
             Err(m) => p.add(format!("{path}.endpoints[{j}]"), m),
         }
     }
+    if schemes == (true, true) {
+        p.add(format!("{path}.endpoints"), "mixes http:// and https:// endpoints; a service uses one or the other");
+    }
+    let explicit_http = s.endpoints.iter().any(|e| e.starts_with("http://"));
+    if s.tls.is_some() && explicit_http {
+        p.add(format!("{path}.tls"), "is set but the endpoints are http://; use https:// or host:port");
+    }
+    let tls = if s.tls.is_some() || schemes.1 {
+        let t = s.tls.clone().unwrap_or_default();
+        match crate::tls::client_config(t.ca_file.as_deref()) {
+            Ok(config) => {
+                let server_name = t.server_name.as_ref().and_then(|name| {
+                    let parsed = rustls_pki_types::ServerName::try_from(name.clone()).ok();
+                    if parsed.is_none() {
+                        p.add(
+                            format!("{path}.tls.server_name"),
+                            format!("`{name}` is not a valid DNS name or IP address"),
+                        );
+                    }
+                    parsed
+                });
+                Some(crate::tls::UpstreamTls { config: Arc::new(config), server_name })
+            }
+            Err(m) => {
+                p.add(format!("{path}.tls.ca_file"), m);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let dns = match &s.dns {
         None => None,
         Some(d) => match dns_settings(d, &format!("{path}.dns"), p) {
@@ -218,7 +257,7 @@ fn compile_service(
         (None, true) => cx.discovery.and_then(|d| d.subscribe(&s.name)),
         _ => None,
     };
-    let up = Arc::new(Upstream::new(s.clone(), protocol, balance, svc_breaker, ep_breaker, cx.registry.cloned()));
+    let up = Arc::new(Upstream::new(s.clone(), protocol, balance, svc_breaker, ep_breaker, cx.registry.cloned(), tls));
     let initial: Vec<EndpointInfo> = match &follow {
         Some(rx) => rx.borrow().as_ref().clone(),
         None => infos,
@@ -274,14 +313,15 @@ fn dns_settings(d: &crate::config::DnsConfig, path: &str, p: &mut Problems) -> O
     })
 }
 
-/// Accepts `host:port` and `http://host:port[/]`.
-pub fn parse_endpoint(e: &str) -> Result<String, String> {
-    let rest = if let Some(r) = e.strip_prefix("http://") {
-        r.trim_end_matches('/')
-    } else if e.starts_with("https://") {
-        return Err(format!("`{e}`: TLS to upstreams is not supported yet; use http://"));
+/// Accepts `host:port`, `http://host:port[/]` and `https://host:port[/]`; returns the
+/// address and whether it asks for TLS.
+pub fn parse_endpoint(e: &str) -> Result<(String, bool), String> {
+    let (rest, https) = if let Some(r) = e.strip_prefix("http://") {
+        (r.trim_end_matches('/'), false)
+    } else if let Some(r) = e.strip_prefix("https://") {
+        (r.trim_end_matches('/'), true)
     } else {
-        e
+        (e, false)
     };
     let auth: http::uri::Authority =
         rest.parse().map_err(|_| format!("`{e}` is not an endpoint like 127.0.0.1:9000"))?;
@@ -291,7 +331,7 @@ pub fn parse_endpoint(e: &str) -> Result<String, String> {
     if rest.contains('/') || rest.contains('@') {
         return Err(format!("`{e}` must be host:port without a path or user info"));
     }
-    Ok(rest.to_owned())
+    Ok((rest.to_owned(), https))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -234,6 +234,20 @@ pub struct ServiceConfig {
     pub pool_idle_timeout: Dur,
     /// Most idle pooled connections kept per endpoint.
     pub pool_max_idle_per_endpoint: usize,
+    /// TLS to the endpoints. On when this table is given or the endpoints are `https://`.
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// TLS from the gateway to a service's endpoints (HTTP/1.1 or HTTP/2 by ALPN, per the
+/// service's `protocol`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM file of the certificate authorities to trust; default: the Mozilla root set.
+    pub ca_file: Option<String>,
+    /// Name sent in SNI and checked against the certificate; default: the endpoint's host
+    /// (set it when endpoints are IP addresses from the registry or DNS).
+    pub server_name: Option<String>,
 }
 
 impl Default for ServiceConfig {
@@ -249,6 +263,7 @@ impl Default for ServiceConfig {
             outlier: OutlierConfig::default(),
             pool_idle_timeout: Dur::secs(90),
             pool_max_idle_per_endpoint: 1024,
+            tls: None,
         }
     }
 }

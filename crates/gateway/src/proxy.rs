@@ -319,7 +319,7 @@ async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request
         let mut try_headers = if last_possible { std::mem::take(&mut headers) } else { headers.clone() };
         ctx.trace.inject(span_id, sampled, &mut try_headers);
         let uri = Uri::builder()
-            .scheme("http")
+            .scheme(if upstream.tls.is_some() { "https" } else { "http" })
             .authority(ep.authority.clone())
             .path_and_query(path_and_query.clone())
             .build();

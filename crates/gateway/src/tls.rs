@@ -1,7 +1,7 @@
-//! TLS for downstream listeners: rustls with the ring provider, ALPN offering HTTP/2 and
-//! HTTP/1.1.
+//! TLS with rustls and the ring provider: for downstream listeners (ALPN offering HTTP/2 and
+//! HTTP/1.1) and to upstream endpoints ([`client_config`]).
 
-use rustls::ServerConfig;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::Arc;
@@ -29,4 +29,37 @@ pub fn load(cert_path: &str, key_path: &str) -> Result<Arc<ServerConfig>, String
         .map_err(|e| format!("certificate and key do not form a valid pair: {e}"))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// How the gateway speaks TLS to one service's endpoints.
+#[derive(Clone, Debug)]
+pub struct UpstreamTls {
+    pub config: Arc<ClientConfig>,
+    /// SNI and verification name, when not the endpoint's host.
+    pub server_name: Option<rustls_pki_types::ServerName<'static>>,
+}
+
+/// A client config trusting the CAs in `ca_file` (PEM), or the Mozilla root set without one.
+/// ALPN is left to the connector, which offers what the service's protocol allows.
+pub fn client_config(ca_file: Option<&str>) -> Result<ClientConfig, String> {
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read CA file `{path}`: {e}"))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("bad PEM in `{path}`: {e}"))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!("`{path}` holds no usable CA certificate"));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }

@@ -11,6 +11,7 @@ use crate::clock;
 use crate::config::{OutlierConfig, ServiceConfig};
 use crate::retry::RetryBudget;
 use crate::telemetry::EndpointMetrics;
+use crate::tls::UpstreamTls;
 use arc_swap::ArcSwap;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -198,20 +199,54 @@ struct Table {
 /// and never wake another (measured: cross-thread wake-ups cost more than the proxying
 /// itself; see docs/benchmarks.md).
 pub struct Clients {
-    pub h1: Client<HttpConnector, UpstreamBody>,
-    pub h2: Client<HttpConnector, UpstreamBody>,
+    pub h1: Client<Connector, UpstreamBody>,
+    pub h2: Client<Connector, UpstreamBody>,
     pub connect_timeout: Duration,
 }
 
+/// TCP, with TLS for `https` URIs (services with upstream TLS).
+pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// The client config plain services carry; never used for a handshake (their URIs are
+/// `http`), built once.
+fn plain_tls() -> Arc<rustls::ClientConfig> {
+    static PLAIN: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    PLAIN
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let cfg = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|b| b.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth());
+            Arc::new(cfg.unwrap_or_else(|_| {
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth()
+            }))
+        })
+        .clone()
+}
+
+fn connector(tcp: HttpConnector, tls: Option<&UpstreamTls>, h2: bool) -> Connector {
+    let config = tls.map(|t| t.config.clone()).unwrap_or_else(plain_tls);
+    let mut b = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config((*config).clone()).https_or_http();
+    if let Some(name) = tls.and_then(|t| t.server_name.clone()) {
+        b = b.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    // ALPN: `h2` for the HTTP/2 client; none for HTTP/1.1, which servers then assume.
+    if h2 { b.enable_http2().wrap_connector(tcp) } else { b.enable_http1().wrap_connector(tcp) }
+}
+
 impl Clients {
-    fn new(connect_timeout: Duration, idle: Duration, max_idle: usize) -> Self {
+    fn new(connect_timeout: Duration, idle: Duration, max_idle: usize, tls: Option<&UpstreamTls>) -> Self {
         let mut conn = HttpConnector::new();
         conn.set_connect_timeout(Some(connect_timeout));
         conn.set_nodelay(true);
         conn.set_keepalive(Some(Duration::from_secs(60)));
+        // `https` URIs reach the TLS layer above.
+        conn.enforce_http(false);
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_timer(TokioTimer::new()).pool_idle_timeout(idle).pool_max_idle_per_host(max_idle);
-        let h1 = b.build(conn.clone());
+        let h1 = b.build(connector(conn.clone(), tls, false));
         let mut b2 = Client::builder(TokioExecutor::new());
         b2.pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -219,7 +254,7 @@ impl Clients {
             .http2_only(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_timeout(Duration::from_secs(10));
-        let h2 = b2.build(conn);
+        let h2 = b2.build(connector(conn, tls, true));
         Clients { h1, h2, connect_timeout }
     }
 }
@@ -240,6 +275,8 @@ pub struct Upstream {
     registry: Option<Registry>,
     /// Set when endpoints come from discovery rather than config.
     pub discovered: bool,
+    /// TLS to the endpoints, if the service asks for it.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// Why no endpoint could be chosen.
@@ -259,8 +296,10 @@ impl Upstream {
         breaker: Option<circuit::Settings>,
         endpoint_breaker: Option<circuit::Settings>,
         registry: Option<Registry>,
+        tls: Option<UpstreamTls>,
     ) -> Self {
         Upstream {
+            tls,
             name: config.name.as_str().into(),
             outlier: OutlierSettings::from(&config.outlier),
             discovered: config.endpoints.is_empty(),
@@ -289,6 +328,7 @@ impl Upstream {
                     connect_timeout,
                     self.config.pool_idle_timeout.0,
                     self.config.pool_max_idle_per_endpoint,
+                    self.tls.as_ref(),
                 ));
                 list.len() - 1
             }

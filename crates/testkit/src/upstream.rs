@@ -19,6 +19,7 @@ pub struct Upstream {
     pub addr: SocketAddr,
     hits: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+    tls: bool,
 }
 
 impl Upstream {
@@ -26,9 +27,10 @@ impl Upstream {
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` for a TLS upstream (the name its
+    /// certificate, `fixtures/tls-cert.pem`, carries).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.tls { format!("https://localhost:{}", self.addr.port()) } else { format!("http://{}", self.addr) }
     }
 }
 
@@ -45,7 +47,32 @@ where
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-    serve_on(listener, handler)
+    serve_on(listener, None, handler)
+}
+
+/// Starts a TLS server (the self-signed `fixtures/tls-cert.pem`, for `localhost` and
+/// 127.0.0.1) offering HTTP/2 and HTTP/1.1 by ALPN.
+pub async fn serve_tls<F, Fut>(handler: F) -> Upstream
+where
+    F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    use rustls_pki_types::pem::PemObject;
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(crate::fixture("tls-cert.pem"))
+        .expect("test certificate")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("test certificate PEM");
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(crate::fixture("tls-key.pem")).expect("test key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("certificate and key");
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    serve_on(listener, Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))), handler)
 }
 
 /// Starts a server on `addr` (to bring a stopped upstream back on the same port).
@@ -57,10 +84,10 @@ where
     let sock = tokio::net::TcpSocket::new_v4().expect("socket");
     sock.set_reuseaddr(true).expect("reuseaddr");
     sock.bind(addr).expect("bind again");
-    serve_on(sock.listen(1024).expect("listen"), handler)
+    serve_on(sock.listen(1024).expect("listen"), None, handler)
 }
 
-fn serve_on<F, Fut>(listener: TcpListener, handler: F) -> Upstream
+fn serve_on<F, Fut>(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, handler: F) -> Upstream
 where
     F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
@@ -69,6 +96,7 @@ where
     let hits = Arc::new(AtomicUsize::new(0));
     let handler = Arc::new(handler);
     let counter = hits.clone();
+    let is_tls = tls.is_some();
     let task = tokio::spawn(async move {
         let mut conns = JoinSet::new();
         loop {
@@ -77,6 +105,7 @@ where
             };
             let handler = handler.clone();
             let counter = counter.clone();
+            let tls = tls.clone();
             conns.spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let handler = handler.clone();
@@ -88,14 +117,22 @@ where
                         Ok::<_, std::convert::Infallible>(handler(Request::from_parts(parts, body)).await)
                     }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await;
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match tls {
+                    None => {
+                        let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+                    }
+                    Some(acceptor) => {
+                        if let Ok(s) = acceptor.accept(stream).await {
+                            let _ = builder.serve_connection_with_upgrades(TokioIo::new(s), svc).await;
+                        }
+                    }
+                }
             });
             while conns.try_join_next().is_some() {}
         }
     });
-    Upstream { addr, hits, task }
+    Upstream { addr, hits, task, tls: is_tls }
 }
 
 /// A handler that answers 200 with a JSON description of the request and `name`.

@@ -198,3 +198,72 @@ async fn an_http10_upstream_answers_http11_clients_in_http11_with_keep_alive() {
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "request {i}: {text}");
     }
 }
+
+fn tls_service(name: &str, endpoints: &[String], ca: Option<String>, server_name: Option<&str>) -> ServiceConfig {
+    ServiceConfig {
+        tls: Some(signalbox_gateway::config::UpstreamTlsConfig {
+            ca_file: ca,
+            server_name: server_name.map(str::to_owned),
+        }),
+        ..service(name, endpoints)
+    }
+}
+
+#[tokio::test]
+async fn tls_upstreams_over_http1_and_http2_verify_the_certificate() {
+    let up = signalbox_testkit::upstream::serve_tls(echo("secure")).await;
+    let ca = Some(fixture("tls-cert.pem"));
+    // https:// endpoint, the name in the URL checked against the certificate; HTTP/1.1.
+    let h1 = tls_service("h1", &[up.url()], ca.clone(), None);
+    // HTTP/2 by ALPN.
+    let h2 = ServiceConfig { protocol: "http2".into(), ..tls_service("h2", &[up.url()], ca.clone(), None) };
+    // An IP endpoint (as the registry or DNS gives) with the certificate's name set apart.
+    let by_ip = tls_service("ip", &[format!("127.0.0.1:{}", up.addr.port())], ca.clone(), Some("localhost"));
+    // The default trust store (Mozilla's roots) does not trust a self-signed certificate.
+    let untrusted = service("untrusted", &[up.url()]);
+    let mut routes = vec![route("/h1", "h1"), route("/h2", "h2"), route("/ip", "ip"), route("/untrusted", "untrusted")];
+    for r in &mut routes {
+        r.retry = Some(signalbox_gateway::config::RetryConfig { attempts: 1, ..Default::default() });
+    }
+    let gw = start(config(vec![h1, h2, by_ip, untrusted], routes)).await;
+    let http = Http::new();
+    let r = http.get(&gw.url("/h1/x")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["server"], "secure");
+    assert_eq!(r.json()["version"], "HTTP/1.1");
+    let r = http.get(&gw.url("/h2/x")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["version"], "HTTP/2.0");
+    let r = http.get(&gw.url("/ip/x")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = http.get(&gw.url("/untrusted/x")).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.json()["code"], "upstream_connect_failed");
+    assert_eq!(up.hits(), 3, "the untrusted handshake never reached the server's handler");
+}
+
+#[tokio::test]
+async fn bad_upstream_tls_settings_name_the_key() {
+    let up = serve(echo("u")).await;
+    let problems = |s: ServiceConfig| {
+        let cfg = config(vec![s], vec![route("/", "s")]);
+        signalbox_gateway::check(&cfg, None)
+            .unwrap_err()
+            .list
+            .into_iter()
+            .map(|p| (p.path, p.message))
+            .collect::<Vec<_>>()
+    };
+    let mixed = service("s", &[up.url(), "https://localhost:1".into()]);
+    let p = problems(mixed);
+    assert_eq!(p[0].0, "gateway.services[0].endpoints", "{p:?}");
+    assert!(p[0].1.contains("mixes"), "{p:?}");
+    let missing_ca = tls_service("s", &["localhost:1".into()], Some("/nonexistent/ca.pem".into()), None);
+    let p = problems(missing_ca);
+    assert_eq!(p[0].0, "gateway.services[0].tls.ca_file", "{p:?}");
+    assert!(p[0].1.contains("/nonexistent/ca.pem"), "{p:?}");
+    let not_a_name = tls_service("s", &["localhost:1".into()], None, Some("bad name!"));
+    assert_eq!(problems(not_a_name)[0].0, "gateway.services[0].tls.server_name");
+    let tls_on_http = tls_service("s", &[up.url()], None, None);
+    assert_eq!(problems(tls_on_http)[0].0, "gateway.services[0].tls");
+}

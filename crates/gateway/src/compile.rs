@@ -204,7 +204,18 @@ fn compile_service(
     }
     let tls = if s.tls.is_some() || schemes.1 {
         let t = s.tls.clone().unwrap_or_default();
-        match crate::tls::client_config(t.ca_file.as_deref()) {
+        let client = match (&t.cert_file, &t.key_file) {
+            (Some(c), Some(k)) => Some((c.as_str(), k.as_str())),
+            (None, None) => None,
+            _ => {
+                p.add(
+                    format!("{path}.tls"),
+                    "give both `cert_file` and `key_file` for a client certificate, or neither",
+                );
+                None
+            }
+        };
+        match crate::tls::client_config(t.ca_file.as_deref(), client) {
             Ok(config) => {
                 let server_name = t.server_name.as_ref().and_then(|name| {
                     let parsed = rustls_pki_types::ServerName::try_from(name.clone()).ok();
@@ -218,8 +229,13 @@ fn compile_service(
                 });
                 Some(crate::tls::UpstreamTls { config: Arc::new(config), server_name })
             }
-            Err(m) => {
-                p.add(format!("{path}.tls.ca_file"), m);
+            Err(e) => {
+                let (key, m) = match e {
+                    crate::tls::TlsFileError::Ca(m) => ("ca_file", m),
+                    crate::tls::TlsFileError::Cert(m) => ("cert_file", m),
+                    crate::tls::TlsFileError::Key(m) => ("key_file", m),
+                };
+                p.add(format!("{path}.tls.{key}"), m);
                 None
             }
         }

@@ -248,6 +248,9 @@ pub struct UpstreamTlsConfig {
     /// Name sent in SNI and checked against the certificate; default: the endpoint's host
     /// (set it when endpoints are IP addresses from the registry or DNS).
     pub server_name: Option<String>,
+    /// Client certificate chain and key (PEM) for endpoints that require mutual TLS.
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 impl Default for ServiceConfig {

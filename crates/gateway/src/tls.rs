@@ -39,27 +39,54 @@ pub struct UpstreamTls {
     pub server_name: Option<rustls_pki_types::ServerName<'static>>,
 }
 
-/// A client config trusting the CAs in `ca_file` (PEM), or the Mozilla root set without one.
-/// ALPN is left to the connector, which offers what the service's protocol allows.
-pub fn client_config(ca_file: Option<&str>) -> Result<ClientConfig, String> {
+/// A client config trusting the CAs in `ca_file` (PEM), or the Mozilla root set without one,
+/// presenting `client` (certificate chain and key files) when given. ALPN is left to the
+/// connector, which offers what the service's protocol allows. Errors name the file.
+pub fn client_config(ca_file: Option<&str>, client: Option<(&str, &str)>) -> Result<ClientConfig, TlsFileError> {
     let mut roots = RootCertStore::empty();
     match ca_file {
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         Some(path) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read CA file `{path}`: {e}"))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("bad PEM in `{path}`: {e}"))?;
+            let certs = read_certs(path).map_err(TlsFileError::Ca)?;
             let (added, _) = roots.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(format!("`{path}` holds no usable CA certificate"));
+                return Err(TlsFileError::Ca(format!("`{path}` holds no usable CA certificate")));
             }
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+        .map_err(|e| TlsFileError::Ca(format!("TLS setup failed: {e}")))?
+        .with_root_certificates(roots);
+    match client {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert_path, key_path)) => {
+            let certs = read_certs(cert_path).map_err(TlsFileError::Cert)?;
+            let key = PrivateKeyDer::from_pem_file(key_path)
+                .map_err(|e| TlsFileError::Key(format!("cannot read a private key from `{key_path}`: {e}")))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| TlsFileError::Key(format!("client certificate and key do not form a valid pair: {e}")))
+        }
+    }
+}
+
+/// Which file of an upstream TLS setting is wrong, and how.
+#[derive(Debug)]
+pub enum TlsFileError {
+    Ca(String),
+    Cert(String),
+    Key(String),
+}
+
+fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read certificate file `{path}`: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad PEM in `{path}`: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("`{path}` holds no certificate"));
+    }
+    Ok(certs)
 }

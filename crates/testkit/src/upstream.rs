@@ -57,6 +57,22 @@ where
     F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    serve_on(listener, Some(tls_acceptor(false)), handler)
+}
+
+/// Like [`serve_tls`], but refusing clients without a certificate signed by (or equal to)
+/// `fixtures/tls-cert.pem`: mutual TLS.
+pub async fn serve_mtls<F, Fut>(handler: F) -> Upstream
+where
+    F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    serve_on(listener, Some(tls_acceptor(true)), handler)
+}
+
+fn tls_acceptor(client_auth: bool) -> tokio_rustls::TlsAcceptor {
     use rustls_pki_types::pem::PemObject;
     let certs = rustls_pki_types::CertificateDer::pem_file_iter(crate::fixture("tls-cert.pem"))
         .expect("test certificate")
@@ -64,15 +80,22 @@ where
         .expect("test certificate PEM");
     let key = rustls_pki_types::PrivateKeyDer::from_pem_file(crate::fixture("tls-key.pem")).expect("test key");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("certificate and key");
+        .expect("TLS versions");
+    let builder = if client_auth {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(certs.clone());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .expect("client verifier");
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut cfg = builder.with_single_cert(certs, key).expect("certificate and key");
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-    serve_on(listener, Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))), handler)
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
 }
 
 /// Starts a server on `addr` (to bring a stopped upstream back on the same port).

@@ -204,6 +204,7 @@ fn tls_service(name: &str, endpoints: &[String], ca: Option<String>, server_name
         tls: Some(signalbox_gateway::config::UpstreamTlsConfig {
             ca_file: ca,
             server_name: server_name.map(str::to_owned),
+            ..Default::default()
         }),
         ..service(name, endpoints)
     }
@@ -243,6 +244,30 @@ async fn tls_upstreams_over_http1_and_http2_verify_the_certificate() {
 }
 
 #[tokio::test]
+async fn mutual_tls_presents_the_client_certificate() {
+    let up = signalbox_testkit::upstream::serve_mtls(echo("mtls")).await;
+    let ca = Some(fixture("tls-cert.pem"));
+    let mut with_cert = tls_service("with", &[up.url()], ca.clone(), None);
+    if let Some(t) = with_cert.tls.as_mut() {
+        t.cert_file = Some(fixture("tls-cert.pem"));
+        t.key_file = Some(fixture("tls-key.pem"));
+    }
+    let without = tls_service("without", &[up.url()], ca, None);
+    let mut routes = vec![route("/with", "with"), route("/without", "without")];
+    for r in &mut routes {
+        r.retry = Some(signalbox_gateway::config::RetryConfig { attempts: 1, ..Default::default() });
+    }
+    let gw = start(config(vec![with_cert, without], routes)).await;
+    let http = Http::new();
+    let r = http.get(&gw.url("/with/x")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["server"], "mtls");
+    let r = http.get(&gw.url("/without/x")).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(up.hits(), 1);
+}
+
+#[tokio::test]
 async fn bad_upstream_tls_settings_name_the_key() {
     let up = serve(echo("u")).await;
     let problems = |s: ServiceConfig| {
@@ -266,4 +291,15 @@ async fn bad_upstream_tls_settings_name_the_key() {
     assert_eq!(problems(not_a_name)[0].0, "gateway.services[0].tls.server_name");
     let tls_on_http = tls_service("s", &[up.url()], None, None);
     assert_eq!(problems(tls_on_http)[0].0, "gateway.services[0].tls");
+    let mut half = tls_service("s", &["localhost:1".into()], None, None);
+    if let Some(t) = half.tls.as_mut() {
+        t.cert_file = Some(fixture("tls-cert.pem"));
+    }
+    assert_eq!(problems(half)[0].0, "gateway.services[0].tls");
+    let mut bad_key = tls_service("s", &["localhost:1".into()], None, None);
+    if let Some(t) = bad_key.tls.as_mut() {
+        t.cert_file = Some(fixture("tls-cert.pem"));
+        t.key_file = Some(fixture("tls-cert.pem"));
+    }
+    assert_eq!(problems(bad_key)[0].0, "gateway.services[0].tls.key_file");
 }

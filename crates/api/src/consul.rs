@@ -337,6 +337,8 @@ struct ConsulCheck {
     name: Option<String>,
     #[serde(rename = "HTTP")]
     http: Option<String>,
+    #[serde(rename = "TLSSkipVerify")]
+    tls_skip_verify: Option<bool>,
     #[serde(rename = "TCP")]
     tcp: Option<String>,
     #[serde(rename = "GRPC")]
@@ -394,6 +396,7 @@ impl ConsulCheck {
             id: self.check_id.or(self.id),
             name: self.name,
             http: self.http,
+            tls_skip_verify: self.tls_skip_verify,
             tcp: self.tcp,
             grpc,
             grpc_address,

@@ -197,3 +197,20 @@ async fn consul_tokens_are_checked() {
     let allowed = n.http.send(Method::PUT, &consul(&n, "/v1/kv/x"), &[("x-consul-token", ADMIN)], "v").await;
     assert_eq!(allowed.status, 200);
 }
+
+#[tokio::test]
+async fn https_checks_with_tls_skip_verify() {
+    let n = Node::start().await;
+    let up = signalbox_testkit::upstream::serve_tls(|_| async { signalbox_testkit::upstream::status(200) }).await;
+    let body = json!({
+        "ID": "secure-1", "Name": "secure", "Address": "127.0.0.1", "Port": up.addr.port(),
+        "Check": {"HTTP": format!("{}/actuator/health", up.url()), "Interval": "100ms", "TLSSkipVerify": true},
+    });
+    let r = put_json(&n, "/v1/agent/service/register", body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    signalbox_testkit::eventually(ms(3000), "the https check passes", || async {
+        let h = n.http.get(&consul(&n, "/v1/health/service/secure?passing=true")).await.json();
+        (h.as_array().map(Vec::len) == Some(1)).then_some(())
+    })
+    .await;
+}

@@ -258,6 +258,39 @@ async fn tcp_grpc_and_ttl_checks() {
 }
 
 #[tokio::test]
+async fn https_checks_verify_the_certificate_unless_told_not_to() {
+    let n = Node::start().await;
+    let up = signalbox_testkit::upstream::serve_tls(|_| async { status(200) }).await;
+    let url = format!("{}/health", up.url());
+    for (id, skip) in [("verified", None), ("skipped", Some(true))] {
+        let mut check = json!({"http": url, "interval": "200ms", "timeout": "200ms"});
+        if let Some(skip) = skip {
+            check["tls_skip_verify"] = json!(skip);
+        }
+        let r = register(
+            &n,
+            json!({"service": "tls", "id": id, "address": "127.0.0.1", "port": up.addr.port(), "checks": [check]}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    eventually(ms(3000), "the skipping check passes", || async {
+        (status_of(&n, "skipped").await == "passing").then_some(())
+    })
+    .await;
+    // The self-signed certificate is not in the Mozilla roots: the verified check fails, and
+    // says why.
+    let v = eventually(ms(3000), "the verified check's result", || async {
+        let v = n.get("/api/registry/instances/verified").await.json();
+        let output = v["checks"][0]["output"].as_str().unwrap_or("").to_ascii_lowercase();
+        output.contains("certificate").then_some(v)
+    })
+    .await;
+    assert_eq!(v["status"], "critical", "{v}");
+    assert!(up.hits() > 0, "the skipping check reached the server");
+}
+
+#[tokio::test]
 async fn thresholds_deregistration_and_flap_damping() {
     let n = Node::start().await;
     let healthy = Arc::new(AtomicBool::new(true));

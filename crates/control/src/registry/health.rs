@@ -2,6 +2,8 @@
 //! and feeding the result to the registry, which applies thresholds and flap damping.
 //!
 //! - HTTP: `GET` the URL; 2xx is passing, 429 warning (as Consul), anything else critical.
+//!   `https://` URLs verify the certificate against the Mozilla roots, unless the check
+//!   skips verification (Consul's `TLSSkipVerify`).
 //! - TCP: a connection within the timeout is passing.
 //! - gRPC: `grpc.health.v1.Health/Check`; `SERVING` is passing.
 //! - TTL: the instance reports itself; silence longer than the TTL is critical.
@@ -13,13 +15,19 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::task::AbortHandle;
 
-/// Runs checks. Holds the HTTP client shared by all HTTP checks.
+/// The client HTTP checks use: plain TCP, or TLS for `https://` URLs.
+pub type CheckClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// Runs checks. Holds the HTTP clients shared by all HTTP checks.
+#[derive(Clone)]
 pub struct Checker {
-    http: Client<HttpConnector, Empty<Bytes>>,
+    http: CheckClient,
+    /// For checks that skip certificate verification.
+    http_unverified: CheckClient,
 }
 
 impl Default for Checker {
@@ -30,17 +38,41 @@ impl Default for Checker {
 
 impl Checker {
     pub fn new() -> Self {
-        let mut conn = HttpConnector::new();
-        conn.set_nodelay(true);
-        // Fresh connections each time: a check must see a listener that stopped accepting,
-        // not a pooled connection that happens to still be open.
-        let http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(conn);
-        Checker { http }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let verified = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+        let unverified = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map(|b| {
+                b.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))).with_no_client_auth()
+            });
+        let client = |tls: Result<rustls::ClientConfig, rustls::Error>| {
+            let tls = tls.unwrap_or_else(|_| {
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth()
+            });
+            let mut conn = HttpConnector::new();
+            conn.set_nodelay(true);
+            conn.enforce_http(false);
+            let conn = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(conn);
+            // Fresh connections each time: a check must see a listener that stopped
+            // accepting, not a pooled connection that happens to still be open.
+            Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(conn)
+        };
+        Checker { http: client(verified), http_unverified: client(unverified) }
     }
 
     /// Starts the task of check `index` of `instance`.
     pub fn spawn(&self, registry: Weak<Registry>, instance: String, index: usize, spec: CheckSpec) -> AbortHandle {
-        let http = self.http.clone();
+        let checker = self.clone();
         tokio::spawn(async move {
             match spec.kind.clone() {
                 CheckKind::Ttl { ttl_ms } => {
@@ -64,7 +96,7 @@ impl Checker {
                     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         interval.tick().await;
-                        let (status, output) = run(&http, &kind, spec.timeout()).await;
+                        let (status, output) = run(&checker, &kind, spec.timeout()).await;
                         let Some(reg) = registry.upgrade() else { return };
                         reg.report(&instance, index, status, output).await;
                     }
@@ -76,9 +108,10 @@ impl Checker {
 }
 
 /// Runs one active check.
-pub async fn run(http: &Client<HttpConnector, Empty<Bytes>>, kind: &CheckKind, timeout: Duration) -> (Status, String) {
+pub async fn run(checker: &Checker, kind: &CheckKind, timeout: Duration) -> (Status, String) {
     match kind {
-        CheckKind::Http { url } => {
+        CheckKind::Http { url, tls_skip_verify } => {
+            let http = if *tls_skip_verify { &checker.http_unverified } else { &checker.http };
             let req = match http::Request::get(url.as_str()).header("user-agent", "signalbox-health").body(Empty::new())
             {
                 Ok(r) => r,
@@ -187,4 +220,44 @@ async fn grpc_check(address: &str, service: &str) -> Result<i32, String> {
         .await
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
     Ok(resp.into_inner().status)
+}
+
+/// Accepts any server certificate (for checks with `tls_skip_verify`), while still checking
+/// that the server holds the key of the certificate it shows.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }

@@ -62,9 +62,13 @@ pub struct CheckRequest {
     pub id: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
-    /// A path on the instance (`/health`) or a full `http://` URL.
+    /// A path on the instance (`/health`) or a full `http://` or `https://` URL.
     #[serde(default)]
     pub http: Option<String>,
+    /// For `https://` checks: accept any certificate (Consul's `TLSSkipVerify`), for
+    /// instances with self-signed certificates. Default: verify against the Mozilla roots.
+    #[serde(default)]
+    pub tls_skip_verify: Option<bool>,
     /// `host:port` to connect to (empty: the instance's address and port).
     #[serde(default)]
     pub tcp: Option<String>,
@@ -99,10 +103,21 @@ pub struct CheckRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum CheckKind {
-    Http { url: String },
-    Tcp { address: String },
-    Grpc { address: String, service: String },
-    Ttl { ttl_ms: u64 },
+    Http {
+        url: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        tls_skip_verify: bool,
+    },
+    Tcp {
+        address: String,
+    },
+    Grpc {
+        address: String,
+        service: String,
+    },
+    Ttl {
+        ttl_ms: u64,
+    },
 }
 
 /// A validated check.
@@ -239,20 +254,20 @@ impl CheckRequest {
             return Err(ControlError::invalid(at, "give exactly one of `http`, `tcp`, `grpc` or `ttl`"));
         }
         let kind = if let Some(h) = self.http {
-            let url = if h.starts_with("http://") {
+            let url = if h.starts_with("http://") || h.starts_with("https://") {
                 h
             } else if h.starts_with('/') {
                 format!("http://{host}:{port}{h}")
             } else {
                 return Err(ControlError::invalid(
                     format!("{at}.http"),
-                    "must be a path like /health or an http:// URL",
+                    "must be a path like /health or an http:// or https:// URL",
                 ));
             };
             if url.parse::<http::Uri>().map(|u| u.authority().is_none()).unwrap_or(true) {
                 return Err(ControlError::invalid(format!("{at}.http"), "is not a valid URL"));
             }
-            CheckKind::Http { url }
+            CheckKind::Http { url, tls_skip_verify: self.tls_skip_verify.unwrap_or(false) }
         } else if let Some(t) = self.tcp {
             let address = if t.is_empty() { format!("{host}:{port}") } else { t };
             if address.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
@@ -338,7 +353,10 @@ mod tests {
         let ok = req(serde_json::json!({"service": "users", "address": "10.0.0.1", "port": 8080, "checks": [{"http": "/health", "interval": "1s"}]})).unwrap();
         assert_eq!(ok.id, "users-10.0.0.1-8080");
         assert_eq!(ok.checks[0].id, "service:users-10.0.0.1-8080");
-        assert_eq!(ok.checks[0].kind, CheckKind::Http { url: "http://10.0.0.1:8080/health".into() });
+        assert_eq!(
+            ok.checks[0].kind,
+            CheckKind::Http { url: "http://10.0.0.1:8080/health".into(), tls_skip_verify: false }
+        );
         let field = |j| match req(j) {
             Err(ControlError::Invalid { field, .. } | ControlError::Limit { field, .. }) => field,
             other => panic!("{other:?}"),

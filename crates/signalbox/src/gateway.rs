@@ -63,7 +63,7 @@ async fn run(opts: GatewayOpts) -> anyhow::Result<()> {
         .route("/api/gateway/services", get(move || async move { Json(g2.services()) }))
         .route("/api/gateway/circuits", get(move || async move { Json(g3.circuits()) }));
     let admin_task = tokio::spawn(
-        axum::serve(admin_listener, admin)
+        axum::serve(admin_listener, admin.into_make_service())
             .with_graceful_shutdown({
                 let mut s = shutdown.clone();
                 async move { s.wait().await }

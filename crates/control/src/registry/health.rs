@@ -71,39 +71,52 @@ impl Checker {
     }
 
     /// Starts the task of check `index` of `instance`.
+    ///
+    /// The tasks stay small (a few hundred bytes while they sleep): the futures of a check
+    /// run and of a registry update live on the heap only while they run. Inline, the HTTP
+    /// client's future made every task ~4.7 KB, 47 MB for 10,000 instances.
     pub fn spawn(&self, registry: Weak<Registry>, instance: String, index: usize, spec: CheckSpec) -> AbortHandle {
-        let checker = self.clone();
-        tokio::spawn(async move {
-            match spec.kind.clone() {
-                CheckKind::Ttl { ttl_ms } => {
-                    let ttl = Duration::from_millis(ttl_ms);
-                    let mut next = tokio::time::Instant::now() + ttl;
-                    loop {
-                        tokio::time::sleep_until(next).await;
-                        let Some(reg) = registry.upgrade() else { return };
-                        match reg.expire_ttl(&instance, index, ttl).await {
-                            // A report that came in meanwhile moved the deadline on.
-                            Some(at) => {
-                                next = tokio::time::Instant::from_std(at)
-                                    .max(tokio::time::Instant::now() + Duration::from_millis(5))
-                            }
-                            None => return,
-                        }
-                    }
-                }
-                kind => {
-                    let mut interval = tokio::time::interval(spec.interval());
-                    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        interval.tick().await;
-                        let (status, output) = run(&checker, &kind, spec.timeout()).await;
-                        let Some(reg) = registry.upgrade() else { return };
-                        reg.report(&instance, index, status, output).await;
-                    }
-                }
+        match spec.kind.clone() {
+            CheckKind::Ttl { ttl_ms } => {
+                tokio::spawn(ttl_loop(registry, instance, index, Duration::from_millis(ttl_ms))).abort_handle()
             }
-        })
-        .abort_handle()
+            kind => tokio::spawn(active_loop(self.clone(), registry, instance, index, spec, kind)).abort_handle(),
+        }
+    }
+}
+
+/// A TTL check: critical when the instance stays silent past its deadline.
+async fn ttl_loop(registry: Weak<Registry>, instance: String, index: usize, ttl: Duration) {
+    let mut next = tokio::time::Instant::now() + ttl;
+    loop {
+        tokio::time::sleep_until(next).await;
+        let Some(reg) = registry.upgrade() else { return };
+        match Box::pin(reg.expire_ttl(&instance, index, ttl)).await {
+            // A report that came in meanwhile moved the deadline on.
+            Some(at) => {
+                next = tokio::time::Instant::from_std(at).max(tokio::time::Instant::now() + Duration::from_millis(5))
+            }
+            None => return,
+        }
+    }
+}
+
+/// An active check (HTTP, TCP, gRPC): runs every interval and reports the result.
+async fn active_loop(
+    checker: Checker,
+    registry: Weak<Registry>,
+    instance: String,
+    index: usize,
+    spec: CheckSpec,
+    kind: CheckKind,
+) {
+    let mut interval = tokio::time::interval(spec.interval());
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let (status, output) = Box::pin(run(&checker, &kind, spec.timeout())).await;
+        let Some(reg) = registry.upgrade() else { return };
+        Box::pin(reg.report(&instance, index, status, output)).await;
     }
 }
 

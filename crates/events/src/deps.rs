@@ -9,14 +9,19 @@
 //! Calls are counted per minute with errors and a latency histogram (for p50/p99); closed
 //! minutes are appended to `deps.jsonl` so the graph survives restarts.
 
-use crate::hash::FastMap;
+use crate::hash::{FastMap, FastSet};
 use serde::{Deserialize, Serialize};
 use signalbox_core::ids::SpanId;
 use signalbox_core::span::{AttrValue, Span, SpanKind, StatusCode};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A service name, interned: the graph sees the same few names on every span, so it keeps
+/// one copy of each and shares it (no allocation per span).
+type Name = Arc<str>;
 
 const MINUTE: u64 = 60 * 1_000_000_000;
 const RECENT: usize = 500_000;
@@ -96,12 +101,12 @@ struct Persisted {
 }
 
 struct Seen {
-    service: String,
+    service: Name,
     kind: SpanKind,
 }
 
 struct Child {
-    service: String,
+    service: Name,
     start: u64,
     duration: u64,
     error: bool,
@@ -109,8 +114,8 @@ struct Child {
 }
 
 struct Client {
-    caller: String,
-    peer: String,
+    caller: Name,
+    peer: Name,
     start: u64,
     duration: u64,
     error: bool,
@@ -119,7 +124,9 @@ struct Client {
 
 /// The graph builder and store.
 pub struct Graph {
-    minutes: BTreeMap<u64, HashMap<(String, String), EdgeStats>>,
+    minutes: BTreeMap<u64, FastMap<(Name, Name), EdgeStats>>,
+    /// Every service name in use; names nothing else holds are dropped on `tick`.
+    names: FastSet<Name>,
     recent: FastMap<SpanId, Seen>,
     recent_order: VecDeque<SpanId>,
     orphans: FastMap<SpanId, Vec<Child>>,
@@ -133,30 +140,42 @@ pub struct Graph {
     keep: Duration,
 }
 
-fn peer_of(s: &Span) -> Option<String> {
+fn peer_of(s: &Span) -> Option<&str> {
     s.attributes.iter().find(|kv| kv.key == "peer.service").and_then(|kv| match &kv.value {
-        AttrValue::Str(v) if !v.is_empty() => Some(v.clone()),
+        AttrValue::Str(v) if !v.is_empty() => Some(v.as_str()),
         _ => None,
     })
+}
+
+fn intern(names: &mut FastSet<Name>, s: &str) -> Name {
+    if let Some(n) = names.get(s) {
+        return n.clone();
+    }
+    let n: Name = Arc::from(s);
+    names.insert(n.clone());
+    n
 }
 
 impl Graph {
     /// Loads persisted minutes from `file` (newer than `keep`).
     pub fn open(file: Option<PathBuf>, keep: Duration, now_nanos: u64) -> Self {
-        let mut minutes: BTreeMap<u64, HashMap<(String, String), EdgeStats>> = BTreeMap::new();
+        let mut minutes: BTreeMap<u64, FastMap<(Name, Name), EdgeStats>> = BTreeMap::new();
+        let mut names = FastSet::default();
         let cutoff = now_nanos.saturating_sub(keep.as_nanos() as u64);
         if let Some(text) = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
             for line in text.lines() {
                 if let Ok(p) = serde_json::from_str::<Persisted>(line)
                     && p.minute >= cutoff
                 {
-                    minutes.entry(p.minute).or_default().entry((p.caller, p.callee)).or_default().merge(&p.stats);
+                    let key = (intern(&mut names, &p.caller), intern(&mut names, &p.callee));
+                    minutes.entry(p.minute).or_default().entry(key).or_default().merge(&p.stats);
                 }
             }
         }
         let flushed_until = minutes.keys().next_back().map(|m| m + MINUTE).unwrap_or(0);
         Graph {
             minutes,
+            names,
             recent: FastMap::default(),
             recent_order: VecDeque::new(),
             orphans: FastMap::default(),
@@ -169,12 +188,12 @@ impl Graph {
         }
     }
 
-    fn edge(&mut self, caller: &str, callee: &str, start: u64, duration: u64, error: bool) {
+    fn edge(&mut self, caller: &Name, callee: &Name, start: u64, duration: u64, error: bool) {
         let minute = start / MINUTE * MINUTE;
         self.minutes
             .entry(minute)
             .or_default()
-            .entry((caller.to_owned(), callee.to_owned()))
+            .entry((caller.clone(), callee.clone()))
             .or_default()
             .add(duration, error);
     }
@@ -182,11 +201,12 @@ impl Graph {
     /// Takes one span.
     pub fn observe(&mut self, s: &Span) {
         let error = s.status == StatusCode::Error;
+        let service = intern(&mut self.names, &s.service);
         if let Some(parent) = s.parent_span_id {
             match self.recent.get(&parent).map(|p| (p.service.clone(), p.kind)) {
-                Some((caller, _)) if caller != s.service => {
+                Some((caller, _)) if caller != service => {
                     self.clients.remove(&parent);
-                    self.edge(&caller, &s.service, s.start_unix_nanos, s.duration_nanos(), error);
+                    self.edge(&caller, &service, s.start_unix_nanos, s.duration_nanos(), error);
                 }
                 Some(_) => {}
                 None => {
@@ -196,7 +216,7 @@ impl Graph {
                         self.orphans_order.push_back((at, parent));
                     }
                     waiting.push(Child {
-                        service: s.service.clone(),
+                        service: service.clone(),
                         start: s.start_unix_nanos,
                         duration: s.duration_nanos(),
                         error,
@@ -209,24 +229,25 @@ impl Graph {
         if let Some(children) = self.orphans.remove(&s.span_id) {
             let mut crossed = false;
             for c in children {
-                if c.service != s.service {
+                if c.service != service {
                     crossed = true;
-                    self.edge(&s.service, &c.service, c.start, c.duration, c.error);
+                    self.edge(&service, &c.service, c.start, c.duration, c.error);
                 }
             }
             if crossed {
                 // The callee reported its own span: the peer fallback is not needed.
-                self.insert_recent(s);
+                self.insert_recent(s.span_id, service, s.kind);
                 return;
             }
         }
-        if let Some(p) = &peer {
+        if let Some(p) = peer {
             let at = Instant::now();
+            let peer = intern(&mut self.names, p);
             self.clients.insert(
                 s.span_id,
                 Client {
-                    caller: s.service.clone(),
-                    peer: p.clone(),
+                    caller: service.clone(),
+                    peer,
                     start: s.start_unix_nanos,
                     duration: s.duration_nanos(),
                     error,
@@ -235,12 +256,12 @@ impl Graph {
             );
             self.clients_order.push_back((at, s.span_id));
         }
-        self.insert_recent(s);
+        self.insert_recent(s.span_id, service, s.kind);
     }
 
-    fn insert_recent(&mut self, s: &Span) {
-        self.recent.insert(s.span_id, Seen { service: s.service.clone(), kind: s.kind });
-        self.recent_order.push_back(s.span_id);
+    fn insert_recent(&mut self, id: SpanId, service: Name, kind: SpanKind) {
+        self.recent.insert(id, Seen { service, kind });
+        self.recent_order.push_back(id);
         while self.recent_order.len() > RECENT {
             if let Some(old) = self.recent_order.pop_front() {
                 self.recent.remove(&old);
@@ -284,8 +305,12 @@ impl Graph {
             let mut lines = String::new();
             for (m, edges) in self.minutes.range(self.flushed_until..closed_before) {
                 for ((caller, callee), stats) in edges {
-                    let p =
-                        Persisted { minute: *m, caller: caller.clone(), callee: callee.clone(), stats: stats.clone() };
+                    let p = Persisted {
+                        minute: *m,
+                        caller: caller.to_string(),
+                        callee: callee.to_string(),
+                        stats: stats.clone(),
+                    };
                     if let Ok(l) = serde_json::to_string(&p) {
                         lines.push_str(&l);
                         lines.push('\n');
@@ -301,11 +326,13 @@ impl Graph {
         }
         let cutoff = now_nanos.saturating_sub(self.keep.as_nanos() as u64);
         self.minutes.retain(|m, _| *m >= cutoff);
+        // Names only the set still holds belong to nothing any more.
+        self.names.retain(|n| Arc::strong_count(n) > 1);
     }
 
     /// Edges with calls in `[start, end]`, busiest first.
     pub fn edges(&self, start: u64, end: u64) -> Vec<Edge> {
-        let mut sum: HashMap<(String, String), EdgeStats> = HashMap::new();
+        let mut sum: FastMap<(Name, Name), EdgeStats> = FastMap::default();
         for (_, edges) in self.minutes.range(start / MINUTE * MINUTE..=end) {
             for (k, v) in edges {
                 sum.entry(k.clone()).or_default().merge(v);
@@ -314,8 +341,8 @@ impl Graph {
         let mut out: Vec<Edge> = sum
             .into_iter()
             .map(|((caller, callee), s)| Edge {
-                caller,
-                callee,
+                caller: caller.to_string(),
+                callee: callee.to_string(),
                 calls: s.calls,
                 errors: s.errors,
                 p50_ms: s.quantile_ms(0.5),

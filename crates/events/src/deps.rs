@@ -127,8 +127,11 @@ pub struct Graph {
     minutes: BTreeMap<u64, FastMap<(Name, Name), EdgeStats>>,
     /// Every service name in use; names nothing else holds are dropped on `tick`.
     names: FastSet<Name>,
+    /// Spans seen lately, for children that arrive after their parent: two generations of
+    /// up to `RECENT / 2` each; when the newer fills, the older is dropped whole (cheaper
+    /// than evicting one span per insert, and it remembers between RECENT/2 and RECENT).
     recent: FastMap<SpanId, Seen>,
-    recent_order: VecDeque<SpanId>,
+    recent_older: FastMap<SpanId, Seen>,
     orphans: FastMap<SpanId, Vec<Child>>,
     /// Parents waited for, oldest first (entries may already be resolved).
     orphans_order: VecDeque<(Instant, SpanId)>,
@@ -177,7 +180,7 @@ impl Graph {
             minutes,
             names,
             recent: FastMap::default(),
-            recent_order: VecDeque::new(),
+            recent_older: FastMap::default(),
             orphans: FastMap::default(),
             orphans_order: VecDeque::new(),
             clients: FastMap::default(),
@@ -203,7 +206,12 @@ impl Graph {
         let error = s.status == StatusCode::Error;
         let service = intern(&mut self.names, &s.service);
         if let Some(parent) = s.parent_span_id {
-            match self.recent.get(&parent).map(|p| (p.service.clone(), p.kind)) {
+            match self
+                .recent
+                .get(&parent)
+                .or_else(|| self.recent_older.get(&parent))
+                .map(|p| (p.service.clone(), p.kind))
+            {
                 Some((caller, _)) if caller != service => {
                     self.clients.remove(&parent);
                     self.edge(&caller, &service, s.start_unix_nanos, s.duration_nanos(), error);
@@ -260,13 +268,11 @@ impl Graph {
     }
 
     fn insert_recent(&mut self, id: SpanId, service: Name, kind: SpanKind) {
-        self.recent.insert(id, Seen { service, kind });
-        self.recent_order.push_back(id);
-        while self.recent_order.len() > RECENT {
-            if let Some(old) = self.recent_order.pop_front() {
-                self.recent.remove(&old);
-            }
+        if self.recent.len() >= RECENT / 2 {
+            self.recent_older = std::mem::take(&mut self.recent);
+            self.recent.reserve(RECENT / 2);
         }
+        self.recent.insert(id, Seen { service, kind });
     }
 
     /// Resolves what waited long enough, persists closed minutes, forgets old ones.
@@ -406,5 +412,20 @@ mod tests {
         let e = g.edges(0, u64::MAX);
         assert!(e.iter().any(|x| x.caller == "gateway" && x.callee == "legacy"), "{e:?}");
         assert!(!e.iter().any(|x| x.callee == "orders" && x.calls > 1), "the answered client span made no second edge");
+    }
+
+    #[test]
+    fn a_parent_is_remembered_across_a_generation_change() {
+        let mut g = Graph::open(None, Duration::from_secs(3600), 11 * MINUTE);
+        let parent = SpanId::random();
+        g.observe(&span("web", parent, None, SpanKind::Server, 10));
+        // Enough other spans to move the parent into the older generation.
+        for _ in 0..RECENT / 2 + 10 {
+            g.observe(&span("noise", SpanId::random(), None, SpanKind::Internal, 1));
+        }
+        assert!(g.recent_older.contains_key(&parent), "the parent moved to the older generation");
+        g.observe(&span("db", SpanId::random(), Some(parent), SpanKind::Server, 2));
+        let e = g.edges(0, u64::MAX);
+        assert!(e.iter().any(|x| x.caller == "web" && x.callee == "db"), "{e:?}");
     }
 }

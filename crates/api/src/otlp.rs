@@ -87,7 +87,7 @@ fn attr(kv: &PKeyValue) -> Result<KeyValue, String> {
     if kv.key.len() > 1024 {
         return Err("an attribute key is longer than 1024 bytes".into());
     }
-    Ok(KeyValue { key: kv.key.clone(), value })
+    Ok(KeyValue { key: kv.key.clone().into(), value })
 }
 
 fn attrs(list: &[PKeyValue]) -> Result<Vec<KeyValue>, String> {
@@ -441,7 +441,7 @@ pub fn to_request(spans: Vec<Span>) -> ExportTraceServiceRequest {
             AttrValue::Bool(b) => any_value::Value::BoolValue(*b),
         }),
     };
-    let pkv = |kv: &KeyValue| PKeyValue { key: kv.key.clone(), value: Some(pv(&kv.value)), ..Default::default() };
+    let pkv = |kv: &KeyValue| PKeyValue { key: kv.key.to_string(), value: Some(pv(&kv.value)), ..Default::default() };
     let mut by_service: std::collections::BTreeMap<String, Vec<PSpan>> = std::collections::BTreeMap::new();
     for s in spans {
         let p = PSpan {

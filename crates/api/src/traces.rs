@@ -69,7 +69,7 @@ fn value_json(v: &AttrValue) -> Value {
 
 /// A span in the native JSON form.
 pub fn span_json(s: &Span) -> Value {
-    let attrs: Map<String, Value> = s.attributes.iter().map(|kv| (kv.key.clone(), value_json(&kv.value))).collect();
+    let attrs: Map<String, Value> = s.attributes.iter().map(|kv| (kv.key.to_string(), value_json(&kv.value))).collect();
     json!({
         "trace_id": s.trace_id.to_hex(),
         "span_id": s.span_id.to_hex(),
@@ -87,7 +87,7 @@ pub fn span_json(s: &Span) -> Value {
         "events": s.events.iter().map(|e| json!({
             "unix_nanos": e.unix_nanos,
             "name": e.name,
-            "attributes": e.attributes.iter().map(|kv| (kv.key.clone(), value_json(&kv.value))).collect::<Map<String, Value>>(),
+            "attributes": e.attributes.iter().map(|kv| (kv.key.to_string(), value_json(&kv.value))).collect::<Map<String, Value>>(),
         })).collect::<Vec<_>>(),
     })
 }

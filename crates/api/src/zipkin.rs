@@ -112,7 +112,7 @@ fn convert(z: ZSpan) -> Result<Span, String> {
             message = v;
             continue;
         }
-        attributes.push(KeyValue { key: k, value: AttrValue::Str(v) });
+        attributes.push(KeyValue { key: k.into(), value: AttrValue::Str(v) });
     }
     if let Some(peer) = z.remote_endpoint.and_then(|e| e.service_name).filter(|s| !s.is_empty()) {
         attributes.push(KeyValue::str("peer.service", peer));
@@ -227,7 +227,7 @@ pub fn zipkin_json(s: &Span) -> Value {
         if kv.key == "peer.service" {
             remote = Some(v.clone());
         }
-        tags.insert(kv.key.clone(), Value::String(v));
+        tags.insert(kv.key.to_string(), Value::String(v));
     }
     if s.status == SpanStatus::Error {
         tags.insert(

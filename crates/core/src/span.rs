@@ -3,6 +3,7 @@
 
 use crate::ids::{SpanId, TraceId};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// What role a span plays in a call, as OpenTelemetry's `SpanKind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -37,19 +38,20 @@ pub enum AttrValue {
     Str(String),
 }
 
-/// One attribute.
+/// One attribute. The key borrows when it is a constant (the gateway's attribute names), so
+/// building a span does not allocate for its keys; decoded keys are owned.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeyValue {
-    pub key: String,
+    pub key: Cow<'static, str>,
     pub value: AttrValue,
 }
 
 impl KeyValue {
-    pub fn str(key: &str, value: impl Into<String>) -> Self {
-        KeyValue { key: key.to_owned(), value: AttrValue::Str(value.into()) }
+    pub fn str(key: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
+        KeyValue { key: key.into(), value: AttrValue::Str(value.into()) }
     }
-    pub fn int(key: &str, value: i64) -> Self {
-        KeyValue { key: key.to_owned(), value: AttrValue::Int(value) }
+    pub fn int(key: impl Into<Cow<'static, str>>, value: i64) -> Self {
+        KeyValue { key: key.into(), value: AttrValue::Int(value) }
     }
 }
 

@@ -305,7 +305,10 @@ impl AttrTable {
     pub fn attributes(&self, i: usize) -> Vec<KeyValue> {
         self.row(i)
             .iter()
-            .map(|(k, v)| KeyValue { key: self.keys[*k as usize].clone(), value: self.values[*v as usize].clone() })
+            .map(|(k, v)| KeyValue {
+                key: self.keys[*k as usize].clone().into(),
+                value: self.values[*v as usize].clone(),
+            })
             .collect()
     }
 }
@@ -347,8 +350,8 @@ fn attrs_column<'a>(spans: &[&'a Span]) -> AttrDicts<'a> {
         put_varint(&mut rows, s.attributes.len() as u64);
         for kv in &s.attributes {
             let next = keys.len() as u32;
-            let k = *keys.entry(kv.key.as_str()).or_insert_with(|| {
-                key_order.push(kv.key.as_str());
+            let k = *keys.entry(&*kv.key).or_insert_with(|| {
+                key_order.push(&*kv.key);
                 next
             });
             enc.clear();
@@ -922,7 +925,7 @@ impl Loaded {
             for _ in 0..count {
                 let (k, v) = (r[7].varint()? as usize, r[7].varint()? as usize);
                 attributes.push(KeyValue {
-                    key: keys.get(k).ok_or(Corrupt)?.clone(),
+                    key: keys.get(k).ok_or(Corrupt)?.clone().into(),
                     value: values.get(v).ok_or(Corrupt)?.clone(),
                 });
             }

@@ -149,7 +149,7 @@ pub fn get_attrs(r: &mut Reader) -> Result<Vec<KeyValue>, Corrupt> {
     let n = r.length()?;
     let mut v = Vec::with_capacity(n.min(256));
     for _ in 0..n {
-        v.push(KeyValue { key: r.str()?, value: get_value(r)? });
+        v.push(KeyValue { key: r.str()?.into(), value: get_value(r)? });
     }
     Ok(v)
 }

@@ -56,6 +56,8 @@ pub struct TracesConfig {
     pub seal_after: signalbox_core::config::Dur,
     /// Batches that may wait for the write-ahead log before receivers are told to back off.
     pub queue_batches: usize,
+    /// Memory for decompressed block columns kept between queries (0: none).
+    pub query_cache: signalbox_core::config::ByteSize,
     /// Tail sampling.
     pub sampling: SamplingConfig,
 }
@@ -69,6 +71,7 @@ impl Default for TracesConfig {
             block_spans: 16_384,
             seal_after: signalbox_core::config::Dur::secs(10),
             queue_batches: 1024,
+            query_cache: signalbox_core::config::ByteSize(256 * 1024 * 1024),
             sampling: SamplingConfig::default(),
         }
     }

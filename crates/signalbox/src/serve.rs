@@ -508,6 +508,7 @@ fn start_traces(
     let t = &cfg.traces;
     let dir = data_dir.join("traces");
     let sm = &t.sampling;
+    signalbox_events::block::set_cache_budget(usize::try_from(t.query_cache.0).unwrap_or(usize::MAX));
     let pipeline = signalbox_events::pipeline::TracesConfig {
         dir: dir.clone(),
         queue_batches: t.queue_batches,

@@ -332,8 +332,12 @@ async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request
         *up_req.uri_mut() = uri;
         *up_req.version_mut() = if use_h2 { Version::HTTP_2 } else { Version::HTTP_11 };
         *up_req.headers_mut() = try_headers;
-        let try_start_unix = if ctx.finish.is_some() { signalbox_core::time::unix_nanos() } else { 0 };
         let t0 = now;
+        // Every timestamp of a request derives from its server span's start and the
+        // monotonic clock, so a try always lies inside the request even if the wall clock
+        // is stepped or slewed meanwhile.
+        let try_start_unix =
+            ctx.finish.as_ref().map_or(0, |f| f.start_unix + t0.saturating_duration_since(f.started).as_nanos() as u64);
         let inflight = ep.start();
         let fut = upstream
             .with_clients(route.timeouts.connect, |c| if use_h2 { c.h2.request(up_req) } else { c.h1.request(up_req) });

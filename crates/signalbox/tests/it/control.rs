@@ -2,13 +2,13 @@
 //! standalone gateway following a remote control plane, gateway routes in central
 //! configuration, and the `config`/`services` commands.
 
-use crate::{BIN, Node, free_port};
+use crate::{BIN, Node, StandaloneGateway, free_port};
 use http::Method;
 use serde_json::json;
 use signalbox_testkit::client::Http;
 use signalbox_testkit::eventually;
 use signalbox_testkit::upstream::{echo, serve};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 async fn call(http: &Http, method: Method, url: &str, body: serde_json::Value) -> signalbox_testkit::client::Resp {
@@ -130,15 +130,12 @@ async fn a_standalone_gateway_follows_the_control_plane_and_survives_losing_it()
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("gw.toml");
     std::fs::write(&cfg, "[gateway.telemetry]\naccess_log = \"off\"\n[[gateway.services]]\nname = \"shop\"\nbalancer = { kind = \"round_robin\" }\n[[gateway.routes]]\nservice = \"shop\"\n[gateway.routes.match]\npath_prefix = \"/\"\n").unwrap();
-    let (gport, aport) = (free_port(), free_port());
-    let mut gw = Command::new(BIN)
-        .args(["gateway", "--control-plane", &format!("http://{}", cp.console), "-c", cfg.to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{gport}"), "--console-listen", &format!("127.0.0.1:{aport}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{gport}/x");
+    let gw = StandaloneGateway::start(
+        &["--control-plane".into(), format!("http://{}", cp.console), "-c".into(), cfg.to_str().unwrap().into()],
+        &[],
+    )
+    .await;
+    let url = format!("http://{}/x", gw.gateway);
     let servers = |http: Http, url: String| async move {
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..20 {
@@ -167,12 +164,10 @@ async fn a_standalone_gateway_follows_the_control_plane_and_survives_losing_it()
     tokio::time::sleep(Duration::from_millis(500)).await;
     let seen = servers(http.clone(), url.clone()).await;
     assert_eq!(seen.len(), 2, "still routing to both after losing the control plane: {seen:?}");
-    let metrics = http.get(&format!("http://127.0.0.1:{aport}/metrics")).await;
+    let metrics = http.get(&format!("http://{}/metrics", gw.admin)).await;
     assert_eq!(metrics.status, 200);
-    let view = http.get(&format!("http://127.0.0.1:{aport}/api/gateway/services")).await.json();
+    let view = http.get(&format!("http://{}/api/gateway/services", gw.admin)).await.json();
     assert_eq!(view[0]["endpoints"].as_array().unwrap().len(), 2, "{view}");
-    let _ = gw.kill();
-    let _ = gw.wait();
 }
 
 #[tokio::test]

@@ -17,6 +17,59 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A running `signalbox gateway` (standalone): its gateway and admin addresses.
+pub struct StandaloneGateway {
+    pub child: Child,
+    pub gateway: String,
+    pub admin: String,
+}
+
+impl Drop for StandaloneGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl StandaloneGateway {
+    /// Starts `signalbox gateway ARGS` on free ports and waits for its admin `/readyz`. As
+    /// with [`Node::start`], a gateway that exits because another test took a port first is
+    /// started again on new ports.
+    pub async fn start(args: &[String], env: &[(&str, &str)]) -> StandaloneGateway {
+        let http = Http::new();
+        for _ in 0..4 {
+            let (gateway, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+            let mut cmd = Command::new(BIN);
+            cmd.arg("gateway")
+                .args(args)
+                .args(["--listen", &gateway, "--console-listen", &admin])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let mut g = StandaloneGateway { child: cmd.spawn().expect("start signalbox gateway"), gateway, admin };
+            let ready = format!("http://{}/readyz", g.admin);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(_)) = g.child.try_wait() {
+                    let mut log = String::new();
+                    let _ = g.child.stderr.take().map(|mut e| e.read_to_string(&mut log));
+                    assert!(log.contains("cannot bind"), "signalbox gateway exited before it was ready:\n{log}");
+                    break;
+                }
+                let r = http.try_send(http::Method::GET, &ready, &[], bytes::Bytes::new()).await;
+                if r.is_ok_and(|r| r.status == 200) {
+                    return g;
+                }
+                assert!(std::time::Instant::now() < deadline, "signalbox gateway not ready after 30 s");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        panic!("signalbox gateway could not bind free ports four times");
+    }
+}
+
 /// A running `signalbox serve`.
 pub struct Node {
     pub child: Child,

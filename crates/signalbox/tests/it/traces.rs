@@ -3,7 +3,7 @@
 //! the gateway's own spans in `serve` mode and from a standalone `signalbox gateway` over
 //! OTLP; kill -9 during ingest.
 
-use crate::{BIN, Node, free_port};
+use crate::{BIN, Node, StandaloneGateway};
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
@@ -435,36 +435,26 @@ async fn gateway_spans_join_the_trace_and_the_dependency_graph_in_serve_mode() {
 async fn standalone_gateway_exports_its_spans_over_otlp() {
     let node = Node::start(&[], &[]).await;
     let up = serve(echo("orders")).await;
-    let (gw, admin) = (free_port(), free_port());
-    let mut child = Command::new(BIN)
-        .args(["gateway", "--control-plane", &format!("http://{}", node.console)])
-        .args(["--otlp-endpoint", &format!("http://{}", node.otlp_grpc)])
-        .args(["--route", &format!("/orders={}", up.url())])
-        .args(["--listen", &format!("127.0.0.1:{gw}"), "--console-listen", &format!("127.0.0.1:{admin}")])
-        .env("SIGNALBOX_GATEWAY__WORKERS", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let gw = StandaloneGateway::start(
+        &[
+            "--control-plane".into(),
+            format!("http://{}", node.console),
+            "--otlp-endpoint".into(),
+            format!("http://{}", node.otlp_grpc),
+            "--route".into(),
+            format!("/orders={}", up.url()),
+        ],
+        &[("SIGNALBOX_GATEWAY__WORKERS", "1")],
+    )
+    .await;
     let http = Http::new();
-    let gw_url = format!("http://127.0.0.1:{gw}/orders/1");
+    let gw_url = format!("http://{}/orders/1", gw.gateway);
     let tid = "0af7651916cd43dd8448eb211c80319c";
     let tp = format!("00-{tid}-b7ad6b7169203331-01");
-    let ready = format!("http://127.0.0.1:{admin}/readyz");
-    eventually(Duration::from_secs(20), "gateway ready", || {
-        let (http, ready) = (http.clone(), ready.clone());
-        async move {
-            let r = http.try_send(http::Method::GET, &ready, &[], bytes::Bytes::new()).await.ok()?;
-            (r.status == 200).then_some(())
-        }
-    })
-    .await;
     let r = http.send(http::Method::GET, &gw_url, &[("traceparent", &tp)], bytes::Bytes::new()).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let t = trace_with(&http, &node, tid, 2).await;
     assert!(t["spans"].as_array().unwrap().iter().all(|s| s["service"] == "signalbox-gateway"), "{t}");
-    let metrics = http.get(&format!("http://127.0.0.1:{admin}/metrics")).await.text();
+    let metrics = http.get(&format!("http://{}/metrics", gw.admin)).await.text();
     assert!(metrics.contains("signalbox_otlp_export_spans_total{result=\"sent\"}"), "{metrics}");
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -11,13 +11,7 @@ pub fn load(cert_path: &str, key_path: &str) -> Result<Arc<ServerConfig>, String
     if cert_path.is_empty() || key_path.is_empty() {
         return Err("TLS needs both `cert` and `key` files".into());
     }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
-        .map_err(|e| format!("cannot read certificate file `{cert_path}`: {e}"))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("bad PEM in `{cert_path}`: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("`{cert_path}` holds no certificate"));
-    }
+    let certs = read_certs(cert_path)?;
     let key = PrivateKeyDer::from_pem_file(key_path)
         .map_err(|e| format!("cannot read a private key from `{key_path}`: {e}"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# Installs the system packages the tests drive when they are missing: dnsmasq (the real DNS
-# server of the DNS-discovery tests), Chromium and Node.js (the console's browser test),
-# curl. As root it installs them with apt-get; otherwise it names what to install and fails.
+# Installs what the tests drive when it is missing: dnsmasq (the real DNS server of the
+# DNS-discovery tests), Chromium and Node.js (the console's browser test), curl, and the
+# OpenTelemetry Python SDK (a real Python exporter in the trace tests). System packages come
+# from apt-get as root; otherwise the script names what to install and fails.
 set -euo pipefail
+
+# The OpenTelemetry Python SDK, from PyPI (pinned).
+if ! python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
+  echo "== installing the OpenTelemetry Python SDK"
+  python3 -m pip install --quiet --disable-pip-version-check \
+    opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2
+fi
+
 missing=()
 [ -x /usr/sbin/dnsmasq ] || [ -x /usr/bin/dnsmasq ] || missing+=(dnsmasq-base)
 [ -x /usr/bin/chromium ] || missing+=(chromium)

@@ -1,5 +1,6 @@
 //! Traces end to end on the real binary: the OpenTelemetry Rust SDK sending over OTLP/gRPC
-//! and OTLP/HTTP, read back through the native, Jaeger and Zipkin APIs and the `traces` CLI;
+//! and OTLP/HTTP and the Python SDK over OTLP/HTTP (`tests/python/otel_send.py`), read back
+//! through the native, Jaeger and Zipkin APIs and the `traces` CLI;
 //! the gateway's own spans in `serve` mode and from a standalone `signalbox gateway` over
 //! OTLP; kill -9 during ingest.
 
@@ -457,4 +458,45 @@ async fn standalone_gateway_exports_its_spans_over_otlp() {
     assert!(t["spans"].as_array().unwrap().iter().all(|s| s["service"] == "signalbox-gateway"), "{t}");
     let metrics = http.get(&format!("http://{}/metrics", gw.admin)).await.text();
     assert!(metrics.contains("signalbox_otlp_export_spans_total{result=\"sent\"}"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_opentelemetry_python_sdk_over_otlp_http() {
+    let node = Node::start(&[], &[]).await;
+    let script = format!("{}/tests/python/otel_send.py", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("python3")
+        .args([script.as_str(), &format!("http://{}", node.otlp_http)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the Python exporter did not finish in 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "python3 otel_send.py failed (scripts/test-deps.sh installs the SDK): {stderr}");
+    let tid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(tid.len(), 32, "{tid:?} {stderr}");
+
+    let http = Http::new();
+    let t = trace_with(&http, &node, &tid, 2).await;
+    let spans = t["spans"].as_array().unwrap();
+    let root = spans.iter().find(|s| s["name"] == "POST /checkout").expect("the root span");
+    let child = spans.iter().find(|s| s["name"] == "charge card").expect("the child span");
+    assert_eq!(root["service"], "py-checkout");
+    assert_eq!(child["parent_span_id"], root["span_id"], "{t}");
+    assert_eq!(root["attributes"]["order.items"], 3, "{t}");
+    assert_eq!(root["attributes"]["deployment.environment"], "test", "resource attributes arrive: {t}");
+    assert_eq!(child["status"], "error", "{t}");
+    assert_eq!(child["events"][0]["name"], "card declined", "{t}");
+    assert_eq!(child["attributes"]["peer.service"], "payments");
+    // Found by the error search too.
+    let found = http.get(&url(&node, "/api/traces?service=py-checkout&status=error&lookback=1h")).await.json();
+    assert!(ids(&found["traces"], "trace_id").contains(&tid), "{found}");
 }

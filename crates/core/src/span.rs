@@ -18,6 +18,32 @@ pub enum SpanKind {
     Consumer,
 }
 
+impl SpanKind {
+    /// OTLP's number for the kind (the event store encodes kinds with it too).
+    pub fn code(self) -> u8 {
+        match self {
+            SpanKind::Unspecified => 0,
+            SpanKind::Internal => 1,
+            SpanKind::Server => 2,
+            SpanKind::Client => 3,
+            SpanKind::Producer => 4,
+            SpanKind::Consumer => 5,
+        }
+    }
+
+    /// The kind with OTLP's number `c`; unknown numbers are `Unspecified`.
+    pub fn from_code(c: i64) -> SpanKind {
+        match c {
+            1 => SpanKind::Internal,
+            2 => SpanKind::Server,
+            3 => SpanKind::Client,
+            4 => SpanKind::Producer,
+            5 => SpanKind::Consumer,
+            _ => SpanKind::Unspecified,
+        }
+    }
+}
+
 /// Outcome of a span, as OpenTelemetry's status code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -26,6 +52,26 @@ pub enum StatusCode {
     Unset,
     Ok,
     Error,
+}
+
+impl StatusCode {
+    /// OTLP's number for the status (the event store encodes statuses with it too).
+    pub fn code(self) -> u8 {
+        match self {
+            StatusCode::Unset => 0,
+            StatusCode::Ok => 1,
+            StatusCode::Error => 2,
+        }
+    }
+
+    /// The status with OTLP's number `c`; unknown numbers are `Unset`.
+    pub fn from_code(c: i64) -> StatusCode {
+        match c {
+            1 => StatusCode::Ok,
+            2 => StatusCode::Error,
+            _ => StatusCode::Unset,
+        }
+    }
 }
 
 /// An attribute value. Arrays and maps are flattened to their JSON text by receivers.

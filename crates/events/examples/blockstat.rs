@@ -1,13 +1,12 @@
 //! Prints per-column sizes of trace blocks: `cargo run --release -p signalbox-events --example blockstat -- DIR`.
-fn main() {
-    let dir = std::env::args().nth(1).expect("a blocks directory");
+fn main() -> Result<(), String> {
+    let dir = std::env::args().nth(1).ok_or("usage: blockstat DATA/traces/blocks")?;
+    let list = |d: &std::path::Path| std::fs::read_dir(d).map_err(|e| format!("cannot read {}: {e}", d.display()));
     let mut files = Vec::new();
-    for p in std::fs::read_dir(&dir).unwrap() {
-        let p = p.unwrap().path();
+    for p in list(dir.as_ref())?.flatten() {
+        let p = p.path();
         if p.is_dir() {
-            for b in std::fs::read_dir(&p).unwrap() {
-                files.push(b.unwrap().path());
-            }
+            files.extend(list(&p)?.flatten().map(|b| b.path()));
         }
     }
     let names = [
@@ -29,10 +28,11 @@ fn main() {
     let mut spans = 0u64;
     let mut total = 0u64;
     for f in files.iter().take(50) {
-        let b = signalbox_events::block::open(f).unwrap();
+        let corrupt = |_| format!("{} is not a readable block", f.display());
+        let b = signalbox_events::block::open(f).map_err(corrupt)?;
         spans += b.meta.spans as u64;
         total += b.meta.file_bytes;
-        let l = b.load().unwrap();
+        let l = b.load().map_err(corrupt)?;
         for (i, (c, r)) in l.sizes().into_iter().enumerate() {
             comp[i] += c as u64;
             raw[i] += r as u64;
@@ -47,4 +47,5 @@ fn main() {
             comp[i] as f64 / spans as f64
         );
     }
+    Ok(())
 }

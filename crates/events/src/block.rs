@@ -32,7 +32,7 @@ use crate::codec::{self, Corrupt, Reader, put_str, put_varint};
 use crate::hash::FastMap;
 use serde::{Deserialize, Serialize};
 use signalbox_core::ids::{SpanId, TraceId};
-use signalbox_core::span::{AttrValue, KeyValue, Span, StatusCode};
+use signalbox_core::span::{AttrValue, KeyValue, Span, SpanKind, StatusCode};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -441,7 +441,7 @@ pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
             put_varint(&mut cols[col::START as usize], s.start_unix_nanos - from);
             let d = s.duration_nanos();
             put_varint(&mut cols[col::DURATION as usize], d);
-            cols[col::FLAGS as usize].push(codec::kind_code(s.kind) | (codec::status_code(s.status) << 4));
+            cols[col::FLAGS as usize].push(s.kind.code() | (s.status.code() << 4));
             put_str(&mut cols[col::TEXT as usize], &s.status_message);
             put_str(&mut cols[col::TEXT as usize], &s.trace_state);
             codec::put_events(&mut cols[col::EVENTS as usize], &s.events);
@@ -937,10 +937,10 @@ impl Loaded {
                 trace_state: state,
                 service: services.get(svc).ok_or(Corrupt)?.clone(),
                 name: names.get(name).ok_or(Corrupt)?.clone(),
-                kind: codec::kind_of(f & 0x0f),
+                kind: SpanKind::from_code((f & 0x0f).into()),
                 start_unix_nanos: start,
                 end_unix_nanos: start.saturating_add(duration),
-                status: codec::status_of(f >> 4),
+                status: StatusCode::from_code((f >> 4).into()),
                 status_message: msg,
                 attributes,
                 events: codec::get_events(&mut r[8])?,
@@ -983,10 +983,10 @@ impl Loaded {
                     trace_state: state,
                     service: services.get(i).to_owned(),
                     name: names.get(i).to_owned(),
-                    kind: codec::kind_of(flags[i] & 0x0f),
+                    kind: SpanKind::from_code((flags[i] & 0x0f).into()),
                     start_unix_nanos: starts[i],
                     end_unix_nanos: starts[i] + durations[i],
-                    status: codec::status_of(flags[i] >> 4),
+                    status: StatusCode::from_code((flags[i] >> 4).into()),
                     status_message: msg,
                     attributes: attrs.attributes(i),
                     events: codec::get_events(&mut re)?,

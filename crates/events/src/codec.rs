@@ -70,44 +70,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-pub fn kind_code(k: SpanKind) -> u8 {
-    match k {
-        SpanKind::Unspecified => 0,
-        SpanKind::Internal => 1,
-        SpanKind::Server => 2,
-        SpanKind::Client => 3,
-        SpanKind::Producer => 4,
-        SpanKind::Consumer => 5,
-    }
-}
-
-pub fn kind_of(c: u8) -> SpanKind {
-    match c {
-        1 => SpanKind::Internal,
-        2 => SpanKind::Server,
-        3 => SpanKind::Client,
-        4 => SpanKind::Producer,
-        5 => SpanKind::Consumer,
-        _ => SpanKind::Unspecified,
-    }
-}
-
-pub fn status_code(s: StatusCode) -> u8 {
-    match s {
-        StatusCode::Unset => 0,
-        StatusCode::Ok => 1,
-        StatusCode::Error => 2,
-    }
-}
-
-pub fn status_of(c: u8) -> StatusCode {
-    match c {
-        1 => StatusCode::Ok,
-        2 => StatusCode::Error,
-        _ => StatusCode::Unset,
-    }
-}
-
 pub fn put_value(out: &mut Vec<u8>, v: &AttrValue) {
     match v {
         AttrValue::Str(s) => {
@@ -212,8 +174,8 @@ pub fn put_span(out: &mut Vec<u8>, s: &Span) {
     out.extend_from_slice(&s.parent_span_id.map(|p| p.0).unwrap_or([0; 8]));
     out.extend_from_slice(&s.start_unix_nanos.to_le_bytes());
     out.extend_from_slice(&s.end_unix_nanos.to_le_bytes());
-    out.push(kind_code(s.kind));
-    out.push(status_code(s.status));
+    out.push(s.kind.code());
+    out.push(s.status.code());
     put_str(out, &s.service);
     put_str(out, &s.name);
     put_str(out, &s.status_message);
@@ -229,8 +191,8 @@ pub fn get_span(r: &mut Reader) -> Result<Span, Corrupt> {
     let parent: [u8; 8] = r.bytes(8)?.try_into().map_err(|_| Corrupt)?;
     let start = r.u64()?;
     let end = r.u64()?;
-    let kind = kind_of(r.u8()?);
-    let status = status_of(r.u8()?);
+    let kind = SpanKind::from_code(r.u8()?.into());
+    let status = StatusCode::from_code(r.u8()?.into());
     Ok(Span {
         trace_id,
         span_id,

@@ -129,6 +129,11 @@ impl GatewayError {
         }
     }
 
+    /// The JSON body `{error, code, trace_id}` of the HTTP answer.
+    pub fn json_body(&self, trace_id: &str) -> String {
+        serde_json::json!({ "error": self.message, "code": self.code, "trace_id": trace_id }).to_string()
+    }
+
     /// The response the client sees.
     pub fn to_response(&self, trace_id: &str, request_id: Option<&HeaderValue>, grpc: bool) -> Response<ClientBody> {
         let mut b = Response::builder();
@@ -148,12 +153,7 @@ impl GatewayError {
         if let Some(ra) = self.retry_after {
             b = b.header("retry-after", ra.as_secs_f64().ceil().max(1.0) as u64);
         }
-        let body = if grpc {
-            None
-        } else {
-            let v = serde_json::json!({ "error": self.message, "code": self.code, "trace_id": trace_id });
-            Some(Bytes::from(v.to_string()))
-        };
+        let body = if grpc { None } else { Some(Bytes::from(self.json_body(trace_id))) };
         // The builder only fails on invalid parts, and every part above is valid by
         // construction; fall back to a bare status rather than panic.
         b.body(ClientBody::Full(body)).unwrap_or_else(|_| {

@@ -272,20 +272,7 @@ async fn registry_watch(
                 h.get("x-signalbox-index").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
             for round in 0..rounds {
                 let target = format!("{url}/api/registry/services/svc-0?index={index}&wait=60s");
-                let req = send(&http, http::Method::GET, &target, None);
-                tokio::pin!(req);
-                // Arm the request (it reaches the server and blocks), then report ready.
-                let res = tokio::select! {
-                    r = &mut req => Some(r),
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => None,
-                };
-                let res = match res {
-                    Some(r) => r,
-                    None => {
-                        barrier.wait().await;
-                        req.await
-                    }
-                }?;
+                let res = armed(send(&http, http::Method::GET, &target, None), &barrier).await?;
                 let at = Instant::now();
                 index = res
                     .1
@@ -329,6 +316,19 @@ async fn registry_watch(
     Ok(())
 }
 
+/// Runs a long-poll request: once it has had time to reach the server and block there, the
+/// watcher reports ready at `barrier` (the change is made only when every watcher is), then
+/// waits for the answer.
+async fn armed<F: std::future::Future>(req: F, barrier: &Barrier) -> F::Output {
+    tokio::pin!(req);
+    tokio::select! {
+        r = &mut req => return r,
+        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+    }
+    barrier.wait().await;
+    req.await
+}
+
 async fn config_watch(url: &str, watchers: usize, rounds: usize) -> anyhow::Result<()> {
     let http = client();
     let (tx, rx) = mpsc::channel(watchers * 4);
@@ -340,19 +340,7 @@ async fn config_watch(url: &str, watchers: usize, rounds: usize) -> anyhow::Resu
             let mut index = serde_json::from_slice::<Value>(&b)?["index"].as_u64().unwrap_or(0);
             for round in 0..rounds {
                 let target = format!("{url}/api/config/watch?index={index}&application=bench&wait=60s");
-                let req = send(&http, http::Method::GET, &target, None);
-                tokio::pin!(req);
-                let res = tokio::select! {
-                    r = &mut req => Some(r),
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => None,
-                };
-                let res = match res {
-                    Some(r) => r,
-                    None => {
-                        barrier.wait().await;
-                        req.await
-                    }
-                }?;
+                let res = armed(send(&http, http::Method::GET, &target, None), &barrier).await?;
                 let at = Instant::now();
                 index = serde_json::from_slice::<Value>(&res.2)?["index"].as_u64().unwrap_or(index);
                 let _ = tx.send((round, at)).await;

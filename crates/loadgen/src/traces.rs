@@ -491,15 +491,7 @@ fn span_model(s: &GSpan) -> Value {
 /// literals with no TSV unescaping first, so only quoted-string escaping applies.
 fn escape_quoted(s: &str, out: &mut String) {
     out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            c => out.push(c),
-        }
-    }
+    escape_tsv(s, out);
     out.push('\'');
 }
 

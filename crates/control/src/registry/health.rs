@@ -39,22 +39,20 @@ impl Default for Checker {
 impl Checker {
     pub fn new() -> Self {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = || {
+            rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                // Invariant: ring implements both default versions (TLS 1.2 and 1.3).
+                .expect("the ring provider supports the default TLS versions")
+        };
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let verified = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-        let unverified = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map(|b| {
-                b.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))).with_no_client_auth()
-            });
-        let client = |tls: Result<rustls::ClientConfig, rustls::Error>| {
-            let tls = tls.unwrap_or_else(|_| {
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            });
+        let verified = builder().with_root_certificates(roots).with_no_client_auth();
+        let unverified = builder()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider.clone())))
+            .with_no_client_auth();
+        let client = |tls: rustls::ClientConfig| {
             let mut conn = HttpConnector::new();
             conn.set_nodelay(true);
             conn.enforce_http(false);

@@ -17,6 +17,25 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Waits (up to 30 s) until `url` answers 200; if `child` exits first, its stderr.
+async fn wait_ready(child: &mut Child, url: &str) -> Result<(), String> {
+    let http = Http::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            let mut log = String::new();
+            let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut log));
+            return Err(log);
+        }
+        let r = http.try_send(http::Method::GET, url, &[], bytes::Bytes::new()).await;
+        if r.is_ok_and(|r| r.status == 200) {
+            return Ok(());
+        }
+        assert!(std::time::Instant::now() < deadline, "{url} not ready after 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A running `signalbox gateway` (standalone): its gateway and admin addresses.
 pub struct StandaloneGateway {
     pub child: Child,
@@ -36,7 +55,6 @@ impl StandaloneGateway {
     /// with [`Node::start`], a gateway that exits because another test took a port first is
     /// started again on new ports.
     pub async fn start(args: &[String], env: &[(&str, &str)]) -> StandaloneGateway {
-        let http = Http::new();
         for _ in 0..4 {
             let (gateway, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
             let mut cmd = Command::new(BIN);
@@ -49,21 +67,11 @@ impl StandaloneGateway {
                 cmd.env(k, v);
             }
             let mut g = StandaloneGateway { child: cmd.spawn().expect("start signalbox gateway"), gateway, admin };
-            let ready = format!("http://{}/readyz", g.admin);
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Ok(Some(_)) = g.child.try_wait() {
-                    let mut log = String::new();
-                    let _ = g.child.stderr.take().map(|mut e| e.read_to_string(&mut log));
-                    assert!(log.contains("cannot bind"), "signalbox gateway exited before it was ready:\n{log}");
-                    break;
+            match wait_ready(&mut g.child, &format!("http://{}/readyz", g.admin)).await {
+                Ok(()) => return g,
+                Err(log) => {
+                    assert!(log.contains("cannot bind"), "signalbox gateway exited before it was ready:\n{log}")
                 }
-                let r = http.try_send(http::Method::GET, &ready, &[], bytes::Bytes::new()).await;
-                if r.is_ok_and(|r| r.status == 200) {
-                    return g;
-                }
-                assert!(std::time::Instant::now() < deadline, "signalbox gateway not ready after 30 s");
-                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         panic!("signalbox gateway could not bind free ports four times");
@@ -149,21 +157,9 @@ impl Node {
             dir,
         };
         let mut node = node;
-        let http = Http::new();
-        let url = format!("http://{}/readyz", node.console);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(_)) = node.child.try_wait() {
-                let mut log = String::new();
-                let _ = node.child.stderr.take().map(|mut e| e.read_to_string(&mut log));
-                return Err((std::mem::replace(&mut node.dir, tempfile::tempdir().unwrap()), log));
-            }
-            let r = http.try_send(http::Method::GET, &url, &[], bytes::Bytes::new()).await;
-            if r.is_ok_and(|r| r.status == 200) {
-                return Ok(node);
-            }
-            assert!(std::time::Instant::now() < deadline, "node not ready after 30s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        match wait_ready(&mut node.child, &format!("http://{}/readyz", node.console)).await {
+            Ok(()) => Ok(node),
+            Err(log) => Err((std::mem::replace(&mut node.dir, tempfile::tempdir().unwrap()), log)),
         }
     }
 

@@ -15,6 +15,7 @@
 //! - [`zipkin`]: Zipkin v2 ingest and query API.
 //! - [`traces`]: the native trace API and the Jaeger query API.
 //! - [`console`]: the embedded web UI.
+//! - [`server`]: the HTTP server under every API port, with connection caps and timeouts.
 //! - [`auth`]: role checks for every route; [`blocking`]: long-poll helpers;
 //!   [`json`]: body parsing with field-named errors; [`error`]: the error shape.
 
@@ -28,6 +29,7 @@ pub mod error;
 pub mod json;
 pub mod otlp;
 pub mod registry;
+pub mod server;
 pub mod session;
 pub mod traces;
 pub mod zipkin;
@@ -37,11 +39,9 @@ use axum::extract::DefaultBodyLimit;
 use signalbox_control::ControlPlane;
 use signalbox_control::access::Role;
 use signalbox_core::metrics::Registry;
-use signalbox_core::shutdown::Shutdown;
 use signalbox_core::views::GatewayView;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use tokio::net::TcpListener;
 
 /// Validates a config value before it is stored (the node uses it to refuse a broken gateway
 /// config written to central configuration): `(application, profile, key, value)`.
@@ -98,11 +98,4 @@ pub fn consul_router(state: AppState) -> Router {
     consul::router().layer(DefaultBodyLimit::max(BODY_LIMIT)).with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown`.
-///
-/// Through `into_make_service` the routes are prepared once and each connection shares them.
-/// Handing axum the `Router` itself prepares every route again for each connection: ~90 KB
-/// per connection for this router, which 1,000 long-polling watchers turned into ~90 MB.
-pub async fn serve(listener: TcpListener, app: Router, mut shutdown: Shutdown) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move { shutdown.wait().await }).await
-}
+pub use server::{Limits as ListenerLimits, serve};

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`config`]: duration and size types for config files, and validation problems.
+//! - [`conn_limit`]: connection caps, total and per client address, for every listener.
 //! - [`ids`]: trace and span identifiers (W3C sizes), hex encoding, random generation.
 //! - [`span`]: the [`span::Span`] model shared by the gateway, receivers and the trace store.
 //! - [`telemetry`]: [`telemetry::SpanSink`], the bounded hand-off for spans leaving a hot path.
@@ -16,6 +17,7 @@
 //! - [`views`]: read-only views components offer to the API layer.
 
 pub mod config;
+pub mod conn_limit;
 pub mod discovery;
 pub mod ids;
 pub mod metrics;

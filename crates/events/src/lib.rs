@@ -10,6 +10,7 @@
 //! as spans pass.
 //!
 //! # Layout
+//! - [`config`]: the `[traces]` config section, its checks and the settings it yields.
 //! - [`codec`]: the binary span encoding shared by the log and the blocks.
 //! - [`wal`]: segmented write-ahead log with group commit and a settlement ledger.
 //! - [`sampler`]: per-trace tail sampling (errors, slow spans, policies, rate).
@@ -25,6 +26,7 @@
 pub mod block;
 pub mod bloom;
 pub mod codec;
+pub mod config;
 pub mod deps;
 pub mod hash;
 pub mod pipeline;

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Pipeline settings.
 #[derive(Clone, Debug)]
-pub struct TracesConfig {
+pub struct PipelineSettings {
     pub dir: PathBuf,
     /// Batches waiting for the log writer.
     pub queue_batches: usize,
@@ -85,7 +85,7 @@ const REASONS: [&str; 5] = ["error", "slow", "policy", "rate", "all"];
 impl Traces {
     /// Opens the store, replays the write-ahead log, and starts the pipeline's threads and
     /// tasks. Must run inside a tokio runtime.
-    pub fn start(cfg: TracesConfig, registry: &Registry) -> std::io::Result<Self> {
+    pub fn start(cfg: PipelineSettings, registry: &Registry) -> std::io::Result<Self> {
         let wal_dir = cfg.dir.join("wal");
         std::fs::create_dir_all(&wal_dir)?;
         let ledger = wal::ledger(&wal_dir);

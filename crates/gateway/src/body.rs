@@ -11,7 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::Sleep;
@@ -27,12 +27,48 @@ pub enum BodyError {
     Hyper(#[from] hyper::Error),
 }
 
-/// Size limit and idle timeout of a stream, and the flag that reports a limit breach to the
-/// proxy (which answers 413 instead of 502).
+/// Size limit and idle timeout of a stream, and, for a client's request body, the record of
+/// how the client failed it, so the proxy blames the right side: a body that breaks because
+/// the client hung up, sent a bad chunk or stalled is the client's fault (413/400/408), never
+/// the upstream's (no 502, nothing counted by breakers or outlier ejection).
 pub struct Guard {
     pub limit: u64,
     pub idle: Duration,
-    pub exceeded: Option<Arc<AtomicBool>>,
+    pub fault: Option<Arc<ClientFault>>,
+}
+
+/// How a client's request body failed, if it did.
+#[derive(Default)]
+pub struct ClientFault(AtomicU8);
+
+/// What [`ClientFault`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    TooLarge,
+    /// The client's stream broke: a reset, a disconnect, invalid chunked framing.
+    Broken,
+    /// No body data for the idle timeout.
+    Stalled,
+}
+
+impl ClientFault {
+    fn set(&self, f: Fault) {
+        let v = match f {
+            Fault::TooLarge => 1,
+            Fault::Broken => 2,
+            Fault::Stalled => 3,
+        };
+        let _ = self.0.compare_exchange(0, v, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    pub fn get(&self) -> Option<Fault> {
+        match self.0.load(Ordering::Acquire) {
+            1 => Some(Fault::TooLarge),
+            2 => Some(Fault::Broken),
+            3 => Some(Fault::Stalled),
+            _ => None,
+        }
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -74,6 +110,9 @@ impl Body for Watched {
                 let idle = this.guard.idle;
                 let timer = this.idle_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                 if timer.as_mut().poll(cx).is_ready() {
+                    if let Some(flag) = &this.guard.fault {
+                        flag.set(Fault::Stalled);
+                    }
                     if let Some(f) = this.finish.take() {
                         f.complete(*this.seen, None, Some("body idle timeout"));
                     }
@@ -93,6 +132,9 @@ impl Body for Watched {
                         Poll::Ready(None)
                     }
                     Some(Err(e)) => {
+                        if let Some(flag) = &this.guard.fault {
+                            flag.set(Fault::Broken);
+                        }
                         if let Some(f) = this.finish.take() {
                             f.complete(*this.seen, None, Some("upstream body error"));
                         }
@@ -102,8 +144,8 @@ impl Body for Watched {
                         if let Some(d) = frame.data_ref() {
                             *this.seen += d.len() as u64;
                             if *this.seen > this.guard.limit {
-                                if let Some(flag) = &this.guard.exceeded {
-                                    flag.store(true, Ordering::Release);
+                                if let Some(flag) = &this.guard.fault {
+                                    flag.set(Fault::TooLarge);
                                 }
                                 return Poll::Ready(Some(Err(BodyError::TooLarge(this.guard.limit))));
                             }

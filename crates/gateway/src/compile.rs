@@ -5,6 +5,7 @@
 use crate::auth::Authenticator;
 use crate::circuit;
 use crate::config::{GatewayConfig, MatchConfig, RouteConfig, ServiceConfig};
+use crate::path::{DotSegments, PathRules};
 use crate::ratelimit::{Gcra, GlobalLimiter, KeyedLimiter};
 use crate::retry::RetryPolicy;
 use crate::router::{HeaderCond, HeaderOps, HostMatch, KeySource, Limiter, Matcher, PathMatch, Route, Timeouts};
@@ -22,6 +23,8 @@ use tokio::sync::watch;
 /// The compiled gateway tables, swapped whole on reload.
 pub struct Snapshot {
     pub routes: Vec<Arc<Route>>,
+    /// How paths are normalised before routing.
+    pub path_rules: PathRules,
     pub services: BTreeMap<String, Arc<Upstream>>,
     pub config: GatewayConfig,
 }
@@ -69,6 +72,15 @@ pub fn compile(cfg: &GatewayConfig, cx: &CompileContext) -> Result<(Snapshot, Fo
     if cfg.telemetry.queue_capacity == 0 || cfg.telemetry.queue_capacity > 1_000_000 {
         p.add(format!("{pre}.telemetry.queue_capacity"), "must be between 1 and 1000000");
     }
+    let dot_segments = match cfg.paths.dot_segments.as_str() {
+        "normalize" => DotSegments::Normalize,
+        "reject" => DotSegments::Reject,
+        other => {
+            p.add(format!("{pre}.paths.dot_segments"), format!("unknown mode `{other}`: expected normalize or reject"));
+            DotSegments::Normalize
+        }
+    };
+    let path_rules = PathRules { dot_segments, merge_slashes: cfg.paths.merge_slashes };
     if cfg.limits.max_headers == 0 {
         p.add(format!("{pre}.limits.max_headers"), "must be at least 1");
     }
@@ -108,7 +120,7 @@ pub fn compile(cfg: &GatewayConfig, cx: &CompileContext) -> Result<(Snapshot, Fo
     if !p.is_empty() {
         return Err(p);
     }
-    Ok((Snapshot { routes, services, config: cfg.clone() }, followers))
+    Ok((Snapshot { routes, path_rules, services, config: cfg.clone() }, followers))
 }
 
 type Follow = Option<watch::Receiver<EndpointSet>>;
@@ -439,6 +451,14 @@ fn compile_route(
     if !(0.0..=1.0).contains(&sample_rate) {
         p.add(format!("{path}.sample_rate"), "must be between 0.0 and 1.0");
     }
+    let reject_dot_segments = match r.dot_segments.as_deref() {
+        None | Some("normalize") => false,
+        Some("reject") => true,
+        Some(other) => {
+            p.add(format!("{path}.dot_segments"), format!("unknown mode `{other}`: expected normalize or reject"));
+            false
+        }
+    };
     if p.list.len() > before {
         return None;
     }
@@ -459,6 +479,7 @@ fn compile_route(
         limits,
         auth,
         sample_rate,
+        reject_dot_segments,
         metrics,
         config: r.clone(),
     })

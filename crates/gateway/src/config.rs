@@ -23,6 +23,8 @@ pub struct GatewayConfig {
     pub service_name: String,
     /// Protection against oversized or slow clients.
     pub limits: LimitsConfig,
+    /// How request paths are normalised before routing (the upstream gets the same path).
+    pub paths: PathsConfig,
     /// What the gateway records for each request.
     pub telemetry: TelemetryConfig,
     /// Policies every route and service starts from; each can override them.
@@ -41,6 +43,7 @@ impl Default for GatewayConfig {
             workers: 0,
             service_name: "signalbox-gateway".into(),
             limits: LimitsConfig::default(),
+            paths: PathsConfig::default(),
             telemetry: TelemetryConfig::default(),
             defaults: PolicyDefaults::default(),
             services: Vec::new(),
@@ -84,6 +87,9 @@ pub struct LimitsConfig {
     pub h2_max_concurrent_streams: u32,
     /// Most open downstream connections; further connections wait in the accept queue.
     pub max_connections: usize,
+    /// Most open connections from one client IP address; further ones are closed at once,
+    /// so one address cannot take every slot of `max_connections` (0: no per-address limit).
+    pub max_connections_per_ip: usize,
     /// On shutdown or listener replacement, how long in-flight requests may take to finish.
     pub drain_timeout: Dur,
 }
@@ -97,8 +103,29 @@ impl Default for LimitsConfig {
             h2_keepalive_interval: Dur::secs(30),
             h2_max_concurrent_streams: 256,
             max_connections: 10_000,
+            max_connections_per_ip: 1_000,
             drain_timeout: Dur::secs(30),
         }
+    }
+}
+
+/// Request-path normalisation. Routes match, and upstreams receive, the normalised path:
+/// percent-encoded unreserved characters decoded (`%2e` is `.`), `.` and `..` segments
+/// resolved or refused, and optionally runs of `/` merged. A segment like `..;x`, which Java
+/// servlet containers read as `..`, is always refused with 400.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PathsConfig {
+    /// `normalize`: resolve `.` and `..` (RFC 3986) and forward the result; `reject`: answer
+    /// 400 to any path that has them. Routes can also refuse them on their own.
+    pub dot_segments: String,
+    /// Merge runs of `/` into one (`//admin//x` is `/admin/x`), as nginx does by default.
+    pub merge_slashes: bool,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig { dot_segments: "normalize".into(), merge_slashes: false }
     }
 }
 
@@ -428,6 +455,9 @@ pub struct RouteConfig {
     pub auth: Option<AuthConfig>,
     /// Overrides `gateway.telemetry.sample_rate`.
     pub sample_rate: Option<f64>,
+    /// `reject`: refuse requests to this route whose path had `.` or `..` segments before
+    /// normalisation, even when `gateway.paths.dot_segments` resolves them.
+    pub dot_segments: Option<String>,
 }
 
 /// Request matching. Every given condition must hold.

@@ -57,6 +57,24 @@ impl GatewayError {
             format!("request body exceeds the route limit of {limit} bytes"),
         )
     }
+    /// The client's request body broke off (disconnect, reset, invalid chunked framing).
+    pub fn request_body_broken() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "request_body_incomplete",
+            Side::Downstream,
+            "the request body ended abruptly or was not valid chunked framing",
+        )
+    }
+    /// The client stopped sending its request body.
+    pub fn request_body_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_body_timeout",
+            Side::Downstream,
+            "the request body did not arrive in time",
+        )
+    }
     pub fn unauthorized(message: &str) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", Side::Downstream, message)
     }

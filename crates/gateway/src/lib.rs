@@ -13,7 +13,7 @@
 //! - [`server`]: listeners (plain, TLS), connection limits, graceful drain.
 //! - [`parse_error`]: JSON answers for requests hyper cannot parse.
 //! - [`proxy`]: the per-request pipeline: limits, routing, auth, rate limits, tries, response.
-//! - [`router`]: compiled routes and matching.
+//! - [`router`]: compiled routes and matching; [`path`]: path normalisation before routing.
 //! - [`upstream`]: services, endpoints, connection pools, balancing, outlier ejection.
 //! - [`circuit`]: circuit breakers (Resilience4j semantics).
 //! - [`retry`]: retry conditions, backoff and the retry budget.
@@ -36,6 +36,7 @@ pub mod config;
 pub mod dns;
 pub mod error;
 pub mod parse_error;
+pub mod path;
 pub mod proxy;
 pub mod ratelimit;
 pub mod retry;
@@ -179,6 +180,7 @@ impl Gateway {
             h2_keepalive_interval: l.h2_keepalive_interval.0,
             h2_max_concurrent_streams: l.h2_max_concurrent_streams,
             max_connections: l.max_connections,
+            max_connections_per_ip: l.max_connections_per_ip,
             drain_timeout: l.drain_timeout.0,
             parser_max_buf: (l.max_header_bytes.0 as usize * 2).max(64 * 1024),
             parser_max_headers: l.max_headers * 2 + 16,

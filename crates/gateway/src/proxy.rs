@@ -10,7 +10,7 @@
 //! 7. response: header changes, then the body streams back under the idle timeout while the
 //!    telemetry record waits for it to end.
 
-use crate::body::{ClientBody, Guard, UpstreamBody, Watched};
+use crate::body::{ClientBody, ClientFault, Fault, Guard, UpstreamBody, Watched};
 use crate::compile::Snapshot;
 use crate::error::GatewayError;
 use crate::ratelimit::Decision;
@@ -29,7 +29,7 @@ use signalbox_core::ids::{SpanId, TraceId};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// State shared by every connection of the gateway.
@@ -142,6 +142,21 @@ async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request
             limits.max_header_bytes.0
         )));
     }
+    // Phase 2: one authority and one path, the ones that are forwarded.
+    if let Err(m) = one_authority(&mut req) {
+        return ctx.fail(GatewayError::bad_request(m));
+    }
+    let had_dots = match crate::path::normalize(req.uri().path(), snap.path_rules) {
+        Ok(None) => false,
+        Ok(Some(n)) => match with_path(req.uri(), &n.path) {
+            Some(uri) => {
+                *req.uri_mut() = uri;
+                n.had_dots
+            }
+            None => return ctx.fail(GatewayError::bad_request("request path cannot be normalised")),
+        },
+        Err(e) => return ctx.fail(GatewayError::bad_request(e.message())),
+    };
     let host = match request_host(&req) {
         Ok(h) => h,
         Err(m) => return ctx.fail(GatewayError::bad_request(m)),
@@ -155,6 +170,9 @@ async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request
         return ctx.fail(GatewayError::not_found());
     };
     let route = route.clone();
+    if had_dots && route.reject_dot_segments {
+        return ctx.fail(GatewayError::bad_request(crate::path::PathError::DotSegment.message()));
+    }
     let sampled = ctx.trace.sampled.unwrap_or_else(|| route.sample_rate >= 1.0 || fastrand::f64() < route.sample_rate);
     if tel.enabled() {
         ctx.finish = Some(new_finish(tel, Some(&route), &req, &host, conn, &ctx, sampled));
@@ -212,7 +230,8 @@ async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request
     upstream.budget.deposit();
 
     // Prepare the upstream request.
-    // The Host the upstream sees: the client's (HTTP/2 clients send :authority instead).
+    // The Host the upstream sees: the one routed on (`one_authority` made the target's
+    // authority and the Host header agree; HTTP/2 clients send only :authority).
     let upstream_host = match req.headers().get(header::HOST) {
         Some(h) => Some(h.clone()),
         None => HeaderValue::from_str(req.uri().authority().map(|a| a.as_str()).unwrap_or(&host)).ok(),
@@ -256,31 +275,25 @@ async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request
     let idempotent =
         matches!(method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE);
     let may_retry = route.retry.attempts > 1 && (idempotent || route.retry.non_idempotent) && !upgrade;
-    let exceeded = Arc::new(AtomicBool::new(false));
+    let fault = Arc::new(ClientFault::default());
     let mut body_state = if body.is_end_stream() {
         BodyState::Replay(None)
     } else if route.retry.attempts > 1 && !upgrade && content_length.is_some_and(|l| l <= route.retry.buffer_body_bytes)
     {
         // Small bodies are buffered whenever a retry is possible at all: even a POST may be
         // retried after a connect failure, which needs the body again.
-        let guard = Guard { limit: route.max_body, idle: route.timeouts.idle, exceeded: Some(exceeded.clone()) };
+        let guard = Guard { limit: route.max_body, idle: route.timeouts.idle, fault: Some(fault.clone()) };
         let collect = Watched::new(body, guard, None).collect();
         match tokio::time::timeout(route.timeouts.request, collect).await {
             Ok(Ok(c)) => BodyState::Replay(Some(c.to_bytes())),
             Ok(Err(crate::body::BodyError::TooLarge(l))) => {
                 return ctx.fail(GatewayError::body_too_large(l));
             }
-            _ => {
-                return ctx.fail(GatewayError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_body_timeout",
-                    crate::error::Side::Downstream,
-                    "the request body did not arrive in time",
-                ));
-            }
+            Ok(Err(crate::body::BodyError::Hyper(_))) => return ctx.fail(GatewayError::request_body_broken()),
+            _ => return ctx.fail(GatewayError::request_body_timeout()),
         }
     } else {
-        let guard = Guard { limit: route.max_body, idle: route.timeouts.idle, exceeded: Some(exceeded.clone()) };
+        let guard = Guard { limit: route.max_body, idle: route.timeouts.idle, fault: Some(fault.clone()) };
         BodyState::Stream(Some(Box::new(Watched::new(body, guard, None))))
     };
 
@@ -345,13 +358,20 @@ async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request
         drop(inflight);
         let t1 = Instant::now();
         let rtt = t1 - t0;
+        // A try that failed because the client's body failed is the client's fault: the
+        // endpoint is not blamed (no breaker or ejection count, no latency sample).
+        if res.as_ref().is_ok_and(|r| r.is_err())
+            && let Some(f) = fault.get()
+        {
+            release_permit(&ep);
+            break Err(match f {
+                Fault::TooLarge => GatewayError::body_too_large(route.max_body),
+                Fault::Broken => GatewayError::request_body_broken(),
+                Fault::Stalled => GatewayError::request_body_timeout(),
+            });
+        }
         let (result, status, err, retry_ok) = match &res {
             Err(_) => (TryResult::GatewayFailure, None, Some("timeout"), route.retry.on.timeout),
-            Ok(Err(e)) if exceeded.load(Ordering::Acquire) => {
-                let _ = e;
-                release_permit(&ep);
-                break Err(GatewayError::body_too_large(route.max_body));
-            }
             Ok(Err(e)) if e.is_connect() => {
                 (TryResult::GatewayFailure, None, Some("connect_failed"), route.retry.on.connect_failure)
             }
@@ -445,7 +465,7 @@ async fn run(shared: &Shared, snap: &Snapshot, conn: &ConnInfo, mut req: Request
         f.status = parts.status.as_u16();
         f.grpc_status = grpc_status_header(&parts.headers);
     }
-    let guard = Guard { limit: u64::MAX, idle: route.timeouts.idle, exceeded: None };
+    let guard = Guard { limit: u64::MAX, idle: route.timeouts.idle, fault: None };
     Response::from_parts(parts, ClientBody::Stream(Watched::new(body, guard, ctx.finish.take())))
 }
 
@@ -510,6 +530,37 @@ fn new_request_id() -> HeaderValue {
     signalbox_core::ids::hex_into(&TraceId::random().0, &mut buf);
     // 32 hex digits are always a valid header value.
     HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Makes the request carry exactly one authority: a second Host header is refused (RFC 9112
+/// §3.2), and an absolute-form target's authority replaces the Host header (§3.2.2), so the
+/// route is chosen on the same host the upstream is told.
+fn one_authority(req: &mut Request<Incoming>) -> Result<(), &'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    if hosts.next().is_some() && hosts.next().is_some() {
+        return Err("more than one Host header");
+    }
+    let Some(authority) = req.uri().authority() else { return Ok(()) };
+    if authority.as_str().contains('@') {
+        return Err("request target must not carry user information");
+    }
+    if split_host(authority.as_str()).is_none() {
+        return Err("request target's authority is not a valid host[:port]");
+    }
+    let value = HeaderValue::from_str(authority.as_str()).map_err(|_| "request target's authority is not valid")?;
+    req.headers_mut().insert(header::HOST, value);
+    Ok(())
+}
+
+/// `uri` with its path replaced (query, scheme and authority kept).
+fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(pq.parse().ok()?);
+    Uri::from_parts(parts).ok()
 }
 
 /// The host the client addressed, without port: from the URI (HTTP/2, absolute-form) or the

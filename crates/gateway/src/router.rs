@@ -181,6 +181,8 @@ pub struct Route {
     pub limits: Vec<Limiter>,
     pub auth: Option<Authenticator>,
     pub sample_rate: f64,
+    /// Refuse requests whose path had dot segments before normalisation.
+    pub reject_dot_segments: bool,
     pub metrics: Option<Arc<RouteMetrics>>,
     pub config: RouteConfig,
 }

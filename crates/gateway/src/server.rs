@@ -14,12 +14,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use signalbox_core::conn_limit::ConnLimits;
 use signalbox_core::shutdown::Shutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +48,8 @@ pub struct ServeSettings {
     pub h2_keepalive_interval: Duration,
     pub h2_max_concurrent_streams: u32,
     pub max_connections: usize,
+    /// Most connections from one client address (0: unlimited).
+    pub max_connections_per_ip: usize,
     pub drain_timeout: Duration,
     /// hyper's own limit on header bytes; set above the gateway's limit so the gateway
     /// answers oversize headers itself with a JSON 431.
@@ -60,6 +62,13 @@ pub async fn bind_many(addr: &str, workers: usize) -> std::io::Result<(SocketAdd
     let mut addr: SocketAddr = addr
         .parse()
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad address {addr}")))?;
+    // SO_REUSEPORT would let this process share the port with another that already listens
+    // there (requests would then alternate between the two). A probe bound without it fails
+    // when anyone listens on the address, and also picks the port when asked for port 0.
+    {
+        let probe = bind_socket(addr, false)?;
+        addr = probe.local_addr()?;
+    }
     let mut out = Vec::with_capacity(workers);
     for _ in 0..workers.max(1) {
         let l = bind_one(addr, true)?;
@@ -70,14 +79,24 @@ pub async fn bind_many(addr: &str, workers: usize) -> std::io::Result<(SocketAdd
 }
 
 fn bind_one(addr: SocketAddr, reuseport: bool) -> std::io::Result<TcpListener> {
+    bind_socket(addr, reuseport)?.listen(4096)
+}
+
+fn bind_socket(addr: SocketAddr, reuseport: bool) -> std::io::Result<tokio::net::TcpSocket> {
     let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     sock.set_reuseaddr(true)?;
     if reuseport {
         sock.set_reuseport(true)?;
     }
     sock.set_nodelay(true)?;
-    sock.bind(addr)?;
-    sock.listen(4096)
+    sock.bind(addr).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            std::io::Error::new(e.kind(), format!("{addr} is already in use by another process"))
+        } else {
+            e
+        }
+    })?;
+    Ok(sock)
 }
 
 /// Binds a single listener (for the console and APIs, which run on the main runtime).
@@ -120,7 +139,7 @@ fn builder(s: &ServeSettings) -> auto::Builder<TokioExecutor> {
 /// Runs one worker thread per listening socket until `shutdown`, then drains in-flight
 /// requests for up to the drain timeout.
 pub async fn serve(shared: Arc<Shared>, listeners: Listeners, settings: ServeSettings, shutdown: Shutdown) {
-    let limit = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let limit = ConnLimits::new(settings.max_connections, settings.max_connections_per_ip);
     let mut tls_sockets = listeners
         .tls
         .map(|(_, socks, acceptor)| socks.into_iter().map(move |s| (s, acceptor.clone())).collect::<Vec<_>>())
@@ -153,7 +172,7 @@ async fn worker(
     plain: std::net::TcpListener,
     tls: Option<(std::net::TcpListener, TlsAcceptor)>,
     settings: ServeSettings,
-    limit: Arc<Semaphore>,
+    limit: ConnLimits,
     shutdown: Shutdown,
 ) {
     let graceful = GracefulShutdown::new();
@@ -201,7 +220,7 @@ async fn worker(
 struct WorkerCtx<'a> {
     shared: &'a Arc<Shared>,
     builder: &'a Arc<auto::Builder<TokioExecutor>>,
-    limit: &'a Arc<Semaphore>,
+    limit: &'a ConnLimits,
     graceful: &'a GracefulShutdown,
     header_timeout: Duration,
 }
@@ -209,9 +228,9 @@ struct WorkerCtx<'a> {
 async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsAcceptor>, mut shutdown: Shutdown) {
     let WorkerCtx { shared, builder, limit, graceful, header_timeout } = *cx;
     loop {
-        let permit = tokio::select! {
+        let slot = tokio::select! {
             _ = shutdown.wait() => return,
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            p = limit.slot() => match p { Some(p) => p, None => return },
         };
         let (stream, client) = tokio::select! {
             _ = shutdown.wait() => return,
@@ -224,6 +243,10 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
                     continue;
                 }
             },
+        };
+        let Some(permit) = limit.admit(slot, client.ip()) else {
+            tracing::debug!(%client, "closing a connection over the per-address limit");
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let conn = Arc::new(ConnInfo::new(client, tls.is_some()));

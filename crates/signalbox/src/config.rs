@@ -33,87 +33,13 @@ pub struct FileConfig {
     /// Central configuration.
     pub configuration: CentralConfig,
     /// The trace store and tail sampling.
-    pub traces: TracesConfig,
+    pub traces: signalbox_events::config::TracesConfig,
     /// OTLP receivers.
     pub otlp: OtlpConfig,
     /// The Zipkin receiver.
     pub zipkin: ZipkinConfig,
-}
-
-/// The trace store.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TracesConfig {
-    /// Store spans (from the receivers and the gateway).
-    pub enabled: bool,
-    /// Delete spans older than this (whole hourly partitions).
-    pub retention: signalbox_core::config::Dur,
-    /// Delete the oldest partitions while the blocks take more than this.
-    pub max_disk: signalbox_core::config::ByteSize,
-    /// Spans per sealed block.
-    pub block_spans: usize,
-    /// Seal the in-memory head at least this often.
-    pub seal_after: signalbox_core::config::Dur,
-    /// Batches that may wait for the write-ahead log before receivers are told to back off.
-    pub queue_batches: usize,
-    /// Memory for decompressed block columns kept between queries (0: none).
-    pub query_cache: signalbox_core::config::ByteSize,
-    /// Tail sampling.
-    pub sampling: SamplingConfig,
-}
-
-impl Default for TracesConfig {
-    fn default() -> Self {
-        TracesConfig {
-            enabled: true,
-            retention: signalbox_core::config::Dur::secs(7 * 86_400),
-            max_disk: signalbox_core::config::ByteSize(10 * 1024 * 1024 * 1024),
-            block_spans: 16_384,
-            seal_after: signalbox_core::config::Dur::secs(10),
-            queue_batches: 1024,
-            query_cache: signalbox_core::config::ByteSize(256 * 1024 * 1024),
-            sampling: SamplingConfig::default(),
-        }
-    }
-}
-
-/// Tail sampling: decided per trace once it has been quiet for `decision_wait`.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SamplingConfig {
-    /// Share of traces kept when no rule keeps them (1.0: keep everything, no buffering).
-    pub keep_rate: f64,
-    /// How long a trace must be quiet before it is decided.
-    pub decision_wait: signalbox_core::config::Dur,
-    /// Keep traces with a span slower than this (any service without its own threshold).
-    pub slow: Option<signalbox_core::config::Dur>,
-    /// Per-service slow thresholds.
-    pub slow_by_service: std::collections::BTreeMap<String, signalbox_core::config::Dur>,
-    /// Keep traces with a span whose attribute equals a value.
-    pub policies: Vec<PolicyConfig>,
-    /// Most spans buffered while waiting; past it the oldest traces are decided early.
-    pub max_buffered_spans: usize,
-}
-
-impl Default for SamplingConfig {
-    fn default() -> Self {
-        SamplingConfig {
-            keep_rate: 1.0,
-            decision_wait: signalbox_core::config::Dur::secs(5),
-            slow: None,
-            slow_by_service: Default::default(),
-            policies: Vec::new(),
-            max_buffered_spans: 1_000_000,
-        }
-    }
-}
-
-/// An attribute rule.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct PolicyConfig {
-    pub attribute: String,
-    pub value: String,
+    /// Connection limits of every API port (the gateway's are under `[gateway.limits]`).
+    pub connections: crate::listeners::ConnectionsConfig,
 }
 
 /// OTLP receivers.

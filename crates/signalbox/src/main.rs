@@ -13,6 +13,7 @@ mod cli;
 mod config;
 mod export;
 mod gateway;
+mod listeners;
 mod logging;
 mod remote;
 mod serve;

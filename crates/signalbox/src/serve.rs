@@ -85,12 +85,7 @@ pub fn load(opts: &ServeOpts) -> Result<Loaded, config::ConfigError> {
 /// Validates a whole config without starting anything.
 pub fn validate(c: &FileConfig) -> Problems {
     let mut p = Problems::default();
-    if c.console.listen.parse::<SocketAddr>().is_err() {
-        p.add("console.listen", format!("`{}` is not an address like 127.0.0.1:9900", c.console.listen));
-    }
-    if c.consul.enabled && c.consul.listen.parse::<SocketAddr>().is_err() {
-        p.add("consul.listen", format!("`{}` is not an address like 127.0.0.1:8500", c.consul.listen));
-    }
+    crate::listeners::check(c, &mut p);
     if !matches!(c.node.log_format.as_str(), "text" | "json") {
         p.add("node.log_format", format!("unknown format `{}`: expected text or json", c.node.log_format));
     }
@@ -114,30 +109,7 @@ pub fn validate(c: &FileConfig) -> Problems {
             p.add(format!("access.tokens[{i}].id"), "must not be empty");
         }
     }
-    for (key, addr) in [
-        ("otlp.grpc_listen", &c.otlp.grpc_listen),
-        ("otlp.http_listen", &c.otlp.http_listen),
-        ("zipkin.listen", &c.zipkin.listen),
-    ] {
-        if !addr.is_empty() && addr.parse::<SocketAddr>().is_err() {
-            p.add(key, format!("`{addr}` is not an address (or empty to turn it off)"));
-        }
-    }
-    let sm = &c.traces.sampling;
-    if !(0.0..=1.0).contains(&sm.keep_rate) {
-        p.add("traces.sampling.keep_rate", "must be between 0.0 and 1.0");
-    }
-    if c.traces.block_spans < 100 || c.traces.block_spans > 1_000_000 {
-        p.add("traces.block_spans", "must be between 100 and 1000000");
-    }
-    if c.traces.queue_batches == 0 {
-        p.add("traces.queue_batches", "must be at least 1");
-    }
-    for (i, pol) in sm.policies.iter().enumerate() {
-        if pol.attribute.is_empty() {
-            p.add(format!("traces.sampling.policies[{i}].attribute"), "must not be empty");
-        }
-    }
+    c.traces.check("traces", &mut p);
     if !c.configuration.gateway_key.is_empty() && central_key(&c.configuration.gateway_key).is_none() {
         p.add("configuration.gateway_key", "must be application/profile/key");
     }
@@ -215,20 +187,8 @@ fn check_exposure(cfg: &FileConfig, control: &ControlPlane, insecure: bool) -> a
     if insecure || control.access.enabled() {
         return Ok(());
     }
-    let mut exposed = vec![("console.listen", cfg.console.listen.as_str())];
-    if cfg.consul.enabled {
-        exposed.push(("consul.listen", cfg.consul.listen.as_str()));
-    }
-    for (key, addr) in [
-        ("otlp.grpc_listen", &cfg.otlp.grpc_listen),
-        ("otlp.http_listen", &cfg.otlp.http_listen),
-        ("zipkin.listen", &cfg.zipkin.listen),
-    ] {
-        if !addr.is_empty() {
-            exposed.push((key, addr.as_str()));
-        }
-    }
-    for (key, addr) in exposed {
+    for l in crate::listeners::table(cfg) {
+        let (key, addr) = (l.key, l.addr.as_str());
         if let Ok(a) = addr.parse::<SocketAddr>()
             && !a.ip().is_loopback()
         {
@@ -351,13 +311,19 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     register_control_metrics(&registry, &control);
     let gateway_key = central_key(&cfg.configuration.gateway_key);
     let central = gateway_key.as_ref().and_then(|(a, p, k)| control.config.get(a, p, k, None).ok()).map(|e| e.value);
-    let effective = match effective_gateway(&cfg.gateway, central.as_deref(), control.registry.as_ref()) {
+    let (gateway_cap, api_cap) = crate::listeners::fd_budget(
+        cfg.gateway.limits.max_connections,
+        cfg.connections.max_connections,
+        crate::listeners::table(&cfg).len(),
+    );
+    let mut effective = match effective_gateway(&cfg.gateway, central.as_deref(), control.registry.as_ref()) {
         Ok(g) => g,
         Err(m) => {
             tracing::error!(problems = %m, "the gateway config in central configuration is invalid; starting with the file's");
             cfg.gateway.clone()
         }
     };
+    effective.limits.max_connections = effective.limits.max_connections.min(gateway_cap);
     let traces = if cfg.traces.enabled {
         Some(start_traces(&cfg, &data_dir, &registry).context("cannot open the trace store")?)
     } else {
@@ -375,19 +341,17 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     let (trigger, shutdown) = signalbox_core::shutdown::channel();
     let listeners =
         gateway.bind().await.with_context(|| format!("cannot bind the gateway on {}", cfg.gateway.listen))?;
-    let console = signalbox_gateway::server::bind(&cfg.console.listen)
-        .await
-        .with_context(|| format!("cannot bind the console on {}", cfg.console.listen))?;
-    let consul = if cfg.consul.enabled {
-        Some(
-            signalbox_gateway::server::bind(&cfg.consul.listen)
-                .await
-                .with_context(|| format!("cannot bind the Consul API on {}", cfg.consul.listen))?,
-        )
-    } else {
-        None
-    };
-
+    // Every API listener from the one table, bound before anything is served so that a
+    // port in use stops the start with a clear message.
+    let table = crate::listeners::table(&cfg);
+    let mut bound = Vec::new();
+    for l in &table {
+        let sock = signalbox_gateway::server::bind(&l.addr)
+            .await
+            .with_context(|| format!("cannot bind {} on {} ({})", l.what, l.addr, l.key))?;
+        bound.push((l.clone(), sock));
+    }
+    let console_addr = bound[0].1.local_addr()?;
     let reloads = |result| {
         registry.counter(
             "signalbox_config_reloads_total",
@@ -405,7 +369,6 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
         reloads_rejected: reloads("rejected"),
     });
     let ready = Arc::new(AtomicBool::new(false));
-    let console_addr = console.local_addr()?;
     let node_address =
         if console_addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { console_addr.ip().to_string() };
     let check_node = Arc::downgrade(&node);
@@ -431,27 +394,18 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
         views: Default::default(),
         traces: traces.clone(),
     };
-    let mut tasks =
-        vec![tokio::spawn(signalbox_api::serve(console, signalbox_api::router(state.clone()), shutdown.clone()))];
-    if let Some(l) = consul {
-        tasks.push(tokio::spawn(signalbox_api::serve(
-            l,
-            signalbox_api::consul_router(state.clone()),
-            shutdown.clone(),
-        )));
-    }
-    for (what, addr, app) in [
-        ("OTLP/gRPC", &cfg.otlp.grpc_listen, signalbox_api::otlp::grpc_router(state.clone())),
-        ("OTLP/HTTP", &cfg.otlp.http_listen, signalbox_api::otlp::http_router(state.clone())),
-        ("Zipkin", &cfg.zipkin.listen, signalbox_api::zipkin_router(state.clone())),
-    ] {
-        if addr.is_empty() || traces.is_none() {
-            continue;
-        }
-        let l = signalbox_gateway::server::bind(addr)
-            .await
-            .with_context(|| format!("cannot bind the {what} receiver on {addr}"))?;
-        tasks.push(tokio::spawn(signalbox_api::serve(l, app, shutdown.clone())));
+    let limits = cfg.connections.limits(api_cap);
+    let mut tasks = Vec::new();
+    for (l, sock) in bound {
+        use crate::listeners::Serves;
+        let app = match l.serves {
+            Serves::Console => signalbox_api::router(state.clone()),
+            Serves::Consul => signalbox_api::consul_router(state.clone()),
+            Serves::OtlpGrpc => signalbox_api::otlp::grpc_router(state.clone()),
+            Serves::OtlpHttp => signalbox_api::otlp::http_router(state.clone()),
+            Serves::Zipkin => signalbox_api::zipkin_router(state.clone()),
+        };
+        tasks.push(tokio::spawn(signalbox_api::serve(sock, app, limits.clone(), shutdown.clone())));
     }
     let gw = gateway.clone();
     let gw_task = tokio::spawn({
@@ -505,31 +459,8 @@ fn start_traces(
     data_dir: &std::path::Path,
     registry: &Registry,
 ) -> std::io::Result<signalbox_events::pipeline::Traces> {
-    let t = &cfg.traces;
-    let dir = data_dir.join("traces");
-    let sm = &t.sampling;
-    signalbox_events::block::set_cache_budget(usize::try_from(t.query_cache.0).unwrap_or(usize::MAX));
-    let pipeline = signalbox_events::pipeline::TracesConfig {
-        dir: dir.clone(),
-        queue_batches: t.queue_batches,
-        store: signalbox_events::store::StoreConfig {
-            dir: dir.join("blocks"),
-            block_spans: t.block_spans,
-            seal_after: t.seal_after.0,
-            retention_age: t.retention.0,
-            retention_bytes: t.max_disk.0,
-        },
-        sampler: signalbox_events::sampler::SamplerConfig {
-            decision_wait: sm.decision_wait.0,
-            keep_rate: sm.keep_rate,
-            slow_default: sm.slow.map(|d| d.0),
-            slow_by_service: sm.slow_by_service.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
-            policies: sm.policies.iter().map(|p| (p.attribute.clone(), p.value.clone())).collect(),
-            max_spans: sm.max_buffered_spans,
-        },
-        graph_retention: t.retention.0,
-    };
-    signalbox_events::pipeline::Traces::start(pipeline, registry)
+    signalbox_events::block::set_cache_budget(usize::try_from(cfg.traces.query_cache.0).unwrap_or(usize::MAX));
+    signalbox_events::pipeline::Traces::start(cfg.traces.pipeline(&data_dir.join("traces")), registry)
 }
 
 /// Reloads the gateway when its key in central configuration changes.

@@ -87,7 +87,7 @@ impl Node {
         let dir = tempfile::tempdir().unwrap();
         let control = Arc::new(ControlPlane::open(dir.path(), Default::default()).unwrap());
         let registry = Registry::new();
-        let cfg = signalbox_events::pipeline::TracesConfig {
+        let cfg = signalbox_events::pipeline::PipelineSettings {
             dir: dir.path().join("traces"),
             queue_batches,
             store: signalbox_events::store::StoreConfig {

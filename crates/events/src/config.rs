@@ -1,0 +1,131 @@
+//! The `[traces]` section of the config file as users write it (stage one), its checks, and
+//! the runtime settings it turns into (stage two).
+
+use crate::pipeline::PipelineSettings;
+use crate::sampler::SamplerConfig;
+use crate::store::StoreConfig;
+use serde::{Deserialize, Serialize};
+use signalbox_core::config::{ByteSize, Dur, Problems};
+use std::path::Path;
+
+/// The trace store.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracesConfig {
+    /// Store spans (from the receivers and the gateway).
+    pub enabled: bool,
+    /// Delete spans older than this (whole hourly partitions).
+    pub retention: Dur,
+    /// Delete the oldest partitions while the blocks take more than this.
+    pub max_disk: ByteSize,
+    /// Spans per sealed block.
+    pub block_spans: usize,
+    /// Seal the in-memory head at least this often.
+    pub seal_after: Dur,
+    /// Batches that may wait for the write-ahead log before receivers are told to back off.
+    pub queue_batches: usize,
+    /// Memory for decompressed block columns kept between queries (0: none).
+    pub query_cache: ByteSize,
+    /// Tail sampling.
+    pub sampling: SamplingConfig,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        TracesConfig {
+            enabled: true,
+            retention: Dur::secs(7 * 86_400),
+            max_disk: ByteSize(10 * 1024 * 1024 * 1024),
+            block_spans: 16_384,
+            seal_after: Dur::secs(10),
+            queue_batches: 1024,
+            query_cache: ByteSize(256 * 1024 * 1024),
+            sampling: SamplingConfig::default(),
+        }
+    }
+}
+
+/// Tail sampling: decided per trace once it has been quiet for `decision_wait`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplingConfig {
+    /// Share of traces kept when no rule keeps them (1.0: keep everything, no buffering).
+    pub keep_rate: f64,
+    /// How long a trace must be quiet before it is decided.
+    pub decision_wait: Dur,
+    /// Keep traces with a span slower than this (any service without its own threshold).
+    pub slow: Option<Dur>,
+    /// Per-service slow thresholds.
+    pub slow_by_service: std::collections::BTreeMap<String, Dur>,
+    /// Keep traces with a span whose attribute equals a value.
+    pub policies: Vec<PolicyConfig>,
+    /// Most spans buffered while waiting; past it the oldest traces are decided early.
+    pub max_buffered_spans: usize,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig {
+            keep_rate: 1.0,
+            decision_wait: Dur::secs(5),
+            slow: None,
+            slow_by_service: Default::default(),
+            policies: Vec::new(),
+            max_buffered_spans: 1_000_000,
+        }
+    }
+}
+
+/// An attribute rule.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub attribute: String,
+    pub value: String,
+}
+
+impl TracesConfig {
+    /// Adds every problem of this section to `p`, with key paths under `prefix`.
+    pub fn check(&self, prefix: &str, p: &mut Problems) {
+        let sm = &self.sampling;
+        if !(0.0..=1.0).contains(&sm.keep_rate) {
+            p.add(format!("{prefix}.sampling.keep_rate"), "must be between 0.0 and 1.0");
+        }
+        if self.block_spans < 100 || self.block_spans > 1_000_000 {
+            p.add(format!("{prefix}.block_spans"), "must be between 100 and 1000000");
+        }
+        if self.queue_batches == 0 {
+            p.add(format!("{prefix}.queue_batches"), "must be at least 1");
+        }
+        for (i, pol) in sm.policies.iter().enumerate() {
+            if pol.attribute.is_empty() {
+                p.add(format!("{prefix}.sampling.policies[{i}].attribute"), "must not be empty");
+            }
+        }
+    }
+
+    /// The pipeline's settings, with its files under `dir`.
+    pub fn pipeline(&self, dir: &Path) -> PipelineSettings {
+        let sm = &self.sampling;
+        PipelineSettings {
+            dir: dir.to_path_buf(),
+            queue_batches: self.queue_batches,
+            store: StoreConfig {
+                dir: dir.join("blocks"),
+                block_spans: self.block_spans,
+                seal_after: self.seal_after.0,
+                retention_age: self.retention.0,
+                retention_bytes: self.max_disk.0,
+            },
+            sampler: SamplerConfig {
+                decision_wait: sm.decision_wait.0,
+                keep_rate: sm.keep_rate,
+                slow_default: sm.slow.map(|d| d.0),
+                slow_by_service: sm.slow_by_service.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
+                policies: sm.policies.iter().map(|p| (p.attribute.clone(), p.value.clone())).collect(),
+                max_spans: sm.max_buffered_spans,
+            },
+            graph_retention: self.retention.0,
+        }
+    }
+}

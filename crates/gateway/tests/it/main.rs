@@ -8,6 +8,7 @@ mod faults;
 mod protocols;
 mod reload;
 mod resilience;
+mod security;
 mod telemetry;
 
 use signalbox_core::metrics::Registry;

@@ -279,7 +279,7 @@ async fn spring(
 ) -> Response {
     // A browser navigating to the console's /config/... pages gets the console.
     if crate::console::wants_html(&headers) {
-        return crate::console::serve(uri, headers).await;
+        return crate::console::serve(axum::http::Method::GET, uri, headers).await;
     }
     Json(spring_env(&s, &app, &profile, None)).into_response()
 }
@@ -291,7 +291,7 @@ async fn spring_label(
     headers: HeaderMap,
 ) -> Response {
     if crate::console::wants_html(&headers) {
-        return crate::console::serve(uri, headers).await;
+        return crate::console::serve(axum::http::Method::GET, uri, headers).await;
     }
     Json(spring_env(&s, &app, &profile, Some(label))).into_response()
 }

@@ -19,11 +19,20 @@ pub fn wants_html(headers: &axum::http::HeaderMap) -> bool {
         || headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.starts_with("text/html"))
 }
 
+/// Paths of APIs (served or not): never answered with the console's HTML.
+const API_PREFIXES: &[&str] =
+    &["api/", "v1/", "consul/", "jaeger/", "zipkin/", "loki/", "prometheus/", "elasticsearch/", "otlp/"];
+
 /// Serves an asset, or `index.html` for client-side routes (any path that is not an
 /// embedded file and not an API).
-pub async fn serve(uri: Uri, headers: axum::http::HeaderMap) -> Response {
+pub async fn serve(method: axum::http::Method, uri: Uri, headers: axum::http::HeaderMap) -> Response {
     let path = uri.path().trim_start_matches('/');
-    let api = path.starts_with("api/") || path.starts_with("v1/") || path.starts_with("consul/");
+    // Only a browser's GET or HEAD of a console route gets the console: a shipper's POST to
+    // an API this node does not serve must not look like a success.
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        return crate::error::ApiError::not_found(format!("no {method} endpoint at /{path}")).into_response();
+    }
+    let api = API_PREFIXES.iter().any(|p| path.starts_with(p)) || path == "_bulk";
     if api || (path.starts_with("config/") && !wants_html(&headers)) {
         return crate::error::ApiError::not_found("no such API endpoint").into_response();
     }

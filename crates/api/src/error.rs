@@ -78,3 +78,44 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+/// Makes every error response of a router the JSON shape: axum's own rejections (a query
+/// string that does not parse, a path that is not UTF-8, a body over the limit, a method not
+/// allowed) are plain text, which this rewrites as `{error, code}` with the same status and
+/// headers. JSON and protobuf error bodies (OTLP/HTTP's `google.rpc.Status`) pass untouched.
+pub async fn json_errors(resp: Response) -> Response {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let ct = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct.starts_with("application/json")
+        || ct.starts_with("application/x-protobuf")
+        || ct.starts_with("application/grpc")
+    {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { text };
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "too_large",
+        415 => "unsupported_media_type",
+        422 => "invalid_body",
+        429 => "busy",
+        _ if status.is_server_error() => "internal",
+        _ => "error",
+    };
+    parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.insert(CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    let body = json!({ "error": message, "code": code }).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}

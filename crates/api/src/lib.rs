@@ -11,6 +11,7 @@
 //! - [`config`]: `/api/config/*` (versioned config, watches) and Spring's `/config/...`.
 //! - [`consul`]: the Consul subset under `/v1` (mounted at `/consul/v1` here).
 //! - [`session`]: console login and token management.
+//! - [`ingest`]: limits every ingest decoder checks before it allocates (inflate, scan, budget).
 //! - [`otlp`]: OTLP trace ingest (gRPC service and `POST /v1/traces`).
 //! - [`zipkin`]: Zipkin v2 ingest and query API.
 //! - [`traces`]: the native trace API and the Jaeger query API.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod console;
 pub mod consul;
 pub mod error;
+pub mod ingest;
 pub mod json;
 pub mod otlp;
 pub mod registry;
@@ -85,17 +87,24 @@ pub fn router(state: AppState) -> Router {
         .nest("/zipkin", zipkin::ingest())
         .fallback(console::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)
 }
 
 /// Zipkin's port (9411): span ingest at `/api/v2/spans`.
 pub fn zipkin_router(state: AppState) -> Router {
-    zipkin::ingest().layer(DefaultBodyLimit::max(otlp::MAX_MESSAGE)).with_state(state)
+    zipkin::ingest()
+        .layer(DefaultBodyLimit::max(otlp::MAX_MESSAGE))
+        .layer(axum::middleware::map_response(error::json_errors))
+        .with_state(state)
 }
 
 /// The Consul API alone, for Consul's own port.
 pub fn consul_router(state: AppState) -> Router {
-    consul::router().layer(DefaultBodyLimit::max(BODY_LIMIT)).with_state(state)
+    consul::router()
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(error::json_errors))
+        .with_state(state)
 }
 
 pub use server::{Limits as ListenerLimits, serve};

@@ -10,7 +10,6 @@ use crate::AppState;
 use crate::auth::principal;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -20,7 +19,9 @@ use signalbox_control::access::Role;
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::span::{AttrValue, KeyValue, Span, SpanEvent, SpanKind, StatusCode as SpanStatus};
 use signalbox_events::pipeline::{Traces, WriteError};
-use std::io::Read;
+
+mod grpc;
+pub use grpc::retry_later;
 
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 pub const MAX_SPANS: usize = 100_000;
@@ -204,61 +205,6 @@ fn count_spans(req: &ExportTraceServiceRequest) -> usize {
     req.resource_spans.iter().flat_map(|r| r.scope_spans.iter()).map(|s| s.spans.len()).sum()
 }
 
-/// The gRPC service.
-pub struct Grpc {
-    pub state: AppState,
-}
-
-#[tonic::async_trait]
-impl TraceService for Grpc {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut headers = HeaderMap::new();
-        if let Some(v) = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| HeaderValue::from_str(v).ok())
-        {
-            headers.insert(http::header::AUTHORIZATION, v);
-        }
-        match principal(&self.state, &headers) {
-            Ok(p) if p.role.allows(Role::Ingest) => {}
-            Ok(_) => return Err(tonic::Status::permission_denied("this token cannot ingest")),
-            Err(d) => return Err(tonic::Status::unauthenticated(d.message())),
-        }
-        let Some(traces) = &self.state.traces else {
-            return Err(tonic::Status::unavailable("trace ingest is not enabled on this node"));
-        };
-        let req = request.into_inner();
-        if count_spans(&req) > MAX_SPANS {
-            return Err(tonic::Status::invalid_argument(format!(
-                "more than {MAX_SPANS} spans in one request; send smaller batches"
-            )));
-        }
-        let c = convert(req);
-        write(traces, c.spans).await.map_err(|e| match e {
-            WriteError::Busy(b) => {
-                let mut s = tonic::Status::resource_exhausted(format!(
-                    "the trace pipeline is busy; retry in {}s",
-                    b.retry_after.as_secs().max(1)
-                ));
-                if let Ok(v) = b.retry_after.as_secs().max(1).to_string().parse() {
-                    s.metadata_mut().insert("retry-after", v);
-                }
-                s
-            }
-            WriteError::Failed(f) => tonic::Status::unavailable(f.0),
-        })?;
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: (c.rejected > 0)
-                .then_some(ExportTracePartialSuccess { rejected_spans: c.rejected, error_message: c.error }),
-        }))
-    }
-}
-
 async fn write(traces: &Traces, spans: Vec<Span>) -> Result<(), WriteError> {
     if spans.is_empty() {
         return Ok(());
@@ -266,16 +212,9 @@ async fn write(traces: &Traces, spans: Vec<Span>) -> Result<(), WriteError> {
     traces.write(spans).await
 }
 
-/// The tonic service for OTLP/gRPC, with the message size limit.
-pub fn grpc_service(state: AppState) -> TraceServiceServer<Grpc> {
-    TraceServiceServer::new(Grpc { state })
-        .max_decoding_message_size(MAX_MESSAGE)
-        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-}
-
 /// The OTLP/gRPC endpoint (port 4317) as a router: served over h2c by `crate::serve`.
 pub fn grpc_router(state: AppState) -> axum::Router {
-    tonic::service::Routes::new(grpc_service(state)).prepare().into_axum_router()
+    grpc::router(state)
 }
 
 /// `google.rpc.Status`, the body of OTLP/HTTP errors.
@@ -300,6 +239,9 @@ fn http_error(json: bool, status: StatusCode, code: i32, message: String) -> Res
 /// An OTLP/HTTP body (protobuf, or JSON when `json`) as spans, with the spans refused and
 /// why; `Err` is the message of a 400 when the body cannot be read at all.
 pub fn decode(raw: &[u8], json: bool) -> Result<Converted, String> {
+    if let Err(crate::ingest::Refused::Invalid(m) | crate::ingest::Refused::TooLarge(m)) = counts(raw, json) {
+        return Err(m);
+    }
     let req: ExportTraceServiceRequest = if json {
         serde_json::from_slice(raw).map_err(|e| format!("invalid OTLP/JSON: {e}"))?
     } else {
@@ -309,6 +251,38 @@ pub fn decode(raw: &[u8], json: bool) -> Result<Converted, String> {
         return Err(format!("more than {MAX_SPANS} spans in one request; send smaller batches"));
     }
     Ok(convert(req))
+}
+
+/// What decoding `raw` would build, checked against the limits before anything is built.
+fn counts(raw: &[u8], json: bool) -> Result<crate::ingest::Counts, crate::ingest::Refused> {
+    let c = if json {
+        // Every JSON object or array is at most one message; spans are counted after decoding.
+        crate::ingest::Counts { spans: 0, items: crate::ingest::json_items(raw) }
+    } else {
+        crate::ingest::scan_otlp_traces(raw)?
+    };
+    c.check()?;
+    Ok(c)
+}
+
+/// The OTLP/HTTP answer to a refused body: 400 for malformed, 413 over a limit, 429 with
+/// Retry-After when the decode budget is spent.
+fn refused(json: bool, r: crate::ingest::Refused) -> Response {
+    use crate::ingest::Refused;
+    match r {
+        Refused::Invalid(m) => http_error(json, StatusCode::BAD_REQUEST, 3, m),
+        Refused::TooLarge(m) => http_error(json, StatusCode::PAYLOAD_TOO_LARGE, 3, m),
+        Refused::Busy => {
+            let mut resp = http_error(
+                json,
+                StatusCode::TOO_MANY_REQUESTS,
+                8,
+                "the node is decoding as much as it can hold; retry later".into(),
+            );
+            resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
+        }
+    }
 }
 
 /// `POST /v1/traces`.
@@ -356,27 +330,26 @@ pub async fn http_export(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let raw: Vec<u8> = if gzip {
-        let mut out = Vec::new();
-        let mut d = flate2::read::GzDecoder::new(&body[..]).take(MAX_MESSAGE as u64 * 4 + 1);
-        if d.read_to_end(&mut out).is_err() {
-            return http_error(json, StatusCode::BAD_REQUEST, 3, "the body is not valid gzip".into());
+        match crate::ingest::inflate_gzip(&body, crate::ingest::MAX_INFLATED) {
+            Ok(r) => r,
+            Err(r) => return refused(json, r),
         }
-        if out.len() > MAX_MESSAGE * 4 {
-            return http_error(
-                json,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                8,
-                format!("the decompressed body exceeds {} bytes", MAX_MESSAGE * 4),
-            );
-        }
-        out
     } else {
         body.to_vec()
+    };
+    let items = match counts(&raw, json) {
+        Ok(c) => c.items,
+        Err(r) => return refused(json, r),
+    };
+    let _budget = match crate::ingest::reserve(crate::ingest::estimate(raw.len(), items)) {
+        Ok(p) => p,
+        Err(r) => return refused(json, r),
     };
     let c = match decode(&raw, json) {
         Ok(c) => c,
         Err(message) => return http_error(json, StatusCode::BAD_REQUEST, 3, message),
     };
+    drop(_budget);
     match write(traces, c.spans).await {
         Ok(()) => {
             let resp = ExportTraceServiceResponse {
@@ -414,6 +387,7 @@ pub fn http_router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/v1/traces", axum::routing::post(http_export))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_MESSAGE))
+        .layer(axum::middleware::map_response(crate::error::json_errors))
         .with_state(state)
 }
 

@@ -105,22 +105,40 @@ async fn trace(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json
 /// A time given as RFC 3339, or Unix seconds/milliseconds/microseconds/nanoseconds (told
 /// apart by magnitude).
 pub fn parse_time(field: &str, v: &str) -> Result<u64, ApiError> {
+    let out_of_range = || ApiError::field(field, "is out of range (Unix nanoseconds must fit before the year 2262)");
     if let Ok(n) = v.parse::<u64>() {
-        return Ok(match n {
-            0..=99_999_999_999 => n * 1_000_000_000,
-            100_000_000_000..=99_999_999_999_999 => n * 1_000_000,
-            100_000_000_000_000..=99_999_999_999_999_999 => n * 1_000,
-            _ => n,
-        });
+        let nanos = match n {
+            0..=99_999_999_999 => n.checked_mul(1_000_000_000),
+            100_000_000_000..=99_999_999_999_999 => n.checked_mul(1_000_000),
+            100_000_000_000_000..=99_999_999_999_999_999 => n.checked_mul(1_000),
+            _ => Some(n),
+        };
+        return nanos.filter(|n| *n <= MAX_NANOS).ok_or_else(out_of_range);
     }
-    parse_rfc3339(v)
-        .ok_or_else(|| ApiError::field(field, "must be RFC 3339 (2026-01-02T03:04:05Z) or a Unix timestamp"))
+    match parse_rfc3339(v) {
+        Some(n) if n <= MAX_NANOS => Ok(n),
+        Some(_) => Err(out_of_range()),
+        None => Err(ApiError::field(field, "must be RFC 3339 (2026-01-02T03:04:05Z) or a Unix timestamp")),
+    }
+}
+
+/// The latest time the APIs accept: `i64::MAX` nanoseconds (2262-04-11), the range of every
+/// signed-nanosecond clock the data may be handed to.
+pub const MAX_NANOS: u64 = i64::MAX as u64;
+
+/// Unix microseconds (Jaeger's `start`/`end`) as nanoseconds, refused when out of range.
+pub fn micros_param(field: &str, v: &str) -> Result<u64, ApiError> {
+    let us = v.parse::<u64>().map_err(|_| ApiError::field(field, "must be Unix microseconds"))?;
+    us.checked_mul(1_000).filter(|n| *n <= MAX_NANOS).ok_or_else(|| ApiError::field(field, "is out of range"))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fff][Z|±HH:MM]` to Unix nanoseconds.
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let b = s.as_bytes();
-    if b.len() < 20
+    // Only ASCII can be valid, and checking it first makes every slice below fall on a
+    // character boundary.
+    if !s.is_ascii()
+        || b.len() < 20
         || b[4] != b'-'
         || b[7] != b'-'
         || !(b[10] == b'T' || b[10] == b' ')
@@ -159,8 +177,8 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset;
-    u64::try_from(secs).ok().map(|x| x * 1_000_000_000 + frac)
+    let secs = days.checked_mul(86_400)?.checked_add(h * 3600 + mi * 60 + se - offset)?;
+    u64::try_from(secs).ok()?.checked_mul(1_000_000_000)?.checked_add(frac)
 }
 
 fn duration_param(field: &str, v: &str) -> Result<u64, ApiError> {
@@ -425,18 +443,17 @@ async fn jaeger_search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Resu
     let get = |k: &str| p.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
     // Jaeger takes microseconds for start/end and a duration for lookback.
     let end = match get("end") {
-        Some(e) => {
-            e.parse::<u64>().map(|us| us * 1000).map_err(|_| ApiError::field("end", "must be Unix microseconds"))?
-        }
+        Some(e) => micros_param("end", e)?,
         None => signalbox_core::time::unix_nanos(),
     };
     let start = match (get("start"), get("lookback")) {
-        (Some(st), _) => {
-            st.parse::<u64>().map(|us| us * 1000).map_err(|_| ApiError::field("start", "must be Unix microseconds"))?
-        }
+        (Some(st), _) => micros_param("start", st)?,
         (None, Some(l)) if l != "custom" => end.saturating_sub(duration_param("lookback", l)?),
         _ => end.saturating_sub(3_600_000_000_000),
     };
+    if start > end {
+        return Err(ApiError::field("start", "must not be after end"));
+    }
     let mut tags = Vec::new();
     for (_, v) in p.iter().filter(|(k, _)| k == "tags" || k == "tag") {
         if v.contains(':') && !v.trim_start().starts_with('{') && !v.contains('=') {
@@ -480,9 +497,20 @@ struct JaegerDeps {
 }
 
 async fn jaeger_dependencies(State(s): State<AppState>, Query(p): Query<JaegerDeps>) -> Result<Json<Value>, ApiError> {
-    let end = p.end_ts.map(|ms| ms * 1_000_000).unwrap_or_else(signalbox_core::time::unix_nanos);
-    let start = end
-        .saturating_sub(p.lookback.map(|ms| ms * 1_000_000).unwrap_or(Duration::from_secs(86_400).as_nanos() as u64));
+    let millis = |field: &str, ms: u64| {
+        ms.checked_mul(1_000_000)
+            .filter(|n| *n <= MAX_NANOS)
+            .ok_or_else(|| ApiError::field(field, "is out of range (Unix milliseconds)"))
+    };
+    let end = match p.end_ts {
+        Some(ms) => millis("endTs", ms)?,
+        None => signalbox_core::time::unix_nanos(),
+    };
+    let lookback = match p.lookback {
+        Some(ms) => millis("lookback", ms)?,
+        None => Duration::from_secs(86_400).as_nanos() as u64,
+    };
+    let start = end.saturating_sub(lookback);
     let edges: Vec<Value> = traces(&s)?
         .dependencies(start, end)
         .iter()

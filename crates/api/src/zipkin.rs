@@ -23,7 +23,6 @@ use signalbox_core::span::{AttrValue, KeyValue, Span, SpanEvent, SpanKind, Statu
 use signalbox_events::pipeline::WriteError;
 use signalbox_events::query::Search;
 use std::collections::BTreeMap;
-use std::io::Read;
 
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
@@ -184,13 +183,42 @@ async fn post_spans(State(s): State<AppState>, headers: HeaderMap, body: axum::b
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let raw = if gzip {
-        let mut out = Vec::new();
-        if flate2::read::GzDecoder::new(&body[..]).take(MAX_BODY as u64 * 4).read_to_end(&mut out).is_err() {
-            return ApiError::bad_request("invalid_gzip", "the body is not valid gzip").into_response();
+        match crate::ingest::inflate_gzip(&body, MAX_BODY) {
+            Ok(r) => r,
+            Err(crate::ingest::Refused::TooLarge(_)) => {
+                return ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("the body exceeds {MAX_BODY} bytes after decompression; send smaller batches"),
+                )
+                .into_response();
+            }
+            Err(_) => return ApiError::bad_request("invalid_gzip", "the body is not valid gzip").into_response(),
         }
-        out
     } else {
         body.to_vec()
+    };
+    let items = crate::ingest::json_items(&raw);
+    if items > crate::ingest::MAX_ITEMS {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("more than {} JSON objects in one request; send smaller batches", crate::ingest::MAX_ITEMS),
+        )
+        .into_response();
+    }
+    let _budget = match crate::ingest::reserve(crate::ingest::estimate(raw.len(), items)) {
+        Ok(p) => p,
+        Err(_) => {
+            let mut r = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                "the node is decoding as much as it can hold; retry later",
+            )
+            .into_response();
+            r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
     };
     let spans = match decode(&raw) {
         Ok(s) => s,

@@ -339,7 +339,11 @@ impl Graph {
     /// Edges with calls in `[start, end]`, busiest first.
     pub fn edges(&self, start: u64, end: u64) -> Vec<Edge> {
         let mut sum: FastMap<(Name, Name), EdgeStats> = FastMap::default();
-        for (_, edges) in self.minutes.range(start / MINUTE * MINUTE..=end) {
+        let from = start / MINUTE * MINUTE;
+        if from > end {
+            return Vec::new();
+        }
+        for (_, edges) in self.minutes.range(from..=end) {
             for (k, v) in edges {
                 sum.entry(k.clone()).or_default().merge(v);
             }

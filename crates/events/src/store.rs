@@ -262,6 +262,11 @@ impl SpanStore {
 
     /// Blocks overlapping `[start, end]` (nanoseconds), newest first.
     pub fn blocks(&self, start: u64, end: u64) -> Vec<Arc<Block>> {
+        // An empty window (callers may pass start after end) holds nothing, and a reversed
+        // range would panic in `BTreeMap::range`.
+        if start > end {
+            return Vec::new();
+        }
         let st = self.read();
         let mut v: Vec<Arc<Block>> = st
             .partitions

@@ -26,17 +26,17 @@ fn sample(i: u64) -> Span {
 }
 
 /// A xorshift stream, so every run mutates the same way.
-struct Mutator(u64);
+pub struct Mutator(pub u64);
 
 impl Mutator {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    fn mutate(&mut self, good: &[u8]) -> Vec<u8> {
+    pub fn mutate(&mut self, good: &[u8]) -> Vec<u8> {
         let mut b = good.to_vec();
         for _ in 0..1 + self.next() % 4 {
             if b.is_empty() {

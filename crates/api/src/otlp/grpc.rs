@@ -1,0 +1,237 @@
+//! OTLP/gRPC trace export (`opentelemetry.proto.collector.trace.v1.TraceService/Export`).
+//!
+//! Written against tonic's building blocks rather than the generated server so that the
+//! message is checked before it is decoded: the codec scans the protobuf, refuses requests
+//! over the limits and reserves their decode memory ([`crate::ingest`]). Status codes follow
+//! the OTLP specification: INVALID_ARGUMENT for what must not be retried as is (too large,
+//! malformed), RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo` for overload, which clients
+//! retry after the delay.
+
+use super::{MAX_MESSAGE, convert};
+use crate::AppState;
+use crate::auth::principal;
+use crate::ingest::{self, Refused};
+use axum::http::{HeaderMap, HeaderValue};
+use bytes::{Buf, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use signalbox_control::access::Role;
+use signalbox_events::pipeline::WriteError;
+use std::time::Duration;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings};
+use tonic::{Code, Status};
+
+/// The gRPC method path.
+pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// A decoded request with its share of the decode budget.
+pub struct Checked {
+    req: ExportTraceServiceRequest,
+    _budget: tokio::sync::SemaphorePermit<'static>,
+}
+
+/// Prost encoding for responses; a checked decode for requests.
+#[derive(Default)]
+struct CheckedCodec;
+
+impl Codec for CheckedCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Checked;
+    type Encoder = tonic_prost::ProstEncoder<ExportTraceServiceResponse>;
+    type Decoder = CheckedDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::default()
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        CheckedDecoder
+    }
+}
+
+struct CheckedDecoder;
+
+impl Decoder for CheckedDecoder {
+    type Item = Checked;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Checked>, Status> {
+        let bytes: Bytes = src.copy_to_bytes(src.remaining());
+        let counts = ingest::scan_otlp_traces(&bytes).map_err(refused)?;
+        counts.check().map_err(refused)?;
+        let budget = ingest::reserve(ingest::estimate(bytes.len(), counts.items)).map_err(refused)?;
+        let req = ExportTraceServiceRequest::decode(bytes)
+            .map_err(|e| Status::invalid_argument(format!("invalid OTLP protobuf: {e}")))?;
+        Ok(Some(Checked { req, _budget: budget }))
+    }
+}
+
+/// The status for a refused request.
+pub fn refused(r: Refused) -> Status {
+    match r {
+        Refused::Invalid(m) | Refused::TooLarge(m) => Status::invalid_argument(m),
+        Refused::Busy => {
+            retry_later("the node is decoding as much as it can hold; retry later", Duration::from_secs(1))
+        }
+    }
+}
+
+/// RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo`: the only form of it OTLP clients retry.
+pub fn retry_later(message: &str, delay: Duration) -> Status {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct ProtoDuration {
+        #[prost(int64, tag = "1")]
+        seconds: i64,
+        #[prost(int32, tag = "2")]
+        nanos: i32,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RetryInfo {
+        #[prost(message, optional, tag = "1")]
+        retry_delay: Option<ProtoDuration>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Any {
+        #[prost(string, tag = "1")]
+        type_url: String,
+        #[prost(bytes = "vec", tag = "2")]
+        value: Vec<u8>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RpcStatus {
+        #[prost(int32, tag = "1")]
+        code: i32,
+        #[prost(string, tag = "2")]
+        message: String,
+        #[prost(message, repeated, tag = "3")]
+        details: Vec<Any>,
+    }
+    let info = RetryInfo {
+        retry_delay: Some(ProtoDuration { seconds: delay.as_secs() as i64, nanos: delay.subsec_nanos() as i32 }),
+    };
+    let status = RpcStatus {
+        code: Code::ResourceExhausted as i32,
+        message: message.to_owned(),
+        details: vec![Any { type_url: "type.googleapis.com/google.rpc.RetryInfo".into(), value: info.encode_to_vec() }],
+    };
+    Status::with_details(Code::ResourceExhausted, message, Bytes::from(status.encode_to_vec()))
+}
+
+#[derive(Clone)]
+struct Export {
+    state: AppState,
+}
+
+impl tonic::server::UnaryService<Checked> for Export {
+    type Response = ExportTraceServiceResponse;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<tonic::Response<ExportTraceServiceResponse>, Status>> + Send>,
+    >;
+
+    fn call(&mut self, request: tonic::Request<Checked>) -> Self::Future {
+        let state = self.state.clone();
+        Box::pin(async move { export(state, request).await })
+    }
+}
+
+async fn export(
+    state: AppState,
+    request: tonic::Request<Checked>,
+) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
+    let mut headers = HeaderMap::new();
+    if let Some(v) = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        headers.insert(http::header::AUTHORIZATION, v);
+    }
+    match principal(&state, &headers) {
+        Ok(p) if p.role.allows(Role::Ingest) => {}
+        Ok(_) => return Err(Status::permission_denied("this token cannot ingest")),
+        Err(d) => return Err(Status::unauthenticated(d.message())),
+    }
+    let Some(traces) = &state.traces else {
+        return Err(Status::unavailable("trace ingest is not enabled on this node"));
+    };
+    let checked = request.into_inner();
+    let c = convert(checked.req);
+    drop(checked._budget);
+    super::write(traces, c.spans).await.map_err(|e| match e {
+        WriteError::Busy(b) => {
+            retry_later("the trace pipeline is busy; retry later", b.retry_after.max(Duration::from_secs(1)))
+        }
+        WriteError::Failed(f) => Status::unavailable(f.0),
+    })?;
+    Ok(tonic::Response::new(ExportTraceServiceResponse {
+        partial_success: (c.rejected > 0)
+            .then_some(ExportTracePartialSuccess { rejected_spans: c.rejected, error_message: c.error }),
+    }))
+}
+
+/// The OTLP/gRPC endpoint (port 4317) as a router, served over h2c by `crate::serve`.
+pub fn router(state: AppState) -> axum::Router {
+    let svc = tower_service_fn(state);
+    axum::Router::new().route_service(EXPORT_PATH, svc)
+}
+
+fn tower_service_fn(
+    state: AppState,
+) -> impl tower_service::Service<
+    http::Request<axum::body::Body>,
+    Response = http::Response<tonic::body::Body>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    GrpcEndpoint { state }
+}
+
+#[derive(Clone)]
+struct GrpcEndpoint {
+    state: AppState,
+}
+
+impl tower_service::Service<http::Request<axum::body::Body>> for GrpcEndpoint {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<axum::body::Body>) -> Self::Future {
+        let export = Export { state: self.state.clone() };
+        Box::pin(async move {
+            let mut accept = EnabledCompressionEncodings::default();
+            accept.enable(CompressionEncoding::Gzip);
+            let mut grpc = tonic::server::Grpc::new(CheckedCodec)
+                .apply_compression_config(accept, EnabledCompressionEncodings::default())
+                .apply_max_message_size_config(Some(MAX_MESSAGE), None);
+            let mut resp = grpc.unary(export, req).await;
+            spec_codes(resp.headers_mut());
+            Ok(resp)
+        })
+    }
+}
+
+/// tonic's framing answers a message over the size limit with OUT_OF_RANGE (or
+/// RESOURCE_EXHAUSTED while inflating), which OTLP clients retry forever, and a bad frame
+/// with INTERNAL: all are the client's to fix, INVALID_ARGUMENT. Only overload, which
+/// carries a RetryInfo, stays RESOURCE_EXHAUSTED.
+fn spec_codes(h: &mut HeaderMap) {
+    let code = h.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok());
+    let retry_info = h.contains_key("grpc-status-details-bin");
+    let client_fault = match code {
+        Some(c) if c == Code::OutOfRange as i32 || c == Code::Internal as i32 => true,
+        Some(c) if c == Code::ResourceExhausted as i32 => !retry_info,
+        _ => false,
+    };
+    if client_fault {
+        h.insert("grpc-status", HeaderValue::from(Code::InvalidArgument as i32));
+    }
+}

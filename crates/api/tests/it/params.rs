@@ -28,7 +28,7 @@ fn inputs() -> Vec<String> {
     for i in 0..20_000 {
         let seed = SEEDS[i % SEEDS.len()];
         let mut s = String::from_utf8_lossy(&m.mutate(seed.as_bytes())).into_owned();
-        if m.next() % 3 == 0 && !s.is_empty() {
+        if m.next().is_multiple_of(3) && !s.is_empty() {
             let mut at = (m.next() as usize) % s.len();
             while !s.is_char_boundary(at) {
                 at -= 1;
@@ -46,9 +46,7 @@ fn time_and_duration_parsers_never_panic_or_overflow() {
         if let Ok(n) = parse_time("start", &v) {
             assert!(n <= MAX_NANOS, "{v:?} -> {n}");
         }
-        if let Some(n) = parse_rfc3339(&v) {
-            assert!(n <= u64::MAX, "{v:?}");
-        }
+        let _ = parse_rfc3339(&v);
         if let Ok(n) = micros_param("start", &v) {
             assert!(n <= MAX_NANOS, "{v:?}");
         }

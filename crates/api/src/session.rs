@@ -31,11 +31,16 @@ struct Login {
     token: String,
 }
 
-async fn login(State(s): State<AppState>, JsonBody(b): JsonBody<Login>) -> Result<Response, ApiError> {
+async fn login(
+    State(s): State<AppState>,
+    client: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    JsonBody(b): JsonBody<Login>,
+) -> Result<Response, ApiError> {
     if !s.control.access.enabled() {
         return Ok(Json(json!({ "access_control": false, "role": "admin", "token_id": "anonymous" })).into_response());
     }
-    match s.control.access.login(&b.token).await {
+    let client = client.map(|c| c.0.0.ip());
+    match s.control.access.login(&b.token, client).await {
         Ok((id, p)) => {
             let secure = if s.secure_cookies { "; Secure" } else { "" };
             let cookie = format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200{secure}");
@@ -46,6 +51,17 @@ async fn login(State(s): State<AppState>, JsonBody(b): JsonBody<Login>) -> Resul
             Ok(r)
         }
         Err(LoginError::Denied(d)) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", d.message())),
+        Err(LoginError::Throttled(wait)) => {
+            let secs = wait.as_secs().max(1);
+            let mut r = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_logins",
+                format!("too many failed logins from this address; try again in {secs}s"),
+            )
+            .into_response();
+            r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            Ok(r)
+        }
         Err(LoginError::Store(e)) => Err(e.into()),
     }
 }

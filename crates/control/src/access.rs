@@ -72,6 +72,8 @@ pub struct Principal {
 #[derive(Debug)]
 pub enum LoginError {
     Denied(Denied),
+    /// Too many failed logins from this address: try again after the wait.
+    Throttled(Duration),
     Store(ControlError),
 }
 
@@ -105,10 +107,67 @@ struct Session {
 /// Tokens and sessions.
 pub struct Access {
     tokens: RwLock<HashMap<[u8; 32], Token>>,
+    /// Set once any token has existed since start: access control then stays on even if
+    /// every token is removed, until an explicit restart.
+    locked_on: std::sync::atomic::AtomicBool,
+    logins: LoginThrottle,
     /// By hex SHA-256 of the session id.
     sessions: Mutex<HashMap<String, Session>>,
     store: Store,
     session_ttl: Duration,
+}
+
+/// Failed console logins per client address, with exponential backoff: the first few
+/// failures are free, then each one doubles the wait (capped), so guessing tokens from one
+/// address runs at a handful of tries a minute instead of tens of thousands a second.
+#[derive(Default)]
+struct LoginThrottle {
+    by_ip: Mutex<HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
+    failures: std::sync::atomic::AtomicU64,
+}
+
+/// Failures allowed before backing off.
+const FREE_FAILURES: u32 = 5;
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Most addresses tracked; past it the oldest entries are dropped (a flood of addresses
+/// cannot grow the map without bound).
+const MAX_TRACKED: usize = 100_000;
+
+impl LoginThrottle {
+    fn check(&self, ip: std::net::IpAddr) -> std::result::Result<(), Duration> {
+        let m = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get(&ip) {
+            Some((_, until)) => {
+                let now = std::time::Instant::now();
+                if *until > now { Err(*until - now) } else { Ok(()) }
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn failed(&self, ip: std::net::IpAddr) {
+        self.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut m = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX_TRACKED && !m.contains_key(&ip) {
+            let now = std::time::Instant::now();
+            m.retain(|_, (_, until)| *until > now);
+            if m.len() >= MAX_TRACKED {
+                m.clear();
+            }
+        }
+        let e = m.entry(ip).or_insert((0, std::time::Instant::now()));
+        e.0 += 1;
+        let wait = if e.0 <= FREE_FAILURES {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(500u64.saturating_mul(1 << (e.0 - FREE_FAILURES).min(16))).min(MAX_BACKOFF)
+        };
+        e.1 = std::time::Instant::now() + wait;
+    }
+
+    fn succeeded(&self, ip: std::net::IpAddr) {
+        self.by_ip.lock().unwrap_or_else(|e| e.into_inner()).remove(&ip);
+    }
 }
 
 /// Hex SHA-256 of a secret.
@@ -138,12 +197,68 @@ impl Access {
                 sessions.insert(key, session);
             }
         }
-        Ok(Access { tokens: RwLock::new(map), sessions: Mutex::new(sessions), store, session_ttl })
+        let locked_on = std::sync::atomic::AtomicBool::new(!map.is_empty());
+        Ok(Access {
+            tokens: RwLock::new(map),
+            locked_on,
+            logins: LoginThrottle::default(),
+            sessions: Mutex::new(sessions),
+            store,
+            session_ttl,
+        })
     }
 
-    /// Whether access control is on (any token exists).
+    /// Whether access control is on: some token exists, or did since start. Once on, it
+    /// stays on: removing every token locks the node rather than opening it.
     pub fn enabled(&self) -> bool {
-        !self.tokens.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+        self.locked_on.load(std::sync::atomic::Ordering::Acquire)
+            || !self.tokens.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// Replaces the tokens that come from the config file (on reload) and ends the sessions
+    /// of the ones removed. Sessions read their token's current role, so a demoted token's
+    /// sessions are demoted at once.
+    pub async fn reload_file_tokens(&self, file_tokens: Vec<Token>) -> Result<()> {
+        let mut fresh = Vec::with_capacity(file_tokens.len());
+        for t in file_tokens {
+            let mut h = [0u8; 32];
+            hex::decode_to_slice(&t.sha256, &mut h).map_err(|_| {
+                ControlError::invalid(format!("access.tokens.{}.sha256", t.id), "must be 64 hex digits")
+            })?;
+            fresh.push((h, t));
+        }
+        let kept: std::collections::HashSet<String> = fresh.iter().map(|(_, t)| t.id.clone()).collect();
+        let removed: std::collections::HashSet<String> =
+            self.list().into_iter().filter(|t| t.source == "file" && !kept.contains(&t.id)).map(|t| t.id).collect();
+        let ended: Vec<String> = {
+            let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            s.iter().filter(|(_, v)| removed.contains(&v.token_id)).map(|(k, _)| k.clone()).collect()
+        };
+        if !ended.is_empty() {
+            self.store.commit(ended.iter().map(|k| Op::Delete(SESSIONS, k.clone())).collect()).await?;
+        }
+        {
+            let mut tokens = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+            tokens.retain(|_, t| t.source != "file");
+            for (h, t) in fresh {
+                tokens.insert(h, t);
+            }
+            if !tokens.is_empty() {
+                self.locked_on.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !ended.contains(k));
+        Ok(())
+    }
+
+    /// Whether `client` may try to log in now; failed logins back off exponentially.
+    pub fn login_allowed(&self, client: std::net::IpAddr) -> std::result::Result<(), Duration> {
+        self.logins.check(client)
+    }
+
+    /// Failed logins since start (for the node's metrics).
+    pub fn failed_logins(&self) -> u64 {
+        self.logins.failures.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Checks a bearer secret.
@@ -159,8 +274,28 @@ impl Access {
 
     /// Starts a console session for a valid secret; returns the session id once the session
     /// is stored.
-    pub async fn login(&self, secret: &str) -> std::result::Result<(String, Principal), LoginError> {
-        let p = self.authenticate(secret).map_err(LoginError::Denied)?;
+    pub async fn login(
+        &self,
+        secret: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> std::result::Result<(String, Principal), LoginError> {
+        if let Some(ip) = client
+            && let Err(wait) = self.logins.check(ip)
+        {
+            return Err(LoginError::Throttled(wait));
+        }
+        let p = match self.authenticate(secret) {
+            Ok(p) => p,
+            Err(d) => {
+                if let Some(ip) = client {
+                    self.logins.failed(ip);
+                }
+                return Err(LoginError::Denied(d));
+            }
+        };
+        if let Some(ip) = client {
+            self.logins.succeeded(ip);
+        }
         let mut raw = [0u8; 32];
         for b in raw.iter_mut() {
             *b = fastrand::u8(..);
@@ -203,7 +338,8 @@ impl Access {
         if t.expires_unix_ms.is_some_and(|e| e <= now_ms()) {
             return Err(Denied::Expired);
         }
-        Ok(Principal { token_id: sess.token_id.clone(), role: sess.role })
+        // The token's role now, not the one at login: a demoted token's sessions follow.
+        Ok(Principal { token_id: sess.token_id.clone(), role: t.role })
     }
 
     /// Ends a session (a no-op for an unknown one).
@@ -262,6 +398,18 @@ impl Access {
         if t.source != "api" {
             return Err(ControlError::invalid("id", "tokens from the config file are removed by editing the file"));
         }
+        let now = now_ms();
+        let other_admins = self
+            .list()
+            .iter()
+            .filter(|o| o.id != id && o.role == Role::Admin && o.expires_unix_ms.is_none_or(|e| e > now))
+            .count();
+        if t.role == Role::Admin && other_admins == 0 {
+            return Err(ControlError::invalid(
+                "id",
+                "this is the last admin token: create another admin token before deleting it",
+            ));
+        }
         let ended: Vec<String> = {
             let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             s.iter().filter(|(_, v)| v.token_id == id).map(|(k, _)| k.clone()).collect()
@@ -307,12 +455,12 @@ mod tests {
             Access::load(store, vec![file_token("f", Edit, "file-secret")], Duration::from_secs(3600)).unwrap()
         };
         let a = open();
-        let (kept, p) = a.login("file-secret").await.unwrap();
+        let (kept, p) = a.login("file-secret", None).await.unwrap();
         assert_eq!(p.role, Edit);
-        let (ended, _) = a.login("file-secret").await.unwrap();
+        let (ended, _) = a.login("file-secret", None).await.unwrap();
         let (made, secret) = a.create("api", Read, "", None).await.unwrap();
-        let (revoked, _) = a.login(&secret).await.unwrap();
-        assert!(matches!(a.login("wrong").await, Err(LoginError::Denied(Denied::Invalid))));
+        let (revoked, _) = a.login(&secret, None).await.unwrap();
+        assert!(matches!(a.login("wrong", None).await, Err(LoginError::Denied(Denied::Invalid))));
         drop(a);
 
         let a = open();
@@ -339,11 +487,79 @@ mod tests {
             Access::load(store, vec![file_token("f", Read, "s")], ttl).unwrap()
         };
         let a = open(Duration::from_millis(1));
-        let (id, _) = a.login("s").await.unwrap();
+        let (id, _) = a.login("s", None).await.unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(a.session(&id), Err(Denied::Expired));
         drop(a);
         assert_eq!(open(Duration::from_secs(60)).session(&id), Err(Denied::Invalid));
+    }
+
+    #[tokio::test]
+    async fn file_tokens_reload_and_access_control_stays_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Access::load(
+            Store::open(dir.path()).unwrap(),
+            vec![file_token("root", Admin, "root-secret"), file_token("ops", Edit, "ops-secret")],
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let (ops_session, _) = a.login("ops-secret", None).await.unwrap();
+        let (root_session, _) = a.login("root-secret", None).await.unwrap();
+        // `ops` removed from the file, `root` demoted to read.
+        a.reload_file_tokens(vec![file_token("root", Read, "root-secret")]).await.unwrap();
+        assert_eq!(a.authenticate("ops-secret"), Err(Denied::Invalid), "a removed token no longer reads");
+        assert_eq!(a.session(&ops_session), Err(Denied::Invalid), "its sessions ended");
+        assert_eq!(a.authenticate("root-secret").unwrap().role, Read, "a demoted token no longer writes");
+        assert_eq!(a.session(&root_session).unwrap().role, Read, "nor do its sessions");
+        // Every token gone: access control stays on (nobody gets in), never off.
+        a.reload_file_tokens(Vec::new()).await.unwrap();
+        assert!(a.enabled());
+        assert_eq!(a.authenticate("root-secret"), Err(Denied::Invalid));
+    }
+
+    #[tokio::test]
+    async fn the_last_admin_token_cannot_be_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Access::load(Store::open(dir.path()).unwrap(), Vec::new(), Duration::from_secs(3600)).unwrap();
+        let (first, _) = a.create("first", Admin, "", None).await.unwrap();
+        let (reader, _) = a.create("reader", Read, "", None).await.unwrap();
+        assert!(matches!(a.delete(&first.id).await, Err(ControlError::Invalid { .. })), "the only admin");
+        let (second, _) = a.create("second", Admin, "", None).await.unwrap();
+        a.delete(&first.id).await.unwrap();
+        a.delete(&reader.id).await.unwrap();
+        assert!(a.delete(&second.id).await.is_err(), "now the last one");
+        assert!(a.enabled());
+    }
+
+    #[tokio::test]
+    async fn failed_logins_back_off_per_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Access::load(
+            Store::open(dir.path()).unwrap(),
+            vec![file_token("f", Read, "good")],
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let bad: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let other: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let mut throttled = 0;
+        for _ in 0..50 {
+            match a.login("wrong", Some(bad)).await {
+                Err(LoginError::Throttled(w)) => {
+                    throttled += 1;
+                    assert!(w <= MAX_BACKOFF);
+                }
+                Err(LoginError::Denied(_)) => {}
+                _ => panic!("a wrong token never logs in"),
+            }
+        }
+        assert_eq!(throttled, 50 - FREE_FAILURES as usize - 1, "after the free tries every attempt waits");
+        assert!(
+            matches!(a.login("good", Some(bad)).await, Err(LoginError::Throttled(_))),
+            "even the right token waits"
+        );
+        assert!(a.login("good", Some(other)).await.is_ok(), "other addresses are not affected");
+        assert_eq!(a.failed_logins(), FREE_FAILURES as u64 + 1);
     }
 
     #[test]

@@ -267,13 +267,20 @@ impl Node {
         }
     }
 
-    fn reload_file(&self, why: &str) {
+    async fn reload_file(&self, why: &str) {
         match load(&self.opts) {
             Ok(l) => {
                 let problems = validate(&l.config);
                 if !problems.is_empty() {
                     self.reloads_rejected.inc();
                     tracing::error!(reason = why, problems = %l.report(problems), "config rejected; keeping the running config");
+                    return;
+                }
+                // Tokens reload with everything else: removed ones stop working and their
+                // sessions end; changed roles apply at once.
+                if let Err(e) = self.control.access.reload_file_tokens(settings(&l.config).file_tokens).await {
+                    self.reloads_rejected.inc();
+                    tracing::error!(reason = why, error = %e, "access tokens rejected; keeping the running config");
                     return;
                 }
                 *self.file_gateway.lock().unwrap_or_else(|e| e.into_inner()) = l.config.gateway.clone();
@@ -428,12 +435,12 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     let mut last_mtime = opts.config.as_deref().and_then(mtime);
     loop {
         tokio::select! {
-            _ = hup.recv() => node.reload_file("SIGHUP"),
+            _ = hup.recv() => node.reload_file("SIGHUP").await,
             _ = tick.tick() => {
                 let m = opts.config.as_deref().and_then(mtime);
                 if m != last_mtime {
                     last_mtime = m;
-                    node.reload_file("config file changed");
+                    node.reload_file("config file changed").await;
                 }
             }
             _ = term.recv() => break,
@@ -482,6 +489,13 @@ async fn follow_central(node: Arc<Node>) {
 }
 
 fn register_control_metrics(reg: &Registry, control: &Arc<ControlPlane>) {
+    let c = Arc::downgrade(control);
+    reg.counter_fn(
+        "signalbox_login_failures_total",
+        "Console logins refused (wrong or expired token).",
+        &[],
+        move || c.upgrade().map(|c| c.access.failed_logins() as f64).unwrap_or(0.0),
+    );
     let c = Arc::downgrade(control);
     reg.gauge_fn("signalbox_registry_instances", "Registered instances.", &[], move || {
         c.upgrade().map(|c| c.registry.all().len() as f64).unwrap_or(0.0)

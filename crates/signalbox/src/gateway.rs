@@ -62,14 +62,13 @@ async fn run(opts: GatewayOpts) -> anyhow::Result<()> {
         .route("/api/gateway/routes", get(move || async move { Json(g1.routes()) }))
         .route("/api/gateway/services", get(move || async move { Json(g2.services()) }))
         .route("/api/gateway/circuits", get(move || async move { Json(g3.circuits()) }));
-    let admin_task = tokio::spawn(
-        axum::serve(admin_listener, admin.into_make_service())
-            .with_graceful_shutdown({
-                let mut s = shutdown.clone();
-                async move { s.wait().await }
-            })
-            .into_future(),
-    );
+    // The admin port has the same connection caps and timeouts as the node's API ports.
+    let admin_task = tokio::spawn(signalbox_api::serve(
+        admin_listener,
+        admin,
+        signalbox_api::ListenerLimits::default(),
+        shutdown.clone(),
+    ));
     let gw = gateway.clone();
     let gw_task = tokio::spawn({
         let shutdown = shutdown.clone();

@@ -2,6 +2,7 @@
 //! real router on a loopback socket, driven over HTTP; a real gateway where routing is
 //! under test.
 
+mod abuse;
 mod access;
 mod client;
 mod config;

@@ -115,7 +115,12 @@ pub fn retry_later(message: &str, delay: Duration) -> Status {
         message: message.to_owned(),
         details: vec![Any { type_url: "type.googleapis.com/google.rpc.RetryInfo".into(), value: info.encode_to_vec() }],
     };
-    Status::with_details(Code::ResourceExhausted, message, Bytes::from(status.encode_to_vec()))
+    let mut s = Status::with_details(Code::ResourceExhausted, message, Bytes::from(status.encode_to_vec()));
+    // Also as plain metadata, for clients that read only that.
+    if let Ok(v) = delay.as_secs().max(1).to_string().parse() {
+        s.metadata_mut().insert("retry-after", v);
+    }
+    s
 }
 
 #[derive(Clone)]

@@ -18,6 +18,7 @@
 //! - [`block`]: the block file format (columns, zstd, bloom filters).
 //! - [`bloom`]: bloom filters.
 //! - [`hash`]: the fast hash behind the filters and the in-memory maps.
+//! - [`logs`]: the log schema: the search language and its evaluation.
 //! - [`query`]: trace by id and search.
 //! - [`deps`]: the service dependency graph.
 //! - [`pipeline`]: the threads and tasks that connect all of it, and the [`pipeline::Traces`]
@@ -29,6 +30,7 @@ pub mod codec;
 pub mod config;
 pub mod deps;
 pub mod hash;
+pub mod logs;
 pub mod pipeline;
 pub mod query;
 pub mod sampler;

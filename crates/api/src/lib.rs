@@ -12,6 +12,7 @@
 //! - [`consul`]: the Consul subset under `/v1` (mounted at `/consul/v1` here).
 //! - [`session`]: console login and token management.
 //! - [`ingest`]: limits every ingest decoder checks before it allocates (inflate, scan, budget).
+//! - [`logs`]: log ingest decoders (NDJSON, Loki push, Elasticsearch `_bulk`, OTLP logs).
 //! - [`otlp`]: OTLP trace ingest (gRPC service and `POST /v1/traces`).
 //! - [`zipkin`]: Zipkin v2 ingest and query API.
 //! - [`traces`]: the native trace API and the Jaeger query API.
@@ -29,6 +30,7 @@ pub mod consul;
 pub mod error;
 pub mod ingest;
 pub mod json;
+pub mod logs;
 pub mod otlp;
 pub mod registry;
 pub mod server;

@@ -5,6 +5,10 @@
 //! # Layout
 //! - [`lang`]: the log search language: parser, aggregations, errors with offsets.
 //! - [`eval`]: filter evaluation against records and the words a match requires.
+//! - [`logql`]: LogQL (Loki's language) as Grafana's Loki data source uses it: the parser.
+//! - [`logql_eval`]: LogQL pipelines, log streams and metric queries over records.
 
 pub mod eval;
 pub mod lang;
+pub mod logql;
+pub mod logql_eval;

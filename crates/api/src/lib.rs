@@ -68,6 +68,8 @@ pub struct AppState {
     pub views: Arc<registry::ViewCache>,
     /// The trace pipeline and store, when enabled.
     pub traces: Option<signalbox_events::pipeline::Traces>,
+    /// Where log receivers store records, when a log store is enabled.
+    pub logs: Option<Arc<dyn signalbox_core::log::LogSink>>,
 }
 
 /// Largest request body the APIs read (a config value of 1 MiB, JSON-escaped, fits).
@@ -87,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/consul", consul::router())
         // Ingest endpoints check the `ingest` role themselves.
         .nest("/zipkin", zipkin::ingest())
+        .merge(logs::ingest_routes())
         .fallback(console::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(error::json_errors))

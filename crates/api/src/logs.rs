@@ -17,10 +17,18 @@ pub mod loki;
 pub mod native;
 pub mod otlp;
 
+use crate::AppState;
+use crate::auth::principal;
+use crate::error::ApiError;
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
+use signalbox_control::access::Role;
 use signalbox_core::ids::{SpanId, TraceId};
-use signalbox_core::log::{LogRecord, Severity};
+use signalbox_core::log::{LogRecord, LogSink, LogWriteError, Severity};
 use signalbox_core::span::{AttrValue, KeyValue};
+use std::sync::Arc;
 
 /// Longest log line or message body accepted; longer ones are refused with the limit named.
 pub const MAX_LINE: usize = 256 * 1024;
@@ -30,6 +38,89 @@ pub const MAX_RECORDS: usize = 100_000;
 const MAX_FLATTEN_DEPTH: usize = 8;
 /// Most attributes kept per record (the rest are dropped and counted in `dropped_attributes`).
 const MAX_ATTRIBUTES: usize = 128;
+
+/// The log ingest routes of the console port: `/api/logs`, `/loki/api/v1/push` and the
+/// Elasticsearch subset under `/elasticsearch`. Each checks the `ingest` role itself.
+pub fn ingest_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/logs", axum::routing::post(native::post))
+        .route("/loki/api/v1/push", axum::routing::post(loki::push))
+        .nest("/elasticsearch", elasticsearch::router())
+}
+
+/// The caller may ingest, and there is a log store: its sink.
+pub(crate) fn sink(state: &AppState, headers: &HeaderMap) -> Result<Arc<dyn LogSink>, ApiError> {
+    match principal(state, headers) {
+        Ok(p) if p.role.allows(Role::Ingest) => {}
+        Ok(_) => return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token cannot ingest")),
+        Err(d) => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", d.message())),
+    }
+    state.logs.clone().ok_or_else(|| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "logs_disabled", "log ingest is not enabled on this node")
+    })
+}
+
+/// The body, read up to [`crate::ingest::MAX_BODY`] and inflated when gzip-encoded.
+pub(crate) async fn body(headers: &HeaderMap, body: axum::body::Body) -> Result<Vec<u8>, ApiError> {
+    let max = crate::ingest::MAX_BODY;
+    let raw = axum::body::to_bytes(body, max).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body exceeds {max} bytes; send smaller batches"),
+        )
+    })?;
+    let gzip = headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Ok(raw.to_vec());
+    }
+    crate::ingest::inflate_gzip(&raw, crate::ingest::MAX_INFLATED).map_err(|r| match r {
+        crate::ingest::Refused::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
+        _ => ApiError::bad_request("invalid_gzip", "the body is not valid gzip"),
+    })
+}
+
+/// Stores records; the error answer when it cannot (429 with Retry-After when busy).
+pub(crate) async fn store(sink: &dyn LogSink, records: Vec<LogRecord>) -> Result<(), Response> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    match sink.write(records).await {
+        Ok(()) => Ok(()),
+        Err(LogWriteError::Busy { retry_after }) => {
+            let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", "the log store is busy; retry later")
+                .into_response();
+            r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            Err(r)
+        }
+        Err(LogWriteError::Failed(m)) => {
+            tracing::error!(error = %m, "log write failed");
+            let mut r =
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "write_failed", "log records could not be written")
+                    .into_response();
+            r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+            Err(r)
+        }
+    }
+}
+
+/// The estimated decode memory of a JSON body, reserved for as long as the permit lives.
+pub(crate) fn reserve_json(raw: &[u8]) -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
+    let items = crate::ingest::json_items(raw);
+    if items > crate::ingest::MAX_ITEMS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("more than {} JSON objects in one request; send smaller batches", crate::ingest::MAX_ITEMS),
+        ));
+    }
+    crate::ingest::reserve(crate::ingest::estimate(raw.len(), items)).map_err(|_| {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", "the node is decoding as much as it can hold; retry later")
+    })
+}
 
 /// Decoded records and the items refused, with why (`(index, message)`).
 #[derive(Debug, Default)]

@@ -4,6 +4,27 @@
 
 use crate::ids::{SpanId, TraceId};
 use crate::span::KeyValue;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// Where receivers hand decoded records: the log store, or an exporter.
+pub trait LogSink: Send + Sync + 'static {
+    /// Stores `records`; resolves once they would survive a crash (the receiver answers its
+    /// client only then), or with why not.
+    fn write(&self, records: Vec<LogRecord>) -> Pin<Box<dyn Future<Output = Result<(), LogWriteError>> + Send + '_>>;
+}
+
+/// Why records were not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogWriteError {
+    /// The store's queue is full: the client should retry after the delay (429).
+    #[error("the log store is busy; retry after {retry_after:?}")]
+    Busy { retry_after: Duration },
+    /// Writing failed (a disk error): nothing was stored.
+    #[error("log records could not be written: {0}")]
+    Failed(String),
+}
 
 /// One log record.
 #[derive(Clone, Debug, PartialEq)]

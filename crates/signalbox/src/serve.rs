@@ -400,6 +400,7 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
         secure_cookies: false,
         views: Default::default(),
         traces: traces.clone(),
+        logs: None,
     };
     let limits = cfg.connections.limits(api_cap);
     let mut tasks = Vec::new();

@@ -170,3 +170,127 @@ pub fn info(node_name: &str) -> Value {
         "tagline": "You Know, for Search"
     })
 }
+
+/// The routes under `/elasticsearch`: the handshake, `_bulk`, and the start-up calls
+/// shippers make (templates, ILM policies, index creation), acknowledged since the log
+/// store needs no mappings. Every answer carries `X-Elastic-Product: Elasticsearch`, which
+/// the official clients check.
+pub(crate) fn router() -> axum::Router<crate::AppState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/", get(root).head(root))
+        .route("/_bulk", post(bulk).put(bulk))
+        .route("/{index}/_bulk", post(bulk_index).put(bulk_index))
+        .route("/_license", get(license))
+        .route("/_cluster/health", get(health))
+        .route("/_xpack", get(xpack))
+        .route("/_index_template/{name}", get(acknowledged).put(acknowledged).head(exists).post(acknowledged))
+        .route("/_template/{name}", get(acknowledged).put(acknowledged).head(exists).post(acknowledged))
+        .route("/_component_template/{name}", get(acknowledged).put(acknowledged).head(exists))
+        .route("/_ilm/policy/{name}", get(acknowledged).put(acknowledged))
+        .route("/_data_stream/{name}", get(acknowledged).put(acknowledged))
+        .route("/{index}", axum::routing::put(acknowledged).head(exists).get(index_info))
+        .layer(axum::middleware::map_response(product_header))
+}
+
+async fn product_header(mut r: axum::response::Response) -> axum::response::Response {
+    r.headers_mut().insert("x-elastic-product", axum::http::HeaderValue::from_static("Elasticsearch"));
+    r
+}
+
+async fn root(axum::extract::State(s): axum::extract::State<crate::AppState>) -> axum::Json<Value> {
+    axum::Json(info(&s.node_name))
+}
+
+async fn license() -> axum::Json<Value> {
+    axum::Json(json!({ "license": { "status": "active", "type": "basic", "uid": "signalbox" } }))
+}
+
+async fn health() -> axum::Json<Value> {
+    axum::Json(
+        json!({ "cluster_name": "signalbox", "status": "green", "number_of_nodes": 1, "number_of_data_nodes": 1, "timed_out": false }),
+    )
+}
+
+async fn xpack() -> axum::Json<Value> {
+    axum::Json(
+        json!({ "build": { "hash": "0000000" }, "license": { "status": "active", "type": "basic" }, "features": {} }),
+    )
+}
+
+async fn acknowledged() -> axum::Json<Value> {
+    axum::Json(json!({ "acknowledged": true }))
+}
+
+async fn exists() -> axum::http::StatusCode {
+    axum::http::StatusCode::OK
+}
+
+async fn index_info(axum::extract::Path(index): axum::extract::Path<String>) -> axum::Json<Value> {
+    axum::Json(
+        json!({ index: { "aliases": {}, "mappings": {}, "settings": { "index": { "number_of_shards": "1" } } } }),
+    )
+}
+
+async fn bulk(
+    state: axum::extract::State<crate::AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> axum::response::Response {
+    bulk_into(state, None, headers, body).await
+}
+
+async fn bulk_index(
+    state: axum::extract::State<crate::AppState>,
+    axum::extract::Path(index): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> axum::response::Response {
+    bulk_into(state, Some(index), headers, body).await
+}
+
+/// Elasticsearch's error shape, which shippers log and some parse.
+fn es_error(status: axum::http::StatusCode, kind: &str, reason: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (status, axum::Json(json!({ "error": { "root_cause": [{ "type": kind, "reason": reason }], "type": kind, "reason": reason }, "status": status.as_u16() })))
+        .into_response()
+}
+
+async fn bulk_into(
+    axum::extract::State(s): axum::extract::State<crate::AppState>,
+    index: Option<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let started = std::time::Instant::now();
+    let sink = match super::sink(&s, &headers) {
+        Ok(x) => x,
+        Err(e) => {
+            let kind =
+                if e.status == StatusCode::UNAUTHORIZED { "security_exception" } else { "illegal_state_exception" };
+            return es_error(e.status, kind, &e.message);
+        }
+    };
+    let raw = match super::body(&headers, body).await {
+        Ok(b) => b,
+        Err(e) => return es_error(e.status, "parse_exception", &e.message),
+    };
+    let _budget = match super::reserve_json(&raw) {
+        Ok(p) => p,
+        Err(e) => return es_error(e.status, "es_rejected_execution_exception", &e.message),
+    };
+    let b = match decode_bulk(&raw, index.as_deref(), signalbox_core::time::unix_nanos()) {
+        Ok(b) => b,
+        Err(BadRequest(m)) => return es_error(StatusCode::BAD_REQUEST, "illegal_argument_exception", &m),
+    };
+    drop(_budget);
+    if let Err(r) = super::store(sink.as_ref(), b.decoded.records).await {
+        // The whole request failed: shippers retry it (429 is Elasticsearch's own answer).
+        let status = r.status();
+        return es_error(status, "es_rejected_execution_exception", "the log store is busy; retry later");
+    }
+    let took = started.elapsed().as_millis() as u64;
+    axum::Json(bulk_answer(&b.items, took, signalbox_core::time::unix_nanos() / 1000)).into_response()
+}

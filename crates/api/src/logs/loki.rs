@@ -94,7 +94,7 @@ pub fn decode_protobuf(body: &[u8], now: u64) -> Result<Decoded, BadRequest> {
                 }
             });
             let meta = e.structured_metadata.into_iter().map(|p| (p.name, p.value)).collect();
-            push(&mut out, index, &labels, ts, e.line, meta, now)?;
+            push_entry(&mut out, index, &labels, ts, e.line, meta, now)?;
             index += 1;
         }
     }
@@ -145,14 +145,14 @@ pub fn decode_json(body: &[u8], now: u64) -> Result<Decoded, BadRequest> {
                 index += 1;
                 continue;
             };
-            push(&mut out, index, &labels, Some(ts), line, meta, now)?;
+            push_entry(&mut out, index, &labels, Some(ts), line, meta, now)?;
             index += 1;
         }
     }
     Ok(out)
 }
 
-fn push(
+fn push_entry(
     out: &mut Decoded,
     index: usize,
     labels: &[(String, String)],
@@ -227,4 +227,58 @@ pub fn parse_labels(s: &str) -> Result<Vec<(String, String)>, String> {
         rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
     }
     Ok(out)
+}
+
+/// `POST /loki/api/v1/push`: 204 once stored, as Loki answers; 400 naming the refused
+/// entries (the others are stored).
+pub(crate) async fn push(
+    axum::extract::State(s): axum::extract::State<crate::AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let sink = match super::sink(&s, &headers) {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/x-protobuf");
+    let json = ct.starts_with("application/json");
+    if !json && !ct.starts_with("application/x-protobuf") {
+        return crate::error::ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/x-protobuf (snappy) or application/json",
+        )
+        .into_response();
+    }
+    let raw = match super::body(&headers, body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let now = signalbox_core::time::unix_nanos();
+    let decoded = if json {
+        let _budget = match super::reserve_json(&raw) {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        };
+        decode_json(&raw, now)
+    } else {
+        decode_protobuf(&raw, now)
+    };
+    let d = match decoded {
+        Ok(d) => d,
+        Err(BadRequest(m)) => return crate::error::ApiError::bad_request("invalid_push", m).into_response(),
+    };
+    if let Err(r) = super::store(sink.as_ref(), d.records).await {
+        return r;
+    }
+    match d.rejected.first() {
+        None => StatusCode::NO_CONTENT.into_response(),
+        Some((i, m)) => crate::error::ApiError::field(
+            format!("entries[{i}]"),
+            format!("{m} ({} entries refused, the others stored)", d.rejected.len()),
+        )
+        .into_response(),
+    }
 }

@@ -90,3 +90,42 @@ fn flat_attributes(m: serde_json::Map<String, Value>) -> Vec<KeyValue> {
     super::flatten("", &m, 0, &mut flat);
     flat.into_iter().map(|(k, v)| KeyValue { key: k.into(), value: super::attr(v) }).collect()
 }
+
+/// `POST /api/logs`: 200 `{"accepted": N, "rejected": [{"line": L, "error": "..."}]}` once the
+/// accepted lines are durable; 400 naming the first bad line when none is acceptable.
+pub(crate) async fn post(
+    axum::extract::State(s): axum::extract::State<crate::AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let sink = match super::sink(&s, &headers) {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let raw = match super::body(&headers, body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let _budget = match super::reserve_json(&raw) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let d = match decode(&raw, signalbox_core::time::unix_nanos()) {
+        Ok(d) => d,
+        Err(super::BadRequest(m)) => return crate::error::ApiError::bad_request("too_many_lines", m).into_response(),
+    };
+    drop(_budget);
+    if d.records.is_empty()
+        && let Some((line, m)) = d.rejected.first()
+    {
+        return crate::error::ApiError::field(format!("line {line}"), m.clone()).into_response();
+    }
+    let accepted = d.records.len();
+    if let Err(r) = super::store(sink.as_ref(), d.records).await {
+        return r;
+    }
+    let rejected: Vec<serde_json::Value> =
+        d.rejected.iter().map(|(l, m)| serde_json::json!({ "line": l, "error": m })).collect();
+    axum::Json(serde_json::json!({ "accepted": accepted, "rejected": rejected })).into_response()
+}

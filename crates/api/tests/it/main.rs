@@ -128,6 +128,7 @@ impl Node {
             secure_cookies: false,
             views: Default::default(),
             traces: trace_store,
+            logs: None,
         };
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();

@@ -11,6 +11,7 @@
 //!
 //! # Layout
 //! - [`config`]: the `[traces]` config section, its checks and the settings it yields.
+//! - [`container`]: what both signals' stores are built from (a WAL of opaque batches...).
 //! - [`codec`]: the binary span encoding shared by the log and the blocks.
 //! - [`wal`]: segmented write-ahead log with group commit and a settlement ledger.
 //! - [`sampler`]: per-trace tail sampling (errors, slow spans, policies, rate).
@@ -28,6 +29,7 @@ pub mod block;
 pub mod bloom;
 pub mod codec;
 pub mod config;
+pub mod container;
 pub mod deps;
 pub mod hash;
 pub mod logs;

@@ -68,8 +68,8 @@ pub struct AppState {
     pub views: Arc<registry::ViewCache>,
     /// The trace pipeline and store, when enabled.
     pub traces: Option<signalbox_events::pipeline::Traces>,
-    /// Where log receivers store records, when a log store is enabled.
-    pub logs: Option<Arc<dyn signalbox_core::log::LogSink>>,
+    /// The log store, when enabled.
+    pub logs: Option<signalbox_events::logs::store::Logs>,
 }
 
 /// Largest request body the APIs read (a config value of 1 MiB, JSON-escaped, fits).
@@ -77,8 +77,13 @@ const BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 /// Every API and the console.
 pub fn router(state: AppState) -> Router {
-    let reads =
-        admin::reads().merge(registry::reads()).merge(config::reads()).merge(traces::reads()).merge(zipkin::reads());
+    let reads = admin::reads()
+        .merge(registry::reads())
+        .merge(config::reads())
+        .merge(traces::reads())
+        .merge(zipkin::reads())
+        .merge(logs::native_query::routes())
+        .merge(logs::loki_query::routes());
     let writes = registry::writes().merge(config::writes());
     Router::new()
         .merge(admin::probes())

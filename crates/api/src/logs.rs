@@ -4,7 +4,9 @@
 //!
 //! # Layout
 //! - [`native`]: NDJSON lines (`POST /api/logs`), what `signalbox agent` sends.
+//! - [`native_query`]: search, aggregations and live tail (`GET /api/logs...`).
 //! - [`loki`]: Loki's push API (protobuf with snappy block compression, and JSON).
+//! - [`loki_query`]: Loki's query API (LogQL) for Grafana's Loki data source.
 //! - [`elasticsearch`]: the `_bulk` subset shippers use, and their start-up handshake.
 //! - [`otlp`]: OTLP logs (`ExportLogsServiceRequest`, protobuf and JSON).
 //!
@@ -14,7 +16,9 @@
 
 pub mod elasticsearch;
 pub mod loki;
+pub mod loki_query;
 pub mod native;
+pub mod native_query;
 pub mod otlp;
 
 use crate::AppState;
@@ -28,7 +32,7 @@ use signalbox_control::access::Role;
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::log::{LogRecord, LogSink, LogWriteError, Severity};
 use signalbox_core::span::{AttrValue, KeyValue};
-use std::sync::Arc;
+use signalbox_events::logs::store::Logs;
 
 /// Longest log line or message body accepted; longer ones are refused with the limit named.
 pub const MAX_LINE: usize = 256 * 1024;
@@ -49,7 +53,7 @@ pub fn ingest_routes() -> Router<AppState> {
 }
 
 /// The caller may ingest, and there is a log store: its sink.
-pub(crate) fn sink(state: &AppState, headers: &HeaderMap) -> Result<Arc<dyn LogSink>, ApiError> {
+pub(crate) fn sink(state: &AppState, headers: &HeaderMap) -> Result<Logs, ApiError> {
     match principal(state, headers) {
         Ok(p) if p.role.allows(Role::Ingest) => {}
         Ok(_) => return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token cannot ingest")),

@@ -174,7 +174,7 @@ pub async fn http_export(
     drop(budget);
     let rejected = d.rejected.len() as i64;
     let error_message = d.rejected.first().map(|(_, m)| m.clone()).unwrap_or_default();
-    if let Err(r) = super::store(sink.as_ref(), d.records).await {
+    if let Err(r) = super::store(&sink, d.records).await {
         return r;
     }
     let resp = ExportLogsServiceResponse {

@@ -35,6 +35,10 @@ pub struct LogStoreConfig {
     pub retention_bytes: u64,
     /// Batches that may wait for the writer before senders are told to back off.
     pub queue_batches: usize,
+    /// Most compressed bytes one query may read.
+    pub max_query_bytes: u64,
+    /// Longest a query may run.
+    pub query_timeout: Duration,
 }
 
 impl Default for LogStoreConfig {
@@ -46,6 +50,8 @@ impl Default for LogStoreConfig {
             retention_age: Duration::from_secs(7 * 86_400),
             retention_bytes: 10 * 1024 * 1024 * 1024,
             queue_batches: 1024,
+            max_query_bytes: 2 * 1024 * 1024 * 1024,
+            query_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -208,6 +214,11 @@ impl Logs {
     /// told how many (broadcast lag), it never slows ingest.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogRecord>> {
         self.inner.tail.subscribe()
+    }
+
+    /// The per-query limits: (compressed bytes, time).
+    pub fn query_limits(&self) -> (u64, Duration) {
+        (self.inner.cfg.max_query_bytes, self.inner.cfg.query_timeout)
     }
 
     /// Records held in memory and sealed blocks, for metrics.

@@ -28,6 +28,8 @@ fn cfg(dir: &std::path::Path) -> LogStoreConfig {
         retention_age: Duration::from_secs(365 * 86_400 * 100),
         retention_bytes: u64::MAX,
         queue_batches: 64,
+        max_query_bytes: u64::MAX,
+        query_timeout: Duration::from_secs(30),
     }
 }
 

@@ -272,7 +272,8 @@ impl ConfigStore {
                 format!("the store holds its maximum of {} keys", self.limits.max_keys),
             ));
         }
-        let (idx, mark) = self.index.next();
+        let mut step = self.index.begin().await;
+        let idx = step.index();
         let entry = Entry {
             application: app.into(),
             profile: profile.into(),
@@ -286,7 +287,7 @@ impl ConfigStore {
             index: idx,
         };
         let mut ops = vec![Op::put(CONFIG, storage_key(app, profile, key, entry.version), &entry)?];
-        ops.extend(mark);
+        ops.extend(step.take_mark());
         self.store.commit(ops).await?;
         {
             let mut st = self.lock();
@@ -308,7 +309,7 @@ impl ConfigStore {
                 st.changes.pop_front();
             }
         }
-        self.index.publish(idx);
+        step.publish();
         Ok(entry)
     }
 

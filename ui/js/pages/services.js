@@ -55,11 +55,7 @@ export default {
     let detailSummary = null;
     let detailEmpty = null;
 
-    let unwatch = () => {};
-
     function buildDetail() {
-      unwatch();
-      unwatch = name ? live.watch(name) : () => {};
       if (!name) {
         detail.hidden = true;
         detail.replaceChildren();
@@ -190,7 +186,6 @@ export default {
       },
       unmount() {
         unsub();
-        unwatch();
         indicator.unsub();
       },
     };

@@ -7,6 +7,7 @@ mod client;
 mod config;
 mod consul;
 mod decoders;
+mod ordering;
 mod registry;
 mod traces;
 

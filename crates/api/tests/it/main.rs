@@ -6,6 +6,8 @@ mod access;
 mod client;
 mod config;
 mod consul;
+mod consul_clients;
+mod consul_endpoints;
 mod decoders;
 mod ordering;
 mod registry;

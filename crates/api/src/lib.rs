@@ -8,7 +8,8 @@
 //! # Layout
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/api/gateway/*`.
 //! - [`registry`]: `/api/registry/*`: registration, health, blocking reads, SSE.
-//! - [`config`]: `/api/config/*` (versioned config, watches) and Spring's `/config/...`.
+//! - [`config`]: `/api/config/*` (versioned config, watches).
+//! - [`spring`]: Spring Cloud Config Server's `/config/...` (environments and file forms).
 //! - [`consul`]: the Consul subset under `/v1` (mounted at `/consul/v1` here).
 //! - [`session`]: console login and token management.
 //! - [`otlp`]: OTLP trace ingest (gRPC service and `POST /v1/traces`).
@@ -29,6 +30,7 @@ pub mod json;
 pub mod otlp;
 pub mod registry;
 pub mod session;
+pub mod spring;
 pub mod traces;
 pub mod zipkin;
 
@@ -71,8 +73,12 @@ const BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 /// Every API and the console.
 pub fn router(state: AppState) -> Router {
-    let reads =
-        admin::reads().merge(registry::reads()).merge(config::reads()).merge(traces::reads()).merge(zipkin::reads());
+    let reads = admin::reads()
+        .merge(registry::reads())
+        .merge(config::reads())
+        .merge(spring::reads())
+        .merge(traces::reads())
+        .merge(zipkin::reads());
     let writes = registry::writes().merge(config::writes());
     Router::new()
         .merge(admin::probes())

@@ -358,28 +358,38 @@ impl ConfigStore {
         Ok(Diff { from, to, unified, lines })
     }
 
-    /// Spring Cloud Config's view: property sources for `app` and `profiles`, most specific
-    /// first (`app-<last profile>` … `app-default`, then the same for `application`).
-    pub fn property_sources(&self, app: &str, profiles: &[&str]) -> Vec<(String, BTreeMap<String, serde_json::Value>)> {
+    /// Where Spring looks, most specific first: (`app`, last profile) … (`app`, `default`),
+    /// then the same for `application`.
+    fn spring_order<'a>(app: &'a str, profiles: &[&'a str]) -> Vec<(&'a str, &'a str)> {
         let mut order: Vec<&str> = profiles.iter().rev().copied().filter(|p| *p != "default").collect();
         order.push("default");
         let mut apps = vec![app];
         if app != "application" {
             apps.push("application");
         }
+        apps.iter().flat_map(|a| order.iter().map(move |p| (*a, *p))).collect()
+    }
+
+    /// A stored file for the Config Server's plain-text form (`/{app}/{profile}/{label}/{path}`):
+    /// the key `path` in the most specific place that has it.
+    pub fn file(&self, app: &str, profiles: &[&str], path: &str) -> Option<Entry> {
+        Self::spring_order(app, profiles).into_iter().find_map(|(a, p)| self.get(a, p, path, None).ok())
+    }
+
+    /// Spring Cloud Config's view: property sources for `app` and `profiles`, most specific
+    /// first (`app-<last profile>` … `app-default`, then the same for `application`).
+    pub fn property_sources(&self, app: &str, profiles: &[&str]) -> Vec<(String, BTreeMap<String, serde_json::Value>)> {
         let mut out = Vec::new();
-        for a in apps {
-            for p in &order {
-                let entries = self.list(Some(a), Some(p));
-                if entries.is_empty() {
-                    continue;
-                }
-                let mut source = BTreeMap::new();
-                for e in entries {
-                    crate::spring::flatten_entry(&e.key, &e.value, profiles, &mut source);
-                }
-                out.push((format!("signalbox:{a}-{p}"), source));
+        for (a, p) in Self::spring_order(app, profiles) {
+            let entries = self.list(Some(a), Some(p));
+            if entries.is_empty() {
+                continue;
             }
+            let mut source = BTreeMap::new();
+            for e in entries {
+                crate::spring::flatten_entry(&e.key, &e.value, profiles, &mut source);
+            }
+            out.push((format!("signalbox:{a}-{p}"), source));
         }
         out
     }

@@ -11,6 +11,7 @@ mod consul_endpoints;
 mod decoders;
 mod ordering;
 mod registry;
+mod spring;
 mod traces;
 
 use signalbox_api::{AppState, router};

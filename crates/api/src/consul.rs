@@ -80,6 +80,20 @@ pub fn router() -> Router<AppState> {
         .fallback(|| async { ApiError::not_found("this Consul endpoint is not provided by Signalbox") })
 }
 
+/// Reads `bytes` as each JSON body this API accepts (a service definition, validated as
+/// registration validates it; a check definition; a check update; a transaction) without
+/// acting on it. For the fuzz target and the mutation test: none of them may panic.
+pub fn decode_bodies(bytes: &[u8]) -> [Result<(), ApiError>; 4] {
+    [
+        agent::service_request(bytes, "127.0.0.1")
+            .and_then(|r| r.validate().map(drop).map_err(|e| agent::consul_field(e.into()))),
+        agent::check_request(bytes)
+            .and_then(|(_, name, c)| c.validate("check", name, "127.0.0.1", 1).map(drop).map_err(ApiError::from)),
+        body::<agent::CheckUpdate>(bytes).map(drop),
+        kv::txn_ops(bytes).map(drop),
+    ]
+}
+
 /// Reads a Consul request body: field names match case-insensitively and in snake_case, as
 /// Consul's decoder matches them ([`keys::canonical`]); errors name the field.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

@@ -163,9 +163,13 @@ pub fn merge(sources: &[(String, BTreeMap<String, Value>)]) -> BTreeMap<String, 
     for (_, source) in sources.iter().rev() {
         out.extend(source.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
+    // One budget for the whole map, so many keys cannot each expand to the limit.
+    let mut budget = MAX_RESOLVED;
     let resolved: Vec<(String, String)> = out
         .iter()
-        .filter_map(|(k, v)| v.as_str().filter(|s| s.contains("${")).map(|s| (k.clone(), resolve(s, &out, 0))))
+        .filter_map(|(k, v)| {
+            v.as_str().filter(|s| s.contains("${")).map(|s| (k.clone(), resolve(s, &out, 0, &mut budget)))
+        })
         .collect();
     for (k, v) in resolved {
         out.insert(k, Value::String(v));
@@ -174,15 +178,21 @@ pub fn merge(sources: &[(String, BTreeMap<String, Value>)]) -> BTreeMap<String, 
 }
 
 /// `text` with `${name}` and `${name:default}` replaced from `props` (the Config Server
-/// resolves them in the plain-text files it serves too).
+/// resolves them in the plain-text files it serves too). A placeholder that names no
+/// property and has no default is left as written.
 pub fn resolve_placeholders(text: &str, props: &BTreeMap<String, Value>) -> String {
-    resolve(text, props, 0)
+    let mut budget = MAX_RESOLVED.max(text.len());
+    resolve(text, props, 0, &mut budget)
 }
 
 /// How deep placeholders may refer to placeholders (a cycle stops here, left as written).
 const MAX_DEPTH: usize = 8;
+/// Most bytes one resolution may produce: values that expand each other many times over
+/// (`a` = `${b}${b}…`, `b` = `${c}${c}…`) stop expanding here instead of growing
+/// exponentially.
+const MAX_RESOLVED: usize = 4 * 1024 * 1024;
 
-fn resolve(s: &str, props: &BTreeMap<String, Value>, depth: usize) -> String {
+fn resolve(s: &str, props: &BTreeMap<String, Value>, depth: usize, budget: &mut usize) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -191,6 +201,7 @@ fn resolve(s: &str, props: &BTreeMap<String, Value>, depth: usize) -> String {
             out.push_str(&rest[start..]);
             return out;
         };
+        let raw = &rest[start..start + 3 + len];
         let inner = &rest[start + 2..start + 2 + len];
         let (name, default) = match inner.split_once(':') {
             Some((n, d)) => (n, Some(d)),
@@ -200,11 +211,15 @@ fn resolve(s: &str, props: &BTreeMap<String, Value>, depth: usize) -> String {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         });
-        match (found, default) {
-            (Some(v), _) if depth < MAX_DEPTH => out.push_str(&resolve(&v, props, depth + 1)),
-            (None, Some(d)) => out.push_str(d),
-            _ => out.push_str(&rest[start..start + 3 + len]),
-        }
+        let expansion = match (found, default) {
+            (Some(v), _) if depth < MAX_DEPTH && v.len() <= *budget => {
+                *budget -= v.len();
+                resolve(&v, props, depth + 1, budget)
+            }
+            (None, Some(d)) => d.to_owned(),
+            _ => raw.to_owned(),
+        };
+        out.push_str(&expansion);
         rest = &rest[start + 3 + len..];
     }
     out.push_str(rest);
@@ -458,5 +473,62 @@ banner: dev
         assert_eq!(n["a"], 1);
         assert_eq!(n["a.b"], 2);
         assert_eq!(n["c[x]"], 3);
+    }
+
+    #[test]
+    fn placeholders_that_expand_each_other_stop_growing() {
+        let mut props = BTreeMap::new();
+        for level in 0..10 {
+            props.insert(format!("p{level}"), Value::from(format!("${{p{}}}", level + 1).repeat(64)));
+        }
+        props.insert("p10".to_owned(), Value::from("x".repeat(1000)));
+        let t = std::time::Instant::now();
+        let out = resolve_placeholders("${p0}", &props);
+        assert!(out.len() <= 2 * MAX_RESOLVED, "{}", out.len());
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+        assert_eq!(resolve_placeholders("${none} ${none:dflt} ${p10", &props), "${none} dflt ${p10");
+    }
+
+    /// Mutated documents of each type: flattening, merging and rendering never panic, and
+    /// the YAML rendered is YAML that reads back.
+    #[test]
+    fn rendering_survives_mutated_documents() {
+        let docs = [
+            ("application.yml", "a:\n  b: [1, 2.5, {c: x}]\n  d: ${a.b[0]}\n---\nspring:\n  profiles: prod\ne: on\n"),
+            ("x.json", r#"{"db": {"url": "u${p:1}", "pool": [1, {"n": null}], "on": true}}"#),
+            ("app.properties", "a.b[0]=1\na.b[1].c: ${a.b[0]}\n! c\nd=\n"),
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for (key, doc) in docs {
+            for _ in 0..1_500 {
+                let mut b = doc.as_bytes().to_vec();
+                for _ in 0..1 + next() % 3 {
+                    let at = (next() as usize) % b.len().max(1);
+                    match next() % 3 {
+                        0 if !b.is_empty() => b[at] = b" {}[]:,-.$\n\"'ab01"[(next() % 17) as usize],
+                        1 => b.insert(at.min(b.len()), b"[{.}]$:"[(next() % 7) as usize]),
+                        _ if !b.is_empty() => {
+                            b.remove(at);
+                        }
+                        _ => {}
+                    }
+                }
+                let text = String::from_utf8_lossy(&b);
+                let mut props = BTreeMap::new();
+                flatten_entry(key, &text, &["prod"], &mut props);
+                let merged = merge(&[("s".into(), props)]);
+                let nested = nest(&merged);
+                let y = to_yaml(&nested);
+                assert!(YamlLoader::load_from_str(&y).is_ok(), "{text:?} rendered unreadable YAML:\n{y}");
+                let _ = to_properties(&merged);
+                let _ = resolve_placeholders(&text, &merged);
+            }
+        }
     }
 }

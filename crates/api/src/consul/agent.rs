@@ -181,7 +181,15 @@ impl ConsulCheck {
 
 pub(super) async fn register(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     need(&s, &headers, Role::Edit)?;
-    let svc: ConsulService = super::body(&body)?;
+    let req = service_request(&body, &s.node_address)?;
+    s.control.registry.register(req).await.map_err(|e| consul_field(e.into()))?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// A service definition as a registration (not yet validated); an empty `Address` is the
+/// node's.
+pub(super) fn service_request(body: &[u8], node_address: &str) -> Result<RegisterRequest, ApiError> {
+    let svc: ConsulService = super::body(body)?;
     let mut checks = Vec::new();
     if let Some(c) = svc.check {
         checks.push(c.into_request("Check")?);
@@ -190,7 +198,7 @@ pub(super) async fn register(State(s): State<AppState>, headers: HeaderMap, body
     for (i, c) in svc.checks.unwrap_or_default().into_iter().enumerate() {
         checks.push(c.into_request(&format!("Checks[{i}]"))?);
     }
-    let address = svc.address.filter(|a| !a.is_empty()).unwrap_or_else(|| s.node_address.clone());
+    let address = svc.address.filter(|a| !a.is_empty()).unwrap_or_else(|| node_address.to_owned());
     let id = svc.id.filter(|i| !i.is_empty()).unwrap_or_else(|| svc.name.clone());
     // Consul names checks `service:<id>`, or `service:<id>:<n>` when there are several.
     if multiple {
@@ -200,19 +208,20 @@ pub(super) async fn register(State(s): State<AppState>, headers: HeaderMap, body
             }
         }
     }
-    let req = RegisterRequest {
+    let port = match svc.port.unwrap_or(0) {
+        0 => 1,
+        p => p,
+    };
+    Ok(RegisterRequest {
         service: svc.name,
         id: Some(id),
         address,
-        port: svc.port.unwrap_or(0),
+        port,
         tags: svc.tags.unwrap_or_default(),
         meta: svc.meta.unwrap_or_default(),
         weight: svc.weights.and_then(|w| w.passing).map(|w| w.clamp(1, 1000)),
         checks,
-    };
-    let req = RegisterRequest { port: if req.port == 0 { 1 } else { req.port }, ..req };
-    s.control.registry.register(req).await.map_err(|e| consul_field(e.into()))?;
-    Ok(StatusCode::OK.into_response())
+    })
 }
 
 /// Names fields the way the Consul request spelled them.
@@ -266,7 +275,7 @@ pub(super) async fn ttl(
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
-struct CheckUpdate {
+pub(super) struct CheckUpdate {
     status: Option<String>,
     output: Option<String>,
 }
@@ -327,19 +336,24 @@ pub(super) async fn check_register(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     need(&s, &headers, Role::Edit)?;
-    let def: CheckDefinition = super::body(&body)?;
-    let Some(service) = def.service_id.filter(|x| !x.is_empty()) else {
-        return Err(ApiError::field("ServiceID", "node-level checks are not supported; name the service's ID"));
-    };
+    let (service, name, req) = check_request(&body)?;
     if s.control.registry.instance(&service).is_none() {
         return Err(ApiError::field("ServiceID", format!("no service with ID {service:?} is registered")));
     }
-    let name = def.check.name.clone().filter(|n| !n.is_empty());
-    let Some(name) = name else { return Err(ApiError::field("Name", "missing check name")) };
-    // Consul's default check ID is its name.
-    let req = def.check.into_request("Check")?;
     s.control.registry.add_check(&service, req, name).await.map_err(|e| check_field(e.into()))?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// A check definition as (service ID, check name, check); Consul's default check ID is
+/// its name.
+pub(super) fn check_request(body: &[u8]) -> Result<(String, String, CheckRequest), ApiError> {
+    let def: CheckDefinition = super::body(body)?;
+    let Some(service) = def.service_id.filter(|x| !x.is_empty()) else {
+        return Err(ApiError::field("ServiceID", "node-level checks are not supported; name the service's ID"));
+    };
+    let name = def.check.name.clone().filter(|n| !n.is_empty());
+    let Some(name) = name else { return Err(ApiError::field("Name", "missing check name")) };
+    Ok((service, name, def.check.into_request("Check")?))
 }
 
 /// Names fields of a check definition as Consul spells them (`check.ttl` → `TTL`).

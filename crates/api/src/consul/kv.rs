@@ -163,11 +163,16 @@ fn txn_op(i: usize, item: TxnItem) -> Result<TxnOp, ApiError> {
     })
 }
 
+/// A transaction body as its operations.
+pub(super) fn txn_ops(body: &[u8]) -> Result<Vec<TxnOp>, ApiError> {
+    let items: Vec<TxnItem> = super::body(body)?;
+    items.into_iter().enumerate().map(|(i, it)| txn_op(i, it)).collect()
+}
+
 /// `PUT /v1/txn`: KV operations applied atomically. 200 with `Results` when applied, 409
 /// with `Errors` (by `OpIndex`) when rolled back.
 pub(super) async fn txn(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let items: Vec<TxnItem> = super::body(&body)?;
-    let ops = items.into_iter().enumerate().map(|(i, it)| txn_op(i, it)).collect::<Result<Vec<_>, _>>()?;
+    let ops = txn_ops(&body)?;
     let writes = ops.iter().any(|o| {
         !matches!(
             o,

@@ -10,7 +10,8 @@
 //!
 //! # Layout
 //! - [`agent`]: `/v1/agent/*`: this node, service and check registration, TTL reports.
-//! - [`catalog`]: `/v1/catalog/*` and `/v1/health/*`.
+//! - [`catalog`]: `/v1/catalog/*` (services of this node registered and deregistered
+//!   there too) and `/v1/health/*`.
 //! - [`kv`]: `/v1/kv/*` and `/v1/txn`.
 //! - [`keys`]: case-insensitive request field names.
 
@@ -59,6 +60,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/agent/service/maintenance/{id}", put(agent::maintenance))
         .route("/v1/catalog/nodes", get(catalog::catalog_nodes))
         .route("/v1/catalog/node/{node}", get(catalog::catalog_node))
+        .route("/v1/catalog/register", put(catalog::catalog_register))
+        .route("/v1/catalog/deregister", put(catalog::catalog_deregister))
         .route(
             "/v1/event/list",
             get(|s: State<AppState>, h: HeaderMap| async move {
@@ -81,9 +84,10 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Reads `bytes` as each JSON body this API accepts (a service definition, validated as
-/// registration validates it; a check definition; a check update; a transaction) without
-/// acting on it. For the fuzz target and the mutation test: none of them may panic.
-pub fn decode_bodies(bytes: &[u8]) -> [Result<(), ApiError>; 4] {
+/// registration validates it; a check definition; a check update; a transaction; catalog
+/// registrations) without acting on it. For the fuzz target and the mutation test: none of
+/// them may panic.
+pub fn decode_bodies(bytes: &[u8]) -> [Result<(), ApiError>; 6] {
     [
         agent::service_request(bytes, "127.0.0.1")
             .and_then(|r| r.validate().map(drop).map_err(|e| agent::consul_field(e.into()))),
@@ -91,6 +95,8 @@ pub fn decode_bodies(bytes: &[u8]) -> [Result<(), ApiError>; 4] {
             .and_then(|(_, name, c)| c.validate("check", name, "127.0.0.1", 1).map(drop).map_err(ApiError::from)),
         body::<agent::CheckUpdate>(bytes).map(drop),
         kv::txn_ops(bytes).map(drop),
+        body::<catalog::CatalogRegistration>(bytes).map(drop),
+        body::<catalog::CatalogDeregistration>(bytes).map(drop),
     ]
 }
 

@@ -250,3 +250,120 @@ pub(super) async fn health_checks(
     let list: Vec<Value> = s.control.registry.instances(&name, false).iter().flat_map(|i| checks_json(&s, i)).collect();
     Ok(indexed(idx, StatusCode::OK, Value::Array(list)))
 }
+
+/// `PUT /v1/catalog/register`: a service on this node. Signalbox is one node, so `Node`
+/// must name it; catalog checks (status records nobody runs) are refused: checks belong to
+/// `/v1/agent/check/register`, where the control loop runs them.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(super) struct CatalogRegistration {
+    node: String,
+    service: Option<CatalogService>,
+    check: Option<Value>,
+    checks: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(super) struct CatalogService {
+    #[serde(rename = "ID")]
+    id: Option<String>,
+    service: String,
+    tags: Option<Vec<String>>,
+    address: Option<String>,
+    port: Option<i64>,
+    meta: Option<BTreeMap<String, String>>,
+}
+
+fn this_node(s: &AppState, node: &str) -> Result<(), ApiError> {
+    if node == s.node_name {
+        return Ok(());
+    }
+    let what = if node.is_empty() { "missing node name".to_owned() } else { format!("unknown node {node:?}") };
+    Err(ApiError::field("Node", format!("{what}: Signalbox is one node, {:?}", s.node_name)))
+}
+
+pub(super) async fn catalog_register(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    need(&s, &headers, Role::Edit)?;
+    let r: CatalogRegistration = super::body(&body)?;
+    this_node(&s, &r.node)?;
+    for (field, given) in
+        [("Check", r.check.is_some_and(|c| !c.is_null())), ("Checks", r.checks.is_some_and(|c| !c.is_null()))]
+    {
+        if given {
+            return Err(ApiError::field(field, "catalog checks are not supported; use /v1/agent/check/register"));
+        }
+    }
+    // Registering the node alone changes nothing: it is always registered.
+    if let Some(svc) = r.service {
+        let address = svc.address.filter(|a| !a.is_empty()).unwrap_or_else(|| s.node_address.clone());
+        let id = svc.id.filter(|i| !i.is_empty()).unwrap_or_else(|| svc.service.clone());
+        let req = RegisterRequest {
+            service: svc.service,
+            id: Some(id),
+            address,
+            port: match svc.port.unwrap_or(0) {
+                0 => 1,
+                p => p,
+            },
+            tags: svc.tags.unwrap_or_default(),
+            meta: svc.meta.unwrap_or_default(),
+            weight: None,
+            checks: Vec::new(),
+        };
+        s.control.registry.register(req).await.map_err(|e| agent::consul_field(e.into())).map_err(|mut e| {
+            // The catalog names the service `Service`, not `Name`.
+            if e.field.as_deref() == Some("Name") {
+                e.field = Some("Service.Service".into());
+                e.message = e.message.replacen("Name", "Service.Service", 1);
+            } else if let Some(f) = e.field.take() {
+                e.message = e.message.replacen(&f, &format!("Service.{f}"), 1);
+                e.field = Some(format!("Service.{f}"));
+            }
+            e
+        })?;
+    }
+    Ok(Json(json!(true)).into_response())
+}
+
+/// `PUT /v1/catalog/deregister`: a service (`ServiceID`) or a check (`CheckID`) of this
+/// node. The node itself cannot be removed.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(super) struct CatalogDeregistration {
+    node: String,
+    #[serde(rename = "ServiceID")]
+    service_id: Option<String>,
+    #[serde(rename = "CheckID")]
+    check_id: Option<String>,
+}
+
+pub(super) async fn catalog_deregister(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    need(&s, &headers, Role::Edit)?;
+    let d: CatalogDeregistration = super::body(&body)?;
+    this_node(&s, &d.node)?;
+    match (d.service_id.filter(|x| !x.is_empty()), d.check_id.filter(|x| !x.is_empty())) {
+        (Some(id), _) => {
+            s.control.registry.deregister(&id).await?;
+        }
+        (None, Some(id)) => {
+            s.control.registry.remove_check(&id).await?;
+        }
+        (None, None) => {
+            return Err(ApiError::field(
+                "ServiceID",
+                "name a ServiceID or a CheckID: this node cannot be deregistered",
+            ));
+        }
+    }
+    // Consul answers true for an ID it does not know, too.
+    Ok(Json(json!(true)).into_response())
+}

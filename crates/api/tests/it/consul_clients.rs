@@ -59,6 +59,17 @@ fn check(v: &Value, package: &str) {
     assert_eq!(v["txn"]["Errors"], Value::Null, "{ctx}");
     assert_eq!(v["kv_after_txn"], "one", "{ctx}");
 
+    assert_eq!(v["catalog_register"], true, "{ctx}");
+    let ext = &v["catalog_ext"][0];
+    assert_eq!(
+        (&ext["ServiceID"], &ext["ServicePort"], &ext["ServiceTags"]),
+        (&json!("ext-1"), &json!(9100), &json!(["x"])),
+        "{ctx}"
+    );
+    assert_eq!(ext["Node"], "test-node", "{ctx}");
+    assert_eq!(v["catalog_deregister"], true, "{ctx}");
+    assert_eq!(v["catalog_ext_after"], json!([]), "{ctx}");
+
     assert_eq!(v["check_deregister"], true, "{ctx}");
     assert_eq!(v["deregister"], true, "{ctx}");
     assert_eq!(v["catalog_after"], json!({}), "{ctx}");

@@ -232,3 +232,42 @@ async fn transactions_apply_atomically_or_roll_back() {
     assert_eq!(r.status, 413);
     assert_eq!(r.json()["code"], "limit_exceeded");
 }
+
+#[tokio::test]
+async fn services_of_this_node_through_the_catalog() {
+    let n = Node::start().await;
+    let r = put(
+        &n,
+        "/v1/catalog/register",
+        json!({"node": "test-node", "address": "127.0.0.1",
+        "service": {"service": "ext", "id": "ext-1", "address": "10.0.0.5", "port": 5432, "meta": {"Kind": "db"}}}),
+    )
+    .await;
+    assert_eq!((r.status, r.json()), (200, json!(true)), "{}", r.text());
+    let svc = n.http.get(&consul(&n, "/v1/catalog/service/ext")).await.json();
+    assert_eq!(svc[0]["ServiceID"], "ext-1");
+    assert_eq!(svc[0]["ServiceAddress"], "10.0.0.5");
+    assert_eq!(svc[0]["ServiceMeta"], json!({"Kind": "db"}));
+    let h = n.http.get(&consul(&n, "/v1/health/service/ext?passing")).await.json();
+    assert_eq!(h[0]["Service"]["ID"], "ext-1", "no checks: passing");
+    // A node-only registration of this node changes nothing and succeeds.
+    let r = put(&n, "/v1/catalog/register", json!({"Node": "test-node", "Address": "127.0.0.1"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    for (body, field) in [
+        (json!({"Node": "elsewhere", "Service": {"Service": "x", "Port": 1}}), "Node"),
+        (json!({"Service": {"Service": "x", "Port": 1}}), "Node"),
+        (json!({"Node": "test-node", "Service": {"Service": "x", "Port": 1}, "Check": {"Status": "passing"}}), "Check"),
+        (json!({"Node": "test-node", "Service": {"Service": "x", "Port": 70000}}), "Service.Port"),
+        (json!({"Node": "test-node", "Service": {"Service": "bad name"}}), "Service.Service"),
+    ] {
+        let r = put(&n, "/v1/catalog/register", body.clone()).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert_eq!(r.json()["field"], field, "{body}: {}", r.text());
+    }
+    let r = put(&n, "/v1/catalog/deregister", json!({"Node": "test-node"})).await;
+    assert_eq!(r.json()["field"], "ServiceID", "{}", r.text());
+    let r = put(&n, "/v1/catalog/deregister", json!({"node": "test-node", "serviceid": "ext-1"})).await;
+    assert_eq!((r.status, r.json()), (200, json!(true)), "{}", r.text());
+    assert_eq!(n.http.get(&consul(&n, "/v1/catalog/services")).await.json(), json!({}));
+}

@@ -135,6 +135,7 @@ fn consul_bodies_survive_mutation() {
         r#"{"Name": "disk", "ServiceID": "web-1", "CheckID": "d", "TCP": "127.0.0.1:9", "Interval": "5s", "Timeout": "1s"}"#,
         r#"{"Status": "warning", "Output": "disk 80%"}"#,
         r#"[{"KV": {"Verb": "cas", "Key": "a/b", "Value": "aGk=", "Index": 3, "Flags": 1}}, {"kv": {"verb": "get-tree", "key": "a/"}}]"#,
+        r#"{"Node": "n", "Address": "127.0.0.1", "service": {"service": "ext", "id": "e", "port": 1, "meta": {"a": "b"}}, "ServiceID": "e"}"#,
     ];
     let mut m = Mutator(0x5eed_c0de_1234_5678);
     let mut decoded = 0;

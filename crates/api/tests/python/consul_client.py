@@ -64,6 +64,14 @@ out["txn"] = c.txn.put(
 )
 out["kv_after_txn"] = c.kv.get("app/a")[1]["Value"].decode()
 
+# The catalog, with a service given in lowercase keys.
+out["catalog_register"] = c.catalog.register(
+    node, "127.0.0.1", service={"service": "ext", "id": "ext-1", "port": 9100, "tags": ["x"]}
+)
+out["catalog_ext"] = c.catalog.service("ext")[1]
+out["catalog_deregister"] = c.catalog.deregister(node, service_id="ext-1")
+out["catalog_ext_after"] = c.catalog.service("ext")[1]
+
 out["check_deregister"] = c.agent.check.deregister("web-1-extra")
 out["deregister"] = c.agent.service.deregister("web-1")
 out["catalog_after"] = c.catalog.services()[1]

@@ -35,13 +35,13 @@ pub struct Index {
 /// One change in progress: its index is allocated, and no other change can be allocated,
 /// applied or published until this one is published or dropped.
 ///
-/// [`Step::publish`] makes the change visible to watchers. Dropping a step unpublished (its
-/// commit failed) gives the index back, so the published sequence has no holes.
+/// [`Step::publish`] makes the change visible to watchers. A step dropped unpublished (its
+/// commit failed, or the request that made it went away mid-commit) publishes its index
+/// anyway: the index is never handed out twice, and a watcher it wakes finds nothing new
+/// and waits on.
 pub struct Step<'a> {
     index: &'a Index,
     value: u64,
-    /// The state before this step, restored if it is dropped unpublished.
-    before: (u64, u64),
     mark: Option<Op>,
     _order: tokio::sync::MutexGuard<'a, ()>,
     done: bool,
@@ -69,7 +69,7 @@ impl Step<'_> {
 impl Drop for Step<'_> {
     fn drop(&mut self) {
         if !self.done {
-            *self.index.lock() = self.before;
+            self.index.tx.send_replace(self.value);
         }
     }
 }
@@ -105,7 +105,6 @@ impl Index {
     pub async fn begin(&self) -> Step<'_> {
         let order = self.order.lock().await;
         let mut s = self.lock();
-        let before = *s;
         s.0 += 1;
         let mark = if s.0 >= s.1 {
             s.1 = s.0 + STEP;
@@ -113,7 +112,7 @@ impl Index {
         } else {
             None
         };
-        Step { index: self, value: s.0, before, mark, _order: order, done: false }
+        Step { index: self, value: s.0, mark, _order: order, done: false }
     }
 
     /// Commits `step`'s high-water mark if it carries one, for a change that needs no other

@@ -141,3 +141,39 @@ impl Index {
         self.current()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn steps_publish_in_allocation_order_without_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Arc::new(Index::load(Store::open(dir.path()).unwrap()).unwrap());
+        let start = index.current();
+        let tasks: Vec<_> = (0..64u64)
+            .map(|i| {
+                let index = index.clone();
+                tokio::spawn(async move {
+                    let step = index.begin().await;
+                    assert_eq!(index.current() + 1, step.index(), "every lower index is published first");
+                    tokio::time::sleep(std::time::Duration::from_micros(i % 5 * 100)).await;
+                    if i % 7 == 0 {
+                        drop(step); // a failed commit still publishes its index
+                    } else {
+                        step.publish();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(index.current(), start + 64);
+        let mut step = index.begin().await;
+        assert_eq!(step.index(), start + 65, "no index is handed out twice");
+        assert!(step.take_mark().is_none(), "the high-water mark is far ahead");
+        step.publish();
+    }
+}

@@ -8,7 +8,8 @@
 //! # Layout
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/api/gateway/*`.
 //! - [`registry`]: `/api/registry/*`: registration, health, blocking reads, SSE.
-//! - [`config`]: `/api/config/*` (versioned config, watches) and Spring's `/config/...`.
+//! - [`config`]: `/api/config/*` (versioned config, watches).
+//! - [`spring`]: Spring Cloud Config Server's `/config/...` (environments and file forms).
 //! - [`consul`]: the Consul subset under `/v1` (mounted at `/consul/v1` here).
 //! - [`session`]: console login and token management.
 //! - [`ingest`]: limits every ingest decoder checks before it allocates (inflate, scan, budget).
@@ -35,6 +36,7 @@ pub mod otlp;
 pub mod registry;
 pub mod server;
 pub mod session;
+pub mod spring;
 pub mod traces;
 pub mod zipkin;
 
@@ -80,6 +82,7 @@ pub fn router(state: AppState) -> Router {
     let reads = admin::reads()
         .merge(registry::reads())
         .merge(config::reads())
+        .merge(spring::reads())
         .merge(traces::reads())
         .merge(zipkin::reads())
         .merge(logs::native_query::routes())

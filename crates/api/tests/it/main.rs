@@ -7,9 +7,13 @@ mod access;
 mod client;
 mod config;
 mod consul;
+mod consul_clients;
+mod consul_endpoints;
 mod decoders;
+mod ordering;
 mod params;
 mod registry;
+mod spring;
 mod traces;
 
 use signalbox_api::{AppState, router};

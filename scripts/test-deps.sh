@@ -2,7 +2,8 @@
 # Installs what the tests drive when it is missing: dnsmasq (the real DNS server of the
 # DNS-discovery tests), Chromium and Node.js (the console's browser test), curl, the
 # OpenTelemetry Python SDK (a real Python exporter in the trace tests), and the Python
-# clients of the control-plane tests (py-consul, python-consul2, config-client). System
+# clients of the control-plane and log tests (py-consul, python-consul2, config-client,
+# python-logging-loki, elasticsearch-py). System
 # packages come from apt-get as root; otherwise the script names what to install and fails.
 set -euo pipefail
 
@@ -17,7 +18,7 @@ fi
 # target/python (py-consul and python-consul2 both import as `consul`); the tests put the
 # directory on PYTHONPATH (crates/testkit/src/python.rs).
 root="$(cd "$(dirname "$0")/.." && pwd)"
-for pkg in py-consul==1.8.0 python-consul2==0.1.5 config-client==1.5.0; do
+for pkg in py-consul==1.8.0 python-consul2==0.1.5 config-client==1.5.0 python-logging-loki==0.3.1 elasticsearch==8.11.1; do
   dir="$root/target/python/${pkg%%==*}"
   if [ ! -f "$dir/.installed-${pkg#*==}" ]; then
     echo "== installing $pkg into $dir"

@@ -50,6 +50,13 @@ pub fn ingest_routes() -> Router<AppState> {
         .route("/api/logs", axum::routing::post(native::post))
         .route("/loki/api/v1/push", axum::routing::post(loki::push))
         .nest("/elasticsearch", elasticsearch::router())
+        // Clients join their base URL and `/`: the nested root above is `/elasticsearch` only.
+        .route(
+            "/elasticsearch/",
+            axum::routing::get(elasticsearch::root)
+                .head(elasticsearch::root)
+                .layer(axum::middleware::map_response(elasticsearch::product_header)),
+        )
 }
 
 /// The caller may ingest, and there is a log store: its sink.

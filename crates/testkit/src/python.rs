@@ -12,16 +12,20 @@ pub fn package_dir(package: &str) -> PathBuf {
     root.join("target/python").join(package)
 }
 
-/// Runs `python3 script args…` with `package`'s directory on `PYTHONPATH`, waiting at most
-/// `timeout` without blocking the runtime; returns stdout. Panics with stderr if the
+/// Runs `python3 script args…` with `package`'s directory on `PYTHONPATH` (an empty
+/// `package`: the system's packages, where the OpenTelemetry SDK is installed), waiting at
+/// most `timeout` without blocking the runtime; returns stdout. Panics with stderr if the
 /// package is missing or the script fails.
 pub async fn run(package: &str, script: &str, args: &[&str], timeout: Duration) -> String {
-    let dir = package_dir(package);
-    assert!(dir.is_dir(), "{} is missing: run scripts/test-deps.sh", dir.display());
-    let mut child = Command::new("python3")
+    let mut cmd = Command::new("python3");
+    if !package.is_empty() {
+        let dir = package_dir(package);
+        assert!(dir.is_dir(), "{} is missing: run scripts/test-deps.sh", dir.display());
+        cmd.env("PYTHONPATH", &dir);
+    }
+    let mut child = cmd
         .arg(script)
         .args(args)
-        .env("PYTHONPATH", &dir)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -193,12 +193,12 @@ pub(crate) fn router() -> axum::Router<crate::AppState> {
         .layer(axum::middleware::map_response(product_header))
 }
 
-async fn product_header(mut r: axum::response::Response) -> axum::response::Response {
+pub(crate) async fn product_header(mut r: axum::response::Response) -> axum::response::Response {
     r.headers_mut().insert("x-elastic-product", axum::http::HeaderValue::from_static("Elasticsearch"));
     r
 }
 
-async fn root(axum::extract::State(s): axum::extract::State<crate::AppState>) -> axum::Json<Value> {
+pub(crate) async fn root(axum::extract::State(s): axum::extract::State<crate::AppState>) -> axum::Json<Value> {
     axum::Json(info(&s.node_name))
 }
 

@@ -15,6 +15,13 @@ pub trait LogSink: Send + Sync + 'static {
     fn write(&self, records: Vec<LogRecord>) -> Pin<Box<dyn Future<Output = Result<(), LogWriteError>> + Send + '_>>;
 }
 
+/// A non-blocking hand-off of records from a hot path (the gateway's access log): the
+/// records are queued for the store and the caller does not wait for them to be durable;
+/// `false` when the queue is full (the caller counts the drop).
+pub trait LogOffer: Send + Sync + 'static {
+    fn offer(&self, records: Vec<LogRecord>) -> bool;
+}
+
 /// Why records were not stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogWriteError {

@@ -68,6 +68,8 @@ pub struct Deps {
     pub spans: Arc<dyn SpanSink>,
     /// Where services without static endpoints find theirs.
     pub discovery: Option<Arc<dyn EndpointSource>>,
+    /// Where access-log records go besides the access-log file (the node's log store).
+    pub logs: Option<Arc<dyn signalbox_core::log::LogOffer>>,
 }
 
 /// A running gateway's control handle. Cheap to share behind an `Arc`.
@@ -91,12 +93,13 @@ impl Gateway {
             spawn: true,
         };
         let (snap, followers) = compile::compile(&cfg, &cx)?;
-        let telemetry = telemetry::Telemetry::new(&cfg.telemetry, &cfg.service_name, deps.spans, &deps.registry)
-            .map_err(|e| {
-                let mut p = Problems::default();
-                p.add("gateway.telemetry.access_log", format!("cannot open `{}`: {e}", cfg.telemetry.access_log));
-                p
-            })?;
+        let telemetry =
+            telemetry::Telemetry::new(&cfg.telemetry, &cfg.service_name, deps.spans, deps.logs, &deps.registry)
+                .map_err(|e| {
+                    let mut p = Problems::default();
+                    p.add("gateway.telemetry.access_log", format!("cannot open `{}`: {e}", cfg.telemetry.access_log));
+                    p
+                })?;
         let gw = Arc::new(Gateway {
             shared: Arc::new(proxy::Shared { snapshot: ArcSwap::from_pointee(snap), telemetry: Arc::new(telemetry) }),
             reloads: deps.registry.counter(

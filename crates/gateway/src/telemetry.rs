@@ -115,11 +115,28 @@ impl Telemetry {
         cfg: &crate::config::TelemetryConfig,
         service_name: &str,
         sink: Arc<dyn SpanSink>,
+        logs: Option<Arc<dyn signalbox_core::log::LogOffer>>,
         reg: &Registry,
     ) -> std::io::Result<Self> {
-        let access_log = match cfg.access_log.as_str() {
+        let target = match cfg.access_log.as_str() {
             "off" | "" => None,
-            target => Some(spawn_log_writer(target, (cfg.queue_capacity / 64).max(16))?),
+            t => Some(t),
+        };
+        let store_dropped = reg.counter(
+            "signalbox_gateway_access_log_records_dropped_total",
+            "Access-log records the log store's queue refused.",
+            &[],
+        );
+        let access_log = if target.is_some() || logs.is_some() {
+            Some(spawn_log_writer(
+                target,
+                logs,
+                store_dropped,
+                service_name.to_owned(),
+                (cfg.queue_capacity / 64).max(16),
+            )?)
+        } else {
+            None
         };
         let dropped = |reason| {
             reg.counter(
@@ -219,19 +236,101 @@ impl Telemetry {
     }
 }
 
-fn spawn_log_writer(target: &str, chunks: usize) -> std::io::Result<mpsc::SyncSender<Vec<u8>>> {
-    let mut out: Box<dyn Write + Send> = if target == "stdout" {
-        Box::new(std::io::stdout())
-    } else {
-        Box::new(std::fs::OpenOptions::new().create(true).append(true).open(target)?)
+fn spawn_log_writer(
+    target: Option<&str>,
+    logs: Option<Arc<dyn signalbox_core::log::LogOffer>>,
+    dropped: Counter,
+    gateway: String,
+    chunks: usize,
+) -> std::io::Result<mpsc::SyncSender<Vec<u8>>> {
+    let mut out: Option<Box<dyn Write + Send>> = match target {
+        None => None,
+        Some("stdout") => Some(Box::new(std::io::stdout())),
+        Some(path) => Some(Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?)),
     };
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(chunks);
     std::thread::Builder::new().name("access-log".into()).spawn(move || {
         while let Ok(chunk) = rx.recv() {
-            let _ = out.write_all(&chunk).and_then(|_| out.flush());
+            if let Some(out) = out.as_mut() {
+                let _ = out.write_all(&chunk).and_then(|_| out.flush());
+            }
+            if let Some(logs) = &logs {
+                // Off the request path: each line becomes a record of the log store.
+                let records: Vec<signalbox_core::log::LogRecord> =
+                    chunk.split(|b| *b == b'\n').filter_map(|l| access_record(l, &gateway)).collect();
+                let n = records.len() as u64;
+                if !logs.offer(records) {
+                    dropped.add(n);
+                }
+            }
         }
     })?;
     Ok(tx)
+}
+
+/// An access-log line as a log record: the gateway's service, severity from the status
+/// (5xx error, 4xx warning), `METHOD path status duration` as the body, the request's trace
+/// and span ids, and every field of the line as an attribute.
+fn access_record(line: &[u8], gateway: &str) -> Option<signalbox_core::log::LogRecord> {
+    use signalbox_core::log::{LogRecord, Severity};
+    use signalbox_core::span::{AttrValue, KeyValue};
+    let serde_json::Value::Object(obj) = serde_json::from_slice(line).ok()? else { return None };
+    let text = |k: &str| obj.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    let status = obj.get("status").and_then(|v| v.as_f64()).unwrap_or(0.0) as u16;
+    let duration = obj.get("duration_ms").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let ts = parse_millis_rfc3339(text("ts")).unwrap_or_else(signalbox_core::time::unix_nanos);
+    let severity = match status {
+        500.. => Severity::ERROR,
+        400..=499 => Severity::WARN,
+        _ => Severity::INFO,
+    };
+    let attributes = obj
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "ts" | "trace_id" | "span_id"))
+        .filter_map(|(k, v)| {
+            let value = match v {
+                serde_json::Value::String(s) => AttrValue::Str(s.clone()),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => AttrValue::Int(i),
+                    None => AttrValue::Float(n.as_f64()?),
+                },
+                serde_json::Value::Bool(b) => AttrValue::Bool(*b),
+                _ => return None,
+            };
+            let key = if k == "service" { "upstream.service".to_owned() } else { format!("http.{k}") };
+            Some(KeyValue { key: key.into(), value })
+        })
+        .collect();
+    Some(LogRecord {
+        unix_nanos: ts,
+        observed_unix_nanos: signalbox_core::time::unix_nanos(),
+        severity,
+        severity_text: String::new(),
+        body: format!("{} {} {status} {duration:.1}ms", text("method"), text("path")),
+        service: gateway.to_owned(),
+        instance: String::new(),
+        resource: Vec::new(),
+        attributes,
+        trace_id: signalbox_core::ids::TraceId::from_hex(text("trace_id")),
+        span_id: signalbox_core::ids::SpanId::from_hex(text("span_id")),
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, as the access log writes it, to Unix nanoseconds.
+fn parse_millis_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() != 24 || !s.is_ascii() {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, se, ms) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se;
+    u64::try_from(secs).ok()?.checked_mul(1_000_000_000)?.checked_add(ms as u64 * 1_000_000)
 }
 
 /// One upstream try, as recorded for the client span and the access log.

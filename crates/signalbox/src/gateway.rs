@@ -38,9 +38,11 @@ async fn run(opts: GatewayOpts) -> anyhow::Result<()> {
         Some(x) => (Arc::new(x.sink), Some(x.task)),
         None => (Arc::new(DroppingSink), None),
     };
-    let gateway =
-        Gateway::new(cfg.gateway.clone(), Deps { registry: registry.clone(), spans, discovery: Some(remote.clone()) })
-            .map_err(|p| anyhow::anyhow!("invalid config:\n{}", loaded.report(p)))?;
+    let gateway = Gateway::new(
+        cfg.gateway.clone(),
+        Deps { registry: registry.clone(), spans, discovery: Some(remote.clone()), logs: None },
+    )
+    .map_err(|p| anyhow::anyhow!("invalid config:\n{}", loaded.report(p)))?;
     let (trigger, shutdown) = signalbox_core::shutdown::channel();
     let listeners =
         gateway.bind().await.with_context(|| format!("cannot bind the gateway on {}", cfg.gateway.listen))?;

@@ -350,9 +350,17 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
         None => Arc::new(DroppingSink),
     };
     let discovery: Arc<dyn signalbox_core::discovery::EndpointSource> = control.registry.clone();
-    let gateway =
-        Gateway::new(effective, Deps { registry: registry.clone(), spans: span_sink, discovery: Some(discovery) })
-            .map_err(|p| anyhow::anyhow!("invalid config:\n{}", loaded.report(p)))?;
+    let gateway = Gateway::new(
+        effective,
+        Deps {
+            registry: registry.clone(),
+            spans: span_sink,
+            discovery: Some(discovery),
+            // The gateway's access log becomes records of the log store, in-process.
+            logs: logs.clone().map(|l| Arc::new(l) as Arc<dyn signalbox_core::log::LogOffer>),
+        },
+    )
+    .map_err(|p| anyhow::anyhow!("invalid config:\n{}", loaded.report(p)))?;
 
     let (trigger, shutdown) = signalbox_core::shutdown::channel();
     let listeners =

@@ -117,6 +117,7 @@ async fn gateway_following(
             registry: Registry::new(),
             spans: Arc::new(signalbox_core::telemetry::DroppingSink),
             discovery: Some(discovery),
+            logs: None,
         },
     )
     .unwrap();

@@ -328,6 +328,17 @@ impl LogSink for Logs {
     }
 }
 
+impl signalbox_core::log::LogOffer for Logs {
+    fn offer(&self, records: Vec<LogRecord>) -> bool {
+        if records.is_empty() {
+            return true;
+        }
+        // Nobody waits for the answer: the records are durable a few milliseconds later.
+        let (done, _) = oneshot::channel();
+        self.tx.try_send(Job { records, done }).is_ok()
+    }
+}
+
 fn meta(path: PathBuf, b: Block) -> BlockMeta {
     BlockMeta { path, min_ts: b.min_ts, max_ts: b.max_ts, bytes: b.bytes_on_disk, count: b.count, bloom: Arc::new(b) }
 }

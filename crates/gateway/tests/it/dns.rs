@@ -84,7 +84,12 @@ async fn bad_dns_settings_are_reported() {
     };
     let e = Gateway::new(
         config(vec![s], vec![]),
-        Deps { registry: Registry::new(), spans: Arc::new(signalbox_core::telemetry::DroppingSink), discovery: None },
+        Deps {
+            registry: Registry::new(),
+            spans: Arc::new(signalbox_core::telemetry::DroppingSink),
+            discovery: None,
+            logs: None,
+        },
     )
     .err()
     .unwrap();
@@ -99,7 +104,12 @@ async fn bad_dns_settings_are_reported() {
     };
     let e = Gateway::new(
         config(vec![s], vec![]),
-        Deps { registry: Registry::new(), spans: Arc::new(signalbox_core::telemetry::DroppingSink), discovery: None },
+        Deps {
+            registry: Registry::new(),
+            spans: Arc::new(signalbox_core::telemetry::DroppingSink),
+            discovery: None,
+            logs: None,
+        },
     )
     .err()
     .unwrap();

@@ -148,7 +148,12 @@ async fn dead_upstreams_get_502_and_no_endpoints_503() {
     cfg.services.push(s);
     let problems = Gateway::new(
         cfg,
-        Deps { registry: Registry::new(), spans: Arc::new(signalbox_core::telemetry::DroppingSink), discovery: None },
+        Deps {
+            registry: Registry::new(),
+            spans: Arc::new(signalbox_core::telemetry::DroppingSink),
+            discovery: None,
+            logs: None,
+        },
     )
     .err()
     .unwrap();

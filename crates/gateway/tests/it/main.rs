@@ -99,7 +99,7 @@ pub async fn start(mut cfg: GatewayConfig) -> Gw {
     }
     let registry = Registry::new();
     let (sink, spans) = ChannelSink::new(100_000, registry.counter("test_spans_total", "spans", &[]));
-    let gw = Gateway::new(cfg, Deps { registry: registry.clone(), spans: Arc::new(sink), discovery: None })
+    let gw = Gateway::new(cfg, Deps { registry: registry.clone(), spans: Arc::new(sink), discovery: None, logs: None })
         .unwrap_or_else(|p| panic!("config rejected: {p:?}"));
     let listeners = gw.bind().await.expect("bind");
     let addr = listeners.plain_addr().expect("addr");

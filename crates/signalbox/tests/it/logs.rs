@@ -266,3 +266,34 @@ async fn live_tail_and_acknowledged_lines_survive_kill_9() {
     let hits = search(&http, &node, "batch", "&limit=10000").await;
     assert_eq!(hits["records"].as_array().unwrap().len() as u64, acked);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_access_log_becomes_records_with_trace_ids() {
+    let up = signalbox_testkit::upstream::serve(signalbox_testkit::upstream::echo("orders")).await;
+    let route = format!("/orders={}", up.url());
+    let node = Node::start(&["--route", &route], &[]).await;
+    let http = Http::new();
+    for i in 0..5 {
+        let r = http.get(&format!("http://{}/orders/{i}", node.gateway)).await;
+        assert_eq!(r.status, 200);
+    }
+    let r = http.get(&format!("http://{}/nowhere", node.gateway)).await;
+    assert_eq!(r.status, 404);
+    let hits = signalbox_testkit::eventually(Duration::from_secs(10), "access records", || {
+        let http = http.clone();
+        let url = format!("http://{}/api/logs?query={}&since=1h", node.console, enc("service:signalbox-gateway"));
+        async move {
+            let v = http.get(&url).await.json();
+            (v["records"].as_array().map_or(0, |a| a.len()) >= 6).then_some(v)
+        }
+    })
+    .await;
+    let recs = hits["records"].as_array().unwrap();
+    let ok =
+        recs.iter().find(|r| r["body"].as_str().unwrap().starts_with("GET /orders/4 200")).expect("the request's line");
+    assert_eq!(ok["attributes"]["upstream.service"], "cli-orders-0");
+    assert_eq!(ok["severity"], "INFO");
+    assert_eq!(ok["trace_id"].as_str().map(str::len), Some(32), "linked to the request's trace");
+    let missing = recs.iter().find(|r| r["body"].as_str().unwrap().contains("/nowhere 404")).unwrap();
+    assert_eq!(missing["severity"], "WARN");
+}

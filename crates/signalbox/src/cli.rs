@@ -43,6 +43,13 @@ pub enum Command {
         #[command(subcommand)]
         action: TracesAction,
     },
+    /// Search logs on a running node (docs/log-queries.md has the query language).
+    Logs {
+        #[command(flatten)]
+        node: NodeOpts,
+        #[command(subcommand)]
+        action: LogsAction,
+    },
     /// List services, or one service's instances with their health.
     Services {
         #[command(flatten)]
@@ -61,6 +68,25 @@ pub struct NodeOpts {
     /// An access token (when the node has access control).
     #[arg(long, env = "SIGNALBOX_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LogsAction {
+    /// Print matching lines, oldest first; `--follow` keeps printing new ones.
+    Search {
+        /// The query, e.g. `level:error service:checkout "card declined"` (empty: every line).
+        #[arg(default_value = "")]
+        query: String,
+        /// How far back to look.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Most lines to print before following.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Keep printing new lines as they arrive (until Ctrl-C).
+        #[arg(long, short)]
+        follow: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         cli::Command::Config { node, action } => remote::config(node, action),
         cli::Command::Services { node, name } => remote::services(node, name),
         cli::Command::Traces { node, action } => remote::traces(node, action),
+        cli::Command::Logs { node, action } => remote::logs(node, action),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Commands that talk to a running node over its API: `signalbox config ...` and
 //! `signalbox services`.
 
-use crate::cli::{ConfigAction, NodeOpts, TracesAction};
+use crate::cli::{ConfigAction, LogsAction, NodeOpts, TracesAction};
 use serde_json::Value;
 use signalbox_client::Client;
 use std::io::Read;
@@ -274,6 +274,52 @@ pub fn traces(node: NodeOpts, action: TracesAction) -> ExitCode {
         }
         Ok(())
     })
+}
+
+pub fn logs(node: NodeOpts, action: LogsAction) -> ExitCode {
+    crate::block_on(async move {
+        let c = client(&node);
+        let LogsAction::Search { query, since, limit, follow } = action;
+        let q = encode(&query);
+        let path = format!("/api/logs?query={q}&since={}&limit={limit}", encode(&since));
+        let v = c.request(http::Method::GET, &path, None).await?;
+        let mut records: Vec<Value> = v["records"].as_array().cloned().unwrap_or_default();
+        records.reverse();
+        let mut last: u64 = 0;
+        for r in &records {
+            print_log_line(r);
+            last = last.max(r["unix_nanos"].as_str().and_then(|t| t.parse().ok()).unwrap_or(0));
+        }
+        if !follow {
+            return Ok(());
+        }
+        // Follow by polling for what is newer than the last line printed: simple, and it
+        // resumes after a node restart.
+        if last == 0 {
+            last = signalbox_core::time::unix_nanos();
+        }
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let path = format!("/api/logs?query={q}&start={}&limit=1000&direction=forward", last + 1);
+            let v = match c.request(http::Method::GET, &path, None).await {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("# {e}; retrying");
+                    continue;
+                }
+            };
+            for r in v["records"].as_array().into_iter().flatten() {
+                print_log_line(r);
+                last = last.max(r["unix_nanos"].as_str().and_then(|t| t.parse().ok()).unwrap_or(0));
+            }
+        }
+    })
+}
+
+fn print_log_line(r: &Value) {
+    let s = |k: &str| r[k].as_str().unwrap_or("");
+    let trace = r["trace_id"].as_str().map(|t| format!("  trace={t}")).unwrap_or_default();
+    println!("{} {:<5} {}/{}  {}{trace}", s("time"), s("severity"), s("service"), s("instance"), s("body"));
 }
 
 #[cfg(test)]

@@ -93,6 +93,24 @@ async fn ndjson_lines_are_searchable_aggregated_and_linked_to_traces() {
     let bad = http.get(&format!("http://{}/api/logs?query={}", node.console, enc("(oops"))).await;
     assert_eq!(bad.status, 400);
     assert!(bad.json()["error"].as_str().unwrap().contains("offset"), "{}", bad.text());
+    // The CLI prints the same lines, oldest first.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "logs",
+            "search",
+            "declined service:payments",
+            "--since",
+            "1h",
+            "--url",
+            &format!("http://{}", node.console),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    assert!(lines[0].contains("ERROR payments/pod-0  payment 0 declined: card expired  trace="), "{text}");
     // A bad line is refused by number; the good ones are kept.
     let r = post(
         &http,

@@ -22,6 +22,7 @@ fn sample(i: u64) -> Span {
         status_message: "boom".into(),
         attributes: vec![KeyValue::str("http.route", "/items/{id}"), KeyValue::int("n", i as i64)],
         events: vec![SpanEvent { unix_nanos: 1_700_000_000_000_100_000, name: "retry".into(), attributes: vec![] }],
+        ..Default::default()
     }
 }
 

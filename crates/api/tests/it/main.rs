@@ -8,6 +8,7 @@ mod config;
 mod consul;
 mod decoders;
 mod registry;
+mod trace_compat;
 mod traces;
 
 use signalbox_api::{AppState, router};

@@ -14,7 +14,7 @@ use signalbox_events::sampler::SamplerConfig;
 use signalbox_testkit::eventually;
 use std::io::Write;
 
-fn kv(k: &str, v: &str) -> KeyValue {
+pub fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
         key: k.into(),
         value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
@@ -22,7 +22,7 @@ fn kv(k: &str, v: &str) -> KeyValue {
     }
 }
 
-fn now() -> u64 {
+pub fn now() -> u64 {
     signalbox_core::time::unix_nanos()
 }
 
@@ -79,13 +79,13 @@ async fn post(n: &Node, req: &ExportTraceServiceRequest) -> Resp {
         .await
 }
 
-fn trace_id(i: u8) -> [u8; 16] {
+pub fn trace_id(i: u8) -> [u8; 16] {
     let mut t = [7u8; 16];
     t[15] = i;
     t
 }
 
-fn hex(t: [u8; 16]) -> String {
+pub fn hex(t: [u8; 16]) -> String {
     signalbox_core::ids::encode_hex(&t)
 }
 

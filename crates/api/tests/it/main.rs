@@ -10,6 +10,7 @@ mod decoders;
 mod registry;
 mod trace_compat;
 mod traces;
+mod zipkin_compat;
 
 use signalbox_api::{AppState, router};
 use signalbox_control::ControlPlane;

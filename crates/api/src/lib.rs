@@ -12,7 +12,7 @@
 //! - [`consul`]: the Consul subset under `/v1` (mounted at `/consul/v1` here).
 //! - [`session`]: console login and token management.
 //! - [`otlp`]: OTLP trace ingest (gRPC service and `POST /v1/traces`).
-//! - [`zipkin`]: Zipkin v2 ingest and query API.
+//! - [`zipkin`]: Zipkin v2 ingest (JSON and protobuf) and query API.
 //! - [`traces`]: the native trace API and the Jaeger query API.
 //! - [`console`]: the embedded web UI.
 //! - [`auth`]: role checks for every route; [`blocking`]: long-poll helpers;

@@ -2,7 +2,8 @@
 //! (the endpoints Grafana's Jaeger data source calls).
 //!
 //! Native:
-//! - `GET /api/traces/{id}`: every span of a trace.
+//! - `GET /api/traces/{id}`: every span of a trace, each with its attributes, `resource`,
+//!   `scope`, `links` and events.
 //! - `GET /api/traces?service=&operation=&tag=k=v&status=error&min_duration=&max_duration=&start=&end=&lookback=&limit=`:
 //!   trace summaries newest first; tags and durations combine freely.
 //! - `GET /api/traces/services`, `/api/traces/services/{service}/operations`.
@@ -349,6 +350,14 @@ async fn jaeger_operations_v1(
     Ok(jaeger_ok(json!(traces(&s)?.operations(&service))))
 }
 
+/// Jaeger's refusal of a query without a service (its message, word for word).
+fn service_required() -> ApiError {
+    ApiError {
+        field: Some("service".into()),
+        ..ApiError::bad_request("invalid_field", "parameter 'service' is required")
+    }
+}
+
 /// Jaeger's name for a span kind in `/api/operations` (`""` for unspecified).
 fn jaeger_kind(k: SpanKind) -> &'static str {
     if k == SpanKind::Unspecified { "" } else { kind_str(k) }
@@ -371,7 +380,7 @@ async fn jaeger_operations(
     q: Result<Query<OpParams>, QueryRejection>,
 ) -> Result<Json<Value>, JaegerError> {
     let p = jaeger_query(q)?;
-    let service = p.service.filter(|x| !x.is_empty()).ok_or_else(|| ApiError::field("service", "is required"))?;
+    let service = p.service.filter(|x| !x.is_empty()).ok_or_else(service_required)?;
     let wanted =
         match p.span_kind.as_deref().unwrap_or("") {
             "" => None,
@@ -540,8 +549,8 @@ fn jaeger_tags(v: &str) -> Result<Vec<(String, String)>, ApiError> {
     Ok(out)
 }
 
-/// `/api/traces?traceID=a&traceID=b`: exactly those traces; each one not found is a 404
-/// entry in `errors` (with its `traceID`), as Jaeger answers.
+/// `/api/traces?traceID=a&traceID=b`: exactly those traces; each one not found is an entry
+/// `{"msg": "trace not found", "traceID": ...}` in `errors`, as Jaeger answers.
 fn jaeger_by_ids(t: &Traces, ids: &[&str]) -> Result<Json<Value>, JaegerError> {
     let mut data = Vec::new();
     let mut errors = Vec::new();
@@ -550,7 +559,7 @@ fn jaeger_by_ids(t: &Traces, ids: &[&str]) -> Result<Json<Value>, JaegerError> {
             .ok_or_else(|| ApiError::field("traceID", format!("`{raw}` is not 32 (or 16) hex digits")))?;
         let spans = t.trace(&id);
         if spans.is_empty() {
-            errors.push(json!({ "code": 404, "msg": "trace not found", "traceID": id.to_hex() }));
+            errors.push(json!({ "msg": "trace not found", "traceID": id.to_hex() }));
         } else {
             data.push(jaeger_trace_json(&spans));
         }
@@ -569,7 +578,7 @@ async fn jaeger_search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Resu
         return jaeger_by_ids(t, &ids);
     }
     if get("service").is_none() {
-        return Err(ApiError::field("service", "parameter 'service' is required").into());
+        return Err(service_required().into());
     }
     // Jaeger takes microseconds for start/end and a duration for lookback.
     let end = match get("end") {

@@ -417,14 +417,26 @@ fn jaeger_tag(key: &str, v: &AttrValue) -> Value {
 /// span-id uniquifier does. Returns each span's (id, parent).
 fn jaeger_ids(spans: &[Span]) -> Vec<(SpanId, Option<SpanId>)> {
     use signalbox_core::span::SpanFlags;
+    use std::collections::{HashMap, HashSet};
     let mut ids: Vec<(SpanId, Option<SpanId>)> = spans.iter().map(|s| (s.span_id, s.parent_span_id)).collect();
-    let mut taken: std::collections::HashSet<SpanId> = spans.iter().map(|s| s.span_id).collect();
+    let is_shared_server = |s: &Span| s.flags.has(SpanFlags::SHARED) && s.kind == SpanKind::Server;
+    if !spans.iter().any(is_shared_server) {
+        return ids;
+    }
+    let unshared: HashSet<SpanId> =
+        spans.iter().filter(|s| !s.flags.has(SpanFlags::SHARED)).map(|s| s.span_id).collect();
+    let mut taken: HashSet<SpanId> = spans.iter().map(|s| s.span_id).collect();
+    let mut children: HashMap<SpanId, Vec<usize>> = HashMap::new();
+    for (j, c) in spans.iter().enumerate() {
+        if let Some(p) = c.parent_span_id {
+            children.entry(p).or_default().push(j);
+        }
+    }
+    let mut next = spans.iter().map(|s| u64::from_be_bytes(s.span_id.0)).max().unwrap_or(0);
     for (i, s) in spans.iter().enumerate() {
-        let shared = s.flags.has(SpanFlags::SHARED) && s.kind == SpanKind::Server;
-        if !shared || !spans.iter().any(|c| c.span_id == s.span_id && !c.flags.has(SpanFlags::SHARED)) {
+        if !is_shared_server(s) || !unshared.contains(&s.span_id) {
             continue;
         }
-        let mut next = u64::from_be_bytes(s.span_id.0);
         let new = loop {
             next = next.wrapping_add(1);
             let id = SpanId(next.to_be_bytes());
@@ -433,8 +445,8 @@ fn jaeger_ids(spans: &[Span]) -> Vec<(SpanId, Option<SpanId>)> {
             }
         };
         ids[i] = (new, Some(s.span_id));
-        for (j, c) in spans.iter().enumerate() {
-            if j != i && c.parent_span_id == Some(s.span_id) && c.service == s.service {
+        for &j in children.get(&s.span_id).into_iter().flatten() {
+            if j != i && spans[j].service == s.service {
                 ids[j].1 = Some(new);
             }
         }
@@ -448,18 +460,29 @@ fn jaeger_ids(spans: &[Span]) -> Vec<(SpanId, Option<SpanId>)> {
 pub fn jaeger_trace_json(spans: &[Span]) -> Value {
     let mut processes = Map::new();
     let mut pids: Vec<(&str, &[KeyValue])> = Vec::new();
+    // The spans of a batch share one resource: look it up by pointer before by value.
+    let mut by_ptr: std::collections::HashMap<(&str, usize), String> = std::collections::HashMap::new();
     let mut out = Vec::new();
     let ids = jaeger_ids(spans);
     let present: std::collections::HashSet<SpanId> = ids.iter().map(|(id, _)| *id).collect();
     for (s, (span_id, parent)) in spans.iter().zip(ids.iter().copied()) {
-        let key = (s.service.as_str(), s.resource.attributes.as_slice());
-        let pid = match pids.iter().position(|x| *x == key) {
-            Some(i) => format!("p{}", i + 1),
+        let ptr = (s.service.as_str(), std::sync::Arc::as_ptr(&s.resource) as usize);
+        let pid = match by_ptr.get(&ptr) {
+            Some(id) => id.clone(),
             None => {
-                pids.push(key);
-                let id = format!("p{}", pids.len());
-                let tags: Vec<Value> = s.resource.attributes.iter().map(|kv| jaeger_tag(&kv.key, &kv.value)).collect();
-                processes.insert(id.clone(), json!({ "serviceName": s.service, "tags": tags }));
+                let key = (s.service.as_str(), s.resource.attributes.as_slice());
+                let id = match pids.iter().position(|x| *x == key) {
+                    Some(i) => format!("p{}", i + 1),
+                    None => {
+                        pids.push(key);
+                        let id = format!("p{}", pids.len());
+                        let tags: Vec<Value> =
+                            s.resource.attributes.iter().map(|kv| jaeger_tag(&kv.key, &kv.value)).collect();
+                        processes.insert(id.clone(), json!({ "serviceName": s.service, "tags": tags }));
+                        id
+                    }
+                };
+                by_ptr.insert(ptr, id.clone());
                 id
             }
         };

@@ -500,6 +500,17 @@ async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json
         end_nanos: end,
         limit,
     };
+    let mut query = query;
+    // A trace must have a span (of the service) meeting each term: with no other condition
+    // on single spans, the first `key=value` term (or `error`) narrows the candidate spans
+    // before whole traces are read.
+    if query.operation.is_none() && query.min_duration_nanos.is_none() && query.max_duration_nanos.is_none() {
+        if let Some((k, Some(v))) = query.terms.iter().find(|(k, v)| v.is_some() && k != "error") {
+            query.tags.push((k.clone(), v.clone()));
+        } else if query.terms.iter().any(|(k, _)| k == "error") {
+            query.errors_only = true;
+        }
+    }
     let data = tokio::task::spawn_blocking(move || {
         t.search(&query)
             .iter()

@@ -314,13 +314,13 @@ fn recent_blocks(store: &SpanStore, start: u64, end: u64, n: usize) -> Vec<Arc<B
 }
 
 /// Attribute keys of spans in `[start, end]`, sorted, at most `limit` (from memory and the
-/// newest 16 blocks' dictionaries).
+/// newest 8 blocks' dictionaries).
 pub fn tag_keys(store: &SpanStore, start: u64, end: u64, limit: usize) -> Vec<String> {
     let mut keys = std::collections::BTreeSet::new();
     for s in store.memory_spans(|s| s.start_unix_nanos >= start && s.start_unix_nanos <= end) {
         keys.extend(s.attributes.iter().map(|kv| kv.key.to_string()));
     }
-    for b in recent_blocks(store, start, end, 16) {
+    for b in recent_blocks(store, start, end, 8) {
         if let Ok(a) = b.load().and_then(|l| l.attributes()) {
             keys.extend(a.keys);
         }
@@ -334,7 +334,7 @@ pub fn tag_values(store: &SpanStore, key: &str, start: u64, end: u64, limit: usi
     for s in store.memory_spans(|s| s.start_unix_nanos >= start && s.start_unix_nanos <= end) {
         values.extend(s.attributes.iter().filter(|kv| kv.key == key).map(|kv| value_text(&kv.value).into_owned()));
     }
-    for b in recent_blocks(store, start, end, 16) {
+    for b in recent_blocks(store, start, end, 8) {
         let Ok(a) = b.load().and_then(|l| l.attributes()) else { continue };
         let Some(k) = a.key(key) else { continue };
         let mut used = vec![false; a.values.len()];

@@ -218,7 +218,9 @@ fn pairs(raw: Option<String>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn decode(s: &str) -> String {
+/// A query-string component with `+` as a space and `%XX` escapes decoded (invalid UTF-8
+/// replaced).
+pub fn decode(s: &str) -> String {
     let mut out = Vec::new();
     let b = s.as_bytes();
     let mut i = 0;

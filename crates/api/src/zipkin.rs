@@ -395,19 +395,7 @@ fn pairs(raw: Option<String>) -> BTreeMap<String, String> {
     raw.unwrap_or_default()
         .split('&')
         .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| {
-            (
-                k.to_owned(),
-                v.replace('+', " ")
-                    .replace("%20", " ")
-                    .replace("%3D", "=")
-                    .replace("%3d", "=")
-                    .replace("%2F", "/")
-                    .replace("%2f", "/")
-                    .replace("%2C", ",")
-                    .replace("%2c", ","),
-            )
-        })
+        .map(|(k, v)| (crate::traces::decode(k), crate::traces::decode(v)))
         .collect()
 }
 

@@ -149,7 +149,7 @@ async fn annotation_queries_match_terms_across_a_services_spans() {
         &n,
         json!([
             // Trace a: web's tag and web's annotation are on different spans.
-            span(a, "0000000000000001", "web", json!({"http.method": "GET"}), &[]),
+            span(a, "0000000000000001", "web", json!({"http.method": "GET", "http.url": "https://shop?q=1"}), &[]),
             span(a, "0000000000000002", "web", json!({}), &["retried"]),
             // Trace b: the annotation is on another service's span.
             span(b, "0000000000000001", "web", json!({"http.method": "GET"}), &[]),
@@ -179,6 +179,9 @@ async fn annotation_queries_match_terms_across_a_services_spans() {
         assert_eq!(ids(n.get(&q("web", "http.method=POST")).await.json()), Vec::<String>::new());
         assert_eq!(ids(n.get(&q("web", "error")).await.json()), Vec::<String>::new());
         assert_eq!(ids(n.get(&q("db", "error=deadlock and retried")).await.json()), vec![b]);
+        // Any escape decodes (the Zipkin UI encodes with encodeURIComponent).
+        let url = "/zipkin/api/v2/traces?serviceName=web&annotationQuery=http.url%3Dhttps%3A%2F%2Fshop%3Fq%3D1";
+        assert_eq!(ids(n.get(url).await.json()), vec![a]);
         assert_eq!(ids(n.get("/zipkin/api/v2/traces?annotationQuery=retried").await.json()), vec![a, b]);
     }
     let r = n.get("/zipkin/api/v2/traces?annotationQuery=%3Dx").await;

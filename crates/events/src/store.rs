@@ -476,6 +476,10 @@ mod tests {
         let mut dedup = Dedup::new(&s);
         assert!(spans.iter().all(|x| dedup.stored(x)));
         assert!(!dedup.stored(&span(t, 50 * HOUR_NANOS + 5)), "a new span id of the same trace is not stored");
+        // The server half of a Zipkin shared span (the same ids) is not the stored client half.
+        let mut server_half = spans[3].clone();
+        server_half.flags = signalbox_core::span::SpanFlags(signalbox_core::span::SpanFlags::SHARED);
+        assert!(!dedup.stored(&server_half), "the other half of a shared span is replayed");
         // A half-written block from a crash is ignored and removed.
         let tmp = s.cfg.dir.join(format!("p-{}", 50 * HOUR_NANOS)).join("b-0000000099.tmp");
         std::fs::write(&tmp, b"partial").unwrap();

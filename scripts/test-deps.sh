@@ -14,6 +14,16 @@ if ! python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.htt
     opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2
 fi
 
+# Its Zipkin protobuf exporter pins protobuf 3, which the OTLP exporter's protobuf cannot
+# share: it gets a virtualenv of its own, whose python the Zipkin test runs.
+zipkin_venv="$HOME/.cache/signalbox/zipkin-venv"
+if ! "$zipkin_venv/bin/python" -c 'import opentelemetry.exporter.zipkin.proto.http' 2>/dev/null; then
+  echo "== installing the OpenTelemetry Python Zipkin protobuf exporter in $zipkin_venv"
+  python3 -m venv "$zipkin_venv"
+  "$zipkin_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    opentelemetry-sdk==1.45.1 opentelemetry-exporter-zipkin-proto-http==1.45.1
+fi
+
 # Python clients of the control-plane tests, from PyPI (pinned), one directory each under
 # target/python (py-consul and python-consul2 both import as `consul`); the tests put the
 # directory on PYTHONPATH (crates/testkit/src/python.rs).

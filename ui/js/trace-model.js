@@ -345,15 +345,8 @@ export function selfTime(n) {
   return Math.max(0, n.end - n.start - covered);
 }
 
-// OpenTelemetry resource namespaces. The node stores resource attributes merged into each
-// span's attributes, so the detail view recognises them by name to show them apart.
-const RESOURCE_PREFIXES = ['service.', 'host.', 'os.', 'process.', 'telemetry.', 'k8s.', 'container.', 'cloud.', 'deployment.', 'device.', 'faas.', 'webengine.', 'otel.scope.'];
-
-/** Splits a span's attributes into [span attributes, resource attributes], each sorted. */
-export function splitAttributes(attrs) {
-  const own = [];
-  const res = [];
-  for (const [k, v] of Object.entries(attrs || {})) (RESOURCE_PREFIXES.some((p) => k.startsWith(p)) ? res : own).push([k, v]);
+/** An attribute map's entries, sorted by key. */
+export function sortedEntries(attrs) {
   const byKey = (a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
-  return [own.sort(byKey), res.sort(byKey)];
+  return Object.entries(attrs || {}).sort(byKey);
 }

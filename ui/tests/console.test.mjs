@@ -209,7 +209,9 @@ function seedTraces(nowMs) {
     sp(t, `${p}05`, `${p}04`, 'inventory', 'POST /reserve', 'SERVER', x(25), 90 * k, { 'db.system': 'postgresql' });
     sp(t, `${p}06`, `${p}05`, 'inventory', 'SELECT stock', 'CLIENT', x(30), 40 * k, { 'db.statement': 'SELECT * FROM stock WHERE sku = $1' });
     sp(t, `${p}07`, `${p}03`, 'orders', 'charge', 'CLIENT', x(130), 240 * k, {}, { remoteEndpoint: { serviceName: 'payments' } });
-    sp(t, `${p}08`, `${p}07`, 'payments', 'POST /charge', 'SERVER', x(135), 230 * k, fail ? { error: 'card declined', 'payment.provider': 'acme' } : { 'payment.provider': 'acme' });
+    sp(t, `${p}08`, `${p}07`, 'payments', 'POST /charge', 'SERVER', x(135), 230 * k, fail ? { error: 'card declined', 'payment.provider': 'acme' } : { 'payment.provider': 'acme' }, {
+      localEndpoint: { serviceName: 'payments', ipv4: '10.0.0.7', port: 8080 },
+    });
     sp(t, `${p}09`, `${p}08`, 'payments', 'INSERT payments', 'CLIENT', x(140), 60 * k, { 'db.system': 'postgresql' });
     sp(t, `${p}0a`, `${p}08`, 'payments', 'fraud check', 'CLIENT', x(150), 200 * k);
     sp(t, `${p}0b`, `${p}03`, 'orders', 'publish order.created', 'PRODUCER', x(375), 2 * k);
@@ -316,6 +318,23 @@ async function run() {
       signal: AbortSignal.timeout(5000),
     });
     assertEq(r.status, 202, `zipkin ingest status (${await r.text()})`);
+    // Over OTLP/JSON: a span with a resource, a scope and a link to the slow trace's charge.
+    traceIds.linked = randomBytes(16).toString('hex');
+    const at = (ms) => String(BigInt(Date.now() - ms) * 1_000_000n);
+    const o = await fetch(`http://127.0.0.1:${otlpHttp}/v1/traces`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${secret}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ resourceSpans: [{
+        resource: { attributes: [{ key: 'service.name', value: { stringValue: 'audit' } }, { key: 'host.name', value: { stringValue: 'audit-1' } }] },
+        scopeSpans: [{ scope: { name: 'audit.lib', version: '2.0' }, spans: [{
+          traceId: traceIds.linked, spanId: '5000000000000001', name: 'record payment', kind: 5, startTimeUnixNano: at(2000), endTimeUnixNano: at(1990),
+          attributes: [{ key: 'audit.kind', value: { stringValue: 'charge' } }],
+          links: [{ traceId: traceIds.slow, spanId: '1000000000000008', attributes: [{ key: 'link.reason', value: { stringValue: 'audits' } }] }],
+        }] }],
+      }] }),
+      signal: AbortSignal.timeout(5000),
+    });
+    assertEq(o.status, 200, `otlp ingest status (${await o.text()})`);
   });
 
   let idA;
@@ -590,6 +609,10 @@ async function run() {
     await waitVisible(page, '[data-testid=span-detail][data-span-id="1000000000000008"]');
     await waitText(page, '[data-testid=span-detail] [data-testid=span-status-message]', 'card declined');
     await waitText(page, '[data-testid=span-detail] [data-testid=span-attr][data-key="payment.provider"] [data-testid=span-attr-value]', 'acme');
+    // The resource (here Zipkin's localEndpoint address) is its own table, not attributes.
+    await waitText(page, '[data-testid=span-resource] [data-testid=span-attr][data-key="net.host.ip"] [data-testid=span-attr-value]', '10.0.0.7');
+    await waitCount(page, '[data-testid=span-attributes] [data-testid=span-attr][data-key="net.host.ip"]', 0);
+    await waitCount(page, '[data-testid=span-resource] [data-testid=span-attr][data-key="payment.provider"]', 0);
     await page.click(`${row('1000000000000001')} .wf-op`);
     await page.waitForURL(`${base}/traces/${traceIds.slow}?span=1000000000000001`);
     await waitText(page, '[data-testid=span-detail] [data-testid=span-attr][data-key="user.tier"] [data-testid=span-attr-value]', 'gold');
@@ -602,6 +625,22 @@ async function run() {
     await page.keyboard.press('Enter');
     await page.waitForURL(`${base}/traces/${traceIds.slow}`);
     await waitCount(page, '[data-testid=span-detail]', 0);
+  });
+
+  await step('traces: a span\'s resource, scope and links, and following a link', async () => {
+    await page.goto(`${base}/traces/${traceIds.linked}?span=5000000000000001`);
+    await waitVisible(page, '[data-testid=span-detail][data-span-id="5000000000000001"]');
+    await waitText(page, '[data-testid=span-detail] [data-testid=span-scope]', 'audit.lib 2.0');
+    await waitText(page, '[data-testid=span-resource] [data-testid=span-attr][data-key="host.name"] [data-testid=span-attr-value]', 'audit-1');
+    await waitCount(page, '[data-testid=span-resource] [data-testid=span-attr]', 1);
+    await waitCount(page, '[data-testid=span-resource] [data-testid=span-attr][data-key^="otel.scope"]', 0);
+    await waitCount(page, '[data-testid=span-attributes] [data-testid=span-attr]', 1);
+    await waitCount(page, '[data-testid=span-links] [data-testid=span-link-row]', 1);
+    await waitContains(page, '[data-testid=span-links] [data-testid=span-link-row]', 'audits');
+    await shot(page, '11b-trace-span-links.png');
+    await page.click('[data-testid=span-link-target]');
+    await page.waitForURL(`${base}/traces/${traceIds.slow}?span=1000000000000008`);
+    await waitVisible(page, '[data-testid=span-detail][data-span-id="1000000000000008"]');
   });
 
   await step('traces: deep links to a span, to a search, and an unknown trace id', async () => {

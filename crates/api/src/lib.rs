@@ -15,7 +15,7 @@
 //! - [`ingest`]: limits every ingest decoder checks before it allocates (inflate, scan, budget).
 //! - [`logs`]: log ingest decoders (NDJSON, Loki push, Elasticsearch `_bulk`, OTLP logs).
 //! - [`otlp`]: OTLP trace ingest (gRPC service and `POST /v1/traces`).
-//! - [`zipkin`]: Zipkin v2 ingest and query API.
+//! - [`zipkin`]: Zipkin v2 ingest (JSON and protobuf) and query API.
 //! - [`traces`]: the native trace API and the Jaeger query API.
 //! - [`console`]: the embedded web UI.
 //! - [`server`]: the HTTP server under every API port, with connection caps and timeouts.

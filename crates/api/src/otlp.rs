@@ -17,8 +17,11 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as PKeyValue, an
 use prost::Message;
 use signalbox_control::access::Role;
 use signalbox_core::ids::{SpanId, TraceId};
-use signalbox_core::span::{AttrValue, KeyValue, Span, SpanEvent, SpanKind, StatusCode as SpanStatus};
+use signalbox_core::span::{
+    AttrValue, KeyValue, Resource, Scope, Span, SpanEvent, SpanFlags, SpanKind, SpanLink, StatusCode as SpanStatus,
+};
 use signalbox_events::pipeline::{Traces, WriteError};
+use std::sync::Arc;
 
 mod grpc;
 pub use grpc::{Checked, retry_later};
@@ -124,8 +127,15 @@ pub fn convert(req: ExportTraceServiceRequest) -> Converted {
                     continue;
                 }
             };
+        // One resource and one scope per batch, shared by its spans (and stored once).
+        let resource = Arc::new(Resource { attributes: resource_attrs });
         for ss in rs.scope_spans {
-            let scope = ss.scope.map(|s| (s.name, s.version));
+            let scope = match ss.scope {
+                Some(s) if !(s.name.is_empty() && s.version.is_empty()) => {
+                    Arc::new(Scope { name: s.name, version: s.version })
+                }
+                _ => Scope::none(),
+            };
             for sp in ss.spans {
                 let trace_id = <[u8; 16]>::try_from(sp.trace_id.as_slice()).ok().filter(|b| *b != [0; 16]);
                 let span_id = <[u8; 8]>::try_from(sp.span_id.as_slice()).ok().filter(|b| *b != [0; 8]);
@@ -149,22 +159,20 @@ pub fn convert(req: ExportTraceServiceRequest) -> Converted {
                     reject(&mut out, "a span ends before it starts".into());
                     continue;
                 }
-                let mut attributes = match attrs(&sp.attributes) {
+                let attributes = match attrs(&sp.attributes) {
                     Ok(a) => a,
                     Err(e) => {
                         reject(&mut out, e);
                         continue;
                     }
                 };
-                attributes.extend(resource_attrs.iter().cloned());
-                if let Some((name, version)) = &scope
-                    && !name.is_empty()
-                {
-                    attributes.push(KeyValue::str("otel.scope.name", name.clone()));
-                    if !version.is_empty() {
-                        attributes.push(KeyValue::str("otel.scope.version", version.clone()));
+                let links = match links(&sp.links) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        reject(&mut out, e);
+                        continue;
                     }
-                }
+                };
                 let mut events = Vec::with_capacity(sp.events.len());
                 let mut bad = None;
                 for e in &sp.events {
@@ -194,11 +202,45 @@ pub fn convert(req: ExportTraceServiceRequest) -> Converted {
                     status_message: status.map(|s| s.message.clone()).unwrap_or_default(),
                     attributes,
                     events,
+                    links,
+                    resource: resource.clone(),
+                    scope: scope.clone(),
+                    flags: SpanFlags::default(),
                 });
             }
         }
     }
     out
+}
+
+fn links(list: &[opentelemetry_proto::tonic::trace::v1::span::Link]) -> Result<Vec<SpanLink>, String> {
+    let mut out = Vec::with_capacity(list.len());
+    for l in list {
+        let trace_id = <[u8; 16]>::try_from(l.trace_id.as_slice()).ok().filter(|b| *b != [0; 16]);
+        let span_id = <[u8; 8]>::try_from(l.span_id.as_slice()).ok().filter(|b| *b != [0; 8]);
+        let (Some(t), Some(s)) = (trace_id, span_id) else {
+            return Err("a span link has an invalid trace_id (16 bytes) or span_id (8 bytes)".into());
+        };
+        out.push(SpanLink {
+            trace_id: TraceId(t),
+            span_id: SpanId(s),
+            trace_state: l.trace_state.clone(),
+            attributes: attrs(&l.attributes)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The OTLP/HTTP JSON answer: `{}` when every span was accepted, else the partial success
+/// (int64 as a decimal string, as the protobuf JSON mapping has it).
+fn json_response(c: &Converted) -> Vec<u8> {
+    let v = if c.rejected > 0 {
+        serde_json::json!({ "partialSuccess": {
+            "rejectedSpans": c.rejected.to_string(), "errorMessage": c.error } })
+    } else {
+        serde_json::json!({})
+    };
+    v.to_string().into_bytes()
 }
 
 fn count_spans(req: &ExportTraceServiceRequest) -> usize {
@@ -347,25 +389,21 @@ pub async fn http_export(
         Ok(p) => p,
         Err(r) => return refused(json, r),
     };
-    let c = match decode(&raw, json) {
+    let mut c = match decode(&raw, json) {
         Ok(c) => c,
         Err(message) => return http_error(json, StatusCode::BAD_REQUEST, 3, message),
     };
     drop(_budget);
-    match write(traces, c.spans).await {
+    let spans = std::mem::take(&mut c.spans);
+    match write(traces, spans).await {
         Ok(()) => {
-            let resp = ExportTraceServiceResponse {
-                partial_success: (c.rejected > 0)
-                    .then_some(ExportTracePartialSuccess { rejected_spans: c.rejected, error_message: c.error }),
-            };
             if json {
-                (
-                    StatusCode::OK,
-                    [(http::header::CONTENT_TYPE, "application/json")],
-                    serde_json::to_vec(&resp).unwrap_or_default(),
-                )
-                    .into_response()
+                (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], json_response(&c)).into_response()
             } else {
+                let resp = ExportTraceServiceResponse {
+                    partial_success: (c.rejected > 0)
+                        .then_some(ExportTracePartialSuccess { rejected_spans: c.rejected, error_message: c.error }),
+                };
                 (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/x-protobuf")], resp.encode_to_vec())
                     .into_response()
             }
@@ -433,7 +471,17 @@ pub fn to_request(spans: Vec<Span>) -> ExportTraceServiceRequest {
                 })
                 .collect(),
             dropped_events_count: 0,
-            links: Vec::new(),
+            links: s
+                .links
+                .iter()
+                .map(|l| opentelemetry_proto::tonic::trace::v1::span::Link {
+                    trace_id: l.trace_id.0.to_vec(),
+                    span_id: l.span_id.0.to_vec(),
+                    trace_state: l.trace_state.clone(),
+                    attributes: l.attributes.iter().map(pkv).collect(),
+                    ..Default::default()
+                })
+                .collect(),
             dropped_links_count: 0,
             status: Some(Status {
                 message: s.status_message.clone(),

@@ -2,7 +2,8 @@
 //! (the endpoints Grafana's Jaeger data source calls).
 //!
 //! Native:
-//! - `GET /api/traces/{id}`: every span of a trace.
+//! - `GET /api/traces/{id}`: every span of a trace, each with its attributes, `resource`,
+//!   `scope`, `links` and events.
 //! - `GET /api/traces?service=&operation=&tag=k=v&status=error&min_duration=&max_duration=&start=&end=&lookback=&limit=`:
 //!   trace summaries newest first; tags and durations combine freely.
 //! - `GET /api/traces/services`, `/api/traces/services/{service}/operations`.
@@ -12,13 +13,14 @@
 use crate::AppState;
 use crate::consul::go_duration;
 use crate::error::ApiError;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use signalbox_core::ids::TraceId;
-use signalbox_core::span::{AttrValue, Span, SpanKind, StatusCode};
+use signalbox_core::ids::{SpanId, TraceId};
+use signalbox_core::span::{AttrValue, KeyValue, Span, SpanKind, StatusCode};
 use signalbox_events::pipeline::Traces;
 use signalbox_events::query::Search;
 use std::time::Duration;
@@ -67,9 +69,23 @@ fn value_json(v: &AttrValue) -> Value {
     }
 }
 
+fn attrs_json(attrs: &[KeyValue]) -> Map<String, Value> {
+    attrs.iter().map(|kv| (kv.key.to_string(), value_json(&kv.value))).collect()
+}
+
 /// A span in the native JSON form.
 pub fn span_json(s: &Span) -> Value {
-    let attrs: Map<String, Value> = s.attributes.iter().map(|kv| (kv.key.to_string(), value_json(&kv.value))).collect();
+    let attrs = attrs_json(&s.attributes);
+    let links: Vec<Value> = s
+        .links
+        .iter()
+        .map(|l| {
+            json!({ "trace_id": l.trace_id.to_hex(), "span_id": l.span_id.to_hex(),
+                "trace_state": l.trace_state, "attributes": attrs_json(&l.attributes) })
+        })
+        .collect();
+    let scope = (!s.scope.name.is_empty() || !s.scope.version.is_empty())
+        .then(|| json!({ "name": s.scope.name, "version": s.scope.version }));
     json!({
         "trace_id": s.trace_id.to_hex(),
         "span_id": s.span_id.to_hex(),
@@ -84,6 +100,9 @@ pub fn span_json(s: &Span) -> Value {
         "status_message": s.status_message,
         "trace_state": s.trace_state,
         "attributes": attrs,
+        "resource": attrs_json(&s.resource.attributes),
+        "scope": scope,
+        "links": links,
         "events": s.events.iter().map(|e| json!({
             "unix_nanos": e.unix_nanos,
             "name": e.name,
@@ -217,7 +236,9 @@ fn pairs(raw: Option<String>) -> Vec<(String, String)> {
         .collect()
 }
 
-pub(crate) fn decode(s: &str) -> String {
+/// A query-string component with `+` as a space and `%XX` escapes decoded (invalid UTF-8
+/// replaced).
+pub fn decode(s: &str) -> String {
     let mut out = Vec::new();
     let b = s.as_bytes();
     let mut i = 0;
@@ -283,6 +304,7 @@ async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json
         start_nanos: start,
         end_nanos: end,
         limit: limit_param(get("limit"), 20)?,
+        terms: Vec::new(),
     };
     let (tt, q2) = (t.clone(), query.clone());
     let found = tokio::task::spawn_blocking(move || tt.search(&q2))
@@ -318,12 +340,47 @@ fn jaeger_ok(data: Value) -> Json<Value> {
     Json(json!({ "data": data, "total": total, "limit": 0, "offset": 0, "errors": null }))
 }
 
-async fn jaeger_services(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// An error in Jaeger's envelope: `{"data":null,...,"errors":[{"code":400,"msg":"..."}]}`
+/// with the same HTTP status, as Jaeger's query service answers.
+pub struct JaegerError(ApiError);
+
+impl From<ApiError> for JaegerError {
+    fn from(e: ApiError) -> Self {
+        JaegerError(e)
+    }
+}
+
+impl axum::response::IntoResponse for JaegerError {
+    fn into_response(self) -> axum::response::Response {
+        let e = self.0;
+        let body = json!({ "data": null, "total": 0, "limit": 0, "offset": 0,
+            "errors": [{ "code": e.status.as_u16(), "msg": e.message }] });
+        (e.status, Json(body)).into_response()
+    }
+}
+
+async fn jaeger_services(State(s): State<AppState>) -> Result<Json<Value>, JaegerError> {
     Ok(jaeger_ok(json!(traces(&s)?.services())))
 }
 
-async fn jaeger_operations_v1(State(s): State<AppState>, Path(service): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn jaeger_operations_v1(
+    State(s): State<AppState>,
+    Path(service): Path<String>,
+) -> Result<Json<Value>, JaegerError> {
     Ok(jaeger_ok(json!(traces(&s)?.operations(&service))))
+}
+
+/// Jaeger's refusal of a query without a service (its message, word for word).
+fn service_required() -> ApiError {
+    ApiError {
+        field: Some("service".into()),
+        ..ApiError::bad_request("invalid_field", "parameter 'service' is required")
+    }
+}
+
+/// Jaeger's name for a span kind in `/api/operations` (`""` for unspecified).
+fn jaeger_kind(k: SpanKind) -> &'static str {
+    if k == SpanKind::Unspecified { "" } else { kind_str(k) }
 }
 
 #[derive(Deserialize, Default)]
@@ -333,11 +390,36 @@ struct OpParams {
     span_kind: Option<String>,
 }
 
-async fn jaeger_operations(State(s): State<AppState>, Query(p): Query<OpParams>) -> Result<Json<Value>, ApiError> {
-    let service = p.service.ok_or_else(|| ApiError::field("service", "is required"))?;
-    let _ = p.span_kind;
-    let ops: Vec<Value> =
-        traces(&s)?.operations(&service).into_iter().map(|o| json!({ "name": o, "spanKind": "" })).collect();
+/// A query string that does not parse, as a 400 in Jaeger's envelope.
+fn jaeger_query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, JaegerError> {
+    q.map(|Query(p)| p).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()).into())
+}
+
+async fn jaeger_operations(
+    State(s): State<AppState>,
+    q: Result<Query<OpParams>, QueryRejection>,
+) -> Result<Json<Value>, JaegerError> {
+    let p = jaeger_query(q)?;
+    let service = p.service.filter(|x| !x.is_empty()).ok_or_else(service_required)?;
+    let wanted =
+        match p.span_kind.as_deref().unwrap_or("") {
+            "" => None,
+            k => Some((1..=5).map(SpanKind::from_code).find(|x| kind_str(*x) == k).ok_or_else(|| {
+                ApiError::field("spanKind", "must be server, client, producer, consumer or internal")
+            })?),
+        };
+    // One entry per (operation, kind), as Jaeger lists them.
+    let mut ops = Vec::new();
+    for (name, mask) in traces(&s)?.operation_kinds(&service) {
+        for kind in (0..=5).map(SpanKind::from_code).filter(|k| mask & (1 << k.code()) != 0) {
+            if wanted.is_none_or(|w| w == kind) {
+                ops.push(json!({ "name": name, "spanKind": jaeger_kind(kind) }));
+            }
+        }
+        if mask == 0 && wanted.is_none() {
+            ops.push(json!({ "name": name, "spanKind": "" }));
+        }
+    }
     Ok(jaeger_ok(Value::Array(ops)))
 }
 
@@ -350,22 +432,87 @@ fn jaeger_tag(key: &str, v: &AttrValue) -> Value {
     }
 }
 
-/// A trace in Jaeger's UI/query JSON model.
+/// Span ids for the Jaeger view: the server half of a Zipkin shared span gets a new id
+/// (child of the client half), and the server's own children follow it, as Jaeger's
+/// span-id uniquifier does. Returns each span's (id, parent).
+fn jaeger_ids(spans: &[Span]) -> Vec<(SpanId, Option<SpanId>)> {
+    use signalbox_core::span::SpanFlags;
+    use std::collections::{HashMap, HashSet};
+    let mut ids: Vec<(SpanId, Option<SpanId>)> = spans.iter().map(|s| (s.span_id, s.parent_span_id)).collect();
+    let is_shared_server = |s: &Span| s.flags.has(SpanFlags::SHARED) && s.kind == SpanKind::Server;
+    if !spans.iter().any(is_shared_server) {
+        return ids;
+    }
+    let unshared: HashSet<SpanId> =
+        spans.iter().filter(|s| !s.flags.has(SpanFlags::SHARED)).map(|s| s.span_id).collect();
+    let mut taken: HashSet<SpanId> = spans.iter().map(|s| s.span_id).collect();
+    let mut children: HashMap<SpanId, Vec<usize>> = HashMap::new();
+    for (j, c) in spans.iter().enumerate() {
+        if let Some(p) = c.parent_span_id {
+            children.entry(p).or_default().push(j);
+        }
+    }
+    let mut next = spans.iter().map(|s| u64::from_be_bytes(s.span_id.0)).max().unwrap_or(0);
+    for (i, s) in spans.iter().enumerate() {
+        if !is_shared_server(s) || !unshared.contains(&s.span_id) {
+            continue;
+        }
+        let new = loop {
+            next = next.wrapping_add(1);
+            let id = SpanId(next.to_be_bytes());
+            if next != 0 && taken.insert(id) {
+                break id;
+            }
+        };
+        ids[i] = (new, Some(s.span_id));
+        for &j in children.get(&s.span_id).into_iter().flatten() {
+            if j != i && spans[j].service == s.service {
+                ids[j].1 = Some(new);
+            }
+        }
+    }
+    ids
+}
+
+/// A trace in Jaeger's UI/query JSON model: a process per (service, resource) with the
+/// resource's attributes as its tags; scope name and version as span tags; links as
+/// `FOLLOWS_FROM` references; a warning on a span whose parent is not in the trace.
 pub fn jaeger_trace_json(spans: &[Span]) -> Value {
     let mut processes = Map::new();
-    let mut pids: Vec<String> = Vec::new();
+    let mut pids: Vec<(&str, &[KeyValue])> = Vec::new();
+    // The spans of a batch share one resource: look it up by pointer before by value.
+    let mut by_ptr: std::collections::HashMap<(&str, usize), String> = std::collections::HashMap::new();
     let mut out = Vec::new();
-    for s in spans {
-        let pid = match pids.iter().position(|x| *x == s.service) {
-            Some(i) => format!("p{}", i + 1),
+    let ids = jaeger_ids(spans);
+    let present: std::collections::HashSet<SpanId> = ids.iter().map(|(id, _)| *id).collect();
+    for (s, (span_id, parent)) in spans.iter().zip(ids.iter().copied()) {
+        let ptr = (s.service.as_str(), std::sync::Arc::as_ptr(&s.resource) as usize);
+        let pid = match by_ptr.get(&ptr) {
+            Some(id) => id.clone(),
             None => {
-                pids.push(s.service.clone());
-                let id = format!("p{}", pids.len());
-                processes.insert(id.clone(), json!({ "serviceName": s.service, "tags": [] }));
+                let key = (s.service.as_str(), s.resource.attributes.as_slice());
+                let id = match pids.iter().position(|x| *x == key) {
+                    Some(i) => format!("p{}", i + 1),
+                    None => {
+                        pids.push(key);
+                        let id = format!("p{}", pids.len());
+                        let tags: Vec<Value> =
+                            s.resource.attributes.iter().map(|kv| jaeger_tag(&kv.key, &kv.value)).collect();
+                        processes.insert(id.clone(), json!({ "serviceName": s.service, "tags": tags }));
+                        id
+                    }
+                };
+                by_ptr.insert(ptr, id.clone());
                 id
             }
         };
         let mut tags: Vec<Value> = s.attributes.iter().map(|kv| jaeger_tag(&kv.key, &kv.value)).collect();
+        if !s.scope.name.is_empty() {
+            tags.push(json!({ "key": "otel.scope.name", "type": "string", "value": s.scope.name }));
+        }
+        if !s.scope.version.is_empty() {
+            tags.push(json!({ "key": "otel.scope.version", "type": "string", "value": s.scope.version }));
+        }
         tags.push(json!({ "key": "span.kind", "type": "string", "value": kind_str(s.kind) }));
         if s.status == StatusCode::Error {
             tags.push(json!({ "key": "error", "type": "bool", "value": true }));
@@ -382,14 +529,22 @@ pub fn jaeger_trace_json(spans: &[Span]) -> Value {
                 json!({ "timestamp": e.unix_nanos / 1000, "fields": fields })
             })
             .collect();
-        let refs: Vec<Value> = s
-            .parent_span_id
+        let mut refs: Vec<Value> = parent
             .iter()
             .map(|p| json!({ "refType": "CHILD_OF", "traceID": s.trace_id.to_hex(), "spanID": p.to_hex() }))
             .collect();
+        refs.extend(s.links.iter().map(
+            |l| json!({ "refType": "FOLLOWS_FROM", "traceID": l.trace_id.to_hex(), "spanID": l.span_id.to_hex() }),
+        ));
+        let warnings = match parent {
+            Some(p) if !present.contains(&p) => {
+                json!([format!("invalid parent span IDs={}; skipping clock skew adjustment", p.to_hex())])
+            }
+            _ => Value::Null,
+        };
         out.push(json!({
             "traceID": s.trace_id.to_hex(),
-            "spanID": s.span_id.to_hex(),
+            "spanID": span_id.to_hex(),
             "operationName": s.name,
             "references": refs,
             "startTime": s.start_unix_nanos / 1000,
@@ -397,19 +552,19 @@ pub fn jaeger_trace_json(spans: &[Span]) -> Value {
             "tags": tags,
             "logs": logs,
             "processID": pid,
-            "warnings": null,
+            "warnings": warnings,
             "flags": 1,
         }));
     }
     json!({ "traceID": spans.first().map(|s| s.trace_id.to_hex()).unwrap_or_default(), "spans": out, "processes": processes, "warnings": null })
 }
 
-async fn jaeger_trace(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn jaeger_trace(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, JaegerError> {
     let t = traces(&s)?;
     let id = parse_trace_id(&id)?;
     let spans = t.trace(&id);
     if spans.is_empty() {
-        return Err(ApiError::not_found(format!("trace {id} not found")));
+        return Err(ApiError::not_found("trace not found").into());
     }
     Ok(jaeger_ok(json!([jaeger_trace_json(&spans)])))
 }
@@ -437,10 +592,37 @@ fn jaeger_tags(v: &str) -> Result<Vec<(String, String)>, ApiError> {
     Ok(out)
 }
 
-async fn jaeger_search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+/// `/api/traces?traceID=a&traceID=b`: exactly those traces; each one not found is an entry
+/// `{"msg": "trace not found", "traceID": ...}` in `errors`, as Jaeger answers.
+fn jaeger_by_ids(t: &Traces, ids: &[&str]) -> Result<Json<Value>, JaegerError> {
+    let mut data = Vec::new();
+    let mut errors = Vec::new();
+    for raw in ids {
+        let id = TraceId::from_hex(raw.trim())
+            .ok_or_else(|| ApiError::field("traceID", format!("`{raw}` is not 32 (or 16) hex digits")))?;
+        let spans = t.trace(&id);
+        if spans.is_empty() {
+            errors.push(json!({ "msg": "trace not found", "traceID": id.to_hex() }));
+        } else {
+            data.push(jaeger_trace_json(&spans));
+        }
+    }
+    let total = data.len();
+    let errors = if errors.is_empty() { Value::Null } else { Value::Array(errors) };
+    Ok(Json(json!({ "data": data, "total": total, "limit": 0, "offset": 0, "errors": errors })))
+}
+
+async fn jaeger_search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, JaegerError> {
     let t = traces(&s)?;
     let p = pairs(q);
     let get = |k: &str| p.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+    let ids: Vec<&str> = p.iter().filter(|(k, v)| k == "traceID" && !v.is_empty()).map(|(_, v)| v.as_str()).collect();
+    if !ids.is_empty() {
+        return jaeger_by_ids(t, &ids);
+    }
+    if get("service").is_none() {
+        return Err(service_required().into());
+    }
     // Jaeger takes microseconds for start/end and a duration for lookback.
     let end = match get("end") {
         Some(e) => micros_param("end", e)?,
@@ -452,7 +634,7 @@ async fn jaeger_search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Resu
         _ => end.saturating_sub(3_600_000_000_000),
     };
     if start > end {
-        return Err(ApiError::field("start", "must not be after end"));
+        return Err(ApiError::field("start", "must not be after end").into());
     }
     let mut tags = Vec::new();
     for (_, v) in p.iter().filter(|(k, _)| k == "tags" || k == "tag") {
@@ -475,6 +657,7 @@ async fn jaeger_search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Resu
         start_nanos: start,
         end_nanos: end,
         limit: limit_param(get("limit"), 20)?,
+        terms: Vec::new(),
     };
     let tt = t.clone();
     let data = tokio::task::spawn_blocking(move || {
@@ -496,7 +679,11 @@ struct JaegerDeps {
     lookback: Option<u64>,
 }
 
-async fn jaeger_dependencies(State(s): State<AppState>, Query(p): Query<JaegerDeps>) -> Result<Json<Value>, ApiError> {
+async fn jaeger_dependencies(
+    State(s): State<AppState>,
+    q: Result<Query<JaegerDeps>, QueryRejection>,
+) -> Result<Json<Value>, JaegerError> {
+    let p = jaeger_query(q)?;
     let millis = |field: &str, ms: u64| {
         ms.checked_mul(1_000_000)
             .filter(|n| *n <= MAX_NANOS)

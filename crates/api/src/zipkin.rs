@@ -1,10 +1,15 @@
-//! Zipkin v2: span ingest (`POST /api/v2/spans`, JSON, optionally gzip; port 9411 and under
-//! `/zipkin` on the console port) and the query API (`/zipkin/api/v2/services`, `spans`,
-//! `remoteServices`, `traces`, `trace/{id}`, `dependencies`).
+//! Zipkin v2: span ingest (`POST /api/v2/spans`, JSON or protobuf ([`proto`]), optionally
+//! gzip; port 9411 and under `/zipkin` on the console port) and the query API
+//! (`/zipkin/api/v2/services`, `spans`, `remoteServices`, `traces`, `trace/{id}`,
+//! `traceMany`, `autocompleteKeys`, `autocompleteValues`, `dependencies`).
 //!
-//! Mapping: `localEndpoint.serviceName` is the service; `remoteEndpoint.serviceName` becomes
-//! the `peer.service` attribute; tags become attributes; a tag `error` marks the span failed
-//! with its value as the message; annotations become events; times are microseconds.
+//! Mapping: `localEndpoint.serviceName` is the service and its `ipv4`, `ipv6` and `port` the
+//! resource attributes `net.host.ip`, `net.host.ipv6` and `net.host.port`;
+//! `remoteEndpoint.serviceName` becomes the `peer.service` attribute; tags become
+//! attributes; a tag `error` marks the span failed with its value as the message;
+//! annotations become events; times are microseconds. `shared`, `debug` and a 64-bit trace
+//! id are kept as span flags, so reads answer with them (both halves of a shared span are
+//! kept).
 
 use crate::AppState;
 use crate::auth::principal;
@@ -19,29 +24,40 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use signalbox_control::access::Role;
 use signalbox_core::ids::{SpanId, TraceId};
-use signalbox_core::span::{AttrValue, KeyValue, Span, SpanEvent, SpanKind, StatusCode as SpanStatus};
+use signalbox_core::span::{
+    AttrValue, KeyValue, Resource, Scope, Span, SpanEvent, SpanFlags, SpanKind, StatusCode as SpanStatus,
+};
 use signalbox_events::pipeline::WriteError;
 use signalbox_events::query::Search;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+pub mod proto;
 
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ZEndpoint {
+pub struct ZEndpoint {
     #[serde(default)]
     service_name: Option<String>,
+    #[serde(default)]
+    ipv4: Option<String>,
+    #[serde(default)]
+    ipv6: Option<String>,
+    #[serde(default)]
+    port: Option<i64>,
 }
 
 #[derive(Deserialize)]
-struct ZAnnotation {
+pub struct ZAnnotation {
     timestamp: u64,
     value: String,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ZSpan {
+pub struct ZSpan {
     trace_id: String,
     id: String,
     #[serde(default)]
@@ -62,6 +78,51 @@ struct ZSpan {
     tags: BTreeMap<String, String>,
     #[serde(default)]
     annotations: Vec<ZAnnotation>,
+    #[serde(default)]
+    debug: Option<bool>,
+    #[serde(default)]
+    shared: Option<bool>,
+}
+
+/// The resources of one request's local endpoints (address and port; the service name is
+/// the span's), one `Arc` per distinct endpoint.
+type Endpoints = HashMap<(Option<String>, Option<String>, Option<i64>), Arc<Resource>>;
+
+fn resource_of(e: &ZEndpoint, cache: &mut Endpoints) -> Result<Arc<Resource>, String> {
+    if let Some(ip) = &e.ipv4
+        && ip.parse::<std::net::Ipv4Addr>().is_err()
+    {
+        return Err(format!("localEndpoint.ipv4 `{ip}` is not an IPv4 address"));
+    }
+    if let Some(ip) = &e.ipv6
+        && ip.parse::<std::net::Ipv6Addr>().is_err()
+    {
+        return Err(format!("localEndpoint.ipv6 `{ip}` is not an IPv6 address"));
+    }
+    let port = e.port.filter(|p| *p != 0);
+    if port.is_some_and(|p| !(1..=65535).contains(&p)) {
+        return Err("localEndpoint.port must be between 0 and 65535".into());
+    }
+    if e.ipv4.is_none() && e.ipv6.is_none() && port.is_none() {
+        return Ok(Resource::none());
+    }
+    let key = (e.ipv4.clone(), e.ipv6.clone(), port);
+    Ok(cache
+        .entry(key)
+        .or_insert_with(|| {
+            let mut attributes = Vec::with_capacity(3);
+            if let Some(ip) = &e.ipv4 {
+                attributes.push(KeyValue::str("net.host.ip", ip.clone()));
+            }
+            if let Some(ip) = &e.ipv6 {
+                attributes.push(KeyValue::str("net.host.ipv6", ip.clone()));
+            }
+            if let Some(p) = port {
+                attributes.push(KeyValue::int("net.host.port", p));
+            }
+            Arc::new(Resource { attributes })
+        })
+        .clone())
 }
 
 /// Ingest and query routes (the router is mounted at `/` on port 9411 and at `/zipkin`).
@@ -77,9 +138,12 @@ pub fn reads() -> Router<AppState> {
         .route("/zipkin/api/v2/traces", get(search))
         .route("/zipkin/api/v2/trace/{id}", get(trace))
         .route("/zipkin/api/v2/dependencies", get(dependencies))
+        .route("/zipkin/api/v2/traceMany", get(trace_many))
+        .route("/zipkin/api/v2/autocompleteKeys", get(autocomplete_keys))
+        .route("/zipkin/api/v2/autocompleteValues", get(autocomplete_values))
 }
 
-fn convert(z: ZSpan) -> Result<Span, String> {
+fn convert(z: ZSpan, endpoints: &mut Endpoints) -> Result<Span, String> {
     let trace_id =
         TraceId::from_hex(&z.trace_id).ok_or_else(|| format!("traceId `{}` is not 16 or 32 hex digits", z.trace_id))?;
     let span_id = SpanId::from_hex(&z.id).ok_or_else(|| format!("id `{}` is not 16 hex digits", z.id))?;
@@ -116,6 +180,14 @@ fn convert(z: ZSpan) -> Result<Span, String> {
     if let Some(peer) = z.remote_endpoint.and_then(|e| e.service_name).filter(|s| !s.is_empty()) {
         attributes.push(KeyValue::str("peer.service", peer));
     }
+    let resource = match &z.local_endpoint {
+        Some(e) => resource_of(e, endpoints)?,
+        None => Resource::none(),
+    };
+    let flags = SpanFlags::default()
+        .with(SpanFlags::SHARED, z.shared == Some(true))
+        .with(SpanFlags::DEBUG, z.debug == Some(true))
+        .with(SpanFlags::TRACE_ID_64, z.trace_id.len() == 16);
     Ok(Span {
         trace_id,
         span_id,
@@ -140,6 +212,10 @@ fn convert(z: ZSpan) -> Result<Span, String> {
         status_message: message,
         attributes,
         events,
+        links: Vec::new(),
+        resource,
+        scope: Scope::none(),
+        flags,
     })
 }
 
@@ -153,11 +229,35 @@ pub fn decode(raw: &[u8]) -> Result<Vec<Span>, ApiError> {
             format!("more than {} spans in one request", crate::otlp::MAX_SPANS),
         ));
     }
+    convert_all(list)
+}
+
+fn convert_all(list: Vec<ZSpan>) -> Result<Vec<Span>, ApiError> {
+    let mut endpoints = Endpoints::new();
     let mut spans = Vec::with_capacity(list.len());
     for (i, z) in list.into_iter().enumerate() {
-        spans.push(convert(z).map_err(|m| ApiError::field(format!("[{i}]"), m))?);
+        spans.push(convert(z, &mut endpoints).map_err(|m| ApiError::field(format!("[{i}]"), m))?);
     }
     Ok(spans)
+}
+
+/// A Zipkin protobuf body (`zipkin.proto3` `ListOfSpans`) as spans, refused whole on one bad
+/// span as the JSON form is.
+pub fn decode_proto(raw: &[u8]) -> Result<Vec<Span>, ApiError> {
+    use prost::Message;
+    let list = proto::ListOfSpans::decode(raw)
+        .map_err(|e| ApiError::bad_request("invalid_protobuf", format!("not a zipkin.proto3 ListOfSpans: {e}")))?;
+    if list.spans.len() > crate::otlp::MAX_SPANS {
+        return Err(ApiError::bad_request(
+            "too_many_spans",
+            format!("more than {} spans in one request", crate::otlp::MAX_SPANS),
+        ));
+    }
+    let mut zs = Vec::with_capacity(list.spans.len());
+    for (i, p) in list.spans.into_iter().enumerate() {
+        zs.push(proto::to_json_model(p).map_err(|m| ApiError::field(format!("[{i}]"), m))?);
+    }
+    convert_all(zs)
 }
 
 async fn post_spans(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Body) -> Response {
@@ -198,7 +298,12 @@ async fn post_spans(State(s): State<AppState>, headers: HeaderMap, body: axum::b
     } else {
         body.to_vec()
     };
-    let items = crate::ingest::json_items(&raw);
+    let protobuf = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-protobuf") || v.starts_with("application/protobuf"));
+    // A protobuf body holds at most one message per two bytes; JSON, one per object.
+    let items = if protobuf { raw.len() / 2 } else { crate::ingest::json_items(&raw) };
     if items > crate::ingest::MAX_ITEMS {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -220,7 +325,7 @@ async fn post_spans(State(s): State<AppState>, headers: HeaderMap, body: axum::b
             return r;
         }
     };
-    let spans = match decode(&raw) {
+    let spans = match if protobuf { decode_proto(&raw) } else { decode(&raw) } {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
@@ -263,15 +368,34 @@ pub fn zipkin_json(s: &Span) -> Value {
             Value::String(if s.status_message.is_empty() { "true".into() } else { s.status_message.clone() }),
         );
     }
+    let mut trace_id = s.trace_id.to_hex();
+    if s.flags.has(SpanFlags::TRACE_ID_64) {
+        trace_id.drain(..16);
+    }
+    let mut local = json!({ "serviceName": s.service });
+    for kv in &s.resource.attributes {
+        match (&*kv.key, &kv.value) {
+            ("net.host.ip", AttrValue::Str(ip)) => local["ipv4"] = json!(ip),
+            ("net.host.ipv6", AttrValue::Str(ip)) => local["ipv6"] = json!(ip),
+            ("net.host.port", AttrValue::Int(p)) => local["port"] = json!(p),
+            _ => {}
+        }
+    }
     let mut v = json!({
-        "traceId": s.trace_id.to_hex(),
+        "traceId": trace_id,
         "id": s.span_id.to_hex(),
         "name": s.name,
         "timestamp": s.start_unix_nanos / 1000,
         "duration": (s.duration_nanos() / 1000).max(1),
-        "localEndpoint": { "serviceName": s.service },
+        "localEndpoint": local,
         "tags": tags,
     });
+    if s.flags.has(SpanFlags::SHARED) {
+        v["shared"] = json!(true);
+    }
+    if s.flags.has(SpanFlags::DEBUG) {
+        v["debug"] = json!(true);
+    }
     if let Some(p) = s.parent_span_id {
         v["parentId"] = json!(p.to_hex());
     }
@@ -300,19 +424,7 @@ fn pairs(raw: Option<String>) -> BTreeMap<String, String> {
     raw.unwrap_or_default()
         .split('&')
         .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| {
-            (
-                k.to_owned(),
-                v.replace('+', " ")
-                    .replace("%20", " ")
-                    .replace("%3D", "=")
-                    .replace("%3d", "=")
-                    .replace("%2F", "/")
-                    .replace("%2f", "/")
-                    .replace("%2C", ",")
-                    .replace("%2c", ","),
-            )
-        })
+        .map(|(k, v)| (crate::traces::decode(k), crate::traces::decode(v)))
         .collect()
 }
 
@@ -350,19 +462,21 @@ async fn trace(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json
     Ok(Json(Value::Array(spans.iter().map(zipkin_json).collect())))
 }
 
-/// `annotationQuery`: `key=value` terms and bare keys joined by ` and `.
-fn annotation_query(q: &str) -> (Vec<(String, String)>, bool) {
-    let mut tags = Vec::new();
-    let mut error = false;
+/// `annotationQuery`: terms joined by ` and `, each `key=value` (a tag) or `key` (a tag key
+/// or an annotation value); every term must be met by some span of the queried service.
+fn annotation_query(q: &str) -> Result<Vec<(String, Option<String>)>, ApiError> {
+    let mut terms = Vec::new();
     for term in q.split(" and ").map(str::trim).filter(|t| !t.is_empty()) {
-        match term.split_once('=') {
-            Some(("error", _)) => error = true,
-            Some((k, v)) => tags.push((k.to_owned(), v.to_owned())),
-            None if term == "error" => error = true,
-            None => {}
+        let (k, v) = match term.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim().to_owned())),
+            None => (term, None),
+        };
+        if k.is_empty() {
+            return Err(ApiError::field("annotationQuery", format!("`{term}` has no key")));
         }
+        terms.push((k.to_owned(), v));
     }
-    (tags, error)
+    Ok(terms)
 }
 
 async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
@@ -386,7 +500,7 @@ async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json
     }
     let end = num("endTs")?.map(|ms| ms * 1_000_000).unwrap_or_else(signalbox_core::time::unix_nanos);
     let lookback = num("lookback")?.map(|ms| ms * 1_000_000).unwrap_or(86_400_000_000_000);
-    let (tags, errors_only) = annotation_query(p.get("annotationQuery").map(String::as_str).unwrap_or(""));
+    let terms = annotation_query(p.get("annotationQuery").map(String::as_str).unwrap_or(""))?;
     let limit = num("limit")?.unwrap_or(10) as usize;
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::field("limit", "must be between 1 and 10000"));
@@ -394,14 +508,26 @@ async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json
     let query = Search {
         service: p.get("serviceName").filter(|v| !v.is_empty()).cloned(),
         operation: p.get("spanName").filter(|v| !v.is_empty() && *v != "all").cloned(),
-        tags,
-        errors_only,
+        tags: Vec::new(),
+        errors_only: false,
+        terms,
         min_duration_nanos: num("minDuration")?.map(|us| us * 1000),
         max_duration_nanos: num("maxDuration")?.map(|us| us * 1000),
         start_nanos: end.saturating_sub(lookback),
         end_nanos: end,
         limit,
     };
+    let mut query = query;
+    // A trace must have a span (of the service) meeting each term: with no other condition
+    // on single spans, the first `key=value` term (or `error`) narrows the candidate spans
+    // before whole traces are read.
+    if query.operation.is_none() && query.min_duration_nanos.is_none() && query.max_duration_nanos.is_none() {
+        if let Some((k, Some(v))) = query.terms.iter().find(|(k, v)| v.is_some() && k != "error") {
+            query.tags.push((k.clone(), v.clone()));
+        } else if query.terms.iter().any(|(k, _)| k == "error") {
+            query.errors_only = true;
+        }
+    }
     let data = tokio::task::spawn_blocking(move || {
         t.search(&query)
             .iter()
@@ -429,4 +555,48 @@ async fn dependencies(State(s): State<AppState>, RawQuery(q): RawQuery) -> Resul
         .map(|e| json!({ "parent": e.caller, "child": e.callee, "callCount": e.calls, "errorCount": e.errors }))
         .collect();
     Ok(Json(Value::Array(edges)))
+}
+
+/// `GET /api/v2/traceMany?traceIds=a,b`: the traces found among those ids.
+async fn trace_many(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let p = pairs(q);
+    let ids: Vec<&str> =
+        p.get("traceIds").map(|v| v.split(',').filter(|x| !x.is_empty()).collect()).unwrap_or_default();
+    if ids.is_empty() {
+        return Err(ApiError::field("traceIds", "is required: a comma-separated list of trace ids"));
+    }
+    let ids = ids.into_iter().map(parse_trace_id).collect::<Result<Vec<_>, _>>()?;
+    let t = traces(&s)?;
+    let out: Vec<Value> = ids
+        .iter()
+        .map(|id| t.trace(id))
+        .filter(|spans| !spans.is_empty())
+        .map(|spans| Value::Array(spans.iter().map(zipkin_json).collect()))
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+const DAY_NANOS: u64 = 86_400_000_000_000;
+
+/// `GET /api/v2/autocompleteKeys`: the tag keys of the last day's spans (Zipkin lists the
+/// keys configured for autocompletion; here every key seen is offered).
+async fn autocomplete_keys(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let t = traces(&s)?.clone();
+    let end = signalbox_core::time::unix_nanos();
+    let keys = tokio::task::spawn_blocking(move || t.tag_keys(end.saturating_sub(DAY_NANOS), end, 1000))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "autocomplete failed"))?;
+    Ok(Json(json!(keys)))
+}
+
+/// `GET /api/v2/autocompleteValues?key=`: the values of tag `key` in the last day's spans.
+async fn autocomplete_values(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let p = pairs(q);
+    let key = p.get("key").filter(|k| !k.is_empty()).cloned().ok_or_else(|| ApiError::field("key", "is required"))?;
+    let t = traces(&s)?.clone();
+    let end = signalbox_core::time::unix_nanos();
+    let values = tokio::task::spawn_blocking(move || t.tag_values(&key, end.saturating_sub(DAY_NANOS), end, 1000))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "autocomplete failed"))?;
+    Ok(Json(json!(values)))
 }

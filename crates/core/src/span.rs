@@ -4,6 +4,7 @@
 use crate::ids::{SpanId, TraceId};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::sync::{Arc, LazyLock};
 
 /// What role a span plays in a call, as OpenTelemetry's `SpanKind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -109,8 +110,72 @@ pub struct SpanEvent {
     pub attributes: Vec<KeyValue>,
 }
 
-/// One span.
+/// The entity that produced spans (OpenTelemetry's resource: host, process, SDK, ...),
+/// without `service.name`, which is [`Span::service`]. One value is shared by every span of
+/// a batch, and the event store keeps each distinct resource once per block.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Resource {
+    pub attributes: Vec<KeyValue>,
+}
+
+static NO_RESOURCE: LazyLock<Arc<Resource>> = LazyLock::new(Arc::default);
+static NO_SCOPE: LazyLock<Arc<Scope>> = LazyLock::new(Arc::default);
+
+impl Resource {
+    /// The empty resource, shared (cloning it allocates nothing).
+    pub fn none() -> Arc<Resource> {
+        NO_RESOURCE.clone()
+    }
+}
+
+/// The instrumentation scope (the library) that recorded a span, as OpenTelemetry's
+/// `InstrumentationScope`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Scope {
+    pub name: String,
+    pub version: String,
+}
+
+impl Scope {
+    /// The empty scope, shared.
+    pub fn none() -> Arc<Scope> {
+        NO_SCOPE.clone()
+    }
+}
+
+/// A link from a span to another span (of this or another trace): a batch member, a
+/// message's producer, a retried attempt. Jaeger shows links as `FOLLOWS_FROM` references.
 #[derive(Clone, Debug, PartialEq)]
+pub struct SpanLink {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub trace_state: String,
+    pub attributes: Vec<KeyValue>,
+}
+
+/// Markers a span keeps from Zipkin so Zipkin reads answer what was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SpanFlags(pub u8);
+
+impl SpanFlags {
+    /// Zipkin's `shared`: the server half of a span whose id the client half also has.
+    pub const SHARED: u8 = 1;
+    /// Zipkin's `debug`: the caller forced the trace to be recorded.
+    pub const DEBUG: u8 = 2;
+    /// The trace id arrived as 64 bits (16 hex digits), and is answered that way.
+    pub const TRACE_ID_64: u8 = 4;
+
+    pub fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+
+    pub fn with(self, flag: u8, on: bool) -> SpanFlags {
+        SpanFlags(if on { self.0 | flag } else { self.0 & !flag })
+    }
+}
+
+/// One span.
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Span {
     pub trace_id: TraceId,
     pub span_id: SpanId,
@@ -127,6 +192,11 @@ pub struct Span {
     pub status_message: String,
     pub attributes: Vec<KeyValue>,
     pub events: Vec<SpanEvent>,
+    pub links: Vec<SpanLink>,
+    /// What produced the span, shared with the other spans of its batch.
+    pub resource: Arc<Resource>,
+    pub scope: Arc<Scope>,
+    pub flags: SpanFlags,
 }
 
 impl Span {
@@ -138,5 +208,17 @@ impl Span {
     /// The value of attribute `key`, if present.
     pub fn attribute(&self, key: &str) -> Option<&AttrValue> {
         self.attributes.iter().find(|kv| kv.key == key).map(|kv| &kv.value)
+    }
+
+    /// Whether the span or its resource has attribute `key` with a value `matches` accepts
+    /// (searches and sampling policies look at both).
+    pub fn has_attribute(&self, key: &str, matches: impl Fn(&AttrValue) -> bool) -> bool {
+        self.attributes.iter().chain(&self.resource.attributes).any(|kv| kv.key == key && matches(&kv.value))
+    }
+
+    /// What identifies a stored span: its ids, and for Zipkin's shared spans which half it
+    /// is (the client and server halves share the span id and are both kept).
+    pub fn identity(&self) -> (TraceId, SpanId, bool) {
+        (self.trace_id, self.span_id, self.flags.has(SpanFlags::SHARED))
     }
 }

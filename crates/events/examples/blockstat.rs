@@ -22,9 +22,12 @@ fn main() -> Result<(), String> {
         "attrs",
         "events",
         "parent-ext",
+        "rows",
+        "origin",
+        "links",
     ];
-    let mut raw = [0u64; 12];
-    let mut comp = [0u64; 12];
+    let mut raw = [0u64; 15];
+    let mut comp = [0u64; 15];
     let mut spans = 0u64;
     let mut total = 0u64;
     for f in files.iter().take(50) {
@@ -33,9 +36,9 @@ fn main() -> Result<(), String> {
         spans += b.meta.spans as u64;
         total += b.meta.file_bytes;
         let l = b.load().map_err(corrupt)?;
-        for (i, (c, r)) in l.sizes().into_iter().enumerate() {
-            comp[i] += c as u64;
-            raw[i] += r as u64;
+        for ((c, r), (comp, raw)) in l.sizes().into_iter().zip(comp.iter_mut().zip(raw.iter_mut())) {
+            *comp += c as u64;
+            *raw += r as u64;
         }
     }
     println!("{} blocks, {spans} spans, {:.1} B/span on disk", files.len().min(50), total as f64 / spans as f64);

@@ -384,7 +384,7 @@ mod tests {
             status: StatusCode::Unset,
             status_message: String::new(),
             attributes: Vec::new(),
-            events: Vec::new(),
+            ..Default::default()
         }
     }
 

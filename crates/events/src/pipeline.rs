@@ -265,6 +265,22 @@ impl Traces {
         v
     }
 
+    /// The operations of `service` with their span kinds (see
+    /// [`crate::store::SpanStore::operation_kinds`]).
+    pub fn operation_kinds(&self, service: &str) -> std::collections::BTreeMap<String, u8> {
+        self.store.operation_kinds(service)
+    }
+
+    /// Attribute keys of spans that started in `[start, end]` (at most `limit`).
+    pub fn tag_keys(&self, start: u64, end: u64, limit: usize) -> Vec<String> {
+        crate::query::tag_keys(&self.store, start, end, limit)
+    }
+
+    /// Values of attribute `key` in spans that started in `[start, end]` (at most `limit`).
+    pub fn tag_values(&self, key: &str, start: u64, end: u64, limit: usize) -> Vec<String> {
+        crate::query::tag_values(&self.store, key, start, end, limit)
+    }
+
     pub fn dependencies(&self, start: u64, end: u64) -> Vec<Edge> {
         self.graph.lock().unwrap_or_else(|e| e.into_inner()).edges(start, end)
     }

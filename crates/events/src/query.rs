@@ -22,7 +22,7 @@ use std::sync::Arc;
 pub struct Search {
     pub service: Option<String>,
     pub operation: Option<String>,
-    /// Attribute `key = value` (values compared as text).
+    /// Attribute `key = value` (values compared as text), of the span or its resource.
     pub tags: Vec<(String, String)>,
     pub errors_only: bool,
     pub min_duration_nanos: Option<u64>,
@@ -30,6 +30,11 @@ pub struct Search {
     pub start_nanos: u64,
     pub end_nanos: u64,
     pub limit: usize,
+    /// Terms every one of which some span of the trace (of `service`, when given) must
+    /// meet, each possibly by another span (Zipkin's `annotationQuery`): `(key, Some(v))` an
+    /// attribute `key` with text `v`, `(key, None)` an attribute `key` or an event named
+    /// `key`; `error` means the error status (with `v` its message).
+    pub terms: Vec<(String, Option<String>)>,
 }
 
 impl Search {
@@ -42,10 +47,23 @@ impl Search {
             && (!self.errors_only || s.status == StatusCode::Error)
             && self.min_duration_nanos.is_none_or(|m| d >= m)
             && self.max_duration_nanos.is_none_or(|m| d <= m)
-            && self
-                .tags
-                .iter()
-                .all(|(k, v)| s.attributes.iter().any(|kv| kv.key == *k && value_text(&kv.value) == v.as_str()))
+            && self.tags.iter().all(|(k, v)| s.has_attribute(k, |x| value_text(x) == v.as_str()))
+    }
+
+    /// Whether the spans of a trace meet every term.
+    fn terms_match(&self, spans: &[Span]) -> bool {
+        let of_service = || spans.iter().filter(|s| self.service.as_ref().is_none_or(|x| *x == s.service));
+        self.terms.iter().all(|(k, v)| {
+            of_service().any(|s| match (k.as_str(), v) {
+                ("error", None) => s.status == StatusCode::Error,
+                ("error", Some(v)) => {
+                    s.status == StatusCode::Error
+                        && (s.status_message == *v || (s.status_message.is_empty() && v == "true"))
+                }
+                (k, Some(v)) => s.has_attribute(k, |x| value_text(x) == v.as_str()),
+                (k, None) => s.has_attribute(k, |_| true) || s.events.iter().any(|e| e.name == k),
+            })
+        })
     }
 
     /// Whether a block can hold a matching span, from its header alone.
@@ -145,9 +163,10 @@ pub fn trace(store: &SpanStore, id: &TraceId) -> Vec<Span> {
             spans.extend(found);
         }
     }
-    // A span can be both in a block being written and just sealed: keep one copy.
-    spans.sort_by(|a, b| a.start_unix_nanos.cmp(&b.start_unix_nanos).then(a.span_id.cmp(&b.span_id)));
-    spans.dedup_by(|a, b| a.span_id == b.span_id);
+    // A span can be both in a block being written and just sealed: keep one copy (of each
+    // half of a Zipkin shared span).
+    spans.sort_by(|a, b| a.start_unix_nanos.cmp(&b.start_unix_nanos).then(a.identity().cmp(&b.identity())));
+    spans.dedup_by(|a, b| a.identity() == b.identity());
     spans
 }
 
@@ -174,15 +193,23 @@ fn block_matches(b: &Arc<Block>, q: &Search) -> Vec<(TraceId, u64)> {
             None => None,
         };
         let attrs = if q.tags.is_empty() { None } else { Some(l.attributes()?) };
+        let origins = if q.tags.is_empty() { None } else { Some(l.origins()?) };
+        // Per tag: its key's index and which values match (in the span attributes), and
+        // which resources have it.
         let mut wanted_tags = Vec::new();
-        if let Some(a) = &attrs {
+        if let (Some(a), Some(o)) = (&attrs, &origins) {
             for (k, v) in &q.tags {
-                let Some(kid) = a.key(k) else { return Ok(Vec::new()) };
+                let kid = a.key(k);
                 let ok = a.values_matching(v);
-                if !ok.contains(&true) {
+                let res: Vec<bool> = o
+                    .resources
+                    .iter()
+                    .map(|r| r.attributes.iter().any(|kv| kv.key == *k && value_text(&kv.value) == v.as_str()))
+                    .collect();
+                if (kid.is_none() || !ok.contains(&true)) && !res.contains(&true) {
                     return Ok(Vec::new());
                 }
-                wanted_tags.push((kid, ok));
+                wanted_tags.push((kid, ok, res));
             }
         }
         let starts = l.starts()?;
@@ -210,12 +237,15 @@ fn block_matches(b: &Arc<Block>, q: &Search) -> Vec<(TraceId, u64)> {
                 continue;
             }
             if let Some(f) = &flags
-                && f[i] >> 4 != 2
+                && block::status_of(f[i]) != StatusCode::Error
             {
                 continue;
             }
-            if let Some(a) = &attrs
-                && !wanted_tags.iter().all(|(kid, ok)| a.row(i).iter().any(|(k, v)| k == kid && ok[*v as usize]))
+            if let (Some(a), Some(o)) = (&attrs, &origins)
+                && !wanted_tags.iter().all(|(kid, ok, res)| {
+                    a.row(i).iter().any(|(k, v)| Some(*k) == *kid && ok[*v as usize])
+                        || o.rows.get(i).is_some_and(|(r, _)| res[*r as usize])
+                })
             {
                 continue;
             }
@@ -244,8 +274,8 @@ pub fn search(store: &SpanStore, q: &Search) -> Vec<TraceSummary> {
             continue;
         }
         // Stop once no span in this block (or any older one) can beat the limit-th newest
-        // match found so far.
-        if found.len() >= limit {
+        // match found so far (trace-level terms are checked later: no early stop then).
+        if found.len() >= limit && q.terms.is_empty() {
             let mut starts: Vec<u64> = found.values().copied().collect();
             starts.sort_unstable_by(|a, b| b.cmp(a));
             if b.meta.max_start < starts[limit - 1] {
@@ -259,8 +289,63 @@ pub fn search(store: &SpanStore, q: &Search) -> Vec<TraceSummary> {
     }
     let mut ranked: Vec<(TraceId, u64)> = found.into_iter().collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut out: Vec<TraceSummary> =
-        ranked.into_iter().take(limit).filter_map(|(id, _)| summarize(&trace(store, &id))).collect();
+    let mut out: Vec<TraceSummary> = Vec::with_capacity(limit);
+    for (id, _) in ranked {
+        if out.len() >= limit {
+            break;
+        }
+        let spans = trace(store, &id);
+        if q.terms_match(&spans)
+            && let Some(s) = summarize(&spans)
+        {
+            out.push(s);
+        }
+    }
     out.sort_by_key(|s| std::cmp::Reverse(s.start_unix_nanos));
     out
+}
+
+/// Blocks of `[start, end]`, newest first, at most `n` (what the suggestion lists read).
+fn recent_blocks(store: &SpanStore, start: u64, end: u64, n: usize) -> Vec<Arc<Block>> {
+    let mut blocks = store.blocks(start, end);
+    blocks.sort_by_key(|b| std::cmp::Reverse(b.meta.max_start));
+    blocks.truncate(n);
+    blocks
+}
+
+/// Attribute keys of spans in `[start, end]`, sorted, at most `limit` (from memory and the
+/// newest 8 blocks' dictionaries).
+pub fn tag_keys(store: &SpanStore, start: u64, end: u64, limit: usize) -> Vec<String> {
+    let mut keys = std::collections::BTreeSet::new();
+    for s in store.memory_spans(|s| s.start_unix_nanos >= start && s.start_unix_nanos <= end) {
+        keys.extend(s.attributes.iter().map(|kv| kv.key.to_string()));
+    }
+    for b in recent_blocks(store, start, end, 8) {
+        if let Ok(a) = b.load().and_then(|l| l.attributes()) {
+            keys.extend(a.keys);
+        }
+    }
+    keys.into_iter().take(limit).collect()
+}
+
+/// Values (as text) of attribute `key` in spans in `[start, end]`, sorted, at most `limit`.
+pub fn tag_values(store: &SpanStore, key: &str, start: u64, end: u64, limit: usize) -> Vec<String> {
+    let mut values = std::collections::BTreeSet::new();
+    for s in store.memory_spans(|s| s.start_unix_nanos >= start && s.start_unix_nanos <= end) {
+        values.extend(s.attributes.iter().filter(|kv| kv.key == key).map(|kv| value_text(&kv.value).into_owned()));
+    }
+    for b in recent_blocks(store, start, end, 8) {
+        let Ok(a) = b.load().and_then(|l| l.attributes()) else { continue };
+        let Some(k) = a.key(key) else { continue };
+        let mut used = vec![false; a.values.len()];
+        for row in 0..a.rows() {
+            for (kk, v) in a.row(row) {
+                if *kk == k {
+                    used[*v as usize] = true;
+                }
+            }
+        }
+        values.extend(a.values.iter().zip(used).filter(|(_, u)| *u).map(|(v, _)| value_text(v).into_owned()));
+    }
+    values.into_iter().take(limit).collect()
 }

@@ -201,12 +201,9 @@ impl Sampler {
         if slow {
             return Some(Reason::Slow);
         }
-        let policy = spans.iter().any(|(_, s)| {
-            self.cfg
-                .policies
-                .iter()
-                .any(|(k, v)| s.attributes.iter().any(|kv| kv.key == *k && value_text(&kv.value) == v.as_str()))
-        });
+        let policy = spans
+            .iter()
+            .any(|(_, s)| self.cfg.policies.iter().any(|(k, v)| s.has_attribute(k, |x| value_text(x) == v.as_str())));
         policy.then_some(Reason::Policy)
     }
 }
@@ -231,7 +228,7 @@ mod tests {
             status: if error { StatusCode::Error } else { StatusCode::Unset },
             status_message: String::new(),
             attributes: vec![KeyValue::str("route", "/x")],
-            events: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -10,7 +10,7 @@ use crate::block::{self, Block};
 use crate::hash::FastMap;
 use crate::wal::Ledger;
 use signalbox_core::ids::{SpanId, TraceId};
-use signalbox_core::span::Span;
+use signalbox_core::span::{Span, SpanFlags};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -317,6 +317,26 @@ impl SpanStore {
         m
     }
 
+    /// The operations of `service` with the span kinds each was seen with (a bit per
+    /// [`signalbox_core::span::SpanKind::code`]; 0 when a block predates kinds).
+    pub fn operation_kinds(&self, service: &str) -> BTreeMap<String, u8> {
+        let st = self.read();
+        let mut m: BTreeMap<String, u8> = BTreeMap::new();
+        for b in st.partitions.values().flatten() {
+            for (i, (s, o)) in b.meta.operations.iter().enumerate() {
+                if s == service {
+                    *m.entry(o.clone()).or_default() |= b.meta.operation_kinds.get(i).copied().unwrap_or(0);
+                }
+            }
+        }
+        for s in st.head.spans.iter().chain(st.sealing.iter().flat_map(|x| x.spans.iter())) {
+            if s.service == service {
+                *m.entry(s.name.clone()).or_default() |= 1 << s.kind.code();
+            }
+        }
+        m
+    }
+
     /// Number of spans in memory.
     pub fn head_len(&self) -> usize {
         let st = self.read();
@@ -332,7 +352,7 @@ impl SpanStore {
 /// write-ahead log does not store a span twice.
 pub struct Dedup<'a> {
     store: &'a SpanStore,
-    loaded: HashMap<PathBuf, HashSet<(TraceId, SpanId)>>,
+    loaded: HashMap<PathBuf, HashSet<(TraceId, SpanId, bool)>>,
 }
 
 impl<'a> Dedup<'a> {
@@ -359,13 +379,14 @@ impl<'a> Dedup<'a> {
             let ids = self.loaded.entry(b.path.clone()).or_insert_with(|| {
                 let mut set = HashSet::new();
                 if let Ok(l) = b.load()
-                    && let (Ok(t), Ok(sp)) = (l.trace_ids(), l.span_ids())
+                    && let (Ok(t), Ok(sp), Ok(f)) = (l.trace_ids(), l.span_ids(), l.flags())
                 {
-                    set.extend(t.into_iter().zip(sp));
+                    let shared = f.iter().map(|b| block::parse_flags(*b).2.has(SpanFlags::SHARED));
+                    set.extend(t.into_iter().zip(sp).zip(shared).map(|((t, s), h)| (t, s, h)));
                 }
                 set
             });
-            if ids.contains(&(s.trace_id, s.span_id)) {
+            if ids.contains(&s.identity()) {
                 return true;
             }
         }
@@ -392,7 +413,7 @@ mod tests {
             status: Default::default(),
             status_message: String::new(),
             attributes: vec![KeyValue::str("k", "v".repeat(100))],
-            events: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -460,6 +481,10 @@ mod tests {
         let mut dedup = Dedup::new(&s);
         assert!(spans.iter().all(|x| dedup.stored(x)));
         assert!(!dedup.stored(&span(t, 50 * HOUR_NANOS + 5)), "a new span id of the same trace is not stored");
+        // The server half of a Zipkin shared span (the same ids) is not the stored client half.
+        let mut server_half = spans[3].clone();
+        server_half.flags = signalbox_core::span::SpanFlags(signalbox_core::span::SpanFlags::SHARED);
+        assert!(!dedup.stored(&server_half), "the other half of a shared span is replayed");
         // A half-written block from a crash is ignored and removed.
         let tmp = s.cfg.dir.join(format!("p-{}", 50 * HOUR_NANOS)).join("b-0000000099.tmp");
         std::fs::write(&tmp, b"partial").unwrap();

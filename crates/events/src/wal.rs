@@ -3,14 +3,16 @@
 //! move on to sampling and the store. On start-up the segments still on disk are replayed.
 //!
 //! Segments are files `seg-<id>.wal` of records `[len u32][crc32 u32][payload]`, the payload
-//! a varint count of spans and the spans ([`crate::codec`]). A [`Ledger`] counts, per
+//! a varint 0, the format byte 2, the batch's resources and scopes ([`crate::codec::Origins`]),
+//! a varint count of spans and the spans ([`crate::codec`]). Format 1 payloads (a non-zero
+//! count and the spans) from before resources and links are still replayed. A [`Ledger`] counts, per
 //! segment, the spans not yet settled (sealed into a block, or dropped by sampling); a
 //! segment that is no longer written to and has nothing unsettled is deleted.
 //!
 //! Appends are grouped: the writer takes every batch waiting in its queue, writes them, and
 //! syncs once, so the cost of a sync is shared by all concurrent senders (group commit).
 
-use crate::codec::{Reader, get_span, put_span, put_varint};
+use crate::codec::{Origins, Reader, get_span, get_span_v1, put_span, put_varint};
 use signalbox_core::span::Span;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -101,26 +103,37 @@ pub fn read_segment(path: &Path) -> std::io::Result<Vec<Vec<Span>>> {
         if len > MAX_RECORD || crc32fast::hash(payload) != crc {
             break;
         }
-        let mut r = Reader::new(payload);
-        let Ok(n) = r.varint() else { break };
-        let mut spans = Vec::with_capacity((n as usize).min(1 << 16));
-        let mut ok = true;
-        for _ in 0..n {
-            match get_span(&mut r) {
-                Ok(s) => spans.push(s),
-                Err(_) => {
-                    ok = false;
-                    break;
-                }
-            }
-        }
-        if !ok {
-            break;
-        }
+        let Ok(spans) = read_record(payload) else { break };
         out.push(spans);
         pos += 8 + len;
     }
     Ok(out)
+}
+
+/// The spans of one record's payload, of either format.
+fn read_record(payload: &[u8]) -> Result<Vec<Span>, crate::codec::Corrupt> {
+    let mut r = Reader::new(payload);
+    let n = r.varint()?;
+    if n > 0 {
+        let mut spans = Vec::with_capacity((n as usize).min(1 << 16));
+        for _ in 0..n {
+            spans.push(get_span_v1(&mut r)?);
+        }
+        return Ok(spans);
+    }
+    if r.done() {
+        return Ok(Vec::new());
+    }
+    if r.u8()? != 2 {
+        return Err(crate::codec::Corrupt);
+    }
+    let (resources, scopes) = Origins::get(&mut r)?;
+    let n = r.varint()?;
+    let mut spans = Vec::with_capacity((n as usize).min(1 << 16));
+    for _ in 0..n {
+        spans.push(get_span(&mut r, &resources, &scopes)?);
+    }
+    Ok(spans)
 }
 
 /// The append side of the log, used by one writer thread.
@@ -152,11 +165,17 @@ impl Writer {
         self.buf.clear();
         let mut total = 0u64;
         for spans in batches {
-            let mut payload = Vec::with_capacity(spans.len() * 256);
-            put_varint(&mut payload, spans.len() as u64);
+            let mut origins = Origins::default();
+            let mut body = Vec::with_capacity(spans.len() * 256);
             for s in spans.iter() {
-                put_span(&mut payload, s);
+                let o = origins.index(s);
+                put_span(&mut body, s, o);
             }
+            let mut payload = Vec::with_capacity(body.len() + 64);
+            payload.extend_from_slice(&[0, 2]);
+            origins.put(&mut payload);
+            put_varint(&mut payload, spans.len() as u64);
+            payload.extend_from_slice(&body);
             self.buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
             self.buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
             self.buf.extend_from_slice(&payload);
@@ -224,7 +243,7 @@ mod tests {
             status: Default::default(),
             status_message: String::new(),
             attributes: Vec::new(),
-            events: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -276,5 +295,44 @@ mod tests {
         assert!(path.exists(), "one span still unsettled");
         l.settle(seg, 1);
         assert!(!path.exists(), "settled and inactive: deleted");
+    }
+
+    #[test]
+    fn resources_links_and_flags_survive_and_old_segments_replay() {
+        use signalbox_core::span::{KeyValue, Resource, Scope, SpanFlags, SpanLink};
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::create(dir.path(), None, ledger(dir.path())).unwrap();
+        let res = Arc::new(Resource { attributes: vec![KeyValue::str("host.name", "h1")] });
+        let scope = Arc::new(Scope { name: "lib".into(), version: "2".into() });
+        let batch: Vec<Span> = (0..3)
+            .map(|i| {
+                let mut s = span(i);
+                s.resource = res.clone();
+                s.scope = scope.clone();
+                s.flags = SpanFlags(SpanFlags::SHARED);
+                s.links = vec![SpanLink {
+                    trace_id: TraceId::random(),
+                    span_id: SpanId::random(),
+                    trace_state: String::new(),
+                    attributes: vec![KeyValue::int("i", i as i64)],
+                }];
+                s
+            })
+            .collect();
+        let seg = w.append(&[&batch]).unwrap();
+        w.sync().unwrap();
+        let path = segment_path(dir.path(), seg);
+        let back = read_segment(&path).unwrap();
+        assert_eq!(back, vec![batch]);
+        assert!(Arc::ptr_eq(&back[0][0].resource, &back[0][2].resource), "one resource per record");
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(raw.windows(7).filter(|w| w == b"host.na").count(), 1, "the resource is written once");
+        // A segment written before format 2 (two spans, with resource attributes merged).
+        let old = read_segment(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src/fixtures/v1.wal"))).unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!(old[0].len(), 2);
+        assert_eq!(old[0][1].status_message, "boom");
+        assert_eq!(old[0][1].events[0].name, "retry");
+        assert!(old[0][0].resource.attributes.is_empty() && old[0][0].links.is_empty());
     }
 }

@@ -9,7 +9,7 @@ use crate::tracectx::TraceContext;
 use http::{HeaderMap, Method};
 use signalbox_core::ids::SpanId;
 use signalbox_core::metrics::{Counter, Histogram, LATENCY_BUCKETS, Registry};
-use signalbox_core::span::{KeyValue, Span, SpanKind, StatusCode};
+use signalbox_core::span::{KeyValue, Resource, Scope, Span, SpanFlags, SpanKind, StatusCode};
 use signalbox_core::telemetry::{Refused, SpanSink};
 use std::io::Write;
 use std::sync::Arc;
@@ -442,6 +442,10 @@ impl Finish {
             status_message: error.map(str::to_owned).or(self.error_code.map(str::to_owned)).unwrap_or_default(),
             attributes: attrs,
             events: Vec::new(),
+            links: Vec::new(),
+            resource: Resource::none(),
+            scope: Scope::none(),
+            flags: SpanFlags::default(),
         });
         for (n, t) in self.tries.iter().enumerate() {
             let mut attrs = vec![
@@ -474,6 +478,10 @@ impl Finish {
                 status_message: t.error.unwrap_or("").to_owned(),
                 attributes: attrs,
                 events: Vec::new(),
+                links: Vec::new(),
+                resource: Resource::none(),
+                scope: Scope::none(),
+                flags: SpanFlags::default(),
             });
         }
     }

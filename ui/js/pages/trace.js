@@ -9,7 +9,7 @@
 import { h, setChildren, notice, ago, plural } from '../dom.js';
 import { api, seg } from '../api.js';
 import { navigate } from '../router.js';
-import { buildTree, criticalPath, selfTime, splitAttributes, fmtDur, fmtOffset, fullTimeMs, ticks, serviceColor, primeColors } from '../trace-model.js';
+import { buildTree, criticalPath, selfTime, sortedEntries, fmtDur, fmtOffset, fullTimeMs, ticks, serviceColor, primeColors } from '../trace-model.js';
 import { lastSearch } from './traces.js';
 
 const INDENT_PX = 14;
@@ -342,7 +342,10 @@ function waterfall(tree, traceId) {
   function detailEl(node) {
     const s = node.span;
     const dur = node.end - node.start;
-    const [own, res] = splitAttributes(s.attributes);
+    // The resource (the emitting process: service, host, SDK) and the instrumentation
+    // scope come apart from the span's own attributes.
+    const own = sortedEntries(s.attributes);
+    const res = sortedEntries(s.resource);
     const segs = cp.get(node);
     const onCp = segs ? segs.reduce((a, [x, y]) => a + y - x, 0) : 0;
     const kv = (label, ...value) => [h('dt', null, label), h('dd', null, ...value)];
@@ -381,10 +384,47 @@ function waterfall(tree, traceId) {
         kv('Parent', parent),
         kv('Trace ID', h('span', { class: 'mono' }, s.trace_id || traceId)),
         s.trace_state ? kv('Trace state', h('span', { class: 'mono' }, s.trace_state)) : null,
+        s.scope ? kv('Scope', h('span', { class: 'mono', 'data-testid': 'span-scope', title: 'The instrumentation library that recorded the span' }, s.scope.name, s.scope.version ? ` ${s.scope.version}` : '')) : null,
       ),
       attrTable('Attributes', own, 'span-attributes', 'No attributes'),
-      res.length ? attrTable('Resource', res, 'span-resource', null, 'Recognised by their OpenTelemetry resource namespace (service.*, host.*, k8s.*, …)') : null,
+      res.length ? attrTable('Resource', res, 'span-resource', null, 'The process that emitted the span: its OpenTelemetry resource') : null,
+      linksEl(s),
       eventsEl(s, node),
+    );
+  }
+
+  function linksEl(s) {
+    const links = s.links || [];
+    if (!links.length) return null;
+    return h(
+      'div',
+      { class: 'wf-section', 'data-testid': 'span-links' },
+      h('h3', { title: 'Spans this one is linked to (a batch it consumes, the message it handles, …)' }, 'Links ', h('span', { class: 'muted' }, String(links.length))),
+      h(
+        'table',
+        { class: 'table attr-table' },
+        h('thead', null, h('tr', null, h('th', null, 'Span'), h('th', null, 'Attributes'))),
+        h(
+          'tbody',
+          null,
+          links.map((l) => {
+            const to = `/traces/${seg(l.trace_id)}?span=${seg(l.span_id)}`;
+            const same = l.trace_id === (s.trace_id || traceId);
+            const attrs = Object.entries(l.attributes || {});
+            return h(
+              'tr',
+              { 'data-testid': 'span-link-row' },
+              h(
+                'td',
+                null,
+                h('a', { href: to, class: 'mono', 'data-testid': 'span-link-target', onclick: (ev) => { ev.preventDefault(); navigate(to); } }, l.span_id),
+                h('div', { class: 'sub mono' }, same ? 'in this trace' : `trace ${l.trace_id}`),
+              ),
+              h('td', null, attrs.length ? h('dl', { class: 'kv kv-compact' }, attrs.map(([k, v]) => [h('dt', { class: 'mono' }, k), h('dd', null, valueEl(v))])) : h('span', { class: 'muted' }, '—')),
+            );
+          }),
+        ),
+      ),
     );
   }
 

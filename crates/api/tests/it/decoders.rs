@@ -1,7 +1,7 @@
-//! The decoders of untrusted bodies (OTLP protobuf and JSON, Zipkin JSON, Consul's JSON
-//! request bodies) under thousands of deterministic mutations of valid bodies: never a
-//! panic, and what decodes converts to spans with consistent ids; a refused Consul body is
-//! a 400 that names its field. (The same decoders have cargo-fuzz targets in `fuzz/`.)
+//! The decoders of untrusted bodies (OTLP protobuf and JSON, Zipkin JSON and protobuf,
+//! Consul's JSON request bodies) under thousands of deterministic mutations of valid bodies:
+//! never a panic, and what decodes converts to spans with consistent ids; a refused Consul
+//! body is a 400 that names its field. (The same decoders have cargo-fuzz targets in `fuzz/`.)
 
 use prost::Message;
 use signalbox_api::{otlp, zipkin};
@@ -23,6 +23,7 @@ fn sample(i: u64) -> Span {
         status_message: "boom".into(),
         attributes: vec![KeyValue::str("http.route", "/items/{id}"), KeyValue::int("n", i as i64)],
         events: vec![SpanEvent { unix_nanos: 1_700_000_000_000_100_000, name: "retry".into(), attributes: vec![] }],
+        ..Default::default()
     }
 }
 
@@ -156,4 +157,49 @@ fn consul_bodies_survive_mutation() {
         }
     }
     assert!(decoded > 100, "mutations that still decode: {decoded}");
+}
+
+#[test]
+fn zipkin_protobuf_survives_mutation() {
+    use zipkin::proto::{ListOfSpans, PAnnotation, PEndpoint, PSpan};
+    let span = |id: u8, parent: Option<u8>| PSpan {
+        trace_id: vec![0x46; 16],
+        parent_id: parent.map(|p| vec![0, 0, 0, 0, 0, 0, 0, p]).unwrap_or_default(),
+        id: vec![0, 0, 0, 0, 0, 0, 0, id],
+        kind: 2,
+        name: "get /api".into(),
+        timestamp: 1_700_000_000_000_000,
+        duration: 2000,
+        local_endpoint: Some(PEndpoint {
+            service_name: "web".into(),
+            ipv4: vec![10, 0, 0, 1],
+            ipv6: vec![],
+            port: 8080,
+        }),
+        remote_endpoint: Some(PEndpoint { service_name: "db".into(), ..Default::default() }),
+        annotations: vec![PAnnotation { timestamp: 1_700_000_000_000_100, value: "sent".into() }],
+        tags: [("http.method".to_owned(), "GET".to_owned())].into(),
+        debug: true,
+        shared: id == 2,
+    };
+    let good = ListOfSpans { spans: vec![span(1, None), span(2, Some(1))] }.encode_to_vec();
+    let decoded = zipkin::decode_proto(&good).unwrap();
+    assert_eq!(decoded.len(), 2);
+    assert_eq!(decoded[0].resource.attributes[0], KeyValue::str("net.host.ip", "10.0.0.1"));
+    let mut m = Mutator(0x1234_5678_9abc_def1);
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..6000 {
+        match zipkin::decode_proto(&m.mutate(&good)) {
+            Ok(spans) => {
+                check(&spans);
+                ok += 1;
+            }
+            Err(e) => {
+                assert_eq!(e.status, 400, "{e:?}");
+                assert!(!e.message.is_empty(), "{e:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(ok > 50 && refused > 100, "mutations reach both outcomes: {ok} decoded, {refused} refused");
 }

@@ -14,7 +14,9 @@ mod ordering;
 mod params;
 mod registry;
 mod spring;
+mod trace_compat;
 mod traces;
+mod zipkin_compat;
 
 use signalbox_api::{AppState, router};
 use signalbox_control::ControlPlane;

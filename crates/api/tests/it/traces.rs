@@ -14,7 +14,7 @@ use signalbox_events::sampler::SamplerConfig;
 use signalbox_testkit::eventually;
 use std::io::Write;
 
-fn kv(k: &str, v: &str) -> KeyValue {
+pub fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
         key: k.into(),
         value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
@@ -22,7 +22,7 @@ fn kv(k: &str, v: &str) -> KeyValue {
     }
 }
 
-fn now() -> u64 {
+pub fn now() -> u64 {
     signalbox_core::time::unix_nanos()
 }
 
@@ -79,13 +79,13 @@ async fn post(n: &Node, req: &ExportTraceServiceRequest) -> Resp {
         .await
 }
 
-fn trace_id(i: u8) -> [u8; 16] {
+pub fn trace_id(i: u8) -> [u8; 16] {
     let mut t = [7u8; 16];
     t[15] = i;
     t
 }
 
-fn hex(t: [u8; 16]) -> String {
+pub fn hex(t: [u8; 16]) -> String {
     signalbox_core::ids::encode_hex(&t)
 }
 
@@ -150,9 +150,12 @@ async fn otlp_http_protobuf_json_and_gzip_read_back_through_every_api() {
     assert_eq!(charge["status"], "error");
     assert_eq!(charge["status_message"], "card declined");
     assert_eq!(charge["attributes"]["amount"], 42);
-    assert_eq!(charge["attributes"]["otel.scope.name"], "lib");
+    assert_eq!(charge["scope"], json!({"name": "lib", "version": "1.2"}));
+    assert_eq!(charge["attributes"].get("otel.scope.name"), None, "the scope is not an attribute");
     assert_eq!(charge["events"][0]["name"], "retry");
-    assert_eq!(spans.iter().find(|s| s["name"] == "GET /checkout").unwrap()["attributes"]["host.name"], "h1");
+    let checkout = spans.iter().find(|s| s["name"] == "GET /checkout").unwrap();
+    assert_eq!(checkout["resource"]["host.name"], "h1");
+    assert_eq!(checkout["attributes"].get("host.name"), None, "resource attributes stay apart");
 
     let jaeger = n.get(&format!("/jaeger/api/traces/{id}")).await.json();
     let jt = &jaeger["data"][0];

@@ -128,10 +128,19 @@ async fn opentelemetry_sdk_over_grpc_and_http_reads_back_through_every_api() {
             .start(&tc);
         let trace_id = root.span_context().trace_id().to_string();
         let cx = Context::current_with_span(root);
+        // Linked to a span of another trace (the message this call consumes).
+        let linked = opentelemetry::trace::SpanContext::new(
+            opentelemetry::trace::TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            opentelemetry::trace::SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            opentelemetry::trace::TraceFlags::SAMPLED,
+            true,
+            Default::default(),
+        );
         let mut charge = tc
             .span_builder("charge")
             .with_kind(SpanKind::Client)
             .with_attributes([KeyValue::new("peer.service", "payments")])
+            .with_links(vec![opentelemetry::trace::Link::with_context(linked)])
             .start_with_context(&tc, &cx);
         let charge_sc = charge.span_context().clone();
         let mut server = tp
@@ -163,6 +172,11 @@ async fn opentelemetry_sdk_over_grpc_and_http_reads_back_through_every_api() {
     assert_eq!(root["parent_span_id"], Value::Null);
     assert_eq!(root["attributes"]["http.route"], "/cart/checkout");
     assert_eq!(root["attributes"]["cart.items"], 3);
+    assert_eq!(root["resource"]["telemetry.sdk.language"], "rust", "the SDK's resource, apart: {t}");
+    assert_eq!(root["attributes"].get("telemetry.sdk.language"), None);
+    let charge = by_name("charge");
+    assert_eq!(charge["links"][0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "a link over OTLP/gRPC: {t}");
+    assert_eq!(charge["links"][0]["span_id"], "00f067aa0ba902b7");
     assert_eq!(server["service"], "payments");
     assert_eq!(server["parent_span_id"], client_span_id.as_str());
     assert_eq!(server["status"], "error");
@@ -481,22 +495,44 @@ async fn the_opentelemetry_python_sdk_over_otlp_http() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "python3 otel_send.py failed (scripts/test-deps.sh installs the SDK): {stderr}");
-    let tid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let printed: Vec<&str> = stdout.split_whitespace().collect();
+    let [tid, linked_trace, linked_span] = printed[..] else { panic!("{stdout:?} {stderr}") };
     assert_eq!(tid.len(), 32, "{tid:?} {stderr}");
 
     let http = Http::new();
-    let t = trace_with(&http, &node, &tid, 2).await;
+    let t = trace_with(&http, &node, tid, 2).await;
     let spans = t["spans"].as_array().unwrap();
     let root = spans.iter().find(|s| s["name"] == "POST /checkout").expect("the root span");
     let child = spans.iter().find(|s| s["name"] == "charge card").expect("the child span");
     assert_eq!(root["service"], "py-checkout");
     assert_eq!(child["parent_span_id"], root["span_id"], "{t}");
     assert_eq!(root["attributes"]["order.items"], 3, "{t}");
-    assert_eq!(root["attributes"]["deployment.environment"], "test", "resource attributes arrive: {t}");
+    assert_eq!(root["resource"]["deployment.environment"], "test", "resource attributes arrive: {t}");
+    assert_eq!(root["resource"]["telemetry.sdk.language"], "python", "the SDK's own resource attributes: {t}");
+    assert_eq!(root["attributes"].get("deployment.environment"), None, "the resource stays apart: {t}");
+    assert_eq!(root["scope"]["name"], "signalbox-compat-test", "{t}");
+    assert_eq!(child["links"][0]["trace_id"], linked_trace, "{t}");
+    assert_eq!(child["links"][0]["span_id"], linked_span, "{t}");
+    assert_eq!(child["links"][0]["attributes"]["link.reason"], "consumes", "{t}");
+    // Jaeger: the link is a FOLLOWS_FROM reference, the resource the process's tags.
+    let j = json(&http, &url(&node, &format!("/jaeger/api/traces/{tid}"))).await;
+    let jt = &j["data"][0];
+    let jc = jt["spans"].as_array().unwrap().iter().find(|s| s["operationName"] == "charge card").unwrap();
+    assert!(
+        jc["references"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["refType"] == "FOLLOWS_FROM" && r["spanID"] == linked_span),
+        "{jc}"
+    );
+    let process = &jt["processes"][jc["processID"].as_str().unwrap()];
+    assert!(process["tags"].as_array().unwrap().iter().any(|t| t["key"] == "deployment.environment"), "{process}");
     assert_eq!(child["status"], "error", "{t}");
     assert_eq!(child["events"][0]["name"], "card declined", "{t}");
     assert_eq!(child["attributes"]["peer.service"], "payments");
     // Found by the error search too.
     let found = http.get(&url(&node, "/api/traces?service=py-checkout&status=error&lookback=1h")).await.json();
-    assert!(ids(&found["traces"], "trace_id").contains(&tid), "{found}");
+    assert!(ids(&found["traces"], "trace_id").contains(&tid.to_owned()), "{found}");
 }

@@ -14,7 +14,8 @@
 //! # Layout
 //! - [`config`]: the raw config as users write it, with a doc on every field.
 //! - [`compile`]: validation into the runtime tables, every problem with its key path.
-//! - [`tail`]: the reader: file discovery, rotation handling, lines into batches.
+//! - [`tail`]: the reader: file discovery, rotation handling, lines into records.
+//! - [`sink`]: records through parser and filters into the open batch, sealed into the buffer.
 //! - [`position`]: file identity (device, inode, head and tail fingerprints) and positions.
 //! - [`multiline`]: grouping lines into records, with the `java` and `python` presets.
 //! - [`parse`]: JSON, logfmt and regex parsing, timestamps and trace ids.
@@ -41,6 +42,7 @@ pub mod position;
 pub mod record;
 pub mod server;
 pub mod ship;
+pub mod sink;
 pub mod spool;
 pub mod tail;
 
@@ -138,7 +140,7 @@ impl Agent {
         }
 
         let stop = Arc::new(AtomicBool::new(false));
-        let sink = tail::Sink::new(cfg.clone(), spool.clone(), stats.clone(), stop.clone());
+        let sink = sink::Sink::new(cfg.clone(), spool.clone(), stats.clone(), stop.clone());
         let reader = tail::Reader::new(sink, recovered.resume, recovered.first_start);
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
         let reader_thread = std::thread::Builder::new()

@@ -35,10 +35,7 @@ impl TsFormat {
             "unix_ms" => TsFormat::Unix(1_000_000),
             "unix_us" => TsFormat::Unix(1_000),
             "unix_ns" => TsFormat::Unix(1),
-            other => TsFormat::Strftime(
-                time::format_description::parse_strftime_owned(other)
-                    .map_err(|e| format!("`{other}` is not a strftime format: {e}"))?,
-            ),
+            other => TsFormat::Strftime(strftime(other)?),
         })
     }
 
@@ -61,6 +58,51 @@ impl TsFormat {
         };
         u64::try_from(nanos).ok()
     }
+}
+
+/// A strftime pattern, plus the fractional seconds `time`'s strftime lacks: `%f`, `%3f`,
+/// `%6f`, `%9f` (digits), `%.3f`, `%.6f`, `%.9f` (a dot and digits) and `%.f` (optional dot
+/// and digits). Any number of digits is accepted when parsing.
+fn strftime(pattern: &str) -> Result<OwnedFormatItem, String> {
+    const FRACTIONS: [(&str, bool, bool); 8] = [
+        ("%.3f", true, false),
+        ("%.6f", true, false),
+        ("%.9f", true, false),
+        ("%.f", true, true),
+        ("%3f", false, false),
+        ("%6f", false, false),
+        ("%9f", false, false),
+        ("%f", false, false),
+    ];
+    let bad = |e: &dyn std::fmt::Display| format!("`{pattern}` is not a strftime format: {e}");
+    // A format of its own syntax, constant: cannot fail.
+    let digits = time::format_description::parse_owned::<2>("[subsecond digits:one_or_more]").map_err(|e| bad(&e))?;
+    let mut items = Vec::new();
+    let mut rest = pattern;
+    loop {
+        let next = FRACTIONS.iter().filter_map(|(tok, dot, opt)| rest.find(tok).map(|i| (i, *tok, *dot, *opt))).min();
+        let Some((i, tok, dot, optional)) = next else { break };
+        // `%%f` is a literal `%f`, not a fraction.
+        if rest[..i].ends_with('%') && rest[..i].chars().rev().take_while(|c| *c == '%').count() % 2 == 1 {
+            items.push(time::format_description::parse_strftime_owned(&rest[..i + tok.len()]).map_err(|e| bad(&e))?);
+            rest = &rest[i + tok.len()..];
+            continue;
+        }
+        if i > 0 {
+            items.push(time::format_description::parse_strftime_owned(&rest[..i]).map_err(|e| bad(&e))?);
+        }
+        let frac = if dot {
+            OwnedFormatItem::Compound(Box::new([OwnedFormatItem::StringLiteral(".".into()), digits.clone()]))
+        } else {
+            digits.clone()
+        };
+        items.push(if optional { OwnedFormatItem::Optional(Box::new(frac)) } else { frac });
+        rest = &rest[i + tok.len()..];
+    }
+    if !rest.is_empty() {
+        items.push(time::format_description::parse_strftime_owned(rest).map_err(|e| bad(&e))?);
+    }
+    Ok(OwnedFormatItem::Compound(items.into_boxed_slice()))
 }
 
 /// `"1700000000.5"` × `scale` nanoseconds, without float rounding.

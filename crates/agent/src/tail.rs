@@ -12,20 +12,17 @@
 //! (copytruncate): it is read again from its start, and its old identity is kept so that the
 //! copy, when a glob matches it, is recognised and read from where the original stopped.
 
-use crate::batch::{Batch, Noted, Tail};
-use crate::compile::{Compiled, Source};
-use crate::filter;
-use crate::metrics::Stats;
+use crate::batch::{Noted, Tail};
+use crate::compile::Source;
 use crate::multiline::Grouper;
 use crate::position::{FileKey, FilePosition, Fingerprint, HEAD_BYTES, TAIL_BYTES, read_full_at};
-use crate::record::Record;
-use crate::spool::Spool;
+use crate::sink::{Sink, sleep_unless};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Most retired identities kept for recognising rotated copies.
@@ -34,9 +31,22 @@ const MAX_RETIRED: usize = 1024;
 const MAX_SCAN_ENTRIES: usize = 100_000;
 /// Most bytes read from one file before the others get their turn.
 const READ_BUDGET: usize = 4 * 1024 * 1024;
+/// How long a file that starts like a known one but is shorter than its position (a copy in
+/// progress) is left alone before it is read as a new file.
+const COPY_WAIT: Duration = Duration::from_secs(5);
+
+/// A new file recognised as a copy of a known one.
+enum CopyMatch {
+    /// Of a file no longer followed: read it from `offset`.
+    Known(u64),
+    /// Of a file still followed: wait for that file to be truncated or done.
+    Live(FileKey, u64),
+    /// It starts like a known file but is shorter than its position: still being copied.
+    Short,
+}
 
 /// A file being followed (or known and closed).
-struct Tracked {
+pub(crate) struct Tracked {
     source: usize,
     path: PathBuf,
     path_arc: Arc<str>,
@@ -52,14 +62,24 @@ struct Tracked {
     linked: bool,
     size: u64,
     /// The position last noted in a batch.
-    noted: Option<(u64, Fingerprint)>,
+    pub(crate) noted: Option<(u64, Fingerprint)>,
     /// Discovered and not opened yet.
     fresh: bool,
+    /// A copy of this followed file, made before it is truncated (copytruncate): read once
+    /// the original is truncated or done, from where the original stopped.
+    copy_of: Option<FileKey>,
+    /// When it was discovered.
+    found: Instant,
 }
 
 impl Tracked {
     /// Offset before which every line is in a record already handed to the batch.
-    fn committed(&self) -> u64 {
+    /// What a noted position is compared by.
+    pub(crate) fn mark(&self) -> (u64, Fingerprint) {
+        (self.committed(), self.head)
+    }
+
+    pub(crate) fn committed(&self) -> u64 {
         self.grouper.pending_start().unwrap_or(self.offset)
     }
 
@@ -67,7 +87,7 @@ impl Tracked {
         Fingerprint { len: self.window.len() as u32, crc: crc32fast::hash(&self.window) }
     }
 
-    fn noted(&self) -> Noted {
+    pub(crate) fn noted(&self) -> Noted {
         let committed = self.committed();
         let tail = match &self.file {
             Some(f) if committed != self.offset => Tail::File(f.clone()),
@@ -89,106 +109,6 @@ impl Tracked {
     }
 }
 
-/// Where records go: the open batch and, once sealed, the disk buffer.
-pub struct Sink {
-    pub cfg: Arc<Compiled>,
-    pub spool: Arc<Spool>,
-    pub stats: Stats,
-    pub stop: Arc<AtomicBool>,
-    batch: Batch,
-}
-
-impl Sink {
-    pub fn new(cfg: Arc<Compiled>, spool: Arc<Spool>, stats: Stats, stop: Arc<AtomicBool>) -> Sink {
-        Sink { cfg, spool, stats, stop, batch: Batch::default() }
-    }
-
-    /// Parses, labels and filters one record's text into the batch.
-    fn emit(&mut self, src: &Source, path: &Arc<str>, text: &str) {
-        self.stats.records_read.inc();
-        let observed = signalbox_core::time::unix_nanos();
-        let p = src.parser.parse(text);
-        if p.format_error {
-            self.stats.parse_errors.inc();
-        }
-        if p.timestamp_error {
-            self.stats.timestamp_errors.inc();
-        }
-        let rec = Record {
-            timestamp_ns: p.timestamp_ns.unwrap_or(observed),
-            observed_ns: observed,
-            severity: p.severity.unwrap_or_else(|| src.default_severity.clone()),
-            body: p.body,
-            labels: src.labels.clone(),
-            path: path.clone(),
-            attributes: p.fields,
-            trace_id: p.trace_id,
-            span_id: p.span_id,
-        };
-        if filter::passes(&src.filters, &rec) {
-            self.batch.push(&rec);
-        } else {
-            self.stats.records_filtered.inc();
-        }
-    }
-
-    /// Notes a file's position if it moved, sealing the batch when full.
-    fn note(&mut self, key: FileKey, t: &mut Tracked) {
-        let now = (t.committed(), t.head);
-        if t.noted != Some(now) {
-            t.noted = Some(now);
-            self.batch.note(key, Some(t.noted()));
-        }
-        if self.batch.is_full(self.cfg.batch_max_records, self.cfg.batch_max_bytes) {
-            self.seal();
-        }
-    }
-
-    fn forget(&mut self, key: FileKey) {
-        self.batch.note(key, None);
-    }
-
-    /// Seals the open batch into the disk buffer, waiting for room; gives up only when the
-    /// agent stops (the batch's lines are then read again on the next start).
-    pub fn seal(&mut self) {
-        if self.batch.is_empty() {
-            return;
-        }
-        let (header, payload) = self.batch.seal(self.cfg.compression_level, signalbox_core::time::unix_nanos());
-        loop {
-            let paused = self.spool.is_full(payload.len() as u64 + 1024);
-            self.stats.reading_paused.set(paused as i64);
-            let result = self.spool.push(&header, &payload, &self.stop);
-            self.stats.reading_paused.set(0);
-            match result {
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot write to the disk buffer; retrying");
-                    self.stats.set_error(Some(format!("disk buffer: {e}")));
-                    if sleep_unless(&self.stop, Duration::from_secs(1)) {
-                        break;
-                    }
-                }
-            }
-        }
-        let (batches, bytes) = self.spool.usage();
-        self.stats.buffered_batches.set(batches as i64);
-        self.stats.buffered_bytes.set(bytes as i64);
-    }
-}
-
-/// Sleeps up to `d`; true if `stop` was set.
-fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        if stop.load(Ordering::Relaxed) {
-            return true;
-        }
-        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
-    }
-    stop.load(Ordering::Relaxed)
-}
-
 /// The reader's state.
 pub struct Reader {
     sink: Sink,
@@ -200,6 +120,8 @@ pub struct Reader {
     first_start: bool,
     scanned: bool,
     buf: Vec<u8>,
+    /// Files waiting to be recognised (see [`COPY_WAIT`]), since when.
+    deferred: HashMap<FileKey, Instant>,
 }
 
 impl Reader {
@@ -213,6 +135,7 @@ impl Reader {
             first_start,
             scanned: false,
             buf: vec![0; cap],
+            deferred: HashMap::new(),
         }
     }
 
@@ -294,9 +217,13 @@ impl Reader {
             }
         }
         for key in gone {
-            self.files.remove(&key);
+            if let Some(t) = self.files.remove(&key) {
+                self.resolve_copies(key, t.offset, &t.window);
+            }
             self.sink.forget(key);
         }
+        let wait = cfg.sources.iter().map(|s| s.close_inactive).min().unwrap_or(COPY_WAIT);
+        self.expire_copies(wait);
         if !self.scanned {
             self.scanned = true;
             // Files of the last run that are gone: keep their identity for copies, drop them
@@ -332,12 +259,28 @@ impl Reader {
                 self.retire(pos);
             }
         }
-        if start.is_none()
-            && let Some(offset) = self.copy_of(&file, key)
-        {
-            tracing::info!(path = %path.display(), offset, "recognised a rotated copy; reading it from where the original stopped");
-            start = Some(offset);
+        let mut copy_of = None;
+        if start.is_none() {
+            match self.copy_of(&file, key, size) {
+                Some(CopyMatch::Short) => {
+                    let since = *self.deferred.entry(key).or_insert_with(Instant::now);
+                    if since.elapsed() < COPY_WAIT {
+                        return;
+                    }
+                }
+                Some(CopyMatch::Known(offset)) => {
+                    tracing::info!(path = %path.display(), offset, "recognised a rotated copy; reading it from where the original stopped");
+                    start = Some(offset);
+                }
+                Some(CopyMatch::Live(original, offset)) => {
+                    tracing::info!(path = %path.display(), "recognised a copy of a followed file; reading it once the original is truncated");
+                    start = Some(offset);
+                    copy_of = Some(original);
+                }
+                None => {}
+            }
         }
+        self.deferred.remove(&key);
         let start = match start {
             Some(s) => s,
             None if self.first_start && !self.scanned && read_from_end => line_start_before(&file, size),
@@ -360,7 +303,9 @@ impl Reader {
             linked: true,
             size,
             noted: None,
-            fresh: true,
+            fresh: copy_of.is_none(),
+            copy_of,
+            found: Instant::now(),
         };
         let mut t = t;
         if start > 0 {
@@ -371,16 +316,78 @@ impl Reader {
         self.files.insert(key, t);
     }
 
-    /// The offset to read a new file from if it is a copy of a known one: same head, and the
-    /// same bytes just before the known position.
-    fn copy_of(&self, file: &File, key: FileKey) -> Option<u64> {
-        // Live files by what was read (their content may already be truncated).
-        let live = self.files.iter().filter(|(k, _)| **k != key).map(|(_, t)| (t.head, t.offset, t.window_fp()));
-        let known = self.retired.iter().chain(self.restored.values()).map(|p| (p.head, p.offset, p.tail));
-        known.chain(live).find_map(|(head, offset, tail)| {
-            (offset > 0 && head.len > 0 && head.matches(file, 0) && tail.matches(file, offset - u64::from(tail.len)))
-                .then_some(offset)
-        })
+    /// Whether a new file is a copy of a known one: same head, and the same bytes just before
+    /// the known position.
+    fn copy_of(&self, file: &File, key: FileKey, size: u64) -> Option<CopyMatch> {
+        let mut short = false;
+        let mut check = |head: Fingerprint, offset: u64, tail: Fingerprint| {
+            if offset == 0 || head.len == 0 || !head.matches(file, 0) {
+                return false;
+            }
+            if size < offset {
+                short = true;
+                return false;
+            }
+            tail.matches(file, offset - u64::from(tail.len))
+        };
+        for p in self.retired.iter().chain(self.restored.values()) {
+            if check(p.head, p.offset, p.tail) {
+                return Some(CopyMatch::Known(p.offset));
+            }
+        }
+        // Followed files by what was read (their content may already be truncated).
+        for (k, t) in &self.files {
+            if *k != key && t.copy_of.is_none() && check(t.head, t.offset, t.window_fp()) {
+                return Some(CopyMatch::Live(*k, t.offset));
+            }
+        }
+        short.then_some(CopyMatch::Short)
+    }
+
+    /// The followed file `original` is truncated or done at `offset`: its copies start there.
+    fn resolve_copies(&mut self, original: FileKey, offset: u64, window: &[u8]) {
+        let keys: Vec<FileKey> =
+            self.files.iter().filter(|(_, t)| t.copy_of == Some(original)).map(|(k, _)| *k).collect();
+        for key in keys {
+            if let Some(t) = self.files.get_mut(&key) {
+                t.copy_of = None;
+                t.fresh = true;
+                t.offset = offset;
+                t.window = window.to_vec();
+                self.sink.note(key, t);
+            }
+        }
+    }
+
+    /// Copies whose original was neither truncated nor finished in time are read from where
+    /// the original is now.
+    fn expire_copies(&mut self, wait: Duration) {
+        let expired: Vec<(FileKey, FileKey)> = self
+            .files
+            .iter()
+            .filter_map(|(k, t)| Some((*k, t.copy_of?)))
+            .filter(|(k, _)| self.files.get(k).is_some_and(|t| t.found.elapsed() >= wait))
+            .collect();
+        for (_, original) in expired {
+            let (offset, window) = match self.files.get(&original) {
+                Some(o) => (o.offset, o.window.clone()),
+                None => continue,
+            };
+            self.resolve_copies(original, offset, &window);
+        }
+        // Copies of a file that is gone altogether keep their provisional start.
+        let orphans: Vec<FileKey> = self
+            .files
+            .iter()
+            .filter(|(_, t)| t.copy_of.is_some_and(|o| !self.files.contains_key(&o)))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in orphans {
+            if let Some(t) = self.files.get_mut(&key) {
+                t.copy_of = None;
+                t.fresh = true;
+            }
+        }
     }
 
     /// Opens known files with unread data, up to `max_open_files`.
@@ -393,7 +400,7 @@ impl Reader {
                 break;
             }
             let Some(t) = self.files.get_mut(&key) else { continue };
-            if !t.fresh && t.size == t.offset {
+            if t.copy_of.is_some() || (!t.fresh && t.size == t.offset) {
                 continue;
             }
             let Ok(f) = File::open(&t.path) else { continue };
@@ -451,7 +458,9 @@ impl Reader {
             self.files.insert(key, t);
         }
         for key in remove {
-            self.files.remove(&key);
+            if let Some(t) = self.files.remove(&key) {
+                self.resolve_copies(key, t.offset, &t.window);
+            }
             self.sink.forget(key);
         }
         progressed
@@ -486,6 +495,8 @@ impl Reader {
             tail: t.window_fp(),
             path: t.path_arc.to_string(),
         });
+        let window = std::mem::take(&mut t.window);
+        self.resolve_copies(key, t.offset, &window);
         t.offset = 0;
         t.window.clear();
         t.head = Fingerprint::read(file, 0, HEAD_BYTES).unwrap_or_default();

@@ -90,4 +90,11 @@ fn timestamp_formats() {
     assert_eq!(TsFormat::from_config("unix").unwrap().parse("99999999999999999999999999999999999999"), None);
     assert_eq!(TsFormat::from_config("rfc3339").unwrap().parse("1969-12-31T23:59:59Z"), None);
     assert!(TsFormat::from_config("%Q").is_err());
+    let f = TsFormat::from_config("%Y-%m-%dT%H:%M:%S%.f").unwrap();
+    assert_eq!(f.parse("2024-02-29T12:34:56"), Some(1_709_210_096_000_000_000));
+    assert_eq!(f.parse("2024-02-29T12:34:56.000001"), Some(1_709_210_096_000_001_000));
+    let f = TsFormat::from_config("%H:%M:%S,%3f %d.%m.%Y").unwrap();
+    assert_eq!(f.parse("12:34:56,250 29.02.2024"), Some(1_709_210_096_250_000_000));
+    let f = TsFormat::from_config("%Y%m%d %H%M%S %%f").unwrap();
+    assert_eq!(f.parse("20240229 123456 %f"), Some(1_709_210_096_000_000_000));
 }

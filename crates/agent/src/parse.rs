@@ -76,7 +76,7 @@ fn strftime(pattern: &str) -> Result<OwnedFormatItem, String> {
     ];
     let bad = |e: &dyn std::fmt::Display| format!("`{pattern}` is not a strftime format: {e}");
     // A format of its own syntax, constant: cannot fail.
-    let digits = time::format_description::parse_owned::<2>("[subsecond digits:one_or_more]").map_err(|e| bad(&e))?;
+    let digits = time::format_description::parse_owned::<2>("[subsecond digits:1+]").map_err(|e| bad(&e))?;
     let mut items = Vec::new();
     let mut rest = pattern;
     loop {

@@ -146,6 +146,7 @@ impl Reader {
         while !self.sink.stop.load(Ordering::Relaxed) {
             if Instant::now() >= next_scan {
                 self.scan();
+                self.update_gauges();
                 next_scan = Instant::now() + cfg.scan_interval;
             }
             let progressed = self.poll();

@@ -28,6 +28,8 @@ pub struct Stats {
     pub buffered_bytes: Gauge,
     pub lag_bytes: Gauge,
     pub reading_paused: Gauge,
+    /// When the oldest unacknowledged batch was sealed (Unix ns; 0: none).
+    pub oldest_sealed_ns: Gauge,
     last_error: Arc<Mutex<Option<String>>>,
 }
 
@@ -37,7 +39,16 @@ impl Stats {
         let r = &registry;
         let c = |name, help| r.counter(name, help, &[]);
         let g = |name, help| r.gauge(name, help, &[]);
+        let oldest_sealed_ns = Gauge::default();
+        let oldest = oldest_sealed_ns.clone();
+        r.gauge_fn(
+            "signalbox_agent_delivery_lag_seconds",
+            "Age of the oldest batch not yet acknowledged (0 when all are).",
+            &[],
+            move || delivery_lag(oldest.get()).as_secs_f64(),
+        );
         Stats {
+            oldest_sealed_ns,
             files_followed: g("signalbox_agent_files_followed", "Files currently open and followed."),
             lines_read: c("signalbox_agent_lines_read_total", "Lines read from files."),
             bytes_read: c("signalbox_agent_bytes_read_total", "Bytes of lines read from files."),
@@ -62,7 +73,7 @@ impl Stats {
                 "Records an OTLP receiver reported as rejected in a partial success.",
             ),
             send_failures: c("signalbox_agent_send_failures_total", "Failed delivery attempts (each is retried)."),
-            rotations: c("signalbox_agent_rotations_total", "Files seen renamed or deleted while followed."),
+            rotations: c("signalbox_agent_rotations_total", "Followed files seen renamed, or leaving the globs."),
             truncations: c("signalbox_agent_truncations_total", "Files seen truncated (copytruncate) while followed."),
             buffered_batches: g("signalbox_agent_buffered_batches", "Sealed batches on disk not yet acknowledged."),
             buffered_bytes: g(
@@ -97,10 +108,21 @@ impl Stats {
             buffered_bytes: g(&self.buffered_bytes),
             lag_bytes: g(&self.lag_bytes),
             send_failures: u(&self.send_failures),
+            rotations: u(&self.rotations),
+            truncations: u(&self.truncations),
             reading_paused: self.reading_paused.get() > 0,
+            delivery_lag_ms: delivery_lag(self.oldest_sealed_ns.get()).as_millis() as u64,
             last_error: self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
+}
+
+fn delivery_lag(sealed_ns: i64) -> std::time::Duration {
+    if sealed_ns <= 0 {
+        return std::time::Duration::ZERO;
+    }
+    let now = signalbox_core::time::unix_nanos();
+    std::time::Duration::from_nanos(now.saturating_sub(sealed_ns as u64))
 }
 
 /// What the agent has done so far, for the CLI to print.
@@ -128,8 +150,14 @@ pub struct Progress {
     pub lag_bytes: u64,
     /// Failed delivery attempts (all retried).
     pub send_failures: u64,
+    /// Followed files seen renamed or deleted.
+    pub rotations: u64,
+    /// Followed files seen truncated in place.
+    pub truncations: u64,
     /// Reading waits because the disk buffer is full.
     pub reading_paused: bool,
+    /// Age of the oldest batch not yet acknowledged, in milliseconds (0 when all are).
+    pub delivery_lag_ms: u64,
     /// The latest delivery error, cleared by the next success.
     pub last_error: Option<String>,
 }
@@ -138,7 +166,7 @@ impl fmt::Display for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "files {} | lines read {} | records {} (filtered {}) | shipped {} in {} batches | buffered {} batches, {} bytes | lag {} bytes",
+            "files {} | lines read {} | records {} (filtered {}) | shipped {} in {} batches | buffered {} batches, {} bytes | lag {} bytes, {} ms",
             self.files_followed,
             self.lines_read,
             self.records_read,
@@ -147,7 +175,8 @@ impl fmt::Display for Progress {
             self.batches_shipped,
             self.buffered_batches,
             self.buffered_bytes,
-            self.lag_bytes
+            self.lag_bytes,
+            self.delivery_lag_ms
         )?;
         if self.reading_paused {
             f.write_str(" | reading paused: buffer full")?;

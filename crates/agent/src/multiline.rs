@@ -85,3 +85,6 @@ impl Grouper {
         self.pending.as_ref().map(|p| p.start)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -86,11 +86,13 @@ impl Sender {
             let next = tokio::task::spawn_blocking(move || spool.oldest()).await;
             match next {
                 Ok(Ok(Some(entry))) => {
+                    self.stats.oldest_sealed_ns.set(entry.header.sealed_ns as i64);
                     if !self.deliver(entry, stop_at, &mut deadline).await {
                         return;
                     }
                 }
                 Ok(Ok(None)) => {
+                    self.stats.oldest_sealed_ns.set(0);
                     let ready = self.spool.ready.notified();
                     tokio::select! {
                         _ = ready => {}
@@ -404,3 +406,6 @@ pub fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
     let at = httpdate::parse_http_date(s).ok()?;
     Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
 }
+
+#[cfg(test)]
+mod tests;

@@ -195,6 +195,7 @@ impl Reader {
             }
             if let Some(t) = self.files.get_mut(&key) {
                 if t.path != path {
+                    self.sink.stats.rotations.inc();
                     t.path_arc = Arc::from(path.to_string_lossy().as_ref());
                     t.path = path;
                 }
@@ -225,6 +226,7 @@ impl Reader {
         }
         let wait = cfg.sources.iter().map(|s| s.close_inactive).min().unwrap_or(COPY_WAIT);
         self.expire_copies(wait);
+        self.deferred.retain(|k, _| seen.contains(k));
         if !self.scanned {
             self.scanned = true;
             // Files of the last run that are gone: keep their identity for copies, drop them

@@ -5,7 +5,7 @@ use crate::support::{Rotation, assert_all_arrive, config, small_buffer, spawn_wr
 use signalbox_testkit::eventually;
 use std::time::Duration;
 
-async fn rotate_while_writing(rotation: Rotation) {
+async fn rotate_while_writing(rotation: Rotation) -> signalbox_agent::Progress {
     let r = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
@@ -18,16 +18,20 @@ async fn rotate_while_writing(rotation: Rotation) {
     let p = agent.progress.snapshot();
     assert_eq!(p.lines_read, 3000, "{p}");
     agent.stop().await;
+    p
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rename_rotation_while_writing() {
-    rotate_while_writing(Rotation::Rename { every: 700 }).await;
+    let p = rotate_while_writing(Rotation::Rename { every: 700 }).await;
+    // Four rotations, each renaming every file once more.
+    assert!(p.rotations >= 4, "{p}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copytruncate_rotation_while_writing() {
-    rotate_while_writing(Rotation::CopyTruncate { every: 700 }).await;
+    let p = rotate_while_writing(Rotation::CopyTruncate { every: 700 }).await;
+    assert_eq!(p.truncations, 4, "{p}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

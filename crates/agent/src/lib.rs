@@ -156,10 +156,14 @@ impl Agent {
         let mut sender = tokio::spawn(sender.run(deadline_rx));
 
         let mut failure = None;
+        let mut sender_done = false;
         tokio::select! {
             _ = shutdown.wait() => {}
             r = &mut done_rx => if r.is_err() { failure = Some("the reader stopped unexpectedly".to_owned()) },
-            r = &mut sender => failure = Some(format!("the sender stopped unexpectedly: {r:?}")),
+            r = &mut sender => {
+                sender_done = true;
+                failure = Some(format!("the sender stopped unexpectedly: {r:?}"));
+            }
         }
         stop.store(true, Ordering::Relaxed);
         // The reader stops within one poll, or one fsync if it was sealing.
@@ -171,7 +175,7 @@ impl Agent {
         let drain = cfg.drain_timeout;
         let _ = deadline_tx.send(Some(tokio::time::Instant::now() + drain));
         // An attempt in flight may outlast the deadline by its own timeout.
-        if tokio::time::timeout(drain + cfg.output.timeout, &mut sender).await.is_err() {
+        if !sender_done && tokio::time::timeout(drain + cfg.output.timeout, &mut sender).await.is_err() {
             sender.abort();
         }
         for t in tasks {

@@ -43,7 +43,8 @@ impl Entry {
         encode(&self.header, &self.payload)
     }
 
-    fn decode(seq: u64, b: &[u8]) -> Option<Entry> {
+    /// A batch file's bytes; `None` if they are not an intact batch.
+    pub fn decode(seq: u64, b: &[u8]) -> Option<Entry> {
         let body = b.get(..b.len().checked_sub(4)?)?;
         let crc = u32::from_le_bytes(b.get(b.len() - 4..)?.try_into().ok()?);
         if crc32fast::hash(body) != crc || body.get(..4)? != MAGIC || *body.get(4)? != VERSION {

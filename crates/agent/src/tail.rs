@@ -253,12 +253,12 @@ impl Reader {
         let mut start = None;
         let mut head = None;
         if let Some(pos) = self.restored.remove(&key) {
-            if pos.head.matches(&file, 0) {
-                // The same file as in the last run (a shorter one was truncated meanwhile).
-                start = Some(if pos.offset <= size { pos.offset } else { 0 });
+            if pos.head.matches(&file, 0) && pos.offset <= size {
+                // The same file as in the last run.
+                start = Some(pos.offset);
                 head = Some(pos.head);
             } else {
-                // The inode was reused by a new file.
+                // Truncated meanwhile (its copy may still be found), or the inode was reused.
                 self.retire(pos);
             }
         }
@@ -557,7 +557,9 @@ impl Reader {
                 pos = n;
             }
             total += pos;
-            if pos == 0 || n < cap || total >= READ_BUDGET {
+            // At the end of a finished file, read on until nothing is left.
+            let more = if at_end { pos < n || n == cap } else { n == cap && total < READ_BUDGET };
+            if pos == 0 || !more {
                 break Ok(());
             }
         };

@@ -41,6 +41,10 @@ async fn file_deleted_while_open_is_read_to_its_end() {
     let log = dir.path().join("app.log");
     let writer = spawn_writer(log.clone(), 2000, Duration::ZERO, Rotation::None);
     writer.join().unwrap();
+    // The last line has no newline: it is complete once the file is gone.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut f, crate::support::line(2000).as_bytes()).unwrap();
+    drop(f);
     // Nothing is acknowledged and the buffer is small, so the agent stops early in the file.
     r.set_mode(Mode::Status(503, None));
     let mut cfg = config(&dir.path().join("data"), &r.url(), &[log.display().to_string()]);
@@ -53,8 +57,8 @@ async fn file_deleted_while_open_is_read_to_its_end() {
     .await;
     std::fs::remove_file(&log).unwrap();
     r.set_mode(Mode::Accept);
-    let total = assert_all_arrive(&r, 2000, Duration::from_secs(15)).await;
-    assert_eq!(total, 2000);
+    let total = assert_all_arrive(&r, 2001, Duration::from_secs(15)).await;
+    assert_eq!(total, 2001);
     eventually(Duration::from_secs(5), "the deleted file to be closed", || async {
         (agent.progress.snapshot().files_followed == 0).then_some(())
     })

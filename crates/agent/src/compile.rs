@@ -28,6 +28,8 @@ pub struct Output {
     /// The full URL posted to (`/api/logs` or `/v1/logs` added).
     pub url: http::Uri,
     pub authorization: Option<http::HeaderValue>,
+    /// TLS settings for `https` endpoints.
+    pub tls: Arc<rustls::ClientConfig>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
 }
@@ -165,11 +167,7 @@ fn compile_output(cfg: &AgentConfig, key: &impl Fn(&str) -> String, p: &mut Prob
     };
     let base = o.endpoint.trim_end_matches('/');
     let url = match format!("{base}{path}").parse::<http::Uri>() {
-        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => Some(u),
-        Ok(u) if u.scheme_str() == Some("https") => {
-            p.add(key("output.endpoint"), "https is not supported yet: use http:// (on loopback or a private network)");
-            None
-        }
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => Some(u),
         _ => {
             p.add(key("output.endpoint"), format!("`{}` is not a URL like http://127.0.0.1:9900", o.endpoint));
             None
@@ -194,7 +192,49 @@ fn compile_output(cfg: &AgentConfig, key: &impl Fn(&str) -> String, p: &mut Prob
             p.add(key(name), "must be more than 0");
         }
     }
-    Some(Output { kind, url: url?, authorization, connect_timeout: o.connect_timeout.0, timeout: o.timeout.0 })
+    if !o.ca_file.is_empty() && !o.endpoint.starts_with("https://") {
+        p.add(key("output.ca_file"), "is only used with an https:// endpoint");
+    }
+    let tls = match tls_config(&o.ca_file) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            p.add(key("output.ca_file"), e);
+            None
+        }
+    };
+    Some(Output {
+        kind,
+        url: url?,
+        authorization,
+        tls: tls?,
+        connect_timeout: o.connect_timeout.0,
+        timeout: o.timeout.0,
+    })
+}
+
+/// A TLS client config trusting the CAs in `ca_file`, or the Mozilla root set.
+fn tls_config(ca_file: &str) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    if ca_file.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    } else {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca_file)
+            .map_err(|e| format!("cannot read `{ca_file}`: {e}"))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("bad PEM in `{ca_file}`: {e}"))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(format!("`{ca_file}` holds no usable CA certificate"));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 fn compile_source(s: &SourceConfig, path: &str, host: &str, p: &mut Problems) -> Option<Source> {

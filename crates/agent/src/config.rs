@@ -83,9 +83,12 @@ pub struct OutputConfig {
     /// `native`: the node's `POST /api/logs` (gzip NDJSON); `otlp`: OTLP logs over
     /// HTTP/protobuf (`POST /v1/logs`), for any OpenTelemetry backend.
     pub kind: String,
-    /// Base URL of the receiver, `http://HOST:PORT` (the path is added: `/api/logs` or
-    /// `/v1/logs`).
+    /// Base URL of the receiver, `http://HOST:PORT` or `https://HOST:PORT` (the path is
+    /// added: `/api/logs` or `/v1/logs`).
     pub endpoint: String,
+    /// For `https` endpoints: a PEM file of the CA certificates the receiver's certificate
+    /// must chain to (empty: the Mozilla root set).
+    pub ca_file: String,
     /// Bearer token sent as `Authorization: Bearer TOKEN` (empty: none).
     pub token: String,
     /// Time to establish a connection to the receiver.
@@ -99,6 +102,7 @@ impl Default for OutputConfig {
         OutputConfig {
             kind: "native".into(),
             endpoint: "http://127.0.0.1:9900".into(),
+            ca_file: String::new(),
             token: String::new(),
             connect_timeout: Dur::secs(5),
             timeout: Dur::secs(30),

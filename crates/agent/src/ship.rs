@@ -9,6 +9,7 @@ use crate::spool::{Entry, Spool, store_checkpoint};
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -58,7 +59,7 @@ pub struct Sender {
     cfg: Arc<Compiled>,
     spool: Arc<Spool>,
     stats: Stats,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     acked: HashMap<FileKey, FilePosition>,
     backoff: Backoff,
 }
@@ -68,6 +69,13 @@ impl Sender {
         let mut conn = HttpConnector::new();
         conn.set_connect_timeout(Some(cfg.output.connect_timeout));
         conn.set_nodelay(true);
+        // `https` URIs reach the TLS layer above.
+        conn.enforce_http(false);
+        let conn = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*cfg.output.tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(conn);
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(conn);
         let backoff = Backoff { initial: cfg.initial_backoff, max: cfg.max_backoff, attempt: 0 };
         Sender { cfg, spool, stats, client, acked, backoff }

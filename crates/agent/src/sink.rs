@@ -79,11 +79,7 @@ impl Sink {
         }
         let (header, payload) = self.batch.seal(self.cfg.compression_level, signalbox_core::time::unix_nanos());
         loop {
-            let paused = self.spool.is_full(payload.len() as u64 + 1024);
-            self.stats.reading_paused.set(paused as i64);
-            let result = self.spool.push(&header, &payload, &self.stop);
-            self.stats.reading_paused.set(0);
-            match result {
+            match self.spool.push(&header, &payload, &self.stop, &self.stats.reading_paused) {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot write to the disk buffer; retrying");

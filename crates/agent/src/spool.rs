@@ -8,6 +8,7 @@
 use crate::error::AgentError;
 use crate::position::{FileKey, FilePosition, PositionUpdate};
 use serde::{Deserialize, Serialize};
+use signalbox_core::metrics::Gauge;
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -201,20 +202,17 @@ impl Spool {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether a batch of `size` bytes would have to wait for space.
-    pub fn is_full(&self, size: u64) -> bool {
-        let s = self.lock();
-        !s.entries.is_empty() && s.bytes + size > self.max_bytes
-    }
-
-    /// Adds a batch, waiting while the buffer is full (an empty buffer takes any batch).
-    /// Returns `false`, writing nothing, if `stop` is set while waiting.
-    pub fn push(&self, header: &Header, payload: &[u8], stop: &AtomicBool) -> std::io::Result<bool> {
+    /// Adds a batch, waiting while the buffer is full (an empty buffer takes any batch), with
+    /// `waiting` set to 1 meanwhile. Returns `false`, writing nothing, if `stop` is set while
+    /// waiting.
+    pub fn push(&self, header: &Header, payload: &[u8], stop: &AtomicBool, waiting: &Gauge) -> std::io::Result<bool> {
         let bytes = encode(header, payload);
         let size = bytes.len() as u64;
         let mut s = self.lock();
         while !s.entries.is_empty() && s.bytes + size > self.max_bytes {
+            waiting.set(1);
             if stop.load(Ordering::Relaxed) {
+                waiting.set(0);
                 return Ok(false);
             }
             s = self
@@ -223,6 +221,7 @@ impl Spool {
                 .map(|r| r.0)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
+        waiting.set(0);
         let seq = s.next_seq;
         write_durable(&self.dir, &entry_name(seq), &bytes)?;
         s.next_seq += 1;
@@ -310,13 +309,15 @@ mod tests {
         assert!(rec.first_start);
         let stop = AtomicBool::new(false);
         let h = || Header { records: 1, sealed_ns: 0, positions: Vec::new() };
-        assert!(spool.push(&h(), &[0; 150], &stop).unwrap());
+        let waiting = Gauge::default();
+        assert!(spool.push(&h(), &[0; 150], &stop, &waiting).unwrap());
         stop.store(true, Ordering::Relaxed);
-        assert!(!spool.push(&h(), &[0; 150], &stop).unwrap());
+        assert!(!spool.push(&h(), &[0; 150], &stop, &waiting).unwrap());
+        assert_eq!(waiting.get(), 0);
         assert_eq!(spool.usage().0, 1);
         let first = spool.oldest().unwrap().unwrap();
         spool.remove(first.seq).unwrap();
-        assert!(spool.push(&h(), &[1; 150], &stop).unwrap());
+        assert!(spool.push(&h(), &[1; 150], &stop, &waiting).unwrap());
         let (again, _) = Spool::open(dir.path(), 200).unwrap();
         assert_eq!(again.oldest().unwrap().unwrap().payload, vec![1; 150]);
     }

@@ -77,6 +77,7 @@ async fn metrics_listener_serves_progress() {
     let mut cfg = config(&dir.path().join("data"), &r.url(), &[log.display().to_string()]);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     cfg.metrics_listen = format!("127.0.0.1:{port}");
+    cfg.sources[0].close_inactive = signalbox_core::config::Dur::secs(60);
     std::fs::write(&log, "a\nb\nc\n").unwrap();
     let agent = start(cfg);
     eventually(Duration::from_secs(10), "three records", || async { (r.lines().len() == 3).then_some(()) }).await;

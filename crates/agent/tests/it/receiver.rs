@@ -37,17 +37,25 @@ pub struct Receiver {
     pub addr: SocketAddr,
     state: Arc<State>,
     server: Mutex<Option<Upstream>>,
+    tls: bool,
 }
 
 impl Receiver {
     pub async fn start() -> Receiver {
         let state = Arc::new(State::default());
         let up = upstream::serve(handler(state.clone())).await;
-        Receiver { addr: up.addr, state, server: Mutex::new(Some(up)) }
+        Receiver { addr: up.addr, state, server: Mutex::new(Some(up)), tls: false }
+    }
+
+    /// Over TLS, with testkit's certificate for `localhost`.
+    pub async fn start_tls() -> Receiver {
+        let state = Arc::new(State::default());
+        let up = upstream::serve_tls(handler(state.clone())).await;
+        Receiver { addr: up.addr, state, server: Mutex::new(Some(up)), tls: true }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.tls { format!("https://localhost:{}", self.addr.port()) } else { format!("http://{}", self.addr) }
     }
 
     /// Closes the listener and every connection, as a crashed node would.

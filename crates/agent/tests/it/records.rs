@@ -262,6 +262,34 @@ async fn native_contract_headers_and_labels() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_output_verifies_the_receiver_certificate() {
+    let r = Receiver::start_tls().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let mut cfg = config(&dir.path().join("data"), &r.url(), &[log.display().to_string()]);
+    cfg.output.ca_file = signalbox_testkit::fixture("tls-cert.pem");
+    std::fs::write(&log, "over tls\n").unwrap();
+    let agent = start(cfg.clone());
+    eventually(Duration::from_secs(10), "the record", || async { (r.lines().len() == 1).then_some(()) }).await;
+    assert_eq!(r.lines()[0]["body"], "over tls");
+    agent.stop().await;
+
+    // Without the CA the certificate is refused and nothing is delivered.
+    let r2 = Receiver::start_tls().await;
+    let mut cfg = config(&dir.path().join("data2"), &r2.url(), &[log.display().to_string()]);
+    cfg.output.ca_file = String::new();
+    let agent = start(cfg);
+    let p = eventually(Duration::from_secs(10), "a refused handshake", || async {
+        let p = agent.progress.snapshot();
+        (p.send_failures > 0).then_some(p)
+    })
+    .await;
+    assert!(p.last_error.as_deref().unwrap_or("").contains("certificate"), "{p}");
+    assert!(r2.lines().is_empty());
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_output_sends_export_logs_requests() {
     let r = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -34,6 +34,8 @@ pub enum Outcome {
     Retry { after: Option<Duration>, error: String },
     /// The output named these lines (0-based) as invalid.
     Invalid { lines: Vec<usize>, error: String },
+    /// 413: the batch is larger than the output takes.
+    TooLarge { error: String },
 }
 
 /// Jittered exponential backoff.
@@ -130,12 +132,18 @@ impl Sender {
         mut stop_at: Option<Instant>,
         deadline: &mut watch::Receiver<Option<Instant>>,
     ) -> bool {
+        // After a 413 the batch goes out in parts (NDJSON, in order); empty: whole.
+        let mut parts: VecDeque<Vec<u8>> = VecDeque::new();
         loop {
             if entry.header.records == 0 {
                 return self.ack(entry, stop_at, deadline).await;
             }
-            let outcome = match self.body(&entry) {
-                Ok(body) => self.attempt(body, entry.header.records).await,
+            let (body, records) = match parts.front() {
+                None => (self.body(&entry), entry.header.records),
+                Some(p) => (self.encode(p.clone()), count_lines(p)),
+            };
+            let outcome = match body {
+                Ok(body) => self.attempt(body, records).await,
                 Err(e) => Outcome::Retry { after: None, error: e },
             };
             match outcome {
@@ -144,15 +152,58 @@ impl Sender {
                         tracing::warn!(rejected, "the OTLP receiver rejected records of a batch");
                         self.stats.records_rejected.add(rejected);
                     }
-                    return self.ack(entry, stop_at, deadline).await;
+                    if parts.pop_front().is_none() || parts.is_empty() {
+                        return self.ack(entry, stop_at, deadline).await;
+                    }
                 }
                 Outcome::Invalid { lines, error } => {
                     tracing::error!(%error, lines = ?lines, "the output refused invalid lines; they are taken out of the batch");
                     self.stats.set_error(Some(error));
+                    if let Some(p) = parts.front_mut() {
+                        let (kept, dropped) = without_lines(p, &lines);
+                        *p = kept;
+                        entry.header.records = entry.header.records.saturating_sub(dropped as u32);
+                        self.stats.records_invalid.add(dropped);
+                        if p.is_empty() {
+                            parts.pop_front();
+                            if parts.is_empty() {
+                                return self.ack(entry, stop_at, deadline).await;
+                            }
+                        }
+                        continue;
+                    }
                     match self.drop_lines(&mut entry, &lines).await {
                         Ok(n) => self.stats.records_invalid.add(n),
                         Err(e) => {
                             tracing::error!(error = %e, "cannot rewrite the batch; retrying it whole");
+                            if !self.wait_retry(None, &mut stop_at, deadline).await {
+                                return false;
+                            }
+                        }
+                    }
+                }
+                Outcome::TooLarge { error } => {
+                    let split = match parts.pop_front() {
+                        None => gunzip(&entry.payload, MAX_BATCH_INFLATED).ok().and_then(|all| halves(&all)),
+                        Some(p) => {
+                            let h = halves(&p);
+                            if h.is_none() {
+                                parts.push_front(p);
+                            }
+                            h
+                        }
+                    };
+                    match split {
+                        Some((a, b)) => {
+                            tracing::warn!(%error, "the output refused a batch as too large; sending it in halves");
+                            parts.push_front(b);
+                            parts.push_front(a);
+                        }
+                        None => {
+                            // One record larger than the receiver takes: retried, never dropped.
+                            self.stats.send_failures.inc();
+                            tracing::error!(%error, "the output refused a single record as too large; retrying");
+                            self.stats.set_error(Some(error));
                             if !self.wait_retry(None, &mut stop_at, deadline).await {
                                 return false;
                             }
@@ -186,19 +237,30 @@ impl Sender {
         ok
     }
 
-    /// The request body for a batch.
+    /// The request body for a whole batch.
     fn body(&self, entry: &Entry) -> Result<Bytes, String> {
         match self.cfg.output.kind {
             OutputKind::Native => Ok(Bytes::from(entry.payload.clone())),
             OutputKind::Otlp => {
                 let ndjson = gunzip(&entry.payload, MAX_BATCH_INFLATED).map_err(|e| format!("buffered batch: {e}"))?;
+                self.encode(ndjson)
+            }
+        }
+    }
+
+    /// The request body for NDJSON lines.
+    fn encode(&self, ndjson: Vec<u8>) -> Result<Bytes, String> {
+        let raw = match self.cfg.output.kind {
+            OutputKind::Native => ndjson,
+            OutputKind::Otlp => {
                 let (proto, bad) = crate::otlp::encode(&ndjson, signalbox_core::time::unix_nanos());
                 if bad > 0 {
                     tracing::error!(bad, "buffered lines that are not the agent's NDJSON were left out");
                 }
-                Ok(Bytes::from(gzip(&proto, self.cfg.compression_level)))
+                proto
             }
-        }
+        };
+        Ok(Bytes::from(gzip(&raw, self.cfg.compression_level)))
     }
 
     /// One POST with the output's timeout.
@@ -241,16 +303,7 @@ impl Sender {
     /// Takes the named lines out of a batch and stores it again; returns how many were taken.
     async fn drop_lines(&self, entry: &mut Entry, lines: &[usize]) -> Result<u64, String> {
         let ndjson = gunzip(&entry.payload, MAX_BATCH_INFLATED).map_err(|e| e.to_string())?;
-        let mut kept = Vec::with_capacity(ndjson.len());
-        let mut dropped = 0u64;
-        for (i, line) in ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-            if lines.contains(&i) {
-                dropped += 1;
-            } else {
-                kept.extend_from_slice(line);
-                kept.push(b'\n');
-            }
-        }
+        let (kept, dropped) = without_lines(&ndjson, lines);
         entry.payload = gzip(&kept, self.cfg.compression_level);
         entry.header.records = entry.header.records.saturating_sub(dropped as u32);
         let spool = self.spool.clone();
@@ -304,6 +357,41 @@ impl Sender {
         self.stats.buffered_bytes.set(bytes as i64);
         true
     }
+}
+
+/// NDJSON without the lines at `lines` (0-based), and how many were taken out.
+fn without_lines(ndjson: &[u8], lines: &[usize]) -> (Vec<u8>, u64) {
+    let mut kept = Vec::with_capacity(ndjson.len());
+    let mut dropped = 0u64;
+    for (i, line) in ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+        if lines.contains(&i) {
+            dropped += 1;
+        } else {
+            kept.extend_from_slice(line);
+            kept.push(b'\n');
+        }
+    }
+    (kept, dropped)
+}
+
+fn count_lines(ndjson: &[u8]) -> u32 {
+    ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as u32
+}
+
+/// NDJSON cut into two halves by line count; `None` for a single line.
+fn halves(ndjson: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let n = count_lines(ndjson) as usize;
+    if n < 2 {
+        return None;
+    }
+    let mut seen = 0;
+    let cut = ndjson.iter().position(|b| {
+        if *b == b'\n' {
+            seen += 1;
+        }
+        seen == n / 2
+    })?;
+    Some((ndjson[..=cut].to_vec(), ndjson[cut + 1..].to_vec()))
 }
 
 /// Sleeps `d`, cut short by a stop deadline; false once the deadline has passed.
@@ -371,6 +459,9 @@ pub fn classify(
             after: retry_after.and_then(parse_retry_after),
             error: format!("{status}: {}", text()),
         };
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return Outcome::TooLarge { error: format!("{status}: {}", text()) };
     }
     if status == StatusCode::BAD_REQUEST && kind == OutputKind::Native {
         let lines = invalid_lines(body, records);

@@ -34,6 +34,19 @@ fn answers_are_classified() {
 }
 
 #[test]
+fn batches_split_and_lines_drop_by_index() {
+    assert_eq!(halves(b"a\nb\nc\n"), Some((b"a\n".to_vec(), b"b\nc\n".to_vec())));
+    assert_eq!(halves(b"a\nb\n"), Some((b"a\n".to_vec(), b"b\n".to_vec())));
+    assert_eq!(halves(b"a\n"), None);
+    assert_eq!(without_lines(b"a\nb\nc\n", &[0, 2]), (b"b\n".to_vec(), 2));
+    assert_eq!(count_lines(b"a\n\nb\n"), 2);
+    assert!(matches!(
+        classify(OutputKind::Native, StatusCode::PAYLOAD_TOO_LARGE, None, b"", 3),
+        Outcome::TooLarge { .. }
+    ));
+}
+
+#[test]
 fn retry_after_dates_and_backoff_bounds() {
     let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
     let d = parse_retry_after(&hv(&later)).unwrap();

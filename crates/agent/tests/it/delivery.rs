@@ -112,6 +112,20 @@ async fn full_disk_buffer_pauses_reading_and_drops_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_refused_as_too_large_go_out_in_halves() {
+    let r = Receiver::start().await;
+    r.set_mode(Mode::MaxLines(7));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    spawn_writer(log.clone(), 50, Duration::ZERO, Rotation::None).join().unwrap();
+    let agent = start(config(&dir.path().join("data"), &r.url(), &[log.display().to_string()]));
+    let total = assert_all_arrive(&r, 50, Duration::from_secs(10)).await;
+    assert_eq!(total, 50);
+    assert!(r.refused() >= 1);
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_lines_named_by_the_node_are_dropped_and_the_rest_delivered() {
     let r = Receiver::start().await;
     r.set_mode(Mode::RefuseContaining("POISON".into()));

@@ -22,6 +22,8 @@ pub enum Mode {
     /// 400 naming the lines whose body contains this text; the others are not recorded
     /// either (the whole request is refused, as a node validating first would).
     RefuseContaining(String),
+    /// 413 for requests of more lines than this.
+    MaxLines(usize),
 }
 
 #[derive(Default)]
@@ -133,6 +135,12 @@ fn answer(state: &State, req: Request<Bytes>) -> Response<Full<Bytes>> {
                         return respond(400, "application/json", e);
                     }
                 }
+            }
+            if let Mode::MaxLines(max) = &mode
+                && lines.len() > *max
+            {
+                *state.refused.lock().unwrap() += 1;
+                return respond(413, "application/json", r#"{"error":"too large","code":"too_large"}"#);
             }
             if let Mode::RefuseContaining(text) = &mode {
                 let bad: Vec<usize> = lines

@@ -24,6 +24,7 @@ pub struct Stats {
     pub send_failures: Counter,
     pub rotations: Counter,
     pub truncations: Counter,
+    pub corrupt_batches: Counter,
     pub buffered_batches: Gauge,
     pub buffered_bytes: Gauge,
     pub lag_bytes: Gauge,
@@ -75,6 +76,10 @@ impl Stats {
             send_failures: c("signalbox_agent_send_failures_total", "Failed delivery attempts (each is retried)."),
             rotations: c("signalbox_agent_rotations_total", "Followed files seen renamed, or leaving the globs."),
             truncations: c("signalbox_agent_truncations_total", "Files seen truncated (copytruncate) while followed."),
+            corrupt_batches: c(
+                "signalbox_agent_corrupt_batches_total",
+                "Buffered batches found damaged on disk and set aside (.corrupt files in the buffer).",
+            ),
             buffered_batches: g("signalbox_agent_buffered_batches", "Sealed batches on disk not yet acknowledged."),
             buffered_bytes: g(
                 "signalbox_agent_buffered_bytes",

@@ -110,6 +110,18 @@ impl Sender {
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                 }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    // Damaged on disk after it was written: nothing can be sent from it.
+                    tracing::error!(error = %e, "a buffered batch is corrupt; it is set aside as .corrupt");
+                    self.stats.corrupt_batches.inc();
+                    self.stats.set_error(Some(format!("disk buffer: {e}")));
+                    if let Err(e) = self.spool.set_aside_oldest() {
+                        tracing::error!(error = %e, "cannot set the corrupt batch aside; retrying");
+                        if !pause(Duration::from_secs(1), stop_at, &mut deadline).await {
+                            return;
+                        }
+                    }
+                }
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "cannot read the oldest buffered batch; retrying");
                     self.stats.set_error(Some(format!("disk buffer: {e}")));

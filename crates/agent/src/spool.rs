@@ -155,11 +155,16 @@ impl Spool {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
             Err(e) => return Err(AgentError::io("read", &cp_path)(e)),
         };
-        let mut seqs: Vec<u64> = std::fs::read_dir(&dir)
+        let names: Vec<String> = std::fs::read_dir(&dir)
             .map_err(AgentError::io("list", &dir))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".batch")?.parse().ok())
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
             .collect();
+        for tmp in names.iter().filter(|n| n.ends_with(".tmp")) {
+            // A write cut short by a crash; the batch it was becoming was never acknowledged
+            // nor counted, so its lines are still after the resume position.
+            let _ = std::fs::remove_file(dir.join(tmp));
+        }
+        let mut seqs: Vec<u64> = names.iter().filter_map(|n| n.strip_suffix(".batch")?.parse().ok()).collect();
         seqs.sort_unstable();
         let mut resume = acked.clone();
         let mut entries = VecDeque::new();
@@ -258,6 +263,21 @@ impl Spool {
         Ok(())
     }
 
+    /// Moves a batch that cannot be read back out of the way (`.corrupt`), so later ones go
+    /// out; returns its sequence number.
+    pub fn set_aside_oldest(&self) -> std::io::Result<Option<u64>> {
+        let Some(&(seq, _)) = self.lock().entries.front() else { return Ok(None) };
+        let path = self.dir.join(entry_name(seq));
+        std::fs::rename(&path, path.with_extension("corrupt"))?;
+        let mut s = self.lock();
+        if let Some((_, size)) = s.entries.pop_front() {
+            s.bytes -= size;
+        }
+        drop(s);
+        self.space.notify_all();
+        Ok(Some(seq))
+    }
+
     /// Replaces a batch's content (after invalid lines were taken out).
     pub fn rewrite(&self, entry: &Entry) -> std::io::Result<()> {
         let bytes = entry.encode();
@@ -320,5 +340,12 @@ mod tests {
         assert!(spool.push(&h(), &[1; 150], &stop, &waiting).unwrap());
         let (again, _) = Spool::open(dir.path(), 200).unwrap();
         assert_eq!(again.oldest().unwrap().unwrap().payload, vec![1; 150]);
+        // Damage on disk is reported as such and the batch can be set aside.
+        let seq = again.oldest().unwrap().unwrap().seq;
+        std::fs::write(dir.path().join("buffer").join(entry_name(seq)), b"garbage").unwrap();
+        assert_eq!(again.oldest().unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(again.set_aside_oldest().unwrap(), Some(seq));
+        assert_eq!(again.usage(), (0, 0));
+        assert!(again.oldest().unwrap().is_none());
     }
 }

@@ -116,3 +116,6 @@ pub fn gunzip(data: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
     flate2::read::GzDecoder::new(data).take(limit).read_to_end(&mut out)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;

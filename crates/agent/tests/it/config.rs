@@ -71,39 +71,45 @@ fn problems_name_their_key_paths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_listener_serves_progress() {
-    let r = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    let mut cfg = config(&dir.path().join("data"), &r.url(), &[log.display().to_string()]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    cfg.metrics_listen = format!("127.0.0.1:{port}");
-    cfg.sources[0].close_inactive = signalbox_core::config::Dur::secs(60);
-    std::fs::write(&log, "a\nb\nc\n").unwrap();
-    let agent = start(cfg);
-    eventually(Duration::from_secs(10), "three records", || async { (r.lines().len() == 3).then_some(()) }).await;
-    let http = signalbox_testkit::client::Http::new();
-    let text = eventually(Duration::from_secs(5), "the metrics to catch up", || async {
-        let resp = http.get(&format!("http://127.0.0.1:{port}/metrics")).await;
-        assert_eq!(resp.status, 200);
-        let t = resp.text();
-        t.contains("signalbox_agent_records_shipped_total 3\n").then_some(t)
+    crate::support::bounded(async {
+        let r = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let mut cfg = config(&dir.path().join("data"), &r.url(), &[log.display().to_string()]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        cfg.metrics_listen = format!("127.0.0.1:{port}");
+        cfg.sources[0].close_inactive = signalbox_core::config::Dur::secs(60);
+        std::fs::write(&log, "a\nb\nc\n").unwrap();
+        let agent = start(cfg);
+        eventually(Duration::from_secs(10), "three records", || async { (r.lines().len() == 3).then_some(()) }).await;
+        let http = signalbox_testkit::client::Http::new();
+        let text = eventually(Duration::from_secs(5), "the metrics to catch up", || async {
+            let resp = http.get(&format!("http://127.0.0.1:{port}/metrics")).await;
+            assert_eq!(resp.status, 200);
+            let t = resp.text();
+            t.contains("signalbox_agent_records_shipped_total 3\n").then_some(t)
+        })
+        .await;
+        assert!(text.contains("signalbox_agent_lines_read_total 3\n"), "{text}");
+        assert!(text.contains("# TYPE signalbox_agent_buffered_bytes gauge"), "{text}");
+        assert_eq!(http.get(&format!("http://127.0.0.1:{port}/other")).await.status, 404);
+        let p = agent.progress.snapshot();
+        assert_eq!((p.lines_read, p.records_shipped, p.files_followed), (3, 3, 1), "{p}");
+        assert!(p.to_string().contains("shipped 3"), "{p}");
+        agent.stop().await;
     })
-    .await;
-    assert!(text.contains("signalbox_agent_lines_read_total 3\n"), "{text}");
-    assert!(text.contains("# TYPE signalbox_agent_buffered_bytes gauge"), "{text}");
-    assert_eq!(http.get(&format!("http://127.0.0.1:{port}/other")).await.status, 404);
-    let p = agent.progress.snapshot();
-    assert_eq!((p.lines_read, p.records_shipped, p.files_followed), (3, 3, 1), "{p}");
-    assert!(p.to_string().contains("shipped 3"), "{p}");
-    agent.stop().await;
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_agent_on_the_same_data_dir_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&dir.path().join("data"), "http://127.0.0.1:9", &[format!("{}/*.log", dir.path().display())]);
-    let first = signalbox_agent::Agent::new(cfg.clone()).unwrap();
-    let second = signalbox_agent::Agent::new(cfg);
-    assert!(matches!(second, Err(signalbox_agent::AgentError::Locked(_))));
-    drop(first);
+    crate::support::bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(&dir.path().join("data"), "http://127.0.0.1:9", &[format!("{}/*.log", dir.path().display())]);
+        let first = signalbox_agent::Agent::new(cfg.clone()).unwrap();
+        let second = signalbox_agent::Agent::new(cfg);
+        assert!(matches!(second, Err(signalbox_agent::AgentError::Locked(_))));
+        drop(first);
+    })
+    .await
 }

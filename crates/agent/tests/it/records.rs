@@ -56,6 +56,7 @@ fn by_service<'a>(lines: &'a [serde_json::Value], service: &str) -> Vec<&'a serd
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn java_and_python_traces_arrive_as_one_record_each() {
+    crate::support::bounded(async {
     let r = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&dir.path().join("data"), &r.url(), &[]);
@@ -111,10 +112,13 @@ async fn java_and_python_traces_arrive_as_one_record_each() {
     let p = agent.progress.snapshot();
     assert_eq!((p.lines_read, p.records_read), (23, 4), "{p}");
     agent.stop().await;
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logfmt_and_regex_parsing_with_timestamps() {
+    crate::support::bounded(async {
     let r = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
@@ -183,114 +187,126 @@ async fn json_logfmt_and_regex_parsing_with_timestamps() {
     let p = agent.progress.snapshot();
     assert_eq!(p.records_read, 4, "{p}");
     agent.stop().await;
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_keep_and_drop_by_level_field_and_regex() {
-    let r = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    let mut cfg = config(&dir.path().join("data"), &r.url(), &[log.display().to_string()]);
-    let s = &mut cfg.sources[0];
-    s.parser.format = "logfmt".into();
-    s.filters = vec![
-        FilterConfig { action: "drop".into(), levels: vec!["debug".into()], ..FilterConfig::default() },
-        FilterConfig {
-            action: "drop".into(),
-            field: Some("path".into()),
-            regex: Some("^/health".into()),
-            ..FilterConfig::default()
-        },
-        FilterConfig { action: "keep".into(), regex: Some("order".into()), ..FilterConfig::default() },
-        FilterConfig {
-            action: "keep".into(),
-            field: Some("audit".into()),
-            equals: Some("yes".into()),
-            ..FilterConfig::default()
-        },
-    ];
-    std::fs::write(
-        &log,
-        "level=debug msg=\"order debug\"\n\
+    crate::support::bounded(async {
+        let r = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let mut cfg = config(&dir.path().join("data"), &r.url(), &[log.display().to_string()]);
+        let s = &mut cfg.sources[0];
+        s.parser.format = "logfmt".into();
+        s.filters = vec![
+            FilterConfig { action: "drop".into(), levels: vec!["debug".into()], ..FilterConfig::default() },
+            FilterConfig {
+                action: "drop".into(),
+                field: Some("path".into()),
+                regex: Some("^/health".into()),
+                ..FilterConfig::default()
+            },
+            FilterConfig { action: "keep".into(), regex: Some("order".into()), ..FilterConfig::default() },
+            FilterConfig {
+                action: "keep".into(),
+                field: Some("audit".into()),
+                equals: Some("yes".into()),
+                ..FilterConfig::default()
+            },
+        ];
+        std::fs::write(
+            &log,
+            "level=debug msg=\"order debug\"\n\
          level=info msg=\"order ok\" path=/api\n\
          level=info msg=\"order probe\" path=/healthz\n\
          level=info msg=\"cache warm\"\n\
          level=warn msg=\"login\" audit=yes\n\
          level=error msg=\"order failed\"\n",
-    )
-    .unwrap();
-    let agent = start(cfg);
-    eventually(Duration::from_secs(10), "the filtered lines to be counted", || async {
-        let p = agent.progress.snapshot();
-        (p.records_read == 6 && p.records_shipped == 3).then_some(())
+        )
+        .unwrap();
+        let agent = start(cfg);
+        eventually(Duration::from_secs(10), "the filtered lines to be counted", || async {
+            let p = agent.progress.snapshot();
+            (p.records_read == 6 && p.records_shipped == 3).then_some(())
+        })
+        .await;
+        let bodies: Vec<String> = r.lines().iter().map(|v| v["body"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(bodies, ["order ok", "login", "order failed"]);
+        assert_eq!(agent.progress.snapshot().records_filtered, 3);
+        agent.stop().await;
     })
-    .await;
-    let bodies: Vec<String> = r.lines().iter().map(|v| v["body"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(bodies, ["order ok", "login", "order failed"]);
-    assert_eq!(agent.progress.snapshot().records_filtered, 3);
-    agent.stop().await;
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_contract_headers_and_labels() {
-    let r = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    let mut cfg = config(&dir.path().join("data"), &r.url(), &[log.display().to_string()]);
-    cfg.output.token = "s3cret".into();
-    std::fs::write(&log, "hello\n").unwrap();
-    let agent = start(cfg);
-    eventually(Duration::from_secs(10), "the record", || async { (r.lines().len() == 1).then_some(()) }).await;
-    let h = &r.headers()[0];
-    assert_eq!(h["authorization"], "Bearer s3cret");
-    assert_eq!(h["content-type"], "application/x-ndjson");
-    assert_eq!(h["content-encoding"], "gzip");
-    let v = &r.lines()[0];
-    let ts = v["timestamp"].as_str().unwrap();
-    assert_eq!(ts.len(), "2024-02-29T12:34:56.123456789Z".len(), "{ts}");
-    assert!(ts.ends_with('Z') && ts.as_bytes()[19] == b'.', "{ts}");
-    assert_eq!(v["severity"], "INFO");
-    assert_eq!(v["body"], "hello");
-    assert_eq!(
-        (v["service"].as_str(), v["instance"].as_str(), v["host"].as_str()),
-        (Some("orders"), Some("orders-1"), Some("test-host"))
-    );
-    assert_eq!(v["attributes"]["team"], "checkout");
-    assert_eq!(v["attributes"]["log.file.path"], log.display().to_string().as_str());
-    assert!(v.get("trace_id").is_none());
-    agent.stop().await;
+    crate::support::bounded(async {
+        let r = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let mut cfg = config(&dir.path().join("data"), &r.url(), &[log.display().to_string()]);
+        cfg.output.token = "s3cret".into();
+        std::fs::write(&log, "hello\n").unwrap();
+        let agent = start(cfg);
+        eventually(Duration::from_secs(10), "the record", || async { (r.lines().len() == 1).then_some(()) }).await;
+        let h = &r.headers()[0];
+        assert_eq!(h["authorization"], "Bearer s3cret");
+        assert_eq!(h["content-type"], "application/x-ndjson");
+        assert_eq!(h["content-encoding"], "gzip");
+        let v = &r.lines()[0];
+        let ts = v["timestamp"].as_str().unwrap();
+        assert_eq!(ts.len(), "2024-02-29T12:34:56.123456789Z".len(), "{ts}");
+        assert!(ts.ends_with('Z') && ts.as_bytes()[19] == b'.', "{ts}");
+        assert_eq!(v["severity"], "INFO");
+        assert_eq!(v["body"], "hello");
+        assert_eq!(
+            (v["service"].as_str(), v["instance"].as_str(), v["host"].as_str()),
+            (Some("orders"), Some("orders-1"), Some("test-host"))
+        );
+        assert_eq!(v["attributes"]["team"], "checkout");
+        assert_eq!(v["attributes"]["log.file.path"], log.display().to_string().as_str());
+        assert!(v.get("trace_id").is_none());
+        agent.stop().await;
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_output_verifies_the_receiver_certificate() {
-    let r = Receiver::start_tls().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    let mut cfg = config(&dir.path().join("data"), &r.url(), &[log.display().to_string()]);
-    cfg.output.ca_file = signalbox_testkit::fixture("tls-cert.pem");
-    std::fs::write(&log, "over tls\n").unwrap();
-    let agent = start(cfg.clone());
-    eventually(Duration::from_secs(10), "the record", || async { (r.lines().len() == 1).then_some(()) }).await;
-    assert_eq!(r.lines()[0]["body"], "over tls");
-    agent.stop().await;
+    crate::support::bounded(async {
+        let r = Receiver::start_tls().await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let mut cfg = config(&dir.path().join("data"), &r.url(), &[log.display().to_string()]);
+        cfg.output.ca_file = signalbox_testkit::fixture("tls-cert.pem");
+        std::fs::write(&log, "over tls\n").unwrap();
+        let agent = start(cfg.clone());
+        eventually(Duration::from_secs(10), "the record", || async { (r.lines().len() == 1).then_some(()) }).await;
+        assert_eq!(r.lines()[0]["body"], "over tls");
+        agent.stop().await;
 
-    // Without the CA the certificate is refused and nothing is delivered.
-    let r2 = Receiver::start_tls().await;
-    let mut cfg = config(&dir.path().join("data2"), &r2.url(), &[log.display().to_string()]);
-    cfg.output.ca_file = String::new();
-    let agent = start(cfg);
-    let p = eventually(Duration::from_secs(10), "a refused handshake", || async {
-        let p = agent.progress.snapshot();
-        (p.send_failures > 0).then_some(p)
+        // Without the CA the certificate is refused and nothing is delivered.
+        let r2 = Receiver::start_tls().await;
+        let mut cfg = config(&dir.path().join("data2"), &r2.url(), &[log.display().to_string()]);
+        cfg.output.ca_file = String::new();
+        let agent = start(cfg);
+        let p = eventually(Duration::from_secs(10), "a refused handshake", || async {
+            let p = agent.progress.snapshot();
+            (p.send_failures > 0).then_some(p)
+        })
+        .await;
+        assert!(p.last_error.as_deref().unwrap_or("").contains("certificate"), "{p}");
+        assert!(r2.lines().is_empty());
+        agent.stop().await;
     })
-    .await;
-    assert!(p.last_error.as_deref().unwrap_or("").contains("certificate"), "{p}");
-    assert!(r2.lines().is_empty());
-    agent.stop().await;
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_output_sends_export_logs_requests() {
+    crate::support::bounded(async {
     let r = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
@@ -328,4 +344,6 @@ async fn otlp_output_sends_export_logs_requests() {
     assert_eq!(body, "boom");
     assert!(rec.attributes.iter().any(|kv| kv.key == "user"));
     agent.stop().await;
+    })
+    .await
 }

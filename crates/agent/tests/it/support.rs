@@ -23,7 +23,7 @@ pub fn config(data_dir: &Path, endpoint: &str, include: &[String]) -> AgentConfi
         ..AgentConfig::default()
     };
     c.output.endpoint = endpoint.to_owned();
-    c.output.timeout = Dur::secs(5);
+    c.output.timeout = Dur::secs(3);
     c.output.connect_timeout = Dur::secs(1);
     c.batch.timeout = Dur::millis(50);
     c.batch.max_records = 200;
@@ -65,7 +65,7 @@ impl TestAgent {
     /// Stops it gracefully and checks it ended without error.
     pub async fn stop(self) {
         self.trigger.trigger();
-        tokio::time::timeout(Duration::from_secs(15), self.task)
+        tokio::time::timeout(Duration::from_secs(8), self.task)
             .await
             .expect("agent stops in time")
             .expect("agent task")
@@ -205,4 +205,9 @@ pub async fn assert_all_arrive(r: &Receiver, count: u64, within: Duration) -> us
     assert_eq!(got.len() as u64, count);
     assert_eq!(actual, expected, "checksum of line contents");
     lines.len()
+}
+
+/// Runs a test body with a 20-second limit: a hung test fails instead of waiting.
+pub async fn bounded<T>(body: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), body).await.expect("the test took longer than 20 s")
 }

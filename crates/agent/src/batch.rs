@@ -109,11 +109,17 @@ pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
     enc.finish().unwrap_or_default()
 }
 
-/// The inflated bytes of a gzip stream, at most `limit` of them.
+/// The inflated bytes of a gzip stream; an error if there are more than `limit`.
 pub fn gunzip(data: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data).take(limit).read_to_end(&mut out)?;
+    flate2::read::GzDecoder::new(data).take(limit.saturating_add(1)).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("inflates to more than {limit} bytes"),
+        ));
+    }
     Ok(out)
 }
 

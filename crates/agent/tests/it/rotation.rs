@@ -98,3 +98,58 @@ async fn new_files_are_picked_up_and_lines_without_newline_wait() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_from_end_applies_only_to_files_found_at_the_first_start() {
+    crate::support::bounded(async {
+        let r = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.log");
+        std::fs::write(&old, "history 1\nhistory 2\n").unwrap();
+        let mut cfg = config(&dir.path().join("data"), &r.url(), &[format!("{}/*.log", dir.path().display())]);
+        cfg.sources[0].read_from = "end".into();
+        let agent = start(cfg.clone());
+        eventually(Duration::from_secs(5), "the old file to be followed", || async {
+            (agent.progress.snapshot().files_followed == 1).then_some(())
+        })
+        .await;
+        std::fs::write(dir.path().join("new.log"), "new 1\n").unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&old).unwrap();
+        std::io::Write::write_all(&mut f, b"live 1\n").unwrap();
+        eventually(Duration::from_secs(5), "two records", || async { (r.lines().len() == 2).then_some(()) }).await;
+        agent.stop().await;
+        // Written while the agent is down: read after the restart although read_from = end.
+        std::io::Write::write_all(&mut f, b"live 2\n").unwrap();
+        let agent = start(cfg);
+        eventually(Duration::from_secs(5), "three records", || async { (r.lines().len() == 3).then_some(()) }).await;
+        let mut bodies: Vec<String> = r.lines().iter().map(|v| v["body"].as_str().unwrap().to_owned()).collect();
+        bodies.sort();
+        assert_eq!(bodies, ["live 1", "live 2", "new 1"]);
+        agent.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_files_than_max_open_files_are_all_read() {
+    crate::support::bounded(async {
+        let r = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..5 {
+            std::fs::write(dir.path().join(format!("{i}.log")), format!("seq=00000{i} file {i}\n")).unwrap();
+        }
+        let mut cfg = config(&dir.path().join("data"), &r.url(), &[format!("{}/*.log", dir.path().display())]);
+        cfg.max_open_files = 2;
+        cfg.sources[0].close_inactive = signalbox_core::config::Dur::millis(200);
+        let agent = start(cfg);
+        let p = eventually(Duration::from_secs(10), "every file", || async {
+            let p = agent.progress.snapshot();
+            assert!(p.files_followed <= 2, "{p}");
+            (r.lines().len() == 5).then_some(p)
+        })
+        .await;
+        assert_eq!(p.lines_read, 5);
+        agent.stop().await;
+    })
+    .await
+}

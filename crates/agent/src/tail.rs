@@ -331,7 +331,8 @@ impl Reader {
                 short = true;
                 return false;
             }
-            tail.matches(file, offset - u64::from(tail.len))
+            // Positions come from a file on disk: a tail longer than its offset matches nothing.
+            offset.checked_sub(u64::from(tail.len)).is_some_and(|at| tail.matches(file, at))
         };
         for p in self.retired.iter().chain(self.restored.values()) {
             if check(p.head, p.offset, p.tail) {

@@ -158,11 +158,11 @@ pub fn compile(cfg: &AgentConfig, prefix: &str) -> Result<Compiled, Problems> {
 fn compile_output(cfg: &AgentConfig, key: &impl Fn(&str) -> String, p: &mut Problems) -> Option<Output> {
     let o = &cfg.output;
     let (kind, path) = match o.kind.as_str() {
-        "native" => (OutputKind::Native, "/api/logs"),
-        "otlp" => (OutputKind::Otlp, "/v1/logs"),
+        "native" => (Some(OutputKind::Native), "/api/logs"),
+        "otlp" => (Some(OutputKind::Otlp), "/v1/logs"),
         other => {
             p.add(key("output.kind"), format!("unknown output `{other}`: expected native or otlp"));
-            return None;
+            (None, "")
         }
     };
     let base = o.endpoint.trim_end_matches('/');
@@ -173,10 +173,28 @@ fn compile_output(cfg: &AgentConfig, key: &impl Fn(&str) -> String, p: &mut Prob
             None
         }
     };
-    let authorization = if o.token.is_empty() {
+    let token = match (o.token.as_str(), o.token_file.as_str()) {
+        (t, "") => t.to_owned(),
+        ("", file) => match std::fs::read_to_string(file) {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+            Ok(_) => {
+                p.add(key("output.token_file"), format!("`{file}` is empty"));
+                String::new()
+            }
+            Err(e) => {
+                p.add(key("output.token_file"), format!("cannot read `{file}`: {e}"));
+                String::new()
+            }
+        },
+        _ => {
+            p.add(key("output.token_file"), "set `token` or `token_file`, not both");
+            String::new()
+        }
+    };
+    let authorization = if token.is_empty() {
         None
     } else {
-        match http::HeaderValue::try_from(format!("Bearer {}", o.token)) {
+        match http::HeaderValue::try_from(format!("Bearer {token}")) {
             Ok(mut v) => {
                 v.set_sensitive(true);
                 Some(v)
@@ -203,7 +221,7 @@ fn compile_output(cfg: &AgentConfig, key: &impl Fn(&str) -> String, p: &mut Prob
         }
     };
     Some(Output {
-        kind,
+        kind: kind?,
         url: url?,
         authorization,
         tls: tls?,

@@ -91,6 +91,9 @@ pub struct OutputConfig {
     pub ca_file: String,
     /// Bearer token sent as `Authorization: Bearer TOKEN` (empty: none).
     pub token: String,
+    /// A file holding the bearer token instead (surrounding whitespace ignored), read at
+    /// start; set `token` or `token_file`, not both.
+    pub token_file: String,
     /// Time to establish a connection to the receiver.
     pub connect_timeout: Dur,
     /// Time one delivery may take, from sending the request to the complete answer.
@@ -104,6 +107,7 @@ impl Default for OutputConfig {
             endpoint: "http://127.0.0.1:9900".into(),
             ca_file: String::new(),
             token: String::new(),
+            token_file: String::new(),
             connect_timeout: Dur::secs(5),
             timeout: Dur::secs(30),
         }

@@ -30,6 +30,8 @@ fn problems_name_their_key_paths() {
         metrics_listen = "nowhere"
         [output]
         kind = "kafka"
+        token = "a"
+        token_file = "/nonexistent"
         [batch]
         max_records = 0
         [[sources]]
@@ -53,6 +55,7 @@ fn problems_name_their_key_paths() {
     for want in [
         "agent.metrics_listen",
         "agent.output.kind",
+        "agent.output.token_file",
         "agent.batch.max_records",
         "agent.sources[0].include[0]",
         "agent.sources[0].service",

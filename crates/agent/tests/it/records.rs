@@ -247,7 +247,9 @@ async fn native_contract_headers_and_labels() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("app.log");
         let mut cfg = config(&dir.path().join("data"), &r.url(), &[log.display().to_string()]);
-        cfg.output.token = "s3cret".into();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "s3cret\n").unwrap();
+        cfg.output.token_file = token_file.display().to_string();
         std::fs::write(&log, "hello\n").unwrap();
         let agent = start(cfg);
         eventually(Duration::from_secs(10), "the record", || async { (r.lines().len() == 1).then_some(()) }).await;

@@ -187,7 +187,8 @@ pub struct SourceConfig {
     /// Where to start in files found at the agent's very first start (no checkpoint yet):
     /// `beginning` or `end`. Files that appear later are always read from the beginning.
     pub read_from: String,
-    /// Longest line; longer lines are split into pieces of this size.
+    /// Longest line; longer lines are split into pieces of this size. (The node refuses
+    /// records whose JSON line passes 256KiB.)
     pub max_line_bytes: ByteSize,
     /// A file whose path no longer matches (renamed away) or that has not grown for this long
     /// is closed once read to its end; a deleted file is closed as soon as it is read.
@@ -211,7 +212,7 @@ impl Default for SourceConfig {
             instance: String::new(),
             labels: BTreeMap::new(),
             read_from: "beginning".into(),
-            max_line_bytes: ByteSize(256 * 1024),
+            max_line_bytes: ByteSize(128 * 1024),
             close_inactive: Dur::secs(300),
             default_severity: "INFO".into(),
             multiline: None,
@@ -246,7 +247,7 @@ impl Default for MultilineConfig {
             preset: None,
             start_pattern: None,
             max_lines: 500,
-            max_bytes: ByteSize(512 * 1024),
+            max_bytes: ByteSize(128 * 1024),
             timeout: Dur::millis(500),
         }
     }

@@ -27,8 +27,8 @@ const MAX_BATCH_INFLATED: u64 = 512 * 1024 * 1024;
 /// How one delivery attempt ended.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
-    /// The output has the batch (`rejected`: records an OTLP backend refused in a partial
-    /// success, which are not retried by the protocol's rules).
+    /// The output has the batch (`rejected`: records it refused as invalid and will never
+    /// take: the node's `rejected` lines, or an OTLP partial success; not sent again).
     Ack { rejected: u64 },
     /// Try again, after `after` if the output said when.
     Retry { after: Option<Duration>, error: String },
@@ -161,8 +161,15 @@ impl Sender {
             match outcome {
                 Outcome::Ack { rejected } => {
                     if rejected > 0 {
-                        tracing::warn!(rejected, "the OTLP receiver rejected records of a batch");
-                        self.stats.records_rejected.add(rejected);
+                        // Refused records are counted as such, not as shipped.
+                        entry.header.records = entry.header.records.saturating_sub(rejected as u32);
+                        match self.cfg.output.kind {
+                            OutputKind::Native => self.stats.records_invalid.add(rejected),
+                            OutputKind::Otlp => {
+                                tracing::warn!(rejected, "the OTLP receiver rejected records of a batch");
+                                self.stats.records_rejected.add(rejected);
+                            }
+                        }
                     }
                     if parts.pop_front().is_none() || parts.is_empty() {
                         return self.ack(entry, stop_at, deadline).await;
@@ -447,15 +454,7 @@ pub fn classify(
     let text = || String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
     if status.is_success() {
         let rejected = match kind {
-            OutputKind::Native => {
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
-                    && let Some(n) = v.get("accepted").and_then(|n| n.as_u64())
-                    && n < u64::from(records)
-                {
-                    tracing::warn!(accepted = n, records, "the node accepted fewer records than sent");
-                }
-                0
-            }
+            OutputKind::Native => refused_in_ack(body),
             OutputKind::Otlp => {
                 use prost::Message;
                 opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(body)
@@ -484,8 +483,25 @@ pub fn classify(
     Outcome::Retry { after: None, error: format!("{status}: {}", text()) }
 }
 
-/// Lines named by a 400 answer `{"error", "code", "field": "lines[3].timestamp",
-/// "invalid_lines": [3, 7]}`; empty when it names none (or names one past the batch).
+/// Lines the node kept out of an acknowledged request (`{"accepted": N, "rejected": [{"line":
+/// L, "error": "..."}]}`, lines from 1): logged, and counted by the caller.
+fn refused_in_ack(body: &[u8]) -> u64 {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return 0 };
+    let Some(rejected) = v.get("rejected").and_then(|r| r.as_array()) else { return 0 };
+    for r in rejected.iter().take(10) {
+        let line = r.get("line").and_then(|l| l.as_u64()).unwrap_or(0);
+        let error = r.get("error").and_then(|e| e.as_str()).unwrap_or("");
+        tracing::error!(line, error, "the node refused a line of a batch as invalid; it is not sent again");
+    }
+    if rejected.len() > 10 {
+        tracing::error!(more = rejected.len() - 10, "the node refused more lines of the same batch");
+    }
+    rejected.len() as u64
+}
+
+/// Lines (from 0) named by a 400 answer: `field` as the node writes it (`"line 3"`, counted
+/// from 1) or as `"lines[2].timestamp"` (from 0), and an optional `"invalid_lines": [2, 6]`
+/// (from 0). Empty when it names none, or names one past the batch.
 pub fn invalid_lines(body: &[u8], records: u32) -> Vec<usize> {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return Vec::new() };
     let mut lines: Vec<usize> = v
@@ -493,12 +509,18 @@ pub fn invalid_lines(body: &[u8], records: u32) -> Vec<usize> {
         .and_then(|l| l.as_array())
         .map(|a| a.iter().filter_map(|n| n.as_u64()).map(|n| n as usize).collect())
         .unwrap_or_default();
-    if let Some(field) = v.get("field").and_then(|f| f.as_str())
-        && let Some(rest) = field.strip_prefix("lines[")
-        && let Some((n, _)) = rest.split_once(']')
-        && let Ok(n) = n.parse::<usize>()
-    {
-        lines.push(n);
+    if let Some(field) = v.get("field").and_then(|f| f.as_str()) {
+        if let Some(rest) = field.strip_prefix("lines[")
+            && let Some((n, _)) = rest.split_once(']')
+            && let Ok(n) = n.parse::<usize>()
+        {
+            lines.push(n);
+        } else if let Some(rest) = field.strip_prefix("line ")
+            && let Ok(n) = rest.trim().parse::<usize>()
+            && n >= 1
+        {
+            lines.push(n - 1);
+        }
     }
     lines.sort_unstable();
     lines.dedup();

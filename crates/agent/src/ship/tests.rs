@@ -20,6 +20,16 @@ fn answers_are_classified() {
     assert!(matches!(unnamed, Outcome::Retry { .. }));
     assert!(invalid_lines(br#"{"invalid_lines":[0,5]}"#, 3).is_empty());
     assert_eq!(invalid_lines(br#"{"field":"lines[2]","invalid_lines":[0,2]}"#, 3), vec![0, 2]);
+    // The node's own form: `line N`, counted from 1.
+    assert_eq!(
+        invalid_lines(br#"{"error":"line 2: not valid JSON","code":"invalid_field","field":"line 2"}"#, 3),
+        vec![1]
+    );
+    assert!(invalid_lines(br#"{"field":"line 0"}"#, 3).is_empty());
+    assert_eq!(
+        classify(native, StatusCode::OK, None, br#"{"accepted":2,"rejected":[{"line":3,"error":"bad"}]}"#, 3),
+        Outcome::Ack { rejected: 1 }
+    );
     assert!(matches!(classify(native, StatusCode::UNAUTHORIZED, None, b"no", 3), Outcome::Retry { .. }));
     // OTLP partial success.
     use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceResponse};

@@ -19,8 +19,9 @@ pub enum Mode {
     Accept,
     /// This status, with `Retry-After` seconds if set.
     Status(u16, Option<u64>),
-    /// 400 naming the lines whose body contains this text; the others are not recorded
-    /// either (the whole request is refused, as a node validating first would).
+    /// Lines whose body contains this text are invalid, answered as the node does: 200
+    /// `{"accepted": N, "rejected": [{"line": L, "error": "..."}]}` (lines from 1) keeping
+    /// the others, or, when none is valid, 400 `{"error", "code", "field": "line L"}`.
     RefuseContaining(String),
     /// 413 for requests of more lines than this.
     MaxLines(usize),
@@ -142,27 +143,32 @@ fn answer(state: &State, req: Request<Bytes>) -> Response<Full<Bytes>> {
                 *state.refused.lock().unwrap() += 1;
                 return respond(413, "application/json", r#"{"error":"too large","code":"too_large"}"#);
             }
+            let mut rejected = Vec::new();
             if let Mode::RefuseContaining(text) = &mode {
-                let bad: Vec<usize> = lines
-                    .iter()
+                let (bad, good): (Vec<_>, Vec<_>) = lines
+                    .into_iter()
                     .enumerate()
-                    .filter(|(_, v)| v["body"].as_str().is_some_and(|b| b.contains(text.as_str())))
-                    .map(|(i, _)| i)
-                    .collect();
-                if let Some(first) = bad.first() {
+                    .partition(|(_, v)| v["body"].as_str().is_some_and(|b| b.contains(text.as_str())));
+                if good.is_empty() {
                     *state.refused.lock().unwrap() += 1;
+                    let line = bad.first().map_or(1, |(i, _)| i + 1);
                     let e = serde_json::json!({
-                        "error": "body is not allowed",
-                        "code": "invalid_line",
-                        "field": format!("lines[{first}].body"),
-                        "invalid_lines": bad,
+                        "error": format!("line {line}: body is not allowed"),
+                        "code": "invalid_field",
+                        "field": format!("line {line}"),
                     });
                     return respond(400, "application/json", e.to_string());
                 }
+                rejected = bad
+                    .iter()
+                    .map(|(i, _)| serde_json::json!({"line": i + 1, "error": "body is not allowed"}))
+                    .collect();
+                lines = good.into_iter().map(|(_, v)| v).collect();
             }
             let n = lines.len();
             state.lines.lock().unwrap().extend(lines);
-            respond(200, "application/json", format!(r#"{{"accepted":{n}}}"#))
+            let answer = serde_json::json!({"accepted": n, "rejected": rejected});
+            respond(200, "application/json", answer.to_string())
         }
         "/v1/logs" => match ExportLogsServiceRequest::decode(&raw[..]) {
             Ok(r) => {

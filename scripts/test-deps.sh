@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests drive when it is missing: dnsmasq (the real DNS server of the
-# DNS-discovery tests), Chromium and Node.js (the console's browser test), curl, and the
-# OpenTelemetry Python SDK (a real Python exporter in the trace tests). System packages come
-# from apt-get as root; otherwise the script names what to install and fails.
+# DNS-discovery tests), Chromium and Node.js (the console's browser test), curl, the
+# OpenTelemetry Python SDK (a real Python exporter in the trace tests), and the Python
+# clients of the control-plane and log tests (py-consul, python-consul2, config-client,
+# python-logging-loki, elasticsearch-py). System
+# packages come from apt-get as root; otherwise the script names what to install and fails.
 set -euo pipefail
 
 # The OpenTelemetry Python SDK, from PyPI (pinned).
@@ -11,6 +13,20 @@ if ! python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.htt
   python3 -m pip install --quiet --disable-pip-version-check \
     opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2
 fi
+
+# Python clients of the control-plane tests, from PyPI (pinned), one directory each under
+# target/python (py-consul and python-consul2 both import as `consul`); the tests put the
+# directory on PYTHONPATH (crates/testkit/src/python.rs).
+root="$(cd "$(dirname "$0")/.." && pwd)"
+for pkg in py-consul==1.8.0 python-consul2==0.1.5 config-client==1.5.0 python-logging-loki==0.3.1 elasticsearch==8.11.1; do
+  dir="$root/target/python/${pkg%%==*}"
+  if [ ! -f "$dir/.installed-${pkg#*==}" ]; then
+    echo "== installing $pkg into $dir"
+    rm -rf "$dir"
+    python3 -m pip install --quiet --disable-pip-version-check --target "$dir" "$pkg"
+    touch "$dir/.installed-${pkg#*==}"
+  fi
+done
 
 missing=()
 [ -x /usr/sbin/dnsmasq ] || [ -x /usr/bin/dnsmasq ] || missing+=(dnsmasq-base)

@@ -5,19 +5,14 @@
 //   change   {index, instances, removed}  changed instances and ids that left
 //   gateway  {index, instances}           refreshed gateway columns
 //
-// Service rows are derived from the map, so counts follow every event.
-//
-// A safety net runs beside the stream: every few seconds the service counts are compared
-// with GET /api/registry/services, and a service that differs (or is open on screen) is
-// re-read. The node can publish a health change's index before it logs the change, and
-// the stream then skips it (see the report that came with this console); the resync makes
-// the page converge anyway. `resyncFixes` counts what only the resync delivered.
+// Service rows are derived from the map, so counts follow every event. The node publishes
+// an index only once every change up to it is applied, so the stream misses none and no
+// periodic re-read is needed.
 
-import { api, seg } from './api.js';
+import { api } from './api.js';
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 15000;
-const RESYNC_MS = 4000;
 
 class LiveRegistry {
   constructor() {
@@ -32,21 +27,7 @@ class LiveRegistry {
     this.retryTimer = null;
     this.notifyQueued = false;
     this.onUnauthorized = () => {};
-    this.watched = new Map(); // service name -> number of views showing it
     this.removedAt = new Map(); // instance id -> index of the event that removed it
-    this.resyncTimer = null;
-    this.resyncing = false;
-    this.resyncFixes = 0;
-  }
-
-  /** Marks `name` as on screen (re-read on every resync); returns the undo. */
-  watch(name) {
-    this.watched.set(name, (this.watched.get(name) || 0) + 1);
-    return () => {
-      const n = (this.watched.get(name) || 1) - 1;
-      if (n) this.watched.set(name, n);
-      else this.watched.delete(name);
-    };
   }
 
   /** `fn()` after every change of instances or connection state; returns the unsubscribe. */
@@ -78,7 +59,6 @@ class LiveRegistry {
   }
 
   start() {
-    if (!this.resyncTimer) this.resyncTimer = setInterval(() => this.resync(), RESYNC_MS);
     if (this.es || this.retryTimer) return;
     this.connect();
   }
@@ -86,8 +66,6 @@ class LiveRegistry {
   stop() {
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
-    clearInterval(this.resyncTimer);
-    this.resyncTimer = null;
     this.removedAt.clear();
     if (this.es) this.es.close();
     this.es = null;
@@ -149,6 +127,7 @@ class LiveRegistry {
   onChange(d) {
     if (!d) return;
     for (const i of d.instances || []) this.instances.set(i.id, i);
+    if (this.removedAt.size > 1000) this.removedAt.clear();
     for (const id of d.removed || []) {
       this.instances.delete(id);
       this.removedAt.set(id, d.index);
@@ -173,67 +152,6 @@ class LiveRegistry {
     }
     this.setState('live');
     if (changed) this.notify();
-  }
-
-  /** Compares with the REST view and re-reads services that differ or are on screen. */
-  async resync() {
-    if (!this.hasSnapshot || this.resyncing || document.hidden || this.state !== 'live') return;
-    this.resyncing = true;
-    const before = this.index;
-    try {
-      const list = await api('GET', '/api/registry/services', undefined, { quiet401: true });
-      const mine = new Map(this.services().map((s) => [s.name, s]));
-      const names = new Set(this.watched.keys());
-      for (const s of list) {
-        const m = mine.get(s.name);
-        if (!m || m.instances !== s.instances || m.passing !== s.passing || m.warning !== s.warning || m.critical !== s.critical) names.add(s.name);
-        mine.delete(s.name);
-      }
-      for (const name of mine.keys()) names.add(name); // services the node no longer lists
-      let fixed = 0;
-      for (const name of names) {
-        const insts = await api('GET', `/api/registry/services/${seg(name)}`, undefined, { quiet401: true });
-        fixed += this.merge(name, insts, before);
-      }
-      if (fixed) {
-        this.resyncFixes += fixed;
-        this.notify();
-      }
-    } catch {
-      // The stream's own error handling reports a dead node or an ended session.
-    } finally {
-      this.resyncing = false;
-      if (this.removedAt.size > 1000) this.removedAt.clear();
-    }
-  }
-
-  /**
-   * Merges a REST read of one service. `before` is the stream index when the read began:
-   * an instance the stream removed after it is not brought back, and one the stream knew
-   * before it but the read lacks is gone. Returns how many instances changed.
-   */
-  merge(name, insts, before) {
-    let changed = 0;
-    const seen = new Set();
-    for (const i of insts) {
-      seen.add(i.id);
-      const cur = this.instances.get(i.id);
-      if (!cur) {
-        if ((this.removedAt.get(i.id) || 0) > before) continue;
-        this.instances.set(i.id, i);
-        changed++;
-      } else if (i.modify_index >= cur.modify_index && JSON.stringify({ ...i, gateway: null }) !== JSON.stringify({ ...cur, gateway: null })) {
-        this.instances.set(i.id, { ...i, gateway: cur.gateway });
-        changed++;
-      }
-    }
-    for (const [id, cur] of Array.from(this.instances)) {
-      if (cur.service === name && !seen.has(id) && cur.modify_index <= before) {
-        this.instances.delete(id);
-        changed++;
-      }
-    }
-    return changed;
   }
 
   /** Instances fetched over REST before the first snapshot arrives (the snapshot wins). */
@@ -308,7 +226,6 @@ export function liveIndicator() {
   el.append(dot, text);
   const paint = () => {
     el.dataset.state = live.state;
-    el.dataset.resyncFixes = String(live.resyncFixes);
     text.textContent = labels[live.state] || live.state;
     el.title = live.state === 'live' ? `Following registry changes (index ${live.index})` : labels[live.state];
   };

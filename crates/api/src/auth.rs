@@ -22,6 +22,21 @@ pub fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, Den
     if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         return match v.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => access.authenticate(token),
+            // Shippers that only know Basic auth (Fluent Bit, Logstash, rsyslog, Loki
+            // clients) send the token as the password; Elasticsearch clients' API keys are
+            // `base64(id:key)` with the token as the key.
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("basic") || scheme.eq_ignore_ascii_case("apikey") => {
+                use base64::Engine;
+                let decoded = base64::engine::general_purpose::STANDARD.decode(token.trim()).ok();
+                let text = decoded.as_deref().and_then(|d| std::str::from_utf8(d).ok());
+                match text.and_then(|t| t.split_once(':')) {
+                    Some((user, secret)) => access
+                        .authenticate(secret)
+                        .or_else(|e| if secret.is_empty() { access.authenticate(user) } else { Err(e) }),
+                    None if scheme.eq_ignore_ascii_case("apikey") => access.authenticate(token),
+                    None => Err(Denied::Invalid),
+                }
+            }
             _ => Err(Denied::Invalid),
         };
     }

@@ -1,5 +1,5 @@
-//! The central configuration API under `/api/config`, the long-poll and SSE watches, and
-//! the Spring Cloud Config Server read endpoint at `/config/{application}/{profile}[/{label}]`.
+//! The central configuration API under `/api/config`, and the long-poll and SSE watches.
+//! Spring Cloud Config Server's endpoints under `/config` are in [`crate::spring`].
 
 use crate::AppState;
 use crate::blocking::BlockParams;
@@ -26,8 +26,6 @@ pub fn reads() -> Router<AppState> {
         .route("/api/config/{app}/{profile}/{key}", get(get_one))
         .route("/api/config/{app}/{profile}/{key}/history", get(history))
         .route("/api/config/{app}/{profile}/{key}/diff", get(diff))
-        .route("/config/{app}/{profile}", get(spring))
-        .route("/config/{app}/{profile}/{label}", get(spring_label))
 }
 
 pub fn writes() -> Router<AppState> {
@@ -269,50 +267,4 @@ async fn events(
         },
     );
     Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-async fn spring(
-    State(s): State<AppState>,
-    Path((app, profile)): Path<(String, String)>,
-    uri: http::Uri,
-    headers: HeaderMap,
-) -> Response {
-    // A browser navigating to the console's /config/... pages gets the console.
-    if crate::console::wants_html(&headers) {
-        return crate::console::serve(axum::http::Method::GET, uri, headers).await;
-    }
-    Json(spring_env(&s, &app, &profile, None)).into_response()
-}
-
-async fn spring_label(
-    State(s): State<AppState>,
-    Path((app, profile, label)): Path<(String, String, String)>,
-    uri: http::Uri,
-    headers: HeaderMap,
-) -> Response {
-    if crate::console::wants_html(&headers) {
-        return crate::console::serve(axum::http::Method::GET, uri, headers).await;
-    }
-    Json(spring_env(&s, &app, &profile, Some(label))).into_response()
-}
-
-/// Spring Cloud Config Server's `Environment`: property sources most specific first.
-/// Signalbox has no labels (branches); a label is echoed and otherwise ignored.
-fn spring_env(s: &AppState, app: &str, profile: &str, label: Option<String>) -> Value {
-    let profiles: Vec<&str> = profile.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
-    let sources: Vec<Value> = s
-        .control
-        .config
-        .property_sources(app, &profiles)
-        .into_iter()
-        .map(|(name, source)| json!({ "name": name, "source": source }))
-        .collect();
-    json!({
-        "name": app,
-        "profiles": profiles,
-        "label": label,
-        "version": s.control.index.current().to_string(),
-        "state": null,
-        "propertySources": sources,
-    })
 }

@@ -1,11 +1,24 @@
-//! The subset of Consul's HTTP API that Spring Cloud Consul, consul-template and the common
-//! Go and Rust clients use, served on Consul's port (8500) and under `/consul` on the
-//! console port. Shapes follow Consul's documented responses (PascalCase fields, base64 KV
-//! values, `X-Consul-Index` on every read, blocking queries with `?index=&wait=`).
-//! `docs/consul.md` lists what is covered.
+//! The subset of Consul's HTTP API that Spring Cloud Consul, consul-template, py-consul,
+//! python-consul2 and the common Go and Rust clients use, served on Consul's port (8500) and
+//! under `/consul` on the console port. Shapes follow Consul's documented responses
+//! (PascalCase fields, base64 KV values, `X-Consul-Index` on every read, blocking queries
+//! with `?index=&wait=`); request bodies are read with field names matched as Consul's own
+//! decoder does ([`keys`]). `docs/consul.md` lists what is covered.
 //!
 //! Signalbox is one node: catalog entries carry a fixed node name and datacenter, and the
 //! node's own `serfHealth` check is always passing.
+//!
+//! # Layout
+//! - [`agent`]: `/v1/agent/*`: this node, service and check registration, TTL reports.
+//! - [`catalog`]: `/v1/catalog/*` (services of this node registered and deregistered
+//!   there too) and `/v1/health/*`.
+//! - [`kv`]: `/v1/kv/*` and `/v1/txn`.
+//! - [`keys`]: case-insensitive request field names.
+
+mod agent;
+mod catalog;
+pub mod keys;
+mod kv;
 
 use crate::AppState;
 use crate::auth::principal;
@@ -30,34 +43,70 @@ const NODE_ID: &str = "5e1f0000-5b0c-4a1e-9c11-000000000001";
 
 /// The Consul API, rooted at `/v1`.
 pub fn router() -> Router<AppState> {
+    use Status::*;
     Router::new()
-        .route("/v1/agent/self", get(agent_self))
-        .route("/v1/agent/services", get(agent_services))
-        .route("/v1/agent/checks", get(agent_checks))
-        .route("/v1/agent/service/register", put(register))
-        .route("/v1/agent/service/deregister/{id}", put(deregister))
-        .route("/v1/agent/check/pass/{id}", put(|s, p, q, h| ttl(s, p, q, h, Status::Passing)))
-        .route("/v1/agent/check/warn/{id}", put(|s, p, q, h| ttl(s, p, q, h, Status::Warning)))
-        .route("/v1/agent/check/fail/{id}", put(|s, p, q, h| ttl(s, p, q, h, Status::Critical)))
-        .route("/v1/agent/check/update/{id}", put(check_update))
-        .route("/v1/agent/service/maintenance/{id}", put(maintenance))
-        .route("/v1/catalog/nodes", get(catalog_nodes))
+        .route("/v1/agent/self", get(agent::agent_self))
+        .route("/v1/agent/members", get(agent::members))
+        .route("/v1/agent/services", get(agent::agent_services))
+        .route("/v1/agent/checks", get(agent::agent_checks))
+        .route("/v1/agent/service/register", put(agent::register))
+        .route("/v1/agent/service/deregister/{id}", put(agent::deregister))
+        .route("/v1/agent/check/register", put(agent::check_register))
+        .route("/v1/agent/check/deregister/{id}", put(agent::check_deregister))
+        .route("/v1/agent/check/pass/{id}", put(|s, p, q, h| agent::ttl(s, p, q, h, Passing)))
+        .route("/v1/agent/check/warn/{id}", put(|s, p, q, h| agent::ttl(s, p, q, h, Warning)))
+        .route("/v1/agent/check/fail/{id}", put(|s, p, q, h| agent::ttl(s, p, q, h, Critical)))
+        .route("/v1/agent/check/update/{id}", put(agent::check_update))
+        .route("/v1/agent/service/maintenance/{id}", put(agent::maintenance))
+        .route("/v1/catalog/nodes", get(catalog::catalog_nodes))
+        .route("/v1/catalog/node/{node}", get(catalog::catalog_node))
+        .route("/v1/catalog/register", put(catalog::catalog_register))
+        .route("/v1/catalog/deregister", put(catalog::catalog_deregister))
         .route(
             "/v1/event/list",
             get(|s: State<AppState>, h: HeaderMap| async move {
                 need(&s, &h, Role::Read).map(|_| indexed(s.control.index.current(), StatusCode::OK, json!([])))
             }),
         )
-        .route("/v1/catalog/services", get(catalog_services))
-        .route("/v1/catalog/service/{name}", get(catalog_service))
+        .route("/v1/catalog/services", get(catalog::catalog_services))
+        .route("/v1/catalog/service/{name}", get(catalog::catalog_service))
         .route("/v1/catalog/datacenters", get(|| async { Json(json!([DATACENTER])) }))
-        .route("/v1/health/service/{name}", get(health_service))
-        .route("/v1/health/checks/{name}", get(health_checks))
-        .route("/v1/kv/", get(kv_get).put(kv_put).delete(kv_delete))
-        .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
+        .route("/v1/health/service/{name}", get(catalog::health_service))
+        .route("/v1/health/checks/{name}", get(catalog::health_checks))
+        .route("/v1/health/node/{node}", get(catalog::health_node))
+        .route("/v1/health/state/{state}", get(catalog::health_state))
+        .route("/v1/kv/", get(kv::kv_get).put(kv::kv_put).delete(kv::kv_delete))
+        .route("/v1/kv/{*key}", get(kv::kv_get).put(kv::kv_put).delete(kv::kv_delete))
+        .route("/v1/txn", put(kv::txn))
         .route("/v1/status/leader", get(leader))
         .route("/v1/status/peers", get(|s: State<AppState>| async move { Json(json!([leader_addr(&s)])) }))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found: this Consul endpoint is not provided by Signalbox") })
+        .fallback(|| async { ApiError::not_found("this Consul endpoint is not provided by Signalbox") })
+}
+
+/// Reads `bytes` as each JSON body this API accepts (a service definition, validated as
+/// registration validates it; a check definition; a check update; a transaction; catalog
+/// registrations) without acting on it. For the fuzz target and the mutation test: none of
+/// them may panic.
+pub fn decode_bodies(bytes: &[u8]) -> [Result<(), ApiError>; 6] {
+    [
+        agent::service_request(bytes, "127.0.0.1")
+            .and_then(|r| r.validate().map(drop).map_err(|e| agent::consul_field(e.into()))),
+        agent::check_request(bytes)
+            .and_then(|(_, name, c)| c.validate("check", name, "127.0.0.1", 1).map(drop).map_err(ApiError::from)),
+        body::<agent::CheckUpdate>(bytes).map(drop),
+        kv::txn_ops(bytes).map(drop),
+        body::<catalog::CatalogRegistration>(bytes).map(drop),
+        body::<catalog::CatalogDeregistration>(bytes).map(drop),
+    ]
+}
+
+/// Reads a Consul request body: field names match case-insensitively and in snake_case, as
+/// Consul's decoder matches them ([`keys::canonical`]); errors name the field.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))?;
+    let canon = keys::canonical(v);
+    crate::json::parse(canon.to_string().as_bytes())
 }
 
 fn leader_addr(s: &AppState) -> String {
@@ -192,551 +241,6 @@ fn indexed(index: u64, status: StatusCode, body: Value) -> Response {
     r
 }
 
-async fn agent_self(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    need(&s, &headers, Role::Read)?;
-    Ok(Json(json!({
-        "Config": {
-            "Datacenter": DATACENTER,
-            "PrimaryDatacenter": DATACENTER,
-            "NodeName": s.node_name,
-            "NodeID": NODE_ID,
-            "Server": true,
-            "Revision": "signalbox",
-            "Version": "1.17.0",
-        },
-        "DebugConfig": {},
-        "Coord": null,
-        "Member": {
-            "Name": s.node_name,
-            "Addr": s.node_address,
-            "Port": 8301,
-            "Tags": { "dc": DATACENTER, "role": "consul", "id": NODE_ID, "build": "1.17.0:signalbox" },
-            "Status": 1,
-        },
-        "Meta": {},
-        "xDS": null,
-    })))
-}
-
-fn weights(i: &InstanceView) -> Value {
-    json!({ "Passing": i.weight, "Warning": 1 })
-}
-
-fn service_json(i: &InstanceView) -> Value {
-    json!({
-        "ID": i.id,
-        "Service": i.service,
-        "Tags": i.tags,
-        "Address": i.address,
-        "Meta": i.meta,
-        "Port": i.port,
-        "Weights": weights(i),
-        "EnableTagOverride": false,
-        "Datacenter": DATACENTER,
-        "CreateIndex": i.create_index,
-        "ModifyIndex": i.modify_index,
-    })
-}
-
-fn check_type(kind: &signalbox_control::registry::model::CheckKind) -> &'static str {
-    use signalbox_control::registry::model::CheckKind::*;
-    match kind {
-        Http { .. } => "http",
-        Tcp { .. } => "tcp",
-        Grpc { .. } => "grpc",
-        Ttl { .. } => "ttl",
-    }
-}
-
-fn checks_json(s: &AppState, i: &InstanceView) -> Vec<Value> {
-    let maint = i.maintenance.as_ref().map(|reason| {
-        json!({
-            "Node": s.node_name, "CheckID": format!("_service_maintenance:{}", i.id), "Name": "Service Maintenance Mode",
-            "Status": "critical", "Notes": reason, "Output": "", "ServiceID": i.id, "ServiceName": i.service,
-            "ServiceTags": i.tags, "Type": "maintenance", "CreateIndex": i.create_index, "ModifyIndex": i.modify_index,
-        })
-    });
-    maint
-        .into_iter()
-        .chain(i.checks.iter().map(|c| {
-            json!({
-                "Node": s.node_name,
-                "CheckID": c.id,
-                "Name": c.name,
-                "Status": c.status.as_str(),
-                "Notes": "",
-                "Output": c.output,
-                "ServiceID": i.id,
-                "ServiceName": i.service,
-                "ServiceTags": i.tags,
-                "Type": check_type(&c.kind),
-                "Interval": format!("{}ms", c.interval_ms),
-                "CreateIndex": i.create_index,
-                "ModifyIndex": i.modify_index,
-            })
-        }))
-        .collect()
-}
-
-fn serf_check(s: &AppState) -> Value {
-    json!({
-        "Node": s.node_name, "CheckID": "serfHealth", "Name": "Serf Health Status", "Status": "passing",
-        "Notes": "", "Output": "Agent alive and reachable", "ServiceID": "", "ServiceName": "", "ServiceTags": [],
-        "Type": "", "CreateIndex": 1, "ModifyIndex": 1,
-    })
-}
-
-async fn agent_services(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    need(&s, &headers, Role::Read)?;
-    let map: BTreeMap<String, Value> =
-        s.control.registry.all().iter().map(|i| (i.id.clone(), service_json(i))).collect();
-    Ok(Json(json!(map)))
-}
-
-async fn agent_checks(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    need(&s, &headers, Role::Read)?;
-    let mut map = BTreeMap::new();
-    for i in s.control.registry.all() {
-        for c in checks_json(&s, &i) {
-            map.insert(c["CheckID"].as_str().unwrap_or_default().to_owned(), c);
-        }
-    }
-    Ok(Json(json!(map)))
-}
-
-/// Consul's service definition (`PUT /v1/agent/service/register`); unknown fields are
-/// accepted and ignored, as Consul's own decoder does for forward compatibility.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct ConsulService {
-    #[serde(rename = "ID")]
-    id: Option<String>,
-    name: String,
-    tags: Option<Vec<String>>,
-    address: Option<String>,
-    port: Option<i64>,
-    meta: Option<BTreeMap<String, String>>,
-    weights: Option<ConsulWeights>,
-    check: Option<ConsulCheck>,
-    checks: Option<Vec<ConsulCheck>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct ConsulWeights {
-    passing: Option<u32>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct ConsulCheck {
-    #[serde(rename = "CheckID")]
-    check_id: Option<String>,
-    #[serde(rename = "ID")]
-    id: Option<String>,
-    name: Option<String>,
-    #[serde(rename = "HTTP")]
-    http: Option<String>,
-    #[serde(rename = "TLSSkipVerify")]
-    tls_skip_verify: Option<bool>,
-    #[serde(rename = "TCP")]
-    tcp: Option<String>,
-    #[serde(rename = "GRPC")]
-    grpc: Option<String>,
-    #[serde(rename = "TTL")]
-    ttl: Option<String>,
-    interval: Option<String>,
-    timeout: Option<String>,
-    deregister_critical_service_after: Option<String>,
-    status: Option<String>,
-    success_before_passing: Option<u32>,
-    failures_before_critical: Option<u32>,
-    args: Option<Vec<String>>,
-    script: Option<String>,
-    docker_container_id: Option<String>,
-}
-
-fn dur(field: &str, v: &Option<String>) -> Result<Option<signalbox_core::config::Dur>, ApiError> {
-    match v.as_deref() {
-        None | Some("") => Ok(None),
-        Some(s) => go_duration(s)
-            .map(|d| Some(signalbox_core::config::Dur(d)))
-            .ok_or_else(|| ApiError::field(field, format!("`{s}` is not a duration like 10s"))),
-    }
-}
-
-impl ConsulCheck {
-    fn into_request(self, at: &str) -> Result<CheckRequest, ApiError> {
-        if self.args.is_some() || self.script.is_some() || self.docker_container_id.is_some() {
-            return Err(ApiError::field(
-                format!("{at}.Args"),
-                "script and Docker checks are not supported; use HTTP, TCP, gRPC or TTL",
-            ));
-        }
-        let (grpc, grpc_address) = match &self.grpc {
-            None => (None, None),
-            Some(g) => match g.split_once('/') {
-                Some((addr, svc)) => (Some(svc.to_owned()), Some(addr.to_owned())),
-                None => (Some(String::new()), Some(g.clone())),
-            },
-        };
-        let initial = match self.status.as_deref() {
-            None | Some("") => None,
-            Some("passing") => Some(Status::Passing),
-            Some("warning") => Some(Status::Warning),
-            Some("critical") => Some(Status::Critical),
-            Some(other) => {
-                return Err(ApiError::field(
-                    format!("{at}.Status"),
-                    format!("`{other}` is not passing, warning or critical"),
-                ));
-            }
-        };
-        Ok(CheckRequest {
-            id: self.check_id.or(self.id),
-            name: self.name,
-            http: self.http,
-            tls_skip_verify: self.tls_skip_verify,
-            tcp: self.tcp,
-            grpc,
-            grpc_address,
-            ttl: dur(&format!("{at}.TTL"), &self.ttl)?,
-            interval: dur(&format!("{at}.Interval"), &self.interval)?,
-            timeout: dur(&format!("{at}.Timeout"), &self.timeout)?,
-            success_threshold: self.success_before_passing.map(|n| n.max(1)),
-            failure_threshold: self.failures_before_critical.map(|n| n.max(1)),
-            deregister_after: dur(
-                &format!("{at}.DeregisterCriticalServiceAfter"),
-                &self.deregister_critical_service_after,
-            )?
-            .map(|d| signalbox_core::config::Dur(d.0.max(Duration::from_secs(1)))),
-            initial_status: initial,
-        })
-    }
-}
-
-async fn register(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    need(&s, &headers, Role::Edit)?;
-    let svc: ConsulService = crate::json::parse(&body)?;
-    let mut checks = Vec::new();
-    if let Some(c) = svc.check {
-        checks.push(c.into_request("Check")?);
-    }
-    let multiple = checks.len() + svc.checks.as_ref().map_or(0, Vec::len) > 1;
-    for (i, c) in svc.checks.unwrap_or_default().into_iter().enumerate() {
-        checks.push(c.into_request(&format!("Checks[{i}]"))?);
-    }
-    let address = svc.address.filter(|a| !a.is_empty()).unwrap_or_else(|| s.node_address.clone());
-    let id = svc.id.filter(|i| !i.is_empty()).unwrap_or_else(|| svc.name.clone());
-    // Consul names checks `service:<id>`, or `service:<id>:<n>` when there are several.
-    if multiple {
-        for (n, c) in checks.iter_mut().enumerate() {
-            if c.id.is_none() {
-                c.id = Some(format!("service:{id}:{}", n + 1));
-            }
-        }
-    }
-    let req = RegisterRequest {
-        service: svc.name,
-        id: Some(id),
-        address,
-        port: svc.port.unwrap_or(0),
-        tags: svc.tags.unwrap_or_default(),
-        meta: svc.meta.unwrap_or_default(),
-        weight: svc.weights.and_then(|w| w.passing).map(|w| w.clamp(1, 1000)),
-        checks,
-    };
-    let req = RegisterRequest { port: if req.port == 0 { 1 } else { req.port }, ..req };
-    s.control.registry.register(req).await.map_err(|e| consul_field(e.into()))?;
-    Ok(StatusCode::OK.into_response())
-}
-
-/// Names fields the way the Consul request spelled them.
-fn consul_field(mut e: ApiError) -> ApiError {
-    if let Some(f) = &e.field {
-        let mapped = match f.as_str() {
-            "service" => "Name".to_owned(),
-            "id" => "ID".to_owned(),
-            "address" => "Address".to_owned(),
-            "port" => "Port".to_owned(),
-            "tags" => "Tags".to_owned(),
-            other => other
-                .replace("checks[", "Checks[")
-                .replace(".ttl", ".TTL")
-                .replace(".interval", ".Interval")
-                .replace(".timeout", ".Timeout")
-                .replace(".http", ".HTTP")
-                .replace(".tcp", ".TCP"),
-        };
-        e.message = e.message.replacen(f.as_str(), &mapped, 1);
-        e.field = Some(mapped);
-    }
-    e
-}
-
-async fn deregister(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    need(&s, &headers, Role::Edit)?;
-    if s.control.registry.deregister(&id).await? {
-        Ok(StatusCode::OK.into_response())
-    } else {
-        Err(ApiError::not_found(format!("Unknown service ID {id:?}")))
-    }
-}
-
-async fn ttl(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    status: Status,
-) -> Result<Response, ApiError> {
-    need(&s, &headers, Role::Edit)?;
-    let note = Q::parse(q).get("note").map(str::to_owned);
-    s.control.registry.report_ttl(&id, status, note).await?;
-    Ok(StatusCode::OK.into_response())
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct CheckUpdate {
-    status: Option<String>,
-    output: Option<String>,
-}
-
-async fn check_update(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    need(&s, &headers, Role::Edit)?;
-    let u: CheckUpdate = crate::json::parse(&body)?;
-    let status = match u.status.as_deref() {
-        Some("passing") => Status::Passing,
-        Some("warning") => Status::Warning,
-        Some("critical") => Status::Critical,
-        _ => return Err(ApiError::field("Status", "must be passing, warning or critical")),
-    };
-    s.control.registry.report_ttl(&id, status, u.output).await?;
-    Ok(StatusCode::OK.into_response())
-}
-
-async fn maintenance(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    need(&s, &headers, Role::Edit)?;
-    let q = Q::parse(q);
-    let enable = match q.get("enable") {
-        Some("true") => true,
-        Some("false") => false,
-        _ => return Err(ApiError::field("enable", "must be true or false")),
-    };
-    let reason = enable.then(|| {
-        q.get("reason").filter(|r| !r.is_empty()).unwrap_or("Maintenance mode is enabled for this service").to_owned()
-    });
-    s.control.registry.set_maintenance(&id, reason).await?;
-    Ok(StatusCode::OK.into_response())
-}
-
-async fn catalog_nodes(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    need(&s, &headers, Role::Read)?;
-    let node = json!({
-        "ID": NODE_ID, "Node": s.node_name, "Address": s.node_address, "Datacenter": DATACENTER,
-        "TaggedAddresses": { "lan": s.node_address, "wan": s.node_address }, "Meta": {}, "CreateIndex": 1, "ModifyIndex": 1,
-    });
-    Ok(indexed(s.control.index.current(), StatusCode::OK, json!([node])))
-}
-
-async fn catalog_services(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    need(&s, &headers, Role::Read)?;
-    let q = Q::parse(q);
-    let idx = block(&s, &q, None).await?;
-    let map: BTreeMap<String, Vec<String>> =
-        s.control.registry.services().into_iter().map(|v| (v.name, v.tags)).collect();
-    Ok(indexed(idx, StatusCode::OK, json!(map)))
-}
-
-async fn block(s: &AppState, q: &Q, service: Option<&str>) -> Result<u64, ApiError> {
-    let reg = s.control.registry.clone();
-    let current = || match service {
-        Some(name) => reg.service_index(name).max(1),
-        None => s.control.index.current(),
-    };
-    Ok(match q.num("index")? {
-        Some(after) if after > 0 => wait_for(&s.control.index, after, q.wait()?, current).await,
-        _ => current(),
-    })
-}
-
-/// A service's instances for a catalog or health read: waits as a blocking query asks, then
-/// keeps those with every `?tag=` (and only passing ones if asked). Returns the index too.
-async fn watched_instances(
-    s: &AppState,
-    q: &Q,
-    name: &str,
-    passing: bool,
-) -> Result<(u64, Vec<InstanceView>), ApiError> {
-    let idx = block(s, q, Some(name)).await?;
-    let tags = q.all("tag");
-    let mut list = s.control.registry.instances(name, passing);
-    list.retain(|i| tags.iter().all(|t| i.tags.iter().any(|x| x == t)));
-    Ok((idx, list))
-}
-
-async fn catalog_service(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    need(&s, &headers, Role::Read)?;
-    let (idx, instances) = watched_instances(&s, &Q::parse(q), &name, false).await?;
-    let list: Vec<Value> = instances
-        .iter()
-        .map(|i| {
-            json!({
-                "ID": NODE_ID,
-                "Node": s.node_name,
-                "Address": s.node_address,
-                "Datacenter": DATACENTER,
-                "TaggedAddresses": { "lan": s.node_address, "wan": s.node_address },
-                "NodeMeta": {},
-                "ServiceKind": "",
-                "ServiceID": i.id,
-                "ServiceName": i.service,
-                "ServiceTags": i.tags,
-                "ServiceAddress": i.address,
-                "ServiceWeights": weights(i),
-                "ServiceMeta": i.meta,
-                "ServicePort": i.port,
-                "ServiceEnableTagOverride": false,
-                "CreateIndex": i.create_index,
-                "ModifyIndex": i.modify_index,
-            })
-        })
-        .collect();
-    Ok(indexed(idx, StatusCode::OK, Value::Array(list)))
-}
-
-async fn health_service(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    need(&s, &headers, Role::Read)?;
-    let q = Q::parse(q);
-    let (idx, instances) = watched_instances(&s, &q, &name, q.flag("passing")).await?;
-    let list: Vec<Value> = instances
-        .iter()
-        .map(|i| {
-            let mut checks = vec![serf_check(&s)];
-            checks.extend(checks_json(&s, i));
-            json!({
-                "Node": {
-                    "ID": NODE_ID, "Node": s.node_name, "Address": s.node_address, "Datacenter": DATACENTER,
-                    "TaggedAddresses": { "lan": s.node_address, "wan": s.node_address }, "Meta": {},
-                    "CreateIndex": 1, "ModifyIndex": 1,
-                },
-                "Service": service_json(i),
-                "Checks": checks,
-            })
-        })
-        .collect();
-    Ok(indexed(idx, StatusCode::OK, Value::Array(list)))
-}
-
-async fn health_checks(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    need(&s, &headers, Role::Read)?;
-    let q = Q::parse(q);
-    let idx = block(&s, &q, Some(&name)).await?;
-    let list: Vec<Value> = s.control.registry.instances(&name, false).iter().flat_map(|i| checks_json(&s, i)).collect();
-    Ok(indexed(idx, StatusCode::OK, Value::Array(list)))
-}
-
-fn kv_json(e: &signalbox_control::kv::KvEntry) -> Value {
-    json!({
-        "LockIndex": 0,
-        "Key": e.key,
-        "Flags": e.flags,
-        "Value": if e.value_b64.is_empty() { Value::Null } else { Value::String(e.value_b64.clone()) },
-        "CreateIndex": e.create_index,
-        "ModifyIndex": e.modify_index,
-    })
-}
-
-async fn kv_get(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    key: Option<Path<String>>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    need(&s, &headers, Role::Read)?;
-    let key = key.map(|Path(k)| k).unwrap_or_default();
-    let q = Q::parse(q);
-    let kv = s.control.kv.clone();
-    let recurse = q.flag("recurse");
-    let keys = q.0.contains_key("keys");
-    let current = || {
-        if recurse || keys {
-            kv.list(&key).iter().map(|e| e.modify_index).max().unwrap_or(0).max(1)
-        } else {
-            kv.get(&key).map(|e| e.modify_index).unwrap_or(1)
-        }
-    };
-    let idx = match q.num("index")? {
-        Some(after) if after > 0 => {
-            // KV blocking queries wake on any index change but only return once the watched
-            // keys changed (or the wait ends), as Consul's do.
-            wait_for(&s.control.index, after, q.wait()?, current).await;
-            s.control.index.current()
-        }
-        _ => s.control.index.current(),
-    };
-    if keys {
-        let list = kv.keys(&key, q.get("separator"));
-        if list.is_empty() {
-            return Ok(indexed(idx, StatusCode::NOT_FOUND, Value::Null).into_response_empty());
-        }
-        return Ok(indexed(idx, StatusCode::OK, json!(list)));
-    }
-    if recurse {
-        let list: Vec<Value> = kv.list(&key).iter().map(kv_json).collect();
-        if list.is_empty() {
-            return Ok(indexed(idx, StatusCode::NOT_FOUND, Value::Null).into_response_empty());
-        }
-        return Ok(indexed(idx, StatusCode::OK, Value::Array(list)));
-    }
-    match kv.get(&key) {
-        None => Ok(indexed(idx, StatusCode::NOT_FOUND, Value::Null).into_response_empty()),
-        Some(e) if q.0.contains_key("raw") => {
-            let mut r = (StatusCode::OK, e.value()).into_response();
-            for (k, v) in headers_for(idx) {
-                r.headers_mut().insert(k, v);
-            }
-            r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-            Ok(r)
-        }
-        Some(e) => Ok(indexed(idx, StatusCode::OK, json!([kv_json(&e)]))),
-    }
-}
-
 trait EmptyBody {
     fn into_response_empty(self) -> Response;
 }
@@ -749,39 +253,6 @@ impl EmptyBody for Response {
         r.headers_mut().remove(http::header::CONTENT_TYPE);
         r
     }
-}
-
-async fn kv_put(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    key: Option<Path<String>>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    need(&s, &headers, Role::Edit)?;
-    let key = key.map(|Path(k)| k).unwrap_or_default();
-    if key.is_empty() {
-        return Err(ApiError::field("key", "missing key name"));
-    }
-    let q = Q::parse(q);
-    if q.0.contains_key("acquire") || q.0.contains_key("release") {
-        return Err(ApiError::field("acquire", "sessions and locks are not supported"));
-    }
-    let ok = s.control.kv.put(&key, &body, q.num("flags")?.unwrap_or(0), q.num("cas")?).await?;
-    Ok(Json(json!(ok)).into_response())
-}
-
-async fn kv_delete(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    key: Option<Path<String>>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    need(&s, &headers, Role::Edit)?;
-    let key = key.map(|Path(k)| k).unwrap_or_default();
-    let q = Q::parse(q);
-    let ok = s.control.kv.delete(&key, q.flag("recurse"), q.num("cas")?).await?;
-    Ok(Json(json!(ok)).into_response())
 }
 
 #[cfg(test)]

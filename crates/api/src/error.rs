@@ -96,6 +96,11 @@ pub async fn json_errors(resp: Response) -> Response {
     {
         return resp;
     }
+    // The Consul API's own answers (a missing key is a bare 404, as Consul's) carry its
+    // index header; Consul clients expect them exactly so.
+    if resp.headers().contains_key("x-consul-index") {
+        return resp;
+    }
     let (mut parts, body) = resp.into_parts();
     let text = axum::body::to_bytes(body, 16 * 1024).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&text).trim().to_owned();

@@ -84,7 +84,9 @@ impl Counts {
     /// Refuses counts over the limits, naming the limit.
     pub fn check(&self) -> Result<(), Refused> {
         if self.spans > MAX_SPANS {
-            return Err(Refused::TooLarge(format!("more than {MAX_SPANS} spans in one request; send smaller batches")));
+            return Err(Refused::TooLarge(format!(
+                "more than {MAX_SPANS} spans (or log records) in one request; send smaller batches"
+            )));
         }
         if self.items > MAX_ITEMS {
             return Err(Refused::TooLarge(format!(
@@ -99,6 +101,10 @@ impl Counts {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Msg {
     Request,
+    LogsRequest,
+    ResourceLogs,
+    ScopeLogs,
+    LogRecord,
     ResourceSpans,
     Resource,
     ScopeSpans,
@@ -120,6 +126,14 @@ fn child(m: Msg, field: u64) -> Option<Msg> {
     use Msg::*;
     Some(match (m, field) {
         (Request, 1) => ResourceSpans,
+        (LogsRequest, 1) => ResourceLogs,
+        (ResourceLogs, 1) => Resource,
+        (ResourceLogs, 2) => ScopeLogs,
+        (ScopeLogs, 1) => Scope,
+        // A log record counts as a span does: one record of the request.
+        (ScopeLogs, 2) => LogRecord,
+        (LogRecord, 5) => AnyValue,
+        (LogRecord, 6) => KeyValue,
         (ResourceSpans, 1) => Resource,
         (ResourceSpans, 2) => ScopeSpans,
         (Resource, 1) | (Scope, 3) | (Span, 9) | (Event, 3) | (Link, 4) | (KeyValueList, 1) => KeyValue,
@@ -132,7 +146,11 @@ fn child(m: Msg, field: u64) -> Option<Msg> {
         (AnyValue, 5) => ArrayValue,
         (AnyValue, 6) => KeyValueList,
         // Strings and bytes of the known messages.
-        (Request | ResourceSpans | ScopeSpans | Scope | Span | Event | Link | Status | KeyValue | AnyValue, _) => {
+        (
+            Request | LogsRequest | ResourceLogs | ScopeLogs | LogRecord | ResourceSpans | ScopeSpans | Scope | Span
+            | Event | Link | Status | KeyValue | AnyValue,
+            _,
+        ) => {
             return None;
         }
         _ => Opaque,
@@ -147,6 +165,13 @@ const MAX_DEPTH: usize = 64;
 pub fn scan_otlp_traces(buf: &[u8]) -> Result<Counts, Refused> {
     let mut c = Counts::default();
     scan(buf, Msg::Request, 0, &mut c)?;
+    Ok(c)
+}
+
+/// The same for an OTLP `ExportLogsServiceRequest`: `spans` counts log records.
+pub fn scan_otlp_logs(buf: &[u8]) -> Result<Counts, Refused> {
+    let mut c = Counts::default();
+    scan(buf, Msg::LogsRequest, 0, &mut c)?;
     Ok(c)
 }
 
@@ -170,7 +195,7 @@ fn scan(mut b: &[u8], m: Msg, depth: usize, c: &mut Counts) -> Result<(), Refuse
                 b = &b[len..];
                 if let Some(sub) = child(m, field) {
                     c.items += 1;
-                    if sub == Msg::Span {
+                    if sub == Msg::Span || sub == Msg::LogRecord {
                         c.spans += 1;
                     }
                     if c.items > MAX_ITEMS || c.spans > MAX_SPANS {

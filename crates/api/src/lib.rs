@@ -8,10 +8,12 @@
 //! # Layout
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/api/gateway/*`.
 //! - [`registry`]: `/api/registry/*`: registration, health, blocking reads, SSE.
-//! - [`config`]: `/api/config/*` (versioned config, watches) and Spring's `/config/...`.
+//! - [`config`]: `/api/config/*` (versioned config, watches).
+//! - [`spring`]: Spring Cloud Config Server's `/config/...` (environments and file forms).
 //! - [`consul`]: the Consul subset under `/v1` (mounted at `/consul/v1` here).
 //! - [`session`]: console login and token management.
 //! - [`ingest`]: limits every ingest decoder checks before it allocates (inflate, scan, budget).
+//! - [`logs`]: log ingest decoders (NDJSON, Loki push, Elasticsearch `_bulk`, OTLP logs).
 //! - [`otlp`]: OTLP trace ingest (gRPC service and `POST /v1/traces`).
 //! - [`zipkin`]: Zipkin v2 ingest and query API.
 //! - [`traces`]: the native trace API and the Jaeger query API.
@@ -29,10 +31,12 @@ pub mod consul;
 pub mod error;
 pub mod ingest;
 pub mod json;
+pub mod logs;
 pub mod otlp;
 pub mod registry;
 pub mod server;
 pub mod session;
+pub mod spring;
 pub mod traces;
 pub mod zipkin;
 
@@ -66,6 +70,8 @@ pub struct AppState {
     pub views: Arc<registry::ViewCache>,
     /// The trace pipeline and store, when enabled.
     pub traces: Option<signalbox_events::pipeline::Traces>,
+    /// The log store, when enabled.
+    pub logs: Option<signalbox_events::logs::store::Logs>,
 }
 
 /// Largest request body the APIs read (a config value of 1 MiB, JSON-escaped, fits).
@@ -73,8 +79,14 @@ const BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 /// Every API and the console.
 pub fn router(state: AppState) -> Router {
-    let reads =
-        admin::reads().merge(registry::reads()).merge(config::reads()).merge(traces::reads()).merge(zipkin::reads());
+    let reads = admin::reads()
+        .merge(registry::reads())
+        .merge(config::reads())
+        .merge(spring::reads())
+        .merge(traces::reads())
+        .merge(zipkin::reads())
+        .merge(logs::native_query::routes())
+        .merge(logs::loki_query::routes());
     let writes = registry::writes().merge(config::writes());
     Router::new()
         .merge(admin::probes())
@@ -85,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/consul", consul::router())
         // Ingest endpoints check the `ingest` role themselves.
         .nest("/zipkin", zipkin::ingest())
+        .merge(logs::ingest_routes())
         .fallback(console::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(error::json_errors))

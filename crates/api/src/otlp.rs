@@ -21,7 +21,7 @@ use signalbox_core::span::{AttrValue, KeyValue, Span, SpanEvent, SpanKind, Statu
 use signalbox_events::pipeline::{Traces, WriteError};
 
 mod grpc;
-pub use grpc::retry_later;
+pub use grpc::{Checked, retry_later};
 
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 pub const MAX_SPANS: usize = 100_000;
@@ -214,7 +214,9 @@ async fn write(traces: &Traces, spans: Vec<Span>) -> Result<(), WriteError> {
 
 /// The OTLP/gRPC endpoint (port 4317) as a router: served over h2c by `crate::serve`.
 pub fn grpc_router(state: AppState) -> axum::Router {
-    grpc::router(state)
+    let logs =
+        grpc::UnaryEndpoint::new(crate::logs::otlp::GrpcExport { state: state.clone() }, crate::ingest::scan_otlp_logs);
+    grpc::router(state).route_service(crate::logs::otlp::GRPC_PATH, logs)
 }
 
 /// `google.rpc.Status`, the body of OTLP/HTTP errors.
@@ -386,6 +388,7 @@ pub async fn http_export(
 pub fn http_router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/v1/traces", axum::routing::post(http_export))
+        .route("/v1/logs", axum::routing::post(crate::logs::otlp::http_export))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_MESSAGE))
         .layer(axum::middleware::map_response(crate::error::json_errors))
         .with_state(state)

@@ -272,7 +272,8 @@ impl ConfigStore {
                 format!("the store holds its maximum of {} keys", self.limits.max_keys),
             ));
         }
-        let (idx, mark) = self.index.next();
+        let mut step = self.index.begin().await;
+        let idx = step.index();
         let entry = Entry {
             application: app.into(),
             profile: profile.into(),
@@ -286,7 +287,7 @@ impl ConfigStore {
             index: idx,
         };
         let mut ops = vec![Op::put(CONFIG, storage_key(app, profile, key, entry.version), &entry)?];
-        ops.extend(mark);
+        ops.extend(step.take_mark());
         self.store.commit(ops).await?;
         {
             let mut st = self.lock();
@@ -308,7 +309,7 @@ impl ConfigStore {
                 st.changes.pop_front();
             }
         }
-        self.index.publish(idx);
+        step.publish();
         Ok(entry)
     }
 
@@ -357,28 +358,38 @@ impl ConfigStore {
         Ok(Diff { from, to, unified, lines })
     }
 
-    /// Spring Cloud Config's view: property sources for `app` and `profiles`, most specific
-    /// first (`app-<last profile>` … `app-default`, then the same for `application`).
-    pub fn property_sources(&self, app: &str, profiles: &[&str]) -> Vec<(String, BTreeMap<String, serde_json::Value>)> {
+    /// Where Spring looks, most specific first: (`app`, last profile) … (`app`, `default`),
+    /// then the same for `application`.
+    fn spring_order<'a>(app: &'a str, profiles: &[&'a str]) -> Vec<(&'a str, &'a str)> {
         let mut order: Vec<&str> = profiles.iter().rev().copied().filter(|p| *p != "default").collect();
         order.push("default");
         let mut apps = vec![app];
         if app != "application" {
             apps.push("application");
         }
+        apps.iter().flat_map(|a| order.iter().map(move |p| (*a, *p))).collect()
+    }
+
+    /// A stored file for the Config Server's plain-text form (`/{app}/{profile}/{label}/{path}`):
+    /// the key `path` in the most specific place that has it.
+    pub fn file(&self, app: &str, profiles: &[&str], path: &str) -> Option<Entry> {
+        Self::spring_order(app, profiles).into_iter().find_map(|(a, p)| self.get(a, p, path, None).ok())
+    }
+
+    /// Spring Cloud Config's view: property sources for `app` and `profiles`, most specific
+    /// first (`app-<last profile>` … `app-default`, then the same for `application`).
+    pub fn property_sources(&self, app: &str, profiles: &[&str]) -> Vec<(String, BTreeMap<String, serde_json::Value>)> {
         let mut out = Vec::new();
-        for a in apps {
-            for p in &order {
-                let entries = self.list(Some(a), Some(p));
-                if entries.is_empty() {
-                    continue;
-                }
-                let mut source = BTreeMap::new();
-                for e in entries {
-                    crate::spring::flatten_entry(&e.key, &e.value, profiles, &mut source);
-                }
-                out.push((format!("signalbox:{a}-{p}"), source));
+        for (a, p) in Self::spring_order(app, profiles) {
+            let entries = self.list(Some(a), Some(p));
+            if entries.is_empty() {
+                continue;
             }
+            let mut source = BTreeMap::new();
+            for e in entries {
+                crate::spring::flatten_entry(&e.key, &e.value, profiles, &mut source);
+            }
+            out.push((format!("signalbox:{a}-{p}"), source));
         }
         out
     }

@@ -1,5 +1,8 @@
 //! Consul-style key/value entries (`/v1/kv`): raw bytes with flags and create/modify
-//! indexes, compare-and-set on the modify index, recursive reads and deletes.
+//! indexes, compare-and-set on the modify index, recursive reads and deletes, and atomic
+//! transactions of several operations ([`txn`], Consul's `/v1/txn`).
+
+pub mod txn;
 
 use crate::error::{ControlError, Result};
 use crate::index::Index;
@@ -84,15 +87,21 @@ impl KvStore {
         out
     }
 
-    /// Writes `value`; with `cas`, only if the modify index matches (0: only if absent).
-    /// Returns false when the CAS fails.
-    pub async fn put(&self, key: &str, value: &[u8], flags: u64, cas: Option<u64>) -> Result<bool> {
+    /// Checks a key and a value against the limits.
+    fn check_size(key: &str, value: &[u8]) -> Result<()> {
         if key.is_empty() || key.len() > MAX_KEY {
             return Err(ControlError::invalid("key", format!("must be 1-{MAX_KEY} bytes")));
         }
         if value.len() > MAX_VALUE {
             return Err(ControlError::limit("value", format!("is {} bytes; the limit is {MAX_VALUE}", value.len())));
         }
+        Ok(())
+    }
+
+    /// Writes `value`; with `cas`, only if the modify index matches (0: only if absent).
+    /// Returns false when the CAS fails.
+    pub async fn put(&self, key: &str, value: &[u8], flags: u64, cas: Option<u64>) -> Result<bool> {
+        Self::check_size(key, value)?;
         let _g = self.writes.lock().await;
         let existing = self.get(key);
         if let Some(c) = cas {
@@ -104,7 +113,8 @@ impl KvStore {
         if existing.is_none() && self.lock().len() >= MAX_KEYS {
             return Err(ControlError::limit("key", format!("the store holds its maximum of {MAX_KEYS} keys")));
         }
-        let (idx, mark) = self.index.next();
+        let mut step = self.index.begin().await;
+        let idx = step.index();
         let entry = KvEntry {
             key: key.to_owned(),
             value_b64: base64::engine::general_purpose::STANDARD.encode(value),
@@ -113,10 +123,10 @@ impl KvStore {
             modify_index: idx,
         };
         let mut ops = vec![Op::put(KV, key, &entry)?];
-        ops.extend(mark);
+        ops.extend(step.take_mark());
         self.store.commit(ops).await?;
         self.lock().insert(key.to_owned(), entry);
-        self.index.publish(idx);
+        step.publish();
         Ok(true)
     }
 
@@ -138,16 +148,16 @@ impl KvStore {
         if victims.is_empty() {
             return Ok(true);
         }
-        let (idx, mark) = self.index.next();
+        let mut step = self.index.begin().await;
         let mut ops: Vec<Op> = victims.iter().map(|k| Op::Delete(KV, k.clone())).collect();
-        ops.extend(mark);
+        ops.extend(step.take_mark());
         self.store.commit(ops).await?;
         let mut st = self.lock();
         for k in &victims {
             st.remove(k);
         }
         drop(st);
-        self.index.publish(idx);
+        step.publish();
         Ok(true)
     }
 }

@@ -7,12 +7,13 @@
 //!
 //! # Layout
 //! - [`store`]: the redb store; a write is acknowledged only once durable.
-//! - [`index`]: the global change index, monotonic across restarts.
+//! - [`index`]: the global change index, monotonic across restarts; each change is one
+//!   ordered step (allocate, commit, apply, publish).
 //! - [`registry`]: instances and the health control loop ([`registry::health`]), validation
 //!   of registrations ([`registry::model`]); it is also the gateway's endpoint source.
 //! - [`config`]: versioned central configuration with history, diff, rollback and CAS.
 //! - [`spring`]: stored documents (properties, JSON, YAML) as Spring Cloud Config properties.
-//! - [`kv`]: Consul-style key/value entries.
+//! - [`kv`]: Consul-style key/value entries and their atomic transactions ([`kv::txn`]).
 //! - [`access`]: API tokens with roles and console sessions.
 //! - [`error`]: the crate's error type.
 

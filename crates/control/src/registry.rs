@@ -5,6 +5,7 @@
 //! runtime state, recomputed by the checks after a restart. Every change bumps the global
 //! [`Index`](crate::index::Index), which blocking queries and SSE watchers follow.
 
+mod checks;
 pub mod health;
 pub mod model;
 
@@ -300,13 +301,14 @@ impl Registry {
                 }
             }
         }
-        let (idx, mark) = self.index.next();
+        let mut step = self.index.begin().await;
+        let idx = step.index();
         let mut ops = vec![Op::put(INSTANCES, reg.id.clone(), &reg)?];
-        ops.extend(mark);
+        ops.extend(step.take_mark());
         self.store.commit(ops).await?;
         let id = reg.id.clone();
         self.insert(reg, idx);
-        self.index.publish(idx);
+        step.publish();
         self.instance(&id).ok_or_else(|| ControlError::NotFound(format!("instance `{id}`")))
     }
 
@@ -361,9 +363,10 @@ impl Registry {
         if !self.lock().by_id.contains_key(id) {
             return Ok(false);
         }
-        let (idx, mark) = self.index.next();
+        let mut step = self.index.begin().await;
+        let idx = step.index();
         let mut ops = vec![Op::Delete(INSTANCES, id.to_owned())];
-        ops.extend(mark);
+        ops.extend(step.take_mark());
         self.store.commit(ops).await?;
         let mut st = self.lock();
         if let Some(service) = st.by_id.remove(id) {
@@ -387,7 +390,7 @@ impl Registry {
             self.refresh_endpoints(&st, &service);
         }
         drop(st);
-        self.index.publish(idx);
+        step.publish();
         Ok(true)
     }
 
@@ -514,7 +517,8 @@ impl Registry {
     /// Records a health change: the change log, indexes and endpoint sets are updated first,
     /// and only then is the new index published, so a watcher woken by it sees the change.
     async fn changed(&self, instance: &str) {
-        let (idx, mark) = self.index.next();
+        let mut step = self.index.begin().await;
+        let idx = step.index();
         {
             let mut st = self.lock();
             let Some(svc) = st.by_id.get(instance).cloned() else { return };
@@ -526,12 +530,8 @@ impl Registry {
             st.service_index.insert(svc.clone(), idx);
             self.refresh_endpoints(&st, &svc);
         }
-        if let Some(op) = mark
-            && let Err(e) = self.store.commit(vec![op]).await
-        {
-            tracing::error!(error = %e, "cannot persist the index high-water mark");
-        }
-        self.index.publish(idx);
+        self.index.commit_mark(&mut step).await;
+        step.publish();
     }
 
     async fn maybe_deregister(&self, instance: &str) {

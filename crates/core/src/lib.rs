@@ -11,6 +11,7 @@
 //! - [`span`]: the [`span::Span`] model shared by the gateway, receivers and the trace store.
 //! - [`telemetry`]: [`telemetry::SpanSink`], the bounded hand-off for spans leaving a hot path.
 //! - [`discovery`]: [`discovery::EndpointSource`], how the gateway learns service endpoints.
+//! - [`log`]: the [`log::LogRecord`] model shared by log receivers and the log store.
 //! - [`metrics`]: the node's own Prometheus-style counters, gauges and histograms.
 //! - [`shutdown`]: a cloneable shutdown signal with a drain deadline.
 //! - [`time`]: wall-clock helpers in Unix nanoseconds.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod conn_limit;
 pub mod discovery;
 pub mod ids;
+pub mod log;
 pub mod metrics;
 pub mod shutdown;
 pub mod span;

@@ -129,3 +129,69 @@ impl TracesConfig {
         }
     }
 }
+
+/// The `[logs]` section: the log store.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogsConfig {
+    /// Store log records (from every log receiver).
+    pub enabled: bool,
+    /// Delete records older than this (whole blocks).
+    pub retention: Dur,
+    /// Delete the oldest blocks while all of them take more than this.
+    pub max_disk: ByteSize,
+    /// Records per sealed block.
+    pub block_records: usize,
+    /// Seal the in-memory head at least this often.
+    pub seal_after: Dur,
+    /// Batches that may wait for the write-ahead log before receivers answer 429.
+    pub queue_batches: usize,
+    /// Most compressed bytes one query may read.
+    pub max_query_bytes: ByteSize,
+    /// Longest a query may run.
+    pub query_timeout: Dur,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            enabled: true,
+            retention: Dur::secs(7 * 86_400),
+            max_disk: ByteSize(10 * 1024 * 1024 * 1024),
+            block_records: 65_536,
+            seal_after: Dur::secs(10),
+            queue_batches: 1024,
+            max_query_bytes: ByteSize(2 * 1024 * 1024 * 1024),
+            query_timeout: Dur::secs(30),
+        }
+    }
+}
+
+impl LogsConfig {
+    /// Adds every problem of this section to `p`, with key paths under `prefix`.
+    pub fn check(&self, prefix: &str, p: &mut Problems) {
+        if self.block_records < 100 || self.block_records > 10_000_000 {
+            p.add(format!("{prefix}.block_records"), "must be between 100 and 10000000");
+        }
+        if self.queue_batches == 0 {
+            p.add(format!("{prefix}.queue_batches"), "must be at least 1");
+        }
+        if self.query_timeout.0.is_zero() {
+            p.add(format!("{prefix}.query_timeout"), "must be more than 0s");
+        }
+    }
+
+    /// The store's settings, with its files under `dir`.
+    pub fn store(&self, dir: &Path) -> crate::logs::store::LogStoreConfig {
+        crate::logs::store::LogStoreConfig {
+            dir: dir.to_path_buf(),
+            block_records: self.block_records,
+            seal_after: self.seal_after.0,
+            retention_age: self.retention.0,
+            retention_bytes: self.max_disk.0,
+            queue_batches: self.queue_batches,
+            max_query_bytes: self.max_query_bytes.0,
+            query_timeout: self.query_timeout.0,
+        }
+    }
+}

@@ -11,6 +11,7 @@
 //!
 //! # Layout
 //! - [`config`]: the `[traces]` config section, its checks and the settings it yields.
+//! - [`container`]: what both signals' stores are built from (a WAL of opaque batches...).
 //! - [`codec`]: the binary span encoding shared by the log and the blocks.
 //! - [`wal`]: segmented write-ahead log with group commit and a settlement ledger.
 //! - [`sampler`]: per-trace tail sampling (errors, slow spans, policies, rate).
@@ -18,6 +19,7 @@
 //! - [`block`]: the block file format (columns, zstd, bloom filters).
 //! - [`bloom`]: bloom filters.
 //! - [`hash`]: the fast hash behind the filters and the in-memory maps.
+//! - [`logs`]: the log schema: the search language and its evaluation.
 //! - [`query`]: trace by id and search.
 //! - [`deps`]: the service dependency graph.
 //! - [`pipeline`]: the threads and tasks that connect all of it, and the [`pipeline::Traces`]
@@ -27,8 +29,10 @@ pub mod block;
 pub mod bloom;
 pub mod codec;
 pub mod config;
+pub mod container;
 pub mod deps;
 pub mod hash;
+pub mod logs;
 pub mod pipeline;
 pub mod query;
 pub mod sampler;

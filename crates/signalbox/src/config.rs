@@ -34,6 +34,8 @@ pub struct FileConfig {
     pub configuration: CentralConfig,
     /// The trace store and tail sampling.
     pub traces: signalbox_events::config::TracesConfig,
+    /// The log store.
+    pub logs: signalbox_events::config::LogsConfig,
     /// OTLP receivers.
     pub otlp: OtlpConfig,
     /// The Zipkin receiver.

@@ -31,7 +31,7 @@ pub fn config(node: NodeOpts, action: ConfigAction) -> ExitCode {
                     "# version {} by {} at {}",
                     v["version"],
                     v["author"].as_str().unwrap_or(""),
-                    v["time_unix_ms"]
+                    signalbox_core::time::rfc3339_millis(v["time_unix_ms"].as_u64().unwrap_or(0) * 1_000_000)
                 );
             }
             ConfigAction::Set { app, profile, key, value, message, expect } => {
@@ -88,45 +88,99 @@ pub fn services(node: NodeOpts, name: Option<String>) -> ExitCode {
         match name {
             None => {
                 let v = c.services().await?;
-                println!("{:<32} {:>9} {:>8} {:>8} {:>9}", "SERVICE", "INSTANCES", "PASSING", "WARNING", "CRITICAL");
-                for s in v.as_array().into_iter().flatten() {
-                    println!(
-                        "{:<32} {:>9} {:>8} {:>8} {:>9}",
-                        s["name"].as_str().unwrap_or(""),
-                        s["instances"],
-                        s["passing"],
-                        s["warning"],
-                        s["critical"]
-                    );
-                }
+                let rows = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| {
+                        let n = |k: &str| s[k].as_u64().unwrap_or(0).to_string();
+                        vec![
+                            s["name"].as_str().unwrap_or("").to_owned(),
+                            n("instances"),
+                            n("passing"),
+                            n("warning"),
+                            n("critical"),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(
+                        &["SERVICE", "INSTANCES", "PASSING", "WARNING", "CRITICAL"],
+                        rows,
+                        &[false, true, true, true, true]
+                    )
+                );
             }
             Some(n) => {
                 let v = c.instances(&n, false).await?;
-                println!("{:<40} {:<24} {:<9} CHECKS", "INSTANCE", "ADDRESS", "STATUS");
-                for i in v.as_array().into_iter().flatten() {
-                    let checks: Vec<String> = i["checks"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|c| format!("{}={}", c["name"].as_str().unwrap_or(""), c["status"].as_str().unwrap_or("")))
-                        .collect();
-                    let gw = match &i["gateway"] {
-                        Value::Null => String::new(),
-                        g if g["ejected"] == true => " [ejected by the gateway]".into(),
-                        _ => String::new(),
-                    };
-                    println!(
-                        "{:<40} {:<24} {:<9} {}{gw}",
-                        i["id"].as_str().unwrap_or(""),
-                        format!("{}:{}", i["address"].as_str().unwrap_or(""), i["port"]),
-                        i["status"].as_str().unwrap_or(""),
-                        checks.join(", ")
-                    );
-                }
+                let rows = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|i| {
+                        let checks: Vec<String> = i["checks"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|c| {
+                                format!("{}={}", c["name"].as_str().unwrap_or(""), c["status"].as_str().unwrap_or(""))
+                            })
+                            .collect();
+                        let gw = match &i["gateway"] {
+                            g if g["ejected"] == true => " [ejected by the gateway]",
+                            _ => "",
+                        };
+                        vec![
+                            i["id"].as_str().unwrap_or("").to_owned(),
+                            format!("{}:{}", i["address"].as_str().unwrap_or(""), i["port"]),
+                            i["status"].as_str().unwrap_or("").to_owned(),
+                            format!("{}{gw}", checks.join(", ")),
+                        ]
+                    })
+                    .collect();
+                print!("{}", table(&["INSTANCE", "ADDRESS", "STATUS", "CHECKS"], rows, &[false; 4]));
             }
         }
         Ok(())
     })
+}
+
+/// Rows under headers, each column as wide as its widest cell (`right`: right-aligned, for
+/// numbers), two spaces apart; the last column is not padded.
+fn table(headers: &[&str], rows: Vec<Vec<String>>, right: &[bool]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let mut out = String::new();
+        for (i, cell) in cells.into_iter().enumerate() {
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if i > 0 {
+                out.push_str("  ");
+            }
+            if right.get(i).copied().unwrap_or(false) {
+                out.extend(std::iter::repeat_n(' ', pad));
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                if i < last {
+                    out.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(headers.to_vec());
+    for r in &rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
 }
 
 fn ms(nanos: u64) -> String {
@@ -220,4 +274,24 @@ pub fn traces(node: NodeOpts, action: TracesAction) -> ExitCode {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    #[test]
+    fn columns_line_up_with_their_headers() {
+        let rows = vec![
+            vec!["orders-service-with-a-long-name".to_owned(), "12".to_owned(), "3".to_owned()],
+            vec!["a".to_owned(), "1".to_owned(), "100".to_owned()],
+        ];
+        let t = table(&["SERVICE", "INSTANCES", "PASSING"], rows, &[false, true, true]);
+        assert_eq!(
+            t,
+            "SERVICE                          INSTANCES  PASSING\n\
+             orders-service-with-a-long-name         12        3\n\
+             a                                        1      100\n"
+        );
+    }
 }

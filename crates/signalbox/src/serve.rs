@@ -110,6 +110,7 @@ pub fn validate(c: &FileConfig) -> Problems {
         }
     }
     c.traces.check("traces", &mut p);
+    c.logs.check("logs", &mut p);
     if !c.configuration.gateway_key.is_empty() && central_key(&c.configuration.gateway_key).is_none() {
         p.add("configuration.gateway_key", "must be application/profile/key");
     }
@@ -336,6 +337,14 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     } else {
         None
     };
+    let logs = if cfg.logs.enabled {
+        let store = signalbox_events::logs::store::Logs::open(cfg.logs.store(&data_dir.join("logs")))
+            .context("cannot open the log store")?;
+        register_log_metrics(&registry, &store);
+        Some(store)
+    } else {
+        None
+    };
     let span_sink: Arc<dyn signalbox_core::telemetry::SpanSink> = match &traces {
         Some(t) => Arc::new(t.clone()),
         None => Arc::new(DroppingSink),
@@ -400,6 +409,7 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
         secure_cookies: false,
         views: Default::default(),
         traces: traces.clone(),
+        logs: logs.clone(),
     };
     let limits = cfg.connections.limits(api_cap);
     let mut tasks = Vec::new();
@@ -458,6 +468,9 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
         // Seal what is in memory; the write-ahead log would replay it anyway.
         t.flush().await;
     }
+    if let Some(l) = &logs {
+        l.flush().await;
+    }
     Ok(())
 }
 
@@ -486,6 +499,20 @@ async fn follow_central(node: Arc<Node>) {
             node.apply("central configuration changed");
         }
     }
+}
+
+fn register_log_metrics(reg: &Registry, logs: &signalbox_events::logs::store::Logs) {
+    let l = logs.clone();
+    reg.gauge_fn(
+        "signalbox_logs_head_records",
+        "Log records in memory, not yet sealed into a block.",
+        &[],
+        move || l.sizes().0 as f64,
+    );
+    let l = logs.clone();
+    reg.gauge_fn("signalbox_logs_blocks", "Sealed log blocks.", &[], move || l.sizes().1 as f64);
+    let l = logs.clone();
+    reg.gauge_fn("signalbox_logs_block_bytes", "Bytes of sealed log blocks on disk.", &[], move || l.sizes().2 as f64);
 }
 
 fn register_control_metrics(reg: &Registry, control: &Arc<ControlPlane>) {

@@ -7,9 +7,11 @@
 //! - [`grpc`]: a tonic gRPC echo service (unary and bidirectional streaming) and its client.
 //! - [`ws`]: a WebSocket echo server.
 //! - [`sse`]: a server-sent-events client.
+//! - [`python`]: real Python clients from PyPI (installed by `scripts/test-deps.sh`).
 
 pub mod client;
 pub mod grpc;
+pub mod python;
 pub mod sse;
 pub mod upstream;
 pub mod ws;

@@ -55,11 +55,7 @@ export default {
     let detailSummary = null;
     let detailEmpty = null;
 
-    let unwatch = () => {};
-
     function buildDetail() {
-      unwatch();
-      unwatch = name ? live.watch(name) : () => {};
       if (!name) {
         detail.hidden = true;
         detail.replaceChildren();
@@ -106,7 +102,7 @@ export default {
       const all = live.hasSnapshot ? live.services() : restServices || live.services();
       const list = filterText ? all.filter((s) => s.name.toLowerCase().includes(filterText) || s.tags.some((t) => t.toLowerCase().includes(filterText))) : all;
       svcCount.textContent = filterText ? `${list.length} of ${all.length}` : plural(all.length, 'service');
-      reconcile(svcBody, list, (s) => s.name, (s) => JSON.stringify(s), serviceRow);
+      reconcile(svcBody, list, (s) => s.name, serviceSignature, serviceRow);
       for (const tr of svcBody.children) tr.classList.toggle('selected', tr.dataset.key === name);
       if (all.length === 0) {
         svcEmpty.hidden = false;
@@ -190,12 +186,22 @@ export default {
       },
       unmount() {
         unsub();
-        unwatch();
         indicator.unsub();
       },
     };
   },
 };
+
+/** What a service row shows, independent of how the object was built (the REST list and the
+ * live map order their fields differently, which re-rendered and flashed every row). */
+function serviceSignature(s) {
+  return [s.name, s.instances, s.passing, s.warning, s.critical, (s.tags || []).join(',')].join('|');
+}
+
+/** The worst health among a service's instances. */
+function worst(s) {
+  return s.critical ? 'critical' : s.warning ? 'warning' : 'passing';
+}
 
 function serviceRow(s) {
   const total = s.instances || 1;
@@ -209,6 +215,9 @@ function serviceRow(s) {
     {
       'data-testid': 'service-row',
       'data-service': s.name,
+      // A changed row flashes in its health's colour: an all-passing service is not
+      // highlighted as if it needed attention.
+      'data-health': worst(s),
       class: 'clickable',
       onclick: (ev) => {
         if (ev.target.closest('a')) return;

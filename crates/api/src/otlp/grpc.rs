@@ -27,42 +27,60 @@ use tonic::{Code, Status};
 pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// A decoded request with its share of the decode budget.
-pub struct Checked {
-    req: ExportTraceServiceRequest,
+pub struct Checked<T> {
+    pub req: T,
     _budget: tokio::sync::SemaphorePermit<'static>,
 }
 
-/// Prost encoding for responses; a checked decode for requests.
-#[derive(Default)]
-struct CheckedCodec;
+impl<T> Checked<T> {
+    /// The request, giving its decode budget back.
+    pub fn into_inner(self) -> T {
+        self.req
+    }
+}
 
-impl Codec for CheckedCodec {
-    type Encode = ExportTraceServiceResponse;
-    type Decode = Checked;
-    type Encoder = tonic_prost::ProstEncoder<ExportTraceServiceResponse>;
-    type Decoder = CheckedDecoder;
+/// How a request's wire bytes are counted before decoding.
+pub type Scan = fn(&[u8]) -> Result<ingest::Counts, Refused>;
+
+/// Prost encoding for responses; a checked decode for requests.
+struct CheckedCodec<Req, Resp> {
+    scan: Scan,
+    _types: std::marker::PhantomData<fn() -> (Req, Resp)>,
+}
+
+impl<Req, Resp> Codec for CheckedCodec<Req, Resp>
+where
+    Req: Message + Default + Send + 'static,
+    Resp: Message + Send + 'static,
+{
+    type Encode = Resp;
+    type Decode = Checked<Req>;
+    type Encoder = tonic_prost::ProstEncoder<Resp>;
+    type Decoder = CheckedDecoder<Req>;
 
     fn encoder(&mut self) -> Self::Encoder {
         tonic_prost::ProstEncoder::default()
     }
     fn decoder(&mut self) -> Self::Decoder {
-        CheckedDecoder
+        CheckedDecoder { scan: self.scan, _type: std::marker::PhantomData }
     }
 }
 
-struct CheckedDecoder;
+struct CheckedDecoder<Req> {
+    scan: Scan,
+    _type: std::marker::PhantomData<fn() -> Req>,
+}
 
-impl Decoder for CheckedDecoder {
-    type Item = Checked;
+impl<Req: Message + Default> Decoder for CheckedDecoder<Req> {
+    type Item = Checked<Req>;
     type Error = Status;
 
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Checked>, Status> {
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Checked<Req>>, Status> {
         let bytes: Bytes = src.copy_to_bytes(src.remaining());
-        let counts = ingest::scan_otlp_traces(&bytes).map_err(refused)?;
+        let counts = (self.scan)(&bytes).map_err(refused)?;
         counts.check().map_err(refused)?;
         let budget = ingest::reserve(ingest::estimate(bytes.len(), counts.items)).map_err(refused)?;
-        let req = ExportTraceServiceRequest::decode(bytes)
-            .map_err(|e| Status::invalid_argument(format!("invalid OTLP protobuf: {e}")))?;
+        let req = Req::decode(bytes).map_err(|e| Status::invalid_argument(format!("invalid OTLP protobuf: {e}")))?;
         Ok(Some(Checked { req, _budget: budget }))
     }
 }
@@ -115,7 +133,12 @@ pub fn retry_later(message: &str, delay: Duration) -> Status {
         message: message.to_owned(),
         details: vec![Any { type_url: "type.googleapis.com/google.rpc.RetryInfo".into(), value: info.encode_to_vec() }],
     };
-    Status::with_details(Code::ResourceExhausted, message, Bytes::from(status.encode_to_vec()))
+    let mut s = Status::with_details(Code::ResourceExhausted, message, Bytes::from(status.encode_to_vec()));
+    // Also as plain metadata, for clients that read only that.
+    if let Ok(v) = delay.as_secs().max(1).to_string().parse() {
+        s.metadata_mut().insert("retry-after", v);
+    }
+    s
 }
 
 #[derive(Clone)]
@@ -123,13 +146,13 @@ struct Export {
     state: AppState,
 }
 
-impl tonic::server::UnaryService<Checked> for Export {
+impl tonic::server::UnaryService<Checked<ExportTraceServiceRequest>> for Export {
     type Response = ExportTraceServiceResponse;
     type Future = std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<tonic::Response<ExportTraceServiceResponse>, Status>> + Send>,
     >;
 
-    fn call(&mut self, request: tonic::Request<Checked>) -> Self::Future {
+    fn call(&mut self, request: tonic::Request<Checked<ExportTraceServiceRequest>>) -> Self::Future {
         let state = self.state.clone();
         Box::pin(async move { export(state, request).await })
     }
@@ -137,7 +160,7 @@ impl tonic::server::UnaryService<Checked> for Export {
 
 async fn export(
     state: AppState,
-    request: tonic::Request<Checked>,
+    request: tonic::Request<Checked<ExportTraceServiceRequest>>,
 ) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
     let mut headers = HeaderMap::new();
     if let Some(v) = request
@@ -156,9 +179,7 @@ async fn export(
     let Some(traces) = &state.traces else {
         return Err(Status::unavailable("trace ingest is not enabled on this node"));
     };
-    let checked = request.into_inner();
-    let c = convert(checked.req);
-    drop(checked._budget);
+    let c = convert(request.into_inner().into_inner());
     super::write(traces, c.spans).await.map_err(|e| match e {
         WriteError::Busy(b) => {
             retry_later("the trace pipeline is busy; retry later", b.retry_after.max(Duration::from_secs(1)))
@@ -171,31 +192,37 @@ async fn export(
     }))
 }
 
-/// The OTLP/gRPC endpoint (port 4317) as a router, served over h2c by `crate::serve`.
+/// The OTLP/gRPC trace endpoint, as a route of the OTLP/gRPC router (port 4317).
 pub fn router(state: AppState) -> axum::Router {
-    let svc = tower_service_fn(state);
-    axum::Router::new().route_service(EXPORT_PATH, svc)
+    axum::Router::new().route_service(EXPORT_PATH, UnaryEndpoint::new(Export { state }, ingest::scan_otlp_traces))
 }
 
-fn tower_service_fn(
-    state: AppState,
-) -> impl tower_service::Service<
-    http::Request<axum::body::Body>,
-    Response = http::Response<tonic::body::Body>,
-    Error = std::convert::Infallible,
-    Future = impl Send,
-> + Clone
-+ Send
-+ 'static {
-    GrpcEndpoint { state }
+/// A unary gRPC method served with a checked decode and the OTLP specification's codes.
+pub struct UnaryEndpoint<S, Req, Resp> {
+    svc: S,
+    scan: Scan,
+    _types: std::marker::PhantomData<fn() -> (Req, Resp)>,
 }
 
-#[derive(Clone)]
-struct GrpcEndpoint {
-    state: AppState,
+impl<S: Clone, Req, Resp> Clone for UnaryEndpoint<S, Req, Resp> {
+    fn clone(&self) -> Self {
+        UnaryEndpoint { svc: self.svc.clone(), scan: self.scan, _types: std::marker::PhantomData }
+    }
 }
 
-impl tower_service::Service<http::Request<axum::body::Body>> for GrpcEndpoint {
+impl<S, Req, Resp> UnaryEndpoint<S, Req, Resp> {
+    pub fn new(svc: S, scan: Scan) -> Self {
+        UnaryEndpoint { svc, scan, _types: std::marker::PhantomData }
+    }
+}
+
+impl<S, Req, Resp> tower_service::Service<http::Request<axum::body::Body>> for UnaryEndpoint<S, Req, Resp>
+where
+    S: tonic::server::UnaryService<Checked<Req>, Response = Resp> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    Req: Message + Default + Send + 'static,
+    Resp: Message + Send + 'static,
+{
     type Response = http::Response<tonic::body::Body>;
     type Error = std::convert::Infallible;
     type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
@@ -205,14 +232,15 @@ impl tower_service::Service<http::Request<axum::body::Body>> for GrpcEndpoint {
     }
 
     fn call(&mut self, req: http::Request<axum::body::Body>) -> Self::Future {
-        let export = Export { state: self.state.clone() };
+        let svc = self.svc.clone();
+        let codec: CheckedCodec<Req, Resp> = CheckedCodec { scan: self.scan, _types: std::marker::PhantomData };
         Box::pin(async move {
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
-            let mut grpc = tonic::server::Grpc::new(CheckedCodec)
+            let mut grpc = tonic::server::Grpc::new(codec)
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(MAX_MESSAGE), None);
-            let mut resp = grpc.unary(export, req).await;
+            let mut resp = grpc.unary(svc, req).await;
             spec_codes(resp.headers_mut());
             Ok(resp)
         })

@@ -1,6 +1,7 @@
-//! The decoders of untrusted bodies (OTLP protobuf and JSON, Zipkin JSON) under thousands
-//! of deterministic mutations of valid bodies: never a panic, and what decodes converts to
-//! spans with consistent ids. (The same decoders have cargo-fuzz targets in `fuzz/`.)
+//! The decoders of untrusted bodies (OTLP protobuf and JSON, Zipkin JSON, Consul's JSON
+//! request bodies) under thousands of deterministic mutations of valid bodies: never a
+//! panic, and what decodes converts to spans with consistent ids; a refused Consul body is
+//! a 400 that names its field. (The same decoders have cargo-fuzz targets in `fuzz/`.)
 
 use prost::Message;
 use signalbox_api::{otlp, zipkin};
@@ -122,4 +123,37 @@ fn zipkin_json_survives_mutation() {
         }
     }
     assert!(ok > 50 && refused > 100, "mutations reach both outcomes: {ok} decoded, {refused} refused");
+}
+
+#[test]
+fn consul_bodies_survive_mutation() {
+    let seeds = [
+        // py-consul's register, lowercase.
+        r#"{"name": "web", "id": "web-1", "address": "127.0.0.1", "port": 8080, "tags": ["v1"], "meta": {"version": "1"}, "checks": [{"ttl": "15s"}, {"http": "http://127.0.0.1/h", "interval": "10s", "deregister_critical_service_after": "1m"}]}"#,
+        // Spring Cloud Consul's, PascalCase with nulls.
+        r#"{"ID": "o-1", "Name": "orders", "Tags": null, "Port": 80, "Check": {"TTL": "30s", "HTTP": null, "Status": "passing"}, "Weights": {"Passing": 3}}"#,
+        r#"{"Name": "disk", "ServiceID": "web-1", "CheckID": "d", "TCP": "127.0.0.1:9", "Interval": "5s", "Timeout": "1s"}"#,
+        r#"{"Status": "warning", "Output": "disk 80%"}"#,
+        r#"[{"KV": {"Verb": "cas", "Key": "a/b", "Value": "aGk=", "Index": 3, "Flags": 1}}, {"kv": {"verb": "get-tree", "key": "a/"}}]"#,
+        r#"{"Node": "n", "Address": "127.0.0.1", "service": {"service": "ext", "id": "e", "port": 1, "meta": {"a": "b"}}, "ServiceID": "e"}"#,
+    ];
+    let mut m = Mutator(0x5eed_c0de_1234_5678);
+    let mut decoded = 0;
+    for seed in seeds {
+        assert!(signalbox_api::consul::decode_bodies(seed.as_bytes()).iter().any(Result::is_ok), "{seed}");
+        for _ in 0..4_000 {
+            let body = m.mutate(seed.as_bytes());
+            for r in signalbox_api::consul::decode_bodies(&body) {
+                match r {
+                    Ok(()) => decoded += 1,
+                    Err(e) => {
+                        assert!(e.status.is_client_error(), "{}: {}", e.status, e.message);
+                        assert!(!e.message.is_empty());
+                        assert!(e.code == "invalid_json" || e.field.is_some(), "{} names no field", e.message);
+                    }
+                }
+            }
+        }
+    }
+    assert!(decoded > 100, "mutations that still decode: {decoded}");
 }

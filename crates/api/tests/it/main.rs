@@ -7,9 +7,13 @@ mod access;
 mod client;
 mod config;
 mod consul;
+mod consul_clients;
+mod consul_endpoints;
 mod decoders;
+mod ordering;
 mod params;
 mod registry;
+mod spring;
 mod traces;
 
 use signalbox_api::{AppState, router};
@@ -128,6 +132,7 @@ impl Node {
             secure_cookies: false,
             views: Default::default(),
             traces: trace_store,
+            logs: None,
         };
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();

@@ -227,8 +227,15 @@ async fn config_and_services_commands() {
     run(&["config", "set", "orders", "prod", "db.url", "postgres://b", "--expect", "1"]);
     let (ok, _, err) = run(&["config", "set", "orders", "prod", "db.url", "postgres://c", "--expect", "1"]);
     assert!(!ok && err.contains("409"), "{err}");
-    let (_, out, _) = run(&["config", "get", "orders", "prod", "db.url"]);
+    let (_, out, err) = run(&["config", "get", "orders", "prod", "db.url"]);
     assert_eq!(out.trim(), "postgres://b");
+    // `# version 2 by anonymous at 2026-12-02T01:23:45.678Z`: RFC 3339 UTC, not epoch ms.
+    let at = err.trim().rsplit(" at ").next().unwrap_or("");
+    let b = at.as_bytes();
+    assert!(
+        b.len() == 24 && b[4] == b'-' && b[10] == b'T' && b[19] == b'.' && at.ends_with('Z') && at.starts_with("20"),
+        "{err}"
+    );
     let (_, out, _) = run(&["config", "history", "orders", "prod", "db.url"]);
     assert_eq!(out.lines().count(), 2, "{out}");
     assert!(out.contains("first"));
@@ -247,9 +254,31 @@ async fn config_and_services_commands() {
         json!({"service": "orders", "id": "o1", "address": "127.0.0.1", "port": 9, "checks": [{"ttl": "1m"}]}),
     )
     .await;
+    call(
+        &http,
+        Method::POST,
+        &format!("{url}/api/registry/instances"),
+        json!({"service": "a-service-name-longer-than-thirty-two", "address": "127.0.0.1", "port": 10}),
+    )
+    .await;
     let (ok, out, _) = run(&["services"]);
     assert!(ok);
-    assert!(out.contains("orders") && out.contains("SERVICE"), "{out}");
+    // Every column ends (numbers) or starts (names) where its header does.
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let header = lines[0];
+    assert!(header.starts_with("SERVICE "), "{out}");
+    for h in ["INSTANCES", "PASSING", "WARNING", "CRITICAL"] {
+        let end = header.find(h).unwrap() + h.len();
+        for l in &lines[1..] {
+            assert!(l.len() >= end && l.as_bytes()[end - 1].is_ascii_digit(), "{h} column:\n{out}");
+            assert!(l.len() == end || l.as_bytes()[end] == b' ', "{h} column:\n{out}");
+        }
+    }
+    let row =
+        |name: &str| lines.iter().find(|l| l.starts_with(name)).unwrap().split_whitespace().skip(1).collect::<Vec<_>>();
+    assert_eq!(row("orders "), ["1", "0", "0", "1"], "{out}");
+    assert_eq!(row("a-service-name-longer-than-thirty-two"), ["1", "1", "0", "0"], "{out}");
     let (_, out, _) = run(&["services", "orders"]);
     assert!(out.contains("o1") && out.contains("critical") && out.contains("TTL check=critical"), "{out}");
     let (ok, _, err) = run(&["services", "--url", "http://127.0.0.1:1"]);

@@ -2,6 +2,7 @@
 
 mod cli;
 mod control;
+mod logs;
 mod security;
 mod serve;
 mod traces;

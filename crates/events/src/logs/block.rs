@@ -1,0 +1,298 @@
+//! A sealed block of log records: an immutable file of zstd-compressed columns, the
+//! block's time range, and a bloom filter of its words and field values, so a search that
+//! cannot match a block never decompresses it.
+//!
+//! ```text
+//! "SBXLOGB1"  magic
+//! u32         header length, then the header:
+//!   varint count, min_ts, max_ts, then per column (time, severity, service, instance, ids,
+//!   body, rest): varint raw length, varint compressed length; then the bloom's length
+//! u32         crc32 of the header
+//! columns     zstd frames in the order above
+//! bloom       the filter's bytes
+//! u32         crc32 of everything after the header's checksum
+//! ```
+//!
+//! Columns: `time` (delta varints, records sorted by time), `severity` (a byte each),
+//! `service` and `instance` (a dictionary, then a varint index each), `ids` (flags, trace
+//! and span ids), `body` (length-prefixed), `rest` (observed time, severity text, resource
+//! and attributes, as the record codec writes them). The service, instance and severity of
+//! every record are readable without touching the bodies.
+
+use super::codec::{Damaged, Reader, put_attrs, put_str, put_varint};
+use super::eval::words;
+use crate::bloom::Bloom;
+use signalbox_core::ids::{SpanId, TraceId};
+use signalbox_core::log::{LogRecord, Severity};
+use signalbox_core::span::AttrValue;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+const MAGIC: &[u8; 8] = b"SBXLOGB1";
+const COLUMNS: usize = 7;
+const ZSTD_LEVEL: i32 = 3;
+/// Field values longer than this are not put in the bloom filter (they are not ids).
+const MAX_BLOOM_VALUE: usize = 256;
+
+/// The bloom key of a field value: `field=value` lower-cased.
+pub fn field_key(field: &str, value: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(field.len() + value.len() + 1);
+    k.extend_from_slice(field.as_bytes());
+    k.push(b'=');
+    k.extend(value.bytes().map(|b| b.to_ascii_lowercase()));
+    k
+}
+
+/// Encodes `records` (sorted by time here) as a block file's bytes.
+pub fn encode(records: &mut [LogRecord]) -> std::io::Result<Vec<u8>> {
+    records.sort_by_key(|r| r.unix_nanos);
+    let mut cols: [Vec<u8>; COLUMNS] = Default::default();
+    let mut dicts: [HashMap<String, u64>; 2] = Default::default();
+    let mut dict_cols: [Vec<u8>; 2] = Default::default();
+    let mut tokens = 0usize;
+    let mut prev = 0u64;
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    for r in records.iter() {
+        put_varint(&mut cols[0], r.unix_nanos - prev);
+        prev = r.unix_nanos;
+        cols[1].push(r.severity.0);
+        for (i, v) in [&r.service, &r.instance].into_iter().enumerate() {
+            let next = dicts[i].len() as u64;
+            let id = *dicts[i].entry(v.clone()).or_insert_with(|| {
+                put_str(&mut dict_cols[i], v);
+                next
+            });
+            put_varint(&mut cols[2 + i], id);
+        }
+        let flags = u8::from(r.trace_id.is_some()) | u8::from(r.span_id.is_some()) << 1;
+        cols[4].push(flags);
+        if let Some(t) = &r.trace_id {
+            cols[4].extend_from_slice(&t.0);
+            keys.push(field_key("trace_id", &t.to_hex()));
+        }
+        if let Some(s) = &r.span_id {
+            cols[4].extend_from_slice(&s.0);
+            keys.push(field_key("span_id", &s.to_hex()));
+        }
+        put_str(&mut cols[5], &r.body);
+        put_varint(&mut cols[6], r.observed_unix_nanos);
+        put_str(&mut cols[6], &r.severity_text);
+        put_attrs(&mut cols[6], &r.resource);
+        put_attrs(&mut cols[6], &r.attributes);
+        for w in words(&r.body) {
+            keys.push(w.as_bytes().to_vec());
+            tokens += 1;
+        }
+        for kv in r.attributes.iter().chain(r.resource.iter()) {
+            if let AttrValue::Str(s) = &kv.value
+                && s.len() <= MAX_BLOOM_VALUE
+            {
+                keys.push(field_key(&kv.key, s));
+            }
+        }
+        // Dedup as we go so a block of repetitive lines keeps a small key list.
+        if keys.len() > 1 << 20 {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+    }
+    for (i, d) in dicts.iter().enumerate() {
+        for v in d.keys() {
+            keys.push(field_key(if i == 0 { "service" } else { "instance" }, v));
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let mut bloom = Bloom::with_capacity(keys.len().max(tokens.min(1)));
+    for k in &keys {
+        bloom.insert(k);
+    }
+    let bloom = bloom.to_bytes();
+    // The dictionaries lead their columns.
+    for i in 0..2 {
+        let mut c = Vec::with_capacity(dict_cols[i].len() + cols[2 + i].len() + 8);
+        put_varint(&mut c, dicts[i].len() as u64);
+        c.extend_from_slice(&dict_cols[i]);
+        c.extend_from_slice(&cols[2 + i]);
+        cols[2 + i] = c;
+    }
+    let compressed: Vec<Vec<u8>> =
+        cols.iter().map(|c| zstd::bulk::compress(c, ZSTD_LEVEL)).collect::<std::io::Result<_>>()?;
+    let mut header = Vec::new();
+    put_varint(&mut header, records.len() as u64);
+    put_varint(&mut header, records.first().map_or(0, |r| r.unix_nanos));
+    put_varint(&mut header, records.last().map_or(0, |r| r.unix_nanos));
+    for (raw, z) in cols.iter().zip(&compressed) {
+        put_varint(&mut header, raw.len() as u64);
+        put_varint(&mut header, z.len() as u64);
+    }
+    put_varint(&mut header, bloom.len() as u64);
+    let mut out = Vec::with_capacity(header.len() + compressed.iter().map(Vec::len).sum::<usize>() + bloom.len() + 32);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&crc32fast::hash(&header).to_le_bytes());
+    let body_start = out.len();
+    for z in &compressed {
+        out.extend_from_slice(z);
+    }
+    out.extend_from_slice(&bloom);
+    let crc = crc32fast::hash(&out[body_start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// A block read back: its metadata and filter, with the columns still compressed.
+pub struct Block {
+    pub count: usize,
+    pub min_ts: u64,
+    pub max_ts: u64,
+    pub bytes_on_disk: u64,
+    bloom: Bloom,
+    columns: Vec<(usize, Vec<u8>)>,
+}
+
+impl Block {
+    /// Parses and checks a block file.
+    pub fn read(path: &Path) -> Result<Block, Damaged> {
+        let b = std::fs::read(path).map_err(|_| Damaged)?;
+        Self::parse(&b)
+    }
+
+    pub fn parse(b: &[u8]) -> Result<Block, Damaged> {
+        if b.len() < 16 || &b[..8] != MAGIC {
+            return Err(Damaged);
+        }
+        let hlen = u32::from_le_bytes(b[8..12].try_into().map_err(|_| Damaged)?) as usize;
+        let header = b.get(12..12 + hlen).ok_or(Damaged)?;
+        let hcrc = b.get(12 + hlen..16 + hlen).ok_or(Damaged)?;
+        if crc32fast::hash(header).to_le_bytes() != hcrc {
+            return Err(Damaged);
+        }
+        let body = b.get(16 + hlen..b.len().checked_sub(4).ok_or(Damaged)?).ok_or(Damaged)?;
+        if crc32fast::hash(body).to_le_bytes() != b[b.len() - 4..] {
+            return Err(Damaged);
+        }
+        let mut h = Reader::new(header);
+        let count = h.varint()? as usize;
+        let (min_ts, max_ts) = (h.varint()?, h.varint()?);
+        let mut columns = Vec::with_capacity(COLUMNS);
+        let mut pos = 0usize;
+        for _ in 0..COLUMNS {
+            let raw = h.varint()? as usize;
+            let z = h.varint()? as usize;
+            let data = body.get(pos..pos + z).ok_or(Damaged)?;
+            columns.push((raw, data.to_vec()));
+            pos += z;
+        }
+        let blen = h.varint()? as usize;
+        let bloom = Bloom::from_bytes(body.get(pos..pos + blen).ok_or(Damaged)?).ok_or(Damaged)?;
+        Ok(Block { count, min_ts, max_ts, bytes_on_disk: b.len() as u64, bloom, columns })
+    }
+
+    /// Whether the block may hold every one of these words and field values.
+    pub fn may_match(&self, words: &[String], values: &[(String, String)]) -> bool {
+        words.iter().all(|w| self.bloom.may_contain(w.as_bytes()))
+            && values.iter().all(|(f, v)| self.bloom.may_contain(&field_key(f, v)))
+    }
+
+    fn column(&self, i: usize) -> Result<Vec<u8>, Damaged> {
+        let (raw, z) = &self.columns[i];
+        if *raw == 0 {
+            return Ok(Vec::new());
+        }
+        zstd::bulk::decompress(z, *raw).map_err(|_| Damaged)
+    }
+
+    /// Timestamps of every record, in order.
+    pub fn times(&self) -> Result<Vec<u64>, Damaged> {
+        let c = self.column(0)?;
+        let mut r = Reader::new(&c);
+        let mut out = Vec::with_capacity(self.count);
+        let mut t = 0u64;
+        for _ in 0..self.count {
+            t = t.checked_add(r.varint()?).ok_or(Damaged)?;
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    /// Every record, in time order.
+    pub fn records(&self) -> Result<Vec<LogRecord>, Damaged> {
+        let times = self.times()?;
+        let sev = self.column(1)?;
+        if sev.len() != self.count {
+            return Err(Damaged);
+        }
+        let dict_col = |i: usize| -> Result<(Vec<String>, Vec<u8>), Damaged> {
+            let c = self.column(i)?;
+            let mut r = Reader::new(&c);
+            let n = r.varint()? as usize;
+            if n > c.len() {
+                return Err(Damaged);
+            }
+            let dict = (0..n).map(|_| r.str()).collect::<Result<Vec<_>, _>>()?;
+            let rest = c[c.len() - r.remaining()..].to_vec();
+            Ok((dict, rest))
+        };
+        let (services, service_ids) = dict_col(2)?;
+        let (instances, instance_ids) = dict_col(3)?;
+        let (ids, bodies, rest) = (self.column(4)?, self.column(5)?, self.column(6)?);
+        let (mut si, mut ii, mut idr, mut br, mut rr) =
+            (Reader::new(&service_ids), Reader::new(&instance_ids), &ids[..], Reader::new(&bodies), Reader::new(&rest));
+        let mut out = Vec::with_capacity(self.count);
+        for (k, t) in times.into_iter().enumerate() {
+            let service = services.get(si.varint()? as usize).ok_or(Damaged)?.clone();
+            let instance = instances.get(ii.varint()? as usize).ok_or(Damaged)?.clone();
+            let flags = *idr.first().ok_or(Damaged)?;
+            idr = &idr[1..];
+            let trace_id = if flags & 1 != 0 {
+                let (a, b) = idr.split_at_checked(16).ok_or(Damaged)?;
+                idr = b;
+                Some(TraceId(a.try_into().map_err(|_| Damaged)?))
+            } else {
+                None
+            };
+            let span_id = if flags & 2 != 0 {
+                let (a, b) = idr.split_at_checked(8).ok_or(Damaged)?;
+                idr = b;
+                Some(SpanId(a.try_into().map_err(|_| Damaged)?))
+            } else {
+                None
+            };
+            let body = br.str()?;
+            let observed = rr.varint()?;
+            let severity_text = rr.str()?;
+            let resource = rr.attrs()?;
+            let attributes = rr.attrs()?;
+            out.push(LogRecord {
+                unix_nanos: t,
+                observed_unix_nanos: observed,
+                severity: Severity(sev[k].min(24)),
+                severity_text,
+                body,
+                service,
+                instance,
+                resource,
+                attributes,
+                trace_id,
+                span_id,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Writes a block file atomically: a temporary file, fsync, rename, fsync of the directory.
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(path)
+}

@@ -1,0 +1,481 @@
+//! The log store: records are appended to the write-ahead log (group commit, fsync) before
+//! the sender is answered, kept in an in-memory head, and sealed into blocks by size or
+//! age; blocks live in hourly partitions and go by age and total size. A search reads the
+//! head and the blocks whose time range and bloom filter allow a match, newest first, and
+//! stops as soon as its limit is met, within a scanned-bytes budget and a deadline.
+//!
+//! One writer thread owns the log and the head's growth, so sealing never races an append:
+//! at a seal every acknowledged record is in the head, and the block records how far into
+//! the log it reaches, so a restart replays exactly what no block holds.
+
+use super::block::{self, Block};
+use super::codec;
+use super::eval::{Fields, matches, required_values, required_words};
+use super::lang::Expr;
+use crate::container::wal::{self, Ledger, Writer};
+use signalbox_core::log::{LogRecord, LogSink, LogWriteError};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, oneshot};
+
+/// Settings of a log store.
+#[derive(Clone, Debug)]
+pub struct LogStoreConfig {
+    pub dir: PathBuf,
+    /// Records per sealed block.
+    pub block_records: usize,
+    /// Seal the head at least this often.
+    pub seal_after: Duration,
+    /// Delete blocks whose newest record is older than this.
+    pub retention_age: Duration,
+    /// Delete the oldest blocks while all of them take more than this.
+    pub retention_bytes: u64,
+    /// Batches that may wait for the writer before senders are told to back off.
+    pub queue_batches: usize,
+    /// Most compressed bytes one query may read.
+    pub max_query_bytes: u64,
+    /// Longest a query may run.
+    pub query_timeout: Duration,
+}
+
+impl Default for LogStoreConfig {
+    fn default() -> Self {
+        LogStoreConfig {
+            dir: PathBuf::from("logs"),
+            block_records: 65_536,
+            seal_after: Duration::from_secs(10),
+            retention_age: Duration::from_secs(7 * 86_400),
+            retention_bytes: 10 * 1024 * 1024 * 1024,
+            queue_batches: 1024,
+            max_query_bytes: 2 * 1024 * 1024 * 1024,
+            query_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+struct Job {
+    records: Vec<LogRecord>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// What a search returns besides its records.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ScanStats {
+    pub blocks_total: usize,
+    pub blocks_skipped: usize,
+    pub blocks_read: usize,
+    pub bytes_scanned: u64,
+}
+
+/// Why a search stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SearchError {
+    #[error("the query would read more than {0} bytes; narrow the time range or the filter")]
+    TooMuchData(u64),
+    #[error("the query took longer than {0:?}; narrow the time range or the filter")]
+    Timeout(Duration),
+    #[error("a block is damaged: {0}")]
+    Damaged(String),
+}
+
+/// A search: filter, window (Unix nanoseconds, inclusive), order and limits.
+#[derive(Debug, Clone)]
+pub struct Search {
+    pub filter: Expr,
+    pub start: u64,
+    pub end: u64,
+    pub limit: usize,
+    /// Oldest first instead of newest first.
+    pub forward: bool,
+    pub max_bytes: u64,
+    pub timeout: Duration,
+}
+
+#[derive(Clone)]
+struct BlockMeta {
+    path: PathBuf,
+    min_ts: u64,
+    max_ts: u64,
+    bytes: u64,
+    count: usize,
+    bloom: Arc<Block>,
+}
+
+struct Inner {
+    cfg: LogStoreConfig,
+    head: RwLock<Vec<LogRecord>>,
+    blocks: RwLock<Vec<BlockMeta>>,
+    tail: broadcast::Sender<Arc<LogRecord>>,
+}
+
+/// A running log store. Cheap to clone; when the last clone goes, the writer seals the head
+/// and stops.
+#[derive(Clone)]
+pub struct Logs {
+    inner: Arc<Inner>,
+    tx: SyncSender<Job>,
+    writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl Logs {
+    /// Opens the store in `cfg.dir`: loads block metadata, replays what no block holds
+    /// from the log, and starts the writer thread.
+    pub fn open(cfg: LogStoreConfig) -> std::io::Result<Logs> {
+        let wal_dir = cfg.dir.join("wal");
+        let blocks_dir = cfg.dir.join("blocks");
+        std::fs::create_dir_all(&wal_dir)?;
+        std::fs::create_dir_all(&blocks_dir)?;
+        let mut metas = Vec::new();
+        let mut sealed_upto = (0u64, 0u64);
+        for e in std::fs::read_dir(&blocks_dir)? {
+            let path = e?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
+            if name.starts_with('.') {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let Some(upto) = parse_block_name(&name) else { continue };
+            match Block::read(&path) {
+                Ok(b) => {
+                    sealed_upto = sealed_upto.max(upto);
+                    metas.push(meta(path, b));
+                }
+                Err(_) => tracing::error!(path = %path.display(), "a log block is damaged; skipping it"),
+            }
+        }
+        let ledger = Ledger::new(&wal_dir);
+        let mut head = Vec::new();
+        let mut pending: BTreeMap<u64, u64> = BTreeMap::new();
+        for seg in wal::segments(&wal_dir)? {
+            let mut seen = 0u64;
+            let mut kept = 0u64;
+            for (count, payload) in wal::read_segment(&wal_dir, seg)? {
+                let Ok(records) = codec::decode_batch(&payload) else { break };
+                let before = seen;
+                seen += count;
+                // What a block already holds is skipped: segments before the last sealed
+                // one, and the first records of that one.
+                if seg < sealed_upto.0 || (seg == sealed_upto.0 && seen <= sealed_upto.1) {
+                    continue;
+                }
+                let skip = if seg == sealed_upto.0 { sealed_upto.1.saturating_sub(before) as usize } else { 0 };
+                let fresh: Vec<LogRecord> = records.into_iter().skip(skip).collect();
+                kept += fresh.len() as u64;
+                head.extend(fresh);
+            }
+            // Registered even when nothing is kept, so the first seal deletes the segment.
+            ledger.add(seg, kept);
+            pending.insert(seg, kept);
+        }
+        let writer = Writer::create(&wal_dir, ledger.clone())?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue_batches.max(1));
+        let (tail, _) = broadcast::channel(4096);
+        let inner = Arc::new(Inner { cfg, head: RwLock::new(head), blocks: RwLock::new(metas), tail });
+        let w = inner.clone();
+        let handle =
+            std::thread::Builder::new().name("log-writer".into()).spawn(move || write_loop(&w, rx, writer, pending))?;
+        Ok(Logs { inner, tx, writer: Arc::new(Mutex::new(Some(handle))) })
+    }
+
+    /// Stops the writer after it seals the head, and waits for it (shutdown).
+    pub fn close(self) {
+        let writer = self.writer.clone();
+        drop(self);
+        if Arc::strong_count(&writer) == 1
+            && let Some(h) = writer.lock().unwrap_or_else(|e| e.into_inner()).take()
+        {
+            let _ = h.join();
+        }
+    }
+
+    /// Stores records durably; resolves when they are on disk.
+    pub async fn write(&self, records: Vec<LogRecord>) -> Result<(), LogWriteError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let (done, rx) = oneshot::channel();
+        match self.tx.try_send(Job { records, done }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(LogWriteError::Busy { retry_after: Duration::from_secs(1) }),
+            Err(TrySendError::Disconnected(_)) => return Err(LogWriteError::Failed("the log store is closed".into())),
+        }
+        match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(LogWriteError::Failed(e)),
+            Ok(Err(_)) => Err(LogWriteError::Failed("the log writer stopped".into())),
+            Err(_) => Err(LogWriteError::Failed("the log write timed out".into())),
+        }
+    }
+
+    /// New records as they are stored (for live tail); a slow reader misses records and is
+    /// told how many (broadcast lag), it never slows ingest.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogRecord>> {
+        self.inner.tail.subscribe()
+    }
+
+    /// The per-query limits: (compressed bytes, time).
+    pub fn query_limits(&self) -> (u64, Duration) {
+        (self.inner.cfg.max_query_bytes, self.inner.cfg.query_timeout)
+    }
+
+    /// Records held in memory and sealed blocks, for metrics.
+    pub fn sizes(&self) -> (usize, usize, u64) {
+        let head = self.inner.head.read().unwrap_or_else(|e| e.into_inner()).len();
+        let blocks = self.inner.blocks.read().unwrap_or_else(|e| e.into_inner());
+        (head, blocks.len(), blocks.iter().map(|b| b.bytes).sum())
+    }
+
+    /// Calls `f` with every record in `[start, end]` that matches `filter`, newest blocks
+    /// first (the head first of all), until `f` returns false or a limit is hit.
+    pub fn scan(
+        &self,
+        filter: &Expr,
+        start: u64,
+        end: u64,
+        max_bytes: u64,
+        timeout: Duration,
+        mut f: impl FnMut(&LogRecord) -> bool,
+    ) -> Result<ScanStats, SearchError> {
+        let t0 = Instant::now();
+        let mut stats = ScanStats::default();
+        if start > end {
+            return Ok(stats);
+        }
+        {
+            let head = self.inner.head.read().unwrap_or_else(|e| e.into_inner());
+            for r in head.iter().rev() {
+                if r.unix_nanos >= start && r.unix_nanos <= end && matches(filter, r) && !f(r) {
+                    return Ok(stats);
+                }
+            }
+        }
+        let words = required_words(filter);
+        let values = required_values(filter);
+        let mut blocks: Vec<BlockMeta> = self
+            .inner
+            .blocks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|b| b.max_ts >= start && b.min_ts <= end)
+            .cloned()
+            .collect();
+        stats.blocks_total = blocks.len();
+        blocks.sort_by_key(|b| std::cmp::Reverse(b.max_ts));
+        for b in blocks {
+            if !b.bloom.may_match(&words, &values) {
+                stats.blocks_skipped += 1;
+                continue;
+            }
+            if t0.elapsed() > timeout {
+                return Err(SearchError::Timeout(timeout));
+            }
+            stats.bytes_scanned += b.bytes;
+            if stats.bytes_scanned > max_bytes {
+                return Err(SearchError::TooMuchData(max_bytes));
+            }
+            stats.blocks_read += 1;
+            let block = Block::read(&b.path).map_err(|_| SearchError::Damaged(b.path.display().to_string()))?;
+            let records = block.records().map_err(|_| SearchError::Damaged(b.path.display().to_string()))?;
+            for r in records.iter().rev() {
+                if r.unix_nanos >= start && r.unix_nanos <= end && matches(filter, r) && !f(r) {
+                    return Ok(stats);
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// The newest (or oldest) `limit` matching records of the window.
+    pub fn search(&self, q: &Search) -> Result<(Vec<LogRecord>, ScanStats), SearchError> {
+        let mut out: Vec<LogRecord> = Vec::new();
+        // Blocks are visited newest first but may overlap in time: collect, then order.
+        // Keep scanning while a later block could still hold a newer record than the
+        // oldest kept (blocks of one writer do not overlap much, so this stops early).
+        let limit = q.limit.max(1);
+        let stats = self.scan(&q.filter, q.start, q.end, q.max_bytes, q.timeout, |r| {
+            out.push(r.clone());
+            // Forward order needs the oldest, which only a full scan finds.
+            q.forward || out.len() < limit * 4
+        })?;
+        if q.forward {
+            out.sort_by_key(|r| r.unix_nanos);
+        } else {
+            out.sort_by_key(|r| std::cmp::Reverse(r.unix_nanos));
+        }
+        out.truncate(limit);
+        Ok((out, stats))
+    }
+
+    /// Seals the head now and waits for it (on shutdown; records are safe in the log anyway).
+    pub async fn flush(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.tx.try_send(Job { records: Vec::new(), done }).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(60), rx).await;
+        }
+    }
+}
+
+impl LogSink for Logs {
+    fn write(
+        &self,
+        records: Vec<LogRecord>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), LogWriteError>> + Send + '_>> {
+        Box::pin(Logs::write(self, records))
+    }
+}
+
+fn meta(path: PathBuf, b: Block) -> BlockMeta {
+    BlockMeta { path, min_ts: b.min_ts, max_ts: b.max_ts, bytes: b.bytes_on_disk, count: b.count, bloom: Arc::new(b) }
+}
+
+/// `b-<segment>-<records into it>-<min ts>.blk`: how far into the log the block reaches.
+fn parse_block_name(name: &str) -> Option<(u64, u64)> {
+    let rest = name.strip_prefix("b-")?.strip_suffix(".blk")?;
+    let mut parts = rest.split('-');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+const GROUP_BYTES: usize = 16 * 1024 * 1024;
+
+fn write_loop(inner: &Inner, rx: Receiver<Job>, mut writer: Writer, mut pending: BTreeMap<u64, u64>) {
+    let mut head_since = Instant::now();
+    let mut last_retention = Instant::now();
+    // Records of the current segment written so far (the block name records it).
+    let mut seg_count: (u64, u64) = (writer.id(), 0);
+    loop {
+        let first = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(j) => Some(j),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                seal(inner, &mut writer, &mut pending, seg_count);
+                return;
+            }
+        };
+        let mut flush_asked = Vec::new();
+        if let Some(first) = first {
+            let mut jobs = vec![first];
+            let mut bytes = 0usize;
+            while bytes < GROUP_BYTES {
+                match rx.try_recv() {
+                    Ok(j) => {
+                        bytes += j.records.iter().map(|r| r.body.len() + 64).sum::<usize>();
+                        jobs.push(j);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let (writes, flushes): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| !j.records.is_empty());
+            flush_asked = flushes;
+            if !writes.is_empty() {
+                let payloads: Vec<(u64, Vec<u8>)> =
+                    writes.iter().map(|j| (j.records.len() as u64, codec::encode_batch(&j.records))).collect();
+                let refs: Vec<(u64, &[u8])> = payloads.iter().map(|(n, p)| (*n, p.as_slice())).collect();
+                let result = writer.append(&refs).and_then(|seg| writer.sync().map(|_| seg));
+                match result {
+                    Ok(seg) => {
+                        let n: u64 = payloads.iter().map(|(n, _)| n).sum();
+                        *pending.entry(seg).or_insert(0) += n;
+                        seg_count = if seg_count.0 == seg { (seg, seg_count.1 + n) } else { (seg, n) };
+                        let mut head = inner.head.write().unwrap_or_else(|e| e.into_inner());
+                        if head.is_empty() {
+                            head_since = Instant::now();
+                        }
+                        for j in writes {
+                            for r in &j.records {
+                                let _ = inner.tail.send(Arc::new(r.clone()));
+                            }
+                            head.extend(j.records);
+                            let _ = j.done.send(Ok(()));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "log write-ahead append failed");
+                        for j in writes {
+                            let _ = j.done.send(Err(e.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        let head_len = inner.head.read().unwrap_or_else(|e| e.into_inner()).len();
+        let due = head_len > 0 && (head_len >= inner.cfg.block_records || head_since.elapsed() >= inner.cfg.seal_after);
+        if due || (!flush_asked.is_empty() && head_len > 0) {
+            seal(inner, &mut writer, &mut pending, seg_count);
+        }
+        for j in flush_asked {
+            let _ = j.done.send(Ok(()));
+        }
+        if last_retention.elapsed() > Duration::from_secs(30) {
+            last_retention = Instant::now();
+            retention(inner);
+        }
+    }
+}
+
+fn seal(inner: &Inner, writer: &mut Writer, pending: &mut BTreeMap<u64, u64>, upto: (u64, u64)) {
+    let mut records = inner.head.read().unwrap_or_else(|e| e.into_inner()).clone();
+    if records.is_empty() {
+        return;
+    }
+    let n = records.len();
+    let bytes = match block::encode(&mut records) {
+        Ok(b) => b,
+        Err(e) => return tracing::error!(error = %e, "cannot encode a log block"),
+    };
+    let name = format!("b-{:016}-{:012}-{}.blk", upto.0, upto.1, records[0].unix_nanos);
+    let dir = inner.cfg.dir.join("blocks");
+    let path = match block::write_file(&dir, &name, &bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            return tracing::error!(error = %e, "cannot write a log block; the head stays in memory and in the log");
+        }
+    };
+    let b = match Block::parse(&bytes) {
+        Ok(b) => b,
+        Err(_) => return tracing::error!("a log block just written does not read back"),
+    };
+    {
+        // The block becomes visible and the head empties under both locks, so a search
+        // never sees a record twice or misses it.
+        let mut blocks = inner.blocks.write().unwrap_or_else(|e| e.into_inner());
+        let mut head = inner.head.write().unwrap_or_else(|e| e.into_inner());
+        blocks.push(meta(path, b));
+        head.drain(..n);
+    }
+    for (seg, count) in std::mem::take(pending) {
+        writer.ledger.settle(seg, count);
+    }
+    let _ = writer.rotate_if_settled();
+}
+
+fn retention(inner: &Inner) {
+    let now = signalbox_core::time::unix_nanos();
+    let cutoff = now.saturating_sub(inner.cfg.retention_age.as_nanos() as u64);
+    let mut blocks = inner.blocks.write().unwrap_or_else(|e| e.into_inner());
+    blocks.sort_by_key(|b| b.max_ts);
+    let mut total: u64 = blocks.iter().map(|b| b.bytes).sum();
+    let mut keep = Vec::with_capacity(blocks.len());
+    for b in blocks.drain(..) {
+        if b.max_ts < cutoff || total > inner.cfg.retention_bytes {
+            total -= b.bytes;
+            let _ = std::fs::remove_file(&b.path);
+            tracing::info!(path = %b.path.display(), records = b.count, "log block removed by retention");
+        } else {
+            keep.push(b);
+        }
+    }
+    *blocks = keep;
+}
+
+/// A record as [`Fields`] for the query language, re-exported for callers that evaluate
+/// filters themselves (the API's aggregations).
+pub fn record_matches(filter: &Expr, r: &LogRecord) -> bool {
+    matches(filter, r as &dyn Fields)
+}
+
+#[cfg(test)]
+mod tests;

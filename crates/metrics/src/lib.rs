@@ -1,0 +1,11 @@
+//! Signalbox's metrics engine, written for the job as Prometheus's is: samples arrive by
+//! scrape, remote_write and OTLP, live in memory as compressed chunks, become durable
+//! through a write-ahead log and persist as immutable blocks with an inverted label index;
+//! PromQL reads them.
+//!
+//! # Layout
+//! - [`tsdb`]: the time-series database.
+//!   - [`tsdb::chunk`]: a chunk of one series' samples: delta-of-delta timestamps and XOR
+//!     floats in a bit stream (the Gorilla encoding), with an iterator.
+
+pub mod tsdb;

@@ -1,0 +1,8 @@
+//! The time-series database. Built up in stages (issue 10): chunks first; the head with
+//! out-of-order windows, the write-ahead log with checkpoints, blocks with postings and a
+//! symbol table, compaction and retention follow.
+//!
+//! # Layout
+//! - [`chunk`]: one series' samples, compressed.
+
+pub mod chunk;

@@ -220,9 +220,9 @@ impl Sender {
                         }
                         None => {
                             // One record larger than the receiver takes: retried, never dropped.
-                            self.stats.send_failures.inc();
                             tracing::error!(%error, "the output refused a single record as too large; retrying");
                             self.stats.set_error(Some(error));
+                            self.stats.send_failures.inc();
                             if !self.wait_retry(None, &mut stop_at, deadline).await {
                                 return false;
                             }
@@ -230,9 +230,10 @@ impl Sender {
                     }
                 }
                 Outcome::Retry { after, error } => {
-                    self.stats.send_failures.inc();
                     tracing::warn!(%error, "delivery failed; retrying");
+                    // The error first: a reader that sees the count sees its cause.
                     self.stats.set_error(Some(error));
+                    self.stats.send_failures.inc();
                     if !self.wait_retry(after, &mut stop_at, deadline).await {
                         return false;
                     }

@@ -17,6 +17,8 @@ pub enum Command {
     Serve(ServeOpts),
     /// Run the gateway alone, following a remote control plane for endpoints.
     Gateway(GatewayOpts),
+    /// Tail log files and ship them to a node (or any OTLP backend) with no loss.
+    Agent(AgentOpts),
     /// Validate a config file; prints every problem with its line and key, exits non-zero
     /// when there is one.
     CheckConfig {
@@ -57,6 +59,20 @@ pub enum Command {
         /// A service name.
         name: Option<String>,
     },
+}
+
+/// `signalbox agent`.
+#[derive(Args, Debug, Clone)]
+pub struct AgentOpts {
+    /// The agent's TOML config (crates/agent/examples/agent.toml documents every option).
+    #[arg(short, long)]
+    pub config: PathBuf,
+    /// Override `output.endpoint` (the node's URL, e.g. http://127.0.0.1:9900).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// No progress line on the terminal.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// How to reach a running node.

@@ -9,6 +9,7 @@
 //! - [`remote`]: commands that talk to a running node (`config`, `services`).
 //! - [`logging`]: the node's own structured logs.
 
+mod agent;
 mod cli;
 mod config;
 mod export;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
     match args.command {
         cli::Command::Serve(opts) => serve::main(opts),
         cli::Command::Gateway(opts) => gateway::main(opts),
+        cli::Command::Agent(opts) => agent::main(opts),
         cli::Command::CheckConfig { file } => check_config(&file),
         cli::Command::HashKey { key } => {
             println!("{}", signalbox_gateway::auth::hash_key(&key));

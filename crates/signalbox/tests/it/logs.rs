@@ -315,3 +315,118 @@ async fn the_gateways_access_log_becomes_records_with_trace_ids() {
     let missing = recs.iter().find(|r| r["body"].as_str().unwrap().contains("/nowhere 404")).unwrap();
     assert_eq!(missing["severity"], "WARN");
 }
+
+/// `signalbox agent` itself, shipping a JSON log file and a Java stack trace to the node,
+/// across a rotation by rename and an agent kill -9; every line arrives (at least once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signalbox_agent_ships_files_to_the_node_across_rotation_and_kill_9() {
+    let node = Node::start(&[], &[]).await;
+    let http = Http::new();
+    let dir = tempfile::tempdir().unwrap();
+    let logs_dir = dir.path().join("logs");
+    std::fs::create_dir_all(&logs_dir).unwrap();
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"data_dir = "{data}"
+poll_interval = "50ms"
+scan_interval = "100ms"
+progress_interval = "0s"
+[output]
+endpoint = "http://{node}"
+[batch]
+timeout = "100ms"
+[[sources]]
+include = ["{logs}/app.log*"]
+service = "orders"
+instance = "orders-1"
+[sources.parser]
+format = "json"
+[sources.multiline]
+preset = "java"
+"#,
+            data = dir.path().join("state").display(),
+            node = node.console,
+            logs = logs_dir.display()
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        Command::new(BIN)
+            .args(["agent", "-q", "-c", cfg.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let write = |file: &str, from: usize, to: usize| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(logs_dir.join(file)).unwrap();
+        for i in from..to {
+            writeln!(
+                f,
+                "{}",
+                json!({ "level": "info", "msg": format!("order line {i}"), "order_id": format!("o-{i}") })
+            )
+            .unwrap();
+        }
+    };
+    let mut agent = spawn();
+    write("app.log", 0, 100);
+    // A Java stack trace is one record.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(logs_dir.join("app.log")).unwrap();
+        // Spring's shape: the log line, then the exception and its frames, which belong to it.
+        f.write_all(b"ERROR reserve failed\njava.lang.IllegalStateException: stock gone\n\tat shop.Orders.reserve(Orders.java:42)\n\tat shop.Api.post(Api.java:7)\n").unwrap();
+    }
+    write("app.log", 100, 150);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Rotation by rename, then more lines in the new file; then kill -9 mid-stream.
+    std::fs::rename(logs_dir.join("app.log"), logs_dir.join("app.log.1")).unwrap();
+    write("app.log", 150, 250);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    write("app.log", 250, 300);
+    let mut agent = spawn();
+    let count = |q: &'static str| {
+        let http = http.clone();
+        let url = format!("http://{}/api/logs?query={}&since=1h&limit=10000", node.console, enc(q));
+        async move { http.get(&url).await.json()["records"].as_array().map_or(0, |a| a.len()) }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen: std::collections::BTreeSet<String> = Default::default();
+    while std::time::Instant::now() < deadline {
+        let url =
+            format!("http://{}/api/logs?query={}&since=1h&limit=10000", node.console, enc("service:orders order"));
+        let v = http.get(&url).await.json();
+        seen = v["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["attributes"]["order_id"].as_str().map(str::to_owned))
+            .collect();
+        if seen.len() == 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let missing: Vec<usize> = (0..300).filter(|i| !seen.contains(&format!("o-{i}"))).collect();
+    assert!(missing.is_empty(), "lines not shipped: {missing:?}");
+    assert_eq!(count("\"stock gone\"").await, 1, "the stack trace is one record");
+    let trace =
+        http.get(&format!("http://{}/api/logs?query={}&since=1h", node.console, enc("\"stock gone\""))).await.json();
+    let body = trace["records"][0]["body"].as_str().unwrap();
+    assert!(body.starts_with("ERROR reserve failed") && body.contains("Orders.java:42"), "{trace}");
+    assert_eq!(trace["records"][0]["instance"], "orders-1");
+    let _ = agent.kill();
+    let _ = agent.wait();
+    // A bad config names the file, line and key.
+    std::fs::write(&cfg, "data_dir = \"x\"\n[output]\nkind = \"carrier-pigeon\"\n").unwrap();
+    let out = Command::new(BIN).args(["agent", "-c", cfg.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("agent.toml:3: output.kind"), "{err}");
+}

@@ -178,3 +178,61 @@ fn otlp_logs_keep_resource_scope_and_ids() {
     assert_eq!(otlp::decode(&json, true, NOW).unwrap().records[0].body, "card declined");
     assert!(otlp::decode(b"\xff\xff", false, NOW).is_err());
 }
+
+#[test]
+fn every_decoder_survives_mutated_bodies() {
+    use prost::Message;
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("native", br#"{"timestamp":"2026-12-02T10:00:00Z","severity":"ERROR","body":"x","attributes":{"a":{"b":[1,2]}},"trace_id":"0af7651916cd43dd8448eb211c80319c"}"#.to_vec()),
+        ("loki-json", br#"{"streams":[{"stream":{"job":"a"},"values":[["1570818238000000000","x",{"trace_id":"0af7651916cd43dd8448eb211c80319c"}]]}]}"#.to_vec()),
+        (
+            "loki-proto",
+            snap::raw::Encoder::new()
+                .compress_vec(
+                    &loki::PushRequest {
+                        streams: vec![loki::StreamAdapter {
+                            labels: r#"{job="a", b="c\"d"}"#.into(),
+                            entries: vec![loki::EntryAdapter { timestamp: Some(loki::Timestamp { seconds: 5, nanos: 1 }), line: "l".into(), structured_metadata: vec![] }],
+                            hash: 0,
+                        }],
+                    }
+                    .encode_to_vec(),
+                )
+                .unwrap(),
+        ),
+        ("bulk", b"{\"index\":{\"_index\":\"a\"}}\n{\"message\":\"m\",\"@timestamp\":1700000000}\n{\"create\":{}}\n{\"log\":\"x\"}\n".to_vec()),
+    ];
+    let mut state = 0x0123_4567_89ab_cdefu64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for (name, good) in &seeds {
+        for _ in 0..3_000 {
+            let mut b = good.clone();
+            for _ in 0..1 + next() % 3 {
+                if b.is_empty() {
+                    break;
+                }
+                let at = (next() as usize) % b.len();
+                match next() % 4 {
+                    0 => b[at] ^= 1 << (next() % 8),
+                    1 => b.truncate(at),
+                    2 => b.insert(at, next() as u8),
+                    _ => {
+                        b.remove(at);
+                    }
+                }
+            }
+            let _ = native::decode(&b, NOW);
+            let _ = loki::decode_json(&b, NOW);
+            let _ = loki::decode_protobuf(&b, NOW);
+            let _ = elasticsearch::decode_bulk(&b, Some("i"), NOW);
+            let _ = otlp::decode(&b, false, NOW);
+            let _ = otlp::decode(&b, true, NOW);
+        }
+        let _ = name;
+    }
+}

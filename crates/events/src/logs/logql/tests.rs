@@ -146,3 +146,44 @@ fn metric_queries_count_over_windows_as_loki_does() {
     let s = metric_series(&m(r#"sum(count_over_time({job="api"}[10s])) * 2"#), &records, 10 * S, 10 * S, S);
     assert_eq!(s[0].points, vec![(10 * S, 20.0)]);
 }
+
+#[test]
+fn mutated_logql_never_panics() {
+    let seeds = [
+        r#"sum by (level) (count_over_time({job=~"a|b"} | json x="a.b" | logfmt | x >= 5 and y="z" or w!~"q" | line_format "{{.x}}" [5m]))"#,
+        r#"topk(3, rate({a="b"} |= "x" !~ `y+` [1h])) / 2"#,
+        r#"{a="b"} | drop c, d | keep e"#,
+    ];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let r = rec(1, "a", r#"{"a":{"b":7}} level=error x=9"#);
+    for i in 0..20_000 {
+        let mut b = seeds[i % seeds.len()].as_bytes().to_vec();
+        for _ in 0..1 + next() % 3 {
+            let at = (next() as usize) % (b.len() + 1);
+            let spice = b"{}()[]|=~!\"`,.5mhs ";
+            match next() % 3 {
+                0 if at < b.len() => {
+                    b.remove(at);
+                }
+                1 => b.insert(at, spice[(next() as usize) % spice.len()]),
+                _ => b.truncate(at),
+            }
+        }
+        if let Ok(e) = parse(&String::from_utf8_lossy(&b)) {
+            match e {
+                Expr::Log(q) => {
+                    let _ = run_pipeline(&q, &r);
+                }
+                Expr::Metric(m) => {
+                    let _ = metric_series(&m, std::slice::from_ref(&r), 0, 10 * S, S);
+                }
+            }
+        }
+    }
+}

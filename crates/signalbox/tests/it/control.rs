@@ -20,8 +20,9 @@ async fn acknowledged_writes_survive_kill_9() {
     let node = Node::start(&[], &[]).await;
     let http = Http::new();
     let console = node.console.clone();
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
-        let (http, console) = (http.clone(), console.clone());
+        let (http, console, progress) = (http.clone(), console.clone(), progress.clone());
         tokio::spawn(async move {
             let mut acked = Vec::new();
             for i in 0..10_000u32 {
@@ -32,14 +33,23 @@ async fn acknowledged_writes_survive_kill_9() {
                     _ => http.try_send(Method::PUT, &format!("http://{console}/consul/v1/kv/k{i}"), &[], format!("v{i}")).await,
                 };
                 match r {
-                    Ok(r) if r.status < 300 => acked.push(i),
+                    Ok(r) if r.status < 300 => {
+                        acked.push(i);
+                        progress.store(acked.len(), std::sync::atomic::Ordering::Relaxed);
+                    }
                     _ => break,
                 }
             }
             acked
         })
     };
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Kill once the writer is well under way (fsyncs are slow on a loaded machine, so wait
+    // for progress rather than for a fixed time).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while progress.load(std::sync::atomic::Ordering::Relaxed) < 30 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let dir = node.kill9(); // SIGKILL, mid-stream
     let acked = writer.await.unwrap();
     assert!(acked.len() > 10, "the writer got going: {}", acked.len());

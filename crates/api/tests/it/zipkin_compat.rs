@@ -60,7 +60,8 @@ async fn both_halves_of_a_shared_span_are_kept() {
         let native = n.get(&format!("/api/traces/{t}")).await.json();
         let halves: Vec<&Value> = native["spans"].as_array().unwrap().iter().filter(|s| s["span_id"] == id).collect();
         assert_eq!(halves.len(), 2, "{native}");
-        assert!(halves.iter().any(|s| s["status"] == "error" && s["service"] == "pay"));
+        assert!(halves.iter().any(|s| s["status"] == "error" && s["service"] == "pay" && s["shared"] == true));
+        assert!(halves.iter().any(|s| s["service"] == "shop" && s.get("shared").is_none()));
 
         // Jaeger gives the server half its own id, a child of the client half, and moves the
         // server's children under it (Jaeger's own handling of Zipkin shared spans).

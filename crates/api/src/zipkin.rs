@@ -39,7 +39,7 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ZEndpoint {
+struct ZEndpoint {
     #[serde(default)]
     service_name: Option<String>,
     #[serde(default)]
@@ -51,14 +51,14 @@ pub struct ZEndpoint {
 }
 
 #[derive(Deserialize)]
-pub struct ZAnnotation {
+struct ZAnnotation {
     timestamp: u64,
     value: String,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ZSpan {
+struct ZSpan {
     trace_id: String,
     id: String,
     #[serde(default)]

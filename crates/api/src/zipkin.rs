@@ -343,13 +343,24 @@ pub fn zipkin_json(s: &Span) -> Value {
     if s.flags.has(SpanFlags::TRACE_ID_64) {
         trace_id.drain(..16);
     }
+    // Zipkin has no resource or scope: the local endpoint's address comes from the resource,
+    // its other attributes and the scope become tags (as OpenTelemetry's Zipkin exporters do),
+    // without overriding the span's own.
     let mut local = json!({ "serviceName": s.service });
     for kv in &s.resource.attributes {
         match (&*kv.key, &kv.value) {
             ("net.host.ip", AttrValue::Str(ip)) => local["ipv4"] = json!(ip),
             ("net.host.ipv6", AttrValue::Str(ip)) => local["ipv6"] = json!(ip),
             ("net.host.port", AttrValue::Int(p)) => local["port"] = json!(p),
-            _ => {}
+            (k, v) => {
+                tags.entry(k.to_owned())
+                    .or_insert_with(|| Value::String(signalbox_events::block::value_text(v).into_owned()));
+            }
+        }
+    }
+    for (k, v) in [("otel.scope.name", &s.scope.name), ("otel.scope.version", &s.scope.version)] {
+        if !v.is_empty() {
+            tags.entry(k).or_insert_with(|| Value::String(v.clone()));
         }
     }
     let mut v = json!({

@@ -195,17 +195,22 @@ export function buildTree(spans) {
   const t0 = starts.reduce((m, v) => (v < m ? v : m), starts[0] ?? 0n);
   /** Unix ns (string or number) -> ns from the trace start. */
   const offset = (v) => Number(big(v) - t0);
+  // Zipkin's shared spans: the client half and the server half (`shared`) have one id. The
+  // server half hangs under the client half, and children of that id under the server half.
   const byId = new Map();
+  const unshared = new Map();
   const all = spans.map((s, i) => {
     const start = Number(starts[i] - t0);
     const end = s.end_unix_nanos !== undefined ? offset(s.end_unix_nanos) : start + Number(s.duration_nanos || 0);
     const n = { span: s, index: -1, depth: 0, parent: null, children: [], start, end: Math.max(start, end), last: -1, orphan: false };
-    byId.set(s.span_id, n);
+    if (s.shared || !byId.has(s.span_id)) byId.set(s.span_id, n);
+    if (!s.shared) unshared.set(s.span_id, n);
     return n;
   });
   const roots = [];
   for (const n of all) {
-    const p = n.span.parent_span_id ? byId.get(n.span.parent_span_id) : null;
+    let p = n.span.parent_span_id ? byId.get(n.span.parent_span_id) : null;
+    if (n.span.shared && unshared.has(n.span.span_id)) p = unshared.get(n.span.span_id);
     if (p && p !== n) {
       n.parent = p;
       p.children.push(n);

@@ -335,6 +335,20 @@ async function run() {
       signal: AbortSignal.timeout(5000),
     });
     assertEq(o.status, 200, `otlp ingest status (${await o.text()})`);
+    // A Zipkin shared span: the client half and the server half (`shared`) with one id.
+    traceIds.shared = randomBytes(16).toString('hex');
+    const us = (ms) => Math.round((Date.now() - ms) * 1000);
+    const z = await fetch(`${base}/zipkin/api/v2/spans`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${secret}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify([
+        { traceId: traceIds.shared, id: '6000000000000001', name: 'post /pay', kind: 'CLIENT', timestamp: us(2500), duration: 30000, localEndpoint: { serviceName: 'shop' } },
+        { traceId: traceIds.shared, id: '6000000000000001', name: 'post /pay', kind: 'SERVER', shared: true, timestamp: us(2495), duration: 20000, localEndpoint: { serviceName: 'pay' }, tags: { error: 'card service down' } },
+        { traceId: traceIds.shared, id: '6000000000000002', parentId: '6000000000000001', name: 'charge', timestamp: us(2490), duration: 5000, localEndpoint: { serviceName: 'pay' } },
+      ]),
+      signal: AbortSignal.timeout(5000),
+    });
+    assertEq(z.status, 202, `zipkin shared span ingest status (${await z.text()})`);
   });
 
   let idA;
@@ -643,6 +657,15 @@ async function run() {
     await waitVisible(page, '[data-testid=span-detail][data-span-id="1000000000000008"]');
   });
 
+  await step('traces: a Zipkin shared span shows both halves, the server under the client', async () => {
+    await page.goto(`${base}/traces/${traceIds.shared}`);
+    await waitCount(page, '[data-testid=span-row]', 3);
+    assertEq(await page.getAttribute('[data-testid=span-row][data-service=shop]', 'data-depth'), '0', 'client half depth');
+    assertEq(await page.getAttribute('[data-testid=span-row][data-service=pay][data-span-id="6000000000000001"]', 'data-depth'), '1', 'server half depth');
+    assertEq(await page.getAttribute('[data-testid=span-row][data-span-id="6000000000000002"]', 'data-depth'), '2', 'the server child depth');
+    assertEq(await page.getAttribute('[data-testid=span-row][data-service=pay][data-span-id="6000000000000001"]', 'data-error'), 'true', 'the server half failed');
+  });
+
   await step('traces: deep links to a span, to a search, and an unknown trace id', async () => {
     await page.goto(`${base}/traces/${traceIds.slow}?span=1000000000000007`);
     await waitVisible(page, '[data-testid=span-detail][data-span-id="1000000000000007"]');
@@ -670,9 +693,10 @@ async function run() {
     await page.goto(`${base}/traces?service=frontend&errors=1`);
     await waitCount(page, point, 1);
     assertEq(await page.getAttribute(point, 'data-trace-id'), traceIds.cart, 'failed frontend span');
+    // Every service: the slow checkout, the cart, and the shared span's failed server half.
     await page.goto(`${base}/traces?errors=1`);
-    await waitCount(page, `${point}[data-error=true]`, 2);
-    await waitCount(page, point, 2);
+    await waitCount(page, `${point}[data-error=true]`, 3);
+    await waitCount(page, point, 3);
     await page.goto(`${base}/traces?service=frontend&limit=0`);
     await waitContains(page, '[data-testid=traces-error]', 'limit: must be between 1 and 10000');
     await page.goto(`${base}/traces?service=nobody`);

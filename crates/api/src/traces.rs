@@ -3,7 +3,8 @@
 //!
 //! Native:
 //! - `GET /api/traces/{id}`: every span of a trace, each with its attributes, `resource`,
-//!   `scope`, `links` and events.
+//!   `scope`, `links` and events (and `shared: true` on the server half of a Zipkin shared
+//!   span).
 //! - `GET /api/traces?service=&operation=&tag=k=v&status=error&min_duration=&max_duration=&start=&end=&lookback=&limit=`:
 //!   trace summaries newest first; tags and durations combine freely.
 //! - `GET /api/traces/services`, `/api/traces/services/{service}/operations`.
@@ -86,7 +87,7 @@ pub fn span_json(s: &Span) -> Value {
         .collect();
     let scope = (!s.scope.name.is_empty() || !s.scope.version.is_empty())
         .then(|| json!({ "name": s.scope.name, "version": s.scope.version }));
-    json!({
+    let mut v = json!({
         "trace_id": s.trace_id.to_hex(),
         "span_id": s.span_id.to_hex(),
         "parent_span_id": s.parent_span_id.map(|p| p.to_hex()),
@@ -108,7 +109,12 @@ pub fn span_json(s: &Span) -> Value {
             "name": e.name,
             "attributes": e.attributes.iter().map(|kv| (kv.key.to_string(), value_json(&kv.value))).collect::<Map<String, Value>>(),
         })).collect::<Vec<_>>(),
-    })
+    });
+    // Zipkin's shared server half (its span id is the client half's too).
+    if s.flags.has(signalbox_core::span::SpanFlags::SHARED) {
+        v["shared"] = json!(true);
+    }
+    v
 }
 
 async fn trace(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

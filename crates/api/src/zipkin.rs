@@ -5,7 +5,8 @@
 //!
 //! Mapping: `localEndpoint.serviceName` is the service and its `ipv4`, `ipv6` and `port` the
 //! resource attributes `net.host.ip`, `net.host.ipv6` and `net.host.port`;
-//! `remoteEndpoint.serviceName` becomes the `peer.service` attribute; tags become
+//! `remoteEndpoint.serviceName` becomes the `peer.service` attribute and its address and
+//! port `net.peer.ip`, `net.peer.ipv6` and `net.peer.port`; tags become
 //! attributes; a tag `error` marks the span failed with its value as the message;
 //! annotations become events; times are microseconds. `shared`, `debug` and a 64-bit trace
 //! id are kept as span flags, so reads answer with them (both halves of a shared span are
@@ -38,7 +39,7 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ZEndpoint {
+struct ZEndpoint {
     #[serde(default)]
     service_name: Option<String>,
     #[serde(default)]
@@ -50,14 +51,14 @@ pub struct ZEndpoint {
 }
 
 #[derive(Deserialize)]
-pub struct ZAnnotation {
+struct ZAnnotation {
     timestamp: u64,
     value: String,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ZSpan {
+struct ZSpan {
     trace_id: String,
     id: String,
     #[serde(default)]
@@ -88,21 +89,27 @@ pub struct ZSpan {
 /// the span's), one `Arc` per distinct endpoint.
 type Endpoints = HashMap<(Option<String>, Option<String>, Option<i64>), Arc<Resource>>;
 
-fn resource_of(e: &ZEndpoint, cache: &mut Endpoints) -> Result<Arc<Resource>, String> {
+/// An endpoint's port (0 meaning none), its addresses checked; `what` names the endpoint.
+fn checked_port(e: &ZEndpoint, what: &str) -> Result<Option<i64>, String> {
     if let Some(ip) = &e.ipv4
         && ip.parse::<std::net::Ipv4Addr>().is_err()
     {
-        return Err(format!("localEndpoint.ipv4 `{ip}` is not an IPv4 address"));
+        return Err(format!("{what}.ipv4 `{ip}` is not an IPv4 address"));
     }
     if let Some(ip) = &e.ipv6
         && ip.parse::<std::net::Ipv6Addr>().is_err()
     {
-        return Err(format!("localEndpoint.ipv6 `{ip}` is not an IPv6 address"));
+        return Err(format!("{what}.ipv6 `{ip}` is not an IPv6 address"));
     }
     let port = e.port.filter(|p| *p != 0);
     if port.is_some_and(|p| !(1..=65535).contains(&p)) {
-        return Err("localEndpoint.port must be between 0 and 65535".into());
+        return Err(format!("{what}.port must be between 0 and 65535"));
     }
+    Ok(port)
+}
+
+fn resource_of(e: &ZEndpoint, cache: &mut Endpoints) -> Result<Arc<Resource>, String> {
+    let port = checked_port(e, "localEndpoint")?;
     if e.ipv4.is_none() && e.ipv6.is_none() && port.is_none() {
         return Ok(Resource::none());
     }
@@ -177,8 +184,22 @@ fn convert(z: ZSpan, endpoints: &mut Endpoints) -> Result<Span, String> {
         }
         attributes.push(KeyValue { key: k.into(), value: AttrValue::Str(v) });
     }
-    if let Some(peer) = z.remote_endpoint.and_then(|e| e.service_name).filter(|s| !s.is_empty()) {
-        attributes.push(KeyValue::str("peer.service", peer));
+    if let Some(remote) = z.remote_endpoint {
+        // The peer's address and port as the span attributes OpenTelemetry's Zipkin
+        // exporters read them from.
+        let port = checked_port(&remote, "remoteEndpoint")?;
+        if let Some(peer) = remote.service_name.filter(|s| !s.is_empty()) {
+            attributes.push(KeyValue::str("peer.service", peer));
+        }
+        if let Some(ip) = remote.ipv4 {
+            attributes.push(KeyValue::str("net.peer.ip", ip));
+        }
+        if let Some(ip) = remote.ipv6 {
+            attributes.push(KeyValue::str("net.peer.ipv6", ip));
+        }
+        if let Some(p) = port {
+            attributes.push(KeyValue::int("net.peer.port", p));
+        }
     }
     let resource = match &z.local_endpoint {
         Some(e) => resource_of(e, endpoints)?,
@@ -349,7 +370,7 @@ async fn post_spans(State(s): State<AppState>, headers: HeaderMap, body: axum::b
 /// A span in Zipkin's v2 JSON model.
 pub fn zipkin_json(s: &Span) -> Value {
     let mut tags = Map::new();
-    let mut remote = None;
+    let mut remote = Map::new();
     for kv in &s.attributes {
         let v = match &kv.value {
             AttrValue::Str(x) => x.clone(),
@@ -357,8 +378,23 @@ pub fn zipkin_json(s: &Span) -> Value {
             AttrValue::Float(f) => f.to_string(),
             AttrValue::Bool(b) => b.to_string(),
         };
-        if kv.key == "peer.service" {
-            remote = Some(v.clone());
+        match (&*kv.key, &kv.value) {
+            ("peer.service", _) => {
+                remote.insert("serviceName".into(), json!(v));
+            }
+            ("net.peer.ip", AttrValue::Str(_)) => {
+                remote.insert("ipv4".into(), json!(v));
+                continue;
+            }
+            ("net.peer.ipv6", AttrValue::Str(_)) => {
+                remote.insert("ipv6".into(), json!(v));
+                continue;
+            }
+            ("net.peer.port", AttrValue::Int(p)) => {
+                remote.insert("port".into(), json!(p));
+                continue;
+            }
+            _ => {}
         }
         tags.insert(kv.key.to_string(), Value::String(v));
     }
@@ -372,13 +408,24 @@ pub fn zipkin_json(s: &Span) -> Value {
     if s.flags.has(SpanFlags::TRACE_ID_64) {
         trace_id.drain(..16);
     }
+    // Zipkin has no resource or scope: the local endpoint's address comes from the resource,
+    // its other attributes and the scope become tags (as OpenTelemetry's Zipkin exporters do),
+    // without overriding the span's own.
     let mut local = json!({ "serviceName": s.service });
     for kv in &s.resource.attributes {
         match (&*kv.key, &kv.value) {
             ("net.host.ip", AttrValue::Str(ip)) => local["ipv4"] = json!(ip),
             ("net.host.ipv6", AttrValue::Str(ip)) => local["ipv6"] = json!(ip),
             ("net.host.port", AttrValue::Int(p)) => local["port"] = json!(p),
-            _ => {}
+            (k, v) => {
+                tags.entry(k.to_owned())
+                    .or_insert_with(|| Value::String(signalbox_events::block::value_text(v).into_owned()));
+            }
+        }
+    }
+    for (k, v) in [("otel.scope.name", &s.scope.name), ("otel.scope.version", &s.scope.version)] {
+        if !v.is_empty() {
+            tags.entry(k).or_insert_with(|| Value::String(v.clone()));
         }
     }
     let mut v = json!({
@@ -409,8 +456,8 @@ pub fn zipkin_json(s: &Span) -> Value {
     if let Some(k) = kind {
         v["kind"] = json!(k);
     }
-    if let Some(r) = remote {
-        v["remoteEndpoint"] = json!({ "serviceName": r });
+    if !remote.is_empty() {
+        v["remoteEndpoint"] = Value::Object(remote);
     }
     if !s.events.is_empty() {
         v["annotations"] = Value::Array(

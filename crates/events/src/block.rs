@@ -220,12 +220,20 @@ pub struct OriginTable {
 }
 
 impl OriginTable {
-    fn read(bytes: &[u8], n: usize) -> Result<OriginTable, Corrupt> {
+    /// The column's dictionaries, and its `n` rows when `rows_wanted` says so for them.
+    fn read(
+        bytes: &[u8],
+        n: usize,
+        rows_wanted: impl FnOnce(&[Arc<Resource>]) -> bool,
+    ) -> Result<OriginTable, Corrupt> {
         if bytes.is_empty() {
             return Ok(OriginTable { resources: Vec::new(), scopes: Vec::new(), rows: Vec::new() });
         }
         let mut r = Reader::new(bytes);
         let (resources, scopes) = codec::Origins::get(&mut r)?;
+        if !rows_wanted(&resources) {
+            return Ok(OriginTable { resources, scopes, rows: Vec::new() });
+        }
         let mut rows = Vec::with_capacity(n);
         for _ in 0..n {
             rows.push(origin_indexes(&mut r, &resources, &scopes)?);

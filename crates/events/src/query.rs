@@ -193,7 +193,14 @@ fn block_matches(b: &Arc<Block>, q: &Search) -> Vec<(TraceId, u64)> {
             None => None,
         };
         let attrs = if q.tags.is_empty() { None } else { Some(l.attributes()?) };
-        let origins = if q.tags.is_empty() { None } else { Some(l.origins()?) };
+        let resource_has = |r: &signalbox_core::span::Resource, k: &str, v: &str| {
+            r.attributes.iter().any(|kv| kv.key == k && value_text(&kv.value) == v)
+        };
+        let origins = if q.tags.is_empty() {
+            None
+        } else {
+            Some(l.origins_if(|res| res.iter().any(|r| q.tags.iter().any(|(k, v)| resource_has(r, k, v))))?)
+        };
         // Per tag: its key's index and which values match (in the span attributes), and
         // which resources have it.
         let mut wanted_tags = Vec::new();
@@ -201,11 +208,7 @@ fn block_matches(b: &Arc<Block>, q: &Search) -> Vec<(TraceId, u64)> {
             for (k, v) in &q.tags {
                 let kid = a.key(k);
                 let ok = a.values_matching(v);
-                let res: Vec<bool> = o
-                    .resources
-                    .iter()
-                    .map(|r| r.attributes.iter().any(|kv| kv.key == *k && value_text(&kv.value) == v.as_str()))
-                    .collect();
+                let res: Vec<bool> = o.resources.iter().map(|r| resource_has(r, k, v)).collect();
                 if (kid.is_none() || !ok.contains(&true)) && !res.contains(&true) {
                     return Ok(Vec::new());
                 }

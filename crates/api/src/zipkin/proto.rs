@@ -89,7 +89,7 @@ fn endpoint(e: PEndpoint, what: &str) -> Result<ZEndpoint, String> {
 
 /// A protobuf span in the JSON model (ids as hex; an empty id stays empty and is refused by
 /// the conversion with the field's name).
-pub fn to_json_model(p: PSpan) -> Result<ZSpan, String> {
+pub(super) fn to_json_model(p: PSpan) -> Result<ZSpan, String> {
     let kind = match p.kind {
         1 => Some("CLIENT"),
         2 => Some("SERVER"),

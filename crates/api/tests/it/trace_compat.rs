@@ -95,6 +95,14 @@ async fn links_resources_and_scopes_are_kept_apart_and_returned_by_every_api() {
         assert_eq!(x["references"][0]["refType"], "CHILD_OF");
         assert_eq!(x["references"][1]["refType"], "FOLLOWS_FROM");
         assert_eq!(j["processes"][x["processID"].as_str().unwrap()]["tags"][0]["value"], "api-7");
+        // Zipkin has neither: the resource and the scope are tags there, as OpenTelemetry's
+        // Zipkin exporters write them.
+        let z = n.get(&format!("/zipkin/api/v2/trace/{}", hex(t))).await.json();
+        let zc = z.as_array().unwrap().iter().find(|s| s["name"] == "process batch").unwrap();
+        assert_eq!(zc["tags"]["process.pid"], "4242", "{zc}");
+        assert_eq!(zc["tags"]["otel.scope.name"], "io.queue");
+        assert_eq!(zc["tags"]["messaging.batch"], "7");
+        assert_eq!(zc["localEndpoint"], json!({"serviceName": "worker"}));
 
         // Resource attributes are still searchable.
         let found = n.get("/api/traces?tag=process.pid=4242&lookback=1h").await.json();

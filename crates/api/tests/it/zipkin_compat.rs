@@ -30,7 +30,7 @@ async fn both_halves_of_a_shared_span_are_kept() {
     post(
         &n,
         json!([{"traceId": t, "id": id, "name": "post /pay", "kind": "CLIENT", "timestamp": ts, "duration": 3000,
-        "localEndpoint": {"serviceName": "shop"}, "remoteEndpoint": {"serviceName": "pay"}}]),
+        "localEndpoint": {"serviceName": "shop"}, "remoteEndpoint": {"serviceName": "pay", "ipv4": "10.1.2.3", "port": 8443}}]),
     )
     .await;
     post(&n, json!([
@@ -56,11 +56,14 @@ async fn both_halves_of_a_shared_span_are_kept() {
         let client = by(&z, |s| s["kind"] == "CLIENT");
         assert_eq!((client["id"].as_str(), client.get("shared")), (Some(id), None));
         assert_eq!(client["localEndpoint"], json!({"serviceName": "shop"}));
+        assert_eq!(client["remoteEndpoint"], json!({"serviceName": "pay", "ipv4": "10.1.2.3", "port": 8443}));
+        assert_eq!(client["tags"], json!({"peer.service": "pay"}), "the peer's address is not a tag: {client}");
 
         let native = n.get(&format!("/api/traces/{t}")).await.json();
         let halves: Vec<&Value> = native["spans"].as_array().unwrap().iter().filter(|s| s["span_id"] == id).collect();
         assert_eq!(halves.len(), 2, "{native}");
-        assert!(halves.iter().any(|s| s["status"] == "error" && s["service"] == "pay"));
+        assert!(halves.iter().any(|s| s["status"] == "error" && s["service"] == "pay" && s["shared"] == true));
+        assert!(halves.iter().any(|s| s["service"] == "shop" && s.get("shared").is_none()));
 
         // Jaeger gives the server half its own id, a child of the client half, and moves the
         // server's children under it (Jaeger's own handling of Zipkin shared spans).

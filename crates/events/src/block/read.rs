@@ -234,7 +234,13 @@ impl Loaded {
 
     /// The origin (resource and scope) of every row.
     pub fn origins(&self) -> Result<OriginTable, Corrupt> {
-        OriginTable::read(&self.column(col::ORIGIN)?, self.n)
+        OriginTable::read(&self.column(col::ORIGIN)?, self.n, |_| true)
+    }
+
+    /// The origin column's dictionaries, with its rows only when `rows_wanted` accepts the
+    /// block's resources (a search skips the per-row part when no resource can match).
+    pub fn origins_if(&self, rows_wanted: impl FnOnce(&[Arc<Resource>]) -> bool) -> Result<OriginTable, Corrupt> {
+        OriginTable::read(&self.column(col::ORIGIN)?, self.n, rows_wanted)
     }
 
     /// Where checkpoint `k` (row `k * STRIDE`) starts in each column of [`col::INDEXED`]

@@ -30,7 +30,7 @@ export async function logsSteps({ page, base, secret, traceIds, traceNow }, { st
       const svc = i % 2 ? 'checkout' : 'payments';
       lines.push({ timestamp: iso(now - 60_000 - i * 45_000), severity: i % 6 === 0 ? 'WARN' : 'INFO', body: `${svc} handled request ${i} in ${10 + i} ms`, service: svc, instance: `${svc}-1`, attributes: { route: '/pay', n: i } });
     }
-    // Payments lines that say "declined": four, three of them in the slow trace.
+    // Payments lines that say "declined": four, two of them in the slow trace (which has three).
     lines.push({ timestamp: iso(now - 600_000), severity: 'WARN', body: 'card declined by issuer, retrying', service: 'payments', instance: 'payments-1', attributes: { order_id: 'o-41' } });
     lines.push({ timestamp: iso(traceAt - 2), severity: 'INFO', body: 'charging card for order o-42', service: 'payments', instance: 'payments-1', trace_id: traceIds.slow, span_id: '1000000000000008', attributes: { order_id: 'o-42' } });
     lines.push({ timestamp: iso(traceAt), severity: 'ERROR', body: 'payment declined: card expired (declined twice)', service: 'payments', instance: 'payments-1', host: 'node-7', trace_id: traceIds.slow, span_id: '1000000000000008', attributes: { order_id: 'o-42', http: { status: 502 }, 'payment.provider': 'acme' } });
@@ -55,13 +55,13 @@ export async function logsSteps({ page, base, secret, traceIds, traceNow }, { st
     await page.type('[data-testid=logs-query]', 'declined');
     await page.keyboard.press('Enter');
     await page.waitForURL((u) => u.pathname === '/logs' && u.searchParams.get('query') === 'service:payments declined');
-    await waitCount(page, line, 5);
+    await waitCount(page, line, 4);
     const ns = await page.$$eval(line, (els) => els.map((e) => BigInt(e.dataset.ns)));
     assert(ns.every((x, i) => i === 0 || ns[i - 1] >= x), 'newest first');
-    await waitText(page, '[data-testid=logs-count]', '5 lines');
+    await waitText(page, '[data-testid=logs-count]', '4 lines');
     const bars = await page.$$eval('[data-testid=histogram-bar]', (els) => els.reduce((a, e) => a + Number(e.dataset.count), 0));
-    assertEq(bars, 5, 'lines counted by the histogram bars');
-    await waitText(page, '[data-testid=logs-hist-total]', '5 matches');
+    assertEq(bars, 4, 'lines counted by the histogram bars');
+    await waitText(page, '[data-testid=logs-hist-total]', '4 matches');
     // Highlights: ASCII bodies get marks at the matched words; the non-ASCII one none.
     const marks = await page.$$eval(line, (els) => els.map((e) => [e.querySelector('[data-testid=log-body]').textContent, Array.from(e.querySelectorAll('[data-testid=log-highlight]'), (m) => m.textContent)]));
     for (const [body, m] of marks) {
@@ -75,7 +75,8 @@ export async function logsSteps({ page, base, secret, traceIds, traceNow }, { st
   });
 
   await step('logs: opening a line shows its fields, context and the trace link, which opens the trace', async () => {
-    const target = `${line}:has-text("card expired")`;
+    const ns = await page.getAttribute(`${line}:has-text("card expired")`, 'data-ns');
+    const target = `${line}[data-ns="${ns}"]`;
     await page.click(`${target} .log-row`);
     await page.waitForURL((u) => u.pathname === '/logs' && !!u.searchParams.get('line'));
     const detail = `${target} [data-testid=log-detail]`;
@@ -112,10 +113,10 @@ export async function logsSteps({ page, base, secret, traceIds, traceNow }, { st
     await waitCount(page, line, 12);
     const box = await page.locator('[data-testid=histogram-drag]').boundingBox();
     const y = box.y + box.height / 2;
-    await page.mouse.move(box.x + box.width * 0.55, y);
+    await page.mouse.move(box.x + box.width * 0.85, y);
     await page.mouse.down();
-    await page.mouse.move(box.x + box.width * 0.75, y, { steps: 4 });
-    await page.mouse.move(box.x + box.width * 0.98, y, { steps: 4 });
+    await page.mouse.move(box.x + box.width * 0.92, y, { steps: 4 });
+    await page.mouse.move(box.x + box.width * 0.99, y, { steps: 4 });
     await page.mouse.up();
     await page.waitForURL((u) => u.searchParams.has('start') && u.searchParams.has('end'));
     const u = new URL(page.url());

@@ -127,6 +127,7 @@ export async function logsSteps({ page, base, secret, traceIds, traceNow }, { st
     const ms = await page.$$eval(line, (els) => els.map((el) => Number(el.dataset.ns.slice(0, -6))));
     assert(ms.length > 0 && ms.length < 12, `lines in the narrower range: ${ms.length}`);
     assert(ms.every((m) => m >= s - 1 && m <= e + 1), `every line in ${s}..${e}: ${ms}`);
+    await shot(page, '14-logs-range.png');
     await page.click('[data-testid=logs-range-clear]');
     await waitCount(page, line, 12);
   });
@@ -154,6 +155,7 @@ export async function logsSteps({ page, base, secret, traceIds, traceNow }, { st
     await postLogs(base, secret, [{ timestamp: iso(Date.now()), severity: 'ERROR', body: 'tail two', service: 'tailer', instance: 't-1' }], assert);
     await waitCount(page, line, 2);
     await waitText(page, `${line}:first-child [data-testid=log-body]`, 'tail two');
+    await shot(page, '16-logs-live.png');
     await page.click('[data-testid=logs-live]');
     assertEq(await page.getAttribute('[data-testid=logs-live]', 'aria-pressed'), 'false', 'live off');
   });
@@ -176,5 +178,6 @@ export async function logsSteps({ page, base, secret, traceIds, traceNow }, { st
     await page.click(`${line}:first-child .log-row`);
     await waitVisible(page, `${line}:first-child [data-testid=log-detail]`);
     assert(Date.now() - t0 < 3000, `scroll and open took ${Date.now() - t0} ms`);
+    await shot(page, '15-logs-many.png');
   });
 }

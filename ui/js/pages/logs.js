@@ -417,7 +417,10 @@ export default {
             r.trace_id
               ? kv(
                   'Trace',
-                  [h('a', { href: `/traces/${seg(r.trace_id)}`, class: 'mono', 'data-testid': 'log-trace-link', title: 'Open this trace' }, r.trace_id), ' ', h('a', { href: logsUrl({ query: `trace_id:${r.trace_id}`, since: v.since, start: v.start, end: v.end, limit: v.limit }), class: 'log-trace-logs', 'data-testid': 'log-trace-logs' }, 'all its logs')],
+                  [
+                    h('a', { href: `/traces/${seg(r.trace_id)}`, class: 'mono', 'data-testid': 'log-trace-link', title: 'Open this trace in the Traces page' }, r.trace_id),
+                    h('div', { class: 'log-trace-actions' }, h('a', { href: `/traces/${seg(r.trace_id)}` }, 'Open trace'), ' · ', h('a', { href: logsUrl({ query: `trace_id:${r.trace_id}`, since: v.since, start: v.start, end: v.end, limit: v.limit }), 'data-testid': 'log-trace-logs' }, 'All logs of this trace')),
+                  ],
                   'log-field-trace',
                 )
               : null,

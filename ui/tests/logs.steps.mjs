@@ -165,7 +165,7 @@ export async function logsSteps({ page, base, secret, traceIds, traceNow }, { st
     const bulk = Array.from({ length: 10_000 }, (_, i) => ({ timestamp: iso(t - 120_000 + i * 10), severity: i % 50 ? 'INFO' : 'ERROR', body: `bulk line ${i} user=u-${i % 97} took ${i % 300} ms`, service: 'bulk', instance: 'bulk-1' }));
     await postLogs(base, secret, bulk, assert);
     await page.goto(`${base}/logs?query=service%3Abulk&since=15m&limit=10000`);
-    await waitText(page, '[data-testid=logs-count]', '10000 lines (the newest; narrow the range for more)');
+    await waitText(page, '[data-testid=logs-count]', '10,000 lines (the newest; narrow the range for more)');
     const rows = await page.$$eval(line, (els) => els.length);
     assert(rows <= 1000, `rows in the DOM at first: ${rows}`);
     // Scrolling to the end renders more; a click still answers quickly.

@@ -6,7 +6,7 @@
 //
 // Lines render in chunks as the list scrolls into view, so 10,000 results stay responsive.
 
-import { h, setChildren, empty, notice, plural } from '../dom.js';
+import { h, setChildren, empty, notice } from '../dom.js';
 import { api, seg } from '../api.js';
 import { navigate } from '../router.js';
 import { fullTimeMs, sortedEntries } from '../trace-model.js';
@@ -122,6 +122,11 @@ export function bodyNodes(body, ranges) {
 /** A field value as the query language takes it (quoted unless a plain word). */
 function quoteValue(v) {
   return /^[\w.\-/@]+$/.test(v) ? v : `"${v.replace(/"/g, '')}"`;
+}
+
+/** "1 line", "10,000 lines". */
+function plural(n, one, many = one + 's') {
+  return `${Number(n).toLocaleString('en')} ${n === 1 ? one : many}`;
 }
 
 function pickStep(rangeMs) {
@@ -267,10 +272,12 @@ export default {
       paintList();
       if (agg.status === 'fulfilled' && agg.value && Array.isArray(agg.value.series)) {
         const a = agg.value;
-        const counts = a.series[0] ? a.series[0].counts : [];
+        const stepMs = Number(a.step_nanos) / 1e6;
+        // No match: no series; draw the whole range empty.
+        const counts = a.series[0] ? a.series[0].counts : new Array(Math.floor(rangeMs / stepMs) + 1).fill(0);
         histPanel.hidden = false;
         histTotal.textContent = plural(a.total || 0, 'match', 'matches');
-        hist.paint({ startMs: Number(String(a.start_unix_nanos).slice(0, -6)) || 0, stepMs: Number(a.step_nanos) / 1e6, counts });
+        hist.paint({ startMs: Number(String(a.start_unix_nanos).slice(0, -6)) || 0, stepMs, counts });
       } else {
         histPanel.hidden = true;
         if (agg.status === 'rejected' && agg.reason.status !== 401) errorBox.append(notice('warning', `The histogram could not be drawn: ${agg.reason.message}`));

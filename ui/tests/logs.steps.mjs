@@ -155,6 +155,10 @@ export async function logsSteps({ page, base, secret, traceIds, traceNow }, { st
     await postLogs(base, secret, [{ timestamp: iso(Date.now()), severity: 'ERROR', body: 'tail two', service: 'tailer', instance: 't-1' }], assert);
     await waitCount(page, line, 2);
     await waitText(page, `${line}:first-child [data-testid=log-body]`, 'tail two');
+    // The histogram counts them too (they fall in its last bucket).
+    await waitText(page, '[data-testid=logs-hist-total]', '2 matches');
+    const bars = await page.$$eval('[data-testid=histogram-bar]', (els) => els.reduce((a, e) => a + Number(e.dataset.count), 0));
+    assertEq(bars, 2, 'tailed lines in the histogram');
     await shot(page, '16-logs-live.png');
     await page.click('[data-testid=logs-live]');
     assertEq(await page.getAttribute('[data-testid=logs-live]', 'aria-pressed'), 'false', 'live off');

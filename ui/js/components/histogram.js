@@ -3,6 +3,7 @@
 //   const hist = histogram({ onSelect: (startMs, endMs) => ..., label: 'Matches over time' });
 //   panel.append(hist.el);
 //   hist.paint({ startMs, stepMs, counts });   // bucket i covers [startMs + i*stepMs, +stepMs)
+//   hist.add([ms, ...]);                       // live lines, counted into their buckets
 //
 // A click without a drag selects the one bucket under the pointer. Escape cancels a drag.
 
@@ -133,6 +134,20 @@ export function histogram({ onSelect, label = 'Matches over time', testid = 'his
   return {
     el,
     paint,
+    /** Counts lines at these times (Unix ms) into their buckets; returns how many fit. */
+    add(times) {
+      if (!data) return 0;
+      let hit = 0;
+      for (const ms of times) {
+        const i = Math.floor((ms - data.startMs) / data.stepMs);
+        if (i >= 0 && i < data.counts.length) {
+          data.counts[i]++;
+          hit++;
+        }
+      }
+      if (hit && !drag) paint();
+      return hit;
+    },
     clear() {
       data = null;
       el.replaceChildren();

@@ -277,6 +277,7 @@ export default {
         const counts = a.series[0] ? a.series[0].counts : new Array(Math.floor(rangeMs / stepMs) + 1).fill(0);
         histPanel.hidden = false;
         histTotal.textContent = plural(a.total || 0, 'match', 'matches');
+        histTotal.dataset.total = String(a.total || 0);
         hist.paint({ startMs: Number(String(a.start_unix_nanos).slice(0, -6)) || 0, stepMs, counts });
       } else {
         histPanel.hidden = true;
@@ -561,6 +562,12 @@ export default {
           list.lastChild.remove();
           rendered--;
         }
+      }
+      const counted = hist.add(batch.map(recordMs));
+      if (counted) {
+        const total = (Number(histTotal.dataset.total) || 0) + counted;
+        histTotal.dataset.total = String(total);
+        histTotal.textContent = plural(total, 'match', 'matches');
       }
       if (wasEmpty) status.replaceChildren();
       count.textContent = plural(records.length, 'line');

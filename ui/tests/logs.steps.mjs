@@ -136,10 +136,12 @@ export async function logsSteps({ page, base, secret, traceIds, traceNow }, { st
     await page.goto(`${base}/logs?query=${encodeURIComponent('level:>=loud (')}`);
     await waitVisible(page, '[data-testid=logs-error]');
     const text = await page.textContent('[data-testid=logs-error]');
-    assert(text.length > 8, `error text: ${text}`);
+    assert(text.startsWith('query:') && text.length > 12, `error text: ${text}`);
+    await shot(page, '17-logs-error.png');
     await page.goto(`${base}/logs?query=nosuchwordanywhere`);
     await waitContains(page, '[data-testid=logs-empty]', 'No log lines match');
     await waitContains(page, '[data-testid=logs-empty]', 'Widen the time range');
+    await shot(page, '18-logs-empty.png');
   });
 
   await step('logs: the live tail prepends new matching lines', async () => {

@@ -262,11 +262,13 @@ export default {
         showError(res.reason);
         records = [];
         paintList();
+        listPanel.hidden = true; // the error says it all
         hist.clear();
         histPanel.hidden = true;
         count.textContent = '';
         return;
       }
+      listPanel.hidden = false;
       records = res.value.records || [];
       learn(records);
       paintList();
@@ -288,7 +290,7 @@ export default {
     function showError(e) {
       if (e.status === 401) return;
       if (e.field === 'query') input.classList.add('invalid');
-      setChildren(errorBox, h('div', { class: 'notice notice-error logs-error', role: 'alert', 'data-testid': 'logs-error' }, e.field ? h('strong', null, `${e.field}: `) : null, e.message));
+      setChildren(errorBox, h('div', { class: 'notice notice-error logs-error', role: 'alert', 'data-testid': 'logs-error' }, e.field && !e.message.startsWith(`${e.field}:`) ? h('strong', null, `${e.field}: `) : null, e.message));
     }
 
     function sinceMs(s) {

@@ -145,7 +145,7 @@ export async function logsSteps({ page, base, secret, traceIds, traceNow }, { st
   });
 
   await step('logs: the live tail prepends new matching lines', async () => {
-    await page.goto(`${base}/logs?query=service%3Atailer`);
+    await page.goto(`${base}/logs?query=${encodeURIComponent('service:tailer tail')}`);
     await waitVisible(page, '[data-testid=logs-empty]');
     await page.click('[data-testid=logs-live]');
     await page.waitForFunction(() => document.querySelector('[data-testid=logs-live-state]')?.dataset.state === 'live', null, { timeout: WAIT_MS });
@@ -157,6 +157,7 @@ export async function logsSteps({ page, base, secret, traceIds, traceNow }, { st
     await postLogs(base, secret, [{ timestamp: iso(Date.now()), severity: 'ERROR', body: 'tail two', service: 'tailer', instance: 't-1' }], assert);
     await waitCount(page, line, 2);
     await waitText(page, `${line}:first-child [data-testid=log-body]`, 'tail two');
+    await waitText(page, `${line}:first-child [data-testid=log-highlight]`, 'tail');
     // The histogram counts them too (they fall in its last bucket).
     await waitText(page, '[data-testid=logs-hist-total]', '2 matches');
     const bars = await page.$$eval('[data-testid=histogram-bar]', (els) => els.reduce((a, e) => a + Number(e.dataset.count), 0));

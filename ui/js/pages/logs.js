@@ -119,6 +119,37 @@ export function bodyNodes(body, ranges) {
   return out;
 }
 
+/**
+ * The words and phrases of a query that mark a body (as the node does for a search): not
+ * field tests, negations, wildcards or operators. For tailed lines, which come unmarked.
+ */
+export function queryTerms(query) {
+  const out = [];
+  const re = /(-?)("([^"]*)"|[^\s()"]+)/g;
+  let m;
+  while ((m = re.exec(query || ''))) {
+    if (m[1]) continue;
+    if (m[3] !== undefined) {
+      if (m[3]) out.push(m[3].toLowerCase());
+    } else if (!/[:*?]/.test(m[2]) && !['AND', 'OR', 'NOT'].includes(m[2])) {
+      out.push(m[2].toLowerCase());
+    }
+  }
+  return out;
+}
+
+/** Byte ranges (= character ranges: ASCII only) of `terms` in `body`. */
+function termRanges(terms, body) {
+  const text = String(body ?? '');
+  if (!terms.length || !ASCII.test(text)) return [];
+  const lower = text.toLowerCase();
+  const out = [];
+  for (const t of terms) {
+    for (let i = lower.indexOf(t); i >= 0 && out.length < 64; i = lower.indexOf(t, i + t.length)) out.push([i, i + t.length]);
+  }
+  return out;
+}
+
 /** A field value as the query language takes it (quoted unless a plain word). */
 function quoteValue(v) {
   return /^[\w.\-/@]+$/.test(v) ? v : `"${v.replace(/"/g, '')}"`;
@@ -516,6 +547,7 @@ export default {
       liveState.hidden = !on;
       if (!on) return;
       liveState.dataset.state = 'connecting';
+      const terms = queryTerms(v.query);
       const es = new EventSource(`/api/logs/tail?${new URLSearchParams({ query: v.query })}`);
       tail = es;
       es.addEventListener('open', () => tail === es && (liveState.dataset.state = 'live'));
@@ -530,7 +562,9 @@ export default {
       es.addEventListener('record', (ev) => {
         if (tail !== es) return;
         try {
-          pending.push(JSON.parse(ev.data));
+          const r = JSON.parse(ev.data);
+          if (!r.highlights) r.highlights = termRanges(terms, r.body);
+          pending.push(r);
         } catch {
           return;
         }

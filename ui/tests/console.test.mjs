@@ -6,7 +6,7 @@
 // create / edit / history / side-by-side diff / rollback / conflict, overview counts,
 // traces (search form, scatter plot, result list with per-service counts from the summaries,
 // waterfall with critical path, collapsing, span details, deep links, unknown ids; seeded as
-// Zipkin JSON), placeholders, deep links,
+// Zipkin JSON), the Logs page (logs.steps.mjs), placeholders, deep links,
 // logout. Screenshots land in ./screenshots/.
 //
 //   SIGNALBOX_BIN=/path/to/signalbox node console.test.mjs

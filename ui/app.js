@@ -11,6 +11,7 @@ import services from './js/pages/services.js';
 import config from './js/pages/config.js';
 import traces from './js/pages/traces.js';
 import trace from './js/pages/trace.js';
+import logs from './js/pages/logs.js';
 import { placeholder, notFound } from './js/pages/placeholder.js';
 
 /** Navigation entries. `later`: a page that arrives with a later release. */
@@ -20,14 +21,13 @@ const NAV = [
   { id: 'config', label: 'Configuration', path: '/config' },
   { heading: 'Observability' },
   { id: 'traces', label: 'Traces', path: '/traces' },
-  { id: 'logs', label: 'Logs', path: '/logs', later: true },
+  { id: 'logs', label: 'Logs', path: '/logs' },
   // `/metrics` itself is the node's Prometheus endpoint.
   { id: 'metrics', label: 'Metrics', path: '/metrics-explorer', later: true },
   { id: 'alerts', label: 'Alerts', path: '/alerts', later: true },
 ];
 
 const PLACEHOLDERS = {
-  logs: placeholder('Logs', 'Search the logs your services and the gateway emit, joined to traces by trace id.'),
   metrics: placeholder('Metrics', 'Query and chart RED metrics per route, service and endpoint.'),
   alerts: placeholder('Alerts', 'Define alert rules on metrics and see what is firing.'),
 };
@@ -57,6 +57,7 @@ function match(url) {
     if (rest.length === 0) return { nav: 'traces', page: traces, params: { search: url.search } };
     if (rest.length === 1) return { nav: 'traces', page: trace, params: { id: rest[0], span: url.searchParams.get('span') } };
   }
+  if (first === 'logs' && rest.length === 0) return { nav: 'logs', page: logs, params: { search: url.search } };
   const item = NAV.find((n) => n.later && n.path === url.pathname);
   if (item) return { nav: item.id, page: PLACEHOLDERS[item.id], params: {} };
   return { nav: null, page: notFound, params: { path: url.pathname } };

@@ -6,7 +6,7 @@
 // create / edit / history / side-by-side diff / rollback / conflict, overview counts,
 // traces (search form, scatter plot, result list with per-service counts from the summaries,
 // waterfall with critical path, collapsing, span details, deep links, unknown ids; seeded as
-// Zipkin JSON), placeholders, deep links,
+// Zipkin JSON), the Logs page (logs.steps.mjs), placeholders, deep links,
 // logout. Screenshots land in ./screenshots/.
 //
 //   SIGNALBOX_BIN=/path/to/signalbox node console.test.mjs
@@ -19,12 +19,13 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { logsSteps } from './logs.steps.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(HERE, process.env.SIGNALBOX_BIN || '../../target/debug/signalbox');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SHOTS = path.join(HERE, 'screenshots');
-const TOTAL_MS = 60_000; // the whole run, start to finish
+const TOTAL_MS = 90_000; // the whole run, start to finish
 const WAIT_MS = 8_000; // one explicit wait
 const CHROMIUM_ARGS = [
   '--headless',
@@ -301,8 +302,10 @@ async function run() {
   // Traces are seeded early: the node stores a trace once it has been quiet for a moment.
   let traceIds;
   let seeded; // trace id -> { services: {service: spans}, errors } from the seeded spans
+  let traceNow; // when the traces were seeded (their times are relative to it)
   await step('traces: seed four traces as Zipkin JSON', async () => {
-    const { ids, spans } = seedTraces(Date.now());
+    traceNow = Date.now();
+    const { ids, spans } = seedTraces(traceNow);
     traceIds = ids;
     seeded = new Map(Object.values(ids).map((id) => [id, { services: {}, errors: 0 }]));
     for (const s of spans) {
@@ -731,8 +734,10 @@ async function run() {
     await waitText(page, '[data-testid=traces-search]', 'Find traces');
   });
 
-  await step('placeholders: Logs, Metrics, Alerts are real nav entries', async () => {
-    for (const id of ['logs', 'metrics', 'alerts']) {
+  await logsSteps({ page, base, secret, traceIds, traceNow }, { step, assert, assertEq, waitVisible, waitValue, waitCount, waitText, waitContains, shot, WAIT_MS });
+
+  await step('placeholders: Metrics, Alerts are real nav entries', async () => {
+    for (const id of ['metrics', 'alerts']) {
       await page.click(`[data-testid=nav-${id}]`);
       await waitContains(page, '[data-testid=placeholder]', 'arrives with a later release');
       assertEq(await page.getAttribute(`[data-testid=nav-${id}]`, 'aria-current'), 'page', `nav-${id} active`);

@@ -11,6 +11,7 @@ import { api, seg } from '../api.js';
 import { navigate } from '../router.js';
 import { buildTree, criticalPath, selfTime, sortedEntries, fmtDur, fmtOffset, fullTimeMs, ticks, serviceColor, primeColors } from '../trace-model.js';
 import { lastSearch } from './traces.js';
+import { logsUrl } from './logs.js';
 
 const INDENT_PX = 14;
 const MAX_INDENT = 40; // levels; deeper spans stop moving right
@@ -101,7 +102,7 @@ export default {
           tree.services.map((s) => h('span', { class: 'svc-badge', 'data-service': s.name, 'data-testid': 'trace-service' }, h('span', { class: 'svc-dot', style: { background: serviceColor(s.name) } }), s.name, h('span', { class: 'svc-count' }, String(s.count)))),
         ),
       );
-      head.append(h('div', { class: 'spacer' }), h('a', { class: 'btn btn-sm', href: `/api/traces/${seg(id)}`, target: '_blank', rel: 'noopener', title: 'The spans as the API returns them' }, 'JSON'));
+      head.append(h('div', { class: 'spacer' }), h('a', { class: 'btn btn-sm', href: traceLogsUrl(id, tree), 'data-testid': 'trace-logs', title: 'The log lines that carry this trace id' }, 'Logs of this trace'), h('a', { class: 'btn btn-sm', href: `/api/traces/${seg(id)}`, target: '_blank', rel: 'noopener', title: 'The spans as the API returns them' }, 'JSON'));
       const wf = waterfall(tree, id);
       setChildren(body, summary, wf.el);
       return wf;
@@ -678,4 +679,11 @@ function valueEl(v) {
     }
   }
   return h('span', { class: 'attr-str' }, s);
+}
+
+/** The Logs page searching `trace_id:<id>` from a minute before the trace to a minute after. */
+function traceLogsUrl(id, tree) {
+  const start = Math.floor(tree.startMs - 60e3);
+  const end = Math.ceil(tree.startMs + tree.duration / 1e6 + 60e3);
+  return Number.isFinite(start) && Number.isFinite(end) ? logsUrl({ query: `trace_id:${id}`, start: String(start), end: String(end) }) : logsUrl({ query: `trace_id:${id}`, since: '24h' });
 }

@@ -430,3 +430,64 @@ preset = "java"
     assert!(!out.status.success());
     assert!(err.contains("agent.toml:3: output.kind"), "{err}");
 }
+
+/// rsyslog (Debian's, with omelasticsearch) follows a file with imfile and ships it in bulk
+/// to the node's Elasticsearch subset, the way an operator points it at Elasticsearch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsyslog_ships_a_file_through_the_elasticsearch_output() {
+    let node = Node::start(&[], &[]).await;
+    let http = Http::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    std::fs::create_dir_all(dir.path().join("work")).unwrap();
+    let conf = dir.path().join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{d}/work")
+module(load="imfile")
+module(load="omelasticsearch")
+template(name="doc" type="list" option.jsonf="on") {{
+  property(outname="@timestamp" name="timereported" dateFormat="rfc3339" format="jsonf")
+  property(outname="message" name="msg" format="jsonf")
+  property(outname="host" name="hostname" format="jsonf")
+  property(outname="service" name="syslogtag" format="jsonf")
+}}
+ruleset(name="ship") {{
+  action(type="omelasticsearch" server="http://{node}/elasticsearch" searchIndex="rsyslog-app"
+         template="doc" bulkmode="on" errorFile="{d}/es-errors.log" action.resumeRetryCount="-1")
+}}
+input(type="imfile" File="{d}/app.log" Tag="billing" ruleset="ship")
+"#,
+            node = node.console
+        ),
+    )
+    .unwrap();
+    let lines: String = (0..50).map(|i| format!("invoice {i} paid by card\n")).collect();
+    std::fs::write(dir.path().join("app.log"), lines).unwrap();
+    let mut rsyslog = Command::new("rsyslogd")
+        .args(["-n", "-f", conf.to_str().unwrap(), "-i", &format!("{d}/rsyslog.pid")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rsyslogd runs (scripts/test-deps.sh installs rsyslog and rsyslog-elasticsearch)");
+    let url = format!("http://{}/api/logs?query={}&since=1h&limit=1000", node.console, enc("service:billing invoice"));
+    let got = signalbox_testkit::eventually(Duration::from_secs(20), "rsyslog's lines", || {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let v = http.get(&url).await.json();
+            let n = v["records"].as_array().map_or(0, |a| a.len());
+            (n >= 50).then_some(v)
+        }
+    })
+    .await;
+    let _ = rsyslog.kill();
+    let _ = rsyslog.wait();
+    let bodies: std::collections::BTreeSet<&str> =
+        got["records"].as_array().unwrap().iter().filter_map(|r| r["body"].as_str()).collect();
+    assert_eq!(bodies.len(), 50, "each line once: {got}");
+    assert!(bodies.contains("invoice 7 paid by card"));
+    assert_eq!(got["records"][0]["attributes"]["es.index"], "rsyslog-app");
+    assert!(!dir.path().join("es-errors.log").exists(), "rsyslog recorded no bulk errors");
+}

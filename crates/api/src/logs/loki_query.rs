@@ -33,6 +33,103 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/loki/api/v1/label/{name}/values", get(label_values))
         .route("/loki/api/v1/series", get(series).post(series))
         .route("/loki/api/v1/index/stats", get(index_stats))
+        .route("/loki/api/v1/tail", get(tail))
+}
+
+/// Longest a tail connection lives; the client reconnects (Grafana does).
+const TAIL_MAX: Duration = Duration::from_secs(3600);
+
+/// `GET /loki/api/v1/tail` (WebSocket), as Grafana's live view uses it: first the newest
+/// `limit` matching entries since `start`, then every new matching entry as it is stored,
+/// each frame `{"streams":[{"stream":{...},"values":[["<ns>","line"]]}],"dropped_entries":[]}`.
+async fn tail(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+    mut req: axum::extract::Request,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::{HeaderValue, header};
+    let p = pairs(q);
+    let Expr::Log(query) = parse(get(&p, "query"))? else {
+        return Err(bad("tail takes a log query, not a metric query"));
+    };
+    let limit = limit_param(&p)?;
+    let start = match get(&p, "start") {
+        Some(t) => time_param("start", t)?,
+        None => signalbox_core::time::unix_nanos().saturating_sub(3_600_000_000_000),
+    };
+    let logs = store(&s)?.clone();
+    let key = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|_| req.headers().get(header::UPGRADE).is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket")))
+        .ok_or_else(|| bad("tail is a WebSocket endpoint: send Upgrade: websocket"))?;
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let mut rx = logs.subscribe();
+    let backlog = {
+        let st = s.clone();
+        let q = query.clone();
+        tokio::task::spawn_blocking(move || {
+            records(&st, &q, start, signalbox_core::time::unix_nanos(), MAX_METRIC_RECORDS)
+        })
+        .await
+        .map_err(|_| bad("failed"))??
+    };
+    tokio::spawn(async move {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        let frame = |v: Value| Message::Text(v.to_string().into());
+        let first = streams_json(&query, &backlog, limit, true);
+        let first = json!({ "streams": first["data"]["result"], "dropped_entries": [] });
+        if ws.send(frame(first)).await.is_err() {
+            return;
+        }
+        let deadline = tokio::time::sleep(TAIL_MAX);
+        tokio::pin!(deadline);
+        let mut ping = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                _ = ping.tick() => {
+                    if ws.send(Message::Ping(Vec::new().into())).await.is_err() { break; }
+                }
+                r = rx.recv() => {
+                    let r = match r {
+                        Ok(r) => r,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            let v = json!({ "streams": [], "dropped_entries": [{ "labels": {}, "timestamp": signalbox_core::time::unix_nanos().to_string(), "count": n }] });
+                            if ws.send(frame(v)).await.is_err() { break; }
+                            continue;
+                        }
+                        Err(_) => break,
+                    };
+                    if let Some((labels, line)) = logql_eval::run_pipeline(&query, &r) {
+                        let v = json!({ "streams": [{ "stream": labels, "values": [[r.unix_nanos.to_string(), line]] }], "dropped_entries": [] });
+                        if ws.send(frame(v)).await.is_err() { break; }
+                    }
+                }
+                m = ws.next() => match m {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    _ => {}
+                },
+            }
+        }
+        let _ = ws.close(None).await;
+    });
+    let mut resp = axum::response::Response::new(axum::body::Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).map_err(|_| bad("bad key"))?);
+    Ok(resp)
 }
 
 /// Query pairs (repeated keys kept: `match[]` can repeat).

@@ -491,3 +491,44 @@ input(type="imfile" File="{d}/app.log" Tag="billing" ruleset="ship")
     assert_eq!(got["records"][0]["attributes"]["es.index"], "rsyslog-app");
     assert!(!dir.path().join("es-errors.log").exists(), "rsyslog recorded no bulk errors");
 }
+
+/// Loki's `tail` WebSocket, as Grafana's live view opens it: the recent entries first, then
+/// each new matching entry as it is pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loki_tail_over_websocket() {
+    let node = Node::start(&[], &[]).await;
+    let http = Http::new();
+    let push = |line: &str| {
+        let body = json!({ "streams": [{ "stream": { "job": "tailed" }, "values": [[signalbox_core::time::unix_nanos().to_string(), line]] }] });
+        let (http, url) = (http.clone(), format!("http://{}/loki/api/v1/push", node.console));
+        async move { assert_eq!(post(&http, &url, "application/json", body.to_string()).await.status, 204) }
+    };
+    push("before the tail").await;
+    let url = format!("ws://{}/loki/api/v1/tail?query={}&limit=10", node.console, enc(r#"{job="tailed"} != "skip""#));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("the WebSocket upgrade");
+    let first = next_frame(&mut ws).await;
+    assert_eq!(first["streams"][0]["values"][0][1], "before the tail", "{first}");
+    push("skip this one").await;
+    push("after the tail").await;
+    let live = next_frame(&mut ws).await;
+    assert_eq!(live["streams"][0]["stream"]["job"], "tailed");
+    assert_eq!(live["streams"][0]["values"][0][1], "after the tail", "the filtered line never arrives: {live}");
+    // Not a WebSocket request: a JSON 400.
+    let r = http.get(&format!("http://{}/loki/api/v1/tail?query={}", node.console, enc(r#"{job="tailed"}"#))).await;
+    assert_eq!(r.status, 400);
+}
+
+async fn next_frame<S>(ws: &mut S) -> Value
+where
+    S: futures_util::Stream<
+            Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a frame").unwrap().unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            return serde_json::from_str::<Value>(&t).unwrap();
+        }
+    }
+}

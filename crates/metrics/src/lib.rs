@@ -4,8 +4,10 @@
 //! PromQL reads them.
 //!
 //! # Layout
+//! - [`exposition`]: the Prometheus text and OpenMetrics formats scrape targets serve.
 //! - [`tsdb`]: the time-series database.
 //!   - [`tsdb::chunk`]: a chunk of one series' samples: delta-of-delta timestamps and XOR
 //!     floats in a bit stream (the Gorilla encoding), with an iterator.
 
+pub mod exposition;
 pub mod tsdb;

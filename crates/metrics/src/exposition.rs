@@ -175,7 +175,7 @@ fn unescape_help(s: &str) -> String {
 }
 
 fn sample(line: &str, openmetrics: bool, limits: Limits) -> Result<Sample, String> {
-    let name_end = line.find(|c: char| c == '{' || c == ' ' || c == '\t').unwrap_or(line.len());
+    let name_end = line.find(['{', ' ', '\t']).unwrap_or(line.len());
     let name = &line[..name_end];
     if !valid_metric_name(name) {
         return Err(format!("`{name}` is not a metric name"));
@@ -212,8 +212,11 @@ fn sample(line: &str, openmetrics: bool, limits: Limits) -> Result<Sample, Strin
     Ok(Sample { name: name.to_owned(), labels, value, timestamp_ms, exemplar })
 }
 
+/// Label pairs in the order written.
+type Labels = Vec<(String, String)>;
+
 /// Parses `a="x",b="y"}` (after the opening brace); returns the pairs and what follows.
-fn label_set(mut s: &str, max: usize) -> Result<(Vec<(String, String)>, &str), String> {
+fn label_set(mut s: &str, max: usize) -> Result<(Labels, &str), String> {
     let mut out = Vec::new();
     loop {
         s = s.trim_start();

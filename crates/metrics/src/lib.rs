@@ -8,6 +8,7 @@
 //! - [`tsdb`]: the time-series database.
 //!   - [`tsdb::chunk`]: a chunk of one series' samples: delta-of-delta timestamps and XOR
 //!     floats in a bit stream (the Gorilla encoding), with an iterator.
+//!   - [`tsdb::head`]: in-memory series with postings and an out-of-order window.
 
 pub mod exposition;
 pub mod tsdb;

@@ -4,5 +4,7 @@
 //!
 //! # Layout
 //! - [`chunk`]: one series' samples, compressed.
+//! - [`head`]: the in-memory series, their chunks, out-of-order buffers and postings.
 
 pub mod chunk;
+pub mod head;

@@ -237,6 +237,22 @@ impl Logs {
         end: u64,
         max_bytes: u64,
         timeout: Duration,
+        f: impl FnMut(&LogRecord) -> bool,
+    ) -> Result<ScanStats, SearchError> {
+        self.scan_until(filter, start, end, max_bytes, timeout, |_| true, f)
+    }
+
+    /// [`Logs::scan`], asking `more(block_max_ts)` before each block (newest first) whether
+    /// it could still matter; `false` ends the scan.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_until(
+        &self,
+        filter: &Expr,
+        start: u64,
+        end: u64,
+        max_bytes: u64,
+        timeout: Duration,
+        mut more: impl FnMut(u64) -> bool,
         mut f: impl FnMut(&LogRecord) -> bool,
     ) -> Result<ScanStats, SearchError> {
         let t0 = Instant::now();
@@ -244,28 +260,26 @@ impl Logs {
         if start > end {
             return Ok(stats);
         }
-        {
+        let words = required_words(filter);
+        let values = required_values(filter);
+        // The block list and the head are read under their locks together (in the order a
+        // seal takes them), so a seal between the two cannot show a record twice or hide it.
+        let mut blocks: Vec<BlockMeta> = {
+            let blocks = self.inner.blocks.read().unwrap_or_else(|e| e.into_inner());
             let head = self.inner.head.read().unwrap_or_else(|e| e.into_inner());
             for r in head.iter().rev() {
                 if r.unix_nanos >= start && r.unix_nanos <= end && matches(filter, r) && !f(r) {
                     return Ok(stats);
                 }
             }
-        }
-        let words = required_words(filter);
-        let values = required_values(filter);
-        let mut blocks: Vec<BlockMeta> = self
-            .inner
-            .blocks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|b| b.max_ts >= start && b.min_ts <= end)
-            .cloned()
-            .collect();
+            blocks.iter().filter(|b| b.max_ts >= start && b.min_ts <= end).cloned().collect()
+        };
         stats.blocks_total = blocks.len();
         blocks.sort_by_key(|b| std::cmp::Reverse(b.max_ts));
         for b in blocks {
+            if !more(b.max_ts) {
+                break;
+            }
             if !b.bloom.may_match(&words, &values) {
                 stats.blocks_skipped += 1;
                 continue;
@@ -291,17 +305,45 @@ impl Logs {
 
     /// The newest (or oldest) `limit` matching records of the window.
     pub fn search(&self, q: &Search) -> Result<(Vec<LogRecord>, ScanStats), SearchError> {
-        let mut out: Vec<LogRecord> = Vec::new();
-        // Blocks are visited newest first but may overlap in time: collect, then order.
-        // Keep scanning while a later block could still hold a newer record than the
-        // oldest kept (blocks of one writer do not overlap much, so this stops early).
         let limit = q.limit.max(1);
-        let stats = self.scan(&q.filter, q.start, q.end, q.max_bytes, q.timeout, |r| {
-            out.push(r.clone());
-            // Forward order needs the oldest, which only a full scan finds.
-            q.forward || out.len() < limit * 4
-        })?;
-        if q.forward {
+        // Newest first: keep the `limit` newest seen so far (a min-heap on time), and skip
+        // every block whose newest record is older than all of them. Late records (old
+        // timestamps arriving now) may sit in the head or in any block, so nothing is assumed
+        // about where the newest are. Oldest first needs the whole window.
+        let mut newest: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>> = Default::default();
+        let mut out: Vec<LogRecord> = Vec::new();
+        let forward = q.forward;
+        let kept = std::cell::RefCell::new((&mut newest, &mut out));
+        let stats = self.scan_until(
+            &q.filter,
+            q.start,
+            q.end,
+            q.max_bytes,
+            q.timeout,
+            |block_max| {
+                let k = kept.borrow();
+                forward || k.0.len() < limit || k.0.peek().is_none_or(|std::cmp::Reverse((t, _))| block_max >= *t)
+            },
+            |r| {
+                let mut k = kept.borrow_mut();
+                let (heap, recs) = &mut *k;
+                if forward {
+                    recs.push(r.clone());
+                    return true;
+                }
+                if heap.len() < limit {
+                    heap.push(std::cmp::Reverse((r.unix_nanos, recs.len())));
+                    recs.push(r.clone());
+                } else if heap.peek().is_some_and(|std::cmp::Reverse((t, _))| r.unix_nanos > *t)
+                    && let Some(std::cmp::Reverse((_, slot))) = heap.pop()
+                {
+                    heap.push(std::cmp::Reverse((r.unix_nanos, slot)));
+                    recs[slot] = r.clone();
+                }
+                true
+            },
+        )?;
+        if forward {
             out.sort_by_key(|r| r.unix_nanos);
         } else {
             out.sort_by_key(|r| std::cmp::Reverse(r.unix_nanos));

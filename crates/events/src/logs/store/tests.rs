@@ -156,3 +156,20 @@ async fn live_tail_sees_new_records() {
     assert_eq!(got.body, "request 1 done");
     logs.close();
 }
+
+#[tokio::test]
+async fn late_records_never_hide_newer_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = Logs::open(cfg(dir.path())).unwrap();
+    // A sealed block of recent records, then a head of late arrivals with old timestamps.
+    logs.write((1000..1100).map(rec).collect()).await.unwrap();
+    wait_sealed(&logs, 1).await;
+    logs.write((0..50).map(rec).collect()).await.unwrap();
+    let (hits, _) = search(&logs, "", 5);
+    let bodies: Vec<&str> = hits.iter().map(|r| r.body.as_str()).collect();
+    assert_eq!(
+        bodies,
+        vec!["request 1099 done", "request 1098 done", "request 1097 done", "request 1096 done", "request 1095 done"]
+    );
+    logs.close();
+}

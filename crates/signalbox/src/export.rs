@@ -118,7 +118,7 @@ async fn run(mut sender: Sender, mut rx: mpsc::Receiver<Vec<Span>>, mut stop: Sh
 impl Sender {
     async fn send(&mut self, spans: Vec<Span>) {
         let n = spans.len() as u64;
-        let body = signalbox_api::otlp::to_request(spans);
+        let body = signalbox_otlp::traces::to_request(spans);
         let mut backoff = Duration::from_millis(100);
         for attempt in 1..=ATTEMPTS {
             let mut req = tonic::Request::new(body.clone());

@@ -1,0 +1,8 @@
+//! OTLP (OpenTelemetry protocol) protobuf and JSON messages converted to and from Signalbox's
+//! model, shared by the receivers (`api`), the standalone gateway's span exporter, the load
+//! generators and the fuzz targets, so none of them needs the HTTP servers to convert a span.
+//!
+//! # Layout
+//! - [`traces`]: `ExportTraceServiceRequest` to spans and back.
+
+pub mod traces;

@@ -3,6 +3,8 @@
 //! generators and the fuzz targets, so none of them needs the HTTP servers to convert a span.
 //!
 //! # Layout
+//! - [`logs`]: `ExportLogsServiceRequest` to log records.
 //! - [`traces`]: `ExportTraceServiceRequest` to spans and back.
 
+pub mod logs;
 pub mod traces;

@@ -4,10 +4,7 @@
 
 use super::{BadRequest, Decoded, MAX_LINE, MAX_RECORDS};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as PKeyValue, any_value};
 use prost::Message;
-use signalbox_core::log::{LogRecord, Severity};
-use signalbox_core::span::{AttrValue, KeyValue};
 
 /// Decodes a protobuf or JSON export request; the whole-request limits are checked first.
 pub fn decode(raw: &[u8], json: bool, now: u64) -> Result<Decoded, BadRequest> {
@@ -22,105 +19,10 @@ pub fn decode(raw: &[u8], json: bool, now: u64) -> Result<Decoded, BadRequest> {
     Ok(convert(req, now))
 }
 
-fn text(v: &AnyValue) -> String {
-    match &v.value {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::BytesValue(b)) => signalbox_core::ids::encode_hex(b),
-        Some(any_value::Value::ArrayValue(a)) => {
-            format!("[{}]", a.values.iter().map(text).collect::<Vec<_>>().join(", "))
-        }
-        Some(any_value::Value::KvlistValue(kv)) => format!(
-            "{{{}}}",
-            kv.values
-                .iter()
-                .map(|p| format!("{}: {}", p.key, p.value.as_ref().map(text).unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        #[allow(unreachable_patterns)]
-        _ => String::new(),
-    }
-}
-
-fn attr(kv: &PKeyValue) -> KeyValue {
-    let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::BoolValue(b)) => AttrValue::Bool(*b),
-        Some(any_value::Value::IntValue(i)) => AttrValue::Int(*i),
-        Some(any_value::Value::DoubleValue(d)) => AttrValue::Float(*d),
-        _ => AttrValue::Str(kv.value.as_ref().map(text).unwrap_or_default()),
-    };
-    KeyValue { key: kv.key.clone().into(), value }
-}
-
 /// Converts a request; records over the limits are refused one by one.
 pub fn convert(req: ExportLogsServiceRequest, now: u64) -> Decoded {
-    let mut out = Decoded::default();
-    let mut index = 0;
-    for rl in req.resource_logs {
-        let resource_attrs = rl.resource.map(|r| r.attributes).unwrap_or_default();
-        let find = |k: &str| resource_attrs.iter().find(|kv| kv.key == k).and_then(|kv| kv.value.as_ref()).map(text);
-        let service = find("service.name").unwrap_or_default();
-        let instance = find("service.instance.id").unwrap_or_default();
-        let resource: Vec<KeyValue> = resource_attrs
-            .iter()
-            .filter(|kv| kv.key != "service.name" && kv.key != "service.instance.id")
-            .map(attr)
-            .collect();
-        for sl in rl.scope_logs {
-            let scope = sl.scope.map(|s| (s.name, s.version));
-            for lr in sl.log_records {
-                let i = index;
-                index += 1;
-                if out.records.len() >= MAX_RECORDS {
-                    out.rejected.push((i, format!("more than {MAX_RECORDS} records in one request")));
-                    continue;
-                }
-                let body = lr.body.as_ref().map(text).unwrap_or_default();
-                if body.len() > MAX_LINE {
-                    out.rejected.push((i, format!("a body is {} bytes; the limit is {MAX_LINE}", body.len())));
-                    continue;
-                }
-                let mut attributes: Vec<KeyValue> = lr.attributes.iter().map(attr).collect();
-                if let Some((name, version)) = &scope
-                    && !name.is_empty()
-                {
-                    attributes.push(KeyValue::str("otel.scope.name", name.clone()));
-                    if !version.is_empty() {
-                        attributes.push(KeyValue::str("otel.scope.version", version.clone()));
-                    }
-                }
-                let severity = if lr.severity_number != 0 {
-                    Severity::from_number(lr.severity_number)
-                } else {
-                    Severity::parse(&lr.severity_text)
-                };
-                let ts = if lr.time_unix_nano != 0 { lr.time_unix_nano } else { lr.observed_time_unix_nano };
-                out.records.push(LogRecord {
-                    unix_nanos: if ts != 0 { ts } else { now },
-                    observed_unix_nanos: if lr.observed_time_unix_nano != 0 { lr.observed_time_unix_nano } else { now },
-                    severity,
-                    severity_text: lr.severity_text,
-                    body,
-                    service: service.clone(),
-                    instance: instance.clone(),
-                    resource: resource.clone(),
-                    attributes,
-                    trace_id: <[u8; 16]>::try_from(lr.trace_id.as_slice())
-                        .ok()
-                        .filter(|b| *b != [0; 16])
-                        .map(signalbox_core::ids::TraceId),
-                    span_id: <[u8; 8]>::try_from(lr.span_id.as_slice())
-                        .ok()
-                        .filter(|b| *b != [0; 8])
-                        .map(signalbox_core::ids::SpanId),
-                });
-            }
-        }
-    }
-    out
+    let (records, rejected) = signalbox_otlp::logs::convert(req, now, MAX_RECORDS, MAX_LINE);
+    Decoded { records, rejected }
 }
 
 /// `POST /v1/logs` on the OTLP/HTTP port, with the specification's answers (as for traces).

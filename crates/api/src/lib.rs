@@ -13,10 +13,9 @@
 //! - [`consul`]: the Consul subset under `/v1` (mounted at `/consul/v1` here).
 //! - [`session`]: console login and token management.
 //! - [`ingest`]: limits every ingest decoder checks before it allocates (inflate, scan, budget).
-//! - [`logs`]: log ingest decoders (NDJSON, Loki push, Elasticsearch `_bulk`, OTLP logs).
-//! - [`otlp`]: OTLP trace ingest (gRPC service and `POST /v1/traces`).
-//! - [`zipkin`]: Zipkin v2 ingest (JSON and protobuf) and query API.
-//! - [`traces`]: the native trace API and the Jaeger query API.
+//! - [`traces`]: one module per trace protocol: native, [`jaeger`], [`zipkin`] (ingest and
+//!   query), [`otlp`] (gRPC and `POST /v1/traces`); re-exported here under their short names.
+//! - [`logs`]: one module per log protocol (native, Loki, Elasticsearch, OTLP).
 //! - [`console`]: the embedded web UI.
 //! - [`server`]: the HTTP server under every API port, with connection caps and timeouts.
 //! - [`auth`]: role checks for every route; [`blocking`]: long-poll helpers;
@@ -32,13 +31,13 @@ pub mod error;
 pub mod ingest;
 pub mod json;
 pub mod logs;
-pub mod otlp;
 pub mod registry;
 pub mod server;
 pub mod session;
 pub mod spring;
 pub mod traces;
-pub mod zipkin;
+/// The trace protocols keep their short paths (`signalbox_api::otlp`, `signalbox_api::zipkin`).
+pub use traces::{jaeger, otlp, zipkin};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -66,7 +66,6 @@ CH_HTTP=127.0.0.1:18124; CH_TCP_PORT=19001
 now() { date +%s.%N; }
 status_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; } # VmRSS, VmHWM
 cpu_s() { awk '{sub(/.*\) /, ""); printf "%.2f", ($12+$13)/100}' "/proc/$1/stat"; }
-busy_s() { awk '/^cpu / {printf "%.2f", ($2+$3+$4+$7+$8+$9)/100}' /proc/stat; } # whole machine
 metric() { curl -sf "http://$CONSOLE/metrics" | awk -v m="$1" '$1==m {print $2+0}'; }
 ch() { curl -sS --fail-with-body --data-binary "$1" "http://$CH_HTTP/"; }
 fact() { echo "$1=$2" >> "$WORK/facts"; }
@@ -107,7 +106,9 @@ def sb(q, agg=False, **extra):
         v = json.loads(get(path))
         if agg:
             return len(v.get("series", v.get("values", [])))
-        return len(v["records"])
+        st = v.get("stats", {})
+        return f'{len(v["records"])}; {st.get("blocks_read")} of {st.get("blocks")} blocks read'
+
     return run
 
 def ch(sql):
@@ -213,10 +214,9 @@ curl -sf "http://$CONSOLE/readyz" >/dev/null || { echo "signalbox did not start:
 fact sb_rss_idle "$(status_kb $SB_PID VmRSS)"
 
 echo "signalbox: ingest over POST /api/logs..." >&2
-c0=$(cpu_s $SB_PID); b0=$(busy_s)
+c0=$(cpu_s $SB_PID)
 TARGET_PID=$SB_PID "$LG" logs-ingest --url "http://$CONSOLE/api/logs" --file "$WORK/logs.ndjson" \
   --clients "$CLIENTS" --batch-bytes "$BATCH_BYTES" > "$WORK/sb-ingest.json"
-fact sb_busy "$(python3 -c "print($(busy_s)-$b0)")"
 fact sb_rss_ingest "$(status_kb $SB_PID VmRSS)"
 cat "$WORK/sb-ingest.json" >&2
 # Sealed: nothing left in the in-memory head.
@@ -294,10 +294,9 @@ ch "CREATE MATERIALIZED VIEW logs_mv TO logs AS SELECT parseDateTimeBestEffort(t
   route, status, latency_ms, msg FROM logs_in"
 
 echo "clickhouse: ingest as JSONEachRow..." >&2
-c0=$(cpu_s $CH_PID); b0=$(busy_s)
+c0=$(cpu_s $CH_PID)
 TARGET_PID=$CH_PID "$LG" logs-ingest --url "http://$CH_HTTP/?query=INSERT%20INTO%20logs_in%20FORMAT%20JSONEachRow" \
   --file "$WORK/logs.ndjson" --clients "$CLIENTS" --batch-bytes "$BATCH_BYTES" > "$WORK/ch-ingest.json"
-fact ch_busy "$(python3 -c "print($(busy_s)-$b0)")"
 fact ch_rss_ingest "$(status_kb $CH_PID VmRSS)"
 cat "$WORK/ch-ingest.json" >&2
 PARTS="FROM system.parts WHERE active AND database = currentDatabase() AND table = 'logs'"
@@ -391,8 +390,8 @@ print(f"| bytes on disk | {sb_disk / 1e6:.1f} MB ({MB * 1e6 / sb_disk:.1f}× sma
       f"{lk_disk / 1e6:.1f} MB ({MB * 1e6 / lk_disk:.1f}×) | {sb_disk / ch_disk:.2f}× | ≤ 0.7× |")
 print(f"| RSS MiB after ingest / peak | {mib(f['sb_rss_ingest']):.0f} / {mib(f['sb_rss_peak']):.0f} | "
       f"{mib(f['ch_rss_ingest']):.0f} / {mib(f['ch_rss_peak']):.0f} | – | | |")
-names = {"needle": "needle: one trace_id, whole range", "rare": f"rare word `{d['rare_word']}` ({d['rare_word_count']} in the data)",
-         "frequent": f"frequent word `{d['frequent_word']}` ({d['frequent_word_count']:,} in the data), newest 100",
+names = {"needle": "needle: one trace_id, whole range", "rare": f"rare word `{d['rare_word']}` ({d['rare_word_count']} occurrences)",
+         "frequent": f"frequent word `{d['frequent_word']}` ({d['frequent_word_count']:,} occurrences), newest 100",
          "count": "count per minute by service", "top": "top 10 user_id"}
 goals = {"needle": "≤ 10 ms p99 and < ClickHouse", "rare": "≤ ClickHouse", "frequent": "≤ ClickHouse", "count": "≤ ClickHouse", "top": "≤ ClickHouse"}
 for k, name in names.items():
@@ -415,10 +414,10 @@ print(f"- ClickHouse: {ci['raw_bytes'] / 1e6:,.0f} MB in {ci['seconds']:.1f} s (
 print(f"- Loki-like: {int(num('loki_chunks'))} chunks (~10 MB raw each, zstd -3) in {num('t_loki_chunk'):.0f} s (a script, "
       "not a server: no ingest rate). Filters: `rg -z` over every chunk; newest-100: per stream, chunks newest first until 100; "
       "count: the minute of each line's timestamp per chunk; top: `rg -o` of the field, counted.")
-sb_other = num("sb_busy") - si["target_cpu_seconds"]
-ch_other = num("ch_busy") - ci["target_cpu_seconds"]
-print(f"- Other processes (load generator included) used {sb_other / si['seconds']:.2f} cores during the Signalbox ingest and "
-      f"{ch_other / ci['seconds']:.2f} during the ClickHouse ingest.")
+other = lambda i: (i["machine_busy_seconds"] - i["target_cpu_seconds"] - i["generator_cpu_seconds"]) / i["seconds"]
+print(f"- While sending: the clients used {si['generator_cpu_seconds'] / si['seconds']:.2f} cores (Signalbox) and "
+      f"{ci['generator_cpu_seconds'] / ci['seconds']:.2f} (ClickHouse); other processes on the machine "
+      f"{other(si):.2f} and {other(ci):.2f} cores" + (" (noticeable: rerun on a quiet machine)." if max(other(si), other(ci)) > 0.15 else "."))
 print(f"- Latency: one warm-up run, then {f['runs']} runs of each query (p99 of {f['runs']} is about the slowest run), "
       "Python over keep-alive HTTP for Signalbox and ClickHouse, subprocesses for the Loki-like baseline.")
 PY

@@ -246,7 +246,7 @@ pub async fn ingest(url: &str, file: &str, clients: usize, batch_bytes: usize) -
     let http: Http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(c);
     let next = Arc::new(AtomicUsize::new(0));
     let retries = Arc::new(AtomicUsize::new(0));
-    let cpu0 = cpu_seconds(pid);
+    let (cpu0, own0, busy0) = (cpu_seconds(pid), cpu_seconds(None), machine_busy_seconds());
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -282,15 +282,27 @@ pub async fn ingest(url: &str, file: &str, clients: usize, batch_bytes: usize) -
     }
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu0;
+    let own = cpu_seconds(None) - own0;
+    let busy = machine_busy_seconds() - busy0;
     println!(
         "{}",
         json!({
             "raw_bytes": data.len(), "gzip_bytes": gz_bytes, "batches": gz.len(), "clients": clients,
             "seconds": secs, "mb_per_second": data.len() as f64 / 1e6 / secs,
             "target_cpu_seconds": cpu, "retries": retries.load(Ordering::Relaxed),
+            "generator_cpu_seconds": own, "machine_busy_seconds": busy,
         })
     );
     Ok(())
+}
+
+/// CPU seconds all processes of the machine used so far (user, nice, system, irq,
+/// softirq, steal in the `cpu` line of /proc/stat).
+fn machine_busy_seconds() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/stat") else { return f64::NAN };
+    let Some(line) = s.lines().find(|l| l.starts_with("cpu ")) else { return f64::NAN };
+    let f: Vec<f64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum::<f64>() / 100.0
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {

@@ -7,9 +7,11 @@
 //! - `config-watch`: M watchers of one application; time from a write to each seeing it.
 //! - `trace-ingest`, `trace-query`, `clickhouse-load`: the trace store benchmark (see
 //!   `traces`).
+//! - `logs-gen`, `logs-ingest`, `logs-tail`: the log store benchmark (see `logs`).
 //! - `etcd-watch`: the same fan-out measured on etcd (keys under a prefix, M watch streams
 //!   through etcd's JSON gateway).
 
+mod logs;
 mod traces;
 
 use anyhow::{Context, bail};
@@ -100,6 +102,41 @@ enum Cmd {
         samples: usize,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Writes a deterministic NDJSON dataset of microservice log lines.
+    LogsGen {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Size of the dataset in MB (10^6 bytes) of JSON.
+        #[arg(long, default_value_t = 200.0)]
+        mb: f64,
+        /// End of the hour the lines span, Unix milliseconds.
+        #[arg(long)]
+        end_ms: u64,
+        #[arg(long)]
+        out: String,
+    },
+    /// POSTs an NDJSON file in gzip batches with concurrent clients.
+    LogsIngest {
+        /// The full ingest URL (Signalbox's /api/logs, or ClickHouse's HTTP interface with
+        /// an INSERT ... FORMAT JSONEachRow query).
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        file: String,
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Raw (uncompressed) bytes per batch, cut at line boundaries.
+        #[arg(long, default_value_t = 2_000_000)]
+        batch_bytes: usize,
+    },
+    /// Live-tail delivery delay: POST a line, time until the tail's event.
+    LogsTail {
+        /// The console URL, e.g. http://127.0.0.1:9900.
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 20)]
+        samples: usize,
     },
     EtcdWatch {
         #[arg(long)]
@@ -487,6 +524,9 @@ async fn main() -> anyhow::Result<()> {
         Cmd::TraceIngest { url, shape, from, connections, batch, seconds, max_spans } => {
             traces::ingest(&url, shape.generator(), from, connections, batch, seconds, max_spans).await
         }
+        Cmd::LogsGen { seed, mb, end_ms, out } => logs::generate(seed, mb, end_ms, &out),
+        Cmd::LogsIngest { url, file, clients, batch_bytes } => logs::ingest(&url, &file, clients, batch_bytes).await,
+        Cmd::LogsTail { url, samples } => logs::tail(&url, samples).await,
         Cmd::ClickhouseLoad { url, shape, traces: n } => traces::clickhouse_load(&url, shape.generator(), n).await,
         Cmd::TraceQuery { target, url, shape, traces: n, samples, limit } => {
             traces::query(&target, &url, shape.generator(), n, samples, limit).await

@@ -334,7 +334,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn cpu_seconds(pid: Option<u32>) -> f64 {
+pub fn cpu_seconds(pid: Option<u32>) -> f64 {
     let path = match pid {
         Some(p) => format!("/proc/{p}/stat"),
         None => "/proc/self/stat".into(),

@@ -34,8 +34,8 @@ const SERVICES: &[(&str, u64, &[&str])] = &[
 ];
 const METHODS: &[&str] = &["GET", "GET", "GET", "POST", "PUT", "DELETE"];
 const SYLLABLES: &[&str] = &[
-    "ka", "lo", "mi", "ne", "ru", "ta", "vo", "shi", "pe", "da", "gu", "zo", "ri", "ba", "fe", "ho", "ju", "ki",
-    "la", "mo", "nu", "pi", "so", "te", "wa", "ye", "xi", "co", "de", "fu", "ga", "hi",
+    "ka", "lo", "mi", "ne", "ru", "ta", "vo", "shi", "pe", "da", "gu", "zo", "ri", "ba", "fe", "ho", "ju", "ki", "la",
+    "mo", "nu", "pi", "so", "te", "wa", "ye", "xi", "co", "de", "fu", "ga", "hi",
 ];
 const VOCAB: usize = 100_000;
 const USERS: usize = 20_000;
@@ -62,11 +62,14 @@ struct Zipf(Vec<f64>);
 impl Zipf {
     fn new(n: usize) -> Self {
         let mut acc = 0.0;
-        Zipf((1..=n).map(|k| {
-            acc += 1.0 / k as f64;
-            acc
-        })
-        .collect())
+        Zipf(
+            (1..=n)
+                .map(|k| {
+                    acc += 1.0 / k as f64;
+                    acc
+                })
+                .collect(),
+        )
     }
     fn sample(&self, r: &mut Rng) -> usize {
         let u = (r.next() >> 11) as f64 / (1u64 << 53) as f64 * self.0[self.0.len() - 1];
@@ -88,13 +91,7 @@ fn rfc3339_ms(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60,
-        ms % 1000
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", sod / 3600, sod / 60 % 60, sod % 60, ms % 1000)
 }
 
 /// `logs-gen`: writes about `mb` MB of NDJSON to `out`; prints the dataset's facts (lines,
@@ -161,8 +158,10 @@ pub fn generate(seed: u64, mb: f64, end_ms: u64, out: &str) -> anyhow::Result<()
                 let m = METHODS[r.below(METHODS.len() as u64) as usize];
                 msg.push_str(&format!("{m} {route} {status} {latency}ms"));
             } else if level == "error" || level == "fatal" {
-                msg.push_str(["upstream request failed:", "database error:", "timeout calling", "panic recovered:"]
-                    [r.below(4) as usize]);
+                msg.push_str(
+                    ["upstream request failed:", "database error:", "timeout calling", "panic recovered:"]
+                        [r.below(4) as usize],
+                );
             }
             for _ in 0..(2 + r.below(11)) {
                 let k = words_z.sample(&mut r);
@@ -271,7 +270,9 @@ pub async fn ingest(url: &str, file: &str, clients: usize, batch_bytes: usize) -
                             retries.fetch_add(1, Ordering::Relaxed);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
-                        _ => bail!("batch {i}: HTTP {status}: {}", String::from_utf8_lossy(&text[..text.len().min(500)])),
+                        _ => {
+                            bail!("batch {i}: HTTP {status}: {}", String::from_utf8_lossy(&text[..text.len().min(500)]))
+                        }
                     }
                 }
             }

@@ -162,54 +162,7 @@ pub fn micros_param(field: &str, v: &str) -> Result<u64, ApiError> {
     us.checked_mul(1_000).filter(|n| *n <= MAX_NANOS).ok_or_else(|| ApiError::field(field, "is out of range"))
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fff][Z|±HH:MM]` to Unix nanoseconds.
-pub fn parse_rfc3339(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    // Only ASCII can be valid, and checking it first makes every slice below fall on a
-    // character boundary.
-    if !s.is_ascii()
-        || b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
-    let mut frac = 0u64;
-    if let Some(f) = rest.strip_prefix('.') {
-        let digits: String = f.chars().take_while(|c| c.is_ascii_digit()).collect();
-        rest = &f[digits.len()..];
-        let mut d9 = digits.clone();
-        d9.truncate(9);
-        while d9.len() < 9 {
-            d9.push('0');
-        }
-        frac = d9.parse().ok()?;
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days.checked_mul(86_400)?.checked_add(h * 3600 + mi * 60 + se - offset)?;
-    u64::try_from(secs).ok()?.checked_mul(1_000_000_000)?.checked_add(frac)
-}
+pub use signalbox_core::time::parse_rfc3339;
 
 fn duration_param(field: &str, v: &str) -> Result<u64, ApiError> {
     go_duration(v)

@@ -278,7 +278,7 @@ fn access_record(line: &[u8], gateway: &str) -> Option<signalbox_core::log::LogR
     let text = |k: &str| obj.get(k).and_then(|v| v.as_str()).unwrap_or("");
     let status = obj.get("status").and_then(|v| v.as_f64()).unwrap_or(0.0) as u16;
     let duration = obj.get("duration_ms").and_then(|v| v.as_f64()).unwrap_or(0.0);
-    let ts = parse_millis_rfc3339(text("ts")).unwrap_or_else(signalbox_core::time::unix_nanos);
+    let ts = signalbox_core::time::parse_rfc3339(text("ts")).unwrap_or_else(signalbox_core::time::unix_nanos);
     let severity = match status {
         500.. => Severity::ERROR,
         400..=499 => Severity::WARN,
@@ -314,23 +314,6 @@ fn access_record(line: &[u8], gateway: &str) -> Option<signalbox_core::log::LogR
         trace_id: signalbox_core::ids::TraceId::from_hex(text("trace_id")),
         span_id: signalbox_core::ids::SpanId::from_hex(text("span_id")),
     })
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, as the access log writes it, to Unix nanoseconds.
-fn parse_millis_rfc3339(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    if b.len() != 24 || !s.is_ascii() {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se, ms) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + se;
-    u64::try_from(secs).ok()?.checked_mul(1_000_000_000)?.checked_add(ms as u64 * 1_000_000)
 }
 
 /// One upstream try, as recorded for the client span and the access log.

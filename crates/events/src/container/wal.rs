@@ -6,6 +6,7 @@
 //! the records not yet settled (sealed into a block); a segment no longer written to with
 //! nothing unsettled is deleted.
 
+use crate::codec::put_varint;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -118,14 +119,6 @@ fn varint(b: &mut &[u8]) -> Option<u64> {
         }
     }
     None
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 /// The append side, owned by one writer thread.

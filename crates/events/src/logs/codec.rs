@@ -11,18 +11,7 @@ use signalbox_core::span::{AttrValue, KeyValue};
 #[error("damaged log record")]
 pub struct Damaged;
 
-pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
+pub use crate::codec::{put_str, put_varint};
 
 pub fn put_attrs(out: &mut Vec<u8>, attrs: &[KeyValue]) {
     put_varint(out, attrs.len() as u64);

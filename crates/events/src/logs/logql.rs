@@ -564,38 +564,7 @@ fn matches_empty(m: &Matcher) -> bool {
     }
 }
 
-/// Go-style durations as Loki takes them: `5m`, `1h30m`, `250ms`, `1.5s`, `1d`, `1w`.
-pub fn go_duration(s: &str) -> Option<Duration> {
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        if n == 0 {
-            return None;
-        }
-        let v: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let mult = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
-            "w" => 604_800.0,
-            "y" => 31_536_000.0,
-            _ => return None,
-        };
-        total += v * mult;
-        rest = &rest[u..];
-    }
-    (total.is_finite() && (0.0..1e10).contains(&total)).then(|| Duration::from_secs_f64(total))
-}
+pub use signalbox_core::time::go_duration;
 
 fn bytes(s: &str) -> Option<f64> {
     let n = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;

@@ -5,10 +5,13 @@
 //!
 //! # Layout
 //! - [`exposition`]: the Prometheus text and OpenMetrics formats scrape targets serve.
+//! - [`storage`]: the [`storage::Queryable`] trait PromQL reads through, label matchers,
+//!   the staleness marker.
 //! - [`tsdb`]: the time-series database.
 //!   - [`tsdb::chunk`]: a chunk of one series' samples: delta-of-delta timestamps and XOR
 //!     floats in a bit stream (the Gorilla encoding), with an iterator.
 //!   - [`tsdb::head`]: in-memory series with postings and an out-of-order window.
 
 pub mod exposition;
+pub mod storage;
 pub mod tsdb;

@@ -12,8 +12,8 @@ use super::chunk::{AppendError, Chunk, MAX_SAMPLES};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::RwLock;
 
-/// A series' labels, sorted by name; `__name__` is the metric name.
-pub type Labels = Vec<(String, String)>;
+pub use crate::storage::{Labels, Matcher};
+use crate::storage::{Queryable, Series as SelectedSeries, StorageError};
 
 /// Why a sample was not appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -75,32 +75,6 @@ struct Inner {
     series: Vec<Series>,
     by_labels: HashMap<Labels, usize>,
     postings: HashMap<(String, String), BTreeSet<usize>>,
-}
-
-/// How a selector matches one label.
-#[derive(Debug, Clone)]
-pub enum Matcher {
-    Equal(String, String),
-    NotEqual(String, String),
-    Regex(String, regex::Regex),
-    NotRegex(String, regex::Regex),
-}
-
-impl Matcher {
-    fn name(&self) -> &str {
-        match self {
-            Matcher::Equal(n, _) | Matcher::NotEqual(n, _) | Matcher::Regex(n, _) | Matcher::NotRegex(n, _) => n,
-        }
-    }
-
-    fn matches(&self, v: &str) -> bool {
-        match self {
-            Matcher::Equal(_, x) => v == x,
-            Matcher::NotEqual(_, x) => v != x,
-            Matcher::Regex(_, r) => r.is_match(v),
-            Matcher::NotRegex(_, r) => !r.is_match(v),
-        }
-    }
 }
 
 impl Head {
@@ -167,7 +141,7 @@ impl Head {
     }
 
     /// The series matching every matcher, with their samples in `[mint, maxt]`.
-    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SelectedSeries> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         // Start from the smallest postings list of an equality matcher, else every series.
         let mut candidates: Option<BTreeSet<usize>> = None;
@@ -189,17 +163,14 @@ impl Head {
         let mut out = Vec::new();
         for id in ids {
             let s = &inner.series[id];
-            let ok = matchers.iter().all(|m| {
-                let v = s.labels.iter().find(|(k, _)| k == m.name()).map(|(_, v)| v.as_str()).unwrap_or("");
-                m.matches(v)
-            });
-            if ok {
+            if matchers.iter().all(|m| m.matches_labels(&s.labels)) {
                 let samples = s.samples(mint, maxt);
                 if !samples.is_empty() {
-                    out.push((s.labels.clone(), samples));
+                    out.push(SelectedSeries { labels: s.labels.clone(), samples });
                 }
             }
         }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
         out
     }
 
@@ -221,6 +192,12 @@ impl Head {
             .iter()
             .map(|s| s.sealed.iter().map(|c| c.bytes().len()).sum::<usize>() + s.open.bytes().len())
             .sum()
+    }
+}
+
+impl Queryable for Head {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SelectedSeries>, StorageError> {
+        Ok(Head::select(self, matchers, mint, maxt))
     }
 }
 
@@ -247,7 +224,7 @@ mod tests {
             i64::MAX,
         );
         assert_eq!(api.len(), 2);
-        assert_eq!(api[0].1.len(), 300, "chunks are cut at 120 samples and read back whole");
+        assert_eq!(api[0].samples.len(), 300, "chunks are cut at 120 samples and read back whole");
         let re = regex::Regex::new("^(a|c)$").unwrap();
         let sel = h.select(
             &[Matcher::Regex("instance".into(), re), Matcher::NotEqual("job".into(), "db".into())],
@@ -255,7 +232,7 @@ mod tests {
             30_000,
         );
         assert_eq!(sel.len(), 1);
-        assert_eq!(sel[0].1, vec![(15_000, 1.0), (30_000, 1.0)]);
+        assert_eq!(sel[0].samples, vec![(15_000, 1.0), (30_000, 1.0)]);
         assert!(h.label_values()["instance"].contains("b"));
         assert!(h.chunk_bytes() < 3 * 300 * 3, "a few bits per regular sample");
     }
@@ -271,7 +248,7 @@ mod tests {
         assert_eq!(h.append(s.clone(), 98_000, 0.8), Ok(()), "the same sample again is a no-op");
         assert_eq!(h.append(s.clone(), 98_000, 0.9), Err(Rejected::Duplicate));
         let got = h.select(&[Matcher::Equal("__name__".into(), "m".into())], 0, i64::MAX);
-        assert_eq!(got[0].1, vec![(95_000, 0.5), (98_000, 0.8), (100_000, 1.0)]);
+        assert_eq!(got[0].samples, vec![(95_000, 0.5), (98_000, 0.8), (100_000, 1.0)]);
         h.append(l(&[("__name__", "n")]), 1, 1.0).unwrap();
         assert_eq!(h.append(l(&[("__name__", "o")]), 1, 1.0), Err(Rejected::TooManySeries));
     }

@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`exposition`]: the Prometheus text and OpenMetrics formats scrape targets serve.
+//! - [`remote_write`]: Prometheus remote_write 1.0 requests (snappy protobuf) to samples.
 //! - [`storage`]: the [`storage::Queryable`] trait PromQL reads through, label matchers,
 //!   the staleness marker.
 //! - [`tsdb`]: the time-series database.
@@ -13,5 +14,6 @@
 //!   - [`tsdb::head`]: in-memory series with postings and an out-of-order window.
 
 pub mod exposition;
+pub mod remote_write;
 pub mod storage;
 pub mod tsdb;

@@ -4,7 +4,10 @@
 //!
 //! # Layout
 //! - [`logs`]: `ExportLogsServiceRequest` to log records.
+//! - [`metrics`]: `ExportMetricsServiceRequest` to Prometheus samples (names, units, `_total`,
+//!   histograms, `target_info`, delta to cumulative).
 //! - [`traces`]: `ExportTraceServiceRequest` to spans and back.
 
 pub mod logs;
+pub mod metrics;
 pub mod traces;

@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`exposition`]: the Prometheus text and OpenMetrics formats scrape targets serve.
 //! - [`remote_write`]: Prometheus remote_write 1.0 requests (snappy protobuf) to samples.
+//! - [`scrape`]: pull collection: jobs, relabeling, one loop per target, target health.
 //! - [`storage`]: the [`storage::Queryable`] trait PromQL reads through, label matchers,
 //!   the staleness marker.
 //! - [`tsdb`]: the time-series database.
@@ -15,5 +16,6 @@
 
 pub mod exposition;
 pub mod remote_write;
+pub mod scrape;
 pub mod storage;
 pub mod tsdb;

@@ -183,7 +183,10 @@ mod tests {
     fn decodes_series_samples_and_metadata() {
         let req = WriteRequest {
             timeseries: vec![
-                series(&[("job", "api"), ("__name__", "http_requests_total"), ("empty", "")], &[(1000, 1.0), (2000, 3.0)]),
+                series(
+                    &[("job", "api"), ("__name__", "http_requests_total"), ("empty", "")],
+                    &[(1000, 1.0), (2000, 3.0)],
+                ),
                 series(&[("__name__", "nothing")], &[]),
             ],
             metadata: vec![MetricMetadata {

@@ -149,3 +149,29 @@ impl Queryable for MemStorage {
         Ok(out)
     }
 }
+
+/// What one append did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub accepted: usize,
+    /// Older than the out-of-order window allows.
+    pub too_old: usize,
+    /// Another value at a stored timestamp.
+    pub duplicate: usize,
+    /// Refused because a series limit is reached.
+    pub over_limit: usize,
+    /// Series created by this append.
+    pub new_series: usize,
+}
+
+impl Appended {
+    pub fn refused(&self) -> usize {
+        self.too_old + self.duplicate + self.over_limit
+    }
+}
+
+/// Anything that takes samples: the TSDB, and the head alone in tests. Returns once the
+/// samples are as durable as the implementation makes them (the TSDB: in its fsync'd log).
+pub trait Appender: Send + Sync {
+    fn append(&self, samples: &[(Labels, i64, f64)]) -> Result<Appended, StorageError>;
+}

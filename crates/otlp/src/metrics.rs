@@ -223,6 +223,27 @@ fn millis(nanos: u64) -> i64 {
     (nanos / 1_000_000) as i64
 }
 
+/// How a point's value is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// As it is (cumulative or gauge).
+    Plain,
+    /// Added to the series' running total.
+    Delta,
+    /// A staleness marker (the point has no recorded value).
+    Stale,
+}
+
+fn how(delta: bool, stale: bool) -> How {
+    if stale {
+        How::Stale
+    } else if delta {
+        How::Delta
+    } else {
+        How::Plain
+    }
+}
+
 struct Emitter<'a> {
     out: &'a mut Converted,
     cumulative: &'a mut Cumulative,
@@ -231,8 +252,17 @@ struct Emitter<'a> {
 
 impl Emitter<'_> {
     /// One sample; `delta` values are added to the series' running total first.
-    fn emit(&mut self, base: &BTreeMap<String, String>, name: &str, extra: Option<(&str, String)>, t: i64, v: f64, delta: bool, stale: bool) {
-        let mut labels: Labels = base.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
+    fn emit(
+        &mut self,
+        base: &BTreeMap<String, String>,
+        name: &str,
+        extra: Option<(&str, String)>,
+        t: i64,
+        v: f64,
+        how: How,
+    ) {
+        let mut labels: Labels =
+            base.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
         if let Some((k, val)) = extra {
             labels.retain(|(n, _)| n != k);
             labels.push((k.to_string(), val));
@@ -240,9 +270,9 @@ impl Emitter<'_> {
         labels.retain(|(n, _)| n != "__name__");
         labels.push(("__name__".into(), name.to_string()));
         labels.sort();
-        let v = if stale {
+        let v = if how == How::Stale {
             f64::from_bits(STALE_NAN)
-        } else if delta {
+        } else if how == How::Delta {
             match self.cumulative.add(&labels, v) {
                 Some(total) => total,
                 None => {
@@ -334,10 +364,17 @@ pub fn convert(req: &ExportMetricsServiceRequest, cumulative: &mut Cumulative) -
                             let t = millis(p.time_unix_nano);
                             let stale = p.flags & NO_RECORDED_VALUE != 0;
                             for q in &p.quantile_values {
-                                em.emit(&l, &family, Some(("quantile", fmt_float(q.quantile))), t, q.value, false, stale);
+                                em.emit(
+                                    &l,
+                                    &family,
+                                    Some(("quantile", fmt_float(q.quantile))),
+                                    t,
+                                    q.value,
+                                    how(false, stale),
+                                );
                             }
-                            em.emit(&l, &format!("{family}_sum"), None, t, p.sum, false, stale);
-                            em.emit(&l, &format!("{family}_count"), None, t, p.count as f64, false, stale);
+                            em.emit(&l, &format!("{family}_sum"), None, t, p.sum, how(false, stale));
+                            em.emit(&l, &format!("{family}_count"), None, t, p.count as f64, how(false, stale));
                         }
                     }
                 }
@@ -352,7 +389,7 @@ pub fn convert(req: &ExportMetricsServiceRequest, cumulative: &mut Cumulative) -
             let mut l = base.clone();
             attributes_into(&mut l, &info.into_iter().cloned().collect::<Vec<_>>());
             let mut em = Emitter { out: &mut out, cumulative, point };
-            em.emit(&l, "target_info", None, millis(newest), 1.0, false, false);
+            em.emit(&l, "target_info", None, millis(newest), 1.0, How::Plain);
             if !out.metadata.iter().any(|m| m.0 == "target_info") {
                 out.metadata.push(("target_info".into(), "info", "Target metadata".into(), String::new()));
             }
@@ -372,7 +409,7 @@ fn number(em: &mut Emitter, labels: &BTreeMap<String, String>, name: &str, p: &N
             return;
         }
     };
-    em.emit(labels, name, None, millis(p.time_unix_nano), v, delta, p.flags & NO_RECORDED_VALUE != 0);
+    em.emit(labels, name, None, millis(p.time_unix_nano), v, how(delta, p.flags & NO_RECORDED_VALUE != 0));
 }
 
 /// `le` and `quantile` values as Prometheus writes them (`+Inf`, `0.5`, `1`).
@@ -406,13 +443,13 @@ fn histogram(em: &mut Emitter, labels: &BTreeMap<String, String>, family: &str, 
     let mut running = 0u64;
     for (i, bound) in p.explicit_bounds.iter().enumerate() {
         running += p.bucket_counts.get(i).copied().unwrap_or(0);
-        em.emit(labels, &bucket, Some(("le", fmt_float(*bound))), t, running as f64, delta, stale);
+        em.emit(labels, &bucket, Some(("le", fmt_float(*bound))), t, running as f64, how(delta, stale));
     }
-    em.emit(labels, &bucket, Some(("le", "+Inf".into())), t, p.count as f64, delta, stale);
+    em.emit(labels, &bucket, Some(("le", "+Inf".into())), t, p.count as f64, how(delta, stale));
     if let Some(sum) = p.sum {
-        em.emit(labels, &format!("{family}_sum"), None, t, sum, delta, stale);
+        em.emit(labels, &format!("{family}_sum"), None, t, sum, how(delta, stale));
     }
-    em.emit(labels, &format!("{family}_count"), None, t, p.count as f64, delta, stale);
+    em.emit(labels, &format!("{family}_count"), None, t, p.count as f64, how(delta, stale));
 }
 
 fn exponential(
@@ -435,19 +472,19 @@ fn exponential(
     // Negative buckets and the zero bucket all lie at or below the zero threshold.
     let negative: u64 = p.negative.as_ref().map(|b| b.bucket_counts.iter().sum()).unwrap_or(0);
     let mut running = negative + p.zero_count;
-    em.emit(labels, &bucket, Some(("le", fmt_float(p.zero_threshold))), t, running as f64, delta, stale);
+    em.emit(labels, &bucket, Some(("le", fmt_float(p.zero_threshold))), t, running as f64, how(delta, stale));
     if let Some(pos) = &p.positive {
         for (i, c) in pos.bucket_counts.iter().enumerate().take(320) {
             running += c;
             let upper = base.powi(pos.offset + i as i32 + 1);
-            em.emit(labels, &bucket, Some(("le", fmt_float(upper))), t, running as f64, delta, stale);
+            em.emit(labels, &bucket, Some(("le", fmt_float(upper))), t, running as f64, how(delta, stale));
         }
     }
-    em.emit(labels, &bucket, Some(("le", "+Inf".into())), t, p.count as f64, delta, stale);
+    em.emit(labels, &bucket, Some(("le", "+Inf".into())), t, p.count as f64, how(delta, stale));
     if let Some(sum) = p.sum {
-        em.emit(labels, &format!("{family}_sum"), None, t, sum, delta, stale);
+        em.emit(labels, &format!("{family}_sum"), None, t, sum, how(delta, stale));
     }
-    em.emit(labels, &format!("{family}_count"), None, t, p.count as f64, delta, stale);
+    em.emit(labels, &format!("{family}_count"), None, t, p.count as f64, how(delta, stale));
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use super::chunk::{AppendError, Chunk, MAX_SAMPLES};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::RwLock;
 
+use crate::storage::{Appended, Appender, Queryable, Series as SelectedSeries, StorageError};
 pub use crate::storage::{Labels, Matcher};
-use crate::storage::{Queryable, Series as SelectedSeries, StorageError};
 
 /// Why a sample was not appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -192,6 +192,23 @@ impl Head {
             .iter()
             .map(|s| s.sealed.iter().map(|c| c.bytes().len()).sum::<usize>() + s.open.bytes().len())
             .sum()
+    }
+}
+
+impl Appender for Head {
+    fn append(&self, samples: &[(Labels, i64, f64)]) -> Result<Appended, StorageError> {
+        let mut out = Appended::default();
+        for (labels, t, v) in samples {
+            let before = self.series_count();
+            match Head::append(self, labels.clone(), *t, *v) {
+                Ok(()) => out.accepted += 1,
+                Err(Rejected::TooOld) => out.too_old += 1,
+                Err(Rejected::Duplicate) => out.duplicate += 1,
+                Err(Rejected::TooManySeries) => out.over_limit += 1,
+            }
+            out.new_series += self.series_count() - before;
+        }
+        Ok(out)
     }
 }
 

@@ -167,7 +167,11 @@ fn histograms_and_summaries_become_classic_series() {
     let bad = request(vec![Metric {
         name: "h".into(),
         data: Some(metric::Data::Histogram(Histogram {
-            data_points: vec![HistogramDataPoint { bucket_counts: vec![1], explicit_bounds: vec![1.0, 2.0], ..Default::default() }],
+            data_points: vec![HistogramDataPoint {
+                bucket_counts: vec![1],
+                explicit_bounds: vec![1.0, 2.0],
+                ..Default::default()
+            }],
             aggregation_temporality: 2,
         })),
         ..Default::default()

@@ -86,3 +86,60 @@ pub async fn require(State((state, need)): State<(AppState, Role)>, mut req: Req
 pub fn guard(router: axum::Router<AppState>, state: &AppState, need: Role) -> axum::Router<AppState> {
     router.route_layer(axum::middleware::from_fn_with_state((state.clone(), need), require))
 }
+
+/// Why a caller may not ingest: the one check every ingest endpoint (OTLP over HTTP and
+/// gRPC, Zipkin, the log protocols, remote_write) makes before it reads a body.
+#[derive(Debug)]
+pub enum IngestDenied {
+    /// No credential, or a bad one (401 / UNAUTHENTICATED).
+    Unauthenticated(String),
+    /// A credential whose role does not include `ingest` (403 / PERMISSION_DENIED).
+    Forbidden,
+}
+
+impl IngestDenied {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            IngestDenied::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            IngestDenied::Forbidden => StatusCode::FORBIDDEN,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            IngestDenied::Unauthenticated(m) => m,
+            IngestDenied::Forbidden => "this token cannot ingest",
+        }
+    }
+
+    /// The gRPC status code (`google.rpc.Code`) for OTLP answers.
+    pub fn grpc_code(&self) -> i32 {
+        match self {
+            IngestDenied::Unauthenticated(_) => 16,
+            IngestDenied::Forbidden => 7,
+        }
+    }
+
+    pub fn grpc(&self) -> tonic::Status {
+        match self {
+            IngestDenied::Unauthenticated(m) => tonic::Status::unauthenticated(m.clone()),
+            IngestDenied::Forbidden => tonic::Status::permission_denied(self.message()),
+        }
+    }
+}
+
+impl From<IngestDenied> for ApiError {
+    fn from(d: IngestDenied) -> ApiError {
+        let code = if d.status() == StatusCode::FORBIDDEN { "forbidden" } else { "unauthorized" };
+        ApiError::new(d.status(), code, d.message())
+    }
+}
+
+/// The caller may ingest.
+pub fn check_ingest(state: &AppState, headers: &HeaderMap) -> Result<(), IngestDenied> {
+    match principal(state, headers) {
+        Ok(p) if p.role.allows(Role::Ingest) => Ok(()),
+        Ok(_) => Err(IngestDenied::Forbidden),
+        Err(d) => Err(IngestDenied::Unauthenticated(d.message().to_string())),
+    }
+}

@@ -22,13 +22,12 @@ pub mod native_query;
 pub mod otlp;
 
 use crate::AppState;
-use crate::auth::principal;
+use crate::auth::check_ingest;
 use crate::error::ApiError;
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use signalbox_control::access::Role;
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::log::{LogRecord, LogSink, LogWriteError, Severity};
 use signalbox_core::span::{AttrValue, KeyValue};
@@ -61,11 +60,7 @@ pub fn ingest_routes() -> Router<AppState> {
 
 /// The caller may ingest, and there is a log store: its sink.
 pub(crate) fn sink(state: &AppState, headers: &HeaderMap) -> Result<Logs, ApiError> {
-    match principal(state, headers) {
-        Ok(p) if p.role.allows(Role::Ingest) => {}
-        Ok(_) => return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token cannot ingest")),
-        Err(d) => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", d.message())),
-    }
+    check_ingest(state, headers)?;
     state.logs.clone().ok_or_else(|| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "logs_disabled", "log ingest is not enabled on this node")
     })

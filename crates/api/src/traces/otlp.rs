@@ -7,14 +7,13 @@
 //! ([`MAX_SPANS`]), attribute value size ([`MAX_VALUE`], per span: that span is refused).
 
 use crate::AppState;
-use crate::auth::principal;
+use crate::auth::check_ingest;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use signalbox_control::access::Role;
 use signalbox_core::span::Span;
 use signalbox_events::pipeline::{Traces, WriteError};
 
@@ -134,10 +133,8 @@ pub async fn http_export(
             "send application/x-protobuf or application/json".into(),
         );
     }
-    match principal(&s, &headers) {
-        Ok(p) if p.role.allows(Role::Ingest) => {}
-        Ok(_) => return http_error(json, StatusCode::FORBIDDEN, 7, "this token cannot ingest".into()),
-        Err(d) => return http_error(json, StatusCode::UNAUTHORIZED, 16, d.message().into()),
+    if let Err(d) = check_ingest(&s, &headers) {
+        return http_error(json, d.status(), d.grpc_code(), d.message().into());
     }
     let body = match axum::body::to_bytes(body, MAX_MESSAGE).await {
         Ok(b) => b,

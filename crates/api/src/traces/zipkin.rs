@@ -13,7 +13,7 @@
 //! kept).
 
 use crate::AppState;
-use crate::auth::principal;
+use crate::auth::check_ingest;
 use crate::error::ApiError;
 use crate::traces::{parse_trace_id, traces};
 use axum::extract::{Path, RawQuery, State};
@@ -23,7 +23,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use signalbox_control::access::Role;
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::span::{
     AttrValue, KeyValue, Resource, Scope, Span, SpanEvent, SpanFlags, SpanKind, StatusCode as SpanStatus,
@@ -282,10 +281,8 @@ pub fn decode_proto(raw: &[u8]) -> Result<Vec<Span>, ApiError> {
 }
 
 async fn post_spans(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Body) -> Response {
-    match principal(&s, &headers) {
-        Ok(p) if p.role.allows(Role::Ingest) => {}
-        Ok(_) => return ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token cannot ingest").into_response(),
-        Err(d) => return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", d.message()).into_response(),
+    if let Err(d) = check_ingest(&s, &headers) {
+        return ApiError::from(d).into_response();
     }
     let t = match traces(&s) {
         Ok(t) => t.clone(),

@@ -9,7 +9,7 @@
 
 use super::{MAX_MESSAGE, convert};
 use crate::AppState;
-use crate::auth::principal;
+use crate::auth::check_ingest;
 use crate::ingest::{self, Refused};
 use axum::http::{HeaderMap, HeaderValue};
 use bytes::{Buf, Bytes};
@@ -17,7 +17,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use signalbox_control::access::Role;
 use signalbox_events::pipeline::WriteError;
 use std::time::Duration;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings};
@@ -171,11 +170,7 @@ async fn export(
     {
         headers.insert(http::header::AUTHORIZATION, v);
     }
-    match principal(&state, &headers) {
-        Ok(p) if p.role.allows(Role::Ingest) => {}
-        Ok(_) => return Err(Status::permission_denied("this token cannot ingest")),
-        Err(d) => return Err(Status::unauthenticated(d.message())),
-    }
+    check_ingest(&state, &headers).map_err(|d| d.grpc())?;
     let Some(traces) = &state.traces else {
         return Err(Status::unavailable("trace ingest is not enabled on this node"));
     };

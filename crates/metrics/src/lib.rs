@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`exposition`]: the Prometheus text and OpenMetrics formats scrape targets serve.
+//! - [`metadata`]: type, help and unit per metric family, for the metadata API.
 //! - [`remote_write`]: Prometheus remote_write 1.0 requests (snappy protobuf) to samples.
 //! - [`scrape`]: pull collection: jobs, relabeling, one loop per target, target health.
 //! - [`storage`]: the [`storage::Queryable`] trait PromQL reads through, label matchers,
@@ -15,6 +16,7 @@
 //!   - [`tsdb::head`]: in-memory series with postings and an out-of-order window.
 
 pub mod exposition;
+pub mod metadata;
 pub mod remote_write;
 pub mod scrape;
 pub mod storage;

@@ -12,6 +12,7 @@ pub mod job;
 pub mod relabel;
 pub mod scraper;
 
+use crate::metadata::Metadata;
 use crate::storage::Appender;
 use job::{Dropped, Job, Target};
 use scraper::{Health, HttpClient, Scraper};
@@ -34,6 +35,7 @@ pub struct TargetStatus {
 /// Runs the scrape loops.
 pub struct Manager {
     appender: Arc<dyn Appender>,
+    metadata: Arc<Metadata>,
     client: HttpClient,
     running: Mutex<HashMap<String, Running>>,
     dropped: Mutex<Vec<(String, Dropped)>>,
@@ -41,9 +43,10 @@ pub struct Manager {
 
 impl Manager {
     /// A manager appending to `appender`. Loops are spawned on the current Tokio runtime.
-    pub fn new(appender: Arc<dyn Appender>) -> Arc<Manager> {
+    pub fn new(appender: Arc<dyn Appender>, metadata: Arc<Metadata>) -> Arc<Manager> {
         Arc::new(Manager {
             appender,
+            metadata,
             client: scraper::http_client(),
             running: Mutex::new(HashMap::new()),
             dropped: Mutex::new(Vec::new()),
@@ -87,6 +90,7 @@ impl Manager {
                 appender: self.appender.clone(),
                 client: self.client.clone(),
                 health: health.clone(),
+                metadata: self.metadata.clone(),
                 previous: HashSet::new(),
             };
             tokio::spawn(scraper.run(stopped));

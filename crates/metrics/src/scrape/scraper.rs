@@ -63,6 +63,7 @@ pub(super) struct Scraper {
     pub appender: Arc<dyn Appender>,
     pub client: HttpClient,
     pub health: Arc<Mutex<Health>>,
+    pub metadata: Arc<crate::metadata::Metadata>,
     /// Series of the previous scrape (scraped and synthetic).
     pub previous: HashSet<Labels>,
 }
@@ -245,6 +246,14 @@ impl Scraper {
         };
         let exp = exposition::parse(text, openmetrics, limits).map_err(|e| format!("parsing the scrape: {e}"))?;
         let scraped = exp.samples.len();
+        for (family, kind) in &exp.types {
+            let entry = crate::metadata::Entry {
+                kind: crate::metadata::kind_name(*kind),
+                help: exp.help.get(family).cloned().unwrap_or_default(),
+                unit: exp.units.get(family).cloned().unwrap_or_default(),
+            };
+            self.metadata.record(family, entry);
+        }
         let mut out = Vec::with_capacity(scraped);
         let mut seen: HashSet<Labels> = HashSet::with_capacity(scraped);
         for s in exp.samples {

@@ -76,6 +76,7 @@ fn scraper(job: Arc<Job>, head: Arc<Head>) -> Scraper {
         appender: head,
         client: http_client(),
         health: Arc::new(Mutex::new(Health::default())),
+        metadata: Arc::new(Metadata::default()),
         previous: HashSet::new(),
     }
 }
@@ -115,6 +116,7 @@ async fn scrapes_label_synthetic_series_and_staleness() {
     let q = head.select(&[Matcher::Equal("__name__".into(), "queue_depth".into())], 0, i64::MAX);
     assert_eq!(q[0].samples[0].0, 1000);
     assert_eq!(latest(&head, "up")[0].1, 1.0);
+    assert_eq!(s.metadata.list(Some("http_requests_total"), 0)["http_requests_total"][0].kind, "counter");
     assert_eq!(latest(&head, "scrape_samples_scraped")[0].1, 3.0);
     assert_eq!(latest(&head, "scrape_series_added")[0].1, 3.0);
     assert!(latest(&head, "scrape_duration_seconds")[0].1 > 0.0);
@@ -190,7 +192,7 @@ async fn metric_relabeling_and_the_manager_lifecycle() {
         "[[metric_relabel_configs]]\naction = \"drop\"\nsource_labels = [\"__name__\"]\nregex = \"drop_.*\"",
         &addr,
     );
-    let m = Manager::new(head.clone());
+    let m = Manager::new(head.clone(), Arc::new(Metadata::default()));
     m.sync(std::slice::from_ref(&j), HashMap::new());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while latest(&head, "up").is_empty() {

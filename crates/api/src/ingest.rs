@@ -117,6 +117,15 @@ enum Msg {
     AnyValue,
     ArrayValue,
     KeyValueList,
+    MetricsRequest,
+    ResourceMetrics,
+    ScopeMetrics,
+    Metric,
+    /// A metric's gauge, sum, histogram, exponential histogram or summary.
+    MetricData,
+    /// A data point of any kind (counted as one record; its fields are not followed, as
+    /// their numbers differ between kinds).
+    DataPoint,
     /// A message the scan does not look into (unknown fields).
     Opaque,
 }
@@ -134,6 +143,14 @@ fn child(m: Msg, field: u64) -> Option<Msg> {
         (ScopeLogs, 2) => LogRecord,
         (LogRecord, 5) => AnyValue,
         (LogRecord, 6) => KeyValue,
+        (MetricsRequest, 1) => ResourceMetrics,
+        (ResourceMetrics, 1) => Resource,
+        (ResourceMetrics, 2) => ScopeMetrics,
+        (ScopeMetrics, 1) => Scope,
+        (ScopeMetrics, 2) => Metric,
+        (Metric, 5 | 7 | 9 | 10 | 11) => MetricData,
+        (Metric, 12) => KeyValue,
+        (MetricData, 1) => DataPoint,
         (ResourceSpans, 1) => Resource,
         (ResourceSpans, 2) => ScopeSpans,
         (Resource, 1) | (Scope, 3) | (Span, 9) | (Event, 3) | (Link, 4) | (KeyValueList, 1) => KeyValue,
@@ -147,7 +164,8 @@ fn child(m: Msg, field: u64) -> Option<Msg> {
         (AnyValue, 6) => KeyValueList,
         // Strings and bytes of the known messages.
         (
-            Request | LogsRequest | ResourceLogs | ScopeLogs | LogRecord | ResourceSpans | ScopeSpans | Scope | Span
+            Request | LogsRequest | MetricsRequest | ResourceMetrics | ScopeMetrics | Metric | MetricData
+            | ResourceLogs | ScopeLogs | LogRecord | ResourceSpans | ScopeSpans | Scope | Span
             | Event | Link | Status | KeyValue | AnyValue,
             _,
         ) => {
@@ -165,6 +183,13 @@ const MAX_DEPTH: usize = 64;
 pub fn scan_otlp_traces(buf: &[u8]) -> Result<Counts, Refused> {
     let mut c = Counts::default();
     scan(buf, Msg::Request, 0, &mut c)?;
+    Ok(c)
+}
+
+/// The same for an OTLP `ExportMetricsServiceRequest`: `spans` counts data points.
+pub fn scan_otlp_metrics(buf: &[u8]) -> Result<Counts, Refused> {
+    let mut c = Counts::default();
+    scan(buf, Msg::MetricsRequest, 0, &mut c)?;
     Ok(c)
 }
 
@@ -195,7 +220,7 @@ fn scan(mut b: &[u8], m: Msg, depth: usize, c: &mut Counts) -> Result<(), Refuse
                 b = &b[len..];
                 if let Some(sub) = child(m, field) {
                     c.items += 1;
-                    if sub == Msg::Span || sub == Msg::LogRecord {
+                    if sub == Msg::Span || sub == Msg::LogRecord || sub == Msg::DataPoint {
                         c.spans += 1;
                     }
                     if c.items > MAX_ITEMS || c.spans > MAX_SPANS {

@@ -8,6 +8,8 @@
 //! - [`metadata`]: type, help and unit per metric family, for the metadata API.
 //! - [`remote_write`]: Prometheus remote_write 1.0 requests (snappy protobuf) to samples.
 //! - [`scrape`]: pull collection: jobs, relabeling, one loop per target, target health.
+//! - [`service`]: the handle the node and the API share: database, metadata, scrapes, push
+//!   backpressure.
 //! - [`storage`]: the [`storage::Queryable`] trait PromQL reads through, label matchers,
 //!   the staleness marker.
 //! - [`tsdb`]: the time-series database.
@@ -19,5 +21,6 @@ pub mod exposition;
 pub mod metadata;
 pub mod remote_write;
 pub mod scrape;
+pub mod service;
 pub mod storage;
 pub mod tsdb;

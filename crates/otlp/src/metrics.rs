@@ -44,6 +44,7 @@ pub struct Converted {
     pub rejected: Vec<(usize, String)>,
     /// Data points read.
     pub points: usize,
+    max_samples: usize,
 }
 
 /// Running totals that turn delta points into cumulative series, bounded in size.
@@ -261,6 +262,13 @@ impl Emitter<'_> {
         v: f64,
         how: How,
     ) {
+        if self.out.samples.len() >= self.out.max_samples {
+            if self.out.rejected.last().map(|r| r.0) != Some(self.point) {
+                let m = format!("{name}: more than {} samples in one request; send smaller batches", self.out.max_samples);
+                self.out.rejected.push((self.point, m));
+            }
+            return;
+        }
         let mut labels: Labels =
             base.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
         if let Some((k, val)) = extra {
@@ -287,9 +295,11 @@ impl Emitter<'_> {
     }
 }
 
-/// Converts a request. `cumulative` keeps delta totals between requests.
-pub fn convert(req: &ExportMetricsServiceRequest, cumulative: &mut Cumulative) -> Converted {
-    let mut out = Converted::default();
+/// Converts a request into at most `max_samples` samples (a histogram point yields one per
+/// bucket; points past the limit are refused). `cumulative` keeps delta totals between
+/// requests.
+pub fn convert(req: &ExportMetricsServiceRequest, cumulative: &mut Cumulative, max_samples: usize) -> Converted {
+    let mut out = Converted { max_samples, ..Converted::default() };
     let mut point = 0usize;
     for rm in &req.resource_metrics {
         let rattrs = rm.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);

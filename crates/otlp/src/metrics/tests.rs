@@ -86,7 +86,7 @@ fn sums_gauges_resources_and_target_info() {
             ..Default::default()
         },
     ]);
-    let c = convert(&req, &mut Cumulative::new(100));
+    let c = convert(&req, &mut Cumulative::new(100), 10_000);
     assert!(c.rejected.is_empty(), "{:?}", c.rejected);
     let counter = find(&c, "http_server_requests_total", &[("http_method", "GET")]);
     assert_eq!(counter.len(), 1);
@@ -115,12 +115,12 @@ fn delta_points_accumulate_into_cumulative_series() {
         }])
     };
     let mut acc = Cumulative::new(100);
-    let a = convert(&delta(1_000, 2.0), &mut acc);
-    let b = convert(&delta(2_000, 3.0), &mut acc);
+    let a = convert(&delta(1_000, 2.0), &mut acc, 10_000);
+    let b = convert(&delta(2_000, 3.0), &mut acc, 10_000);
     assert_eq!(find(&a, "jobs_done_total", &[])[0].2, 2.0);
     assert_eq!(find(&b, "jobs_done_total", &[])[0].2, 5.0);
     let mut full = Cumulative::new(0);
-    let refused = convert(&delta(3_000, 1.0), &mut full);
+    let refused = convert(&delta(3_000, 1.0), &mut full, 10_000);
     assert!(refused.rejected[0].1.contains("too many delta series"));
 }
 
@@ -157,7 +157,7 @@ fn histograms_and_summaries_become_classic_series() {
             ..Default::default()
         },
     ]);
-    let c = convert(&req, &mut Cumulative::new(10));
+    let c = convert(&req, &mut Cumulative::new(10), 10_000);
     let b = |le| find(&c, "http_server_duration_seconds_bucket", &[("le", le)])[0].2;
     assert_eq!((b("0.1"), b("0.5"), b("+Inf")), (4.0, 9.0, 10.0));
     assert_eq!(find(&c, "http_server_duration_seconds_sum", &[])[0].2, 2.5);
@@ -176,7 +176,10 @@ fn histograms_and_summaries_become_classic_series() {
         })),
         ..Default::default()
     }]);
-    assert!(convert(&bad, &mut Cumulative::new(1)).rejected[0].1.contains("expected one more"));
+    assert!(convert(&bad, &mut Cumulative::new(1), 10_000).rejected[0].1.contains("expected one more"));
+    let capped = convert(&req, &mut Cumulative::new(10), 3);
+    assert_eq!(capped.samples.len(), 3);
+    assert!(capped.rejected[0].1.contains("more than 3 samples"), "{:?}", capped.rejected);
 }
 
 #[test]
@@ -188,6 +191,6 @@ fn no_recorded_value_is_a_staleness_marker() {
         data: Some(metric::Data::Gauge(Gauge { data_points: vec![p] })),
         ..Default::default()
     }]);
-    let c = convert(&req, &mut Cumulative::new(1));
+    let c = convert(&req, &mut Cumulative::new(1), 10_000);
     assert_eq!(find(&c, "g", &[])[0].2.to_bits(), STALE_NAN);
 }

@@ -1,0 +1,79 @@
+//! The metrics service as the node runs it: the database, the metadata, the scrape manager
+//! and the push path's backpressure, in one handle the API and the node share.
+
+use crate::metadata::Metadata;
+use crate::scrape::Manager;
+use crate::storage::{Appended, Appender, Labels, Queryable};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// What the service stores into and reads from.
+pub trait Db: Queryable + Appender {}
+impl<T: Queryable + Appender> Db for T {}
+
+/// Why a push was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// Too many pushes are being written; the sender should retry after the delay.
+    #[error("the metrics store is busy; retry later")]
+    Busy { retry_after: Duration },
+    #[error("storing the samples failed: {0}")]
+    Failed(String),
+}
+
+/// Push counters, for the node's own `/metrics`.
+#[derive(Default)]
+pub struct PushStats {
+    pub samples_accepted: AtomicU64,
+    pub samples_refused: AtomicU64,
+    pub requests_busy: AtomicU64,
+}
+
+/// The metrics service.
+pub struct MetricsService {
+    db: Arc<dyn Db>,
+    pub metadata: Arc<Metadata>,
+    pub scrape: Arc<Manager>,
+    pushes: Arc<tokio::sync::Semaphore>,
+    pub stats: PushStats,
+}
+
+impl MetricsService {
+    /// A service over `db`; at most `max_pushes` pushes are written at once, more are told
+    /// to retry. Must be called inside a Tokio runtime (the scrape manager spawns there).
+    pub fn new(db: Arc<dyn Db>, max_pushes: usize) -> Self {
+        let metadata = Arc::new(Metadata::default());
+        let appender: Arc<dyn Appender> = db.clone();
+        MetricsService {
+            scrape: Manager::new(appender, metadata.clone()),
+            db,
+            metadata,
+            pushes: Arc::new(tokio::sync::Semaphore::new(max_pushes.max(1))),
+            stats: PushStats::default(),
+        }
+    }
+
+    pub fn db(&self) -> &dyn Db {
+        &*self.db
+    }
+
+    /// Stores pushed samples, or refuses at once when `max_pushes` are being written.
+    pub async fn push(&self, samples: Vec<(Labels, i64, f64)>) -> Result<Appended, PushError> {
+        let Ok(permit) = self.pushes.clone().try_acquire_owned() else {
+            self.stats.requests_busy.fetch_add(1, Ordering::Relaxed);
+            return Err(PushError::Busy { retry_after: Duration::from_secs(1) });
+        };
+        let db = self.db.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            db.append(&samples)
+        })
+        .await
+        .map_err(|e| PushError::Failed(e.to_string()))?
+        .map_err(|e| PushError::Failed(e.to_string()))?;
+        self.stats.samples_accepted.fetch_add(result.accepted as u64, Ordering::Relaxed);
+        self.stats.samples_refused.fetch_add(result.refused() as u64, Ordering::Relaxed);
+        Ok(result)
+    }
+}

@@ -36,9 +36,11 @@ impl Grouping {
     fn output_labels(&self, labels: &Labels) -> Labels {
         labels
             .iter()
-            .filter(|(k, _)| {
-                if self.without { k != METRIC_NAME && !self.names.contains(k) } else { self.names.contains(k) }
-            })
+            .filter(
+                |(k, _)| {
+                    if self.without { k != METRIC_NAME && !self.names.contains(k) } else { self.names.contains(k) }
+                },
+            )
             .cloned()
             .collect()
     }
@@ -87,7 +89,8 @@ pub(super) fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Vec<Series>, Q
     if op == T_COUNT_VALUES {
         let valid = {
             let mut c = value_label.chars();
-            c.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic()) && c.all(|c| c == '_' || c.is_ascii_alphanumeric())
+            c.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+                && c.all(|c| c == '_' || c.is_ascii_alphanumeric())
         };
         if !valid {
             return Err(QueryError::Execution(format!("invalid label name {value_label:?}")));

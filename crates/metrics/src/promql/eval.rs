@@ -249,7 +249,6 @@ impl<'a> Evaluator<'a> {
             by_labels.into_values().collect()
         };
         series.retain(|s| !s.samples.is_empty());
-        self.budget.take(series.iter().map(|s| s.samples.len()).sum())?;
         Ok(series)
     }
 
@@ -260,8 +259,9 @@ impl<'a> Evaluator<'a> {
         let offset = offset_millis(&vs.offset);
         let at = self.at_millis(&vs.at);
         let ref_time = |ts: i64| at.unwrap_or(ts) - offset;
+        // As in Prometheus, only the points a selector yields count towards the sample
+        // limit, not the raw samples it walks.
         let raw = self.select(vs, ref_time(self.start) - self.lookback, ref_time(self.end))?;
-        let raw_count: usize = raw.iter().map(|s| s.samples.len()).sum();
         let mut out = Vec::with_capacity(raw.len());
         for s in raw {
             self.budget.check_time()?;
@@ -285,7 +285,6 @@ impl<'a> Evaluator<'a> {
                 out.push(Series { labels: s.labels, samples: points });
             }
         }
-        self.budget.release(raw_count);
         Ok(out)
     }
 
@@ -300,11 +299,12 @@ impl<'a> Evaluator<'a> {
                 let ref_time = |ts: i64| at.unwrap_or(ts) - offset;
                 let mut series = self.select(&ms.vs, ref_time(self.start) - range, ref_time(self.end))?;
                 for s in &mut series {
-                    let before = s.samples.len();
                     s.samples.retain(|(_, v)| !is_stale(*v));
-                    self.budget.release(before - s.samples.len());
                 }
                 series.retain(|s| !s.samples.is_empty());
+                // The samples of every window are held at once (Prometheus holds one
+                // series' window at a time, so this limit is stricter for range queries).
+                self.budget.take(series.iter().map(|s| s.samples.len()).sum())?;
                 Ok(Some(RangeInput { series, range, offset, at }))
             }
             Expr::Subquery(sq) => {
@@ -399,7 +399,11 @@ impl<'a> Evaluator<'a> {
 
     /// Runs `f` over the window of every series of `input` at every step, passing the step
     /// time, the window's end, and the step index; collects the values it returns.
-    pub(super) fn range_windows<F>(&self, input: &RangeInput, mut f: F) -> Result<Vec<(usize, Vec<(i64, f64)>)>, QueryError>
+    pub(super) fn range_windows<F>(
+        &self,
+        input: &RangeInput,
+        mut f: F,
+    ) -> Result<Vec<(usize, Vec<(i64, f64)>)>, QueryError>
     where
         F: FnMut(&[(i64, f64)], i64, i64, usize) -> Result<Option<f64>, QueryError>,
     {

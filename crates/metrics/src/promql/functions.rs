@@ -154,8 +154,7 @@ fn absent_over_time(ev: &Evaluator, arg: &Expr, input: &RangeInput) -> Result<Ve
         present[step] = true;
         Ok(None)
     })?;
-    let samples: Vec<(i64, f64)> =
-        ev.steps().zip(&present).filter(|(_, p)| !**p).map(|(ts, _)| (ts, 1.0)).collect();
+    let samples: Vec<(i64, f64)> = ev.steps().zip(&present).filter(|(_, p)| !**p).map(|(ts, _)| (ts, 1.0)).collect();
     if samples.is_empty() {
         return Ok(Vec::new());
     }
@@ -325,9 +324,8 @@ fn eval_instant_function(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<V
 fn label_replace<'m>(ev: &Evaluator, args: &[&Expr], inputs: &[&'m [Series]]) -> Result<Vec<Series>, QueryError> {
     let (dst, replacement, src, pattern) =
         (string_arg(args, 1)?, string_arg(args, 2)?, string_arg(args, 3)?, string_arg(args, 4)?);
-    let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|_| {
-        QueryError::Execution(format!("invalid regular expression in label_replace(): {pattern}"))
-    })?;
+    let re = regex::Regex::new(&format!("^(?:{pattern})$"))
+        .map_err(|_| QueryError::Execution(format!("invalid regular expression in label_replace(): {pattern}")))?;
     if !is_label_name(dst) {
         return Err(QueryError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
     }

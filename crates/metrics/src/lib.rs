@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`exposition`]: the Prometheus text and OpenMetrics formats scrape targets serve.
 //! - [`metadata`]: type, help and unit per metric family, for the metadata API.
+//! - [`promql`]: PromQL evaluation (Prometheus 2.42 semantics) over any
+//!   [`storage::Queryable`], parsed by `promql-parser`.
 //! - [`remote_write`]: Prometheus remote_write 1.0 requests (snappy protobuf) to samples.
 //! - [`scrape`]: pull collection: jobs, relabeling, one loop per target, target health.
 //! - [`service`]: the handle the node and the API share: database, metadata, scrapes, push
@@ -19,6 +21,7 @@
 
 pub mod exposition;
 pub mod metadata;
+pub mod promql;
 pub mod remote_write;
 pub mod scrape;
 pub mod service;

@@ -165,8 +165,8 @@ fn child(m: Msg, field: u64) -> Option<Msg> {
         // Strings and bytes of the known messages.
         (
             Request | LogsRequest | MetricsRequest | ResourceMetrics | ScopeMetrics | Metric | MetricData
-            | ResourceLogs | ScopeLogs | LogRecord | ResourceSpans | ScopeSpans | Scope | Span
-            | Event | Link | Status | KeyValue | AnyValue,
+            | ResourceLogs | ScopeLogs | LogRecord | ResourceSpans | ScopeSpans | Scope | Span | Event | Link | Status
+            | KeyValue | AnyValue,
             _,
         ) => {
             return None;

@@ -16,6 +16,7 @@
 //! - [`traces`]: one module per trace protocol: native, [`jaeger`], [`zipkin`] (ingest and
 //!   query), [`otlp`] (gRPC and `POST /v1/traces`); re-exported here under their short names.
 //! - [`logs`]: one module per log protocol (native, Loki, Elasticsearch, OTLP).
+//! - [`metrics`]: the Prometheus HTTP API, remote_write and OTLP metrics.
 //! - [`console`]: the embedded web UI.
 //! - [`server`]: the HTTP server under every API port, with connection caps and timeouts.
 //! - [`auth`]: role checks for every route; [`blocking`]: long-poll helpers;
@@ -31,6 +32,7 @@ pub mod error;
 pub mod ingest;
 pub mod json;
 pub mod logs;
+pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod session;
@@ -71,6 +73,8 @@ pub struct AppState {
     pub traces: Option<signalbox_events::pipeline::Traces>,
     /// The log store, when enabled.
     pub logs: Option<signalbox_events::logs::store::Logs>,
+    /// The metrics service (TSDB, scrapes, PromQL), when enabled.
+    pub metric_store: Option<Arc<metrics::MetricsState>>,
 }
 
 /// Largest request body the APIs read (a config value of 1 MiB, JSON-escaped, fits).
@@ -85,7 +89,8 @@ pub fn router(state: AppState) -> Router {
         .merge(traces::reads())
         .merge(zipkin::reads())
         .merge(logs::native_query::routes())
-        .merge(logs::loki_query::routes());
+        .merge(logs::loki_query::routes())
+        .merge(metrics::reads());
     let writes = registry::writes().merge(config::writes());
     Router::new()
         .merge(admin::probes())
@@ -97,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         // Ingest endpoints check the `ingest` role themselves.
         .nest("/zipkin", zipkin::ingest())
         .merge(logs::ingest_routes())
+        .merge(metrics::ingest_routes())
         .fallback(console::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(error::json_errors))

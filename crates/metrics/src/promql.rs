@@ -249,3 +249,26 @@ fn keeps_order(expr: &Expr) -> bool {
         _ => false,
     }
 }
+
+/// The matchers of a series selector as the series, labels and delete APIs take it
+/// (`up{job="api"}`, `{__name__=~"http_.*"}`), refusing one that matches every series as
+/// Prometheus does.
+pub fn selector_matchers(selector: &str) -> Result<Vec<crate::storage::Matcher>, QueryError> {
+    let expr = parse_query(selector)?;
+    let Expr::VectorSelector(vs) = eval::unwrap_parens(&expr) else {
+        return Err(QueryError::parse(format!("{selector:?} is not a series selector")));
+    };
+    let mut out = Vec::new();
+    if let Some(name) = &vs.name
+        && !vs.matchers.matchers.iter().any(|m| m.name == "__name__")
+    {
+        out.push(crate::storage::Matcher::Equal("__name__".into(), name.clone()));
+    }
+    for m in &vs.matchers.matchers {
+        out.push(eval::to_storage_matcher(m)?);
+    }
+    if out.iter().all(|m| m.matches("")) {
+        return Err(QueryError::parse("match[] must contain at least one non-empty matcher"));
+    }
+    Ok(out)
+}

@@ -33,10 +33,14 @@ pub struct PushStats {
 /// The metrics service.
 pub struct MetricsService {
     db: Arc<dyn Db>,
+    /// The query engine and its limits.
+    pub engine: crate::promql::Engine,
     pub metadata: Arc<Metadata>,
     pub scrape: Arc<Manager>,
     pushes: Arc<tokio::sync::Semaphore>,
     pub stats: PushStats,
+    /// The retention setting, for the status APIs.
+    pub retention: String,
 }
 
 impl MetricsService {
@@ -47,15 +51,27 @@ impl MetricsService {
         let appender: Arc<dyn Appender> = db.clone();
         MetricsService {
             scrape: Manager::new(appender, metadata.clone()),
+            engine: crate::promql::Engine::default(),
             db,
             metadata,
             pushes: Arc::new(tokio::sync::Semaphore::new(max_pushes.max(1))),
             stats: PushStats::default(),
+            retention: "15d".into(),
         }
     }
 
     pub fn db(&self) -> &dyn Db {
         &*self.db
+    }
+
+    /// The retention as the status APIs show it (`15d`, `0s` when unlimited).
+    pub fn retention_text(&self) -> String {
+        self.retention.clone()
+    }
+
+    /// The database, shared (for work moved to blocking threads).
+    pub fn db_arc(&self) -> Arc<dyn Db> {
+        self.db.clone()
     }
 
     /// Stores pushed samples, or refuses at once when `max_pushes` are being written.

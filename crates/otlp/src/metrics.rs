@@ -264,7 +264,8 @@ impl Emitter<'_> {
     ) {
         if self.out.samples.len() >= self.out.max_samples {
             if self.out.rejected.last().map(|r| r.0) != Some(self.point) {
-                let m = format!("{name}: more than {} samples in one request; send smaller batches", self.out.max_samples);
+                let m =
+                    format!("{name}: more than {} samples in one request; send smaller batches", self.out.max_samples);
                 self.out.rejected.push((self.point, m));
             }
             return;

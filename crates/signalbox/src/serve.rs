@@ -418,6 +418,7 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
         views: Default::default(),
         traces: traces.clone(),
         logs: logs.clone(),
+        metric_store: None,
     };
     let limits = cfg.connections.limits(api_cap);
     let mut tasks = Vec::new();

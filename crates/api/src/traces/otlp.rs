@@ -46,7 +46,13 @@ async fn write(traces: &Traces, spans: Vec<Span>) -> Result<(), WriteError> {
 pub fn grpc_router(state: AppState) -> axum::Router {
     let logs =
         grpc::UnaryEndpoint::new(crate::logs::otlp::GrpcExport { state: state.clone() }, crate::ingest::scan_otlp_logs);
-    grpc::router(state).route_service(crate::logs::otlp::GRPC_PATH, logs)
+    let metrics = grpc::UnaryEndpoint::new(
+        crate::metrics::push::GrpcExport { state: state.clone() },
+        crate::ingest::scan_otlp_metrics,
+    );
+    grpc::router(state)
+        .route_service(crate::logs::otlp::GRPC_PATH, logs)
+        .route_service(crate::metrics::push::GRPC_PATH, metrics)
 }
 
 /// `google.rpc.Status`, the body of OTLP/HTTP errors.
@@ -213,6 +219,7 @@ pub fn http_router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/v1/traces", axum::routing::post(http_export))
         .route("/v1/logs", axum::routing::post(crate::logs::otlp::http_export))
+        .route("/v1/metrics", axum::routing::post(crate::metrics::push::otlp_http))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_MESSAGE))
         .layer(axum::middleware::map_response(crate::error::json_errors))
         .with_state(state)

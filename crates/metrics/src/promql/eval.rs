@@ -140,7 +140,7 @@ pub(super) fn unwrap_parens(mut e: &Expr) -> &Expr {
     e
 }
 
-fn to_storage_matcher(m: &ParserMatcher) -> Result<Matcher, QueryError> {
+pub(super) fn to_storage_matcher(m: &ParserMatcher) -> Result<Matcher, QueryError> {
     Ok(match &m.op {
         MatchOp::Equal => Matcher::Equal(m.name.clone(), m.value.clone()),
         MatchOp::NotEqual => Matcher::NotEqual(m.name.clone(), m.value.clone()),

@@ -5,6 +5,9 @@
 //! # Layout
 //! - [`chunk`]: one series' samples, compressed.
 //! - [`head`]: the in-memory series, their chunks, out-of-order buffers and postings.
+//! - [`wal`]: the write-ahead log (series and sample records, group commit, checkpoints).
 
 pub mod chunk;
+mod encoding;
 pub mod head;
+pub mod wal;

@@ -5,9 +5,11 @@
 //! # Layout
 //! - [`chunk`]: one series' samples, compressed.
 //! - [`head`]: the in-memory series, their chunks, out-of-order buffers and postings.
+//! - [`postings`]: label matchers resolved to series ids through an inverted index.
 //! - [`wal`]: the write-ahead log (series and sample records, group commit, checkpoints).
 
 pub mod chunk;
 mod encoding;
 pub mod head;
+pub mod postings;
 pub mod wal;

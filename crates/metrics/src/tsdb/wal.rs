@@ -14,7 +14,8 @@
 //!   frame ends the replay of its segment only (nothing after it in that segment was
 //!   acknowledged); later segments, written after a restart, are still read.
 //! - A checkpoint `<dir>/checkpoint.<id:08>` is written when the head is cut into a block:
-//!   it holds the series still in the head and their samples, and replaces every segment up
+//!   it holds the series still in the head and their chunks (chunk records: the encoded
+//!   bytes as the head holds them), and replaces every segment up
 //!   to `<id>` (which are then deleted), so replay needs memory for the head only.
 
 use super::encoding::{Reader, put_str, put_uvarint, put_varint};
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 const RECORD_SERIES: u8 = 1;
 const RECORD_SAMPLES: u8 = 2;
+const RECORD_CHUNK: u8 = 3;
 
 /// One decoded WAL record.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +39,18 @@ pub enum Record {
     Series(Vec<(u64, Labels)>),
     /// Samples: (series id, time ms, value). Values keep their bit pattern (staleness NaNs).
     Samples(Vec<(u64, i64, f64)>),
+    /// A whole encoded chunk of one series (checkpoints store the head's chunks as they are).
+    Chunk { series: u64, count: u16, bytes: Vec<u8> },
+}
+
+/// Encodes a chunk record into `out` (cleared first).
+pub fn encode_chunk(out: &mut Vec<u8>, series: u64, count: u16, bytes: &[u8]) {
+    out.clear();
+    out.push(RECORD_CHUNK);
+    put_uvarint(out, series);
+    put_uvarint(out, u64::from(count));
+    put_uvarint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
 }
 
 /// Encodes a series record into `out` (cleared first).
@@ -96,6 +110,13 @@ pub fn decode(payload: &[u8]) -> Option<Record> {
                 out.push((id, t, f64::from_bits(r.u64_le()?)));
             }
             r.is_empty().then_some(Record::Samples(out))
+        }
+        RECORD_CHUNK => {
+            let series = r.uvarint()?;
+            let count = u16::try_from(r.uvarint()?).ok()?;
+            let n = r.count()?;
+            let bytes = r.take(n)?.to_vec();
+            r.is_empty().then_some(Record::Chunk { series, count, bytes })
         }
         _ => None,
     }

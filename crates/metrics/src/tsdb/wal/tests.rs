@@ -103,7 +103,12 @@ fn checkpoint_replaces_older_segments() {
     assert!(segments(dir.path()).unwrap().len() > 3, "small segments rotate");
     let last = w.rotate().unwrap();
     // Only `b` is still active; its recent samples go into the checkpoint.
-    let cp = [series_rec(2, &b), samples_rec(&[(2, 19, 2.0)])];
+    let mut chunk = crate::tsdb::chunk::Chunk::new();
+    chunk.append(18, 1.0).unwrap();
+    chunk.append(19, 2.0).unwrap();
+    let mut chunk_rec = Vec::new();
+    encode_chunk(&mut chunk_rec, 2, 2, chunk.bytes());
+    let cp = [series_rec(2, &b), chunk_rec];
     write_checkpoint(dir.path(), last, cp.iter().map(|r| r.as_slice())).unwrap();
     assert_eq!(segments(dir.path()).unwrap(), vec![last + 1]);
     w.write(&[&samples_rec(&[(2, 20, 2.5)])]).unwrap();
@@ -111,7 +116,11 @@ fn checkpoint_replaces_older_segments() {
     assert_eq!(r.checkpoint, Some(last));
     assert_eq!(
         got,
-        vec![Record::Series(vec![(2, b)]), Record::Samples(vec![(2, 19, 2.0)]), Record::Samples(vec![(2, 20, 2.5)])]
+        vec![
+            Record::Series(vec![(2, b)]),
+            Record::Chunk { series: 2, count: 2, bytes: chunk.bytes().to_vec() },
+            Record::Samples(vec![(2, 20, 2.5)])
+        ]
     );
     // A crash mid-checkpoint leaves a temp file that the next open removes.
     std::fs::write(dir.path().join("checkpoint.00000099.tmp"), b"partial").unwrap();

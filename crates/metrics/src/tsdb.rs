@@ -3,11 +3,13 @@
 //! symbol table, compaction and retention follow.
 //!
 //! # Layout
+//! - [`block`]: immutable persisted blocks (symbol table, series, chunks, postings, meta).
 //! - [`chunk`]: one series' samples, compressed.
 //! - [`head`]: the in-memory series, their chunks, out-of-order buffers and postings.
 //! - [`postings`]: label matchers resolved to series ids through an inverted index.
 //! - [`wal`]: the write-ahead log (series and sample records, group commit, checkpoints).
 
+pub mod block;
 pub mod chunk;
 mod encoding;
 pub mod head;

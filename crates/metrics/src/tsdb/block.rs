@@ -71,7 +71,7 @@ pub struct Block {
     symbols: Vec<Box<str>>,
     series: Vec<BlockSeries>,
     /// Label name symbol → (value symbol, series ids), values ascending.
-    postings: HashMap<u32, Vec<(u32, Box<[u32]>)>>,
+    postings: Postings,
     chunks: File,
     disk_bytes: u64,
 }
@@ -215,7 +215,9 @@ impl Queryable for Block {
     }
 }
 
-type ParsedIndex = (Vec<Box<str>>, Vec<BlockSeries>, HashMap<u32, Vec<(u32, Box<[u32]>)>>);
+/// Label name symbol → (value symbol, series ids), values ascending.
+type Postings = HashMap<u32, Vec<(u32, Box<[u32]>)>>;
+type ParsedIndex = (Vec<Box<str>>, Vec<BlockSeries>, Postings);
 
 fn parse_index(bytes: &[u8]) -> Option<ParsedIndex> {
     let mut r = Reader::new(bytes);
@@ -247,7 +249,7 @@ fn parse_index(bytes: &[u8]) -> Option<ParsedIndex> {
         series.push(BlockSeries { labels: labels.into(), chunks: chunks.into() });
     }
     let n = r.count()?;
-    let mut postings: HashMap<u32, Vec<(u32, Box<[u32]>)>> = HashMap::new();
+    let mut postings: Postings = HashMap::new();
     for _ in 0..n {
         let (name, value) = (sym(&mut r)?, sym(&mut r)?);
         let k = r.count()?;

@@ -11,7 +11,7 @@
 //! Memory: label strings are interned once ([`Symbols`]); a series holds its labels as
 //! pairs of 4-byte symbol ids, and is found by a hash of its labels rather than a second copy
 //! of them. Series have a stable `ref` (the WAL's series id) and a dense slot (what postings
-//! hold); slots are renumbered when [`Head::cut`] drops series that have no samples left.
+//! hold); slots are renumbered when [`Head::truncate`] drops series that have no samples left.
 
 use super::chunk::{AppendError, Chunk, MAX_SAMPLES};
 use super::postings::{PostingsIndex, select_ids};
@@ -424,35 +424,42 @@ impl Head {
         skipped
     }
 
-    /// Removes every sample before `before` and returns them, per series, sorted by labels;
-    /// series left without samples are dropped (slots are renumbered, refs stay).
-    pub fn cut(&self, before: i64) -> Vec<CutSeries> {
+    /// Every sample before `before`, per series, re-encoded and sorted by labels: what a
+    /// block cut from the head receives. The head is unchanged (see [`Head::truncate`]).
+    pub fn collect_before(&self, before: i64) -> Vec<CutSeries> {
+        let inner = self.read();
+        let mut cut = Vec::new();
+        for s in &inner.series {
+            let old = s.samples(i64::MIN, before.saturating_sub(1));
+            if !old.is_empty() {
+                cut.push(CutSeries { labels: inner.labels_of(s), chunks: encode_chunks(&old) });
+            }
+        }
+        cut.sort_by(|a, b| a.labels.cmp(&b.labels));
+        cut
+    }
+
+    /// Removes every sample before `before`; series left without samples are dropped
+    /// (slots are renumbered and symbols rebuilt, refs stay).
+    pub fn truncate(&self, before: i64) {
         let mut inner = self.write();
         let old = std::mem::replace(&mut *inner, Inner::new());
         inner.next_ref = old.next_ref;
-        let mut cut = Vec::new();
         for s in &old.series {
-            let all = s.samples(i64::MIN, i64::MAX);
-            let split = all.partition_point(|(t, _)| *t < before);
-            let labels = old.labels_of(s);
-            if split > 0 {
-                cut.push(CutSeries { labels: labels.clone(), chunks: encode_chunks(&all[..split]) });
-            }
-            let keep = &all[split..];
+            let keep = s.samples(before, i64::MAX);
             if keep.is_empty() {
                 continue;
             }
+            let labels = old.labels_of(s);
             let slot = inner.create(s.ref_id, &labels) as usize;
             let ns = &mut inner.series[slot];
-            let mut chunks = encode_chunks(keep);
+            let mut chunks = encode_chunks(&keep);
             ns.open = chunks.pop().unwrap_or_default();
             ns.sealed = chunks;
             ns.max_t = s.max_t;
             inner.note_time(keep[0].0);
             inner.note_time(s.max_t);
         }
-        cut.sort_by(|a, b| a.labels.cmp(&b.labels));
-        cut
     }
 
     /// Every series with its chunks (the open one and the out-of-order buffer included):

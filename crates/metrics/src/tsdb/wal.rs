@@ -388,12 +388,7 @@ struct CommitState {
 impl GroupCommit {
     /// Returns once every frame up to `seq` is durable. `target` is called (under the
     /// caller's writer lock) by whoever leads a sync, to learn what to sync.
-    pub fn wait(
-        &self,
-        seq: u64,
-        target: impl Fn() -> (u64, Arc<File>),
-        timeout: Duration,
-    ) -> Result<(), CommitError> {
+    pub fn wait(&self, seq: u64, target: impl Fn() -> (u64, Arc<File>), timeout: Duration) -> Result<(), CommitError> {
         let deadline = Instant::now() + timeout;
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {

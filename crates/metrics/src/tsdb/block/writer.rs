@@ -72,7 +72,13 @@ impl BlockWriter {
             let bytes = c.bytes();
             self.chunks.write_all(bytes)?;
             self.chunks.write_all(&crc32fast::hash(bytes).to_le_bytes())?;
-            refs.push(ChunkRef { min_time, max_time, count: c.len() as u16, offset: self.offset, len: bytes.len() as u32 });
+            refs.push(ChunkRef {
+                min_time,
+                max_time,
+                count: c.len() as u16,
+                offset: self.offset,
+                len: bytes.len() as u32,
+            });
             self.offset += bytes.len() as u64 + 4;
             self.min_time = self.min_time.min(min_time);
             self.max_time = self.max_time.max(max_time);

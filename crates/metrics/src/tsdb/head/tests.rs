@@ -59,7 +59,9 @@ fn cut_moves_old_samples_out_and_drops_empty_series() {
     h.append(b.clone(), 2000, 7.0).unwrap();
     h.append(a.clone(), 3500, 3.5).unwrap(); // out of order
     assert_eq!(h.time_range(), Some((0, 9000)));
-    let cut = h.cut(5000);
+    let cut = h.collect_before(5000);
+    assert_eq!(h.series_count(), 2, "collecting leaves the head as it was");
+    h.truncate(5000);
     assert_eq!(cut.len(), 2);
     assert_eq!(cut[0].labels, a);
     let first: Vec<(i64, f64)> = cut[0].chunks.iter().flat_map(|c| c.iter()).collect();

@@ -1,0 +1,232 @@
+//! The background work [`Tsdb::maintain`] does, in order:
+//!
+//! 1. Cut: while the head spans more than 1.5 × `block_range_ms`, the oldest aligned range
+//!    is written as a level-1 block. Under the append lock (appends wait, queries do not):
+//!    the WAL moves to a new segment, the range's samples are copied into a block that is
+//!    then published, and only then removed from the head (a query sees them twice for a
+//!    moment, and the merge dedups). The head is then snapshotted; after the lock is
+//!    released the snapshot becomes a WAL checkpoint and older segments are deleted.
+//! 2. Compact: blocks whose time ranges overlap (out-of-order data cut later) are merged;
+//!    then blocks sharing an aligned window of 3×, 9×, … the block range (up to
+//!    `max_block_range_ms`) are merged once the head has moved past that window.
+//! 3. Retention: blocks entirely older than `retention_ms` are deleted, then the oldest
+//!    blocks while blocks and WAL exceed `retention_bytes`.
+//!
+//! A crash at any point leaves a state `open` repairs: a block written but not yet
+//! checkpointed only duplicates samples the WAL replays (merged by queries and the next
+//! compaction); sources of a compacted block still on disk are deleted at open.
+
+use super::{Tsdb, TsdbError, dedup_by_time, delete_block_dir, io};
+use crate::storage::Labels;
+use crate::tsdb::block::{Block, BlockWriter};
+use crate::tsdb::head::encode_chunks;
+use crate::tsdb::wal;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What one [`Tsdb::maintain`] call did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaintainReport {
+    pub blocks_cut: usize,
+    pub blocks_compacted: usize,
+    pub blocks_deleted: usize,
+}
+
+impl Tsdb {
+    /// Cuts, compacts and applies retention (see the module doc). `now_ms` is the wall
+    /// clock retention measures against. Returns at once if another call is running.
+    pub fn maintain(&self, now_ms: i64) -> Result<MaintainReport, TsdbError> {
+        let Ok(_running) = self.maintaining.try_lock() else { return Ok(MaintainReport::default()) };
+        let mut report = MaintainReport::default();
+        let range = self.opts.block_range_ms;
+        while let Some((min, max)) = self.head.time_range() {
+            if (max - min) <= range + range / 2 {
+                break;
+            }
+            let before = min.div_euclid(range) * range + range;
+            if self.cut_head(before)? {
+                report.blocks_cut += 1;
+            }
+        }
+        report.blocks_compacted = self.compact()?;
+        report.blocks_deleted = self.apply_retention(now_ms)?;
+        Ok(report)
+    }
+
+    /// Writes the head's samples before `before` as a block and checkpoints the WAL.
+    fn cut_head(&self, before: i64) -> Result<bool, TsdbError> {
+        let blocks_dir = self.dir.join("blocks");
+        let (last_segment, snapshot, cut) = {
+            let mut wal = self.wal_lock();
+            let last_segment = wal.rotate().map_err(io("rotating the WAL"))?;
+            let series = self.head.collect_before(before);
+            let mut w = BlockWriter::new(&blocks_dir, 1, Vec::new()).map_err(io("creating a block"))?;
+            for s in &series {
+                w.add_series(&s.labels, &s.chunks).map_err(io("writing a block"))?;
+            }
+            drop(series);
+            let target = w.target().to_owned();
+            let cut = match w.finish().map_err(io("finishing a block"))? {
+                Some(_) => {
+                    self.publish(vec![Arc::new(Block::open(&target)?)], &[]);
+                    true
+                }
+                None => false,
+            };
+            self.head.truncate(before);
+            (last_segment, self.head.snapshot(), cut)
+        };
+        self.write_checkpoint(last_segment, snapshot)?;
+        Ok(cut)
+    }
+
+    fn write_checkpoint(
+        &self,
+        last_segment: u64,
+        snapshot: Vec<crate::tsdb::head::SnapshotSeries>,
+    ) -> Result<(), TsdbError> {
+        let mut records: Vec<Vec<u8>> = Vec::with_capacity(snapshot.len() * 2);
+        for s in &snapshot {
+            let mut rec = Vec::new();
+            wal::encode_series(&mut rec, std::iter::once((s.ref_id, &s.labels)));
+            records.push(rec);
+            for (count, bytes) in &s.chunks {
+                let mut rec = Vec::new();
+                wal::encode_chunk(&mut rec, s.ref_id, *count, bytes);
+                records.push(rec);
+            }
+        }
+        drop(snapshot);
+        wal::write_checkpoint(&self.dir.join("wal"), last_segment, records.iter().map(Vec::as_slice))
+            .map_err(io("writing a WAL checkpoint"))
+    }
+
+    /// Adds `new` blocks and drops `old` ones from the list queries read.
+    fn publish(&self, new: Vec<Arc<Block>>, old: &[String]) {
+        let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
+        blocks.retain(|b| !old.contains(&b.meta().id));
+        blocks.extend(new);
+        blocks.sort_by(|a, b| (a.meta().min_time, &a.meta().id).cmp(&(b.meta().min_time, &b.meta().id)));
+    }
+
+    /// Merges blocks until no plan is left; returns how many merged blocks were written.
+    fn compact(&self) -> Result<usize, TsdbError> {
+        let mut written = 0;
+        while let Some(group) = self.plan_compaction() {
+            self.merge(&group)?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    /// The next blocks to merge: overlapping ones first, then a finished aligned window.
+    fn plan_compaction(&self) -> Option<Vec<Arc<Block>>> {
+        let blocks = self.blocks_snapshot();
+        // Overlaps: blocks are sorted by min time, so a block overlapping an earlier one
+        // starts before the furthest end seen so far.
+        let mut group: Vec<Arc<Block>> = Vec::new();
+        let mut end = i64::MIN;
+        for b in &blocks {
+            let m = b.meta();
+            if !group.is_empty() && m.min_time <= end {
+                group.push(b.clone());
+                end = end.max(m.max_time);
+            } else if group.len() >= 2 {
+                return Some(group);
+            } else {
+                group = vec![b.clone()];
+                end = m.max_time;
+            }
+        }
+        if group.len() >= 2 {
+            return Some(group);
+        }
+        let horizon = match self.head.time_range() {
+            Some((min, _)) => min,
+            None => blocks.iter().map(|b| b.meta().max_time).max()?.saturating_add(1),
+        };
+        let mut r = self.opts.block_range_ms.saturating_mul(3);
+        while r <= self.opts.max_block_range_ms {
+            let mut windows: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
+            for b in &blocks {
+                let m = b.meta();
+                let w = m.min_time.div_euclid(r);
+                if m.max_time.div_euclid(r) == w && (w + 1).saturating_mul(r) <= horizon {
+                    windows.entry(w).or_default().push(b.clone());
+                }
+            }
+            if let Some((_, g)) = windows.into_iter().find(|(_, g)| g.len() >= 2) {
+                return Some(g);
+            }
+            r = r.saturating_mul(3);
+        }
+        None
+    }
+
+    /// Writes one block holding `group`'s data, publishes it and deletes the sources.
+    fn merge(&self, group: &[Arc<Block>]) -> Result<(), TsdbError> {
+        let level = group.iter().map(|b| b.meta().level).max().unwrap_or(1) + 1;
+        let mut sources: Vec<String> = group.iter().flat_map(|b| b.meta().sources.iter().cloned()).collect();
+        sources.sort();
+        sources.dedup();
+        // Every series once, with where it is in each block (block order: oldest first).
+        let mut series: BTreeMap<Labels, Vec<(usize, u32)>> = BTreeMap::new();
+        for (bi, b) in group.iter().enumerate() {
+            for id in 0..b.series_count() as u32 {
+                series.entry(b.labels(id)).or_default().push((bi, id));
+            }
+        }
+        let mut w = BlockWriter::new(&self.dir.join("blocks"), level, sources).map_err(io("creating a block"))?;
+        for (labels, at) in &series {
+            let mut samples = Vec::new();
+            for (bi, id) in at {
+                samples.extend(group[*bi].samples(*id, i64::MIN, i64::MAX)?);
+            }
+            if at.len() > 1 {
+                dedup_by_time(&mut samples);
+            }
+            w.add_series(labels, &encode_chunks(&samples)).map_err(io("writing a block"))?;
+        }
+        let target = w.target().to_owned();
+        let old: Vec<String> = group.iter().map(|b| b.meta().id.clone()).collect();
+        let new = match w.finish().map_err(io("finishing a block"))? {
+            Some(_) => vec![Arc::new(Block::open(&target)?)],
+            None => Vec::new(),
+        };
+        self.publish(new, &old);
+        for b in group {
+            delete_block_dir(b.dir()).map_err(io(format!("removing {}", b.dir().display())))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes whole blocks past the time or size retention, oldest first.
+    fn apply_retention(&self, now_ms: i64) -> Result<usize, TsdbError> {
+        let blocks = self.blocks_snapshot();
+        let mut doomed: Vec<Arc<Block>> = Vec::new();
+        if self.opts.retention_ms > 0 {
+            let cutoff = now_ms.saturating_sub(self.opts.retention_ms);
+            doomed.extend(blocks.iter().filter(|b| b.meta().max_time < cutoff).cloned());
+        }
+        if self.opts.retention_bytes > 0 {
+            let mut total: u64 =
+                blocks.iter().map(|b| b.disk_bytes()).sum::<u64>() + wal::disk_bytes(&self.dir.join("wal"));
+            total -= doomed.iter().map(|b| b.disk_bytes()).sum::<u64>();
+            for b in &blocks {
+                if total <= self.opts.retention_bytes {
+                    break;
+                }
+                if !doomed.iter().any(|d| Arc::ptr_eq(d, b)) {
+                    total -= b.disk_bytes();
+                    doomed.push(b.clone());
+                }
+            }
+        }
+        let ids: Vec<String> = doomed.iter().map(|b| b.meta().id.clone()).collect();
+        self.publish(Vec::new(), &ids);
+        for b in &doomed {
+            delete_block_dir(b.dir()).map_err(io(format!("removing {}", b.dir().display())))?;
+        }
+        Ok(doomed.len())
+    }
+}

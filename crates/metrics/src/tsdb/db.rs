@@ -177,6 +177,8 @@ pub struct Tsdb {
     /// Sorted by min time, then id.
     blocks: RwLock<Vec<Arc<Block>>>,
     maintaining: Mutex<()>,
+    /// Set while a cut is between copying the head and removing what it copied.
+    cutting: Mutex<Option<maintain::LateSamples>>,
     samples_appended: AtomicU64,
     _lock: File,
 }
@@ -225,6 +227,7 @@ impl Tsdb {
             commit: GroupCommit::default(),
             blocks: RwLock::new(blocks),
             maintaining: Mutex::new(()),
+            cutting: Mutex::new(None),
             samples_appended: AtomicU64::new(0),
             _lock: lock,
         };
@@ -233,6 +236,10 @@ impl Tsdb {
 
     fn wal_lock(&self) -> std::sync::MutexGuard<'_, WalWriter> {
         self.wal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cutting_lock(&self) -> std::sync::MutexGuard<'_, Option<maintain::LateSamples>> {
+        self.cutting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn blocks_snapshot(&self) -> Vec<Arc<Block>> {
@@ -250,6 +257,13 @@ impl Tsdb {
         let seq = {
             let mut wal = self.wal_lock();
             self.head.append_batch(samples, &mut out);
+            if let Some(late) = self.cutting_lock().as_mut() {
+                for (&(ref_id, t, v), &i) in out.stored.iter().zip(&out.stored_at) {
+                    if t < late.before {
+                        late.samples.push((ref_id, samples[i].0.clone(), t, v));
+                    }
+                }
+            }
             if out.new_series.is_empty() && out.stored.is_empty() {
                 None
             } else {

@@ -147,6 +147,40 @@ impl HeadSeries {
         Ok(true)
     }
 
+    fn is_empty(&self) -> bool {
+        self.open.is_empty() && self.ooo.is_empty() && self.sealed.iter().all(Chunk::is_empty)
+    }
+
+    /// Drops samples before `before`; returns the oldest sample time left.
+    fn truncate(&mut self, before: i64) -> Option<i64> {
+        let newer = |c: &Chunk| -> Vec<(i64, f64)> { c.iter().filter(|s| s.0 >= before).collect() };
+        let mut kept = Vec::with_capacity(self.sealed.len());
+        for c in self.sealed.drain(..) {
+            match c.time_range() {
+                Some((first, _)) if first >= before => kept.push(c),
+                Some((_, last)) if last >= before => kept.extend(encode_chunks(&newer(&c))),
+                _ => {}
+            }
+        }
+        match self.open.time_range() {
+            Some((first, _)) if first >= before => {}
+            Some((_, last)) if last >= before => {
+                // At most MAX_SAMPLES samples: one chunk, which stays open for appends.
+                let mut chunks = encode_chunks(&newer(&self.open));
+                self.open = match chunks.pop() {
+                    Some(c) => c,
+                    None => Chunk::new(),
+                };
+                kept.extend(chunks);
+            }
+            _ => self.open = Chunk::new(),
+        }
+        self.sealed = kept;
+        self.ooo.retain(|s| s.0 >= before);
+        let chunks = self.sealed.iter().chain(std::iter::once(&self.open)).filter_map(Chunk::time_range);
+        chunks.map(|r| r.0).chain(self.ooo.first().map(|s| s.0)).min()
+    }
+
     fn heap_bytes(&self) -> usize {
         self.labels.len() * 8
             + self.sealed.capacity() * size_of::<Chunk>()
@@ -196,6 +230,10 @@ struct Inner {
     max_t: i64,
 }
 
+fn labels_from(symbols: &Symbols, s: &HeadSeries) -> Labels {
+    s.labels.iter().map(|(k, v)| (symbols.str(*k).to_owned(), symbols.str(*v).to_owned())).collect()
+}
+
 fn labels_hash<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
     let mut h = DefaultHasher::new();
     for (k, v) in pairs {
@@ -211,7 +249,7 @@ impl Inner {
     }
 
     fn labels_of(&self, s: &HeadSeries) -> Labels {
-        s.labels.iter().map(|(k, v)| (self.symbols.str(*k).to_owned(), self.symbols.str(*v).to_owned())).collect()
+        labels_from(&self.symbols, s)
     }
 
     /// The slot of the series with these (sorted) labels.
@@ -285,6 +323,8 @@ impl PostingsIndex for Inner {
 pub struct HeadAppend {
     pub new_series: Vec<(u64, Labels)>,
     pub stored: Vec<(u64, i64, f64)>,
+    /// For each of `stored`, its index in the batch.
+    pub stored_at: Vec<usize>,
     /// Samples accepted (including exact repeats, which store nothing).
     pub accepted: usize,
     pub too_old: usize,
@@ -348,7 +388,7 @@ impl Head {
     pub fn append_batch(&self, samples: &[(Labels, i64, f64)], out: &mut HeadAppend) {
         let mut inner = self.write();
         let mut sorted = Labels::new();
-        for (labels, t, v) in samples {
+        for (i, (labels, t, v)) in samples.iter().enumerate() {
             let labels = if labels.is_sorted() {
                 labels
             } else {
@@ -374,6 +414,7 @@ impl Head {
                     out.accepted += 1;
                     if stored {
                         out.stored.push((s.ref_id, *t, *v));
+                        out.stored_at.push(i);
                         inner.note_time(*t);
                     }
                 }
@@ -440,26 +481,34 @@ impl Head {
     }
 
     /// Removes every sample before `before`; series left without samples are dropped
-    /// (slots are renumbered and symbols rebuilt, refs stay).
+    /// (slots are renumbered and symbols rebuilt, refs stay). Chunks wholly before or after
+    /// `before` are dropped or kept as they are; only a chunk straddling it is re-encoded.
     pub fn truncate(&self, before: i64) {
         let mut inner = self.write();
-        let old = std::mem::replace(&mut *inner, Inner::new());
-        inner.next_ref = old.next_ref;
-        for s in &old.series {
-            let keep = s.samples(before, i64::MAX);
-            if keep.is_empty() {
-                continue;
+        let (mut min_t, mut max_t, mut emptied) = (i64::MAX, i64::MIN, false);
+        for s in inner.series.iter_mut() {
+            match s.truncate(before) {
+                Some(oldest) => {
+                    min_t = min_t.min(oldest);
+                    max_t = max_t.max(s.max_t);
+                }
+                None => emptied = true,
             }
-            let labels = old.labels_of(s);
-            let slot = inner.create(s.ref_id, &labels) as usize;
-            let ns = &mut inner.series[slot];
-            let mut chunks = encode_chunks(&keep);
-            ns.open = chunks.pop().unwrap_or_default();
-            ns.sealed = chunks;
-            ns.max_t = s.max_t;
-            inner.note_time(keep[0].0);
-            inner.note_time(s.max_t);
         }
+        if emptied {
+            let Inner { symbols, series, next_ref, .. } = std::mem::replace(&mut *inner, Inner::new());
+            inner.next_ref = next_ref;
+            for s in series {
+                if s.is_empty() {
+                    continue;
+                }
+                let labels = labels_from(&symbols, &s);
+                let slot = inner.create(s.ref_id, &labels) as usize;
+                let ns = &mut inner.series[slot];
+                (ns.sealed, ns.open, ns.ooo, ns.max_t) = (s.sealed, s.open, s.ooo, s.max_t);
+            }
+        }
+        (inner.min_t, inner.max_t) = (min_t, max_t);
     }
 
     /// Every series with its chunks (the open one and the out-of-order buffer included):

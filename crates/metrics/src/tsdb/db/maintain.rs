@@ -1,11 +1,14 @@
 //! The background work [`Tsdb::maintain`] does, in order:
 //!
 //! 1. Cut: while the head spans more than 1.5 × `block_range_ms`, the oldest aligned range
-//!    is written as a level-1 block. Under the append lock (appends wait, queries do not):
-//!    the WAL moves to a new segment, the range's samples are copied into a block that is
-//!    then published, and only then removed from the head (a query sees them twice for a
-//!    moment, and the merge dedups). The head is then snapshotted; after the lock is
-//!    released the snapshot becomes a WAL checkpoint and older segments are deleted.
+//!    is written as a level-1 block. The WAL moves to a new segment and the cut is marked;
+//!    the range's samples are copied and written as a block, which is published; only then
+//!    are they removed from the head (a query sees them twice for a moment, and the merge
+//!    dedups). Appends go on meanwhile; out-of-order samples they store in the range after
+//!    the copy are recorded and put back after the removal. The head is snapshotted under
+//!    the append lock; the snapshot becomes a WAL checkpoint replacing every segment up to
+//!    the one closed at the start. Appends wait only for the rotation, the removal and the
+//!    snapshot (a copy of the head's chunks), never for block I/O.
 //! 2. Compact: blocks whose time ranges overlap (out-of-order data cut later) are merged;
 //!    then blocks sharing an aligned window of 3×, 9×, … the block range (up to
 //!    `max_block_range_ms`) are merged once the head has moved past that window.
@@ -19,10 +22,24 @@
 use super::{Tsdb, TsdbError, dedup_by_time, delete_block_dir, io};
 use crate::storage::Labels;
 use crate::tsdb::block::{Block, BlockWriter};
+use crate::tsdb::head::CutSeries;
 use crate::tsdb::head::encode_chunks;
 use crate::tsdb::wal;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+/// A cut between copying the head's old range and removing it.
+pub(super) struct CutInProgress {
+    before: i64,
+    last_segment: u64,
+    series: Vec<CutSeries>,
+}
+
+/// Samples stored before the cut time while a cut is in progress: (ref, labels, t, v).
+pub(super) struct LateSamples {
+    pub before: i64,
+    pub samples: Vec<(u64, Labels, i64, f64)>,
+}
 
 /// What one [`Tsdb::maintain`] call did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,29 +72,65 @@ impl Tsdb {
 
     /// Writes the head's samples before `before` as a block and checkpoints the WAL.
     fn cut_head(&self, before: i64) -> Result<bool, TsdbError> {
-        let blocks_dir = self.dir.join("blocks");
-        let (last_segment, snapshot, cut) = {
+        let cut = self.begin_cut(before)?;
+        self.finish_cut(cut)
+    }
+
+    /// Starts a cut: marks it (so appends record samples they store before `before`), moves
+    /// the WAL to a new segment, and copies the head's samples before `before`.
+    pub(super) fn begin_cut(&self, before: i64) -> Result<CutInProgress, TsdbError> {
+        let last_segment = {
             let mut wal = self.wal_lock();
-            let last_segment = wal.rotate().map_err(io("rotating the WAL"))?;
-            let series = self.head.collect_before(before);
-            let mut w = BlockWriter::new(&blocks_dir, 1, Vec::new()).map_err(io("creating a block"))?;
-            for s in &series {
-                w.add_series(&s.labels, &s.chunks).map_err(io("writing a block"))?;
-            }
-            drop(series);
-            let target = w.target().to_owned();
-            let cut = match w.finish().map_err(io("finishing a block"))? {
-                Some(_) => {
-                    self.publish(vec![Arc::new(Block::open(&target)?)], &[]);
-                    true
-                }
-                None => false,
-            };
-            self.head.truncate(before);
-            (last_segment, self.head.snapshot(), cut)
+            let last = wal.rotate().map_err(io("rotating the WAL"))?;
+            *self.cutting_lock() = Some(LateSamples { before, samples: Vec::new() });
+            last
         };
-        self.write_checkpoint(last_segment, snapshot)?;
-        Ok(cut)
+        let series = self.head.collect_before(before);
+        Ok(CutInProgress { before, last_segment, series })
+    }
+
+    /// Writes and publishes the block, then (under the append lock) removes the range from
+    /// the head, puts back what was appended to it since [`Tsdb::begin_cut`] copied it,
+    /// and snapshots the head; the snapshot becomes the checkpoint after the lock is gone.
+    pub(super) fn finish_cut(&self, cut: CutInProgress) -> Result<bool, TsdbError> {
+        let written = self.write_cut_block(&cut.series);
+        drop(cut.series);
+        let written = match written {
+            Ok(w) => w,
+            Err(e) => {
+                *self.cutting_lock() = None;
+                return Err(e);
+            }
+        };
+        let snapshot = {
+            let _wal = self.wal_lock();
+            let late = self.cutting_lock().take().map(|l| l.samples).unwrap_or_default();
+            self.head.truncate(cut.before);
+            let mut refs = HashMap::new();
+            for (ref_id, labels, t, v) in late {
+                // The series record is in a segment after the cut one, so the ref is kept.
+                self.head.replay(wal::Record::Series(vec![(ref_id, labels)]), &mut refs);
+                self.head.replay(wal::Record::Samples(vec![(ref_id, t, v)]), &mut refs);
+            }
+            self.head.snapshot()
+        };
+        self.write_checkpoint(cut.last_segment, snapshot)?;
+        Ok(written)
+    }
+
+    fn write_cut_block(&self, series: &[CutSeries]) -> Result<bool, TsdbError> {
+        let mut w = BlockWriter::new(&self.dir.join("blocks"), 1, Vec::new()).map_err(io("creating a block"))?;
+        for s in series {
+            w.add_series(&s.labels, &s.chunks).map_err(io("writing a block"))?;
+        }
+        let target = w.target().to_owned();
+        Ok(match w.finish().map_err(io("finishing a block"))? {
+            Some(_) => {
+                self.publish(vec![Arc::new(Block::open(&target)?)], &[]);
+                true
+            }
+            None => false,
+        })
     }
 
     fn write_checkpoint(

@@ -160,6 +160,34 @@ fn cut_checkpoint_and_reopen() {
 }
 
 #[test]
+fn samples_appended_while_a_block_is_written_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let g0 = l(&[("__name__", "g"), ("i", "0")]);
+    let late = l(&[("__name__", "late")]);
+    {
+        let db = Tsdb::open(dir.path(), opts(1000)).unwrap();
+        fill(&db, 0, 2000);
+        let cut = db.begin_cut(1000).unwrap();
+        // The range is copied; now, before it leaves the head, samples arrive for it: one
+        // for a series with newer samples, one for a series with nothing newer.
+        db.append(&[(g0.clone(), 950, -1.0), (late.clone(), 500, 5.0)]).unwrap();
+        assert!(db.finish_cut(cut).unwrap());
+        assert_eq!(db.blocks().len(), 1);
+        let got = db.select(&[], 0, 999).unwrap();
+        let g = got.iter().find(|s| s.labels == g0).unwrap();
+        assert!(g.samples.contains(&(950, -1.0)) && g.samples.contains(&(900, 900.0)));
+        assert_eq!(got.iter().find(|s| s.labels == late).unwrap().samples, vec![(500, 5.0)]);
+        // The late series keeps its WAL ref, so what follows replays against it.
+        db.append(&[(late.clone(), 2500, 6.0)]).unwrap();
+    }
+    let db = Tsdb::open(dir.path(), opts(1000)).unwrap();
+    let got = db.select(&[Matcher::Equal("__name__".into(), "late".into())], 0, 5000).unwrap();
+    assert_eq!(got[0].samples, vec![(500, 5.0), (2500, 6.0)]);
+    let g = db.select(&[Matcher::Equal("i".into(), "0".into())], 0, 5000).unwrap();
+    assert_eq!(g[0].samples.len(), 21);
+}
+
+#[test]
 fn compaction_merges_aligned_blocks_and_out_of_order_samples_survive() {
     let dir = tempfile::tempdir().unwrap();
     let db = Tsdb::open(dir.path(), opts(1000)).unwrap();

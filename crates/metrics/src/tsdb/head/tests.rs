@@ -101,3 +101,25 @@ fn snapshot_replays_into_an_equal_head() {
     assert!(crate::storage::is_stale(y[0].samples[7].1));
     assert_eq!(copy.replay(Record::Samples(vec![(999, 1, 1.0)]), &mut refs), 1, "an unknown ref is skipped");
 }
+
+#[test]
+fn truncate_keeps_whole_chunks_and_reencodes_only_the_straddling_one() {
+    let h = Head::new(1_000_000, 10);
+    let s = l(&[("__name__", "m")]);
+    for t in 0..300 {
+        h.append(s.clone(), t, t as f64).unwrap();
+    }
+    h.append(s.clone(), 100, 100.0).unwrap();
+    h.append(s.clone(), 50_000, 1.0).unwrap();
+    h.append(s.clone(), 400, 4.0).unwrap(); // out of order, after the gap
+    h.truncate(150);
+    let got = h.select(&[], i64::MIN, i64::MAX);
+    let times: Vec<i64> = got[0].samples.iter().map(|x| x.0).collect();
+    let want: Vec<i64> = (150..300).chain([400, 50_000]).collect();
+    assert_eq!(times, want);
+    assert_eq!(h.time_range(), Some((150, 50_000)));
+    h.append(s.clone(), 50_001, 2.0).unwrap();
+    assert_eq!(h.append(s, 50_000, 9.0), Err(Rejected::Duplicate));
+    h.truncate(1_000_000);
+    assert_eq!((h.series_count(), h.time_range()), (0, None));
+}

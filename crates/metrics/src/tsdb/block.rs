@@ -173,6 +173,19 @@ impl Block {
         Ok(out)
     }
 
+    /// The labels of the series matching every matcher with a chunk in `[mint, maxt]`
+    /// (for the label APIs: no chunk is read).
+    pub fn series_labels(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
+        if !self.overlaps(mint, maxt) {
+            return Vec::new();
+        }
+        select_ids(self, matchers)
+            .into_iter()
+            .filter(|id| self.series[*id as usize].chunks.iter().any(|c| c.min_time <= maxt && c.max_time >= mint))
+            .map(|id| self.labels(id))
+            .collect()
+    }
+
     /// Ids of the series matching every matcher, ascending (so in label order).
     pub fn select_ids(&self, matchers: &[Matcher]) -> Vec<u32> {
         select_ids(self, matchers)

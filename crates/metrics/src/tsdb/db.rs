@@ -25,7 +25,7 @@ use super::block::{Block, META_FILE};
 use super::head::{Head, HeadAppend};
 use super::wal::{self, CommitError, GroupCommit, WalWriter};
 use crate::storage::{Labels, Matcher, Queryable, Series, StorageError};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -448,6 +448,37 @@ impl Queryable for Tsdb {
         }
         parts.push(self.head.select(matchers, mint, maxt));
         Ok(merge_sources(parts))
+    }
+
+    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>, StorageError> {
+        let mut names = BTreeSet::new();
+        self.for_each_series_labels(matchers, mint, maxt, |labels| names.extend(labels.into_iter().map(|(k, _)| k)));
+        Ok(names.into_iter().collect())
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut values = BTreeSet::new();
+        self.for_each_series_labels(matchers, mint, maxt, |labels| {
+            values.extend(labels.into_iter().filter(|(k, _)| k == name).map(|(_, v)| v))
+        });
+        Ok(values.into_iter().collect())
+    }
+}
+
+impl Tsdb {
+    /// Calls `f` with the labels of every matching series with data in the range, from each
+    /// source (a series in several sources comes several times); reads no samples.
+    fn for_each_series_labels(&self, matchers: &[Matcher], mint: i64, maxt: i64, mut f: impl FnMut(Labels)) {
+        for b in self.blocks_snapshot() {
+            b.series_labels(matchers, mint, maxt).into_iter().for_each(&mut f);
+        }
+        self.head.series_labels(matchers, mint, maxt).into_iter().for_each(f);
     }
 }
 

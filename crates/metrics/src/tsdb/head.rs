@@ -147,6 +147,12 @@ impl HeadSeries {
         Ok(true)
     }
 
+    /// Whether any sample falls in `[mint, maxt]`, judged by chunk ranges.
+    fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        let chunks = self.sealed.iter().chain(std::iter::once(&self.open)).filter_map(Chunk::time_range);
+        chunks.chain(self.ooo.iter().map(|s| (s.0, s.0))).any(|(a, b)| a <= maxt && b >= mint)
+    }
+
     fn is_empty(&self) -> bool {
         self.open.is_empty() && self.ooo.is_empty() && self.sealed.iter().all(Chunk::is_empty)
     }
@@ -543,6 +549,18 @@ impl Head {
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         out
+    }
+
+    /// The labels of the series matching every matcher with samples in `[mint, maxt]`
+    /// (for the label APIs: no sample is decoded).
+    pub fn series_labels(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
+        let inner = self.read();
+        select_ids(&*inner, matchers)
+            .into_iter()
+            .map(|slot| &inner.series[slot as usize])
+            .filter(|s| s.overlaps(mint, maxt))
+            .map(|s| inner.labels_of(s))
+            .collect()
     }
 
     /// Label names, and values per name (for the label API and completion).

@@ -157,6 +157,12 @@ fn cut_checkpoint_and_reopen() {
     assert_eq!(dump(&all(&db)), dump(&before));
     let gone = db.select(&[Matcher::Equal("__name__".into(), "gone".into())], 0, 5000).unwrap();
     assert_eq!(gone[0].samples.len(), 10, "served from the block");
+    // The label APIs read the block's index and the head without decoding samples.
+    assert_eq!(db.label_values("__name__", &[], 0, 5000).unwrap(), vec!["g", "gone"]);
+    assert_eq!(db.label_values("__name__", &[], 1000, 5000).unwrap(), vec!["g"], "gone stopped at 900");
+    assert_eq!(db.label_names(&[Matcher::Equal("__name__".into(), "gone".into())], 0, 5000).unwrap(), vec!["__name__"]);
+    let re = Matcher::regex("i", "[0-3]", false).unwrap();
+    assert_eq!(db.label_values("i", &[re], 0, 500).unwrap(), vec!["0", "1", "2", "3"]);
 }
 
 #[test]

@@ -344,6 +344,16 @@ fn kill9_child(dir: &str) {
     }
 }
 
+/// Kills the child however the parent test ends, so a failure leaves no process behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn acknowledged_batches_survive_kill_9() {
     if let Ok(dir) = std::env::var(CHILD_DIR_ENV) {
@@ -352,14 +362,21 @@ fn acknowledged_batches_survive_kill_9() {
     }
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let mut child = std::process::Command::new(exe)
-        .args(["--exact", "tsdb::db::tests::acknowledged_batches_survive_kill_9", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR_ENV, dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut child = KillOnDrop(
+        std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "tsdb::db::tests::acknowledged_batches_survive_kill_9",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_DIR_ENV, dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::sync_channel::<i64>(1 << 16);
     let reader = std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
@@ -381,8 +398,8 @@ fn acknowledged_batches_survive_kill_9() {
         }
     }
     // SIGKILL mid-stream: no destructors, no flushes.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     reader.join().unwrap();
     while let Ok(n) = rx.try_recv() {
         acked = acked.max(n);

@@ -6,7 +6,7 @@
 //!   Gorilla encoding) followed by their CRC-32.
 //! - `index`: the magic `SBXIDX1\n`; the symbol table (every label string once, sorted);
 //!   the series, sorted by labels, each as label pairs of symbol ids and its chunk refs
-//!   (time range, sample count, offset and length in `chunks`); the postings (per
+//!   (first and last time, sample count, offset and length in `chunks`); the postings (per
 //!   `name=value` pair, the ascending series ids, delta-encoded); and a CRC-32 of it all.
 //! - `meta.json`: id, time range, series/samples/chunks counts, compaction level and source
 //!   blocks, and the index checksum.
@@ -253,7 +253,7 @@ fn parse_index(bytes: &[u8]) -> Option<ParsedIndex> {
         let mut chunks = Vec::with_capacity(nc);
         for _ in 0..nc {
             let min_time = r.varint()?;
-            let max_time = min_time.checked_add(i64::try_from(r.uvarint()?).ok()?)?;
+            let max_time = r.varint()?;
             let count = u16::try_from(r.uvarint()?).ok()?;
             let offset = r.uvarint()?;
             let len = u32::try_from(r.uvarint()?).ok()?;

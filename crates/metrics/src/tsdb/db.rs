@@ -150,7 +150,7 @@ pub enum TsdbError {
     #[error("invalid TSDB option {field}: {message}")]
     InvalidOption { field: &'static str, message: String },
     #[error("sample {index}: {message}")]
-    InvalidSeries { index: usize, message: String },
+    InvalidSample { index: usize, message: String },
     #[error("the TSDB directory {0} is in use by another process")]
     Locked(String),
 }
@@ -159,6 +159,10 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> TsdbError {
     let context = context.into();
     move |source| TsdbError::Io { context, source }
 }
+
+/// Timestamps are kept within ±2^61 ms (some 73 million years) so chunk deltas never
+/// overflow.
+pub const MAX_ABS_TIME_MS: i64 = 1 << 61;
 
 /// One sample to append: (labels, time ms, value).
 pub type Sample = (Labels, i64, f64);
@@ -248,8 +252,8 @@ impl Tsdb {
 
     /// Appends samples `(labels, time ms, value)`; returns once every stored sample is
     /// durable. Labels may come in any order; labels with an empty value are dropped (as
-    /// Prometheus does). A series without labels or with a repeated or empty label name
-    /// fails the whole batch before anything is stored.
+    /// Prometheus does). A series without labels or with a repeated or empty label name, or
+    /// a time beyond [`MAX_ABS_TIME_MS`], fails the whole batch before anything is stored.
     pub fn append(&self, samples: &[(Labels, i64, f64)]) -> Result<AppendOutcome, TsdbError> {
         let normalized = normalize(samples)?;
         let samples = normalized.as_deref().unwrap_or(samples);
@@ -337,8 +341,11 @@ fn normalize(samples: &[Sample]) -> Result<Option<Vec<Sample>>, TsdbError> {
                 .collect::<Vec<_>>(),
         );
     }
-    for (index, (labels, _, _)) in owned.as_deref().unwrap_or(samples).iter().enumerate() {
-        let bad = |message: &str| Err(TsdbError::InvalidSeries { index, message: message.into() });
+    for (index, (labels, t, _)) in owned.as_deref().unwrap_or(samples).iter().enumerate() {
+        let bad = |message: &str| Err(TsdbError::InvalidSample { index, message: message.into() });
+        if !(-MAX_ABS_TIME_MS..=MAX_ABS_TIME_MS).contains(t) {
+            return bad("the timestamp is out of range (more than 2^61 ms from 1970)");
+        }
         if labels.is_empty() {
             return bad("a series needs at least one label with a value");
         }

@@ -123,7 +123,7 @@ impl BlockWriter {
             put_uvarint(&mut index, refs.len() as u64);
             for c in refs {
                 put_varint(&mut index, c.min_time);
-                put_uvarint(&mut index, c.max_time.wrapping_sub(c.min_time) as u64);
+                put_varint(&mut index, c.max_time);
                 put_uvarint(&mut index, u64::from(c.count));
                 put_uvarint(&mut index, c.offset);
                 put_uvarint(&mut index, u64::from(c.len));

@@ -55,16 +55,23 @@ impl Tsdb {
     /// Cuts, compacts and applies retention (see the module doc). `now_ms` is the wall
     /// clock retention measures against. Returns at once if another call is running.
     pub fn maintain(&self, now_ms: i64) -> Result<MaintainReport, TsdbError> {
-        let Ok(_running) = self.maintaining.try_lock() else { return Ok(MaintainReport::default()) };
+        let _running = match self.maintaining.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(MaintainReport::default()),
+        };
         let mut report = MaintainReport::default();
         let range = self.opts.block_range_ms;
-        while let Some((min, max)) = self.head.time_range() {
-            // Out-of-order samples arriving during cuts can keep the head wide; the next
-            // call carries on.
-            if (max - min) <= range + range / 2 || report.blocks_cut >= MAX_CUTS_PER_CALL {
+        // Out-of-order samples arriving during cuts can keep the head wide: the number of
+        // cuts per call is bounded, and the next call carries on.
+        for _ in 0..MAX_CUTS_PER_CALL {
+            let Some((min, max)) = self.head.time_range() else { break };
+            if max.saturating_sub(min) <= range + range / 2 {
                 break;
             }
-            let before = min.div_euclid(range) * range + range;
+            let Some(before) = min.div_euclid(range).checked_mul(range).and_then(|s| s.checked_add(range)) else {
+                break;
+            };
             if self.cut_head(before)? {
                 report.blocks_cut += 1;
             }

@@ -72,13 +72,21 @@ fn bad_input_and_a_second_opener_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let db = Tsdb::open(dir.path(), opts(1000)).unwrap();
     let err = db.append(&[(l(&[("__name__", "ok")]), 1, 1.0), (l(&[("job", "")]), 1, 1.0)]).unwrap_err();
-    assert!(matches!(err, TsdbError::InvalidSeries { index: 1, .. }), "{err}");
+    assert!(matches!(err, TsdbError::InvalidSample { index: 1, .. }), "{err}");
     let err = db.append(&[(l(&[("a", "1"), ("a", "2")]), 1, 1.0)]).unwrap_err();
     assert!(err.to_string().contains("repeated"), "{err}");
+    let err = db.append(&[(l(&[("__name__", "m")]), i64::MIN, 1.0)]).unwrap_err();
+    assert!(err.to_string().contains("timestamp"), "{err}");
     assert!(all(&db).is_empty(), "a failed batch stores nothing");
     // Empty values are dropped, as Prometheus does.
     db.append(&[(l(&[("__name__", "m"), ("empty", "")]), 1, 1.0)]).unwrap();
     assert_eq!(all(&db)[0].labels, l(&[("__name__", "m")]));
+    // Extreme but valid times neither overflow nor stall maintenance.
+    let far = MAX_ABS_TIME_MS;
+    db.append(&[(l(&[("__name__", "far")]), -far, 1.0), (l(&[("__name__", "far")]), far, 2.0)]).unwrap();
+    db.maintain(0).unwrap();
+    let got = db.select(&[Matcher::Equal("__name__".into(), "far".into())], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(got[0].samples, vec![(-far, 1.0), (far, 2.0)]);
     assert!(matches!(Tsdb::open(dir.path(), opts(1000)), Err(TsdbError::Locked(_))));
     let bad = TsdbOptions { block_range_ms: 0, ..TsdbOptions::default() };
     assert!(matches!(Tsdb::open(dir.path(), bad), Err(TsdbError::InvalidOption { field: "block_range_ms", .. })));

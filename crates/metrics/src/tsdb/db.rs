@@ -169,6 +169,10 @@ pub type Sample = (Labels, i64, f64);
 
 /// Samples per WAL samples record (bounds a record's size).
 const SAMPLES_PER_RECORD: usize = 8192;
+/// A WAL series record is closed once it holds about this many bytes of labels.
+const SERIES_RECORD_BYTES: usize = 1 << 20;
+/// Most bytes of label names and values one series may carry.
+pub const MAX_LABEL_BYTES: usize = 64 * 1024;
 
 /// The time-series database. `Send + Sync`: share it through an `Arc`.
 pub struct Tsdb {
@@ -209,8 +213,10 @@ impl Tsdb {
         opts.validate()?;
         std::fs::create_dir_all(dir.join("blocks")).map_err(io(format!("creating {}", dir.display())))?;
         let lock = File::create(dir.join("lock")).map_err(io("creating the lock file"))?;
-        if lock.try_lock().is_err() {
-            return Err(TsdbError::Locked(dir.display().to_string()));
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(TsdbError::Locked(dir.display().to_string())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("locking the TSDB directory")(e)),
         }
         let blocks = load_blocks(&dir.join("blocks"))?;
         let head = Head::new(opts.ooo_window_ms, opts.max_series);
@@ -252,8 +258,8 @@ impl Tsdb {
 
     /// Appends samples `(labels, time ms, value)`; returns once every stored sample is
     /// durable. Labels may come in any order; labels with an empty value are dropped (as
-    /// Prometheus does). A series without labels or with a repeated or empty label name, or
-    /// a time beyond [`MAX_ABS_TIME_MS`], fails the whole batch before anything is stored.
+    /// Prometheus does). A series without labels, with a repeated or empty label name or
+    /// more than [`MAX_LABEL_BYTES`] of labels, or a time beyond [`MAX_ABS_TIME_MS`], fails the whole batch before anything is stored.
     pub fn append(&self, samples: &[(Labels, i64, f64)]) -> Result<AppendOutcome, TsdbError> {
         let normalized = normalize(samples)?;
         let samples = normalized.as_deref().unwrap_or(samples);
@@ -272,10 +278,18 @@ impl Tsdb {
                 None
             } else {
                 let mut payloads: Vec<Vec<u8>> = Vec::new();
-                if !out.new_series.is_empty() {
+                // Series records of about a megabyte at most (a series' labels are bounded).
+                let mut from = 0;
+                while from < out.new_series.len() {
+                    let (mut to, mut bytes) = (from, 0);
+                    while to < out.new_series.len() && (to == from || bytes < SERIES_RECORD_BYTES) {
+                        bytes += out.new_series[to].1.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + 8;
+                        to += 1;
+                    }
                     let mut rec = Vec::new();
-                    wal::encode_series(&mut rec, out.new_series.iter().map(|(r, l)| (*r, l)));
+                    wal::encode_series(&mut rec, out.new_series[from..to].iter().map(|(r, l)| (*r, l)));
                     payloads.push(rec);
+                    from = to;
                 }
                 for part in out.stored.chunks(SAMPLES_PER_RECORD) {
                     let mut rec = Vec::new();
@@ -354,6 +368,9 @@ fn normalize(samples: &[Sample]) -> Result<Option<Vec<Sample>>, TsdbError> {
         }
         if labels.windows(2).any(|w| w[0].0 == w[1].0) {
             return bad("a label name is repeated");
+        }
+        if labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > MAX_LABEL_BYTES {
+            return bad("the labels exceed 64 KiB");
         }
     }
     Ok(owned)

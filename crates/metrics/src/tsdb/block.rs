@@ -105,7 +105,15 @@ impl Block {
         if &magic != CHUNKS_MAGIC {
             return Err(corrupt(&chunks_path, "not a chunks file"));
         }
-        let disk_bytes = chunks.metadata()?.len() + index.len() as u64 + std::fs::metadata(&meta_path)?.len();
+        let chunks_len = chunks.metadata()?.len();
+        let in_file = |c: &ChunkRef| {
+            c.offset >= CHUNKS_MAGIC.len() as u64
+                && c.offset.checked_add(u64::from(c.len) + 4).is_some_and(|end| end <= chunks_len)
+        };
+        if !series.iter().all(|s| s.chunks.iter().all(in_file)) {
+            return Err(corrupt(&index_path, "a chunk ref points outside the chunks file"));
+        }
+        let disk_bytes = chunks_len + index.len() as u64 + std::fs::metadata(&meta_path)?.len();
         Ok(Block { dir: dir.to_owned(), meta, symbols, series, postings, chunks, disk_bytes })
     }
 
@@ -151,15 +159,16 @@ impl Block {
     pub fn samples(&self, id: u32, mint: i64, maxt: i64) -> Result<Vec<(i64, f64)>, StorageError> {
         let Some(s) = self.series.get(id as usize) else { return Ok(Vec::new()) };
         let wanted: Vec<&ChunkRef> = s.chunks.iter().filter(|c| c.min_time <= maxt && c.max_time >= mint).collect();
-        let (Some(&first), Some(&last)) = (wanted.first(), wanted.last()) else { return Ok(Vec::new()) };
-        // One read covering the wanted chunks (a series' chunks are contiguous).
-        let end = last.offset + u64::from(last.len) + 4;
-        let mut buf = vec![0u8; (end - first.offset) as usize];
+        // One read covering the wanted chunks (a series' chunks are contiguous); `open`
+        // checked every ref lies inside the file.
+        let Some(start) = wanted.iter().map(|c| c.offset).min() else { return Ok(Vec::new()) };
+        let end = wanted.iter().map(|c| c.offset + u64::from(c.len) + 4).max().unwrap_or(start);
+        let mut buf = vec![0u8; (end - start) as usize];
         let path = || self.dir.join("chunks");
-        self.chunks.read_exact_at(&mut buf, first.offset).map_err(|e| corrupt(&path(), format!("reading: {e}")))?;
+        self.chunks.read_exact_at(&mut buf, start).map_err(|e| corrupt(&path(), format!("reading: {e}")))?;
         let mut out = Vec::new();
         for c in wanted {
-            let at = (c.offset - first.offset) as usize;
+            let at = (c.offset - start) as usize;
             let bytes = buf.get(at..at + c.len as usize + 4).ok_or_else(|| corrupt(&path(), "chunk out of range"))?;
             let (data, crc) = bytes.split_at(c.len as usize);
             if crc32fast::hash(data).to_le_bytes() != crc {

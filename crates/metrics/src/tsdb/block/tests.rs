@@ -103,3 +103,45 @@ fn writer_enforces_order_and_skips_empty_blocks() {
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(left, vec![meta.id], "no temporary directory is left behind");
 }
+
+#[test]
+fn any_mutated_index_opens_or_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = write_block(
+        dir.path(),
+        vec![
+            (l(&[("__name__", "a"), ("job", "x")]), (0..130).map(|i| (i * 10, i as f64)).collect()),
+            (l(&[("__name__", "b"), ("job", "y")]), vec![(5, 1.0)]),
+        ],
+    );
+    let bdir = b.dir().to_owned();
+    drop(b);
+    let index_path = bdir.join("index");
+    let meta_path = bdir.join(META_FILE);
+    let good = std::fs::read(&index_path).unwrap();
+    let meta: BlockMeta = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    let (mut opened, mut refused) = (0, 0);
+    for at in INDEX_MAGIC.len()..good.len() - 4 {
+        for flip in [0x01u8, 0x80] {
+            // Damage the structure, then fix the checksums so the parser itself is tested.
+            let mut bad = good[..good.len() - 4].to_vec();
+            bad[at] ^= flip;
+            let crc = crc32fast::hash(&bad);
+            bad.extend_from_slice(&crc.to_le_bytes());
+            std::fs::write(&index_path, &bad).unwrap();
+            let m = BlockMeta { index_crc32: crc, ..meta.clone() };
+            std::fs::write(&meta_path, serde_json::to_vec(&m).unwrap()).unwrap();
+            match Block::open(&bdir) {
+                Ok(b) => {
+                    opened += 1;
+                    let _ = b.select(&[], i64::MIN, i64::MAX);
+                    let _ = b.select(&[Matcher::regex("job", "x|y", false).unwrap()], 0, 100);
+                    let _ = b.label_names(&[], i64::MIN, i64::MAX);
+                }
+                Err(StorageError::Corrupt { .. }) => refused += 1,
+                Err(e) => panic!("byte {at}: unexpected {e}"),
+            }
+        }
+    }
+    assert!(opened > 0 && refused > 0, "{opened} opened, {refused} refused");
+}

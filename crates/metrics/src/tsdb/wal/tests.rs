@@ -152,3 +152,21 @@ fn concurrent_appenders_share_syncs() {
     println!("{} appends, {} fdatasync calls", got.len(), gc.syncs());
     assert!(gc.syncs() <= got.len() as u64);
 }
+
+#[test]
+fn mutated_payloads_decode_or_fail_without_panicking() {
+    let l = labels(&[("__name__", "up"), ("job", "api")]);
+    let mut chunk = Vec::new();
+    encode_chunk(&mut chunk, 3, 2, &[1, 2, 3, 4]);
+    for good in [series_rec(3, &l), samples_rec(&[(3, 10, 1.0), (4, -20, 2.0)]), chunk] {
+        assert!(decode(&good).is_some());
+        for at in 0..good.len() {
+            for flip in [0x01u8, 0x7f, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[at] ^= flip;
+                let _ = decode(&bad);
+            }
+            assert_eq!(decode(&good[..at]), None, "a truncated record is refused");
+        }
+    }
+}

@@ -204,12 +204,13 @@ pub struct OpenReport {
 impl Tsdb {
     /// Opens (or creates) the database in `dir`: loads the blocks and replays the newest
     /// checkpoint and the WAL after it into the head.
-    pub fn open(dir: &Path, opts: TsdbOptions) -> Result<Tsdb, TsdbError> {
+    pub fn open(dir: impl AsRef<Path>, opts: TsdbOptions) -> Result<Tsdb, TsdbError> {
         Self::open_with_report(dir, opts).map(|(db, _)| db)
     }
 
     /// [`Tsdb::open`], also saying what was recovered.
-    pub fn open_with_report(dir: &Path, opts: TsdbOptions) -> Result<(Tsdb, OpenReport), TsdbError> {
+    pub fn open_with_report(dir: impl AsRef<Path>, opts: TsdbOptions) -> Result<(Tsdb, OpenReport), TsdbError> {
+        let dir = dir.as_ref();
         opts.validate()?;
         std::fs::create_dir_all(dir.join("blocks")).map_err(io(format!("creating {}", dir.display())))?;
         let lock = File::create(dir.join("lock")).map_err(io("creating the lock file"))?;

@@ -60,6 +60,16 @@ impl Chunk {
         &self.bits.bytes
     }
 
+    /// Heap bytes the chunk holds (its buffer's capacity).
+    pub fn heap_bytes(&self) -> usize {
+        self.bits.bytes.capacity()
+    }
+
+    /// Gives back spare buffer capacity (a sealed chunk grows no more).
+    pub fn shrink_to_fit(&mut self) {
+        self.bits.bytes.shrink_to_fit();
+    }
+
     /// Appends a sample (t in milliseconds, strictly after the previous one).
     pub fn append(&mut self, t: i64, v: f64) -> Result<(), AppendError> {
         if self.count as usize >= MAX_SAMPLES {

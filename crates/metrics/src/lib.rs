@@ -4,6 +4,7 @@
 //! PromQL reads them.
 //!
 //! # Layout
+//! - [`config`]: the `[metrics]` config section and its checks.
 //! - [`exposition`]: the Prometheus text and OpenMetrics formats scrape targets serve.
 //! - [`metadata`]: type, help and unit per metric family, for the metadata API.
 //! - [`promql`]: PromQL evaluation (Prometheus 2.42 semantics) over any
@@ -19,6 +20,7 @@
 //!     floats in a bit stream (the Gorilla encoding), with an iterator.
 //!   - [`tsdb::head`]: in-memory series with postings and an out-of-order window.
 
+pub mod config;
 pub mod exposition;
 pub mod metadata;
 pub mod promql;

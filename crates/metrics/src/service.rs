@@ -18,6 +18,9 @@ pub enum PushError {
     /// Too many pushes are being written; the sender should retry after the delay.
     #[error("the metrics store is busy; retry later")]
     Busy { retry_after: Duration },
+    /// The batch was refused whole; the message names the sample.
+    #[error("{0}")]
+    Invalid(String),
     #[error("storing the samples failed: {0}")]
     Failed(String),
 }
@@ -87,7 +90,10 @@ impl MetricsService {
         })
         .await
         .map_err(|e| PushError::Failed(e.to_string()))?
-        .map_err(|e| PushError::Failed(e.to_string()))?;
+        .map_err(|e| match e {
+            crate::storage::StorageError::Invalid(m) => PushError::Invalid(m),
+            e => PushError::Failed(e.to_string()),
+        })?;
         self.stats.samples_accepted.fetch_add(result.accepted as u64, Ordering::Relaxed);
         self.stats.samples_refused.fetch_add(result.refused() as u64, Ordering::Relaxed);
         Ok(result)

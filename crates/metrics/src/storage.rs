@@ -77,6 +77,12 @@ pub enum StorageError {
     Corrupt { path: String, message: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The input was refused whole (a sample's labels or time); the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// Writing failed (the log could not be made durable).
+    #[error("{0}")]
+    Write(String),
 }
 
 /// Anything PromQL and the label APIs can read.

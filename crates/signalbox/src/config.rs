@@ -36,6 +36,8 @@ pub struct FileConfig {
     pub traces: signalbox_events::config::TracesConfig,
     /// The log store.
     pub logs: signalbox_events::config::LogsConfig,
+    /// The metrics store, scrapes and PromQL.
+    pub metrics: signalbox_metrics::config::MetricsConfig,
     /// OTLP receivers.
     pub otlp: OtlpConfig,
     /// The Zipkin receiver.

@@ -16,6 +16,7 @@ mod export;
 mod gateway;
 mod listeners;
 mod logging;
+mod metrics;
 mod remote;
 mod serve;
 

@@ -111,6 +111,7 @@ pub fn validate(c: &FileConfig) -> Problems {
     }
     c.traces.check("traces", &mut p);
     c.logs.check("logs", &mut p);
+    c.metrics.check("metrics", &mut p);
     if !c.configuration.gateway_key.is_empty() && central_key(&c.configuration.gateway_key).is_none() {
         p.add("configuration.gateway_key", "must be application/profile/key");
     }
@@ -345,6 +346,17 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     } else {
         None
     };
+    let metric_store = if cfg.metrics.enabled {
+        Some(crate::metrics::start(
+            &cfg.metrics,
+            &data_dir,
+            control.registry.clone(),
+            registry.clone(),
+            &cfg.consul.node_name,
+        )?)
+    } else {
+        None
+    };
     let span_sink: Arc<dyn signalbox_core::telemetry::SpanSink> = match &traces {
         Some(t) => Arc::new(t.clone()),
         None => Arc::new(DroppingSink),
@@ -418,7 +430,7 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
         views: Default::default(),
         traces: traces.clone(),
         logs: logs.clone(),
-        metric_store: None,
+        metric_store,
     };
     let limits = cfg.connections.limits(api_cap);
     let mut tasks = Vec::new();

@@ -102,6 +102,7 @@ async fn store(svc: &MetricsService, samples: Vec<(Labels, i64, f64)>) -> Result
             Some(m) => text_error(StatusCode::BAD_REQUEST, m),
         }),
         Err(PushError::Busy { retry_after }) => Err(busy(retry_after)),
+        Err(PushError::Invalid(m)) => Err(text_error(StatusCode::BAD_REQUEST, m)),
         Err(PushError::Failed(e)) => {
             tracing::error!(error = %e, "storing pushed samples failed");
             Err(text_error(StatusCode::INTERNAL_SERVER_ERROR, "storing the samples failed"))
@@ -217,6 +218,7 @@ pub async fn otlp_http(State(s): State<AppState>, headers: HeaderMap, body: axum
         Ok(resp) => (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/x-protobuf")], resp.encode_to_vec())
             .into_response(),
         Err(PushError::Busy { retry_after }) => busy(retry_after),
+        Err(PushError::Invalid(m)) => ApiError::bad_request("invalid_otlp", m).into_response(),
         Err(PushError::Failed(e)) => {
             tracing::error!(error = %e, "storing OTLP metrics failed");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_failed", "storing the samples failed").into_response()
@@ -263,6 +265,7 @@ impl tonic::server::UnaryService<Checked> for GrpcExport {
                     "the metrics store is busy; retry later",
                     retry_after.max(std::time::Duration::from_secs(1)),
                 )),
+                Err(PushError::Invalid(m)) => Err(tonic::Status::invalid_argument(m)),
                 Err(PushError::Failed(e)) => Err(tonic::Status::unavailable(e)),
             }
         })

@@ -4,12 +4,12 @@
 
 use super::relabel::{self, Rule, RuleConfig};
 use crate::storage::Labels;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One `[[metrics.scrape]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobConfig {
     pub job_name: String,
@@ -47,7 +47,7 @@ pub struct JobConfig {
     pub metric_relabel_configs: Vec<RuleConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct StaticConfig {
     pub targets: Vec<String>,
@@ -56,7 +56,7 @@ pub struct StaticConfig {
 }
 
 /// Which registry services a job scrapes (all when `services` is empty).
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryDiscovery {
     #[serde(default)]
@@ -64,6 +64,29 @@ pub struct RegistryDiscovery {
     /// Also scrape instances whose checks are failing (Prometheus does; default true).
     #[serde(default = "yes")]
     pub include_unhealthy: bool,
+}
+
+impl JobConfig {
+    /// A job with every key at its default.
+    pub fn minimal(name: &str) -> JobConfig {
+        JobConfig {
+            job_name: name.into(),
+            scrape_interval: default_interval(),
+            scrape_timeout: default_timeout(),
+            metrics_path: default_path(),
+            scheme: default_scheme(),
+            params: BTreeMap::new(),
+            honor_labels: false,
+            honor_timestamps: true,
+            sample_limit: default_sample_limit(),
+            label_limit: default_label_limit(),
+            body_size_limit: default_body_limit(),
+            static_configs: Vec::new(),
+            registry: None,
+            relabel_configs: Vec::new(),
+            metric_relabel_configs: Vec::new(),
+        }
+    }
 }
 
 fn default_interval() -> String {
@@ -89,25 +112,6 @@ fn default_label_limit() -> usize {
 }
 fn default_body_limit() -> String {
     "50MB".into()
-}
-
-/// A size such as `10MB`, `512KiB`, `1GB` or `4096`.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
 }
 
 /// A checked job.
@@ -183,8 +187,8 @@ impl Job {
         if !cfg.metrics_path.starts_with('/') {
             return Err(err("metrics_path", "must start with /".into()));
         }
-        let body_limit = parse_size(&cfg.body_size_limit)
-            .ok_or_else(|| err("body_size_limit", format!("`{}` is not a size such as 10MB", cfg.body_size_limit)))?;
+        let body_limit =
+            signalbox_core::config::parse_bytes(&cfg.body_size_limit).map_err(|m| err("body_size_limit", m))?;
         let rules = |key: &str, list: Vec<RuleConfig>| {
             list.into_iter()
                 .enumerate()

@@ -463,6 +463,25 @@ pub(crate) fn dedup_by_time(samples: &mut Vec<(i64, f64)>) {
     *samples = out;
 }
 
+impl crate::storage::Appender for Tsdb {
+    fn append(&self, samples: &[(Labels, i64, f64)]) -> Result<crate::storage::Appended, StorageError> {
+        match Tsdb::append(self, samples) {
+            Ok(o) => Ok(crate::storage::Appended {
+                accepted: o.accepted,
+                too_old: o.too_old,
+                duplicate: o.duplicate,
+                over_limit: o.series_limit,
+                new_series: 0,
+            }),
+            Err(TsdbError::InvalidSample { index, message }) => {
+                Err(StorageError::Invalid(format!("sample {index}: {message}")))
+            }
+            Err(TsdbError::Storage(e)) => Err(e),
+            Err(e) => Err(StorageError::Write(e.to_string())),
+        }
+    }
+}
+
 impl Queryable for Tsdb {
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, StorageError> {
         let mut parts = Vec::new();

@@ -131,16 +131,37 @@ pub fn parse_query(query: &str) -> Result<Expr, QueryError> {
         // Only fails if a future parser makes holt_winters a built-in, which is fine too.
         let _ = parser::register_extra_functions(vec![holt_winters]);
     });
-    parser::parse(query).map_err(QueryError::parse)
+    // A parser bug must not take the node down: a panic becomes a parse error.
+    match std::panic::catch_unwind(|| parser::parse(query)) {
+        Ok(parsed) => parsed.map_err(QueryError::parse),
+        Err(_) => Err(QueryError::parse("cannot parse the query")),
+    }
+}
+
+/// Prometheus's limit on the points of one series in a range query's result.
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+fn check_time_arg(name: &str, t: i64) -> Result<(), QueryError> {
+    if !(-eval::MAX_MILLIS..=eval::MAX_MILLIS).contains(&t) {
+        return Err(QueryError::parse(format!("invalid {name}: {t} ms is out of range")));
+    }
+    Ok(())
 }
 
 impl Engine {
+    /// The lookback delta in use: Prometheus's default when unset, and bounded so that time
+    /// arithmetic cannot overflow.
+    fn lookback(&self) -> i64 {
+        if self.lookback_delta_ms <= 0 { 300_000 } else { self.lookback_delta_ms.min(eval::MAX_MILLIS) }
+    }
+
     fn budget(&self) -> Budget {
         Budget::new(Instant::now() + self.timeout, self.max_samples)
     }
 
     /// Evaluates `query` at `t_ms`.
     pub fn instant(&self, db: &dyn Queryable, query: &str, t_ms: i64) -> Result<Value, QueryError> {
+        check_time_arg("time", t_ms)?;
         let expr = parse_query(query)?;
         let budget = self.budget();
         let ev = Evaluator {
@@ -148,7 +169,7 @@ impl Engine {
             start: t_ms,
             end: t_ms,
             interval: 1,
-            lookback: self.lookback_delta_ms,
+            lookback: self.lookback(),
             query_start: t_ms,
             query_end: t_ms,
             budget: &budget,
@@ -193,8 +214,15 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer",
             ));
         }
+        check_time_arg("start", start_ms)?;
+        check_time_arg("end", end_ms)?;
         if end_ms < start_ms {
             return Err(QueryError::parse("end timestamp must not be before start time"));
+        }
+        if (end_ms - start_ms) / step_ms > MAX_POINTS_PER_SERIES {
+            return Err(QueryError::parse(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+            ));
         }
         let expr = parse_query(query)?;
         match expr.value_type() {
@@ -212,7 +240,7 @@ impl Engine {
             start: start_ms,
             end: end_ms,
             interval: step_ms,
-            lookback: self.lookback_delta_ms,
+            lookback: self.lookback(),
             query_start: start_ms,
             query_end: end_ms,
             budget: &budget,

@@ -321,7 +321,7 @@ fn eval_instant_function(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<V
     }
 }
 
-fn label_replace<'m>(ev: &Evaluator, args: &[&Expr], inputs: &[&'m [Series]]) -> Result<Vec<Series>, QueryError> {
+fn label_replace(ev: &Evaluator, args: &[&Expr], inputs: &[&[Series]]) -> Result<Vec<Series>, QueryError> {
     let (dst, replacement, src, pattern) =
         (string_arg(args, 1)?, string_arg(args, 2)?, string_arg(args, 3)?, string_arg(args, 4)?);
     let re = regex::Regex::new(&format!("^(?:{pattern})$"))
@@ -353,7 +353,7 @@ fn label_replace<'m>(ev: &Evaluator, args: &[&Expr], inputs: &[&'m [Series]]) ->
     })
 }
 
-fn label_join<'m>(ev: &Evaluator, args: &[&Expr], inputs: &[&'m [Series]]) -> Result<Vec<Series>, QueryError> {
+fn label_join(ev: &Evaluator, args: &[&Expr], inputs: &[&[Series]]) -> Result<Vec<Series>, QueryError> {
     let (dst, separator) = (string_arg(args, 1)?, string_arg(args, 2)?);
     let mut sources = Vec::new();
     for i in 3..args.len() {

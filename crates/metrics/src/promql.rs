@@ -112,8 +112,12 @@ pub fn parse_duration(s: &str) -> Result<i64, QueryError> {
         }
         return Ok(ms as i64);
     }
-    let d = promql_parser::util::parse_duration(s).map_err(|_| bad())?;
-    i64::try_from(d.as_millis()).map_err(|_| bad())
+    match promql_parser::util::parse_duration(s) {
+        Ok(d) => i64::try_from(d.as_millis()).map_err(|_| bad()),
+        // "0s" is a valid duration for the API (the parser wants positive ranges).
+        Err(e) if e.contains("greater than 0") => Ok(0),
+        Err(_) => Err(bad()),
+    }
 }
 
 /// Parses a query, registering the functions Prometheus 2.42 has that the parser (which

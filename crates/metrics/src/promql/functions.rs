@@ -202,6 +202,28 @@ fn map_values<'m>(vector: &[StepSample<'m>], f: impl Fn(f64) -> f64) -> StepOutp
     vector.iter().map(|s| (Cow::Owned(drop_metric_name(s.labels)), f(s.v))).collect()
 }
 
+/// Go's `math.Max`: NaN wins (Rust's `f64::max` ignores it), +0 beats -0.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { b } else { a }
+    } else {
+        a.max(b)
+    }
+}
+
+/// Go's `math.Min`: NaN wins, -0 beats +0.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { a } else { b }
+    } else {
+        a.min(b)
+    }
+}
+
 fn math_function(name: &str) -> Option<fn(f64) -> f64> {
     Some(match name {
         "abs" => f64::abs,
@@ -276,15 +298,15 @@ fn eval_instant_function(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<V
             if hi < lo {
                 return Ok(Vec::new());
             }
-            Ok(map_values(&v[0], |x| lo.max(hi.min(x))))
+            Ok(map_values(&v[0], |x| go_max(lo, go_min(hi, x))))
         }),
         "clamp_min" => ev.range_eval(&inputs, |v, _| {
             let lo = scalar(v, 1);
-            Ok(map_values(&v[0], |x| lo.max(x)))
+            Ok(map_values(&v[0], |x| go_max(lo, x)))
         }),
         "clamp_max" => ev.range_eval(&inputs, |v, _| {
             let hi = scalar(v, 1);
-            Ok(map_values(&v[0], |x| hi.min(x)))
+            Ok(map_values(&v[0], |x| go_min(hi, x)))
         }),
         // Without a vector selector argument the samples carry the evaluation time.
         "timestamp" => ev.range_eval(&inputs, |v, ts| Ok(map_values(&v[0], |_| ts as f64 / 1000.0))),

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr};
 
-use crate::storage::{Labels, Queryable, Series, StorageError};
+pub use crate::storage::{Labels, Queryable, Series, StorageError};
 use eval::{Budget, Evaluated, Evaluator};
 
 /// The subquery step when a subquery gives none (`foo[1h:]`): Prometheus uses the global

@@ -12,9 +12,19 @@
 //! - `aggregate`: `sum`, `avg`, `topk`, `count_values` and the other aggregations.
 //! - `binary`: arithmetic, comparison and set operators with vector matching.
 //!
+//! Time windows are closed at both ends, as in 2.42 (Prometheus 3 opened the left end): a
+//! vector selector takes the newest sample in `[t - lookback, t]`, a range selector `[5m]`
+//! the samples in `[t - 5m, t]`, where `t` is the step time minus any `offset`, or the `@`
+//! time. A staleness marker as the newest sample means no value; range selectors skip them.
+//!
 //! Differences from Prometheus 2.42 that a caller may notice: native histograms are not
 //! supported (storage holds floats only); instant vectors come back sorted by labels unless
-//! the outermost operation orders them (`sort`, `sort_desc`, `topk`, `bottomk`).
+//! the outermost operation orders them (`sort`, `sort_desc`, `topk`, `bottomk`); the sample
+//! limit counts the whole of a range selector's samples at once, where Prometheus holds one
+//! series' window at a time. `examples/promql_testdata.rs` runs Prometheus's own test
+//! scripts (`promql/testdata/*.test`) against this engine: 2.42's 566 evaluations pass.
+//!
+//! Evaluation is synchronous and CPU-bound: call it from a blocking thread.
 
 mod aggregate;
 mod binary;
@@ -29,7 +39,7 @@ use std::time::{Duration, Instant};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr};
 
-use crate::storage::{Labels, Queryable, Series, StorageError};
+pub use crate::storage::{Labels, Queryable, Series, StorageError};
 use eval::{Budget, Evaluated, Evaluator};
 
 /// The subquery step when a subquery gives none (`foo[1h:]`): Prometheus uses the global
@@ -112,8 +122,12 @@ pub fn parse_duration(s: &str) -> Result<i64, QueryError> {
         }
         return Ok(ms as i64);
     }
-    let d = promql_parser::util::parse_duration(s).map_err(|_| bad())?;
-    i64::try_from(d.as_millis()).map_err(|_| bad())
+    match promql_parser::util::parse_duration(s) {
+        Ok(d) => i64::try_from(d.as_millis()).map_err(|_| bad()),
+        // "0s" is a valid duration for the API (the parser wants positive ranges).
+        Err(e) if e.contains("greater than 0") => Ok(0),
+        Err(_) => Err(bad()),
+    }
 }
 
 /// Parses a query, registering the functions Prometheus 2.42 has that the parser (which
@@ -131,16 +145,37 @@ pub fn parse_query(query: &str) -> Result<Expr, QueryError> {
         // Only fails if a future parser makes holt_winters a built-in, which is fine too.
         let _ = parser::register_extra_functions(vec![holt_winters]);
     });
-    parser::parse(query).map_err(QueryError::parse)
+    // A parser bug must not take the node down: a panic becomes a parse error.
+    match std::panic::catch_unwind(|| parser::parse(query)) {
+        Ok(parsed) => parsed.map_err(QueryError::parse),
+        Err(_) => Err(QueryError::parse("cannot parse the query")),
+    }
+}
+
+/// Prometheus's limit on the points of one series in a range query's result.
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+fn check_time_arg(name: &str, t: i64) -> Result<(), QueryError> {
+    if !(-eval::MAX_MILLIS..=eval::MAX_MILLIS).contains(&t) {
+        return Err(QueryError::parse(format!("invalid {name}: {t} ms is out of range")));
+    }
+    Ok(())
 }
 
 impl Engine {
+    /// The lookback delta in use: Prometheus's default when unset, and bounded so that time
+    /// arithmetic cannot overflow.
+    fn lookback(&self) -> i64 {
+        if self.lookback_delta_ms <= 0 { 300_000 } else { self.lookback_delta_ms.min(eval::MAX_MILLIS) }
+    }
+
     fn budget(&self) -> Budget {
         Budget::new(Instant::now() + self.timeout, self.max_samples)
     }
 
     /// Evaluates `query` at `t_ms`.
     pub fn instant(&self, db: &dyn Queryable, query: &str, t_ms: i64) -> Result<Value, QueryError> {
+        check_time_arg("time", t_ms)?;
         let expr = parse_query(query)?;
         let budget = self.budget();
         let ev = Evaluator {
@@ -148,7 +183,7 @@ impl Engine {
             start: t_ms,
             end: t_ms,
             interval: 1,
-            lookback: self.lookback_delta_ms,
+            lookback: self.lookback(),
             query_start: t_ms,
             query_end: t_ms,
             budget: &budget,
@@ -193,8 +228,15 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer",
             ));
         }
+        check_time_arg("start", start_ms)?;
+        check_time_arg("end", end_ms)?;
         if end_ms < start_ms {
             return Err(QueryError::parse("end timestamp must not be before start time"));
+        }
+        if (end_ms - start_ms) / step_ms > MAX_POINTS_PER_SERIES {
+            return Err(QueryError::parse(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+            ));
         }
         let expr = parse_query(query)?;
         match expr.value_type() {
@@ -212,7 +254,7 @@ impl Engine {
             start: start_ms,
             end: end_ms,
             interval: step_ms,
-            lookback: self.lookback_delta_ms,
+            lookback: self.lookback(),
             query_start: start_ms,
             query_end: end_ms,
             budget: &budget,

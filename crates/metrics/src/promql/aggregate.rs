@@ -127,7 +127,8 @@ fn aggregate_step<'m>(
 ) -> Result<StepOutput<'m>, QueryError> {
     let mut k = 0usize;
     if op == T_TOPK || op == T_BOTTOMK {
-        if !(param.is_finite() || param.is_nan()) || param.abs() >= 9.2e18 || param.is_nan() {
+        // Go's convertibleToInt64: NaN and values beyond ±2^63 are rejected.
+        if param.is_nan() || param.abs() >= 9.223_372_036_854_775e18 {
             return Err(QueryError::Execution(format!("Scalar value {param} overflows int64")));
         }
         if param < 1.0 {

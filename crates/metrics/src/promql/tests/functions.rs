@@ -162,6 +162,9 @@ fn math_functions_drop_the_name() {
     assert_vector(v("sgn(x)"), &[(r#"{k="neg"}"#, -1.0), (r#"{k="pos"}"#, 1.0)]);
     assert_vector(v("clamp(x, -1, 1)"), &[(r#"{k="neg"}"#, -1.0), (r#"{k="pos"}"#, 1.0)]);
     assert_vector(v("clamp(x, 1, -1)"), &[]);
+    // NaN bounds give NaN, as Go's math.Max and math.Min do.
+    assert_vector(v("clamp(x, 0, NaN)"), &[(r#"{k="neg"}"#, f64::NAN), (r#"{k="pos"}"#, f64::NAN)]);
+    assert_vector(v("clamp_min(x, NaN)"), &[(r#"{k="neg"}"#, f64::NAN), (r#"{k="pos"}"#, f64::NAN)]);
     assert_vector(v("clamp_min(x, 0)"), &[(r#"{k="neg"}"#, 0.0), (r#"{k="pos"}"#, 2.25)]);
     assert_vector(v("clamp_max(x, 0)"), &[(r#"{k="neg"}"#, -2.5), (r#"{k="pos"}"#, 0.0)]);
     assert_close(single(&db, r#"sqrt(x{k="pos"})"#, 0), 1.5);

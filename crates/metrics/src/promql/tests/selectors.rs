@@ -223,3 +223,88 @@ fn parse_duration_accepts_seconds_and_durations() {
     assert!(parse_duration("abc").is_err());
     assert!(parse_duration("NaN").is_err());
 }
+
+/// Storage that counts how often it is asked.
+struct CountingStorage {
+    inner: MemStorage,
+    selects: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::storage::Queryable for CountingStorage {
+    fn select(
+        &self,
+        matchers: &[crate::storage::Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Series>, crate::storage::StorageError> {
+        self.selects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.select(matchers, mint, maxt)
+    }
+}
+
+#[test]
+fn a_range_query_reads_storage_once_per_selector() {
+    let db = CountingStorage { inner: counters(), selects: Default::default() };
+    let engine = Engine::default();
+    // rate needs two samples in its window: from 10 s on, 19 steps.
+    let result = engine.range(&db, "rate(up[30s]) + on(job, instance) up", 0, 100_000, 5_000).unwrap();
+    assert!(matches!(result, Value::Matrix(ref m) if m.len() == 2 && m[0].samples.len() == 19), "{result:?}");
+    assert_eq!(db.selects.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
+
+#[test]
+fn nested_subqueries_and_at_inside_subqueries() {
+    let db = counters();
+    // The inner subquery yields 4, 6, 8, 10 at 40..100 s; the outer takes their max at
+    // 80 and 100 s.
+    assert_close(single(&db, r#"max_over_time(max_over_time(up{job="api"}[60s:20s])[20s:20s])"#, 100), 10.0);
+    // @ inside a subquery pins the selector whatever the subquery's steps are.
+    assert_close(single(&db, r#"sum_over_time((up{job="api"} @ 30)[40s:10s])"#, 100), 3.0 * 5.0);
+    // @ end() of an instant query is its time.
+    assert_close(single(&db, r#"up{job="api"} @ end()"#, 70), 7.0);
+}
+
+#[test]
+fn out_of_range_arguments_are_errors_not_panics() {
+    let db = counters();
+    let engine = Engine::default();
+    assert_eq!(engine.instant(&db, "up", i64::MAX).unwrap_err().error_type(), "bad_data");
+    assert_eq!(engine.range(&db, "up", i64::MIN, 0, 1).unwrap_err().error_type(), "bad_data");
+    // More than 11,000 points per series.
+    let e = engine.range(&db, "up", 0, 11_001_000, 1000).unwrap_err();
+    assert!(e.to_string().contains("11,000 points"), "{e}");
+    assert!(engine.range(&db, "up", 0, 11_000_000, 1000).is_ok());
+    // Huge offsets and @ times saturate instead of overflowing.
+    assert!(engine.instant(&db, "up offset 100000000y", 0).is_ok());
+    assert!(engine.instant(&db, "rate(up[1000000y] @ 100000000000)", 0).is_ok());
+    assert!(engine.instant(&db, "topk(1e18, up)", 0).is_ok());
+    assert_eq!(engine.instant(&db, "topk(1e300, up)", 0).unwrap_err().error_type(), "execution");
+    assert_eq!(engine.instant(&db, "topk(scalar(nope), up)", 0).unwrap_err().error_type(), "execution");
+    // A tiny subquery step is bounded by the sample limit.
+    let small = Engine { max_samples: 100_000, ..Engine::default() };
+    assert!(matches!(small.instant(&db, "max_over_time(up[1y:1ms])", 0), Err(QueryError::TooManySamples { .. })));
+}
+
+/// Storage whose every read fails.
+struct BrokenStorage;
+
+impl crate::storage::Queryable for BrokenStorage {
+    fn select(
+        &self,
+        _: &[crate::storage::Matcher],
+        _: i64,
+        _: i64,
+    ) -> Result<Vec<Series>, crate::storage::StorageError> {
+        Err(crate::storage::StorageError::Corrupt { path: "b/chunks".into(), message: "bad crc".into() })
+    }
+}
+
+#[test]
+fn storage_errors_are_internal() {
+    let e = Engine::default().instant(&BrokenStorage, "sum(rate(up[1m]))", 0).unwrap_err();
+    assert!(matches!(e, QueryError::Storage(_)), "{e}");
+    assert_eq!(e.error_type(), "internal");
+    assert!(e.to_string().contains("bad crc"), "{e}");
+    // A query that reads nothing does not fail.
+    assert!(matches!(Engine::default().instant(&BrokenStorage, "1 + 1", 0), Ok(Value::Scalar { v, .. }) if v == 2.0));
+}

@@ -3,7 +3,8 @@
 # DNS-discovery tests), Chromium and Node.js (the console's browser test), curl, the
 # OpenTelemetry Python SDK (a real Python exporter in the trace tests), and the Python
 # clients of the control-plane and log tests (py-consul, python-consul2, config-client,
-# python-logging-loki, elasticsearch-py). System
+# python-logging-loki, elasticsearch-py, prometheus_client), Prometheus, promtool and
+# Alertmanager. System
 # packages come from apt-get as root; otherwise the script names what to install and fails.
 set -euo pipefail
 
@@ -28,7 +29,7 @@ fi
 # target/python (py-consul and python-consul2 both import as `consul`); the tests put the
 # directory on PYTHONPATH (crates/testkit/src/python.rs).
 root="$(cd "$(dirname "$0")/.." && pwd)"
-for pkg in py-consul==1.8.0 python-consul2==0.1.5 config-client==1.5.0 python-logging-loki==0.3.1 elasticsearch==8.11.1; do
+for pkg in py-consul==1.8.0 python-consul2==0.1.5 config-client==1.5.0 python-logging-loki==0.3.1 elasticsearch==8.11.1 prometheus-client==0.21.1; do
   dir="$root/target/python/${pkg%%==*}"
   if [ ! -f "$dir/.installed-${pkg#*==}" ]; then
     echo "== installing $pkg into $dir"
@@ -46,6 +47,10 @@ command -v curl >/dev/null || missing+=(curl)
 # rsyslog with its Elasticsearch output: a real shipper for the log tests.
 [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
 ls /usr/lib/*/rsyslog/omelasticsearch.so >/dev/null 2>&1 || missing+=(rsyslog-elasticsearch)
+# Prometheus 2.42 and promtool (remote_write into Signalbox, the PromQL differential test,
+# `promtool check metrics`) and Alertmanager (receiving Signalbox's alerts).
+[ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || missing+=(prometheus)
+[ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "== installing ${missing[*]}"

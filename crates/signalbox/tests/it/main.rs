@@ -3,6 +3,7 @@
 mod cli;
 mod control;
 mod logs;
+mod metrics;
 mod security;
 mod serve;
 mod traces;

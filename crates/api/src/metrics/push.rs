@@ -150,6 +150,15 @@ async fn export(m: &MetricsState, req: ExportMetricsServiceRequest) -> Result<Ex
     })
 }
 
+/// Decodes an OTLP metrics request body (protobuf or JSON, already inflated).
+pub fn decode_otlp(raw: &[u8], json: bool) -> Result<ExportMetricsServiceRequest, String> {
+    if json {
+        serde_json::from_slice(raw).map_err(|e| format!("invalid OTLP/JSON: {e}"))
+    } else {
+        ExportMetricsServiceRequest::decode(raw).map_err(|e| format!("invalid OTLP protobuf: {e}"))
+    }
+}
+
 /// `POST /v1/metrics` on the OTLP/HTTP port (protobuf or JSON, optionally gzip).
 pub async fn otlp_http(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Body) -> Response {
     use crate::error::ApiError;
@@ -195,12 +204,7 @@ pub async fn otlp_http(State(s): State<AppState>, headers: HeaderMap, body: axum
     let Ok(budget) = crate::ingest::reserve(crate::ingest::estimate(raw.len(), counts.items)) else {
         return busy(std::time::Duration::from_secs(1));
     };
-    let req: Result<ExportMetricsServiceRequest, String> = if json {
-        serde_json::from_slice(&raw).map_err(|e| format!("invalid OTLP/JSON: {e}"))
-    } else {
-        ExportMetricsServiceRequest::decode(raw.as_slice()).map_err(|e| format!("invalid OTLP protobuf: {e}"))
-    };
-    let req = match req {
+    let req = match decode_otlp(&raw, json) {
         Ok(r) => r,
         Err(e) => return ApiError::bad_request("invalid_otlp", e).into_response(),
     };

@@ -162,7 +162,7 @@ export function lineChart({ onSelect, testid = 'line-chart' } = {}) {
     // The series, decimated per pixel column.
     const dx = n > 1 ? iw / (n - 1) : 0;
     ctx.lineWidth = plotted.length > 50 ? 1 : 1.5;
-    ctx.lineJoin = 'round';
+    ctx.lineJoin = plotted.length > 50 ? 'bevel' : 'round';
     for (const p of plotted) {
       const color = series[p.i].color;
       ctx.strokeStyle = color;

@@ -1,4 +1,4 @@
-// A time range picker and its URL parameters, the same as the Logs page's: `since=1h` (a
+// A time range picker and its URL parameters, shared by the Logs and Metrics pages: `since=1h` (a
 // relative range ending now) or `start=&end=` (Unix ms; no `end`: until now).
 //
 //   const r = readRange(searchParams);            // { since, start, end }

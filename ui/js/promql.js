@@ -12,10 +12,15 @@ export const PROM = '/prometheus/api/v1';
  * error text and whose `body.errorType` its error type.
  */
 export async function prom(path, params) {
+  return (await promEnvelope(path, params)).data;
+}
+
+/** As prom(), resolving with the whole envelope (`data`, `warnings`, `infos`). */
+export async function promEnvelope(path, params) {
   const qs = params ? `?${params instanceof URLSearchParams ? params : new URLSearchParams(params)}` : '';
   const res = await api('GET', `${PROM}/${path}${qs}`);
   if (!res || res.status !== 'success') throw new Error(res && res.error ? res.error : 'the answer is not a Prometheus API envelope');
-  return res.data;
+  return res;
 }
 
 /** "bad_data: parse error ..." from an ApiError of the Prometheus API. */

@@ -5,9 +5,9 @@
 // (/metrics-explorer?query=&since=1h|start=&end=&step=&view=graph|table&stacked=1), so a
 // pasted link reopens it and back/forward move between queries.
 
-import { h, setChildren, empty, plural } from '../dom.js';
+import { h, setChildren, empty, notice, plural } from '../dom.js';
 import { navigate } from '../router.js';
-import { prom, promErrorText, completionContext, suggest, seriesName } from '../promql.js';
+import { prom, promEnvelope, promErrorText, completionContext, suggest, seriesName } from '../promql.js';
 import { timeRange, readRange, writeRange, rangeBounds } from '../components/time-range.js';
 import { lineChart, seriesColor, formatValue } from '../components/line-chart.js';
 import { fullTimeMs } from '../trace-model.js';
@@ -199,15 +199,16 @@ export default {
       const stepS = pickStep(v, endMs - s0);
       const stepMs = Math.round(stepS * 1000);
       const startMs = Math.floor(s0 / stepMs) * stepMs;
-      let data;
+      let res;
       try {
-        data = await prom('query_range', { query: v.query, start: (startMs / 1000).toFixed(3), end: (endMs / 1000).toFixed(3), step: String(stepS) });
+        res = await promEnvelope('query_range', { query: v.query, start: (startMs / 1000).toFixed(3), end: (endMs / 1000).toFixed(3), step: String(stepS) });
       } catch (e) {
         if (mine === seq) showError(e);
         return;
       }
       if (mine !== seq) return;
       const t0 = performance.now();
+      const data = showWarnings(res);
       status.replaceChildren();
       const result = Array.isArray(data && data.result) ? data.result : [];
       const fresh = matrixModel(result, startMs, stepMs, endMs);
@@ -232,14 +233,15 @@ export default {
 
     async function runTable(mine) {
       const { endMs } = rangeBounds(v);
-      let data;
+      let res;
       try {
-        data = await prom('query', { query: v.query, time: (endMs / 1000).toFixed(3) });
+        res = await promEnvelope('query', { query: v.query, time: (endMs / 1000).toFixed(3) });
       } catch (e) {
         if (mine === seq) showError(e);
         return;
       }
       if (mine !== seq) return;
+      const data = showWarnings(res);
       status.replaceChildren();
       const rows = tableRows(data);
       count.textContent = `${plural(rows.length, 'result')} at ${fullTimeMs(endMs)}`;
@@ -271,6 +273,13 @@ export default {
       if (data.resultType === 'scalar' || data.resultType === 'string') return [{ name: data.resultType, value: String(r[1]) }];
       if (data.resultType === 'matrix') return r.map((s) => ({ name: seriesName(s.metric || {}), value: (s.values || []).map(([t, x]) => `${x} @${t}`).join('\n') }));
       return (r || []).map((s) => ({ name: seriesName(s.metric || {}), value: s.value ? s.value[1] : s.histogram ? JSON.stringify(s.histogram[1]) : '' }));
+    }
+
+    /** Shows the envelope's warnings and infos above the results; returns its data. */
+    function showWarnings(res) {
+      const notes = [...(Array.isArray(res.warnings) ? res.warnings : []), ...(Array.isArray(res.infos) ? res.infos : [])];
+      errorBox.replaceChildren(...notes.map((w) => notice('warning', String(w))));
+      return res.data;
     }
 
     function showError(e) {

@@ -95,6 +95,22 @@ export async function metricsSteps({ page, base, secret }, { step, assert, asser
     await page.waitForURL((u) => u.searchParams.get('stacked') === '1');
     await page.waitForFunction((s) => document.querySelector(s)?.dataset.series === '1', chart, { timeout: WAIT_MS });
     await shot(page, '19-metrics-graph.png', { tall: true });
+    // Dragging across the last part of the chart (where the samples are) zooms in.
+    const y = box.y + box.height / 2;
+    await page.mouse.move(box.x + box.width * 0.8, y);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.9, y, { steps: 4 });
+    await page.mouse.move(box.x + box.width * 0.97, y, { steps: 4 });
+    await page.mouse.up();
+    await page.waitForURL((u) => u.searchParams.get('start') && u.searchParams.get('end') && !u.searchParams.get('since'));
+    const u = new URL(page.url());
+    const [s, e] = [Number(u.searchParams.get('start')), Number(u.searchParams.get('end'))];
+    assert(s < e && e - s < 300_000 && e <= Date.now() + 1000, `zoomed range ${s}..${e}`);
+    await waitVisible(page, '[data-testid=metrics-range-chip]');
+    await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.series === '1', chart, { timeout: WAIT_MS });
+    await page.click('[data-testid=metrics-range-clear]');
+    await page.waitForURL((x) => x.searchParams.get('since') === '1h' && !x.searchParams.get('start'));
+    await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.series === '1', chart, { timeout: WAIT_MS });
   });
 
   await step('metrics: the table view shows the value of each series; back returns to the graph', async () => {

@@ -112,6 +112,7 @@ export default {
     const tableTab = h('button', { type: 'button', class: 'tab', role: 'tab', 'data-testid': 'metrics-tab-table', onclick: () => setView('table') }, 'Table');
     const stackedBox = h('input', { type: 'checkbox', 'data-testid': 'metrics-stacked', onchange: () => navigate(metricsUrl({ ...v, query: input.value.trim(), stacked: stackedBox.checked }), { replace: true }) });
     const stackedLabel = h('label', { class: 'ts-check metrics-stacked' }, stackedBox, ' Stacked');
+    const zoomHint = h('span', { class: 'panel-hint' }, 'Drag across the chart to zoom in');
     const count = h('span', { class: 'panel-count', 'data-testid': 'metrics-count' });
     const status = h('div', { 'data-testid': 'metrics-status' });
     const legend = h('div', { class: 'metrics-legend', 'data-testid': 'metrics-legend' });
@@ -127,7 +128,7 @@ export default {
     const panel = h(
       'section',
       { class: 'panel metrics-panel' },
-      h('div', { class: 'panel-head' }, h('div', { class: 'tabs', role: 'tablist' }, graphTab, tableTab), count, h('div', { class: 'spacer' }), stackedLabel, h('span', { class: 'panel-hint' }, 'Drag across the chart to zoom in')),
+      h('div', { class: 'panel-head' }, h('div', { class: 'tabs', role: 'tablist' }, graphTab, tableTab), count, h('div', { class: 'spacer' }), stackedLabel, zoomHint),
       status,
       graphView,
       tableView,
@@ -158,6 +159,7 @@ export default {
       graphView.hidden = v.view !== 'graph';
       tableView.hidden = v.view !== 'table';
       stackedLabel.hidden = v.view !== 'graph';
+      zoomHint.hidden = v.view !== 'graph';
     }
 
     function autosize() {

@@ -54,9 +54,10 @@ export function matrixModel(result, startMs, stepMs, endMs) {
   const n = Math.floor((endMs - startMs) / stepMs) + 1;
   const series = result.slice(0, MAX_SERIES_DRAWN).map((r, i) => {
     const values = new Float64Array(n).fill(NaN);
-    for (const [t, s] of r.values || []) {
-      const k = Math.round((t * 1000 - startMs) / stepMs);
-      if (k >= 0 && k < n) values[k] = parseSample(s);
+    const samples = r.values || [];
+    for (let j = 0; j < samples.length; j++) {
+      const k = Math.round((samples[j][0] * 1000 - startMs) / stepMs);
+      if (k >= 0 && k < n) values[k] = parseSample(samples[j][1]);
     }
     return { name: seriesName(r.metric || {}), labels: r.metric || {}, values, color: seriesColor(i) };
   });

@@ -12,7 +12,9 @@ import config from './js/pages/config.js';
 import traces from './js/pages/traces.js';
 import trace from './js/pages/trace.js';
 import logs from './js/pages/logs.js';
-import { placeholder, notFound } from './js/pages/placeholder.js';
+import metrics from './js/pages/metrics.js';
+import alerts from './js/pages/alerts.js';
+import { notFound } from './js/pages/placeholder.js';
 
 /** Navigation entries. `later`: a page that arrives with a later release. */
 const NAV = [
@@ -23,14 +25,9 @@ const NAV = [
   { id: 'traces', label: 'Traces', path: '/traces' },
   { id: 'logs', label: 'Logs', path: '/logs' },
   // `/metrics` itself is the node's Prometheus endpoint.
-  { id: 'metrics', label: 'Metrics', path: '/metrics-explorer', later: true },
-  { id: 'alerts', label: 'Alerts', path: '/alerts', later: true },
+  { id: 'metrics', label: 'Metrics', path: '/metrics-explorer' },
+  { id: 'alerts', label: 'Alerts', path: '/alerts' },
 ];
-
-const PLACEHOLDERS = {
-  metrics: placeholder('Metrics', 'Query and chart RED metrics per route, service and endpoint.'),
-  alerts: placeholder('Alerts', 'Define alert rules on metrics and see what is firing.'),
-};
 
 /** URL -> { nav, page, params }. */
 function match(url) {
@@ -58,8 +55,8 @@ function match(url) {
     if (rest.length === 1) return { nav: 'traces', page: trace, params: { id: rest[0], span: url.searchParams.get('span') } };
   }
   if (first === 'logs' && rest.length === 0) return { nav: 'logs', page: logs, params: { search: url.search } };
-  const item = NAV.find((n) => n.later && n.path === url.pathname);
-  if (item) return { nav: item.id, page: PLACEHOLDERS[item.id], params: {} };
+  if (first === 'metrics-explorer' && rest.length === 0) return { nav: 'metrics', page: metrics, params: { search: url.search } };
+  if (first === 'alerts' && rest.length === 0) return { nav: 'alerts', page: alerts, params: {} };
   return { nav: null, page: notFound, params: { path: url.pathname } };
 }
 

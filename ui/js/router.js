@@ -21,7 +21,7 @@ export function startRouter(onRoute) {
 
 /** Paths the server answers itself (APIs, probes): links to them load for real. */
 function isServerPath(p) {
-  return /^\/(api|consul|v1)\//.test(p) || ['/metrics', '/healthz', '/readyz'].includes(p);
+  return /^\/(api|consul|v1|prometheus)\//.test(p) || ['/metrics', '/healthz', '/readyz'].includes(p);
 }
 
 export function currentUrl() {

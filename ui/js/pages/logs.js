@@ -11,16 +11,8 @@ import { api, seg } from '../api.js';
 import { navigate } from '../router.js';
 import { fullTimeMs, sortedEntries } from '../trace-model.js';
 import { histogram } from '../components/histogram.js';
+import { timeRange, DEFAULT_SINCE } from '../components/time-range.js';
 
-const RANGES = [
-  ['5m', 'Last 5 minutes'],
-  ['15m', 'Last 15 minutes'],
-  ['1h', 'Last hour'],
-  ['6h', 'Last 6 hours'],
-  ['24h', 'Last 24 hours'],
-  ['168h', 'Last 7 days'],
-];
-const DEFAULT_SINCE = '1h';
 const LIMITS = ['100', '1000', '10000'];
 const DEFAULT_LIMIT = '1000';
 const MAX_LINES = 10_000; // kept while tailing
@@ -194,22 +186,17 @@ export default {
       'aria-controls': 'logs-suggest',
     });
     const suggestBox = h('ul', { class: 'logs-suggest', id: 'logs-suggest', role: 'listbox', 'data-testid': 'logs-suggestions', hidden: true });
-    const rangeSel = h('select', { class: 'input logs-range', 'aria-label': 'Time range', 'data-testid': 'logs-range' }, RANGES.map(([val, label]) => h('option', { value: val }, label)));
+    const range = timeRange({ testid: 'logs-range', onChange: (r) => navigate(logsUrl({ ...v, query: input.value.trim(), ...r, line: '' })) });
     const limitSel = h('select', { class: 'input logs-limit', 'aria-label': 'Most lines', 'data-testid': 'logs-limit' }, LIMITS.map((l) => h('option', { value: l }, `${Number(l).toLocaleString('en')} lines`)));
-    const rangeChip = h('span', { class: 'logs-chip', 'data-testid': 'logs-range-chip', hidden: true });
     const liveBtn = h('button', { type: 'button', class: 'btn logs-live-btn', 'data-testid': 'logs-live', 'aria-pressed': 'false', title: 'Stream new matching lines as they arrive', onclick: () => setLive(!tail) }, h('span', { class: 'live-dot' }), 'Live tail');
     const form = h(
       'form',
       { class: 'logs-bar', 'data-testid': 'logs-form', novalidate: true, onsubmit: (ev) => { ev.preventDefault(); submit(); } },
       h('div', { class: 'logs-input-wrap' }, input, suggestBox),
-      rangeSel,
+      range.el,
       limitSel,
       h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'logs-search' }, 'Search'),
     );
-    rangeSel.addEventListener('change', () => {
-      if (rangeSel.value === 'custom') return;
-      navigate(logsUrl({ ...v, query: input.value.trim(), since: rangeSel.value, start: '', end: '', line: '' }));
-    });
     limitSel.addEventListener('change', () => navigate(logsUrl({ ...v, query: input.value.trim(), limit: limitSel.value, line: '' })));
 
     const errorBox = h('div', { 'data-testid': 'logs-error-box' });
@@ -229,7 +216,7 @@ export default {
     setChildren(
       main,
       h('div', { class: 'page-head' }, h('h1', null, 'Logs'), h('div', { class: 'spacer' }), liveBtn),
-      h('section', { class: 'panel logs-bar-panel' }, form, h('div', { class: 'logs-bar-foot' }, rangeChip, h('span', { class: 'field-hint' }, 'Words, "phrases", field:value, level:>=warn, status:>=500, AND / OR / NOT. Enter searches.'))),
+      h('section', { class: 'panel logs-bar-panel' }, form, h('div', { class: 'logs-bar-foot' }, range.chip, h('span', { class: 'field-hint' }, 'Words, "phrases", field:value, level:>=warn, status:>=500, AND / OR / NOT. Enter searches.'))),
       errorBox,
       histPanel,
       listPanel,
@@ -247,22 +234,7 @@ export default {
     function fillForm() {
       input.value = v.query;
       input.classList.remove('invalid');
-      for (const o of Array.from(rangeSel.options)) if (o.value === 'custom' || o.dataset.extra) o.remove();
-      if (v.start) {
-        rangeSel.append(h('option', { value: 'custom' }, 'Selected range'));
-        rangeSel.value = 'custom';
-        const end = v.end ? Number(v.end) : Date.now();
-        setChildren(
-          rangeChip,
-          `${fullTimeMs(Number(v.start))} – ${fullTimeMs(end)}`,
-          h('button', { type: 'button', class: 'logs-chip-x', title: 'Back to the last hour', 'aria-label': 'Clear the selected range', 'data-testid': 'logs-range-clear', onclick: () => navigate(logsUrl({ ...v, query: input.value.trim(), start: '', end: '', since: DEFAULT_SINCE, line: '' })) }, '×'),
-        );
-        rangeChip.hidden = false;
-      } else {
-        if (!RANGES.some(([r]) => r === v.since)) rangeSel.append(h('option', { value: v.since, dataset: { extra: '1' } }, `Last ${v.since}`));
-        rangeSel.value = v.since;
-        rangeChip.hidden = true;
-      }
+      range.set(v);
       if (!LIMITS.includes(v.limit)) limitSel.append(h('option', { value: v.limit }, `${v.limit} lines`));
       limitSel.value = v.limit;
     }

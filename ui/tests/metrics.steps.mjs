@@ -1,0 +1,269 @@
+// The Metrics and Alerts page steps of the console's browser test (console.test.mjs runs
+// them after the Logs steps). The node stores its own metrics every second (the test's
+// config sets `[metrics] self_interval = "1s"`), so real series exist without seeding.
+
+/** GET on the Prometheus API with the token; the envelope's data. */
+async function promGet(base, secret, p, assert) {
+  const r = await fetch(`${base}/prometheus/api/v1/${p}`, { headers: { Authorization: `Bearer ${secret}` }, signal: AbortSignal.timeout(5000) });
+  const body = await r.json();
+  assert(r.status === 200 && body.status === 'success', `GET ${p}: ${r.status} ${JSON.stringify(body)}`);
+  return body.data;
+}
+
+/** A query_range answer of `nSeries` series of `nPoints` points on the request's grid. */
+function syntheticMatrix(url, nSeries, nPoints) {
+  const u = new URL(url);
+  const start = Number(u.searchParams.get('start'));
+  const step = Number(u.searchParams.get('step'));
+  const parts = [];
+  for (let s = 0; s < nSeries; s++) {
+    const vals = [];
+    for (let k = 0; k < nPoints; k++) {
+      const t = Math.round((start + k * step) * 1000) / 1000;
+      vals.push(`[${t},"${(s * 10 + 50 * Math.sin(k / 40 + s) + (k % 7)).toFixed(3)}"]`);
+    }
+    parts.push(`{"metric":{"__name__":"perf_series","series":"s${s}","job":"perf"},"values":[${vals.join(',')}]}`);
+  }
+  return `{"status":"success","data":{"resultType":"matrix","result":[${parts.join(',')}]}}`;
+}
+
+export async function metricsSteps({ page, base, secret }, { step, assert, assertEq, waitVisible, waitValue, waitCount, waitText, waitContains, shot, WAIT_MS }) {
+  const metric = 'signalbox_tsdb_head_series';
+  const chart = '[data-testid=metrics-chart]';
+  const legendItem = '[data-testid=metrics-legend-item]';
+
+  await step('metrics: the node stores its own metrics and the query API answers them', async () => {
+    const deadline = Date.now() + WAIT_MS;
+    let result = [];
+    while (Date.now() < deadline) {
+      result = (await promGet(base, secret, `query?query=${metric}`, assert)).result;
+      if (result.length) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert(result.length >= 1, `${metric} has no sample after ${WAIT_MS} ms`);
+    assertEq(result[0].metric.job, 'signalbox', 'job of the own metrics');
+  });
+
+  await step('metrics: the editor completes functions, metric names, label names and values; Enter runs', async () => {
+    await page.click('[data-testid=nav-metrics]');
+    await page.waitForURL((u) => u.pathname === '/metrics-explorer');
+    assertEq(await page.getAttribute('[data-testid=nav-metrics]', 'aria-current'), 'page', 'nav-metrics active');
+    await waitVisible(page, '[data-testid=metrics-status] .empty');
+    const q = '[data-testid=metrics-query]';
+    await page.click(q);
+    await page.type(q, 'rat');
+    await waitVisible(page, '[data-testid=metrics-suggestion][data-value="rate"][data-kind=function]');
+    await page.fill(q, '');
+    await page.type(q, 'signalbox_tsdb_head_se');
+    await waitVisible(page, `[data-testid=metrics-suggestion][data-value="${metric}"][data-kind=metric]`);
+    await page.keyboard.press('Tab');
+    await waitValue(page, q, metric);
+    await page.type(q, '{');
+    await waitVisible(page, '[data-testid=metrics-suggestion][data-value="job"][data-kind=label]');
+    await page.click('[data-testid=metrics-suggestion][data-value="job"]');
+    await waitValue(page, q, `${metric}{job`);
+    await page.type(q, '=');
+    await waitVisible(page, '[data-testid=metrics-suggestion][data-value="signalbox"][data-kind=value]');
+    await page.click('[data-testid=metrics-suggestion][data-value="signalbox"]');
+    await waitValue(page, q, `${metric}{job="signalbox"`);
+    await page.type(q, '}');
+    await page.keyboard.press('Enter');
+    await page.waitForURL((u) => u.pathname === '/metrics-explorer' && u.searchParams.get('query') === `${metric}{job="signalbox"}` && u.searchParams.get('since') === '1h');
+    await page.waitForFunction((s) => Number(document.querySelector(s)?.dataset.series) >= 1, chart, { timeout: WAIT_MS });
+    await waitCount(page, legendItem, 1);
+    await waitContains(page, legendItem, 'job="signalbox"');
+    await waitContains(page, '[data-testid=metrics-count]', '1 series');
+  });
+
+  await step('metrics: the shared time range goes into the URL; hover shows time and values; the legend toggles series', async () => {
+    await page.selectOption('[data-testid=metrics-range]', '5m');
+    await page.waitForURL((u) => u.searchParams.get('since') === '5m' && u.searchParams.get('query') === `${metric}{job="signalbox"}`);
+    await page.waitForFunction((s) => Number(document.querySelector(s)?.dataset.series) === 1, chart, { timeout: WAIT_MS });
+    // Near the right edge, where the samples of the last seconds are.
+    const box = await page.locator('[data-testid=metrics-chart-canvas]').boundingBox();
+    await page.mouse.move(box.x + box.width - 16, box.y + box.height / 2);
+    await waitVisible(page, '[data-testid=metrics-chart-tooltip]');
+    await waitVisible(page, '[data-testid=chart-tooltip-row]');
+    await waitContains(page, '[data-testid=chart-tooltip-row]', 'signalbox_tsdb_head_series');
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height + 60);
+    await page.click(legendItem);
+    assertEq(await page.getAttribute(legendItem, 'aria-pressed'), 'false', 'legend entry after a click');
+    await page.waitForFunction((s) => document.querySelector(s)?.dataset.series === '0', chart, { timeout: WAIT_MS });
+    await page.click(legendItem);
+    await page.waitForFunction((s) => document.querySelector(s)?.dataset.series === '1', chart, { timeout: WAIT_MS });
+    await page.check('[data-testid=metrics-stacked]');
+    await page.waitForURL((u) => u.searchParams.get('stacked') === '1');
+    await page.waitForFunction((s) => document.querySelector(s)?.dataset.series === '1', chart, { timeout: WAIT_MS });
+    await shot(page, '19-metrics-graph.png', { tall: true });
+    // Dragging across the last part of the chart (where the samples are) zooms in.
+    const y = box.y + box.height / 2;
+    await page.mouse.move(box.x + box.width * 0.8, y);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.9, y, { steps: 4 });
+    await page.mouse.move(box.x + box.width * 0.97, y, { steps: 4 });
+    await page.mouse.up();
+    await page.waitForURL((u) => u.searchParams.get('start') && u.searchParams.get('end') && !u.searchParams.get('since'));
+    const u = new URL(page.url());
+    const [s, e] = [Number(u.searchParams.get('start')), Number(u.searchParams.get('end'))];
+    assert(s < e && e - s < 300_000 && e <= Date.now() + 1000, `zoomed range ${s}..${e}`);
+    await waitVisible(page, '[data-testid=metrics-range-chip]');
+    await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.series === '1', chart, { timeout: WAIT_MS });
+    await page.click('[data-testid=metrics-range-clear]');
+    await page.waitForURL((x) => x.searchParams.get('since') === '1h' && !x.searchParams.get('start'));
+    await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.series === '1', chart, { timeout: WAIT_MS });
+  });
+
+  await step('metrics: the table view shows the value of each series; back returns to the graph', async () => {
+    await page.click('[data-testid=metrics-tab-table]');
+    await page.waitForURL((u) => u.searchParams.get('view') === 'table');
+    await waitVisible(page, '[data-testid=metrics-table-row]');
+    await waitCount(page, '[data-testid=metrics-table-row]', 1);
+    const value = Number(await page.textContent('[data-testid=metrics-table-value]'));
+    assert(Number.isFinite(value) && value >= 1, `head series value ${value}`);
+    await waitContains(page, '[data-testid=metrics-table-row]', 'instance=');
+    await shot(page, '20-metrics-table.png');
+    await page.click('[data-testid=metrics-tab-graph]');
+    await page.waitForURL((u) => u.searchParams.get('view') === null);
+    await waitVisible(page, chart);
+  });
+
+  await step("metrics: a bad query shows Prometheus's error text; back/forward restore the queries", async () => {
+    const q = '[data-testid=metrics-query]';
+    await page.fill(q, 'sum(rate(');
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Enter');
+    await page.waitForURL((u) => u.searchParams.get('query') === 'sum(rate(');
+    await waitVisible(page, '[data-testid=metrics-error]');
+    const direct = await fetch(`${base}/prometheus/api/v1/query?query=${encodeURIComponent('sum(rate(')}`, { headers: { Authorization: `Bearer ${secret}` }, signal: AbortSignal.timeout(5000) }).then((r) => r.json());
+    assertEq(direct.status, 'error', 'API status of a bad query');
+    await waitText(page, '[data-testid=metrics-error]', `${direct.errorType}: ${direct.error}`);
+    assert(await page.$eval(q, (el) => el.classList.contains('invalid')), 'the editor is marked invalid');
+    await page.goBack();
+    await waitValue(page, q, `${metric}{job="signalbox"}`);
+    await page.waitForFunction((s) => Number(document.querySelector(s)?.dataset.series) >= 1, chart, { timeout: WAIT_MS });
+    assertEq(await page.$('[data-testid=metrics-error]'), null, 'the error is gone');
+    await page.goForward();
+    await waitValue(page, q, 'sum(rate(');
+    await waitVisible(page, '[data-testid=metrics-error]');
+  });
+
+  await step('metrics: 300 series of 1000 points render without freezing', async () => {
+    const answer = async (route) => route.fulfill({ status: 200, contentType: 'application/json', body: syntheticMatrix(route.request().url(), 300, 1000) });
+    await page.route(/\/prometheus\/api\/v1\/query_range\?/, answer);
+    try {
+      // 1 h at 3.6 s: 1001 steps, the answer fills 1000 of them.
+      const total = await page.evaluate(
+        ([sel, timeout]) =>
+          new Promise((resolve, reject) => {
+            const el = document.querySelector(sel);
+            const t0 = performance.now();
+            const obs = new MutationObserver(() => {
+              if (el.dataset.series === '300') {
+                obs.disconnect();
+                resolve(performance.now() - t0);
+              }
+            });
+            obs.observe(el, { attributes: true });
+            setTimeout(() => {
+              obs.disconnect();
+              reject(new Error(`no chart of 300 series within ${timeout} ms (series ${el.dataset.series})`));
+            }, timeout);
+            // The last hour at 3.6 s, plain lines, through the router like a link would go.
+            history.pushState(null, '', '/metrics-explorer?query=perf_series&since=1h&step=3.6');
+            dispatchEvent(new PopStateEvent('popstate'));
+          }),
+        [chart, WAIT_MS],
+      );
+      await waitCount(page, legendItem, 300);
+      const clientMs = Number(await page.getAttribute('.metrics-panel', 'data-client-ms'));
+      const paintMs = Number(await page.getAttribute(chart, 'data-render-ms'));
+      assert(clientMs < 1500, `the answer took ${clientMs} ms to become a chart`);
+      assert(paintMs < 1500, `drawing took ${paintMs} ms`);
+      assert(total < 10000, `query to chart took ${total} ms`);
+      // A repaint (hiding one series) is as fast; the tooltip lists the top values.
+      await page.click(`${legendItem}[data-index="0"]`);
+      await page.waitForFunction((s) => document.querySelector(s)?.dataset.series === '299', chart, { timeout: WAIT_MS });
+      const repaintMs = Number(await page.getAttribute(chart, 'data-render-ms'));
+      assert(repaintMs < 1500, `repainting took ${repaintMs} ms`);
+      const box = await page.locator('[data-testid=metrics-chart-canvas]').boundingBox();
+      await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+      await waitCount(page, '[data-testid=chart-tooltip-row]', 10);
+      await waitContains(page, '[data-testid=metrics-chart-tooltip]', 'and 289 more');
+      await shot(page, '21-metrics-300-series.png', { tall: true });
+      console.log(`      300 x 1000: query to chart ${total.toFixed(0)} ms, client ${clientMs} ms, paint ${paintMs} ms, repaint ${repaintMs} ms`);
+      await page.mouse.move(0, 0);
+    } finally {
+      await page.unroute(/\/prometheus\/api\/v1\/query_range\?/, answer);
+    }
+  });
+
+  await step('alerts: the page shows the rules and alerts the API has (none here) and hides a missing history', async () => {
+    await page.click('[data-testid=nav-alerts]');
+    await page.waitForURL(base + '/alerts');
+    assertEq(await page.getAttribute('[data-testid=nav-alerts]', 'aria-current'), 'page', 'nav-alerts active');
+    const rules = await promGet(base, secret, 'rules', assert);
+    const alerts = await promGet(base, secret, 'alerts', assert);
+    await waitVisible(page, '[data-testid=alerts-rules-panel]');
+    await waitVisible(page, '[data-testid=alerts-active-panel]');
+    if (rules.groups.length === 0) await waitVisible(page, '[data-testid=alerts-no-rules]');
+    else await waitCount(page, '[data-testid=rule-group]', rules.groups.length);
+    if (alerts.alerts.length === 0) await waitVisible(page, '[data-testid=alerts-none]');
+    else await waitCount(page, '[data-testid=alert-row]', alerts.alerts.length);
+    await waitText(page, '[data-testid=alerts-sum-firing]', `${alerts.alerts.filter((a) => a.state === 'firing').length} firing`);
+    const history = await fetch(`${base}/api/alerts/history`, { headers: { Authorization: `Bearer ${secret}` }, signal: AbortSignal.timeout(5000) });
+    if (history.status === 404) assert(await page.locator('[data-testid=alerts-history-panel]').isHidden(), 'no history panel without a history API');
+    await shot(page, '22-alerts-empty.png');
+  });
+
+  await step('alerts: rules and alerts in the documented Prometheus shapes render; an alert links to its logs and traces', async () => {
+    // The rules engine is not in this node yet: answer /rules and /alerts with the shapes
+    // Prometheus documents, to check what the page makes of them.
+    const activeAt = new Date(Date.now() - 60_000).toISOString();
+    const firing = { labels: { alertname: 'PaymentsErrors', service: 'payments', severity: 'page' }, annotations: { summary: 'Payments fail', description: 'More than 5% of payments fail' }, state: 'firing', activeAt, value: '0.12' };
+    const rulesBody = {
+      groups: [
+        {
+          name: 'payments',
+          file: 'rules.yml',
+          interval: 15,
+          rules: [
+            { name: 'PaymentsErrors', query: 'rate(errors_total{service="payments"}[5m]) > 0.05', state: 'firing', type: 'alerting', labels: { severity: 'page' }, annotations: firing.annotations, alerts: [firing], health: 'ok', lastError: '' },
+            { name: 'CheckoutSlow', query: 'histogram_quantile(0.99, rate(latency_bucket[5m])) > 1', state: 'inactive', type: 'alerting', labels: {}, annotations: {}, alerts: [], health: 'err', lastError: 'many-to-many matching not allowed' },
+            { name: 'job:up:sum', query: 'sum by (job) (up)', type: 'recording', labels: {}, health: 'ok', lastError: '' },
+          ],
+        },
+      ],
+    };
+    const envelope = (data) => ({ status: 200, contentType: 'application/json', body: JSON.stringify({ status: 'success', data }) });
+    const rulesRoute = (route) => route.fulfill(envelope(rulesBody));
+    const alertsRoute = (route) => route.fulfill(envelope({ alerts: [firing] }));
+    await page.route(/\/prometheus\/api\/v1\/rules$/, rulesRoute);
+    await page.route(/\/prometheus\/api\/v1\/alerts$/, alertsRoute);
+    try {
+      await page.click('[data-testid=alerts-refresh]');
+      await waitCount(page, '[data-testid=rule-row]', 3);
+      await waitText(page, '[data-testid=rule-row][data-rule=PaymentsErrors] [data-testid=rule-state]', 'firing');
+      await waitText(page, '[data-testid=rule-row][data-rule=CheckoutSlow] [data-testid=rule-health]', 'err');
+      await waitText(page, '[data-testid=rule-row][data-rule=CheckoutSlow] [data-testid=rule-last-error]', 'many-to-many matching not allowed');
+      await waitText(page, '[data-testid=alerts-sum-firing]', '1 firing');
+      await waitText(page, '[data-testid=alerts-sum-inactive]', '1 inactive');
+      await waitCount(page, '[data-testid=alert-row]', 1);
+      await waitText(page, '[data-testid=alert-row] [data-testid=alert-state]', 'firing');
+      await waitContains(page, '[data-testid=alert-row] [data-testid=alert-annotations]', 'More than 5% of payments fail');
+      await waitContains(page, '[data-testid=alert-row]', 'severity=page');
+      await shot(page, '23-alerts.png');
+      await page.click('[data-testid=alert-logs-link]');
+      await page.waitForURL((u) => u.pathname === '/logs' && u.searchParams.get('query') === 'service:payments' && Number(u.searchParams.get('start')) === Date.parse(activeAt) - 300_000);
+      await waitValue(page, '[data-testid=logs-query]', 'service:payments');
+      await waitVisible(page, '[data-testid=log-line]');
+      await page.goBack();
+      await waitVisible(page, '[data-testid=alert-traces-link]');
+      await page.click('[data-testid=alert-traces-link]');
+      await page.waitForURL((u) => u.pathname === '/traces' && u.searchParams.get('service') === 'payments' && Number(u.searchParams.get('start')) === Date.parse(activeAt) - 300_000);
+      await waitVisible(page, '[data-testid=trace-result]');
+    } finally {
+      await page.unroute(/\/prometheus\/api\/v1\/rules$/, rulesRoute);
+      await page.unroute(/\/prometheus\/api\/v1\/alerts$/, alertsRoute);
+    }
+  });
+}

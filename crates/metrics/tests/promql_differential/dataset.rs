@@ -1,0 +1,421 @@
+//! The generated dataset both engines load: a seeded, deterministic set of about a hundred
+//! series over two hours at a 15 s interval, shaped to exercise PromQL: counters with resets,
+//! gauges (sine waves, random walks, negative values, NaN), classic histograms with several
+//! label sets, series that stop for more than the 5 m lookback and come back, one-to-many
+//! label pairs for `group_left`, irregular and jittered timestamps.
+
+use signalbox_metrics::storage::{Labels, MemStorage};
+use std::fmt::Write as _;
+
+/// The scrape interval of most series, in milliseconds.
+pub const STEP_MS: i64 = 15_000;
+/// How far back the data reaches from its last sample, in milliseconds.
+pub const SPAN_MS: i64 = 2 * 3600 * 1000;
+
+/// What OpenMetrics calls a metric family's type; it decides the `# TYPE` line and the
+/// sample-name suffixes promtool expects.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One metric family: its OpenMetrics name (without `_total` for counters) and its series.
+#[derive(Debug, Clone)]
+pub struct Family {
+    pub name: String,
+    pub kind: Kind,
+    pub series: Vec<GenSeries>,
+}
+
+/// One series: its labels including `__name__` (the full sample name, e.g. `x_total`), and
+/// its samples in time order.
+#[derive(Debug, Clone)]
+pub struct GenSeries {
+    pub labels: Labels,
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// The whole dataset; `start_ms..=end_ms` bounds every sample.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub families: Vec<Family>,
+}
+
+/// SplitMix64: a small deterministic generator, so the dataset is the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+fn labels(name: &str, pairs: &[(&str, &str)]) -> Labels {
+    let mut l: Labels = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    l.push(("__name__".into(), name.into()));
+    l.sort();
+    l
+}
+
+/// Rounds to a few decimals so values print short (and survive any text round trip).
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// The API instances the request metrics share with `up` and `instance_info`.
+const API_INSTANCES: [&str; 2] = ["10.0.0.1:8080", "10.0.0.2:8080"];
+const WEB_INSTANCE: &str = "web-1:80";
+/// Upper bounds of the request-duration histogram's buckets, as their `le` label values.
+const BUCKETS: [&str; 7] = ["0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"];
+
+impl Dataset {
+    /// Generates the dataset whose last regular sample is at `end_ms` (a multiple of a minute
+    /// keeps the query times round).
+    pub fn generate(seed: u64, end_ms: i64) -> Dataset {
+        let mut rng = Rng(seed);
+        let start_ms = end_ms - SPAN_MS;
+        let times: Vec<i64> = (0..=SPAN_MS / STEP_MS).map(|i| start_ms + i * STEP_MS).collect();
+        let mut families = Vec::new();
+
+        // Request counters: per-series rates, random resets (a restart) in some series.
+        let mut requests = Vec::new();
+        let mut request_sets: Vec<Vec<(&str, &str)>> = Vec::new();
+        for inst in API_INSTANCES {
+            for method in ["GET", "POST"] {
+                for code in ["200", "500"] {
+                    request_sets.push(vec![("job", "api"), ("instance", inst), ("method", method), ("code", code)]);
+                }
+            }
+        }
+        request_sets.push(vec![("job", "web"), ("instance", WEB_INSTANCE), ("method", "GET"), ("code", "200")]);
+        request_sets.push(vec![("job", "web"), ("instance", WEB_INSTANCE), ("method", "GET"), ("code", "404")]);
+        for (i, set) in request_sets.iter().enumerate() {
+            let rate = if set.contains(&("code", "500")) { 0.2 + rng.unit() } else { 5.0 + 20.0 * rng.unit() };
+            let resets = i % 3 == 0;
+            let mut v = (rng.below(1000)) as f64;
+            let mut samples = Vec::new();
+            for &t in &times {
+                if resets && rng.below(120) == 0 {
+                    v = 0.0;
+                }
+                v += (rate * 15.0 * (0.5 + rng.unit())).round();
+                samples.push((t, v));
+            }
+            requests.push(GenSeries { labels: labels("http_requests_total", set), samples });
+        }
+        families.push(Family { name: "http_requests".into(), kind: Kind::Counter, series: requests });
+
+        // CPU counters: one-to-many with instance_info, several label dimensions.
+        let mut cpu = Vec::new();
+        for inst in API_INSTANCES {
+            for c in ["0", "1"] {
+                for mode in ["user", "system", "idle"] {
+                    let share = match mode {
+                        "user" => 0.3,
+                        "system" => 0.1,
+                        _ => 0.6,
+                    };
+                    let mut v = 1000.0 * rng.unit();
+                    let mut samples = Vec::new();
+                    for &t in &times {
+                        v = round3(v + 15.0 * share * (0.8 + 0.4 * rng.unit()));
+                        samples.push((t, v));
+                    }
+                    let set = [("job", "api"), ("instance", inst), ("cpu", c), ("mode", mode)];
+                    cpu.push(GenSeries { labels: labels("node_cpu_seconds_total", &set), samples });
+                }
+            }
+        }
+        families.push(Family { name: "node_cpu_seconds".into(), kind: Kind::Counter, series: cpu });
+
+        // Sine-wave temperatures, two of them below zero most of the time.
+        let mut temps = Vec::new();
+        for (i, (inst, sensor, offset)) in [
+            (API_INSTANCES[0], "cpu", 55.0),
+            (API_INSTANCES[1], "cpu", 60.0),
+            (API_INSTANCES[0], "outside", -8.0),
+            (API_INSTANCES[1], "outside", -3.0),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let amplitude = 2.0 + 3.0 * rng.unit();
+            let period = (20 + 10 * i) as f64 * 60_000.0;
+            let samples = times
+                .iter()
+                .map(|&t| {
+                    let phase = (t - start_ms) as f64 / period * std::f64::consts::TAU;
+                    (t, round3(offset + amplitude * phase.sin()))
+                })
+                .collect();
+            let set = [("job", "node"), ("instance", inst), ("sensor", sensor)];
+            temps.push(GenSeries { labels: labels("node_temperature_celsius", &set), samples });
+        }
+        families.push(Family { name: "node_temperature_celsius".into(), kind: Kind::Gauge, series: temps });
+
+        // Random walks that cross zero.
+        let mut queues = Vec::new();
+        for (inst, queue) in [(API_INSTANCES[0], "ingest"), (API_INSTANCES[0], "egress"), (API_INSTANCES[1], "ingest")] {
+            let mut v = 0.0;
+            let samples = times
+                .iter()
+                .map(|&t| {
+                    v = round3(v + rng.unit() * 4.0 - 2.0);
+                    (t, v)
+                })
+                .collect();
+            let set = [("job", "api"), ("instance", inst), ("queue", queue)];
+            queues.push(GenSeries { labels: labels("queue_depth", &set), samples });
+        }
+        families.push(Family { name: "queue_depth".into(), kind: Kind::Gauge, series: queues });
+
+        // Large gauges (bytes), integer valued.
+        let mut memory = Vec::new();
+        for inst in [API_INSTANCES[0], API_INSTANCES[1], WEB_INSTANCE] {
+            let mut v = 2e9 + 1e9 * rng.unit();
+            let samples = times
+                .iter()
+                .map(|&t| {
+                    v = (v + 4e6 * (rng.unit() - 0.45)).round();
+                    (t, v)
+                })
+                .collect();
+            let job = if inst == WEB_INSTANCE { "web" } else { "api" };
+            memory.push(GenSeries { labels: labels("process_resident_memory_bytes", &[("job", job), ("instance", inst)]), samples });
+        }
+        families.push(Family { name: "process_resident_memory_bytes".into(), kind: Kind::Gauge, series: memory });
+
+        // Classic histograms of request durations, one with a counter reset.
+        let mut hist = Vec::new();
+        let hist_sets: [(&str, &str, &str); 4] = [
+            ("api", API_INSTANCES[0], "GET"),
+            ("api", API_INSTANCES[1], "GET"),
+            ("api", API_INSTANCES[0], "POST"),
+            ("web", WEB_INSTANCE, "GET"),
+        ];
+        for (h, (job, inst, method)) in hist_sets.into_iter().enumerate() {
+            let mut counts = [0f64; BUCKETS.len()];
+            let mut sum = 0.0;
+            let mut series: Vec<Vec<(i64, f64)>> = vec![Vec::new(); BUCKETS.len() + 2];
+            // Each histogram has its own latency profile: a typical duration it centres on.
+            let typical = [0.08, 0.3, 0.9, 0.2][h];
+            for (n, &t) in times.iter().enumerate() {
+                if h == 1 && n == 300 {
+                    counts = [0.0; BUCKETS.len()];
+                    sum = 0.0;
+                }
+                for _ in 0..(3 + rng.below(12)) {
+                    let d = typical * (0.1 + 2.5 * rng.unit() * rng.unit());
+                    sum += d;
+                    for (b, le) in BUCKETS.iter().enumerate() {
+                        let bound = if *le == "+Inf" { f64::INFINITY } else { le.parse::<f64>().unwrap() };
+                        if d <= bound {
+                            counts[b] += 1.0;
+                        }
+                    }
+                }
+                for (b, c) in counts.iter().enumerate() {
+                    series[b].push((t, *c));
+                }
+                series[BUCKETS.len()].push((t, round3(sum)));
+                series[BUCKETS.len() + 1].push((t, counts[BUCKETS.len() - 1]));
+            }
+            let base = [("job", job), ("instance", inst), ("method", method)];
+            for (b, le) in BUCKETS.iter().enumerate() {
+                let mut set = base.to_vec();
+                set.push(("le", le));
+                hist.push(GenSeries {
+                    labels: labels("request_duration_seconds_bucket", &set),
+                    samples: std::mem::take(&mut series[b]),
+                });
+            }
+            hist.push(GenSeries {
+                labels: labels("request_duration_seconds_sum", &base),
+                samples: std::mem::take(&mut series[BUCKETS.len()]),
+            });
+            hist.push(GenSeries {
+                labels: labels("request_duration_seconds_count", &base),
+                samples: std::mem::take(&mut series[BUCKETS.len() + 1]),
+            });
+        }
+        families.push(Family { name: "request_duration_seconds".into(), kind: Kind::Histogram, series: hist });
+
+        // Batch jobs: one pauses from 40 m to 52 m (past the lookback), one stops at 90 m,
+        // one starts at 30 m.
+        let mut batch = Vec::new();
+        for (inst, active) in [
+            ("b1", (0, 160, 208, 480)),
+            ("b2", (0, 360, 481, 481)),
+            ("b3", (120, 480, 481, 481)),
+        ] {
+            let mut v = 0.0;
+            let samples = times
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| (active.0..=active.1).contains(n) || (active.2..=active.3).contains(n))
+                .map(|(_, &t)| {
+                    v += rng.below(10) as f64;
+                    (t, v)
+                })
+                .collect();
+            batch.push(GenSeries { labels: labels("batch_items_processed_total", &[("job", "batch"), ("instance", inst)]), samples });
+        }
+        families.push(Family { name: "batch_items_processed".into(), kind: Kind::Counter, series: batch });
+
+        // up: every instance, with a short outage of one.
+        let mut up = Vec::new();
+        let up_sets = [
+            ("api", API_INSTANCES[0]),
+            ("api", API_INSTANCES[1]),
+            ("web", WEB_INSTANCE),
+            ("node", API_INSTANCES[0]),
+            ("node", API_INSTANCES[1]),
+            ("batch", "b1"),
+        ];
+        for (job, inst) in up_sets {
+            let samples = times
+                .iter()
+                .enumerate()
+                .map(|(n, &t)| (t, if inst == API_INSTANCES[1] && job == "api" && (200..220).contains(&n) { 0.0 } else { 1.0 }))
+                .collect();
+            up.push(GenSeries { labels: labels("up", &[("job", job), ("instance", inst)]), samples });
+        }
+        families.push(Family { name: "up".into(), kind: Kind::Gauge, series: up });
+
+        // Info metric: one per instance, the "one" side of one-to-many matches.
+        let mut info = Vec::new();
+        for (inst, version, region) in
+            [(API_INSTANCES[0], "1.4.2", "eu-west"), (API_INSTANCES[1], "1.5.0", "eu-west"), (WEB_INSTANCE, "2.0.1", "us-east")]
+        {
+            let samples = times.iter().map(|&t| (t, 1.0)).collect();
+            info.push(GenSeries {
+                labels: labels("instance_info", &[("instance", inst), ("version", version), ("region", region)]),
+                samples,
+            });
+        }
+        families.push(Family { name: "instance_info".into(), kind: Kind::Gauge, series: info });
+
+        // A gauge with NaN now and then, one with an infinite sample.
+        let mut odd = Vec::new();
+        let mut v = 10.0;
+        let samples = times
+            .iter()
+            .enumerate()
+            .map(|(n, &t)| {
+                v = round3(v + rng.unit() - 0.5);
+                (t, if n % 97 == 50 { f64::NAN } else { v })
+            })
+            .collect();
+        odd.push(GenSeries { labels: labels("flaky_ratio", &[("job", "api"), ("instance", API_INSTANCES[0])]), samples });
+        let samples = times.iter().enumerate().map(|(n, &t)| (t, if n == 240 { f64::INFINITY } else { (n % 7) as f64 })).collect();
+        odd.push(GenSeries { labels: labels("flaky_ratio", &[("job", "api"), ("instance", API_INSTANCES[1])]), samples });
+        families.push(Family { name: "flaky_ratio".into(), kind: Kind::Gauge, series: odd });
+
+        // Irregular intervals: samples every 15 s to 3 m, with a gap of 7 m in the middle.
+        let mut sparse = Vec::new();
+        let mut samples = Vec::new();
+        let mut t = start_ms;
+        while t <= end_ms {
+            if !(start_ms + 55 * 60_000..start_ms + 62 * 60_000).contains(&t) {
+                samples.push((t, round3(100.0 * rng.unit())));
+            }
+            t += STEP_MS * (1 + rng.below(12) as i64);
+        }
+        sparse.push(GenSeries { labels: labels("sparse_gauge", &[("job", "sparse")]), samples });
+        families.push(Family { name: "sparse_gauge".into(), kind: Kind::Gauge, series: sparse });
+
+        // A counter scraped with millisecond jitter, as real scrapes are.
+        let mut jittered = Vec::new();
+        let mut v = 0.0;
+        let samples = times
+            .iter()
+            .map(|&t| {
+                v += rng.below(50) as f64;
+                (t - 1000 + rng.below(2000) as i64, v)
+            })
+            .collect();
+        jittered.push(GenSeries { labels: labels("jittered_events_total", &[("job", "jitter")]), samples });
+        families.push(Family { name: "jittered_events".into(), kind: Kind::Counter, series: jittered });
+
+        Dataset { start_ms, end_ms, families }
+    }
+
+    /// Every series of every family.
+    pub fn series(&self) -> impl Iterator<Item = &GenSeries> {
+        self.families.iter().flat_map(|f| f.series.iter())
+    }
+
+    /// The samples in Signalbox's in-memory storage.
+    pub fn to_storage(&self) -> MemStorage {
+        let mut storage = MemStorage::default();
+        for s in self.series() {
+            for &(t, v) in &s.samples {
+                storage.add(s.labels.clone(), t, v);
+            }
+        }
+        storage
+    }
+
+    /// The samples as an OpenMetrics exposition with timestamps, the input of
+    /// `promtool tsdb create-blocks-from openmetrics` (which wants `# TYPE` lines and the
+    /// closing `# EOF`).
+    pub fn to_openmetrics(&self) -> String {
+        let mut out = String::new();
+        for family in &self.families {
+            let kind = match family.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            let _ = writeln!(out, "# TYPE {} {kind}", family.name);
+            for s in &family.series {
+                let name = &s.labels.iter().find(|(k, _)| k == "__name__").expect("every series has a name").1;
+                let rest: Vec<String> = s
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| k != "__name__")
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v)))
+                    .collect();
+                for &(t, v) in &s.samples {
+                    let _ = writeln!(out, "{name}{{{}}} {} {}.{:03}", rest.join(","), format_value(v), t / 1000, t % 1000);
+                }
+            }
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+}
+
+/// A float as OpenMetrics writes it; Rust's shortest round-trip form parses back exactly.
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn escape_label_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

@@ -10,6 +10,7 @@
 //! - `dataset`: the seeded generator of the series both sides load.
 //! - `prometheus`: the Prometheus server (blocks via promtool) and its HTTP API client.
 //! - `answer`: the common answer shape and the comparison.
+//! - `queries`: the query set, the known differences, the evaluation times and ranges.
 
 #[path = "promql_differential/answer.rs"]
 mod answer;
@@ -17,10 +18,15 @@ mod answer;
 mod dataset;
 #[path = "promql_differential/prometheus.rs"]
 mod prometheus;
+#[path = "promql_differential/queries.rs"]
+mod queries;
 
 use answer::{Answer, compare};
 use dataset::Dataset;
 use prometheus::Prometheus;
+use queries::{Eval, parse_queries};
+
+const QUERIES: &str = include_str!("promql_differential/queries.txt");
 
 /// The dataset's seed: change it and every run still compares like with like.
 const SEED: u64 = 0x5167_6e61_6c62_6f78;
@@ -53,9 +59,11 @@ fn prometheus_available() -> bool {
 }
 
 /// The harness itself: what Prometheus holds after the promtool import is exactly the
-/// generated dataset (timestamps to the millisecond, NaN and infinities, label values).
+/// generated dataset (timestamps to the millisecond, NaN and infinities, label values), and
+/// Prometheus rejects exactly the queries marked `! ` in the query set (so a typo cannot pass
+/// as "both failed"). Queries whose answers are empty everywhere are listed, not failed.
 #[test]
-fn prometheus_holds_exactly_the_generated_dataset() {
+fn prometheus_holds_the_dataset_and_rejects_exactly_the_marked_queries() {
     if !prometheus_available() {
         return;
     }
@@ -68,4 +76,34 @@ fn prometheus_holds_exactly_the_generated_dataset() {
     }
     let Answer::Matrix(series) = got else { unreachable!("compare checked the kind") };
     assert!(series.len() >= 60, "the dataset has {} series, fewer than the 60 it should", series.len());
+
+    let queries = parse_queries(QUERIES);
+    assert!(queries.len() >= 150, "the query set has {} queries, fewer than 150", queries.len());
+    let evals = queries::evaluations(&data);
+    let mut wrong = Vec::new();
+    let mut always_empty = Vec::new();
+    for q in &queries {
+        let answers: Vec<Answer> = evals
+            .iter()
+            .map(|(_, eval)| match *eval {
+                Eval::Instant(t) => server.instant(&q.text, t),
+                Eval::Range { start, end, step } => server.range(&q.text, start, end, step),
+            })
+            .collect();
+        let failed = matches!(answers[0], Answer::Error(_));
+        if failed != q.must_fail {
+            wrong.push(format!("{:?}: marked {}, Prometheus said {:?}", q.text, if q.must_fail { "`!`" } else { "valid" }, answers[0]));
+        }
+        let empty = answers.iter().all(|a| match a {
+            Answer::Vector(v) => v.is_empty(),
+            Answer::Matrix(m) => m.is_empty(),
+            _ => !matches!(a, Answer::Scalar { .. } | Answer::String { .. }),
+        });
+        if empty && !q.must_fail {
+            always_empty.push(q.text.clone());
+        }
+    }
+    eprintln!("queries whose answers are empty at every evaluation ({}):\n  {}", always_empty.len(), always_empty.join("\n  "));
+    assert!(wrong.is_empty(), "queries.txt marks these wrongly:\n{}", wrong.join("\n"));
 }
+

@@ -14,6 +14,8 @@ pub enum Answer {
     Vector(Vec<(Labels, i64, f64)>),
     Matrix(Vec<(Labels, Vec<(i64, f64)>)>),
     Error(String),
+    /// The engine panicked or did not answer in time: never agrees with anything.
+    Crash(String),
 }
 
 impl Answer {
@@ -24,6 +26,7 @@ impl Answer {
             Answer::Vector(_) => "vector",
             Answer::Matrix(_) => "matrix",
             Answer::Error(_) => "error",
+            Answer::Crash(_) => "crash",
         }
     }
 }
@@ -93,6 +96,8 @@ fn show_labels(labels: &Labels) -> String {
 /// Compares Signalbox's answer with Prometheus's; `Err` describes the first difference.
 pub fn compare(ours: &Answer, theirs: &Answer, ordered: bool) -> Result<(), String> {
     match (ours, theirs) {
+        (Answer::Crash(e), _) => Err(format!("Signalbox crashed: {e}")),
+        (_, Answer::Crash(e)) => Err(format!("Prometheus crashed: {e}")),
         (Answer::Error(_), Answer::Error(_)) => Ok(()),
         (Answer::Error(e), other) => Err(format!("Signalbox failed ({e}), Prometheus answered a {}", other.kind())),
         (other, Answer::Error(e)) => Err(format!("Prometheus failed ({e}), Signalbox answered a {}", other.kind())),
@@ -253,5 +258,6 @@ mod tests {
         assert_eq!(compare(&e, &Answer::Error("bad_data: other words".into()), false), Ok(()));
         assert!(compare(&e, &Answer::Scalar { t: 0, v: 1.0 }, false).unwrap_err().contains("Signalbox failed"));
         assert!(compare(&Answer::Vector(vec![]), &Answer::Matrix(vec![]), false).is_err());
+        assert!(compare(&Answer::Crash("panicked".into()), &e, false).is_err(), "a panic is no error answer");
     }
 }

@@ -37,7 +37,8 @@ pub struct GenSeries {
     pub samples: Vec<(i64, f64)>,
 }
 
-/// The whole dataset; `start_ms..=end_ms` bounds every sample.
+/// The whole dataset: regular series run from `start_ms` to `end_ms`; jittered samples may
+/// fall up to a second either side.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub start_ms: i64,
@@ -170,14 +171,14 @@ impl Dataset {
         }
         families.push(Family { name: "node_temperature_celsius".into(), kind: Kind::Gauge, series: temps });
 
-        // Random walks that cross zero.
+        // Random walks pulled back towards zero, so they cross it often.
         let mut queues = Vec::new();
         for (inst, queue) in [(API_INSTANCES[0], "ingest"), (API_INSTANCES[0], "egress"), (API_INSTANCES[1], "ingest")] {
             let mut v = 0.0;
             let samples = times
                 .iter()
                 .map(|&t| {
-                    v = round3(v + rng.unit() * 4.0 - 2.0);
+                    v = round3(0.95 * v + rng.unit() * 4.0 - 2.0);
                     (t, v)
                 })
                 .collect();

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests drive when it is missing: dnsmasq (the real DNS server of the
-# DNS-discovery tests), Chromium and Node.js (the console's browser test), curl, the
-# OpenTelemetry Python SDK (a real Python exporter in the trace tests), and the Python
-# clients of the control-plane and log tests (py-consul, python-consul2, config-client,
-# python-logging-loki, elasticsearch-py). System
+# DNS-discovery tests), Prometheus and promtool (the PromQL differential test), Chromium
+# and Node.js (the console's browser test), curl, the OpenTelemetry Python SDK (a real
+# Python exporter in the trace tests), and the Python clients of the control-plane and log
+# tests (py-consul, python-consul2, config-client, python-logging-loki, elasticsearch-py). System
 # packages come from apt-get as root; otherwise the script names what to install and fails.
 set -euo pipefail
 
@@ -41,6 +41,7 @@ done
 missing=()
 [ -x /usr/sbin/dnsmasq ] || [ -x /usr/bin/dnsmasq ] || missing+=(dnsmasq-base)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 command -v curl >/dev/null || missing+=(curl)
 # rsyslog with its Elasticsearch output: a real shipper for the log tests.

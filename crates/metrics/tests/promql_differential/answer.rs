@@ -9,8 +9,14 @@ pub type Labels = Vec<(String, String)>;
 /// What a query returned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
-    Scalar { t: i64, v: f64 },
-    String { t: i64, v: String },
+    Scalar {
+        t: i64,
+        v: f64,
+    },
+    String {
+        t: i64,
+        v: String,
+    },
     Vector(Vec<(Labels, i64, f64)>),
     Matrix(Vec<(Labels, Vec<(i64, f64)>)>),
     Error(String),
@@ -140,12 +146,21 @@ fn compare_vectors(ours: &[(Labels, i64, f64)], theirs: &[(Labels, i64, f64)], o
         match (a.get(i), b.get(j)) {
             (Some(x), Some(y)) if x.0 == y.0 => {
                 if x.1 != y.1 || !same_value(x.2, y.2) {
-                    return Err(format!("{}: Signalbox {}@{}, Prometheus {}@{}", show_labels(&x.0), x.2, x.1, y.2, y.1));
+                    return Err(format!(
+                        "{}: Signalbox {}@{}, Prometheus {}@{}",
+                        show_labels(&x.0),
+                        x.2,
+                        x.1,
+                        y.2,
+                        y.1
+                    ));
                 }
                 i += 1;
                 j += 1;
             }
-            (Some(x), Some(y)) if x.0 < y.0 => return Err(format!("only Signalbox has {} = {}", show_labels(&x.0), x.2)),
+            (Some(x), Some(y)) if x.0 < y.0 => {
+                return Err(format!("only Signalbox has {} = {}", show_labels(&x.0), x.2));
+            }
             (Some(x), None) => return Err(format!("only Signalbox has {} = {}", show_labels(&x.0), x.2)),
             (_, Some(y)) => return Err(format!("only Prometheus has {} = {}", show_labels(&y.0), y.2)),
             (None, None) => unreachable!("the loop runs while either side has samples"),

@@ -173,7 +173,8 @@ impl Dataset {
 
         // Random walks pulled back towards zero, so they cross it often.
         let mut queues = Vec::new();
-        for (inst, queue) in [(API_INSTANCES[0], "ingest"), (API_INSTANCES[0], "egress"), (API_INSTANCES[1], "ingest")] {
+        for (inst, queue) in [(API_INSTANCES[0], "ingest"), (API_INSTANCES[0], "egress"), (API_INSTANCES[1], "ingest")]
+        {
             let mut v = 0.0;
             let samples = times
                 .iter()
@@ -199,7 +200,10 @@ impl Dataset {
                 })
                 .collect();
             let job = if inst == WEB_INSTANCE { "web" } else { "api" };
-            memory.push(GenSeries { labels: labels("process_resident_memory_bytes", &[("job", job), ("instance", inst)]), samples });
+            memory.push(GenSeries {
+                labels: labels("process_resident_memory_bytes", &[("job", job), ("instance", inst)]),
+                samples,
+            });
         }
         families.push(Family { name: "process_resident_memory_bytes".into(), kind: Kind::Gauge, series: memory });
 
@@ -261,11 +265,7 @@ impl Dataset {
         // Batch jobs: one pauses from 40 m to 52 m (past the lookback), one stops at 90 m,
         // one starts at 30 m.
         let mut batch = Vec::new();
-        for (inst, active) in [
-            ("b1", (0, 160, 208, 480)),
-            ("b2", (0, 360, 481, 481)),
-            ("b3", (120, 480, 481, 481)),
-        ] {
+        for (inst, active) in [("b1", (0, 160, 208, 480)), ("b2", (0, 360, 481, 481)), ("b3", (120, 480, 481, 481))] {
             let mut v = 0.0;
             let samples = times
                 .iter()
@@ -276,7 +276,10 @@ impl Dataset {
                     (t, v)
                 })
                 .collect();
-            batch.push(GenSeries { labels: labels("batch_items_processed_total", &[("job", "batch"), ("instance", inst)]), samples });
+            batch.push(GenSeries {
+                labels: labels("batch_items_processed_total", &[("job", "batch"), ("instance", inst)]),
+                samples,
+            });
         }
         families.push(Family { name: "batch_items_processed".into(), kind: Kind::Counter, series: batch });
 
@@ -294,7 +297,9 @@ impl Dataset {
             let samples = times
                 .iter()
                 .enumerate()
-                .map(|(n, &t)| (t, if inst == API_INSTANCES[1] && job == "api" && (200..220).contains(&n) { 0.0 } else { 1.0 }))
+                .map(|(n, &t)| {
+                    (t, if inst == API_INSTANCES[1] && job == "api" && (200..220).contains(&n) { 0.0 } else { 1.0 })
+                })
                 .collect();
             up.push(GenSeries { labels: labels("up", &[("job", job), ("instance", inst)]), samples });
         }
@@ -302,9 +307,11 @@ impl Dataset {
 
         // Info metric: one per instance, the "one" side of one-to-many matches.
         let mut info = Vec::new();
-        for (inst, version, region) in
-            [(API_INSTANCES[0], "1.4.2", "eu-west"), (API_INSTANCES[1], "1.5.0", "eu-west"), (WEB_INSTANCE, "2.0.1", "us-east")]
-        {
+        for (inst, version, region) in [
+            (API_INSTANCES[0], "1.4.2", "eu-west"),
+            (API_INSTANCES[1], "1.5.0", "eu-west"),
+            (WEB_INSTANCE, "2.0.1", "us-east"),
+        ] {
             let samples = times.iter().map(|&t| (t, 1.0)).collect();
             info.push(GenSeries {
                 labels: labels("instance_info", &[("instance", inst), ("version", version), ("region", region)]),
@@ -324,9 +331,19 @@ impl Dataset {
                 (t, if n % 97 == 50 { f64::NAN } else { v })
             })
             .collect();
-        odd.push(GenSeries { labels: labels("flaky_ratio", &[("job", "api"), ("instance", API_INSTANCES[0])]), samples });
-        let samples = times.iter().enumerate().map(|(n, &t)| (t, if n == 240 { f64::INFINITY } else { (n % 7) as f64 })).collect();
-        odd.push(GenSeries { labels: labels("flaky_ratio", &[("job", "api"), ("instance", API_INSTANCES[1])]), samples });
+        odd.push(GenSeries {
+            labels: labels("flaky_ratio", &[("job", "api"), ("instance", API_INSTANCES[0])]),
+            samples,
+        });
+        let samples = times
+            .iter()
+            .enumerate()
+            .map(|(n, &t)| (t, if n == 240 { f64::INFINITY } else { (n % 7) as f64 }))
+            .collect();
+        odd.push(GenSeries {
+            labels: labels("flaky_ratio", &[("job", "api"), ("instance", API_INSTANCES[1])]),
+            samples,
+        });
         families.push(Family { name: "flaky_ratio".into(), kind: Kind::Gauge, series: odd });
 
         // Irregular intervals: samples every 15 s to 3 m, with a gap of 7 m in the middle.
@@ -395,7 +412,8 @@ impl Dataset {
                     .map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v)))
                     .collect();
                 for &(t, v) in &s.samples {
-                    let _ = writeln!(out, "{name}{{{}}} {} {}.{:03}", rest.join(","), format_value(v), t / 1000, t % 1000);
+                    let _ =
+                        writeln!(out, "{name}{{{}}} {} {}.{:03}", rest.join(","), format_value(v), t / 1000, t % 1000);
                 }
             }
         }

@@ -110,7 +110,9 @@ impl Prometheus {
 
     fn ask(&self, path: &str) -> Answer {
         match http_get(self.addr, path) {
-            Ok((_, body)) => parse_answer(&body).unwrap_or_else(|e| panic!("Prometheus's answer to {path}: {e}: {body}")),
+            Ok((_, body)) => {
+                parse_answer(&body).unwrap_or_else(|e| panic!("Prometheus's answer to {path}: {e}: {body}"))
+            }
             Err(e) => panic!("asking Prometheus {path}: {e}\n{}", self.log()),
         }
     }
@@ -234,8 +236,7 @@ fn parse_point(v: &serde_json::Value) -> Result<(i64, f64), String> {
 
 fn parse_labels(v: &serde_json::Value) -> Result<Labels, String> {
     let map = v.as_object().ok_or_else(|| format!("labels that are not an object: {v}"))?;
-    let mut labels: Labels =
-        map.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
+    let mut labels: Labels = map.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
     labels.sort();
     Ok(labels)
 }

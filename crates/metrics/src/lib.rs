@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //! - [`exposition`]: the Prometheus text and OpenMetrics formats scrape targets serve.
+//! - [`promql`]: PromQL evaluation (Prometheus 2.42 semantics) over any
+//!   [`storage::Queryable`], parsed by `promql-parser`.
 //! - [`storage`]: the [`storage::Queryable`] trait PromQL reads through, label matchers,
 //!   the staleness marker.
 //! - [`tsdb`]: the time-series database.
@@ -13,5 +15,6 @@
 //!   - [`tsdb::head`]: in-memory series with postings and an out-of-order window.
 
 pub mod exposition;
+pub mod promql;
 pub mod storage;
 pub mod tsdb;

@@ -11,6 +11,7 @@
 //! - `prometheus`: the Prometheus server (blocks via promtool) and its HTTP API client.
 //! - `answer`: the common answer shape and the comparison.
 //! - `queries`: the query set, the known differences, the evaluation times and ranges.
+//! - `signalbox`: Signalbox's engine on the same data, a panic or hang caught per query.
 
 #[path = "promql_differential/answer.rs"]
 mod answer;
@@ -20,13 +21,18 @@ mod dataset;
 mod prometheus;
 #[path = "promql_differential/queries.rs"]
 mod queries;
+#[path = "promql_differential/signalbox.rs"]
+mod signalbox;
 
-use answer::{Answer, compare};
+use answer::{Answer, compare, order_matters};
 use dataset::Dataset;
 use prometheus::Prometheus;
-use queries::{Eval, parse_queries};
+use queries::{Eval, parse_known_differences, parse_queries};
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 const QUERIES: &str = include_str!("promql_differential/queries.txt");
+const KNOWN_DIFFERENCES: &str = include_str!("promql_differential/known_differences.txt");
 
 /// The dataset's seed: change it and every run still compares like with like.
 const SEED: u64 = 0x5167_6e61_6c62_6f78;
@@ -72,7 +78,10 @@ fn prometheus_holds_the_dataset_and_rejects_exactly_the_marked_queries() {
     let got = server.instant(r#"{__name__=~".+"}[2h10m]"#, data.end_ms + 5_000);
     let want = Answer::Matrix(data.series().map(|s| (s.labels.clone(), s.samples.clone())).collect());
     if let Err(diff) = compare(&want, &got, false) {
-        panic!("Prometheus's copy of the dataset differs from the generated one: {diff} (files in {})", server.dir().display());
+        panic!(
+            "Prometheus's copy of the dataset differs from the generated one: {diff} (files in {})",
+            server.dir().display()
+        );
     }
     let Answer::Matrix(series) = got else { unreachable!("compare checked the kind") };
     assert!(series.len() >= 60, "the dataset has {} series, fewer than the 60 it should", series.len());
@@ -92,7 +101,12 @@ fn prometheus_holds_the_dataset_and_rejects_exactly_the_marked_queries() {
             .collect();
         let failed = matches!(answers[0], Answer::Error(_));
         if failed != q.must_fail {
-            wrong.push(format!("{:?}: marked {}, Prometheus said {:?}", q.text, if q.must_fail { "`!`" } else { "valid" }, answers[0]));
+            wrong.push(format!(
+                "{:?}: marked {}, Prometheus said {:?}",
+                q.text,
+                if q.must_fail { "`!`" } else { "valid" },
+                answers[0]
+            ));
         }
         let empty = answers.iter().all(|a| match a {
             Answer::Vector(v) => v.is_empty(),
@@ -103,7 +117,147 @@ fn prometheus_holds_the_dataset_and_rejects_exactly_the_marked_queries() {
             always_empty.push(q.text.clone());
         }
     }
-    eprintln!("queries whose answers are empty at every evaluation ({}):\n  {}", always_empty.len(), always_empty.join("\n  "));
+    eprintln!(
+        "queries whose answers are empty at every evaluation ({}):\n  {}",
+        always_empty.len(),
+        always_empty.join("\n  ")
+    );
     assert!(wrong.is_empty(), "queries.txt marks these wrongly:\n{}", wrong.join("\n"));
 }
 
+/// Issue 10: every query of the set, at every evaluation, answers as Prometheus does, except
+/// the queries `known_differences.txt` lists with a reason.
+#[test]
+fn signalbox_answers_every_query_as_prometheus_does() {
+    if !prometheus_available() {
+        return;
+    }
+    let data = Dataset::generate(SEED, data_end_ms());
+    let server = Prometheus::start(&data.to_openmetrics()).unwrap_or_else(|e| panic!("{e}"));
+    let storage = Arc::new(data.to_storage());
+    let queries = parse_queries(QUERIES);
+    let known = parse_known_differences(KNOWN_DIFFERENCES).unwrap_or_else(|e| panic!("{e}"));
+    let evals = queries::evaluations(&data);
+
+    let mut report = Report::default();
+    for q in &queries {
+        let ordered = order_matters(&q.text);
+        let mut differences = Vec::new();
+        for (name, eval) in &evals {
+            let theirs = match *eval {
+                Eval::Instant(t) => server.instant(&q.text, t),
+                Eval::Range { start, end, step } => server.range(&q.text, start, end, step),
+            };
+            let ours = signalbox::answer(&storage, &q.text, *eval);
+            let in_order = ordered && matches!(eval, Eval::Instant(_));
+            match compare(&ours, &theirs, in_order) {
+                Ok(()) => {
+                    report.agreed += 1;
+                    match &theirs {
+                        Answer::Error(_) => report.agreed_errors += 1,
+                        Answer::Vector(v) if v.is_empty() => report.agreed_empty += 1,
+                        Answer::Matrix(m) if m.is_empty() => report.agreed_empty += 1,
+                        _ => {}
+                    }
+                }
+                Err(diff) => differences.push((name.clone(), diff)),
+            }
+            report.evaluations += 1;
+        }
+        let reason = known.iter().find(|(k, _)| *k == q.text).map(|(_, r)| r.clone());
+        match (differences.is_empty(), reason) {
+            (true, Some(_)) => report.stale_known.push(q.text.clone()),
+            (true, None) => report.queries_agreeing += 1,
+            (false, reason) => report.differing.push(Difference { query: q.text.clone(), reason, differences }),
+        }
+    }
+    for (k, _) in &known {
+        if !queries.iter().any(|q| q.text == *k) {
+            report.stale_known.push(format!("{k} (not in queries.txt)"));
+        }
+    }
+    report.queries = queries.len();
+
+    let text = report.render();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("promql_differential_report.txt");
+    let _ = std::fs::write(&path, &text);
+    eprintln!("{text}\n(report written to {})", path.display());
+    let unexplained = report.differing.iter().filter(|d| d.reason.is_none()).count();
+    assert!(
+        unexplained == 0 && report.stale_known.is_empty(),
+        "{unexplained} queries differ from Prometheus without a known reason, {} known differences are stale:\n{text}",
+        report.stale_known.len()
+    );
+}
+
+/// One query that did not agree everywhere.
+struct Difference {
+    query: String,
+    /// Its line in `known_differences.txt`, when listed.
+    reason: Option<String>,
+    /// Each differing evaluation and its first difference.
+    differences: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct Report {
+    queries: usize,
+    queries_agreeing: usize,
+    evaluations: usize,
+    agreed: usize,
+    /// Agreements where both sides failed, and where both answered nothing.
+    agreed_errors: usize,
+    agreed_empty: usize,
+    differing: Vec<Difference>,
+    stale_known: Vec<String>,
+}
+
+impl Report {
+    fn render(&self) -> String {
+        let mut out = String::new();
+        let pct = |a: usize, n: usize| if n == 0 { 100.0 } else { 100.0 * a as f64 / n as f64 };
+        let _ = writeln!(
+            out,
+            "PromQL differential test against Prometheus: {} of {} evaluations agree ({:.2}%); {} of {} queries agree at every evaluation ({:.2}%)",
+            self.agreed,
+            self.evaluations,
+            pct(self.agreed, self.evaluations),
+            self.queries_agreeing,
+            self.queries,
+            pct(self.queries_agreeing, self.queries)
+        );
+        let _ = writeln!(
+            out,
+            "(of the agreeing evaluations, {} are both errors and {} both empty)",
+            self.agreed_errors, self.agreed_empty
+        );
+        if !self.differing.is_empty() {
+            let _ = writeln!(out, "\n{:<70} | {:<38} | first difference", "query", "evaluation (of those differing)");
+            for d in &self.differing {
+                let (eval, diff) = &d.differences[0];
+                let status = match &d.reason {
+                    Some(r) => format!("KNOWN ({r}); "),
+                    None => String::new(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<70} | {:<38} | {status}{}",
+                    d.query,
+                    format!("{eval} (1 of {})", d.differences.len()),
+                    truncate(diff, 300)
+                );
+            }
+        }
+        for s in &self.stale_known {
+            let _ = writeln!(out, "STALE known difference (agrees now or is gone; remove it): {s}");
+        }
+        out
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}

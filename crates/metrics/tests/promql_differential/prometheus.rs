@@ -38,8 +38,9 @@ impl Prometheus {
         let data = dir.path().join("data");
         let config = dir.path().join("prometheus.yml");
         std::fs::write(&input, openmetrics).map_err(|e| format!("writing {}: {e}", input.display()))?;
-        std::fs::write(&config, "global:\n  evaluation_interval: 1h\nscrape_configs: []\n")
-            .map_err(|e| format!("writing {}: {e}", config.display()))?;
+        // No scrape jobs; the evaluation interval stays at its default (1m), which is also the
+        // step of a subquery that names none (`x[10m:]`).
+        std::fs::write(&config, "scrape_configs: []\n").map_err(|e| format!("writing {}: {e}", config.display()))?;
         let out = Command::new(&promtool)
             .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
             .arg(&input)

@@ -277,15 +277,15 @@ fn eval_instant_function(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<V
             if hi < lo {
                 return Ok(Vec::new());
             }
-            Ok(map_values(&v[0], |x| lo.max(hi.min(x))))
+            Ok(map_values(&v[0], |x| nan_max(lo, nan_min(hi, x))))
         }),
         "clamp_min" => ev.range_eval(&inputs, |v, _| {
             let lo = scalar(v, 1);
-            Ok(map_values(&v[0], |x| lo.max(x)))
+            Ok(map_values(&v[0], |x| nan_max(lo, x)))
         }),
         "clamp_max" => ev.range_eval(&inputs, |v, _| {
             let hi = scalar(v, 1);
-            Ok(map_values(&v[0], |x| hi.min(x)))
+            Ok(map_values(&v[0], |x| nan_min(hi, x)))
         }),
         // Without a vector selector argument the samples carry the evaluation time.
         "timestamp" => ev.range_eval(&inputs, |v, ts| Ok(map_values(&v[0], |_| ts as f64 / 1000.0))),
@@ -378,4 +378,15 @@ fn label_join<'m>(ev: &Evaluator, args: &[&Expr], inputs: &[&'m [Series]]) -> Re
         })
         .collect();
     ev.range_eval(inputs, |v, _| Ok(v[0].iter().map(|s| (Cow::Owned(relabeled[s.series].clone()), s.v)).collect()))
+}
+
+/// The larger of two floats, NaN if either is NaN, as Go's `math.Max` (which Prometheus's
+/// `clamp*` use) and unlike `f64::max`, which ignores a NaN.
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+}
+
+/// The smaller of two floats, NaN if either is NaN, as Go's `math.Min`.
+fn nan_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
 }

@@ -20,6 +20,7 @@ mod aggregate;
 mod binary;
 mod eval;
 mod functions;
+mod raw_strings;
 #[cfg(test)]
 mod tests;
 
@@ -131,7 +132,7 @@ pub fn parse_query(query: &str) -> Result<Expr, QueryError> {
         // Only fails if a future parser makes holt_winters a built-in, which is fine too.
         let _ = parser::register_extra_functions(vec![holt_winters]);
     });
-    parser::parse(query).map_err(QueryError::parse)
+    parser::parse(&raw_strings::quote_raw_strings(query)).map_err(QueryError::parse)
 }
 
 impl Engine {

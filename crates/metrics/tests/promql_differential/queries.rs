@@ -56,6 +56,7 @@ pub fn evaluations(data: &Dataset) -> Vec<(String, Eval)> {
     let min = 60_000;
     vec![
         ("instant at end".into(), Eval::Instant(end)),
+        ("instant at start+90s".into(), Eval::Instant(start + 90_000)),
         ("instant at end-59m13s (sparse gap)".into(), Eval::Instant(end - 59 * min - 13_000)),
         ("instant at start+47m (batch gap)".into(), Eval::Instant(start + 47 * min)),
         ("instant at end+4m".into(), Eval::Instant(end + 4 * min)),
@@ -66,5 +67,9 @@ pub fn evaluations(data: &Dataset) -> Vec<(String, Eval)> {
             Eval::Range { start: end - 95 * min + 7_000, end: end + 3 * min, step: 37_000 },
         ),
         ("range all step 5m".into(), Eval::Range { start, end, step: 5 * min }),
+        (
+            "range start-10m..start+20m step 30s".into(),
+            Eval::Range { start: start - 10 * min, end: start + 20 * min, step: 30_000 },
+        ),
     ]
 }

@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - `dataset`: the seeded generator of the series both sides load.
+//! - `generated`: queries composed at random from a fixed seed, beside the hand-written set.
 //! - `prometheus`: the Prometheus server (blocks via promtool) and its HTTP API client.
 //! - `answer`: the common answer shape and the comparison.
 //! - `queries`: the query set, the known differences, the evaluation times and ranges.
@@ -17,6 +18,8 @@
 mod answer;
 #[path = "promql_differential/dataset.rs"]
 mod dataset;
+#[path = "promql_differential/generated.rs"]
+mod generated;
 #[path = "promql_differential/prometheus.rs"]
 mod prometheus;
 #[path = "promql_differential/queries.rs"]
@@ -36,6 +39,10 @@ const KNOWN_DIFFERENCES: &str = include_str!("promql_differential/known_differen
 
 /// The dataset's seed: change it and every run still compares like with like.
 const SEED: u64 = 0x5167_6e61_6c62_6f78;
+/// The generated queries' seed and how many: more than the hand-written set, so the
+/// combinations get their share.
+const QUERY_SEED: u64 = 0x7072_6f6d_716c;
+const GENERATED_QUERIES: usize = 400;
 
 /// The end of the data: ten minutes before now, on a whole minute, well inside Prometheus's
 /// default retention.
@@ -135,9 +142,18 @@ fn signalbox_answers_every_query_as_prometheus_does() {
     let data = Dataset::generate(SEED, data_end_ms());
     let server = Prometheus::start(&data.to_openmetrics()).unwrap_or_else(|e| panic!("{e}"));
     let storage = Arc::new(data.to_storage());
-    let queries = parse_queries(QUERIES);
+    let mut queries = parse_queries(QUERIES);
+    let generated = generated::generated_queries(QUERY_SEED, GENERATED_QUERIES);
+    queries.extend(generated.into_iter().map(|text| queries::Query { text, must_fail: false }));
     let known = parse_known_differences(KNOWN_DIFFERENCES).unwrap_or_else(|e| panic!("{e}"));
     let evals = queries::evaluations(&data);
+    // For investigating: only the queries containing this text, with both whole answers
+    // printed for each difference.
+    let filter = std::env::var("PROMQL_DIFFERENTIAL_FILTER").ok();
+    if let Some(f) = &filter {
+        queries.retain(|q| q.text.contains(f.as_str()));
+        eprintln!("PROMQL_DIFFERENTIAL_FILTER={f:?}: {} queries", queries.len());
+    }
 
     let mut report = Report::default();
     for q in &queries {
@@ -160,7 +176,12 @@ fn signalbox_answers_every_query_as_prometheus_does() {
                         _ => {}
                     }
                 }
-                Err(diff) => differences.push((name.clone(), diff)),
+                Err(diff) => {
+                    if filter.is_some() {
+                        eprintln!("{} ({name}): {diff}\n  Signalbox: {ours:?}\n  Prometheus: {theirs:?}", q.text);
+                    }
+                    differences.push((name.clone(), diff))
+                }
             }
             report.evaluations += 1;
         }

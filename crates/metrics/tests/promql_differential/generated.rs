@@ -158,11 +158,21 @@ impl Generator {
             }
             5 => {
                 let g = self.grouping(m);
-                let inner = self.vector(m, depth - 1);
                 match self.rng.below(5) {
-                    0 => format!("topk{g}(2, {inner})"),
-                    1 => format!("quantile{g}(0.3, {inner})"),
-                    _ => format!("{}{g}({inner})", self.pick(AGGREGATIONS)),
+                    // Over a selector or a function of one only: among tied values
+                    // Prometheus 2.42 picks by input order, which in a range query is
+                    // random for any other input (its rangeEval collects series in a map).
+                    0 => {
+                        let inner = if self.chance(0.5) {
+                            self.selector(m)
+                        } else {
+                            let f = if m.counter { "rate" } else { "avg_over_time" };
+                            format!("{f}({}[{}])", m.name, self.pick(WINDOWS))
+                        };
+                        format!("{}{g}(2, {inner})", self.pick(&["topk", "bottomk"]))
+                    }
+                    1 => format!("quantile{g}(0.3, {})", self.vector(m, depth - 1)),
+                    _ => format!("{}{g}({})", self.pick(AGGREGATIONS), self.vector(m, depth - 1)),
                 }
             }
             6 | 7 => {

@@ -113,8 +113,12 @@ pub fn parse_duration(s: &str) -> Result<i64, QueryError> {
         }
         return Ok(ms as i64);
     }
-    let d = promql_parser::util::parse_duration(s).map_err(|_| bad())?;
-    i64::try_from(d.as_millis()).map_err(|_| bad())
+    match promql_parser::util::parse_duration(s) {
+        Ok(d) => i64::try_from(d.as_millis()).map_err(|_| bad()),
+        // "0s" is a valid duration for the API (the parser wants positive ranges).
+        Err(e) if e.contains("greater than 0") => Ok(0),
+        Err(_) => Err(bad()),
+    }
 }
 
 /// Parses a query, registering the functions Prometheus 2.42 has that the parser (which
@@ -132,16 +136,38 @@ pub fn parse_query(query: &str) -> Result<Expr, QueryError> {
         // Only fails if a future parser makes holt_winters a built-in, which is fine too.
         let _ = parser::register_extra_functions(vec![holt_winters]);
     });
-    parser::parse(&raw_strings::quote_raw_strings(query)).map_err(QueryError::parse)
+    let query = raw_strings::quote_raw_strings(query);
+    // A parser bug must not take the node down: a panic becomes a parse error.
+    match std::panic::catch_unwind(|| parser::parse(&query)) {
+        Ok(parsed) => parsed.map_err(QueryError::parse),
+        Err(_) => Err(QueryError::parse("cannot parse the query")),
+    }
+}
+
+/// Prometheus's limit on the points of one series in a range query's result.
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+fn check_time_arg(name: &str, t: i64) -> Result<(), QueryError> {
+    if !(-eval::MAX_MILLIS..=eval::MAX_MILLIS).contains(&t) {
+        return Err(QueryError::parse(format!("invalid {name}: {t} ms is out of range")));
+    }
+    Ok(())
 }
 
 impl Engine {
+    /// The lookback delta in use: Prometheus's default when unset, and bounded so that time
+    /// arithmetic cannot overflow.
+    fn lookback(&self) -> i64 {
+        if self.lookback_delta_ms <= 0 { 300_000 } else { self.lookback_delta_ms.min(eval::MAX_MILLIS) }
+    }
+
     fn budget(&self) -> Budget {
         Budget::new(Instant::now() + self.timeout, self.max_samples)
     }
 
     /// Evaluates `query` at `t_ms`.
     pub fn instant(&self, db: &dyn Queryable, query: &str, t_ms: i64) -> Result<Value, QueryError> {
+        check_time_arg("time", t_ms)?;
         let expr = parse_query(query)?;
         let budget = self.budget();
         let ev = Evaluator {
@@ -149,7 +175,7 @@ impl Engine {
             start: t_ms,
             end: t_ms,
             interval: 1,
-            lookback: self.lookback_delta_ms,
+            lookback: self.lookback(),
             query_start: t_ms,
             query_end: t_ms,
             budget: &budget,
@@ -194,8 +220,15 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer",
             ));
         }
+        check_time_arg("start", start_ms)?;
+        check_time_arg("end", end_ms)?;
         if end_ms < start_ms {
             return Err(QueryError::parse("end timestamp must not be before start time"));
+        }
+        if (end_ms - start_ms) / step_ms > MAX_POINTS_PER_SERIES {
+            return Err(QueryError::parse(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+            ));
         }
         let expr = parse_query(query)?;
         match expr.value_type() {
@@ -213,7 +246,7 @@ impl Engine {
             start: start_ms,
             end: end_ms,
             interval: step_ms,
-            lookback: self.lookback_delta_ms,
+            lookback: self.lookback(),
             query_start: start_ms,
             query_end: end_ms,
             budget: &budget,

@@ -36,9 +36,11 @@ impl Grouping {
     fn output_labels(&self, labels: &Labels) -> Labels {
         labels
             .iter()
-            .filter(|(k, _)| {
-                if self.without { k != METRIC_NAME && !self.names.contains(k) } else { self.names.contains(k) }
-            })
+            .filter(
+                |(k, _)| {
+                    if self.without { k != METRIC_NAME && !self.names.contains(k) } else { self.names.contains(k) }
+                },
+            )
             .cloned()
             .collect()
     }
@@ -87,7 +89,8 @@ pub(super) fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Vec<Series>, Q
     if op == T_COUNT_VALUES {
         let valid = {
             let mut c = value_label.chars();
-            c.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic()) && c.all(|c| c == '_' || c.is_ascii_alphanumeric())
+            c.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+                && c.all(|c| c == '_' || c.is_ascii_alphanumeric())
         };
         if !valid {
             return Err(QueryError::Execution(format!("invalid label name {value_label:?}")));
@@ -124,7 +127,8 @@ fn aggregate_step<'m>(
 ) -> Result<StepOutput<'m>, QueryError> {
     let mut k = 0usize;
     if op == T_TOPK || op == T_BOTTOMK {
-        if !(param.is_finite() || param.is_nan()) || param.abs() >= 9.2e18 || param.is_nan() {
+        // Go's convertibleToInt64: NaN and values beyond ±2^63 are rejected.
+        if param.is_nan() || param.abs() >= 9.223_372_036_854_775e18 {
             return Err(QueryError::Execution(format!("Scalar value {param} overflows int64")));
         }
         if param < 1.0 {

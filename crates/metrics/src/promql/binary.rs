@@ -103,8 +103,11 @@ fn vector_scalar<'m>(
             keep = true;
         }
         if keep {
-            let labels =
-                if drops_metric_name(op) || return_bool { Cow::Owned(drop_metric_name(s.labels)) } else { Cow::Borrowed(s.labels) };
+            let labels = if drops_metric_name(op) || return_bool {
+                Cow::Owned(drop_metric_name(s.labels))
+            } else {
+                Cow::Borrowed(s.labels)
+            };
             out.push((labels, value));
         }
     }
@@ -143,9 +146,11 @@ impl Matching {
     fn matched_labels(&self, labels: &Labels) -> Labels {
         labels
             .iter()
-            .filter(|(k, _)| {
-                if self.on { self.labels.contains(k) } else { k != METRIC_NAME && !self.labels.contains(k) }
-            })
+            .filter(
+                |(k, _)| {
+                    if self.on { self.labels.contains(k) } else { k != METRIC_NAME && !self.labels.contains(k) }
+                },
+            )
             .cloned()
             .collect()
     }
@@ -237,7 +242,8 @@ fn vector_vector<'m>(
         if one_to_one {
             if !seen.is_empty() {
                 return Err(QueryError::Execution(
-                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+                        .into(),
                 ));
             }
             seen.insert(Vec::new());

@@ -38,6 +38,15 @@ impl Budget {
         if held > self.max_samples { Err(QueryError::TooManySamples { limit: self.max_samples }) } else { Ok(()) }
     }
 
+    /// Fails if `n` more samples would exceed the limit, without counting them.
+    pub(super) fn check_room(&self, n: usize) -> Result<(), QueryError> {
+        if self.held.get().saturating_add(n) > self.max_samples {
+            Err(QueryError::TooManySamples { limit: self.max_samples })
+        } else {
+            Ok(())
+        }
+    }
+
     /// Counts `n` samples as released.
     pub(super) fn release(&self, n: usize) {
         self.held.set(self.held.get().saturating_sub(n));
@@ -63,6 +72,9 @@ pub(super) struct StepSample<'m> {
 /// One output sample of a step: its labels (borrowed where unchanged) and value.
 pub(super) type StepOutput<'m> = Vec<(Cow<'m, Labels>, f64)>;
 
+/// A range function's points for one input series (by index).
+pub(super) type WindowResults = (usize, Vec<(i64, f64)>);
+
 /// The samples a range function reads: a matrix selector's or a subquery's series, with the
 /// window each step sees.
 pub(super) struct RangeInput {
@@ -85,8 +97,15 @@ pub(crate) struct Evaluator<'a> {
     pub budget: &'a Budget,
 }
 
+/// The largest time or duration the engine computes with (about 31,700 years in
+/// milliseconds): sums of a few of these cannot overflow an `i64`.
+pub(crate) const MAX_MILLIS: i64 = 1_000_000_000_000_000;
+
+/// How many steps an evaluator runs between checks of the deadline.
+const CHECK_EVERY: usize = 4096;
+
 pub(super) fn millis(d: &std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).min(MAX_MILLIS)
 }
 
 fn system_time_millis(t: &SystemTime) -> i64 {
@@ -249,7 +268,6 @@ impl<'a> Evaluator<'a> {
             by_labels.into_values().collect()
         };
         series.retain(|s| !s.samples.is_empty());
-        self.budget.take(series.iter().map(|s| s.samples.len()).sum())?;
         Ok(series)
     }
 
@@ -260,14 +278,19 @@ impl<'a> Evaluator<'a> {
         let offset = offset_millis(&vs.offset);
         let at = self.at_millis(&vs.at);
         let ref_time = |ts: i64| at.unwrap_or(ts) - offset;
+        // As in Prometheus, only the points a selector yields count towards the sample
+        // limit, not the raw samples it walks.
         let raw = self.select(vs, ref_time(self.start) - self.lookback, ref_time(self.end))?;
-        let raw_count: usize = raw.iter().map(|s| s.samples.len()).sum();
         let mut out = Vec::with_capacity(raw.len());
         for s in raw {
             self.budget.check_time()?;
             let mut points = Vec::new();
             let mut next = 0;
-            for ts in self.steps() {
+            for (step, ts) in self.steps().enumerate() {
+                if step % CHECK_EVERY == CHECK_EVERY - 1 {
+                    self.budget.check_time()?;
+                    self.budget.check_room(points.len())?;
+                }
                 let r = ref_time(ts);
                 while next < s.samples.len() && s.samples[next].0 <= r {
                     next += 1;
@@ -285,7 +308,6 @@ impl<'a> Evaluator<'a> {
                 out.push(Series { labels: s.labels, samples: points });
             }
         }
-        self.budget.release(raw_count);
         Ok(out)
     }
 
@@ -300,11 +322,12 @@ impl<'a> Evaluator<'a> {
                 let ref_time = |ts: i64| at.unwrap_or(ts) - offset;
                 let mut series = self.select(&ms.vs, ref_time(self.start) - range, ref_time(self.end))?;
                 for s in &mut series {
-                    let before = s.samples.len();
                     s.samples.retain(|(_, v)| !is_stale(*v));
-                    self.budget.release(before - s.samples.len());
                 }
                 series.retain(|s| !s.samples.is_empty());
+                // The samples of every window are held at once (Prometheus holds one
+                // series' window at a time, so this limit is stricter for range queries).
+                self.budget.take(series.iter().map(|s| s.samples.len()).sum())?;
                 Ok(Some(RangeInput { series, range, offset, at }))
             }
             Expr::Subquery(sq) => {
@@ -327,6 +350,9 @@ impl<'a> Evaluator<'a> {
                     start += interval;
                 }
                 let inner = Evaluator { start, end: last - offset, interval, ..*self };
+                // Stepping through more steps than the query may hold samples would only
+                // end in the timeout.
+                self.budget.check_room(inner.step_count())?;
                 let series = if inner.end < inner.start { Vec::new() } else { inner.eval_steps(&sq.expr)? };
                 Ok(Some(RangeInput { series, range, offset, at }))
             }
@@ -399,7 +425,7 @@ impl<'a> Evaluator<'a> {
 
     /// Runs `f` over the window of every series of `input` at every step, passing the step
     /// time, the window's end, and the step index; collects the values it returns.
-    pub(super) fn range_windows<F>(&self, input: &RangeInput, mut f: F) -> Result<Vec<(usize, Vec<(i64, f64)>)>, QueryError>
+    pub(super) fn range_windows<F>(&self, input: &RangeInput, mut f: F) -> Result<Vec<WindowResults>, QueryError>
     where
         F: FnMut(&[(i64, f64)], i64, i64, usize) -> Result<Option<f64>, QueryError>,
     {
@@ -409,6 +435,10 @@ impl<'a> Evaluator<'a> {
             let (mut lo, mut hi) = (0, 0);
             let mut points = Vec::new();
             for (step, ts) in self.steps().enumerate() {
+                if step % CHECK_EVERY == CHECK_EVERY - 1 {
+                    self.budget.check_time()?;
+                    self.budget.check_room(points.len())?;
+                }
                 let maxt = input.at.unwrap_or(ts) - input.offset;
                 let mint = maxt - input.range;
                 while lo < s.samples.len() && s.samples[lo].0 < mint {

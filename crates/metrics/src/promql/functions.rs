@@ -154,8 +154,7 @@ fn absent_over_time(ev: &Evaluator, arg: &Expr, input: &RangeInput) -> Result<Ve
         present[step] = true;
         Ok(None)
     })?;
-    let samples: Vec<(i64, f64)> =
-        ev.steps().zip(&present).filter(|(_, p)| !**p).map(|(ts, _)| (ts, 1.0)).collect();
+    let samples: Vec<(i64, f64)> = ev.steps().zip(&present).filter(|(_, p)| !**p).map(|(ts, _)| (ts, 1.0)).collect();
     if samples.is_empty() {
         return Ok(Vec::new());
     }
@@ -201,6 +200,28 @@ fn is_label_name(s: &str) -> bool {
 /// Maps every sample of the step's first vector with `f`, dropping `__name__`.
 fn map_values<'m>(vector: &[StepSample<'m>], f: impl Fn(f64) -> f64) -> StepOutput<'m> {
     vector.iter().map(|s| (Cow::Owned(drop_metric_name(s.labels)), f(s.v))).collect()
+}
+
+/// Go's `math.Max`: NaN wins (Rust's `f64::max` ignores it), +0 beats -0.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { b } else { a }
+    } else {
+        a.max(b)
+    }
+}
+
+/// Go's `math.Min`: NaN wins, -0 beats +0.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { a } else { b }
+    } else {
+        a.min(b)
+    }
 }
 
 fn math_function(name: &str) -> Option<fn(f64) -> f64> {
@@ -277,15 +298,15 @@ fn eval_instant_function(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<V
             if hi < lo {
                 return Ok(Vec::new());
             }
-            Ok(map_values(&v[0], |x| nan_max(lo, nan_min(hi, x))))
+            Ok(map_values(&v[0], |x| go_max(lo, go_min(hi, x))))
         }),
         "clamp_min" => ev.range_eval(&inputs, |v, _| {
             let lo = scalar(v, 1);
-            Ok(map_values(&v[0], |x| nan_max(lo, x)))
+            Ok(map_values(&v[0], |x| go_max(lo, x)))
         }),
         "clamp_max" => ev.range_eval(&inputs, |v, _| {
             let hi = scalar(v, 1);
-            Ok(map_values(&v[0], |x| nan_min(hi, x)))
+            Ok(map_values(&v[0], |x| go_min(hi, x)))
         }),
         // Without a vector selector argument the samples carry the evaluation time.
         "timestamp" => ev.range_eval(&inputs, |v, ts| Ok(map_values(&v[0], |_| ts as f64 / 1000.0))),
@@ -322,12 +343,11 @@ fn eval_instant_function(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<V
     }
 }
 
-fn label_replace<'m>(ev: &Evaluator, args: &[&Expr], inputs: &[&'m [Series]]) -> Result<Vec<Series>, QueryError> {
+fn label_replace(ev: &Evaluator, args: &[&Expr], inputs: &[&[Series]]) -> Result<Vec<Series>, QueryError> {
     let (dst, replacement, src, pattern) =
         (string_arg(args, 1)?, string_arg(args, 2)?, string_arg(args, 3)?, string_arg(args, 4)?);
-    let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|_| {
-        QueryError::Execution(format!("invalid regular expression in label_replace(): {pattern}"))
-    })?;
+    let re = regex::Regex::new(&format!("^(?:{pattern})$"))
+        .map_err(|_| QueryError::Execution(format!("invalid regular expression in label_replace(): {pattern}")))?;
     if !is_label_name(dst) {
         return Err(QueryError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
     }
@@ -355,7 +375,7 @@ fn label_replace<'m>(ev: &Evaluator, args: &[&Expr], inputs: &[&'m [Series]]) ->
     })
 }
 
-fn label_join<'m>(ev: &Evaluator, args: &[&Expr], inputs: &[&'m [Series]]) -> Result<Vec<Series>, QueryError> {
+fn label_join(ev: &Evaluator, args: &[&Expr], inputs: &[&[Series]]) -> Result<Vec<Series>, QueryError> {
     let (dst, separator) = (string_arg(args, 1)?, string_arg(args, 2)?);
     let mut sources = Vec::new();
     for i in 3..args.len() {
@@ -378,15 +398,4 @@ fn label_join<'m>(ev: &Evaluator, args: &[&Expr], inputs: &[&'m [Series]]) -> Re
         })
         .collect();
     ev.range_eval(inputs, |v, _| Ok(v[0].iter().map(|s| (Cow::Owned(relabeled[s.series].clone()), s.v)).collect()))
-}
-
-/// The larger of two floats, NaN if either is NaN, as Go's `math.Max` (which Prometheus's
-/// `clamp*` use) and unlike `f64::max`, which ignores a NaN.
-fn nan_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
-}
-
-/// The smaller of two floats, NaN if either is NaN, as Go's `math.Min`.
-fn nan_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
 }

@@ -19,8 +19,7 @@ pub(super) fn quantile_of_buckets<'m>(q: f64, vector: &[StepSample<'m>]) -> Step
     let mut groups: Vec<(Labels, Vec<Bucket>)> = Vec::new();
     let mut index: std::collections::HashMap<Labels, usize> = Default::default();
     for s in vector {
-        let Some(upper_bound) = s.labels.iter().find(|(k, _)| k == "le").and_then(|(_, v)| parse_go_float(v))
-        else {
+        let Some(upper_bound) = s.labels.iter().find(|(k, _)| k == "le").and_then(|(_, v)| parse_go_float(v)) else {
             continue;
         };
         let key: Labels = s.labels.iter().filter(|(k, _)| k != "le").cloned().collect();

@@ -346,6 +346,31 @@ impl Dataset {
         });
         families.push(Family { name: "flaky_ratio".into(), kind: Kind::Gauge, series: odd });
 
+        // Buckets histogram_quantile must make sense of: upper bounds spelt two ways ("1.0"
+        // and "1"), in exponent form, one that is no number, and a set without "+Inf".
+        let mut odd_buckets = Vec::new();
+        for (inst, bounds) in [("a", &["0.5", "1.0", "1", "5e0", "abc"][..]), ("b", &["0.5", "1", "2.5", "+Inf"][..])] {
+            let mut counts = vec![0f64; bounds.len()];
+            let mut series: Vec<Vec<(i64, f64)>> = vec![Vec::new(); bounds.len()];
+            for &t in &times {
+                let step: Vec<f64> = (0..bounds.len()).map(|_| rng.below(3) as f64).collect();
+                // Cumulative over the (sorted) bounds, whatever their spelling.
+                let mut running = 0.0;
+                for (b, inc) in step.iter().enumerate() {
+                    running += inc;
+                    counts[b] += running;
+                    series[b].push((t, counts[b]));
+                }
+            }
+            for (b, le) in bounds.iter().enumerate() {
+                odd_buckets.push(GenSeries {
+                    labels: labels("odd_latency_seconds_bucket", &[("job", "odd"), ("instance", inst), ("le", le)]),
+                    samples: std::mem::take(&mut series[b]),
+                });
+            }
+        }
+        families.push(Family { name: "odd_latency_seconds_bucket".into(), kind: Kind::Gauge, series: odd_buckets });
+
         // Irregular intervals: samples every 15 s to 3 m, with a gap of 7 m in the middle.
         let mut sparse = Vec::new();
         let mut samples = Vec::new();

@@ -31,6 +31,7 @@ use answer::{Answer, compare, order_matters};
 use dataset::Dataset;
 use prometheus::Prometheus;
 use queries::{Eval, parse_known_differences, parse_queries};
+use signalbox_metrics::storage::is_stale;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -81,9 +82,14 @@ fn prometheus_holds_the_dataset_and_rejects_exactly_the_marked_queries() {
         return;
     }
     let data = Dataset::generate(SEED, data_end_ms());
-    let server = Prometheus::start(&data.to_openmetrics()).unwrap_or_else(|e| panic!("{e}"));
-    let got = server.instant(r#"{__name__=~".+"}[2h10m]"#, data.end_ms + 5_000);
-    let want = Answer::Matrix(data.series().map(|s| (s.labels.clone(), s.samples.clone())).collect());
+    let server = Prometheus::start(&data.to_openmetrics(), &data.remote_written).unwrap_or_else(|e| panic!("{e}"));
+    let got = server.instant(r#"{__name__=~".+"}[2h10m]"#, dataset::anchor_ms(data.end_ms) + 1_000);
+    // Range vectors leave staleness markers out.
+    let want = Answer::Matrix(
+        data.series()
+            .map(|s| (s.labels.clone(), s.samples.iter().copied().filter(|(_, v)| !is_stale(*v)).collect()))
+            .collect(),
+    );
     if let Err(diff) = compare(&want, &got, false) {
         panic!(
             "Prometheus's copy of the dataset differs from the generated one: {diff} (files in {})",
@@ -140,11 +146,12 @@ fn signalbox_answers_every_query_as_prometheus_does() {
         return;
     }
     let data = Dataset::generate(SEED, data_end_ms());
-    let server = Prometheus::start(&data.to_openmetrics()).unwrap_or_else(|e| panic!("{e}"));
+    let server = Prometheus::start(&data.to_openmetrics(), &data.remote_written).unwrap_or_else(|e| panic!("{e}"));
     let storage = Arc::new(data.to_storage());
     let mut queries = parse_queries(QUERIES);
     // For bug hunting: another seed or count of generated queries.
-    let env_number = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let env_number =
+        |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let generated = generated::generated_queries(
         env_number("PROMQL_DIFFERENTIAL_SEED", QUERY_SEED),
         env_number("PROMQL_DIFFERENTIAL_GENERATED", GENERATED_QUERIES as u64) as usize,

@@ -2,9 +2,10 @@
 //! series over two hours at a 15 s interval, shaped to exercise PromQL: counters with resets,
 //! gauges (sine waves, random walks, negative values, NaN), classic histograms with several
 //! label sets, series that stop for more than the 5 m lookback and come back, one-to-many
-//! label pairs for `group_left`, irregular and jittered timestamps.
+//! label pairs for `group_left`, irregular and jittered timestamps, and series with
+//! staleness markers (sent by remote write, as OpenMetrics cannot carry them).
 
-use signalbox_metrics::storage::{Labels, MemStorage};
+use signalbox_metrics::storage::{Labels, MemStorage, stale_nan};
 use std::fmt::Write as _;
 
 /// The scrape interval of most series, in milliseconds.
@@ -43,7 +44,17 @@ pub struct GenSeries {
 pub struct Dataset {
     pub start_ms: i64,
     pub end_ms: i64,
+    /// Series written as OpenMetrics and turned into blocks by promtool.
     pub families: Vec<Family>,
+    /// Series with staleness markers, which OpenMetrics cannot express: Prometheus gets them
+    /// by remote write. The first is an anchor one minute after `end_ms`, which moves the
+    /// head's time forward so the rest are accepted as out-of-order samples.
+    pub remote_written: Vec<GenSeries>,
+}
+
+/// The time of the remote-write anchor sample, after every block's samples.
+pub fn anchor_ms(end_ms: i64) -> i64 {
+    end_ms + 60_000
 }
 
 /// SplitMix64: a small deterministic generator, so the dataset is the same on every run.
@@ -397,12 +408,42 @@ impl Dataset {
         jittered.push(GenSeries { labels: labels("jittered_events_total", &[("job", "jitter")]), samples });
         families.push(Family { name: "jittered_events".into(), kind: Kind::Counter, series: jittered });
 
-        Dataset { start_ms, end_ms, families }
+        // Series that go stale (a staleness marker where a scrape found them missing) and
+        // come back within the lookback, a gauge and a counter; and one that ends stale.
+        let mut remote_written = vec![GenSeries {
+            labels: labels("dataset_anchor", &[("job", "anchor")]),
+            samples: vec![(anchor_ms(end_ms), 1.0)],
+        }];
+        for (name, inst, counter) in
+            [("flapping_gauge", "f1", false), ("flapping_requests_total", "f1", true), ("flapping_gauge", "f2", false)]
+        {
+            let mut v = 0.0;
+            let mut samples = Vec::new();
+            let mut n = 0;
+            while n < times.len() {
+                if inst == "f2" && n == 400 {
+                    samples.push((times[n], stale_nan()));
+                    break;
+                }
+                if n % 37 == 20 {
+                    // Stale at this scrape, back after 15 s to 2 m.
+                    samples.push((times[n], stale_nan()));
+                    n += 2 + rng.below(8) as usize;
+                    continue;
+                }
+                v = if counter { v + rng.below(20) as f64 } else { round3(50.0 + 20.0 * rng.unit()) };
+                samples.push((times[n], v));
+                n += 1;
+            }
+            remote_written.push(GenSeries { labels: labels(name, &[("job", "flap"), ("instance", inst)]), samples });
+        }
+
+        Dataset { start_ms, end_ms, families, remote_written }
     }
 
-    /// Every series of every family.
+    /// Every series, from blocks and from remote write.
     pub fn series(&self) -> impl Iterator<Item = &GenSeries> {
-        self.families.iter().flat_map(|f| f.series.iter())
+        self.families.iter().flat_map(|f| f.series.iter()).chain(self.remote_written.iter())
     }
 
     /// The samples in Signalbox's in-memory storage.

@@ -32,7 +32,12 @@ const METRICS: &[Metric] = &[
         labels: &["job", "instance", "le"],
         matchers: &["", r#"{job="api"}"#, r#"{le=~"0.*"}"#],
     },
-    Metric { name: "batch_items_processed_total", counter: true, labels: &["instance"], matchers: &["", r#"{instance="b1"}"#] },
+    Metric {
+        name: "batch_items_processed_total",
+        counter: true,
+        labels: &["instance"],
+        matchers: &["", r#"{instance="b1"}"#],
+    },
     Metric { name: "jittered_events_total", counter: true, labels: &["job"], matchers: &[""] },
     Metric {
         name: "node_temperature_celsius",
@@ -40,7 +45,12 @@ const METRICS: &[Metric] = &[
         labels: &["instance", "sensor"],
         matchers: &["", r#"{sensor="outside"}"#],
     },
-    Metric { name: "queue_depth", counter: false, labels: &["instance", "queue"], matchers: &["", r#"{queue="ingest"}"#] },
+    Metric {
+        name: "queue_depth",
+        counter: false,
+        labels: &["instance", "queue"],
+        matchers: &["", r#"{queue="ingest"}"#],
+    },
     Metric { name: "process_resident_memory_bytes", counter: false, labels: &["job", "instance"], matchers: &[""] },
     Metric { name: "up", counter: false, labels: &["job", "instance"], matchers: &["", r#"{job!="node"}"#] },
     Metric { name: "flaky_ratio", counter: false, labels: &["instance"], matchers: &[""] },
@@ -144,22 +154,24 @@ impl Generator {
         match self.rng.below(10) {
             0 => self.selector(m),
             1 | 2 => {
-                let f = if m.counter && self.chance(0.6) { *self.pick(COUNTER_FUNCTIONS) } else { *self.pick(GAUGE_FUNCTIONS) };
+                let f = if m.counter && self.chance(0.6) {
+                    *self.pick(COUNTER_FUNCTIONS)
+                } else {
+                    *self.pick(GAUGE_FUNCTIONS)
+                };
                 format!("{f}({})", self.range(m, depth - 1, true))
             }
-            3 => {
-                match self.rng.below(3) {
-                    0 => {
-                        let r = self.range(m, depth - 1, true);
-                        format!("quantile_over_time({}, {r})", self.pick(&["0.1", "0.5", "0.99"]))
-                    }
-                    1 => {
-                        let r = self.range(m, depth - 1, false);
-                        format!("predict_linear({r}, {})", self.pick(&["60", "600"]))
-                    }
-                    _ => format!("holt_winters({}, 0.3, 0.6)", self.range(m, depth - 1, true)),
+            3 => match self.rng.below(3) {
+                0 => {
+                    let r = self.range(m, depth - 1, true);
+                    format!("quantile_over_time({}, {r})", self.pick(&["0.1", "0.5", "0.99"]))
                 }
-            }
+                1 => {
+                    let r = self.range(m, depth - 1, false);
+                    format!("predict_linear({r}, {})", self.pick(&["60", "600"]))
+                }
+                _ => format!("holt_winters({}, 0.3, 0.6)", self.range(m, depth - 1, true)),
+            },
             4 => {
                 let f = *self.pick(MATH);
                 let inner = self.vector(m, depth - 1);

@@ -1,9 +1,11 @@
 //! A real Prometheus holding the dataset: the samples become TSDB blocks through
 //! `promtool tsdb create-blocks-from openmetrics`, a `prometheus` server with no scrape jobs
-//! serves them on a free loopback port, and a small HTTP/1.0 client over `TcpStream` asks its
-//! `/api/v1/query` and `/api/v1/query_range` and parses the answers.
+//! serves them on a free loopback port, series with staleness markers arrive by remote write,
+//! and a small HTTP/1.0 client over `TcpStream` asks its `/api/v1/query` and
+//! `/api/v1/query_range` and parses the answers.
 
 use crate::answer::{Answer, Labels};
+use crate::dataset::GenSeries;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -28,9 +30,10 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// Builds blocks from `openmetrics` and starts Prometheus on them, waiting until it is
-    /// ready.
-    pub fn start(openmetrics: &str) -> Result<Prometheus, String> {
+    /// Builds blocks from `openmetrics`, starts Prometheus on them, waits until it is ready,
+    /// and remote-writes `remote_written` (the first series first: its samples must be the
+    /// newest, so the others fit the out-of-order window behind them).
+    pub fn start(openmetrics: &str, remote_written: &[GenSeries]) -> Result<Prometheus, String> {
         let prometheus = find_executable("prometheus").ok_or("`prometheus` is not on PATH")?;
         let promtool = find_executable("promtool").ok_or("`promtool` is not on PATH")?;
         let dir = tempfile::tempdir().map_err(|e| format!("creating a temporary directory: {e}"))?;
@@ -39,8 +42,10 @@ impl Prometheus {
         let config = dir.path().join("prometheus.yml");
         std::fs::write(&input, openmetrics).map_err(|e| format!("writing {}: {e}", input.display()))?;
         // No scrape jobs; the evaluation interval stays at its default (1m), which is also the
-        // step of a subquery that names none (`x[10m:]`).
-        std::fs::write(&config, "scrape_configs: []\n").map_err(|e| format!("writing {}: {e}", config.display()))?;
+        // step of a subquery that names none (`x[10m:]`). Remote-written samples older than
+        // the blocks are out of order for the head: the window admits them.
+        std::fs::write(&config, "scrape_configs: []\nstorage:\n  tsdb:\n    out_of_order_time_window: 4h\n")
+            .map_err(|e| format!("writing {}: {e}", config.display()))?;
         let out = Command::new(&promtool)
             .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
             .arg(&input)
@@ -59,6 +64,7 @@ impl Prometheus {
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.enable-remote-write-receiver")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -66,7 +72,25 @@ impl Prometheus {
             .map_err(|e| format!("starting {}: {e}", prometheus.display()))?;
         let mut server = Prometheus { child, addr, dir };
         server.wait_ready()?;
+        if let Some((first, rest)) = remote_written.split_first() {
+            server.remote_write(std::slice::from_ref(first))?;
+            server.remote_write(rest)?;
+        }
         Ok(server)
+    }
+
+    /// Sends `series` in one remote-write request (protobuf `WriteRequest`, snappy block
+    /// compression).
+    fn remote_write(&self, series: &[GenSeries]) -> Result<(), String> {
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&encode_write_request(series))
+            .map_err(|e| format!("snappy compression: {e}"))?;
+        let headers = "Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\n\
+                       X-Prometheus-Remote-Write-Version: 0.1.0\r\n";
+        match http_request(self.addr, "POST", "/api/v1/write", headers, &body)? {
+            (200..=299, _) => Ok(()),
+            (status, text) => Err(format!("remote write answered {status}: {text}\n{}", self.log())),
+        }
     }
 
     fn log(&self) -> String {
@@ -155,10 +179,22 @@ fn percent_encode(s: &str) -> String {
 
 /// One GET over HTTP/1.0 (so the body is neither chunked nor kept alive): status and body.
 fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    http_request(addr, "GET", path, "", &[])
+}
+
+/// One HTTP/1.0 request; `headers` are complete `Name: value\r\n` lines.
+fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).map_err(|e| format!("connecting: {e}"))?;
     stream.set_read_timeout(Some(HTTP_TIMEOUT)).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(HTTP_TIMEOUT)).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| format!("sending: {e}"))?;
+    let head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\r\n", body.len());
+    stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body)).map_err(|e| format!("sending: {e}"))?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).map_err(|e| format!("reading: {e}"))?;
     let text = String::from_utf8(raw).map_err(|e| format!("the response is not UTF-8: {e}"))?;
@@ -240,4 +276,40 @@ fn parse_labels(v: &serde_json::Value) -> Result<Labels, String> {
     let mut labels: Labels = map.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
     labels.sort();
     Ok(labels)
+}
+
+/// A remote-write `WriteRequest` in protobuf: `timeseries` (1) of `labels` (1: `name` 1,
+/// `value` 2) and `samples` (2: `value` 1 as a double, `timestamp` 2 as a varint).
+fn encode_write_request(series: &[GenSeries]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn field(out: &mut Vec<u8>, number: u64, bytes: &[u8]) {
+        varint(out, (number << 3) | 2);
+        varint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+    let mut request = Vec::new();
+    for s in series {
+        let mut ts = Vec::new();
+        for (name, value) in &s.labels {
+            let mut label = Vec::new();
+            field(&mut label, 1, name.as_bytes());
+            field(&mut label, 2, value.as_bytes());
+            field(&mut ts, 1, &label);
+        }
+        for &(t, v) in &s.samples {
+            let mut sample = vec![0x09];
+            sample.extend_from_slice(&v.to_bits().to_le_bytes());
+            sample.push(0x10);
+            varint(&mut sample, t as u64);
+            field(&mut ts, 2, &sample);
+        }
+        field(&mut request, 1, &ts);
+    }
+    request
 }

@@ -59,6 +59,7 @@ pub fn evaluations(data: &Dataset) -> Vec<(String, Eval)> {
         ("instant at start+90s".into(), Eval::Instant(start + 90_000)),
         ("instant at end-59m13s (sparse gap)".into(), Eval::Instant(end - 59 * min - 13_000)),
         ("instant at start+47m (batch gap)".into(), Eval::Instant(start + 47 * min)),
+        ("instant at end-7.123s".into(), Eval::Instant(end - 7_123)),
         ("instant at end+4m".into(), Eval::Instant(end + 4 * min)),
         ("instant at end+8m (past lookback)".into(), Eval::Instant(end + 8 * min)),
         ("range last 1h step 60s".into(), Eval::Range { start: end - 60 * min, end, step: min }),

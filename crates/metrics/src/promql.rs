@@ -12,9 +12,19 @@
 //! - `aggregate`: `sum`, `avg`, `topk`, `count_values` and the other aggregations.
 //! - `binary`: arithmetic, comparison and set operators with vector matching.
 //!
+//! Time windows are closed at both ends, as in 2.42 (Prometheus 3 opened the left end): a
+//! vector selector takes the newest sample in `[t - lookback, t]`, a range selector `[5m]`
+//! the samples in `[t - 5m, t]`, where `t` is the step time minus any `offset`, or the `@`
+//! time. A staleness marker as the newest sample means no value; range selectors skip them.
+//!
 //! Differences from Prometheus 2.42 that a caller may notice: native histograms are not
 //! supported (storage holds floats only); instant vectors come back sorted by labels unless
-//! the outermost operation orders them (`sort`, `sort_desc`, `topk`, `bottomk`).
+//! the outermost operation orders them (`sort`, `sort_desc`, `topk`, `bottomk`); the sample
+//! limit counts the whole of a range selector's samples at once, where Prometheus holds one
+//! series' window at a time. `examples/promql_testdata.rs` runs Prometheus's own test
+//! scripts (`promql/testdata/*.test`) against this engine: 2.42's 566 evaluations pass.
+//!
+//! Evaluation is synchronous and CPU-bound: call it from a blocking thread.
 
 mod aggregate;
 mod binary;
@@ -30,7 +40,7 @@ use std::time::{Duration, Instant};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr};
 
-use crate::storage::{Labels, Queryable, Series, StorageError};
+pub use crate::storage::{Labels, Queryable, Series, StorageError};
 use eval::{Budget, Evaluated, Evaluator};
 
 /// The subquery step when a subquery gives none (`foo[1h:]`): Prometheus uses the global

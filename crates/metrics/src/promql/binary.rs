@@ -12,7 +12,8 @@ use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::QueryError;
-use super::eval::{Evaluator, METRIC_NAME, StepOutput, StepSample, drop_metric_name, format_labels, set_label};
+use super::eval::{Evaluator, METRIC_NAME, StepOutput, StepSample, format_labels, set_label};
+use super::functions::without_names;
 use crate::storage::{Labels, Series};
 
 fn is_comparison(op: u16) -> bool {
@@ -64,28 +65,70 @@ pub(super) fn eval(ev: &Evaluator, b: &BinaryExpr) -> Result<Vec<Series>, QueryE
             Ok(vec![(Cow::Owned(Vec::new()), value)])
         }),
         (ValueType::Vector, ValueType::Scalar) => {
-            ev.range_eval(&[&lhs, &rhs], |v, _| vector_scalar(op, &v[0], scalar(&v[1]), false, return_bool))
+            let nameless = without_names(&lhs);
+            ev.range_eval(&[&lhs, &rhs], |v, _| vector_scalar(op, &v[0], &nameless, scalar(&v[1]), false, return_bool))
         }
         (ValueType::Scalar, ValueType::Vector) => {
-            ev.range_eval(&[&lhs, &rhs], |v, _| vector_scalar(op, &v[1], scalar(&v[0]), true, return_bool))
+            let nameless = without_names(&rhs);
+            ev.range_eval(&[&lhs, &rhs], |v, _| vector_scalar(op, &v[1], &nameless, scalar(&v[0]), true, return_bool))
         }
         _ => {
             let matching = Matching::of(b);
-            let lsig: Vec<String> = lhs.iter().map(|s| matching.signature(&s.labels)).collect();
-            let rsig: Vec<String> = rhs.iter().map(|s| matching.signature(&s.labels)).collect();
+            let sides = Sides::prepare(&matching, op, return_bool, &lhs, &rhs);
             ev.range_eval(&[&lhs, &rhs], |v, _| match op {
-                T_LAND => Ok(and_unless(&v[0], &v[1], &lsig, &rsig, true)),
-                T_LUNLESS => Ok(and_unless(&v[0], &v[1], &lsig, &rsig, false)),
-                T_LOR => Ok(or(&v[0], &v[1], &lsig, &rsig)),
-                _ => vector_vector(op, return_bool, &matching, &v[0], &v[1], &lsig, &rsig),
+                T_LAND => Ok(and_unless(&v[0], &v[1], &sides, true)),
+                T_LUNLESS => Ok(and_unless(&v[0], &v[1], &sides, false)),
+                T_LOR => Ok(or(&v[0], &v[1], &sides)),
+                _ => vector_vector(op, return_bool, &matching, &v[0], &v[1], &sides),
             })
         }
+    }
+}
+
+/// What vector matching needs per input series, computed once for all steps: the match
+/// group each series belongs to (as a small integer), and the labels its results get when
+/// it is on the "many" side (without labels copied from the other side).
+struct Sides {
+    lsig: Vec<usize>,
+    rsig: Vec<usize>,
+    lresult: Vec<Labels>,
+    rresult: Vec<Labels>,
+    groups: usize,
+}
+
+impl Sides {
+    fn prepare(matching: &Matching, op: u16, return_bool: bool, lhs: &[Series], rhs: &[Series]) -> Sides {
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut sig = |s: &Series| {
+            let next = ids.len();
+            *ids.entry(matching.signature(&s.labels)).or_insert(next)
+        };
+        let lsig = lhs.iter().map(&mut sig).collect();
+        let rsig = rhs.iter().map(&mut sig).collect();
+        let result = |m: &[Series]| -> Vec<Labels> {
+            m.iter()
+                .map(|s| {
+                    let mut labels = result_labels(&s.labels, op, matching);
+                    if return_bool {
+                        labels.retain(|(k, _)| k != METRIC_NAME);
+                    }
+                    labels
+                })
+                .collect()
+        };
+        let (lresult, rresult) = if matches!(op, T_LAND | T_LOR | T_LUNLESS) {
+            (Vec::new(), Vec::new())
+        } else {
+            (result(lhs), result(rhs))
+        };
+        Sides { lsig, rsig, lresult, rresult, groups: ids.len() }
     }
 }
 
 fn vector_scalar<'m>(
     op: u16,
     vector: &[StepSample<'m>],
+    nameless: &'m [Labels],
     scalar: f64,
     scalar_left: bool,
     return_bool: bool,
@@ -104,7 +147,7 @@ fn vector_scalar<'m>(
         }
         if keep {
             let labels = if drops_metric_name(op) || return_bool {
-                Cow::Owned(drop_metric_name(s.labels))
+                Cow::Borrowed(&nameless[s.series])
             } else {
                 Cow::Borrowed(s.labels)
             };
@@ -167,24 +210,21 @@ impl Matching {
     }
 }
 
-fn and_unless<'m>(
-    lhs: &[StepSample<'m>],
-    rhs: &[StepSample<'m>],
-    lsig: &[String],
-    rsig: &[String],
-    and: bool,
-) -> StepOutput<'m> {
-    let right: HashSet<&str> = rhs.iter().map(|s| rsig[s.series].as_str()).collect();
-    lhs.iter()
-        .filter(|s| right.contains(lsig[s.series].as_str()) == and)
-        .map(|s| (Cow::Borrowed(s.labels), s.v))
-        .collect()
+fn and_unless<'m>(lhs: &[StepSample<'m>], rhs: &[StepSample<'m>], sides: &Sides, and: bool) -> StepOutput<'m> {
+    let mut right = vec![false; sides.groups];
+    for s in rhs {
+        right[sides.rsig[s.series]] = true;
+    }
+    lhs.iter().filter(|s| right[sides.lsig[s.series]] == and).map(|s| (Cow::Borrowed(s.labels), s.v)).collect()
 }
 
-fn or<'m>(lhs: &[StepSample<'m>], rhs: &[StepSample<'m>], lsig: &[String], rsig: &[String]) -> StepOutput<'m> {
-    let left: HashSet<&str> = lhs.iter().map(|s| lsig[s.series].as_str()).collect();
+fn or<'m>(lhs: &[StepSample<'m>], rhs: &[StepSample<'m>], sides: &Sides) -> StepOutput<'m> {
+    let mut left = vec![false; sides.groups];
+    for s in lhs {
+        left[sides.lsig[s.series]] = true;
+    }
     let mut out: StepOutput<'m> = lhs.iter().map(|s| (Cow::Borrowed(s.labels), s.v)).collect();
-    out.extend(rhs.iter().filter(|s| !left.contains(rsig[s.series].as_str())).map(|s| (Cow::Borrowed(s.labels), s.v)));
+    out.extend(rhs.iter().filter(|s| !left[sides.rsig[s.series]]).map(|s| (Cow::Borrowed(s.labels), s.v)));
     out
 }
 
@@ -194,19 +234,21 @@ fn vector_vector<'m>(
     matching: &Matching,
     lhs: &[StepSample<'m>],
     rhs: &[StepSample<'m>],
-    lsig: &[String],
-    rsig: &[String],
+    sides: &'m Sides,
 ) -> Result<StepOutput<'m>, QueryError> {
     if lhs.is_empty() || rhs.is_empty() {
         return Ok(Vec::new());
     }
     // group_right: the right side is the "many" side; swap so `many` is always iterated.
     let one_to_many = matches!(matching.card, VectorMatchCardinality::OneToMany(_));
-    let (many, one, many_sig, one_sig) = if one_to_many { (rhs, lhs, rsig, lsig) } else { (lhs, rhs, lsig, rsig) };
-    let mut one_by_sig: HashMap<&str, &StepSample<'m>> = HashMap::with_capacity(one.len());
+    let (many, one, many_sig, one_sig, many_result) = if one_to_many {
+        (rhs, lhs, &sides.rsig, &sides.lsig, &sides.rresult)
+    } else {
+        (lhs, rhs, &sides.lsig, &sides.rsig, &sides.lresult)
+    };
+    let mut one_by_sig: HashMap<usize, &StepSample<'m>> = HashMap::with_capacity(one.len());
     for s in one {
-        let sig = one_sig[s.series].as_str();
-        if let Some(dup) = one_by_sig.insert(sig, s) {
+        if let Some(dup) = one_by_sig.insert(one_sig[s.series], s) {
             let side = if one_to_many { "left" } else { "right" };
             return Err(QueryError::Execution(format!(
                 "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];\
@@ -222,11 +264,12 @@ fn vector_vector<'m>(
         _ => &[],
     };
     let one_to_one = matches!(matching.card, VectorMatchCardinality::OneToOne);
-    let mut matched: HashMap<&str, HashSet<Labels>> = HashMap::new();
+    let mut matched_once: HashSet<usize> = HashSet::new();
+    let mut matched: HashMap<usize, HashSet<Cow<'m, Labels>>> = HashMap::new();
     let mut out = Vec::new();
     for s in many {
-        let sig = many_sig[s.series].as_str();
-        let Some(o) = one_by_sig.get(sig) else { continue };
+        let sig = many_sig[s.series];
+        let Some(o) = one_by_sig.get(&sig) else { continue };
         let (l, r) = if one_to_many { (o.v, s.v) } else { (s.v, o.v) };
         let (mut value, keep) = apply(op, l, r)?;
         if return_bool {
@@ -234,33 +277,32 @@ fn vector_vector<'m>(
         } else if !keep {
             continue;
         }
-        let mut labels = result_labels(s.labels, o.labels, op, matching, include);
-        if return_bool {
-            labels.retain(|(k, _)| k != METRIC_NAME);
+        let mut labels = Cow::Borrowed(&many_result[s.series]);
+        for name in include {
+            let value = o.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("");
+            set_label(labels.to_mut(), name, value);
         }
-        let seen = matched.entry(sig).or_default();
         if one_to_one {
-            if !seen.is_empty() {
+            if !matched_once.insert(sig) {
                 return Err(QueryError::Execution(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
                         .into(),
                 ));
             }
-            seen.insert(Vec::new());
-        } else if !seen.insert(labels.clone()) {
+        } else if !matched.entry(sig).or_default().insert(labels.clone()) {
             return Err(QueryError::Execution(
                 "multiple matches for labels: grouping labels must ensure unique matches".into(),
             ));
         }
-        out.push((Cow::Owned(labels), value));
+        out.push((labels, value));
     }
     Ok(out)
 }
 
-/// The labels of a matched pair's result: the "many" side's, without the name for
-/// arithmetic, reduced to the matching labels for one-to-one `on`/`ignoring`, plus the
-/// `group_left`/`group_right` labels copied from the "one" side.
-fn result_labels(many: &Labels, one: &Labels, op: u16, matching: &Matching, include: &[String]) -> Labels {
+/// The labels of a "many" side series' results: without the name for arithmetic, reduced to
+/// the matching labels for one-to-one `on`/`ignoring`. `group_left`/`group_right` labels
+/// from the "one" side are added per match.
+fn result_labels(many: &Labels, op: u16, matching: &Matching) -> Labels {
     let mut labels: Labels = many.clone();
     if drops_metric_name(op) {
         labels.retain(|(k, _)| k != METRIC_NAME);
@@ -271,10 +313,6 @@ fn result_labels(many: &Labels, one: &Labels, op: u16, matching: &Matching, incl
         } else {
             labels.retain(|(k, _)| !matching.labels.contains(k));
         }
-    }
-    for name in include {
-        let value = one.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("");
-        set_label(&mut labels, name, value);
     }
     labels
 }

@@ -384,6 +384,7 @@ impl<'a> Evaluator<'a> {
         let mut vectors: Vec<Vec<StepSample<'m>>> = inputs.iter().map(|_| Vec::new()).collect();
         let mut out: Vec<Series> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut by_address: HashMap<usize, usize> = HashMap::new();
         for ts in self.steps() {
             self.budget.check_time()?;
             for (i, matrix) in inputs.iter().enumerate() {
@@ -401,8 +402,15 @@ impl<'a> Evaluator<'a> {
             let result = f(&vectors, ts)?;
             self.budget.take(result.len())?;
             for (labels, v) in result {
-                let i = match index.get(labels.as_ref()) {
-                    Some(i) => *i,
+                // Borrowed labels live as long as the inputs, so their address identifies
+                // them: a cheaper key than hashing the labels at every step.
+                let address = match &labels {
+                    Cow::Borrowed(l) => Some(*l as *const Labels as usize),
+                    Cow::Owned(_) => None,
+                };
+                let known = address.and_then(|a| by_address.get(&a).copied());
+                let i = match known.or_else(|| index.get(labels.as_ref()).copied()) {
+                    Some(i) => i,
                     None => {
                         let labels = labels.into_owned();
                         index.insert(labels.clone(), out.len());
@@ -410,6 +418,9 @@ impl<'a> Evaluator<'a> {
                         out.len() - 1
                     }
                 };
+                if let (Some(a), None) = (address, known) {
+                    by_address.insert(a, i);
+                }
                 let samples = &mut out[i].samples;
                 if samples.last().is_some_and(|(t, _)| *t == ts) {
                     return Err(duplicate_labelset());

@@ -197,9 +197,15 @@ fn is_label_name(s: &str) -> bool {
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
-/// Maps every sample of the step's first vector with `f`, dropping `__name__`.
-fn map_values<'m>(vector: &[StepSample<'m>], f: impl Fn(f64) -> f64) -> StepOutput<'m> {
-    vector.iter().map(|s| (Cow::Owned(drop_metric_name(s.labels)), f(s.v))).collect()
+/// Maps every sample of the step's first vector with `f`; `nameless` holds each input
+/// series' labels without `__name__`, computed once rather than per step.
+fn map_values<'m>(vector: &[StepSample<'m>], nameless: &'m [Labels], f: impl Fn(f64) -> f64) -> StepOutput<'m> {
+    vector.iter().map(|s| (Cow::Borrowed(&nameless[s.series]), f(s.v))).collect()
+}
+
+/// Each series' labels without `__name__`.
+pub(super) fn without_names(m: &[Series]) -> Vec<Labels> {
+    m.iter().map(|s| drop_metric_name(&s.labels)).collect()
 }
 
 /// Go's `math.Max`: NaN wins (Rust's `f64::max` ignores it), +0 beats -0.
@@ -272,7 +278,8 @@ fn eval_instant_function(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<V
             return ev.scalar_series(|ts| date(ts.div_euclid(1000)));
         }
         let m = ev.eval_steps(args[0])?;
-        return ev.range_eval(&[&m], |v, _| Ok(map_values(&v[0], |x| calendar::of_value(date, x))));
+        let nameless = without_names(&m);
+        return ev.range_eval(&[&m], |v, _| Ok(map_values(&v[0], &nameless, |x| calendar::of_value(date, x))));
     }
     // Evaluate every non-string argument; strings are read from the literals.
     let mut evaluated = Vec::new();
@@ -283,33 +290,35 @@ fn eval_instant_function(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<V
         }
     }
     let inputs: Vec<&[Series]> = evaluated.iter().map(|m| m.as_slice()).collect();
+    let nameless = evaluated.first().map(|m| without_names(m)).unwrap_or_default();
+    let nameless = nameless.as_slice();
     if let Some(f) = math_function(name) {
-        return ev.range_eval(&inputs, |v, _| Ok(map_values(&v[0], f)));
+        return ev.range_eval(&inputs, |v, _| Ok(map_values(&v[0], nameless, f)));
     }
     let scalar = |v: &[Vec<StepSample>], i: usize| v[i].first().map(|s| s.v).unwrap_or(f64::NAN);
     match name {
         "round" => ev.range_eval(&inputs, |v, _| {
             let to_nearest = if v.len() > 1 { scalar(v, 1) } else { 1.0 };
             let inverse = 1.0 / to_nearest;
-            Ok(map_values(&v[0], |x| (x * inverse + 0.5).floor() / inverse))
+            Ok(map_values(&v[0], nameless, |x| (x * inverse + 0.5).floor() / inverse))
         }),
         "clamp" => ev.range_eval(&inputs, |v, _| {
             let (lo, hi) = (scalar(v, 1), scalar(v, 2));
             if hi < lo {
                 return Ok(Vec::new());
             }
-            Ok(map_values(&v[0], |x| go_max(lo, go_min(hi, x))))
+            Ok(map_values(&v[0], nameless, |x| go_max(lo, go_min(hi, x))))
         }),
         "clamp_min" => ev.range_eval(&inputs, |v, _| {
             let lo = scalar(v, 1);
-            Ok(map_values(&v[0], |x| go_max(lo, x)))
+            Ok(map_values(&v[0], nameless, |x| go_max(lo, x)))
         }),
         "clamp_max" => ev.range_eval(&inputs, |v, _| {
             let hi = scalar(v, 1);
-            Ok(map_values(&v[0], |x| go_min(hi, x)))
+            Ok(map_values(&v[0], nameless, |x| go_min(hi, x)))
         }),
         // Without a vector selector argument the samples carry the evaluation time.
-        "timestamp" => ev.range_eval(&inputs, |v, ts| Ok(map_values(&v[0], |_| ts as f64 / 1000.0))),
+        "timestamp" => ev.range_eval(&inputs, |v, ts| Ok(map_values(&v[0], nameless, |_| ts as f64 / 1000.0))),
         "vector" => ev.range_eval(&inputs, |v, _| Ok(vec![(Cow::Owned(Vec::new()), scalar(v, 0))])),
         "scalar" => ev.range_eval(&inputs, |v, _| {
             let value = if v[0].len() == 1 { v[0][0].v } else { f64::NAN };

@@ -2,6 +2,7 @@
 //! derived by hand from Prometheus 2.42's documented and implemented semantics.
 
 mod functions;
+mod generated;
 mod operators;
 mod selectors;
 

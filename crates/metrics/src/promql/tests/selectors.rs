@@ -284,3 +284,27 @@ fn out_of_range_arguments_are_errors_not_panics() {
     let small = Engine { max_samples: 100_000, ..Engine::default() };
     assert!(matches!(small.instant(&db, "max_over_time(up[1y:1ms])", 0), Err(QueryError::TooManySamples { .. })));
 }
+
+/// Storage whose every read fails.
+struct BrokenStorage;
+
+impl crate::storage::Queryable for BrokenStorage {
+    fn select(
+        &self,
+        _: &[crate::storage::Matcher],
+        _: i64,
+        _: i64,
+    ) -> Result<Vec<Series>, crate::storage::StorageError> {
+        Err(crate::storage::StorageError::Corrupt { path: "b/chunks".into(), message: "bad crc".into() })
+    }
+}
+
+#[test]
+fn storage_errors_are_internal() {
+    let e = Engine::default().instant(&BrokenStorage, "sum(rate(up[1m]))", 0).unwrap_err();
+    assert!(matches!(e, QueryError::Storage(_)), "{e}");
+    assert_eq!(e.error_type(), "internal");
+    assert!(e.to_string().contains("bad crc"), "{e}");
+    // A query that reads nothing does not fail.
+    assert!(matches!(Engine::default().instant(&BrokenStorage, "1 + 1", 0), Ok(Value::Scalar { v, .. }) if v == 2.0));
+}

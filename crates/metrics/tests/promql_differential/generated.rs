@@ -151,7 +151,7 @@ impl Generator {
         if depth == 0 {
             return self.selector(m);
         }
-        match self.rng.below(10) {
+        match self.rng.below(12) {
             0 => self.selector(m),
             1 | 2 => {
                 let f = if m.counter && self.chance(0.6) {
@@ -225,10 +225,40 @@ impl Generator {
                 };
                 if self.chance(0.5) { format!("({v}) {op} {s}") } else { format!("{s} {op} ({v})") }
             }
-            _ => {
+            9 => {
                 let label = *self.pick(m.labels);
                 let inner = self.vector(m, depth - 1);
                 format!(r#"label_replace({inner}, "copy", "x-$1", "{label}", "(.+)")"#)
+            }
+            10 => {
+                let inner = self.vector(m, depth - 1);
+                match self.rng.below(6) {
+                    0 => format!("clamp({inner}, -1, 10)"),
+                    1 => format!("({inner}) * on(instance) group_left(version) instance_info"),
+                    2 => format!(r#"count_values{}("v", round({inner}))"#, self.grouping(m)),
+                    3 => format!("absent({inner})"),
+                    4 => format!("sort_desc({inner})"),
+                    _ => {
+                        let (a, b) = (*self.pick(m.labels), *self.pick(m.labels));
+                        format!(r#"label_join({inner}, "joined", "/", "{a}", "{b}")"#)
+                    }
+                }
+            }
+            _ => {
+                let inner = self.vector(m, depth - 1);
+                let window = *self.pick(WINDOWS);
+                let modifier = *self.pick(&["", " offset 5m", " @ end()", " @ start()"]);
+                match self.rng.below(3) {
+                    0 => format!("{}(({inner})[{window}:1m]{modifier})", self.pick(GAUGE_FUNCTIONS)),
+                    1 => format!("vector(scalar({inner}))"),
+                    _ => {
+                        let q = *self.pick(&["0.5", "0.9", "0.99"]);
+                        let by = *self.pick(&["", ", instance", ", job"]);
+                        format!(
+                            "histogram_quantile({q}, sum by (le{by}) (rate(request_duration_seconds_bucket[{window}]{modifier})))"
+                        )
+                    }
+                }
             }
         }
     }

@@ -68,6 +68,7 @@ pub fn evaluations(data: &Dataset) -> Vec<(String, Eval)> {
             Eval::Range { start: end - 95 * min + 7_000, end: end + 3 * min, step: 37_000 },
         ),
         ("range all step 5m".into(), Eval::Range { start, end, step: 5 * min }),
+        ("range last 40m step 7s".into(), Eval::Range { start: end - 40 * min, end, step: 7_000 }),
         (
             "range start-10m..start+20m step 30s".into(),
             Eval::Range { start: start - 10 * min, end: start + 20 * min, step: 30_000 },

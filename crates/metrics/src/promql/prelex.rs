@@ -162,4 +162,12 @@ mod tests {
             assert_eq!(prepared(q), q);
         }
     }
+
+    #[test]
+    fn fragments_at_the_end_of_the_text_do_not_panic() {
+        for q in ["`", "0", ".", "1e", "1e+", "1e+9", "#", "\"", "'\\", "0x", "00", "..5", "5.", "x`", "\"`", "é1e400"]
+        {
+            let _ = prepare(q);
+        }
+    }
 }

@@ -11,6 +11,8 @@
 //! - `functions`: the function library (`rate`, `*_over_time`, `histogram_quantile`, ...).
 //! - `aggregate`: `sum`, `avg`, `topk`, `count_values` and the other aggregations.
 //! - `binary`: arithmetic, comparison and set operators with vector matching.
+//! - `prelex`: rewrites a query where `promql-parser` would lex it differently from
+//!   Prometheus (backtick raw strings, float literals).
 //!
 //! Time windows are closed at both ends, as in 2.42 (Prometheus 3 opened the left end): a
 //! vector selector takes the newest sample in `[t - lookback, t]`, a range selector `[5m]`
@@ -30,6 +32,7 @@ mod aggregate;
 mod binary;
 mod eval;
 mod functions;
+mod prelex;
 #[cfg(test)]
 mod tests;
 
@@ -145,8 +148,9 @@ pub fn parse_query(query: &str) -> Result<Expr, QueryError> {
         // Only fails if a future parser makes holt_winters a built-in, which is fine too.
         let _ = parser::register_extra_functions(vec![holt_winters]);
     });
+    let query = prelex::prepare(query).map_err(QueryError::parse)?;
     // A parser bug must not take the node down: a panic becomes a parse error.
-    match std::panic::catch_unwind(|| parser::parse(query)) {
+    match std::panic::catch_unwind(|| parser::parse(&query)) {
         Ok(parsed) => parsed.map_err(QueryError::parse),
         Err(_) => Err(QueryError::parse("cannot parse the query")),
     }

@@ -190,7 +190,7 @@ fn aggregate_step<'m>(
         }
     }
     let mut out: StepOutput<'m> = Vec::with_capacity(groups.len());
-    for mut g in groups {
+    for g in groups {
         let value = match op {
             T_AVG => g.mean,
             T_COUNT => g.count as f64,
@@ -201,16 +201,17 @@ fn aggregate_step<'m>(
                 quantile(param, &mut values)
             }
             T_TOPK | T_BOTTOMK => {
-                // NaNs are chosen last by both, as Prometheus's heaps do.
                 let top = op == T_TOPK;
-                g.samples.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+                let mut kept = heap_select(&g.samples, |s| s.v, k, top);
+                // Best first, NaNs last, as Prometheus orders its heap on output.
+                kept.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
                     (true, true) => std::cmp::Ordering::Equal,
                     (true, false) => std::cmp::Ordering::Greater,
                     (false, true) => std::cmp::Ordering::Less,
                     _ if top => b.v.total_cmp(&a.v),
                     _ => a.v.total_cmp(&b.v),
                 });
-                out.extend(g.samples.iter().take(k).map(|s| (Cow::Borrowed(s.labels), s.v)));
+                out.extend(kept.iter().map(|s| (Cow::Borrowed(s.labels), s.v)));
                 continue;
             }
             _ => g.value,
@@ -218,6 +219,67 @@ fn aggregate_step<'m>(
         out.push((Cow::Owned(g.labels), value));
     }
     Ok(out)
+}
+
+/// The at most `k` items `topk` (`top`) or `bottomk` keeps, chosen as Prometheus 2.42 does
+/// with a binary heap (Go's `container/heap`) whose root is the weakest kept item, so that
+/// ties resolve the same way: an item equal to the root does not displace it, a NaN root is
+/// always displaced, and a displaced root leaves by `heap.Pop` before the newcomer's
+/// `heap.Push`. (A stable sort would keep the first of equal items; Prometheus often keeps
+/// a later one.)
+fn heap_select<T: Copy>(items: &[T], value: impl Fn(&T) -> f64, k: usize, top: bool) -> Vec<T> {
+    // The heap order: NaN is weakest, then the smallest value (topk) or largest (bottomk).
+    let less = |a: f64, b: f64| a.is_nan() || if top { a < b } else { a > b };
+    let up = |h: &mut Vec<T>, mut j: usize| {
+        while j > 0 {
+            let parent = (j - 1) / 2;
+            if !less(value(&h[j]), value(&h[parent])) {
+                break;
+            }
+            h.swap(parent, j);
+            j = parent;
+        }
+    };
+    let down = |h: &mut Vec<T>, mut i: usize, n: usize| loop {
+        let left = 2 * i + 1;
+        if left >= n {
+            break;
+        }
+        let mut j = left;
+        if left + 1 < n && less(value(&h[left + 1]), value(&h[left])) {
+            j = left + 1;
+        }
+        if !less(value(&h[j]), value(&h[i])) {
+            break;
+        }
+        h.swap(i, j);
+        i = j;
+    };
+    let mut heap: Vec<T> = Vec::with_capacity(k.min(items.len()));
+    for (n, &item) in items.iter().enumerate() {
+        if n == 0 {
+            heap.push(item);
+            continue;
+        }
+        let (root, v) = (value(&heap[0]), value(&item));
+        let beats_root = if top { root < v } else { root > v };
+        if heap.len() < k || beats_root || root.is_nan() {
+            if heap.len() == k {
+                if k == 1 {
+                    heap[0] = item;
+                    continue;
+                }
+                let last = heap.len() - 1;
+                heap.swap(0, last);
+                down(&mut heap, 0, last);
+                heap.pop();
+            }
+            heap.push(item);
+            let last = heap.len() - 1;
+            up(&mut heap, last);
+        }
+    }
+    heap
 }
 
 /// `count_values("label", v)`: how many samples have each value, the value in `label`.

@@ -348,6 +348,9 @@ fn eval_instant_function(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<V
         "label_replace" => label_replace(ev, args, &inputs),
         "label_join" => label_join(ev, args, &inputs),
         "histogram_quantile" => ev.range_eval(&inputs, |v, _| Ok(histogram::quantile_of_buckets(scalar(v, 0), &v[1]))),
+        // Native-histogram functions skip float samples, and storage holds floats only: they
+        // answer nothing, as Prometheus does for float series.
+        "histogram_count" | "histogram_sum" | "histogram_fraction" => ev.range_eval(&inputs, |_, _| Ok(Vec::new())),
         _ => Err(unsupported(&format!("function {name}"))),
     }
 }

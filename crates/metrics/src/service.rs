@@ -25,6 +25,59 @@ pub enum PushError {
     Failed(String),
 }
 
+/// Samples the store refused, by reason, from every path (scrapes, pushes, rules, the
+/// node's own metrics): what the cardinality and ordering limits cost.
+#[derive(Default)]
+pub struct Refusals {
+    pub too_old: AtomicU64,
+    pub duplicate: AtomicU64,
+    pub over_limit: AtomicU64,
+}
+
+/// The database with its refusals counted.
+struct Counted {
+    db: Arc<dyn Db>,
+    refusals: Arc<Refusals>,
+}
+
+impl Queryable for Counted {
+    fn select(
+        &self,
+        matchers: &[crate::storage::Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<crate::storage::Series>, crate::storage::StorageError> {
+        self.db.select(matchers, mint, maxt)
+    }
+    fn label_names(
+        &self,
+        matchers: &[crate::storage::Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, crate::storage::StorageError> {
+        self.db.label_names(matchers, mint, maxt)
+    }
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[crate::storage::Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, crate::storage::StorageError> {
+        self.db.label_values(name, matchers, mint, maxt)
+    }
+}
+
+impl Appender for Counted {
+    fn append(&self, samples: &[(Labels, i64, f64)]) -> Result<Appended, crate::storage::StorageError> {
+        let a = self.db.append(samples)?;
+        self.refusals.too_old.fetch_add(a.too_old as u64, Ordering::Relaxed);
+        self.refusals.duplicate.fetch_add(a.duplicate as u64, Ordering::Relaxed);
+        self.refusals.over_limit.fetch_add(a.over_limit as u64, Ordering::Relaxed);
+        Ok(a)
+    }
+}
+
 /// Push counters, for the node's own `/metrics`.
 #[derive(Default)]
 pub struct PushStats {
@@ -44,12 +97,16 @@ pub struct MetricsService {
     pub stats: PushStats,
     /// The retention setting, for the status APIs.
     pub retention: String,
+    /// Refused samples by reason, from every path.
+    pub refusals: Arc<Refusals>,
 }
 
 impl MetricsService {
     /// A service over `db`; at most `max_pushes` pushes are written at once, more are told
     /// to retry. Must be called inside a Tokio runtime (the scrape manager spawns there).
     pub fn new(db: Arc<dyn Db>, max_pushes: usize) -> Self {
+        let refusals = Arc::new(Refusals::default());
+        let db: Arc<dyn Db> = Arc::new(Counted { db, refusals: refusals.clone() });
         let metadata = Arc::new(Metadata::default());
         let appender: Arc<dyn Appender> = db.clone();
         MetricsService {
@@ -60,6 +117,7 @@ impl MetricsService {
             pushes: Arc::new(tokio::sync::Semaphore::new(max_pushes.max(1))),
             stats: PushStats::default(),
             retention: "15d".into(),
+            refusals,
         }
     }
 

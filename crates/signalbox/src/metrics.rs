@@ -89,7 +89,7 @@ pub fn start(
     if !cfg.self_interval.0.is_zero() {
         let every = cfg.self_interval.0;
         let node = node_name.to_string();
-        let appender: Arc<dyn Appender> = db.clone();
+        let appender: Arc<dyn Appender> = service.db_arc();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -204,6 +204,23 @@ fn register_tsdb_metrics(reg: &Registry, db: &Arc<Tsdb>) {
 
 fn register_push_metrics(reg: &Registry, svc: &Arc<MetricsService>) {
     use std::sync::atomic::Ordering::Relaxed;
+    for reason in ["too_old", "duplicate", "series_limit"] {
+        let s = svc.clone();
+        reg.counter_fn(
+            "signalbox_metrics_samples_refused_total",
+            "Samples the metrics store refused, by reason (older than the out-of-order window, another value at a stored time, the series limit), from scrapes, pushes, rules and the node itself.",
+            &[("reason", reason)],
+            move || {
+                let r = &s.refusals;
+                (match reason {
+                    "too_old" => &r.too_old,
+                    "duplicate" => &r.duplicate,
+                    _ => &r.over_limit,
+                })
+                .load(Relaxed) as f64
+            },
+        );
+    }
     let s = svc.clone();
     reg.counter_fn(
         "signalbox_metrics_push_samples_refused_total",

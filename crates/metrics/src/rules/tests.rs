@@ -1,2 +1,3 @@
 mod files;
 mod templates;
+mod manager;

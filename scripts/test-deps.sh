@@ -46,6 +46,8 @@ command -v curl >/dev/null || missing+=(curl)
 # rsyslog with its Elasticsearch output: a real shipper for the log tests.
 [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
 ls /usr/lib/*/rsyslog/omelasticsearch.so >/dev/null 2>&1 || missing+=(rsyslog-elasticsearch)
+# A real Alertmanager for the rules' notifier test.
+[ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "== installing ${missing[*]}"

@@ -1,3 +1,4 @@
 mod files;
 mod templates;
 mod manager;
+mod alertmanager;

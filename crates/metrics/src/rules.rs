@@ -20,9 +20,9 @@ pub mod manager;
 pub mod notifier;
 pub mod persist;
 pub mod template;
-pub mod yaml;
 #[cfg(test)]
 mod tests;
+pub mod yaml;
 
 pub use alert::{Alert, AlertState, Transition};
 pub use file::{RuleFileSummary, check_file};

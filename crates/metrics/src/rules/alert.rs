@@ -120,7 +120,9 @@ pub fn eval_alerts(
             value: s.v,
             external_url,
         };
-        let expand = |t: &super::template::Template| t.expand(&data).unwrap_or_else(|e| format!("<error expanding template: {e}>"));
+        let expand = |t: &super::template::Template| {
+            t.expand(&data).unwrap_or_else(|e| format!("<error expanding template: {e}>"))
+        };
         let mut labels: BTreeMap<String, String> =
             s.labels.iter().filter(|(k, _)| k != "__name__").map(|(k, v)| (k.clone(), v.clone())).collect();
         for (k, t) in label_templates {
@@ -172,9 +174,7 @@ pub fn eval_alerts(
                 keep_firing = ts - since < *keep_firing_for_ms;
             }
             if !keep_firing {
-                if a.state == AlertState::Pending
-                    || a.resolved_at.is_some_and(|r| ts - r > RESOLVED_RETENTION_MS)
-                {
+                if a.state == AlertState::Pending || a.resolved_at.is_some_and(|r| ts - r > RESOLVED_RETENTION_MS) {
                     if a.state == AlertState::Pending {
                         transitions.push(transition(&rule.name, a, AlertState::Pending, AlertState::Inactive, ts));
                     }
@@ -223,7 +223,12 @@ pub fn eval_alerts(
 
 /// The alerts of a rule to notify now (firing, or resolved and not yet notified as such,
 /// or due for a resend), with their `valid_until` and `last_sent_at` updated.
-pub fn alerts_to_send(active: &mut BTreeMap<Labels, Alert>, ts: i64, resend_delay_ms: i64, interval_ms: i64) -> Vec<Alert> {
+pub fn alerts_to_send(
+    active: &mut BTreeMap<Labels, Alert>,
+    ts: i64,
+    resend_delay_ms: i64,
+    interval_ms: i64,
+) -> Vec<Alert> {
     let mut out = Vec::new();
     for a in active.values_mut() {
         if a.state == AlertState::Pending {

@@ -76,11 +76,7 @@ pub fn check_file(path: impl AsRef<std::path::Path>) -> Result<RuleFileSummary, 
     let src = std::fs::read_to_string(path).map_err(|e| vec![format!("{name}:0: file: cannot read it: {e}")])?;
     let groups = parse_rule_file(&name, &src)?;
     let count = |alerting: bool| {
-        groups
-            .iter()
-            .flat_map(|g| &g.rules)
-            .filter(|r| matches!(r.kind, RuleKind::Alerting { .. }) == alerting)
-            .count()
+        groups.iter().flat_map(|g| &g.rules).filter(|r| matches!(r.kind, RuleKind::Alerting { .. }) == alerting).count()
     };
     Ok(RuleFileSummary { file: name, groups: groups.len(), recording_rules: count(false), alerting_rules: count(true) })
 }
@@ -117,7 +113,11 @@ pub fn parse_rule_file(file: &str, src: &str) -> Result<Vec<GroupDef>, Vec<Strin
                 for (i, g) in items.iter().enumerate() {
                     if let Some(g) = parse_group(file, &format!("groups[{i}]"), g, &mut p) {
                         if !names.insert(g.name.clone()) {
-                            p.add(items[i].line, &format!("groups[{i}].name"), format!("group name {:?} is repeated in the same file", g.name));
+                            p.add(
+                                items[i].line,
+                                &format!("groups[{i}].name"),
+                                format!("group name {:?} is repeated in the same file", g.name),
+                            );
                         }
                         groups.push(g);
                     }
@@ -280,8 +280,10 @@ fn compile(entries: &[(usize, String, String)], key: &str, p: &mut Problems) -> 
 }
 
 fn parse_rule(key: &str, node: &Node, p: &mut Problems) -> Option<RuleDef> {
-    let fields = mapping(node, key, &["record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"], p)?;
-    let field = |name: &str, p: &mut Problems| fields.get(name).and_then(|n| string_field(n, &format!("{key}.{name}"), p));
+    let fields =
+        mapping(node, key, &["record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"], p)?;
+    let field =
+        |name: &str, p: &mut Problems| fields.get(name).and_then(|n| string_field(n, &format!("{key}.{name}"), p));
     let record = field("record", p);
     let alert = field("alert", p);
     let line = node.line;
@@ -338,7 +340,10 @@ fn parse_rule(key: &str, node: &Node, p: &mut Problems) -> Option<RuleDef> {
             let label_templates = compile(&labels, &format!("{key}.labels"), p);
             let annotation_templates = compile(&annotations, &format!("{key}.annotations"), p);
             let annotations = annotations.into_iter().map(|(_, k, v)| (k, v)).collect();
-            (alert, RuleKind::Alerting { for_ms, keep_firing_for_ms, annotations, label_templates, annotation_templates })
+            (
+                alert,
+                RuleKind::Alerting { for_ms, keep_firing_for_ms, annotations, label_templates, annotation_templates },
+            )
         }
     };
     if p.list.len() > before {

@@ -64,10 +64,16 @@ pub struct RuleManager {
 
 impl RuleManager {
     /// Loads the rules and the saved alert state; evaluates nothing on its own.
-    pub fn new(cfg: RulesConfig, db: Arc<dyn Db>, engine: Engine, state_dir: PathBuf) -> Result<Arc<RuleManager>, String> {
+    pub fn new(
+        cfg: RulesConfig,
+        db: Arc<dyn Db>,
+        engine: Engine,
+        state_dir: PathBuf,
+    ) -> Result<Arc<RuleManager>, String> {
         let defs = load_groups(&cfg)?;
         let saved = persist::load(&state_dir)?;
-        let notifier = Notifier::new(cfg.alertmanagers.clone(), cfg.webhooks.clone(), cfg.external_url.clone(), QUEUE_CAPACITY);
+        let notifier =
+            Notifier::new(cfg.alertmanagers.clone(), cfg.webhooks.clone(), cfg.external_url.clone(), QUEUE_CAPACITY);
         let m = RuleManager {
             db,
             engine,
@@ -79,13 +85,21 @@ impl RuleManager {
             notifier,
             cfg,
         };
-        let groups = defs.into_iter().map(|d| m.build_group(d, |file, group, rule| restore(&saved, file, group, rule))).collect();
+        let groups = defs
+            .into_iter()
+            .map(|d| m.build_group(d, |file, group, rule| restore(&saved, file, group, rule)))
+            .collect();
         *lock(&m.groups) = groups;
         Ok(Arc::new(m))
     }
 
     /// Loads the rules and starts evaluating every group on the current Tokio runtime.
-    pub fn start(cfg: RulesConfig, db: Arc<dyn Db>, engine: Engine, state_dir: PathBuf) -> Result<Arc<RuleManager>, String> {
+    pub fn start(
+        cfg: RulesConfig,
+        db: Arc<dyn Db>,
+        engine: Engine,
+        state_dir: PathBuf,
+    ) -> Result<Arc<RuleManager>, String> {
         let m = RuleManager::new(cfg, db, engine, state_dir)?;
         m.spawn_all();
         Ok(m)
@@ -143,19 +157,19 @@ impl RuleManager {
     pub fn reload(self: &Arc<Self>) -> Result<(), String> {
         let defs = load_groups(&self.cfg)?;
         let old: Vec<Arc<Group>> = lock(&self.groups).clone();
-        let groups: Vec<Arc<Group>> = defs
-            .into_iter()
-            .map(|d| {
-                self.build_group(d, |file, group, rule| {
-                    let g = old.iter().find(|g| g.file == file && g.name == group)?;
-                    let st = lock(&g.state);
-                    let r = st.rules.iter().find(|r| {
-                        r.def.name == rule.name && r.def.expr == rule.expr && r.def.labels == rule.labels
-                    })?;
-                    Some((r.active.clone(), r.written.clone()))
+        let groups: Vec<Arc<Group>> =
+            defs.into_iter()
+                .map(|d| {
+                    self.build_group(d, |file, group, rule| {
+                        let g = old.iter().find(|g| g.file == file && g.name == group)?;
+                        let st = lock(&g.state);
+                        let r = st.rules.iter().find(|r| {
+                            r.def.name == rule.name && r.def.expr == rule.expr && r.def.labels == rule.labels
+                        })?;
+                        Some((r.active.clone(), r.written.clone()))
+                    })
                 })
-            })
-            .collect();
+                .collect();
         *lock(&self.groups) = groups;
         self.spawn_all();
         self.save_state();
@@ -274,7 +288,8 @@ impl RuleManager {
 
     fn save_state(&self) {
         let _guard = lock(&self.saving);
-        let mut state = SavedState { version: 1, rules: Vec::new(), history: lock(&self.history).iter().cloned().collect() };
+        let mut state =
+            SavedState { version: 1, rules: Vec::new(), history: lock(&self.history).iter().cloned().collect() };
         for g in lock(&self.groups).iter() {
             let st = lock(&g.state);
             for r in st.rules.iter().filter(|r| !r.active.is_empty()) {
@@ -337,7 +352,12 @@ impl Drop for RuleManager {
     }
 }
 
-fn restore(saved: &SavedState, file: &str, group: &str, rule: &RuleDef) -> Option<(BTreeMap<Labels, Alert>, HashSet<Labels>)> {
+fn restore(
+    saved: &SavedState,
+    file: &str,
+    group: &str,
+    rule: &RuleDef,
+) -> Option<(BTreeMap<Labels, Alert>, HashSet<Labels>)> {
     if !matches!(rule.kind, RuleKind::Alerting { .. }) {
         return None;
     }
@@ -383,7 +403,8 @@ fn rule_json(r: &RuleState) -> Json {
                 (AlertState::Pending, _) | (_, AlertState::Pending) => AlertState::Pending,
                 _ => AlertState::Inactive,
             });
-            let alerts: Vec<Json> = r.active.values().filter(|a| a.state != AlertState::Inactive).map(alert_json).collect();
+            let alerts: Vec<Json> =
+                r.active.values().filter(|a| a.state != AlertState::Inactive).map(alert_json).collect();
             json!({
                 "state": state.as_str(),
                 "name": r.def.name,

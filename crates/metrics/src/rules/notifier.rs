@@ -108,7 +108,12 @@ pub struct Notifier {
 
 impl Notifier {
     /// A notifier; inside a Tokio runtime, its sender task starts at once.
-    pub fn new(alertmanagers: Vec<String>, webhooks: Vec<String>, external_url: String, capacity: usize) -> Arc<Notifier> {
+    pub fn new(
+        alertmanagers: Vec<String>,
+        webhooks: Vec<String>,
+        external_url: String,
+        capacity: usize,
+    ) -> Arc<Notifier> {
         let n = Arc::new(Notifier {
             queue: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
@@ -119,10 +124,10 @@ impl Notifier {
             stats: NotifierStats::default(),
             client: client(),
         });
-        if !n.alertmanagers.is_empty() || !n.webhooks.is_empty() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(n.clone().run());
-            }
+        if n.has_targets()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(n.clone().run());
         }
         n
     }
@@ -251,8 +256,11 @@ fn client() -> Client {
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
-    let conn =
-        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
+    let conn = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .build(conn)
@@ -311,10 +319,8 @@ pub fn webhook_payload(alerts: &[Notification], external_url: &str, now_ms: i64)
     let common_labels = common(|a| &a.labels);
     let group_labels: BTreeMap<String, String> =
         common_labels.iter().filter(|(k, _)| *k == "alertname").map(|(k, v)| (k.clone(), v.clone())).collect();
-    let group_key = format!(
-        "{{}}:{{{}}}",
-        group_labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(",")
-    );
+    let group_key =
+        format!("{{}}:{{{}}}", group_labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(","));
     json!({
         "version": "4",
         "groupKey": group_key,

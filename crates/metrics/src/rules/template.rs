@@ -381,7 +381,7 @@ pub fn go_float_v(v: f64) -> String {
     }
     let (digits, exp) = shortest_digits(v);
     // Go decides with precision 6 when printing the shortest representation.
-    if exp < -4 || exp >= 6 { go_exp(v, &digits, exp) } else { format!("{v}") }
+    if !(-4..6).contains(&exp) { go_exp(v, &digits, exp) } else { format!("{v}") }
 }
 
 /// Go's `strconv.FormatFloat(v, 'e', -1, 64)`, as Prometheus's API prints alert values.
@@ -563,7 +563,7 @@ fn sprintf(fmt: &str, args: &[Val]) -> String {
         };
         let body = match (verb, arg) {
             ('s' | 'v', a) => {
-                let t = if verb == 'v' { a.text() } else { a.text() };
+                let t = a.text();
                 match prec {
                     Some(p) if matches!(a, Val::Str(_)) => t.chars().take(p).collect(),
                     _ => t,

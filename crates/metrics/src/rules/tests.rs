@@ -1,4 +1,4 @@
-mod files;
-mod templates;
-mod manager;
 mod alertmanager;
+mod files;
+mod manager;
+mod templates;

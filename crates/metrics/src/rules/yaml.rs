@@ -16,7 +16,10 @@ pub enum Kind {
     /// `null`, `~` or nothing.
     Null,
     /// A scalar; `plain` when unquoted (so `"1"` stays a string).
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }

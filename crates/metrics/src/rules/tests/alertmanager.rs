@@ -64,7 +64,11 @@ async fn get_json(url: &str) -> Option<(u16, Value)> {
 }
 
 /// Polls `check` every 100 ms until it returns something, failing after `secs`.
-async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(what: &str, secs: u64, mut check: impl FnMut() -> F) -> T {
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    secs: u64,
+    mut check: impl FnMut() -> F,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = check().await {
@@ -87,7 +91,9 @@ fn errors(v: f64, t: i64) -> (Labels, i64, f64) {
 async fn alerts_reach_a_real_alertmanager_and_webhooks_and_resolve() {
     if !std::path::Path::new(ALERTMANAGER).exists() {
         assert!(std::env::var_os("CI").is_none(), "{ALERTMANAGER} is missing (scripts/test-deps.sh installs it)");
-        eprintln!("\n\n!!! SKIPPED: {ALERTMANAGER} is missing; install prometheus-alertmanager to run this test !!!\n\n");
+        eprintln!(
+            "\n\n!!! SKIPPED: {ALERTMANAGER} is missing; install prometheus-alertmanager to run this test !!!\n\n"
+        );
         return;
     }
     let (hook, received) = webhook_server().await;
@@ -119,7 +125,8 @@ async fn alerts_reach_a_real_alertmanager_and_webhooks_and_resolve() {
         let ready = ready.clone();
         async move {
             let client = crate::scrape::scraper::http_client();
-            let r = tokio::time::timeout(Duration::from_secs(2), client.get(ready.parse().unwrap())).await.ok()?.ok()?;
+            let r =
+                tokio::time::timeout(Duration::from_secs(2), client.get(ready.parse().unwrap())).await.ok()?.ok()?;
             r.status().is_success().then_some(())
         }
     })
@@ -198,7 +205,8 @@ async fn alerts_reach_a_real_alertmanager_and_webhooks_and_resolve() {
         }
     })
     .await;
-    let resolved = wait_for("Alertmanager's resolved webhook", 20, || delivered("/from-alertmanager", "resolved")).await;
+    let resolved =
+        wait_for("Alertmanager's resolved webhook", 20, || delivered("/from-alertmanager", "resolved")).await;
     assert_eq!(resolved["alerts"][0]["status"], "resolved");
     assert_eq!(resolved["alerts"][0]["endsAt"], crate::rules::alert::rfc3339(t2));
     let direct = wait_for("the direct resolved webhook", 20, || delivered("/direct", "resolved")).await;

@@ -37,11 +37,15 @@ fn a_broken_file_reports_every_problem_with_its_line() {
     let f = path.display().to_string();
     let errors = check_file(&path).unwrap_err();
     let expected = vec![
-        format!("{f}:3: groups[0].interval: not a valid duration: \"1x\" (expected a duration such as 30s, 5m or 1h30m)"),
+        format!(
+            "{f}:3: groups[0].interval: not a valid duration: \"1x\" (expected a duration such as 30s, 5m or 1h30m)"
+        ),
         format!("{f}:6: groups[0].rules[0].expr: could not parse expression: unclosed left parenthesis"),
         format!("{f}:7: groups[0].rules[1]: only one of 'record' and 'alert' must be set"),
         format!("{f}:10: groups[0].rules[2].expr: field 'expr' must be set in rule"),
-        format!("{f}:14: groups[0].rules[3].colour: unknown field; expected one of record, alert, expr, for, keep_firing_for, labels, annotations"),
+        format!(
+            "{f}:14: groups[0].rules[3].colour: unknown field; expected one of record, alert, expr, for, keep_firing_for, labels, annotations"
+        ),
         format!("{f}:16: groups[0].rules[3].labels.1bad: invalid label name: \"1bad\""),
         format!("{f}:17: groups[0].rules[3].labels.ok: template: unclosed action: `{{{{` without `}}}}`"),
         format!("{f}:19: groups[0].rules[3].annotations.summary: template: function \"shout\" not defined"),
@@ -81,7 +85,9 @@ fn a_good_file_is_summarised() {
     assert_eq!(g[0].limit, 5);
     assert_eq!(g[0].rules[1].line, 8);
     match &g[0].rules[1].kind {
-        RuleKind::Alerting { for_ms, keep_firing_for_ms, .. } => assert_eq!((*for_ms, *keep_firing_for_ms), (0, 60_000)),
+        RuleKind::Alerting { for_ms, keep_firing_for_ms, .. } => {
+            assert_eq!((*for_ms, *keep_firing_for_ms), (0, 60_000))
+        }
         RuleKind::Recording => panic!("an alerting rule"),
     }
 }

@@ -66,7 +66,8 @@ impl Setup {
     }
 
     fn put(&self, job: &str, t: i64, v: f64) {
-        crate::storage::Appender::append(&*self.head, &[(labels(&[("__name__", "errors"), ("job", job)]), t, v)]).unwrap();
+        crate::storage::Appender::append(&*self.head, &[(labels(&[("__name__", "errors"), ("job", job)]), t, v)])
+            .unwrap();
     }
 
     fn series(&self, name: &str) -> Vec<crate::storage::Series> {
@@ -285,4 +286,25 @@ fn config_checks_name_the_field() {
     assert_eq!(parsed.resend_delay.0.as_secs(), 30);
     assert!(parsed.default_rules);
     assert!(toml::from_str::<RulesConfig>("nope = 1").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_groups_evaluate_on_their_own_every_interval() {
+    let s = setup();
+    let cfg = RulesConfig { evaluation_interval: signalbox_core::config::Dur::secs(1), ..s.cfg.clone() };
+    let now = crate::rules::notifier::now_ms();
+    s.put("api", now, 10.0);
+    let db: Arc<dyn Db> = s.head.clone();
+    let m = RuleManager::start(cfg, db, Engine::default(), s.dir.path().join("state")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The "limited" group has no interval of its own, so it runs every configured second.
+    loop {
+        let g = m.groups_json();
+        if g["groups"][1]["rules"][0]["health"] == "ok" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no evaluation within 10s: {g}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.series("errors:copy").len(), 1);
 }

@@ -1,6 +1,8 @@
 //! The template subset, printed as Prometheus (Go) prints it.
 
-use crate::rules::template::{Template, TemplateData, go_float_e, go_float_v, humanize, humanize_duration, humanize1024};
+use crate::rules::template::{
+    Template, TemplateData, go_float_e, go_float_v, humanize, humanize_duration, humanize1024,
+};
 
 fn expand(src: &str, value: f64) -> String {
     let t = Template::parse(src).unwrap_or_else(|e| panic!("{src}: {e}"));

@@ -6,7 +6,7 @@
 //!   (`.ExternalURL`), string literals (`"..."`, `` `...` ``) and numbers;
 //! - pipelines `x | f` passing `x` as the last argument of `f`, and calls `f a b`;
 //! - functions `humanize`, `humanize1024`, `humanizePercentage`, `humanizeDuration`,
-//!   `printf`, `toUpper`, `toLower`, `title`.
+//!   `printf`, `toUpper`, `toLower`, `title`, `urlquery`.
 //!
 //! A template is compiled when its rule file loads, so syntax errors and unknown functions
 //! are load errors, never evaluation surprises. Numbers print as Go prints them (`%v`).
@@ -59,6 +59,7 @@ enum Func {
     ToUpper,
     ToLower,
     Title,
+    UrlQuery,
 }
 
 impl Func {
@@ -72,6 +73,7 @@ impl Func {
             "toUpper" => Func::ToUpper,
             "toLower" => Func::ToLower,
             "title" => Func::Title,
+            "urlquery" => Func::UrlQuery,
             _ => return None,
         })
     }
@@ -346,11 +348,25 @@ fn run(c: &Command, piped: Option<Val>, data: &TemplateData<'_>) -> Result<Val, 
         Func::ToUpper => Val::Str(first().text().to_uppercase()),
         Func::ToLower => Val::Str(first().text().to_lowercase()),
         Func::Title => Val::Str(title(&first().text())),
+        Func::UrlQuery => Val::Str(query_escape(&first().text())),
         Func::Printf => {
             let fmt = first().text();
             Val::Str(sprintf(&fmt, &vals[1..]))
         }
     })
+}
+
+/// Go's `url.QueryEscape` (what its `urlquery` template function does for one string).
+fn query_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 fn title(s: &str) -> String {

@@ -308,3 +308,85 @@ async fn started_groups_evaluate_on_their_own_every_interval() {
     }
     assert_eq!(s.series("errors:copy").len(), 1);
 }
+
+#[test]
+fn the_default_rules_fire_on_the_nodes_own_metrics() {
+    let head = Arc::new(Head::new(3_600_000, 100_000));
+    let put = |pairs: &[(&str, &str)], t: i64, v: f64| {
+        crate::storage::Appender::append(&*head, &[(labels(pairs), t, v)]).unwrap();
+    };
+    let req = |class| {
+        [("__name__", "signalbox_gateway_requests_total"), ("route", "r"), ("service", "checkout"), ("class", class)]
+    };
+    let bucket = |le| {
+        [
+            ("__name__", "signalbox_gateway_request_duration_seconds_bucket"),
+            ("route", "r"),
+            ("service", "checkout"),
+            ("le", le),
+        ]
+    };
+    for k in 0..=80 {
+        let t = T0 + k * 15 * S;
+        let k = k as f64;
+        put(&req("2xx"), t, k * 100.0);
+        put(&req("5xx"), t, k * 20.0);
+        put(&bucket("0.5"), t, k * 10.0);
+        put(&bucket("2"), t, k * 10.0);
+        put(&bucket("+Inf"), t, k * 100.0);
+        put(
+            &[
+                ("__name__", "signalbox_gateway_circuit_state"),
+                ("scope", "service"),
+                ("service", "checkout"),
+                ("endpoint", ""),
+            ],
+            t,
+            1.0,
+        );
+        put(&[("__name__", "up"), ("job", "services"), ("service", "checkout"), ("instance", "i-1")], t, 0.0);
+        put(&[("__name__", "signalbox_metrics_push_samples_refused_total")], t, k * 5.0);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db: Arc<dyn Db> = head.clone();
+    let m = RuleManager::new(RulesConfig::default(), db, Engine::default(), dir.path().into()).unwrap();
+    assert_eq!(m.group_names(), vec!["signalbox-gateway", "signalbox-registry", "signalbox-ingest"]);
+    for t in [T0 + 5 * 60 * S, T0 + 20 * 60 * S] {
+        for g in m.group_names() {
+            m.eval_group_at(&g, t).unwrap();
+        }
+    }
+    let alerts = m.alerts_json();
+    let mut got: Vec<(String, String)> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["labels"]["alertname"].as_str().unwrap().to_owned(), a["state"].as_str().unwrap().to_owned()))
+        .collect();
+    got.sort();
+    let want: Vec<(String, String)> =
+        ["CircuitOpen", "InstanceDown", "MetricsIngestRefused", "ServiceHighErrorRate", "ServiceHighLatency"]
+            .iter()
+            .map(|n| (n.to_string(), "firing".to_string()))
+            .collect();
+    assert_eq!(got, want, "{alerts}");
+    for g in m.groups_json()["groups"].as_array().unwrap() {
+        for r in g["rules"].as_array().unwrap() {
+            assert_eq!(r["health"], "ok", "{r}");
+        }
+    }
+    let find = |name: &str| {
+        alerts["alerts"].as_array().unwrap().iter().find(|a| a["labels"]["alertname"] == name).cloned().unwrap()
+    };
+    let errors = find("ServiceHighErrorRate");
+    assert_eq!(errors["annotations"]["summary"], "checkout: 16.67% of requests fail");
+    assert_eq!(errors["annotations"]["service_url"], "/services/checkout");
+    assert_eq!(errors["annotations"]["logs_url"], "/logs?query=service:checkout%20level:error&since=1h");
+    assert_eq!(errors["annotations"]["traces_url"], "/traces?service=checkout&errors=1&lookback=1h");
+    assert_eq!(find("ServiceHighLatency")["annotations"]["summary"], "checkout: p99 latency is 2s");
+    assert_eq!(
+        find("MetricsIngestRefused")["annotations"]["summary"],
+        "The metrics store refuses pushed samples (333.3m/s)"
+    );
+    assert_eq!(find("InstanceDown")["annotations"]["summary"], "checkout instance i-1 is down");
+}

@@ -29,6 +29,7 @@ fn values_labels_and_pipelines_expand() {
     assert_eq!(expand("{{ $externalURL }}/alerts", 1.0), "https://sb.example/alerts");
     assert_eq!(expand("a  {{- $labels.service -}}  b", 1.0), "acheckoutb");
     assert_eq!(expand("{{ $labels.service | toUpper }}", 1.0), "CHECKOUT");
+    assert_eq!(expand("/logs?query={{ $labels.instance | urlquery }}", 1.0), "/logs?query=10.0.0.1%3A80");
     assert_eq!(expand(r#"{{ "}}" }}"#, 1.0), "}}");
     assert_eq!(expand("{{/* a comment */}}x", 1.0), "x");
     assert_eq!(expand("/services/{{ $labels.service }}?x={{ $value }}", 1e6), "/services/checkout?x=1e+06");

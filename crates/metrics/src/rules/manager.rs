@@ -100,6 +100,9 @@ impl RuleManager {
         engine: Engine,
         state_dir: PathBuf,
     ) -> Result<Arc<RuleManager>, String> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err("the rule manager must start inside a Tokio runtime".into());
+        }
         let m = RuleManager::new(cfg, db, engine, state_dir)?;
         m.spawn_all();
         Ok(m)
@@ -170,8 +173,31 @@ impl RuleManager {
                     })
                 })
                 .collect();
+        // Series of rules that are gone (or changed) go stale, as Prometheus marks them.
+        let mut stale = Vec::new();
+        let now = now_ms();
+        for g in &old {
+            let st = lock(&g.state);
+            for r in &st.rules {
+                let kept = groups.iter().any(|n| {
+                    n.file == g.file
+                        && n.name == g.name
+                        && lock(&n.state).rules.iter().any(|x| {
+                            x.def.name == r.def.name && x.def.expr == r.def.expr && x.def.labels == r.def.labels
+                        })
+                });
+                if !kept {
+                    stale.extend(r.written.iter().map(|l| (l.clone(), now, stale_nan())));
+                }
+            }
+        }
         *lock(&self.groups) = groups;
         self.spawn_all();
+        if !stale.is_empty()
+            && let Err(e) = self.db.append(&stale)
+        {
+            tracing::warn!(error = %e, "marking removed rules' series stale failed");
+        }
         self.save_state();
         Ok(())
     }

@@ -265,6 +265,16 @@ fn reload_keeps_unchanged_alerts_and_reports_broken_files() {
     let e = m.reload().unwrap_err();
     assert!(e.contains("rules.yml:4: groups[0].rules[0].expr: field 'expr' must be set in rule"), "{e}");
     assert_eq!(m.group_names(), vec!["g", "limited"], "the old rules stay");
+    // A removed rule's series go stale.
+    std::fs::write(
+        s.dir.path().join("rules.yml"),
+        "groups:\n  - name: limited\n    rules:\n      - record: errors:copy\n        expr: errors\n",
+    )
+    .unwrap();
+    m.reload().unwrap();
+    assert_eq!(m.group_names(), vec!["limited"]);
+    let recorded = s.series("job:errors:sum");
+    assert!(is_stale(recorded[0].samples.last().unwrap().1), "{:?}", recorded[0].samples);
 }
 
 #[test]

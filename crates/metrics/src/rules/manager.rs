@@ -226,6 +226,8 @@ impl RuleManager {
             let result = self.eval_rule(r, g, ts, &mut transitions);
             r.eval_secs = t0.elapsed().as_secs_f64();
             r.last_eval_ms = ts;
+            // As Prometheus, a rule whose query failed sends nothing this round.
+            let evaluated = result.is_ok();
             match result {
                 Ok(series) => {
                     r.last_error = None;
@@ -241,7 +243,7 @@ impl RuleManager {
                 }
                 Err(e) => r.last_error = Some(e),
             }
-            if matches!(r.def.kind, RuleKind::Alerting { .. }) {
+            if evaluated && matches!(r.def.kind, RuleKind::Alerting { .. }) {
                 let sends = alert::alerts_to_send(&mut r.active, ts, resend_ms, g.interval_ms);
                 notifications.extend(sends.iter().map(|a| Notification::of(a, &r.def.expr, &self.cfg.external_url)));
             }

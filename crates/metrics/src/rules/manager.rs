@@ -59,6 +59,8 @@ pub struct RuleManager {
     history: Mutex<VecDeque<Transition>>,
     /// Serialises state file writes.
     saving: Mutex<()>,
+    /// Set by [`RuleManager::start`]: the runtime groups run on (again after a reload).
+    runtime: Mutex<Option<tokio::runtime::Handle>>,
     pub notifier: Arc<Notifier>,
 }
 
@@ -82,6 +84,7 @@ impl RuleManager {
             tasks: Mutex::new(Vec::new()),
             history: Mutex::new(saved.history.iter().cloned().collect()),
             saving: Mutex::new(()),
+            runtime: Mutex::new(None),
             notifier,
             cfg,
         };
@@ -100,10 +103,11 @@ impl RuleManager {
         engine: Engine,
         state_dir: PathBuf,
     ) -> Result<Arc<RuleManager>, String> {
-        if tokio::runtime::Handle::try_current().is_err() {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return Err("the rule manager must start inside a Tokio runtime".into());
-        }
+        };
         let m = RuleManager::new(cfg, db, engine, state_dir)?;
+        *lock(&m.runtime) = Some(rt);
         m.spawn_all();
         Ok(m)
     }
@@ -132,7 +136,7 @@ impl RuleManager {
     }
 
     fn spawn_all(self: &Arc<Self>) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let Some(rt) = lock(&self.runtime).clone() else { return };
         let mut tasks = lock(&self.tasks);
         for t in tasks.drain(..) {
             t.abort();
@@ -156,7 +160,7 @@ impl RuleManager {
     }
 
     /// Re-reads the rule files; alerts of rules whose name, query and labels are unchanged
-    /// keep their state. On error the running rules stay.
+    /// keep their state. On error the running rules stay. May be called from any thread.
     pub fn reload(self: &Arc<Self>) -> Result<(), String> {
         let defs = load_groups(&self.cfg)?;
         let old: Vec<Arc<Group>> = lock(&self.groups).clone();
@@ -377,6 +381,7 @@ impl Drop for RuleManager {
         for t in lock(&self.tasks).drain(..) {
             t.abort();
         }
+        self.notifier.stop();
     }
 }
 

@@ -104,6 +104,7 @@ pub struct Notifier {
     external_url: String,
     pub stats: NotifierStats,
     client: Client,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Notifier {
@@ -123,13 +124,21 @@ impl Notifier {
             external_url,
             stats: NotifierStats::default(),
             client: client(),
+            task: Mutex::new(None),
         });
         if n.has_targets()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            rt.spawn(n.clone().run());
+            *n.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(rt.spawn(n.clone().run()));
         }
         n
+    }
+
+    /// Stops the sender task (what is still queued is not sent).
+    pub fn stop(&self) {
+        if let Some(t) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.abort();
+        }
     }
 
     /// Whether there is anywhere to send to.

@@ -3,6 +3,12 @@
 //! alerts with `for` and `keep_firing_for`, the `ALERTS` and `ALERTS_FOR_STATE` series,
 //! notifications to Alertmanagers and webhooks, and alert state kept across restarts.
 //!
+//! Differences from Prometheus a user may notice: templates are a subset (see
+//! [`template`]); the `for` state is restored from the state file, not from
+//! `ALERTS_FOR_STATE`; failed notifications are retried (Prometheus drops them); webhooks
+//! get one payload per batch, grouped by nothing; there are no external labels and no
+//! `query_offset`.
+//!
 //! # Layout
 //! - [`RulesConfig`]: the `[metrics.rules]` config section.
 //! - [`file`]: rule files parsed with line numbers; [`check_file`] for `check-rules`.

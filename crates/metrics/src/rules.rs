@@ -11,7 +11,7 @@
 //!
 //! # Layout
 //! - [`RulesConfig`]: the `[metrics.rules]` config section.
-//! - [`file`]: rule files parsed with line numbers; [`check_file`] for `check-rules`.
+//! - [`file`](mod@file): rule files parsed with line numbers; [`check_file`] for `check-rules`.
 //! - [`yaml`]: YAML read into a tree that keeps each node's line.
 //! - [`template`]: the Go-template subset labels and annotations use.
 //! - [`alert`]: an alerting rule's alerts and their state machine.

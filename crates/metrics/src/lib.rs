@@ -10,6 +10,8 @@
 //! - [`promql`]: PromQL evaluation (Prometheus 2.42 semantics) over any
 //!   [`storage::Queryable`], parsed by `promql-parser`.
 //! - [`remote_write`]: Prometheus remote_write 1.0 requests (snappy protobuf) to samples.
+//! - [`rules`]: recording and alerting rules (Prometheus rule files), alert state and
+//!   notifications to Alertmanager and webhooks.
 //! - [`scrape`]: pull collection: jobs, relabeling, one loop per target, target health.
 //! - [`service`]: the handle the node and the API share: database, metadata, scrapes, push
 //!   backpressure.
@@ -25,6 +27,7 @@ pub mod exposition;
 pub mod metadata;
 pub mod promql;
 pub mod remote_write;
+pub mod rules;
 pub mod scrape;
 pub mod service;
 pub mod storage;

@@ -1,0 +1,5 @@
+mod alertmanager;
+mod alerts;
+mod files;
+mod manager;
+mod templates;

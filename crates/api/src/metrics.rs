@@ -31,13 +31,19 @@ pub fn ingest_routes() -> Router<AppState> {
 /// points into cumulative series.
 pub struct MetricsState {
     pub service: Arc<MetricsService>,
+    /// Recording and alerting rules, when the node evaluates them.
+    pub rules: Option<Arc<signalbox_metrics::rules::RuleManager>>,
     pub(crate) deltas: std::sync::Mutex<signalbox_otlp::metrics::Cumulative>,
 }
 
 impl MetricsState {
-    pub fn new(service: Arc<MetricsService>) -> Arc<MetricsState> {
+    pub fn new(
+        service: Arc<MetricsService>,
+        rules: Option<Arc<signalbox_metrics::rules::RuleManager>>,
+    ) -> Arc<MetricsState> {
         Arc::new(MetricsState {
             service,
+            rules,
             deltas: std::sync::Mutex::new(signalbox_otlp::metrics::Cumulative::new(push::MAX_DELTA_SERIES)),
         })
     }
@@ -47,6 +53,14 @@ impl MetricsState {
 pub(crate) fn prom_error(status: StatusCode, error_type: &str, message: impl Into<String>) -> Response {
     let body = serde_json::json!({"status": "error", "errorType": error_type, "error": message.into()});
     (status, [(http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// The metrics state, or the error Prometheus clients understand.
+#[allow(clippy::result_large_err)]
+pub(crate) fn state(state: &AppState) -> Result<Arc<MetricsState>, Response> {
+    state.metric_store.clone().ok_or_else(|| {
+        prom_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "metrics are not enabled on this node")
+    })
 }
 
 /// The metrics service, or the error Prometheus clients understand.

@@ -43,6 +43,8 @@ pub struct MetricsConfig {
     pub registry_interval: Dur,
     /// Scrape jobs.
     pub scrape: Vec<JobConfig>,
+    /// Recording and alerting rules, and where alerts go (`[metrics.rules]`).
+    pub rules: crate::rules::RulesConfig,
 }
 
 impl Default for MetricsConfig {
@@ -62,6 +64,7 @@ impl Default for MetricsConfig {
             scrape_registry: true,
             registry_interval: Dur::secs(15),
             scrape: Vec::new(),
+            rules: Default::default(),
         }
     }
 }
@@ -87,6 +90,7 @@ impl MetricsConfig {
         if self.registry_interval.0.is_zero() {
             p.add(format!("{prefix}.registry_interval"), "must be more than 0");
         }
+        self.rules.check(&format!("{prefix}.rules"), p);
         let mut names = std::collections::HashSet::new();
         for (i, j) in self.scrape.iter().enumerate() {
             if !names.insert(j.job_name.clone()) {

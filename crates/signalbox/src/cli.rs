@@ -25,6 +25,13 @@ pub enum Command {
         /// The TOML config file.
         file: PathBuf,
     },
+    /// Validate Prometheus rule files (recording and alerting rules); prints every problem as
+    /// `file:line: key: message`, exits non-zero when there is one.
+    CheckRules {
+        /// The rule files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Print the SHA-256 of a secret (an API key or access token), the form config files
     /// store.
     HashKey {

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         cli::Command::Gateway(opts) => gateway::main(opts),
         cli::Command::Agent(opts) => agent::main(opts),
         cli::Command::CheckConfig { file } => check_config(&file),
+        cli::Command::CheckRules { files } => check_rules(&files),
         cli::Command::HashKey { key } => {
             println!("{}", signalbox_gateway::auth::hash_key(&key));
             ExitCode::SUCCESS
@@ -64,6 +65,30 @@ pub fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> Exi
             eprintln!("signalbox: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn check_rules(files: &[std::path::PathBuf]) -> ExitCode {
+    let mut problems = 0;
+    for f in files {
+        match signalbox_metrics::rules::check_file(f) {
+            Ok(s) => println!(
+                "{}: ok ({} groups, {} recording rules, {} alerting rules)",
+                s.file, s.groups, s.recording_rules, s.alerting_rules
+            ),
+            Err(list) => {
+                for p in &list {
+                    eprintln!("{p}");
+                }
+                problems += list.len();
+            }
+        }
+    }
+    if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{problems} problem{} found", if problems == 1 { "" } else { "s" });
+        ExitCode::FAILURE
     }
 }
 

@@ -90,6 +90,7 @@ pub fn start(
         let every = cfg.self_interval.0;
         let node = node_name.to_string();
         let appender: Arc<dyn Appender> = service.db_arc();
+        let own = own.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -103,7 +104,75 @@ pub fn start(
             }
         });
     }
-    Ok(MetricsState::new(service))
+    let rules = signalbox_metrics::rules::RuleManager::start(
+        cfg.rules.clone(),
+        service.db_arc(),
+        cfg.engine(),
+        dir.join("rules"),
+    )
+    .map_err(|m| anyhow::anyhow!("invalid config: metrics.rules: {m}"))?;
+    register_rule_metrics(&own, &rules);
+    // Rule files are re-read when one of them changes (or appears, or goes).
+    let patterns = cfg.rules.files.clone();
+    let watched = rules.clone();
+    tokio::spawn(async move {
+        let mut last = rule_files_stamp(&patterns);
+        loop {
+            tokio::time::sleep(RULES_CHECK_EVERY).await;
+            let now = rule_files_stamp(&patterns);
+            if now != last {
+                last = now;
+                let m = watched.clone();
+                match tokio::task::spawn_blocking(move || m.reload()).await {
+                    Ok(Ok(())) => tracing::info!("rule files reloaded"),
+                    Ok(Err(e)) => {
+                        tracing::error!(problems = %e, "rule files are invalid; the previous rules keep running")
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    });
+    Ok(MetricsState::new(service, Some(rules)))
+}
+
+/// How often rule files are checked for changes.
+const RULES_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// The rule files' names, sizes and modification times.
+fn rule_files_stamp(patterns: &[String]) -> Vec<(std::path::PathBuf, u64, Option<SystemTime>)> {
+    signalbox_metrics::rules::expand_globs(patterns)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+            let modified = meta.and_then(|m| m.modified().ok());
+            (p, len, modified)
+        })
+        .collect()
+}
+
+fn register_rule_metrics(reg: &Registry, rules: &Arc<signalbox_metrics::rules::RuleManager>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let r = rules.clone();
+    reg.counter_fn("signalbox_alert_notifications_sent_total", "Alert notifications delivered.", &[], move || {
+        r.notifier.stats.sent.load(Relaxed) as f64
+    });
+    let r = rules.clone();
+    reg.counter_fn(
+        "signalbox_alert_notifications_errors_total",
+        "Alert notifications that failed after their retries.",
+        &[],
+        move || r.notifier.stats.errors.load(Relaxed) as f64,
+    );
+    let r = rules.clone();
+    reg.counter_fn(
+        "signalbox_alert_notifications_dropped_total",
+        "Alert notifications dropped because the queue was full.",
+        &[],
+        move || r.notifier.stats.dropped.load(Relaxed) as f64,
+    );
 }
 
 /// The node's registry as samples: `job="signalbox"`, `instance` = the node's name.

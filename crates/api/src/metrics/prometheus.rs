@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/prometheus/api/v1/status/buildinfo", get(buildinfo))
         .route("/prometheus/api/v1/status/runtimeinfo", get(runtimeinfo))
         .route("/prometheus/api/v1/status/flags", get(flags))
+        .route("/api/alerts/history", get(alert_history))
 }
 
 /// The request's parameters: the query string, and a form-encoded body for POST.
@@ -557,18 +558,54 @@ async fn targets(State(s): State<AppState>, RawQuery(q): RawQuery, headers: Head
     success_json(json!({"activeTargets": active, "droppedTargets": dropped}))
 }
 
-async fn rules(State(s): State<AppState>) -> Response {
-    if let Err(r) = service(&s) {
-        return r;
+async fn rules(State(s): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    let m = match super::state(&s) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let p = match Params::read(q, &headers, &[]) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Some(rules) = &m.rules else { return success_json(json!({"groups": []})) };
+    let mut data = rules.groups_json();
+    // `type=alert|record` keeps one kind, as Prometheus does.
+    let keep = match p.get("type") {
+        Some("alert") => Some("alerting"),
+        Some("record") => Some("recording"),
+        Some(other) => return bad_data(format!("invalid parameter \"type\": {other:?} is not alert or record")),
+        None => None,
+    };
+    if let (Some(kind), Some(groups)) = (keep, data["groups"].as_array_mut()) {
+        for g in groups {
+            if let Some(list) = g["rules"].as_array_mut() {
+                list.retain(|r| r["type"] == kind);
+            }
+        }
     }
-    success_json(json!({"groups": []}))
+    success_json(data)
 }
 
 async fn alerts(State(s): State<AppState>) -> Response {
-    if let Err(r) = service(&s) {
-        return r;
+    let m = match super::state(&s) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    match &m.rules {
+        Some(rules) => success_json(rules.alerts_json()),
+        None => success_json(json!({"alerts": []})),
     }
-    success_json(json!({"alerts": []}))
+}
+
+/// `GET /api/alerts/history`: alert state transitions, newest last (a native API for the
+/// console: `{"history": [...]}`, no Prometheus envelope).
+pub async fn alert_history(State(s): State<AppState>) -> Response {
+    let m = match super::state(&s) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let history = m.rules.as_ref().map(|r| r.history()).unwrap_or_default();
+    axum::Json(json!({"history": history})).into_response()
 }
 
 async fn exemplars(State(s): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {

@@ -396,3 +396,138 @@ async fn otlp_grpc_metrics_are_stored_and_bad_pushes_are_named() {
     assert_eq!(r.status, 400);
     assert!(r.text().contains("snappy"), "{}", r.text());
 }
+
+/// Runs `prometheus-alertmanager` until dropped.
+struct Alertmanager {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn alertmanager() -> Alertmanager {
+    let bin = "/usr/bin/prometheus-alertmanager";
+    assert!(std::path::Path::new(bin).exists(), "prometheus-alertmanager is missing: run scripts/test-deps.sh");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("am.yml"),
+        "route:\n  receiver: none\n  group_wait: 0s\n  group_interval: 1s\nreceivers:\n  - name: none\n",
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(bin)
+        .arg(format!("--config.file={}", dir.path().join("am.yml").display()))
+        .arg(format!("--storage.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start alertmanager");
+    wait_ready(&mut child, &format!("http://{addr}/-/ready"))
+        .await
+        .unwrap_or_else(|log| panic!("alertmanager exited:\n{log}"));
+    Alertmanager { child, url: format!("http://{addr}"), _dir: dir }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_files_fire_alerts_that_reach_a_real_alertmanager() {
+    let am = alertmanager().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: orders\n    interval: 1s\n    rules:\n      - record: job:queue_depth:max\n        expr: max by (job) (queue_depth)\n      - alert: QueueBacklog\n        expr: queue_depth > 100\n        labels: {severity: page}\n        annotations:\n          summary: \"{{ $labels.service }} has {{ $value }} queued\"\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("signalbox.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[metrics.rules]\nfiles = [\"{}\"]\nevaluation_interval = \"1s\"\nresend_delay = \"1s\"\nalertmanagers = [\"{}\"]\n",
+            rules.display(),
+            am.url
+        ),
+    )
+    .unwrap();
+    let node = Node::start(&["-c", cfg.to_str().unwrap()], &[]).await;
+    let http = Http::new();
+    // A queue that is over the threshold, pushed with remote_write at the current time.
+    let push = |depth: f64| {
+        let ts = TimeSeries {
+            labels: vec![
+                Label { name: "__name__".into(), value: "queue_depth".into() },
+                Label { name: "job".into(), value: "orders".into() },
+                Label { name: "service".into(), value: "orders".into() },
+            ],
+            samples: vec![Sample { value: depth, timestamp: (now_s() * 1000.0) as i64 }],
+            exemplars: vec![],
+        };
+        remote_write::encode(&WriteRequest { timeseries: vec![ts], metadata: vec![] })
+    };
+    let url = format!("http://{}/prometheus/api/v1/write", node.console);
+    let r = http.send(http::Method::POST, &url, &[], bytes::Bytes::from(push(250.0))).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let firing = eventually(Duration::from_secs(30), "QueueBacklog firing", || async {
+        let v = http.get(&format!("http://{}/prometheus/api/v1/alerts", node.console)).await.json();
+        let alerts = v["data"]["alerts"].as_array().cloned().unwrap_or_default();
+        alerts.into_iter().find(|a| a["labels"]["alertname"] == "QueueBacklog" && a["state"] == "firing")
+    })
+    .await;
+    assert_eq!(firing["annotations"]["summary"], "orders has 250 queued", "{firing}");
+    assert_eq!(firing["labels"]["severity"], "page");
+    // The recording rule's series and the ALERTS series are queryable.
+    let rec = query(&http, &node, "job:queue_depth:max").await;
+    assert_eq!(values_by(&rec, "job"), vec![("orders".to_string(), 250.0)]);
+    let alerts = query(&http, &node, "ALERTS{alertname=\"QueueBacklog\",alertstate=\"firing\"}").await;
+    assert_eq!(alerts["result"].as_array().unwrap().len(), 1, "{alerts}");
+    // Alertmanager has it.
+    let got = eventually(Duration::from_secs(30), "the alert in Alertmanager", || async {
+        let v = http.get(&format!("{}/api/v2/alerts", am.url)).await.json();
+        v.as_array().and_then(|a| a.iter().find(|x| x["labels"]["alertname"] == "QueueBacklog").cloned())
+    })
+    .await;
+    assert_eq!(got["labels"]["service"], "orders");
+    assert_eq!(got["annotations"]["summary"], "orders has 250 queued");
+    // The rules API lists both rules of the file; the history has the transition.
+    let groups = http.get(&format!("http://{}/prometheus/api/v1/rules", node.console)).await.json();
+    let orders = groups["data"]["groups"].as_array().unwrap().iter().find(|g| g["name"] == "orders").cloned().unwrap();
+    assert_eq!(orders["rules"].as_array().unwrap().len(), 2, "{orders}");
+    let history = http.get(&format!("http://{}/api/alerts/history", node.console)).await.json();
+    assert!(history["history"].as_array().unwrap().iter().any(|t| t["rule"] == "QueueBacklog"), "{history}");
+
+    // A changed rule file is picked up while running.
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: orders\n    interval: 1s\n    rules:\n      - alert: QueueBacklog\n        expr: queue_depth > 1000\n      - alert: QueueSeen\n        expr: queue_depth > 0\n",
+    )
+    .unwrap();
+    eventually(Duration::from_secs(30), "the reloaded rules", || async {
+        let g = http.get(&format!("http://{}/prometheus/api/v1/rules?type=alert", node.console)).await.json();
+        let names: Vec<String> = g["data"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["name"] == "orders")
+            .flat_map(|g| g["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()))
+            .collect();
+        (names.contains(&"QueueSeen".to_string())).then_some(())
+    })
+    .await;
+
+    // check-rules names the file, line and key of a broken rule.
+    let broken = dir.path().join("broken.yml");
+    std::fs::write(&broken, "groups:\n  - name: x\n    rules:\n      - alert: Bad\n        expr: rate(up)\n").unwrap();
+    let out = Command::new(BIN).args(["check-rules", broken.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:5:", broken.display())), "{err}");
+    let out = Command::new(BIN).args(["check-rules", rules.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -305,3 +305,19 @@ fn register_push_metrics(reg: &Registry, svc: &Arc<MetricsService>) {
         move || s.stats.requests_busy.load(Relaxed) as f64,
     );
 }
+
+/// `signalbox_data_disk_free_bytes` and `signalbox_data_disk_size_bytes` of the file system
+/// holding the data directory (for the disk-nearly-full alert).
+pub fn register_disk_metrics(reg: &Registry, data_dir: &Path) {
+    let dir = data_dir.to_path_buf();
+    reg.gauge_fn(
+        "signalbox_data_disk_free_bytes",
+        "Bytes available to the node on the data directory's file system.",
+        &[],
+        move || rustix::fs::statvfs(&dir).map(|s| (s.f_bavail * s.f_frsize) as f64).unwrap_or(f64::NAN),
+    );
+    let dir = data_dir.to_path_buf();
+    reg.gauge_fn("signalbox_data_disk_size_bytes", "Size of the data directory's file system.", &[], move || {
+        rustix::fs::statvfs(&dir).map(|s| (s.f_blocks * s.f_frsize) as f64).unwrap_or(f64::NAN)
+    });
+}

@@ -318,6 +318,7 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
     let registry = Registry::new();
     registry.register_process_metrics();
     register_control_metrics(&registry, &control);
+    crate::metrics::register_disk_metrics(&registry, &data_dir);
     let gateway_key = central_key(&cfg.configuration.gateway_key);
     let central = gateway_key.as_ref().and_then(|(a, p, k)| control.config.get(a, p, k, None).ok()).map(|e| e.value);
     let (gateway_cap, api_cap) = crate::listeners::fd_budget(

@@ -355,12 +355,15 @@ fn the_default_rules_fire_on_the_nodes_own_metrics() {
             1.0,
         );
         put(&[("__name__", "up"), ("job", "services"), ("service", "checkout"), ("instance", "i-1")], t, 0.0);
-        put(&[("__name__", "signalbox_metrics_push_samples_refused_total")], t, k * 5.0);
+        put(&[("__name__", "signalbox_metrics_samples_refused_total"), ("reason", "too_old")], t, k * 5.0);
+        put(&[("__name__", "signalbox_traces_spans_refused_total")], t, k * 3.0);
+        put(&[("__name__", "signalbox_data_disk_free_bytes"), ("instance", "n1")], t, 5e9);
+        put(&[("__name__", "signalbox_data_disk_size_bytes"), ("instance", "n1")], t, 100e9);
     }
     let dir = tempfile::tempdir().unwrap();
     let db: Arc<dyn Db> = head.clone();
     let m = RuleManager::new(RulesConfig::default(), db, Engine::default(), dir.path().into()).unwrap();
-    assert_eq!(m.group_names(), vec!["signalbox-gateway", "signalbox-registry", "signalbox-ingest"]);
+    assert_eq!(m.group_names(), vec!["signalbox-gateway", "signalbox-registry", "signalbox-ingest", "signalbox-node"]);
     for t in [T0 + 5 * 60 * S, T0 + 20 * 60 * S] {
         for g in m.group_names() {
             m.eval_group_at(&g, t).unwrap();
@@ -374,11 +377,18 @@ fn the_default_rules_fire_on_the_nodes_own_metrics() {
         .map(|a| (a["labels"]["alertname"].as_str().unwrap().to_owned(), a["state"].as_str().unwrap().to_owned()))
         .collect();
     got.sort();
-    let want: Vec<(String, String)> =
-        ["CircuitOpen", "InstanceDown", "MetricsIngestRefused", "ServiceHighErrorRate", "ServiceHighLatency"]
-            .iter()
-            .map(|n| (n.to_string(), "firing".to_string()))
-            .collect();
+    let want: Vec<(String, String)> = [
+        "CircuitOpen",
+        "DiskNearlyFull",
+        "InstanceDown",
+        "MetricsIngestRefused",
+        "ServiceHighErrorRate",
+        "ServiceHighLatency",
+        "TraceIngestRefused",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), "firing".to_string()))
+    .collect();
     assert_eq!(got, want, "{alerts}");
     for g in m.groups_json()["groups"].as_array().unwrap() {
         for r in g["rules"].as_array().unwrap() {
@@ -399,4 +409,6 @@ fn the_default_rules_fire_on_the_nodes_own_metrics() {
         "The metrics store refuses pushed samples (333.3m/s)"
     );
     assert_eq!(find("InstanceDown")["annotations"]["summary"], "checkout instance i-1 is down");
+    assert_eq!(find("DiskNearlyFull")["annotations"]["summary"], "n1: 5% of the data disk is free");
+    assert_eq!(find("TraceIngestRefused")["annotations"]["summary"], "The trace pipeline refuses spans (200m/s)");
 }

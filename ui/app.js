@@ -14,6 +14,7 @@ import trace from './js/pages/trace.js';
 import logs from './js/pages/logs.js';
 import metrics from './js/pages/metrics.js';
 import alerts from './js/pages/alerts.js';
+import targets from './js/pages/targets.js';
 import { notFound } from './js/pages/placeholder.js';
 
 /** Navigation entries. `later`: a page that arrives with a later release. */
@@ -27,6 +28,7 @@ const NAV = [
   // `/metrics` itself is the node's Prometheus endpoint.
   { id: 'metrics', label: 'Metrics', path: '/metrics-explorer' },
   { id: 'alerts', label: 'Alerts', path: '/alerts' },
+  { id: 'targets', label: 'Targets', path: '/targets' },
 ];
 
 /** URL -> { nav, page, params }. */
@@ -57,6 +59,7 @@ function match(url) {
   if (first === 'logs' && rest.length === 0) return { nav: 'logs', page: logs, params: { search: url.search } };
   if (first === 'metrics-explorer' && rest.length === 0) return { nav: 'metrics', page: metrics, params: { search: url.search } };
   if (first === 'alerts' && rest.length === 0) return { nav: 'alerts', page: alerts, params: {} };
+  if (first === 'targets' && rest.length === 0) return { nav: 'targets', page: targets, params: {} };
   return { nav: null, page: notFound, params: { path: url.pathname } };
 }
 

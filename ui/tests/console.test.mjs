@@ -236,12 +236,33 @@ async function run() {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'signalbox-ui-'));
   const secret = randomBytes(24).toString('hex');
   const sha = createHash('sha256').update(secret).digest('hex');
+  const [gwPort, consolePort, consulPort, instA, instB, otlpGrpc, otlpHttp, zipkinPort, closedPort] = await distinctPorts(9);
   const configFile = path.join(tmp, 'signalbox.toml');
+  // A rule file with an alert that fires on the node's own metrics, one that never fires
+  // and a recording rule, so the Alerts page shows real rule states.
+  const rulesFile = path.join(tmp, 'rules.yml');
+  fs.writeFileSync(
+    rulesFile,
+    [
+      'groups:',
+      '  - name: payments',
+      '    interval: 1s',
+      '    rules:',
+      '      - alert: PaymentsErrors',
+      '        expr: max(signalbox_tsdb_head_series{job="signalbox"}) > 0',
+      '        labels: {severity: page, service: payments}',
+      '        annotations: {summary: Payments fail, description: More than 5% of payments fail}',
+      '      - alert: CheckoutSlow',
+      '        expr: max(signalbox_tsdb_head_series{job="signalbox"}) < 0',
+      '      - record: job:up:sum',
+      '        expr: count by (job) (signalbox_tsdb_head_series)',
+      '',
+    ].join('\n'),
+  );
   fs.writeFileSync(
     configFile,
-    `[access]\ntokens = [{ id = "ops", role = "admin", sha256 = "${sha}" }]\n\n[gateway.telemetry]\naccess_log = "off"\n\n[traces.sampling]\ndecision_wait = "1s"\n\n[metrics]\nself_interval = "1s"\n`,
+    `[access]\ntokens = [{ id = "ops", role = "admin", sha256 = "${sha}" }]\n\n[gateway.telemetry]\naccess_log = "off"\n\n[traces.sampling]\ndecision_wait = "1s"\n\n[metrics]\nself_interval = "1s"\n\n[[metrics.scrape]]\njob_name = "self"\nscrape_interval = "1s"\nscrape_timeout = "1s"\n[[metrics.scrape.static_configs]]\ntargets = ["127.0.0.1:${consolePort}"]\n\n[[metrics.scrape]]\njob_name = "closed-port"\nscrape_interval = "1s"\nscrape_timeout = "1s"\n[[metrics.scrape.static_configs]]\ntargets = ["127.0.0.1:${closedPort}"]\n\n[metrics.rules]\nfiles = ["${rulesFile}"]\nevaluation_interval = "1s"\ndefault_rules = false\n`,
   );
-  const [gwPort, consolePort, consulPort, instA, instB, otlpGrpc, otlpHttp, zipkinPort] = await distinctPorts(8);
   const base = `http://127.0.0.1:${consolePort}`;
 
   const apiCall = async (method, p, body) => {

@@ -36,6 +36,9 @@ pub struct JobConfig {
     /// Largest (uncompressed) body read: `10MB`, `512KiB` or a number of bytes.
     #[serde(default = "default_body_limit")]
     pub body_size_limit: String,
+    /// Credentials sent with every scrape (`Authorization: <type> <credentials>`).
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
     #[serde(default)]
     pub static_configs: Vec<StaticConfig>,
     /// Scrape the registry's instances that declare a metrics path (meta `metrics_path`).
@@ -45,6 +48,19 @@ pub struct JobConfig {
     pub relabel_configs: Vec<RuleConfig>,
     #[serde(default)]
     pub metric_relabel_configs: Vec<RuleConfig>,
+}
+
+/// Prometheus's `authorization` block: a scheme (default `Bearer`) and the credentials.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    #[serde(default = "bearer", rename = "type")]
+    pub kind: String,
+    pub credentials: String,
+}
+
+fn bearer() -> String {
+    "Bearer".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
@@ -81,6 +97,7 @@ impl JobConfig {
             sample_limit: default_sample_limit(),
             label_limit: default_label_limit(),
             body_size_limit: default_body_limit(),
+            authorization: None,
             static_configs: Vec::new(),
             registry: None,
             relabel_configs: Vec::new(),
@@ -128,6 +145,8 @@ pub struct Job {
     pub sample_limit: usize,
     pub label_limit: usize,
     pub body_limit: u64,
+    /// The `Authorization` header value, when the job has credentials.
+    pub authorization: Option<String>,
     pub static_configs: Vec<StaticConfig>,
     pub registry: Option<RegistryDiscovery>,
     pub relabel: Vec<Rule>,
@@ -202,7 +221,18 @@ impl Job {
                 }
             }
         }
+        let authorization = match &cfg.authorization {
+            None => None,
+            Some(a) if a.credentials.is_empty() => {
+                return Err(err("authorization.credentials", "must not be empty".into()));
+            }
+            Some(a) if a.kind.is_empty() || a.kind.contains(char::is_whitespace) => {
+                return Err(err("authorization.type", format!("`{}` is not a scheme such as Bearer", a.kind)));
+            }
+            Some(a) => Some(format!("{} {}", a.kind, a.credentials)),
+        };
         Ok(Job {
+            authorization,
             relabel: rules("relabel_configs", cfg.relabel_configs)?,
             metric_relabel: rules("metric_relabel_configs", cfg.metric_relabel_configs)?,
             name: cfg.job_name,

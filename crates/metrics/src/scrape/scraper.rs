@@ -186,7 +186,11 @@ impl Scraper {
 
     async fn fetch(&self) -> Result<(Vec<u8>, bool), String> {
         let url = &self.target.url;
-        let req = http::Request::get(url)
+        let mut req = http::Request::get(url);
+        if let Some(a) = &self.job.authorization {
+            req = req.header(http::header::AUTHORIZATION, a);
+        }
+        let req = req
             .header(
                 http::header::ACCEPT,
                 "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",

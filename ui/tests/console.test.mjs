@@ -261,7 +261,7 @@ async function run() {
   );
   fs.writeFileSync(
     configFile,
-    `[access]\ntokens = [{ id = "ops", role = "admin", sha256 = "${sha}" }]\n\n[gateway.telemetry]\naccess_log = "off"\n\n[traces.sampling]\ndecision_wait = "1s"\n\n[metrics]\nself_interval = "1s"\n\n[[metrics.scrape]]\njob_name = "self"\nscrape_interval = "1s"\nscrape_timeout = "1s"\n[metrics.scrape.authorization]\ncredentials = "${secret}"\n[[metrics.scrape.static_configs]]\ntargets = ["127.0.0.1:${consolePort}"]\n\n[[metrics.scrape]]\njob_name = "closed-port"\nscrape_interval = "1s"\nscrape_timeout = "1s"\n[[metrics.scrape.static_configs]]\ntargets = ["127.0.0.1:${closedPort}"]\n\n[metrics.rules]\nfiles = ["${rulesFile}"]\nevaluation_interval = "1s"\ndefault_rules = false\n`,
+    `[access]\ntokens = [{ id = "ops", role = "admin", sha256 = "${sha}" }]\n\n[gateway.telemetry]\naccess_log = "off"\n\n[traces.sampling]\ndecision_wait = "1s"\n\n[metrics]\nself_interval = "1s"\n\n[[metrics.scrape]]\njob_name = "self"\nscrape_interval = "1s"\nscrape_timeout = "1s"\n[metrics.scrape.authorization]\ncredentials = "${secret}"\n[[metrics.scrape.metric_relabel_configs]]\naction = "drop"\nsource_labels = ["__name__"]\nregex = ".+"\n[[metrics.scrape.static_configs]]\ntargets = ["127.0.0.1:${consolePort}"]\n\n[[metrics.scrape]]\njob_name = "closed-port"\nscrape_interval = "1s"\nscrape_timeout = "1s"\n[[metrics.scrape.static_configs]]\ntargets = ["127.0.0.1:${closedPort}"]\n\n[metrics.rules]\nfiles = ["${rulesFile}"]\nevaluation_interval = "1s"\ndefault_rules = false\n`,
   );
   const base = `http://127.0.0.1:${consolePort}`;
 

@@ -162,25 +162,30 @@ impl Scraper {
             samples.push((gone.clone(), t, stale_nan()));
         }
         self.previous = now_series;
-        let appended = self.append(samples).await;
-        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        h.last_scrape_ms = t;
-        h.last_duration = duration;
-        h.last_samples = post_relabel;
-        match error {
-            None => {
-                h.health = "up";
-                h.last_error.clear();
-                if let Some(a) = appended
-                    && a.over_limit > 0
-                {
-                    h.last_error = format!("{} samples refused: the series limit is reached", a.over_limit);
+        // Health first: a reader that sees this scrape's samples sees its health too.
+        {
+            let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            h.last_scrape_ms = t;
+            h.last_duration = duration;
+            h.last_samples = post_relabel;
+            match &error {
+                None => {
+                    h.health = "up";
+                    h.last_error.clear();
+                }
+                Some(e) => {
+                    h.health = "down";
+                    h.last_error = e.clone();
                 }
             }
-            Some(e) => {
-                h.health = "down";
-                h.last_error = e;
-            }
+        }
+        let appended = self.append(samples).await;
+        if error.is_none()
+            && let Some(a) = appended
+            && a.over_limit > 0
+        {
+            let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            h.last_error = format!("{} samples refused: the series limit is reached", a.over_limit);
         }
     }
 

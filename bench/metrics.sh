@@ -26,8 +26,9 @@
 #
 # Usage: bench/metrics.sh [replay series, default 20000] [samples per series, default 1000]
 # Env: SIGNALBOX_BIN and LOADGEN_BIN use these binaries instead of a release build;
-# TARGETS (100), TARGET_SERIES (2000), SCRAPE_S (180), CONCURRENCY (4), QUERY_RUNS (20),
-# PROMETHEUS_BIN (/usr/bin/prometheus).
+# TARGETS (100), TARGET_SERIES (2000), SCRAPE_S (180), CONCURRENCY (16 shards; Prometheus
+# scales its remote_write shards up to 200), QUERY_RUNS (20), PROMETHEUS_BIN
+# (/usr/bin/prometheus).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SERIES=${1:-20000}
@@ -35,7 +36,7 @@ SAMPLES=${2:-1000}
 TARGETS=${TARGETS:-100}
 TARGET_SERIES=${TARGET_SERIES:-2000}
 SCRAPE_S=${SCRAPE_S:-180}
-CONCURRENCY=${CONCURRENCY:-4}
+CONCURRENCY=${CONCURRENCY:-16}
 QUERY_RUNS=${QUERY_RUNS:-20}
 PROM_BIN=${PROMETHEUS_BIN:-/usr/bin/prometheus}
 PER_HOST=100

@@ -8,10 +8,13 @@
 //! - `trace-ingest`, `trace-query`, `clickhouse-load`: the trace store benchmark (see
 //!   `traces`).
 //! - `logs-gen`, `logs-ingest`, `logs-tail`: the log store benchmark (see `logs`).
+//! - `metrics-targets`, `metrics-replay-gen`, `metrics-replay`, `metrics-query`,
+//!   `metrics-wait`: the metrics store benchmark (see `metrics`).
 //! - `etcd-watch`: the same fan-out measured on etcd (keys under a prefix, M watch streams
 //!   through etcd's JSON gateway).
 
 mod logs;
+mod metrics;
 mod traces;
 
 use anyhow::{Context, bail};
@@ -137,6 +140,72 @@ enum Cmd {
         url: String,
         #[arg(long, default_value_t = 20)]
         samples: usize,
+    },
+    /// Scrape targets: host i's series on port base_port + i, until killed.
+    MetricsTargets {
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long)]
+        base_port: u16,
+        #[arg(long, default_value_t = 100)]
+        targets: usize,
+        #[arg(long, default_value_t = 2_000)]
+        series: usize,
+        /// The values advance once per interval (the scrape interval).
+        #[arg(long, default_value_t = 10_000)]
+        interval_ms: u64,
+    },
+    /// Writes a deterministic remote_write stream to a file.
+    MetricsReplayGen {
+        #[arg(long)]
+        series: u64,
+        #[arg(long)]
+        samples_per_series: u64,
+        #[arg(long, default_value_t = 100)]
+        per_host: usize,
+        /// Time of step 0, Unix milliseconds.
+        #[arg(long)]
+        start_ms: i64,
+        #[arg(long, default_value_t = 15_000)]
+        spacing_ms: i64,
+        /// Samples per write request.
+        #[arg(long, default_value_t = 2_000)]
+        batch: usize,
+        /// Concurrent senders, each with its own range of series.
+        #[arg(long, default_value_t = 4)]
+        shards: u32,
+        #[arg(long)]
+        out: String,
+    },
+    /// POSTs a file from metrics-replay-gen to a remote_write URL.
+    MetricsReplay {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        file: String,
+    },
+    /// The fixed PromQL set against a query API base (Prometheus's root or Signalbox's
+    /// /prometheus), at the replay's end.
+    MetricsQuery {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        end_ms: i64,
+        #[arg(long, default_value_t = 20)]
+        repeat: usize,
+    },
+    /// Seconds until an instant query answers the expected value.
+    MetricsWait {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        query: String,
+        #[arg(long)]
+        time_ms: i64,
+        #[arg(long)]
+        expect: f64,
+        #[arg(long, default_value_t = 600.0)]
+        timeout_s: f64,
     },
     EtcdWatch {
         #[arg(long)]
@@ -528,6 +597,19 @@ async fn main() -> anyhow::Result<()> {
         Cmd::LogsIngest { url, file, clients, batch_bytes } => logs::ingest(&url, &file, clients, batch_bytes).await,
         Cmd::LogsTail { url, samples } => logs::tail(&url, samples).await,
         Cmd::ClickhouseLoad { url, shape, traces: n } => traces::clickhouse_load(&url, shape.generator(), n).await,
+        Cmd::MetricsTargets { host, base_port, targets, series, interval_ms } => {
+            metrics::targets(&host, base_port, targets, series, interval_ms).await
+        }
+        Cmd::MetricsReplayGen { series, samples_per_series, per_host, start_ms, spacing_ms, batch, shards, out } => {
+            let shape =
+                metrics::ReplayShape { series, samples_per_series, per_host, start_ms, spacing_ms, batch, shards };
+            metrics::replay_gen(shape, &out)
+        }
+        Cmd::MetricsReplay { url, file } => metrics::replay(&url, &file).await,
+        Cmd::MetricsQuery { url, end_ms, repeat } => metrics::query(&url, end_ms, repeat).await,
+        Cmd::MetricsWait { url, query, time_ms, expect, timeout_s } => {
+            metrics::wait(&url, &query, time_ms, expect, timeout_s).await
+        }
         Cmd::TraceQuery { target, url, shape, traces: n, samples, limit } => {
             traces::query(&target, &url, shape.generator(), n, samples, limit).await
         }

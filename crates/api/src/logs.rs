@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`native`]: NDJSON lines (`POST /api/logs`), what `signalbox agent` sends.
 //! - [`native_query`]: search, aggregations and live tail (`GET /api/logs...`).
+//! - [`native_stream`]: a search whose matches stream as NDJSON while it runs.
 //! - [`loki`]: Loki's push API (protobuf with snappy block compression, and JSON).
 //! - [`loki_query`]: Loki's query API (LogQL) for Grafana's Loki data source.
 //! - [`elasticsearch`]: the `_bulk` subset shippers use, and their start-up handshake.
@@ -19,6 +20,7 @@ pub mod loki;
 pub mod loki_query;
 pub mod native;
 pub mod native_query;
+pub mod native_stream;
 pub mod otlp;
 
 use crate::AppState;

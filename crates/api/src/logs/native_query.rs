@@ -34,6 +34,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/api/logs", axum::routing::get(search))
         .route("/api/logs/aggregate", axum::routing::get(aggregate))
         .route("/api/logs/tail", axum::routing::get(tail))
+        .route("/api/logs/stream", axum::routing::get(super::native_stream::stream))
 }
 
 pub(crate) fn store(s: &AppState) -> Result<&Logs, ApiError> {
@@ -89,11 +90,11 @@ pub(crate) fn time_param(field: &str, v: &str) -> Result<u64, ApiError> {
     crate::traces::parse_time(field, v)
 }
 
-fn parse_query(q: &str) -> Result<lang::Query, ApiError> {
+pub(crate) fn parse_query(q: &str) -> Result<lang::Query, ApiError> {
     lang::parse(q).map_err(|e| ApiError::field("query", e.to_string()))
 }
 
-fn search_error(e: SearchError) -> ApiError {
+pub(crate) fn search_error(e: SearchError) -> ApiError {
     match e {
         SearchError::TooMuchData(_) | SearchError::Timeout(_) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "query_too_expensive", e.to_string())
@@ -138,7 +139,7 @@ pub fn record_json(r: &LogRecord) -> Value {
 }
 
 /// Byte ranges of the body that the query's words and phrases matched.
-fn highlights(filter: &Expr, body: &str) -> Vec<(usize, usize)> {
+pub(crate) fn highlights(filter: &Expr, body: &str) -> Vec<(usize, usize)> {
     let mut terms: Vec<String> = Vec::new();
     fn collect(e: &Expr, out: &mut Vec<String>) {
         match e {

@@ -532,3 +532,42 @@ where
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_streams_its_matches_as_ndjson() {
+    let node = Node::start(&[], &[]).await;
+    let http = Http::new();
+    let now = signalbox_core::time::unix_nanos();
+    let lines: Vec<Value> = (0..40u64)
+        .map(|i| {
+            json!({
+                "timestamp": signalbox_core::time::rfc3339_nanos(now - (40 - i) * 1_000_000_000),
+                "severity": "INFO",
+                "body": if i % 2 == 0 { format!("order {i} shipped") } else { format!("order {i} packed") },
+                "service": "orders",
+            })
+        })
+        .collect();
+    let r = post(&http, &format!("http://{}/api/logs", node.console), "application/x-ndjson", ndjson(&lines)).await;
+    assert_eq!(get_json(&r)["accepted"], 40);
+    let url = format!("http://{}/api/logs/stream?query={}&since=1h&limit=7", node.console, enc("shipped"));
+    let r = http.get(&url).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+    let got: Vec<Value> = r.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(got.len(), 8, "seven records and the closing line: {got:?}");
+    for rec in &got[..7] {
+        assert!(rec["body"].as_str().unwrap().ends_with("shipped"), "{rec}");
+        assert!(!rec["highlights"].as_array().unwrap().is_empty(), "{rec}");
+    }
+    assert_eq!(got[7]["done"], true, "{}", got[7]);
+    assert_eq!(got[7]["sent"], 7);
+    // Every match when the limit allows, and named errors for bad parameters.
+    let all = http.get(&format!("http://{}/api/logs/stream?query={}&since=1h", node.console, enc("shipped"))).await;
+    assert_eq!(all.text().lines().count(), 21);
+    let bad = http.get(&format!("http://{}/api/logs/stream?query=x&limit=0", node.console)).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["field"], "limit");
+    let agg = http.get(&format!("http://{}/api/logs/stream?query={}", node.console, enc("x | count by service"))).await;
+    assert_eq!(agg.status, 400);
+}

@@ -20,7 +20,6 @@ use serde_json::{Map, Value, json};
 use signalbox_core::log::LogRecord;
 use signalbox_core::span::AttrValue;
 use signalbox_events::logs::lang::{self, Aggregation, Expr, Stat};
-use signalbox_events::logs::eval::Fields;
 use signalbox_events::logs::store::{LogRow, Logs, Search, SearchError};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

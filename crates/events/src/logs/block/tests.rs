@@ -157,6 +157,13 @@ fn a_needle_touches_only_the_pages_that_hold_it() {
         wrong += pages.len() - pages.iter().filter(|&&p| all[p * 128..(p + 1) * 128].iter().any(|x| x.trace_id == Some(t))).count();
     }
     assert!(wrong <= 8, "{wrong} of ~330 page checks let through by a false positive");
+    // Absent words pass no page: the common bloom's false positives would pass them all.
+    let mut passed = 0;
+    for k in 0..2000 {
+        let keys = query_keys(&[format!("absent{k}")], &[]);
+        passed += (0..b.pages.len()).filter(|&p| b.page_may_match(p, &keys)).count();
+    }
+    assert!(passed <= 450, "{passed} of 32,000 page checks passed an absent word (1 % expected)");
     // A word in every page is in the common bloom; an absent one passes no page.
     assert!((0..b.pages.len()).all(|p| b.page_may_match(p, &query_keys(&["timeout".into()], &[]))));
     assert!(!b.may_match(&query_keys(&["neverseen".into()], &[])));

@@ -7,7 +7,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if std::fs::write(&path, data).is_err() {
         return;
     }
-    if let Ok(b) = signalbox_events::block::open(&path)
+    if let Ok(b) = signalbox_events::spans::block::open(&path)
         && let Ok(l) = b.load()
     {
         let all: Vec<usize> = (0..l.n.min(1 << 16)).collect();

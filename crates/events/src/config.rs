@@ -1,9 +1,9 @@
 //! The `[traces]` section of the config file as users write it (stage one), its checks, and
 //! the runtime settings it turns into (stage two).
 
-use crate::pipeline::PipelineSettings;
-use crate::sampler::SamplerConfig;
-use crate::store::StoreConfig;
+use crate::spans::pipeline::PipelineSettings;
+use crate::spans::sampler::SamplerConfig;
+use crate::spans::store::StoreConfig;
 use serde::{Deserialize, Serialize};
 use signalbox_core::config::{ByteSize, Dur, Problems};
 use std::path::Path;

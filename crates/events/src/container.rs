@@ -1,9 +1,15 @@
-//! The container both signals' stores are built from, independent of what a record is: a
-//! write-ahead log of opaque record batches with group commit and settlement, and (as the
-//! store is split, issue 9) block framing, partitions and retention. A schema (`logs`, and
-//! the trace store as it moves over) encodes its records into batches and columns.
+//! The container both signals' stores are built from, independent of what a record is. A
+//! schema (`spans`, `logs`) encodes its records into log batches and block columns; the
+//! container makes the batches durable and replays them, and gives both schemas the same
+//! encoding primitives, bloom filters and hashing.
 //!
 //! # Layout
 //! - [`wal`]: segmented write-ahead log of checksummed batches, a settlement ledger, replay.
+//! - [`encoding`]: varints, length-prefixed strings and a bounds-checked reader.
+//! - [`bloom`]: bloom filters.
+//! - [`hash`]: the fast hash behind the filters and the in-memory maps.
 
+pub mod bloom;
+pub mod encoding;
+pub mod hash;
 pub mod wal;

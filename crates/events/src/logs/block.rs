@@ -21,7 +21,7 @@
 
 use super::codec::{Damaged, Reader, put_attrs, put_str, put_varint};
 use super::eval::words;
-use crate::bloom::Bloom;
+use crate::container::bloom::Bloom;
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::log::{LogRecord, Severity};
 use signalbox_core::span::AttrValue;

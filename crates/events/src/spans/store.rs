@@ -1,14 +1,14 @@
 //! The span store: an in-memory head that takes new spans, sealed into blocks
-//! ([`crate::block`]) when it holds enough spans or is old enough, grouped into hourly
+//! ([`crate::spans::block`]) when it holds enough spans or is old enough, grouped into hourly
 //! partitions (`p-<hour>/b-<seq>.blk`). Retention deletes whole partitions, by age and by
 //! total size. Sealing settles the spans' write-ahead-log segments, which can then go.
 //!
 //! Queries read the head, the blocks being sealed, and the sealed blocks; see
-//! [`crate::query`].
+//! [`crate::spans::query`].
 
-use crate::block::{self, Block};
-use crate::hash::FastMap;
-use crate::wal::Ledger;
+use crate::container::hash::FastMap;
+use crate::container::wal::Ledger;
+use crate::spans::block::{self, Block};
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::span::{Span, SpanFlags};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -425,7 +425,7 @@ mod tests {
             retention_age: age,
             retention_bytes: bytes,
         };
-        SpanStore::open(cfg, crate::wal::ledger(&dir.join("wal"))).unwrap()
+        SpanStore::open(cfg, crate::container::wal::Ledger::new(&dir.join("wal"))).unwrap()
     }
 
     #[test]
@@ -442,7 +442,7 @@ mod tests {
         s.seal().unwrap();
         assert_eq!(s.read().partitions.len(), 4);
         assert_eq!(s.stats.spans_stored.load(Ordering::Relaxed), 200);
-        assert_eq!(crate::query::trace(&s, &traces[0]).len(), 50);
+        assert_eq!(crate::spans::query::trace(&s, &traces[0]).len(), 50);
 
         // By age: only partitions wholly older than the cutoff (97h) go.
         s.enforce_retention(now);
@@ -451,7 +451,7 @@ mod tests {
             [97, 98, 99].map(|h: u64| h * HOUR_NANOS).to_vec()
         );
         assert!(!s.cfg.dir.join(format!("p-{}", 96 * HOUR_NANOS)).exists());
-        assert!(crate::query::trace(&s, &traces[0]).is_empty());
+        assert!(crate::spans::query::trace(&s, &traces[0]).is_empty());
         assert_eq!(s.stats.spans_stored.load(Ordering::Relaxed), 150);
 
         // By size: the oldest go until the rest fit, never the newest.
@@ -462,7 +462,7 @@ mod tests {
         let s3 = SpanStore { cfg: StoreConfig { retention_bytes: 1, ..s2.cfg.clone() }, ..s2 };
         s3.enforce_retention(now);
         assert_eq!(s3.read().partitions.len(), 1, "the newest partition stays");
-        assert_eq!(crate::query::trace(&s3, &traces[3]).len(), 50);
+        assert_eq!(crate::spans::query::trace(&s3, &traces[3]).len(), 50);
     }
 
     #[test]
@@ -477,7 +477,7 @@ mod tests {
         }
         let s = store(dir.path(), Duration::from_secs(86_400 * 365), u64::MAX);
         assert_eq!(s.stats.spans_stored.load(Ordering::Relaxed), 30);
-        assert_eq!(crate::query::trace(&s, &t).len(), 30);
+        assert_eq!(crate::spans::query::trace(&s, &t).len(), 30);
         let mut dedup = Dedup::new(&s);
         assert!(spans.iter().all(|x| dedup.stored(x)));
         assert!(!dedup.stored(&span(t, 50 * HOUR_NANOS + 5)), "a new span id of the same trace is not stored");
@@ -491,6 +491,6 @@ mod tests {
         drop(s);
         let s = store(dir.path(), Duration::from_secs(86_400 * 365), u64::MAX);
         assert!(!tmp.exists());
-        assert_eq!(crate::query::trace(&s, &t).len(), 30);
+        assert_eq!(crate::spans::query::trace(&s, &t).len(), 30);
     }
 }

@@ -34,9 +34,9 @@
 //! Decompressed columns are kept in a process-wide cache with a byte budget, so the blocks
 //! a busy query touches are decompressed once.
 
-use crate::bloom::{self, Bloom};
-use crate::codec::{self, Corrupt, Reader, put_str, put_varint};
-use crate::hash::FastMap;
+use crate::container::bloom::{self, Bloom};
+use crate::container::hash::FastMap;
+use crate::spans::codec::{self, Corrupt, Reader, put_str, put_varint};
 use serde::{Deserialize, Serialize};
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::span::{AttrValue, KeyValue, Resource, Scope, Span, SpanFlags, SpanKind, StatusCode};
@@ -123,7 +123,7 @@ static NEXT_BLOCK_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The search tokens of a block, as hashes: each service (`s:`), service+operation
 /// (`o:`), attribute `key=value` alone (`a:`) and within the service (`A:`), and `e` when a
-/// span failed. Each is the [`crate::bloom::hash`] of the matching `token_*` bytes,
+/// span failed. Each is the [`crate::container::bloom::hash`] of the matching `token_*` bytes,
 /// computed without building them, once per distinct value in the block.
 fn block_tokens(
     services: &[String],
@@ -142,7 +142,7 @@ fn block_tokens(
         out.insert(bloom::hash(b"e"));
     }
     let texts: Vec<std::borrow::Cow<str>> = attrs.values.iter().map(|v| value_text(v)).collect();
-    let mut pairs: crate::hash::FastSet<(u32, u32)> = Default::default();
+    let mut pairs: crate::container::hash::FastSet<(u32, u32)> = Default::default();
     for &(svc, k, v) in &attrs.triples {
         let (key, text) = (attrs.keys[k as usize].as_bytes(), texts[v as usize].as_bytes());
         if pairs.insert((k, v)) {
@@ -154,7 +154,7 @@ fn block_tokens(
 }
 
 /// Token hashes (already well mixed, so hashed again by identity).
-pub type TokenSet = crate::hash::FastSet<u64>;
+pub type TokenSet = crate::container::hash::FastSet<u64>;
 
 pub fn token_service(s: &str) -> Vec<u8> {
     [b"s:".as_slice(), s.as_bytes()].concat()
@@ -418,7 +418,7 @@ struct AttrDicts<'a> {
     values: Vec<&'a AttrValue>,
     services: Vec<&'a str>,
     /// Distinct (service, key, value) index triples, for the search tokens.
-    triples: crate::hash::FastSet<(u32, u32, u32)>,
+    triples: crate::container::hash::FastSet<(u32, u32, u32)>,
 }
 
 /// The attribute column of `spans` (in row order).
@@ -430,7 +430,7 @@ fn attrs_column<'a>(spans: &[&'a Span]) -> AttrDicts<'a> {
     let mut value_refs: Vec<&AttrValue> = Vec::new();
     let mut services: FastMap<&str, u32> = FastMap::default();
     let mut service_order: Vec<&str> = Vec::new();
-    let mut triples: crate::hash::FastSet<(u32, u32, u32)> = Default::default();
+    let mut triples: crate::container::hash::FastSet<(u32, u32, u32)> = Default::default();
     let mut rows = Vec::new();
     let mut enc = Vec::new();
     let mut marks = Vec::with_capacity(spans.len() / STRIDE + 1);
@@ -654,7 +654,7 @@ fn origin_column(spans: &[&Span], tokens: &mut TokenSet) -> (Vec<u8>, Vec<u32>) 
     let mut origins = codec::Origins::default();
     let mut rows = Vec::with_capacity(spans.len() * 2);
     let mut marks = Vec::with_capacity(spans.len() / STRIDE + 1);
-    let mut seen: crate::hash::FastSet<(&str, u32)> = Default::default();
+    let mut seen: crate::container::hash::FastSet<(&str, u32)> = Default::default();
     for (row, s) in spans.iter().enumerate() {
         if row % STRIDE == 0 {
             marks.push(rows.len() as u32);

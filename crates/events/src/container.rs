@@ -5,11 +5,16 @@
 //!
 //! # Layout
 //! - [`wal`]: segmented write-ahead log of checksummed batches, a settlement ledger, replay.
+//! - [`block`]: block framing: the schema's header parts, a column directory, a zstd frame
+//!   and a crc32 per column, atomic writes.
+//! - [`cache`]: the decompressed-column cache, bounded by bytes, least recently used out.
 //! - [`encoding`]: varints, length-prefixed strings and a bounds-checked reader.
 //! - [`bloom`]: bloom filters.
 //! - [`hash`]: the fast hash behind the filters and the in-memory maps.
 
+pub mod block;
 pub mod bloom;
+pub mod cache;
 pub mod encoding;
 pub mod hash;
 pub mod wal;

@@ -487,7 +487,7 @@ fn start_traces(
     data_dir: &std::path::Path,
     registry: &Registry,
 ) -> std::io::Result<signalbox_events::spans::pipeline::Traces> {
-    signalbox_events::spans::block::set_cache_budget(usize::try_from(cfg.traces.query_cache.0).unwrap_or(usize::MAX));
+    signalbox_events::container::cache::set_budget(usize::try_from(cfg.traces.query_cache.0).unwrap_or(usize::MAX));
     signalbox_events::spans::pipeline::Traces::start(cfg.traces.pipeline(&data_dir.join("traces")), registry)
 }
 

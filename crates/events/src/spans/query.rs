@@ -152,7 +152,7 @@ pub fn trace(store: &SpanStore, id: &TraceId) -> Vec<Span> {
             continue;
         }
         let Ok(l) = b.load() else {
-            tracing::error!(path = %b.path.display(), "unreadable block");
+            tracing::error!(path = %b.path().display(), "unreadable block");
             continue;
         };
         let Ok(rows) = l.rows_of(id) else { continue };

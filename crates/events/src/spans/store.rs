@@ -208,7 +208,7 @@ impl SpanStore {
                 // Put the spans back so they are neither lost nor settled; the next seal
                 // tries again.
                 for b in &written {
-                    let _ = std::fs::remove_file(&b.1.path);
+                    let _ = std::fs::remove_file(b.1.path());
                 }
                 let spans = Arc::try_unwrap(sealing).map(|s| s.spans).unwrap_or_else(|s| s.spans.clone());
                 let head = &mut st.head;
@@ -376,7 +376,7 @@ impl<'a> Dedup<'a> {
                 .collect()
         };
         for b in candidates {
-            let ids = self.loaded.entry(b.path.clone()).or_insert_with(|| {
+            let ids = self.loaded.entry(b.path().to_owned()).or_insert_with(|| {
                 let mut set = HashSet::new();
                 if let Ok(l) = b.load()
                     && let (Ok(t), Ok(sp), Ok(f)) = (l.trace_ids(), l.span_ids(), l.flags())

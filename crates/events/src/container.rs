@@ -8,6 +8,7 @@
 //! - [`block`]: block framing: the schema's header parts, a column directory, a zstd frame
 //!   and a crc32 per column, atomic writes.
 //! - [`cache`]: the decompressed-column cache, bounded by bytes, least recently used out.
+//! - [`partition`]: hourly partitions of blocks, and retention by age and by size.
 //! - [`encoding`]: varints, length-prefixed strings and a bounds-checked reader.
 //! - [`bloom`]: bloom filters.
 //! - [`hash`]: the fast hash behind the filters and the in-memory maps.
@@ -17,4 +18,5 @@ pub mod bloom;
 pub mod cache;
 pub mod encoding;
 pub mod hash;
+pub mod partition;
 pub mod wal;

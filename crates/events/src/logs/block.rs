@@ -2,16 +2,11 @@
 //! block's time range, and a bloom filter of its words and field values, so a search that
 //! cannot match a block never decompresses it.
 //!
-//! ```text
-//! "SBXLOGB1"  magic
-//! u32         header length, then the header:
-//!   varint count, min_ts, max_ts, then per column (time, severity, service, instance, ids,
-//!   body, rest): varint raw length, varint compressed length; then the bloom's length
-//! u32         crc32 of the header
-//! columns     zstd frames in the order above
-//! bloom       the filter's bytes
-//! u32         crc32 of everything after the header's checksum
-//! ```
+//! The file is framed by the container ([`crate::container::block`]): magic `SBXLOGB2`,
+//! header parts the summary (varint count, min_ts, max_ts) and the bloom filter's bytes,
+//! then the columns below, each a checksummed zstd frame, read on demand through the shared
+//! decompressed-column cache. (`SBXLOGB1` blocks, framed by the log store itself, are no
+//! longer read: pre-release, not migrated.)
 //!
 //! Columns: `time` (delta varints, records sorted by time), `severity` (a byte each),
 //! `service` and `instance` (a dictionary, then a varint index each), `ids` (flags, trace
@@ -21,17 +16,17 @@
 
 use super::codec::{Damaged, Reader, put_attrs, put_str, put_varint};
 use super::eval::words;
+use crate::container::block::{self as framing, Framed};
 use crate::container::bloom::Bloom;
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::log::{LogRecord, Severity};
 use signalbox_core::span::AttrValue;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
-const MAGIC: &[u8; 8] = b"SBXLOGB1";
+const MAGIC: &[u8; 8] = b"SBXLOGB2";
 const COLUMNS: usize = 7;
-const ZSTD_LEVEL: i32 = 3;
 /// Field values longer than this are not put in the bloom filter (they are not ids).
 const MAX_BLOOM_VALUE: usize = 256;
 
@@ -117,78 +112,40 @@ pub fn encode(records: &mut [LogRecord]) -> std::io::Result<Vec<u8>> {
         c.extend_from_slice(&cols[2 + i]);
         cols[2 + i] = c;
     }
-    let compressed: Vec<Vec<u8>> =
-        cols.iter().map(|c| zstd::bulk::compress(c, ZSTD_LEVEL)).collect::<std::io::Result<_>>()?;
-    let mut header = Vec::new();
-    put_varint(&mut header, records.len() as u64);
-    put_varint(&mut header, records.first().map_or(0, |r| r.unix_nanos));
-    put_varint(&mut header, records.last().map_or(0, |r| r.unix_nanos));
-    for (raw, z) in cols.iter().zip(&compressed) {
-        put_varint(&mut header, raw.len() as u64);
-        put_varint(&mut header, z.len() as u64);
-    }
-    put_varint(&mut header, bloom.len() as u64);
-    let mut out = Vec::with_capacity(header.len() + compressed.iter().map(Vec::len).sum::<usize>() + bloom.len() + 32);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&crc32fast::hash(&header).to_le_bytes());
-    let body_start = out.len();
-    for z in &compressed {
-        out.extend_from_slice(z);
-    }
-    out.extend_from_slice(&bloom);
-    let crc = crc32fast::hash(&out[body_start..]);
-    out.extend_from_slice(&crc.to_le_bytes());
-    Ok(out)
+    let mut summary = Vec::new();
+    put_varint(&mut summary, records.len() as u64);
+    put_varint(&mut summary, records.first().map_or(0, |r| r.unix_nanos));
+    put_varint(&mut summary, records.last().map_or(0, |r| r.unix_nanos));
+    Ok(framing::encode(MAGIC, &[&summary, &bloom], &cols)?.0)
 }
 
-/// A block read back: its metadata and filter, with the columns still compressed.
+/// A block read back: its metadata and filter, the columns read on demand.
 pub struct Block {
     pub count: usize,
     pub min_ts: u64,
     pub max_ts: u64,
     pub bytes_on_disk: u64,
     bloom: Bloom,
-    columns: Vec<(usize, Vec<u8>)>,
+    framed: Framed,
 }
 
 impl Block {
-    /// Parses and checks a block file.
+    /// Reads a block file's header (not its columns) and checks it.
     pub fn read(path: &Path) -> Result<Block, Damaged> {
-        let b = std::fs::read(path).map_err(|_| Damaged)?;
-        Self::parse(&b)
-    }
-
-    pub fn parse(b: &[u8]) -> Result<Block, Damaged> {
-        if b.len() < 16 || &b[..8] != MAGIC {
+        let (framed, parts) = Framed::open(path, MAGIC).map_err(|_| Damaged)?;
+        let [summary, bloom] = parts.as_slice() else { return Err(Damaged) };
+        if framed.columns.len() != COLUMNS {
             return Err(Damaged);
         }
-        let hlen = u32::from_le_bytes(b[8..12].try_into().map_err(|_| Damaged)?) as usize;
-        let header = b.get(12..12 + hlen).ok_or(Damaged)?;
-        let hcrc = b.get(12 + hlen..16 + hlen).ok_or(Damaged)?;
-        if crc32fast::hash(header).to_le_bytes() != hcrc {
-            return Err(Damaged);
-        }
-        let body = b.get(16 + hlen..b.len().checked_sub(4).ok_or(Damaged)?).ok_or(Damaged)?;
-        if crc32fast::hash(body).to_le_bytes() != b[b.len() - 4..] {
-            return Err(Damaged);
-        }
-        let mut h = Reader::new(header);
+        let mut h = Reader::new(summary);
         let count = h.varint()? as usize;
         let (min_ts, max_ts) = (h.varint()?, h.varint()?);
-        let mut columns = Vec::with_capacity(COLUMNS);
-        let mut pos = 0usize;
-        for _ in 0..COLUMNS {
-            let raw = h.varint()? as usize;
-            let z = h.varint()? as usize;
-            let data = body.get(pos..pos + z).ok_or(Damaged)?;
-            columns.push((raw, data.to_vec()));
-            pos += z;
+        // Every record takes at least a byte of the time column: bounds what readers allocate.
+        if count > framed.columns[0].raw {
+            return Err(Damaged);
         }
-        let blen = h.varint()? as usize;
-        let bloom = Bloom::from_bytes(body.get(pos..pos + blen).ok_or(Damaged)?).ok_or(Damaged)?;
-        Ok(Block { count, min_ts, max_ts, bytes_on_disk: b.len() as u64, bloom, columns })
+        let bloom = Bloom::from_bytes(bloom).ok_or(Damaged)?;
+        Ok(Block { count, min_ts, max_ts, bytes_on_disk: framed.file_bytes, bloom, framed })
     }
 
     /// Whether the block may hold every one of these words and field values.
@@ -197,12 +154,8 @@ impl Block {
             && values.iter().all(|(f, v)| self.bloom.may_contain(&field_key(f, v)))
     }
 
-    fn column(&self, i: usize) -> Result<Vec<u8>, Damaged> {
-        let (raw, z) = &self.columns[i];
-        if *raw == 0 {
-            return Ok(Vec::new());
-        }
-        zstd::bulk::decompress(z, *raw).map_err(|_| Damaged)
+    fn column(&self, i: usize) -> Result<Arc<Vec<u8>>, Damaged> {
+        self.framed.reader().and_then(|r| r.column(i)).map_err(|_| Damaged)
     }
 
     /// Timestamps of every record, in order.
@@ -282,17 +235,4 @@ impl Block {
         }
         Ok(out)
     }
-}
-
-/// Writes a block file atomically: a temporary file, fsync, rename, fsync of the directory.
-pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let path = dir.join(name);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(path)
 }

@@ -7,6 +7,7 @@
 //! - [`wal`]: segmented write-ahead log of checksummed batches, a settlement ledger, replay.
 //! - [`block`]: block framing: the schema's header parts, a column directory, a zstd frame
 //!   and a crc32 per column, atomic writes.
+//! - [`dict`]: dictionary columns (distinct strings, then an index per row).
 //! - [`cache`]: the decompressed-column cache, bounded by bytes, least recently used out.
 //! - [`partition`]: hourly partitions of blocks, and retention by age and by size.
 //! - [`encoding`]: varints, length-prefixed strings and a bounds-checked reader.
@@ -16,6 +17,7 @@
 pub mod block;
 pub mod bloom;
 pub mod cache;
+pub mod dict;
 pub mod encoding;
 pub mod hash;
 pub mod partition;

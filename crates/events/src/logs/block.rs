@@ -9,7 +9,7 @@
 //! longer read: pre-release, not migrated.)
 //!
 //! Columns: `time` (delta varints, records sorted by time), `severity` (a byte each),
-//! `service` and `instance` (a dictionary, then a varint index each), `ids` (flags, trace
+//! `service` and `instance` (dictionary columns, [`crate::container::dict`]), `ids` (flags, trace
 //! and span ids), `body` (length-prefixed), `rest` (observed time, severity text, resource
 //! and attributes, as the record codec writes them). The service, instance and severity of
 //! every record are readable without touching the bodies.
@@ -18,10 +18,10 @@ use super::codec::{Damaged, Reader, put_attrs, put_str, put_varint};
 use super::eval::words;
 use crate::container::block::{self as framing, Framed};
 use crate::container::bloom::Bloom;
+use crate::container::dict::{self, Dict};
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::log::{LogRecord, Severity};
 use signalbox_core::span::AttrValue;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -43,8 +43,6 @@ pub fn field_key(field: &str, value: &str) -> Vec<u8> {
 pub fn encode(records: &mut [LogRecord]) -> std::io::Result<Vec<u8>> {
     records.sort_by_key(|r| r.unix_nanos);
     let mut cols: [Vec<u8>; COLUMNS] = Default::default();
-    let mut dicts: [HashMap<String, u64>; 2] = Default::default();
-    let mut dict_cols: [Vec<u8>; 2] = Default::default();
     let mut tokens = 0usize;
     let mut prev = 0u64;
     let mut keys: Vec<Vec<u8>> = Vec::new();
@@ -52,14 +50,6 @@ pub fn encode(records: &mut [LogRecord]) -> std::io::Result<Vec<u8>> {
         put_varint(&mut cols[0], r.unix_nanos - prev);
         prev = r.unix_nanos;
         cols[1].push(r.severity.0);
-        for (i, v) in [&r.service, &r.instance].into_iter().enumerate() {
-            let next = dicts[i].len() as u64;
-            let id = *dicts[i].entry(v.clone()).or_insert_with(|| {
-                put_str(&mut dict_cols[i], v);
-                next
-            });
-            put_varint(&mut cols[2 + i], id);
-        }
         let flags = u8::from(r.trace_id.is_some()) | u8::from(r.span_id.is_some()) << 1;
         cols[4].push(flags);
         if let Some(t) = &r.trace_id {
@@ -92,11 +82,12 @@ pub fn encode(records: &mut [LogRecord]) -> std::io::Result<Vec<u8>> {
             keys.dedup();
         }
     }
-    for (i, d) in dicts.iter().enumerate() {
-        for v in d.keys() {
-            keys.push(field_key(if i == 0 { "service" } else { "instance" }, v));
-        }
-    }
+    // Service and instance: the container's dictionary columns.
+    let services = dict::encode(records.iter().map(|r| r.service.as_str()), usize::MAX);
+    let instances = dict::encode(records.iter().map(|r| r.instance.as_str()), usize::MAX);
+    keys.extend(services.distinct.iter().map(|v| field_key("service", v)));
+    keys.extend(instances.distinct.iter().map(|v| field_key("instance", v)));
+    (cols[2], cols[3]) = (services.bytes, instances.bytes);
     keys.sort_unstable();
     keys.dedup();
     let mut bloom = Bloom::with_capacity(keys.len().max(tokens.min(1)));
@@ -104,14 +95,6 @@ pub fn encode(records: &mut [LogRecord]) -> std::io::Result<Vec<u8>> {
         bloom.insert(k);
     }
     let bloom = bloom.to_bytes();
-    // The dictionaries lead their columns.
-    for i in 0..2 {
-        let mut c = Vec::with_capacity(dict_cols[i].len() + cols[2 + i].len() + 8);
-        put_varint(&mut c, dicts[i].len() as u64);
-        c.extend_from_slice(&dict_cols[i]);
-        c.extend_from_slice(&cols[2 + i]);
-        cols[2 + i] = c;
-    }
     let mut summary = Vec::new();
     put_varint(&mut summary, records.len() as u64);
     put_varint(&mut summary, records.first().map_or(0, |r| r.unix_nanos));
@@ -178,26 +161,13 @@ impl Block {
         if sev.len() != self.count {
             return Err(Damaged);
         }
-        let dict_col = |i: usize| -> Result<(Vec<String>, Vec<u8>), Damaged> {
-            let c = self.column(i)?;
-            let mut r = Reader::new(&c);
-            let n = r.varint()? as usize;
-            if n > c.len() {
-                return Err(Damaged);
-            }
-            let dict = (0..n).map(|_| r.str()).collect::<Result<Vec<_>, _>>()?;
-            let rest = c[c.len() - r.remaining()..].to_vec();
-            Ok((dict, rest))
-        };
-        let (services, service_ids) = dict_col(2)?;
-        let (instances, instance_ids) = dict_col(3)?;
+        let services = Dict::read(&self.column(2)?, self.count).map_err(|_| Damaged)?;
+        let instances = Dict::read(&self.column(3)?, self.count).map_err(|_| Damaged)?;
         let (ids, bodies, rest) = (self.column(4)?, self.column(5)?, self.column(6)?);
-        let (mut si, mut ii, mut idr, mut br, mut rr) =
-            (Reader::new(&service_ids), Reader::new(&instance_ids), &ids[..], Reader::new(&bodies), Reader::new(&rest));
+        let (mut idr, mut br, mut rr) = (&ids[..], Reader::new(&bodies), Reader::new(&rest));
         let mut out = Vec::with_capacity(self.count);
         for (k, t) in times.into_iter().enumerate() {
-            let service = services.get(si.varint()? as usize).ok_or(Damaged)?.clone();
-            let instance = instances.get(ii.varint()? as usize).ok_or(Damaged)?.clone();
+            let (service, instance) = (services.get(k).to_owned(), instances.get(k).to_owned());
             let flags = *idr.first().ok_or(Damaged)?;
             idr = &idr[1..];
             let trace_id = if flags & 1 != 0 {

@@ -33,6 +33,8 @@
 
 use crate::container::block::{self as framing, Framed};
 use crate::container::bloom::{self, Bloom};
+use crate::container::dict;
+pub use crate::container::dict::Dict;
 use crate::container::hash::FastMap;
 use crate::spans::codec::{self, Corrupt, Reader, put_str, put_varint};
 use serde::{Deserialize, Serialize};
@@ -245,79 +247,6 @@ fn origin_indexes(r: &mut Reader, resources: &[Arc<Resource>], scopes: &[Arc<Sco
         return Err(Corrupt);
     }
     Ok((a as u32, b as u32))
-}
-
-/// A dictionary column: the distinct values in first-seen order, then an index per row.
-/// Returns the bytes and where each `STRIDE`th row's index starts (from the index stream).
-fn dict_column<'a>(values: impl Iterator<Item = &'a str>, n: usize) -> (Vec<u8>, Vec<u32>) {
-    let mut dict: FastMap<&str, u64> = FastMap::default();
-    let mut order: Vec<&str> = Vec::new();
-    let mut idx = Vec::with_capacity(n);
-    let mut marks = Vec::with_capacity(n / STRIDE + 1);
-    for (row, v) in values.enumerate() {
-        if row % STRIDE == 0 {
-            marks.push(idx.len() as u32);
-        }
-        let next = dict.len() as u64;
-        let i = *dict.entry(v).or_insert_with(|| {
-            order.push(v);
-            next
-        });
-        put_varint(&mut idx, i);
-    }
-    let mut out = Vec::new();
-    put_varint(&mut out, order.len() as u64);
-    for s in &order {
-        put_str(&mut out, s);
-    }
-    out.extend_from_slice(&idx);
-    (out, marks)
-}
-
-/// A dictionary column read back: the dictionary and each row's index into it.
-pub struct Dict {
-    pub values: Vec<String>,
-    pub rows: Vec<u32>,
-}
-
-impl Dict {
-    fn read(bytes: &[u8], n: usize) -> Result<Dict, Corrupt> {
-        let mut r = Reader::new(bytes);
-        let d = r.length()?;
-        let mut values = Vec::with_capacity(d.min(1 << 20));
-        for _ in 0..d {
-            values.push(r.str()?);
-        }
-        let mut rows = Vec::with_capacity(n);
-        for _ in 0..n {
-            let i = r.varint()?;
-            if i >= d as u64 {
-                return Err(Corrupt);
-            }
-            rows.push(i as u32);
-        }
-        Ok(Dict { values, rows })
-    }
-
-    /// The index of `v`, if any row has it.
-    pub fn find(&self, v: &str) -> Option<u32> {
-        self.values.iter().position(|x| x == v).map(|i| i as u32)
-    }
-
-    pub fn get(&self, row: usize) -> &str {
-        &self.values[self.rows[row] as usize]
-    }
-}
-
-/// A dictionary column's dictionary, and where its per-row indexes begin.
-fn dict_prefix(bytes: &[u8]) -> Result<(Vec<String>, usize), Corrupt> {
-    let mut r = Reader::new(bytes);
-    let d = r.length()?;
-    let mut values = Vec::with_capacity(d.min(1 << 20));
-    for _ in 0..d {
-        values.push(r.str()?);
-    }
-    Ok((values, r.pos))
 }
 
 /// The attribute column's key and value dictionaries, and where its per-row pairs begin.
@@ -548,12 +477,12 @@ pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
             operation_kinds[op] |= 1 << s.kind.code();
         }
     }
-    let (service_col, service_marks) = dict_column(spans.iter().map(|s| s.service.as_str()), n);
-    let (name_col, name_marks) = dict_column(spans.iter().map(|s| s.name.as_str()), n);
-    cols[col::SERVICE as usize] = service_col;
-    cols[col::NAME as usize] = name_col;
-    plain_marks[col::SERVICE as usize] = service_marks;
-    plain_marks[col::NAME as usize] = name_marks;
+    let services_col = dict::encode(spans.iter().map(|s| s.service.as_str()), STRIDE);
+    let names_col = dict::encode(spans.iter().map(|s| s.name.as_str()), STRIDE);
+    cols[col::SERVICE as usize] = services_col.bytes;
+    cols[col::NAME as usize] = names_col.bytes;
+    plain_marks[col::SERVICE as usize] = services_col.marks;
+    plain_marks[col::NAME as usize] = names_col.marks;
     let attrs = attrs_column(&spans);
     block_tokens(&services, &operations, errors > 0, &attrs, &mut token_set);
     let (origin_col, origin_marks) = origin_column(&spans, &mut token_set);

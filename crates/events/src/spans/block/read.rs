@@ -175,8 +175,8 @@ impl Loaded {
         let flags = self.flags()?;
         let (service_col, name_col, attrs_col) =
             (self.column(col::SERVICE)?, self.column(col::NAME)?, self.column(col::ATTRS)?);
-        let (services, spos) = dict_prefix(&service_col)?;
-        let (names, npos) = dict_prefix(&name_col)?;
+        let (services, _) = dict::prefix(&service_col)?;
+        let (names, _) = dict::prefix(&name_col)?;
         let (keys, values, apos) = attr_prefix(&attrs_col)?;
         let origin_col = self.column(col::ORIGIN)?;
         let (resources, scopes) = if origin_col.is_empty() {
@@ -190,8 +190,9 @@ impl Loaded {
             (self.column(col::PARENT_EXT)?, 0),
             (self.column(col::START)?, 0),
             (self.column(col::DURATION)?, 0),
-            (service_col.clone(), spos),
-            (name_col.clone(), npos),
+            // The dictionary columns' marks count from the column's start.
+            (service_col.clone(), 0),
+            (name_col.clone(), 0),
             (self.column(col::TEXT)?, 0),
             (attrs_col.clone(), apos),
             (self.column(col::EVENTS)?, 0),

@@ -24,7 +24,8 @@ pub struct TracesConfig {
     pub seal_after: Dur,
     /// Batches that may wait for the write-ahead log before receivers are told to back off.
     pub queue_batches: usize,
-    /// Memory for decompressed block columns kept between queries (0: none).
+    /// Memory for decompressed block columns kept between queries (0: none). The cache is
+    /// the event store's, shared by trace and log queries.
     pub query_cache: ByteSize,
     /// Tail sampling.
     pub sampling: SamplingConfig,

@@ -33,8 +33,7 @@
 
 use crate::container::block::{self as framing, Framed};
 use crate::container::bloom::{self, Bloom};
-use crate::container::dict;
-pub use crate::container::dict::Dict;
+use crate::container::dict::{self, Dict};
 use crate::container::hash::FastMap;
 use crate::spans::codec::{self, Corrupt, Reader, put_str, put_varint};
 use serde::{Deserialize, Serialize};

@@ -1,26 +1,32 @@
-//! A sealed block of log records: an immutable file of pages, each page a set of
-//! separately zstd-compressed columns with its own time range and bloom filter, so a search
-//! decompresses only the columns it needs of the pages that may match.
+//! A sealed block of log records: the log schema's block in the container's framing
+//! ([`crate::container::block`]), made of pages, each page a set of columns with its own
+//! time range and bloom filter, so a search decompresses only the columns it needs of the
+//! pages that may match.
+//!
+//! The file is a container block with magic `SBXLOGB3`. Its header parts are the log
+//! schema's metadata:
 //!
 //! ```text
-//! "SBXLOGB2"  magic
-//! u32         header length, then the header:
-//!   varint count, min_ts, max_ts, page count
-//!   varint attribute column count, then each column's attribute key (length-prefixed)
-//!   per page: varint count, min_ts, max_ts, then per column: raw length, compressed length
-//!   varint length + bytes of the common bloom (keys found in at least half the pages)
-//!   per page: varint length + bytes of the page's bloom (the other keys of the page)
-//! u32         crc32 of the header
-//! frames      zstd frames with a content checksum, page by page, columns in order
+//! part 0      summary: varint count, min_ts, max_ts, page count;
+//!             varint attribute column count, then each column's attribute key;
+//!             per page: varint count, min_ts, max_ts
+//! part 1      the common bloom (keys found in at least half the pages)
+//! part 2 + p  page p's bloom (the other keys of the page)
 //! ```
 //!
+//! and its columns are the pages' columns, page by page: column `c` of page `p` is the
+//! container's column `p * columns + c`, each its own zstd frame with a crc32, read on demand
+//! through the shared decompressed-column cache ([`crate::container::cache`]). (`SBXLOGB1`
+//! and the pre-merge `SBXLOGB2` blocks are no longer read: pre-release, not migrated.)
+//!
 //! Columns of a page ([`col`]): `time` (delta varints, records sorted by time), `severity`
-//! (a byte each), `severity_text`, `service` and `instance` (a dictionary, then a varint
-//! index each), `ids` (flags, trace and span ids), `body` (length-prefixed), `rest`
-//! (observed time as a zigzag delta, resource attributes, and the record's attribute list
-//! where an attribute kept in a column is a reference to it), then one column per frequent
-//! attribute key of the block (a dictionary of values, then per record a varint: 0 for
-//! none, else the value's index + 1). A search reads `time` and what its filter names; an
+//! (a byte each), `severity_text`, `service` and `instance` (the container's dictionary
+//! columns, [`crate::container::dict`]), `ids` (flags, trace and span ids), `body`
+//! (length-prefixed), `rest` (observed time as a zigzag delta, resource attributes, and the
+//! record's attribute list where an attribute kept in a column is a reference to it), then
+//! one column per frequent attribute key of the block (a dictionary of typed values, then
+//! per record a varint: 0 for none, else the value's index + 1; typed and optional, so not
+//! the container's string dictionary). A search reads `time` and what its filter names; an
 //! aggregation reads `time` and its key's column; a whole record is decoded only for the
 //! rows that are returned.
 //!
@@ -30,23 +36,21 @@
 
 use super::codec::{Damaged, Reader, put_attrs, put_str, put_value, put_varint};
 use super::eval::words;
-use crate::bloom::Bloom;
+use crate::container::block::{self as framing, Framed, OpenBlock};
+use crate::container::bloom::{self, Bloom};
+use crate::container::dict;
 use signalbox_core::log::LogRecord;
 use signalbox_core::span::AttrValue;
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-const MAGIC: &[u8; 8] = b"SBXLOGB2";
-const ZSTD_LEVEL: i32 = 3;
+const MAGIC: &[u8; 8] = b"SBXLOGB3";
 /// Field values longer than this are not put in the bloom filter (they are not ids).
 const MAX_BLOOM_VALUE: usize = 256;
 /// Most attribute keys that get their own column in a block.
 const MAX_ATTR_COLUMNS: usize = 32;
-/// Longest header accepted (a bound on what a damaged length can make us allocate).
-const MAX_HEADER: usize = 256 << 20;
 
 /// The fixed columns of every page; attribute columns follow them.
 pub mod col {
@@ -105,17 +109,17 @@ pub(crate) fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// A dictionary-encoded column under construction.
+/// An attribute column under construction: typed values, each row one of them or none.
 #[derive(Default)]
-struct DictColumn {
+struct ValueColumn {
     dict: HashMap<Vec<u8>, u64>,
     entries: Vec<u8>,
     rows: Vec<u8>,
 }
 
-impl DictColumn {
-    /// Adds a row holding `encoded` (the value as its codec writes it), or none.
-    fn push(&mut self, encoded: Option<&[u8]>, one_based: bool) {
+impl ValueColumn {
+    /// Adds a row holding `encoded` (the value as [`put_value`] writes it), or none.
+    fn push(&mut self, encoded: Option<&[u8]>) {
         let Some(e) = encoded else {
             put_varint(&mut self.rows, 0);
             return;
@@ -129,7 +133,7 @@ impl DictColumn {
                 next
             }
         };
-        put_varint(&mut self.rows, id + u64::from(one_based));
+        put_varint(&mut self.rows, id + 1);
     }
 
     fn finish(self) -> Vec<u8> {
@@ -158,26 +162,18 @@ fn choose_attr_columns(records: &[&LogRecord]) -> Vec<String> {
     keys.into_iter().take(MAX_ATTR_COLUMNS).map(|(k, _)| k.to_owned()).collect()
 }
 
+/// A page encoded: its columns (raw; the container compresses them) and bloom keys.
 struct EncodedPage {
     count: usize,
     min_ts: u64,
     max_ts: u64,
-    /// (raw length, frame).
-    frames: Vec<(usize, Vec<u8>)>,
+    columns: Vec<Vec<u8>>,
     keys: Vec<u64>,
 }
 
-fn encode_page(
-    records: &[&LogRecord],
-    attr_cols: &HashMap<&str, usize>,
-    ncols: usize,
-    z: &mut zstd::bulk::Compressor<'_>,
-) -> std::io::Result<EncodedPage> {
+fn encode_page(records: &[&LogRecord], attr_cols: &HashMap<&str, usize>, nattr: usize) -> EncodedPage {
     let mut cols: Vec<Vec<u8>> = vec![Vec::new(); col::FIXED];
-    let mut sev_text = DictColumn::default();
-    let mut service = DictColumn::default();
-    let mut instance = DictColumn::default();
-    let mut attrs: Vec<DictColumn> = (0..ncols - col::FIXED).map(|_| DictColumn::default()).collect();
+    let mut attrs: Vec<ValueColumn> = (0..nattr).map(|_| ValueColumn::default()).collect();
     let mut keys: Vec<u64> = Vec::new();
     let mut kbuf = Vec::new();
     let mut vbuf = Vec::new();
@@ -187,33 +183,28 @@ fn encode_page(
         put_varint(&mut cols[col::TIME], r.unix_nanos - prev_t);
         prev_t = r.unix_nanos;
         cols[col::SEVERITY].push(r.severity.0);
-        for (c, v) in [(&mut sev_text, &r.severity_text), (&mut service, &r.service), (&mut instance, &r.instance)] {
-            vbuf.clear();
-            put_str(&mut vbuf, v);
-            c.push(Some(&vbuf), false);
-        }
         let flags = u8::from(r.trace_id.is_some()) | u8::from(r.span_id.is_some()) << 1;
         cols[col::IDS].push(flags);
         if let Some(t) = &r.trace_id {
             cols[col::IDS].extend_from_slice(&t.0);
             push_field_key(&mut kbuf, "trace_id", &t.to_hex());
-            keys.push(crate::bloom::hash(&kbuf));
+            keys.push(bloom::hash(&kbuf));
         }
         if let Some(s) = &r.span_id {
             cols[col::IDS].extend_from_slice(&s.0);
             push_field_key(&mut kbuf, "span_id", &s.to_hex());
-            keys.push(crate::bloom::hash(&kbuf));
+            keys.push(bloom::hash(&kbuf));
         }
         put_str(&mut cols[col::BODY], &r.body);
         for w in words(&r.body) {
-            keys.push(crate::bloom::hash(w.as_bytes()));
+            keys.push(bloom::hash(w.as_bytes()));
         }
         put_varint(&mut cols[col::REST], zigzag(r.observed_unix_nanos.wrapping_sub(prev_obs) as i64));
         prev_obs = r.observed_unix_nanos;
         put_attrs(&mut cols[col::REST], &r.resource);
         // The attribute list: a reference to a column (its index + 1) or 0 and the pair.
         in_col.clear();
-        in_col.resize(ncols - col::FIXED, None);
+        in_col.resize(nattr, None);
         put_varint(&mut cols[col::REST], r.attributes.len() as u64);
         for (i, kv) in r.attributes.iter().enumerate() {
             match attr_cols.get(&*kv.key) {
@@ -233,16 +224,16 @@ fn encode_page(
                 Some(i) => {
                     vbuf.clear();
                     put_value(&mut vbuf, &r.attributes[*i].value);
-                    c.push(Some(&vbuf), true);
+                    c.push(Some(&vbuf));
                 }
-                None => c.push(None, true),
+                None => c.push(None),
             }
         }
         for kv in r.attributes.iter().chain(r.resource.iter()) {
             let v = value_text(&kv.value);
             if v.len() <= MAX_BLOOM_VALUE {
                 push_field_key(&mut kbuf, &kv.key, &v);
-                keys.push(crate::bloom::hash(&kbuf));
+                keys.push(bloom::hash(&kbuf));
             }
         }
         // Dedup as we go so a page of repetitive lines keeps a small key list.
@@ -251,45 +242,39 @@ fn encode_page(
             keys.dedup();
         }
     }
-    for (field, d) in [("service", &service), ("instance", &instance)] {
-        let mut r = Reader::new(&d.entries);
-        while let Ok(v) = r.str_ref() {
+    // Severity text, service and instance: the container's dictionary columns.
+    let severity_text = dict::encode(records.iter().map(|r| r.severity_text.as_str()), usize::MAX);
+    let services = dict::encode(records.iter().map(|r| r.service.as_str()), usize::MAX);
+    let instances = dict::encode(records.iter().map(|r| r.instance.as_str()), usize::MAX);
+    for (field, d) in [("service", &services), ("instance", &instances)] {
+        for v in &d.distinct {
             push_field_key(&mut kbuf, field, v);
-            keys.push(crate::bloom::hash(&kbuf));
+            keys.push(bloom::hash(&kbuf));
         }
     }
     keys.sort_unstable();
     keys.dedup();
-    cols[col::SEVERITY_TEXT] = sev_text.finish();
-    cols[col::SERVICE] = service.finish();
-    cols[col::INSTANCE] = instance.finish();
-    cols.extend(attrs.into_iter().map(DictColumn::finish));
-    let frames = cols
-        .into_iter()
-        .map(|c| if c.is_empty() { Ok((0, Vec::new())) } else { z.compress(&c).map(|f| (c.len(), f)) })
-        .collect::<std::io::Result<Vec<_>>>()?;
-    Ok(EncodedPage {
+    cols[col::SEVERITY_TEXT] = severity_text.bytes;
+    cols[col::SERVICE] = services.bytes;
+    cols[col::INSTANCE] = instances.bytes;
+    cols.extend(attrs.into_iter().map(ValueColumn::finish));
+    EncodedPage {
         count: records.len(),
         min_ts: records.first().map_or(0, |r| r.unix_nanos),
         max_ts: records.last().map_or(0, |r| r.unix_nanos),
-        frames,
+        columns: cols,
         keys,
-    })
+    }
 }
 
 /// Encodes `records` as a block file's bytes, in time order, `page_records` a page.
-pub fn encode(records: &[LogRecord], page_records: usize) -> std::io::Result<Vec<u8>> {
-    let mut records: Vec<&LogRecord> = records.iter().collect();
+pub fn encode<'a>(records: impl IntoIterator<Item = &'a LogRecord>, page_records: usize) -> std::io::Result<Vec<u8>> {
+    let mut records: Vec<&LogRecord> = records.into_iter().collect();
     records.sort_by_key(|r| r.unix_nanos);
     let attr_keys = choose_attr_columns(&records);
     let attr_cols: HashMap<&str, usize> = attr_keys.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
-    let ncols = col::FIXED + attr_keys.len();
-    let mut z = zstd::bulk::Compressor::new(ZSTD_LEVEL)?;
-    z.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
-    let pages = records
-        .chunks(page_records.max(1))
-        .map(|p| encode_page(p, &attr_cols, ncols, &mut z))
-        .collect::<std::io::Result<Vec<_>>>()?;
+    let pages: Vec<EncodedPage> =
+        records.chunks(page_records.max(1)).map(|p| encode_page(p, &attr_cols, attr_keys.len())).collect();
     // Keys in at least half the pages go to the common bloom, once.
     let mut all: Vec<u64> = pages.iter().flat_map(|p| p.keys.iter().copied()).collect();
     all.sort_unstable();
@@ -306,71 +291,51 @@ pub fn encode(records: &[LogRecord], page_records: usize) -> std::io::Result<Vec
         keys.for_each(|h| b.insert_hash(h));
         b.to_bytes()
     };
-    let mut header = Vec::new();
-    put_varint(&mut header, records.len() as u64);
-    put_varint(&mut header, records.first().map_or(0, |r| r.unix_nanos));
-    put_varint(&mut header, records.last().map_or(0, |r| r.unix_nanos));
-    put_varint(&mut header, pages.len() as u64);
-    put_varint(&mut header, attr_keys.len() as u64);
+    let mut summary = Vec::new();
+    put_varint(&mut summary, records.len() as u64);
+    put_varint(&mut summary, records.first().map_or(0, |r| r.unix_nanos));
+    put_varint(&mut summary, records.last().map_or(0, |r| r.unix_nanos));
+    put_varint(&mut summary, pages.len() as u64);
+    put_varint(&mut summary, attr_keys.len() as u64);
     for k in &attr_keys {
-        put_str(&mut header, k);
+        put_str(&mut summary, k);
     }
     for p in &pages {
-        put_varint(&mut header, p.count as u64);
-        put_varint(&mut header, p.min_ts);
-        put_varint(&mut header, p.max_ts);
-        for (raw, f) in &p.frames {
-            put_varint(&mut header, *raw as u64);
-            put_varint(&mut header, f.len() as u64);
-        }
+        put_varint(&mut summary, p.count as u64);
+        put_varint(&mut summary, p.min_ts);
+        put_varint(&mut summary, p.max_ts);
     }
     // A false "maybe" of the common bloom lets every page of the block through (measured:
     // a rare word read 16 pages instead of 1), so it gets 4× the bits (~4 in a million
     // false positives at 38 bits a key); it holds few keys, ~20 KB a block.
-    let cb = bloom_of(&mut common.iter().copied(), common.len() * 4);
-    put_varint(&mut header, cb.len() as u64);
-    header.extend_from_slice(&cb);
-    for p in &pages {
-        let own: Vec<u64> = p.keys.iter().copied().filter(|h| common.binary_search(h).is_err()).collect();
-        let b = bloom_of(&mut own.iter().copied(), own.len());
-        put_varint(&mut header, b.len() as u64);
-        header.extend_from_slice(&b);
-    }
-    let frames_len: usize = pages.iter().flat_map(|p| p.frames.iter().map(|f| f.1.len())).sum();
-    let mut out = Vec::with_capacity(16 + header.len() + frames_len);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&crc32fast::hash(&header).to_le_bytes());
-    for p in &pages {
-        for (_, f) in &p.frames {
-            out.extend_from_slice(f);
-        }
-    }
-    Ok(out)
+    let common_bloom = bloom_of(&mut common.iter().copied(), common.len() * 4);
+    let page_blooms: Vec<Vec<u8>> = pages
+        .iter()
+        .map(|p| {
+            let own: Vec<u64> = p.keys.iter().copied().filter(|h| common.binary_search(h).is_err()).collect();
+            bloom_of(&mut own.iter().copied(), own.len())
+        })
+        .collect();
+    let mut parts: Vec<&[u8]> = vec![&summary, &common_bloom];
+    parts.extend(page_blooms.iter().map(Vec::as_slice));
+    let columns: Vec<Vec<u8>> = pages.into_iter().flat_map(|p| p.columns).collect();
+    Ok(framing::encode(MAGIC, &parts, &columns)?.0)
 }
 
-/// Where one column of one page lies in the file.
-#[derive(Clone, Copy, Debug)]
-pub struct Frame {
-    pub offset: u64,
-    pub raw: usize,
-    pub len: usize,
-}
-
-/// A page's metadata: record count, time range, bloom and frames.
+/// A page's metadata: record count, time range and bloom.
 pub struct PageMeta {
     pub count: usize,
     pub min_ts: u64,
     pub max_ts: u64,
     bloom: Bloom,
-    pub frames: Vec<Frame>,
+    /// Compressed bytes of all the page's columns.
+    bytes: u64,
 }
 
 impl PageMeta {
     /// Compressed bytes of all the page's columns.
     pub fn bytes(&self) -> u64 {
-        self.frames.iter().map(|f| f.len as u64).sum()
+        self.bytes
     }
 }
 
@@ -386,80 +351,54 @@ pub struct Block {
     pub attr_columns: Vec<String>,
     pub pages: Vec<PageMeta>,
     common: Bloom,
+    framed: Framed,
 }
 
 impl Block {
-    /// Reads and checks a block file's header.
+    /// Reads and checks a block file's header (not its columns).
     pub fn read(path: &Path) -> Result<Block, Damaged> {
-        let f = std::fs::File::open(path).map_err(|_| Damaged)?;
-        let len = f.metadata().map_err(|_| Damaged)?.len();
-        let mut head = [0u8; 12];
-        f.read_exact_at(&mut head, 0).map_err(|_| Damaged)?;
-        if &head[..8] != MAGIC {
-            return Err(Damaged);
-        }
-        let hlen = u32::from_le_bytes(head[8..12].try_into().map_err(|_| Damaged)?) as usize;
-        if hlen > MAX_HEADER || (12 + hlen + 4) as u64 > len {
-            return Err(Damaged);
-        }
-        let mut buf = vec![0u8; 12 + hlen + 4];
-        f.read_exact_at(&mut buf, 0).map_err(|_| Damaged)?;
-        Self::parse(&buf, len, path)
-    }
-
-    /// Parses a header from the start of a block file of `file_len` bytes.
-    pub fn parse(b: &[u8], file_len: u64, path: &Path) -> Result<Block, Damaged> {
-        if b.len() < 16 || &b[..8] != MAGIC {
-            return Err(Damaged);
-        }
-        let hlen = u32::from_le_bytes(b[8..12].try_into().map_err(|_| Damaged)?) as usize;
-        let header = b.get(12..12 + hlen).ok_or(Damaged)?;
-        let hcrc = b.get(12 + hlen..16 + hlen).ok_or(Damaged)?;
-        if crc32fast::hash(header).to_le_bytes() != hcrc {
-            return Err(Damaged);
-        }
-        let mut h = Reader::new(header);
+        let (framed, parts) = Framed::open(path, MAGIC).map_err(|_| Damaged)?;
+        let [summary, common, page_blooms @ ..] = parts.as_slice() else { return Err(Damaged) };
+        let mut h = Reader::new(summary);
         let count = h.varint()? as usize;
         let (min_ts, max_ts) = (h.varint()?, h.varint()?);
         let npages = h.varint()? as usize;
         let nattr = h.varint()? as usize;
-        if npages > hlen || nattr > MAX_ATTR_COLUMNS {
+        if npages != page_blooms.len() || nattr > MAX_ATTR_COLUMNS {
             return Err(Damaged);
         }
         let attr_columns = (0..nattr).map(|_| h.str()).collect::<Result<Vec<_>, _>>()?;
         let ncols = col::FIXED + nattr;
-        let mut offset = (16 + hlen) as u64;
-        let mut pages = Vec::with_capacity(npages);
-        for _ in 0..npages {
-            let (pc, pmin, pmax) = (h.varint()? as usize, h.varint()?, h.varint()?);
-            let mut frames = Vec::with_capacity(ncols);
-            for _ in 0..ncols {
-                let (raw, len) = (h.varint()? as usize, h.varint()? as usize);
-                frames.push(Frame { offset, raw, len });
-                offset = offset.checked_add(len as u64).ok_or(Damaged)?;
-            }
-            pages.push(PageMeta { count: pc, min_ts: pmin, max_ts: pmax, bloom: Bloom::with_capacity(0), frames });
-        }
-        if offset != file_len || pages.iter().map(|p| p.count).sum::<usize>() != count {
+        if npages.checked_mul(ncols) != Some(framed.columns.len()) {
             return Err(Damaged);
         }
-        let bloom = |h: &mut Reader<'_>| -> Result<Bloom, Damaged> {
-            let n = h.varint()? as usize;
-            Bloom::from_bytes(h.bytes(n)?).ok_or(Damaged)
-        };
-        let common = bloom(&mut h)?;
-        for p in &mut pages {
-            p.bloom = bloom(&mut h)?;
+        let mut pages = Vec::with_capacity(npages);
+        for (p, bloom) in page_blooms.iter().enumerate() {
+            let (pc, pmin, pmax) = (h.varint()? as usize, h.varint()?, h.varint()?);
+            let columns = &framed.columns[p * ncols..(p + 1) * ncols];
+            // Every record takes at least a byte of the time column: bounds what a page
+            // reader allocates.
+            if pc > columns[col::TIME].raw {
+                return Err(Damaged);
+            }
+            let bloom = Bloom::from_bytes(bloom).ok_or(Damaged)?;
+            let bytes = columns.iter().map(|c| c.compressed as u64).sum();
+            pages.push(PageMeta { count: pc, min_ts: pmin, max_ts: pmax, bloom, bytes });
         }
+        if pages.iter().map(|p| p.count).sum::<usize>() != count {
+            return Err(Damaged);
+        }
+        let common = Bloom::from_bytes(common).ok_or(Damaged)?;
         Ok(Block {
             path: path.to_path_buf(),
             count,
             min_ts,
             max_ts,
-            bytes_on_disk: file_len,
+            bytes_on_disk: framed.file_bytes,
             attr_columns,
             pages,
             common,
+            framed,
         })
     }
 
@@ -474,24 +413,34 @@ impl Block {
         (0..self.pages.len()).any(|p| self.page_may_match(p, keys))
     }
 
-    /// The decompressed bytes of column `c` of page `p`, read from `file`.
-    pub fn read_column(&self, file: &std::fs::File, p: usize, c: usize) -> Result<Vec<u8>, Damaged> {
-        let fr = *self.pages.get(p).and_then(|pg| pg.frames.get(c)).ok_or(Damaged)?;
-        if fr.raw == 0 {
-            return Ok(Vec::new());
-        }
-        let mut z = vec![0u8; fr.len];
-        file.read_exact_at(&mut z, fr.offset).map_err(|_| Damaged)?;
-        let out = zstd::bulk::decompress(&z, fr.raw).map_err(|_| Damaged)?;
-        if out.len() != fr.raw {
+    /// Opens the block's file for reading pages' columns.
+    pub fn open(&self) -> Result<OpenBlock, Damaged> {
+        self.framed.reader().map_err(|_| Damaged)
+    }
+
+    /// The container column of column `c` of page `p`.
+    fn column_index(&self, p: usize, c: usize) -> Result<usize, Damaged> {
+        let ncols = col::FIXED + self.attr_columns.len();
+        if p >= self.pages.len() || c >= ncols {
             return Err(Damaged);
         }
-        Ok(out)
+        Ok(p * ncols + c)
+    }
+
+    /// Compressed bytes of column `c` of page `p`.
+    pub fn column_bytes(&self, p: usize, c: usize) -> u64 {
+        self.column_index(p, c).ok().and_then(|i| self.framed.columns.get(i)).map_or(0, |e| e.compressed as u64)
+    }
+
+    /// The decompressed bytes of column `c` of page `p`, read from `file` ([`Block::open`])
+    /// or the shared cache.
+    pub fn read_column(&self, file: &OpenBlock, p: usize, c: usize) -> Result<Arc<Vec<u8>>, Damaged> {
+        file.column(self.column_index(p, c)?).map_err(|_| Damaged)
     }
 
     /// Every record, in time order (tests and tools; searches read pages column by column).
     pub fn records(&self) -> Result<Vec<LogRecord>, Damaged> {
-        let file = std::fs::File::open(&self.path).map_err(|_| Damaged)?;
+        let file = self.open()?;
         let mut out = Vec::with_capacity(self.count);
         for p in 0..self.pages.len() {
             let page = super::page::Page::new(self, &file, p);
@@ -501,19 +450,6 @@ impl Block {
         }
         Ok(out)
     }
-}
-
-/// Writes a block file atomically: a temporary file, fsync, rename, fsync of the directory.
-pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let path = dir.join(name);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(path)
 }
 
 #[cfg(test)]

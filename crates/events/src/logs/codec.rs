@@ -11,7 +11,7 @@ use signalbox_core::span::{AttrValue, KeyValue};
 #[error("damaged log record")]
 pub struct Damaged;
 
-pub use crate::codec::{put_str, put_varint};
+pub use crate::container::encoding::{put_str, put_varint};
 
 pub fn put_attrs(out: &mut Vec<u8>, attrs: &[KeyValue]) {
     put_varint(out, attrs.len() as u64);

@@ -1,7 +1,8 @@
 //! One page of a sealed block, decompressed column by column as a filter or an aggregation
 //! asks for them: `time` first, then only what the query names (the body for words, `ids`
 //! for a trace id, one attribute column for `user_id:`), and a whole record only for a row
-//! that is returned.
+//! that is returned. Columns come through the container's decompressed-column cache, so a
+//! page a busy query keeps reading is decompressed once.
 //!
 //! A column that fails to decompress or decode marks the page damaged and reads as empty;
 //! the scan checks [`Page::damaged`] after the page and reports the block.
@@ -9,19 +10,14 @@
 use super::block::{Block, col, unzigzag, value_text};
 use super::codec::{Damaged, Reader};
 use super::eval::{Fields, attr_lookup};
+use crate::container::block::OpenBlock;
+use crate::container::dict::Dict;
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::log::{LogRecord, Severity};
 use signalbox_core::span::{AttrValue, KeyValue};
 use std::borrow::Cow;
 use std::cell::{Cell, OnceCell};
-use std::fs::File;
-
-/// A dictionary-encoded text column: the distinct values and each row's index.
-#[derive(Default)]
-struct TextDict {
-    values: Vec<String>,
-    rows: Vec<u32>,
-}
+use std::sync::Arc;
 
 /// An attribute column: distinct values (and their text) and each row's index, `u32::MAX`
 /// for none.
@@ -42,7 +38,7 @@ struct Bodies {
 /// The `rest` column and where each row starts in it (after its observed-time delta).
 #[derive(Default)]
 struct Rest {
-    bytes: Vec<u8>,
+    bytes: Arc<Vec<u8>>,
     starts: Vec<usize>,
     observed: Vec<u64>,
 }
@@ -50,16 +46,16 @@ struct Rest {
 /// One page of a block, read lazily from the block's file.
 pub struct Page<'a> {
     block: &'a Block,
-    file: &'a File,
+    file: &'a OpenBlock,
     p: usize,
     n: usize,
     bytes_read: Cell<u64>,
     damaged: Cell<bool>,
     times: OnceCell<Vec<u64>>,
-    severity: OnceCell<Vec<u8>>,
-    severity_text: OnceCell<TextDict>,
-    service: OnceCell<TextDict>,
-    instance: OnceCell<TextDict>,
+    severity: OnceCell<Arc<Vec<u8>>>,
+    severity_text: OnceCell<Dict>,
+    service: OnceCell<Dict>,
+    instance: OnceCell<Dict>,
     ids: OnceCell<Vec<(Option<TraceId>, Option<SpanId>)>>,
     bodies: OnceCell<Bodies>,
     rest: OnceCell<Rest>,
@@ -67,8 +63,9 @@ pub struct Page<'a> {
 }
 
 impl<'a> Page<'a> {
-    /// Page `p` of `block`, whose file is open as `file`. Nothing is read yet.
-    pub fn new(block: &'a Block, file: &'a File, p: usize) -> Self {
+    /// Page `p` of `block`, whose file is open as `file` ([`Block::open`]). Nothing is read
+    /// yet.
+    pub fn new(block: &'a Block, file: &'a OpenBlock, p: usize) -> Self {
         Page {
             block,
             file,
@@ -107,10 +104,8 @@ impl<'a> Page<'a> {
         self.bytes_read.get()
     }
 
-    fn column(&self, c: usize) -> Result<Vec<u8>, Damaged> {
-        if let Some(f) = self.block.pages.get(self.p).and_then(|m| m.frames.get(c)) {
-            self.bytes_read.set(self.bytes_read.get() + f.len as u64);
-        }
+    fn column(&self, c: usize) -> Result<Arc<Vec<u8>>, Damaged> {
+        self.bytes_read.set(self.bytes_read.get() + self.block.column_bytes(self.p, c));
         self.block.read_column(self.file, self.p, c)
     }
 
@@ -140,7 +135,7 @@ impl<'a> Page<'a> {
     }
 
     fn severities(&self) -> &[u8] {
-        self.load::<Vec<u8>>(&self.severity, || {
+        self.load::<Arc<Vec<u8>>>(&self.severity, || {
             let c = self.column(col::SEVERITY)?;
             if c.len() != self.n {
                 return Err(Damaged);
@@ -149,28 +144,13 @@ impl<'a> Page<'a> {
         })
     }
 
-    fn text_dict(&self, c: usize) -> &TextDict {
+    fn text_dict(&self, c: usize) -> &Dict {
         let cell = match c {
             col::SEVERITY_TEXT => &self.severity_text,
             col::SERVICE => &self.service,
             _ => &self.instance,
         };
-        self.load(cell, || {
-            let bytes = self.column(c)?;
-            let mut r = Reader::new(&bytes);
-            let n = r.varint()? as usize;
-            if n > bytes.len() {
-                return Err(Damaged);
-            }
-            let values = (0..n).map(|_| r.str()).collect::<Result<Vec<_>, _>>()?;
-            let rows = (0..self.n)
-                .map(|_| {
-                    let i = r.varint()? as usize;
-                    if i < n { Ok(i as u32) } else { Err(Damaged) }
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(TextDict { values, rows })
-        })
+        self.load(cell, || Dict::read(&self.column(c)?, self.n).map_err(|_| Damaged))
     }
 
     fn text_at(&self, c: usize, i: usize) -> &str {
@@ -249,12 +229,10 @@ impl<'a> Page<'a> {
             let values = (0..n).map(|_| r.value()).collect::<Result<Vec<_>, _>>()?;
             let texts = values.iter().map(|v| value_text(v).into_owned()).collect();
             let rows = (0..self.n)
-                .map(|_| {
-                    match r.varint()? as usize {
-                        0 => Ok(u32::MAX),
-                        i if i <= n => Ok(i as u32 - 1),
-                        _ => Err(Damaged),
-                    }
+                .map(|_| match r.varint()? as usize {
+                    0 => Ok(u32::MAX),
+                    i if i <= n => Ok(i as u32 - 1),
+                    _ => Err(Damaged),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(AttrColumn { values, texts, rows })

@@ -11,8 +11,10 @@
 use super::block::{self, Block};
 use super::codec::{self, Damaged};
 use super::eval::{Fields, matches, required_values, required_words};
-use super::page::{Page, PageRow};
 use super::lang::Expr;
+use super::page::{Page, PageRow};
+use crate::container::block::write_atomic;
+use crate::container::partition::{Partitions, Sealed, hour_of};
 use crate::container::wal::{self, Ledger, Writer};
 use signalbox_core::log::{LogRecord, LogSink, LogWriteError};
 use std::collections::BTreeMap;
@@ -203,21 +205,26 @@ pub struct Search {
     pub timeout: Duration,
 }
 
-#[derive(Clone)]
 struct BlockMeta {
     path: PathBuf,
     min_ts: u64,
     max_ts: u64,
     bytes: u64,
     count: usize,
-    /// The header: page ranges, blooms and frame offsets (the columns stay on disk).
-    block: Arc<Block>,
+    /// The header: page ranges, blooms and the column directory (the columns stay on disk).
+    block: Block,
+}
+
+impl Sealed for BlockMeta {
+    fn file_bytes(&self) -> u64 {
+        self.bytes
+    }
 }
 
 struct Inner {
     cfg: LogStoreConfig,
     head: RwLock<Vec<LogRecord>>,
-    blocks: RwLock<Vec<BlockMeta>>,
+    blocks: RwLock<Partitions<BlockMeta>>,
     tail: broadcast::Sender<Arc<LogRecord>>,
 }
 
@@ -238,24 +245,20 @@ impl Logs {
         let blocks_dir = cfg.dir.join("blocks");
         std::fs::create_dir_all(&wal_dir)?;
         std::fs::create_dir_all(&blocks_dir)?;
-        let mut metas = Vec::new();
         let mut sealed_upto = (0u64, 0u64);
-        for e in std::fs::read_dir(&blocks_dir)? {
-            let path = e?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
-            if name.starts_with('.') {
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            let Some(upto) = parse_block_name(&name) else { continue };
-            match Block::read(&path) {
+        let metas = Partitions::open(&blocks_dir, |path, name| {
+            let upto = parse_block_name(name)?;
+            match Block::read(path) {
                 Ok(b) => {
                     sealed_upto = sealed_upto.max(upto);
-                    metas.push(meta(path, b));
+                    Some(meta(path.to_owned(), b))
                 }
-                Err(_) => tracing::error!(path = %path.display(), "a log block is damaged; skipping it"),
+                Err(_) => {
+                    tracing::error!(path = %path.display(), "a log block is damaged; skipping it");
+                    None
+                }
             }
-        }
+        })?;
         let ledger = Ledger::new(&wal_dir);
         let mut head = Vec::new();
         let mut pending: BTreeMap<u64, u64> = BTreeMap::new();
@@ -335,7 +338,7 @@ impl Logs {
     pub fn sizes(&self) -> (usize, usize, u64) {
         let head = self.inner.head.read().unwrap_or_else(|e| e.into_inner()).len();
         let blocks = self.inner.blocks.read().unwrap_or_else(|e| e.into_inner());
-        (head, blocks.len(), blocks.iter().map(|b| b.bytes).sum())
+        (head, blocks.blocks().count(), blocks.blocks().map(|b| b.bytes).sum())
     }
 
     /// Calls `f` with every record in `[start, end]` that matches `filter`, newest blocks
@@ -418,7 +421,7 @@ impl Logs {
         let keys = block::query_keys(&required_words(filter), &required_values(filter));
         // The block list and the head are read under their locks together (in the order a
         // seal takes them), so a seal between the two cannot show a record twice or hide it.
-        let mut blocks: Vec<BlockMeta> = {
+        let mut blocks: Vec<Arc<BlockMeta>> = {
             let blocks = self.inner.blocks.read().unwrap_or_else(|e| e.into_inner());
             let head = self.inner.head.read().unwrap_or_else(|e| e.into_inner());
             for r in head.iter().rev() {
@@ -426,7 +429,7 @@ impl Logs {
                     return Ok(stats);
                 }
             }
-            blocks.iter().filter(|b| b.max_ts >= start && b.min_ts <= end).cloned().collect()
+            blocks.overlapping(start, end).filter(|b| b.max_ts >= start && b.min_ts <= end).cloned().collect()
         };
         stats.blocks_total = blocks.len();
         blocks.sort_by_key(|b| std::cmp::Reverse(b.max_ts));
@@ -448,7 +451,7 @@ impl Logs {
             }
             stats.blocks_read += 1;
             let damaged = || SearchError::Damaged(b.path.display().to_string());
-            let file = std::fs::File::open(&b.path).map_err(|_| damaged())?;
+            let file = block.open().map_err(|_| damaged())?;
             for p in pages {
                 if !more(block.pages[p].max_ts) {
                     break;
@@ -572,7 +575,7 @@ impl signalbox_core::log::LogOffer for Logs {
 }
 
 fn meta(path: PathBuf, b: Block) -> BlockMeta {
-    BlockMeta { path, min_ts: b.min_ts, max_ts: b.max_ts, bytes: b.bytes_on_disk, count: b.count, block: Arc::new(b) }
+    BlockMeta { path, min_ts: b.min_ts, max_ts: b.max_ts, bytes: b.bytes_on_disk, count: b.count, block: b }
 }
 
 /// `b-<segment>-<records into it>-<min ts>.blk`: how far into the log the block reaches.
@@ -663,37 +666,52 @@ fn write_loop(inner: &Inner, rx: Receiver<Job>, mut writer: Writer, mut pending:
 
 fn seal(inner: &Inner, writer: &mut Writer, pending: &mut BTreeMap<u64, u64>, upto: (u64, u64)) {
     // Only this thread changes the head, so it is encoded in place under the read lock
-    // (searches read on meanwhile).
-    let (n, min_ts, encoded) = {
+    // (searches read on meanwhile): one block per hour of record time, for the container's
+    // hourly partitions. Every block of a seal is named after how far into the log the seal
+    // reaches.
+    let (n, encoded) = {
         let head = inner.head.read().unwrap_or_else(|e| e.into_inner());
-        let min_ts = head.iter().map(|r| r.unix_nanos).min().unwrap_or(0);
-        (head.len(), min_ts, block::encode(&head, block::page_records(inner.cfg.block_records)))
+        let mut by_hour: BTreeMap<u64, Vec<&LogRecord>> = BTreeMap::new();
+        for r in head.iter() {
+            by_hour.entry(hour_of(r.unix_nanos)).or_default().push(r);
+        }
+        let page = block::page_records(inner.cfg.block_records);
+        let encoded: std::io::Result<Vec<(u64, u64, Vec<u8>)>> = by_hour
+            .into_iter()
+            .map(|(hour, records)| {
+                let min_ts = records.iter().map(|r| r.unix_nanos).min().unwrap_or(0);
+                block::encode(records, page).map(|bytes| (hour, min_ts, bytes))
+            })
+            .collect();
+        (head.len(), encoded)
     };
     if n == 0 {
         return;
     }
-    let bytes = match encoded {
-        Ok(b) => b,
+    let encoded = match encoded {
+        Ok(e) => e,
         Err(e) => return tracing::error!(error = %e, "cannot encode a log block"),
     };
-    let name = format!("b-{:016}-{:012}-{min_ts}.blk", upto.0, upto.1);
-    let dir = inner.cfg.dir.join("blocks");
-    let path = match block::write_file(&dir, &name, &bytes) {
-        Ok(p) => p,
-        Err(e) => {
-            return tracing::error!(error = %e, "cannot write a log block; the head stays in memory and in the log");
+    let mut written: Vec<(u64, BlockMeta)> = Vec::with_capacity(encoded.len());
+    for (hour, min_ts, bytes) in encoded {
+        match seal_block(inner, hour, min_ts, &bytes, upto) {
+            Ok(b) => written.push((hour, b)),
+            Err(e) => {
+                for (_, b) in &written {
+                    let _ = std::fs::remove_file(&b.path);
+                }
+                return tracing::error!(error = %e, "cannot write a log block; the head stays in memory and in the log");
+            }
         }
-    };
-    let b = match Block::parse(&bytes, bytes.len() as u64, &path) {
-        Ok(b) => b,
-        Err(_) => return tracing::error!("a log block just written does not read back"),
-    };
+    }
     {
-        // The block becomes visible and the head empties under both locks, so a search
+        // The blocks become visible and the head empties under both locks, so a search
         // never sees a record twice or misses it.
         let mut blocks = inner.blocks.write().unwrap_or_else(|e| e.into_inner());
         let mut head = inner.head.write().unwrap_or_else(|e| e.into_inner());
-        blocks.push(meta(path, b));
+        for (hour, b) in written {
+            blocks.insert(hour, Arc::new(b));
+        }
         head.drain(..n);
     }
     for (seg, count) in std::mem::take(pending) {
@@ -702,23 +720,32 @@ fn seal(inner: &Inner, writer: &mut Writer, pending: &mut BTreeMap<u64, u64>, up
     let _ = writer.rotate_if_settled();
 }
 
+/// Writes and reads back the block of one hour's records (`min_ts` the oldest's time).
+fn seal_block(inner: &Inner, hour: u64, min_ts: u64, bytes: &[u8], upto: (u64, u64)) -> std::io::Result<BlockMeta> {
+    let name = format!("b-{:016}-{:012}-{min_ts}.blk", upto.0, upto.1);
+    let path = inner.blocks.read().unwrap_or_else(|e| e.into_inner()).path_for(hour, &name)?;
+    write_atomic(&path, bytes)?;
+    let b = Block::read(&path).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "a log block just written does not read back")
+    })?;
+    Ok(meta(path, b))
+}
+
+/// Deletes whole hourly partitions: those past the retention age, then the oldest while all
+/// blocks take more than the size limit (never the newest).
 fn retention(inner: &Inner) {
     let now = signalbox_core::time::unix_nanos();
-    let cutoff = now.saturating_sub(inner.cfg.retention_age.as_nanos() as u64);
-    let mut blocks = inner.blocks.write().unwrap_or_else(|e| e.into_inner());
-    blocks.sort_by_key(|b| b.max_ts);
-    let mut total: u64 = blocks.iter().map(|b| b.bytes).sum();
-    let mut keep = Vec::with_capacity(blocks.len());
-    for b in blocks.drain(..) {
-        if b.max_ts < cutoff || total > inner.cfg.retention_bytes {
-            total -= b.bytes;
-            let _ = std::fs::remove_file(&b.path);
-            tracing::info!(path = %b.path.display(), records = b.count, "log block removed by retention");
-        } else {
-            keep.push(b);
-        }
+    let gone = inner.blocks.write().unwrap_or_else(|e| e.into_inner()).expire(
+        now,
+        inner.cfg.retention_age,
+        inner.cfg.retention_bytes,
+    );
+    let blocks = inner.blocks.read().unwrap_or_else(|e| e.into_inner());
+    for (hour, dropped) in gone {
+        blocks.delete(hour);
+        let records: usize = dropped.iter().map(|b| b.count).sum();
+        tracing::info!(partition = hour, records, "log partition removed by retention");
     }
-    *blocks = keep;
 }
 
 /// A record as [`Fields`] for the query language, re-exported for callers that evaluate

@@ -141,8 +141,13 @@ async fn retention_by_size_and_the_scan_budget() {
         })
         .unwrap_err();
     assert!(matches!(err, SearchError::TooMuchData(10)));
+    // An hour later: a second partition.
+    let later = (0..100).map(|i| LogRecord { unix_nanos: rec(i).unix_nanos + 3_600_000_000_000, ..rec(i) });
+    logs.write(later.collect()).await.unwrap();
+    wait_sealed(&logs, 2).await;
     retention(&logs.inner);
-    assert_eq!(logs.sizes().1, 0, "over the size budget: removed");
+    assert_eq!(logs.sizes().1, 1, "over the size budget: the older partition removed, never the newest");
+    assert!(search(&logs, "done", 1000).0.iter().all(|r| r.unix_nanos >= rec(0).unix_nanos + 3_600_000_000_000));
     logs.close();
 }
 

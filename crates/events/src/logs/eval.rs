@@ -2,9 +2,9 @@
 //! record must contain to match (what block bloom filters are asked before a block is
 //! opened).
 
+use super::block::value_text;
 use super::lang::{CmpOp, Expr, Operand, Pattern, Test};
 use signalbox_core::log::{LogRecord, Severity};
-use super::block::value_text;
 use signalbox_core::span::KeyValue;
 use std::borrow::Cow;
 

@@ -249,12 +249,10 @@ impl<'a> Page<'a> {
             let values = (0..n).map(|_| r.value()).collect::<Result<Vec<_>, _>>()?;
             let texts = values.iter().map(|v| value_text(v).into_owned()).collect();
             let rows = (0..self.n)
-                .map(|_| {
-                    match r.varint()? as usize {
-                        0 => Ok(u32::MAX),
-                        i if i <= n => Ok(i as u32 - 1),
-                        _ => Err(Damaged),
-                    }
+                .map(|_| match r.varint()? as usize {
+                    0 => Ok(u32::MAX),
+                    i if i <= n => Ok(i as u32 - 1),
+                    _ => Err(Damaged),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(AttrColumn { values, texts, rows })

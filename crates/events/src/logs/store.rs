@@ -11,8 +11,8 @@
 use super::block::{self, Block};
 use super::codec::{self, Damaged};
 use super::eval::{Fields, matches, required_values, required_words};
-use super::page::{Page, PageRow};
 use super::lang::Expr;
+use super::page::{Page, PageRow};
 use crate::container::wal::{self, Ledger, Writer};
 use signalbox_core::log::{LogRecord, LogSink, LogWriteError};
 use std::collections::BTreeMap;

@@ -64,7 +64,24 @@ fn corpus(n: usize, seed: u64) -> Vec<LogRecord> {
                 instance: format!("i-{}", g.below(4)),
                 resource,
                 attributes,
-                trace_id: (g.below(4) != 0).then(|| TraceId([(i / 3) as u8, (i / 768) as u8, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 1])),
+                trace_id: (g.below(4) != 0).then_some(TraceId([
+                    (i / 3) as u8,
+                    (i / 768) as u8,
+                    7,
+                    7,
+                    7,
+                    7,
+                    7,
+                    7,
+                    7,
+                    7,
+                    7,
+                    7,
+                    7,
+                    7,
+                    7,
+                    1,
+                ])),
                 span_id: (g.below(3) != 0).then(|| SpanId((i as u64 + 1).to_be_bytes())),
             }
         })
@@ -92,7 +109,10 @@ fn records_round_trip_through_pages_and_columns() {
     assert_eq!(b.records().unwrap(), sorted);
     for (p, m) in b.pages.iter().enumerate() {
         let chunk = &sorted[p * 64..(p * 64 + 64).min(1000)];
-        assert_eq!((m.count, m.min_ts, m.max_ts), (chunk.len(), chunk[0].unix_nanos, chunk[chunk.len() - 1].unix_nanos));
+        assert_eq!(
+            (m.count, m.min_ts, m.max_ts),
+            (chunk.len(), chunk[0].unix_nanos, chunk[chunk.len() - 1].unix_nanos)
+        );
     }
 }
 
@@ -122,7 +142,8 @@ fn column_first_evaluation_agrees_with_the_record_path() {
         "cart*",
         "user_id:~\"u1[0-9]\"",
     ];
-    let names = ["user_id", "User_Id", "status", "ratio", "cached", "host.name", "rare_2", "service", "trace_id", "body"];
+    let names =
+        ["user_id", "User_Id", "status", "ratio", "cached", "host.name", "rare_2", "service", "trace_id", "body"];
     let file = std::fs::File::open(&b.path).unwrap();
     let mut k = 0;
     for p in 0..b.pages.len() {
@@ -154,7 +175,8 @@ fn a_needle_touches_only_the_pages_that_hold_it() {
         let keys = query_keys(&[], &[("trace_id".into(), t.to_hex())]);
         let pages: Vec<usize> = (0..b.pages.len()).filter(|&p| b.page_may_match(p, &keys)).collect();
         assert!(pages.contains(&(k / 128)), "the page holding record {k} may match");
-        wrong += pages.len() - pages.iter().filter(|&&p| all[p * 128..(p + 1) * 128].iter().any(|x| x.trace_id == Some(t))).count();
+        wrong += pages.len()
+            - pages.iter().filter(|&&p| all[p * 128..(p + 1) * 128].iter().any(|x| x.trace_id == Some(t))).count();
     }
     assert!(wrong <= 8, "{wrong} of ~330 page checks let through by a false positive");
     // Absent words pass no page: the common bloom's false positives would pass them all.

@@ -2,11 +2,12 @@
 //! block's time range, and a bloom filter of its words and field values, so a search that
 //! cannot match a block never decompresses it.
 //!
-//! The file is framed by the container ([`crate::container::block`]): magic `SBXLOGB2`,
+//! The file is framed by the container ([`crate::container::block`]): magic `SBXLOGB3`,
 //! header parts the summary (varint count, min_ts, max_ts) and the bloom filter's bytes,
 //! then the columns below, each a checksummed zstd frame, read on demand through the shared
 //! decompressed-column cache. (`SBXLOGB1` blocks, framed by the log store itself, are no
-//! longer read: pre-release, not migrated.)
+//! longer read: pre-release, not migrated. `SBXLOGB2` is left to the paged layout being
+//! written at the same time, so the two can never be mistaken for each other.)
 //!
 //! Columns: `time` (delta varints, records sorted by time), `severity` (a byte each),
 //! `service` and `instance` (dictionary columns, [`crate::container::dict`]), `ids` (flags, trace
@@ -25,7 +26,7 @@ use signalbox_core::span::AttrValue;
 use std::path::Path;
 use std::sync::Arc;
 
-const MAGIC: &[u8; 8] = b"SBXLOGB2";
+const MAGIC: &[u8; 8] = b"SBXLOGB3";
 const COLUMNS: usize = 7;
 /// Field values longer than this are not put in the bloom filter (they are not ids).
 const MAX_BLOOM_VALUE: usize = 256;

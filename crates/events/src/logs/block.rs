@@ -3,7 +3,7 @@
 //! time range and bloom filter, so a search decompresses only the columns it needs of the
 //! pages that may match.
 //!
-//! The file is a container block with magic `SBXLOGB3`. Its header parts are the log
+//! The file is a container block with magic `SBXLOGB4`. Its header parts are the log
 //! schema's metadata:
 //!
 //! ```text
@@ -16,8 +16,12 @@
 //!
 //! and its columns are the pages' columns, page by page: column `c` of page `p` is the
 //! container's column `p * columns + c`, each its own zstd frame with a crc32, read on demand
-//! through the shared decompressed-column cache ([`crate::container::cache`]). (`SBXLOGB1`
-//! and the pre-merge `SBXLOGB2` blocks are no longer read: pre-release, not migrated.)
+//! through the shared decompressed-column cache ([`crate::container::cache`]). Blocks of
+//! the earlier layouts are no longer read (pre-release, not migrated; the store skips them
+//! as damaged): `SBXLOGB1` (framed by the log store itself), and the two written while the
+//! container and the pages were built apart, `SBXLOGB2` (pages in the log store's own
+//! framing) and `SBXLOGB3` (the container's framing, unpaged). The merged layout takes a
+//! magic of its own so it can never be mistaken for either.
 //!
 //! Columns of a page ([`col`]): `time` (delta varints, records sorted by time), `severity`
 //! (a byte each), `severity_text`, `service` and `instance` (the container's dictionary
@@ -46,7 +50,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const MAGIC: &[u8; 8] = b"SBXLOGB3";
+const MAGIC: &[u8; 8] = b"SBXLOGB4";
 /// Field values longer than this are not put in the bloom filter (they are not ids).
 const MAX_BLOOM_VALUE: usize = 256;
 /// Most attribute keys that get their own column in a block.

@@ -220,3 +220,35 @@ fn damage_is_an_error_never_a_panic() {
         }
     }
 }
+
+#[test]
+fn pages_are_container_columns_and_other_layouts_are_refused() {
+    let recs = corpus(300, 13);
+    let (dir, b) = write(&recs, 100);
+    let ncols = col::FIXED + b.attr_columns.len();
+    let (framed, parts) = Framed::open(&b.path, MAGIC).unwrap();
+    assert_eq!(b.pages.len(), 3);
+    assert_eq!(framed.columns.len(), b.pages.len() * ncols, "every column of every page is a container column");
+    assert_eq!(parts.len(), 2 + b.pages.len(), "summary, common bloom, a bloom per page");
+    let file = b.open().unwrap();
+    for p in 0..b.pages.len() {
+        let sum: u64 = (0..ncols).map(|c| b.column_bytes(p, c)).sum();
+        assert_eq!(sum, b.pages[p].bytes());
+        assert!(b.read_column(&file, p, ncols).is_err(), "past the page's columns");
+    }
+    assert!(b.read_column(&file, b.pages.len(), 0).is_err(), "past the last page");
+    // The unpaged container layout (`SBXLOGB3`: a summary and one bloom) is another magic.
+    let old = dir.path().join("old.blk");
+    let bloom = Bloom::with_capacity(1).to_bytes();
+    let mut summary = Vec::new();
+    for v in [1u64, 5, 5] {
+        put_varint(&mut summary, v);
+    }
+    let (bytes, _) = framing::encode(b"SBXLOGB3", &[&summary, &bloom], &vec![vec![1u8]; 7]).unwrap();
+    write_atomic(&old, &bytes).unwrap();
+    assert!(Block::read(&old).is_err());
+    // Its parts under this magic: no page count, so refused rather than misread.
+    let (bytes, _) = framing::encode(MAGIC, &[&summary, &bloom], &vec![vec![1u8]; 7]).unwrap();
+    write_atomic(&old, &bytes).unwrap();
+    assert!(Block::read(&old).is_err());
+}

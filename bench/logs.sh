@@ -107,7 +107,7 @@ def sb(q, agg=False, **extra):
         if agg:
             return len(v.get("series", v.get("values", [])))
         st = v.get("stats", {})
-        return f'{len(v["records"])}; {st.get("blocks_read")} of {st.get("blocks")} blocks read'
+        return f'{len(v["records"])}; {st.get("blocks_read")} of {st.get("blocks")} blocks, {st.get("pages_read")} pages read'
 
     return run
 

@@ -1,4 +1,5 @@
-//! Block files: opening, loading and reading every column of arbitrary bytes never panics.
+//! Block files of both schemas: opening, loading and reading every column of arbitrary bytes
+//! never panics.
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let dir = std::env::temp_dir().join(format!("sbx-fuzz-block-{}", std::process::id()));
@@ -7,7 +8,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if std::fs::write(&path, data).is_err() {
         return;
     }
-    if let Ok(b) = signalbox_events::block::open(&path)
+    if let Ok(b) = signalbox_events::spans::block::open(&path)
         && let Ok(l) = b.load()
     {
         let all: Vec<usize> = (0..l.n.min(1 << 16)).collect();
@@ -15,5 +16,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         let _ = l.spans_range(0..l.n.min(1 << 16));
         let _ = l.attributes();
         let _ = l.trace_ids();
+    }
+    if let Ok(b) = signalbox_events::logs::block::Block::read(&path) {
+        let _ = b.records();
     }
 });

@@ -1,7 +1,8 @@
 //! The event store's span encoding and write-ahead log records: reading arbitrary bytes
 //! never panics or allocates without bound.
 #![no_main]
-use signalbox_events::codec::{Origins, Reader, get_span, get_span_v1};
+use signalbox_events::container::wal;
+use signalbox_events::spans::codec::{Origins, Reader, decode_batch, get_span, get_span_v1};
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     // Format 1 spans, then format 2: dictionaries and spans naming them.
     let mut r = Reader::new(data);
@@ -21,7 +22,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let dir = std::env::temp_dir().join(format!("sbx-fuzz-wal-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join("seg-0000000000000001.wal");
-    if std::fs::write(&path, data).is_ok() {
-        let _ = signalbox_events::wal::read_segment(&path);
+    if std::fs::write(&path, data).is_ok()
+        && let Ok(batches) = wal::read_segment(&dir, 1)
+    {
+        for (count, payload) in batches {
+            let _ = decode_batch(count, &payload);
+        }
     }
 });

@@ -70,7 +70,7 @@ pub struct AppState {
     /// Rendered registry views shared by concurrent watchers.
     pub views: Arc<registry::ViewCache>,
     /// The trace pipeline and store, when enabled.
-    pub traces: Option<signalbox_events::pipeline::Traces>,
+    pub traces: Option<signalbox_events::spans::pipeline::Traces>,
     /// The log store, when enabled.
     pub logs: Option<signalbox_events::logs::store::Logs>,
     /// The metrics service (TSDB, scrapes, PromQL), when enabled.

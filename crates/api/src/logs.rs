@@ -153,31 +153,67 @@ const HOST_KEYS: &[&str] = &["host", "host.name", "hostname"];
 /// Maps a JSON object to a record. `now` is the observed time (and the time when the object
 /// has none). Fails only on values that make the record meaningless (a line over the limit).
 pub fn record_from_json(obj: &Map<String, Value>, now: u64) -> Result<LogRecord, String> {
+    record_from_map(obj.clone(), now)
+}
+
+/// Which well-known fields a (flattened) key may fill, as bits in [`KEY_SETS`] order.
+fn key_roles(key: &str) -> u8 {
+    let mut roles = 0u8;
+    for (i, set) in KEY_SETS.iter().enumerate() {
+        if set.iter().any(|want| want.len() == key.len() && want.eq_ignore_ascii_case(key)) {
+            roles |= 1 << i;
+        }
+    }
+    roles
+}
+
+/// The well-known fields in the order they are taken: each takes the first remaining key
+/// (in the object's sorted, flattened order) that matches one of its spellings.
+const KEY_SETS: [&[&str]; 8] =
+    [TIME_KEYS, BODY_KEYS, LEVEL_KEYS, SERVICE_KEYS, INSTANCE_KEYS, TRACE_KEYS, SPAN_KEYS, HOST_KEYS];
+
+/// [`record_from_json`] taking the object, so its values move into the record uncopied.
+pub fn record_from_map(obj: Map<String, Value>, now: u64) -> Result<LogRecord, String> {
     let mut flat: Vec<(String, Value)> = Vec::with_capacity(obj.len());
-    flatten("", obj, 0, &mut flat);
-    let mut take = |keys: &[&str]| -> Option<Value> {
-        let i = flat.iter().position(|(k, _)| keys.iter().any(|want| k.eq_ignore_ascii_case(want)))?;
-        Some(flat.remove(i).1)
-    };
-    let unix_nanos = match take(TIME_KEYS) {
+    flatten_owned(String::new(), obj, 0, &mut flat);
+    // Each key is matched against the spellings once (this ran per field per key before).
+    let roles: Vec<u8> = flat.iter().map(|(k, _)| key_roles(k)).collect();
+    let mut taken: [Option<usize>; 8] = [None; 8];
+    let mut used = vec![false; flat.len()];
+    for (set, slot) in taken.iter_mut().enumerate() {
+        *slot = (0..flat.len()).find(|&i| !used[i] && roles[i] & (1 << set) != 0);
+        if let Some(i) = *slot {
+            used[i] = true;
+        }
+    }
+    let mut rest: Vec<(String, Value)> = Vec::with_capacity(flat.len());
+    let mut field: [Option<Value>; 8] = Default::default();
+    for (i, (k, v)) in flat.into_iter().enumerate() {
+        match taken.iter().position(|t| *t == Some(i)) {
+            Some(set) => field[set] = Some(v),
+            None => rest.push((k, v)),
+        }
+    }
+    let [time, body, level, service, instance, trace, span, host] = field;
+    let unix_nanos = match time {
         Some(v) => time_value(&v).ok_or_else(|| format!("timestamp `{}` is not a time", short(&v)))?,
         None => now,
     };
-    let body = take(BODY_KEYS).map(text).unwrap_or_default();
+    let body = body.map(text).unwrap_or_default();
     if body.len() > MAX_LINE {
         return Err(format!("the message is {} bytes; the limit is {MAX_LINE}", body.len()));
     }
-    let severity_text = take(LEVEL_KEYS).map(text).unwrap_or_default();
-    let service = take(SERVICE_KEYS).map(text).unwrap_or_default();
-    let instance = take(INSTANCE_KEYS).map(text).unwrap_or_default();
-    let trace_id = take(TRACE_KEYS).map(text).and_then(|t| trace_id(&t));
-    let span_id = take(SPAN_KEYS).map(text).and_then(|t| span_id(&t));
+    let severity_text = level.map(text).unwrap_or_default();
+    let service = service.map(text).unwrap_or_default();
+    let instance = instance.map(text).unwrap_or_default();
+    let trace_id = trace.map(text).and_then(|t| trace_id(&t));
+    let span_id = span.map(text).and_then(|t| span_id(&t));
     let mut resource = Vec::new();
-    if let Some(h) = take(HOST_KEYS) {
+    if let Some(h) = host {
         resource.push(KeyValue::str("host.name", text(h)));
     }
     let attributes =
-        flat.into_iter().take(MAX_ATTRIBUTES).map(|(k, v)| KeyValue { key: k.into(), value: attr(v) }).collect();
+        rest.into_iter().take(MAX_ATTRIBUTES).map(|(k, v)| KeyValue { key: k.into(), value: attr(v) }).collect();
     Ok(LogRecord {
         unix_nanos,
         observed_unix_nanos: now,
@@ -194,14 +230,14 @@ pub fn record_from_json(obj: &Map<String, Value>, now: u64) -> Result<LogRecord,
 }
 
 /// Nested objects become dotted keys (`kubernetes.pod.name`); arrays and objects past the
-/// depth limit stay JSON text.
-fn flatten(prefix: &str, obj: &Map<String, Value>, depth: usize, out: &mut Vec<(String, Value)>) {
+/// depth limit stay JSON text. Keys and values move; nothing is copied.
+fn flatten_owned(prefix: String, obj: Map<String, Value>, depth: usize, out: &mut Vec<(String, Value)>) {
     for (k, v) in obj {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
         match v {
-            Value::Object(m) if depth < MAX_FLATTEN_DEPTH => flatten(&key, m, depth + 1, out),
+            Value::Object(m) if depth < MAX_FLATTEN_DEPTH => flatten_owned(key, m, depth + 1, out),
             Value::Null => {}
-            _ => out.push((key, v.clone())),
+            v => out.push((key, v)),
         }
     }
 }

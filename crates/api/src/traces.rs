@@ -32,8 +32,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::span::{AttrValue, KeyValue, Span, SpanKind, StatusCode};
-use signalbox_events::pipeline::Traces;
-use signalbox_events::query::Search;
+use signalbox_events::spans::pipeline::Traces;
+use signalbox_events::spans::query::Search;
 use std::time::Duration;
 
 pub fn reads() -> Router<AppState> {

@@ -32,7 +32,7 @@ fn main() -> Result<(), String> {
     let mut total = 0u64;
     for f in files.iter().take(50) {
         let corrupt = |_| format!("{} is not a readable block", f.display());
-        let b = signalbox_events::block::open(f).map_err(corrupt)?;
+        let b = signalbox_events::spans::block::open(f).map_err(corrupt)?;
         spans += b.meta.spans as u64;
         total += b.meta.file_bytes;
         let l = b.load().map_err(corrupt)?;

@@ -1,9 +1,9 @@
 //! The `[traces]` section of the config file as users write it (stage one), its checks, and
 //! the runtime settings it turns into (stage two).
 
-use crate::pipeline::PipelineSettings;
-use crate::sampler::SamplerConfig;
-use crate::store::StoreConfig;
+use crate::spans::pipeline::PipelineSettings;
+use crate::spans::sampler::SamplerConfig;
+use crate::spans::store::StoreConfig;
 use serde::{Deserialize, Serialize};
 use signalbox_core::config::{ByteSize, Dur, Problems};
 use std::path::Path;
@@ -24,7 +24,8 @@ pub struct TracesConfig {
     pub seal_after: Dur,
     /// Batches that may wait for the write-ahead log before receivers are told to back off.
     pub queue_batches: usize,
-    /// Memory for decompressed block columns kept between queries (0: none).
+    /// Memory for decompressed block columns kept between queries (0: none). The cache is
+    /// the event store's, shared by trace and log queries.
     pub query_cache: ByteSize,
     /// Tail sampling.
     pub sampling: SamplingConfig,

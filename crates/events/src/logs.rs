@@ -3,7 +3,10 @@
 //!
 //! # Layout
 //! - [`codec`]: the binary form of records (write-ahead log, block columns).
-//! - [`block`]: sealed blocks: compressed columns, time range, bloom of words and values.
+//! - [`block`]: sealed blocks: pages of compressed columns (frequent attributes in their
+//!   own), each page with its time range and bloom of words and values.
+//! - [`page`]: one page read column by column as a filter asks; whole records only for
+//!   the rows returned.
 //! - [`lang`]: the log search language: parser, aggregations, errors with offsets.
 //! - [`eval`]: filter evaluation against records and the words a match requires.
 //! - [`store`]: the log store: write-ahead log, head, sealing, retention, search, live tail.
@@ -16,4 +19,5 @@ pub mod eval;
 pub mod lang;
 pub mod logql;
 pub mod logql_eval;
+pub mod page;
 pub mod store;

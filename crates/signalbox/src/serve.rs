@@ -500,9 +500,9 @@ fn start_traces(
     cfg: &FileConfig,
     data_dir: &std::path::Path,
     registry: &Registry,
-) -> std::io::Result<signalbox_events::pipeline::Traces> {
-    signalbox_events::block::set_cache_budget(usize::try_from(cfg.traces.query_cache.0).unwrap_or(usize::MAX));
-    signalbox_events::pipeline::Traces::start(cfg.traces.pipeline(&data_dir.join("traces")), registry)
+) -> std::io::Result<signalbox_events::spans::pipeline::Traces> {
+    signalbox_events::container::cache::set_budget(usize::try_from(cfg.traces.query_cache.0).unwrap_or(usize::MAX));
+    signalbox_events::spans::pipeline::Traces::start(cfg.traces.pipeline(&data_dir.join("traces")), registry)
 }
 
 /// Reloads the gateway when its key in central configuration changes.

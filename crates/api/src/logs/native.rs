@@ -8,11 +8,11 @@
 //! ```
 //!
 //! Keys are matched under their common spellings (`@timestamp`, `msg`, `level`...; see
-//! [`super::record_from_json`]); an `attributes` object is flattened into attributes and a
+//! [`super::record_from_map`]); an `attributes` object is flattened into attributes and a
 //! `resource` object into resource attributes. A line that is not a JSON object is refused on
 //! its own (the answer names its line number); the others are kept.
 
-use super::{Decoded, MAX_LINE, MAX_RECORDS, record_from_json};
+use super::{Decoded, MAX_LINE, MAX_RECORDS, record_from_map};
 use serde_json::Value;
 use signalbox_core::span::KeyValue;
 
@@ -64,7 +64,7 @@ fn one(mut obj: serde_json::Map<String, Value>, now: u64) -> Result<signalbox_co
         Some(Value::Null) | None => None,
         Some(_) => return Err("`resource` must be an object".into()),
     };
-    let mut r = record_from_json(&obj, now)?;
+    let mut r = record_from_map(obj, now)?;
     if let Some(a) = attrs {
         // Everything in `attributes` is an attribute, whatever its name.
         r.attributes.extend(flat_attributes(a));
@@ -87,7 +87,7 @@ fn one(mut obj: serde_json::Map<String, Value>, now: u64) -> Result<signalbox_co
 
 fn flat_attributes(m: serde_json::Map<String, Value>) -> Vec<KeyValue> {
     let mut flat = Vec::new();
-    super::flatten("", &m, 0, &mut flat);
+    super::flatten_owned(String::new(), m, 0, &mut flat);
     flat.into_iter().map(|(k, v)| KeyValue { key: k.into(), value: super::attr(v) }).collect()
 }
 

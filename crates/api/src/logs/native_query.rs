@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use signalbox_core::log::LogRecord;
 use signalbox_core::span::AttrValue;
 use signalbox_events::logs::lang::{self, Aggregation, Expr, Stat};
-use signalbox_events::logs::store::{Logs, Search, SearchError};
+use signalbox_events::logs::store::{LogRow, Logs, Search, SearchError};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -208,7 +208,7 @@ async fn search(State(s): State<AppState>, Query(p): Query<Params>) -> Result<Js
             "records": list,
             "start_unix_nanos": start.to_string(),
             "end_unix_nanos": end.to_string(),
-            "stats": { "blocks": stats.blocks_total, "blocks_skipped": stats.blocks_skipped, "blocks_read": stats.blocks_read, "bytes_scanned": stats.bytes_scanned },
+            "stats": { "blocks": stats.blocks_total, "blocks_skipped": stats.blocks_skipped, "blocks_read": stats.blocks_read, "pages_read": stats.pages_read, "bytes_scanned": stats.bytes_scanned },
         }))
     })
     .await
@@ -218,27 +218,43 @@ async fn search(State(s): State<AppState>, Query(p): Query<Params>) -> Result<Js
 
 /// The records of the same service instance just before and after `r` (as `grep -C`).
 fn context_of(logs: &Logs, r: &LogRecord, n: usize, max_bytes: u64, timeout: Duration) -> Result<Value, ApiError> {
-    let same = |x: &LogRecord| x.service == r.service && x.instance == r.instance && x.unix_nanos != r.unix_nanos;
+    // Rows are compared on their service and instance columns; only neighbours are decoded.
+    let same = |x: &dyn LogRow| {
+        x.unix_nanos() != r.unix_nanos
+            && x.field("service").is_some_and(|s| s == r.service)
+            && x.field("instance").is_some_and(|i| i == r.instance)
+    };
+    let damaged = || ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a log block could not be read");
     let window = 3_600_000_000_000u64;
     let mut before = Vec::new();
-    logs.scan(&Expr::All, r.unix_nanos.saturating_sub(window), r.unix_nanos, max_bytes, timeout, |x| {
+    let mut bad = false;
+    logs.scan_rows(&Expr::All, r.unix_nanos.saturating_sub(window), r.unix_nanos, max_bytes, timeout, |x| {
         if same(x) {
-            before.push(x.clone());
+            match x.to_record() {
+                Ok(rec) => before.push(rec),
+                Err(_) => bad = true,
+            }
         }
-        before.len() < n * 4
+        !bad && before.len() < n * 4
     })
     .map_err(search_error)?;
     before.sort_by_key(|x| std::cmp::Reverse(x.unix_nanos));
     before.truncate(n);
     before.reverse();
     let mut after = Vec::new();
-    logs.scan(&Expr::All, r.unix_nanos, r.unix_nanos.saturating_add(window), max_bytes, timeout, |x| {
+    logs.scan_rows(&Expr::All, r.unix_nanos, r.unix_nanos.saturating_add(window), max_bytes, timeout, |x| {
         if same(x) {
-            after.push(x.clone());
+            match x.to_record() {
+                Ok(rec) => after.push(rec),
+                Err(_) => bad = true,
+            }
         }
-        true
+        !bad
     })
     .map_err(search_error)?;
+    if bad {
+        return Err(damaged());
+    }
     after.sort_by_key(|x| x.unix_nanos);
     after.truncate(n);
     Ok(
@@ -246,8 +262,7 @@ fn context_of(logs: &Logs, r: &LogRecord, n: usize, max_bytes: u64, timeout: Dur
     )
 }
 
-fn field_value(r: &LogRecord, name: &str) -> Option<String> {
-    use signalbox_events::logs::eval::Fields;
+fn field_value(r: &dyn LogRow, name: &str) -> Option<String> {
     r.field(name).map(|c| c.into_owned())
 }
 
@@ -278,11 +293,18 @@ async fn aggregate(State(s): State<AppState>, Query(p): Query<Params>) -> Result
                 let buckets = ((end - start) / step + 1) as usize;
                 let mut series: BTreeMap<String, Vec<u64>> = BTreeMap::new();
                 let mut total = 0u64;
-                logs.scan(&q.filter, start, end, limits.0, limits.1, |r| {
-                    let key = by.as_ref().map(|f| field_value(r, f).unwrap_or_default()).unwrap_or_default();
-                    let slot = ((r.unix_nanos - start) / step) as usize;
-                    series.entry(key).or_insert_with(|| vec![0; buckets])[slot.min(buckets - 1)] += 1;
-                    total += 1;
+                // Sealed pages are read column-first (time and the key's dictionary codes),
+                // handed over a group at a time.
+                logs.scan_groups(&q.filter, start, end, by.as_deref(), limits.0, limits.1, |key, times| {
+                    let key = key.unwrap_or("");
+                    let counts = match series.get_mut(key) {
+                        Some(c) => c,
+                        None => series.entry(key.to_owned()).or_insert_with(|| vec![0; buckets]),
+                    };
+                    for t in times {
+                        counts[(((t - start) / step) as usize).min(buckets - 1)] += 1;
+                    }
+                    total += times.len() as u64;
                     true
                 })
                 .map_err(search_error)?;
@@ -296,9 +318,14 @@ async fn aggregate(State(s): State<AppState>, Query(p): Query<Params>) -> Result
             }
             Aggregation::Top { n, field } => {
                 let mut counts: HashMap<String, u64> = HashMap::new();
-                logs.scan(&q.filter, start, end, limits.0, limits.1, |r| {
-                    if let Some(v) = field_value(r, &field) {
-                        *counts.entry(v).or_insert(0) += 1;
+                logs.scan_groups(&q.filter, start, end, Some(&field), limits.0, limits.1, |v, times| {
+                    if let Some(v) = v {
+                        match counts.get_mut(v) {
+                            Some(c) => *c += times.len() as u64,
+                            None => {
+                                counts.insert(v.to_owned(), times.len() as u64);
+                            }
+                        }
                     }
                     counts.len() < 1_000_000
                 })
@@ -318,7 +345,7 @@ async fn aggregate(State(s): State<AppState>, Query(p): Query<Params>) -> Result
                         Stat::Avg(f) | Stat::Min(f) | Stat::Max(f) | Stat::Sum(f) | Stat::Quantile(_, f) => Some(f.clone()),
                     })
                     .collect();
-                logs.scan(&q.filter, start, end, limits.0, limits.1, |r| {
+                logs.scan_rows(&q.filter, start, end, limits.0, limits.1, |r| {
                     let key = by.as_ref().map(|f| field_value(r, f).unwrap_or_default()).unwrap_or_default();
                     *counts.entry(key.clone()).or_insert(0) += 1;
                     let g = groups.entry(key).or_default();

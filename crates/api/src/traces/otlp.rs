@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 use signalbox_core::span::Span;
-use signalbox_events::pipeline::{Traces, WriteError};
+use signalbox_events::spans::pipeline::{Traces, WriteError};
 
 mod grpc;
 pub use grpc::{Checked, retry_later};

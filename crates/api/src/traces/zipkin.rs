@@ -27,8 +27,8 @@ use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::span::{
     AttrValue, KeyValue, Resource, Scope, Span, SpanEvent, SpanFlags, SpanKind, StatusCode as SpanStatus,
 };
-use signalbox_events::pipeline::WriteError;
-use signalbox_events::query::Search;
+use signalbox_events::spans::pipeline::WriteError;
+use signalbox_events::spans::query::Search;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -416,7 +416,7 @@ pub fn zipkin_json(s: &Span) -> Value {
             ("net.host.port", AttrValue::Int(p)) => local["port"] = json!(p),
             (k, v) => {
                 tags.entry(k.to_owned())
-                    .or_insert_with(|| Value::String(signalbox_events::block::value_text(v).into_owned()));
+                    .or_insert_with(|| Value::String(signalbox_events::spans::block::value_text(v).into_owned()));
             }
         }
     }

@@ -89,16 +89,16 @@ impl Node {
 
     /// A node with a trace store (sampling as given) in its temp dir.
     pub async fn with_traces(
-        sampler: signalbox_events::sampler::SamplerConfig,
+        sampler: signalbox_events::spans::sampler::SamplerConfig,
         queue_batches: usize,
-    ) -> (Node, signalbox_events::pipeline::Traces, Registry) {
+    ) -> (Node, signalbox_events::spans::pipeline::Traces, Registry) {
         let dir = tempfile::tempdir().unwrap();
         let control = Arc::new(ControlPlane::open(dir.path(), Default::default()).unwrap());
         let registry = Registry::new();
-        let cfg = signalbox_events::pipeline::PipelineSettings {
+        let cfg = signalbox_events::spans::pipeline::PipelineSettings {
             dir: dir.path().join("traces"),
             queue_batches,
-            store: signalbox_events::store::StoreConfig {
+            store: signalbox_events::spans::store::StoreConfig {
                 dir: dir.path().join("traces/blocks"),
                 block_spans: 500,
                 seal_after: Duration::from_millis(500),
@@ -108,7 +108,7 @@ impl Node {
             sampler,
             graph_retention: Duration::from_secs(86_400),
         };
-        let traces = signalbox_events::pipeline::Traces::start(cfg, &registry).unwrap();
+        let traces = signalbox_events::spans::pipeline::Traces::start(cfg, &registry).unwrap();
         let n = Self::serve_with(control, None, dir, Some((traces.clone(), registry.clone()))).await;
         (n, traces, registry)
     }
@@ -117,7 +117,7 @@ impl Node {
         control: Arc<ControlPlane>,
         gateway: Option<Arc<dyn signalbox_core::views::GatewayView>>,
         dir: tempfile::TempDir,
-        trace_store: Option<(signalbox_events::pipeline::Traces, Registry)>,
+        trace_store: Option<(signalbox_events::spans::pipeline::Traces, Registry)>,
     ) -> Node {
         let (trace_store, metrics) = match trace_store {
             Some((t, r)) => (Some(t), r),

@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::trace::v1::span::Link;
 use serde_json::{Value, json};
-use signalbox_events::sampler::SamplerConfig;
+use signalbox_events::spans::sampler::SamplerConfig;
 
 fn find<'a>(list: &'a Value, field: &str, value: &str) -> &'a Value {
     list.as_array().unwrap().iter().find(|x| x[field] == value).unwrap_or_else(|| panic!("{field}={value} in {list}"))

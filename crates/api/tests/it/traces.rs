@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 use serde_json::json;
-use signalbox_events::sampler::SamplerConfig;
+use signalbox_events::spans::sampler::SamplerConfig;
 use signalbox_testkit::eventually;
 use std::io::Write;
 

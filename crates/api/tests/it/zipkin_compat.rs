@@ -7,7 +7,7 @@ use crate::traces::now;
 use crate::*;
 use http::Method;
 use serde_json::{Value, json};
-use signalbox_events::sampler::SamplerConfig;
+use signalbox_events::spans::sampler::SamplerConfig;
 use std::process::Command;
 
 async fn post(n: &Node, body: Value) {

@@ -6,7 +6,7 @@
 //! the records not yet settled (sealed into a block); a segment no longer written to with
 //! nothing unsettled is deleted.
 
-use crate::codec::put_varint;
+use crate::container::encoding::put_varint;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;

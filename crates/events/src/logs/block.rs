@@ -1,298 +1,460 @@
-//! A sealed block of log records: an immutable file of zstd-compressed columns, the
-//! block's time range, and a bloom filter of its words and field values, so a search that
-//! cannot match a block never decompresses it.
+//! A sealed block of log records: the log schema's block in the container's framing
+//! ([`crate::container::block`]), made of pages, each page a set of columns with its own
+//! time range and bloom filter, so a search decompresses only the columns it needs of the
+//! pages that may match.
+//!
+//! The file is a container block with magic `SBXLOGB4`. Its header parts are the log
+//! schema's metadata:
 //!
 //! ```text
-//! "SBXLOGB1"  magic
-//! u32         header length, then the header:
-//!   varint count, min_ts, max_ts, then per column (time, severity, service, instance, ids,
-//!   body, rest): varint raw length, varint compressed length; then the bloom's length
-//! u32         crc32 of the header
-//! columns     zstd frames in the order above
-//! bloom       the filter's bytes
-//! u32         crc32 of everything after the header's checksum
+//! part 0      summary: varint count, min_ts, max_ts, page count;
+//!             varint attribute column count, then each column's attribute key;
+//!             per page: varint count, min_ts, max_ts
+//! part 1      the common bloom (keys found in at least half the pages)
+//! part 2 + p  page p's bloom (the other keys of the page)
 //! ```
 //!
-//! Columns: `time` (delta varints, records sorted by time), `severity` (a byte each),
-//! `service` and `instance` (a dictionary, then a varint index each), `ids` (flags, trace
-//! and span ids), `body` (length-prefixed), `rest` (observed time, severity text, resource
-//! and attributes, as the record codec writes them). The service, instance and severity of
-//! every record are readable without touching the bodies.
+//! and its columns are the pages' columns, page by page: column `c` of page `p` is the
+//! container's column `p * columns + c`, each its own zstd frame with a crc32, read on demand
+//! through the shared decompressed-column cache ([`crate::container::cache`]). Blocks of
+//! the earlier layouts are no longer read (pre-release, not migrated; the store skips them
+//! as damaged): `SBXLOGB1` (framed by the log store itself), and the two written while the
+//! container and the pages were built apart, `SBXLOGB2` (pages in the log store's own
+//! framing) and `SBXLOGB3` (the container's framing, unpaged). The merged layout takes a
+//! magic of its own so it can never be mistaken for either.
+//!
+//! Columns of a page ([`col`]): `time` (delta varints, records sorted by time), `severity`
+//! (a byte each), `severity_text`, `service` and `instance` (the container's dictionary
+//! columns, [`crate::container::dict`]), `ids` (flags, trace and span ids), `body`
+//! (length-prefixed), `rest` (observed time as a zigzag delta, resource attributes, and the
+//! record's attribute list where an attribute kept in a column is a reference to it), then
+//! one column per frequent attribute key of the block (a dictionary of typed values, then
+//! per record a varint: 0 for none, else the value's index + 1; typed and optional, so not
+//! the container's string dictionary). A search reads `time` and what its filter names; an
+//! aggregation reads `time` and its key's column; a whole record is decoded only for the
+//! rows that are returned.
+//!
+//! The blooms hold the words of every body and `field=value` of every id, service,
+//! instance and attribute value (lower-cased). A key in at least half the pages (the
+//! frequent words) is kept once in the common bloom instead of in every page's.
 
-use super::codec::{Damaged, Reader, put_attrs, put_str, put_varint};
+use super::codec::{Damaged, Reader, put_attrs, put_str, put_value, put_varint};
 use super::eval::words;
-use crate::bloom::Bloom;
-use signalbox_core::ids::{SpanId, TraceId};
-use signalbox_core::log::{LogRecord, Severity};
+use crate::container::block::{self as framing, Framed, OpenBlock};
+use crate::container::bloom::{self, Bloom};
+use crate::container::dict;
+use signalbox_core::log::LogRecord;
 use signalbox_core::span::AttrValue;
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-const MAGIC: &[u8; 8] = b"SBXLOGB1";
-const COLUMNS: usize = 7;
-const ZSTD_LEVEL: i32 = 3;
+const MAGIC: &[u8; 8] = b"SBXLOGB4";
 /// Field values longer than this are not put in the bloom filter (they are not ids).
 const MAX_BLOOM_VALUE: usize = 256;
+/// Most attribute keys that get their own column in a block.
+const MAX_ATTR_COLUMNS: usize = 32;
 
-/// The bloom key of a field value: `field=value` lower-cased.
+/// The fixed columns of every page; attribute columns follow them.
+pub mod col {
+    pub const TIME: usize = 0;
+    pub const SEVERITY: usize = 1;
+    pub const SEVERITY_TEXT: usize = 2;
+    pub const SERVICE: usize = 3;
+    pub const INSTANCE: usize = 4;
+    pub const IDS: usize = 5;
+    pub const BODY: usize = 6;
+    pub const REST: usize = 7;
+    pub const FIXED: usize = 8;
+}
+
+/// Records per page for a block size: 4,096 at the default 65,536 (16 pages), so a needle
+/// decompresses ~1/16 of a block; at least 16 so tiny test blocks still have pages.
+pub fn page_records(block_records: usize) -> usize {
+    (block_records / 16).clamp(16, 4096)
+}
+
+/// The bloom key of a field value: `field=value`, both lower-cased.
 pub fn field_key(field: &str, value: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(field.len() + value.len() + 1);
-    k.extend_from_slice(field.as_bytes());
-    k.push(b'=');
-    k.extend(value.bytes().map(|b| b.to_ascii_lowercase()));
+    push_field_key(&mut k, field, value);
     k
 }
 
-/// Encodes `records` (sorted by time here) as a block file's bytes.
-pub fn encode(records: &mut [LogRecord]) -> std::io::Result<Vec<u8>> {
-    records.sort_by_key(|r| r.unix_nanos);
-    let mut cols: [Vec<u8>; COLUMNS] = Default::default();
-    let mut dicts: [HashMap<String, u64>; 2] = Default::default();
-    let mut dict_cols: [Vec<u8>; 2] = Default::default();
-    let mut tokens = 0usize;
-    let mut prev = 0u64;
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    for r in records.iter() {
-        put_varint(&mut cols[0], r.unix_nanos - prev);
-        prev = r.unix_nanos;
-        cols[1].push(r.severity.0);
-        for (i, v) in [&r.service, &r.instance].into_iter().enumerate() {
-            let next = dicts[i].len() as u64;
-            let id = *dicts[i].entry(v.clone()).or_insert_with(|| {
-                put_str(&mut dict_cols[i], v);
+fn push_field_key(k: &mut Vec<u8>, field: &str, value: &str) {
+    k.clear();
+    k.extend(field.bytes().map(|b| b.to_ascii_lowercase()));
+    k.push(b'=');
+    k.extend(value.bytes().map(|b| b.to_ascii_lowercase()));
+}
+
+/// An attribute value as the query language reads it.
+pub fn value_text(v: &AttrValue) -> Cow<'_, str> {
+    match v {
+        AttrValue::Str(s) => Cow::Borrowed(s.as_str()),
+        AttrValue::Int(i) => Cow::Owned(i.to_string()),
+        AttrValue::Float(f) => Cow::Owned(f.to_string()),
+        AttrValue::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+    }
+}
+
+/// The bloom keys a search needs: its required words and `field=value`s.
+pub fn query_keys(words: &[String], values: &[(String, String)]) -> Vec<Vec<u8>> {
+    words.iter().map(|w| w.as_bytes().to_vec()).chain(values.iter().map(|(f, v)| field_key(f, v))).collect()
+}
+
+/// Zigzag: small signed deltas as small unsigned varints.
+fn zigzag(d: i64) -> u64 {
+    ((d << 1) ^ (d >> 63)) as u64
+}
+
+pub(crate) fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// An attribute column under construction: typed values, each row one of them or none.
+#[derive(Default)]
+struct ValueColumn {
+    dict: HashMap<Vec<u8>, u64>,
+    entries: Vec<u8>,
+    rows: Vec<u8>,
+}
+
+impl ValueColumn {
+    /// Adds a row holding `encoded` (the value as [`put_value`] writes it), or none.
+    fn push(&mut self, encoded: Option<&[u8]>) {
+        let Some(e) = encoded else {
+            put_varint(&mut self.rows, 0);
+            return;
+        };
+        let next = self.dict.len() as u64;
+        let id = match self.dict.get(e) {
+            Some(id) => *id,
+            None => {
+                self.entries.extend_from_slice(e);
+                self.dict.insert(e.to_vec(), next);
                 next
-            });
-            put_varint(&mut cols[2 + i], id);
-        }
-        let flags = u8::from(r.trace_id.is_some()) | u8::from(r.span_id.is_some()) << 1;
-        cols[4].push(flags);
-        if let Some(t) = &r.trace_id {
-            cols[4].extend_from_slice(&t.0);
-            keys.push(field_key("trace_id", &t.to_hex()));
-        }
-        if let Some(s) = &r.span_id {
-            cols[4].extend_from_slice(&s.0);
-            keys.push(field_key("span_id", &s.to_hex()));
-        }
-        put_str(&mut cols[5], &r.body);
-        put_varint(&mut cols[6], r.observed_unix_nanos);
-        put_str(&mut cols[6], &r.severity_text);
-        put_attrs(&mut cols[6], &r.resource);
-        put_attrs(&mut cols[6], &r.attributes);
-        for w in words(&r.body) {
-            keys.push(w.as_bytes().to_vec());
-            tokens += 1;
-        }
-        for kv in r.attributes.iter().chain(r.resource.iter()) {
-            if let AttrValue::Str(s) = &kv.value
-                && s.len() <= MAX_BLOOM_VALUE
-            {
-                keys.push(field_key(&kv.key, s));
+            }
+        };
+        put_varint(&mut self.rows, id + 1);
+    }
+
+    fn finish(self) -> Vec<u8> {
+        let mut c = Vec::with_capacity(self.entries.len() + self.rows.len() + 8);
+        put_varint(&mut c, self.dict.len() as u64);
+        c.extend_from_slice(&self.entries);
+        c.extend_from_slice(&self.rows);
+        c
+    }
+}
+
+/// The attribute keys of a block that get their own columns: those on at least 1/8 of the
+/// records, most frequent first.
+fn choose_attr_columns(records: &[&LogRecord]) -> Vec<String> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for r in records {
+        for (i, kv) in r.attributes.iter().enumerate() {
+            // Only a key's first occurrence in a record can live in its column.
+            if !r.attributes[..i].iter().any(|o| o.key == kv.key) {
+                *counts.entry(&*kv.key).or_insert(0) += 1;
             }
         }
-        // Dedup as we go so a block of repetitive lines keeps a small key list.
+    }
+    let mut keys: Vec<(&str, usize)> = counts.into_iter().filter(|(_, n)| n * 8 >= records.len()).collect();
+    keys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    keys.into_iter().take(MAX_ATTR_COLUMNS).map(|(k, _)| k.to_owned()).collect()
+}
+
+/// A page encoded: its columns (raw; the container compresses them) and bloom keys.
+struct EncodedPage {
+    count: usize,
+    min_ts: u64,
+    max_ts: u64,
+    columns: Vec<Vec<u8>>,
+    keys: Vec<u64>,
+}
+
+fn encode_page(records: &[&LogRecord], attr_cols: &HashMap<&str, usize>, nattr: usize) -> EncodedPage {
+    let mut cols: Vec<Vec<u8>> = vec![Vec::new(); col::FIXED];
+    let mut attrs: Vec<ValueColumn> = (0..nattr).map(|_| ValueColumn::default()).collect();
+    let mut keys: Vec<u64> = Vec::new();
+    let mut kbuf = Vec::new();
+    let mut vbuf = Vec::new();
+    let (mut prev_t, mut prev_obs) = (0u64, 0u64);
+    let mut in_col: Vec<Option<usize>> = Vec::new();
+    for r in records {
+        put_varint(&mut cols[col::TIME], r.unix_nanos - prev_t);
+        prev_t = r.unix_nanos;
+        cols[col::SEVERITY].push(r.severity.0);
+        let flags = u8::from(r.trace_id.is_some()) | u8::from(r.span_id.is_some()) << 1;
+        cols[col::IDS].push(flags);
+        if let Some(t) = &r.trace_id {
+            cols[col::IDS].extend_from_slice(&t.0);
+            push_field_key(&mut kbuf, "trace_id", &t.to_hex());
+            keys.push(bloom::hash(&kbuf));
+        }
+        if let Some(s) = &r.span_id {
+            cols[col::IDS].extend_from_slice(&s.0);
+            push_field_key(&mut kbuf, "span_id", &s.to_hex());
+            keys.push(bloom::hash(&kbuf));
+        }
+        put_str(&mut cols[col::BODY], &r.body);
+        for w in words(&r.body) {
+            keys.push(bloom::hash(w.as_bytes()));
+        }
+        put_varint(&mut cols[col::REST], zigzag(r.observed_unix_nanos.wrapping_sub(prev_obs) as i64));
+        prev_obs = r.observed_unix_nanos;
+        put_attrs(&mut cols[col::REST], &r.resource);
+        // The attribute list: a reference to a column (its index + 1) or 0 and the pair.
+        in_col.clear();
+        in_col.resize(nattr, None);
+        put_varint(&mut cols[col::REST], r.attributes.len() as u64);
+        for (i, kv) in r.attributes.iter().enumerate() {
+            match attr_cols.get(&*kv.key) {
+                Some(&c) if in_col[c].is_none() => {
+                    in_col[c] = Some(i);
+                    put_varint(&mut cols[col::REST], c as u64 + 1);
+                }
+                _ => {
+                    put_varint(&mut cols[col::REST], 0);
+                    put_str(&mut cols[col::REST], &kv.key);
+                    put_value(&mut cols[col::REST], &kv.value);
+                }
+            }
+        }
+        for (c, at) in attrs.iter_mut().zip(&in_col) {
+            match at {
+                Some(i) => {
+                    vbuf.clear();
+                    put_value(&mut vbuf, &r.attributes[*i].value);
+                    c.push(Some(&vbuf));
+                }
+                None => c.push(None),
+            }
+        }
+        for kv in r.attributes.iter().chain(r.resource.iter()) {
+            let v = value_text(&kv.value);
+            if v.len() <= MAX_BLOOM_VALUE {
+                push_field_key(&mut kbuf, &kv.key, &v);
+                keys.push(bloom::hash(&kbuf));
+            }
+        }
+        // Dedup as we go so a page of repetitive lines keeps a small key list.
         if keys.len() > 1 << 20 {
             keys.sort_unstable();
             keys.dedup();
         }
     }
-    for (i, d) in dicts.iter().enumerate() {
-        for v in d.keys() {
-            keys.push(field_key(if i == 0 { "service" } else { "instance" }, v));
+    // Severity text, service and instance: the container's dictionary columns.
+    let severity_text = dict::encode(records.iter().map(|r| r.severity_text.as_str()), usize::MAX);
+    let services = dict::encode(records.iter().map(|r| r.service.as_str()), usize::MAX);
+    let instances = dict::encode(records.iter().map(|r| r.instance.as_str()), usize::MAX);
+    for (field, d) in [("service", &services), ("instance", &instances)] {
+        for v in &d.distinct {
+            push_field_key(&mut kbuf, field, v);
+            keys.push(bloom::hash(&kbuf));
         }
     }
     keys.sort_unstable();
     keys.dedup();
-    let mut bloom = Bloom::with_capacity(keys.len().max(tokens.min(1)));
-    for k in &keys {
-        bloom.insert(k);
+    cols[col::SEVERITY_TEXT] = severity_text.bytes;
+    cols[col::SERVICE] = services.bytes;
+    cols[col::INSTANCE] = instances.bytes;
+    cols.extend(attrs.into_iter().map(ValueColumn::finish));
+    EncodedPage {
+        count: records.len(),
+        min_ts: records.first().map_or(0, |r| r.unix_nanos),
+        max_ts: records.last().map_or(0, |r| r.unix_nanos),
+        columns: cols,
+        keys,
     }
-    let bloom = bloom.to_bytes();
-    // The dictionaries lead their columns.
-    for i in 0..2 {
-        let mut c = Vec::with_capacity(dict_cols[i].len() + cols[2 + i].len() + 8);
-        put_varint(&mut c, dicts[i].len() as u64);
-        c.extend_from_slice(&dict_cols[i]);
-        c.extend_from_slice(&cols[2 + i]);
-        cols[2 + i] = c;
-    }
-    let compressed: Vec<Vec<u8>> =
-        cols.iter().map(|c| zstd::bulk::compress(c, ZSTD_LEVEL)).collect::<std::io::Result<_>>()?;
-    let mut header = Vec::new();
-    put_varint(&mut header, records.len() as u64);
-    put_varint(&mut header, records.first().map_or(0, |r| r.unix_nanos));
-    put_varint(&mut header, records.last().map_or(0, |r| r.unix_nanos));
-    for (raw, z) in cols.iter().zip(&compressed) {
-        put_varint(&mut header, raw.len() as u64);
-        put_varint(&mut header, z.len() as u64);
-    }
-    put_varint(&mut header, bloom.len() as u64);
-    let mut out = Vec::with_capacity(header.len() + compressed.iter().map(Vec::len).sum::<usize>() + bloom.len() + 32);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&crc32fast::hash(&header).to_le_bytes());
-    let body_start = out.len();
-    for z in &compressed {
-        out.extend_from_slice(z);
-    }
-    out.extend_from_slice(&bloom);
-    let crc = crc32fast::hash(&out[body_start..]);
-    out.extend_from_slice(&crc.to_le_bytes());
-    Ok(out)
 }
 
-/// A block read back: its metadata and filter, with the columns still compressed.
+/// Encodes `records` as a block file's bytes, in time order, `page_records` a page.
+pub fn encode<'a>(records: impl IntoIterator<Item = &'a LogRecord>, page_records: usize) -> std::io::Result<Vec<u8>> {
+    let mut records: Vec<&LogRecord> = records.into_iter().collect();
+    records.sort_by_key(|r| r.unix_nanos);
+    let attr_keys = choose_attr_columns(&records);
+    let attr_cols: HashMap<&str, usize> = attr_keys.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let pages: Vec<EncodedPage> =
+        records.chunks(page_records.max(1)).map(|p| encode_page(p, &attr_cols, attr_keys.len())).collect();
+    // Keys in at least half the pages go to the common bloom, once.
+    let mut all: Vec<u64> = pages.iter().flat_map(|p| p.keys.iter().copied()).collect();
+    all.sort_unstable();
+    let mut common: Vec<u64> = Vec::new();
+    if pages.len() >= 2 {
+        for run in all.chunk_by(|a, b| a == b) {
+            if run.len() * 2 >= pages.len() {
+                common.push(run[0]);
+            }
+        }
+    }
+    let bloom_of = |keys: &mut dyn Iterator<Item = u64>, n: usize| {
+        let mut b = Bloom::with_capacity(n);
+        keys.for_each(|h| b.insert_hash(h));
+        b.to_bytes()
+    };
+    let mut summary = Vec::new();
+    put_varint(&mut summary, records.len() as u64);
+    put_varint(&mut summary, records.first().map_or(0, |r| r.unix_nanos));
+    put_varint(&mut summary, records.last().map_or(0, |r| r.unix_nanos));
+    put_varint(&mut summary, pages.len() as u64);
+    put_varint(&mut summary, attr_keys.len() as u64);
+    for k in &attr_keys {
+        put_str(&mut summary, k);
+    }
+    for p in &pages {
+        put_varint(&mut summary, p.count as u64);
+        put_varint(&mut summary, p.min_ts);
+        put_varint(&mut summary, p.max_ts);
+    }
+    // A false "maybe" of the common bloom lets every page of the block through (measured:
+    // a rare word read 16 pages instead of 1), so it gets 4× the bits (~4 in a million
+    // false positives at 38 bits a key); it holds few keys, ~20 KB a block.
+    let common_bloom = bloom_of(&mut common.iter().copied(), common.len() * 4);
+    let page_blooms: Vec<Vec<u8>> = pages
+        .iter()
+        .map(|p| {
+            let own: Vec<u64> = p.keys.iter().copied().filter(|h| common.binary_search(h).is_err()).collect();
+            bloom_of(&mut own.iter().copied(), own.len())
+        })
+        .collect();
+    let mut parts: Vec<&[u8]> = vec![&summary, &common_bloom];
+    parts.extend(page_blooms.iter().map(Vec::as_slice));
+    let columns: Vec<Vec<u8>> = pages.into_iter().flat_map(|p| p.columns).collect();
+    Ok(framing::encode(MAGIC, &parts, &columns)?.0)
+}
+
+/// A page's metadata: record count, time range and bloom.
+pub struct PageMeta {
+    pub count: usize,
+    pub min_ts: u64,
+    pub max_ts: u64,
+    bloom: Bloom,
+    /// Compressed bytes of all the page's columns.
+    bytes: u64,
+}
+
+impl PageMeta {
+    /// Compressed bytes of all the page's columns.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// A block's header read back: metadata and blooms. The columns stay on disk until a page
+/// asks for them.
 pub struct Block {
+    pub path: PathBuf,
     pub count: usize,
     pub min_ts: u64,
     pub max_ts: u64,
     pub bytes_on_disk: u64,
-    bloom: Bloom,
-    columns: Vec<(usize, Vec<u8>)>,
+    /// Keys of the attribute columns, in column order (column `col::FIXED + i`).
+    pub attr_columns: Vec<String>,
+    pub pages: Vec<PageMeta>,
+    common: Bloom,
+    framed: Framed,
 }
 
 impl Block {
-    /// Parses and checks a block file.
+    /// Reads and checks a block file's header (not its columns).
     pub fn read(path: &Path) -> Result<Block, Damaged> {
-        let b = std::fs::read(path).map_err(|_| Damaged)?;
-        Self::parse(&b)
-    }
-
-    pub fn parse(b: &[u8]) -> Result<Block, Damaged> {
-        if b.len() < 16 || &b[..8] != MAGIC {
-            return Err(Damaged);
-        }
-        let hlen = u32::from_le_bytes(b[8..12].try_into().map_err(|_| Damaged)?) as usize;
-        let header = b.get(12..12 + hlen).ok_or(Damaged)?;
-        let hcrc = b.get(12 + hlen..16 + hlen).ok_or(Damaged)?;
-        if crc32fast::hash(header).to_le_bytes() != hcrc {
-            return Err(Damaged);
-        }
-        let body = b.get(16 + hlen..b.len().checked_sub(4).ok_or(Damaged)?).ok_or(Damaged)?;
-        if crc32fast::hash(body).to_le_bytes() != b[b.len() - 4..] {
-            return Err(Damaged);
-        }
-        let mut h = Reader::new(header);
+        let (framed, parts) = Framed::open(path, MAGIC).map_err(|_| Damaged)?;
+        let [summary, common, page_blooms @ ..] = parts.as_slice() else { return Err(Damaged) };
+        let mut h = Reader::new(summary);
         let count = h.varint()? as usize;
         let (min_ts, max_ts) = (h.varint()?, h.varint()?);
-        let mut columns = Vec::with_capacity(COLUMNS);
-        let mut pos = 0usize;
-        for _ in 0..COLUMNS {
-            let raw = h.varint()? as usize;
-            let z = h.varint()? as usize;
-            let data = body.get(pos..pos + z).ok_or(Damaged)?;
-            columns.push((raw, data.to_vec()));
-            pos += z;
-        }
-        let blen = h.varint()? as usize;
-        let bloom = Bloom::from_bytes(body.get(pos..pos + blen).ok_or(Damaged)?).ok_or(Damaged)?;
-        Ok(Block { count, min_ts, max_ts, bytes_on_disk: b.len() as u64, bloom, columns })
-    }
-
-    /// Whether the block may hold every one of these words and field values.
-    pub fn may_match(&self, words: &[String], values: &[(String, String)]) -> bool {
-        words.iter().all(|w| self.bloom.may_contain(w.as_bytes()))
-            && values.iter().all(|(f, v)| self.bloom.may_contain(&field_key(f, v)))
-    }
-
-    fn column(&self, i: usize) -> Result<Vec<u8>, Damaged> {
-        let (raw, z) = &self.columns[i];
-        if *raw == 0 {
-            return Ok(Vec::new());
-        }
-        zstd::bulk::decompress(z, *raw).map_err(|_| Damaged)
-    }
-
-    /// Timestamps of every record, in order.
-    pub fn times(&self) -> Result<Vec<u64>, Damaged> {
-        let c = self.column(0)?;
-        let mut r = Reader::new(&c);
-        let mut out = Vec::with_capacity(self.count);
-        let mut t = 0u64;
-        for _ in 0..self.count {
-            t = t.checked_add(r.varint()?).ok_or(Damaged)?;
-            out.push(t);
-        }
-        Ok(out)
-    }
-
-    /// Every record, in time order.
-    pub fn records(&self) -> Result<Vec<LogRecord>, Damaged> {
-        let times = self.times()?;
-        let sev = self.column(1)?;
-        if sev.len() != self.count {
+        let npages = h.varint()? as usize;
+        let nattr = h.varint()? as usize;
+        if npages != page_blooms.len() || nattr > MAX_ATTR_COLUMNS {
             return Err(Damaged);
         }
-        let dict_col = |i: usize| -> Result<(Vec<String>, Vec<u8>), Damaged> {
-            let c = self.column(i)?;
-            let mut r = Reader::new(&c);
-            let n = r.varint()? as usize;
-            if n > c.len() {
+        let attr_columns = (0..nattr).map(|_| h.str()).collect::<Result<Vec<_>, _>>()?;
+        let ncols = col::FIXED + nattr;
+        if npages.checked_mul(ncols) != Some(framed.columns.len()) {
+            return Err(Damaged);
+        }
+        let mut pages = Vec::with_capacity(npages);
+        for (p, bloom) in page_blooms.iter().enumerate() {
+            let (pc, pmin, pmax) = (h.varint()? as usize, h.varint()?, h.varint()?);
+            let columns = &framed.columns[p * ncols..(p + 1) * ncols];
+            // Every record takes at least a byte of the time column: bounds what a page
+            // reader allocates.
+            if pc > columns[col::TIME].raw {
                 return Err(Damaged);
             }
-            let dict = (0..n).map(|_| r.str()).collect::<Result<Vec<_>, _>>()?;
-            let rest = c[c.len() - r.remaining()..].to_vec();
-            Ok((dict, rest))
-        };
-        let (services, service_ids) = dict_col(2)?;
-        let (instances, instance_ids) = dict_col(3)?;
-        let (ids, bodies, rest) = (self.column(4)?, self.column(5)?, self.column(6)?);
-        let (mut si, mut ii, mut idr, mut br, mut rr) =
-            (Reader::new(&service_ids), Reader::new(&instance_ids), &ids[..], Reader::new(&bodies), Reader::new(&rest));
+            let bloom = Bloom::from_bytes(bloom).ok_or(Damaged)?;
+            let bytes = columns.iter().map(|c| c.compressed as u64).sum();
+            pages.push(PageMeta { count: pc, min_ts: pmin, max_ts: pmax, bloom, bytes });
+        }
+        if pages.iter().map(|p| p.count).sum::<usize>() != count {
+            return Err(Damaged);
+        }
+        let common = Bloom::from_bytes(common).ok_or(Damaged)?;
+        Ok(Block {
+            path: path.to_path_buf(),
+            count,
+            min_ts,
+            max_ts,
+            bytes_on_disk: framed.file_bytes,
+            attr_columns,
+            pages,
+            common,
+            framed,
+        })
+    }
+
+    /// Whether page `p` may hold every one of these bloom keys ([`query_keys`]).
+    pub fn page_may_match(&self, p: usize, keys: &[Vec<u8>]) -> bool {
+        let page = &self.pages[p];
+        keys.iter().all(|k| self.common.may_contain(k) || page.bloom.may_contain(k))
+    }
+
+    /// Whether any page may hold every one of these bloom keys.
+    pub fn may_match(&self, keys: &[Vec<u8>]) -> bool {
+        (0..self.pages.len()).any(|p| self.page_may_match(p, keys))
+    }
+
+    /// Opens the block's file for reading pages' columns.
+    pub fn open(&self) -> Result<OpenBlock, Damaged> {
+        self.framed.reader().map_err(|_| Damaged)
+    }
+
+    /// The container column of column `c` of page `p`.
+    fn column_index(&self, p: usize, c: usize) -> Result<usize, Damaged> {
+        let ncols = col::FIXED + self.attr_columns.len();
+        if p >= self.pages.len() || c >= ncols {
+            return Err(Damaged);
+        }
+        Ok(p * ncols + c)
+    }
+
+    /// Compressed bytes of column `c` of page `p`.
+    pub fn column_bytes(&self, p: usize, c: usize) -> u64 {
+        self.column_index(p, c).ok().and_then(|i| self.framed.columns.get(i)).map_or(0, |e| e.compressed as u64)
+    }
+
+    /// The decompressed bytes of column `c` of page `p`, read from `file` ([`Block::open`])
+    /// or the shared cache.
+    pub fn read_column(&self, file: &OpenBlock, p: usize, c: usize) -> Result<Arc<Vec<u8>>, Damaged> {
+        file.column(self.column_index(p, c)?).map_err(|_| Damaged)
+    }
+
+    /// Every record, in time order (tests and tools; searches read pages column by column).
+    pub fn records(&self) -> Result<Vec<LogRecord>, Damaged> {
+        let file = self.open()?;
         let mut out = Vec::with_capacity(self.count);
-        for (k, t) in times.into_iter().enumerate() {
-            let service = services.get(si.varint()? as usize).ok_or(Damaged)?.clone();
-            let instance = instances.get(ii.varint()? as usize).ok_or(Damaged)?.clone();
-            let flags = *idr.first().ok_or(Damaged)?;
-            idr = &idr[1..];
-            let trace_id = if flags & 1 != 0 {
-                let (a, b) = idr.split_at_checked(16).ok_or(Damaged)?;
-                idr = b;
-                Some(TraceId(a.try_into().map_err(|_| Damaged)?))
-            } else {
-                None
-            };
-            let span_id = if flags & 2 != 0 {
-                let (a, b) = idr.split_at_checked(8).ok_or(Damaged)?;
-                idr = b;
-                Some(SpanId(a.try_into().map_err(|_| Damaged)?))
-            } else {
-                None
-            };
-            let body = br.str()?;
-            let observed = rr.varint()?;
-            let severity_text = rr.str()?;
-            let resource = rr.attrs()?;
-            let attributes = rr.attrs()?;
-            out.push(LogRecord {
-                unix_nanos: t,
-                observed_unix_nanos: observed,
-                severity: Severity(sev[k].min(24)),
-                severity_text,
-                body,
-                service,
-                instance,
-                resource,
-                attributes,
-                trace_id,
-                span_id,
-            });
+        for p in 0..self.pages.len() {
+            let page = super::page::Page::new(self, &file, p);
+            for i in 0..page.len() {
+                out.push(page.record(i)?);
+            }
         }
         Ok(out)
     }
 }
 
-/// Writes a block file atomically: a temporary file, fsync, rename, fsync of the directory.
-pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let path = dir.join(name);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(path)
-}
+#[cfg(test)]
+mod tests;

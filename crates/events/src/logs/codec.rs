@@ -11,27 +11,32 @@ use signalbox_core::span::{AttrValue, KeyValue};
 #[error("damaged log record")]
 pub struct Damaged;
 
-pub use crate::codec::{put_str, put_varint};
+pub use crate::container::encoding::{put_str, put_varint};
 
 pub fn put_attrs(out: &mut Vec<u8>, attrs: &[KeyValue]) {
     put_varint(out, attrs.len() as u64);
     for kv in attrs {
         put_str(out, &kv.key);
-        match &kv.value {
-            AttrValue::Str(s) => {
-                out.push(0);
-                put_str(out, s);
-            }
-            AttrValue::Int(i) => {
-                out.push(1);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-            AttrValue::Float(f) => {
-                out.push(2);
-                out.extend_from_slice(&f.to_le_bytes());
-            }
-            AttrValue::Bool(b) => out.push(if *b { 4 } else { 3 }),
+        put_value(out, &kv.value);
+    }
+}
+
+/// Appends one attribute value: a type tag, then the value.
+pub fn put_value(out: &mut Vec<u8>, v: &AttrValue) {
+    match v {
+        AttrValue::Str(s) => {
+            out.push(0);
+            put_str(out, s);
         }
+        AttrValue::Int(i) => {
+            out.push(1);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        AttrValue::Float(f) => {
+            out.push(2);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        AttrValue::Bool(b) => out.push(if *b { 4 } else { 3 }),
     }
 }
 
@@ -88,13 +93,13 @@ impl<'a> Reader<'a> {
         Err(Damaged)
     }
 
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], Damaged> {
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], Damaged> {
         let (head, rest) = (self.b.get(..n).ok_or(Damaged)?, self.b.get(n..).ok_or(Damaged)?);
         self.b = rest;
         Ok(head)
     }
 
-    fn byte(&mut self) -> Result<u8, Damaged> {
+    pub fn byte(&mut self) -> Result<u8, Damaged> {
         Ok(self.bytes(1)?[0])
     }
 
@@ -112,17 +117,28 @@ impl<'a> Reader<'a> {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let key = self.str()?;
-            let value = match self.byte()? {
-                0 => AttrValue::Str(self.str()?),
-                1 => AttrValue::Int(i64::from_le_bytes(self.bytes(8)?.try_into().map_err(|_| Damaged)?)),
-                2 => AttrValue::Float(f64::from_le_bytes(self.bytes(8)?.try_into().map_err(|_| Damaged)?)),
-                3 => AttrValue::Bool(false),
-                4 => AttrValue::Bool(true),
-                _ => return Err(Damaged),
-            };
+            let value = self.value()?;
             out.push(KeyValue { key: key.into(), value });
         }
         Ok(out)
+    }
+
+    /// One attribute value as [`put_value`] writes it.
+    pub fn value(&mut self) -> Result<AttrValue, Damaged> {
+        Ok(match self.byte()? {
+            0 => AttrValue::Str(self.str()?),
+            1 => AttrValue::Int(i64::from_le_bytes(self.bytes(8)?.try_into().map_err(|_| Damaged)?)),
+            2 => AttrValue::Float(f64::from_le_bytes(self.bytes(8)?.try_into().map_err(|_| Damaged)?)),
+            3 => AttrValue::Bool(false),
+            4 => AttrValue::Bool(true),
+            _ => return Err(Damaged),
+        })
+    }
+
+    /// A length-prefixed string without copying it.
+    pub fn str_ref(&mut self) -> Result<&'a str, Damaged> {
+        let n = usize::try_from(self.varint()?).map_err(|_| Damaged)?;
+        std::str::from_utf8(self.bytes(n)?).map_err(|_| Damaged)
     }
 
     pub fn record(&mut self) -> Result<LogRecord, Damaged> {

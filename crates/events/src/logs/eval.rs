@@ -2,9 +2,10 @@
 //! record must contain to match (what block bloom filters are asked before a block is
 //! opened).
 
+use super::block::value_text;
 use super::lang::{CmpOp, Expr, Operand, Pattern, Test};
 use signalbox_core::log::{LogRecord, Severity};
-use signalbox_core::span::AttrValue;
+use signalbox_core::span::KeyValue;
 use std::borrow::Cow;
 
 /// The words of a text as the search sees them: runs of letters, digits and `_`,
@@ -38,22 +39,20 @@ impl Fields for LogRecord {
             "level" => Some(Cow::Borrowed(self.severity.name())),
             "trace_id" => self.trace_id.map(|t| Cow::Owned(t.to_hex())),
             "span_id" => self.span_id.map(|s| Cow::Owned(s.to_hex())),
-            _ => self
-                .attributes
-                .iter()
-                .chain(self.resource.iter())
-                .find(|kv| kv.key == name)
-                .or_else(|| {
-                    self.attributes.iter().chain(self.resource.iter()).find(|kv| kv.key.eq_ignore_ascii_case(name))
-                })
-                .map(|kv| match &kv.value {
-                    AttrValue::Str(s) => Cow::Borrowed(s.as_str()),
-                    AttrValue::Int(i) => Cow::Owned(i.to_string()),
-                    AttrValue::Float(f) => Cow::Owned(f.to_string()),
-                    AttrValue::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
-                }),
+            _ => attr_lookup(&self.attributes, &self.resource, name),
         }
     }
+}
+
+/// A named attribute's value as text: the first attribute, then resource attribute, with
+/// exactly that key, else the first whose key matches ignoring ASCII case.
+pub fn attr_lookup<'a>(attributes: &'a [KeyValue], resource: &'a [KeyValue], name: &str) -> Option<Cow<'a, str>> {
+    attributes
+        .iter()
+        .chain(resource.iter())
+        .find(|kv| kv.key == name)
+        .or_else(|| attributes.iter().chain(resource.iter()).find(|kv| kv.key.eq_ignore_ascii_case(name)))
+        .map(|kv| value_text(&kv.value))
 }
 
 /// Whether `r` matches `e`.

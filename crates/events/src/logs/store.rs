@@ -9,9 +9,12 @@
 //! the log it reaches, so a restart replays exactly what no block holds.
 
 use super::block::{self, Block};
-use super::codec;
+use super::codec::{self, Damaged};
 use super::eval::{Fields, matches, required_values, required_words};
 use super::lang::Expr;
+use super::page::{Page, PageRow};
+use crate::container::block::write_atomic;
+use crate::container::partition::{Partitions, Sealed, hour_of};
 use crate::container::wal::{self, Ledger, Writer};
 use signalbox_core::log::{LogRecord, LogSink, LogWriteError};
 use std::collections::BTreeMap;
@@ -67,7 +70,115 @@ pub struct ScanStats {
     pub blocks_total: usize,
     pub blocks_skipped: usize,
     pub blocks_read: usize,
+    /// Pages of the blocks read whose columns were read (the others were pruned by time,
+    /// bloom filter or the limit).
+    pub pages_read: usize,
     pub bytes_scanned: u64,
+}
+
+/// A record a scan hands over: from the head (a [`LogRecord`]) or a row of a sealed page,
+/// whose columns are read only as its fields are asked for.
+pub trait LogRow: Fields {
+    fn unix_nanos(&self) -> u64;
+    /// The whole record (decodes the row's remaining columns).
+    fn to_record(&self) -> Result<LogRecord, Damaged>;
+}
+
+impl LogRow for LogRecord {
+    fn unix_nanos(&self) -> u64 {
+        self.unix_nanos
+    }
+    fn to_record(&self) -> Result<LogRecord, Damaged> {
+        Ok(self.clone())
+    }
+}
+
+/// What a scan hands its matches to.
+trait Visit {
+    /// A matching record of the head or a page; `false` ends the scan.
+    fn row(&mut self, r: &dyn LogRow) -> bool;
+
+    /// The matching rows of a page, newest first, filtered as they are asked for.
+    fn page(&mut self, page: &Page<'_>, rows: &mut dyn Iterator<Item = usize>) -> bool {
+        for i in rows {
+            if !self.row(&page.row(i)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// A visitor of one row at a time.
+struct Rows<F>(F);
+
+impl<F: FnMut(&dyn LogRow) -> bool> Visit for Rows<F> {
+    fn row(&mut self, r: &dyn LogRow) -> bool {
+        (self.0)(r)
+    }
+}
+
+/// Groups rows by a field's dictionary code, page by page ([`Logs::scan_groups`]).
+struct Groups<'f, F> {
+    field: Option<&'f str>,
+    f: F,
+    /// Per code, the times of this page's rows with it (kept to reuse the allocations).
+    times: Vec<Vec<u64>>,
+}
+
+impl<F: FnMut(Option<&str>, &[u64]) -> bool> Visit for Groups<'_, F> {
+    fn row(&mut self, r: &dyn LogRow) -> bool {
+        let t = [r.unix_nanos()];
+        match self.field {
+            None => (self.f)(None, &t),
+            Some(name) => (self.f)(r.field(name).as_deref(), &t),
+        }
+    }
+
+    fn page(&mut self, page: &Page<'_>, rows: &mut dyn Iterator<Item = usize>) -> bool {
+        let times = page.times();
+        let Some(name) = self.field else {
+            let all: Vec<u64> = rows.map(|i| times[i]).collect();
+            return all.is_empty() || (self.f)(None, &all);
+        };
+        let Some((values, codes)) = page.codes(name) else {
+            for i in rows {
+                if !self.row(&page.row(i)) {
+                    return false;
+                }
+            }
+            return true;
+        };
+        self.times.resize_with(values.len(), Vec::new);
+        for i in rows {
+            match codes.get(i) {
+                Some(&c) if c != u32::MAX => self.times[c as usize].push(times[i]),
+                // Not in the column: the record's resource or another spelling may have it.
+                _ => {
+                    if !self.row(&page.row(i)) {
+                        return false;
+                    }
+                }
+            }
+        }
+        let mut go_on = true;
+        for (v, ts) in values.iter().zip(self.times.iter_mut()) {
+            if go_on && !ts.is_empty() {
+                go_on = (self.f)(Some(v.as_str()), ts);
+            }
+            ts.clear();
+        }
+        go_on
+    }
+}
+
+impl LogRow for PageRow<'_, '_> {
+    fn unix_nanos(&self) -> u64 {
+        PageRow::unix_nanos(self)
+    }
+    fn to_record(&self) -> Result<LogRecord, Damaged> {
+        self.record()
+    }
 }
 
 /// Why a search stopped.
@@ -94,20 +205,26 @@ pub struct Search {
     pub timeout: Duration,
 }
 
-#[derive(Clone)]
 struct BlockMeta {
     path: PathBuf,
     min_ts: u64,
     max_ts: u64,
     bytes: u64,
     count: usize,
-    bloom: Arc<Block>,
+    /// The header: page ranges, blooms and the column directory (the columns stay on disk).
+    block: Block,
+}
+
+impl Sealed for BlockMeta {
+    fn file_bytes(&self) -> u64 {
+        self.bytes
+    }
 }
 
 struct Inner {
     cfg: LogStoreConfig,
     head: RwLock<Vec<LogRecord>>,
-    blocks: RwLock<Vec<BlockMeta>>,
+    blocks: RwLock<Partitions<BlockMeta>>,
     tail: broadcast::Sender<Arc<LogRecord>>,
 }
 
@@ -128,24 +245,20 @@ impl Logs {
         let blocks_dir = cfg.dir.join("blocks");
         std::fs::create_dir_all(&wal_dir)?;
         std::fs::create_dir_all(&blocks_dir)?;
-        let mut metas = Vec::new();
         let mut sealed_upto = (0u64, 0u64);
-        for e in std::fs::read_dir(&blocks_dir)? {
-            let path = e?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
-            if name.starts_with('.') {
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            let Some(upto) = parse_block_name(&name) else { continue };
-            match Block::read(&path) {
+        let metas = Partitions::open(&blocks_dir, |path, name| {
+            let upto = parse_block_name(name)?;
+            match Block::read(path) {
                 Ok(b) => {
                     sealed_upto = sealed_upto.max(upto);
-                    metas.push(meta(path, b));
+                    Some(meta(path.to_owned(), b))
                 }
-                Err(_) => tracing::error!(path = %path.display(), "a log block is damaged; skipping it"),
+                Err(_) => {
+                    tracing::error!(path = %path.display(), "a log block is damaged; skipping it");
+                    None
+                }
             }
-        }
+        })?;
         let ledger = Ledger::new(&wal_dir);
         let mut head = Vec::new();
         let mut pending: BTreeMap<u64, u64> = BTreeMap::new();
@@ -225,7 +338,7 @@ impl Logs {
     pub fn sizes(&self) -> (usize, usize, u64) {
         let head = self.inner.head.read().unwrap_or_else(|e| e.into_inner()).len();
         let blocks = self.inner.blocks.read().unwrap_or_else(|e| e.into_inner());
-        (head, blocks.len(), blocks.iter().map(|b| b.bytes).sum())
+        (head, blocks.blocks().count(), blocks.blocks().map(|b| b.bytes).sum())
     }
 
     /// Calls `f` with every record in `[start, end]` that matches `filter`, newest blocks
@@ -237,13 +350,58 @@ impl Logs {
         end: u64,
         max_bytes: u64,
         timeout: Duration,
-        f: impl FnMut(&LogRecord) -> bool,
+        mut f: impl FnMut(&LogRecord) -> bool,
     ) -> Result<ScanStats, SearchError> {
-        self.scan_until(filter, start, end, max_bytes, timeout, |_| true, f)
+        let mut damaged = false;
+        let mut each = Rows(|r: &dyn LogRow| match r.to_record() {
+            Ok(r) => f(&r),
+            Err(_) => {
+                damaged = true;
+                false
+            }
+        });
+        let stats = self.scan_until(filter, start, end, max_bytes, timeout, |_| true, &mut each)?;
+        if damaged {
+            return Err(SearchError::Damaged("a log block".into()));
+        }
+        Ok(stats)
     }
 
-    /// [`Logs::scan`], asking `more(block_max_ts)` before each block (newest first) whether
-    /// it could still matter; `false` ends the scan.
+    /// [`Logs::scan`] handing over rows instead of records: a sealed row decodes only the
+    /// columns its filter and `f` read (aggregations read the time and one field).
+    pub fn scan_rows(
+        &self,
+        filter: &Expr,
+        start: u64,
+        end: u64,
+        max_bytes: u64,
+        timeout: Duration,
+        f: impl FnMut(&dyn LogRow) -> bool,
+    ) -> Result<ScanStats, SearchError> {
+        self.scan_until(filter, start, end, max_bytes, timeout, |_| true, &mut Rows(f))
+    }
+
+    /// The matching records grouped by the value of `field` (`None`: one group, `Some(None)`
+    /// keys the records without the field): `f(key, times)` gets each group's timestamps,
+    /// several times per key (once per page or head record); `false` ends the scan. Pages
+    /// group by their dictionary codes, so a count reads only the time and key columns.
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan_groups(
+        &self,
+        filter: &Expr,
+        start: u64,
+        end: u64,
+        field: Option<&str>,
+        max_bytes: u64,
+        timeout: Duration,
+        f: impl FnMut(Option<&str>, &[u64]) -> bool,
+    ) -> Result<ScanStats, SearchError> {
+        let mut groups = Groups { field, f, times: Vec::new() };
+        self.scan_until(filter, start, end, max_bytes, timeout, |_| true, &mut groups)
+    }
+
+    /// [`Logs::scan_rows`], asking `more(max_ts)` before each block and each page (newest
+    /// first) whether it could still matter; `false` ends the scan.
     #[allow(clippy::too_many_arguments)]
     fn scan_until(
         &self,
@@ -253,26 +411,25 @@ impl Logs {
         max_bytes: u64,
         timeout: Duration,
         mut more: impl FnMut(u64) -> bool,
-        mut f: impl FnMut(&LogRecord) -> bool,
+        visit: &mut dyn Visit,
     ) -> Result<ScanStats, SearchError> {
         let t0 = Instant::now();
         let mut stats = ScanStats::default();
         if start > end {
             return Ok(stats);
         }
-        let words = required_words(filter);
-        let values = required_values(filter);
+        let keys = block::query_keys(&required_words(filter), &required_values(filter));
         // The block list and the head are read under their locks together (in the order a
         // seal takes them), so a seal between the two cannot show a record twice or hide it.
-        let mut blocks: Vec<BlockMeta> = {
+        let mut blocks: Vec<Arc<BlockMeta>> = {
             let blocks = self.inner.blocks.read().unwrap_or_else(|e| e.into_inner());
             let head = self.inner.head.read().unwrap_or_else(|e| e.into_inner());
             for r in head.iter().rev() {
-                if r.unix_nanos >= start && r.unix_nanos <= end && matches(filter, r) && !f(r) {
+                if r.unix_nanos >= start && r.unix_nanos <= end && matches(filter, r) && !visit.row(r) {
                     return Ok(stats);
                 }
             }
-            blocks.iter().filter(|b| b.max_ts >= start && b.min_ts <= end).cloned().collect()
+            blocks.overlapping(start, end).filter(|b| b.max_ts >= start && b.min_ts <= end).cloned().collect()
         };
         stats.blocks_total = blocks.len();
         blocks.sort_by_key(|b| std::cmp::Reverse(b.max_ts));
@@ -280,23 +437,47 @@ impl Logs {
             if !more(b.max_ts) {
                 break;
             }
-            if !b.bloom.may_match(&words, &values) {
+            let block = &b.block;
+            let pages: Vec<usize> = (0..block.pages.len())
+                .rev()
+                .filter(|&p| {
+                    let m = &block.pages[p];
+                    m.max_ts >= start && m.min_ts <= end && block.page_may_match(p, &keys)
+                })
+                .collect();
+            if pages.is_empty() {
                 stats.blocks_skipped += 1;
                 continue;
             }
-            if t0.elapsed() > timeout {
-                return Err(SearchError::Timeout(timeout));
-            }
-            stats.bytes_scanned += b.bytes;
-            if stats.bytes_scanned > max_bytes {
-                return Err(SearchError::TooMuchData(max_bytes));
-            }
             stats.blocks_read += 1;
-            let block = Block::read(&b.path).map_err(|_| SearchError::Damaged(b.path.display().to_string()))?;
-            let records = block.records().map_err(|_| SearchError::Damaged(b.path.display().to_string()))?;
-            for r in records.iter().rev() {
-                if r.unix_nanos >= start && r.unix_nanos <= end && matches(filter, r) && !f(r) {
+            let damaged = || SearchError::Damaged(b.path.display().to_string());
+            let file = block.open().map_err(|_| damaged())?;
+            for p in pages {
+                if !more(block.pages[p].max_ts) {
+                    break;
+                }
+                if t0.elapsed() > timeout {
+                    return Err(SearchError::Timeout(timeout));
+                }
+                stats.pages_read += 1;
+                let page = Page::new(block, &file, p);
+                let times = page.times();
+                // The filter runs as the visitor asks for rows, so a limit met early
+                // leaves the rest of the page unread.
+                let mut rows = (0..times.len()).rev().filter(|&i| {
+                    let t = times[i];
+                    t >= start && t <= end && (matches!(filter, Expr::All) || matches(filter, &page.row(i)))
+                });
+                let stop = !visit.page(&page, &mut rows);
+                stats.bytes_scanned += page.bytes_read();
+                if page.damaged() {
+                    return Err(damaged());
+                }
+                if stop {
                     return Ok(stats);
+                }
+                if stats.bytes_scanned > max_bytes {
+                    return Err(SearchError::TooMuchData(max_bytes));
                 }
             }
         }
@@ -313,6 +494,7 @@ impl Logs {
         let mut newest: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>> = Default::default();
         let mut out: Vec<LogRecord> = Vec::new();
         let forward = q.forward;
+        let mut damaged = false;
         let kept = std::cell::RefCell::new((&mut newest, &mut out));
         let stats = self.scan_until(
             &q.filter,
@@ -324,25 +506,36 @@ impl Logs {
                 let k = kept.borrow();
                 forward || k.0.len() < limit || k.0.peek().is_none_or(|std::cmp::Reverse((t, _))| block_max >= *t)
             },
-            |r| {
+            &mut Rows(|r: &dyn LogRow| {
                 let mut k = kept.borrow_mut();
                 let (heap, recs) = &mut *k;
-                if forward {
-                    recs.push(r.clone());
-                    return true;
-                }
-                if heap.len() < limit {
-                    heap.push(std::cmp::Reverse((r.unix_nanos, recs.len())));
-                    recs.push(r.clone());
-                } else if heap.peek().is_some_and(|std::cmp::Reverse((t, _))| r.unix_nanos > *t)
+                let t = r.unix_nanos();
+                let slot = if forward || heap.len() < limit {
+                    heap.push(std::cmp::Reverse((t, recs.len())));
+                    recs.len()
+                } else if heap.peek().is_some_and(|std::cmp::Reverse((old, _))| t > *old)
                     && let Some(std::cmp::Reverse((_, slot))) = heap.pop()
                 {
-                    heap.push(std::cmp::Reverse((r.unix_nanos, slot)));
-                    recs[slot] = r.clone();
+                    heap.push(std::cmp::Reverse((t, slot)));
+                    slot
+                } else {
+                    return true;
+                };
+                // Only a record that is kept is decoded whole.
+                match r.to_record() {
+                    Ok(rec) if slot == recs.len() => recs.push(rec),
+                    Ok(rec) => recs[slot] = rec,
+                    Err(_) => {
+                        damaged = true;
+                        return false;
+                    }
                 }
                 true
-            },
+            }),
         )?;
+        if damaged {
+            return Err(SearchError::Damaged("a log block".into()));
+        }
         if forward {
             out.sort_by_key(|r| r.unix_nanos);
         } else {
@@ -382,7 +575,7 @@ impl signalbox_core::log::LogOffer for Logs {
 }
 
 fn meta(path: PathBuf, b: Block) -> BlockMeta {
-    BlockMeta { path, min_ts: b.min_ts, max_ts: b.max_ts, bytes: b.bytes_on_disk, count: b.count, bloom: Arc::new(b) }
+    BlockMeta { path, min_ts: b.min_ts, max_ts: b.max_ts, bytes: b.bytes_on_disk, count: b.count, block: b }
 }
 
 /// `b-<segment>-<records into it>-<min ts>.blk`: how far into the log the block reaches.
@@ -437,8 +630,10 @@ fn write_loop(inner: &Inner, rx: Receiver<Job>, mut writer: Writer, mut pending:
                         if head.is_empty() {
                             head_since = Instant::now();
                         }
+                        // Copies for live tail only when someone is tailing.
+                        let tailing = inner.tail.receiver_count() > 0;
                         for j in writes {
-                            for r in &j.records {
+                            for r in j.records.iter().filter(|_| tailing) {
                                 let _ = inner.tail.send(Arc::new(r.clone()));
                             }
                             head.extend(j.records);
@@ -470,33 +665,53 @@ fn write_loop(inner: &Inner, rx: Receiver<Job>, mut writer: Writer, mut pending:
 }
 
 fn seal(inner: &Inner, writer: &mut Writer, pending: &mut BTreeMap<u64, u64>, upto: (u64, u64)) {
-    let mut records = inner.head.read().unwrap_or_else(|e| e.into_inner()).clone();
-    if records.is_empty() {
+    // Only this thread changes the head, so it is encoded in place under the read lock
+    // (searches read on meanwhile): one block per hour of record time, for the container's
+    // hourly partitions. Every block of a seal is named after how far into the log the seal
+    // reaches.
+    let (n, encoded) = {
+        let head = inner.head.read().unwrap_or_else(|e| e.into_inner());
+        let mut by_hour: BTreeMap<u64, Vec<&LogRecord>> = BTreeMap::new();
+        for r in head.iter() {
+            by_hour.entry(hour_of(r.unix_nanos)).or_default().push(r);
+        }
+        let page = block::page_records(inner.cfg.block_records);
+        let encoded: std::io::Result<Vec<(u64, u64, Vec<u8>)>> = by_hour
+            .into_iter()
+            .map(|(hour, records)| {
+                let min_ts = records.iter().map(|r| r.unix_nanos).min().unwrap_or(0);
+                block::encode(records, page).map(|bytes| (hour, min_ts, bytes))
+            })
+            .collect();
+        (head.len(), encoded)
+    };
+    if n == 0 {
         return;
     }
-    let n = records.len();
-    let bytes = match block::encode(&mut records) {
-        Ok(b) => b,
+    let encoded = match encoded {
+        Ok(e) => e,
         Err(e) => return tracing::error!(error = %e, "cannot encode a log block"),
     };
-    let name = format!("b-{:016}-{:012}-{}.blk", upto.0, upto.1, records[0].unix_nanos);
-    let dir = inner.cfg.dir.join("blocks");
-    let path = match block::write_file(&dir, &name, &bytes) {
-        Ok(p) => p,
-        Err(e) => {
-            return tracing::error!(error = %e, "cannot write a log block; the head stays in memory and in the log");
+    let mut written: Vec<(u64, BlockMeta)> = Vec::with_capacity(encoded.len());
+    for (hour, min_ts, bytes) in encoded {
+        match seal_block(inner, hour, min_ts, &bytes, upto) {
+            Ok(b) => written.push((hour, b)),
+            Err(e) => {
+                for (_, b) in &written {
+                    let _ = std::fs::remove_file(&b.path);
+                }
+                return tracing::error!(error = %e, "cannot write a log block; the head stays in memory and in the log");
+            }
         }
-    };
-    let b = match Block::parse(&bytes) {
-        Ok(b) => b,
-        Err(_) => return tracing::error!("a log block just written does not read back"),
-    };
+    }
     {
-        // The block becomes visible and the head empties under both locks, so a search
+        // The blocks become visible and the head empties under both locks, so a search
         // never sees a record twice or misses it.
         let mut blocks = inner.blocks.write().unwrap_or_else(|e| e.into_inner());
         let mut head = inner.head.write().unwrap_or_else(|e| e.into_inner());
-        blocks.push(meta(path, b));
+        for (hour, b) in written {
+            blocks.insert(hour, Arc::new(b));
+        }
         head.drain(..n);
     }
     for (seg, count) in std::mem::take(pending) {
@@ -505,23 +720,32 @@ fn seal(inner: &Inner, writer: &mut Writer, pending: &mut BTreeMap<u64, u64>, up
     let _ = writer.rotate_if_settled();
 }
 
+/// Writes and reads back the block of one hour's records (`min_ts` the oldest's time).
+fn seal_block(inner: &Inner, hour: u64, min_ts: u64, bytes: &[u8], upto: (u64, u64)) -> std::io::Result<BlockMeta> {
+    let name = format!("b-{:016}-{:012}-{min_ts}.blk", upto.0, upto.1);
+    let path = inner.blocks.read().unwrap_or_else(|e| e.into_inner()).path_for(hour, &name)?;
+    write_atomic(&path, bytes)?;
+    let b = Block::read(&path).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "a log block just written does not read back")
+    })?;
+    Ok(meta(path, b))
+}
+
+/// Deletes whole hourly partitions: those past the retention age, then the oldest while all
+/// blocks take more than the size limit (never the newest).
 fn retention(inner: &Inner) {
     let now = signalbox_core::time::unix_nanos();
-    let cutoff = now.saturating_sub(inner.cfg.retention_age.as_nanos() as u64);
-    let mut blocks = inner.blocks.write().unwrap_or_else(|e| e.into_inner());
-    blocks.sort_by_key(|b| b.max_ts);
-    let mut total: u64 = blocks.iter().map(|b| b.bytes).sum();
-    let mut keep = Vec::with_capacity(blocks.len());
-    for b in blocks.drain(..) {
-        if b.max_ts < cutoff || total > inner.cfg.retention_bytes {
-            total -= b.bytes;
-            let _ = std::fs::remove_file(&b.path);
-            tracing::info!(path = %b.path.display(), records = b.count, "log block removed by retention");
-        } else {
-            keep.push(b);
-        }
+    let gone = inner.blocks.write().unwrap_or_else(|e| e.into_inner()).expire(
+        now,
+        inner.cfg.retention_age,
+        inner.cfg.retention_bytes,
+    );
+    let blocks = inner.blocks.read().unwrap_or_else(|e| e.into_inner());
+    for (hour, dropped) in gone {
+        blocks.delete(hour);
+        let records: usize = dropped.iter().map(|b| b.count).sum();
+        tracing::info!(partition = hour, records, "log partition removed by retention");
     }
-    *blocks = keep;
 }
 
 /// A record as [`Fields`] for the query language, re-exported for callers that evaluate

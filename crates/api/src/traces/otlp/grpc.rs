@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use signalbox_events::pipeline::WriteError;
+use signalbox_events::spans::pipeline::WriteError;
 use std::time::Duration;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings};
 use tonic::{Code, Status};

@@ -5,78 +5,14 @@
 //! distinct one once ([`Origins`]) and a span names them by index. Format 1 (before
 //! resources, scopes, links and flags existed) is still read.
 
-use crate::hash::FastMap;
+use crate::container::hash::FastMap;
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::span::{
     AttrValue, KeyValue, Resource, Scope, Span, SpanEvent, SpanFlags, SpanKind, SpanLink, StatusCode,
 };
 use std::sync::Arc;
 
-/// A decoding failure: the bytes are not a span this version wrote.
-#[derive(Debug, thiserror::Error)]
-#[error("corrupt or truncated record")]
-pub struct Corrupt;
-
-pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// A cursor over encoded bytes.
-pub struct Reader<'a> {
-    pub buf: &'a [u8],
-    pub pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
-    }
-    pub fn done(&self) -> bool {
-        self.pos >= self.buf.len()
-    }
-    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], Corrupt> {
-        let end = self.pos.checked_add(n).ok_or(Corrupt)?;
-        let b = self.buf.get(self.pos..end).ok_or(Corrupt)?;
-        self.pos = end;
-        Ok(b)
-    }
-    pub fn u8(&mut self) -> Result<u8, Corrupt> {
-        Ok(self.bytes(1)?[0])
-    }
-    pub fn u64(&mut self) -> Result<u64, Corrupt> {
-        let b = self.bytes(8)?;
-        Ok(u64::from_le_bytes(b.try_into().map_err(|_| Corrupt)?))
-    }
-    pub fn varint(&mut self) -> Result<u64, Corrupt> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            v |= ((b & 0x7f) as u64) << shift;
-            if b < 0x80 {
-                return Ok(v);
-            }
-        }
-        Err(Corrupt)
-    }
-    pub fn length(&mut self) -> Result<usize, Corrupt> {
-        let n = self.varint()? as usize;
-        // A length can never exceed what is left: refuse before allocating.
-        if n > self.buf.len().saturating_sub(self.pos) { Err(Corrupt) } else { Ok(n) }
-    }
-    pub fn str(&mut self) -> Result<String, Corrupt> {
-        let n = self.length()?;
-        String::from_utf8(self.bytes(n)?.to_vec()).map_err(|_| Corrupt)
-    }
-}
+pub use crate::container::encoding::{Corrupt, Reader, put_str, put_varint};
 
 pub fn put_value(out: &mut Vec<u8>, v: &AttrValue) {
     match v {
@@ -324,6 +260,63 @@ pub fn get_span(r: &mut Reader, resources: &[Arc<Resource>], scopes: &[Arc<Scope
     Ok(s)
 }
 
+/// The write-ahead-log payload of one batch of spans ([`crate::container::wal`] records
+/// carry it with the batch's span count): the format byte 2, the batch's resources and
+/// scopes once ([`Origins`]), a varint count and the spans ([`put_span`]).
+pub fn encode_batch(spans: &[Span]) -> Vec<u8> {
+    let mut origins = Origins::default();
+    let mut body = Vec::with_capacity(spans.len() * 256);
+    for s in spans {
+        let o = origins.index(s);
+        put_span(&mut body, s, o);
+    }
+    let mut payload = Vec::with_capacity(body.len() + 64);
+    payload.push(2);
+    origins.put(&mut payload);
+    put_varint(&mut payload, spans.len() as u64);
+    payload.extend_from_slice(&body);
+    payload
+}
+
+/// The spans of a write-ahead-log record: its span `count` and payload.
+///
+/// Three writers' records read back: this one's ([`encode_batch`] under the span count);
+/// the trace store's own log before it moved onto the container (the same payload under a
+/// count of 0); and format 1, before resources and links (the count, then the spans). A
+/// format-1 payload could begin with the byte 2, so a payload is taken as format 2 only
+/// when it parses to its end with exactly `count` spans.
+pub fn decode_batch(count: u64, payload: &[u8]) -> Result<Vec<Span>, Corrupt> {
+    if payload.is_empty() {
+        return if count == 0 { Ok(Vec::new()) } else { Err(Corrupt) };
+    }
+    match decode_format2(payload) {
+        Ok(spans) if count == 0 || spans.len() as u64 == count => Ok(spans),
+        _ if count == 0 => Err(Corrupt),
+        _ => {
+            let mut r = Reader::new(payload);
+            let mut spans = Vec::with_capacity((count as usize).min(1 << 16));
+            for _ in 0..count {
+                spans.push(get_span_v1(&mut r)?);
+            }
+            if r.done() { Ok(spans) } else { Err(Corrupt) }
+        }
+    }
+}
+
+fn decode_format2(payload: &[u8]) -> Result<Vec<Span>, Corrupt> {
+    let mut r = Reader::new(payload);
+    if r.u8()? != 2 {
+        return Err(Corrupt);
+    }
+    let (resources, scopes) = Origins::get(&mut r)?;
+    let n = r.varint()?;
+    let mut spans = Vec::with_capacity((n as usize).min(1 << 16));
+    for _ in 0..n {
+        spans.push(get_span(&mut r, &resources, &scopes)?);
+    }
+    if r.done() { Ok(spans) } else { Err(Corrupt) }
+}
+
 /// Reads one span of format 1 (no resource, scope, links or flags).
 pub fn get_span_v1(r: &mut Reader) -> Result<Span, Corrupt> {
     let trace_id = TraceId(r.bytes(16)?.try_into().map_err(|_| Corrupt)?);
@@ -357,6 +350,7 @@ pub fn get_span_v1(r: &mut Reader) -> Result<Span, Corrupt> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::wal;
 
     pub fn sample() -> Span {
         Span {
@@ -418,5 +412,110 @@ mod tests {
         let mut huge = vec![0u8; 50];
         huge.extend_from_slice(&[0xff; 10]);
         assert!(get_span(&mut Reader::new(&huge), &resources, &scopes).is_err());
+    }
+
+    /// Every span batch a container log segment holds, decoded (what the pipeline replays).
+    fn replay(dir: &std::path::Path, seg: u64) -> Vec<Vec<Span>> {
+        let mut out = Vec::new();
+        for (count, payload) in wal::read_segment(dir, seg).unwrap() {
+            let Ok(spans) = decode_batch(count, &payload) else { break };
+            out.push(spans);
+        }
+        out
+    }
+
+    fn plain(i: u64) -> Span {
+        Span {
+            service: "s".into(),
+            name: format!("op{i}"),
+            start_unix_nanos: i,
+            end_unix_nanos: i + 1,
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+            ..Default::default()
+        }
+    }
+
+    fn append(w: &mut wal::Writer, batches: &[Vec<Span>]) -> u64 {
+        let payloads: Vec<(u64, Vec<u8>)> = batches.iter().map(|b| (b.len() as u64, encode_batch(b))).collect();
+        let refs: Vec<(u64, &[u8])> = payloads.iter().map(|(n, p)| (*n, p.as_slice())).collect();
+        let seg = w.append(&refs).unwrap();
+        w.sync().unwrap();
+        seg
+    }
+
+    #[test]
+    fn corrupt_log_segments_end_the_replay_and_never_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = wal::Writer::create(dir.path(), wal::Ledger::new(dir.path())).unwrap();
+        let batches: Vec<Vec<Span>> = (0..5).map(|b| (0..4).map(|i| plain(b * 10 + i)).collect()).collect();
+        let seg = append(&mut w, &batches);
+        assert_eq!(replay(dir.path(), seg), batches);
+        let good = std::fs::read(dir.path().join(format!("seg-{seg:016}.wal"))).unwrap();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut bad = good.clone();
+            let at = (seed as usize) % bad.len();
+            bad[at] ^= 1 << (seed >> 61);
+            std::fs::write(dir.path().join("seg-0000000000000099.wal"), &bad).unwrap();
+            let back = replay(dir.path(), 99);
+            // The checksum stops the replay at the damaged record: what comes back is a prefix.
+            assert!(back.len() < batches.len());
+            assert_eq!(back[..], batches[..back.len()]);
+        }
+    }
+
+    #[test]
+    fn resources_links_and_flags_survive_the_log_and_old_segments_replay() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = wal::Writer::create(dir.path(), wal::Ledger::new(dir.path())).unwrap();
+        let res = Arc::new(Resource { attributes: vec![KeyValue::str("host.name", "h1")] });
+        let scope = Arc::new(Scope { name: "lib".into(), version: "2".into() });
+        let batch: Vec<Span> = (0..3)
+            .map(|i| {
+                let mut s = plain(i);
+                s.resource = res.clone();
+                s.scope = scope.clone();
+                s.flags = SpanFlags(SpanFlags::SHARED);
+                s.links = vec![SpanLink {
+                    trace_id: TraceId::random(),
+                    span_id: SpanId::random(),
+                    trace_state: String::new(),
+                    attributes: vec![KeyValue::int("i", i as i64)],
+                }];
+                s
+            })
+            .collect();
+        let seg = append(&mut w, std::slice::from_ref(&batch));
+        let back = replay(dir.path(), seg);
+        assert_eq!(back, vec![batch.clone()]);
+        assert!(Arc::ptr_eq(&back[0][0].resource, &back[0][2].resource), "one resource per record");
+        let raw = std::fs::read(dir.path().join(format!("seg-{seg:016}.wal"))).unwrap();
+        assert_eq!(raw.windows(7).filter(|w| w == b"host.na").count(), 1, "the resource is written once");
+
+        // A record of the trace store's own log before the container (count 0, then the
+        // same payload) and a format-1 segment (two spans, resource attributes merged).
+        let payload = encode_batch(&batch);
+        let mut old = vec![0u8];
+        old.extend_from_slice(&payload);
+        let mut f = std::fs::File::create(dir.path().join("seg-0000000000000050.wal")).unwrap();
+        f.write_all(&(old.len() as u32).to_le_bytes()).unwrap();
+        f.write_all(&crc32fast::hash(&old).to_le_bytes()).unwrap();
+        f.write_all(&old).unwrap();
+        drop(f);
+        assert_eq!(replay(dir.path(), 50), vec![batch]);
+        let v1 = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/src/fixtures/v1.wal")).unwrap();
+        std::fs::write(dir.path().join("seg-0000000000000051.wal"), v1).unwrap();
+        let old = replay(dir.path(), 51);
+        assert_eq!(old.len(), 1);
+        assert_eq!(old[0].len(), 2);
+        assert_eq!(old[0][1].status_message, "boom");
+        assert_eq!(old[0][1].events[0].name, "retry");
+        assert!(old[0][0].resource.attributes.is_empty() && old[0][0].links.is_empty());
+        assert!(decode_batch(3, &[]).is_err() && decode_batch(0, &[2, 0]).is_err(), "damage is an error");
     }
 }

@@ -1,134 +1,35 @@
-//! Reading sealed blocks: the process-wide cache of decompressed columns and [`Loaded`], an
-//! open block whose columns are read with `pread`, decompressed on demand and parsed into
-//! rows (every row, or one trace's run from the row index's checkpoint before it).
+//! Reading sealed blocks: [`Loaded`], an open block whose columns the container reads
+//! (`pread`, checksum, zstd, the shared column cache) and this module parses into rows
+//! (every row, or one trace's run from the row index's checkpoint before it).
 
 use super::*;
-
-/// Decompressed columns, shared by all queries, within a byte budget (least recently used
-/// first out).
-struct ColumnCache {
-    /// (block id, column) -> (bytes, last use)
-    map: HashMap<ColumnKey, (Arc<Vec<u8>>, u64)>,
-    bytes: usize,
-    tick: u64,
-    budget: usize,
-}
-
-type ColumnKey = (u64, u8);
-
-static CACHE: LazyLock<Mutex<ColumnCache>> =
-    LazyLock::new(|| Mutex::new(ColumnCache { map: HashMap::new(), bytes: 0, tick: 0, budget: 256 << 20 }));
-
-fn cache() -> std::sync::MutexGuard<'static, ColumnCache> {
-    CACHE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Sets the decompressed-column cache's budget (bytes; 0 turns it off).
-pub fn set_cache_budget(bytes: usize) {
-    let mut c = cache();
-    c.budget = bytes;
-    c.evict();
-}
-
-impl ColumnCache {
-    fn get(&mut self, key: (u64, u8)) -> Option<Arc<Vec<u8>>> {
-        self.tick += 1;
-        let t = self.tick;
-        self.map.get_mut(&key).map(|(v, used)| {
-            *used = t;
-            v.clone()
-        })
-    }
-
-    fn put(&mut self, key: (u64, u8), v: Arc<Vec<u8>>) {
-        if v.len() > self.budget / 4 {
-            return;
-        }
-        self.tick += 1;
-        self.bytes += v.len();
-        if let Some((old, _)) = self.map.insert(key, (v, self.tick)) {
-            self.bytes -= old.len();
-        }
-        self.evict();
-    }
-
-    fn evict(&mut self) {
-        if self.bytes <= self.budget {
-            return;
-        }
-        // Drop the least recently used entries until a quarter of the budget is free.
-        let mut by_age: Vec<((u64, u8), u64, usize)> =
-            self.map.iter().map(|(k, (v, used))| (*k, *used, v.len())).collect();
-        by_age.sort_unstable_by_key(|e| e.1);
-        let target = self.budget / 4 * 3;
-        for (k, _, len) in by_age {
-            if self.bytes <= target {
-                break;
-            }
-            self.map.remove(&k);
-            self.bytes -= len;
-        }
-    }
-}
+use crate::container::block::OpenBlock;
 
 /// An open block whose columns are read and decompressed on demand.
 pub struct Loaded {
-    id: u64,
-    file: std::fs::File,
-    dir: Directory,
-    data_start: usize,
-    version: u8,
+    open: OpenBlock,
     pub n: usize,
     pub min_start: u64,
 }
 
 impl Block {
     pub fn load(&self) -> Result<Loaded, Corrupt> {
-        let file = std::fs::File::open(&self.path).map_err(|_| Corrupt)?;
         if self.meta.spans as usize > MAX_SPANS {
             return Err(Corrupt);
         }
-        Ok(Loaded {
-            id: self.id,
-            file,
-            dir: self.dir.clone(),
-            data_start: self.data_start,
-            version: self.version,
-            n: self.meta.spans as usize,
-            min_start: self.meta.min_start,
-        })
+        Ok(Loaded { open: self.framed.reader()?, n: self.meta.spans as usize, min_start: self.meta.min_start })
     }
 }
 
 impl Loaded {
     /// (compressed, raw) bytes of each column.
     pub fn sizes(&self) -> Vec<(usize, usize)> {
-        self.dir.iter().map(|(_, len, raw)| (*len, *raw)).collect()
+        self.open.sizes()
     }
 
     /// Column `c`, decompressed.
     pub fn column(&self, c: u8) -> Result<Arc<Vec<u8>>, Corrupt> {
-        if let Some(v) = cache().get((self.id, c)) {
-            return Ok(v);
-        }
-        let (off, len, raw) = *self.dir.get(c as usize).ok_or(Corrupt)?;
-        // Sizes come from the file: bound them before allocating.
-        if raw > MAX_COLUMN || len > MAX_COLUMN {
-            return Err(Corrupt);
-        }
-        let mut data = vec![0u8; len];
-        self.file.read_exact_at(&mut data, (self.data_start + off) as u64).map_err(|_| Corrupt)?;
-        // The directory's raw size bounds the allocation: a corrupt block cannot ask for more.
-        if raw != 0 && zstd::zstd_safe::get_frame_content_size(&data).ok().flatten() != Some(raw as u64) {
-            return Err(Corrupt);
-        }
-        let v =
-            Arc::new(if raw == 0 { Vec::new() } else { zstd::bulk::decompress(&data, raw).map_err(|_| Corrupt)? });
-        if v.len() != raw {
-            return Err(Corrupt);
-        }
-        cache().put((self.id, c), v.clone());
-        Ok(v)
+        self.open.column(c as usize)
     }
 
     /// The runs of traces: (trace id, first row, span count), ascending by trace id.
@@ -243,15 +144,13 @@ impl Loaded {
         OriginTable::read(&self.column(col::ORIGIN)?, self.n, rows_wanted)
     }
 
-    /// Where checkpoint `k` (row `k * STRIDE`) starts in each column of [`col::INDEXED`]
-    /// (zero for the columns a version 3 block lacks).
+    /// Where checkpoint `k` (row `k * STRIDE`) starts in each column of [`col::INDEXED`].
     fn checkpoint(&self, k: usize) -> Result<[usize; col::INDEXED.len()], Corrupt> {
         let c = self.column(col::ROWS)?;
-        let named = if self.version == VERSION_3 { col::INDEXED_V3 } else { col::INDEXED.len() };
-        let w = named * 4;
+        let w = col::INDEXED.len() * 4;
         let entry = c.get(k * w..(k + 1) * w).ok_or(Corrupt)?;
         let mut out = [0usize; col::INDEXED.len()];
-        for (i, o) in out.iter_mut().take(named).enumerate() {
+        for (i, o) in out.iter_mut().enumerate() {
             *o = u32::from_le_bytes(entry[i * 4..i * 4 + 4].try_into().map_err(|_| Corrupt)?) as usize;
         }
         Ok(out)
@@ -276,8 +175,8 @@ impl Loaded {
         let flags = self.flags()?;
         let (service_col, name_col, attrs_col) =
             (self.column(col::SERVICE)?, self.column(col::NAME)?, self.column(col::ATTRS)?);
-        let (services, spos) = dict_prefix(&service_col)?;
-        let (names, npos) = dict_prefix(&name_col)?;
+        let (services, _) = dict::prefix(&service_col)?;
+        let (names, _) = dict::prefix(&name_col)?;
         let (keys, values, apos) = attr_prefix(&attrs_col)?;
         let origin_col = self.column(col::ORIGIN)?;
         let (resources, scopes) = if origin_col.is_empty() {
@@ -291,8 +190,9 @@ impl Loaded {
             (self.column(col::PARENT_EXT)?, 0),
             (self.column(col::START)?, 0),
             (self.column(col::DURATION)?, 0),
-            (service_col.clone(), spos),
-            (name_col.clone(), npos),
+            // The dictionary columns' marks count from the column's start.
+            (service_col.clone(), 0),
+            (name_col.clone(), 0),
             (self.column(col::TEXT)?, 0),
             (attrs_col.clone(), apos),
             (self.column(col::EVENTS)?, 0),

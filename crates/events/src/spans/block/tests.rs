@@ -242,22 +242,3 @@ fn links_resources_scopes_and_flags_round_trip_with_each_resource_once() {
     assert_eq!(by_index, l.spans(&rows.collect::<Vec<_>>()).unwrap());
     assert!(by_index.iter().any(|s| !s.links.is_empty()));
 }
-
-#[test]
-fn version_3_blocks_are_still_read() {
-    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src/fixtures/v3.blk"));
-    let b = open(path).unwrap();
-    assert_eq!(b.meta.spans, 2);
-    let l = b.load().unwrap();
-    let t = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
-    let rows = l.rows_of(&t).unwrap();
-    let spans = l.spans_range(rows.clone()).unwrap();
-    assert_eq!(spans, l.spans(&rows.collect::<Vec<_>>()).unwrap());
-    assert_eq!(spans.len(), 2);
-    assert_eq!(spans[0].name, "GET /");
-    assert_eq!(spans[1].status, StatusCode::Error);
-    assert_eq!(spans[1].kind, SpanKind::Client);
-    assert_eq!(spans[1].parent_span_id, Some(spans[0].span_id));
-    assert_eq!(spans[1].events[0].name, "retry");
-    assert!(spans.iter().all(|s| s.links.is_empty() && s.resource.attributes.is_empty()));
-}

@@ -6,11 +6,12 @@
 //! [`Backpressure`], which receivers turn into their protocol's retryable answer. Nothing
 //! is held in unbounded memory and nothing acknowledged is dropped silently.
 
-use crate::deps::{Edge, Graph};
-use crate::query::{self, Search, TraceSummary};
-use crate::sampler::{Output, Sampler, SamplerConfig};
-use crate::store::{Dedup, SpanStore, StoreConfig};
-use crate::wal;
+use crate::container::wal;
+use crate::spans::codec;
+use crate::spans::deps::{Edge, Graph};
+use crate::spans::query::{self, Search, TraceSummary};
+use crate::spans::sampler::{Output, Sampler, SamplerConfig};
+use crate::spans::store::{Dedup, SpanStore, StoreConfig};
 use signalbox_core::ids::TraceId;
 use signalbox_core::metrics::{Counter, Registry};
 use signalbox_core::span::Span;
@@ -88,7 +89,7 @@ impl Traces {
     pub fn start(cfg: PipelineSettings, registry: &Registry) -> std::io::Result<Self> {
         let wal_dir = cfg.dir.join("wal");
         std::fs::create_dir_all(&wal_dir)?;
-        let ledger = wal::ledger(&wal_dir);
+        let ledger = wal::Ledger::new(&wal_dir);
         let store = Arc::new(SpanStore::open(cfg.store.clone(), ledger.clone())?);
         let now = signalbox_core::time::unix_nanos();
         let graph = Arc::new(Mutex::new(Graph::open(Some(cfg.dir.join("deps.jsonl")), cfg.graph_retention, now)));
@@ -151,7 +152,9 @@ impl Traces {
             for seg in &existing {
                 let mut n = 0u64;
                 let mut fresh = Vec::new();
-                for batch in wal::read_segment(&wal_dir.join(format!("seg-{seg:016}.wal")))? {
+                for (count, payload) in wal::read_segment(&wal_dir, *seg)? {
+                    // A record that does not decode ends its segment, as a torn one does.
+                    let Ok(batch) = codec::decode_batch(count, &payload) else { break };
                     for s in batch {
                         n += 1;
                         if dedup.stored(&s) {
@@ -174,7 +177,7 @@ impl Traces {
         if replayed > 0 {
             tracing::info!(spans = replayed, segments = existing.len(), "replaying the trace write-ahead log");
         }
-        let writer = wal::Writer::create(&wal_dir, existing.last().copied(), ledger.clone())?;
+        let writer = wal::Writer::create(&wal_dir, ledger.clone())?;
 
         let (tx, rx) = mpsc::channel::<Job>(cfg.queue_batches.max(1));
         let (to_sampler, from_wal) = mpsc::channel::<Flow>(64);
@@ -266,19 +269,19 @@ impl Traces {
     }
 
     /// The operations of `service` with their span kinds (see
-    /// [`crate::store::SpanStore::operation_kinds`]).
+    /// [`crate::spans::store::SpanStore::operation_kinds`]).
     pub fn operation_kinds(&self, service: &str) -> std::collections::BTreeMap<String, u8> {
         self.store.operation_kinds(service)
     }
 
     /// Attribute keys of spans that started in `[start, end]` (at most `limit`).
     pub fn tag_keys(&self, start: u64, end: u64, limit: usize) -> Vec<String> {
-        crate::query::tag_keys(&self.store, start, end, limit)
+        crate::spans::query::tag_keys(&self.store, start, end, limit)
     }
 
     /// Values of attribute `key` in spans that started in `[start, end]` (at most `limit`).
     pub fn tag_values(&self, key: &str, start: u64, end: u64, limit: usize) -> Vec<String> {
-        crate::query::tag_values(&self.store, key, start, end, limit)
+        crate::spans::query::tag_values(&self.store, key, start, end, limit)
     }
 
     pub fn dependencies(&self, start: u64, end: u64) -> Vec<Edge> {
@@ -321,6 +324,9 @@ impl SpanSink for Traces {
     }
 }
 
+/// The most one group commit gathers before writing.
+const GROUP_BYTES: usize = 16 * 1024 * 1024;
+
 fn writer_thread(
     mut w: wal::Writer,
     mut rx: mpsc::Receiver<Job>,
@@ -339,7 +345,7 @@ fn writer_thread(
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         let mut bytes = 0usize;
-        while bytes < wal::Writer::group_bytes() && jobs.len() < 4096 {
+        while bytes < GROUP_BYTES && jobs.len() < 4096 {
             match rx.try_recv() {
                 Ok(j) => {
                     bytes += j.spans.len() * 300;
@@ -349,7 +355,12 @@ fn writer_thread(
             }
         }
         let rotate = jobs.iter().any(|j| j.rotate);
-        let batches: Vec<&[Span]> = jobs.iter().filter(|j| !j.spans.is_empty()).map(|j| j.spans.as_slice()).collect();
+        let payloads: Vec<(u64, Vec<u8>)> = jobs
+            .iter()
+            .filter(|j| !j.spans.is_empty())
+            .map(|j| (j.spans.len() as u64, codec::encode_batch(&j.spans)))
+            .collect();
+        let batches: Vec<(u64, &[u8])> = payloads.iter().map(|(n, p)| (*n, p.as_slice())).collect();
         let result = if batches.is_empty() { Ok(0) } else { w.append(&batches).and_then(|seg| w.sync().map(|_| seg)) };
         match result {
             Ok(seg) => {

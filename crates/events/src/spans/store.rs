@@ -1,14 +1,16 @@
 //! The span store: an in-memory head that takes new spans, sealed into blocks
-//! ([`crate::block`]) when it holds enough spans or is old enough, grouped into hourly
-//! partitions (`p-<hour>/b-<seq>.blk`). Retention deletes whole partitions, by age and by
+//! ([`crate::spans::block`]) when it holds enough spans or is old enough, one block per
+//! hour of span start in the container's hourly partitions (`p-<hour>/b-<seq>.blk`,
+//! [`crate::container::partition`]), whose retention deletes whole partitions by age and by
 //! total size. Sealing settles the spans' write-ahead-log segments, which can then go.
 //!
 //! Queries read the head, the blocks being sealed, and the sealed blocks; see
-//! [`crate::query`].
+//! [`crate::spans::query`].
 
-use crate::block::{self, Block};
-use crate::hash::FastMap;
-use crate::wal::Ledger;
+use crate::container::hash::FastMap;
+use crate::container::partition::{Partitions, Sealed, hour_of};
+use crate::container::wal::Ledger;
+use crate::spans::block::{self, Block};
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::span::{Span, SpanFlags};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -16,8 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-
-const HOUR_NANOS: u64 = 3_600 * 1_000_000_000;
 
 /// Store settings.
 #[derive(Clone, Debug)]
@@ -49,7 +49,7 @@ pub struct Sealing {
 }
 
 pub(crate) struct State {
-    pub partitions: BTreeMap<u64, Vec<Arc<Block>>>,
+    pub partitions: Partitions<Block>,
     pub head: Head,
     pub sealing: Vec<Arc<Sealing>>,
 }
@@ -73,47 +73,34 @@ pub struct Stats {
     pub partitions_dropped: AtomicU64,
 }
 
-fn hour_of(nanos: u64) -> u64 {
-    nanos / HOUR_NANOS * HOUR_NANOS
+impl Sealed for Block {
+    fn file_bytes(&self) -> u64 {
+        self.meta.file_bytes
+    }
 }
 
 impl SpanStore {
     /// Opens the store in `cfg.dir`, reading every block's header.
     pub fn open(cfg: StoreConfig, ledger: Arc<Ledger>) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&cfg.dir)?;
-        let mut partitions: BTreeMap<u64, Vec<Arc<Block>>> = BTreeMap::new();
         let mut max_seq = 0;
-        for e in std::fs::read_dir(&cfg.dir)? {
-            let e = e?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(hour) = name.strip_prefix("p-").and_then(|h| h.parse::<u64>().ok()) else { continue };
-            let mut blocks = Vec::new();
-            for b in std::fs::read_dir(e.path())? {
-                let b = b?;
-                let bname = b.file_name().to_string_lossy().into_owned();
-                if bname.ends_with(".tmp") {
-                    // A block whose write was cut short; its spans are still in the WAL.
-                    let _ = std::fs::remove_file(b.path());
-                    continue;
+        let mut partitions = Partitions::open(&cfg.dir, |path, name| {
+            let seq = name.strip_prefix("b-")?.strip_suffix(".blk")?.parse::<u64>().ok()?;
+            match block::open(path) {
+                Ok(block) => {
+                    max_seq = max_seq.max(seq);
+                    Some(block)
                 }
-                let Some(seq) =
-                    bname.strip_prefix("b-").and_then(|n| n.strip_suffix(".blk")).and_then(|n| n.parse::<u64>().ok())
-                else {
-                    continue;
-                };
-                match block::open(&b.path()) {
-                    Ok(block) => {
-                        max_seq = max_seq.max(seq);
-                        blocks.push(Arc::new(block));
-                    }
-                    Err(_) => tracing::error!(path = %b.path().display(), "unreadable block skipped"),
+                Err(_) => {
+                    tracing::error!(path = %path.display(), "unreadable block skipped");
+                    None
                 }
             }
+        })?;
+        for blocks in partitions.hours_mut() {
             blocks.sort_by_key(|b| b.meta.min_start);
-            partitions.insert(hour, blocks);
         }
         let stats = Stats::default();
-        for b in partitions.values().flatten() {
+        for b in partitions.blocks() {
             stats.spans_stored.fetch_add(b.meta.spans as u64, Ordering::Relaxed);
             stats.raw_bytes.fetch_add(b.meta.raw_bytes, Ordering::Relaxed);
             stats.file_bytes.fetch_add(b.meta.file_bytes, Ordering::Relaxed);
@@ -179,10 +166,9 @@ impl SpanStore {
         let mut written = Vec::new();
         let result = (|| -> std::io::Result<()> {
             for (hour, spans) in by_hour {
-                let dir = self.cfg.dir.join(format!("p-{hour}"));
-                std::fs::create_dir_all(&dir)?;
                 let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-                let b = block::write(&dir.join(format!("b-{seq:010}.blk")), spans)?;
+                let path = self.read().partitions.path_for(hour, &format!("b-{seq:010}.blk"))?;
+                let b = block::write(&path, spans)?;
                 written.push((hour, Arc::new(b)));
             }
             Ok(())
@@ -196,7 +182,7 @@ impl SpanStore {
                     self.stats.blocks_written.fetch_add(1, Ordering::Relaxed);
                     self.stats.raw_bytes.fetch_add(b.meta.raw_bytes, Ordering::Relaxed);
                     self.stats.file_bytes.fetch_add(b.meta.file_bytes, Ordering::Relaxed);
-                    st.partitions.entry(hour).or_default().push(b);
+                    st.partitions.insert(hour, b);
                 }
                 drop(st);
                 for (seg, n) in segs {
@@ -208,7 +194,7 @@ impl SpanStore {
                 // Put the spans back so they are neither lost nor settled; the next seal
                 // tries again.
                 for b in &written {
-                    let _ = std::fs::remove_file(&b.1.path);
+                    let _ = std::fs::remove_file(b.1.path());
                 }
                 let spans = Arc::try_unwrap(sealing).map(|s| s.spans).unwrap_or_else(|s| s.spans.clone());
                 let head = &mut st.head;
@@ -228,26 +214,7 @@ impl SpanStore {
 
     /// Deletes partitions past the retention age, then the oldest while over the size limit.
     pub fn enforce_retention(&self, now_nanos: u64) {
-        let cutoff = now_nanos.saturating_sub(self.cfg.retention_age.as_nanos() as u64);
-        let victims: Vec<(u64, Vec<Arc<Block>>)> = {
-            let mut st = self.write();
-            let mut out = Vec::new();
-            let old: Vec<u64> = st.partitions.keys().copied().filter(|h| h + HOUR_NANOS <= cutoff).collect();
-            for h in old {
-                if let Some(b) = st.partitions.remove(&h) {
-                    out.push((h, b));
-                }
-            }
-            let mut total: u64 = st.partitions.values().flatten().map(|b| b.meta.file_bytes).sum();
-            while total > self.cfg.retention_bytes && st.partitions.len() > 1 {
-                let Some((&h, _)) = st.partitions.iter().next() else { break };
-                if let Some(b) = st.partitions.remove(&h) {
-                    total -= b.iter().map(|x| x.meta.file_bytes).sum::<u64>();
-                    out.push((h, b));
-                }
-            }
-            out
-        };
+        let victims = self.write().partitions.expire(now_nanos, self.cfg.retention_age, self.cfg.retention_bytes);
         for (h, blocks) in victims {
             for b in &blocks {
                 self.stats.spans_stored.fetch_sub(b.meta.spans as u64, Ordering::Relaxed);
@@ -255,23 +222,17 @@ impl SpanStore {
                 self.stats.file_bytes.fetch_sub(b.meta.file_bytes, Ordering::Relaxed);
             }
             self.stats.partitions_dropped.fetch_add(1, Ordering::Relaxed);
-            let _ = std::fs::remove_dir_all(self.cfg.dir.join(format!("p-{h}")));
+            self.read().partitions.delete(h);
             tracing::info!(partition = h, "trace partition removed by retention");
         }
     }
 
     /// Blocks overlapping `[start, end]` (nanoseconds), newest first.
     pub fn blocks(&self, start: u64, end: u64) -> Vec<Arc<Block>> {
-        // An empty window (callers may pass start after end) holds nothing, and a reversed
-        // range would panic in `BTreeMap::range`.
-        if start > end {
-            return Vec::new();
-        }
         let st = self.read();
         let mut v: Vec<Arc<Block>> = st
             .partitions
-            .range(hour_of(start)..=end)
-            .flat_map(|(_, b)| b.iter())
+            .overlapping(start, end)
             .filter(|b| b.meta.max_start >= start && b.meta.min_start <= end)
             .cloned()
             .collect();
@@ -306,7 +267,7 @@ impl SpanStore {
     pub fn catalog(&self) -> BTreeMap<String, HashSet<String>> {
         let st = self.read();
         let mut m: BTreeMap<String, HashSet<String>> = BTreeMap::new();
-        for b in st.partitions.values().flatten() {
+        for b in st.partitions.blocks() {
             for (s, o) in &b.meta.operations {
                 m.entry(s.clone()).or_default().insert(o.clone());
             }
@@ -322,7 +283,7 @@ impl SpanStore {
     pub fn operation_kinds(&self, service: &str) -> BTreeMap<String, u8> {
         let st = self.read();
         let mut m: BTreeMap<String, u8> = BTreeMap::new();
-        for b in st.partitions.values().flatten() {
+        for b in st.partitions.blocks() {
             for (i, (s, o)) in b.meta.operations.iter().enumerate() {
                 if s == service {
                     *m.entry(o.clone()).or_default() |= b.meta.operation_kinds.get(i).copied().unwrap_or(0);
@@ -364,9 +325,7 @@ impl<'a> Dedup<'a> {
         let candidates: Vec<Arc<Block>> = {
             let st = self.store.read();
             st.partitions
-                .get(&hour_of(s.start_unix_nanos))
-                .into_iter()
-                .flatten()
+                .at(s.start_unix_nanos)
                 .filter(|b| {
                     b.meta.min_start <= s.start_unix_nanos
                         && s.start_unix_nanos <= b.meta.max_start
@@ -376,7 +335,7 @@ impl<'a> Dedup<'a> {
                 .collect()
         };
         for b in candidates {
-            let ids = self.loaded.entry(b.path.clone()).or_insert_with(|| {
+            let ids = self.loaded.entry(b.path().to_owned()).or_insert_with(|| {
                 let mut set = HashSet::new();
                 if let Ok(l) = b.load()
                     && let (Ok(t), Ok(sp), Ok(f)) = (l.trace_ids(), l.span_ids(), l.flags())
@@ -397,6 +356,7 @@ impl<'a> Dedup<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::partition::HOUR_NANOS;
     use signalbox_core::span::{KeyValue, SpanKind};
 
     fn span(trace: TraceId, start: u64) -> Span {
@@ -425,7 +385,7 @@ mod tests {
             retention_age: age,
             retention_bytes: bytes,
         };
-        SpanStore::open(cfg, crate::wal::ledger(&dir.join("wal"))).unwrap()
+        SpanStore::open(cfg, crate::container::wal::Ledger::new(&dir.join("wal"))).unwrap()
     }
 
     #[test]
@@ -440,29 +400,29 @@ mod tests {
             s.insert(1, (0..50).map(|i| span(*t, hour + i * 1_000_000)).collect());
         }
         s.seal().unwrap();
-        assert_eq!(s.read().partitions.len(), 4);
+        assert_eq!(s.read().partitions.hours().len(), 4);
         assert_eq!(s.stats.spans_stored.load(Ordering::Relaxed), 200);
-        assert_eq!(crate::query::trace(&s, &traces[0]).len(), 50);
+        assert_eq!(crate::spans::query::trace(&s, &traces[0]).len(), 50);
 
         // By age: only partitions wholly older than the cutoff (97h) go.
         s.enforce_retention(now);
         assert_eq!(
-            s.read().partitions.keys().copied().collect::<Vec<_>>(),
+            s.read().partitions.hours().keys().copied().collect::<Vec<_>>(),
             [97, 98, 99].map(|h: u64| h * HOUR_NANOS).to_vec()
         );
         assert!(!s.cfg.dir.join(format!("p-{}", 96 * HOUR_NANOS)).exists());
-        assert!(crate::query::trace(&s, &traces[0]).is_empty());
+        assert!(crate::spans::query::trace(&s, &traces[0]).is_empty());
         assert_eq!(s.stats.spans_stored.load(Ordering::Relaxed), 150);
 
         // By size: the oldest go until the rest fit, never the newest.
         let per = s.stats.file_bytes.load(Ordering::Relaxed) / 3;
         let s2 = SpanStore { cfg: StoreConfig { retention_bytes: per + per / 2, ..s.cfg.clone() }, ..s };
         s2.enforce_retention(now);
-        assert_eq!(s2.read().partitions.keys().copied().collect::<Vec<_>>(), vec![99 * HOUR_NANOS]);
+        assert_eq!(s2.read().partitions.hours().keys().copied().collect::<Vec<_>>(), vec![99 * HOUR_NANOS]);
         let s3 = SpanStore { cfg: StoreConfig { retention_bytes: 1, ..s2.cfg.clone() }, ..s2 };
         s3.enforce_retention(now);
-        assert_eq!(s3.read().partitions.len(), 1, "the newest partition stays");
-        assert_eq!(crate::query::trace(&s3, &traces[3]).len(), 50);
+        assert_eq!(s3.read().partitions.hours().len(), 1, "the newest partition stays");
+        assert_eq!(crate::spans::query::trace(&s3, &traces[3]).len(), 50);
     }
 
     #[test]
@@ -477,7 +437,7 @@ mod tests {
         }
         let s = store(dir.path(), Duration::from_secs(86_400 * 365), u64::MAX);
         assert_eq!(s.stats.spans_stored.load(Ordering::Relaxed), 30);
-        assert_eq!(crate::query::trace(&s, &t).len(), 30);
+        assert_eq!(crate::spans::query::trace(&s, &t).len(), 30);
         let mut dedup = Dedup::new(&s);
         assert!(spans.iter().all(|x| dedup.stored(x)));
         assert!(!dedup.stored(&span(t, 50 * HOUR_NANOS + 5)), "a new span id of the same trace is not stored");
@@ -491,6 +451,6 @@ mod tests {
         drop(s);
         let s = store(dir.path(), Duration::from_secs(86_400 * 365), u64::MAX);
         assert!(!tmp.exists());
-        assert_eq!(crate::query::trace(&s, &t).len(), 30);
+        assert_eq!(crate::spans::query::trace(&s, &t).len(), 30);
     }
 }

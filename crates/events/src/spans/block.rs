@@ -1,9 +1,12 @@
-//! Sealed blocks: immutable files of spans stored by column, each column compressed with
-//! zstd, with the block's time and duration ranges, the services in it, and two bloom
-//! filters (trace ids; search tokens) in a header that is read without the columns.
+//! The span schema's blocks: spans stored by column, with the block's time and duration
+//! ranges, the services in it, and two bloom filters (trace ids; search tokens) in a header
+//! that is read without the columns.
 //!
-//! File layout: `SBXB`, version byte, then length-prefixed: the metadata (JSON), the trace-id
-//! bloom filter, the token bloom filter, the column directory, the columns.
+//! The file is framed by the container ([`crate::container::block`]): magic `SBXSPAN5`,
+//! header parts the metadata (JSON), the trace-id bloom filter and the token bloom filter,
+//! then the columns below, each a checksummed zstd frame, read on demand through the shared
+//! decompressed-column cache. (Format 5; the trace store's own framing of formats 3 and 4,
+//! `SBXB`, is no longer read: the store is pre-release and was never migrated.)
 //!
 //! Rows are sorted by trace id, then start, so a trace's spans sit together: trace ids are
 //! stored once per run, parents as row offsets within the run, starts as deltas from the
@@ -21,37 +24,26 @@
 //! - attrs: a key dictionary, a value dictionary, and per row its `(key, value)` index pairs,
 //!   so repeated keys and values cost a byte or two and searches compare integers;
 //! - events;
-//! - origin (version 4): the block's distinct resources and scopes (each once), then per row
+//! - origin: the block's distinct resources and scopes (each once), then per row
 //!   the index of its resource and of its scope;
-//! - links (version 4): per row, its links (trace id, span id, trace state, attributes);
+//! - links: per row, its links (trace id, span id, trace state, attributes);
 //! - rows: for every 512th row, where it starts in each variable-length column (and starts
 //!   at such rows are stored from the block's earliest start), so one trace is read
 //!   without parsing the rows before it.
-//!
-//! Version 3 blocks (before the origin and links columns) are still read: their spans have
-//! no resource, scope or links, and their row index names fewer columns.
-//!
-//! Decompressed columns are kept in a process-wide cache with a byte budget, so the blocks
-//! a busy query touches are decompressed once.
 
-use crate::bloom::{self, Bloom};
-use crate::codec::{self, Corrupt, Reader, put_str, put_varint};
-use crate::hash::FastMap;
+use crate::container::block::{self as framing, Framed};
+use crate::container::bloom::{self, Bloom};
+use crate::container::dict::{self, Dict};
+use crate::container::hash::FastMap;
+use crate::spans::codec::{self, Corrupt, Reader, put_str, put_varint};
 use serde::{Deserialize, Serialize};
 use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::span::{AttrValue, KeyValue, Resource, Scope, Span, SpanFlags, SpanKind, StatusCode};
-use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
-const MAGIC: &[u8; 4] = b"SBXB";
-const VERSION: u8 = 4;
-/// The oldest version still read.
-const VERSION_3: u8 = 3;
-const ZSTD_LEVEL: i32 = 3;
+/// The span schema's block magic: the schema and its format, 5.
+pub const MAGIC: &[u8; 8] = b"SBXSPAN5";
 
 pub mod col {
     pub const TRACE: u8 = 0;
@@ -71,11 +63,9 @@ pub mod col {
     pub const LINKS: u8 = 14;
     pub const COUNT: usize = 15;
     /// Columns whose rows have variable length: the row index records where every
-    /// `STRIDE`th row starts in each of them (in this order; version 3 blocks have the
-    /// first [`INDEXED_V3`]).
+    /// `STRIDE`th row starts in each of them (in this order).
     pub const INDEXED: [u8; 11] =
         [PARENT, PARENT_EXT, START, DURATION, SERVICE, NAME, TEXT, ATTRS, EVENTS, ORIGIN, LINKS];
-    pub const INDEXED_V3: usize = 9;
 }
 
 /// Rows between row-index checkpoints: reading one trace parses at most this many rows of
@@ -107,23 +97,22 @@ pub struct BlockMeta {
 /// A block's header: metadata and filters.
 #[derive(Clone, Debug)]
 pub struct Block {
-    /// Unique within the process: the column cache's key.
-    pub id: u64,
-    pub path: PathBuf,
     pub meta: BlockMeta,
     pub traces: Bloom,
     pub tokens: Bloom,
     /// Where the columns are, so a load reads no header.
-    dir: Directory,
-    data_start: usize,
-    version: u8,
+    framed: Framed,
 }
 
-static NEXT_BLOCK_ID: AtomicU64 = AtomicU64::new(1);
+impl Block {
+    pub fn path(&self) -> &Path {
+        &self.framed.path
+    }
+}
 
 /// The search tokens of a block, as hashes: each service (`s:`), service+operation
 /// (`o:`), attribute `key=value` alone (`a:`) and within the service (`A:`), and `e` when a
-/// span failed. Each is the [`crate::bloom::hash`] of the matching `token_*` bytes,
+/// span failed. Each is the [`crate::container::bloom::hash`] of the matching `token_*` bytes,
 /// computed without building them, once per distinct value in the block.
 fn block_tokens(
     services: &[String],
@@ -142,7 +131,7 @@ fn block_tokens(
         out.insert(bloom::hash(b"e"));
     }
     let texts: Vec<std::borrow::Cow<str>> = attrs.values.iter().map(|v| value_text(v)).collect();
-    let mut pairs: crate::hash::FastSet<(u32, u32)> = Default::default();
+    let mut pairs: crate::container::hash::FastSet<(u32, u32)> = Default::default();
     for &(svc, k, v) in &attrs.triples {
         let (key, text) = (attrs.keys[k as usize].as_bytes(), texts[v as usize].as_bytes());
         if pairs.insert((k, v)) {
@@ -154,7 +143,7 @@ fn block_tokens(
 }
 
 /// Token hashes (already well mixed, so hashed again by identity).
-pub type TokenSet = crate::hash::FastSet<u64>;
+pub type TokenSet = crate::container::hash::FastSet<u64>;
 
 pub fn token_service(s: &str) -> Vec<u8> {
     [b"s:".as_slice(), s.as_bytes()].concat()
@@ -259,79 +248,6 @@ fn origin_indexes(r: &mut Reader, resources: &[Arc<Resource>], scopes: &[Arc<Sco
     Ok((a as u32, b as u32))
 }
 
-/// A dictionary column: the distinct values in first-seen order, then an index per row.
-/// Returns the bytes and where each `STRIDE`th row's index starts (from the index stream).
-fn dict_column<'a>(values: impl Iterator<Item = &'a str>, n: usize) -> (Vec<u8>, Vec<u32>) {
-    let mut dict: FastMap<&str, u64> = FastMap::default();
-    let mut order: Vec<&str> = Vec::new();
-    let mut idx = Vec::with_capacity(n);
-    let mut marks = Vec::with_capacity(n / STRIDE + 1);
-    for (row, v) in values.enumerate() {
-        if row % STRIDE == 0 {
-            marks.push(idx.len() as u32);
-        }
-        let next = dict.len() as u64;
-        let i = *dict.entry(v).or_insert_with(|| {
-            order.push(v);
-            next
-        });
-        put_varint(&mut idx, i);
-    }
-    let mut out = Vec::new();
-    put_varint(&mut out, order.len() as u64);
-    for s in &order {
-        put_str(&mut out, s);
-    }
-    out.extend_from_slice(&idx);
-    (out, marks)
-}
-
-/// A dictionary column read back: the dictionary and each row's index into it.
-pub struct Dict {
-    pub values: Vec<String>,
-    pub rows: Vec<u32>,
-}
-
-impl Dict {
-    fn read(bytes: &[u8], n: usize) -> Result<Dict, Corrupt> {
-        let mut r = Reader::new(bytes);
-        let d = r.length()?;
-        let mut values = Vec::with_capacity(d.min(1 << 20));
-        for _ in 0..d {
-            values.push(r.str()?);
-        }
-        let mut rows = Vec::with_capacity(n);
-        for _ in 0..n {
-            let i = r.varint()?;
-            if i >= d as u64 {
-                return Err(Corrupt);
-            }
-            rows.push(i as u32);
-        }
-        Ok(Dict { values, rows })
-    }
-
-    /// The index of `v`, if any row has it.
-    pub fn find(&self, v: &str) -> Option<u32> {
-        self.values.iter().position(|x| x == v).map(|i| i as u32)
-    }
-
-    pub fn get(&self, row: usize) -> &str {
-        &self.values[self.rows[row] as usize]
-    }
-}
-
-/// A dictionary column's dictionary, and where its per-row indexes begin.
-fn dict_prefix(bytes: &[u8]) -> Result<(Vec<String>, usize), Corrupt> {
-    let mut r = Reader::new(bytes);
-    let d = r.length()?;
-    let mut values = Vec::with_capacity(d.min(1 << 20));
-    for _ in 0..d {
-        values.push(r.str()?);
-    }
-    Ok((values, r.pos))
-}
-
 /// The attribute column's key and value dictionaries, and where its per-row pairs begin.
 fn attr_prefix(bytes: &[u8]) -> Result<(Vec<String>, Vec<AttrValue>, usize), Corrupt> {
     let mut r = Reader::new(bytes);
@@ -418,7 +334,7 @@ struct AttrDicts<'a> {
     values: Vec<&'a AttrValue>,
     services: Vec<&'a str>,
     /// Distinct (service, key, value) index triples, for the search tokens.
-    triples: crate::hash::FastSet<(u32, u32, u32)>,
+    triples: crate::container::hash::FastSet<(u32, u32, u32)>,
 }
 
 /// The attribute column of `spans` (in row order).
@@ -430,7 +346,7 @@ fn attrs_column<'a>(spans: &[&'a Span]) -> AttrDicts<'a> {
     let mut value_refs: Vec<&AttrValue> = Vec::new();
     let mut services: FastMap<&str, u32> = FastMap::default();
     let mut service_order: Vec<&str> = Vec::new();
-    let mut triples: crate::hash::FastSet<(u32, u32, u32)> = Default::default();
+    let mut triples: crate::container::hash::FastSet<(u32, u32, u32)> = Default::default();
     let mut rows = Vec::new();
     let mut enc = Vec::new();
     let mut marks = Vec::with_capacity(spans.len() / STRIDE + 1);
@@ -560,12 +476,12 @@ pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
             operation_kinds[op] |= 1 << s.kind.code();
         }
     }
-    let (service_col, service_marks) = dict_column(spans.iter().map(|s| s.service.as_str()), n);
-    let (name_col, name_marks) = dict_column(spans.iter().map(|s| s.name.as_str()), n);
-    cols[col::SERVICE as usize] = service_col;
-    cols[col::NAME as usize] = name_col;
-    plain_marks[col::SERVICE as usize] = service_marks;
-    plain_marks[col::NAME as usize] = name_marks;
+    let services_col = dict::encode(spans.iter().map(|s| s.service.as_str()), STRIDE);
+    let names_col = dict::encode(spans.iter().map(|s| s.name.as_str()), STRIDE);
+    cols[col::SERVICE as usize] = services_col.bytes;
+    cols[col::NAME as usize] = names_col.bytes;
+    plain_marks[col::SERVICE as usize] = services_col.marks;
+    plain_marks[col::NAME as usize] = names_col.marks;
     let attrs = attrs_column(&spans);
     block_tokens(&services, &operations, errors > 0, &attrs, &mut token_set);
     let (origin_col, origin_marks) = origin_column(&spans, &mut token_set);
@@ -584,12 +500,7 @@ pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
     for t in &token_set {
         tokens_bloom.insert_hash(*t);
     }
-    let mut raw_bytes = 0u64;
-    let mut compressed = Vec::with_capacity(col::COUNT);
-    for c in &cols {
-        raw_bytes += c.len() as u64;
-        compressed.push(zstd::bulk::compress(c, ZSTD_LEVEL)?);
-    }
+    let raw_bytes = cols.iter().map(|c| c.len() as u64).sum();
     let mut meta = BlockMeta {
         spans: n as u32,
         min_start,
@@ -604,47 +515,13 @@ pub fn write(path: &Path, mut spans: Vec<&Span>) -> std::io::Result<Block> {
         raw_bytes,
         file_bytes: 0,
     };
-    let tb = traces.to_bytes();
-    let kb = tokens_bloom.to_bytes();
-    let dir_len = col::COUNT * (1 + 8 + 4 + 4);
     let meta_json = serde_json::to_vec(&meta)?;
-    let mut out = Vec::with_capacity(
-        64 + meta_json.len() + tb.len() + kb.len() + dir_len + compressed.iter().map(Vec::len).sum::<usize>(),
-    );
-    out.extend_from_slice(MAGIC);
-    out.push(VERSION);
-    for part in [&meta_json, &tb, &kb] {
-        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
-        out.extend_from_slice(part);
-    }
-    out.extend_from_slice(&(dir_len as u32).to_le_bytes());
-    let mut offset = 0u64;
-    let mut dir = Vec::with_capacity(col::COUNT);
-    for (i, c) in compressed.iter().enumerate() {
-        out.push(i as u8);
-        out.extend_from_slice(&offset.to_le_bytes());
-        out.extend_from_slice(&(c.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(cols[i].len() as u32).to_le_bytes());
-        dir.push((offset as usize, c.len(), cols[i].len()));
-        offset += c.len() as u64;
-    }
-    let data_start = out.len();
-    for c in &compressed {
-        out.extend_from_slice(c);
-    }
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&out)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
+    let (out, _) = framing::encode(MAGIC, &[&meta_json, &traces.to_bytes(), &tokens_bloom.to_bytes()], &cols)?;
+    framing::write_atomic(path, &out)?;
+    let (framed, _) = Framed::open(path, MAGIC)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "a block just written does not read back"))?;
     meta.file_bytes = out.len() as u64;
-    let id = NEXT_BLOCK_ID.fetch_add(1, Ordering::Relaxed);
-    Ok(Block { id, path: path.to_owned(), meta, traces, tokens: tokens_bloom, dir, data_start, version: VERSION })
+    Ok(Block { meta, traces, tokens: tokens_bloom, framed })
 }
 
 /// The origin column of `spans` (in row order), and where each `STRIDE`th row starts in its
@@ -654,7 +531,7 @@ fn origin_column(spans: &[&Span], tokens: &mut TokenSet) -> (Vec<u8>, Vec<u32>) 
     let mut origins = codec::Origins::default();
     let mut rows = Vec::with_capacity(spans.len() * 2);
     let mut marks = Vec::with_capacity(spans.len() / STRIDE + 1);
-    let mut seen: crate::hash::FastSet<(&str, u32)> = Default::default();
+    let mut seen: crate::container::hash::FastSet<(&str, u32)> = Default::default();
     for (row, s) in spans.iter().enumerate() {
         if row % STRIDE == 0 {
             marks.push(rows.len() as u32);
@@ -677,80 +554,28 @@ fn origin_column(spans: &[&Span], tokens: &mut TokenSet) -> (Vec<u8>, Vec<u32>) 
     (out, marks.into_iter().map(|m| m + prefix).collect())
 }
 
-/// Column `i`: (offset from the data start, compressed length, raw length).
-type Directory = Vec<(usize, usize, usize)>;
-
 /// The most spans a block may hold (the store seals at most a million).
 const MAX_SPANS: usize = 16 << 20;
-/// The largest column, compressed or not.
-const MAX_COLUMN: usize = 1 << 30;
-
-/// The longest header a block may have (metadata and filters): bounds what `open` reads.
-const MAX_HEADER: usize = 64 << 20;
 
 /// Reads a block's header (not its columns).
 pub fn open(path: &Path) -> Result<Block, Corrupt> {
-    let f = std::fs::File::open(path).map_err(|_| Corrupt)?;
-    read_header(path, &f)
-}
-
-fn read_header(path: &Path, f: &std::fs::File) -> Result<Block, Corrupt> {
-    let size = f.metadata().map_err(|_| Corrupt)?.len() as usize;
-    // The header's parts are length-prefixed: read the prefix of the file that holds them.
-    let mut want = 4096.min(size);
-    loop {
-        let mut bytes = vec![0u8; want];
-        f.read_exact_at(&mut bytes, 0).map_err(|_| Corrupt)?;
-        match parse_header(path, &bytes, size) {
-            Ok(h) => return Ok(h),
-            Err(Some(need)) if need <= size.min(MAX_HEADER) && need > want => want = need,
-            Err(_) => return Err(Corrupt),
-        }
+    let (framed, parts) = Framed::open(path, MAGIC)?;
+    let [meta, traces, tokens] = parts.as_slice() else { return Err(Corrupt) };
+    if framed.columns.len() != col::COUNT {
+        return Err(Corrupt);
     }
-}
-
-/// Parses the header from the first bytes of a file of `size` bytes; `Err(Some(n))` asks for
-/// the first `n` bytes.
-fn parse_header(path: &Path, bytes: &[u8], size: usize) -> Result<Block, Option<usize>> {
-    if bytes.len() < 5 || &bytes[..4] != MAGIC || !(bytes[4] == VERSION || bytes[4] == VERSION_3) {
-        return Err(None);
+    let mut meta: BlockMeta = serde_json::from_slice(meta).map_err(|_| Corrupt)?;
+    if meta.spans as usize > MAX_SPANS {
+        return Err(Corrupt);
     }
-    let mut pos = 5;
-    let mut parts = Vec::with_capacity(4);
-    for _ in 0..4 {
-        let Some(len) = bytes.get(pos..pos + 4) else { return Err(Some(pos + 4)) };
-        let len = u32::from_le_bytes(len.try_into().map_err(|_| None)?) as usize;
-        let end = pos + 4 + len;
-        if end > size {
-            return Err(None);
-        }
-        let Some(part) = bytes.get(pos + 4..end) else { return Err(Some(end)) };
-        parts.push(part);
-        pos = end;
-    }
-    let mut meta: BlockMeta = serde_json::from_slice(parts[0]).map_err(|_| None)?;
-    meta.file_bytes = size as u64;
-    let traces = Bloom::from_bytes(parts[1]).ok_or(None)?;
-    let tokens = Bloom::from_bytes(parts[2]).ok_or(None)?;
-    let mut cols = vec![(0, 0, 0); col::COUNT];
-    for e in parts[3].chunks_exact(17) {
-        let i = e[0] as usize;
-        let off = u64::from_le_bytes(e[1..9].try_into().map_err(|_| None)?) as usize;
-        let len = u32::from_le_bytes(e[9..13].try_into().map_err(|_| None)?) as usize;
-        let raw = u32::from_le_bytes(e[13..17].try_into().map_err(|_| None)?) as usize;
-        if i < col::COUNT {
-            cols[i] = (off, len, raw);
-        }
-    }
-    if cols.iter().any(|(off, len, _)| pos + off + len > size) {
-        return Err(None);
-    }
-    let id = NEXT_BLOCK_ID.fetch_add(1, Ordering::Relaxed);
-    Ok(Block { id, path: path.to_owned(), meta, traces, tokens, dir: cols, data_start: pos, version: bytes[4] })
+    meta.file_bytes = framed.file_bytes;
+    let traces = Bloom::from_bytes(traces).ok_or(Corrupt)?;
+    let tokens = Bloom::from_bytes(tokens).ok_or(Corrupt)?;
+    Ok(Block { meta, traces, tokens, framed })
 }
 
 mod read;
-pub use read::{Loaded, set_cache_budget};
+pub use read::Loaded;
 
 #[cfg(test)]
 mod tests;

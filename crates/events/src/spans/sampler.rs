@@ -8,8 +8,8 @@
 //!
 //! With `keep_rate` 1 nothing is buffered: every trace is kept anyway.
 
-use crate::block::value_text;
-use crate::hash::FastMap;
+use crate::container::hash::FastMap;
+use crate::spans::block::value_text;
 use signalbox_core::ids::TraceId;
 use signalbox_core::span::{Span, StatusCode};
 use std::collections::{HashMap, VecDeque};

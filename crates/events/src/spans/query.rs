@@ -7,9 +7,9 @@
 //! asking for the latest 20 matches of a common query reads a few blocks, not all of them.
 //! Filters are applied before the limit: a limit never hides a match.
 
-use crate::block::{self, Block, value_text};
-use crate::hash::FastMap;
-use crate::store::SpanStore;
+use crate::container::hash::FastMap;
+use crate::spans::block::{self, Block, value_text};
+use crate::spans::store::SpanStore;
 use serde::Serialize;
 use signalbox_core::ids::TraceId;
 use signalbox_core::span::{Span, StatusCode};
@@ -152,7 +152,7 @@ pub fn trace(store: &SpanStore, id: &TraceId) -> Vec<Span> {
             continue;
         }
         let Ok(l) = b.load() else {
-            tracing::error!(path = %b.path.display(), "unreadable block");
+            tracing::error!(path = %b.path().display(), "unreadable block");
             continue;
         };
         let Ok(rows) = l.rows_of(id) else { continue };
@@ -173,7 +173,7 @@ pub fn trace(store: &SpanStore, id: &TraceId) -> Vec<Span> {
 /// Matching spans of one block: (trace id, span start).
 fn block_matches(b: &Arc<Block>, q: &Search) -> Vec<(TraceId, u64)> {
     let Ok(l) = b.load() else { return Vec::new() };
-    let res = (|| -> Result<Vec<(TraceId, u64)>, crate::codec::Corrupt> {
+    let res = (|| -> Result<Vec<(TraceId, u64)>, crate::spans::codec::Corrupt> {
         // Conditions on dictionary columns become integer comparisons; a value that is not
         // in the block's dictionary means no row can match.
         let services = match &q.service {

@@ -3,12 +3,12 @@
 
 /// The fixed-seed hash of `bytes`, the hash a filter stores.
 pub fn hash(bytes: &[u8]) -> u64 {
-    crate::hash::stable(&[bytes])
+    crate::container::hash::stable(&[bytes])
 }
 
 /// The hash of the concatenation of `parts` (equal to [`hash`] of the joined bytes).
 pub fn hash_parts(parts: &[&[u8]]) -> u64 {
-    crate::hash::stable(parts)
+    crate::container::hash::stable(parts)
 }
 
 /// A bloom filter with `k` probes derived by double hashing.

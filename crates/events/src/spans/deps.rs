@@ -9,7 +9,7 @@
 //! Calls are counted per minute with errors and a latency histogram (for p50/p99); closed
 //! minutes are appended to `deps.jsonl` so the graph survives restarts.
 
-use crate::hash::{FastMap, FastSet};
+use crate::container::hash::{FastMap, FastSet};
 use serde::{Deserialize, Serialize};
 use signalbox_core::ids::SpanId;
 use signalbox_core::span::{AttrValue, Span, SpanKind, StatusCode};

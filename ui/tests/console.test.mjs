@@ -294,7 +294,16 @@ async function run() {
 
   let page;
   await step('launch Chromium', async () => {
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 15_000 });
+    // A cold Chromium on a busy 2-core machine can take longer than a warm one: three tries.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 45_000 });
+        break;
+      } catch (e) {
+        if (attempt >= 3) throw e;
+        console.log(`Chromium did not start (attempt ${attempt}): ${String(e).split('\n')[0]}`);
+      }
+    }
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     page = await context.newPage();
     page.setDefaultTimeout(WAIT_MS);

@@ -23,9 +23,16 @@ pub type HttpClient = hyper_util::client::legacy::Client<
     Empty<Bytes>,
 >;
 
-/// The client scrapes use: HTTP and HTTPS (web PKI roots), no connection reuse across
-/// targets beyond the pool's idle timeout.
-pub fn http_client() -> HttpClient {
+/// The outbound client of scrapes and alert notifications: HTTP and HTTPS (web PKI roots),
+/// a 5 s connect timeout, idle connections kept 90 s; `B` is the request body type.
+pub fn http_client<B>() -> hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    B,
+>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let provider = Arc::new(rustls::crypto::ring::default_provider());

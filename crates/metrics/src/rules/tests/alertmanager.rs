@@ -56,7 +56,7 @@ impl Drop for Child {
 }
 
 async fn get_json(url: &str) -> Option<(u16, Value)> {
-    let client = crate::scrape::scraper::http_client();
+    let client = crate::scrape::scraper::http_client::<http_body_util::Empty<bytes::Bytes>>();
     let resp = tokio::time::timeout(Duration::from_secs(5), client.get(url.parse().ok()?)).await.ok()?.ok()?;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.ok()?.to_bytes();
@@ -124,7 +124,7 @@ async fn alerts_reach_a_real_alertmanager_and_webhooks_and_resolve() {
     wait_for("Alertmanager to be ready", 30, || {
         let ready = ready.clone();
         async move {
-            let client = crate::scrape::scraper::http_client();
+            let client = crate::scrape::scraper::http_client::<http_body_util::Empty<bytes::Bytes>>();
             let r =
                 tokio::time::timeout(Duration::from_secs(2), client.get(ready.parse().unwrap())).await.ok()?.ok()?;
             r.status().is_success().then_some(())

@@ -10,7 +10,7 @@
 #    RSS per head series (prometheus_tsdb_head_series / signalbox_tsdb_head_series), and
 #    count(up == 1) to show every target was scraped.
 # 2. remote_write replay, one system at a time on a fresh data dir: SERIES series ×
-#    SAMPLES samples 15 s apart, ending ~10 min ago, 2,000 samples per request; as
+#    SAMPLES samples SPACING_S (15) s apart, ending ~10 min ago, 2,000 samples per request; as
 #    Prometheus's remote_write queue, CONCURRENCY shards of series, each sent in step
 #    order by its own sender; the requests are generated once into a file so both get
 #    the same bytes. Samples/s and server CPU per sample while ingesting; failed requests
@@ -28,7 +28,8 @@
 # Env: SIGNALBOX_BIN and LOADGEN_BIN use these binaries instead of a release build;
 # TARGETS (100), TARGET_SERIES (2000), SCRAPE_S (180), CONCURRENCY (16 shards; Prometheus
 # scales its remote_write shards up to 200), QUERY_RUNS (20), PROMETHEUS_BIN
-# (/usr/bin/prometheus).
+# (/usr/bin/prometheus), SPACING_S (15: seconds between a replayed series's samples; 120 lets
+# 100 samples per series span the > 3 h a block cut needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SERIES=${1:-20000}
@@ -40,7 +41,7 @@ CONCURRENCY=${CONCURRENCY:-16}
 QUERY_RUNS=${QUERY_RUNS:-20}
 PROM_BIN=${PROMETHEUS_BIN:-/usr/bin/prometheus}
 PER_HOST=100
-SPACING_MS=15000
+SPACING_MS=$(( ${SPACING_S:-15} * 1000 ))
 BATCH=2000
 OUT=bench/results
 mkdir -p "$OUT"
@@ -241,9 +242,9 @@ fact sb_rss_restarted "$(status_kb $SB_PID VmRSS)"
 stop $SB_PID
 fact load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "$WORK" "$SERIES" "$SAMPLES" "$TARGETS" "$TARGET_SERIES" "$CONCURRENCY" "$QUERY_RUNS" <<'PY' | tee "$OUT/metrics-$(date -u +%Y%m%dT%H%M%SZ).txt"
+python3 - "$WORK" "$SERIES" "$SAMPLES" "$TARGETS" "$TARGET_SERIES" "$CONCURRENCY" "$QUERY_RUNS" "$((SPACING_MS / 1000))" <<'PY' | tee "$OUT/metrics-$(date -u +%Y%m%dT%H%M%SZ).txt"
 import json, sys
-w, series, samples, targets, tseries, conc, runs = sys.argv[1], *map(int, sys.argv[2:])
+w, series, samples, targets, tseries, conc, runs, spacing = sys.argv[1], *map(int, sys.argv[2:])
 f = dict(l.rstrip("\n").split("=", 1) for l in open(f"{w}/facts") if "=" in l)
 num = lambda k: float(f[k])
 load = lambda n: json.load(open(f"{w}/{n}.json"))
@@ -276,7 +277,7 @@ for name in pq:
     row(f"query {name} p50 ms", pq[name]["p50_ms"], sq[name]["p50_ms"], "{:.1f}", "≤ 0.5×")
     row(f"query {name} p99 ms", pq[name]["p99_ms"], sq[name]["p99_ms"], "{:.1f}", "≤ 0.5×")
 print(f"Scrape: {targets} targets × {tseries:,} series every 10 s for {secs:.0f} s, both systems at once. "
-      f"Replay: {series:,} series × {samples:,} samples 15 s apart ({gen['samples']:,} samples, "
+      f"Replay: {series:,} series × {samples:,} samples {spacing} s apart ({gen['samples']:,} samples, "
       f"{gen['snappy_bytes'] / gen['samples']:.1f} snappy bytes/sample on the wire), {gen['requests']:,} requests of 2,000 samples, "
       f"{conc} shards (senders). Queries: {runs} runs after a warm-up. Machine: {f['cpu']}, load average {f['load_before']} before, "
       f"{f['load_after']} after (other engineers' builds), load generator included.\n")

@@ -115,18 +115,19 @@ pub fn eval_alerts(
     let mut seen: BTreeMap<Labels, ()> = BTreeMap::new();
     for s in vector {
         let value = go_float_e(s.v);
-        let data = TemplateData {
+        let label_data = TemplateData {
             labels: s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
             value: s.v,
             external_url,
+            active_at_ms: ts,
         };
-        let expand = |t: &super::template::Template| {
-            t.expand(&data).unwrap_or_else(|e| format!("<error expanding template: {e}>"))
+        let expand = |t: &super::template::Template, data: &TemplateData<'_>| {
+            t.expand(data).unwrap_or_else(|e| format!("<error expanding template: {e}>"))
         };
         let mut labels: BTreeMap<String, String> =
             s.labels.iter().filter(|(k, _)| k != "__name__").map(|(k, v)| (k.clone(), v.clone())).collect();
         for (k, t) in label_templates {
-            let v = expand(t);
+            let v = expand(t, &label_data);
             if v.is_empty() {
                 labels.remove(k);
             } else {
@@ -134,12 +135,18 @@ pub fn eval_alerts(
             }
         }
         labels.insert("alertname".into(), rule.name.clone());
-        let annotations: BTreeMap<String, String> =
-            annotation_templates.iter().map(|(k, t)| (k.clone(), expand(t))).collect();
         let key: Labels = labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         if seen.insert(key.clone(), ()).is_some() {
             return Err("vector contains metrics with the same labelset after applying alert labels".into());
         }
+        // Annotations see when the alert became active (an ongoing one keeps its start).
+        let active_at_ms = match active.get(&key) {
+            Some(a) if a.state != AlertState::Inactive => a.active_at,
+            _ => ts,
+        };
+        let data = TemplateData { active_at_ms, ..label_data };
+        let annotations: BTreeMap<String, String> =
+            annotation_templates.iter().map(|(k, t)| (k.clone(), expand(t, &data))).collect();
         match active.get_mut(&key) {
             Some(a) if a.state != AlertState::Inactive => {
                 a.value = value;

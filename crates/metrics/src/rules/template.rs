@@ -4,6 +4,9 @@
 //! - text with `{{ ... }}` actions (`{{-` and `-}}` trim the whitespace beside them);
 //! - values: `$labels.name` (also `.Labels.name`), `$value` (`.Value`), `$externalURL`
 //!   (`.ExternalURL`), string literals (`"..."`, `` `...` ``) and numbers;
+//! - Signalbox's own values, for links to the console at the alert's time: `$activeAtMs` (Unix
+//!   ms when the alert became active; the evaluation time for a new one) and `$windowStartMs`
+//!   (15 minutes before that, where the window its links show begins).
 //! - pipelines `x | f` passing `x` as the last argument of `f`, and calls `f a b`;
 //! - functions `humanize`, `humanize1024`, `humanizePercentage`, `humanizeDuration`,
 //!   `printf`, `toUpper`, `toLower`, `title`, `urlquery`.
@@ -19,7 +22,12 @@ pub struct TemplateData<'a> {
     pub labels: BTreeMap<&'a str, &'a str>,
     pub value: f64,
     pub external_url: &'a str,
+    /// When the alert became active (Unix ms).
+    pub active_at_ms: i64,
 }
+
+/// How far before an alert's activation the window of its console links starts.
+pub const LINK_WINDOW_BEFORE_MS: i64 = 15 * 60 * 1000;
 
 /// A compiled template.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +53,8 @@ enum Operand {
     Label(String),
     Value,
     ExternalUrl,
+    ActiveAtMs,
+    WindowStartMs,
     Str(String),
     Num(f64),
 }
@@ -278,6 +288,8 @@ fn parse_operand(t: &str) -> Result<Operand, String> {
     match t {
         "$value" | ".Value" => return Ok(Operand::Value),
         "$externalURL" | ".ExternalURL" => return Ok(Operand::ExternalUrl),
+        "$activeAtMs" => return Ok(Operand::ActiveAtMs),
+        "$windowStartMs" => return Ok(Operand::WindowStartMs),
         "$labels" | ".Labels" => return Err(format!("{t} is a map; name one label, as {t}.name")),
         _ => {}
     }
@@ -327,6 +339,8 @@ fn operand(o: &Operand, data: &TemplateData<'_>) -> Val {
         Operand::Label(n) => Val::Str(data.labels.get(n.as_str()).copied().unwrap_or("").to_owned()),
         Operand::Value => Val::Num(data.value),
         Operand::ExternalUrl => Val::Str(data.external_url.to_owned()),
+        Operand::ActiveAtMs => Val::Str(data.active_at_ms.to_string()),
+        Operand::WindowStartMs => Val::Str((data.active_at_ms - LINK_WINDOW_BEFORE_MS).to_string()),
         Operand::Str(s) => Val::Str(s.clone()),
         Operand::Num(v) => Val::Num(*v),
     }

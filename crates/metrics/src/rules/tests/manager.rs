@@ -400,9 +400,18 @@ fn the_default_rules_fire_on_the_nodes_own_metrics() {
     };
     let errors = find("ServiceHighErrorRate");
     assert_eq!(errors["annotations"]["summary"], "checkout: 16.67% of requests fail");
-    assert_eq!(errors["annotations"]["service_url"], "/services/checkout");
-    assert_eq!(errors["annotations"]["logs_url"], "/logs?query=service:checkout%20level:error&since=1h");
-    assert_eq!(errors["annotations"]["traces_url"], "/traces?service=checkout&errors=1&lookback=1h");
+    // The links show the alert's window: from 15 minutes before it became active.
+    let service_url = errors["annotations"]["service_url"].as_str().unwrap();
+    let start: i64 = service_url.strip_prefix("/services/checkout?start=").unwrap().parse().unwrap();
+    assert_eq!(crate::rules::alert::rfc3339(start + 15 * 60 * 1000), errors["activeAt"].as_str().unwrap());
+    assert_eq!(
+        errors["annotations"]["logs_url"],
+        format!("/logs?query=service:checkout%20level:error&start={start}").as_str()
+    );
+    assert_eq!(
+        errors["annotations"]["traces_url"],
+        format!("/traces?service=checkout&errors=1&start={start}").as_str()
+    );
     assert_eq!(find("ServiceHighLatency")["annotations"]["summary"], "checkout: p99 latency is 2s");
     assert_eq!(
         find("MetricsIngestRefused")["annotations"]["summary"],

@@ -10,6 +10,7 @@ fn expand(src: &str, value: f64) -> String {
         labels: [("service", "checkout"), ("instance", "10.0.0.1:80")].into_iter().collect(),
         value,
         external_url: "https://sb.example",
+        active_at_ms: 1_700_000_000_000,
     };
     t.expand(&data).unwrap()
 }
@@ -27,6 +28,7 @@ fn values_labels_and_pipelines_expand() {
     assert_eq!(expand(r#"{{ printf "%.2f" $value }}"#, 2.0 / 3.0), "0.67");
     assert_eq!(expand(r#"{{ printf "%s has %5.1f%%" $labels.service $value }}"#, 12.345), "checkout has  12.3%");
     assert_eq!(expand("{{ $externalURL }}/alerts", 1.0), "https://sb.example/alerts");
+    assert_eq!(expand("{{ $activeAtMs }}/{{ $windowStartMs }}", 1.0), "1700000000000/1699999100000");
     assert_eq!(expand("a  {{- $labels.service -}}  b", 1.0), "acheckoutb");
     assert_eq!(expand("{{ $labels.service | toUpper }}", 1.0), "CHECKOUT");
     assert_eq!(expand("/logs?query={{ $labels.instance | urlquery }}", 1.0), "/logs?query=10.0.0.1%3A80");

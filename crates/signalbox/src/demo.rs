@@ -128,8 +128,13 @@ async fn run(opts: DemoOpts, dir: PathBuf, temporary: bool) -> anyhow::Result<()
 
     let (work_stop, work_stopped) = signalbox_core::shutdown::channel();
     let stats = Arc::new(traffic::TrafficStats::default());
-    let traffic_task =
-        tokio::spawn(traffic::run(gateway.clone(), traffic::rate(scale.speed), opts.seed, stats.clone(), work_stopped.clone()));
+    let traffic_task = tokio::spawn(traffic::run(
+        gateway.clone(),
+        traffic::rate(scale.speed),
+        opts.seed,
+        stats.clone(),
+        work_stopped.clone(),
+    ));
     let faults_task = tokio::spawn({
         let (fleet, client, stop) = (fleet.clone(), client.clone(), work_stopped.clone());
         async move { faults::run(&fleet, &client, scale, stop).await }
@@ -262,7 +267,9 @@ struct StopParts {
 /// each within a bound.
 async fn stop_all(p: StopParts) {
     p.work_stop.trigger();
-    for (what, mut task) in [("traffic", p.traffic_task), ("fault schedule", p.faults_task), ("narration", p.narrate_task)] {
+    for (what, mut task) in
+        [("traffic", p.traffic_task), ("fault schedule", p.faults_task), ("narration", p.narrate_task)]
+    {
         if tokio::time::timeout(Duration::from_secs(15), &mut task).await.is_err() {
             eprintln!("the {what} did not stop within 15 s; cancelled");
             task.abort();

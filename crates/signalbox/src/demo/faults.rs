@@ -122,7 +122,8 @@ async fn inject(fleet: &Fleet, client: &signalbox_client::Client, fault: Fault) 
                     return None;
                 }
             };
-            match client.config_put(service, "default", key, value, "demo: raise the payment retry budget", None).await {
+            match client.config_put(service, "default", key, value, "demo: raise the payment retry budget", None).await
+            {
                 Ok(v) => println!(
                     "{}   config {service}/default/{key} = {value} (version {})",
                     clock(),

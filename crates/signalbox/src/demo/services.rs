@@ -194,7 +194,6 @@ impl Instance {
             task.abort();
         }
     }
-
 }
 
 /// Where the fleet reports to and how fast it checks health.
@@ -318,7 +317,8 @@ impl Fleet {
         for p in &self.providers {
             // The SDK's shutdown blocks until its batch thread has exported (5 s at most).
             let p = p.clone();
-            let _ = tokio::time::timeout(Duration::from_secs(6), tokio::task::spawn_blocking(move || p.shutdown())).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(6), tokio::task::spawn_blocking(move || p.shutdown())).await;
         }
     }
 }
@@ -377,8 +377,8 @@ async fn handle(State(st): State<Arc<InstanceState>>, req: Request) -> Response 
             break;
         }
     }
-    let failure_rate = f64_of(&st.settings.failure_rate)
-        + st.injected.error_permille.load(Ordering::Relaxed) as f64 / 1000.0;
+    let failure_rate =
+        f64_of(&st.settings.failure_rate) + st.injected.error_permille.load(Ordering::Relaxed) as f64 / 1000.0;
     if failure.is_none() && roll < failure_rate {
         failure = Some(ep.failure.to_owned());
     }

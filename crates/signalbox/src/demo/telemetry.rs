@@ -40,7 +40,12 @@ impl<E: SpanExporter> SpanExporter for OnRuntime<E> {
 
 /// A tracer provider for one service instance, exporting to the node's OTLP/gRPC receiver
 /// in batches. Must be called inside the runtime.
-pub fn tracer_provider(service: &str, instance: &str, version: &str, otlp_grpc: &str) -> anyhow::Result<SdkTracerProvider> {
+pub fn tracer_provider(
+    service: &str,
+    instance: &str,
+    version: &str,
+    otlp_grpc: &str,
+) -> anyhow::Result<SdkTracerProvider> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(otlp_grpc.to_owned())

@@ -72,10 +72,11 @@ fn listening_ports() -> Vec<u16> {
         for line in text.lines().skip(1) {
             let cols: Vec<&str> = line.split_whitespace().collect();
             // st 0A is LISTEN.
-            if cols.len() > 3 && cols[3] == "0A" {
-                if let Some(port) = cols[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) {
-                    out.push(port);
-                }
+            if cols.len() > 3
+                && cols[3] == "0A"
+                && let Some(port) = cols[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok())
+            {
+                out.push(port);
             }
         }
     }
@@ -193,22 +194,22 @@ async fn demo_shows_every_signal_and_leaves_nothing_behind_after_ctrl_c() {
     .await;
     assert!(scraped.iter().all(|s| s["metric"]["instance"].as_str().is_some()), "{scraped:?}");
 
-    // A default alert rule reaches firing (the schedule's faults at 20x take seconds).
-    let firing = eventually(Duration::from_secs(60), "an alert firing", || {
+    // A default alert rule over the services reaches firing (the faults at 20x take seconds).
+    let names = ["ServiceHighErrorRate", "ServiceHighLatency", "CircuitOpen", "InstanceDown"];
+    let firing = eventually(Duration::from_secs(60), "a service alert firing", || {
         let (http, console) = (http.clone(), console.clone());
         async move {
             let v = json(&http, &format!("{console}/prometheus/api/v1/alerts")).await?;
-            let list = v["data"]["alerts"].as_array()?.clone();
-            let f: Vec<Value> = list.into_iter().filter(|a| a["state"] == "firing").collect();
-            (!f.is_empty()).then_some(f)
+            v["data"]["alerts"].as_array()?.iter().find_map(|a| {
+                let name = a["labels"]["alertname"].as_str()?;
+                (a["state"] == "firing" && names.contains(&name)).then(|| a.clone())
+            })
         }
     })
     .await;
-    let names = ["ServiceHighErrorRate", "ServiceHighLatency", "CircuitOpen", "InstanceDown"];
-    assert!(
-        firing.iter().any(|a| names.contains(&a["labels"]["alertname"].as_str().unwrap_or(""))),
-        "{firing:?}"
-    );
+    let service = firing["labels"]["service"].as_str().unwrap_or_default();
+    assert!(services.contains(&service), "{firing}");
+    assert!(firing["annotations"]["summary"].as_str().is_some_and(|s| s.contains(service)), "{firing}");
 
     // The bad config change and its rollback are versions of the key.
     let history_url = format!("{console}/api/config/payments/default/failure_rate/history");
@@ -249,4 +250,17 @@ async fn demo_shows_every_signal_and_leaves_nothing_behind_after_ctrl_c() {
     }
     assert!(children_of(pid).is_empty(), "children left: {:?}", children_of(pid));
     assert!(!std::path::Path::new(&data_dir).exists(), "{data_dir} not removed");
+}
+
+#[test]
+fn demo_refuses_bad_flags_with_a_clear_message() {
+    for (args, expected) in [
+        (["--speed", "0"], "--speed 0: expected a number from 0.1 to 100"),
+        (["--duration", "soon"], "--duration \"soon\""),
+    ] {
+        let out = Command::new(BIN).arg("demo").args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
 }

@@ -152,7 +152,14 @@ async fn run(opts: DemoOpts, dir: PathBuf, temporary: bool) -> anyhow::Result<()
         Stop::Signal(s) => println!("{} {s}: stopping", clock()),
         Stop::NodeExited(r) => println!("{} the node stopped by itself ({r:?}); stopping", clock()),
     }
-    stop_all(StopParts { work_stop, traffic_task, faults_task, narrate_task, fleet, agent_stop, agent_task }).await;
+    let parts = StopParts { work_stop, traffic_task, faults_task, narrate_task, fleet, agent_stop, agent_task };
+    tokio::select! {
+        _ = stop_all(parts) => {}
+        _ = int.recv() => {
+            // A second Ctrl-C: no more waiting for the services and the agent.
+            println!("{} second SIGINT: stopping the node now", clock());
+        }
+    }
     let node_result = match why {
         Stop::NodeExited(r) => r,
         _ => {

@@ -83,15 +83,18 @@ fn listening_ports() -> Vec<u16> {
     out
 }
 
-/// Processes whose parent is `pid`.
-fn children_of(pid: u32) -> Vec<String> {
+/// Processes whose parent is `pid`, or whose command line mentions `needle`.
+fn processes_of(pid: u32, needle: &str) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else { return out };
     for e in dir.flatten() {
         let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
         // `pid (comm) state ppid ...`; comm may hold spaces, so split after the last ')'.
         let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
-        if rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+        let child = rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid);
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let mentions = String::from_utf8_lossy(&cmdline).contains(needle);
+        if child || mentions {
             out.push(stat);
         }
     }
@@ -230,6 +233,9 @@ async fn demo_shows_every_signal_and_leaves_nothing_behind_after_ctrl_c() {
     // Ctrl-C: exit 0 in time, nothing left behind.
     let ports = printed_ports(&text);
     assert!(ports.len() >= 10, "console, gateway, OTLP and 7 instances: {ports:?}\n{text}");
+    // Everything runs in the demo's own process; anything it started would name its
+    // directory or have it as parent.
+    let started = processes_of(pid, &data_dir);
     let mut demo = demo;
     let ok = Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
     assert!(ok.success());
@@ -248,7 +254,12 @@ async fn demo_shows_every_signal_and_leaves_nothing_behind_after_ctrl_c() {
         assert!(!listening.contains(p), "port {p} still listening after the demo exited");
         assert!(std::net::TcpStream::connect(("127.0.0.1", *p)).is_err(), "port {p} still accepts connections");
     }
-    assert!(children_of(pid).is_empty(), "children left: {:?}", children_of(pid));
+    for p in &started {
+        let id = p.split_whitespace().next().unwrap();
+        assert!(!std::path::Path::new(&format!("/proc/{id}")).exists(), "process left behind: {p}");
+    }
+    let left = processes_of(pid, &data_dir);
+    assert!(left.is_empty(), "processes left: {left:?}");
     assert!(!std::path::Path::new(&data_dir).exists(), "{data_dir} not removed");
 }
 

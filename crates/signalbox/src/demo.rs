@@ -9,7 +9,8 @@
 //! # Layout
 //! - [`setup`]: the generated node config, the time-compressed default rules, the agent's
 //!   config, and the demo's [`setup::Scale`].
-//! - [`services`]: the sample services and their instances ([`services::Fleet`]).
+//! - [`topology`]: the sample services, their endpoints and the calls between them.
+//! - [`services`]: their running instances ([`services::Fleet`]).
 //! - [`telemetry`]: the services' OpenTelemetry tracers, metrics and JSON logs.
 //! - [`traffic`]: the seeded load generator.
 //! - [`faults`]: the fault schedule.
@@ -20,6 +21,7 @@ mod narrate;
 mod services;
 mod setup;
 mod telemetry;
+mod topology;
 mod traffic;
 
 use crate::cli::{DemoOpts, ServeOpts};
@@ -232,7 +234,7 @@ fn print_banner(
     let console = format!("http://{}", started.console);
     println!(
         "signalbox demo: {} services ({} instances), {:.0} requests/s, seed {}, speed {}, for {} ({:?}); Ctrl-C stops it",
-        services::TOPOLOGY.len(),
+        topology::TOPOLOGY.len(),
         fleet.instances.len(),
         traffic::rate(opts.speed),
         opts.seed,

@@ -174,3 +174,28 @@ async fn recover(fleet: &Fleet, client: &signalbox_client::Client, fault: Fault,
     };
     println!("{} recovered: {what}", clock());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::topology::TOPOLOGY;
+
+    #[test]
+    fn the_schedule_fits_its_cycle_and_names_real_services() {
+        let mut end = 0;
+        for s in SCHEDULE {
+            assert!(s.at >= end, "{s:?} overlaps the fault before it");
+            end = s.at + s.lasts;
+            let service = match s.fault {
+                Fault::LatencySpike { service, .. }
+                | Fault::ErrorBurst { service, .. }
+                | Fault::BadConfig { service, .. } => service.to_owned(),
+                Fault::InstanceDown { instance } => instance.rsplit_once('-').unwrap().0.to_owned(),
+            };
+            assert!(TOPOLOGY.iter().any(|t| t.name == service), "{s:?}");
+        }
+        assert!(end < CYCLE, "the last fault ends before the cycle does");
+        // The dying instance is not its service's only one.
+        assert!(TOPOLOGY.iter().any(|t| t.name == "payments" && t.instances >= 2));
+    }
+}

@@ -53,8 +53,12 @@ async fn firing_alerts(client: &signalbox_client::Client) -> Option<BTreeSet<Str
             .map(|a| {
                 let labels = &a["labels"];
                 let name = labels["alertname"].as_str().unwrap_or("?");
+                // Alerts over the node's own metrics carry the node's name as `instance`,
+                // which says nothing about where the trouble is.
+                let own = labels["job"] == "signalbox";
                 let wher: Vec<String> = ["service", "instance", "endpoint"]
                     .iter()
+                    .filter(|k| !(own && **k == "instance"))
                     .filter_map(|k| labels[*k].as_str().map(|v| format!("{k}={v}")))
                     .collect();
                 format!("{name}{{{}}}", wher.join(","))

@@ -6,6 +6,7 @@
 //! JSON log lines for the agent to ship.
 
 use super::telemetry::{self, JsonLog, ServiceMetrics};
+use super::topology::{Call, ServiceSpec, TOPOLOGY};
 use anyhow::Context as _;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -24,99 +25,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A call to another service: method, service, path (through the gateway).
-type Call = (&'static str, &'static str, &'static str);
-
-/// One endpoint of a sample service.
-pub struct Endpoint {
-    pub path: &'static str,
-    /// Own work per request, before jitter.
-    pub work_ms: u64,
-    /// Calls made, in order; the first failure fails the request.
-    pub calls: &'static [Call],
-    /// The error message logged when this endpoint fails by itself.
-    pub failure: &'static str,
-}
-
-/// A sample service.
-pub struct ServiceSpec {
-    pub name: &'static str,
-    pub instances: u8,
-    pub version: &'static str,
-    pub endpoints: &'static [Endpoint],
-}
-
-/// web-frontend → orders → payments and inventory; inventory → inventory-db.
-pub const TOPOLOGY: &[ServiceSpec] = &[
-    ServiceSpec {
-        name: "web-frontend",
-        instances: 1,
-        version: "2.3.0",
-        endpoints: &[
-            Endpoint { path: "/", work_ms: 3, calls: &[], failure: "template rendering failed" },
-            Endpoint {
-                path: "/products",
-                work_ms: 5,
-                calls: &[("GET", "inventory", "/stock")],
-                failure: "product page failed",
-            },
-            Endpoint {
-                path: "/checkout",
-                work_ms: 8,
-                calls: &[("POST", "orders", "/orders")],
-                failure: "checkout page failed",
-            },
-        ],
-    },
-    ServiceSpec {
-        name: "orders",
-        instances: 2,
-        version: "1.8.1",
-        endpoints: &[Endpoint {
-            path: "/orders",
-            work_ms: 12,
-            calls: &[("POST", "inventory", "/reserve"), ("POST", "payments", "/charge")],
-            failure: "order could not be saved: optimistic lock conflict",
-        }],
-    },
-    ServiceSpec {
-        name: "payments",
-        instances: 2,
-        version: "3.0.4",
-        endpoints: &[Endpoint {
-            path: "/charge",
-            work_ms: 25,
-            calls: &[],
-            failure: "card network declined the charge: upstream timeout",
-        }],
-    },
-    ServiceSpec {
-        name: "inventory",
-        instances: 1,
-        version: "1.2.0",
-        endpoints: &[
-            Endpoint {
-                path: "/stock",
-                work_ms: 4,
-                calls: &[("GET", "inventory-db", "/query")],
-                failure: "stock lookup failed",
-            },
-            Endpoint {
-                path: "/reserve",
-                work_ms: 6,
-                calls: &[("GET", "inventory-db", "/query")],
-                failure: "reservation failed: item locked",
-            },
-        ],
-    },
-    ServiceSpec {
-        name: "inventory-db",
-        instances: 1,
-        version: "14.2",
-        endpoints: &[Endpoint { path: "/query", work_ms: 30, calls: &[], failure: "query failed: deadlock detected" }],
-    },
-];
 
 /// Faults injected into every instance of a service by the fault schedule.
 #[derive(Default)]
@@ -314,12 +222,22 @@ impl Fleet {
         for i in &self.instances {
             i.stop().await;
         }
-        for p in &self.providers {
-            // The SDK's shutdown blocks until its batch thread has exported (5 s at most).
-            let p = p.clone();
-            let _ =
-                tokio::time::timeout(Duration::from_secs(6), tokio::task::spawn_blocking(move || p.shutdown())).await;
-        }
+        // The SDK's shutdown blocks until its batch thread has exported (the exporter gives
+        // up after 5 s); all of them at once.
+        let flushes: Vec<_> = self
+            .providers
+            .iter()
+            .map(|p| {
+                let p = p.clone();
+                tokio::task::spawn_blocking(move || p.shutdown())
+            })
+            .collect();
+        let _ = tokio::time::timeout(Duration::from_secs(6), async {
+            for f in flushes {
+                let _ = f.await;
+            }
+        })
+        .await;
     }
 }
 

@@ -2,7 +2,7 @@
 //! route per sample service, registry scraping, fast rule evaluation), the default alert
 //! rules with their windows compressed by the demo's speed, and the agent's config.
 
-use super::services::TOPOLOGY;
+use super::topology::TOPOLOGY;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;

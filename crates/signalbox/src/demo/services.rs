@@ -42,6 +42,26 @@ struct Settings {
     latency_ms: AtomicU64,
 }
 
+impl Settings {
+    /// The settings in force as gauges, so a config change shows beside its effect.
+    fn export(self: &Arc<Self>, m: &ServiceMetrics) {
+        let s = self.clone();
+        m.registry.gauge_fn(
+            "demo_setting_failure_rate",
+            "The failure_rate this instance read from central configuration.",
+            &[],
+            move || f64_of(&s.failure_rate),
+        );
+        let s = self.clone();
+        m.registry.gauge_fn(
+            "demo_setting_latency_ms",
+            "The latency_ms this instance read from central configuration.",
+            &[],
+            move || s.latency_ms.load(Ordering::Relaxed) as f64,
+        );
+    }
+}
+
 /// What a request handler of an instance needs.
 struct InstanceState {
     spec: &'static ServiceSpec,
@@ -51,7 +71,7 @@ struct InstanceState {
     tracer: SdkTracer,
     metrics: ServiceMetrics,
     log: JsonLog,
-    settings: Settings,
+    settings: Arc<Settings>,
     injected: Arc<Injected>,
     rng: Mutex<fastrand::Rng>,
 }
@@ -155,6 +175,7 @@ impl Fleet {
                 let id = format!("{}-{i}", spec.name);
                 let provider = telemetry::tracer_provider(spec.name, &id, spec.version, &cfg.otlp_grpc)?;
                 let log_path = cfg.log_dir.join(format!("{id}.log"));
+                let settings = Arc::new(Settings::default());
                 let state = Arc::new(InstanceState {
                     spec,
                     id: id.clone(),
@@ -163,10 +184,11 @@ impl Fleet {
                     tracer: telemetry::tracer(&provider),
                     metrics: ServiceMetrics::new(),
                     log: JsonLog::open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?,
-                    settings: Settings::default(),
+                    settings: settings.clone(),
                     injected: injected.clone(),
                     rng: Mutex::new(fastrand::Rng::with_seed(cfg.seed.wrapping_mul(1000).wrapping_add(n))),
                 });
+                settings.export(&state.metrics);
                 fleet.providers.push(provider);
                 let inst = Arc::new(Instance {
                     id: id.clone(),

@@ -91,7 +91,8 @@ pub struct DemoOpts {
     /// How long to run (e.g. `10m`, `90s`); Ctrl-C stops it earlier.
     #[arg(long, default_value = "10m")]
     pub duration: String,
-    /// Seed of the traffic mix and the services' randomness: the same seed, the same run.
+    /// Seed of the load (arrival times and the mix of pages) and of each instance's jitter
+    /// and failure draws: the same seed sends the same requests in the same order.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Time compression: 2 runs the fault schedule, the alert rules' windows and the

@@ -141,7 +141,7 @@ async fn run(opts: DemoOpts, dir: PathBuf, temporary: bool) -> anyhow::Result<()
         let (fleet, client, stop) = (fleet.clone(), client.clone(), work_stopped.clone());
         async move { faults::run(&fleet, &client, scale, stop).await }
     });
-    let narrate_task = tokio::spawn(narrate::run(client.clone(), stats.clone(), scale, work_stopped));
+    let narrate_task = tokio::spawn(narrate::run(client.clone(), console.clone(), stats.clone(), scale, work_stopped));
 
     let why = tokio::select! {
         _ = tokio::time::sleep(duration) => Stop::Duration,

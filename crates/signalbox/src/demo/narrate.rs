@@ -12,7 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Polls the node's alerts and prints summaries until `stop`.
-pub async fn run(client: signalbox_client::Client, stats: Arc<TrafficStats>, scale: Scale, mut stop: Shutdown) {
+pub async fn run(
+    client: signalbox_client::Client,
+    console: String,
+    stats: Arc<TrafficStats>,
+    scale: Scale,
+    mut stop: Shutdown,
+) {
     let summary_every = scale.wall(Duration::from_secs(30)).clamp(Duration::from_secs(5), Duration::from_secs(30));
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -26,7 +32,10 @@ pub async fn run(client: signalbox_client::Client, stats: Arc<TrafficStats>, sca
         }
         if let Some(now) = firing_alerts(&client).await {
             for a in now.difference(&firing) {
-                println!("{} alert firing: {a}", clock());
+                match service_of(a) {
+                    Some(s) => println!("{} alert firing: {a} -> {console}/services/{s}", clock()),
+                    None => println!("{} alert firing: {a}", clock()),
+                }
             }
             for a in firing.difference(&now) {
                 println!("{} alert resolved: {a}", clock());
@@ -40,6 +49,12 @@ pub async fn run(client: signalbox_client::Client, stats: Arc<TrafficStats>, sca
             last = c;
         }
     }
+}
+
+/// The `service` label of an alert as [`firing_alerts`] writes it.
+fn service_of(alert: &str) -> Option<&str> {
+    let rest = alert.split_once("service=")?.1;
+    rest.split([',', '}']).next().filter(|s| !s.is_empty())
 }
 
 /// Firing alerts as `Name{label=value,...}` (the labels that say where), or `None` when the
@@ -116,4 +131,14 @@ async fn open_circuits(client: &signalbox_client::Client) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn service_of_an_alert_line() {
+        assert_eq!(super::service_of("CircuitOpen{service=payments,endpoint=a}"), Some("payments"));
+        assert_eq!(super::service_of("InstanceDown{service=orders}"), Some("orders"));
+        assert_eq!(super::service_of("DiskNearlyFull{}"), None);
+    }
 }

@@ -17,6 +17,9 @@ pub enum Command {
     Serve(ServeOpts),
     /// Run the gateway alone, following a remote control plane for endpoints.
     Gateway(GatewayOpts),
+    /// Start a node with sample services, traffic and a fault schedule, and watch it in the
+    /// console (docs/demo.md).
+    Demo(DemoOpts),
     /// Tail log files and ship them to a node (or any OTLP backend) with no loss.
     Agent(AgentOpts),
     /// Validate a config file; prints every problem with its line and key, exits non-zero
@@ -80,6 +83,29 @@ pub struct AgentOpts {
     /// No progress line on the terminal.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `signalbox demo`.
+#[derive(Args, Debug, Clone)]
+pub struct DemoOpts {
+    /// How long to run (e.g. `10m`, `90s`); Ctrl-C stops it earlier.
+    #[arg(long, default_value = "10m")]
+    pub duration: String,
+    /// Seed of the load (arrival times and the mix of pages) and of each instance's jitter
+    /// and failure draws: the same seed sends the same requests in the same order.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Time compression: 2 runs the fault schedule, the alert rules' windows and the
+    /// circuit timings twice as fast (0.1 to 100).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Console port (0: any free port). The other listeners take free ports.
+    #[arg(long, default_value_t = 9900)]
+    pub port: u16,
+    /// Keep the node's data, the logs and the generated config here (default: a temporary
+    /// directory removed at exit).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// How to reach a running node.

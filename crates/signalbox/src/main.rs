@@ -6,12 +6,14 @@
 //! - [`config`]: the config file, environment overrides and problem reports.
 //! - [`serve`]: `signalbox serve`: builds the components, runs them, reloads, shuts down.
 //! - [`gateway`]: `signalbox gateway`: the gateway alone, following a remote control plane.
+//! - [`demo`]: `signalbox demo`: a node, sample services, traffic and faults in one process.
 //! - [`remote`]: commands that talk to a running node (`config`, `services`).
 //! - [`logging`]: the node's own structured logs.
 
 mod agent;
 mod cli;
 mod config;
+mod demo;
 mod export;
 mod gateway;
 mod listeners;
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         cli::Command::Serve(opts) => serve::main(opts),
         cli::Command::Gateway(opts) => gateway::main(opts),
         cli::Command::Agent(opts) => agent::main(opts),
+        cli::Command::Demo(opts) => demo::main(opts),
         cli::Command::CheckConfig { file } => check_config(&file),
         cli::Command::CheckRules { files } => check_rules(&files),
         cli::Command::HashKey { key } => {

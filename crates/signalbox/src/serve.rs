@@ -296,7 +296,28 @@ impl Node {
     }
 }
 
+/// The addresses a started node listens on (a port 0 in the config is the bound port).
+#[derive(Clone, Debug)]
+pub struct Started {
+    pub console: SocketAddr,
+    pub gateway: SocketAddr,
+    pub otlp_grpc: Option<SocketAddr>,
+    pub otlp_http: Option<SocketAddr>,
+}
+
+/// How a command that embeds a node (`signalbox demo`) runs it: the node stops when `stop`
+/// fires instead of on SIGTERM/SIGINT, and reports its addresses once it serves.
+pub struct Embedded {
+    pub stop: signalbox_core::shutdown::Shutdown,
+    pub started: tokio::sync::oneshot::Sender<Started>,
+}
+
 async fn run(opts: ServeOpts) -> anyhow::Result<()> {
+    run_node(opts, None).await
+}
+
+/// Runs a node until a signal (or, embedded, until its stop signal), then drains it.
+pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Result<()> {
     let loaded = load(&opts).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
     let problems = validate(&loaded.config);
     if !problems.is_empty() {
@@ -389,6 +410,15 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
         bound.push((l.clone(), sock));
     }
     let console_addr = bound[0].1.local_addr()?;
+    let bound_addr = |s: crate::listeners::Serves| {
+        bound.iter().find(|(l, _)| l.serves == s).and_then(|(_, sock)| sock.local_addr().ok())
+    };
+    let started = Started {
+        console: console_addr,
+        gateway: listeners.plain_addr()?,
+        otlp_grpc: bound_addr(crate::listeners::Serves::OtlpGrpc),
+        otlp_http: bound_addr(crate::listeners::Serves::OtlpHttp),
+    };
     let reloads = |result| {
         registry.counter(
             "signalbox_config_reloads_total",
@@ -460,6 +490,21 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
         data_dir = %cfg.node.data_dir, access_control = control.access.enabled(), "signalbox is up"
     );
 
+    let (mut stop, embedded) = match embedded {
+        Some(e) => {
+            // The embedder may have stopped waiting; the node then stops at its stop signal.
+            let _ = e.started.send(started);
+            (Some(e.stop), true)
+        }
+        None => (None, false),
+    };
+    let stop_wait = async {
+        match &mut stop {
+            Some(s) => s.wait().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop_wait);
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -475,8 +520,9 @@ async fn run(opts: ServeOpts) -> anyhow::Result<()> {
                     node.reload_file("config file changed").await;
                 }
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv(), if !embedded => break,
+            _ = int.recv(), if !embedded => break,
+            _ = &mut stop_wait => break,
         }
     }
     tracing::info!("shutting down");

@@ -2,6 +2,7 @@
 
 mod cli;
 mod control;
+mod demo;
 mod logs;
 mod metrics;
 mod security;

@@ -147,3 +147,18 @@ impl MetricsConfig {
         data_dir.join("metrics")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MetricsConfig;
+
+    #[test]
+    fn the_default_registry_job_scrapes_failing_instances_too() {
+        // A failing instance must read `up == 0` (as in Prometheus), or `InstanceDown` never fires.
+        let cfg: MetricsConfig = toml::from_str("").unwrap();
+        let jobs = cfg.jobs().unwrap();
+        let registry = jobs.iter().find_map(|j| j.registry.as_ref()).expect("the registry job");
+        assert!(registry.include_unhealthy);
+        assert!(registry.services.is_empty());
+    }
+}

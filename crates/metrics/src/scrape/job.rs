@@ -72,7 +72,7 @@ pub struct StaticConfig {
 }
 
 /// Which registry services a job scrapes (all when `services` is empty).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryDiscovery {
     #[serde(default)]
@@ -80,6 +80,14 @@ pub struct RegistryDiscovery {
     /// Also scrape instances whose checks are failing (Prometheus does; default true).
     #[serde(default = "yes")]
     pub include_unhealthy: bool,
+}
+
+/// Written by hand: a derived `Default` would turn `include_unhealthy` off, and the default
+/// registry job would then never see a failing instance's `up == 0`.
+impl Default for RegistryDiscovery {
+    fn default() -> RegistryDiscovery {
+        RegistryDiscovery { services: Vec::new(), include_unhealthy: true }
+    }
 }
 
 impl JobConfig {

@@ -2,6 +2,7 @@
 
 mod cli;
 mod control;
+mod live;
 mod logs;
 mod metrics;
 mod security;

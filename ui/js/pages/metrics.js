@@ -7,8 +7,9 @@
 
 import { h, setChildren, empty, notice, plural } from '../dom.js';
 import { navigate } from '../router.js';
+import { metricsUrl, alertsUrl, windowUrls, serviceOfQuery } from '../links.js';
 import { prom, promEnvelope, promErrorText, completionContext, suggest, seriesName } from '../promql.js';
-import { timeRange, readRange, writeRange, rangeBounds } from '../components/time-range.js';
+import { timeRange, readRange, rangeBounds } from '../components/time-range.js';
 import { lineChart, seriesColor, formatValue } from '../components/line-chart.js';
 import { fullTimeMs } from '../trace-model.js';
 
@@ -27,17 +28,6 @@ function readView(search) {
     view: p.get('view') === 'table' ? 'table' : 'graph',
     stacked: p.get('stacked') === '1',
   };
-}
-
-/** The page URL of a view. */
-export function metricsUrl(v) {
-  const p = new URLSearchParams();
-  p.set('query', v.query || '');
-  writeRange(p, v);
-  if (v.step) p.set('step', v.step);
-  if (v.view === 'table') p.set('view', 'table');
-  if (v.stacked) p.set('stacked', '1');
-  return `/metrics-explorer?${p}`;
 }
 
 /** Seconds between points: the URL's, or one giving about TARGET_POINTS over the range. */
@@ -124,7 +114,13 @@ export default {
       h('button', { type: 'button', class: 'btn btn-sm', 'data-testid': 'metrics-hide-all', onclick: () => setAll(true) }, 'Hide all'),
       h('span', { class: 'panel-hint' }, 'Click an entry to hide or show its series'),
     );
-    const graphView = h('div', { class: 'metrics-graph', 'data-testid': 'metrics-graph' }, chart.el, legendActions, legend);
+    // The chart's window elsewhere: the logs and traces of the same time (of the query's
+    // service when it names one). Dragging across the chart narrows the window first.
+    const windowText = h('span', { 'data-testid': 'metrics-window-text' });
+    const windowLogs = h('a', { 'data-testid': 'metrics-window-logs' }, 'Logs of this window');
+    const windowTraces = h('a', { 'data-testid': 'metrics-window-traces' }, 'Traces of this window');
+    const windowBar = h('div', { class: 'chart-window-bar', 'data-testid': 'metrics-window' }, windowText, h('span', { class: 'links' }, windowLogs, windowTraces));
+    const graphView = h('div', { class: 'metrics-graph', 'data-testid': 'metrics-graph' }, chart.el, windowBar, legendActions, legend);
     const tableView = h('div', { class: 'metrics-table-wrap table-scroll', 'data-testid': 'metrics-table', hidden: true });
     const panel = h(
       'section',
@@ -137,7 +133,7 @@ export default {
 
     setChildren(
       main,
-      h('div', { class: 'page-head' }, h('h1', null, 'Metrics'), h('div', { class: 'spacer' }), h('a', { href: '/alerts', class: 'btn btn-sm' }, 'Alerts')),
+      h('div', { class: 'page-head' }, h('h1', null, 'Metrics'), h('div', { class: 'spacer' }), h('a', { href: alertsUrl(), class: 'btn btn-sm' }, 'Alerts')),
       h('section', { class: 'panel logs-bar-panel' }, form, h('div', { class: 'logs-bar-foot' }, picker.chip, h('span', { class: 'field-hint' }, 'PromQL. Tab or Enter takes a suggestion; Enter runs the query, Shift+Enter starts a new line.'))),
       errorBox,
       panel,
@@ -161,6 +157,19 @@ export default {
       tableView.hidden = v.view !== 'table';
       stackedLabel.hidden = v.view !== 'graph';
       zoomHint.hidden = v.view !== 'graph';
+      paintWindow();
+    }
+
+    function paintWindow() {
+      const range = v.start ? { start: v.start, end: v.end } : { since: v.since };
+      const service = serviceOfQuery(v.query);
+      const urls = windowUrls(range, { service });
+      windowLogs.href = urls.logs;
+      windowTraces.href = urls.traces;
+      windowBar.dataset.selected = v.start ? '1' : '';
+      const { startMs, endMs } = rangeBounds(v);
+      const what = v.start ? 'Selected window' : `Last ${v.since}`;
+      windowText.textContent = `${what}: ${fullTimeMs(startMs)} – ${v.start && !v.end ? 'now' : v.start ? fullTimeMs(endMs) : 'now'}${service ? ` · service ${service}` : ''}`;
     }
 
     function autosize() {

@@ -5,7 +5,7 @@
 
 import { h, setChildren, empty, notice, ago, plural } from '../dom.js';
 import { prom, promErrorText } from '../promql.js';
-import { metricsUrl } from './metrics.js';
+import { metricsUrl } from '../links.js';
 
 const REFRESH_MS = 10_000;
 

@@ -1,9 +1,9 @@
 // Trace data for the Traces pages, without DOM: span trees, the critical path, self time,
 // time formatting, duration input parsing, axis ticks and service colours.
 //
-// Times come from the API as Unix nanoseconds, beyond 2^53: the trace view reads them as
-// strings (api's `exact`) and works on offsets from the trace start, computed exactly with
-// BigInt; numbers are accepted too (rounded to 256 ns by JSON.parse).
+// Times come from the API as Unix nanoseconds in strings (beyond 2^53, a number would round):
+// the tree works on offsets from the trace start, subtracted exactly as BigInt and small
+// enough afterwards for plain numbers. Numbers are accepted too.
 
 import { clockParts, zoneOffsetMs, timeZone } from './prefs.js';
 

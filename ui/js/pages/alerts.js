@@ -108,7 +108,7 @@ export default {
     function paintActive(active, loaded) {
       activeCount.textContent = loaded ? plural(active.length, 'alert') : '';
       if (!loaded) {
-        activeBody.replaceChildren();
+        setChildren(activeBody, empty('Alerts unavailable', 'The node did not list its alerts (see the error above). Refresh tries again.'));
         return;
       }
       if (!active.length) {
@@ -161,11 +161,11 @@ export default {
       const nRules = groups.reduce((n, g) => n + (g.rules || []).length, 0);
       rulesCount.textContent = loaded ? `${plural(nRules, 'rule')} in ${plural(groups.length, 'group')}` : '';
       if (!loaded) {
-        rulesBody.replaceChildren();
+        setChildren(rulesBody, empty('Rules unavailable', 'The node did not list its rules (see the error above). Refresh tries again.'));
         return;
       }
       if (!nRules) {
-        setChildren(rulesBody, h('div', { 'data-testid': 'alerts-no-rules' }, empty('No rules loaded', 'This node evaluates no alerting or recording rules yet. Rules added to its configuration show up here with their state and health.')));
+        setChildren(rulesBody, h('div', { 'data-testid': 'alerts-no-rules' }, empty('No rules loaded', 'This node evaluates no alerting or recording rules yet. List rule files under [metrics.rules] files in the node\'s configuration (signalbox check-rules checks them first); they show up here with their state and health.')));
         return;
       }
       setChildren(

@@ -491,6 +491,9 @@ export default {
     }
 
     // Live tail -----------------------------------------------------------------------------
+    // The tail is its own EventSource, not a topic of the tab's shared stream (stream.js):
+    // it carries the person's query, which the server filters by, and it is open only
+    // while this page shows "Live" — unmount (leaving the Logs page) closes it.
     function setLive(on) {
       if (tail) {
         tail.close();

@@ -45,6 +45,8 @@ export default {
       } catch (e) {
         if (mine !== seq) return;
         setChildren(errorBox, notice('error', `The targets could not be loaded: ${promErrorText(e)}`));
+        // Not an endless "Loading…": say what happened and what to do.
+        if (!body.querySelector('table')) setChildren(body, h('div', { 'data-testid': 'targets-failed' }, empty('Targets unavailable', 'The node did not answer with its scrape targets. It retries by itself; Refresh tries now.')));
         timer = setTimeout(load, REFRESH_MS);
         return;
       }

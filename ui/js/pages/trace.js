@@ -34,7 +34,7 @@ export default {
     setChildren(main, head, body);
 
     function load() {
-      api('GET', `/api/traces/${seg(id)}`, undefined, { exact: ['start_unix_nanos', 'end_unix_nanos', 'unix_nanos'] })
+      api('GET', `/api/traces/${seg(id)}`)
         .then((r) => {
           if (!alive) return;
           const spans = r.spans || [];

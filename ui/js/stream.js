@@ -10,6 +10,8 @@
 //   registry  snapshot {index, instances} · change {index, instances, removed} · gateway {index, instances}
 //   alerts    snapshot {generation, alerts} (pending and firing, again after every change)
 //             · unavailable {reason}
+//   config    hello {index} · change {index, changes: [{application, profile, key, version,
+//             deleted, value}]} · reset {index} (changes were missed: read again)
 // After a reconnect every topic starts with a snapshot again.
 //
 // The Logs page's live tail is NOT here: it carries the person's query and is its own

@@ -8,7 +8,7 @@
 //! # Layout
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/api/gateway/*`.
 //! - [`registry`]: `/api/registry/*`: registration, health, blocking reads, SSE.
-//! - [`live`]: `/api/live`, the console's one multiplexed live stream (registry, alerts).
+//! - [`live`]: `/api/live`, the console's one multiplexed live stream (registry, alerts, config).
 //! - [`config`]: `/api/config/*` (versioned config, watches).
 //! - [`spring`]: Spring Cloud Config Server's `/config/...` (environments and file forms).
 //! - [`consul`]: the Consul subset under `/v1` (mounted at `/consul/v1` here).

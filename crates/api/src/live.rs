@@ -13,6 +13,8 @@
 //! - `alerts`: `snapshot` `{generation, alerts}` (pending and firing alerts, as Prometheus's
 //!   `/api/v1/alerts` lists them) first and again after every alert state change or rule
 //!   reload; `unavailable` `{reason}` once when the node evaluates no rules.
+//! - `config`: `hello` `{index}`, then `change` `{index, changes}` and `reset` `{index}`,
+//!   exactly as `/api/config/events` sends them (every application and profile).
 //!
 //! Each topic is a stream its reader pulls (no queue between producer and connection): a
 //! slow reader gets the state as of its next read, never an unbounded backlog.
@@ -29,7 +31,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 /// Every topic, in the order the error message lists them.
-pub const TOPICS: &[&str] = &["registry", "alerts"];
+pub const TOPICS: &[&str] = &["registry", "alerts", "config"];
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/live", get(live))
@@ -74,6 +76,7 @@ async fn live(State(s): State<AppState>, Query(p): Query<LiveParams>) -> Respons
         .into_iter()
         .map(|t| match t {
             "registry" => tagged("registry", crate::registry::event_stream(s.clone())),
+            "config" => tagged("config", crate::config::event_stream(s.clone(), None, None)),
             _ => tagged("alerts", alert_stream(s.clone())),
         })
         .collect();
@@ -133,7 +136,7 @@ mod tests {
         let e = parse_topics(Some("registry,logs")).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("topics"));
         assert!(e.message.contains("`logs` is not a topic"), "{}", e.message);
-        assert!(parse_topics(None).unwrap_err().message.contains("registry, alerts"));
+        assert!(parse_topics(None).unwrap_err().message.contains("registry, alerts, config"));
         assert!(parse_topics(Some(",")).is_err());
     }
 

@@ -1,5 +1,6 @@
 //! The console's one live stream, `/api/live`, on the real binary over a real socket: one
-//! connection carries the registry's and the alerts' events, each tagged with its topic.
+//! connection carries the registry's, the alerts' and the configuration's events, each
+//! tagged with its topic.
 
 use crate::*;
 use serde_json::{Value, json};
@@ -85,7 +86,7 @@ async fn one_connection_carries_registry_and_alert_changes() {
     assert_eq!(bad.status, 400, "{}", bad.text());
     assert!(bad.text().contains("`nope` is not a topic"), "{}", bad.text());
 
-    let mut live = SseReader::open(&node.console, "/api/live?topics=registry,alerts").await;
+    let mut live = SseReader::open(&node.console, "/api/live?topics=registry,alerts,config").await;
     let limit = Duration::from_secs(30);
     live.until(limit, "the registry snapshot", |v| v["topic"] == "registry" && v["kind"] == "snapshot").await;
     let first = live.until(limit, "the alerts snapshot", |v| v["topic"] == "alerts" && v["kind"] == "snapshot").await;
@@ -123,6 +124,25 @@ async fn one_connection_carries_registry_and_alert_changes() {
         })
         .await;
     assert!(firing["data"]["generation"].as_u64().unwrap() > first["data"]["generation"].as_u64().unwrap());
+
+    // A config write arrives on it too, with its value.
+    let r = http
+        .send(
+            http::Method::PUT,
+            &format!("http://{}/api/config/orders/default/pool.size", node.console),
+            &[("content-type", "application/json")],
+            json!({"value": "8"}).to_string(),
+        )
+        .await;
+    assert!(r.status < 300, "{} {}", r.status, r.text());
+    let cfg = live
+        .until(limit, "the config change", |v| {
+            v["topic"] == "config"
+                && v["kind"] == "change"
+                && v["data"]["changes"].as_array().is_some_and(|c| c.iter().any(|x| x["key"] == "pool.size"))
+        })
+        .await;
+    assert_eq!(cfg["data"]["changes"][0]["value"], "8", "{cfg}");
 
     // And the registry keeps flowing on it after the alert: the instance leaves.
     let r = http

@@ -114,6 +114,28 @@ export async function platformSteps({ page, base, secret, liveRequests, traceIds
     await page.waitForFunction(() => !document.querySelector('[data-testid=trace-start]')?.textContent.includes('UTC'), null, { timeout: WAIT_MS });
   });
 
+  await step('console: first paint and page switches (measured, generous bounds)', async () => {
+    await page.goto(`${base}/alerts`);
+    await waitVisible(page, '[data-testid=alerts-rules-panel]');
+    const fcp = await page.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1);
+    assert(fcp > 0 && fcp < 5000, `first contentful paint at ${fcp} ms`);
+    const switches = [];
+    for (const [nav, ready] of [
+      ['logs', '[data-testid=logs-query]'],
+      ['traces', '[data-testid=traces-form]'],
+      ['metrics', '[data-testid=metrics-query]'],
+      ['config', '[data-testid=config-table], [data-testid=config-key-link]'],
+      ['alerts', '[data-testid=alerts-rules-panel]'],
+    ]) {
+      const t0 = Date.now();
+      await page.click(`[data-testid=nav-${nav}]`);
+      await waitVisible(page, ready);
+      switches.push(`${nav} ${Date.now() - t0} ms`);
+      assert(Date.now() - t0 < 5000, `switching to ${nav} took ${Date.now() - t0} ms`);
+    }
+    console.log(`      first contentful paint ${Math.round(fcp)} ms; page switches: ${switches.join(', ')}`);
+  });
+
   const bigTrace = randomBytes(16).toString('hex');
   await step('traces: seed a trace of 500 spans', async () => {
     const at = Date.now() - 5000;

@@ -340,7 +340,20 @@ function showLogin(error, info) {
   token.focus();
 }
 
+/** "/" anywhere outside a field focuses the page's search field (its first text input). */
+function focusSearchOnSlash(ev) {
+  if (ev.key !== '/' || ev.ctrlKey || ev.metaKey || ev.altKey || ev.defaultPrevented) return;
+  const t = ev.target;
+  if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+  const field = main.querySelector('[data-search], textarea, input[type=search], input[type=text], input:not([type])');
+  if (!field) return;
+  ev.preventDefault();
+  field.focus();
+  if (typeof field.select === 'function') field.select();
+}
+
 async function boot() {
+  document.addEventListener('keydown', focusSearchOnSlash);
   applyTheme();
   document.documentElement.dataset.timeZone = timeZone();
   renderPrefs();

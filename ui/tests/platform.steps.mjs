@@ -76,6 +76,13 @@ export async function platformSteps({ page, base, secret, liveRequests, traceIds
     await waitVisible(page, '[data-testid=logs-range-chip]');
   });
 
+  await step('keyboard: "/" focuses the page\'s search field', async () => {
+    await page.click('h1');
+    await page.keyboard.press('/');
+    assertEq(await page.evaluate(() => document.activeElement?.dataset.testid), 'logs-query', 'the focused field');
+    await page.keyboard.press('Escape');
+  });
+
   await step('theme: dark and light from the header, remembered, the system\'s by default', async () => {
     const bg = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
     await page.emulateMedia({ colorScheme: 'light' });

@@ -224,7 +224,16 @@ function renderPrefs() {
     h('option', { value: 'utc' }, 'UTC'),
   );
   zoneSel.value = timeZone();
-  setChildren(prefsEl, themeSel, zoneSel);
+  setChildren(prefsEl, streamState, themeSel, zoneSel);
+}
+
+/** Says so in the header while the tab's live stream is down (pages may be stale then). */
+const streamState = h('span', { class: 'stream-state', 'data-testid': 'stream-state', role: 'status', hidden: true });
+function paintStreamState(state) {
+  const text = { reconnecting: 'Live updates reconnecting…', offline: 'Live updates offline — retrying' }[state];
+  streamState.hidden = !text;
+  streamState.textContent = text || '';
+  streamState.dataset.state = state;
 }
 
 function paintNav(active) {
@@ -358,6 +367,7 @@ async function boot() {
   document.documentElement.dataset.timeZone = timeZone();
   renderPrefs();
   liveAlerts.subscribe(paintAlertCount);
+  stream.onState(paintStreamState);
   // A new time zone or theme re-renders the page: every time shown changes, and canvas
   // charts read the theme's colours when they paint (the rest follows <html data-theme>).
   onPrefsChange(() => {

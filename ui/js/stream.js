@@ -115,7 +115,8 @@ class LiveStream {
     this.retryTimer = null;
     const topics = this.topics().join(',');
     this.connectedTopics = topics;
-    this.setState(hadConnection || this.state === 'offline' ? 'reconnecting' : 'connecting');
+    // A new topic reconnects a live stream: it stays "live" unless the new connection fails.
+    if (this.state !== 'live') this.setState(hadConnection || this.state === 'offline' ? 'reconnecting' : 'connecting');
     const es = new EventSource(`/api/live?topics=${encodeURIComponent(topics)}`);
     this.es = es;
     document.documentElement.dataset.liveTopics = topics;

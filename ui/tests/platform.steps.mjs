@@ -32,6 +32,20 @@ export async function platformSteps({ page, base, secret, liveRequests, traceIds
     await waitText(page, '[data-testid=nav-alerts-count]', '1');
   });
 
+  await step('live: a stream that is down says so in the header and recovers by itself', async () => {
+    const refuse = (route) => route.fulfill({ status: 503, contentType: 'application/json', body: '{"error":"down for the test"}' });
+    await page.route(/\/api\/live\?/, refuse);
+    try {
+      await page.goto(`${base}/alerts`);
+      await waitText(page, '[data-testid=stream-state]', 'Live updates offline — retrying');
+    } finally {
+      await page.unroute(/\/api\/live\?/, refuse);
+    }
+    await page.waitForFunction(() => document.documentElement.dataset.live === 'live', null, { timeout: WAIT_MS });
+    await page.waitForSelector('[data-testid=stream-state]', { state: 'hidden', timeout: WAIT_MS });
+    await waitText(page, '[data-testid=nav-alerts-count]', '1');
+  });
+
   await step('links: an alert leads to its service page and RED metrics at the alert\'s window', async () => {
     const r = await fetch(`${base}/prometheus/api/v1/alerts`, { headers: { Authorization: `Bearer ${secret}` }, signal: AbortSignal.timeout(5000) });
     const activeAt = (await r.json()).data.alerts.find((a) => a.labels.alertname === 'PaymentsErrors').activeAt;

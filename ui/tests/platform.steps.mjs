@@ -135,6 +135,18 @@ export async function platformSteps({ page, base, secret, liveRequests, traceIds
     await page.waitForFunction(() => !document.querySelector('[data-testid=trace-start]')?.textContent.includes('UTC'), null, { timeout: WAIT_MS });
   });
 
+  await step('traces: the result order is in the URL, so a pasted link keeps it', async () => {
+    await page.goto(`${base}/traces?service=frontend&lookback=1h&limit=20`);
+    await waitVisible(page, '[data-testid=trace-result]');
+    await page.selectOption('[data-testid=traces-sort]', 'longest');
+    await page.waitForURL((u) => u.pathname === '/traces' && u.searchParams.get('sort') === 'longest');
+    await page.reload();
+    await waitVisible(page, '[data-testid=trace-result]');
+    assertEq(await page.inputValue('[data-testid=traces-sort]'), 'longest', 'the order after a reload');
+    const durations = await page.$$eval('[data-testid=trace-result]', (els) => els.map((e) => e.querySelector('[data-testid=trace-result-title]').textContent));
+    assertEq(durations[0], 'frontend: GET /checkout', 'the longest trace first');
+  });
+
   await step('console: first paint and page switches (measured, generous bounds)', async () => {
     await page.goto(`${base}/alerts`);
     await waitVisible(page, '[data-testid=alerts-rules-panel]');

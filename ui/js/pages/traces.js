@@ -1,6 +1,6 @@
 // Traces (/traces): the search form, a scatter plot of duration over time and the result
 // list. The form lives in the URL (/traces?service=&operation=&tag=k=v&minDuration=
-// &maxDuration=&lookback=|start=&end=&limit=&errors=1), so a search is a deep link and runs
+// &maxDuration=&lookback=|start=&end=&limit=&errors=1&sort=longest), so a search is a deep link and runs
 // when the page opens with parameters. One trace opens at /traces/{id} (trace.js).
 
 import { h, setChildren, empty, notice, ago, plural } from '../dom.js';
@@ -25,6 +25,7 @@ const LOOKBACKS = [
 ];
 const DEFAULT_LOOKBACK = '1h';
 const DEFAULT_LIMIT = '20';
+const SORTS = ['recent', 'longest', 'shortest', 'spans'];
 const SEARCH_KEYS = ['service', 'operation', 'tag', 'minDuration', 'maxDuration', 'lookback', 'start', 'end', 'limit', 'errors'];
 
 /** The last search (page URL), for the trace view's way back. */
@@ -53,6 +54,7 @@ function readQuery(search) {
     end,
     limit: p.get('limit') || DEFAULT_LIMIT,
     errors: ['1', 'true'].includes(p.get('errors')),
+    sort: SORTS.includes(p.get('sort')) ? p.get('sort') : 'recent',
     given,
   };
 }
@@ -76,6 +78,8 @@ function encodeQuery(q, api) {
     if (api) p.set('status', 'error');
     else p.set('errors', '1');
   }
+  // The list's order is the page's state, not the search's.
+  if (!api && q.sort && q.sort !== 'recent') p.set('sort', q.sort);
   return p;
 }
 
@@ -175,7 +179,14 @@ export default {
         'data-testid': 'traces-sort',
         onchange: () => {
           sortBy = sortSel.value;
+          q.sort = sortBy;
           paintList();
+          // In the URL (a pasted link keeps the order) without a new search or history entry.
+          if (q.given) {
+            lastSearch = `/traces?${pageQuery(q)}`;
+            if (cache) cache.key = pageQuery(q);
+            history.replaceState(null, '', lastSearch);
+          }
         },
       },
       h('option', { value: 'recent' }, 'Most recent'),
@@ -281,6 +292,7 @@ export default {
         end: '',
         limit: inputs.limit.value.trim() || DEFAULT_LIMIT,
         errors: inputs.errors.checked,
+        sort: sortBy,
       };
       let ok = true;
       const parsed = parseTags(inputs.tags.value);
@@ -569,6 +581,8 @@ export default {
     // Start ------------------------------------------------------------------------------
     function apply(queryString) {
       q = readQuery(queryString);
+      sortBy = q.sort;
+      sortSel.value = q.sort;
       fillForm();
       if (!q.given) {
         showIdle();

@@ -69,10 +69,11 @@ export async function platformSteps({ page, base, secret, liveRequests, traceIds
     await page.waitForFunction(() => Number(document.querySelector('[data-testid=metrics-chart]')?.dataset.series) >= 1, null, { timeout: WAIT_MS });
     const box = await page.locator('[data-testid=metrics-chart-canvas]').boundingBox();
     const y = box.y + box.height / 2;
-    await page.mouse.move(box.x + box.width * 0.3, y);
+    // The node's samples are in the last minutes of the 15: select the end of the chart.
+    await page.mouse.move(box.x + box.width * 0.8, y);
     await page.mouse.down();
-    await page.mouse.move(box.x + box.width * 0.5, y, { steps: 5 });
-    await page.mouse.move(box.x + box.width * 0.7, y, { steps: 5 });
+    await page.mouse.move(box.x + box.width * 0.9, y, { steps: 5 });
+    await page.mouse.move(box.x + box.width * 0.97, y, { steps: 5 });
     await page.mouse.up();
     await page.waitForURL((u) => u.pathname === '/metrics-explorer' && !!u.searchParams.get('start') && !!u.searchParams.get('end'));
     const url = new URL(page.url());
@@ -81,6 +82,7 @@ export async function platformSteps({ page, base, secret, liveRequests, traceIds
     assert(Number(end) - Number(start) < 15 * 60e3 && Number(end) > Number(start), `a narrower window: ${start}..${end}`);
     await page.waitForFunction(() => document.querySelector('[data-testid=metrics-window]')?.dataset.selected === '1', null, { timeout: WAIT_MS });
     await waitContains(page, '[data-testid=metrics-window-text]', 'Selected window');
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid=metrics-chart]')?.dataset.series) >= 1, null, { timeout: WAIT_MS });
     const traces = new URL(await page.getAttribute('[data-testid=metrics-window-traces]', 'href'), base);
     assertEq(traces.pathname, '/traces', 'the traces link');
     assertEq(`${traces.searchParams.get('start')}..${traces.searchParams.get('end')}`, `${start}..${end}`, 'the traces of the window');

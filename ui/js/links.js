@@ -94,13 +94,15 @@ export function mapUrl({ edge, node, ...range } = {}) {
   return `/map${s ? `?${s}` : ''}`;
 }
 
-/** The Metrics page with a PromQL query over a range; `view` 'table', `stacked` true. */
-export function metricsUrl({ query = '', step, view, stacked, ...range } = {}) {
+/** The Metrics page with a PromQL query over a range; `view` 'table', `stacked` true,
+ * `hide` the names of series toggled off ('*': all). */
+export function metricsUrl({ query = '', step, view, stacked, hide = [], ...range } = {}) {
   const p = new URLSearchParams({ query });
   writeRange(p, range.start || range.since ? range : { since: DEFAULT_SINCE });
   if (step) p.set('step', String(step));
   if (view === 'table') p.set('view', 'table');
   if (stacked) p.set('stacked', '1');
+  for (const name of hide) p.append('hide', name);
   return `/metrics-explorer?${p}`;
 }
 

@@ -86,6 +86,13 @@ export async function platformSteps({ page, base, secret, liveRequests, traceIds
     const traces = new URL(await page.getAttribute('[data-testid=metrics-window-traces]', 'href'), base);
     assertEq(traces.pathname, '/traces', 'the traces link');
     assertEq(`${traces.searchParams.get('start')}..${traces.searchParams.get('end')}`, `${start}..${end}`, 'the traces of the window');
+    // A series toggled off in the legend is in the URL too, and survives a reload.
+    await page.click('[data-testid=metrics-legend-item][data-index="0"]');
+    await page.waitForURL((u) => u.searchParams.getAll('hide').length === 1);
+    await page.reload();
+    await page.waitForFunction(() => document.querySelector('[data-testid=metrics-legend-item][data-index="0"]')?.getAttribute('aria-pressed') === 'false', null, { timeout: WAIT_MS });
+    await page.click('[data-testid=metrics-legend-item][data-index="0"]');
+    await page.waitForURL((u) => u.searchParams.getAll('hide').length === 0 && u.searchParams.get('start') === start);
     await shot(page, '30-metrics-window.png');
     await page.click('[data-testid=metrics-window-logs]');
     await page.waitForURL((u) => u.pathname === '/logs' && u.searchParams.get('start') === start && u.searchParams.get('end') === end);

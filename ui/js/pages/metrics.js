@@ -16,6 +16,7 @@ import { fullTimeMs } from '../trace-model.js';
 const STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 const TARGET_POINTS = 600; // per series when the URL names no step
 const MAX_POINTS = 11_000; // Prometheus refuses more per series
+const MAX_HIDE_IN_URL = 20; // legend toggles kept in the URL (series names can be long)
 const MAX_SERIES_DRAWN = 2000;
 
 /** The view as the URL holds it. */
@@ -27,6 +28,8 @@ function readView(search) {
     step: /^\d+(\.\d+)?$/.test(p.get('step') || '') ? p.get('step') : '',
     view: p.get('view') === 'table' ? 'table' : 'graph',
     stacked: p.get('stacked') === '1',
+    // Series toggled off in the legend, by name ('*': all of them).
+    hide: p.getAll('hide'),
   };
 }
 
@@ -226,8 +229,8 @@ export default {
       const fresh = matrixModel(result, startMs, stepMs, endMs);
       // Keep legend toggles when the same series come back (a refresh, a new range).
       const sameSeries = model && model.series.length === fresh.series.length && model.series.every((s, i) => s.name === fresh.series[i].name);
-      if (!sameSeries) hidden.clear();
       model = fresh;
+      applyHide();
       count.textContent = `${plural(result.length, 'series', 'series')} · step ${stepS}s`;
       count.dataset.series = String(result.length);
       if (!result.length) {
@@ -330,6 +333,7 @@ export default {
       item.classList.toggle('off', hidden.has(i));
       item.setAttribute('aria-pressed', String(!hidden.has(i)));
       chart.paint(null, { hidden });
+      writeHide();
     });
 
     function setAll(hide) {
@@ -338,6 +342,23 @@ export default {
       if (hide) model.series.forEach((_, i) => hidden.add(i));
       paintLegend();
       chart.paint(null, { hidden });
+      writeHide();
+    }
+
+    /** The legend's toggles from the URL's `hide` names. */
+    function applyHide() {
+      hidden.clear();
+      if (!model || !v.hide.length) return;
+      const all = v.hide.includes('*');
+      const names = new Set(v.hide);
+      model.series.forEach((s, i) => (all || names.has(s.name)) && hidden.add(i));
+    }
+
+    /** The toggles into the URL (no new query): names, or '*' for all; not kept beyond
+     * MAX_HIDE_IN_URL names, where the URL would grow past what a chat message holds. */
+    function writeHide() {
+      const names = hidden.size > 1 && hidden.size === model.series.length ? ['*'] : Array.from(hidden, (i) => model.series[i].name);
+      navigate(metricsUrl({ ...v, hide: names.length <= MAX_HIDE_IN_URL ? names : [] }), { replace: true });
     }
 
     // Completion -----------------------------------------------------------------------------
@@ -461,8 +482,12 @@ export default {
       fillForm();
       const key = JSON.stringify([v.query, v.since, v.start, v.end, v.step, v.view]);
       if (key === lastKey) {
-        // Only the stacking changed: repaint, no new query.
-        if (model && v.view === 'graph') chart.paint(null, { stacked: v.stacked });
+        // Only the stacking or the legend's toggles changed: repaint, no new query.
+        if (model && v.view === 'graph') {
+          applyHide();
+          paintLegend();
+          chart.paint(null, { stacked: v.stacked, hidden });
+        }
         return;
       }
       lastKey = key;

@@ -44,7 +44,7 @@ class LiveStream {
       this.handlers.set(topic, set);
     }
     set.add(fn);
-    if (!this.topics().length || !this.connectedTopics.split(',').includes(topic)) this.queueReconnect();
+    if (!this.connectedTopics.split(',').includes(topic)) this.queueReconnect();
     return () => {
       set.delete(fn);
       if (!set.size) this.handlers.delete(topic);

@@ -120,6 +120,15 @@ export async function platformSteps({ page, base, secret, liveRequests, traceIds
     assertEq(await page.evaluate(() => document.documentElement.dataset.theme), 'dark', 'the theme after a reload');
     assertEq(await page.inputValue('[data-testid=theme-select]'), 'dark', 'the select shows the choice');
     await shot(page, '31-logs-dark.png');
+    for (const [path, ready, name] of [
+      [`/traces/${traceIds.slow}?span=1000000000000008`, '[data-testid=span-detail]', '31b-trace-dark.png'],
+      ['/alerts', '[data-testid=alert-row]', '31c-alerts-dark.png'],
+      ['/config', '[data-testid=config-key-link]', '31d-config-dark.png'],
+    ]) {
+      await page.goto(base + path);
+      await waitVisible(page, ready);
+      await shot(page, name);
+    }
     await page.selectOption('[data-testid=theme-select]', 'system');
     await page.emulateMedia({ colorScheme: 'dark' });
     await page.waitForFunction(() => document.documentElement.dataset.theme === 'dark', null, { timeout: WAIT_MS });

@@ -4,7 +4,7 @@
 // Traces of its service (label `service`, else `job`) around the time it became active.
 // The page refreshes itself every REFRESH_MS.
 
-import { h, setChildren, empty, notice, ago, plural } from '../dom.js';
+import { h, setChildren, empty, notice, ago, plural, fullTime } from '../dom.js';
 import { api } from '../api.js';
 import { prom, promErrorText, seriesName } from '../promql.js';
 import { metricsUrl, alertUrls } from '../links.js';
@@ -91,7 +91,7 @@ export default {
       paintActive(active, alerts.status === 'fulfilled');
       paintRules(groups, rules.status === 'fulfilled');
       paintHistory(history);
-      updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+      updated.textContent = `Updated ${fullTime(Date.now())}`;
       timer = setTimeout(load, REFRESH_MS);
     }
 

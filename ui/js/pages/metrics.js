@@ -7,7 +7,7 @@
 
 import { h, setChildren, empty, notice, plural } from '../dom.js';
 import { navigate } from '../router.js';
-import { metricsUrl, alertsUrl, windowUrls, serviceOfQuery } from '../links.js';
+import { metricsUrl, alertsUrl, targetsUrl, windowUrls, serviceOfQuery } from '../links.js';
 import { prom, promEnvelope, promErrorText, completionContext, suggest, seriesName } from '../promql.js';
 import { timeRange, readRange, rangeBounds } from '../components/time-range.js';
 import { lineChart, seriesColor, formatValue } from '../components/line-chart.js';
@@ -236,7 +236,7 @@ export default {
       if (!result.length) {
         chart.clear();
         legend.replaceChildren();
-        setChildren(status, empty('No data', `The query matched no series between ${fullTimeMs(startMs)} and ${fullTimeMs(endMs)}.`));
+        setChildren(status, empty('No data', `The query matched no series between ${fullTimeMs(startMs)} and ${fullTimeMs(endMs)}. Widen the range, check the metric and label names (the editor completes them), or see on `, h('a', { href: targetsUrl() }, 'Targets'), ' whether the series is scraped.'));
         return;
       }
       if (model.truncated) status.append(h('div', { class: 'notice notice-warning' }, `Only the first ${MAX_SERIES_DRAWN} of ${result.length} series are drawn.`));
@@ -263,7 +263,7 @@ export default {
       count.dataset.series = String(rows.length);
       if (!rows.length) {
         tableView.replaceChildren();
-        setChildren(status, empty('No data', `The query matched no series at ${fullTimeMs(endMs)}.`));
+        setChildren(status, empty('No data', `The query matched no series at ${fullTimeMs(endMs)}. Check the metric and label names, or see on `, h('a', { href: targetsUrl() }, 'Targets'), ' whether the series is scraped.'));
         return;
       }
       setChildren(

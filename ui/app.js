@@ -4,7 +4,10 @@
 import { h, setChildren } from './js/dom.js';
 import { whoami, login, logout, setUnauthorizedHandler } from './js/api.js';
 import { startRouter, navigate, currentUrl } from './js/router.js';
-import { live } from './js/live.js';
+import { live, liveAlerts } from './js/live.js';
+import { stream } from './js/stream.js';
+import { applyTheme, theme, setTheme, timeZone, setTimeZone, onPrefsChange, rememberRange, lastRange, hasRange } from './js/prefs.js';
+import { sinceMs } from './js/components/time-range.js';
 import { icon } from './js/icons.js';
 import overview from './js/pages/overview.js';
 import services from './js/pages/services.js';
@@ -31,41 +34,110 @@ const NAV = [
   { id: 'targets', label: 'Targets', path: '/targets' },
 ];
 
-/** URL -> { nav, page, params }. */
+/**
+ * The route table: the first entry whose `path` matches the URL's path wins.
+ *
+ *   path    '/traces/:id' — `:name` matches one segment (decoded) into params.name;
+ *           a last `:name*` matches one or more segments joined with `/` (config keys).
+ *   page    the page module ({ title, mount(main, params) -> { update?, unmount? } }).
+ *   nav     the NAV id to highlight.
+ *   range   the URL parameter holding the page's relative range ('since' or 'lookback') when
+ *           the page shows a time range: a URL with a range is remembered (prefs.js), and
+ *           a URL without one gets the last range this tab showed, so the range carries
+ *           over when moving between pages.
+ *   fill    false: remember the page's range but do not add one to its URL (the Traces page
+ *           runs a search when its URL has parameters; it reads the shared range itself).
+ *   params  optional (pathParams, url) -> more params.
+ *
+ * Every page gets `search` (url.search) besides its path params.
+ */
+const ROUTES = [
+  { path: '/', page: overview, nav: 'overview' },
+  { path: '/overview', page: overview, nav: 'overview' },
+  { path: '/services', page: services, nav: 'services', params: () => ({ name: null }) },
+  { path: '/services/:name', page: services, nav: 'services' },
+  { path: '/config', page: config, nav: 'config', params: (_, url) => ({ create: url.searchParams.has('new') }) },
+  // Keys may contain `/`: everything after the profile is the key.
+  { path: '/config/:app/:profile/:key*', page: config, nav: 'config' },
+  { path: '/traces', page: traces, nav: 'traces', range: 'lookback', fill: false },
+  { path: '/traces/:id', page: trace, nav: 'traces', params: (_, url) => ({ span: url.searchParams.get('span') }) },
+  { path: '/logs', page: logs, nav: 'logs', range: 'since' },
+  { path: '/metrics-explorer', page: metrics, nav: 'metrics', range: 'since' },
+  { path: '/alerts', page: alerts, nav: 'alerts' },
+  { path: '/targets', page: targets, nav: 'targets' },
+];
+
+const COMPILED = ROUTES.map((r) => ({ ...r, parts: r.path.split('/').filter(Boolean) }));
+
+/** The path params of `parts` (decoded segments) for a route's pattern, or null. */
+function matchParts(pattern, parts) {
+  const params = {};
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i];
+    if (p.startsWith(':') && p.endsWith('*')) {
+      if (i >= parts.length) return null;
+      params[p.slice(1, -1)] = parts.slice(i).join('/');
+      return params;
+    }
+    if (i >= parts.length) return null;
+    if (p.startsWith(':')) params[p.slice(1)] = parts[i];
+    else if (p !== parts[i]) return null;
+  }
+  return pattern.length === parts.length ? params : null;
+}
+
+/** URL -> { route, nav, page, params }. */
 function match(url) {
   let parts;
   try {
     parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
   } catch {
-    return { nav: null, page: notFound, params: { path: url.pathname } };
+    return { route: null, nav: null, page: notFound, params: { path: url.pathname } };
   }
-  const [first, ...rest] = parts;
-  if (!first || (first === 'overview' && !rest.length)) return { nav: 'overview', page: overview, params: {} };
-  if (first === 'services') {
-    if (rest.length === 0) return { nav: 'services', page: services, params: { name: null } };
-    if (rest.length === 1) return { nav: 'services', page: services, params: { name: rest[0] } };
+  for (const r of COMPILED) {
+    const p = matchParts(r.parts, parts);
+    if (!p) continue;
+    const params = { ...p, search: url.search, ...(r.params ? r.params(p, url) : {}) };
+    return { route: r, nav: r.nav, page: r.page, params };
   }
-  if (first === 'config') {
-    if (rest.length === 0) return { nav: 'config', page: config, params: { create: url.searchParams.has('new') } };
-    // Keys may contain `/`: everything after the profile is the key.
-    if (rest.length >= 3) {
-      return { nav: 'config', page: config, params: { app: rest[0], profile: rest[1], key: rest.slice(2).join('/') } };
-    }
+  return { route: null, nav: null, page: notFound, params: { path: url.pathname } };
+}
+
+/**
+ * The shared time range: a page URL that has a range is remembered; one that has none gets
+ * the remembered one (the URL is rewritten in place, so it stays a complete deep link).
+ * Returns the URL to route, or null when it was rewritten (the router routes that one).
+ */
+function shareRange(route, url) {
+  if (!route || !route.range) return url;
+  const p = url.searchParams;
+  if (hasRange(p)) {
+    const start = p.get('start') || '';
+    rememberRange(start ? { start, end: p.get('end') || '' } : { since: p.get(route.range) || '' });
+    return url;
   }
-  if (first === 'traces') {
-    if (rest.length === 0) return { nav: 'traces', page: traces, params: { search: url.search } };
-    if (rest.length === 1) return { nav: 'traces', page: trace, params: { id: rest[0], span: url.searchParams.get('span') } };
+  const last = route.fill === false ? null : lastRange();
+  if (!last) return url;
+  if (last.start) {
+    p.set('start', last.start);
+    if (last.end) p.set('end', last.end);
+  } else {
+    p.set(route.range, wholeUnits(last.since));
   }
-  if (first === 'logs' && rest.length === 0) return { nav: 'logs', page: logs, params: { search: url.search } };
-  if (first === 'metrics-explorer' && rest.length === 0) return { nav: 'metrics', page: metrics, params: { search: url.search } };
-  if (first === 'alerts' && rest.length === 0) return { nav: 'alerts', page: alerts, params: {} };
-  if (first === 'targets' && rest.length === 0) return { nav: 'targets', page: targets, params: {} };
-  return { nav: null, page: notFound, params: { path: url.pathname } };
+  navigate(url.pathname + url.search + url.hash, { replace: true });
+  return null;
+}
+
+/** A relative range in the units every page reads (`90m`, `24h`). */
+function wholeUnits(since) {
+  const ms = sinceMs(since);
+  return ms % 3600e3 === 0 ? `${ms / 3600e3}h` : ms % 60e3 === 0 ? `${ms / 60e3}m` : `${Math.max(1, Math.round(ms / 1000))}s`;
 }
 
 // State -----------------------------------------------------------------------------------
 
 const main = document.getElementById('main');
+const prefsEl = document.getElementById('prefs');
 const sidenav = document.getElementById('sidenav');
 const sessionEl = document.getElementById('session');
 
@@ -84,12 +156,13 @@ function unmountView() {
   view = null;
 }
 
-function route(url) {
+function route(url, { remount = false } = {}) {
   if (!session) return;
   const m = match(url);
+  if (!shareRange(m.route, url)) return;
   paintNav(m.nav);
   document.title = `${typeof m.page.title === 'function' ? m.page.title(m.params) : m.page.title} · Signalbox`;
-  if (view && view.page === m.page && view.inst.update && view.inst.update(m.params) !== false) return;
+  if (!remount && view && view.page === m.page && view.inst.update && view.inst.update(m.params) !== false) return;
   unmountView();
   main.replaceChildren();
   const inst = m.page.mount(main, m.params) || {};
@@ -113,6 +186,54 @@ function renderNav() {
   );
   setChildren(sidenav, h('div', { class: 'nav-items' }, items), h('div', { class: 'nav-foot' }, 'Signalbox console'));
   sidenav.hidden = false;
+  paintAlertCount();
+}
+
+/** The number of firing alerts next to "Alerts" in the navigation (from the live stream). */
+function paintAlertCount() {
+  const item = sidenav.querySelector('.nav-item[data-nav="alerts"]');
+  if (!item) return;
+  let badge = item.querySelector('.nav-count');
+  const n = liveAlerts.firing().length;
+  if (!n) {
+    if (badge) badge.remove();
+    return;
+  }
+  if (!badge) {
+    badge = h('span', { class: 'nav-count', 'data-testid': 'nav-alerts-count' });
+    item.append(badge);
+  }
+  badge.textContent = String(n);
+  badge.title = `${n} firing alert${n === 1 ? '' : 's'}`;
+}
+
+/** The theme and time-zone choices in the header. */
+function renderPrefs() {
+  const themeSel = h(
+    'select',
+    { class: 'pref-select', 'aria-label': 'Theme', title: 'Theme', 'data-testid': 'theme-select', onchange: (e) => setTheme(e.target.value) },
+    h('option', { value: 'system' }, 'System theme'),
+    h('option', { value: 'light' }, 'Light'),
+    h('option', { value: 'dark' }, 'Dark'),
+  );
+  themeSel.value = theme();
+  const zoneSel = h(
+    'select',
+    { class: 'pref-select', 'aria-label': 'Time zone', title: 'Time zone of every time shown', 'data-testid': 'timezone-select', onchange: (e) => setTimeZone(e.target.value) },
+    h('option', { value: 'local' }, 'Local time'),
+    h('option', { value: 'utc' }, 'UTC'),
+  );
+  zoneSel.value = timeZone();
+  setChildren(prefsEl, streamState, themeSel, zoneSel);
+}
+
+/** Says so in the header while the tab's live stream is down (pages may be stale then). */
+const streamState = h('span', { class: 'stream-state', 'data-testid': 'stream-state', role: 'status', hidden: true });
+function paintStreamState(state) {
+  const text = { reconnecting: 'Live updates reconnecting…', offline: 'Live updates offline — retrying' }[state];
+  streamState.hidden = !text;
+  streamState.textContent = text || '';
+  streamState.dataset.state = state;
 }
 
 function paintNav(active) {
@@ -157,7 +278,9 @@ function signedIn(s) {
   session = s;
   renderSession();
   renderNav();
+  stream.start();
   live.start();
+  liveAlerts.start();
   if (!routerStarted) {
     routerStarted = true;
     startRouter(route);
@@ -169,6 +292,8 @@ function signedIn(s) {
 function showLogin(error, info) {
   unmountView();
   live.stop();
+  liveAlerts.stop();
+  stream.stop();
   session = null;
   renderSession();
   sidenav.hidden = true;
@@ -224,11 +349,35 @@ function showLogin(error, info) {
   token.focus();
 }
 
+/** "/" anywhere outside a field focuses the page's search field (its first text input). */
+function focusSearchOnSlash(ev) {
+  if (ev.key !== '/' || ev.ctrlKey || ev.metaKey || ev.altKey || ev.defaultPrevented) return;
+  const t = ev.target;
+  if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+  const field = main.querySelector('[data-search], textarea, input[type=search], input[type=text], input:not([type])');
+  if (!field) return;
+  ev.preventDefault();
+  field.focus();
+  if (typeof field.select === 'function') field.select();
+}
+
 async function boot() {
+  document.addEventListener('keydown', focusSearchOnSlash);
+  applyTheme();
+  document.documentElement.dataset.timeZone = timeZone();
+  renderPrefs();
+  liveAlerts.subscribe(paintAlertCount);
+  stream.onState(paintStreamState);
+  // A new time zone or theme re-renders the page: every time shown changes, and canvas
+  // charts read the theme's colours when they paint (the rest follows <html data-theme>).
+  onPrefsChange(() => {
+    renderPrefs();
+    if (session) route(currentUrl(), { remount: true });
+  });
   setUnauthorizedHandler(() => {
     if (session) showLogin('Your session has ended. Sign in again.');
   });
-  live.onUnauthorized = () => {
+  stream.onUnauthorized = () => {
     if (session) showLogin('Your session has ended. Sign in again.');
   };
   let s;

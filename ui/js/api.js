@@ -21,10 +21,10 @@ export function setUnauthorizedHandler(fn) {
 
 /**
  * `api('GET', '/api/config')`, `api('PUT', path, body)`. Resolves with the parsed JSON
- * (or null for an empty body); rejects with an ApiError. `exact`: keys whose integer values
- * come back as strings, for numbers beyond 2^53 (Unix nanoseconds) that JSON.parse rounds.
+ * (or null for an empty body); rejects with an ApiError. The native APIs send Unix
+ * nanoseconds and 64-bit ids as strings, so JSON.parse loses nothing.
  */
-export async function api(method, path, body, { quiet401 = false, exact = null } = {}) {
+export async function api(method, path, body, { quiet401 = false } = {}) {
   const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -40,7 +40,7 @@ export async function api(method, path, body, { quiet401 = false, exact = null }
   let data = null;
   if (text) {
     try {
-      data = JSON.parse(exact ? quoteInts(text, exact) : text);
+      data = JSON.parse(text);
     } catch {
       data = text;
     }
@@ -52,13 +52,6 @@ export async function api(method, path, body, { quiet401 = false, exact = null }
     throw err;
   }
   return data;
-}
-
-/** Quotes the integer values of `keys`. A key in a JSON string has escaped quotes, so only
- * real keys match. */
-function quoteInts(text, keys) {
-  const re = new RegExp(`"(${keys.join('|')})":(-?\\d+)(?=[,}\\]\\s])`, 'g');
-  return text.replace(re, '"$1":"$2"');
 }
 
 /** Path segment encoding for names that may contain `/` or `:` (config keys). */

@@ -1,6 +1,8 @@
 // Small DOM helpers. Everything the console shows is built with these (text goes in as
 // text nodes, never as HTML), so values from the APIs cannot inject markup.
 
+import { clockParts, timeZone } from './prefs.js';
+
 /**
  * Creates an element. `attrs` keys: `class`, `dataset` (object), `on<event>` (listener),
  * boolean properties (`disabled`, `checked`, `hidden`, ...), `value`, anything else becomes
@@ -88,11 +90,12 @@ export function ago(ms) {
   return `${Math.round(hr / 24)} d ago`;
 }
 
+/** "2026-01-02 13:04:05" in the chosen time zone (prefs.js). */
 export function fullTime(ms) {
   if (!ms) return '';
-  const d = new Date(ms);
+  const d = clockParts(ms);
   const p = (n) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  return `${d.year}-${p(d.month)}-${p(d.day)} ${p(d.hours)}:${p(d.minutes)}:${p(d.seconds)}${timeZone() === 'utc' ? ' UTC' : ''}`;
 }
 
 /** A time cell: relative text, absolute time on hover. */

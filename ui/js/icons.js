@@ -11,6 +11,8 @@ const PATHS = {
   logs: ['M14 3H6a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V9z', 'M14 3v6h6', 'M8 13h8', 'M8 17h5'],
   metrics: ['M3 3v18h18', 'M7 15l4-4 3 3 5-6'],
   alerts: ['M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9', 'M13.7 21a2 2 0 0 1-3.4 0'],
+  // A target: two rings and a centre.
+  targets: ['M12 21a9 9 0 1 0 0-18 9 9 0 0 0 0 18z', 'M12 16a4 4 0 1 0 0-8 4 4 0 0 0 0 8z', 'M12 12h.01'],
 };
 
 const NS = 'http://www.w3.org/2000/svg';

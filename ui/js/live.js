@@ -1,6 +1,7 @@
-// The live registry: one EventSource on /api/registry/events shared by every page, and a
-// client-side map of instances by id kept current from its events.
+// The live registry and the firing alerts, kept current from the tab's one live stream
+// (stream.js, topics `registry` and `alerts`).
 //
+// Registry events:
 //   snapshot {index, instances}           every instance (replaces the map)
 //   change   {index, instances, removed}  changed instances and ids that left
 //   gateway  {index, instances}           refreshed gateway columns
@@ -9,10 +10,7 @@
 // an index only once every change up to it is applied, so the stream misses none and no
 // periodic re-read is needed.
 
-import { api } from './api.js';
-
-const RETRY_MIN_MS = 1000;
-const RETRY_MAX_MS = 15000;
+import { stream } from './stream.js';
 
 class LiveRegistry {
   constructor() {
@@ -22,12 +20,9 @@ class LiveRegistry {
     /** idle | connecting | live | reconnecting | offline */
     this.state = 'idle';
     this.listeners = new Set();
-    this.es = null;
-    this.retryMs = RETRY_MIN_MS;
-    this.retryTimer = null;
     this.notifyQueued = false;
-    this.onUnauthorized = () => {};
     this.removedAt = new Map(); // instance id -> index of the event that removed it
+    this.unsubscribe = null;
   }
 
   /** `fn()` after every change of instances or connection state; returns the unsubscribe. */
@@ -58,17 +53,31 @@ class LiveRegistry {
     }
   }
 
+  /** Follows the `registry` topic of the live stream (which app.js starts after sign-in). */
   start() {
-    if (this.es || this.retryTimer) return;
-    this.connect();
+    if (this.unsubscribe) return;
+    const offEvents = stream.subscribe('registry', (kind, d) => {
+      if (kind === 'snapshot') this.onSnapshot(d);
+      else if (kind === 'change') this.onChange(d);
+      else if (kind === 'gateway') this.onGateway(d);
+    });
+    const offState = stream.onState((st) => {
+      // `live` only once a snapshot is in: until then the counts are not the registry's.
+      if (st === 'live') this.setState(this.hasSnapshot ? 'live' : 'connecting');
+      else if (st === 'connecting' && this.hasSnapshot) this.setState('reconnecting');
+      else this.setState(st);
+    });
+    this.unsubscribe = () => {
+      offEvents();
+      offState();
+    };
+    this.setState('connecting');
   }
 
   stop() {
-    clearTimeout(this.retryTimer);
-    this.retryTimer = null;
+    if (this.unsubscribe) this.unsubscribe();
+    this.unsubscribe = null;
     this.removedAt.clear();
-    if (this.es) this.es.close();
-    this.es = null;
     this.instances.clear();
     this.hasSnapshot = false;
     this.index = 0;
@@ -76,50 +85,11 @@ class LiveRegistry {
     this.notify();
   }
 
-  connect() {
-    this.retryTimer = null;
-    this.setState(this.hasSnapshot ? 'reconnecting' : 'connecting');
-    const es = new EventSource('/api/registry/events');
-    this.es = es;
-    es.addEventListener('snapshot', (e) => this.onSnapshot(parse(e)));
-    es.addEventListener('change', (e) => this.onChange(parse(e)));
-    es.addEventListener('gateway', (e) => this.onGateway(parse(e)));
-    es.addEventListener('error', () => {
-      if (this.es !== es) return;
-      if (es.readyState === EventSource.CLOSED) {
-        // The server refused the stream (401 after the session expired, or an error
-        // status): the browser will not retry by itself.
-        es.close();
-        this.es = null;
-        this.setState('offline');
-        this.scheduleRetry();
-      } else {
-        // The connection dropped; the browser reconnects and we get a fresh snapshot.
-        this.setState('reconnecting');
-      }
-    });
-  }
-
-  async scheduleRetry() {
-    try {
-      await api('GET', '/api/session', undefined, { quiet401: true });
-    } catch (e) {
-      if (e.status === 401) {
-        this.onUnauthorized();
-        return;
-      }
-    }
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.connect(), this.retryMs);
-    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
-  }
-
   onSnapshot(d) {
     if (!d) return;
     this.instances = new Map(d.instances.map((i) => [i.id, i]));
     this.index = d.index;
     this.hasSnapshot = true;
-    this.retryMs = RETRY_MIN_MS;
     this.setState('live');
     this.notify();
   }
@@ -197,16 +167,66 @@ class LiveRegistry {
   }
 }
 
-function parse(e) {
-  try {
-    return JSON.parse(e.data);
-  } catch (err) {
-    console.error('bad registry event', err);
-    return null;
+export const live = new LiveRegistry();
+
+/**
+ * The pending and firing alerts from the `alerts` topic: `alerts.list` is Prometheus's
+ * alert objects ({labels, annotations, state, activeAt, value}); `alerts.available` is
+ * false (with `alerts.reason`) when the node evaluates no rules.
+ */
+class LiveAlerts {
+  constructor() {
+    this.list = [];
+    this.loaded = false;
+    this.available = true;
+    this.reason = '';
+    this.listeners = new Set();
+    this.unsubscribe = null;
+  }
+
+  start() {
+    if (this.unsubscribe) return;
+    this.unsubscribe = stream.subscribe('alerts', (kind, d) => {
+      if (kind === 'unavailable') {
+        this.available = false;
+        this.reason = (d && d.reason) || 'no rules are evaluated';
+        this.list = [];
+      } else if (kind === 'snapshot') {
+        this.available = true;
+        this.list = (d && d.alerts) || [];
+      } else {
+        return;
+      }
+      this.loaded = true;
+      for (const fn of Array.from(this.listeners)) {
+        try {
+          fn();
+        } catch (e) {
+          console.error(e);
+        }
+      }
+    });
+  }
+
+  stop() {
+    if (this.unsubscribe) this.unsubscribe();
+    this.unsubscribe = null;
+    this.list = [];
+    this.loaded = false;
+  }
+
+  firing() {
+    return this.list.filter((a) => a.state === 'firing');
+  }
+
+  /** `fn()` after every change; returns the unsubscribe. */
+  subscribe(fn) {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
   }
 }
 
-export const live = new LiveRegistry();
+export const liveAlerts = new LiveAlerts();
 
 /** The small "live" indicator shown on pages that follow the registry. */
 export function liveIndicator() {

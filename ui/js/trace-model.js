@@ -1,9 +1,11 @@
 // Trace data for the Traces pages, without DOM: span trees, the critical path, self time,
 // time formatting, duration input parsing, axis ticks and service colours.
 //
-// Times come from the API as Unix nanoseconds, beyond 2^53: the trace view reads them as
-// strings (api's `exact`) and works on offsets from the trace start, computed exactly with
-// BigInt; numbers are accepted too (rounded to 256 ns by JSON.parse).
+// Times come from the API as Unix nanoseconds in strings (beyond 2^53, a number would round):
+// the tree works on offsets from the trace start, subtracted exactly as BigInt and small
+// enough afterwards for plain numbers. Numbers are accepted too.
+
+import { clockParts, zoneOffsetMs, timeZone } from './prefs.js';
 
 const SMALL_UNITS = [
   [1, 'ns'],
@@ -151,8 +153,8 @@ const TIME_STEPS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 10e3, 
 export function timeTicks(from, to, n = 6) {
   const span = to - from;
   const step = TIME_STEPS_MS.find((s) => span / s <= n) || 86400e3 * Math.ceil(span / n / 86400e3);
-  // Round in local time so that minutes and hours line up with the clock.
-  const tz = new Date(from).getTimezoneOffset() * 60e3;
+  // Round on the chosen zone's clock so that minutes and hours line up with it.
+  const tz = zoneOffsetMs(from);
   const out = [];
   for (let t = Math.ceil((from - tz) / step) * step + tz; t <= to; t += step) out.push(t);
   return { ticks: out, step };
@@ -160,20 +162,27 @@ export function timeTicks(from, to, n = 6) {
 
 /** A clock label for a tick: with seconds / milliseconds when the step needs them. */
 export function clockLabel(ms, step) {
-  const d = new Date(ms);
+  const d = clockParts(ms);
   const p = (v, n = 2) => String(v).padStart(n, '0');
-  const hm = `${p(d.getHours())}:${p(d.getMinutes())}`;
-  if (step >= 86400e3) return `${d.getMonth() + 1}/${d.getDate()}`;
+  const hm = `${p(d.hours)}:${p(d.minutes)}`;
+  if (step >= 86400e3) return `${d.month}/${d.day}`;
   if (step >= 60e3) return hm;
-  if (step >= 1000) return `${hm}:${p(d.getSeconds())}`;
-  return `${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+  if (step >= 1000) return `${hm}:${p(d.seconds)}`;
+  return `${p(d.minutes)}:${p(d.seconds)}.${p(d.millis, 3)}`;
 }
 
-/** "2026-01-02 13:04:05.123" in local time. */
+/** "2026-01-02 13:04:05.123" in the chosen time zone (prefs.js; " UTC" appended for UTC). */
 export function fullTimeMs(ms) {
-  const d = new Date(ms);
+  const d = clockParts(ms);
   const p = (v, n = 2) => String(v).padStart(n, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+  return `${d.year}-${p(d.month)}-${p(d.day)} ${p(d.hours)}:${p(d.minutes)}:${p(d.seconds)}.${p(d.millis, 3)}${timeZone() === 'utc' ? ' UTC' : ''}`;
+}
+
+/** "13:04:05.123" in the chosen time zone. */
+export function clockTimeMs(ms) {
+  const d = clockParts(ms);
+  const p = (v, n = 2) => String(v).padStart(n, '0');
+  return `${p(d.hours)}:${p(d.minutes)}:${p(d.seconds)}.${p(d.millis, 3)}`;
 }
 
 // The span tree --------------------------------------------------------------------------

@@ -7,7 +7,9 @@
 // traces (search form, scatter plot, result list with per-service counts from the summaries,
 // waterfall with critical path, collapsing, span details, deep links, unknown ids; seeded as
 // Zipkin JSON), the Logs page (logs.steps.mjs), the Metrics and Alerts pages
-// (metrics.steps.mjs, on the node's own metrics stored every second), deep links, logout.
+// (metrics.steps.mjs, on the node's own metrics stored every second), the shared live
+// stream, cross-signal links, theme, time zone and a 500-span trace (platform.steps.mjs),
+// deep links, logout.
 // Screenshots land in ./screenshots/.
 //
 //   SIGNALBOX_BIN=/path/to/signalbox node console.test.mjs
@@ -22,6 +24,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { logsSteps } from './logs.steps.mjs';
 import { metricsSteps } from './metrics.steps.mjs';
+import { platformSteps } from './platform.steps.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(HERE, process.env.SIGNALBOX_BIN || '../../target/debug/signalbox');
@@ -48,6 +51,7 @@ let tmp = null;
 let passed = 0;
 let failed = 0;
 const pageProblems = [];
+const liveRequests = []; // URLs of the live-update connections the page opened
 
 // Helpers -------------------------------------------------------------------------------
 
@@ -308,6 +312,9 @@ async function run() {
     page = await context.newPage();
     page.setDefaultTimeout(WAIT_MS);
     page.on('pageerror', (e) => pageProblems.push(`page error: ${e.message}`));
+    page.on('request', (r) => {
+      if (/\/api\/(live|registry\/events)/.test(r.url())) liveRequests.push(r.url());
+    });
     page.on('console', (m) => {
       // Expected API refusals (401 before login, 400/409 in the tests) log "Failed to load
       // resource"; anything else (script errors, CSP violations) is a problem.
@@ -769,6 +776,8 @@ async function run() {
   await logsSteps({ page, base, secret, traceIds, traceNow }, { step, assert, assertEq, waitVisible, waitValue, waitCount, waitText, waitContains, shot, WAIT_MS });
 
   await metricsSteps({ page, base, secret }, { step, assert, assertEq, waitVisible, waitValue, waitCount, waitText, waitContains, shot, WAIT_MS });
+
+  await platformSteps({ page, base, secret, liveRequests, traceIds, traceNow }, { step, assert, assertEq, waitVisible, waitCount, waitText, waitContains, shot, WAIT_MS });
 
   await step('deep link: /services/orders loads directly', async () => {
     await page.goto(base + '/services/orders');

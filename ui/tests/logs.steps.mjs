@@ -41,7 +41,8 @@ export async function logsSteps({ page, base, secret, traceIds, traceNow }, { st
 
   await step('logs: the query bar suggests fields and values, Enter searches, the histogram has bars, matches are highlighted', async () => {
     await page.click('[data-testid=nav-logs]');
-    await page.waitForURL(base + '/logs');
+    // The range the other pages showed last carries over into the URL (app.js shareRange).
+    await page.waitForURL((u) => u.pathname === '/logs' && u.searchParams.has('since'));
     await waitVisible(page, line); // the last hour, every line
     await page.fill('[data-testid=logs-query]', '');
     await page.type('[data-testid=logs-query]', 'serv');
@@ -90,15 +91,45 @@ export async function logsSteps({ page, base, secret, traceIds, traceNow }, { st
     await waitContains(page, `${detail} [data-testid=log-context-self]`, 'card expired');
     await waitContains(page, `${detail} [data-testid=log-context]`, 'charging card for order o-42');
     await waitContains(page, `${detail} [data-testid=log-context]`, 'order o-42 marked as declined');
-    assertEq(await page.getAttribute(`${detail} [data-testid=log-trace-link]`, 'href'), `/traces/${traceIds.slow}`, 'trace link');
+    // The line's trace, with its span selected (links.js traceUrl).
+    assertEq(await page.getAttribute(`${detail} [data-testid=log-trace-link]`, 'href'), `/traces/${traceIds.slow}?span=1000000000000008`, 'trace link');
     await shot(page, '13-logs-line.png');
     // A pasted link reopens the same view with the line open.
     const url = page.url();
     await page.goto(url);
     await waitVisible(page, detail);
     await page.click(`${detail} [data-testid=log-trace-link]`);
-    await page.waitForURL(`${base}/traces/${traceIds.slow}`);
+    await page.waitForURL(`${base}/traces/${traceIds.slow}?span=1000000000000008`);
     await waitText(page, '[data-testid=trace-title]', 'frontend: GET /checkout');
+    await waitVisible(page, '[data-testid=span-detail][data-span-id="1000000000000008"]');
+  });
+
+  await step('links: a span leads to its logs (trace id and span id) and to its service-map edge', async () => {
+    const detail = '[data-testid=span-detail][data-span-id="1000000000000008"]';
+    const edgeHref = await page.getAttribute(`${detail} [data-testid=span-map-edge]`, 'href');
+    const edge = new URL(edgeHref, base);
+    assertEq(edge.pathname, '/map', 'the map link');
+    const [from, to] = (edge.searchParams.get('edge') || '').split('>');
+    assertEq(to, 'payments', 'the edge ends at the span\'s service');
+    assert(from && from !== 'payments', `the edge starts at the parent's service: ${edgeHref}`);
+    assert(edge.searchParams.get('start') && edge.searchParams.get('end'), `the edge link has the span's window: ${edgeHref}`);
+    await page.click(`${detail} [data-testid=span-logs]`);
+    await page.waitForURL((u) => u.pathname === '/logs' && u.searchParams.get('query') === `trace_id:${traceIds.slow} span_id:1000000000000008`);
+    await waitCount(page, line, 3);
+    await page.goBack();
+    await page.waitForURL(`${base}/traces/${traceIds.slow}?span=1000000000000008`);
+    await waitText(page, '[data-testid=trace-title]', 'frontend: GET /checkout');
+  });
+
+  await step('links: a trace leads to the RED metrics of its services around its time', async () => {
+    const href = await page.getAttribute('[data-testid=trace-metrics]', 'href');
+    const u = new URL(href, base);
+    assertEq(u.pathname, '/metrics-explorer', 'the metrics link');
+    const q = u.searchParams.get('query');
+    assert(q.includes('signalbox_gateway_requests_total') && q.includes('payments') && q.includes('frontend'), `the query covers the trace's services: ${q}`);
+    const start = Number(u.searchParams.get('start'));
+    const end = Number(u.searchParams.get('end'));
+    assert(start < traceNow - 9000 && end > traceNow - 9000 && end - start <= 11 * 60e3 + 20e3, `the window surrounds the trace: ${start}..${end}`);
   });
 
   await step('logs: "Logs of this trace" in the trace view searches its trace id', async () => {

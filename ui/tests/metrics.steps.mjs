@@ -45,9 +45,18 @@ export async function metricsSteps({ page, base, secret }, { step, assert, asser
   });
 
   await step('metrics: the editor completes functions, metric names, label names and values; Enter runs', async () => {
+    // The range the Logs page showed last comes along through the navigation.
+    const shared = await page.evaluate(() => JSON.parse(sessionStorage.getItem('signalbox.range') || 'null'));
+    assert(shared && (shared.since || shared.start), `the Logs page left a shared range: ${JSON.stringify(shared)}`);
     await page.click('[data-testid=nav-metrics]');
-    await page.waitForURL((u) => u.pathname === '/metrics-explorer');
+    await page.waitForURL((u) => u.pathname === '/metrics-explorer' && (shared.start ? u.searchParams.get('start') === shared.start : !!u.searchParams.get('since')));
     assertEq(await page.getAttribute('[data-testid=nav-metrics]', 'aria-current'), 'page', 'nav-metrics active');
+    if (shared.start) {
+      await page.click('[data-testid=metrics-range-clear]');
+    } else if (shared.since !== '1h') {
+      await page.selectOption('[data-testid=metrics-range]', '1h');
+    }
+    await page.waitForURL((u) => u.pathname === '/metrics-explorer' && u.searchParams.get('since') === '1h');
     await waitVisible(page, '[data-testid=metrics-status] .empty');
     const q = '[data-testid=metrics-query]';
     await page.click(q);

@@ -226,24 +226,39 @@ async fn events(
     State(s): State<AppState>,
     Query(p): Query<ListParams>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    use futures_util::StreamExt;
+    let stream =
+        event_stream(s, p.application, p.profile).map(|(kind, data)| Ok(Event::default().event(kind).data(data)));
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// The config events as `(kind, JSON)`: `hello` `{index}` first, then `change`
+/// `{index, changes}` (each with its new value) and `reset` `{index}` when the changes since
+/// the last index are no longer kept. Pulled by its reader: nothing queues. Also the
+/// `config` topic of `/api/live` (unfiltered).
+pub(crate) fn event_stream(
+    s: AppState,
+    application: Option<String>,
+    profile: Option<String>,
+) -> impl Stream<Item = (&'static str, String)> + Send {
     let rx = s.control.index.subscribe();
     let start = s.control.index.current();
-    let hello = Event::default().event("hello").data(json!({ "index": start }).to_string());
-    let stream = futures_util::stream::unfold(
-        (s, rx, start, p, Some(hello)),
+    let hello = ("hello", json!({ "index": start }).to_string());
+    futures_util::stream::unfold(
+        (s, rx, start, (application, profile), Some(hello)),
         |(s, mut rx, mut last, p, pending)| async move {
             if let Some(ev) = pending {
-                return Some((Ok(ev), (s, rx, last, p, None)));
+                return Some((ev, (s, rx, last, p, None)));
             }
             loop {
                 if rx.changed().await.is_err() {
                     return None;
                 }
                 let now = s.control.index.current();
-                let changes = s.control.config.changes_since(last, p.application.as_deref(), p.profile.as_deref());
+                let changes = s.control.config.changes_since(last, p.0.as_deref(), p.1.as_deref());
                 last = now;
                 let ev = match changes {
-                    None => Some(Event::default().event("reset").data(json!({ "index": now }).to_string())),
+                    None => Some(("reset", json!({ "index": now }).to_string())),
                     Some(c) if c.is_empty() => None,
                     Some(c) => {
                         let detailed: Vec<Value> = c
@@ -253,18 +268,13 @@ async fn events(
                             json!({ "index": ch.index, "application": ch.application, "profile": ch.profile, "key": ch.key, "version": ch.version, "deleted": ch.deleted, "value": value })
                         })
                         .collect();
-                        Some(
-                            Event::default()
-                                .event("change")
-                                .data(json!({ "index": now, "changes": detailed }).to_string()),
-                        )
+                        Some(("change", json!({ "index": now, "changes": detailed }).to_string()))
                     }
                 };
                 if let Some(ev) = ev {
-                    return Some((Ok(ev), (s, rx, last, p, None)));
+                    return Some((ev, (s, rx, last, p, None)));
                 }
             }
         },
-    );
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    )
 }

@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/api/gateway/*`.
 //! - [`registry`]: `/api/registry/*`: registration, health, blocking reads, SSE.
+//! - [`live`]: `/api/live`, the console's one multiplexed live stream (registry, alerts, config).
 //! - [`config`]: `/api/config/*` (versioned config, watches).
 //! - [`spring`]: Spring Cloud Config Server's `/config/...` (environments and file forms).
 //! - [`consul`]: the Consul subset under `/v1` (mounted at `/consul/v1` here).
@@ -31,6 +32,7 @@ pub mod consul;
 pub mod error;
 pub mod ingest;
 pub mod json;
+pub mod live;
 pub mod logs;
 pub mod metrics;
 pub mod registry;
@@ -90,7 +92,8 @@ pub fn router(state: AppState) -> Router {
         .merge(zipkin::reads())
         .merge(logs::native_query::routes())
         .merge(logs::loki_query::routes())
-        .merge(metrics::reads());
+        .merge(metrics::reads())
+        .merge(live::routes());
     let writes = registry::writes().merge(config::writes());
     Router::new()
         .merge(admin::probes())

@@ -237,71 +237,71 @@ async fn instance(State(s): State<AppState>, Path(id): Path<String>) -> Result<J
 /// index step with the instances that changed (and the ids that left). The gateway's view
 /// (ejections, circuits) is refreshed with every event and at least every 2 seconds.
 async fn events(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let rx = s.control.index.subscribe();
-    let start = s.control.index.current();
-    let first = snapshot_event(&s, start);
-    let stream =
-        futures_util::stream::unfold((s, rx, start, Some(first)), |(s, mut rx, mut last, pending)| async move {
-            if let Some(ev) = pending {
-                return Some((Ok(ev), (s, rx, last, None)));
-            }
-            loop {
-                // Changes, or a periodic refresh of gateway state (ejections change without an
-                // index step).
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), rx.changed()).await;
-                let now = s.control.index.current();
-                let gw = gateway_states(&s);
-                let ev =
-                    match s.control.registry.changes_since(last) {
-                        None => Some(snapshot_event(&s, now)),
-                        Some(changes) => {
-                            let mut ids: Vec<&str> = changes.iter().map(|c| c.instance.as_str()).collect();
-                            ids.sort();
-                            ids.dedup();
-                            let mut updated = Vec::new();
-                            let mut removed = Vec::new();
-                            for id in ids {
-                                match s.control.registry.instance(id) {
-                                    Some(i) => updated.push(instance_json(&i, &gw)),
-                                    None => removed.push(id.to_owned()),
-                                }
-                            }
-                            if !updated.is_empty() || !removed.is_empty() {
-                                Some(Event::default().event("change").data(
-                                    json!({ "index": now, "instances": updated, "removed": removed }).to_string(),
-                                ))
-                            } else if !gw.is_empty() {
-                                // Nothing in the registry moved: refresh the gateway's columns of the
-                                // instances it routes to.
-                                let known: Vec<Value> = s
-                                    .control
-                                    .registry
-                                    .all()
-                                    .iter()
-                                    .map(|i| instance_json(i, &gw))
-                                    .filter(|v| !v["gateway"].is_null())
-                                    .collect();
-                                Some(
-                                    Event::default()
-                                        .event("gateway")
-                                        .data(json!({ "index": now, "instances": known }).to_string()),
-                                )
-                            } else {
-                                None
-                            }
-                        }
-                    };
-                last = now;
-                if let Some(ev) = ev {
-                    return Some((Ok(ev), (s, rx, last, None)));
-                }
-            }
-        });
+    use futures_util::StreamExt;
+    let stream = event_stream(s).map(|(kind, data)| Ok(Event::default().event(kind).data(data)));
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-fn snapshot_event(s: &AppState, index: u64) -> Event {
+/// The registry's events as `(kind, JSON)`: `snapshot` first, then `change` and `gateway`
+/// (see [`events`]). Pulled by its reader, so nothing queues: a slow reader skips to the
+/// changes since the index it last saw. Also the `registry` topic of `/api/live`.
+pub(crate) fn event_stream(s: AppState) -> impl Stream<Item = (&'static str, String)> + Send {
+    let rx = s.control.index.subscribe();
+    let start = s.control.index.current();
+    let first = snapshot_event(&s, start);
+    futures_util::stream::unfold((s, rx, start, Some(first)), |(s, mut rx, mut last, pending)| async move {
+        if let Some(ev) = pending {
+            return Some((ev, (s, rx, last, None)));
+        }
+        loop {
+            // Changes, or a periodic refresh of gateway state (ejections change without an
+            // index step).
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), rx.changed()).await;
+            let now = s.control.index.current();
+            let gw = gateway_states(&s);
+            let ev = match s.control.registry.changes_since(last) {
+                None => Some(snapshot_event(&s, now)),
+                Some(changes) => {
+                    let mut ids: Vec<&str> = changes.iter().map(|c| c.instance.as_str()).collect();
+                    ids.sort();
+                    ids.dedup();
+                    let mut updated = Vec::new();
+                    let mut removed = Vec::new();
+                    for id in ids {
+                        match s.control.registry.instance(id) {
+                            Some(i) => updated.push(instance_json(&i, &gw)),
+                            None => removed.push(id.to_owned()),
+                        }
+                    }
+                    if !updated.is_empty() || !removed.is_empty() {
+                        Some(("change", json!({ "index": now, "instances": updated, "removed": removed }).to_string()))
+                    } else if !gw.is_empty() {
+                        // Nothing in the registry moved: refresh the gateway's columns of the
+                        // instances it routes to.
+                        let known: Vec<Value> = s
+                            .control
+                            .registry
+                            .all()
+                            .iter()
+                            .map(|i| instance_json(i, &gw))
+                            .filter(|v| !v["gateway"].is_null())
+                            .collect();
+                        Some(("gateway", json!({ "index": now, "instances": known }).to_string()))
+                    } else {
+                        None
+                    }
+                }
+            };
+            last = now;
+            if let Some(ev) = ev {
+                return Some((ev, (s, rx, last, None)));
+            }
+        }
+    })
+}
+
+fn snapshot_event(s: &AppState, index: u64) -> (&'static str, String) {
     let gw = gateway_states(s);
     let all: Vec<Value> = s.control.registry.all().iter().map(|i| instance_json(i, &gw)).collect();
-    Event::default().event("snapshot").data(json!({ "index": index, "instances": all }).to_string())
+    ("snapshot", json!({ "index": index, "instances": all }).to_string())
 }

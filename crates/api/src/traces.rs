@@ -15,6 +15,9 @@
 //! - `GET /api/traces/services`, `/api/traces/services/{service}/operations`.
 //! - `GET /api/traces/dependencies?start=&end=|lookback=`: the service graph with calls,
 //!   errors and latency percentiles.
+//!
+//! Unix nanosecond times are JSON strings in every native answer (they do not fit a
+//! JavaScript number); the Jaeger and Zipkin APIs keep their protocols' shapes.
 
 use crate::AppState;
 
@@ -99,8 +102,8 @@ pub fn span_json(s: &Span) -> Value {
         "service": s.service,
         "name": s.name,
         "kind": kind_str(s.kind),
-        "start_unix_nanos": s.start_unix_nanos,
-        "end_unix_nanos": s.end_unix_nanos,
+        "start_unix_nanos": s.start_unix_nanos.to_string(),
+        "end_unix_nanos": s.end_unix_nanos.to_string(),
         "duration_nanos": s.duration_nanos(),
         "status": match s.status { StatusCode::Unset => "unset", StatusCode::Ok => "ok", StatusCode::Error => "error" },
         "status_message": s.status_message,
@@ -110,7 +113,7 @@ pub fn span_json(s: &Span) -> Value {
         "scope": scope,
         "links": links,
         "events": s.events.iter().map(|e| json!({
-            "unix_nanos": e.unix_nanos,
+            "unix_nanos": e.unix_nanos.to_string(),
             "name": e.name,
             "attributes": e.attributes.iter().map(|kv| (kv.key.to_string(), value_json(&kv.value))).collect::<Map<String, Value>>(),
         })).collect::<Vec<_>>(),
@@ -274,7 +277,27 @@ async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json
     let found = tokio::task::spawn_blocking(move || tt.search(&q2))
         .await
         .map_err(|_| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "search failed"))?;
-    Ok(Json(json!({ "traces": found, "start_unix_nanos": start, "end_unix_nanos": end, "limit": query.limit })))
+    let found: Vec<Value> = found.iter().map(summary_json).collect();
+    Ok(Json(
+        json!({ "traces": found, "start_unix_nanos": start.to_string(), "end_unix_nanos": end.to_string(), "limit": query.limit }),
+    ))
+}
+
+/// A search result. Unix nanoseconds go out as strings (beyond 2^53, a JavaScript number
+/// would round them); durations stay numbers (2^53 ns is 104 days).
+fn summary_json(t: &signalbox_events::spans::query::TraceSummary) -> Value {
+    json!({
+        "trace_id": t.trace_id,
+        "root_service": t.root_service,
+        "root_operation": t.root_operation,
+        "start_unix_nanos": t.start_unix_nanos.to_string(),
+        "duration_nanos": t.duration_nanos,
+        "span_count": t.span_count,
+        "services": t.services,
+        "service_spans": t.service_spans,
+        "error": t.error,
+        "error_spans": t.error_spans,
+    })
 }
 
 async fn services(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -294,7 +317,9 @@ struct DepParams {
 
 async fn dependencies(State(s): State<AppState>, Query(p): Query<DepParams>) -> Result<Json<Value>, ApiError> {
     let (start, end) = window(p.start.as_deref(), p.end.as_deref(), p.lookback.as_deref())?;
-    Ok(Json(json!({ "start_unix_nanos": start, "end_unix_nanos": end, "edges": traces(&s)?.dependencies(start, end) })))
+    Ok(Json(
+        json!({ "start_unix_nanos": start.to_string(), "end_unix_nanos": end.to_string(), "edges": traces(&s)?.dependencies(start, end) }),
+    ))
 }
 
 // ---- Jaeger ----

@@ -200,6 +200,11 @@ fn encode(v: &str) -> String {
         .collect()
 }
 
+/// Unix nanoseconds as the native APIs send them: a string (or, from older nodes, a number).
+fn nanos(v: &Value) -> Option<u64> {
+    v.as_str().and_then(|t| t.parse().ok()).or_else(|| v.as_u64())
+}
+
 pub fn traces(node: NodeOpts, action: TracesAction) -> ExitCode {
     crate::block_on(async move {
         let c = client(&node);
@@ -208,7 +213,7 @@ pub fn traces(node: NodeOpts, action: TracesAction) -> ExitCode {
                 let v = c.request(http::Method::GET, &format!("/api/traces/{id}"), None).await?;
                 let spans = v["spans"].as_array().cloned().unwrap_or_default();
                 let ids: std::collections::HashSet<&str> = spans.iter().filter_map(|s| s["span_id"].as_str()).collect();
-                let start = spans.iter().filter_map(|s| s["start_unix_nanos"].as_u64()).min().unwrap_or(0);
+                let start = spans.iter().filter_map(|s| nanos(&s["start_unix_nanos"])).min().unwrap_or(0);
                 let mut children: std::collections::HashMap<&str, Vec<&Value>> = std::collections::HashMap::new();
                 let mut roots = Vec::new();
                 for s in &spans {
@@ -218,7 +223,7 @@ pub fn traces(node: NodeOpts, action: TracesAction) -> ExitCode {
                     }
                 }
                 fn print(s: &Value, depth: usize, start: u64, children: &std::collections::HashMap<&str, Vec<&Value>>) {
-                    let offset = s["start_unix_nanos"].as_u64().unwrap_or(0).saturating_sub(start);
+                    let offset = nanos(&s["start_unix_nanos"]).unwrap_or(0).saturating_sub(start);
                     let err = if s["status"] == "error" { "  ERROR" } else { "" };
                     println!(
                         "{}{} {}  {} (+{}){err}",
@@ -229,7 +234,7 @@ pub fn traces(node: NodeOpts, action: TracesAction) -> ExitCode {
                         ms(offset)
                     );
                     let mut kids = children.get(s["span_id"].as_str().unwrap_or("")).cloned().unwrap_or_default();
-                    kids.sort_by_key(|k| k["start_unix_nanos"].as_u64());
+                    kids.sort_by_key(|k| nanos(&k["start_unix_nanos"]));
                     for k in kids {
                         print(k, depth + 1, start, children);
                     }
@@ -259,7 +264,7 @@ pub fn traces(node: NodeOpts, action: TracesAction) -> ExitCode {
                 }
                 let v = c.request(http::Method::GET, &q, None).await?;
                 for t in v["traces"].as_array().into_iter().flatten() {
-                    let when = signalbox_core::time::rfc3339_millis(t["start_unix_nanos"].as_u64().unwrap_or(0));
+                    let when = signalbox_core::time::rfc3339_millis(nanos(&t["start_unix_nanos"]).unwrap_or(0));
                     let err = if t["error"] == true { " ERROR" } else { "" };
                     println!(
                         "{}  {when}  {:>10}  {:>4} spans  {} {}{err}",

@@ -135,8 +135,10 @@ export function lineChart({ onSelect, testid = 'line-chart' } = {}) {
     // Grid and axes.
     ctx.font = '11px system-ui, sans-serif';
     ctx.lineWidth = 1;
-    ctx.strokeStyle = '#eceef1';
-    ctx.fillStyle = '#6b7280';
+    // The theme's colours (style.css variables), read at each paint.
+    const css = getComputedStyle(el);
+    ctx.strokeStyle = css.getPropertyValue('--chart-grid').trim() || '#eceef1';
+    ctx.fillStyle = css.getPropertyValue('--muted').trim() || '#6b7280';
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
     for (let v = yMin; v <= yMax + yStep * 1e-9; v += yStep) {

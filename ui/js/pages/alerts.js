@@ -4,11 +4,11 @@
 // Traces of its service (label `service`, else `job`) around the time it became active.
 // The page refreshes itself every REFRESH_MS.
 
-import { h, setChildren, empty, notice, ago, plural } from '../dom.js';
+import { h, setChildren, empty, notice, ago, plural, fullTime } from '../dom.js';
 import { api } from '../api.js';
 import { prom, promErrorText, seriesName } from '../promql.js';
-import { logsUrl } from './logs.js';
-import { metricsUrl } from './metrics.js';
+import { metricsUrl, alertUrls } from '../links.js';
+import { liveAlerts } from '../live.js';
 import { fullTimeMs } from '../trace-model.js';
 
 const REFRESH_MS = 30_000;
@@ -23,21 +23,10 @@ function timeMs(t) {
   return Number.isFinite(ms) && ms > 0 ? ms : 0;
 }
 
-/** The service an alert is about: label `service`, else `job`. */
-export function alertService(labels) {
-  return (labels && (labels.service || labels.job)) || '';
-}
-
-/** The Logs and Traces page URLs of an alert's service from BEFORE_MS before `activeAt` to now. */
+/** Where an alert leads (links.js alertUrls): its service page, logs, traces and metrics
+ * from BEFORE_MS before it became active to now. */
 export function alertLinks(labels, activeAt, now = Date.now()) {
-  const svc = alertService(labels);
-  if (!svc) return null;
-  const from = (timeMs(activeAt) || now - 3600e3) - BEFORE_MS;
-  const start = String(Math.round(from));
-  const end = String(Math.round(now));
-  const query = /^[\w.\-/@]+$/.test(svc) ? `service:${svc}` : `service:"${svc.replace(/"/g, '')}"`;
-  const tp = new URLSearchParams({ service: svc, start, end, limit: '20' });
-  return { service: svc, logs: logsUrl({ query, start, end }), traces: `/traces?${tp}` };
+  return alertUrls(labels, timeMs(activeAt), { now, beforeMs: BEFORE_MS });
 }
 
 function stateBadge(state, testid) {
@@ -102,7 +91,7 @@ export default {
       paintActive(active, alerts.status === 'fulfilled');
       paintRules(groups, rules.status === 'fulfilled');
       paintHistory(history);
-      updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+      updated.textContent = `Updated ${fullTime(Date.now())}`;
       timer = setTimeout(load, REFRESH_MS);
     }
 
@@ -119,7 +108,7 @@ export default {
     function paintActive(active, loaded) {
       activeCount.textContent = loaded ? plural(active.length, 'alert') : '';
       if (!loaded) {
-        activeBody.replaceChildren();
+        setChildren(activeBody, empty('Alerts unavailable', 'The node did not list its alerts (see the error above). Refresh tries again.'));
         return;
       }
       if (!active.length) {
@@ -155,6 +144,10 @@ export default {
           { class: 'alert-links' },
           links
             ? [
+                h('a', { href: links.service_page, 'data-testid': 'alert-service-link', title: `The ${links.service} service page from 5 minutes before the alert became active` }, links.service),
+                ' · ',
+                h('a', { href: links.metrics, 'data-testid': 'alert-metrics-link', title: `Request rate, errors and p99 of ${links.service} over the alert's window` }, 'Metrics'),
+                ' · ',
                 h('a', { href: links.logs, 'data-testid': 'alert-logs-link', title: `Logs of ${links.service} since 5 minutes before it became active` }, 'Logs'),
                 ' · ',
                 h('a', { href: links.traces, 'data-testid': 'alert-traces-link', title: `Traces of ${links.service} over the same window` }, 'Traces'),
@@ -168,11 +161,11 @@ export default {
       const nRules = groups.reduce((n, g) => n + (g.rules || []).length, 0);
       rulesCount.textContent = loaded ? `${plural(nRules, 'rule')} in ${plural(groups.length, 'group')}` : '';
       if (!loaded) {
-        rulesBody.replaceChildren();
+        setChildren(rulesBody, empty('Rules unavailable', 'The node did not list its rules (see the error above). Refresh tries again.'));
         return;
       }
       if (!nRules) {
-        setChildren(rulesBody, h('div', { 'data-testid': 'alerts-no-rules' }, empty('No rules loaded', 'This node evaluates no alerting or recording rules yet. Rules added to its configuration show up here with their state and health.')));
+        setChildren(rulesBody, h('div', { 'data-testid': 'alerts-no-rules' }, empty('No rules loaded', 'This node evaluates no alerting or recording rules yet. List rule files under [metrics.rules] files in the node\'s configuration (signalbox check-rules checks them first); they show up here with their state and health.')));
         return;
       }
       setChildren(
@@ -250,10 +243,14 @@ export default {
     }
 
     load();
+    // The live stream's `alerts` topic says when an alert changes state: reload then (the
+    // periodic refresh stays for rule health and values, which change without a transition).
+    const offLive = liveAlerts.subscribe(() => load());
     return {
       unmount() {
         seq++;
         clearTimeout(timer);
+        offLive();
       },
     };
   },

@@ -5,6 +5,7 @@
 import { h, setChildren, empty, notice, timeEl, plural } from '../dom.js';
 import { api, seg, configPath } from '../api.js';
 import { navigate } from '../router.js';
+import { stream } from '../stream.js';
 
 const keyHref = (app, profile, key) => `/config/${seg(app)}/${seg(profile)}/${seg(key)}`;
 const sameSel = (a, b) => !!a && !!b && a.app === b.app && a.profile === b.profile && a.key === b.key;
@@ -289,19 +290,16 @@ export default {
 
     // Live: changes from anyone refresh the tree and the open key's history.
     let refreshTimer = null;
-    const es = new EventSource('/api/config/events');
-    es.addEventListener('change', (ev) => {
-      let d;
-      try {
-        d = JSON.parse(ev.data);
-      } catch {
-        return;
+    // The `config` topic of the tab's one live stream (stream.js).
+    const offConfig = stream.subscribe('config', (kind, d) => {
+      if (kind === 'reset') {
+        refreshList();
+      } else if (kind === 'change' && d) {
+        clearTimeout(refreshTimer);
+        refreshTimer = setTimeout(refreshList, 150);
+        if (view) for (const c of d.changes || []) view.external(c);
       }
-      clearTimeout(refreshTimer);
-      refreshTimer = setTimeout(refreshList, 150);
-      if (view) for (const c of d.changes || []) view.external(c);
     });
-    es.addEventListener('reset', () => refreshList());
 
     show(params);
     refreshList();
@@ -311,7 +309,7 @@ export default {
         show(p);
       },
       unmount() {
-        es.close();
+        offConfig();
         clearTimeout(refreshTimer);
         if (view) view.close();
       },

@@ -7,9 +7,10 @@
 // Lines render in chunks as the list scrolls into view, so 10,000 results stay responsive.
 
 import { h, setChildren, empty, notice } from '../dom.js';
-import { api, seg } from '../api.js';
+import { api } from '../api.js';
 import { navigate } from '../router.js';
-import { fullTimeMs, sortedEntries } from '../trace-model.js';
+import { logsUrl, traceUrl, traceLogsUrl } from '../links.js';
+import { fullTimeMs, clockTimeMs, sortedEntries } from '../trace-model.js';
 import { histogram } from '../components/histogram.js';
 import { timeRange, DEFAULT_SINCE } from '../components/time-range.js';
 
@@ -35,21 +36,6 @@ function readView(search) {
     limit: p.get('limit') || DEFAULT_LIMIT,
     line: p.get('line') || '',
   };
-}
-
-/** The page URL of a view (`line` included when given). */
-export function logsUrl(v) {
-  const p = new URLSearchParams();
-  p.set('query', v.query || '');
-  if (v.start) {
-    p.set('start', v.start);
-    if (v.end) p.set('end', v.end);
-  } else {
-    p.set('since', v.since || DEFAULT_SINCE);
-  }
-  if (v.limit && v.limit !== DEFAULT_LIMIT) p.set('limit', v.limit);
-  if (v.line) p.set('line', v.line);
-  return `/logs?${p}`;
 }
 
 /** What a search depends on (the expanded line is not part of it). */
@@ -82,11 +68,7 @@ function sevClass(r) {
   return 'fatal';
 }
 
-function clock(ms) {
-  const d = new Date(ms);
-  const p = (v, n = 2) => String(v).padStart(n, '0');
-  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
-}
+const clock = clockTimeMs;
 
 // Highlights are byte ranges into the UTF-8 body; for ASCII bodies bytes are characters.
 // Other bodies are shown without marks rather than with misplaced ones.
@@ -431,8 +413,8 @@ export default {
               ? kv(
                   'Trace',
                   [
-                    h('a', { href: `/traces/${seg(r.trace_id)}`, class: 'mono', 'data-testid': 'log-trace-link', title: 'Open this trace in the Traces page' }, r.trace_id),
-                    h('div', { class: 'log-trace-actions' }, h('a', { href: `/traces/${seg(r.trace_id)}` }, 'Open trace'), ' · ', h('a', { href: logsUrl({ query: `trace_id:${r.trace_id}`, since: v.since, start: v.start, end: v.end, limit: v.limit }), 'data-testid': 'log-trace-logs' }, 'All logs of this trace')),
+                    h('a', { href: traceUrl(r.trace_id, r.span_id), class: 'mono', 'data-testid': 'log-trace-link', title: 'Open this trace in the Traces page' }, r.trace_id),
+                    h('div', { class: 'log-trace-actions' }, h('a', { href: traceUrl(r.trace_id, r.span_id) }, 'Open trace'), ' · ', h('a', { href: traceLogsUrl(r.trace_id, '', { since: v.since, start: v.start, end: v.end, limit: v.limit }), 'data-testid': 'log-trace-logs' }, 'All logs of this trace')),
                   ],
                   'log-field-trace',
                 )
@@ -509,6 +491,9 @@ export default {
     }
 
     // Live tail -----------------------------------------------------------------------------
+    // The tail is its own EventSource, not a topic of the tab's shared stream (stream.js):
+    // it carries the person's query, which the server filters by, and it is open only
+    // while this page shows "Live" — unmount (leaving the Logs page) closes it.
     function setLive(on) {
       if (tail) {
         tail.close();

@@ -7,14 +7,16 @@
 
 import { h, setChildren, empty, notice, plural } from '../dom.js';
 import { navigate } from '../router.js';
+import { metricsUrl, alertsUrl, targetsUrl, windowUrls, serviceOfQuery } from '../links.js';
 import { prom, promEnvelope, promErrorText, completionContext, suggest, seriesName } from '../promql.js';
-import { timeRange, readRange, writeRange, rangeBounds } from '../components/time-range.js';
+import { timeRange, readRange, rangeBounds } from '../components/time-range.js';
 import { lineChart, seriesColor, formatValue } from '../components/line-chart.js';
 import { fullTimeMs } from '../trace-model.js';
 
 const STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 const TARGET_POINTS = 600; // per series when the URL names no step
 const MAX_POINTS = 11_000; // Prometheus refuses more per series
+const MAX_HIDE_IN_URL = 20; // legend toggles kept in the URL (series names can be long)
 const MAX_SERIES_DRAWN = 2000;
 
 /** The view as the URL holds it. */
@@ -26,18 +28,9 @@ function readView(search) {
     step: /^\d+(\.\d+)?$/.test(p.get('step') || '') ? p.get('step') : '',
     view: p.get('view') === 'table' ? 'table' : 'graph',
     stacked: p.get('stacked') === '1',
+    // Series toggled off in the legend, by name ('*': all of them).
+    hide: p.getAll('hide'),
   };
-}
-
-/** The page URL of a view. */
-export function metricsUrl(v) {
-  const p = new URLSearchParams();
-  p.set('query', v.query || '');
-  writeRange(p, v);
-  if (v.step) p.set('step', v.step);
-  if (v.view === 'table') p.set('view', 'table');
-  if (v.stacked) p.set('stacked', '1');
-  return `/metrics-explorer?${p}`;
 }
 
 /** Seconds between points: the URL's, or one giving about TARGET_POINTS over the range. */
@@ -124,7 +117,13 @@ export default {
       h('button', { type: 'button', class: 'btn btn-sm', 'data-testid': 'metrics-hide-all', onclick: () => setAll(true) }, 'Hide all'),
       h('span', { class: 'panel-hint' }, 'Click an entry to hide or show its series'),
     );
-    const graphView = h('div', { class: 'metrics-graph', 'data-testid': 'metrics-graph' }, chart.el, legendActions, legend);
+    // The chart's window elsewhere: the logs and traces of the same time (of the query's
+    // service when it names one). Dragging across the chart narrows the window first.
+    const windowText = h('span', { 'data-testid': 'metrics-window-text' });
+    const windowLogs = h('a', { 'data-testid': 'metrics-window-logs' }, 'Logs of this window');
+    const windowTraces = h('a', { 'data-testid': 'metrics-window-traces' }, 'Traces of this window');
+    const windowBar = h('div', { class: 'chart-window-bar', 'data-testid': 'metrics-window' }, windowText, h('span', { class: 'links' }, windowLogs, windowTraces));
+    const graphView = h('div', { class: 'metrics-graph', 'data-testid': 'metrics-graph' }, chart.el, windowBar, legendActions, legend);
     const tableView = h('div', { class: 'metrics-table-wrap table-scroll', 'data-testid': 'metrics-table', hidden: true });
     const panel = h(
       'section',
@@ -137,7 +136,7 @@ export default {
 
     setChildren(
       main,
-      h('div', { class: 'page-head' }, h('h1', null, 'Metrics'), h('div', { class: 'spacer' }), h('a', { href: '/alerts', class: 'btn btn-sm' }, 'Alerts')),
+      h('div', { class: 'page-head' }, h('h1', null, 'Metrics'), h('div', { class: 'spacer' }), h('a', { href: alertsUrl(), class: 'btn btn-sm' }, 'Alerts')),
       h('section', { class: 'panel logs-bar-panel' }, form, h('div', { class: 'logs-bar-foot' }, picker.chip, h('span', { class: 'field-hint' }, 'PromQL. Tab or Enter takes a suggestion; Enter runs the query, Shift+Enter starts a new line.'))),
       errorBox,
       panel,
@@ -161,6 +160,19 @@ export default {
       tableView.hidden = v.view !== 'table';
       stackedLabel.hidden = v.view !== 'graph';
       zoomHint.hidden = v.view !== 'graph';
+      paintWindow();
+    }
+
+    function paintWindow() {
+      const range = v.start ? { start: v.start, end: v.end } : { since: v.since };
+      const service = serviceOfQuery(v.query);
+      const urls = windowUrls(range, { service });
+      windowLogs.href = urls.logs;
+      windowTraces.href = urls.traces;
+      windowBar.dataset.selected = v.start ? '1' : '';
+      const { startMs, endMs } = rangeBounds(v);
+      const what = v.start ? 'Selected window' : `Last ${v.since}`;
+      windowText.textContent = `${what}: ${fullTimeMs(startMs)} – ${v.start && !v.end ? 'now' : v.start ? fullTimeMs(endMs) : 'now'}${service ? ` · service ${service}` : ''}`;
     }
 
     function autosize() {
@@ -217,14 +229,14 @@ export default {
       const fresh = matrixModel(result, startMs, stepMs, endMs);
       // Keep legend toggles when the same series come back (a refresh, a new range).
       const sameSeries = model && model.series.length === fresh.series.length && model.series.every((s, i) => s.name === fresh.series[i].name);
-      if (!sameSeries) hidden.clear();
       model = fresh;
+      applyHide();
       count.textContent = `${plural(result.length, 'series', 'series')} · step ${stepS}s`;
       count.dataset.series = String(result.length);
       if (!result.length) {
         chart.clear();
         legend.replaceChildren();
-        setChildren(status, empty('No data', `The query matched no series between ${fullTimeMs(startMs)} and ${fullTimeMs(endMs)}.`));
+        setChildren(status, empty('No data', `The query matched no series between ${fullTimeMs(startMs)} and ${fullTimeMs(endMs)}. Widen the range, check the metric and label names (the editor completes them), or see on `, h('a', { href: targetsUrl() }, 'Targets'), ' whether the series is scraped.'));
         return;
       }
       if (model.truncated) status.append(h('div', { class: 'notice notice-warning' }, `Only the first ${MAX_SERIES_DRAWN} of ${result.length} series are drawn.`));
@@ -251,7 +263,7 @@ export default {
       count.dataset.series = String(rows.length);
       if (!rows.length) {
         tableView.replaceChildren();
-        setChildren(status, empty('No data', `The query matched no series at ${fullTimeMs(endMs)}.`));
+        setChildren(status, empty('No data', `The query matched no series at ${fullTimeMs(endMs)}. Check the metric and label names, or see on `, h('a', { href: targetsUrl() }, 'Targets'), ' whether the series is scraped.'));
         return;
       }
       setChildren(
@@ -321,6 +333,7 @@ export default {
       item.classList.toggle('off', hidden.has(i));
       item.setAttribute('aria-pressed', String(!hidden.has(i)));
       chart.paint(null, { hidden });
+      writeHide();
     });
 
     function setAll(hide) {
@@ -329,6 +342,23 @@ export default {
       if (hide) model.series.forEach((_, i) => hidden.add(i));
       paintLegend();
       chart.paint(null, { hidden });
+      writeHide();
+    }
+
+    /** The legend's toggles from the URL's `hide` names. */
+    function applyHide() {
+      hidden.clear();
+      if (!model || !v.hide.length) return;
+      const all = v.hide.includes('*');
+      const names = new Set(v.hide);
+      model.series.forEach((s, i) => (all || names.has(s.name)) && hidden.add(i));
+    }
+
+    /** The toggles into the URL (no new query): names, or '*' for all; not kept beyond
+     * MAX_HIDE_IN_URL names, where the URL would grow past what a chat message holds. */
+    function writeHide() {
+      const names = hidden.size > 1 && hidden.size === model.series.length ? ['*'] : Array.from(hidden, (i) => model.series[i].name);
+      navigate(metricsUrl({ ...v, hide: names.length <= MAX_HIDE_IN_URL ? names : [] }), { replace: true });
     }
 
     // Completion -----------------------------------------------------------------------------
@@ -452,8 +482,12 @@ export default {
       fillForm();
       const key = JSON.stringify([v.query, v.since, v.start, v.end, v.step, v.view]);
       if (key === lastKey) {
-        // Only the stacking changed: repaint, no new query.
-        if (model && v.view === 'graph') chart.paint(null, { stacked: v.stacked });
+        // Only the stacking or the legend's toggles changed: repaint, no new query.
+        if (model && v.view === 'graph') {
+          applyHide();
+          paintLegend();
+          chart.paint(null, { stacked: v.stacked, hidden });
+        }
         return;
       }
       lastKey = key;

@@ -5,7 +5,7 @@
 
 import { h, setChildren, empty, notice, ago, plural } from '../dom.js';
 import { prom, promErrorText } from '../promql.js';
-import { metricsUrl } from './metrics.js';
+import { metricsUrl } from '../links.js';
 
 const REFRESH_MS = 10_000;
 
@@ -45,6 +45,8 @@ export default {
       } catch (e) {
         if (mine !== seq) return;
         setChildren(errorBox, notice('error', `The targets could not be loaded: ${promErrorText(e)}`));
+        // Not an endless "Loading…": say what happened and what to do.
+        if (!body.querySelector('table')) setChildren(body, h('div', { 'data-testid': 'targets-failed' }, empty('Targets unavailable', 'The node did not answer with its scrape targets. It retries by itself; Refresh tries now.')));
         timer = setTimeout(load, REFRESH_MS);
         return;
       }

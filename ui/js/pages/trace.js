@@ -11,7 +11,7 @@ import { api, seg } from '../api.js';
 import { navigate } from '../router.js';
 import { buildTree, criticalPath, selfTime, sortedEntries, fmtDur, fmtOffset, fullTimeMs, ticks, serviceColor, primeColors } from '../trace-model.js';
 import { lastSearch } from './traces.js';
-import { logsUrl } from './logs.js';
+import { traceUrl, traceLogsUrl, mapUrl, metricsUrl, servicesMetricsQuery, around } from '../links.js';
 
 const INDENT_PX = 14;
 const MAX_INDENT = 40; // levels; deeper spans stop moving right
@@ -34,7 +34,7 @@ export default {
     setChildren(main, head, body);
 
     function load() {
-      api('GET', `/api/traces/${seg(id)}`, undefined, { exact: ['start_unix_nanos', 'end_unix_nanos', 'unix_nanos'] })
+      api('GET', `/api/traces/${seg(id)}`)
         .then((r) => {
           if (!alive) return;
           const spans = r.spans || [];
@@ -99,10 +99,19 @@ export default {
         h(
           'div',
           { class: 'trace-svcs' },
-          tree.services.map((s) => h('span', { class: 'svc-badge', 'data-service': s.name, 'data-testid': 'trace-service' }, h('span', { class: 'svc-dot', style: { background: serviceColor(s.name) } }), s.name, h('span', { class: 'svc-count' }, String(s.count)))),
+          tree.services.map((s) => h('a', { class: 'svc-badge', 'data-service': s.name, 'data-testid': 'trace-service', title: `Metrics of ${s.name} around this trace`, href: metricsUrl({ query: servicesMetricsQuery([s.name]), start: String(Math.floor(startMs - 5 * 60e3)), end: String(Math.ceil(startMs + tree.duration / 1e6 + 5 * 60e3)) }) }, h('span', { class: 'svc-dot', style: { background: serviceColor(s.name) } }), s.name, h('span', { class: 'svc-count' }, String(s.count)))),
         ),
       );
-      head.append(h('div', { class: 'spacer' }), h('a', { class: 'btn btn-sm', href: traceLogsUrl(id, tree), 'data-testid': 'trace-logs', title: 'The log lines that carry this trace id' }, 'Logs of this trace'), h('a', { class: 'btn btn-sm', href: `/api/traces/${seg(id)}`, target: '_blank', rel: 'noopener', title: 'The spans as the API returns them' }, 'JSON'));
+      // The trace elsewhere: its logs (a minute either side), and the RED metrics of its
+      // services from five minutes before to five minutes after.
+      const endMs = startMs + tree.duration / 1e6;
+      const logsWindow = Number.isFinite(startMs) ? around(startMs, 60e3, 60e3 + tree.duration / 1e6) : { since: '24h' };
+      const metricsWindow = Number.isFinite(startMs) ? { start: String(Math.floor(startMs - 5 * 60e3)), end: String(Math.ceil(endMs + 5 * 60e3)) } : { since: '1h' };
+      const names = tree.services.map((s) => s.name);
+      head.append(
+        h('div', { class: 'spacer' }),
+        h('a', { class: 'btn btn-sm', href: metricsUrl({ query: servicesMetricsQuery(names), ...metricsWindow }), 'data-testid': 'trace-metrics', title: 'Request rate, errors and p99 of the services of this trace, around its time' }, 'Metrics of its services'),
+        h('a', { class: 'btn btn-sm', href: traceLogsUrl(id, '', logsWindow), 'data-testid': 'trace-logs', title: 'The log lines that carry this trace id' }, 'Logs of this trace'), h('a', { class: 'btn btn-sm', href: `/api/traces/${seg(id)}`, target: '_blank', rel: 'noopener', title: 'The spans as the API returns them' }, 'JSON'));
       const wf = waterfall(tree, id);
       setChildren(body, summary, wf.el);
       return wf;
@@ -337,7 +346,7 @@ function waterfall(tree, traceId) {
     const sid = nodes[i].span.span_id;
     const want = selected === i ? null : sid;
     // The URL follows the selection (a deep link), without a history entry per click.
-    navigate(want ? `/traces/${seg(traceId)}?span=${seg(want)}` : `/traces/${seg(traceId)}`, { replace: true });
+    navigate(traceUrl(traceId, want), { replace: true });
   }
 
   function detailEl(node) {
@@ -351,13 +360,23 @@ function waterfall(tree, traceId) {
     const onCp = segs ? segs.reduce((a, [x, y]) => a + y - x, 0) : 0;
     const kv = (label, ...value) => [h('dt', null, label), h('dd', null, ...value)];
     const parent = node.parent
-      ? h('a', { href: `/traces/${seg(traceId)}?span=${seg(node.parent.span.span_id)}`, class: 'mono', 'data-testid': 'span-parent', onclick: (ev) => { ev.preventDefault(); navigate(`/traces/${seg(traceId)}?span=${seg(node.parent.span.span_id)}`, { replace: true }); } }, node.parent.span.span_id)
+      ? h('a', { href: traceUrl(traceId, node.parent.span.span_id), class: 'mono', 'data-testid': 'span-parent', onclick: (ev) => { ev.preventDefault(); navigate(traceUrl(traceId, node.parent.span.span_id), { replace: true }); } }, node.parent.span.span_id)
       : s.parent_span_id
         ? h('span', null, h('span', { class: 'mono' }, s.parent_span_id), h('span', { class: 'muted' }, ' (not in this trace)'))
         : h('span', { class: 'muted' }, 'none (root span)');
     const statusBadge = h('span', { class: `badge span-status span-status-${s.status}`, 'data-testid': 'span-status' }, s.status);
     const close = h('button', { type: 'button', class: 'btn btn-sm', 'data-testid': 'span-detail-close', onclick: () => openDetail(node.index) }, 'Close');
-    const link = h('a', { href: `/traces/${seg(traceId)}?span=${seg(s.span_id)}`, class: 'btn btn-sm', title: 'A link to this span', 'data-testid': 'span-link' }, 'Link');
+    const link = h('a', { href: traceUrl(traceId, s.span_id), class: 'btn btn-sm', title: 'A link to this span', 'data-testid': 'span-link' }, 'Link');
+    // This span elsewhere: its log lines, and the service-map edge it crossed (the parent's
+    // service calling this one), over the span's time give or take a few minutes.
+    const spanMs = Number(s.start_unix_nanos) / 1e6;
+    const window = Number.isFinite(spanMs) ? around(spanMs, 5 * 60e3, 5 * 60e3 + dur / 1e6) : { since: '24h' };
+    const spanLogs = h('a', { href: traceLogsUrl(traceId, s.span_id, window), class: 'btn btn-sm', title: 'The log lines that carry this trace id and span id', 'data-testid': 'span-logs' }, 'Logs');
+    const from = node.parent ? node.parent.span.service : '';
+    const spanEdge =
+      from && from !== s.service
+        ? h('a', { href: mapUrl({ edge: { from, to: s.service }, ...window }), class: 'btn btn-sm', title: `The ${from} → ${s.service} edge on the service map`, 'data-testid': 'span-map-edge' }, `${from} → ${s.service} on the map`)
+        : null;
     return h(
       'div',
       { class: 'wf-detail', 'data-testid': 'span-detail', 'data-span-id': s.span_id, role: 'region', 'aria-label': `Span ${s.name}` },
@@ -368,6 +387,8 @@ function waterfall(tree, traceId) {
         h('strong', { 'data-testid': 'span-detail-title' }, s.service, ': ', s.name || '(no name)'),
         statusBadge,
         h('span', { class: 'spacer' }),
+        spanLogs,
+        spanEdge,
         link,
         close,
       ),
@@ -409,7 +430,7 @@ function waterfall(tree, traceId) {
           'tbody',
           null,
           links.map((l) => {
-            const to = `/traces/${seg(l.trace_id)}?span=${seg(l.span_id)}`;
+            const to = traceUrl(l.trace_id, l.span_id);
             const same = l.trace_id === (s.trace_id || traceId);
             const attrs = Object.entries(l.attributes || {});
             return h(
@@ -679,11 +700,4 @@ function valueEl(v) {
     }
   }
   return h('span', { class: 'attr-str' }, s);
-}
-
-/** The Logs page searching `trace_id:<id>` from a minute before the trace to a minute after. */
-function traceLogsUrl(id, tree) {
-  const start = Math.floor(tree.startMs - 60e3);
-  const end = Math.ceil(tree.startMs + tree.duration / 1e6 + 60e3);
-  return Number.isFinite(start) && Number.isFinite(end) ? logsUrl({ query: `trace_id:${id}`, start: String(start), end: String(end) }) : logsUrl({ query: `trace_id:${id}`, since: '24h' });
 }

@@ -1,11 +1,13 @@
 // Traces (/traces): the search form, a scatter plot of duration over time and the result
 // list. The form lives in the URL (/traces?service=&operation=&tag=k=v&minDuration=
-// &maxDuration=&lookback=|start=&end=&limit=&errors=1), so a search is a deep link and runs
+// &maxDuration=&lookback=|start=&end=&limit=&errors=1&sort=longest), so a search is a deep link and runs
 // when the page opens with parameters. One trace opens at /traces/{id} (trace.js).
 
 import { h, setChildren, empty, notice, ago, plural } from '../dom.js';
 import { api, seg } from '../api.js';
 import { navigate } from '../router.js';
+import { parseClockInput, clockInputValue, lastRange } from '../prefs.js';
+import { traceUrl } from '../links.js';
 import { fmtDur, parseDuration, parseTags, formatTags, serviceColor, primeColors, fullTimeMs, ticks, niceStep, timeTicks, clockLabel } from '../trace-model.js';
 
 const LOOKBACKS = [
@@ -23,6 +25,7 @@ const LOOKBACKS = [
 ];
 const DEFAULT_LOOKBACK = '1h';
 const DEFAULT_LIMIT = '20';
+const SORTS = ['recent', 'longest', 'shortest', 'spans'];
 const SEARCH_KEYS = ['service', 'operation', 'tag', 'minDuration', 'maxDuration', 'lookback', 'start', 'end', 'limit', 'errors'];
 
 /** The last search (page URL), for the trace view's way back. */
@@ -34,20 +37,25 @@ let cache = null; // { key, result }
 /** The search as the URL holds it. `tags` are raw `k=v` strings (the API checks them). */
 function readQuery(search) {
   const p = new URLSearchParams(search);
-  const start = p.get('start') || '';
-  const end = p.get('end') || '';
+  const given = SEARCH_KEYS.some((k) => p.has(k));
+  // An empty form starts on the range the other pages showed last (prefs.js), without
+  // running a search: the URL only says "search" once the person submits.
+  const shared = given ? null : lastRange();
+  const start = p.get('start') || (shared && shared.start) || '';
+  const end = p.get('end') || (shared && shared.start ? shared.end : '') || '';
   return {
     service: p.get('service') || '',
     operation: p.get('operation') || '',
     tags: p.getAll('tag').filter((t) => t !== ''),
     minDuration: p.get('minDuration') || '',
     maxDuration: p.get('maxDuration') || '',
-    lookback: start || end ? 'custom' : p.get('lookback') || DEFAULT_LOOKBACK,
+    lookback: start || end ? 'custom' : p.get('lookback') || (shared && shared.since) || DEFAULT_LOOKBACK,
     start,
     end,
     limit: p.get('limit') || DEFAULT_LIMIT,
     errors: ['1', 'true'].includes(p.get('errors')),
-    given: SEARCH_KEYS.some((k) => p.has(k)),
+    sort: SORTS.includes(p.get('sort')) ? p.get('sort') : 'recent',
+    given,
   };
 }
 
@@ -70,6 +78,8 @@ function encodeQuery(q, api) {
     if (api) p.set('status', 'error');
     else p.set('errors', '1');
   }
+  // The list's order is the page's state, not the search's.
+  if (!api && q.sort && q.sort !== 'recent') p.set('sort', q.sort);
   return p;
 }
 
@@ -82,12 +92,7 @@ function apiQuery(q) {
 }
 
 /** Unix ms <-> the value of a datetime-local input (local time). */
-function toLocalInput(ms) {
-  if (!ms || !Number.isFinite(Number(ms))) return '';
-  const d = new Date(Number(ms));
-  const p = (v) => String(v).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
-}
+const toLocalInput = clockInputValue;
 
 // The API's field names -> the form's.
 const API_FIELDS = { service: 'service', operation: 'operation', tag: 'tags', min_duration: 'minDuration', max_duration: 'maxDuration', lookback: 'lookback', start: 'start', end: 'end', limit: 'limit', status: 'errors' };
@@ -155,7 +160,7 @@ export default {
         onsubmit: (ev) => {
           ev.preventDefault();
           const id = idInput.value.trim();
-          if (id) navigate(`/traces/${seg(id)}`);
+          if (id) navigate(traceUrl(id));
         },
       },
       idInput,
@@ -174,7 +179,14 @@ export default {
         'data-testid': 'traces-sort',
         onchange: () => {
           sortBy = sortSel.value;
+          q.sort = sortBy;
           paintList();
+          // In the URL (a pasted link keeps the order) without a new search or history entry.
+          if (q.given) {
+            lastSearch = `/traces?${pageQuery(q)}`;
+            if (cache) cache.key = pageQuery(q);
+            history.replaceState(null, '', lastSearch);
+          }
         },
       },
       h('option', { value: 'recent' }, 'Most recent'),
@@ -280,6 +292,7 @@ export default {
         end: '',
         limit: inputs.limit.value.trim() || DEFAULT_LIMIT,
         errors: inputs.errors.checked,
+        sort: sortBy,
       };
       let ok = true;
       const parsed = parseTags(inputs.tags.value);
@@ -300,8 +313,8 @@ export default {
         ok = false;
       }
       if (next.lookback === 'custom') {
-        const s = inputs.start.value ? new Date(inputs.start.value).getTime() : NaN;
-        const e = inputs.end.value ? new Date(inputs.end.value).getTime() : NaN;
+        const s = parseClockInput(inputs.start.value);
+        const e = parseClockInput(inputs.end.value);
         if (!Number.isFinite(s)) {
           showFieldError('start', 'Choose when the range starts');
           ok = false;
@@ -426,7 +439,7 @@ export default {
         'a',
         {
           class: `ts-item${failed ? ' is-error' : ''}`,
-          href: `/traces/${seg(t.trace_id)}`,
+          href: traceUrl(t.trace_id),
           'data-testid': 'trace-result',
           'data-trace-id': t.trace_id,
           'data-error': String(failed),
@@ -522,7 +535,7 @@ export default {
         const errorSpans = errorCount(t);
         const r = Math.min(11, 3.5 + Math.log2(Math.max(1, t.span_count)) * 1.1);
         const label = `${t.root_service || 'unknown'}: ${t.root_operation || '(no name)'} · ${fmtDur(t.duration_nanos)} · ${plural(t.span_count, 'span')}${failed ? ` · ${errorSpans ? plural(errorSpans, 'error') : 'error'}` : ''} · ${fullTimeMs(t.start_unix_nanos / 1e6)}`;
-        const open = () => navigate(`/traces/${seg(t.trace_id)}`);
+        const open = () => navigate(traceUrl(t.trace_id));
         parts.push(
           svg(
             'circle',
@@ -568,6 +581,8 @@ export default {
     // Start ------------------------------------------------------------------------------
     function apply(queryString) {
       q = readQuery(queryString);
+      sortBy = q.sort;
+      sortSel.value = q.sort;
       fillForm();
       if (!q.given) {
         showIdle();

@@ -153,6 +153,13 @@ async fn otlp_http_protobuf_json_and_gzip_read_back_through_every_api() {
     assert_eq!(charge["scope"], json!({"name": "lib", "version": "1.2"}));
     assert_eq!(charge["attributes"].get("otel.scope.name"), None, "the scope is not an attribute");
     assert_eq!(charge["events"][0]["name"], "retry");
+    // Unix nanoseconds are strings (beyond 2^53 a JavaScript number rounds them).
+    for key in ["start_unix_nanos", "end_unix_nanos"] {
+        let v = charge[key].as_str().unwrap_or_else(|| panic!("{key} is a string: {charge}"));
+        assert!(v.parse::<u64>().unwrap() > 1_000_000_000_000_000_000, "{key} = {v}");
+    }
+    assert!(charge["events"][0]["unix_nanos"].as_str().is_some_and(|t| t.parse::<u64>().is_ok()), "{charge}");
+    assert!(charge["duration_nanos"].is_u64(), "durations stay numbers: {charge}");
     let checkout = spans.iter().find(|s| s["name"] == "GET /checkout").unwrap();
     assert_eq!(checkout["resource"]["host.name"], "h1");
     assert_eq!(checkout["attributes"].get("host.name"), None, "resource attributes stay apart");
@@ -248,6 +255,8 @@ async fn search_combines_tags_and_durations_and_applies_the_limit_last() {
         (Some("api"), Some("GET /orders"), Some(1))
     );
     assert!(t0["duration_nanos"].as_u64().unwrap() >= 300_000_000);
+    assert!(t0["start_unix_nanos"].as_str().is_some_and(|t| t.parse::<u64>().is_ok()), "{t0}");
+    assert!(r["start_unix_nanos"].is_string() && r["end_unix_nanos"].is_string(), "{r}");
     // Errors only; max duration; operation that does not exist; a time range that excludes all.
     assert_eq!(
         n.get("/api/traces?status=error&lookback=1h&limit=100").await.json()["traces"].as_array().unwrap().len(),

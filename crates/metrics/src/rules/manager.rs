@@ -62,6 +62,9 @@ pub struct RuleManager {
     /// Set by [`RuleManager::start`]: the runtime groups run on (again after a reload).
     runtime: Mutex<Option<tokio::runtime::Handle>>,
     pub notifier: Arc<Notifier>,
+    /// A generation bumped whenever the set or state of alerts changes (a transition, a
+    /// reload): what the console's live stream waits on.
+    alerts_changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl RuleManager {
@@ -86,6 +89,7 @@ impl RuleManager {
             saving: Mutex::new(()),
             runtime: Mutex::new(None),
             notifier,
+            alerts_changed: tokio::sync::watch::Sender::new(0),
             cfg,
         };
         let groups = defs
@@ -197,6 +201,7 @@ impl RuleManager {
         }
         *lock(&self.groups) = groups;
         self.spawn_all();
+        self.alerts_changed.send_modify(|g| *g += 1);
         if !stale.is_empty()
             && let Err(e) = self.db.append(&stale)
         {
@@ -268,6 +273,7 @@ impl RuleManager {
                     h.pop_front();
                 }
             }
+            self.alerts_changed.send_modify(|g| *g += 1);
             self.save_state();
         }
     }
@@ -368,6 +374,12 @@ impl RuleManager {
             }
         }
         json!({ "alerts": alerts })
+    }
+
+    /// Wakes (`changed()`) whenever an alert changes state or the rules are reloaded; the
+    /// value is a generation number with no meaning beyond "something changed".
+    pub fn watch_alerts(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.alerts_changed.subscribe()
     }
 
     /// The state changes kept (oldest first), for the console.

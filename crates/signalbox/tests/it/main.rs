@@ -3,6 +3,7 @@
 mod cli;
 mod control;
 mod demo;
+mod live;
 mod logs;
 mod metrics;
 mod security;

@@ -421,3 +421,24 @@ fn the_default_rules_fire_on_the_nodes_own_metrics() {
     assert_eq!(find("DiskNearlyFull")["annotations"]["summary"], "n1: 5% of the data disk is free");
     assert_eq!(find("TraceIngestRefused")["annotations"]["summary"], "The trace pipeline refuses spans (200m/s)");
 }
+
+#[test]
+fn watch_alerts_wakes_on_transitions_only() {
+    let s = setup();
+    let m = s.manager();
+    let mut rx = m.watch_alerts();
+    let at = |k: i64| T0 + k * 10 * S;
+    for k in 0..3 {
+        s.put("api", at(k), 10.0);
+    }
+    m.eval_group_at("g", at(0)).unwrap();
+    assert!(rx.has_changed().unwrap(), "inactive -> pending wakes the watcher");
+    let first = *rx.borrow_and_update();
+    // Still pending, same alert: no transition, no wake-up.
+    m.eval_group_at("g", at(1)).unwrap();
+    assert!(!rx.has_changed().unwrap(), "an evaluation without a transition is quiet");
+    // A rule reload wakes it too (the set of alerts may have changed).
+    m.reload().unwrap();
+    assert!(rx.has_changed().unwrap());
+    assert!(*rx.borrow_and_update() > first);
+}

@@ -8,6 +8,7 @@ import { live } from './js/live.js';
 import { icon } from './js/icons.js';
 import overview from './js/pages/overview.js';
 import services from './js/pages/services.js';
+import serviceMap from './js/pages/service-map.js';
 import config from './js/pages/config.js';
 import traces from './js/pages/traces.js';
 import trace from './js/pages/trace.js';
@@ -20,6 +21,7 @@ import { notFound } from './js/pages/placeholder.js';
 /** Navigation entries. `later`: a page that arrives with a later release. */
 const NAV = [
   { id: 'overview', label: 'Overview', path: '/' },
+  { id: 'map', label: 'Service map', path: '/map' },
   { id: 'services', label: 'Services', path: '/services' },
   { id: 'config', label: 'Configuration', path: '/config' },
   { heading: 'Observability' },
@@ -40,10 +42,11 @@ function match(url) {
     return { nav: null, page: notFound, params: { path: url.pathname } };
   }
   const [first, ...rest] = parts;
-  if (!first || (first === 'overview' && !rest.length)) return { nav: 'overview', page: overview, params: {} };
+  if (!first || (first === 'overview' && !rest.length)) return { nav: 'overview', page: overview, params: { search: url.search } };
+  if (first === 'map' && !rest.length) return { nav: 'map', page: serviceMap, params: { search: url.search } };
   if (first === 'services') {
     if (rest.length === 0) return { nav: 'services', page: services, params: { name: null } };
-    if (rest.length === 1) return { nav: 'services', page: services, params: { name: rest[0] } };
+    if (rest.length === 1) return { nav: 'services', page: services, params: { name: rest[0], search: url.search } };
   }
   if (first === 'config') {
     if (rest.length === 0) return { nav: 'config', page: config, params: { create: url.searchParams.has('new') } };

@@ -29,7 +29,7 @@ const SAMPLE_TRACES: usize = 300;
 /// Traces listed per kind in an edge's detail.
 const EDGE_TRACES: usize = 20;
 /// The gateway server span's attribute naming the upstream service.
-const UPSTREAM_ATTR: &str = "signalbox.upstream.service";
+pub const UPSTREAM_ATTR: &str = "signalbox.upstream.service";
 
 /// One call from a service to another, found in a trace.
 #[derive(Clone, Debug, PartialEq)]

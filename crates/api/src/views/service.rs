@@ -207,15 +207,26 @@ pub async fn summary(
             let n = name.clone();
             Some(
                 blocking(move || {
+                    // Its own spans, and the gateway's calls to it (a service that sends no
+                    // spans is still seen through the gateway).
                     let search = |errors: bool, limit: usize| {
-                        t.search(&Search {
-                            service: Some(n.clone()),
+                        let base = Search {
                             errors_only: errors,
                             start_nanos: w.start_nanos(),
                             end_nanos: w.end_nanos(),
                             limit,
                             ..Search::default()
-                        })
+                        };
+                        let mut found = t.search(&Search { service: Some(n.clone()), ..base.clone() });
+                        let upstream = (super::map::UPSTREAM_ATTR.to_string(), n.clone());
+                        for s in t.search(&Search { tags: vec![upstream], ..base }) {
+                            if !found.iter().any(|f| f.trace_id == s.trace_id) {
+                                found.push(s);
+                            }
+                        }
+                        found.sort_by_key(|s| std::cmp::Reverse(s.start_unix_nanos));
+                        found.truncate(limit);
+                        found
                     };
                     let mut slow = search(false, 500);
                     slow.sort_by_key(|s| std::cmp::Reverse(s.duration_nanos));

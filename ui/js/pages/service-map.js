@@ -152,7 +152,7 @@ export default {
     // Drag to pan, wheel to zoom.
     let drag = null;
     stage.addEventListener('pointerdown', (ev) => {
-      if (ev.target.closest('.map-node, .map-edge-hit')) return;
+      if (ev.target.closest('.map-node, .map-edge, .map-edge-label')) return;
       drag = { x: ev.clientX - pan.x, y: ev.clientY - pan.y };
       stage.setPointerCapture(ev.pointerId);
     });

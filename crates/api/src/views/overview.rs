@@ -133,10 +133,17 @@ impl Row {
     }
 }
 
-/// Rows sorted with what needs attention first, then by traffic, then by name.
+/// Rows sorted with what needs attention first (failing, then degraded, then by how much
+/// is wrong), then by traffic, then by name.
 pub fn sort_rows(rows: &mut [Row]) {
+    let rank = |r: &Row| match r.status() {
+        "fail" => 3,
+        "warn" => 2,
+        "ok" => 1,
+        _ => 0,
+    };
     rows.sort_by(|a, b| {
-        let (sa, sb) = (a.attention().0, b.attention().0);
+        let (sa, sb) = ((rank(a), a.attention().0), (rank(b), b.attention().0));
         let (ra, rb) = (a.red.as_ref().map(|r| r.rate).unwrap_or(0.0), b.red.as_ref().map(|r| r.rate).unwrap_or(0.0));
         sb.cmp(&sa).then(rb.total_cmp(&ra)).then(a.name.cmp(&b.name))
     });

@@ -67,17 +67,38 @@ async fn the_overview_and_the_service_map_show_gateway_traffic_and_trace_edges()
     for (svc, up) in [("orders", &orders), ("payments", &payments)] {
         let body = serde_json::json!({ "service": svc, "address": "127.0.0.1", "port": up.addr.port(),
             "checks": [{ "ttl": "60s", "initial_status": "passing" }] });
-        let r = http.send(http::Method::POST, &api("/api/registry/instances"), &[("content-type", "application/json")], body.to_string()).await;
+        let r = http
+            .send(
+                http::Method::POST,
+                &api("/api/registry/instances"),
+                &[("content-type", "application/json")],
+                body.to_string(),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.text());
     }
     // Two versions of the payments application's config.
     for v in ["3s", "5s"] {
         let body = serde_json::json!({ "value": v, "comment": format!("timeout {v}") });
         let r = http
-            .send(http::Method::PUT, &api("/api/config/payments/default/timeout"), &[("content-type", "application/json")], body.to_string())
+            .send(
+                http::Method::PUT,
+                &api("/api/config/payments/default/timeout"),
+                &[("content-type", "application/json")],
+                body.to_string(),
+            )
             .await;
         assert!(r.status == 200 || r.status == 201, "{}", r.text());
     }
+
+    // The gateway's series are stored (at zero) before any traffic, as they are on a node
+    // that has been up a while: a rate needs a sample from before the requests.
+    eventually(Duration::from_secs(20), "the gateway's request counters in the TSDB", || {
+        let u = api("/prometheus/api/v1/query?query=signalbox_gateway_requests_total%7Bservice%3D%22payments%22%7D");
+        let http = http.clone();
+        async move { http.get(&u).await.json()["data"]["result"].as_array().is_some_and(|r| !r.is_empty()).then_some(()) }
+    })
+    .await;
 
     // web calls orders through the gateway: web's client span first, then the request that
     // continues it.
@@ -91,7 +112,14 @@ async fn the_overview_and_the_service_map_show_gateway_traffic_and_trace_edges()
     post_zipkin(&http, &node, Value::Array(web_spans)).await;
     for i in 0..20u64 {
         let tp = format!("00-{}{}-{}-01", hex16(i), hex16(i), hex16(i));
-        let r = http.send(http::Method::GET, &format!("http://{}/orders/{i}", node.gateway), &[("traceparent", &tp)], bytes::Bytes::new()).await;
+        let r = http
+            .send(
+                http::Method::GET,
+                &format!("http://{}/orders/{i}", node.gateway),
+                &[("traceparent", &tp)],
+                bytes::Bytes::new(),
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
     // Callers from outside reach payments; half of the calls fail.
@@ -126,7 +154,10 @@ async fn the_overview_and_the_service_map_show_gateway_traffic_and_trace_edges()
             let edges = &m["edges"];
             let ok = find(edges, "id", "web>orders").is_some_and(|e| e["rate_rps"].as_f64() > Some(0.0))
                 && find(edges, "id", "signalbox-gateway>payments").is_some_and(|e| in_range(&e["error_ratio"], 0.3, 0.7))
-                && find(edges, "id", "orders>db").is_some();
+                && find(edges, "id", "orders>db").is_some()
+                // The gateway's metrics are stored every second: wait until they are joined.
+                && find(edges, "id", "web>orders").is_some_and(|e| e["source"] == "traces+gateway")
+                && find(&m["nodes"], "id", "payments").is_some_and(|n| n["status"] == "fail");
             ok.then_some(m)
         }
     })
@@ -144,7 +175,10 @@ async fn the_overview_and_the_service_map_show_gateway_traffic_and_trace_edges()
     assert!(in_range(&pay["p99_ms"], 0.0, 5000.0), "{pay}");
     assert!(in_range(&pay["rate_rps"], 10.0 / 300.0, 40.0 / 300.0), "{pay}");
     let db = find(edges, "id", "orders>db").unwrap();
-    assert_eq!((db["via"].as_str(), db["calls"].as_f64(), db["error_ratio"].as_f64()), (Some("direct"), Some(4.0), Some(0.25)));
+    assert_eq!(
+        (db["via"].as_str(), db["calls"].as_f64(), db["error_ratio"].as_f64()),
+        (Some("direct"), Some(4.0), Some(0.25))
+    );
     assert!(find(edges, "id", "web>signalbox-gateway").is_none(), "the gateway hop is seen through: {edges}");
     let nodes = &map["nodes"];
     assert_eq!(find(nodes, "id", "signalbox-gateway").unwrap()["kind"], "gateway");

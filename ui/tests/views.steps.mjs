@@ -91,7 +91,7 @@ export async function viewsSteps({ page, base, secret, gwPort }, { step, assert,
     assert(firstOk === -1 || order.slice(firstOk).every(([, s]) => s !== 'fail'), `failing rows first: ${JSON.stringify(order)}`);
     const at = order.findIndex(([n]) => n === 'checkout');
     assert(at > 0 && (firstOk === -1 || at < firstOk), `checkout among the failing rows: ${JSON.stringify(order)}`);
-    await shot(page, '20-overview.png', { tall: true });
+    await shot(page, '30-overview.png', { tall: true });
     // Filter and sort live in the URL.
     await page.fill('[data-testid=overview-filter]', 'check');
     await page.waitForURL((u) => u.searchParams.get('q') === 'check');
@@ -126,7 +126,7 @@ export async function viewsSteps({ page, base, secret, gwPort }, { step, assert,
     await page.waitForURL((u) => u.searchParams.get('live') === '0');
     await page.waitForFunction((s) => document.querySelector('[data-testid=map-updated]').textContent.trim() !== s, stamp, { timeout: WAIT_MS });
     assertEq(await where(), before, 'node positions after a refresh');
-    await shot(page, '21-service-map.png', { tall: true });
+    await shot(page, '31-service-map.png', { tall: true });
   });
 
   await step('map: clicking an edge shows its metrics, failing traces and logs, and the URL keeps it', async () => {
@@ -139,7 +139,7 @@ export async function viewsSteps({ page, base, secret, gwPort }, { step, assert,
     const logsHref = await page.getAttribute('[data-testid=map-edge-logs]', 'href');
     const logsUrl = new URL(logsHref, base);
     assert(logsUrl.pathname === '/logs' && logsUrl.searchParams.get('query') === 'service:checkout level:error', `logs link ${logsHref}`);
-    await shot(page, '22-service-map-edge.png', { tall: true });
+    await shot(page, '32-service-map-edge.png', { tall: true });
     // A deep link opens the same selection.
     const url = page.url();
     await page.goto(url);
@@ -178,7 +178,7 @@ export async function viewsSteps({ page, base, secret, gwPort }, { step, assert,
     await page.waitForFunction(() => Number(document.querySelector('[data-testid=service-chart-rate]')?.dataset.series || 0) >= 1, null, { timeout: WAIT_MS });
     await page.waitForFunction(() => Number(document.querySelector('[data-testid=service-chart-errors]')?.dataset.series || 0) >= 1, null, { timeout: WAIT_MS });
     await waitVisible(page, '[data-testid=service-logs] .empty, [data-testid=service-logs-list]');
-    await shot(page, '23-service-page.png', { tall: true });
+    await shot(page, '33-service-page.png', { tall: true });
     // The alert's service shows it firing.
     await page.goto(`${base}/services/payments?since=15m`);
     await waitVisible(page, '[data-testid=service-alert-row][data-state=firing]');

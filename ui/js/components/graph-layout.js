@@ -12,8 +12,8 @@
 // forces it further right, and starts the ordering from its previous place, so a refresh
 // that adds one service moves little. Nodes with no edges line up in a last column.
 
-export const COL_W = 230;
-export const ROW_H = 84;
+export const COL_W = 320;
+export const ROW_H = 90;
 export const NODE_W = 168;
 export const NODE_H = 48;
 const PAD = 24;

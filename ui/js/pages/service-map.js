@@ -55,6 +55,11 @@ function edgeLabel(e) {
   return parts.join(' · ');
 }
 
+/** The drawing's height: the graph's, within bounds (the rest pans and zooms). */
+function stageHeight(l) {
+  return Math.max(360, Math.min(760, l.height + 50));
+}
+
 function strokeWidth(rate, maxRate) {
   if (!rate || !maxRate) return 1.25;
   return 1.25 + 3.75 * (Math.log1p(rate) / Math.log1p(maxRate));
@@ -143,9 +148,9 @@ export default {
         data.edges,
       );
       const W = stage.clientWidth || 900;
-      const H = Math.max(360, Math.min(720, l.height + 40));
-      zoom = Math.min(1.25, Math.max(0.25, Math.min(W / (l.width + 20), H / (l.height + 60))));
-      pan = { x: Math.max(0, (W - l.width * zoom) / 2), y: 10 };
+      const H = stageHeight(l);
+      zoom = Math.min(1, Math.max(0.25, Math.min(W / (l.width + 20), H / (l.height + 50))));
+      pan = { x: Math.max(0, (W - l.width * zoom) / 2), y: Math.max(0, (H - (l.height + 30) * zoom) / 2) };
       applyTransform();
     }
 
@@ -217,7 +222,7 @@ export default {
       const defs = svg(
         'defs',
         null,
-        ['ok', 'warn', 'fail', 'idle', 'sel'].map((k) => svg('marker', { id: `arrow-${k}`, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, svg('path', { d: 'M0,0 L10,5 L0,10 z', class: `arrow arrow-${k}` }))),
+        ['ok', 'warn', 'fail', 'idle', 'sel'].map((k) => svg('marker', { id: `arrow-${k}`, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: 'userSpaceOnUse', orient: 'auto-start-reverse' }, svg('path', { d: 'M0,0 L10,5 L0,10 z', class: `arrow arrow-${k}` }))),
       );
       const edgeEls = [];
       const labelEls = [];
@@ -259,11 +264,23 @@ export default {
           ),
         );
       }
+      const outRate = new Map();
+      for (const e of data.edges) outRate.set(e.from, (outRate.get(e.from) || 0) + (e.rate_rps || 0));
       const nodeEls = data.nodes.map((n) => {
         const p = l.nodes.get(n.id);
         const firing = (n.alerts || []).filter((a) => a.state === 'firing').length;
         const sel = st.node === n.id || (st.edge && (st.edge.from === n.id || st.edge.to === n.id));
-        const sub = n.kind === 'gateway' ? 'gateway' : n.rate_rps ? `${fmtRate(n.rate_rps)} · ${fmtPct(n.error_ratio)}` : n.instances.total ? `${n.instances.passing}/${n.instances.total} instances` : 'no traffic';
+        const out = outRate.get(n.id) || 0;
+        const sub =
+          n.kind === 'gateway'
+            ? `gateway${out ? ` · ${fmtRate(out)} out` : ''}`
+            : n.rate_rps
+              ? `${fmtRate(n.rate_rps)} · ${fmtPct(n.error_ratio)} errors`
+              : out
+                ? `calls ${fmtRate(out)}`
+                : n.instances.total
+                  ? `${n.instances.passing}/${n.instances.total} instances passing`
+                  : 'no traffic';
         const name = n.id.length > 22 ? `${n.id.slice(0, 21)}…` : n.id;
         return svg(
           'g',
@@ -285,7 +302,7 @@ export default {
         );
       });
       world = svg('g', { class: 'map-world' }, svg('g', { class: 'map-edges' }, edgeEls), svg('g', { class: 'map-nodes' }, nodeEls), svg('g', { class: 'map-labels' }, labelEls));
-      const H = Math.max(360, Math.min(720, l.height + 60));
+      const H = stageHeight(l);
       svgEl = svg('svg', { class: 'map-svg', width: '100%', height: H, 'data-testid': 'map-svg', 'data-nodes': data.nodes.length, 'data-edges': data.edges.length }, defs, world);
       setChildren(stage, svgEl);
       if (firstDraw) fit();
@@ -297,12 +314,22 @@ export default {
       return h('div', { class: 'kv-row' }, h('span', { class: 'kv-key' }, label), h('span', { class: `kv-val${level ? ` level-${level}` : ''}`, 'data-testid': testid }, value));
     }
 
+    // The side panel is rebuilt only when what it shows changes (a refresh with the same
+    // figures keeps its links and focus in place).
+    let sideKey = '';
     function paintSide() {
       if (!data || (!st.edge && !st.node)) {
         side.hidden = true;
+        sideKey = '';
         return;
       }
       side.hidden = false;
+      const shown = st.node
+        ? data.nodes.find((x) => x.id === st.node)
+        : [data.edges.find((x) => x.from === st.edge.from && x.to === st.edge.to), edgeDetail && edgeDetail.key === `${st.edge.from}>${st.edge.to}|${rangeQuery(st.range)}` ? edgeDetail : null];
+      const key = JSON.stringify([st.node, st.edge, rangeQuery(st.range), shown]);
+      if (key === sideKey) return;
+      sideKey = key;
       const range = rangeArg(st.range);
       const close = h('button', { type: 'button', class: 'btn btn-sm', 'aria-label': 'Close', 'data-testid': 'map-side-close', onclick: () => go({ ...st, edge: null, node: '' }) }, '×');
       if (st.node) {

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// Gateway traces read to share its traffic among callers.
 const SAMPLE_TRACES: usize = 300;
 /// Traces listed per kind in an edge's detail.
-const EDGE_TRACES: usize = 20;
+const EDGE_TRACES: usize = 10;
 /// The gateway server span's attribute naming the upstream service.
 pub const UPSTREAM_ATTR: &str = "signalbox.upstream.service";
 
@@ -285,6 +285,18 @@ pub fn edges(
     out.into_values().collect()
 }
 
+/// RED of a service from the edges into it (`None` without any).
+pub fn inbound(edges: &[MapEdge], service: &str) -> Option<Red> {
+    let into: Vec<&MapEdge> = edges.iter().filter(|e| e.to == service && e.rate > 0.0).collect();
+    if into.is_empty() {
+        return None;
+    }
+    let rate: f64 = into.iter().map(|e| e.rate).sum();
+    let errors: f64 = into.iter().map(|e| e.rate * e.error_ratio.unwrap_or(0.0)).sum();
+    let p99_ms = into.iter().filter_map(|e| e.p99_ms).reduce(f64::max);
+    Some(Red { rate, errors, p99_ms })
+}
+
 /// The newest traces of `service` in the window (errors only when `errors`), with spans.
 fn traces_of(t: &Traces, service: &str, w: Window, errors: bool, limit: usize) -> Vec<Vec<Span>> {
     let q = Search {
@@ -349,6 +361,13 @@ pub async fn service_map(
         problems.push("traces are not enabled on this node: edges come from the gateway's metrics alone".into());
     }
     let edges = edges(&dependencies, gw.as_deref(), &sample, reds.as_ref(), w.seconds());
+    // A service the gateway does not front: its traffic is what its callers' traces show.
+    let mut rows = rows;
+    for row in rows.iter_mut().filter(|r| r.red.as_ref().is_none_or(|r| r.rate <= 0.0)) {
+        if let Some(red) = inbound(&edges, &row.name) {
+            row.red = Some(red);
+        }
+    }
     let mut ids: BTreeSet<String> = rows.iter().map(|r| r.name.clone()).collect();
     for e in &edges {
         ids.insert(e.from.clone());

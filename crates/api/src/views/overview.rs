@@ -225,7 +225,7 @@ pub async fn collect(s: &AppState, w: Window, with_sparks: bool) -> Result<Colle
                 passing: reg.map(|v| v.passing).unwrap_or(0),
                 warning: reg.map(|v| v.warning).unwrap_or(0),
                 critical: reg.map(|v| v.critical).unwrap_or(0),
-                red: reds.as_ref().map(|r| r.get(&name).cloned().unwrap_or_default()),
+                red: reds.as_ref().and_then(|r| r.get(&name).cloned()),
                 spark: sparks.get(&name).cloned(),
                 gateway: gateway.get(&name).cloned(),
                 alerts: alerts.iter().filter(|a| a.service.as_deref() == Some(name.as_str())).cloned().collect(),

@@ -1,4 +1,4 @@
-use super::map::{PairSample, crossings, edges};
+use super::map::{PairSample, crossings, edges, inbound};
 use super::red::Red;
 use super::service::transitions;
 use super::*;
@@ -103,6 +103,10 @@ fn gateway_traffic_is_shared_among_the_sampled_callers() {
     assert_eq!(find("orders", "db").calls, 120.0);
     // The web -> gateway hop is replaced by what it leads to.
     assert!(!e.iter().any(|x| x.to == "gw"), "{e:?}");
+    // A service behind no gateway route: its traffic from the edges into it.
+    let db = inbound(&e, "db").unwrap();
+    assert!((db.rate - 2.0).abs() < 1e-9 && db.errors == 0.0 && db.p99_ms == Some(20.0), "{db:?}");
+    assert!(inbound(&e, "nobody").is_none());
 }
 
 #[test]

@@ -136,6 +136,7 @@ export async function viewsSteps({ page, base, secret, gwPort }, { step, assert,
     await waitContains(page, '[data-testid=map-edge-errors]', '%');
     assert(/\/s$/.test(await textOf('[data-testid=map-edge-rate]')), 'edge rate');
     await waitVisible(page, '[data-testid=map-edge-failing-link]');
+    await waitVisible(page, '[data-testid=map-edge-log-none], [data-testid=map-edge-log-lines]');
     const logsHref = await page.getAttribute('[data-testid=map-edge-logs]', 'href');
     const logsUrl = new URL(logsHref, base);
     assert(logsUrl.pathname === '/logs' && logsUrl.searchParams.get('query') === 'service:checkout level:error', `logs link ${logsHref}`);

@@ -7,7 +7,7 @@ import { h, setChildren, notice, empty } from '../dom.js';
 import { api } from '../api.js';
 import { live, liveIndicator } from '../live.js';
 import { navigate } from '../router.js';
-import { serviceUrl, alertsUrl, mapUrl } from '../links.js';
+import { serviceUrl, alertsUrl, mapUrl, overviewUrl } from '../links.js';
 import { timeRange, readRange } from '../components/time-range.js';
 import { sparkline } from '../components/sparkline.js';
 import { fmtRate, fmtPct, fmtMs, healthBadge, errorLevel, latencyLevel } from '../components/red.js';
@@ -145,7 +145,7 @@ export default {
         card('Passing', t ? t.passing : null, 'overview-passing', 'passing'),
         card('Warning', t ? t.warning : null, 'overview-warning', t && t.warning ? 'warning' : 'plain'),
         card('Critical', t ? t.critical : null, 'overview-critical', t && t.critical ? 'critical' : 'plain'),
-        card('Needing attention', tot ? tot.needing_attention : null, 'overview-attention', tot && tot.needing_attention ? 'warning' : 'plain'),
+        card('Needing attention', tot ? tot.needing_attention : null, 'overview-attention', tot && tot.needing_attention ? 'warning' : 'plain', overviewUrl({ attention: true, ...(st.range.start ? { start: st.range.start, end: st.range.end } : { since: st.range.since }) })),
         card('Alerts firing', tot ? tot.alerts_firing : null, 'overview-alerts', tot && tot.alerts_firing ? 'critical' : 'plain', alertsUrl()),
         card('Open circuits', tot ? tot.circuits_open : null, 'overview-circuits', tot && tot.circuits_open ? 'critical' : 'plain'),
         card('Requests', tot ? fmtRate(tot.rate_rps) : null, 'overview-rate-total', 'plain'),

@@ -60,6 +60,11 @@ function stageHeight(l) {
   return Math.max(360, Math.min(760, l.height + 50));
 }
 
+/** A service name as one term of the log query language. */
+function logTerm(v) {
+  return /^[\w.\-/]+$/.test(v) ? v : `"${v.replace(/["\\]/g, (c) => `\\${c}`)}"`;
+}
+
 function strokeWidth(rate, maxRate) {
   if (!rate || !maxRate) return 1.25;
   return 1.25 + 3.75 * (Math.log1p(rate) / Math.log1p(maxRate));
@@ -403,10 +408,22 @@ export default {
           detail ? (detail.error ? notice('error', detail.error) : traceList(detail.data.failing_traces, 'map-edge-failing', 'failing calls')) : h('div', { class: 'muted' }, 'Loading…'),
           h('h3', null, 'Recent traces'),
           detail ? (detail.error ? null : traceList(detail.data.recent_traces, 'map-edge-recent', 'calls')) : h('div', { class: 'muted' }, 'Loading…'),
+          h('h3', null, `Error logs of ${st.edge.to}`),
+          !detail || detail.error
+            ? null
+            : detail.logs === null
+              ? h('div', { class: 'muted small' }, 'The logs could not be read.')
+              : detail.logs.length
+                ? h(
+                    'ul',
+                    { class: 'log-lines side-logs', 'data-testid': 'map-edge-log-lines' },
+                    detail.logs.map((r) => h('li', { title: String(r.body) }, h('span', { class: 'muted mono' }, new Date(Number(BigInt(r.unix_nanos) / 1000000n)).toLocaleTimeString()), ' ', String(r.body).slice(0, 200), r.trace_id ? [' ', h('a', { href: traceUrl(r.trace_id, r.span_id) }, 'trace')] : null)),
+                  )
+                : h('div', { class: 'muted small', 'data-testid': 'map-edge-log-none' }, 'No error logs in the window.'),
           h(
             'div',
             { class: 'link-list' },
-            h('a', { href: serviceLogsUrl(st.edge.to, { errors: true, ...range }), 'data-testid': 'map-edge-logs' }, `Error logs of ${st.edge.to}`),
+            h('a', { href: serviceLogsUrl(st.edge.to, { errors: true, ...range }), 'data-testid': 'map-edge-logs' }, `All error logs of ${st.edge.to}`),
             h('a', { href: serviceLogsUrl(st.edge.from, range) }, `Logs of ${st.edge.from}`),
             detail && !detail.error ? h('a', { href: metricsUrl({ query: detail.data.queries.rate, ...range }), 'data-testid': 'map-edge-metrics' }, `Request rate of ${st.edge.to}`) : null,
             h('a', { href: tracesUrl({ service: st.edge.to, errors: true, ...range }) }, `All failing traces of ${st.edge.to}`),
@@ -423,10 +440,13 @@ export default {
       const q = new URLSearchParams(rangeQuery(st.range));
       q.set('from', st.edge.from);
       q.set('to', st.edge.to);
+      const lq = new URLSearchParams(rangeQuery(st.range));
+      lq.set('query', `service:${logTerm(st.edge.to)} level:error`);
+      lq.set('limit', '5');
       try {
-        const d = await api('GET', `/api/service-map/edge?${q}`);
+        const [d, logs] = await Promise.all([api('GET', `/api/service-map/edge?${q}`), api('GET', `/api/logs?${lq}`).then((r) => r.records || [], () => null)]);
         if (mine !== edgeSeq) return;
-        edgeDetail = { key, data: d, error: null };
+        edgeDetail = { key, data: d, logs, error: null };
       } catch (e) {
         if (mine !== edgeSeq || e.status === 401) return;
         edgeDetail = { key, data: null, error: `Could not load the edge’s traces: ${e.message}` };

@@ -11,7 +11,7 @@ import { h, setChildren, notice, empty, timeEl } from '../dom.js';
 import { api, seg } from '../api.js';
 import { navigate } from '../router.js';
 import { prom, promErrorText } from '../promql.js';
-import { serviceUrl, serviceLogsUrl, traceUrl, tracesUrl, metricsUrl, mapUrl, alertsUrl } from '../links.js';
+import { serviceUrl, serviceLogsUrl, traceUrl, tracesUrl, metricsUrl, mapUrl, alertsUrl, configUrl } from '../links.js';
 import { timeRange, readRange, rangeBounds } from '../components/time-range.js';
 import { lineChart, seriesColor } from '../components/line-chart.js';
 import { fmtRate, fmtPct, fmtMs, healthBadge, errorLevel, latencyLevel } from '../components/red.js';
@@ -217,7 +217,7 @@ export function serviceSections(container, name, search) {
                 h(
                   'tr',
                   { 'data-testid': 'service-config-row', 'data-key': c.key, 'data-version': c.version },
-                  h('td', null, h('a', { class: 'mono', href: `/config/${seg(c.application)}/${seg(c.profile)}/${seg(c.key)}`, title: c.value_preview }, `${c.profile}/${c.key}`)),
+                  h('td', null, h('a', { class: 'mono', href: configUrl(c.application, c.profile, c.key), title: c.value_preview }, `${c.profile}/${c.key}`)),
                   h('td', { class: 'num' }, c.deleted ? `v${c.version} (deleted)` : `v${c.version}`),
                   h('td', null, c.author || '–'),
                   h('td', null, c.comment || '–'),

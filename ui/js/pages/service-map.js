@@ -332,9 +332,9 @@ export default {
       const shown = st.node
         ? data.nodes.find((x) => x.id === st.node)
         : [data.edges.find((x) => x.from === st.edge.from && x.to === st.edge.to), edgeDetail && edgeDetail.key === `${st.edge.from}>${st.edge.to}|${rangeQuery(st.range)}` ? edgeDetail : null];
-      const key = JSON.stringify([st.node, st.edge, rangeQuery(st.range), shown]);
-      if (key === sideKey) return;
-      sideKey = key;
+      const nextKey = JSON.stringify([st.node, st.edge, rangeQuery(st.range), shown]);
+      if (nextKey === sideKey) return;
+      sideKey = nextKey;
       const range = rangeArg(st.range);
       const close = h('button', { type: 'button', class: 'btn btn-sm', 'aria-label': 'Close', 'data-testid': 'map-side-close', onclick: () => go({ ...st, edge: null, node: '' }) }, '×');
       if (st.node) {

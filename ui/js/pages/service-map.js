@@ -322,13 +322,19 @@ export default {
     // The side panel is rebuilt only when what it shows changes (a refresh with the same
     // figures keeps its links and focus in place).
     let sideKey = '';
+    function showSide(show) {
+      if (side.hidden === !show) return;
+      side.hidden = !show;
+      // The drawing's width changed: fit the graph to it again.
+      requestAnimationFrame(fit);
+    }
     function paintSide() {
       if (!data || (!st.edge && !st.node)) {
-        side.hidden = true;
+        showSide(false);
         sideKey = '';
         return;
       }
-      side.hidden = false;
+      showSide(true);
       const shown = st.node
         ? data.nodes.find((x) => x.id === st.node)
         : [data.edges.find((x) => x.from === st.edge.from && x.to === st.edge.to), edgeDetail && edgeDetail.key === `${st.edge.from}>${st.edge.to}|${rangeQuery(st.range)}` ? edgeDetail : null];

@@ -246,3 +246,53 @@ async fn the_overview_and_the_service_map_show_gateway_traffic_and_trace_edges()
     let bad = http.get(&api("/api/service-map/edge?from=a")).await;
     assert_eq!((bad.status, bad.json()["field"].as_str()), (400, Some("to")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opened_circuit_shows_on_the_overview_and_in_the_service_history() {
+    let flaky = serve(|_req| async move { status(500) }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("node.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gateway.telemetry]\naccess_log = \"off\"\n\n[metrics]\nself_interval = \"1s\"\n\n\
+             [[gateway.services]]\nname = \"flaky\"\nendpoints = [\"{}\"]\n\
+             [gateway.services.circuit_breaker]\nwindow_size = 10\nminimum_calls = 5\nfailure_rate_threshold = 50.0\nwait_in_open = \"60s\"\n\n\
+             [[gateway.routes]]\nname = \"flaky-api\"\nservice = \"flaky\"\n[gateway.routes.match]\npath_prefix = \"/flaky\"\n",
+            flaky.url()
+        ),
+    )
+    .unwrap();
+    let node = Node::start(&["--config", cfg.to_str().unwrap()], &[]).await;
+    let http = Http::new();
+    let api = |p: &str| format!("http://{}{p}", node.console);
+    // The closed circuit is stored before it opens.
+    eventually(Duration::from_secs(20), "the circuit gauge in the TSDB", || {
+        let u = api("/prometheus/api/v1/query?query=signalbox_gateway_circuit_state%7Bservice%3D%22flaky%22%7D");
+        let http = http.clone();
+        async move { http.get(&u).await.json()["data"]["result"].as_array().is_some_and(|r| !r.is_empty()).then_some(()) }
+    })
+    .await;
+    for _ in 0..10 {
+        let r = http.get(&format!("http://{}/flaky/x", node.gateway)).await;
+        assert!(r.status == 500 || r.status == 503, "{}", r.status);
+    }
+    let s = eventually(Duration::from_secs(20), "the circuit's opening in the service history", || {
+        let (http, u) = (http.clone(), api("/api/services/flaky/summary?since=5m"));
+        async move {
+            let s = http.get(&u).await.json();
+            let opened = s["circuit_history"].as_array()?.iter().any(|t| {
+                t["kind"] == "circuit" && t["scope"] == "service" && t["from"] == "closed" && t["to"] == "open"
+            });
+            opened.then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(s["gateway"]["circuit"], "open", "{s}");
+    assert!(s["circuit_history"][0]["t_ms"].as_i64().is_some_and(|t| t > 0));
+    let o = http.get(&api("/api/overview?since=5m")).await.json();
+    let row = find(&o["services"], "name", "flaky").unwrap();
+    assert_eq!((row["status"].as_str(), row["circuits_open"].as_u64()), (Some("fail"), Some(1)), "{row}");
+    assert!(row["reasons"].as_array().unwrap().iter().any(|r| r == "1 circuit open"), "{row}");
+    assert_eq!(o["totals"]["circuits_open"], 1);
+}

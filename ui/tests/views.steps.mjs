@@ -129,6 +129,51 @@ export async function viewsSteps({ page, base, secret, gwPort }, { step, assert,
     await shot(page, '31-service-map.png', { tall: true });
   });
 
+  await step('map layout: 30 services and 80 edges lay out fast, the same every time, with no overlap', async () => {
+    const r = await page.evaluate(async () => {
+      const { graphLayout, NODE_W, NODE_H } = await import('/js/components/graph-layout.js');
+      let seed = 11;
+      const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+      const tiers = [3, 8, 12, 7];
+      const ids = [];
+      const tier = {};
+      tiers.forEach((n, t) => {
+        for (let i = 0; i < n; i++) (ids.push(`t${t}-svc-${i}`), (tier[`t${t}-svc-${i}`] = t));
+      });
+      const edges = [];
+      while (edges.length < 78) {
+        const a = ids[Math.floor(rnd() * ids.length)];
+        const b = ids[Math.floor(rnd() * ids.length)];
+        if (tier[b] > tier[a] && !edges.some((e) => e.from === a && e.to === b)) edges.push({ from: a, to: b });
+      }
+      if (!edges.some((e) => e.from === 't1-svc-1' && e.to === 't2-svc-1')) edges.push({ from: 't1-svc-1', to: 't2-svc-1' });
+      edges.push({ from: 't2-svc-1', to: 't1-svc-1' }); // a cycle
+      const t0 = performance.now();
+      const one = graphLayout().run(ids, edges);
+      const ms = performance.now() - t0;
+      const two = graphLayout().run([...ids].reverse(), [...edges].reverse());
+      const same = ids.every((id) => one.nodes.get(id).x === two.nodes.get(id).x && one.nodes.get(id).y === two.nodes.get(id).y);
+      const boxes = [...one.nodes.values()];
+      let overlaps = 0;
+      for (let i = 0; i < boxes.length; i++)
+        for (let j = i + 1; j < boxes.length; j++) if (Math.abs(boxes[i].x - boxes[j].x) < NODE_W && Math.abs(boxes[i].y - boxes[j].y) < NODE_H) overlaps++;
+      // One more service keeps the others in place.
+      const lay = graphLayout();
+      const before = lay.run(ids, edges);
+      const keep = new Map([...before.nodes].map(([k, v]) => [k, `${v.x},${v.y}`]));
+      const after = lay.run([...ids, 'new-svc'], [...edges, { from: 't3-svc-0', to: 'new-svc' }]);
+      const moved = [...keep].filter(([k, v]) => `${after.nodes.get(k).x},${after.nodes.get(k).y}` !== v).length;
+      return { ms, same, overlaps, moved, edges: edges.length, width: one.width, height: one.height, back: one.edges.filter((e) => e.back).length };
+    });
+    assert(r.same, 'the same graph lays out the same whatever the input order');
+    assertEq(r.overlaps, 0, 'overlapping nodes');
+    assertEq(r.back, 1, 'edges drawn backwards (the one cycle)');
+    assert(r.edges >= 79, `${r.edges} edges`);
+    assert(r.ms < 200, `layout took ${r.ms.toFixed(1)} ms`);
+    assert(r.moved <= 3, `${r.moved} nodes moved when one service was added`);
+    assert(r.width < 2400 && r.height < 1400, `drawing of ${r.width}x${r.height}`);
+  });
+
   await step('map: clicking an edge shows its metrics, failing traces and logs, and the URL keeps it', async () => {
     await page.click(`[data-testid=map-edge-label][data-edge="signalbox-gateway>checkout"]`);
     await page.waitForURL((u) => u.searchParams.get('edge') === 'signalbox-gateway>checkout');

@@ -100,8 +100,13 @@ export async function viewsSteps({ page, base, secret, gwPort }, { step, assert,
     await page.waitForURL((u) => u.searchParams.get('sort') === 'name' && u.searchParams.get('q') === 'check');
     await page.fill('[data-testid=overview-filter]', 'no-such-service');
     await waitVisible(page, '[data-testid=overview-no-match]');
-    await page.fill('[data-testid=overview-filter]', '');
+    // Keyboard: `/` focuses the filter, Escape clears it.
+    await page.click('h1');
+    await page.keyboard.press('/');
+    assert(await page.evaluate(() => document.activeElement?.dataset.testid === 'overview-filter'), '/ focuses the filter');
+    await page.keyboard.press('Escape');
     await waitVisible(page, row('frontend'));
+    assertEq(await page.inputValue('[data-testid=overview-filter]'), '', 'Escape clears the filter');
   });
 
   await step('map: nodes and edges from traces and the gateway, coloured by health', async () => {

@@ -84,7 +84,7 @@ export default {
     const filter = h('input', {
       class: 'input',
       type: 'search',
-      placeholder: 'Filter services…',
+      placeholder: 'Filter services…  (/)',
       'aria-label': 'Filter services by name',
       'data-testid': 'overview-filter',
       value: st.q,
@@ -308,6 +308,17 @@ export default {
     paintTable();
     load();
     const unsub = live.subscribe(paintCards);
+    // `/` focuses the filter, Escape clears it.
+    const onKey = (ev) => {
+      if (ev.key === '/' && !ev.target.closest('input, textarea, select, [contenteditable]')) {
+        ev.preventDefault();
+        filter.focus();
+      } else if (ev.key === 'Escape' && ev.target === filter && filter.value) {
+        filter.value = '';
+        filter.dispatchEvent(new Event('input'));
+      }
+    };
+    document.addEventListener('keydown', onKey);
     return {
       update(p) {
         const next = readState(p.search);
@@ -321,6 +332,7 @@ export default {
       unmount() {
         clearTimeout(timer);
         seq++;
+        document.removeEventListener('keydown', onKey);
         unsub();
         indicator.unsub();
       },

@@ -140,7 +140,7 @@ export default {
       const tot = data ? data.totals : null;
       setChildren(
         cards,
-        card('Services', services ? services.length : null, 'overview-services', 'plain', '/services'),
+        card('Registered services', services ? services.length : null, 'overview-services', 'plain', '/services'),
         card('Instances', t ? t.instances : null, 'overview-instances', 'plain', '/services'),
         card('Passing', t ? t.passing : null, 'overview-passing', 'passing'),
         card('Warning', t ? t.warning : null, 'overview-warning', t && t.warning ? 'warning' : 'plain'),

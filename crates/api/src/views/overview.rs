@@ -233,8 +233,34 @@ pub async fn collect(s: &AppState, w: Window, with_sparks: bool) -> Result<Colle
             }
         })
         .collect();
+    // A service the gateway does not front: its traffic is what its callers' traces show.
+    for row in rows.iter_mut().filter(|r| r.red.as_ref().is_none_or(|r| r.rate <= 0.0)) {
+        if let Some(red) = traced_inbound(&dependencies, &row.name, gateway_self.as_deref(), w.seconds()) {
+            row.red = Some(red);
+        }
+    }
     sort_rows(&mut rows);
     Ok(Collected { rows, reds, alerts, gateway, dependencies, problems })
+}
+
+/// RED of a service from the dependency graph's calls into it (not through the gateway,
+/// whose hop the gateway's own metrics count).
+pub fn traced_inbound(
+    deps: &[signalbox_events::spans::deps::Edge],
+    service: &str,
+    gateway: Option<&str>,
+    seconds: f64,
+) -> Option<Red> {
+    let into: Vec<_> =
+        deps.iter().filter(|d| d.callee == service && d.calls > 0 && Some(d.caller.as_str()) != gateway).collect();
+    if into.is_empty() {
+        return None;
+    }
+    let seconds = seconds.max(1.0);
+    let calls: u64 = into.iter().map(|d| d.calls).sum();
+    let errors: u64 = into.iter().map(|d| d.errors).sum();
+    let p99_ms = into.iter().map(|d| d.p99_ms).reduce(f64::max);
+    Some(Red { rate: calls as f64 / seconds, errors: errors as f64 / seconds, p99_ms })
 }
 
 async fn build(s: &AppState, w: Window) -> Result<Value, ApiError> {

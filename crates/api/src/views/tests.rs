@@ -110,6 +110,15 @@ fn gateway_traffic_is_shared_among_the_sampled_callers() {
 }
 
 #[test]
+fn a_service_behind_no_gateway_route_takes_its_traffic_from_traces() {
+    let deps = vec![dep("web", "cart", 30, 3), dep("orders", "cart", 30, 0), dep("gw", "cart", 600, 600)];
+    let r = super::overview::traced_inbound(&deps, "cart", Some("gw"), 60.0).unwrap();
+    assert!((r.rate - 1.0).abs() < 1e-9 && (r.error_ratio().unwrap() - 0.05).abs() < 1e-9, "{r:?}");
+    assert_eq!(r.p99_ms, Some(20.0));
+    assert!(super::overview::traced_inbound(&deps, "web", Some("gw"), 60.0).is_none());
+}
+
+#[test]
 fn without_traces_the_gateway_metrics_still_draw_edges() {
     let mut reds = BTreeMap::new();
     reds.insert("orders".to_string(), Red { rate: 4.0, errors: 0.4, p99_ms: Some(900.0) });

@@ -11,6 +11,7 @@ import { sinceMs } from './js/components/time-range.js';
 import { icon } from './js/icons.js';
 import overview from './js/pages/overview.js';
 import services from './js/pages/services.js';
+import serviceMap from './js/pages/service-map.js';
 import config from './js/pages/config.js';
 import traces from './js/pages/traces.js';
 import trace from './js/pages/trace.js';
@@ -23,6 +24,7 @@ import { notFound } from './js/pages/placeholder.js';
 /** Navigation entries. `later`: a page that arrives with a later release. */
 const NAV = [
   { id: 'overview', label: 'Overview', path: '/' },
+  { id: 'map', label: 'Service map', path: '/map' },
   { id: 'services', label: 'Services', path: '/services' },
   { id: 'config', label: 'Configuration', path: '/config' },
   { heading: 'Observability' },
@@ -54,8 +56,9 @@ const NAV = [
 const ROUTES = [
   { path: '/', page: overview, nav: 'overview' },
   { path: '/overview', page: overview, nav: 'overview' },
+  { path: '/map', page: serviceMap, nav: 'map', range: 'since' },
   { path: '/services', page: services, nav: 'services', params: () => ({ name: null }) },
-  { path: '/services/:name', page: services, nav: 'services' },
+  { path: '/services/:name', page: services, nav: 'services', range: 'since' },
   { path: '/config', page: config, nav: 'config', params: (_, url) => ({ create: url.searchParams.has('new') }) },
   // Keys may contain `/`: everything after the profile is the key.
   { path: '/config/:app/:profile/:key*', page: config, nav: 'config' },

@@ -194,3 +194,18 @@ function regexQuote(v) {
 function promString(v) {
   return `"${String(v).replace(/["\\]/g, (c) => `\\${c}`)}"`;
 }
+
+/** One configuration key's page (its editor and history). */
+export function configUrl(application, profile, key) {
+  return `/config/${seg(application)}/${seg(profile)}/${seg(key)}`;
+}
+
+/** The overview; `q` filters services by name, `attention` keeps those needing it. */
+export function overviewUrl({ q = '', attention = false, ...range } = {}) {
+  const p = new URLSearchParams();
+  if (range.start || range.since) writeRange(p, range);
+  if (q) p.set('q', q);
+  if (attention) p.set('attention', '1');
+  const s = p.toString();
+  return `/${s ? `?${s}` : ''}`;
+}

@@ -25,12 +25,13 @@ import { fileURLToPath } from 'node:url';
 import { logsSteps } from './logs.steps.mjs';
 import { metricsSteps } from './metrics.steps.mjs';
 import { platformSteps } from './platform.steps.mjs';
+import { viewsSteps, viewsGatewayToml, viewsUpstream } from './views.steps.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(HERE, process.env.SIGNALBOX_BIN || '../../target/debug/signalbox');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SHOTS = path.join(HERE, 'screenshots');
-const TOTAL_MS = 150_000; // the whole run, start to finish
+const TOTAL_MS = 300_000; // the whole run, start to finish
 const WAIT_MS = 8_000; // one explicit wait
 const CHROMIUM_ARGS = [
   '--headless',
@@ -240,7 +241,8 @@ async function run() {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'signalbox-ui-'));
   const secret = randomBytes(24).toString('hex');
   const sha = createHash('sha256').update(secret).digest('hex');
-  const [gwPort, consolePort, consulPort, instA, instB, otlpGrpc, otlpHttp, zipkinPort, closedPort] = await distinctPorts(9);
+  const [gwPort, consolePort, consulPort, instA, instB, otlpGrpc, otlpHttp, zipkinPort, closedPort, checkoutPort] = await distinctPorts(10);
+  await viewsUpstream(checkoutPort);
   const configFile = path.join(tmp, 'signalbox.toml');
   // A rule file with an alert that fires on the node's own metrics, one that never fires
   // and a recording rule, so the Alerts page shows real rule states.
@@ -265,7 +267,7 @@ async function run() {
   );
   fs.writeFileSync(
     configFile,
-    `[access]\ntokens = [{ id = "ops", role = "admin", sha256 = "${sha}" }]\n\n[gateway.telemetry]\naccess_log = "off"\n\n[traces.sampling]\ndecision_wait = "1s"\n\n[metrics]\nself_interval = "1s"\n\n[[metrics.scrape]]\njob_name = "self"\nscrape_interval = "1s"\nscrape_timeout = "1s"\n[metrics.scrape.authorization]\ncredentials = "${secret}"\n[[metrics.scrape.metric_relabel_configs]]\naction = "drop"\nsource_labels = ["__name__"]\nregex = ".+"\n[[metrics.scrape.static_configs]]\ntargets = ["127.0.0.1:${consolePort}"]\n\n[[metrics.scrape]]\njob_name = "closed-port"\nscrape_interval = "1s"\nscrape_timeout = "1s"\n[[metrics.scrape.static_configs]]\ntargets = ["127.0.0.1:${closedPort}"]\n\n[metrics.rules]\nfiles = ["${rulesFile}"]\nevaluation_interval = "1s"\ndefault_rules = false\n`,
+    `[access]\ntokens = [{ id = "ops", role = "admin", sha256 = "${sha}" }]\n\n[gateway.telemetry]\naccess_log = "off"\n\n[traces.sampling]\ndecision_wait = "1s"\n\n[metrics]\nself_interval = "1s"\n\n[[metrics.scrape]]\njob_name = "self"\nscrape_interval = "1s"\nscrape_timeout = "1s"\n[metrics.scrape.authorization]\ncredentials = "${secret}"\n[[metrics.scrape.metric_relabel_configs]]\naction = "drop"\nsource_labels = ["__name__"]\nregex = ".+"\n[[metrics.scrape.static_configs]]\ntargets = ["127.0.0.1:${consolePort}"]\n\n[[metrics.scrape]]\njob_name = "closed-port"\nscrape_interval = "1s"\nscrape_timeout = "1s"\n[[metrics.scrape.static_configs]]\ntargets = ["127.0.0.1:${closedPort}"]\n\n[metrics.rules]\nfiles = ["${rulesFile}"]\nevaluation_interval = "1s"\ndefault_rules = false\n${viewsGatewayToml(checkoutPort)}`,
   );
   const base = `http://127.0.0.1:${consolePort}`;
 
@@ -776,6 +778,8 @@ async function run() {
   await logsSteps({ page, base, secret, traceIds, traceNow }, { step, assert, assertEq, waitVisible, waitValue, waitCount, waitText, waitContains, shot, WAIT_MS });
 
   await metricsSteps({ page, base, secret }, { step, assert, assertEq, waitVisible, waitValue, waitCount, waitText, waitContains, shot, WAIT_MS });
+
+  await viewsSteps({ page, base, secret, gwPort }, { step, assert, assertEq, waitVisible, waitText, waitContains, shot, WAIT_MS });
 
   await platformSteps({ page, base, secret, liveRequests, traceIds, traceNow }, { step, assert, assertEq, waitVisible, waitCount, waitText, waitContains, shot, WAIT_MS });
 

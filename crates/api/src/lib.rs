@@ -18,6 +18,8 @@
 //!   query), [`otlp`] (gRPC and `POST /v1/traces`); re-exported here under their short names.
 //! - [`logs`]: one module per log protocol (native, Loki, Elasticsearch, OTLP).
 //! - [`metrics`]: the Prometheus HTTP API, remote_write and OTLP metrics.
+//! - [`views`]: the console's joined views (`/api/overview`, `/api/service-map`,
+//!   `/api/services/{name}/summary`): RED, health, circuits, alerts and traces side by side.
 //! - [`console`]: the embedded web UI.
 //! - [`server`]: the HTTP server under every API port, with connection caps and timeouts.
 //! - [`auth`]: role checks for every route; [`blocking`]: long-poll helpers;
@@ -40,6 +42,7 @@ pub mod server;
 pub mod session;
 pub mod spring;
 pub mod traces;
+pub mod views;
 /// The trace protocols keep their short paths (`signalbox_api::otlp`, `signalbox_api::zipkin`).
 pub use traces::{jaeger, otlp, zipkin};
 
@@ -93,7 +96,8 @@ pub fn router(state: AppState) -> Router {
         .merge(logs::native_query::routes())
         .merge(logs::loki_query::routes())
         .merge(metrics::reads())
-        .merge(live::routes());
+        .merge(live::routes())
+        .merge(views::reads());
     let writes = registry::writes().merge(config::writes());
     Router::new()
         .merge(admin::probes())

@@ -11,4 +11,9 @@ pub trait GatewayView: Send + Sync + 'static {
     fn services(&self) -> Value;
     /// Every circuit breaker and its state.
     fn circuits(&self) -> Value;
+    /// The service name on the gateway's own spans, so views can see through its hop
+    /// (`caller → gateway → callee` is one call `caller → callee`).
+    fn span_service(&self) -> Option<String> {
+        None
+    }
 }

@@ -374,4 +374,7 @@ impl signalbox_core::views::GatewayView for Gateway {
     fn circuits(&self) -> Value {
         self.circuits_view()
     }
+    fn span_service(&self) -> Option<String> {
+        Some(self.shared.telemetry.service_name.clone())
+    }
 }

@@ -5,11 +5,15 @@ import { h, setChildren, reconcile, statusBadge, empty, notice, duration, timeEl
 import { api, seg } from '../api.js';
 import { live, liveIndicator } from '../live.js';
 import { navigate } from '../router.js';
+import { serviceSections } from './service.js';
 
 export default {
   title: (p) => (p.name ? `${p.name} · Services` : 'Services'),
   mount(main, params) {
     let name = params.name;
+    let search = params.search || '';
+    let sections = null; // the service page's sections (service.js), while a service is open
+    const sectionsBox = h('div', { class: 'service-sections', 'data-testid': 'service-sections' });
     let restServices = null; // GET /api/registry/services, used until the first snapshot
     let filterText = '';
 
@@ -48,6 +52,7 @@ export default {
       errorBox,
       h('section', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, 'Registered services'), svcCount), svcTable, svcEmpty),
       detail,
+      sectionsBox,
     );
 
     // Detail parts, rebuilt when the selected service changes.
@@ -56,6 +61,10 @@ export default {
     let detailEmpty = null;
 
     function buildDetail() {
+      if (sections) sections.unmount();
+      sections = null;
+      sectionsBox.replaceChildren();
+      if (name) sections = serviceSections(sectionsBox, name, search);
       if (!name) {
         detail.hidden = true;
         detail.replaceChildren();
@@ -177,6 +186,9 @@ export default {
 
     return {
       update(p) {
+        const searchChanged = (p.search || '') !== search;
+        search = p.search || '';
+        if (p.name === name && searchChanged && sections) sections.update(search);
         if (p.name !== name) {
           name = p.name;
           buildDetail();
@@ -185,6 +197,7 @@ export default {
         }
       },
       unmount() {
+        if (sections) sections.unmount();
         unsub();
         indicator.unsub();
       },

@@ -9,6 +9,7 @@ mod metrics;
 mod security;
 mod serve;
 mod traces;
+mod views;
 
 use signalbox_testkit::client::Http;
 use std::io::Read;

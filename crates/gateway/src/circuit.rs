@@ -7,12 +7,17 @@
 //! calls pass (others fail fast); when all have finished, their rates decide: re-open or close.
 //!
 //! The state is read lock-free on every call; the window is updated under a short mutex.
+//!
+//! A call holds a [`Permit`] from [`CircuitBreaker::try_acquire`] until it records its
+//! outcome. A permit dropped without an outcome (the request's future was cancelled, or the
+//! try was never sent) gives its half-open trial slot back, so a cancelled call never holds
+//! the circuit half-open.
 
 use crate::clock;
 use crate::config::CircuitBreakerConfig;
 use serde::Serialize;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Circuit state, as shown in the admin API and the `signalbox_gateway_circuit_state` gauge
@@ -177,6 +182,9 @@ struct Inner {
     half_open_started: u64,
     half_open_admitted: u32,
     half_open: Tally,
+    /// Counts half-open periods, so a permit from an earlier one does not return a slot to
+    /// the current one.
+    half_open_epoch: u64,
     opened_count: u64,
 }
 
@@ -184,7 +192,43 @@ struct Inner {
 pub struct CircuitBreaker {
     settings: Settings,
     state: AtomicU8,
+    /// Permits handed out and not yet recorded or dropped.
+    outstanding: AtomicU32,
     inner: Mutex<Inner>,
+}
+
+/// Permission for one call, from [`CircuitBreaker::try_acquire`]. Consume it with
+/// [`record`](Permit::record); dropping it unrecorded releases it without an outcome.
+#[must_use = "a permit records the call's outcome or is released when dropped"]
+pub struct Permit {
+    breaker: Option<Arc<CircuitBreaker>>,
+    /// The half-open period the permit was admitted in, if any.
+    half_open_epoch: Option<u64>,
+}
+
+impl Permit {
+    /// Records the call's outcome. Returns the circuit's new state when this changed it.
+    pub fn record(mut self, o: Outcome) -> Option<State> {
+        let b = self.breaker.take()?;
+        b.outstanding.fetch_sub(1, Ordering::Relaxed);
+        b.record(o)
+    }
+
+    /// The breaker this permit belongs to.
+    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+        self.breaker.as_deref()
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(b) = self.breaker.take() {
+            b.outstanding.fetch_sub(1, Ordering::Relaxed);
+            if let Some(epoch) = self.half_open_epoch {
+                b.release_half_open(epoch);
+            }
+        }
+    }
 }
 
 /// Why a call was refused.
@@ -200,12 +244,14 @@ impl CircuitBreaker {
         CircuitBreaker {
             settings,
             state: AtomicU8::new(State::Closed as u8),
+            outstanding: AtomicU32::new(0),
             inner: Mutex::new(Inner {
                 window,
                 opened_at: 0,
                 half_open_started: 0,
                 half_open_admitted: 0,
                 half_open: Tally::default(),
+                half_open_epoch: 0,
                 opened_count: 0,
             }),
         }
@@ -243,15 +289,28 @@ impl CircuitBreaker {
         }
     }
 
-    /// Asks to make a call. On `Ok` the caller must later [`record`](Self::record) its outcome.
-    pub fn try_acquire(&self) -> Result<(), Rejected> {
+    /// Asks to make a call. On `Ok` the returned permit records the call's outcome, or is
+    /// released when dropped.
+    pub fn try_acquire(self: &Arc<Self>) -> Result<Permit, Rejected> {
+        let half_open_epoch = self.admit()?;
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        Ok(Permit { breaker: Some(self.clone()), half_open_epoch })
+    }
+
+    /// Permits handed out and neither recorded nor dropped yet.
+    pub fn outstanding_permits(&self) -> u32 {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Admits a call; `Some(epoch)` when it is a half-open trial.
+    fn admit(&self) -> Result<Option<u64>, Rejected> {
         if self.state() == State::Closed {
-            return Ok(());
+            return Ok(None);
         }
         let mut inner = self.lock();
         let now = clock::now();
         match self.state() {
-            State::Closed => Ok(()),
+            State::Closed => Ok(None),
             State::Open => {
                 let until = inner.opened_at + clock::nanos(self.settings.wait_in_open);
                 if now < until {
@@ -259,17 +318,17 @@ impl CircuitBreaker {
                 }
                 self.enter_half_open(&mut inner, now);
                 inner.half_open_admitted = 1;
-                Ok(())
+                Ok(Some(inner.half_open_epoch))
             }
             State::HalfOpen => {
                 if self.half_open_stale(&inner) {
-                    // Trial calls that never reported (cancelled by their clients) must not
-                    // hold the circuit half-open forever: start a fresh trial.
+                    // Trial calls that never reported must not hold the circuit half-open
+                    // forever: start a fresh trial.
                     self.enter_half_open(&mut inner, now);
                 }
                 if inner.half_open_admitted < self.settings.half_open_calls {
                     inner.half_open_admitted += 1;
-                    Ok(())
+                    Ok(Some(inner.half_open_epoch))
                 } else {
                     Err(Rejected { retry_after: Duration::ZERO })
                 }
@@ -277,9 +336,17 @@ impl CircuitBreaker {
         }
     }
 
-    /// Records the outcome of a call admitted by [`try_acquire`](Self::try_acquire). Returns
-    /// the new state when this outcome changed it.
-    pub fn record(&self, o: Outcome) -> Option<State> {
+    /// Gives back a half-open trial slot whose call ended without an outcome.
+    fn release_half_open(&self, epoch: u64) {
+        let mut inner = self.lock();
+        if self.state() == State::HalfOpen && inner.half_open_epoch == epoch && inner.half_open_admitted > 0 {
+            inner.half_open_admitted -= 1;
+        }
+    }
+
+    /// Records the outcome of a call admitted by [`try_acquire`](Self::try_acquire) (through
+    /// its [`Permit`]). Returns the new state when this outcome changed it.
+    fn record(&self, o: Outcome) -> Option<State> {
         let mut inner = self.lock();
         let now = clock::now();
         match self.state() {
@@ -323,6 +390,7 @@ impl CircuitBreaker {
 
     fn enter_half_open(&self, inner: &mut Inner, now: u64) {
         inner.half_open_started = now;
+        inner.half_open_epoch += 1;
         inner.half_open_admitted = 0;
         inner.half_open = Tally::default();
         self.state.store(State::HalfOpen as u8, Ordering::Release);
@@ -359,39 +427,73 @@ mod tests {
 
     #[test]
     fn opens_half_opens_and_closes() {
-        let b = CircuitBreaker::new(settings());
+        let b = Arc::new(CircuitBreaker::new(settings()));
         for o in [OK, FAIL, OK] {
-            b.try_acquire().unwrap();
-            b.record(o);
+            b.try_acquire().unwrap().record(o);
         }
         assert_eq!(b.state(), State::Closed, "below minimum calls");
-        b.try_acquire().unwrap();
-        assert_eq!(b.record(FAIL), Some(State::Open), "2 of 4 failed = 50%");
+        assert_eq!(b.try_acquire().unwrap().record(FAIL), Some(State::Open), "2 of 4 failed = 50%");
         assert!(b.try_acquire().is_err());
         std::thread::sleep(Duration::from_millis(40));
-        b.try_acquire().unwrap();
+        let first = b.try_acquire().unwrap();
         assert_eq!(b.state(), State::HalfOpen);
-        b.try_acquire().unwrap();
+        let second = b.try_acquire().unwrap();
         assert!(b.try_acquire().is_err(), "only two trial calls");
-        b.record(OK);
-        assert_eq!(b.record(OK), Some(State::Closed));
-        b.try_acquire().unwrap();
+        assert_eq!(b.outstanding_permits(), 2);
+        first.record(OK);
+        assert_eq!(second.record(OK), Some(State::Closed));
+        assert_eq!(b.outstanding_permits(), 0);
+        drop(b.try_acquire().unwrap());
     }
 
     #[test]
     fn half_open_failure_reopens() {
-        let b = CircuitBreaker::new(settings());
+        let b = Arc::new(CircuitBreaker::new(settings()));
         for _ in 0..4 {
-            b.try_acquire().unwrap();
-            b.record(FAIL);
+            b.try_acquire().unwrap().record(FAIL);
         }
         assert_eq!(b.state(), State::Open);
         std::thread::sleep(Duration::from_millis(40));
-        b.try_acquire().unwrap();
-        b.try_acquire().unwrap();
-        b.record(FAIL);
-        assert_eq!(b.record(OK), Some(State::Open), "1 of 2 trial calls failed = 50%");
+        let (first, second) = (b.try_acquire().unwrap(), b.try_acquire().unwrap());
+        first.record(FAIL);
+        assert_eq!(second.record(OK), Some(State::Open), "1 of 2 trial calls failed = 50%");
         assert_eq!(b.opened_count(), 2);
+    }
+
+    #[test]
+    fn a_dropped_permit_returns_its_half_open_slot() {
+        let b = Arc::new(CircuitBreaker::new(settings()));
+        for _ in 0..4 {
+            b.try_acquire().unwrap().record(FAIL);
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        let (first, second) = (b.try_acquire().unwrap(), b.try_acquire().unwrap());
+        assert!(b.try_acquire().is_err(), "both trial slots taken");
+        drop(first);
+        assert_eq!(b.outstanding_permits(), 1);
+        let third = b.try_acquire().expect("the dropped permit's slot is free again");
+        assert_eq!(b.state(), State::HalfOpen, "a dropped permit records no outcome");
+        second.record(OK);
+        assert_eq!(third.record(OK), Some(State::Closed));
+        assert_eq!(b.outstanding_permits(), 0);
+    }
+
+    #[test]
+    fn a_permit_from_an_earlier_half_open_period_gives_nothing_back() {
+        let b = Arc::new(CircuitBreaker::new(settings()));
+        for _ in 0..4 {
+            b.try_acquire().unwrap().record(FAIL);
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        let stale = b.try_acquire().unwrap();
+        let failing = b.try_acquire().unwrap();
+        failing.record(FAIL);
+        // Re-opened only once both trials report; force a new period by letting it go stale.
+        std::thread::sleep(Duration::from_millis(1_050));
+        let (a, c) = (b.try_acquire().unwrap(), b.try_acquire().unwrap());
+        drop(stale);
+        assert!(b.try_acquire().is_err(), "the old permit did not free a slot of the new period");
+        drop((a, c));
     }
 
     #[test]

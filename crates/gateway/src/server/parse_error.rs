@@ -13,8 +13,8 @@
 //! only written while their request is in progress. After a `101 Switching Protocols` the
 //! connection carries another protocol and is passed through untouched.
 
+use super::conn::ConnInfo;
 use crate::error::GatewayError;
-use crate::proxy::ConnInfo;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use std::io;
 use std::pin::Pin;

@@ -55,6 +55,10 @@ impl GatewayError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", Side::Downstream, message)
     }
+    /// A request whose framing is ambiguous (request smuggling), refused before routing.
+    pub fn bad_framing(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_framing", Side::Downstream, message)
+    }
     pub fn headers_too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", Side::Downstream, message)
     }

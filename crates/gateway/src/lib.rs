@@ -26,6 +26,7 @@
 //! - [`telemetry`]: RED metrics, spans, access log.
 //! - [`body`]: streaming body wrappers (limits, idle timeouts, end-of-body hooks).
 //! - [`tunnel`]: upgraded connections (WebSocket).
+//! - [`h1`]: strict HTTP/1 request framing (request smuggling), checked before hyper parses.
 //! - [`error`]: errors the gateway answers itself, as JSON or gRPC status.
 //! - [`dns`]: DNS (A/AAAA, SRV) as an endpoint source, re-resolved on TTL.
 //! - [`tls`], [`clock`]: certificate loading; a monotonic clock for atomics.
@@ -38,6 +39,7 @@ pub mod compile;
 pub mod config;
 pub mod dns;
 pub mod error;
+pub mod h1;
 pub mod path;
 pub mod proxy;
 pub mod ratelimit;

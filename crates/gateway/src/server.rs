@@ -209,6 +209,7 @@ async fn worker(
         limit: &limit,
         graceful: &graceful,
         header_timeout: settings.header_read_timeout,
+        max_head: settings.parser_max_buf,
     };
     let a = accept_loop(&cx, plain, None, shutdown.clone());
     let b = async {
@@ -232,10 +233,11 @@ struct WorkerCtx<'a> {
     limit: &'a ConnLimits,
     graceful: &'a GracefulShutdown,
     header_timeout: Duration,
+    max_head: usize,
 }
 
 async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsAcceptor>, mut shutdown: Shutdown) {
-    let WorkerCtx { shared, builder, limit, graceful, header_timeout } = *cx;
+    let WorkerCtx { shared, builder, limit, graceful, header_timeout, max_head } = *cx;
     loop {
         let slot = tokio::select! {
             _ = shutdown.wait() => return,
@@ -280,7 +282,7 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
                 None => {
                     serve_io(
                         &builder,
-                        JsonParseErrors::new(TokioIo::new(stream), info.clone()),
+                        JsonParseErrors::new(TokioIo::new(stream), info.clone(), max_head),
                         svc,
                         watcher,
                         &info,
@@ -292,7 +294,7 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
                     Ok(Ok(s)) => {
                         serve_io(
                             &builder,
-                            JsonParseErrors::new(TokioIo::new(s), info.clone()),
+                            JsonParseErrors::new(TokioIo::new(s), info.clone(), max_head),
                             svc,
                             watcher,
                             &info,

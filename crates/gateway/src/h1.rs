@@ -13,7 +13,9 @@
 //!
 //! # Layout
 //! - [`head`]: a request head checked with `httparse` (header slots on the stack, no
-//!   allocation) into its body framing, or the reason it is refused.
+//!   allocation) into its body framing, or the reason it is refused; [`head::RequestHead`]
+//!   keeps the parsed head as offsets into the read buffer, reused across requests, for the
+//!   fast path to build on.
 //! - [`chunked`]: a byte-at-a-time chunked-body checker that finds where a body ends.
 //! - [`framing`]: follows a connection's byte stream message by message with both, so the
 //!   server can refuse a request before hyper sees it.

@@ -3,6 +3,7 @@
 
 use super::Refusal;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 /// Most header lines a head may have; more is left to hyper (which answers 431).
 pub const MAX_HEADERS: usize = 256;
@@ -37,8 +38,45 @@ pub enum Parsed {
     Head(Head),
 }
 
+/// A parsed request head as offsets into the connection's read buffer, kept between requests
+/// so parsing allocates nothing once the header list has grown to its working size: the
+/// fast path's view of a request (issue 12). Not wired into serving yet.
+#[derive(Debug, Default)]
+pub struct RequestHead {
+    pub method: Range<usize>,
+    pub target: Range<usize>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// (name, value) of each header line, in order.
+    pub headers: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl RequestHead {
+    /// Parses and checks the head at the start of `buf` into `self` (previous contents are
+    /// replaced).
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Parsed, Refusal> {
+        self.headers.clear();
+        parse_inner(buf, Some(self))
+    }
+
+    /// The bytes of `range` in the buffer the head was parsed from.
+    pub fn slice<'a>(buf: &'a [u8], range: &Range<usize>) -> &'a [u8] {
+        buf.get(range.clone()).unwrap_or_default()
+    }
+}
+
+/// Where `part` (a slice of `buf`) lies in `buf`.
+fn offsets(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+    start..start + part.len()
+}
+
 /// Parses and checks the request head at the start of `buf`.
 pub fn parse(buf: &[u8]) -> Result<Parsed, Refusal> {
+    parse_inner(buf, None)
+}
+
+fn parse_inner(buf: &[u8], mut into: Option<&mut RequestHead>) -> Result<Parsed, Refusal> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut slots) {
@@ -51,7 +89,15 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Refusal> {
     let mut length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut upgrade = req.method.is_some_and(|m| m.eq_ignore_ascii_case("CONNECT"));
+    if let Some(out) = into.as_deref_mut() {
+        out.method = offsets(buf, req.method.unwrap_or_default().as_bytes());
+        out.target = offsets(buf, req.path.unwrap_or_default().as_bytes());
+        out.minor_version = req.version.unwrap_or(1);
+    }
     for h in req.headers.iter() {
+        if let Some(out) = into.as_deref_mut() {
+            out.headers.push((offsets(buf, h.name.as_bytes()), offsets(buf, h.value)));
+        }
         if h.name.eq_ignore_ascii_case("content-length") {
             if length.is_some() {
                 return Err(Refusal::DuplicateContentLength);

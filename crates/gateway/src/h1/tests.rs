@@ -3,7 +3,7 @@
 use super::Refusal;
 use super::chunked::Chunked;
 use super::framing::{Tracker, Verdict};
-use super::head::{BodyFraming, Parsed, parse};
+use super::head::{BodyFraming, Parsed, RequestHead, parse};
 
 fn framing(head: &str) -> Result<BodyFraming, Refusal> {
     match parse(head.as_bytes())? {
@@ -161,4 +161,68 @@ fn the_tracker_leaves_http2_and_oversized_heads_alone() {
     assert_eq!(t.feed(b"GET / HTTP/1.1\r\n"), Verdict::Pass);
     assert_eq!(t.feed(&[b'x'; 200]), Verdict::Pass);
     assert!(t.is_off(), "hyper answers 431 itself");
+}
+
+/// The fuzz target's property (fuzz/fuzz_targets/h1_request.rs) on stable, over legal and
+/// ambiguous connections and their byte-level mutations: the verdict does not depend on how
+/// the bytes are split into reads.
+#[test]
+fn verdicts_do_not_depend_on_read_boundaries() {
+    let refuses = |reads: &[&[u8]]| {
+        let mut t = Tracker::new(64 * 1024);
+        reads.iter().any(|r| matches!(t.feed(r), Verdict::Refuse { .. }))
+    };
+    let corpus: [&[u8]; 6] = [
+        b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nt: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+        b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\nabcPOST / HTTP/1.1\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"GET / HTTP/1.1\nhost: x\n\nGET /b HTTP/1.1\r\nx: 1\r\n folded\r\n\r\n",
+        b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n10000000000000000\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+    ];
+    let mut rng = fastrand::Rng::with_seed(12);
+    for base in corpus {
+        for round in 0..200 {
+            let mut bytes = base.to_vec();
+            if round > 0 {
+                let at = rng.usize(..bytes.len());
+                match rng.u8(..3) {
+                    0 => bytes[at] = rng.u8(..),
+                    1 => bytes.insert(at, *b"\r\n:;0 x".get(rng.usize(..8)).unwrap_or(&b'x')),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+            }
+            let whole = refuses(&[&bytes]);
+            for step in 1..=16 {
+                let reads: Vec<&[u8]> = bytes.chunks(step).collect();
+                assert_eq!(whole, refuses(&reads), "split every {step}: {:?}", String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_request_head_is_kept_as_offsets_in_a_reused_buffer() {
+    let mut head = RequestHead::default();
+    let a = b"GET /a?b=1 HTTP/1.1\r\nhost: x\r\nx-y:  z \r\n\r\n";
+    assert!(matches!(head.parse(a), Ok(Parsed::Head(_))));
+    assert_eq!(RequestHead::slice(a, &head.method), b"GET");
+    assert_eq!(RequestHead::slice(a, &head.target), b"/a?b=1");
+    assert_eq!(head.minor_version, 1);
+    let pairs: Vec<(&[u8], &[u8])> =
+        head.headers.iter().map(|(n, v)| (RequestHead::slice(a, n), RequestHead::slice(a, v))).collect();
+    assert_eq!(
+        pairs,
+        vec![(&b"host"[..], &b"x"[..]), (&b"x-y"[..], &b"z"[..])],
+        "values without surrounding whitespace"
+    );
+    let capacity = head.headers.capacity();
+    let b = b"POST / HTTP/1.0\r\ncontent-length: 2\r\n\r\nok";
+    assert_eq!(head.parse(b).map(|p| matches!(p, Parsed::Head(h) if h.framing == BodyFraming::Length(2))), Ok(true));
+    assert_eq!(head.minor_version, 0);
+    assert_eq!(head.headers.len(), 1);
+    assert_eq!(head.headers.capacity(), capacity, "no new allocation");
+    assert_eq!(head.parse(b"POST / HTTP/1.1\r\ncontent-length: 1, 1\r\n\r\n"), Err(Refusal::InvalidContentLength));
 }

@@ -414,3 +414,24 @@ async fn ambiguous_framing_is_refused_and_never_forwarded() {
     println!("{table}");
     assert!(problems.is_empty(), "{}\n{table}", problems.join("\n"));
 }
+
+#[tokio::test]
+async fn a_smuggled_request_behind_a_good_one_is_refused_on_its_own() {
+    let recorder = Recorder::start().await;
+    let gw = start(config(vec![service("s", &[format!("http://{}", recorder.addr)])], vec![route("/", "s")])).await;
+    let good = "GET /first HTTP/1.1\r\nhost: x\r\n\r\n";
+    let smuggled = "POST /second HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /third HTTP/1.1\r\nhost: x\r\n\r\n";
+    let result = send(gw.addr, &recorder, format!("{good}{smuggled}").as_bytes()).await;
+    assert!(result.answer.starts_with("HTTP/1.1 200 OK\r\n"), "{}", result.answer);
+    let second = &result.answer[result.answer.rfind("HTTP/1.1 ").unwrap()..];
+    assert!(second.starts_with("HTTP/1.1 400 "), "{}", result.answer);
+    assert!(second.contains("\"code\":\"bad_framing\""), "{second}");
+    let sent: Vec<Seen> =
+        result.forwarded.iter().filter(|c| !c.is_empty()).filter_map(|c| parse_forwarded(c)).collect();
+    assert_eq!(sent.len(), 1, "{}", result.summary());
+    assert_eq!(sent[0].request_line, "GET /first HTTP/1.1");
+    assert!(
+        result.forwarded.iter().all(|c| find(c, b"/second").is_none() && find(c, b"/third").is_none()),
+        "nothing of the smuggled requests reached the upstream"
+    );
+}

@@ -1,21 +1,22 @@
 //! The request path: a fixed pipeline of phases run for every request, each a function over
-//! a per-request [`RequestCtx`] that returns a typed [`GatewayError`] (the side that failed
+//! a per-request `RequestCtx` that returns a typed [`GatewayError`] (the side that failed
 //! and whether a retry is allowed), as pingora's `ProxyHttp` phases do:
 //!
-//! 1. [`request_filter`]: header count and size (431), one authority and one normalised path
-//!    (400); trace context and request id are read into the context first.
-//! 2. [`route`]: the Host (400), the route (404), dot segments the route refuses (400),
+//! 1. `request_filter`: header count and size (431), one authority and one normalised path
+//!    (400); trace context and request id are read into the context first. (An HTTP/1
+//!    request's framing was already checked before hyper parsed it: [`crate::h1`].)
+//! 2. `route`: the Host (400), the route (404), dot segments the route refuses (400),
 //!    sampling, and the telemetry record.
-//! 3. [`admit`]: auth (401/403), rate limits (429), body size (413), the service circuit (503
+//! 3. `admit`: auth (401/403), rate limits (429), body size (413), the service circuit (503
 //!    fast-fail, its permit held by the context).
-//! 4. [`upstream_request`]: the request the upstream sees (hop-by-hop headers, forwarding
+//! 4. `upstream_request`: the request the upstream sees (hop-by-hop headers, forwarding
 //!    headers, header changes, path rewrite) and its body, buffered when it may be replayed.
-//! 5. [`tries`]: pick an endpoint (its breaker permit held by the try), send under the per-try
+//! 5. `tries`: pick an endpoint (its breaker permit held by the try), send under the per-try
 //!    timeout, classify into a response or a typed error, and retry where that error, the
 //!    route's policy, the retry budget and the deadline allow.
-//! 6. [`response_filter`]: hop-by-hop and header changes, upgrades, rate-limit headers; the
+//! 6. `response_filter`: hop-by-hop and header changes, upgrades, rate-limit headers; the
 //!    body then streams back under the idle timeout.
-//! 7. [`log`]: the telemetry record (metrics, spans, access log) completes when the body ends,
+//! 7. `log`: the telemetry record (metrics, spans, access log) completes when the body ends,
 //!    or at once for an error the gateway answers itself.
 //!
 //! Breaker permits are guards: a request whose future is dropped mid-flight (the client went

@@ -1,5 +1,5 @@
 //! Follows an HTTP/1 connection's incoming bytes message by message: each head is checked by
-//! [`head::parse`](super::head::parse), each body skipped by its length or checked by
+//! [`head::parse`], each body skipped by its length or checked by
 //! [`Chunked`], so a refusal is known before the bytes reach hyper.
 //!
 //! A head split across reads is copied into a buffer the tracker reuses for the connection's

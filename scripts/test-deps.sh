@@ -4,7 +4,7 @@
 # OpenTelemetry Python SDK (a real Python exporter in the trace tests), and the Python
 # clients of the control-plane and log tests (py-consul, python-consul2, config-client,
 # python-logging-loki, elasticsearch-py, prometheus_client), Prometheus, promtool and
-# Alertmanager. System
+# Alertmanager, and nginx (the request-smuggling reference). System
 # packages come from apt-get as root; otherwise the script names what to install and fails.
 set -euo pipefail
 
@@ -51,6 +51,8 @@ ls /usr/lib/*/rsyslog/omelasticsearch.so >/dev/null 2>&1 || missing+=(rsyslog-el
 # `promtool check metrics`) and Alertmanager (receiving Signalbox's alerts).
 [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || missing+=(prometheus)
 [ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
+# nginx: the reference proxy of the request-smuggling conformance test.
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "== installing ${missing[*]}"

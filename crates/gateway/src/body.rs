@@ -251,27 +251,3 @@ impl Body for ClientBody {
         }
     }
 }
-
-/// The body handed to hyper: the response body plus the guard that marks the request
-/// finished on its connection when hyper drops it.
-pub struct Counted {
-    pub body: ClientBody,
-    pub _guard: crate::proxy::ActiveGuard,
-}
-
-impl Body for Counted {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}

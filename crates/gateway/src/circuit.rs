@@ -7,12 +7,17 @@
 //! calls pass (others fail fast); when all have finished, their rates decide: re-open or close.
 //!
 //! The state is read lock-free on every call; the window is updated under a short mutex.
+//!
+//! A call holds a [`Permit`] from [`CircuitBreaker::try_acquire`] until it records its
+//! outcome. A permit dropped without an outcome (the request's future was cancelled, or the
+//! try was never sent) gives its half-open trial slot back, so a cancelled call never holds
+//! the circuit half-open.
 
 use crate::clock;
 use crate::config::CircuitBreakerConfig;
 use serde::Serialize;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Circuit state, as shown in the admin API and the `signalbox_gateway_circuit_state` gauge
@@ -177,6 +182,9 @@ struct Inner {
     half_open_started: u64,
     half_open_admitted: u32,
     half_open: Tally,
+    /// Counts half-open periods, so a permit from an earlier one does not return a slot to
+    /// the current one.
+    half_open_epoch: u64,
     opened_count: u64,
 }
 
@@ -184,7 +192,43 @@ struct Inner {
 pub struct CircuitBreaker {
     settings: Settings,
     state: AtomicU8,
+    /// Permits handed out and not yet recorded or dropped.
+    outstanding: AtomicU32,
     inner: Mutex<Inner>,
+}
+
+/// Permission for one call, from [`CircuitBreaker::try_acquire`]. Consume it with
+/// [`record`](Permit::record); dropping it unrecorded releases it without an outcome.
+#[must_use = "a permit records the call's outcome or is released when dropped"]
+pub struct Permit {
+    breaker: Option<Arc<CircuitBreaker>>,
+    /// The half-open period the permit was admitted in, if any.
+    half_open_epoch: Option<u64>,
+}
+
+impl Permit {
+    /// Records the call's outcome. Returns the circuit's new state when this changed it.
+    pub fn record(mut self, o: Outcome) -> Option<State> {
+        let b = self.breaker.take()?;
+        b.outstanding.fetch_sub(1, Ordering::Relaxed);
+        b.record(o)
+    }
+
+    /// The breaker this permit belongs to.
+    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+        self.breaker.as_deref()
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(b) = self.breaker.take() {
+            b.outstanding.fetch_sub(1, Ordering::Relaxed);
+            if let Some(epoch) = self.half_open_epoch {
+                b.release_half_open(epoch);
+            }
+        }
+    }
 }
 
 /// Why a call was refused.
@@ -200,12 +244,14 @@ impl CircuitBreaker {
         CircuitBreaker {
             settings,
             state: AtomicU8::new(State::Closed as u8),
+            outstanding: AtomicU32::new(0),
             inner: Mutex::new(Inner {
                 window,
                 opened_at: 0,
                 half_open_started: 0,
                 half_open_admitted: 0,
                 half_open: Tally::default(),
+                half_open_epoch: 0,
                 opened_count: 0,
             }),
         }
@@ -243,15 +289,28 @@ impl CircuitBreaker {
         }
     }
 
-    /// Asks to make a call. On `Ok` the caller must later [`record`](Self::record) its outcome.
-    pub fn try_acquire(&self) -> Result<(), Rejected> {
+    /// Asks to make a call. On `Ok` the returned permit records the call's outcome, or is
+    /// released when dropped.
+    pub fn try_acquire(self: &Arc<Self>) -> Result<Permit, Rejected> {
+        let half_open_epoch = self.admit()?;
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        Ok(Permit { breaker: Some(self.clone()), half_open_epoch })
+    }
+
+    /// Permits handed out and neither recorded nor dropped yet.
+    pub fn outstanding_permits(&self) -> u32 {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Admits a call; `Some(epoch)` when it is a half-open trial.
+    fn admit(&self) -> Result<Option<u64>, Rejected> {
         if self.state() == State::Closed {
-            return Ok(());
+            return Ok(None);
         }
         let mut inner = self.lock();
         let now = clock::now();
         match self.state() {
-            State::Closed => Ok(()),
+            State::Closed => Ok(None),
             State::Open => {
                 let until = inner.opened_at + clock::nanos(self.settings.wait_in_open);
                 if now < until {
@@ -259,17 +318,17 @@ impl CircuitBreaker {
                 }
                 self.enter_half_open(&mut inner, now);
                 inner.half_open_admitted = 1;
-                Ok(())
+                Ok(Some(inner.half_open_epoch))
             }
             State::HalfOpen => {
                 if self.half_open_stale(&inner) {
-                    // Trial calls that never reported (cancelled by their clients) must not
-                    // hold the circuit half-open forever: start a fresh trial.
+                    // Trial calls that never reported must not hold the circuit half-open
+                    // forever: start a fresh trial.
                     self.enter_half_open(&mut inner, now);
                 }
                 if inner.half_open_admitted < self.settings.half_open_calls {
                     inner.half_open_admitted += 1;
-                    Ok(())
+                    Ok(Some(inner.half_open_epoch))
                 } else {
                     Err(Rejected { retry_after: Duration::ZERO })
                 }
@@ -277,9 +336,17 @@ impl CircuitBreaker {
         }
     }
 
-    /// Records the outcome of a call admitted by [`try_acquire`](Self::try_acquire). Returns
-    /// the new state when this outcome changed it.
-    pub fn record(&self, o: Outcome) -> Option<State> {
+    /// Gives back a half-open trial slot whose call ended without an outcome.
+    fn release_half_open(&self, epoch: u64) {
+        let mut inner = self.lock();
+        if self.state() == State::HalfOpen && inner.half_open_epoch == epoch && inner.half_open_admitted > 0 {
+            inner.half_open_admitted -= 1;
+        }
+    }
+
+    /// Records the outcome of a call admitted by [`try_acquire`](Self::try_acquire) (through
+    /// its [`Permit`]). Returns the new state when this outcome changed it.
+    fn record(&self, o: Outcome) -> Option<State> {
         let mut inner = self.lock();
         let now = clock::now();
         match self.state() {
@@ -323,6 +390,7 @@ impl CircuitBreaker {
 
     fn enter_half_open(&self, inner: &mut Inner, now: u64) {
         inner.half_open_started = now;
+        inner.half_open_epoch += 1;
         inner.half_open_admitted = 0;
         inner.half_open = Tally::default();
         self.state.store(State::HalfOpen as u8, Ordering::Release);
@@ -339,82 +407,4 @@ impl CircuitBreaker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings() -> Settings {
-        Settings {
-            time_window: false,
-            window_size: 10,
-            minimum_calls: 4,
-            failure_rate: 50.0,
-            slow_rate: 100.0,
-            slow_call: Duration::from_secs(1),
-            wait_in_open: Duration::from_millis(30),
-            half_open_calls: 2,
-        }
-    }
-    const OK: Outcome = Outcome { failure: false, slow: false };
-    const FAIL: Outcome = Outcome { failure: true, slow: false };
-
-    #[test]
-    fn opens_half_opens_and_closes() {
-        let b = CircuitBreaker::new(settings());
-        for o in [OK, FAIL, OK] {
-            b.try_acquire().unwrap();
-            b.record(o);
-        }
-        assert_eq!(b.state(), State::Closed, "below minimum calls");
-        b.try_acquire().unwrap();
-        assert_eq!(b.record(FAIL), Some(State::Open), "2 of 4 failed = 50%");
-        assert!(b.try_acquire().is_err());
-        std::thread::sleep(Duration::from_millis(40));
-        b.try_acquire().unwrap();
-        assert_eq!(b.state(), State::HalfOpen);
-        b.try_acquire().unwrap();
-        assert!(b.try_acquire().is_err(), "only two trial calls");
-        b.record(OK);
-        assert_eq!(b.record(OK), Some(State::Closed));
-        b.try_acquire().unwrap();
-    }
-
-    #[test]
-    fn half_open_failure_reopens() {
-        let b = CircuitBreaker::new(settings());
-        for _ in 0..4 {
-            b.try_acquire().unwrap();
-            b.record(FAIL);
-        }
-        assert_eq!(b.state(), State::Open);
-        std::thread::sleep(Duration::from_millis(40));
-        b.try_acquire().unwrap();
-        b.try_acquire().unwrap();
-        b.record(FAIL);
-        assert_eq!(b.record(OK), Some(State::Open), "1 of 2 trial calls failed = 50%");
-        assert_eq!(b.opened_count(), 2);
-    }
-
-    #[test]
-    fn count_window_slides() {
-        let b = CircuitBreaker::new(settings());
-        for _ in 0..10 {
-            b.record(OK);
-        }
-        for _ in 0..4 {
-            b.record(FAIL);
-        }
-        assert_eq!(b.state(), State::Closed, "4 of the last 10 failed");
-        assert_eq!(b.record(FAIL), Some(State::Open), "5 of the last 10 failed");
-    }
-
-    #[test]
-    fn slow_calls_open() {
-        let mut s = settings();
-        s.slow_rate = 75.0;
-        let b = CircuitBreaker::new(s);
-        for _ in 0..3 {
-            b.record(Outcome { failure: false, slow: true });
-        }
-        assert_eq!(b.record(OK), Some(State::Open), "3 of 4 slow = 75%");
-    }
-}
+mod tests;

@@ -2,7 +2,6 @@
 //! allowed, and their rendering: a JSON body `{error, code, trace_id}` for HTTP clients, and
 //! a trailers-only response with `grpc-status` for gRPC clients.
 
-use crate::body::ClientBody;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use std::time::Duration;
@@ -14,8 +13,21 @@ pub enum Side {
     Downstream,
     /// An upstream endpoint failed or is unavailable.
     Upstream,
-    /// Policy at the gateway (limits, auth, circuits).
-    Gateway,
+    /// The gateway itself: its policy (rate limits, circuits) or its own failure.
+    Internal,
+}
+
+/// Whether a failed try may be sent again, as far as the failure tells; the route's retry
+/// policy, the retry budget and the request's body decide the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Not retryable (the failure is final, or the route does not retry this condition).
+    Never,
+    /// The request may have reached the upstream: retry only a method safe to repeat (or a
+    /// route that retries any method).
+    IfIdempotent,
+    /// The request never left the gateway (a connect failure): retry whatever the method.
+    Always,
 }
 
 /// An error answered by the gateway.
@@ -28,13 +40,13 @@ pub struct GatewayError {
     pub message: String,
     pub side: Side,
     /// Whether the gateway may retry the failed try.
-    pub retryable: bool,
+    pub retry: Retry,
     pub retry_after: Option<Duration>,
 }
 
 impl GatewayError {
     pub fn new(status: StatusCode, code: &'static str, side: Side, message: impl Into<String>) -> Self {
-        GatewayError { status, code, message: message.into(), side, retryable: false, retry_after: None }
+        GatewayError { status, code, message: message.into(), side, retry: Retry::Never, retry_after: None }
     }
 
     pub fn not_found() -> Self {
@@ -42,6 +54,10 @@ impl GatewayError {
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", Side::Downstream, message)
+    }
+    /// A request whose framing is ambiguous (request smuggling), refused before routing.
+    pub fn bad_framing(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_framing", Side::Downstream, message)
     }
     pub fn headers_too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", Side::Downstream, message)
@@ -84,7 +100,7 @@ impl GatewayError {
     pub fn rate_limited(retry_after: Duration) -> Self {
         GatewayError {
             retry_after: Some(retry_after),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", Side::Gateway, "rate limit exceeded")
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", Side::Internal, "rate limit exceeded")
         }
     }
     pub fn circuit_open(circuit: &str, retry_after: Duration) -> Self {
@@ -93,7 +109,7 @@ impl GatewayError {
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "circuit_open",
-                Side::Gateway,
+                Side::Internal,
                 format!("circuit `{circuit}` is open"),
             )
         }
@@ -108,7 +124,7 @@ impl GatewayError {
     }
     pub fn connect_failed(service: &str) -> Self {
         GatewayError {
-            retryable: true,
+            retry: Retry::Always,
             ..Self::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream_connect_failed",
@@ -118,20 +134,37 @@ impl GatewayError {
         }
     }
     pub fn upstream_reset(service: &str) -> Self {
-        Self::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_reset",
-            Side::Upstream,
-            format!("service `{service}` closed the connection without a response"),
-        )
+        GatewayError {
+            retry: Retry::IfIdempotent,
+            ..Self::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_reset",
+                Side::Upstream,
+                format!("service `{service}` closed the connection without a response"),
+            )
+        }
     }
     pub fn upstream_timeout(service: &str) -> Self {
-        Self::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
-            Side::Upstream,
-            format!("service `{service}` did not answer in time"),
-        )
+        GatewayError {
+            retry: Retry::IfIdempotent,
+            ..Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                Side::Upstream,
+                format!("service `{service}` did not answer in time"),
+            )
+        }
+    }
+
+    /// The same error with the retry allowance replaced (a route that does not retry a
+    /// condition turns it into [`Retry::Never`]).
+    pub fn with_retry(self, retry: Retry) -> Self {
+        GatewayError { retry, ..self }
+    }
+
+    /// The error with its retry allowance kept only when `allowed`.
+    pub fn retry_if(self, allowed: bool) -> Self {
+        if allowed { self } else { self.with_retry(Retry::Never) }
     }
 
     /// gRPC status code with the same meaning.
@@ -152,8 +185,8 @@ impl GatewayError {
         serde_json::json!({ "error": self.message, "code": self.code, "trace_id": trace_id }).to_string()
     }
 
-    /// The response the client sees.
-    pub fn to_response(&self, trace_id: &str, request_id: Option<&HeaderValue>, grpc: bool) -> Response<ClientBody> {
+    /// The response the client sees (its body, if any, is the JSON document).
+    pub fn to_response(&self, trace_id: &str, request_id: Option<&HeaderValue>, grpc: bool) -> Response<Option<Bytes>> {
         let mut b = Response::builder();
         if grpc {
             b = b
@@ -174,8 +207,8 @@ impl GatewayError {
         let body = if grpc { None } else { Some(Bytes::from(self.json_body(trace_id))) };
         // The builder only fails on invalid parts, and every part above is valid by
         // construction; fall back to a bare status rather than panic.
-        b.body(ClientBody::Full(body)).unwrap_or_else(|_| {
-            let mut r = Response::new(ClientBody::Full(None));
+        b.body(body).unwrap_or_else(|_| {
+            let mut r = Response::new(None);
             *r.status_mut() = self.status;
             r
         })

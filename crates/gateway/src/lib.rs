@@ -10,9 +10,12 @@
 //! # Layout
 //! - [`config`]: the `[gateway]` config section as users write it (serde, documented fields).
 //! - [`compile`]: validation into runtime tables, with every problem's key path.
-//! - [`server`]: listeners (plain, TLS), connection limits, graceful drain.
-//! - [`parse_error`]: JSON answers for requests hyper cannot parse.
-//! - [`proxy`]: the per-request pipeline: limits, routing, auth, rate limits, tries, response.
+//! - [`server`]: listeners (plain, TLS), connection limits, graceful drain; connection info
+//!   and guards; JSON answers for requests hyper cannot parse.
+//! - [`proxy`]: the per-request pipeline as phases over a per-request context: request
+//!   filter → route → auth and limits → upstream request → pick and try (with retries) →
+//!   response filter → log. Each phase returns a [`error::GatewayError`] that names the side
+//!   that failed and whether a retry is allowed.
 //! - [`router`]: compiled routes and matching; [`path`]: path normalisation before routing.
 //! - [`upstream`]: services, endpoints, connection pools, balancing, outlier ejection.
 //! - [`circuit`]: circuit breakers (Resilience4j semantics).
@@ -23,6 +26,7 @@
 //! - [`telemetry`]: RED metrics, spans, access log.
 //! - [`body`]: streaming body wrappers (limits, idle timeouts, end-of-body hooks).
 //! - [`tunnel`]: upgraded connections (WebSocket).
+//! - [`h1`]: strict HTTP/1 request framing (request smuggling), checked before hyper parses.
 //! - [`error`]: errors the gateway answers itself, as JSON or gRPC status.
 //! - [`dns`]: DNS (A/AAAA, SRV) as an endpoint source, re-resolved on TTL.
 //! - [`tls`], [`clock`]: certificate loading; a monotonic clock for atomics.
@@ -35,7 +39,7 @@ pub mod compile;
 pub mod config;
 pub mod dns;
 pub mod error;
-pub mod parse_error;
+pub mod h1;
 pub mod path;
 pub mod proxy;
 pub mod ratelimit;
@@ -345,12 +349,12 @@ impl Gateway {
         for up in snap.services.values() {
             if let Some(b) = &up.breaker {
                 out.push(
-                    json!({ "scope": "service", "service": &*up.name, "state": b.state(), "opened": b.opened_count() }),
+                    json!({ "scope": "service", "service": &*up.name, "state": b.state(), "opened": b.opened_count(), "permits_in_use": b.outstanding_permits() }),
                 );
             }
             for e in up.endpoints() {
                 if let Some(b) = &e.breaker {
-                    out.push(json!({ "scope": "endpoint", "service": &*up.name, "endpoint": e.info.address, "state": b.state(), "opened": b.opened_count() }));
+                    out.push(json!({ "scope": "endpoint", "service": &*up.name, "endpoint": e.info.address, "state": b.state(), "opened": b.opened_count(), "permits_in_use": b.outstanding_permits() }));
                 }
             }
         }

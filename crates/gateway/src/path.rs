@@ -7,7 +7,8 @@
 //! dot segments are removed (or the request refused, as configured). Optionally runs of
 //! slashes are merged, as nginx's `merge_slashes` and Envoy's option of the same name do.
 //! Segments such as `..;x`, which Java servlet containers read as `..`, are always refused:
-//! no normal form is safe for every upstream.
+//! no normal form is safe for every upstream, and so is a `..` that climbs above the root
+//! (`/../etc/passwd`), as nginx does, rather than resolved to the root.
 
 /// What to do with `.` and `..` segments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub enum PathError {
     DotSegment,
     /// Not an absolute path.
     NotAbsolute,
+    /// A `..` segment that would climb above the root (nginx refuses these too).
+    AboveRoot,
 }
 
 impl PathError {
@@ -42,6 +45,7 @@ impl PathError {
             PathError::BadEscape => "request path has a `%` not followed by two hex digits",
             PathError::DotSegment => "request path has `.` or `..` segments, which this gateway refuses",
             PathError::NotAbsolute => "request path must start with `/`",
+            PathError::AboveRoot => "request path climbs above the root with `..`",
         }
     }
 }
@@ -77,8 +81,8 @@ pub fn normalize(path: &str, rules: PathRules) -> Result<Option<Normalized>, Pat
                 return Err(PathError::DotSegment);
             }
             had_dots = true;
-            if name == b".." {
-                out.pop();
+            if name == b".." && out.pop().is_none() {
+                return Err(PathError::AboveRoot);
             }
             // `/a/..` and `/a/.` name the directory: keep the trailing slash.
             trailing_slash = i == last;

@@ -7,13 +7,22 @@
 //! removes the futex wake-ups that dominated a work-stealing runtime's profile (see
 //! docs/benchmarks.md). Plain listeners speak HTTP/1.1 and h2c prior knowledge, detected
 //! per connection; TLS listeners negotiate by ALPN.
+//!
+//! [`conn`] holds what the server knows about a connection (the client address, whether a
+//! request is in progress) and [`parse_error`] the JSON answers for requests hyper cannot
+//! parse. The request path ([`crate::proxy`]) sees a connection only as a
+//! [`crate::proxy::Downstream`] (client address, TLS), so it never depends on the server.
 
-use crate::parse_error::JsonParseErrors;
-use crate::proxy::{self, ConnInfo, Shared};
+pub mod conn;
+pub mod parse_error;
+
+use crate::proxy::{self, Shared};
+use conn::{ActiveGuard, ConnInfo, Counted};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use parse_error::JsonParseErrors;
 use signalbox_core::conn_limit::ConnLimits;
 use signalbox_core::shutdown::Shutdown;
 use std::net::SocketAddr;
@@ -200,6 +209,7 @@ async fn worker(
         limit: &limit,
         graceful: &graceful,
         header_timeout: settings.header_read_timeout,
+        max_head: settings.parser_max_buf,
     };
     let a = accept_loop(&cx, plain, None, shutdown.clone());
     let b = async {
@@ -223,10 +233,11 @@ struct WorkerCtx<'a> {
     limit: &'a ConnLimits,
     graceful: &'a GracefulShutdown,
     header_timeout: Duration,
+    max_head: usize,
 }
 
 async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsAcceptor>, mut shutdown: Shutdown) {
-    let WorkerCtx { shared, builder, limit, graceful, header_timeout } = *cx;
+    let WorkerCtx { shared, builder, limit, graceful, header_timeout, max_head } = *cx;
     loop {
         let slot = tokio::select! {
             _ = shutdown.wait() => return,
@@ -258,12 +269,20 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
         tokio::spawn(async move {
             let _permit = permit;
             let info = conn.clone();
-            let svc = service_fn(move |req| proxy::handle(shared.clone(), conn.clone(), req));
+            let svc = service_fn(move |req| {
+                let (shared, conn) = (shared.clone(), conn.clone());
+                async move {
+                    let guard = ActiveGuard::new(conn.clone());
+                    let peer = proxy::Downstream { addr: conn.client, tls: conn.tls };
+                    let resp = proxy::handle(shared, peer, req).await;
+                    Ok::<_, std::convert::Infallible>(resp.map(|body| Counted { body, _guard: guard }))
+                }
+            });
             match tls {
                 None => {
                     serve_io(
                         &builder,
-                        JsonParseErrors::new(TokioIo::new(stream), info.clone()),
+                        JsonParseErrors::new(TokioIo::new(stream), info.clone(), max_head),
                         svc,
                         watcher,
                         &info,
@@ -275,7 +294,7 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
                     Ok(Ok(s)) => {
                         serve_io(
                             &builder,
-                            JsonParseErrors::new(TokioIo::new(s), info.clone()),
+                            JsonParseErrors::new(TokioIo::new(s), info.clone(), max_head),
                             svc,
                             watcher,
                             &info,
@@ -304,7 +323,7 @@ async fn serve_io<I, S>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::Service<
             http::Request<hyper::body::Incoming>,
-            Response = http::Response<crate::body::Counted>,
+            Response = http::Response<Counted>,
             Error = std::convert::Infallible,
         > + Send
         + 'static,

@@ -74,7 +74,7 @@ pub struct Endpoint {
     inflight: AtomicU32,
     ewma_bits: AtomicU64,
     ewma_stamp: AtomicU64,
-    pub breaker: Option<CircuitBreaker>,
+    pub breaker: Option<Arc<CircuitBreaker>>,
     consecutive_5xx: AtomicU32,
     consecutive_gateway: AtomicU32,
     ejected_until: AtomicU64,
@@ -97,7 +97,7 @@ impl Endpoint {
             inflight: AtomicU32::new(0),
             ewma_bits: AtomicU64::new(initial_rtt_nanos.to_bits()),
             ewma_stamp: AtomicU64::new(clock::now()),
-            breaker: breaker.map(CircuitBreaker::new),
+            breaker: breaker.map(|s| Arc::new(CircuitBreaker::new(s))),
             consecutive_5xx: AtomicU32::new(0),
             consecutive_gateway: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
@@ -266,7 +266,7 @@ pub struct Upstream {
     pub balance: Balance,
     table: ArcSwap<Table>,
     rr: AtomicU32,
-    pub breaker: Option<CircuitBreaker>,
+    pub breaker: Option<Arc<CircuitBreaker>>,
     endpoint_breaker: Option<circuit::Settings>,
     outlier: OutlierSettings,
     pub budget: RetryBudget,
@@ -276,6 +276,13 @@ pub struct Upstream {
     pub discovered: bool,
     /// TLS to the endpoints, if the service asks for it.
     pub tls: Option<UpstreamTls>,
+}
+
+/// The endpoint chosen for a try, with its breaker permit (released unrecorded when the try
+/// is dropped before it reports).
+pub struct Picked {
+    pub endpoint: Arc<Endpoint>,
+    pub permit: Option<circuit::Permit>,
 }
 
 /// Why no endpoint could be chosen.
@@ -307,7 +314,7 @@ impl Upstream {
             balance,
             table: ArcSwap::from_pointee(Table { endpoints: Vec::new(), ring: Vec::new() }),
             rr: AtomicU32::new(0),
-            breaker: breaker.map(CircuitBreaker::new),
+            breaker: breaker.map(|s| Arc::new(CircuitBreaker::new(s))),
             endpoint_breaker,
             budget: RetryBudget::default(),
             clients: thread_local::ThreadLocal::new(),
@@ -400,12 +407,7 @@ impl Upstream {
     /// Chooses an endpoint for a try and takes its breaker permit. `hash` is the request's
     /// hash key for `ring_hash`; `avoid` is the endpoint of the previous try, skipped when
     /// another one is available.
-    pub fn pick(
-        &self,
-        hash: Option<u64>,
-        avoid: Option<&Arc<Endpoint>>,
-        now: u64,
-    ) -> Result<Arc<Endpoint>, NoEndpoint> {
+    pub fn pick(&self, hash: Option<u64>, avoid: Option<&Arc<Endpoint>>, now: u64) -> Result<Picked, NoEndpoint> {
         let table = self.table.load();
         let eps = &table.endpoints;
         if eps.is_empty() {
@@ -421,28 +423,33 @@ impl Upstream {
             (Balance::P2cEwma { decay }, _) => p2c(eps, &usable, now, *decay),
             (Balance::RingHash { .. }, None) => p2c(eps, &usable, now, Duration::from_secs(10)),
         };
-        let acquire = |e: &Arc<Endpoint>| e.breaker.as_ref().is_none_or(|b| b.try_acquire().is_ok());
-        if let Some(e) = candidate
-            && acquire(&e)
-        {
-            return Ok(e);
+        let acquire = |e: &Arc<Endpoint>| -> Option<Picked> {
+            let permit = match &e.breaker {
+                None => None,
+                Some(b) => Some(b.try_acquire().ok()?),
+            };
+            Some(Picked { endpoint: e.clone(), permit })
+        };
+        if let Some(p) = candidate.as_ref().and_then(acquire) {
+            return Ok(p);
         }
         // The choice was refused by its breaker (half-open trials used up), or nothing was
         // usable but the avoided endpoint: scan, and use the avoided one last.
-        if let Some(e) = eps.iter().find(|e| usable(e) && acquire(e)) {
-            return Ok(e.clone());
+        if let Some(p) = eps.iter().filter(|e| usable(e)).find_map(acquire) {
+            return Ok(p);
         }
-        if let Some(a) = avoid.filter(|a| a.available(now) && acquire(a)) {
-            return Ok(a.clone());
+        if let Some(p) = avoid.filter(|a| a.available(now)).and_then(acquire) {
+            return Ok(p);
         }
         let circuits_open = eps.iter().any(|e| e.breaker.as_ref().is_some_and(|b| b.state() != circuit::State::Closed));
         Err(NoEndpoint::AllUnavailable { circuits_open })
     }
 
-    /// Feeds a try's result to the endpoint's breaker and to outlier ejection.
-    pub fn report(&self, ep: &Endpoint, result: TryResult, slow: bool) {
-        if let Some(b) = &ep.breaker
-            && let Some(state) = b.record(circuit::Outcome { failure: result != TryResult::Ok, slow })
+    /// Feeds a try's result to the endpoint's breaker (through the try's permit) and to
+    /// outlier ejection.
+    pub fn report(&self, ep: &Endpoint, permit: Option<circuit::Permit>, result: TryResult, slow: bool) {
+        if let Some(p) = permit
+            && let Some(state) = p.record(circuit::Outcome { failure: result != TryResult::Ok, slow })
         {
             tracing::info!(service = %self.name, endpoint = %ep.info.address, state = ?state, "endpoint circuit changed state");
         }

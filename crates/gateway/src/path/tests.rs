@@ -21,11 +21,14 @@ fn dot_segments_resolve() {
     assert_eq!(norm("/public/%2e%2e/admin/x", NORM).unwrap(), "/admin/x");
     assert_eq!(norm("/public/%2E%2e/admin/x", NORM).unwrap(), "/admin/x");
     assert_eq!(norm("/public/.%2e/admin", NORM).unwrap(), "/admin");
-    assert_eq!(norm("/../../etc/passwd", NORM).unwrap(), "/etc/passwd");
+    assert_eq!(norm("/../../etc/passwd", NORM), Err(PathError::AboveRoot));
+    assert_eq!(norm("/a/../../etc/passwd", NORM), Err(PathError::AboveRoot));
+    assert_eq!(norm("/a/%2e%2e/..", NORM), Err(PathError::AboveRoot));
     assert_eq!(norm("/a/./b", NORM).unwrap(), "/a/b");
     assert_eq!(norm("/a/b/..", NORM).unwrap(), "/a/");
     assert_eq!(norm("/a/.", NORM).unwrap(), "/a/");
-    assert_eq!(norm("/..", NORM).unwrap(), "/");
+    assert_eq!(norm("/..", NORM), Err(PathError::AboveRoot));
+    assert_eq!(norm("/a/..", NORM).unwrap(), "/");
     assert!(normalize("/public/../admin", NORM).unwrap().unwrap().had_dots);
 }
 

@@ -9,6 +9,7 @@ mod protocols;
 mod reload;
 mod resilience;
 mod security;
+mod smuggling;
 mod telemetry;
 
 use signalbox_core::metrics::Registry;

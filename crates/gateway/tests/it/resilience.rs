@@ -361,3 +361,71 @@ async fn an_endpoint_restarted_on_its_port_serves_again() {
     }
     assert!(back.hits() > 0);
 }
+
+#[tokio::test]
+async fn a_request_dropped_mid_flight_releases_its_breaker_permits() {
+    // 0: fail with 500; 1: hang; 2: answer 200.
+    let mode = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let m = mode.clone();
+    let up = serve(move |_| {
+        let mode = m.load(Ordering::SeqCst);
+        async move {
+            match mode {
+                0 => status(500),
+                1 => {
+                    tokio::time::sleep(Duration::from_secs(20)).await;
+                    status(200)
+                }
+                _ => status(200),
+            }
+        }
+    })
+    .await;
+    let one_trial = CircuitBreakerConfig { half_open_calls: 1, ..breaker() };
+    let mut s = service("s", &[up.url()]);
+    s.circuit_breaker = Some(one_trial.clone());
+    s.endpoint_circuit_breaker = Some(one_trial);
+    s.outlier.consecutive_5xx = 0;
+    let mut r = route("/", "s");
+    r.retry = Some(no_retry());
+    let gw = start(config(vec![s], vec![r])).await;
+    let http = Http::new();
+    for _ in 0..5 {
+        assert_eq!(http.get(&gw.url("/")).await.status, 500);
+    }
+    assert_eq!(http.get(&gw.url("/")).await.status, 503, "open");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+
+    // The one trial call hangs; its client goes away mid-flight.
+    mode.store(1, Ordering::SeqCst);
+    let hits = up.hits();
+    let mut sock = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut sock, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await.unwrap();
+    signalbox_testkit::eventually(Duration::from_secs(5), "the trial call reaching the upstream", || async {
+        (up.hits() > hits).then_some(())
+    })
+    .await;
+    let permits = |v: &serde_json::Value| -> Vec<u64> {
+        v.as_array().unwrap().iter().map(|c| c["permits_in_use"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(permits(&gw.gw.circuits_view()), vec![1, 1], "service and endpoint permits held mid-flight");
+    drop(sock);
+    signalbox_testkit::eventually(Duration::from_secs(5), "the permits released", || async {
+        let v = gw.gw.circuits_view();
+        (permits(&v) == vec![0, 0]).then_some(())
+    })
+    .await;
+    for c in gw.gw.circuits_view().as_array().unwrap() {
+        assert_eq!(c["state"], "half_open", "a dropped call records no outcome: {c}");
+    }
+
+    // The trial slot is free at once (a leaked permit would fail fast until the trial went
+    // stale a second later).
+    mode.store(2, Ordering::SeqCst);
+    let started = Instant::now();
+    assert_eq!(http.get(&gw.url("/")).await.status, 200);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    for c in gw.gw.circuits_view().as_array().unwrap() {
+        assert_eq!(c["state"], "closed", "{c}");
+    }
+}

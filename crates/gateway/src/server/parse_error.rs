@@ -12,10 +12,21 @@
 //! the connection. Every response of the gateway carries `x-request-id`, and bodies are
 //! only written while their request is in progress. After a `101 Switching Protocols` the
 //! connection carries another protocol and is passed through untouched.
+//!
+//! The read side follows the connection with [`crate::h1::framing::Tracker`]: a request whose
+//! framing is ambiguous (see [`crate::h1`]) never reaches hyper. The bytes before it are
+//! handed over; in its place hyper reads a line it cannot parse, answers its canned `400`,
+//! and that answer is replaced with the gateway's JSON naming the framing problem. When hyper
+//! already has the request's whole head (it arrived in an earlier read) and the problem is in
+//! its chunked body, the same line breaks the body off: the gateway answers `400` itself and
+//! an upstream that was already sent the head sees a body that never ends, never a second
+//! request.
 
+use super::conn::ConnInfo;
 use crate::error::GatewayError;
-use crate::proxy::ConnInfo;
-use hyper::rt::{Read, ReadBufCursor, Write};
+use crate::h1::Refusal;
+use crate::h1::framing::{Tracker, Verdict};
+use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,6 +40,21 @@ pub struct JsonParseErrors<I> {
     /// False once the connection was upgraded (or rewrote its one error).
     watch: bool,
     pending: Option<Replacement>,
+    read: ReadSide,
+}
+
+/// What hyper reads in place of a refused request: not a valid request line.
+const POISON: &[u8] = b"\0\r\n\r\n";
+
+/// The read side: bytes read and checked but not yet handed to hyper.
+struct ReadSide {
+    tracker: Tracker,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    /// Set once a request is refused: after `buf`, hyper reads [`POISON`], then the end.
+    refused: Option<Refusal>,
+    poisoned: bool,
 }
 
 /// The gateway's response in place of hyper's, being written.
@@ -40,8 +66,17 @@ struct Replacement {
 }
 
 impl<I> JsonParseErrors<I> {
-    pub fn new(inner: I, conn: Arc<ConnInfo>) -> Self {
-        JsonParseErrors { inner, conn, watch: true, pending: None }
+    /// `max_head`: hyper's own limit on a request head, past which framing is left to it.
+    pub fn new(inner: I, conn: Arc<ConnInfo>, max_head: usize) -> Self {
+        let read = ReadSide {
+            tracker: Tracker::new(max_head),
+            buf: Vec::new(),
+            pos: 0,
+            len: 0,
+            refused: None,
+            poisoned: false,
+        };
+        JsonParseErrors { inner, conn, watch: true, pending: None, read }
     }
 }
 
@@ -53,12 +88,18 @@ impl<I: Write + Unpin> JsonParseErrors<I> {
         }
         if head.starts_with(b"HTTP/1.1 101 ") {
             self.watch = false;
+            self.read.tracker.stop();
             return;
         }
         if self.conn.active.load(Ordering::Relaxed) != 0 {
             return;
         }
-        if let Some(err) = canned_error(head) {
+        if let Some(mut err) = canned_error(head) {
+            // A head hyper could not parse either keeps hyper's wording; an ambiguous framing
+            // that hyper would have let through is named.
+            if let Some(why) = self.read.refused.filter(|w| *w != Refusal::MalformedHead) {
+                err = GatewayError::bad_framing(why.message());
+            }
             tracing::debug!(client = %self.conn.client, status = err.status.as_u16(), "unparsable request");
             let trace_id = signalbox_core::ids::TraceId::random().to_hex();
             self.pending = Some(Replacement { bytes: raw_response(&err, &trace_id), written: 0, replaces: head.len() });
@@ -117,8 +158,52 @@ fn raw_response(err: &GatewayError, trace_id: &str) -> Vec<u8> {
 }
 
 impl<I: Read + Unpin> Read for JsonParseErrors<I> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut out: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = &mut this.read;
+        if r.pos < r.len {
+            let n = (r.len - r.pos).min(out.remaining());
+            out.put_slice(&r.buf[r.pos..r.pos + n]);
+            r.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        if r.refused.is_some() {
+            if !r.poisoned && out.remaining() >= POISON.len() {
+                r.poisoned = true;
+                out.put_slice(POISON);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if r.tracker.is_off() {
+            return Pin::new(&mut this.inner).poll_read(cx, out);
+        }
+        let want = out.remaining().min(64 * 1024);
+        if r.buf.len() < want {
+            r.buf.resize(want, 0);
+        }
+        let filled = {
+            let mut rb = ReadBuf::new(&mut r.buf[..want]);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, rb.unfilled()))?;
+            rb.filled().len()
+        };
+        (r.pos, r.len) = (0, filled);
+        match r.tracker.feed(&r.buf[..filled]) {
+            Verdict::Pass => {}
+            Verdict::Refuse { at, why, head_passed } => {
+                tracing::debug!(client = %this.conn.client, problem = why.message(), head_passed, "refused a request's framing");
+                r.len = at;
+                r.refused = Some(why);
+            }
+        }
+        if r.len == 0 && r.refused.is_some() {
+            r.poisoned = true;
+            out.put_slice(POISON);
+            return Poll::Ready(Ok(()));
+        }
+        let n = r.len.min(out.remaining());
+        out.put_slice(&r.buf[..n]);
+        r.pos = n;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -147,6 +232,7 @@ impl<I: Write + Unpin> Write for JsonParseErrors<I> {
                     this.inspect(first);
                 } else if first.starts_with(b"HTTP/1.1 101 ") {
                     this.watch = false;
+                    this.read.tracker.stop();
                 }
             }
         }

@@ -189,3 +189,41 @@ fn processes_are_summed_per_entry_and_the_agent_reports_itself() {
     assert_eq!(snap.value("signalbox_agent_processes_matched", &gone), Some(0.0));
     assert!(snap.value("process_cpu_seconds_total", &gone).is_none());
 }
+
+#[test]
+fn answers_are_read_as_prometheus_reads_them() {
+    use super::push::{PushOutcome, classify};
+    use http::{HeaderValue, StatusCode};
+    assert_eq!(classify(StatusCode::NO_CONTENT, None, b""), PushOutcome::Stored);
+    assert!(matches!(classify(StatusCode::BAD_REQUEST, None, b"out of order"), PushOutcome::Refused(e) if e.contains("out of order")));
+    assert!(matches!(classify(StatusCode::PAYLOAD_TOO_LARGE, None, b""), PushOutcome::Refused(_)));
+    let h = HeaderValue::from_static("7");
+    assert_eq!(
+        classify(StatusCode::TOO_MANY_REQUESTS, Some(&h), b"busy"),
+        PushOutcome::Retry { after: Some(std::time::Duration::from_secs(7)), error: "429 Too Many Requests: busy".into() }
+    );
+    assert!(matches!(classify(StatusCode::SERVICE_UNAVAILABLE, None, b""), PushOutcome::Retry { after: None, .. }));
+    assert!(matches!(classify(StatusCode::UNAUTHORIZED, None, b""), PushOutcome::Retry { .. }));
+}
+
+#[test]
+fn the_metrics_buffer_survives_a_restart_and_refuses_when_full() {
+    use crate::spool::{Header, Spool};
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("metrics-buffer");
+    let header = Header { records: 3, sealed_ns: 1, positions: Vec::new() };
+    let spool = Spool::open_plain(&dir, 1024 * 1024).unwrap();
+    assert!(spool.try_push(&header, &[7u8; 600 * 1024]).unwrap());
+    // Full: a second one of that size does not fit, and nothing is written for it.
+    assert!(!spool.try_push(&header, &[8u8; 600 * 1024]).unwrap());
+    assert!(spool.try_push(&header, b"small").unwrap());
+    drop(spool);
+    std::fs::write(dir.join("00000000000000000099.batch"), b"torn").unwrap();
+    let spool = Spool::open_plain(&dir, 1024 * 1024).unwrap();
+    assert_eq!(spool.usage().0, 2, "the damaged file is set aside");
+    let first = spool.oldest().unwrap().unwrap();
+    assert_eq!(first.payload.len(), 600 * 1024);
+    spool.remove(first.seq).unwrap();
+    assert_eq!(spool.oldest().unwrap().unwrap().payload, b"small");
+    assert!(dir.join("00000000000000000099.corrupt").exists());
+}

@@ -265,11 +265,16 @@ fn compile_host_metrics(
     }
     let push_url = match (h.remote_write_url.as_str(), cfg.output.kind.as_str()) {
         ("none", _) | ("", "otlp") => None,
-        ("", _) => format!("{}/prometheus/api/v1/write", cfg.output.endpoint.trim_end_matches('/')).parse::<http::Uri>().ok(),
+        ("", _) => {
+            format!("{}/prometheus/api/v1/write", cfg.output.endpoint.trim_end_matches('/')).parse::<http::Uri>().ok()
+        }
         (url, _) => match url.parse::<http::Uri>() {
             Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => Some(u),
             _ => {
-                p.add(key("host_metrics.remote_write_url"), format!("`{url}` is not a URL like http://127.0.0.1:9900/prometheus/api/v1/write"));
+                p.add(
+                    key("host_metrics.remote_write_url"),
+                    format!("`{url}` is not a URL like http://127.0.0.1:9900/prometheus/api/v1/write"),
+                );
                 None
             }
         },

@@ -115,7 +115,9 @@ impl Agent {
             None => None,
             Some(hm) => {
                 let spool = match &hm.push_url {
-                    Some(_) => Some(Arc::new(Spool::open_plain(&cfg.data_dir.join("metrics-buffer"), hm.buffer_max_bytes)?)),
+                    Some(_) => {
+                        Some(Arc::new(Spool::open_plain(&cfg.data_dir.join("metrics-buffer"), hm.buffer_max_bytes)?))
+                    }
                     None => None,
                 };
                 let stats = host::push::HostStats::new(&registry);

@@ -95,7 +95,12 @@ pub fn collect(s: &HostSettings, pids: &[Vec<u32>], out: &mut Snapshot) -> Resul
     for g in groups {
         let dir = mount.join(g.id.trim_start_matches('/'));
         let name = g.id.rsplit('/').next().unwrap_or("").to_owned();
-        let l = [("id", g.id.as_str()), ("instance", g.instance.as_str()), ("name", name.as_str()), ("service", g.service.as_str())];
+        let l = [
+            ("id", g.id.as_str()),
+            ("instance", g.instance.as_str()),
+            ("name", name.as_str()),
+            ("service", g.service.as_str()),
+        ];
         let Some(cpu) = read_opt(&dir, "cpu.stat") else {
             // The group went away between listing and reading.
             continue;
@@ -120,7 +125,12 @@ pub fn collect(s: &HostSettings, pids: &[Vec<u32>], out: &mut Snapshot) -> Resul
             out.counter("container_cpu_cfs_throttled_periods_total", "Number of throttled period intervals.", &l, *v);
         }
         if let Some(v) = usec("throttled_usec") {
-            out.counter("container_cpu_cfs_throttled_seconds_total", "Total time duration the container has been throttled.", &l, v);
+            out.counter(
+                "container_cpu_cfs_throttled_seconds_total",
+                "Total time duration the container has been throttled.",
+                &l,
+                v,
+            );
         }
         if let Some(max) = read_opt(&dir, "cpu.max") {
             let mut f = max.split_whitespace();
@@ -132,11 +142,21 @@ pub fn collect(s: &HostSettings, pids: &[Vec<u32>], out: &mut Snapshot) -> Resul
             }
         }
         if let Some(Ok(usage)) = read_opt(&dir, "memory.current").map(|t| t.trim().parse::<f64>()) {
-            out.gauge("container_memory_usage_bytes", "Current memory usage in bytes, including all memory regardless of when it was accessed", &l, usage);
+            out.gauge(
+                "container_memory_usage_bytes",
+                "Current memory usage in bytes, including all memory regardless of when it was accessed",
+                &l,
+                usage,
+            );
             let stat = read_opt(&dir, "memory.stat").unwrap_or_default();
             let stat = flat_keyed(&stat);
             let inactive = stat.get("inactive_file").copied().unwrap_or(0.0);
-            out.gauge("container_memory_working_set_bytes", "Current working set in bytes.", &l, (usage - inactive).max(0.0));
+            out.gauge(
+                "container_memory_working_set_bytes",
+                "Current working set in bytes.",
+                &l,
+                (usage - inactive).max(0.0),
+            );
             if let Some(v) = stat.get("anon") {
                 out.gauge("container_memory_rss", "Size of RSS in bytes.", &l, *v);
             }
@@ -152,7 +172,12 @@ pub fn collect(s: &HostSettings, pids: &[Vec<u32>], out: &mut Snapshot) -> Resul
         if let Some(ev) = read_opt(&dir, "memory.events") {
             let ev = flat_keyed(&ev);
             if let Some(v) = ev.get("oom_kill") {
-                out.counter("container_oom_events_total", "Count of out of memory events observed for the container", &l, *v);
+                out.counter(
+                    "container_oom_events_total",
+                    "Count of out of memory events observed for the container",
+                    &l,
+                    *v,
+                );
             }
         }
         if let Some(io) = read_opt(&dir, "io.stat") {
@@ -177,13 +202,28 @@ pub fn collect(s: &HostSettings, pids: &[Vec<u32>], out: &mut Snapshot) -> Resul
             }
         }
         if let Some(procs) = read_opt(&dir, "cgroup.procs") {
-            out.gauge("container_processes", "Number of processes running inside the container.", &l, procs.lines().count() as f64);
+            out.gauge(
+                "container_processes",
+                "Number of processes running inside the container.",
+                &l,
+                procs.lines().count() as f64,
+            );
         }
         if let Some(threads) = read_opt(&dir, "cgroup.threads") {
-            out.gauge("container_threads", "Number of threads running inside the container", &l, threads.lines().count() as f64);
+            out.gauge(
+                "container_threads",
+                "Number of threads running inside the container",
+                &l,
+                threads.lines().count() as f64,
+            );
         }
         if let Some(Ok(max)) = read_opt(&dir, "pids.max").map(|t| t.trim().parse::<f64>()) {
-            out.gauge("container_threads_max", "Maximum number of threads allowed inside the container, infinity if value is zero", &l, max);
+            out.gauge(
+                "container_threads_max",
+                "Maximum number of threads allowed inside the container, infinity if value is zero",
+                &l,
+                max,
+            );
         }
     }
     Ok(())

@@ -156,7 +156,7 @@ impl Collectors {
         let mut boot_time = 0.0;
         for (name, f) in NODE {
             if self.settings.enabled.contains(name) {
-                let r = self.timed(name, &mut out, |s, o| f(s, o));
+                let r = self.timed(name, &mut out, f);
                 if name == "stat" && r {
                     boot_time = out.value("node_boot_time_seconds", &[]).unwrap_or(0.0);
                 }
@@ -211,7 +211,12 @@ fn record(out: &mut Snapshot, name: &str, start: Instant, ok: bool) {
         &labels,
         start.elapsed().as_secs_f64(),
     );
-    out.gauge("node_scrape_collector_success", "node_exporter: Whether a collector succeeded.", &labels, if ok { 1.0 } else { 0.0 });
+    out.gauge(
+        "node_scrape_collector_success",
+        "node_exporter: Whether a collector succeeded.",
+        &labels,
+        if ok { 1.0 } else { 0.0 },
+    );
 }
 
 fn read_boot_time(s: &HostSettings) -> Option<f64> {

@@ -66,9 +66,7 @@ pub fn collect_stat(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> 
             "ctxt" => out.counter("node_context_switches_total", "Total number of context switches.", &[], v),
             "processes" => out.counter("node_forks_total", "Total number of forks.", &[], v),
             "intr" => out.counter("node_intr_total", "Total number of interrupts serviced.", &[], v),
-            "procs_running" => {
-                out.gauge("node_procs_running", "Number of processes in runnable state.", &[], v)
-            }
+            "procs_running" => out.gauge("node_procs_running", "Number of processes in runnable state.", &[], v),
             "procs_blocked" => {
                 out.gauge("node_procs_blocked", "Number of processes blocked waiting for I/O to complete.", &[], v)
             }

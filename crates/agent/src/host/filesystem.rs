@@ -69,24 +69,60 @@ pub fn collect(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
         if !seen.insert((m.device.clone(), m.mountpoint.clone(), m.fstype.clone())) {
             continue;
         }
-        let labels = [("device", m.device.as_str()), ("fstype", m.fstype.as_str()), ("mountpoint", m.mountpoint.as_str())];
+        let labels =
+            [("device", m.device.as_str()), ("fstype", m.fstype.as_str()), ("mountpoint", m.mountpoint.as_str())];
         let path = s.rootfs_path.join(m.mountpoint.trim_start_matches('/'));
         match rustix::fs::statvfs(&path) {
             Ok(st) => {
                 let bsize = st.f_bsize as f64;
-                out.gauge("node_filesystem_device_error", "Whether an error occurred while getting statistics for the given device.", &labels, 0.0);
-                out.gauge("node_filesystem_size_bytes", "Filesystem size in bytes.", &labels, st.f_blocks as f64 * bsize);
-                out.gauge("node_filesystem_free_bytes", "Filesystem free space in bytes.", &labels, st.f_bfree as f64 * bsize);
-                out.gauge("node_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.", &labels, st.f_bavail as f64 * bsize);
+                out.gauge(
+                    "node_filesystem_device_error",
+                    "Whether an error occurred while getting statistics for the given device.",
+                    &labels,
+                    0.0,
+                );
+                out.gauge(
+                    "node_filesystem_size_bytes",
+                    "Filesystem size in bytes.",
+                    &labels,
+                    st.f_blocks as f64 * bsize,
+                );
+                out.gauge(
+                    "node_filesystem_free_bytes",
+                    "Filesystem free space in bytes.",
+                    &labels,
+                    st.f_bfree as f64 * bsize,
+                );
+                out.gauge(
+                    "node_filesystem_avail_bytes",
+                    "Filesystem space available to non-root users in bytes.",
+                    &labels,
+                    st.f_bavail as f64 * bsize,
+                );
                 out.gauge("node_filesystem_files", "Filesystem total file nodes.", &labels, st.f_files as f64);
-                out.gauge("node_filesystem_files_free", "Filesystem total free file nodes.", &labels, st.f_ffree as f64);
+                out.gauge(
+                    "node_filesystem_files_free",
+                    "Filesystem total free file nodes.",
+                    &labels,
+                    st.f_ffree as f64,
+                );
             }
             Err(e) => {
                 tracing::debug!(mountpoint = %m.mountpoint, error = %e, "statfs failed");
-                out.gauge("node_filesystem_device_error", "Whether an error occurred while getting statistics for the given device.", &labels, 1.0);
+                out.gauge(
+                    "node_filesystem_device_error",
+                    "Whether an error occurred while getting statistics for the given device.",
+                    &labels,
+                    1.0,
+                );
             }
         }
-        out.gauge("node_filesystem_readonly", "Filesystem read-only status.", &labels, if m.readonly { 1.0 } else { 0.0 });
+        out.gauge(
+            "node_filesystem_readonly",
+            "Filesystem read-only status.",
+            &labels,
+            if m.readonly { 1.0 } else { 0.0 },
+        );
     }
     Ok(())
 }

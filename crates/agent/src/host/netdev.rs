@@ -2,8 +2,8 @@
 //! default) as `node_network_{receive,transmit}_*_total{device}`, plus
 //! `node_network_receive_nohandler_total` from `/sys/class/net/DEV/statistics`.
 
-use super::collect::HostSettings;
 use super::Snapshot;
+use super::collect::HostSettings;
 
 const RECEIVE: [&str; 8] = ["bytes", "packets", "errs", "drop", "fifo", "frame", "compressed", "multicast"];
 const TRANSMIT: [&str; 8] = ["bytes", "packets", "errs", "drop", "fifo", "colls", "carrier", "compressed"];

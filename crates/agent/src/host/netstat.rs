@@ -40,13 +40,7 @@ pub fn collect_netstat(s: &HostSettings, out: &mut Snapshot) -> Result<(), Strin
     for (key, v) in fields {
         if s.netstat_fields.is_match(&key) {
             let (proto, name) = key.split_once('_').unwrap_or((&key, ""));
-            out.add(
-                &format!("node_netstat_{key}"),
-                &format!("Statistic {proto}{name}."),
-                Kind::Untyped,
-                &[],
-                v,
-            );
+            out.add(&format!("node_netstat_{key}"), &format!("Statistic {proto}{name}."), Kind::Untyped, &[], v);
         }
     }
     Ok(())
@@ -65,7 +59,12 @@ pub fn collect_sockstat(s: &HostSettings, out: &mut Snapshot) -> Result<(), Stri
             let name = format!("node_sockstat_{proto}_{k}");
             out.gauge(&name, &format!("Number of {proto} sockets in state {k}."), &[], v);
             if *k == "mem" && (proto == "TCP" || proto == "UDP") {
-                out.gauge(&format!("{name}_bytes"), &format!("Number of {proto} sockets in state mem_bytes."), &[], v * page);
+                out.gauge(
+                    &format!("{name}_bytes"),
+                    &format!("Number of {proto} sockets in state mem_bytes."),
+                    &[],
+                    v * page,
+                );
             }
         }
     }

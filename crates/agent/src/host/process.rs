@@ -91,12 +91,32 @@ pub fn collect(s: &HostSettings, boot_time: f64, out: &mut Snapshot) -> Vec<Vec<
         let pids = resolve(&s.proc_path, spec);
         let stats: Vec<ProcStats> = pids.iter().filter_map(|p| read_process(&s.proc_path, *p, boot_time)).collect();
         let labels = [("instance", spec.instance.as_str()), ("service", spec.service.as_str())];
-        out.gauge("signalbox_agent_processes_matched", "Processes a `host_metrics.processes` entry matches now (0: none running).", &labels, stats.len() as f64);
+        out.gauge(
+            "signalbox_agent_processes_matched",
+            "Processes a `host_metrics.processes` entry matches now (0: none running).",
+            &labels,
+            stats.len() as f64,
+        );
         if !stats.is_empty() {
             let sum = |g: fn(&ProcStats) -> f64| stats.iter().map(g).sum::<f64>();
-            out.counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", &labels, sum(|p| p.cpu_seconds));
-            out.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", &labels, sum(|p| p.resident_bytes));
-            out.gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", &labels, sum(|p| p.virtual_bytes));
+            out.counter(
+                "process_cpu_seconds_total",
+                "Total user and system CPU time spent in seconds.",
+                &labels,
+                sum(|p| p.cpu_seconds),
+            );
+            out.gauge(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                &labels,
+                sum(|p| p.resident_bytes),
+            );
+            out.gauge(
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                &labels,
+                sum(|p| p.virtual_bytes),
+            );
             out.gauge("process_open_fds", "Number of open file descriptors.", &labels, sum(|p| p.open_fds));
             out.gauge(
                 "process_max_fds",

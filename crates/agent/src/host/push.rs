@@ -48,7 +48,11 @@ impl HostStats {
                 &[],
                 COLLECT_BOUNDS,
             ),
-            pushed: r.counter("signalbox_agent_host_snapshots_pushed_total", "Host-metrics collections the receiver stored.", &[]),
+            pushed: r.counter(
+                "signalbox_agent_host_snapshots_pushed_total",
+                "Host-metrics collections the receiver stored.",
+                &[],
+            ),
             refused: r.counter(
                 "signalbox_agent_host_snapshots_refused_total",
                 "Host-metrics collections the receiver refused for good (400, 413); dropped.",
@@ -64,7 +68,11 @@ impl HostStats {
                 "Failed host-metrics delivery attempts (each is retried).",
                 &[],
             ),
-            buffered: r.gauge("signalbox_agent_host_snapshots_buffered", "Host-metrics collections on disk not yet delivered.", &[]),
+            buffered: r.gauge(
+                "signalbox_agent_host_snapshots_buffered",
+                "Host-metrics collections on disk not yet delivered.",
+                &[],
+            ),
         }
     }
 }
@@ -154,7 +162,8 @@ impl Pusher {
                     tracing::warn!(%error, "host-metrics delivery failed; retrying");
                     self.stats.push_failures.inc();
                     after.map(|a| a.min(self.cfg.max_retry_after)).unwrap_or_else(|| {
-                        let exp = self.cfg.initial_backoff.saturating_mul(1u32 << attempt.min(20)).min(self.cfg.max_backoff);
+                        let exp =
+                            self.cfg.initial_backoff.saturating_mul(1u32 << attempt.min(20)).min(self.cfg.max_backoff);
                         attempt += 1;
                         exp / 2 + Duration::from_nanos(fastrand::u64(0..=(exp / 2).as_nanos() as u64))
                     })
@@ -202,7 +211,9 @@ impl Pusher {
             Ok::<_, String>((parts, body))
         };
         match tokio::time::timeout(out.timeout, exchange).await {
-            Err(_) => PushOutcome::Retry { after: None, error: format!("{}: no answer within {:?}", self.url, out.timeout) },
+            Err(_) => {
+                PushOutcome::Retry { after: None, error: format!("{}: no answer within {:?}", self.url, out.timeout) }
+            }
             Ok(Err(error)) => PushOutcome::Retry { after: None, error },
             Ok(Ok((parts, body))) => classify(parts.status, parts.headers.get(header::RETRY_AFTER), &body),
         }

@@ -14,7 +14,13 @@ use std::time::Instant;
 pub type Latest = Arc<Mutex<Option<Snapshot>>>;
 
 /// Collects until shutdown.
-pub async fn run(cfg: Arc<Compiled>, spool: Option<Arc<Spool>>, stats: HostStats, latest: Latest, mut shutdown: Shutdown) {
+pub async fn run(
+    cfg: Arc<Compiled>,
+    spool: Option<Arc<Spool>>,
+    stats: HostStats,
+    latest: Latest,
+    mut shutdown: Shutdown,
+) {
     let Some(hm) = cfg.host_metrics.as_ref() else { return };
     let mut collectors = Some(Collectors::new(hm.settings.clone()));
     let extra: Arc<[(String, String)]> =

@@ -62,12 +62,7 @@ impl Snapshot {
         let i = match self.index.get(name) {
             Some(i) => *i,
             None => {
-                self.families.push(Family {
-                    name: name.to_owned(),
-                    help: help.to_owned(),
-                    kind,
-                    samples: Vec::new(),
-                });
+                self.families.push(Family { name: name.to_owned(), help: help.to_owned(), kind, samples: Vec::new() });
                 self.index.insert(name.to_owned(), self.families.len() - 1);
                 self.families.len() - 1
             }
@@ -95,7 +90,9 @@ impl Snapshot {
         let f = self.family(name)?;
         f.samples
             .iter()
-            .find(|(l, _)| l.len() == labels.len() && labels.iter().all(|(k, v)| l.iter().any(|(a, b)| a == k && b == v)))
+            .find(|(l, _)| {
+                l.len() == labels.len() && labels.iter().all(|(k, v)| l.iter().any(|(a, b)| a == k && b == v))
+            })
             .map(|(_, v)| *v)
     }
 
@@ -167,10 +164,8 @@ impl Snapshot {
                     }
                 }
                 ls.sort_by(|a, b| a.name.cmp(&b.name));
-                req.timeseries.push(TimeSeries {
-                    labels: ls,
-                    samples: vec![Sample { value: *v, timestamp: self.timestamp_ms }],
-                });
+                req.timeseries
+                    .push(TimeSeries { labels: ls, samples: vec![Sample { value: *v, timestamp: self.timestamp_ms }] });
             }
         }
         let raw = req.encode_to_vec();

@@ -16,21 +16,57 @@ fn fixture() -> (tempfile::TempDir, HostSettings) {
     let d = tempfile::tempdir().unwrap();
     let proc = d.path().join("proc");
     let r = &proc;
-    write(r, "stat", "cpu  10 0 5 100 0 0 0 0 0 0\ncpu0 250 1 30 1000 7 0 3 2 4 0\ncpu1 100 0 20 900 0 0 0 0 0 0\nintr 12345 1 2\nctxt 999\nbtime 1700000000\nprocesses 4242\nprocs_running 3\nprocs_blocked 1\n");
+    write(
+        r,
+        "stat",
+        "cpu  10 0 5 100 0 0 0 0 0 0\ncpu0 250 1 30 1000 7 0 3 2 4 0\ncpu1 100 0 20 900 0 0 0 0 0 0\nintr 12345 1 2\nctxt 999\nbtime 1700000000\nprocesses 4242\nprocs_running 3\nprocs_blocked 1\n",
+    );
     write(r, "loadavg", "0.50 0.25 0.10 2/300 4000\n");
-    write(r, "meminfo", "MemTotal:        1000 kB\nMemAvailable:     500 kB\nActive(anon):      20 kB\nHugePages_Total:       0\nbroken line\n");
-    write(r, "pressure/cpu", "some avg10=0.00 avg60=0.00 avg300=0.00 total=2500000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n");
-    write(r, "pressure/io", "some avg10=0.00 avg60=0.00 avg300=0.00 total=1000000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=500000\n");
-    write(r, "pressure/memory", "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n");
+    write(
+        r,
+        "meminfo",
+        "MemTotal:        1000 kB\nMemAvailable:     500 kB\nActive(anon):      20 kB\nHugePages_Total:       0\nbroken line\n",
+    );
+    write(
+        r,
+        "pressure/cpu",
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=2500000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+    );
+    write(
+        r,
+        "pressure/io",
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=1000000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=500000\n",
+    );
+    write(
+        r,
+        "pressure/memory",
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+    );
     write(r, "sys/fs/file-nr", "512\t0\t9999\n");
-    write(r, "diskstats", "   7       0 loop0 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n 254       0 vda 10 2 80 40 5 1 16 20 1 50 60 0 0 0 0 3 9\n 254       1 vda1 1 0 8 4 0 0 0 0 0 5 5 0 0 0 0 0 0\n");
-    write(r, "net/dev", "Inter-|   Receive\n face |bytes\n    lo: 1 2 0 0 0 0 0 0 1 2 0 0 0 0 0 0\n  eth0: 100 10 1 2 0 0 0 3 200 20 0 1 0 0 0 0\n");
+    write(
+        r,
+        "diskstats",
+        "   7       0 loop0 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n 254       0 vda 10 2 80 40 5 1 16 20 1 50 60 0 0 0 0 3 9\n 254       1 vda1 1 0 8 4 0 0 0 0 0 5 5 0 0 0 0 0 0\n",
+    );
+    write(
+        r,
+        "net/dev",
+        "Inter-|   Receive\n face |bytes\n    lo: 1 2 0 0 0 0 0 0 1 2 0 0 0 0 0 0\n  eth0: 100 10 1 2 0 0 0 3 200 20 0 1 0 0 0 0\n",
+    );
     write(r, "net/netstat", "TcpExt: ListenDrops SyncookiesSent Other\nTcpExt: 4 5 6\n");
     write(r, "net/snmp", "Tcp: ActiveOpens CurrEstab MaxConn\nTcp: 7 8 -1\nUdp: InDatagrams InErrors\nUdp: 9 10\n");
-    write(r, "net/snmp6", "Ip6InOctets                      11\nUdp6InDatagrams                  12\nIp6InReceives 13\n");
+    write(
+        r,
+        "net/snmp6",
+        "Ip6InOctets                      11\nUdp6InDatagrams                  12\nIp6InReceives 13\n",
+    );
     write(r, "net/sockstat", "sockets: used 42\nTCP: inuse 4 orphan 0 tw 1 alloc 5 mem 2\nUDP: inuse 3 mem 1\n");
     write(r, "vmstat", "nr_free_pages 100\noom_kill 2\npgfault 77\npswpin 0\n");
-    write(r, "1/mounts", "/dev/vda / ext4 rw,relatime 0 0\nproc /proc proc rw 0 0\n/dev/vdb /mnt/my\\040data ext4 ro,relatime 0 0\ntmpfs /run tmpfs rw 0 0\n");
+    write(
+        r,
+        "1/mounts",
+        "/dev/vda / ext4 rw,relatime 0 0\nproc /proc proc rw 0 0\n/dev/vdb /mnt/my\\040data ext4 ro,relatime 0 0\ntmpfs /run tmpfs rw 0 0\n",
+    );
     let mut s = HostSettings::defaults("test-host");
     s.proc_path = proc;
     s.sys_path = d.path().join("sys");
@@ -46,7 +82,8 @@ fn fixture() -> (tempfile::TempDir, HostSettings) {
 fn every_collector_reads_its_fixture_with_node_exporter_names() {
     let (_d, s) = fixture();
     let snap = Collectors::new(s).collect();
-    let v = |name: &str, labels: &[(&str, &str)]| snap.value(name, labels).unwrap_or_else(|| panic!("no {name}{labels:?}"));
+    let v =
+        |name: &str, labels: &[(&str, &str)]| snap.value(name, labels).unwrap_or_else(|| panic!("no {name}{labels:?}"));
     assert_eq!(v("node_cpu_seconds_total", &[("cpu", "0"), ("mode", "user")]), 2.5);
     assert_eq!(v("node_cpu_seconds_total", &[("cpu", "0"), ("mode", "steal")]), 0.02);
     assert_eq!(v("node_cpu_guest_seconds_total", &[("cpu", "0"), ("mode", "user")]), 0.04);
@@ -96,8 +133,26 @@ fn every_collector_reads_its_fixture_with_node_exporter_names() {
     assert_eq!(v("node_filesystem_device_error", &data), 1.0);
     assert!(snap.value("node_filesystem_size_bytes", &data).is_none());
     assert!(snap.family("node_filesystem_size_bytes").unwrap().samples.iter().all(|(l, _)| l[2].1 != "/proc"));
-    assert_eq!(v("node_uname_info", &[("sysname", "Linux")].iter().copied().chain(uname_rest()).collect::<Vec<_>>()), 1.0);
-    for c in ["cpu", "stat", "loadavg", "meminfo", "pressure", "filesystem", "diskstats", "netdev", "netstat", "sockstat", "filefd", "uname", "vmstat", "time"] {
+    assert_eq!(
+        v("node_uname_info", &[("sysname", "Linux")].iter().copied().chain(uname_rest()).collect::<Vec<_>>()),
+        1.0
+    );
+    for c in [
+        "cpu",
+        "stat",
+        "loadavg",
+        "meminfo",
+        "pressure",
+        "filesystem",
+        "diskstats",
+        "netdev",
+        "netstat",
+        "sockstat",
+        "filefd",
+        "uname",
+        "vmstat",
+        "time",
+    ] {
         assert_eq!(v("node_scrape_collector_success", &[("collector", c)]), 1.0, "{c}");
     }
 }
@@ -136,7 +191,10 @@ fn the_text_exposition_and_remote_write_carry_the_same_series() {
     s.add("node_netstat_Tcp_CurrEstab", "Statistic.", Kind::Untyped, &[], 3.0);
     let mut text = String::new();
     s.render(&mut text);
-    assert!(text.contains("# TYPE node_cpu_seconds_total counter\nnode_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 12.5\n"), "{text}");
+    assert!(
+        text.contains("# TYPE node_cpu_seconds_total counter\nnode_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 12.5\n"),
+        "{text}"
+    );
     assert!(text.contains("node_uname_info{version=\"#1 \\\"SMP\\\"\\n\"} 1\n"), "{text}");
     assert!(text.contains("# TYPE node_netstat_Tcp_CurrEstab untyped\n"), "{text}");
     let body = s.remote_write(&[("job", "node"), ("instance", "web-1"), ("cpu", "ignored: the series has one")]);
@@ -195,12 +253,17 @@ fn answers_are_read_as_prometheus_reads_them() {
     use super::push::{PushOutcome, classify};
     use http::{HeaderValue, StatusCode};
     assert_eq!(classify(StatusCode::NO_CONTENT, None, b""), PushOutcome::Stored);
-    assert!(matches!(classify(StatusCode::BAD_REQUEST, None, b"out of order"), PushOutcome::Refused(e) if e.contains("out of order")));
+    assert!(
+        matches!(classify(StatusCode::BAD_REQUEST, None, b"out of order"), PushOutcome::Refused(e) if e.contains("out of order"))
+    );
     assert!(matches!(classify(StatusCode::PAYLOAD_TOO_LARGE, None, b""), PushOutcome::Refused(_)));
     let h = HeaderValue::from_static("7");
     assert_eq!(
         classify(StatusCode::TOO_MANY_REQUESTS, Some(&h), b"busy"),
-        PushOutcome::Retry { after: Some(std::time::Duration::from_secs(7)), error: "429 Too Many Requests: busy".into() }
+        PushOutcome::Retry {
+            after: Some(std::time::Duration::from_secs(7)),
+            error: "429 Too Many Requests: busy".into()
+        }
     );
     assert!(matches!(classify(StatusCode::SERVICE_UNAVAILABLE, None, b""), PushOutcome::Retry { after: None, .. }));
     assert!(matches!(classify(StatusCode::UNAUTHORIZED, None, b""), PushOutcome::Retry { .. }));

@@ -3,8 +3,8 @@
 //! max error) needs a system call no safe wrapper in the build offers, so `node_timex_*` is
 //! not reported (see docs/agent.md).
 
-use super::collect::HostSettings;
 use super::Snapshot;
+use super::collect::HostSettings;
 
 pub fn collect(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
     let now = std::time::SystemTime::now()

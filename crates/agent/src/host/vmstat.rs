@@ -12,7 +12,13 @@ pub fn collect(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
             continue;
         }
         let Ok(v) = v.trim().parse::<f64>() else { continue };
-        out.add(&format!("node_vmstat_{key}"), &format!("/proc/vmstat information field {key}."), Kind::Untyped, &[], v);
+        out.add(
+            &format!("node_vmstat_{key}"),
+            &format!("/proc/vmstat information field {key}."),
+            Kind::Untyped,
+            &[],
+            v,
+        );
     }
     Ok(())
 }

@@ -45,7 +45,8 @@ fn parse_exposition(text: &str) -> Series {
             Some(i) => (&series[..i], &series[i..]),
             None => (series, ""),
         };
-        if !name.starts_with("node_") || name.starts_with("node_scrape_collector") || name == "node_exporter_build_info" {
+        if !name.starts_with("node_") || name.starts_with("node_scrape_collector") || name == "node_exporter_build_info"
+        {
             continue;
         }
         let v: f64 = match value {
@@ -117,7 +118,9 @@ fn scrape(port: u16) -> Option<String> {
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let (head, body) = buf.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.0 200").then(|| body.to_owned()).or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_owned()))
+    head.starts_with("HTTP/1.0 200")
+        .then(|| body.to_owned())
+        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_owned()))
 }
 
 fn free_port() -> u16 {
@@ -150,8 +153,7 @@ fn the_agent_matches_node_exporter_names_labels_and_values() {
     }
 
     let our_names: BTreeSet<&String> = ours.keys().collect();
-    let their_names: BTreeSet<&String> =
-        theirs.keys().filter(|n| !ONLY_NODE_EXPORTER.contains(&n.as_str())).collect();
+    let their_names: BTreeSet<&String> = theirs.keys().filter(|n| !ONLY_NODE_EXPORTER.contains(&n.as_str())).collect();
     let missing: Vec<_> = their_names.difference(&our_names).collect();
     let extra: Vec<_> = our_names.difference(&their_names).collect();
     assert!(missing.is_empty(), "node_exporter has families the agent lacks: {missing:?}");
@@ -271,7 +273,8 @@ fn container_metrics_match_the_kernel_for_a_group_the_test_creates() {
     let labels = [("id", group.id.as_str()), ("instance", "burner-1"), ("name", name.as_str()), ("service", "burner")];
     let mut with_cpu = labels.to_vec();
     with_cpu.push(("cpu", "total"));
-    let usage = snap.value("container_cpu_usage_seconds_total", &with_cpu).expect("no container_cpu_usage_seconds_total");
+    let usage =
+        snap.value("container_cpu_usage_seconds_total", &with_cpu).expect("no container_cpu_usage_seconds_total");
     assert!(before <= usage && usage <= after, "agent {usage} s, kernel {before}..{after} s");
     if group.created {
         // Only the burner runs there: it has used about the 1.5 s it ran (on a shared

@@ -56,7 +56,8 @@ interval = "1s"
     // The series arrive with node_exporter's names and the agent's job and instance.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let d = query(&http, &node, r#"count(node_cpu_seconds_total{job="node",instance="e2e-host",mode="idle"})"#).await;
+        let d =
+            query(&http, &node, r#"count(node_cpu_seconds_total{job="node",instance="e2e-host",mode="idle"})"#).await;
         if scalar(&d) > 0.0 {
             break;
         }
@@ -64,12 +65,16 @@ interval = "1s"
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let busy = query(&http, &node, r#"1 - avg(rate(node_cpu_seconds_total{instance="e2e-host",mode="idle"}[1m]))"#).await;
+    let busy =
+        query(&http, &node, r#"1 - avg(rate(node_cpu_seconds_total{instance="e2e-host",mode="idle"}[1m]))"#).await;
     let busy = scalar(&busy);
     assert!((0.0..=1.0).contains(&busy), "CPU busy fraction {busy}");
-    let mem = query(&http, &node, r#"node_memory_MemAvailable_bytes{instance="e2e-host"} / node_memory_MemTotal_bytes"#).await;
+    let mem =
+        query(&http, &node, r#"node_memory_MemAvailable_bytes{instance="e2e-host"} / node_memory_MemTotal_bytes"#)
+            .await;
     assert!((0.0..=1.0).contains(&scalar(&mem)), "{mem}");
-    let me = query(&http, &node, r#"process_resident_memory_bytes{service="signalbox-agent",instance="e2e-host"}"#).await;
+    let me =
+        query(&http, &node, r#"process_resident_memory_bytes{service="signalbox-agent",instance="e2e-host"}"#).await;
     assert!(scalar(&me) > 1e6, "the agent's own RSS: {me}");
     let root = query(&http, &node, r#"node_filesystem_size_bytes{instance="e2e-host",mountpoint="/"}"#).await;
     assert!(scalar(&root) > 0.0, "{root}");

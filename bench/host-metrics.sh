@@ -10,7 +10,10 @@
 # collection); node_exporter collects when scraped, so the script scrapes it every interval
 # the way a Prometheus would (the curl's own CPU is not counted). Reported per process: CPU
 # (utime + stime from /proc/PID/stat over the window) per collection, RSS at the end and
-# its peak (VmRSS, VmHWM).
+# its peak (VmRSS, VmHWM). Also, from the agent's own signalbox_agent_host_collect_seconds,
+# the mean wall time of one collection; and, side by side, an idle agent (host metrics on,
+# one collection an hour) whose CPU over the window is the agent's fixed cost (runtime
+# timers, the buffer's pollers), so the agent's cost per collection beyond it is shown too.
 #
 # Usage: bench/host-metrics.sh [duration per interval in s, default 180] [intervals, default "15 1"]
 # Env: SIGNALBOX_BIN (default target/release/signalbox, built if missing), PUSH (1: push to
@@ -57,8 +60,25 @@ if [ "$PUSH" = 1 ]; then
   node_url="http://127.0.0.1:$np/prometheus/api/v1/write"
 fi
 
-echo "| interval | collections | agent CPU ms/collection | node_exporter CPU ms/collection | agent RSS MiB (peak) | node_exporter RSS MiB (peak) |"
-echo "|---|---|---|---|---|---|"
+# The idle agent, for the whole run.
+ip=$(free_port)
+cat >"$work/idle.toml" <<EOF
+data_dir = "$work/idle"
+metrics_listen = "127.0.0.1:$ip"
+progress_interval = "0s"
+[output]
+endpoint = "http://127.0.0.1:1"
+[host_metrics]
+enabled = true
+interval = "1h"
+collectors = ["uname"]
+remote_write_url = "none"
+EOF
+"$BIN" agent -q -c "$work/idle.toml" >"$work/idle.log" 2>&1 &
+idle=$!; pids+=($idle)
+
+echo "| interval | collections | agent CPU ms/collection | of which beyond the idle agent | node_exporter CPU ms/collection | agent collection wall ms | agent RSS MiB (peak) | node_exporter RSS MiB (peak) | idle agent RSS MiB |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for interval in $INTERVALS; do
   ap=$(free_port); nep=$(free_port)
   list=$(printf '"%s", ' $collectors)
@@ -84,8 +104,9 @@ EOF
   # Warm-up: one collection each, then the window starts.
   curl -sf "http://127.0.0.1:$nep/metrics" >/dev/null
   sleep "$interval"
-  a0=$(cpu_ticks $agent); n0=$(cpu_ticks $ne)
+  a0=$(cpu_ticks $agent); n0=$(cpu_ticks $ne); i0=$(cpu_ticks $idle)
   c0=$(curl -sf "http://127.0.0.1:$ap/metrics" | awk '/^signalbox_agent_host_collect_seconds_count/ { print $2 }')
+  w0=$(curl -sf "http://127.0.0.1:$ap/metrics" | awk '/^signalbox_agent_host_collect_seconds_sum/ { print $2 }')
   end=$(( $(date +%s) + DURATION ))
   scrapes=0
   while [ "$(date +%s)" -lt "$end" ]; do
@@ -93,13 +114,17 @@ EOF
     scrapes=$((scrapes + 1))
     sleep "$interval"
   done
-  a1=$(cpu_ticks $agent); n1=$(cpu_ticks $ne)
+  a1=$(cpu_ticks $agent); n1=$(cpu_ticks $ne); i1=$(cpu_ticks $idle)
   c1=$(curl -sf "http://127.0.0.1:$ap/metrics" | awk '/^signalbox_agent_host_collect_seconds_count/ { print $2 }')
+  w1=$(curl -sf "http://127.0.0.1:$ap/metrics" | awk '/^signalbox_agent_host_collect_seconds_sum/ { print $2 }')
   collections=$(( ${c1%.*} - ${c0%.*} ))
-  awk -v i="$interval" -v c="$collections" -v s="$scrapes" -v a="$((a1 - a0))" -v n="$((n1 - n0))" -v hz="$hz" \
-      -v ar="$(rss_kb $agent)" -v ah="$(hwm_kb $agent)" -v nr="$(rss_kb $ne)" -v nh="$(hwm_kb $ne)" 'BEGIN {
-    printf "| %s s | %d agent / %d node_exporter | %.2f | %.2f | %.1f (%.1f) | %.1f (%.1f) |\n",
-      i, c, s, a * 1000 / hz / (c > 0 ? c : 1), n * 1000 / hz / (s > 0 ? s : 1), ar / 1024, ah / 1024, nr / 1024, nh / 1024
+  awk -v i="$interval" -v c="$collections" -v s="$scrapes" -v a="$((a1 - a0))" -v n="$((n1 - n0))" -v idle="$((i1 - i0))" -v hz="$hz" \
+      -v w0="$w0" -v w1="$w1" -v ar="$(rss_kb $agent)" -v ah="$(hwm_kb $agent)" -v nr="$(rss_kb $ne)" -v nh="$(hwm_kb $ne)" \
+      -v ir="$(rss_kb $idle)" 'BEGIN {
+    cc = c > 0 ? c : 1
+    printf "| %s s | %d agent / %d node_exporter | %.2f | %.2f | %.2f | %.2f | %.1f (%.1f) | %.1f (%.1f) | %.1f |\n",
+      i, c, s, a * 1000 / hz / cc, (a - idle) * 1000 / hz / cc, n * 1000 / hz / (s > 0 ? s : 1),
+      (w1 - w0) * 1000 / cc, ar / 1024, ah / 1024, nr / 1024, nh / 1024, ir / 1024
   }'
   if [ "$PUSH" = 1 ]; then
     curl -sf "http://127.0.0.1:$ap/metrics" | grep -E '^signalbox_agent_host_(snapshots|push)' | sed 's/^/    /' >&2

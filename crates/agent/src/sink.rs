@@ -96,15 +96,14 @@ impl Sink {
     }
 }
 
-/// Sleeps up to `d`, noticing `stop` within 100 ms; true if it was set.
+/// Sleeps up to `d`; true if `stop` was set.
 pub(crate) fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
     let end = Instant::now() + d;
     while Instant::now() < end {
         if stop.load(Ordering::Relaxed) {
             return true;
         }
-        // The documented bound on noticing a stop; shorter slices only cost idle wake-ups.
-        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(100)));
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
     }
     stop.load(Ordering::Relaxed)
 }

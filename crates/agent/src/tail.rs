@@ -144,7 +144,9 @@ impl Reader {
         let cfg = self.sink.cfg.clone();
         if cfg.sources.is_empty() {
             // An agent for host metrics alone: nothing to read until it stops.
-            while !sleep_unless(&self.sink.stop, Duration::from_secs(3600)) {}
+            while !self.sink.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
             return;
         }
         let mut next_scan = Instant::now();

@@ -3,8 +3,9 @@
 # DNS-discovery tests), Chromium and Node.js (the console's browser test), curl, the
 # OpenTelemetry Python SDK (a real Python exporter in the trace tests), and the Python
 # clients of the control-plane and log tests (py-consul, python-consul2, config-client,
-# python-logging-loki, elasticsearch-py, prometheus_client), Prometheus, promtool and
-# Alertmanager, and nginx (the request-smuggling reference). System
+# python-logging-loki, elasticsearch-py, prometheus_client), Prometheus, promtool,
+# node_exporter (the agent's host-metrics differential test), Alertmanager, and nginx (the
+# request-smuggling reference). System
 # packages come from apt-get as root; otherwise the script names what to install and fails.
 set -euo pipefail
 
@@ -53,6 +54,7 @@ ls /usr/lib/*/rsyslog/omelasticsearch.so >/dev/null 2>&1 || missing+=(rsyslog-el
 [ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
 # nginx: the reference proxy of the request-smuggling conformance test.
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
+[ -x /usr/bin/prometheus-node-exporter ] || missing+=(prometheus-node-exporter)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "== installing ${missing[*]}"

@@ -71,6 +71,21 @@ pub struct Compiled {
     pub metrics_listen: Option<SocketAddr>,
     pub progress_interval: Option<Duration>,
     pub drain_timeout: Duration,
+    /// The host name records and metrics carry.
+    pub host: String,
+    /// Host metrics, when enabled.
+    pub host_metrics: Option<HostMetrics>,
+}
+
+/// The compiled `host_metrics` section.
+#[derive(Debug)]
+pub struct HostMetrics {
+    pub settings: crate::host::HostSettings,
+    pub interval: Duration,
+    /// Where collections are pushed (remote_write), if anywhere.
+    pub push_url: Option<http::Uri>,
+    pub job: String,
+    pub buffer_max_bytes: u64,
 }
 
 /// Validates `cfg`; key paths in problems start with `prefix` (may be empty).
@@ -82,8 +97,8 @@ pub fn compile(cfg: &AgentConfig, prefix: &str) -> Result<Compiled, Problems> {
     }
     let output = compile_output(cfg, &key, &mut p);
     let host = if cfg.host.is_empty() { system_host_name() } else { cfg.host.clone() };
-    if cfg.sources.is_empty() {
-        p.add(key("sources"), "at least one source is needed");
+    if cfg.sources.is_empty() && !cfg.host_metrics.enabled {
+        p.add(key("sources"), "at least one source is needed (or host_metrics.enabled)");
     }
     let mut sources = Vec::new();
     for (i, s) in cfg.sources.iter().enumerate() {
@@ -133,6 +148,7 @@ pub fn compile(cfg: &AgentConfig, prefix: &str) -> Result<Compiled, Problems> {
             }
         }
     };
+    let host_metrics = compile_host_metrics(cfg, &host, &key, &mut p);
     let (Some(output), true) = (output, p.is_empty()) else { return Err(p) };
     Ok(Compiled {
         data_dir: PathBuf::from(&cfg.data_dir),
@@ -152,6 +168,123 @@ pub fn compile(cfg: &AgentConfig, prefix: &str) -> Result<Compiled, Problems> {
         metrics_listen,
         progress_interval: (!cfg.progress_interval.0.is_zero()).then_some(cfg.progress_interval.0),
         drain_timeout: cfg.drain_timeout.0,
+        host,
+        host_metrics,
+    })
+}
+
+fn compile_host_metrics(
+    cfg: &AgentConfig,
+    host: &str,
+    key: &impl Fn(&str) -> String,
+    p: &mut Problems,
+) -> Option<HostMetrics> {
+    use crate::host::collect::{ALL, ProcessMatch, ProcessSpec};
+    let h = &cfg.host_metrics;
+    if !h.enabled {
+        return None;
+    }
+    let mut settings = crate::host::HostSettings::defaults(host);
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&h.interval.0) {
+        p.add(key("host_metrics.interval"), "must be between 1s and 1h");
+    }
+    if !h.collectors.is_empty() {
+        settings.enabled.clear();
+        for (i, c) in h.collectors.iter().enumerate() {
+            match ALL.iter().find(|a| **a == c.as_str()) {
+                Some(a) => {
+                    settings.enabled.insert(a);
+                }
+                None => p.add(
+                    key(&format!("host_metrics.collectors[{i}]")),
+                    format!("unknown collector `{c}`: expected one of {}", ALL.join(", ")),
+                ),
+            }
+        }
+    }
+    let mut regex = |name: &str, text: &str| match Regex::new(text) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            p.add(key(&format!("host_metrics.{name}")), format!("invalid regex: {e}"));
+            None
+        }
+    };
+    if let Some(r) = regex("filesystem_mount_points_exclude", &h.filesystem_mount_points_exclude) {
+        settings.fs_mount_exclude = r;
+    }
+    if let Some(r) = regex("filesystem_fs_types_exclude", &h.filesystem_fs_types_exclude) {
+        settings.fs_type_exclude = r;
+    }
+    if let Some(r) = regex("diskstats_device_exclude", &h.diskstats_device_exclude) {
+        settings.disk_exclude = r;
+    }
+    if let Some(r) = regex("netdev_device_exclude", &h.netdev_device_exclude) {
+        settings.netdev_exclude = r;
+    }
+    for (i, pc) in h.processes.iter().enumerate() {
+        let at = |k: &str| key(&format!("host_metrics.processes[{i}].{k}"));
+        if pc.service.trim().is_empty() {
+            p.add(at("service"), "must not be empty");
+        }
+        let set = [!pc.pids.is_empty(), !pc.pid_file.is_empty(), !pc.name.is_empty()].iter().filter(|b| **b).count();
+        if set != 1 {
+            p.add(at("pids"), "set exactly one of pids, pid_file and name");
+            continue;
+        }
+        let matcher = if !pc.pids.is_empty() {
+            ProcessMatch::Pids(pc.pids.clone())
+        } else if !pc.pid_file.is_empty() {
+            ProcessMatch::PidFile(PathBuf::from(&pc.pid_file))
+        } else {
+            match Regex::new(&pc.name) {
+                Ok(r) => ProcessMatch::Name(r),
+                Err(e) => {
+                    p.add(at("name"), format!("invalid regex: {e}"));
+                    continue;
+                }
+            }
+        };
+        let instance = if pc.instance.is_empty() { host.to_owned() } else { pc.instance.clone() };
+        settings.processes.push(ProcessSpec { service: pc.service.clone(), instance, matcher });
+    }
+    settings.proc_path = PathBuf::from(&h.proc_path);
+    settings.sys_path = PathBuf::from(&h.sys_path);
+    settings.rootfs_path = PathBuf::from(&h.rootfs_path);
+    settings.cgroup_mount = crate::host::cgroup::detect_mount(&settings.sys_path);
+    if !h.cgroup_root.is_empty() {
+        if !h.cgroup_root.starts_with('/') {
+            p.add(key("host_metrics.cgroup_root"), "must be a path below the cgroup v2 mount, starting with /");
+        }
+        settings.cgroup_root = Some(h.cgroup_root.clone());
+    }
+    if h.job.trim().is_empty() {
+        p.add(key("host_metrics.job"), "must not be empty");
+    }
+    if h.buffer_max_bytes.0 < 1024 * 1024 {
+        p.add(key("host_metrics.buffer_max_bytes"), "must be at least 1MiB");
+    }
+    let push_url = match (h.remote_write_url.as_str(), cfg.output.kind.as_str()) {
+        ("none", _) | ("", "otlp") => None,
+        ("", _) => {
+            format!("{}/prometheus/api/v1/write", cfg.output.endpoint.trim_end_matches('/')).parse::<http::Uri>().ok()
+        }
+        (url, _) => match url.parse::<http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => Some(u),
+            _ => {
+                p.add(
+                    key("host_metrics.remote_write_url"),
+                    format!("`{url}` is not a URL like http://127.0.0.1:9900/prometheus/api/v1/write"),
+                );
+                None
+            }
+        },
+    };
+    Some(HostMetrics {
+        settings,
+        interval: h.interval.0,
+        push_url,
+        job: h.job.clone(),
+        buffer_max_bytes: h.buffer_max_bytes.0,
     })
 }
 

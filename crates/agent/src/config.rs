@@ -40,6 +40,9 @@ pub struct AgentConfig {
     /// On shutdown, how long buffered batches may still be delivered before the agent exits
     /// (they stay on disk and are sent on the next start).
     pub drain_timeout: Dur,
+    /// Host, container and process metrics (node_exporter, cAdvisor and `process_*` names),
+    /// served on `metrics_listen` and pushed to the node through their own disk buffer.
+    pub host_metrics: HostMetricsConfig,
 }
 
 impl Default for AgentConfig {
@@ -58,6 +61,7 @@ impl Default for AgentConfig {
             metrics_listen: String::new(),
             progress_interval: Dur::secs(30),
             drain_timeout: Dur::secs(5),
+            host_metrics: HostMetricsConfig::default(),
         }
     }
 }
@@ -312,4 +316,89 @@ impl Default for FilterConfig {
     fn default() -> Self {
         FilterConfig { action: "drop".into(), levels: Vec::new(), field: None, equals: None, regex: None }
     }
+}
+
+/// Host, container and process metrics.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostMetricsConfig {
+    /// Collect them at all.
+    pub enabled: bool,
+    /// Time between two collections.
+    pub interval: Dur,
+    /// Collectors to run (empty: all): `cpu`, `stat`, `loadavg`, `meminfo`, `pressure`,
+    /// `filesystem`, `diskstats`, `netdev`, `netstat`, `sockstat`, `filefd`, `time`, `uname`,
+    /// `vmstat` (node_exporter's names), `cgroup` (containers) and `process`.
+    pub collectors: Vec<String>,
+    /// Push every collection to this Prometheus remote_write URL (empty: the node's
+    /// `{output.endpoint}/prometheus/api/v1/write` when `output.kind` is `native`, no push for
+    /// `otlp`; `none`: never push, only serve them on `metrics_listen`).
+    pub remote_write_url: String,
+    /// The `job` label of pushed series (`instance` is the host name unless a series has one).
+    pub job: String,
+    /// Most bytes of collections kept on disk while the receiver is unreachable; when full,
+    /// new collections are not buffered (counted in
+    /// `signalbox_agent_host_snapshots_dropped_total`).
+    pub buffer_max_bytes: ByteSize,
+    /// Where procfs is mounted (`/host/proc` for an agent in a container).
+    pub proc_path: String,
+    /// Where sysfs is mounted.
+    pub sys_path: String,
+    /// Prefix of every mount point for filesystem statistics (`/host` when the host's root
+    /// is mounted there).
+    pub rootfs_path: String,
+    /// A cgroup v2 group (path below the cgroup v2 mount, such as `/system.slice`) whose child
+    /// groups are reported as containers (empty: only the groups of `processes`).
+    pub cgroup_root: String,
+    /// Mount points left out of the filesystem collector (node_exporter's default).
+    pub filesystem_mount_points_exclude: String,
+    /// Filesystem types left out (node_exporter's default).
+    pub filesystem_fs_types_exclude: String,
+    /// Block devices left out of diskstats (node_exporter's default).
+    pub diskstats_device_exclude: String,
+    /// Network interfaces left out of netdev (node_exporter's default: `^lo$`).
+    pub netdev_device_exclude: String,
+    /// Processes reported as `process_*` (and their cgroups as containers); the agent
+    /// itself is always reported with `service="signalbox-agent"`.
+    pub processes: Vec<ProcessConfig>,
+}
+
+impl Default for HostMetricsConfig {
+    fn default() -> Self {
+        use crate::host::collect as c;
+        HostMetricsConfig {
+            enabled: false,
+            interval: Dur::secs(15),
+            collectors: Vec::new(),
+            remote_write_url: String::new(),
+            job: "node".into(),
+            buffer_max_bytes: ByteSize(64 * 1024 * 1024),
+            proc_path: "/proc".into(),
+            sys_path: "/sys".into(),
+            rootfs_path: "/".into(),
+            cgroup_root: String::new(),
+            filesystem_mount_points_exclude: c::FS_MOUNT_EXCLUDE.into(),
+            filesystem_fs_types_exclude: c::FS_TYPE_EXCLUDE.into(),
+            diskstats_device_exclude: c::DISK_EXCLUDE.into(),
+            netdev_device_exclude: c::NETDEV_EXCLUDE.into(),
+            processes: Vec::new(),
+        }
+    }
+}
+
+/// One watched process: set exactly one of `pids`, `pid_file` and `name`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessConfig {
+    /// The `service` label of its series (required).
+    pub service: String,
+    /// The `instance` label (empty: the host name).
+    pub instance: String,
+    /// Fixed process ids.
+    pub pids: Vec<u32>,
+    /// A file holding the process id, read at every collection.
+    pub pid_file: String,
+    /// A regex matched against the process name (`/proc/PID/comm`) and its command line;
+    /// every match counts (their values are summed).
+    pub name: String,
 }

@@ -27,6 +27,8 @@
 //! - [`otlp`]: batches re-encoded as OTLP `ExportLogsServiceRequest`.
 //! - [`metrics`]: every metric the agent reports and the [`Progress`] snapshot.
 //! - [`server`]: the `/metrics` listener.
+//! - [`host`]: host, container and process metrics (node_exporter, cAdvisor and `process_*`
+//!   names), served on `/metrics` and pushed by remote_write through their own disk buffer.
 //! - [`error`]: the crate's error type, [`AgentError`].
 
 pub mod batch;
@@ -34,6 +36,7 @@ pub mod compile;
 pub mod config;
 pub mod error;
 pub mod filter;
+pub mod host;
 pub mod metrics;
 pub mod multiline;
 pub mod otlp;
@@ -76,7 +79,15 @@ pub struct Agent {
     spool: Arc<Spool>,
     recovered: Recovered,
     stats: Stats,
+    host: Option<HostParts>,
     _lock: std::fs::File,
+}
+
+/// The host-metrics side: its buffer (when pushing), counters and newest collection.
+struct HostParts {
+    spool: Option<Arc<Spool>>,
+    stats: host::push::HostStats,
+    latest: host::run::Latest,
 }
 
 impl Agent {
@@ -100,11 +111,34 @@ impl Agent {
             return Err(AgentError::Locked(cfg.data_dir.clone()));
         }
         let (spool, recovered) = Spool::open(&cfg.data_dir, cfg.buffer_max_bytes)?;
+        let host = match &cfg.host_metrics {
+            None => None,
+            Some(hm) => {
+                let spool = match &hm.push_url {
+                    Some(_) => {
+                        Some(Arc::new(Spool::open_plain(&cfg.data_dir.join("metrics-buffer"), hm.buffer_max_bytes)?))
+                    }
+                    None => None,
+                };
+                let stats = host::push::HostStats::new(&registry);
+                if let Some(s) = &spool {
+                    stats.buffered.set(s.usage().0 as i64);
+                }
+                let latest: host::run::Latest = Arc::default();
+                let shown = latest.clone();
+                registry.add_collector(move |out| {
+                    if let Some(snap) = shown.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                        snap.render(out);
+                    }
+                });
+                Some(HostParts { spool, stats, latest })
+            }
+        };
         let stats = Stats::new(registry);
         let (batches, bytes) = spool.usage();
         stats.buffered_batches.set(batches as i64);
         stats.buffered_bytes.set(bytes as i64);
-        Ok(Agent { cfg: Arc::new(cfg), spool: Arc::new(spool), recovered, stats, _lock: lock })
+        Ok(Agent { cfg: Arc::new(cfg), spool: Arc::new(spool), recovered, stats, host, _lock: lock })
     }
 
     /// Progress counters, readable while the agent runs.
@@ -115,8 +149,21 @@ impl Agent {
     /// Runs until `shutdown`: reading stops, the open batch is buffered, and buffered batches
     /// may be delivered for up to `drain_timeout` (the rest is sent on the next start).
     pub async fn run(self, mut shutdown: Shutdown) -> Result<(), AgentError> {
-        let Agent { cfg, spool, recovered, stats, _lock } = self;
+        let Agent { cfg, spool, recovered, stats, host, _lock } = self;
         let mut tasks = Vec::new();
+        if let Some(h) = host {
+            tasks.push(tokio::spawn(host::run::run(
+                cfg.clone(),
+                h.spool.clone(),
+                h.stats.clone(),
+                h.latest,
+                shutdown.clone(),
+            )));
+            if let (Some(spool), Some(url)) = (h.spool, cfg.host_metrics.as_ref().and_then(|m| m.push_url.clone())) {
+                let pusher = host::push::Pusher::new(cfg.clone(), url, spool, h.stats);
+                tasks.push(tokio::spawn(pusher.run(shutdown.clone())));
+            }
+        }
         if let Some(addr) = cfg.metrics_listen {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await

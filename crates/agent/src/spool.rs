@@ -202,6 +202,61 @@ impl Spool {
         Ok((spool, Recovered { resume, acked, first_start }))
     }
 
+    /// Opens (creating) a buffer directory of its own, with no checkpoint: the host metrics'
+    /// buffer, whose batches carry no file positions. Damaged batches are set aside.
+    pub fn open_plain(dir: &Path, max_bytes: u64) -> Result<Spool, AgentError> {
+        std::fs::create_dir_all(dir).map_err(AgentError::io("create", dir))?;
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .map_err(AgentError::io("list", dir))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        for tmp in names.iter().filter(|n| n.ends_with(".tmp")) {
+            let _ = std::fs::remove_file(dir.join(tmp));
+        }
+        let mut seqs: Vec<u64> = names.iter().filter_map(|n| n.strip_suffix(".batch")?.parse().ok()).collect();
+        seqs.sort_unstable();
+        let mut entries = VecDeque::new();
+        let mut bytes = 0;
+        for seq in &seqs {
+            let path = dir.join(entry_name(*seq));
+            let raw = std::fs::read(&path).map_err(AgentError::io("read", &path))?;
+            if Entry::decode(*seq, &raw).is_some() {
+                entries.push_back((*seq, raw.len() as u64));
+                bytes += raw.len() as u64;
+            } else {
+                tracing::error!(path = %path.display(), "corrupt buffered batch set aside");
+                std::fs::rename(&path, path.with_extension("corrupt")).map_err(AgentError::io("rename", &path))?;
+            }
+        }
+        let next_seq = seqs.last().map_or(1, |s| s + 1);
+        Ok(Spool {
+            dir: dir.to_owned(),
+            max_bytes,
+            state: Mutex::new(State { entries, bytes, next_seq }),
+            space: Condvar::new(),
+            ready: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Adds a batch unless the buffer is full (an empty buffer takes any batch); `Ok(false)`
+    /// when it is.
+    pub fn try_push(&self, header: &Header, payload: &[u8]) -> std::io::Result<bool> {
+        let bytes = encode(header, payload);
+        let size = bytes.len() as u64;
+        let mut s = self.lock();
+        if !s.entries.is_empty() && s.bytes + size > self.max_bytes {
+            return Ok(false);
+        }
+        let seq = s.next_seq;
+        write_durable(&self.dir, &entry_name(seq), &bytes)?;
+        s.next_seq += 1;
+        s.entries.push_back((seq, size));
+        s.bytes += size;
+        drop(s);
+        self.ready.notify_one();
+        Ok(true)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state is plain numbers; a panic elsewhere leaves it usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())

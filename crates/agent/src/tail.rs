@@ -142,6 +142,13 @@ impl Reader {
     /// Reads until `stop` is set, then seals what it has.
     pub fn run(mut self) {
         let cfg = self.sink.cfg.clone();
+        if cfg.sources.is_empty() {
+            // An agent for host metrics alone: nothing to read until it stops.
+            while !self.sink.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return;
+        }
         let mut next_scan = Instant::now();
         while !self.sink.stop.load(Ordering::Relaxed) {
             if Instant::now() >= next_scan {

@@ -18,7 +18,8 @@
 //! - [`manager`]: [`RuleManager`]: evaluation tasks, reload, the rules and alerts APIs.
 //! - [`notifier`]: the bounded notification queue, Alertmanager API v2 and webhooks.
 //! - [`persist`]: the alert state file.
-//! - `defaults.yml`: the default rules over the node's own metrics.
+//! - `defaults.yml`: the default rules over the node's own metrics and the host, container
+//!   and process metrics of agents and node_exporters.
 
 pub mod alert;
 pub mod file;

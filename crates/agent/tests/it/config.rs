@@ -20,6 +20,9 @@ fn documented_example_loads_and_matches_the_defaults() {
     assert_eq!((cfg.scan_interval, cfg.poll_interval), (defaults.scan_interval, defaults.poll_interval));
     assert_eq!(cfg.sources.len(), 1);
     assert_eq!(cfg.sources[0].filters.len(), 2);
+    let h = cfg.host_metrics;
+    assert_eq!(h.processes.len(), 1);
+    assert_eq!(signalbox_agent::config::HostMetricsConfig { processes: Vec::new(), ..h }, defaults.host_metrics);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod config;
 mod decoders;
 mod delivery;
+mod host;
 mod receiver;
 mod records;
 mod rotation;

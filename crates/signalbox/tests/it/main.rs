@@ -3,6 +3,7 @@
 mod cli;
 mod control;
 mod demo;
+mod host_metrics;
 mod live;
 mod logs;
 mod metrics;
@@ -122,8 +123,36 @@ impl Node {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Node, (tempfile::TempDir, String)> {
-        let (gw, console, consul) = (free_port(), free_port(), free_port());
-        let (otlp_grpc, otlp_http, zipkin) = (free_port(), free_port(), free_port());
+        let ports = [free_port(), free_port(), free_port(), free_port(), free_port(), free_port()];
+        Self::try_start_on(dir, args, env, ports).await
+    }
+
+    /// Kills the node with SIGKILL and starts it again on the same data and the same
+    /// addresses (so clients configured with them reconnect), after `down` has passed.
+    pub async fn restart_kill9(self, args: &[&str], env: &[(&str, &str)], down: Duration) -> Node {
+        let ports = [&self.gateway, &self.console, &self.consul, &self.otlp_grpc, &self.otlp_http, &self.zipkin]
+            .map(|a| a.rsplit(':').next().unwrap().parse::<u16>().unwrap());
+        let mut dir = self.kill9();
+        tokio::time::sleep(down).await;
+        for _ in 0..10 {
+            match Self::try_start_on(dir, args, env, ports).await {
+                Ok(node) => return node,
+                Err((d, log)) if log.contains("cannot bind") => {
+                    dir = d;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err((_, log)) => panic!("signalbox serve exited before it was ready:\n{log}"),
+            }
+        }
+        panic!("signalbox serve could not bind its previous ports again");
+    }
+
+    async fn try_start_on(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+        [gw, console, consul, otlp_grpc, otlp_http, zipkin]: [u16; 6],
+    ) -> Result<Node, (tempfile::TempDir, String)> {
         let gateway = format!("127.0.0.1:{gw}");
         let console_addr = format!("127.0.0.1:{console}");
         let mut cmd = Command::new(BIN);

@@ -9,7 +9,7 @@ use serde_json::Value;
 use signalbox_metrics::remote_write::{self, Label, Sample, TimeSeries, WriteRequest};
 use signalbox_testkit::eventually;
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -26,7 +26,7 @@ fn now_s() -> f64 {
 }
 
 /// An instant query's `data` (status checked).
-async fn query(http: &Http, node: &Node, q: &str) -> Value {
+pub(crate) async fn query(http: &Http, node: &Node, q: &str) -> Value {
     let r = http.get(&format!("http://{}/prometheus/api/v1/query?query={}", node.console, enc(q))).await;
     assert_eq!(r.status, 200, "{q}: {}", r.text());
     let v = r.json();

@@ -105,7 +105,23 @@ fn durations_follow_prometheus() {
 fn the_default_rules_load() {
     let groups = parse_rule_file(DEFAULT_RULES_FILE, DEFAULT_RULES).unwrap_or_else(|e| panic!("{}", e.join("\n")));
     let names: Vec<&str> = groups.iter().flat_map(|g| &g.rules).map(|r| r.name.as_str()).collect();
-    for want in ["ServiceHighErrorRate", "ServiceHighLatency", "CircuitOpen", "InstanceDown", "MetricsIngestRefused"] {
+    for want in [
+        "ServiceHighErrorRate",
+        "ServiceHighLatency",
+        "CircuitOpen",
+        "InstanceDown",
+        "MetricsIngestRefused",
+        "HostDiskWillFillIn4Hours",
+        "HostFilesystemReadOnly",
+        "HostMemoryPressure",
+        "HostCpuSaturated",
+        "HostOomKill",
+        "HostClockSkew",
+        "HostStoppedReporting",
+        "ContainerCpuThrottled",
+        "ContainerMemoryNearLimit",
+        "ContainerOomKilled",
+    ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
 }

@@ -359,11 +359,39 @@ fn the_default_rules_fire_on_the_nodes_own_metrics() {
         put(&[("__name__", "signalbox_traces_spans_refused_total")], t, k * 3.0);
         put(&[("__name__", "signalbox_data_disk_free_bytes"), ("instance", "n1")], t, 5e9);
         put(&[("__name__", "signalbox_data_disk_size_bytes"), ("instance", "n1")], t, 100e9);
+        // A machine in trouble, as `signalbox agent` pushes it (node_exporter's names).
+        let h = |name| [("__name__", name), ("instance", "h1"), ("job", "node")];
+        let fs = |name, mp| {
+            [("__name__", name), ("instance", "h1"), ("device", "/dev/vda"), ("fstype", "ext4"), ("mountpoint", mp)]
+        };
+        put(&fs("node_filesystem_avail_bytes", "/"), t, 30e9 - k * 0.1e9);
+        put(&fs("node_filesystem_size_bytes", "/"), t, 100e9);
+        put(&fs("node_filesystem_readonly", "/"), t, 0.0);
+        put(&fs("node_filesystem_readonly", "/data"), t, if k < 10.0 { 0.0 } else { 1.0 });
+        put(&h("node_memory_MemAvailable_bytes"), t, 0.5e9);
+        put(&h("node_memory_MemTotal_bytes"), t, 10e9);
+        put(&[("__name__", "node_cpu_seconds_total"), ("instance", "h1"), ("cpu", "0"), ("mode", "idle")], t, k * 0.5);
+        put(&h("node_vmstat_oom_kill"), t, k);
+        put(&h("node_timex_offset_seconds"), t, 0.2);
+        put(&h("node_timex_sync_status"), t, 1.0);
+        put(&h("node_boot_time_seconds"), t, 1.6e9);
+        if k < 4.0 {
+            put(&[("__name__", "node_boot_time_seconds"), ("instance", "gone"), ("job", "node")], t, 1.6e9);
+        }
+        let c = |name| [("__name__", name), ("id", "/c1"), ("name", "c1"), ("service", "checkout"), ("instance", "h1")];
+        put(&c("container_cpu_cfs_periods_total"), t, k * 100.0);
+        put(&c("container_cpu_cfs_throttled_periods_total"), t, k * 50.0);
+        put(&c("container_memory_working_set_bytes"), t, 0.95e9);
+        put(&c("container_spec_memory_limit_bytes"), t, 1e9);
+        put(&c("container_oom_events_total"), t, k);
     }
     let dir = tempfile::tempdir().unwrap();
     let db: Arc<dyn Db> = head.clone();
     let m = RuleManager::new(RulesConfig::default(), db, Engine::default(), dir.path().into()).unwrap();
-    assert_eq!(m.group_names(), vec!["signalbox-gateway", "signalbox-registry", "signalbox-ingest", "signalbox-node"]);
+    assert_eq!(
+        m.group_names(),
+        vec!["signalbox-gateway", "signalbox-registry", "signalbox-ingest", "signalbox-node", "signalbox-hosts"]
+    );
     for t in [T0 + 5 * 60 * S, T0 + 20 * 60 * S] {
         for g in m.group_names() {
             m.eval_group_at(&g, t).unwrap();
@@ -379,7 +407,17 @@ fn the_default_rules_fire_on_the_nodes_own_metrics() {
     got.sort();
     let want: Vec<(String, String)> = [
         "CircuitOpen",
+        "ContainerCpuThrottled",
+        "ContainerMemoryNearLimit",
+        "ContainerOomKilled",
         "DiskNearlyFull",
+        "HostClockSkew",
+        "HostCpuSaturated",
+        "HostDiskWillFillIn4Hours",
+        "HostFilesystemReadOnly",
+        "HostMemoryPressure",
+        "HostOomKill",
+        "HostStoppedReporting",
         "InstanceDown",
         "MetricsIngestRefused",
         "ServiceHighErrorRate",

@@ -1,0 +1,292 @@
+use super::collect::{ALL, Collectors, HostSettings};
+use super::filesystem::parse_mounts;
+use super::sample::WriteRequest;
+use super::{Kind, Snapshot};
+use prost::Message;
+use std::path::Path;
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// A procfs and sysfs made of fixture files, every collector but the live ones enabled.
+fn fixture() -> (tempfile::TempDir, HostSettings) {
+    let d = tempfile::tempdir().unwrap();
+    let proc = d.path().join("proc");
+    let r = &proc;
+    write(
+        r,
+        "stat",
+        "cpu  10 0 5 100 0 0 0 0 0 0\ncpu0 250 1 30 1000 7 0 3 2 4 0\ncpu1 100 0 20 900 0 0 0 0 0 0\nintr 12345 1 2\nctxt 999\nbtime 1700000000\nprocesses 4242\nprocs_running 3\nprocs_blocked 1\n",
+    );
+    write(r, "loadavg", "0.50 0.25 0.10 2/300 4000\n");
+    write(
+        r,
+        "meminfo",
+        "MemTotal:        1000 kB\nMemAvailable:     500 kB\nActive(anon):      20 kB\nHugePages_Total:       0\nbroken line\n",
+    );
+    write(
+        r,
+        "pressure/cpu",
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=2500000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+    );
+    write(
+        r,
+        "pressure/io",
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=1000000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=500000\n",
+    );
+    write(
+        r,
+        "pressure/memory",
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+    );
+    write(r, "sys/fs/file-nr", "512\t0\t9999\n");
+    write(
+        r,
+        "diskstats",
+        "   7       0 loop0 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n 254       0 vda 10 2 80 40 5 1 16 20 1 50 60 0 0 0 0 3 9\n 254       1 vda1 1 0 8 4 0 0 0 0 0 5 5 0 0 0 0 0 0\n",
+    );
+    write(
+        r,
+        "net/dev",
+        "Inter-|   Receive\n face |bytes\n    lo: 1 2 0 0 0 0 0 0 1 2 0 0 0 0 0 0\n  eth0: 100 10 1 2 0 0 0 3 200 20 0 1 0 0 0 0\n",
+    );
+    write(r, "net/netstat", "TcpExt: ListenDrops SyncookiesSent Other\nTcpExt: 4 5 6\n");
+    write(r, "net/snmp", "Tcp: ActiveOpens CurrEstab MaxConn\nTcp: 7 8 -1\nUdp: InDatagrams InErrors\nUdp: 9 10\n");
+    write(
+        r,
+        "net/snmp6",
+        "Ip6InOctets                      11\nUdp6InDatagrams                  12\nIp6InReceives 13\n",
+    );
+    write(r, "net/sockstat", "sockets: used 42\nTCP: inuse 4 orphan 0 tw 1 alloc 5 mem 2\nUDP: inuse 3 mem 1\n");
+    write(r, "vmstat", "nr_free_pages 100\noom_kill 2\npgfault 77\npswpin 0\n");
+    write(
+        r,
+        "1/mounts",
+        "/dev/vda / ext4 rw,relatime 0 0\nproc /proc proc rw 0 0\n/dev/vdb /mnt/my\\040data ext4 ro,relatime 0 0\ntmpfs /run tmpfs rw 0 0\n",
+    );
+    let mut s = HostSettings::defaults("test-host");
+    s.proc_path = proc;
+    s.sys_path = d.path().join("sys");
+    s.udev_data_path = d.path().join("udev");
+    // Only the fixture's mounts that exist here: `/` is statfs'ed through rootfs_path.
+    s.rootfs_path = "/".into();
+    s.cgroup_mount = None;
+    s.processes.clear();
+    (d, s)
+}
+
+#[test]
+fn every_collector_reads_its_fixture_with_node_exporter_names() {
+    let (_d, s) = fixture();
+    let snap = Collectors::new(s).collect();
+    let v =
+        |name: &str, labels: &[(&str, &str)]| snap.value(name, labels).unwrap_or_else(|| panic!("no {name}{labels:?}"));
+    assert_eq!(v("node_cpu_seconds_total", &[("cpu", "0"), ("mode", "user")]), 2.5);
+    assert_eq!(v("node_cpu_seconds_total", &[("cpu", "0"), ("mode", "steal")]), 0.02);
+    assert_eq!(v("node_cpu_guest_seconds_total", &[("cpu", "0"), ("mode", "user")]), 0.04);
+    assert_eq!(snap.family("node_cpu_seconds_total").unwrap().samples.len(), 16, "2 CPUs × 8 modes, no total line");
+    assert_eq!(v("node_boot_time_seconds", &[]), 1_700_000_000.0);
+    assert_eq!(v("node_context_switches_total", &[]), 999.0);
+    assert_eq!(v("node_forks_total", &[]), 4242.0);
+    assert_eq!(v("node_intr_total", &[]), 12345.0);
+    assert_eq!(v("node_procs_blocked", &[]), 1.0);
+    assert_eq!(v("node_load1", &[]), 0.5);
+    assert_eq!(v("node_load15", &[]), 0.1);
+    assert_eq!(v("node_memory_MemTotal_bytes", &[]), 1_024_000.0);
+    assert_eq!(v("node_memory_Active_anon_bytes", &[]), 20.0 * 1024.0);
+    assert_eq!(v("node_memory_HugePages_Total", &[]), 0.0);
+    assert_eq!(v("node_pressure_cpu_waiting_seconds_total", &[]), 2.5);
+    assert_eq!(v("node_pressure_io_stalled_seconds_total", &[]), 0.5);
+    assert!(snap.family("node_pressure_cpu_stalled_seconds_total").is_none());
+    assert_eq!(v("node_filefd_allocated", &[]), 512.0);
+    assert_eq!(v("node_filefd_maximum", &[]), 9999.0);
+    // loop0 and the partition vda1 are excluded by node_exporter's default.
+    assert_eq!(v("node_disk_read_bytes_total", &[("device", "vda")]), 80.0 * 512.0);
+    assert_eq!(v("node_disk_io_time_seconds_total", &[("device", "vda")]), 0.05);
+    assert_eq!(v("node_disk_flush_requests_total", &[("device", "vda")]), 3.0);
+    assert_eq!(snap.family("node_disk_reads_completed_total").unwrap().samples.len(), 1);
+    assert_eq!(v("node_network_receive_bytes_total", &[("device", "eth0")]), 100.0);
+    assert_eq!(v("node_network_receive_multicast_total", &[("device", "eth0")]), 3.0);
+    assert_eq!(v("node_network_transmit_drop_total", &[("device", "eth0")]), 1.0);
+    assert!(snap.value("node_network_receive_bytes_total", &[("device", "lo")]).is_none());
+    assert_eq!(v("node_netstat_Tcp_CurrEstab", &[]), 8.0);
+    assert_eq!(v("node_netstat_TcpExt_ListenDrops", &[]), 4.0);
+    assert_eq!(v("node_netstat_Udp_InErrors", &[]), 10.0);
+    assert_eq!(v("node_netstat_Ip6_InOctets", &[]), 11.0);
+    assert!(snap.family("node_netstat_Tcp_MaxConn").is_none(), "not in the default fields");
+    assert!(snap.family("node_netstat_Ip6_InReceives").is_none());
+    assert_eq!(snap.family("node_netstat_Tcp_CurrEstab").unwrap().kind, Kind::Untyped);
+    assert_eq!(v("node_sockstat_sockets_used", &[]), 42.0);
+    assert_eq!(v("node_sockstat_TCP_tw", &[]), 1.0);
+    assert_eq!(v("node_sockstat_TCP_mem_bytes", &[]), 2.0 * rustix::param::page_size() as f64);
+    assert_eq!(v("node_vmstat_oom_kill", &[]), 2.0);
+    assert!(snap.family("node_vmstat_nr_free_pages").is_none());
+    let root = [("device", "/dev/vda"), ("fstype", "ext4"), ("mountpoint", "/")];
+    assert!(v("node_filesystem_size_bytes", &root) > 0.0);
+    assert_eq!(v("node_filesystem_readonly", &root), 0.0);
+    // The escaped mount point is decoded; it does not exist here, so statfs fails.
+    let data = [("device", "/dev/vdb"), ("fstype", "ext4"), ("mountpoint", "/mnt/my data")];
+    assert_eq!(v("node_filesystem_readonly", &data), 1.0);
+    assert_eq!(v("node_filesystem_device_error", &data), 1.0);
+    assert!(snap.value("node_filesystem_size_bytes", &data).is_none());
+    assert!(snap.family("node_filesystem_size_bytes").unwrap().samples.iter().all(|(l, _)| l[2].1 != "/proc"));
+    assert_eq!(
+        v("node_uname_info", &[("sysname", "Linux")].iter().copied().chain(uname_rest()).collect::<Vec<_>>()),
+        1.0
+    );
+    for c in [
+        "cpu",
+        "stat",
+        "loadavg",
+        "meminfo",
+        "pressure",
+        "filesystem",
+        "diskstats",
+        "netdev",
+        "netstat",
+        "sockstat",
+        "filefd",
+        "uname",
+        "vmstat",
+        "time",
+    ] {
+        assert_eq!(v("node_scrape_collector_success", &[("collector", c)]), 1.0, "{c}");
+    }
+}
+
+fn uname_rest() -> Vec<(&'static str, &'static str)> {
+    let u = rustix::system::uname();
+    let leak = |c: &std::ffi::CStr| &*Box::leak(c.to_string_lossy().into_owned().into_boxed_str());
+    vec![
+        ("domainname", leak(u.domainname())),
+        ("machine", leak(u.machine())),
+        ("nodename", leak(u.nodename())),
+        ("release", leak(u.release())),
+        ("version", leak(u.version())),
+    ]
+}
+
+#[test]
+fn a_failing_collector_reports_zero_and_the_others_still_run() {
+    let (d, s) = fixture();
+    std::fs::remove_file(d.path().join("proc/loadavg")).unwrap();
+    std::fs::write(d.path().join("proc/sys/fs/file-nr"), "garbage").unwrap();
+    let mut c = Collectors::new(s);
+    let snap = c.collect();
+    assert_eq!(snap.value("node_scrape_collector_success", &[("collector", "loadavg")]), Some(0.0));
+    assert_eq!(snap.value("node_scrape_collector_success", &[("collector", "filefd")]), Some(0.0));
+    assert_eq!(snap.value("node_scrape_collector_success", &[("collector", "cpu")]), Some(1.0));
+    assert!(snap.family("node_load1").is_none());
+    assert!(snap.value("node_memory_MemTotal_bytes", &[]).is_some());
+}
+
+#[test]
+fn the_text_exposition_and_remote_write_carry_the_same_series() {
+    let mut s = Snapshot::new(1_700_000_000_123);
+    s.counter("node_cpu_seconds_total", "Seconds.", &[("cpu", "0"), ("mode", "idle")], 12.5);
+    s.gauge("node_uname_info", "Info.", &[("version", "#1 \"SMP\"\n")], 1.0);
+    s.add("node_netstat_Tcp_CurrEstab", "Statistic.", Kind::Untyped, &[], 3.0);
+    let mut text = String::new();
+    s.render(&mut text);
+    assert!(
+        text.contains("# TYPE node_cpu_seconds_total counter\nnode_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 12.5\n"),
+        "{text}"
+    );
+    assert!(text.contains("node_uname_info{version=\"#1 \\\"SMP\\\"\\n\"} 1\n"), "{text}");
+    assert!(text.contains("# TYPE node_netstat_Tcp_CurrEstab untyped\n"), "{text}");
+    let body = s.remote_write(&[("job", "node"), ("instance", "web-1"), ("cpu", "ignored: the series has one")]);
+    let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+    let req = WriteRequest::decode(raw.as_slice()).unwrap();
+    assert_eq!(req.timeseries.len(), 3);
+    let cpu = &req.timeseries[0];
+    let names: Vec<&str> = cpu.labels.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["__name__", "cpu", "instance", "job", "mode"], "sorted, the series' own cpu kept");
+    assert_eq!(cpu.labels[1].value, "0");
+    assert_eq!(cpu.samples[0].value, 12.5);
+    assert_eq!(cpu.samples[0].timestamp, 1_700_000_000_123);
+    assert_eq!(req.metadata.iter().map(|m| m.r#type).collect::<Vec<_>>(), [1, 2, 0]);
+}
+
+#[test]
+fn mounts_are_parsed_with_escapes_and_read_only_flags() {
+    let m = parse_mounts("/dev/sda1 /a\\040b\\011c ext4 ro,noatime 0 0\nshort line\n");
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].mountpoint, "/a b\tc");
+    assert!(m[0].readonly);
+}
+
+#[test]
+fn built_in_patterns_compile_and_every_collector_has_a_name() {
+    let s = HostSettings::defaults("h");
+    assert!(s.fs_mount_exclude.is_match("/proc/sys"));
+    assert!(!s.fs_mount_exclude.is_match("/var/lib"));
+    assert!(s.disk_exclude.is_match("nvme0n1p1"));
+    assert!(!s.disk_exclude.is_match("nvme0n1"));
+    assert_eq!(ALL.len(), s.enabled.len());
+}
+
+#[test]
+fn processes_are_summed_per_entry_and_the_agent_reports_itself() {
+    let mut s = HostSettings::defaults("h");
+    s.enabled = ["process"].into_iter().collect();
+    s.processes.push(super::ProcessSpec {
+        service: "gone".into(),
+        instance: "i".into(),
+        matcher: super::ProcessMatch::Pids(vec![u32::MAX - 1]),
+    });
+    let snap = Collectors::new(s).collect();
+    let me = [("instance", "h"), ("service", "signalbox-agent")];
+    assert!(snap.value("process_resident_memory_bytes", &me).unwrap() > 1e6);
+    assert!(snap.value("process_threads", &me).unwrap() >= 1.0);
+    assert!(snap.value("process_open_fds", &me).unwrap() >= 3.0);
+    assert!(snap.value("process_max_fds", &me).unwrap() >= 3.0);
+    let gone = [("instance", "i"), ("service", "gone")];
+    assert_eq!(snap.value("signalbox_agent_processes_matched", &gone), Some(0.0));
+    assert!(snap.value("process_cpu_seconds_total", &gone).is_none());
+}
+
+#[test]
+fn answers_are_read_as_prometheus_reads_them() {
+    use super::push::{PushOutcome, classify};
+    use http::{HeaderValue, StatusCode};
+    assert_eq!(classify(StatusCode::NO_CONTENT, None, b""), PushOutcome::Stored);
+    assert!(
+        matches!(classify(StatusCode::BAD_REQUEST, None, b"out of order"), PushOutcome::Refused(e) if e.contains("out of order"))
+    );
+    assert!(matches!(classify(StatusCode::PAYLOAD_TOO_LARGE, None, b""), PushOutcome::Refused(_)));
+    let h = HeaderValue::from_static("7");
+    assert_eq!(
+        classify(StatusCode::TOO_MANY_REQUESTS, Some(&h), b"busy"),
+        PushOutcome::Retry {
+            after: Some(std::time::Duration::from_secs(7)),
+            error: "429 Too Many Requests: busy".into()
+        }
+    );
+    assert!(matches!(classify(StatusCode::SERVICE_UNAVAILABLE, None, b""), PushOutcome::Retry { after: None, .. }));
+    assert!(matches!(classify(StatusCode::UNAUTHORIZED, None, b""), PushOutcome::Retry { .. }));
+}
+
+#[test]
+fn the_metrics_buffer_survives_a_restart_and_refuses_when_full() {
+    use crate::spool::{Header, Spool};
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("metrics-buffer");
+    let header = Header { records: 3, sealed_ns: 1, positions: Vec::new() };
+    let spool = Spool::open_plain(&dir, 1024 * 1024).unwrap();
+    assert!(spool.try_push(&header, &[7u8; 600 * 1024]).unwrap());
+    // Full: a second one of that size does not fit, and nothing is written for it.
+    assert!(!spool.try_push(&header, &[8u8; 600 * 1024]).unwrap());
+    assert!(spool.try_push(&header, b"small").unwrap());
+    drop(spool);
+    std::fs::write(dir.join("00000000000000000099.batch"), b"torn").unwrap();
+    let spool = Spool::open_plain(&dir, 1024 * 1024).unwrap();
+    assert_eq!(spool.usage().0, 2, "the damaged file is set aside");
+    let first = spool.oldest().unwrap().unwrap();
+    assert_eq!(first.payload.len(), 600 * 1024);
+    spool.remove(first.seq).unwrap();
+    assert_eq!(spool.oldest().unwrap().unwrap().payload, b"small");
+    assert!(dir.join("00000000000000000099.corrupt").exists());
+}

@@ -1,0 +1,325 @@
+//! Host metrics against the real thing: the agent's collectors next to the real Prometheus
+//! node_exporter (Debian's `prometheus-node-exporter`, scripts/test-deps.sh installs it) on
+//! this machine, and the container collector against a cgroup v2 group this test creates
+//! with a process burning CPU in it, compared with the kernel's own files.
+
+use signalbox_agent::host::collect::{FS_MOUNT_EXCLUDE, HostSettings};
+use signalbox_agent::host::{Collectors, ProcessMatch, ProcessSpec, Snapshot};
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// node_exporter's collectors compared; all of them are the agent's too.
+const COMPARED: [&str; 14] = [
+    "cpu",
+    "stat",
+    "loadavg",
+    "meminfo",
+    "pressure",
+    "filesystem",
+    "diskstats",
+    "netdev",
+    "netstat",
+    "sockstat",
+    "filefd",
+    "time",
+    "uname",
+    "vmstat",
+];
+
+/// Families node_exporter's compared collectors expose that the agent does not:
+/// `node_time_zone_offset_seconds` (the local zone's name needs a tz database reader).
+const ONLY_NODE_EXPORTER: [&str; 1] = ["node_time_zone_offset_seconds"];
+
+type Series = BTreeMap<String, BTreeMap<String, f64>>;
+
+/// Parses the text exposition into family → label text → value (node_* only).
+fn parse_exposition(text: &str) -> Series {
+    let mut out = Series::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = match series.find('{') {
+            Some(i) => (&series[..i], &series[i..]),
+            None => (series, ""),
+        };
+        if !name.starts_with("node_") || name.starts_with("node_scrape_collector") || name == "node_exporter_build_info"
+        {
+            continue;
+        }
+        let v: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap(),
+        };
+        out.entry(name.to_owned()).or_default().insert(labels.to_owned(), v);
+    }
+    out
+}
+
+fn render(s: &Snapshot) -> String {
+    let mut text = String::new();
+    s.render(&mut text);
+    text
+}
+
+/// Absolute tolerance of a family on this shared build machine (other engineers compile
+/// while the test runs); the relative tolerance is 5% for every family.
+fn abs_tolerance(name: &str) -> f64 {
+    match name {
+        // Seconds counters read a moment apart: every CPU can add up to the gap.
+        n if n.starts_with("node_cpu_") || n.starts_with("node_pressure_") => 2.0,
+        n if n.starts_with("node_disk_") => 1000.0,
+        n if n.starts_with("node_memory_") => 64.0 * 1024.0 * 1024.0,
+        n if n.starts_with("node_filesystem_") => 1024.0 * 1024.0 * 1024.0,
+        "node_time_seconds" => 5.0,
+        n if n.starts_with("node_load") => 1.0,
+        n if n.starts_with("node_procs_") => 20.0,
+        n if n.starts_with("node_sockstat_") || n.starts_with("node_filefd_") => 500.0,
+        n if n.starts_with("node_network_") || n.starts_with("node_netstat_") => 100_000.0,
+        _ => 1.0,
+    }
+}
+
+struct NodeExporter(Child);
+
+impl Drop for NodeExporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_node_exporter(port: u16) -> NodeExporter {
+    let bin = ["prometheus-node-exporter", "node_exporter"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok())
+        .expect("node_exporter is not installed: run scripts/test-deps.sh (Debian package prometheus-node-exporter)");
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--collector.disable-defaults")
+        // Debian's build excludes /run, /mnt and /media too; the agent follows upstream.
+        .arg(format!("--collector.filesystem.mount-points-exclude={FS_MOUNT_EXCLUDE}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for c in COMPARED {
+        cmd.arg(format!("--collector.{c}"));
+    }
+    NodeExporter(cmd.spawn().unwrap())
+}
+
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200")
+        .then(|| body.to_owned())
+        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_owned()))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Every family and label set of node_exporter's compared collectors is the agent's, and
+/// the agent has no other; values agree within 5% or the family's absolute tolerance
+/// ([`abs_tolerance`]), the agent reading right after node_exporter answered.
+#[test]
+fn the_agent_matches_node_exporter_names_labels_and_values() {
+    let port = free_port();
+    let _ne = start_node_exporter(port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let theirs_text = loop {
+        if let Some(t) = scrape(port) {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "node_exporter did not answer on 127.0.0.1:{port}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut settings = HostSettings::defaults("test-host");
+    settings.processes.clear();
+    let mut collectors = Collectors::new(settings);
+    let snap = collectors.collect();
+    let ours = parse_exposition(&render(&snap));
+    let theirs = parse_exposition(&theirs_text);
+    // A collector node_exporter runs here runs for the agent too (and fails where it fails:
+    // no /proc/pressure on a kernel without PSI, say).
+    for c in COMPARED {
+        let line = format!("node_scrape_collector_success{{collector=\"{c}\"}} ");
+        let theirs: f64 = theirs_text.lines().find_map(|l| l.strip_prefix(&line)?.parse().ok()).unwrap();
+        assert_eq!(snap.value("node_scrape_collector_success", &[("collector", c)]), Some(theirs), "collector {c}");
+    }
+
+    let our_names: BTreeSet<&String> = ours.keys().collect();
+    let their_names: BTreeSet<&String> = theirs.keys().filter(|n| !ONLY_NODE_EXPORTER.contains(&n.as_str())).collect();
+    let missing: Vec<_> = their_names.difference(&our_names).collect();
+    let extra: Vec<_> = our_names.difference(&their_names).collect();
+    assert!(missing.is_empty(), "node_exporter has families the agent lacks: {missing:?}");
+    assert!(extra.is_empty(), "the agent has families node_exporter lacks: {extra:?}");
+
+    let mut problems = Vec::new();
+    let mut compared = 0;
+    for (name, their_series) in &theirs {
+        let Some(our_series) = ours.get(name) else { continue };
+        let a: BTreeSet<&String> = our_series.keys().collect();
+        let b: BTreeSet<&String> = their_series.keys().collect();
+        if a != b {
+            problems.push(format!("{name}: label sets differ: agent {a:?}, node_exporter {b:?}"));
+            continue;
+        }
+        for (labels, theirs) in their_series {
+            let ours = our_series[labels];
+            compared += 1;
+            let tol = abs_tolerance(name).max(0.05 * theirs.abs());
+            let same_inf = ours.is_infinite() && ours == *theirs;
+            if !same_inf && (ours - theirs).abs() > tol {
+                problems.push(format!("{name}{labels}: agent {ours}, node_exporter {theirs} (tolerance {tol})"));
+            }
+        }
+    }
+    eprintln!("compared {compared} samples of {} families with node_exporter", theirs.len());
+    assert!(compared > 100, "only {compared} samples compared");
+    assert!(problems.is_empty(), "{} differences:\n{}", problems.len(), problems.join("\n"));
+}
+
+/// A process that burns CPU until killed.
+struct Burner(Child);
+
+impl Drop for Burner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The group the container test uses: a new one below the cgroup v2 mount when it is
+/// writable (parent `sbtest-PID`, child `burner`), else the test's own group.
+struct TestGroup {
+    mount: std::path::PathBuf,
+    /// Path below the mount of the group whose children are listed (`cgroup_root`).
+    root: Option<String>,
+    /// Path below the mount of the group the burner runs in.
+    id: String,
+    created: bool,
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        if self.created {
+            let dir = self.mount.join(self.id.trim_start_matches('/'));
+            // The burner is killed first (dropped before); its group empties within moments.
+            for _ in 0..50 {
+                if std::fs::remove_dir(&dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Some(root) = &self.root {
+                let _ = std::fs::remove_dir(self.mount.join(root.trim_start_matches('/')));
+            }
+        }
+    }
+}
+
+fn test_group(burner_pid: u32) -> TestGroup {
+    let mount = signalbox_agent::host::cgroup::detect_mount(std::path::Path::new("/sys"))
+        .expect("no cgroup v2 mount under /sys/fs/cgroup (nor /sys/fs/cgroup/unified)");
+    let root = format!("/sbtest-{}", std::process::id());
+    let parent = mount.join(&root[1..]);
+    if std::fs::create_dir(&parent).is_ok() {
+        let child = parent.join("burner");
+        std::fs::create_dir(&child).unwrap();
+        std::fs::write(child.join("cgroup.procs"), burner_pid.to_string()).unwrap();
+        return TestGroup { mount, root: Some(root.clone()), id: format!("{root}/burner"), created: true };
+    }
+    // Not writable: the burner stays in the test's own group, found through its pid.
+    let own = signalbox_agent::host::cgroup::process_group(std::path::Path::new("/proc"), burner_pid).unwrap();
+    TestGroup { mount, root: None, id: own, created: false }
+}
+
+fn kernel_cpu_usage(dir: &std::path::Path) -> f64 {
+    let text = std::fs::read_to_string(dir.join("cpu.stat")).unwrap();
+    signalbox_agent::host::cgroup::flat_keyed(&text)["usage_usec"] / 1e6
+}
+
+/// A process burns CPU in a group; the agent's `container_*` and `process_*` values are
+/// bracketed by the kernel's own readings taken just before and just after collecting.
+#[test]
+fn container_metrics_match_the_kernel_for_a_group_the_test_creates() {
+    let burner = Burner(Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap());
+    let pid = burner.0.id();
+    let group = test_group(pid);
+    let dir = group.mount.join(group.id.trim_start_matches('/'));
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let mut settings = HostSettings::defaults("test-host");
+    settings.enabled = ["cgroup", "process", "stat"].into_iter().collect();
+    settings.cgroup_mount = Some(group.mount.clone());
+    settings.cgroup_root = group.root.clone();
+    settings.processes = vec![ProcessSpec {
+        service: "burner".into(),
+        instance: "burner-1".into(),
+        matcher: ProcessMatch::Pids(vec![pid]),
+    }];
+    let mut collectors = Collectors::new(settings);
+    let before = kernel_cpu_usage(&dir);
+    let snap = collectors.collect();
+    let after = kernel_cpu_usage(&dir);
+    assert_eq!(snap.value("node_scrape_collector_success", &[("collector", "cgroup")]), Some(1.0));
+
+    let name = group.id.rsplit('/').next().unwrap().to_owned();
+    let labels = [("id", group.id.as_str()), ("instance", "burner-1"), ("name", name.as_str()), ("service", "burner")];
+    let mut with_cpu = labels.to_vec();
+    with_cpu.push(("cpu", "total"));
+    let usage =
+        snap.value("container_cpu_usage_seconds_total", &with_cpu).expect("no container_cpu_usage_seconds_total");
+    assert!(before <= usage && usage <= after, "agent {usage} s, kernel {before}..{after} s");
+    if group.created {
+        // Only the burner runs there: it has used about the 1.5 s it ran (on a shared
+        // machine, at least a fifth of it).
+        assert!(usage > 0.3, "the burner used {usage} s of CPU");
+        assert_eq!(snap.value("container_processes", &labels), Some(1.0));
+        assert_eq!(snap.value("container_threads", &labels), Some(1.0));
+        let p = [("instance", "burner-1"), ("service", "burner")];
+        let proc_cpu = snap.value("process_cpu_seconds_total", &p).unwrap();
+        assert!((proc_cpu - usage).abs() < 0.1, "process {proc_cpu} s, group {usage} s");
+    }
+    // Every cgroup file the kernel gives this group is reported with its value.
+    let kernel = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
+    let cpu_text = kernel("cpu.stat").unwrap_or_default();
+    let cpu = signalbox_agent::host::cgroup::flat_keyed(&cpu_text);
+    for (key, metric) in [
+        ("nr_periods", "container_cpu_cfs_periods_total"),
+        ("nr_throttled", "container_cpu_cfs_throttled_periods_total"),
+    ] {
+        assert_eq!(snap.value(metric, &labels), cpu.get(key).copied(), "{metric}");
+    }
+    match kernel("memory.current") {
+        Some(current) => {
+            let v = snap.value("container_memory_usage_bytes", &labels).unwrap();
+            let k: f64 = current.trim().parse().unwrap();
+            assert!((v - k).abs() < 0.1 * k + 1e6, "memory agent {v}, kernel {k}");
+            let limit = kernel("memory.max").unwrap();
+            let want = limit.trim().parse::<f64>().unwrap_or(0.0);
+            assert_eq!(snap.value("container_spec_memory_limit_bytes", &labels), Some(want));
+        }
+        None => {
+            // A hybrid host whose memory controller is on cgroup v1: nothing is invented.
+            assert_eq!(snap.value("container_memory_usage_bytes", &labels), None);
+        }
+    }
+    match kernel("memory.events") {
+        Some(ev) => {
+            let k = signalbox_agent::host::cgroup::flat_keyed(&ev);
+            assert_eq!(snap.value("container_oom_events_total", &labels), k.get("oom_kill").copied());
+        }
+        None => assert_eq!(snap.value("container_oom_events_total", &labels), None),
+    }
+    drop(burner);
+}

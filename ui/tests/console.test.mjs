@@ -412,7 +412,7 @@ async function run() {
     idA = r.body.id;
     await waitText(page, '[data-testid=service-row][data-service=orders] [data-testid=service-instances]', '1');
     await page.click('[data-testid=service-row][data-service=orders] [data-testid=service-link]');
-    await page.waitForURL(base + '/services/orders');
+    await page.waitForURL((u) => u.pathname === '/services/orders');
     await waitVisible(page, `[data-testid=instance-row][data-instance-id="${idA}"][data-status=passing]`);
     await waitText(page, `[data-testid=instance-row][data-instance-id="${idA}"] [data-testid=instance-address]`, `127.0.0.1:${instA}`);
     await waitContains(page, `[data-testid=instance-row][data-instance-id="${idA}"] [data-testid=check]`, 'ttl 30s');

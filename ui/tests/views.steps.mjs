@@ -111,7 +111,7 @@ export async function viewsSteps({ page, base, secret, gwPort }, { step, assert,
 
   await step('map: nodes and edges from traces and the gateway, coloured by health', async () => {
     await page.click('[data-testid=nav-map]');
-    await page.waitForURL(base + '/map');
+    await page.waitForURL((u) => u.pathname === '/map');
     await waitVisible(page, node('checkout'));
     await waitVisible(page, `${node('signalbox-gateway')}`);
     for (const n of ['frontend', 'orders', 'inventory', 'payments']) await waitVisible(page, node(n));

@@ -337,12 +337,19 @@ async function run() {
     assert(gatewaySpans.length >= 1, `spans from the gateway: ${[...services].join(', ')}`);
     assert(demoServices.length >= 2, `spans from at least two demo services (their SDKs): ${[...services].join(', ')}`);
     assert(spans.some((s) => s.error), 'an error span in a failing trace');
-    // A demo service's span called by another demo service (through the gateway).
-    edgeSpan = spans.find((s) => s.depth > 0 && SERVICES.includes(s.service) && s.service !== 'web-frontend') || null;
-    assert(edgeSpan, 'a span of a called demo service');
-    // Its detail names the SDK's instrumentation scope.
-    await page.click(`[data-testid=span-row][data-span-id="${edgeSpan.id}"]`);
-    await waitVisible(page, `[data-testid=span-detail][data-span-id="${edgeSpan.id}"]`);
+    // A demo service's span called by another demo service through the gateway: its detail
+    // has a map-edge link (a span under its own service's span has none).
+    const candidates = spans.filter((s) => s.depth > 0 && SERVICES.includes(s.service) && s.service !== 'web-frontend').slice(0, 12);
+    assert(candidates.length, 'a span of a called demo service');
+    for (const c of candidates) {
+      await page.click(`[data-testid=span-row][data-span-id="${c.id}"]`);
+      await waitVisible(page, `[data-testid=span-detail][data-span-id="${c.id}"]`);
+      if (await page.$(`[data-testid=span-detail][data-span-id="${c.id}"] [data-testid=span-map-edge]`)) {
+        edgeSpan = c;
+        break;
+      }
+    }
+    assert(edgeSpan, `no span of ${candidates.map((c) => c.service).join(', ')} has a map-edge link`);
     await shot(page, 'demo-06-trace.png');
   });
 
@@ -362,6 +369,26 @@ async function run() {
     await waitVisible(page, `${edgeSel(edge)}`);
     await page.waitForFunction(() => /\/s$/.test(document.querySelector('[data-testid=map-edge-rate]')?.textContent.trim() || ''), null, { timeout: 30_000 });
     await shot(page, 'demo-07-map-edge.png');
+  });
+
+  await step('trace model: a span\'s map edge is seen through the gateway, as the map draws it', async () => {
+    const got = await page.evaluate(async () => {
+      const { gatewayServices, mapEdge } = await import('/js/trace-model.js');
+      const mk = (service, attributes, parent) => ({ span: { service, attributes }, parent });
+      const web = mk('web', {}, null);
+      const webCall = mk('web', {}, web);
+      const gwServer = mk('gw', { 'signalbox.upstream.service': 'orders' }, webCall);
+      const gwClient = mk('gw', {}, gwServer);
+      const orders = mk('orders', {}, gwClient);
+      const ordersCall = mk('orders', {}, orders);
+      const fromOutside = mk('gw', { 'signalbox.upstream.service': 'web' }, null);
+      const webIn = mk('web', {}, fromOutside);
+      const all = { web, webCall, gwServer, gwClient, orders, ordersCall, fromOutside, webIn };
+      const gateways = gatewayServices(Object.values(all));
+      const edge = (n) => (mapEdge(n, gateways) ? `${mapEdge(n, gateways).from}>${mapEdge(n, gateways).to}` : null);
+      return Object.fromEntries(Object.entries(all).map(([k, n]) => [k, edge(n)]));
+    });
+    assertEq(JSON.stringify(got), JSON.stringify({ web: null, webCall: null, gwServer: 'web>orders', gwClient: null, orders: 'web>orders', ordersCall: null, fromOutside: 'gw>web', webIn: 'gw>web' }), 'edges');
   });
 
   await step('no script errors or CSP violations in the pages', async () => {

@@ -228,7 +228,10 @@ async function run() {
     await timed('switch to the map', page, () => page.click('[data-testid=nav-map]'), '[data-testid=map-svg]');
     await page.waitForURL((u) => u.pathname === '/map');
     for (const s of SERVICES) await waitVisible(page, `[data-testid=map-node][data-node="${s}"]`, 30_000);
-    for (const e of EDGES) await waitVisible(page, `${edgeSel(e)}[data-health]`, 30_000);
+    // An edge is attached, not necessarily "visible": a straight horizontal path has an empty
+    // bounding box. Its label is visible.
+    for (const e of EDGES) await page.locator(`${edgeSel(e)}[data-health]`).first().waitFor({ state: 'attached', timeout: 30_000 });
+    for (const e of EDGES) await waitVisible(page, `[data-testid=map-edge-label][data-edge="${e}"]`);
     for (const e of EDGES) assert(/\/s/.test(await page.textContent(`[data-testid=map-edge-label][data-edge="${e}"]`)), `edge ${e} has a rate label`);
     await shot(page, 'demo-02-map.png');
   });
@@ -342,7 +345,8 @@ async function run() {
     const candidates = spans.filter((s) => s.depth > 0 && SERVICES.includes(s.service) && s.service !== 'web-frontend').slice(0, 12);
     assert(candidates.length, 'a span of a called demo service');
     for (const c of candidates) {
-      await page.click(`[data-testid=span-row][data-span-id="${c.id}"]`);
+      // A click toggles the detail; the span the log line named is open already.
+      if (!(await page.$(`[data-testid=span-detail][data-span-id="${c.id}"]`))) await page.click(`[data-testid=span-row][data-span-id="${c.id}"]`);
       await waitVisible(page, `[data-testid=span-detail][data-span-id="${c.id}"]`);
       if (await page.$(`[data-testid=span-detail][data-span-id="${c.id}"] [data-testid=span-map-edge]`)) {
         edgeSpan = c;
@@ -350,6 +354,10 @@ async function run() {
       }
     }
     assert(edgeSpan, `no span of ${candidates.map((c) => c.service).join(', ')} has a map-edge link`);
+    // The service's own span, recorded by its OpenTelemetry SDK: the detail names its scope.
+    const scope = (await page.textContent(`[data-testid=span-detail][data-span-id="${edgeSpan.id}"] [data-testid=span-scope]`).catch(() => '')) || '';
+    assert(scope.trim(), `the ${edgeSpan.service} span has the SDK's instrumentation scope`);
+    log(`     ${spans.length} spans from ${[...services].join(', ')}; ${edgeSpan.service} span (scope ${scope.trim()})`);
     await shot(page, 'demo-06-trace.png');
   });
 
@@ -359,6 +367,7 @@ async function run() {
     const href = await page.getAttribute(link, 'href');
     const u = new URL(href, base);
     const edge = u.searchParams.get('edge');
+    log(`     edge ${edge}`);
     assert(EDGES.includes(edge), `the span's edge ${edge} is one of the demo's (${EDGES.join(', ')}), seen through the gateway`);
     const t0 = Date.now();
     await page.click(link);
@@ -366,7 +375,7 @@ async function run() {
     const [from, to] = edge.split('>');
     await page.waitForFunction((t) => document.querySelector('[data-testid=map-side-title]')?.textContent.trim() === t, `${from} → ${to}`, { timeout: 30_000 });
     measured.push(`trace -> map edge panel ${Date.now() - t0} ms`);
-    await waitVisible(page, `${edgeSel(edge)}`);
+    await page.locator(edgeSel(edge)).first().waitFor({ state: 'attached', timeout: WAIT_MS });
     await page.waitForFunction(() => /\/s$/.test(document.querySelector('[data-testid=map-edge-rate]')?.textContent.trim() || ''), null, { timeout: 30_000 });
     await shot(page, 'demo-07-map-edge.png');
   });

@@ -216,14 +216,18 @@ for line in lines:
         narrated.append((at(m.group(1)), m.group(2), m.group(3)))
 
 summary.append("")
-summary.append("| fault (injected at, s after start) | first alert (narrated) | first alert (API, 1 s polls) | map: an edge into the service `fail` |")
-summary.append("|---|---|---|---|")
+summary.append("| fault (injected at, s after start) | first alert (narrated) | first alert (API, 1 s polls) | map: an edge into the service `fail` | ... for 5 polls running |")
+summary.append("|---|---|---|---|---|")
 for i, (t, what, svc) in enumerate(faults):
     end = faults[i + 1][0] if i + 1 < len(faults) else t_stop
     nar = [(a - t, n, l) for a, n, l in narrated if t <= a < end and svc and svc in l]
     api = sorted((a - t, k) for k, a in firing_seen.items() if t <= a < end and svc and svc in k)
-    red = next(((a - t, [e for e in ids if e.endswith(f">{svc}")]) for a, ids in fail_edges
-                if a >= t and any(e.endswith(f">{svc}") for e in ids)), None)
+    into = lambda ids: [e for e in ids if e.endswith(f">{svc}")]
+    red = next(((a - t, into(ids)) for a, ids in fail_edges if a >= t and into(ids)), None)
+    # Steady: the first poll from which an edge into the service stays `fail` 5 polls running
+    # (the map's figures move with each 5 s scrape, and a fault before can leave an edge red).
+    steady = next(((a - t, into(ids)) for i, (a, ids) in enumerate(fail_edges)
+                   if a >= t and len(fail_edges[i:i + 5]) == 5 and all(into(x) for _, x in fail_edges[i:i + 5])), None)
     summary.append(
         f"| {what} ({t - t_start:.0f}) | "
         + (f"{nar[0][0]:.0f} s {nar[0][1]}{{{nar[0][2]}}}" if nar else "none before the next fault")
@@ -231,6 +235,8 @@ for i, (t, what, svc) in enumerate(faults):
         + (f"{api[0][0]:.0f} s {api[0][1]}" if api else "none")
         + " | "
         + (f"{red[0]:.0f} s ({', '.join(red[1])})" if red else "not seen")
+        + " | "
+        + (f"{steady[0]:.0f} s ({', '.join(steady[1])})" if steady else "not seen")
         + " |")
 
 text = "\n".join(summary)

@@ -290,44 +290,50 @@ async function run() {
 
   let traceId = '';
   await step('a failing request\'s trace: an error log line\'s trace link, else the service page\'s failing traces', async () => {
+    // A trace that crossed at least two demo services (a call refused by an open circuit at
+    // the gateway has only the caller's): up to five candidates from each source.
+    const crossesServices = async (id) => {
+      await page.waitForURL((u) => u.pathname === `/traces/${id}`);
+      const ok = await page
+        .locator('[data-testid=span-row]')
+        .first()
+        .waitFor({ state: 'visible', timeout: WAIT_MS })
+        .then(() => true)
+        .catch(() => false); // not kept by sampling
+      if (!ok) return false;
+      const services = await page.$$eval('[data-testid=span-row]', (els) => [...new Set(els.map((e) => e.dataset.service))]);
+      return services.filter((x) => SERVICES.includes(x)).length >= 2;
+    };
     // An error line of the service in the same window, expanded, leads to its trace.
-    const errorsHref = new URL(page.url());
-    errorsHref.searchParams.set('query', `${errorsHref.searchParams.get('query')} level:error`);
-    await page.goto(errorsHref.toString());
-    const hasError = await page
-      .locator('[data-testid=log-line]')
-      .first()
-      .waitFor({ state: 'visible', timeout: WAIT_MS })
-      .then(() => true)
-      .catch(() => false);
-    if (hasError) {
-      await page.click('[data-testid=log-line] >> nth=0');
+    const errorsUrl = new URL(page.url());
+    errorsUrl.searchParams.set('query', `${errorsUrl.searchParams.get('query')} level:error`);
+    for (let i = 0; i < 5 && !traceId; i++) {
+      await page.goto(errorsUrl.toString());
+      const line = page.locator('[data-testid=log-line]').nth(i);
+      if (!(await line.waitFor({ state: 'visible', timeout: i ? 3000 : WAIT_MS }).then(() => true).catch(() => false))) break;
+      await line.click();
       const link = page.locator('[data-testid=log-trace-link]').first();
-      if (await link.waitFor({ state: 'visible', timeout: 5000 }).then(() => true).catch(() => false)) {
-        traceId = (await link.textContent()).trim();
-        await link.click();
-        await page.waitForURL((u) => u.pathname === `/traces/${traceId}`);
-        // The log's trace may not have been kept by sampling: then take the failing traces.
-        const ok = await page
-          .locator('[data-testid=span-row]')
-          .first()
-          .waitFor({ state: 'visible', timeout: WAIT_MS })
-          .then(() => true)
-          .catch(() => false);
-        if (!ok) traceId = '';
-        else log(`     trace ${traceId} from an error log line`);
+      if (!(await link.waitFor({ state: 'visible', timeout: 5000 }).then(() => true).catch(() => false))) continue;
+      const id = (await link.textContent()).trim();
+      await link.click();
+      if (await crossesServices(id)) {
+        traceId = id;
+        log(`     trace ${traceId} from error log line ${i + 1}`);
       }
     }
-    if (!traceId) {
+    for (let i = 0; i < 5 && !traceId; i++) {
       await page.goto(`${base}/services/${alert.service}?start=${alertWindow.start}&end=${alertWindow.end}`);
       await waitVisible(page, '[data-testid=service-failing-row] a', 30_000);
-      const a = page.locator('[data-testid=service-failing-row] a').first();
-      const href = await a.getAttribute('href');
-      traceId = href.split('/traces/')[1].split('?')[0];
+      const a = page.locator('[data-testid=service-failing-row] a').nth(i);
+      if (!(await a.count())) break;
+      const id = (await a.getAttribute('href')).split('/traces/')[1].split('?')[0];
       await a.click();
-      await page.waitForURL((u) => u.pathname === `/traces/${traceId}`);
-      log(`     trace ${traceId} from the service page's failing traces`);
+      if (await crossesServices(id)) {
+        traceId = id;
+        log(`     trace ${traceId} from the service page's failing traces (row ${i + 1})`);
+      }
     }
+    assert(traceId, `no failing trace of ${alert.service} across two demo services among five error lines and five failing traces`);
   });
 
   let edgeSpan = null;

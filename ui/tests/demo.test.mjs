@@ -1,7 +1,7 @@
 // End-to-end browser test of the troubleshooting loop on `signalbox demo`.
 //
 // Spawns the real binary (SIGNALBOX_BIN, default ../../target/debug/signalbox) as
-// `signalbox demo --port 0 --speed 20 --seed 7 --duration 240s`, reads the console URL from
+// `signalbox demo --port 0 --speed 20 --seed 7 --duration 600s`, reads the console URL from
 // its `console:` line and walks, in Debian's headless Chromium: the overview shows the demo's
 // five services with rates -> the map shows their edges -> an alert fires (Alerts page) ->
 // its link opens the service page at the alert's window -> the logs of that window -> a
@@ -28,7 +28,7 @@ const SHOTS = path.join(HERE, 'screenshots');
 const TOTAL_MS = 240_000; // the whole run, start to finish
 const WAIT_MS = 15_000; // one explicit wait on a page (generous: a loaded 2-core machine)
 const SPEED = 20;
-const DEMO_DURATION = '240s'; // longer than the test: the test stops it with SIGINT
+const DEMO_DURATION = '600s'; // well past the test's own bound: the test stops it with SIGINT
 const SERVICES = ['web-frontend', 'orders', 'payments', 'inventory', 'inventory-db'];
 const EDGES = ['web-frontend>orders', 'orders>payments', 'orders>inventory', 'inventory>inventory-db'];
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];

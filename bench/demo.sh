@@ -223,11 +223,11 @@ for i, (t, what, svc) in enumerate(faults):
     nar = [(a - t, n, l) for a, n, l in narrated if t <= a < end and svc and svc in l]
     api = sorted((a - t, k) for k, a in firing_seen.items() if t <= a < end and svc and svc in k)
     into = lambda ids: [e for e in ids if e.endswith(f">{svc}")]
-    red = next(((a - t, into(ids)) for a, ids in fail_edges if a >= t and into(ids)), None)
+    red = next(((a - t, into(ids)) for a, ids in fail_edges if t <= a < end and into(ids)), None)
     # Steady: the first poll from which an edge into the service stays `fail` 5 polls running
     # (the map's figures move with each 5 s scrape, and a fault before can leave an edge red).
     steady = next(((a - t, into(ids)) for i, (a, ids) in enumerate(fail_edges)
-                   if a >= t and len(fail_edges[i:i + 5]) == 5 and all(into(x) for _, x in fail_edges[i:i + 5])), None)
+                   if t <= a < end and len(fail_edges[i:i + 5]) == 5 and all(into(x) for _, x in fail_edges[i:i + 5])), None)
     summary.append(
         f"| {what} ({t - t_start:.0f}) | "
         + (f"{nar[0][0]:.0f} s {nar[0][1]}{{{nar[0][2]}}}" if nar else "none before the next fault")

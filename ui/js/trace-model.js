@@ -364,3 +364,33 @@ export function sortedEntries(attrs) {
   const byKey = (a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
   return Object.entries(attrs || {}).sort(byKey);
 }
+
+/** The attribute by which the gateway's server span names the upstream service it called. */
+export const UPSTREAM_ATTR = 'signalbox.upstream.service';
+
+/** The services that recorded gateway spans in a tree's nodes (a span naming UPSTREAM_ATTR). */
+export function gatewayServices(nodes) {
+  return new Set(nodes.filter((n) => n.span.attributes && n.span.attributes[UPSTREAM_ATTR]).map((n) => n.span.service));
+}
+
+/**
+ * The service-map edge a span's call crossed, `{ from, to }`, seen through the gateway as
+ * the map is (docs/console-views.md): a gateway span stands for the call to the upstream it
+ * names, and a span under the gateway's spans was called by whoever called the gateway.
+ * A call from outside through the gateway is an edge from the gateway. Null when the span
+ * crossed no edge (a root span, or a span under its own service's span).
+ */
+export function mapEdge(node, gateways) {
+  const s = node.span;
+  const upstream = s.attributes && s.attributes[UPSTREAM_ATTR];
+  const to = upstream || s.service;
+  if (gateways.has(s.service) && !upstream) return null; // the gateway's own inner spans
+  let p = node.parent;
+  let via = upstream ? s.service : '';
+  while (p && gateways.has(p.span.service)) {
+    via = p.span.service;
+    p = p.parent;
+  }
+  const from = p ? p.span.service : via;
+  return from && from !== to ? { from, to } : null;
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the console's browser test: installs playwright-core (from package-lock.json) and
-# Debian's Chromium when missing, then `node console.test.mjs`. SIGNALBOX_BIN names the
+# Runs the console's browser tests: installs playwright-core (from package-lock.json) and
+# Debian's Chromium when missing, then `node console.test.mjs` and `node demo.test.mjs` (the
+# troubleshooting loop on `signalbox demo`); both run, and the script fails if either fails. SIGNALBOX_BIN names the
 # binary to test (default ../../target/debug/signalbox, relative to this folder).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,5 +22,8 @@ fi
 
 set +e
 node console.test.mjs
-status=$?
-exit $status
+console_status=$?
+node demo.test.mjs
+demo_status=$?
+echo "console.test.mjs: exit $console_status; demo.test.mjs: exit $demo_status"
+[ "$console_status" = 0 ] && [ "$demo_status" = 0 ]

@@ -112,6 +112,9 @@ export async function viewsSteps({ page, base, secret, gwPort }, { step, assert,
   await step('map: nodes and edges from traces and the gateway, coloured by health', async () => {
     await page.click('[data-testid=nav-map]');
     await page.waitForURL((u) => u.pathname === '/map');
+    // The map takes the shared range, and the Logs steps' drag-to-zoom left a window in the
+    // past: look at the last 15 minutes instead.
+    if (new URL(page.url()).searchParams.get('since') !== '15m') await page.goto(`${base}/map?since=15m`);
     await waitVisible(page, node('checkout'));
     await waitVisible(page, `${node('signalbox-gateway')}`);
     for (const n of ['frontend', 'orders', 'inventory', 'payments']) await waitVisible(page, node(n));

@@ -9,7 +9,7 @@
 import { h, setChildren, notice, ago, plural } from '../dom.js';
 import { api, seg } from '../api.js';
 import { navigate } from '../router.js';
-import { buildTree, criticalPath, selfTime, sortedEntries, fmtDur, fmtOffset, fullTimeMs, ticks, serviceColor, primeColors } from '../trace-model.js';
+import { buildTree, criticalPath, selfTime, sortedEntries, gatewayServices, mapEdge, fmtDur, fmtOffset, fullTimeMs, ticks, serviceColor, primeColors } from '../trace-model.js';
 import { lastSearch } from './traces.js';
 import { traceUrl, traceLogsUrl, mapUrl, metricsUrl, servicesMetricsQuery, around } from '../links.js';
 
@@ -141,6 +141,7 @@ function waterfall(tree, traceId) {
   const total = Math.max(tree.duration, 1);
   const pct = (ns) => `${((100 * ns) / total).toFixed(4)}%`;
   const cp = criticalPath(tree.root);
+  const gateways = gatewayServices(nodes);
   const collapsed = new Set(); // node indexes
   const rows = new Array(n);
   let selected = -1;
@@ -367,16 +368,16 @@ function waterfall(tree, traceId) {
     const statusBadge = h('span', { class: `badge span-status span-status-${s.status}`, 'data-testid': 'span-status' }, s.status);
     const close = h('button', { type: 'button', class: 'btn btn-sm', 'data-testid': 'span-detail-close', onclick: () => openDetail(node.index) }, 'Close');
     const link = h('a', { href: traceUrl(traceId, s.span_id), class: 'btn btn-sm', title: 'A link to this span', 'data-testid': 'span-link' }, 'Link');
-    // This span elsewhere: its log lines, and the service-map edge it crossed (the parent's
+    // This span elsewhere: its log lines, and the service-map edge it crossed (its caller's
     // service calling this one), over the span's time give or take a few minutes.
     const spanMs = Number(s.start_unix_nanos) / 1e6;
     const window = Number.isFinite(spanMs) ? around(spanMs, 5 * 60e3, 5 * 60e3 + dur / 1e6) : { since: '24h' };
     const spanLogs = h('a', { href: traceLogsUrl(traceId, s.span_id, window), class: 'btn btn-sm', title: 'The log lines that carry this trace id and span id', 'data-testid': 'span-logs' }, 'Logs');
-    const from = node.parent ? node.parent.span.service : '';
-    const spanEdge =
-      from && from !== s.service
-        ? h('a', { href: mapUrl({ edge: { from, to: s.service }, ...window }), class: 'btn btn-sm', title: `The ${from} → ${s.service} edge on the service map`, 'data-testid': 'span-map-edge' }, `${from} → ${s.service} on the map`)
-        : null;
+    // The edge as the map draws it: through the gateway, not to it.
+    const edge = mapEdge(node, gateways);
+    const spanEdge = edge
+      ? h('a', { href: mapUrl({ edge, ...window }), class: 'btn btn-sm', title: `The ${edge.from} → ${edge.to} edge on the service map`, 'data-testid': 'span-map-edge' }, `${edge.from} → ${edge.to} on the map`)
+      : null;
     return h(
       'div',
       { class: 'wf-detail', 'data-testid': 'span-detail', 'data-span-id': s.span_id, role: 'region', 'aria-label': `Span ${s.name}` },

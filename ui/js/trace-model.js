@@ -141,9 +141,10 @@ export function niceStep(span, n) {
 
 /** Tick values from 0 to `max` inclusive of 0 (about `n` of them). */
 export function ticks(max, n = 5) {
+  if (!Number.isFinite(max) || max <= 0) return [0];
   const step = niceStep(max, n);
   const out = [];
-  for (let v = 0; v <= max * (1 + 1e-9); v += step) out.push(v);
+  for (let i = 0; i * step <= max * (1 + 1e-9) && i <= 4 * n; i++) out.push(i * step);
   return out;
 }
 
@@ -156,7 +157,8 @@ export function timeTicks(from, to, n = 6) {
   // Round on the chosen zone's clock so that minutes and hours line up with it.
   const tz = zoneOffsetMs(from);
   const out = [];
-  for (let t = Math.ceil((from - tz) / step) * step + tz; t <= to; t += step) out.push(t);
+  const first = Math.ceil((from - tz) / step) * step + tz;
+  for (let i = 0; first + i * step <= to && i <= 4 * n; i++) out.push(first + i * step);
   return { ticks: out, step };
 }
 

@@ -126,9 +126,12 @@ export function lineChart({ onSelect, testid = 'line-chart' } = {}) {
       lo -= pad;
       hi += pad;
     }
-    const yStep = niceStep(hi - lo, 5);
+    // A range too small for the values' precision (1e9 ± 1e-7) would give a step that adding
+    // cannot move past, so the step is at least a millionth of the largest magnitude.
+    const span = Math.max(hi - lo, Math.max(Math.abs(hi), Math.abs(lo)) * 1e-6);
+    const yStep = niceStep(span, 5) || 1;
     const yMin = Math.floor(lo / yStep) * yStep;
-    const yMax = Math.ceil(hi / yStep) * yStep;
+    const yMax = Math.max(Math.ceil(hi / yStep) * yStep, yMin + yStep);
     geo = { W, iw, ih, x0: startMs, x1: x1 === startMs ? startMs + 1 : x1, yMin, yMax, plotted };
     const Y = (v) => M.t + ih - ((v - yMin) / (yMax - yMin)) * ih;
 
@@ -141,7 +144,10 @@ export function lineChart({ onSelect, testid = 'line-chart' } = {}) {
     ctx.fillStyle = css.getPropertyValue('--muted').trim() || '#6b7280';
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
-    for (let v = yMin; v <= yMax + yStep * 1e-9; v += yStep) {
+    // Gridlines by index, at most a few dozen, so no float step can loop forever.
+    const lines = Math.min(Math.round((yMax - yMin) / yStep), 40);
+    for (let i = 0; i <= lines; i++) {
+      const v = yMin + i * yStep;
       const y = Math.round(Y(v)) + 0.5;
       ctx.beginPath();
       ctx.moveTo(M.l, y);

@@ -70,6 +70,12 @@ pub fn crossings(spans: &[Span], gateway: Option<&str>) -> Vec<Crossing> {
             if s.kind == SpanKind::Server
                 && let Some(callee) = str_attr(s, UPSTREAM_ATTR)
             {
+                // A parent that has not arrived (a caller's SDK exports in batches, seconds
+                // later) is a caller not known yet, not the outside world: skip the crossing
+                // rather than draw it from the gateway.
+                if s.parent_span_id.is_some() && parent.is_none() {
+                    continue;
+                }
                 let caller = parent.filter(|p| !is_gw(&p.service)).map(|p| p.service.clone());
                 out.push(Crossing {
                     caller: caller.unwrap_or_else(|| s.service.clone()),

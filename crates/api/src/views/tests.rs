@@ -55,6 +55,28 @@ fn the_gateway_hop_is_seen_through() {
 }
 
 #[test]
+fn a_gateway_span_whose_caller_has_not_arrived_is_no_call_from_outside() {
+    // The caller's SDK exports its spans seconds after the gateway's: until then the gateway
+    // span's parent is missing, and the call must not be drawn from the gateway node.
+    let (gs, gc, ord) = (SpanId::random(), SpanId::random(), SpanId::random());
+    let spans = vec![
+        span(
+            "gw",
+            gs,
+            Some(SpanId::random()),
+            SpanKind::Server,
+            50,
+            vec![KeyValue::str("signalbox.upstream.service", "orders")],
+        ),
+        span("gw", gc, Some(gs), SpanKind::Client, 45, vec![KeyValue::str("peer.service", "orders")]),
+        span("orders", ord, Some(gc), SpanKind::Server, 40, vec![]),
+    ];
+    let c = crossings(&spans, Some("gw"));
+    assert!(c.iter().all(|c| !(c.caller == "gw" && c.callee == "orders")), "{c:?}");
+    assert!(c.iter().all(|c| c.callee != "orders"), "no caller is known yet: {c:?}");
+}
+
+#[test]
 fn a_call_from_outside_is_an_edge_from_the_gateway() {
     let gs = SpanId::random();
     let spans =

@@ -67,6 +67,16 @@ impl Batch {
         self.opened.is_some_and(|t| t.elapsed() >= timeout)
     }
 
+    /// When the open batch is due to be sealed; `None` when no batch is open.
+    pub fn due_at(&self, timeout: std::time::Duration) -> Option<Instant> {
+        self.opened.map(|t| t + timeout)
+    }
+
+    /// Whether no batch is open (no record, no position noted since the last seal).
+    pub fn is_idle(&self) -> bool {
+        self.opened.is_none()
+    }
+
     /// Seals the batch into a header and a gzip payload, leaving an empty batch.
     pub fn seal(&mut self, level: u32, sealed_ns: u64) -> (Header, Vec<u8>) {
         let mut positions: Vec<PositionUpdate> = std::mem::take(&mut self.positions)

@@ -29,7 +29,10 @@ pub struct AgentConfig {
     pub retry: RetryConfig,
     /// How often the globs are expanded again to find new and rotated files.
     pub scan_interval: Dur,
-    /// How often followed files are checked for new data.
+    /// How often followed files are checked for new data while data flows. While every file
+    /// is idle the checks back off, doubling up to four times this (at most 1 s, never less
+    /// than this), and return to this interval as soon as a line is read; so the first line
+    /// after an idle spell is read within that longer wait.
     pub poll_interval: Dur,
     /// Most files open at once; further matches wait until others are closed.
     pub max_open_files: usize,

@@ -23,6 +23,7 @@
 //! - [`record`]: the shipped record and its NDJSON line.
 //! - [`batch`]: the open batch and gzip.
 //! - [`spool`]: the disk buffer and the checkpoint, written durably.
+//! - [`stop`]: the reader thread's stop signal, which wakes its waits at once.
 //! - [`ship`]: the sender: HTTP delivery, answers, retries, acknowledgement.
 //! - [`otlp`]: batches re-encoded as OTLP `ExportLogsServiceRequest`.
 //! - [`metrics`]: every metric the agent reports and the [`Progress`] snapshot.
@@ -47,6 +48,7 @@ pub mod server;
 pub mod ship;
 pub mod sink;
 pub mod spool;
+pub mod stop;
 pub mod tail;
 
 pub use config::AgentConfig;
@@ -59,7 +61,6 @@ use crate::spool::{Recovered, Spool};
 use signalbox_core::metrics::Registry;
 use signalbox_core::shutdown::Shutdown;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A read-only view of the agent's progress, cheap to clone and poll.
@@ -186,7 +187,7 @@ impl Agent {
             }));
         }
 
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(stop::StopSignal::new());
         let sink = sink::Sink::new(cfg.clone(), spool.clone(), stats.clone(), stop.clone());
         let reader = tail::Reader::new(sink, recovered.resume, recovered.first_start);
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -212,8 +213,9 @@ impl Agent {
                 failure = Some(format!("the sender stopped unexpectedly: {r:?}"));
             }
         }
-        stop.store(true, Ordering::Relaxed);
-        // The reader stops within one poll, or one fsync if it was sealing.
+        stop.set();
+        spool.wake_waiters();
+        // The reader wakes at once and stops, after one fsync if it was sealing.
         let joined = tokio::task::spawn_blocking(move || reader_thread.join());
         match tokio::time::timeout(Duration::from_secs(30), joined).await {
             Ok(Ok(Ok(()))) => {}

@@ -19,6 +19,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// How long the sender of an empty buffer waits before looking again if nothing woke it.
+pub(crate) const IDLE_RECHECK: Duration = Duration::from_secs(60);
 /// Largest answer body read from the output.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Largest inflated batch handled when re-encoding.
@@ -103,11 +105,14 @@ impl Sender {
                 }
                 Ok(Ok(None)) => {
                     self.stats.oldest_sealed_ns.set(0);
+                    // Woken by the reader's next batch (a batch pushed since `oldest` looked
+                    // left a permit, so it is not missed) or by the stop deadline; the
+                    // timeout is only a safety net.
                     let ready = self.spool.ready.notified();
                     tokio::select! {
                         _ = ready => {}
                         _ = deadline.changed() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = tokio::time::sleep(IDLE_RECHECK) => {}
                     }
                 }
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {

@@ -7,22 +7,22 @@ use crate::metrics::Stats;
 use crate::position::FileKey;
 use crate::record::Record;
 use crate::spool::Spool;
+use crate::stop::StopSignal;
 use crate::tail::Tracked;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where records go: the open batch and, once sealed, the disk buffer.
 pub struct Sink {
     pub cfg: Arc<Compiled>,
     pub spool: Arc<Spool>,
     pub stats: Stats,
-    pub stop: Arc<AtomicBool>,
+    pub stop: Arc<StopSignal>,
     pub(crate) batch: Batch,
 }
 
 impl Sink {
-    pub fn new(cfg: Arc<Compiled>, spool: Arc<Spool>, stats: Stats, stop: Arc<AtomicBool>) -> Sink {
+    pub fn new(cfg: Arc<Compiled>, spool: Arc<Spool>, stats: Stats, stop: Arc<StopSignal>) -> Sink {
         Sink { cfg, spool, stats, stop, batch: Batch::default() }
     }
 
@@ -84,7 +84,7 @@ impl Sink {
                 Err(e) => {
                     tracing::error!(error = %e, "cannot write to the disk buffer; retrying");
                     self.stats.set_error(Some(format!("disk buffer: {e}")));
-                    if sleep_unless(&self.stop, Duration::from_secs(1)) {
+                    if self.stop.wait(Duration::from_secs(1)) {
                         break;
                     }
                 }
@@ -94,16 +94,4 @@ impl Sink {
         self.stats.buffered_batches.set(batches as i64);
         self.stats.buffered_bytes.set(bytes as i64);
     }
-}
-
-/// Sleeps up to `d`; true if `stop` was set.
-pub(crate) fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        if stop.load(Ordering::Relaxed) {
-            return true;
-        }
-        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
-    }
-    stop.load(Ordering::Relaxed)
 }

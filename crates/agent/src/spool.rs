@@ -7,16 +7,19 @@
 
 use crate::error::AgentError;
 use crate::position::{FileKey, FilePosition, PositionUpdate};
+use crate::stop::StopSignal;
 use serde::{Deserialize, Serialize};
 use signalbox_core::metrics::Gauge;
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 const MAGIC: &[u8; 4] = b"SBAG";
+/// How long a push into a full buffer waits before looking again, if nothing woke it
+/// (removals and [`Spool::wake_waiters`] wake it at once).
+const FULL_WAIT_RECHECK: Duration = Duration::from_secs(1);
 const VERSION: u8 = 1;
 
 /// A sealed batch.
@@ -265,21 +268,19 @@ impl Spool {
     /// Adds a batch, waiting while the buffer is full (an empty buffer takes any batch), with
     /// `waiting` set to 1 meanwhile. Returns `false`, writing nothing, if `stop` is set while
     /// waiting.
-    pub fn push(&self, header: &Header, payload: &[u8], stop: &AtomicBool, waiting: &Gauge) -> std::io::Result<bool> {
+    pub fn push(&self, header: &Header, payload: &[u8], stop: &StopSignal, waiting: &Gauge) -> std::io::Result<bool> {
         let bytes = encode(header, payload);
         let size = bytes.len() as u64;
         let mut s = self.lock();
         while !s.entries.is_empty() && s.bytes + size > self.max_bytes {
             waiting.set(1);
-            if stop.load(Ordering::Relaxed) {
+            // `stop` is read under the state lock that `wake_waiters` takes, so a stop cannot
+            // slip in unseen; the timeout is only a safety net.
+            if stop.is_set() {
                 waiting.set(0);
                 return Ok(false);
             }
-            s = self
-                .space
-                .wait_timeout(s, Duration::from_millis(100))
-                .map(|r| r.0)
-                .unwrap_or_else(|e| e.into_inner().0);
+            s = self.space.wait_timeout(s, FULL_WAIT_RECHECK).map(|r| r.0).unwrap_or_else(|e| e.into_inner().0);
         }
         waiting.set(0);
         let seq = s.next_seq;
@@ -343,7 +344,15 @@ impl Spool {
             let old = std::mem::replace(&mut slot.1, new);
             s.bytes = s.bytes - old + new;
         }
+        drop(s);
+        self.space.notify_all();
         Ok(())
+    }
+
+    /// Wakes a push waiting for room, so that it sees a stop signal set before this call.
+    pub fn wake_waiters(&self) {
+        let _s = self.lock();
+        self.space.notify_all();
     }
 
     /// (batches, bytes) buffered.

@@ -16,13 +16,12 @@ use crate::batch::{Noted, Tail};
 use crate::compile::Source;
 use crate::multiline::Grouper;
 use crate::position::{FileKey, FilePosition, Fingerprint, HEAD_BYTES, TAIL_BYTES, read_full_at};
-use crate::sink::{Sink, sleep_unless};
+use crate::sink::Sink;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Most retired identities kept for recognising rotated copies.
@@ -140,19 +139,29 @@ impl Reader {
     }
 
     /// Reads until `stop` is set, then seals what it has.
+    ///
+    /// Files give no event when they grow, so they are polled: every `poll_interval` while
+    /// anything is in flight (lines read in the last poll, an open batch, a multiline record
+    /// pending), and, while every file is idle, at intervals that double up to
+    /// [`idle_poll_cap`] (1 s with the default 250 ms). The first line written after an idle
+    /// spell is so read within that cap, then sealed within `batch.timeout` and handed to the
+    /// sender at once; once data flows, polling is back to `poll_interval`. Globs are still
+    /// expanded every `scan_interval`, and a stop wakes the reader at once.
     pub fn run(mut self) {
         let cfg = self.sink.cfg.clone();
         if cfg.sources.is_empty() {
             // An agent for host metrics alone: nothing to read until it stops.
-            while !self.sink.stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            while !self.sink.stop.wait(Duration::from_secs(3600)) {}
             return;
         }
+        let idle_cap = idle_poll_cap(cfg.poll_interval);
+        let mut idle_wait = cfg.poll_interval;
         let mut next_scan = Instant::now();
-        while !self.sink.stop.load(Ordering::Relaxed) {
+        while !self.sink.stop.is_set() {
             if Instant::now() >= next_scan {
                 self.scan();
+                // Before the poll, which may block in a full buffer: the gauges then show
+                // the files and the lag reading waits on.
                 self.update_gauges();
                 next_scan = Instant::now() + cfg.scan_interval;
             }
@@ -161,10 +170,25 @@ impl Reader {
                 self.sink.seal();
             }
             self.update_gauges();
-            if !progressed {
-                let wait = cfg.poll_interval.min(next_scan.saturating_duration_since(Instant::now()));
-                sleep_unless(&self.sink.stop, wait);
+            if progressed {
+                idle_wait = cfg.poll_interval;
+                continue;
             }
+            let in_flight =
+                !self.sink.batch.is_idle() || self.files.values().any(|t| t.grouper.pending_start().is_some());
+            let wait = if in_flight {
+                idle_wait = cfg.poll_interval;
+                cfg.poll_interval
+            } else {
+                let w = idle_wait;
+                idle_wait = idle_wait.saturating_mul(2).min(idle_cap);
+                w
+            };
+            let mut until = next_scan.min(Instant::now() + wait);
+            if let Some(due) = self.sink.batch.due_at(cfg.batch_timeout) {
+                until = until.min(due);
+            }
+            self.sink.stop.wait(until.saturating_duration_since(Instant::now()));
         }
         self.sink.seal();
     }
@@ -604,6 +628,12 @@ impl Reader {
 struct Poll {
     read: bool,
     deleted: bool,
+}
+
+/// The longest wait between polls while every file is idle: four poll intervals, at most
+/// 1 s, and never less than the poll interval itself.
+pub(crate) fn idle_poll_cap(poll_interval: Duration) -> Duration {
+    poll_interval.saturating_mul(4).min(Duration::from_secs(1)).max(poll_interval)
 }
 
 /// The last bytes before `offset`.

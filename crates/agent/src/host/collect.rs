@@ -154,16 +154,24 @@ impl Collectors {
         let now_ms = signalbox_core::time::unix_nanos() as i64 / 1_000_000;
         let mut out = Snapshot::new(now_ms);
         let mut boot_time = 0.0;
+        // `/proc/stat` once for the pass (its read error is each user's error).
+        let enabled = |n: &str| self.settings.enabled.contains(n);
+        let stat = (enabled("cpu") || enabled("stat") || enabled("process")).then(|| cpu::read_stat(&self.settings));
         for (name, f) in NODE {
-            if self.settings.enabled.contains(name) {
-                let r = self.timed(name, &mut out, f);
-                if name == "stat" && r {
-                    boot_time = out.value("node_boot_time_seconds", &[]).unwrap_or(0.0);
-                }
+            if !self.settings.enabled.contains(name) {
+                continue;
+            }
+            let r = match (name, &stat) {
+                ("cpu", Some(text)) => self.timed(name, &mut out, |_, o| cpu::cpu_from(text.as_deref()?, o)),
+                ("stat", Some(text)) => self.timed(name, &mut out, |_, o| cpu::stat_from(text.as_deref()?, o)),
+                _ => self.timed(name, &mut out, f),
+            };
+            if name == "stat" && r {
+                boot_time = out.value("node_boot_time_seconds", &[]).unwrap_or(0.0);
             }
         }
         if boot_time == 0.0 {
-            boot_time = read_boot_time(&self.settings).unwrap_or(0.0);
+            boot_time = stat.as_ref().and_then(|t| boot_time_in(t.as_deref().ok()?)).unwrap_or(0.0);
         }
         let mut pids = Vec::new();
         if self.settings.enabled.contains("process") {
@@ -219,7 +227,6 @@ fn record(out: &mut Snapshot, name: &str, start: Instant, ok: bool) {
     );
 }
 
-fn read_boot_time(s: &HostSettings) -> Option<f64> {
-    let text = std::fs::read_to_string(s.proc_path.join("stat")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+fn boot_time_in(stat: &str) -> Option<f64> {
+    stat.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
 }

@@ -10,9 +10,20 @@ const USER_HZ: f64 = 100.0;
 
 const MODES: [&str; 8] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
 
+/// `/proc/stat`, read once per collection pass and shared by `cpu`, `stat` and the boot
+/// time the process collector needs (the kernel formats every interrupt count each time the
+/// file is read, so a read is not free).
+pub fn read_stat(s: &HostSettings) -> Result<String, String> {
+    read(&s.proc_path.join("stat"))
+}
+
 /// `node_cpu_seconds_total{cpu,mode}` and `node_cpu_guest_seconds_total{cpu,mode}`.
 pub fn collect_cpu(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
-    let text = read(&s.proc_path.join("stat"))?;
+    cpu_from(&read_stat(s)?, out)
+}
+
+/// [`collect_cpu`] from `/proc/stat`'s text.
+pub fn cpu_from(text: &str, out: &mut Snapshot) -> Result<(), String> {
     let mut cpus = 0;
     for line in text.lines() {
         let mut f = line.split_whitespace();
@@ -49,7 +60,11 @@ pub fn collect_cpu(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
 /// `node_boot_time_seconds`, `node_context_switches_total`, `node_forks_total`,
 /// `node_intr_total`, `node_procs_running`, `node_procs_blocked`.
 pub fn collect_stat(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
-    let text = read(&s.proc_path.join("stat"))?;
+    stat_from(&read_stat(s)?, out)
+}
+
+/// [`collect_stat`] from `/proc/stat`'s text.
+pub fn stat_from(text: &str, out: &mut Snapshot) -> Result<(), String> {
     let mut boot = false;
     for line in text.lines() {
         let mut f = line.split_whitespace();

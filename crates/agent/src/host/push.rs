@@ -132,7 +132,8 @@ impl Pusher {
                 Ok(Ok(None)) => {
                     tokio::select! {
                         _ = self.spool.ready.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        // Woken by the next collection; this is only a safety net.
+                        _ = tokio::time::sleep(crate::ship::IDLE_RECHECK) => {}
                         _ = shutdown.wait() => return,
                     }
                     continue;

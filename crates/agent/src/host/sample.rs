@@ -2,7 +2,6 @@
 //! (for the agent's `/metrics`) or encoded as a remote_write 1.0 `WriteRequest` (protobuf,
 //! snappy block format) for the node.
 
-use prost::Message;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
@@ -137,40 +136,103 @@ impl Snapshot {
     /// A remote_write 1.0 body: the `WriteRequest` protobuf, snappy-compressed (block format).
     /// `extra` labels are added to every series that does not already carry them; label
     /// names are sorted as receivers expect.
+    ///
+    /// The protobuf is written straight from the snapshot's strings (the bytes prost would
+    /// write for the same [`WriteRequest`], which a test checks), so no copy of a label is
+    /// allocated per collection.
     pub fn remote_write(&self, extra: &[(&str, &str)]) -> Vec<u8> {
-        let mut req = WriteRequest { timeseries: Vec::with_capacity(self.len()), metadata: Vec::new() };
+        let mut raw = Vec::with_capacity(self.len() * 128);
+        let mut ls: Vec<(&str, &str)> = Vec::new();
         for f in &self.families {
-            req.metadata.push(MetricMetadata {
-                r#type: match f.kind {
-                    Kind::Counter => 1,
-                    Kind::Gauge => 2,
-                    Kind::Untyped => 0,
-                },
-                metric_family_name: f.name.clone(),
-                help: f.help.clone(),
-                unit: String::new(),
-            });
             for (labels, v) in &f.samples {
-                let mut ls: Vec<Label> = Vec::with_capacity(labels.len() + extra.len() + 1);
-                ls.push(Label { name: "__name__".into(), value: f.name.clone() });
-                for (k, val) in labels {
-                    if !val.is_empty() {
-                        ls.push(Label { name: k.clone(), value: val.clone() });
-                    }
-                }
+                ls.clear();
+                ls.push(("__name__", f.name.as_str()));
+                ls.extend(labels.iter().filter(|(_, val)| !val.is_empty()).map(|(k, val)| (k.as_str(), val.as_str())));
                 for (k, val) in extra {
                     if !labels.iter().any(|(n, _)| n == k) && !val.is_empty() {
-                        ls.push(Label { name: (*k).to_owned(), value: (*val).to_owned() });
+                        ls.push((k, val));
                     }
                 }
-                ls.sort_by(|a, b| a.name.cmp(&b.name));
-                req.timeseries
-                    .push(TimeSeries { labels: ls, samples: vec![Sample { value: *v, timestamp: self.timestamp_ms }] });
+                ls.sort_by(|a, b| a.0.cmp(b.0));
+                let sample_len = pb::double_len(1, *v) + pb::int64_len(2, self.timestamp_ms);
+                let labels_len: usize = ls.iter().map(|(k, val)| pb::message_len(1, pb::label_len(k, val))).sum();
+                pb::message_head(&mut raw, 1, labels_len + pb::message_len(2, sample_len));
+                for (k, val) in &ls {
+                    pb::message_head(&mut raw, 1, pb::label_len(k, val));
+                    pb::string(&mut raw, 1, k);
+                    pb::string(&mut raw, 2, val);
+                }
+                pb::message_head(&mut raw, 2, sample_len);
+                pb::double(&mut raw, 1, *v);
+                pb::int64(&mut raw, 2, self.timestamp_ms);
             }
         }
-        let raw = req.encode_to_vec();
+        for f in &self.families {
+            let kind = match f.kind {
+                Kind::Counter => 1,
+                Kind::Gauge => 2,
+                Kind::Untyped => 0,
+            };
+            let len = pb::int64_len(1, kind) + pb::string_len(2, &f.name) + pb::string_len(4, &f.help);
+            pb::message_head(&mut raw, 3, len);
+            pb::int64(&mut raw, 1, kind);
+            pb::string(&mut raw, 2, &f.name);
+            pb::string(&mut raw, 4, &f.help);
+        }
         // Compressing an in-memory buffer cannot fail short of a length over 4 GiB.
         snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default()
+    }
+}
+
+/// Protobuf fields as proto3 writes them: a field holding its type's default (0, empty) is
+/// left out.
+mod pb {
+    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+
+    pub fn message_len(tag: u32, len: usize) -> usize {
+        key_len(tag) + encoded_len_varint(len as u64) + len
+    }
+
+    pub fn message_head(out: &mut Vec<u8>, tag: u32, len: usize) {
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(len as u64, out);
+    }
+
+    pub fn string_len(tag: u32, s: &str) -> usize {
+        if s.is_empty() { 0 } else { message_len(tag, s.len()) }
+    }
+
+    pub fn string(out: &mut Vec<u8>, tag: u32, s: &str) {
+        if !s.is_empty() {
+            message_head(out, tag, s.len());
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+
+    pub fn label_len(name: &str, value: &str) -> usize {
+        string_len(1, name) + string_len(2, value)
+    }
+
+    pub fn double_len(tag: u32, v: f64) -> usize {
+        if v == 0.0 { 0 } else { key_len(tag) + 8 }
+    }
+
+    pub fn double(out: &mut Vec<u8>, tag: u32, v: f64) {
+        if v != 0.0 {
+            encode_key(tag, WireType::SixtyFourBit, out);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    pub fn int64_len(tag: u32, v: i64) -> usize {
+        if v == 0 { 0 } else { key_len(tag) + encoded_len_varint(v as u64) }
+    }
+
+    pub fn int64(out: &mut Vec<u8>, tag: u32, v: i64) {
+        if v != 0 {
+            encode_key(tag, WireType::Varint, out);
+            encode_varint(v as u64, out);
+        }
     }
 }
 

@@ -211,6 +211,53 @@ fn the_text_exposition_and_remote_write_carry_the_same_series() {
 }
 
 #[test]
+fn remote_write_bodies_are_the_bytes_prost_writes() {
+    use super::sample::{Label, MetricMetadata, Sample, TimeSeries};
+    let mut s = Snapshot::new(1_700_000_000_123);
+    s.counter("node_cpu_seconds_total", "Seconds.", &[("cpu", "0"), ("mode", "idle")], 12.5);
+    s.counter("node_cpu_seconds_total", "Seconds.", &[("cpu", "1"), ("mode", "idle")], 0.0);
+    s.gauge("node_uname_info", "", &[("version", ""), ("zone", "\u{e9}t\u{e9}")], f64::NAN);
+    s.add("node_netstat_Tcp_CurrEstab", "Statistic.", Kind::Untyped, &[], -3.0);
+    let long = "x".repeat(300);
+    s.gauge("node_long", &long, &[("a", &long)], 1e300);
+    let extra = [("job", "node"), ("instance", ""), ("cpu", "ignored")];
+    // The same request built as prost messages, the way a receiver reads it.
+    let mut want = WriteRequest { timeseries: Vec::new(), metadata: Vec::new() };
+    for f in &s.families {
+        want.metadata.push(MetricMetadata {
+            r#type: match f.kind {
+                Kind::Counter => 1,
+                Kind::Gauge => 2,
+                Kind::Untyped => 0,
+            },
+            metric_family_name: f.name.clone(),
+            help: f.help.clone(),
+            unit: String::new(),
+        });
+        for (labels, v) in &f.samples {
+            let mut ls = vec![Label { name: "__name__".into(), value: f.name.clone() }];
+            ls.extend(
+                labels.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| Label { name: k.clone(), value: v.clone() }),
+            );
+            for (k, v) in extra {
+                if !labels.iter().any(|(n, _)| n == k) && !v.is_empty() {
+                    ls.push(Label { name: k.into(), value: v.into() });
+                }
+            }
+            ls.sort_by(|a, b| a.name.cmp(&b.name));
+            want.timeseries
+                .push(TimeSeries { labels: ls, samples: vec![Sample { value: *v, timestamp: s.timestamp_ms }] });
+        }
+    }
+    let raw = snap::raw::Decoder::new().decompress_vec(&s.remote_write(&extra)).unwrap();
+    assert_eq!(raw, want.encode_to_vec());
+    let got = WriteRequest::decode(raw.as_slice()).unwrap();
+    assert_eq!(got.timeseries.len(), 5);
+    assert!(got.timeseries[2].samples[0].value.is_nan());
+    assert_eq!(got.timeseries[1].samples[0].value, 0.0);
+}
+
+#[test]
 fn mounts_are_parsed_with_escapes_and_read_only_flags() {
     let m = parse_mounts("/dev/sda1 /a\\040b\\011c ext4 ro,noatime 0 0\nshort line\n");
     assert_eq!(m.len(), 1);

@@ -89,7 +89,7 @@ fn mutated_batch_files_are_refused_not_misread() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = signalbox_agent::spool::Spool::open(dir.path(), 1 << 20).unwrap();
     let header = signalbox_agent::spool::Header { records: 1, sealed_ns: 1, positions: Vec::new() };
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = signalbox_agent::stop::StopSignal::new();
     assert!(spool.push(&header, b"payload", &stop, &Default::default()).unwrap());
     let path = std::fs::read_dir(dir.path().join("buffer")).unwrap().next().unwrap().unwrap().path();
     let good = std::fs::read(&path).unwrap();

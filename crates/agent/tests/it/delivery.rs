@@ -173,3 +173,42 @@ async fn invalid_lines_refused_by_the_node_are_dropped_and_the_rest_delivered() 
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_after_an_idle_spell_ships_within_the_backed_off_poll_and_stop_is_prompt() {
+    crate::support::bounded(async {
+        let r = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, format!("{}\n", crate::support::line(0))).unwrap();
+        let mut cfg = config(&dir.path().join("data"), &r.url(), &[log.display().to_string()]);
+        // Polls back off from 100 ms to 400 ms while the file is idle; batches seal after 200 ms.
+        cfg.poll_interval = signalbox_core::config::Dur::millis(100);
+        cfg.scan_interval = signalbox_core::config::Dur::secs(1);
+        cfg.batch.timeout = signalbox_core::config::Dur::millis(200);
+        let agent = start(cfg);
+        eventually(Duration::from_secs(10), "the first line", || async { (seqs(&r).0.len() == 1).then_some(()) }).await;
+        // Long enough for the polls to reach their longest wait, and for the idle sender to
+        // sleep on its notification rather than a poll.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let written = std::time::Instant::now();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        std::io::Write::write_all(&mut f, format!("{}\n", crate::support::line(1)).as_bytes()).unwrap();
+        eventually(Duration::from_secs(10), "the line written after the idle spell", || async {
+            (seqs(&r).0.len() == 2).then_some(())
+        })
+        .await;
+        let latency = written.elapsed();
+        eprintln!("a line written after 2 s of idleness shipped in {latency:?}");
+        // The file was closed after close_inactive (1 s), so it is reopened at the next glob scan
+        // (1 s; otherwise the 400 ms poll), then 200 ms of batch and the request; the rest is
+        // slack for a loaded machine.
+        assert!(latency < Duration::from_secs(3), "shipped {latency:?} after it was written");
+        let stopping = std::time::Instant::now();
+        agent.stop().await;
+        // The reader and the idle sender wake on the stop itself, not at a poll.
+        assert!(stopping.elapsed() < Duration::from_secs(2), "stopped in {:?}", stopping.elapsed());
+        assert_all_arrive(&r, 2, Duration::from_secs(1)).await;
+    })
+    .await
+}

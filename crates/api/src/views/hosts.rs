@@ -182,6 +182,8 @@ pub fn rate_range(w: Window) -> String {
 }
 
 type Labels = Vec<(String, String)>;
+/// A query by label set and where its value goes.
+type Figure<T> = (String, fn(&mut T, f64));
 
 fn vector(svc: &MetricsService, q: &str, t: i64) -> Result<Vec<(Labels, f64)>, String> {
     let db = svc.db_arc();
@@ -205,7 +207,7 @@ pub fn read(svc: &Arc<MetricsService>, w: Window) -> Result<HostData, String> {
     let by_instance = |q: &str| -> Result<Vec<(String, f64)>, String> {
         Ok(vector(svc, q, t)?.into_iter().map(|(l, v)| (label(&l, "instance").to_string(), v)).collect())
     };
-    let machine_figures: [(String, fn(&mut Machine, f64)); 8] = [
+    let machine_figures: [Figure<Machine>; 8] = [
         ("count by (instance) (node_cpu_seconds_total{mode=\"idle\"})".into(), |m, v| m.cpu_cores = Some(v)),
         (
             format!(
@@ -232,7 +234,7 @@ pub fn read(svc: &Arc<MetricsService>, w: Window) -> Result<HostData, String> {
 
     let by = "service, instance, name";
     let mut containers: BTreeMap<(String, String, String), Container> = BTreeMap::new();
-    let container_figures: [(String, fn(&mut Container, f64)); 5] = [
+    let container_figures: [Figure<Container>; 5] = [
         (format!("sum by ({by}) (rate(container_cpu_usage_seconds_total{{cpu=\"total\"}}[{range}]))"), |c, v| {
             c.cpu_cores = Some(v)
         }),
@@ -265,7 +267,7 @@ pub fn read(svc: &Arc<MetricsService>, w: Window) -> Result<HostData, String> {
     out.containers = containers.into_values().collect();
 
     let mut processes: BTreeMap<(String, String), Process> = BTreeMap::new();
-    let process_figures: [(String, fn(&mut Process, f64)); 4] = [
+    let process_figures: [Figure<Process>; 4] = [
         (format!("sum by (service, instance) (rate(process_cpu_seconds_total[{range}]))"), |p, v| {
             p.cpu_cores = Some(v)
         }),

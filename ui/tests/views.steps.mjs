@@ -28,6 +28,42 @@ export function viewsUpstream(port) {
   });
 }
 
+// A Prometheus remote_write 1.0 body (protobuf WriteRequest, snappy block format with
+// literal elements only, which every snappy decoder accepts) for the host metrics step.
+function varint(n) {
+  const out = [];
+  let v = BigInt(n);
+  do {
+    let b = Number(v & 0x7fn);
+    v >>= 7n;
+    if (v) b |= 0x80;
+    out.push(b);
+  } while (v);
+  return out;
+}
+const field = (no, bytes) => [...varint((no << 3) | 2), ...varint(bytes.length), ...bytes];
+const str = (s) => [...Buffer.from(s, 'utf8')];
+function sampleBytes(value, tsMs) {
+  const d = Buffer.alloc(8);
+  d.writeDoubleLE(value);
+  return [(1 << 3) | 1, ...d, (2 << 3) | 0, ...varint(tsMs)];
+}
+export function remoteWriteBody(series) {
+  const req = [];
+  for (const { labels, samples } of series) {
+    const ts = [];
+    for (const [k, v] of Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1))) ts.push(...field(1, [...field(1, str(k)), ...field(2, str(v))]));
+    for (const [t, v] of samples) ts.push(...field(2, sampleBytes(v, t)));
+    req.push(...field(1, ts));
+  }
+  const out = [...varint(req.length)];
+  for (let i = 0; i < req.length; i += 60) {
+    const chunk = req.slice(i, i + 60);
+    out.push((chunk.length - 1) << 2, ...chunk);
+  }
+  return Buffer.from(out);
+}
+
 const row = (svc) => `[data-testid=overview-row][data-service="${svc}"]`;
 const node = (id) => `[data-testid=map-node][data-node="${id}"]`;
 const edge = (id) => `[data-testid=map-edge][data-edge="${id}"]`;
@@ -238,5 +274,61 @@ export async function viewsSteps({ page, base, secret, gwPort }, { step, assert,
     await waitVisible(page, '[data-testid=service-alert-row][data-state=firing]');
     await waitContains(page, '[data-testid=service-alerts]', 'PaymentsErrors');
     await waitVisible(page, '[data-testid=service-routes-none]');
+  });
+
+  await step('hosts: a machine at 95 % memory shows on the service page, the overview row and the map node', async () => {
+    const now = Date.now();
+    const counter = (perS) => Array.from({ length: 13 }, (_, i) => [now - 120_000 + i * 10_000, 1000 + perS * i * 10]);
+    const gauge = (v) => [[now - 10_000, v], [now, v]];
+    const host = { instance: 'stock-host', job: 'node' };
+    const series = [
+      { labels: { __name__: 'node_cpu_seconds_total', ...host, cpu: '0', mode: 'idle' }, samples: counter(0.7) },
+      { labels: { __name__: 'node_cpu_seconds_total', ...host, cpu: '0', mode: 'user' }, samples: counter(0.3) },
+      { labels: { __name__: 'node_memory_MemTotal_bytes', ...host }, samples: gauge(8e9) },
+      { labels: { __name__: 'node_memory_MemAvailable_bytes', ...host }, samples: gauge(0.4e9) },
+      { labels: { __name__: 'node_filesystem_size_bytes', ...host, mountpoint: '/', device: 'sda1', fstype: 'ext4' }, samples: gauge(100e9) },
+      { labels: { __name__: 'node_filesystem_avail_bytes', ...host, mountpoint: '/', device: 'sda1', fstype: 'ext4' }, samples: gauge(60e9) },
+      { labels: { __name__: 'node_network_receive_bytes_total', ...host, device: 'eth0' }, samples: counter(2048) },
+      { labels: { __name__: 'node_network_transmit_bytes_total', ...host, device: 'eth0' }, samples: counter(1024) },
+      { labels: { __name__: 'container_memory_working_set_bytes', service: 'stock', instance: 'stock-host', name: 'stock.service' }, samples: gauge(256e6) },
+      { labels: { __name__: 'container_spec_memory_limit_bytes', service: 'stock', instance: 'stock-host', name: 'stock.service' }, samples: gauge(512e6) },
+    ];
+    const w = await fetch(`${base}/prometheus/api/v1/write`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${secret}`, 'Content-Type': 'application/x-protobuf', 'Content-Encoding': 'snappy', 'X-Prometheus-Remote-Write-Version': '0.1.0' },
+      body: remoteWriteBody(series),
+      signal: AbortSignal.timeout(5000),
+    });
+    assertEq(w.status, 204, `remote_write: ${await w.text()}`);
+    const r = await fetch(`${base}/api/registry/instances`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${secret}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ service: 'stock', address: '127.0.0.9', port: 8080, meta: { host: 'stock-host' }, checks: [{ ttl: '600s', initial_status: 'passing' }] }),
+      signal: AbortSignal.timeout(5000),
+    });
+    assertEq(r.status, 201, `register: ${await r.text()}`);
+
+    await page.goto(`${base}/services/stock?since=1m`);
+    const hostRow = '[data-testid=host-row][data-host="stock-host"]';
+    await waitVisible(page, hostRow);
+    await waitContains(page, `${hostRow} [data-testid=host-trouble]`, 'memory 95% used');
+    const memRatio = Number(await page.getAttribute(`${hostRow} [data-testid=host-memory]`, 'data-ratio'));
+    assert(Math.abs(memRatio - 0.95) < 1e-9, `memory bar at ${memRatio}`);
+    await waitContains(page, `${hostRow} [data-testid=host-cpu]`, '30% of 1 cores');
+    await waitContains(page, `${hostRow} [data-testid=host-disk]`, '60% free');
+    await waitContains(page, '[data-testid=container-row][data-name="stock.service"] [data-testid=container-memory]', '/');
+    const href = await page.getAttribute(`${hostRow} a:has([data-testid=host-memory])`, 'href');
+    const q = new URL(href, base);
+    assert(q.pathname === '/metrics-explorer' && q.searchParams.get('query').includes('node_memory_MemAvailable_bytes{instance="stock-host"}'), `memory link ${href}`);
+    await shot(page, '34-service-hosts.png', { tall: true });
+
+    await page.goto(`${base}/?since=1m`);
+    await waitContains(page, `${row('stock')} [data-testid=overview-machine-trouble]`, 'machine stock-host');
+    const title = await page.getAttribute(`${row('stock')} [data-testid=overview-machine-trouble]`, 'title');
+    assert(title.includes('memory 95% used'), `tooltip ${title}`);
+    assertEq(await page.getAttribute(row('stock'), 'data-status'), 'warn', 'a service on a machine in trouble is degraded');
+    await page.goto(`${base}/map?since=1m`);
+    await waitVisible(page, `${node('stock')} [data-testid=map-node-machine-trouble]`);
+    await waitContains(page, `${node('stock')} [data-testid=map-node-machine-trouble] title`, 'memory 95% used');
   });
 }

@@ -14,7 +14,10 @@
 //! - [`map`]: `GET /api/service-map` (nodes and edges, the gateway's hop seen through) and
 //!   `GET /api/service-map/edge` (failing and recent traces across one edge).
 //! - [`service`]: `GET /api/services/{name}/summary`, everything the service page shows.
+//! - [`hosts`]: the machines, containers and processes a service runs on, and which of
+//!   them are in trouble (the service page's section, the overview's and map's marks).
 
+pub mod hosts;
 pub mod map;
 pub mod overview;
 pub mod red;

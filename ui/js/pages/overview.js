@@ -11,6 +11,7 @@ import { serviceUrl, alertsUrl, mapUrl, overviewUrl } from '../links.js';
 import { timeRange, readRange } from '../components/time-range.js';
 import { sparkline } from '../components/sparkline.js';
 import { fmtRate, fmtPct, fmtMs, healthBadge, errorLevel, latencyLevel } from '../components/red.js';
+import { machineTroubleMark } from '../components/hosts.js';
 
 const REFRESH_MS = 10_000;
 const SORTS = [
@@ -238,6 +239,7 @@ export default {
           'td',
           { class: 'col-name' },
           h('a', { href: serviceUrl(s.name, range), 'data-testid': 'overview-service-link' }, s.name),
+          machineTroubleMark(s.machine_trouble, 'overview-machine-trouble'),
           s.reasons.length ? h('div', { class: 'reasons', 'data-testid': 'overview-reasons' }, s.reasons.join(' · ')) : null,
         ),
         h('td', null, healthBadge(s.status, 'overview-status')),

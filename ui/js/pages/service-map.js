@@ -11,6 +11,7 @@ import { serviceUrl, serviceLogsUrl, traceUrl, tracesUrl, metricsUrl, mapUrl, al
 import { timeRange, readRange } from '../components/time-range.js';
 import { graphLayout, edgePath, NODE_W, NODE_H } from '../components/graph-layout.js';
 import { fmtRate, fmtPct, fmtMs, healthBadge } from '../components/red.js';
+import { machineTroubleMark } from '../components/hosts.js';
 
 const REFRESH_MS = 10_000;
 /** Above this many edges, labels show only on unhealthy, hovered and selected edges. */
@@ -287,6 +288,7 @@ export default {
                   ? `${n.instances.passing}/${n.instances.total} instances passing`
                   : 'no traffic';
         const name = n.id.length > 22 ? `${n.id.slice(0, 21)}…` : n.id;
+        const troubled = n.machine_trouble || [];
         return svg(
           'g',
           {
@@ -304,6 +306,15 @@ export default {
           svg('text', { x: 14, y: 20, class: 'map-node-name' }, name),
           svg('text', { x: 14, y: 37, class: 'map-node-sub' }, sub),
           firing ? svg('g', { transform: `translate(${NODE_W - 14},0)`, class: 'map-node-alert', 'data-testid': 'map-node-alerts' }, svg('circle', { r: 10, cy: 0 }), svg('text', { y: 4, 'text-anchor': 'middle' }, String(firing))) : null,
+          troubled.length
+            ? svg(
+                'g',
+                { transform: `translate(${NODE_W - (firing ? 38 : 14)},0)`, class: 'map-node-machine', 'data-testid': 'map-node-machine-trouble' },
+                svg('title', null, troubled.map((t) => `machine ${t.host}${t.instance ? ` (${t.instance})` : ''}: ${t.reasons.join('; ')}`).join('\n')),
+                svg('rect', { x: -10, y: -10, width: 20, height: 20, rx: 4 }),
+                svg('text', { y: 4, 'text-anchor': 'middle' }, 'H'),
+              )
+            : null,
         );
       });
       world = svg('g', { class: 'map-world' }, svg('g', { class: 'map-edges' }, edgeEls), svg('g', { class: 'map-nodes' }, nodeEls), svg('g', { class: 'map-labels' }, labelEls));
@@ -355,7 +366,7 @@ export default {
           h(
             'div',
             { class: 'map-side-body' },
-            h('div', null, healthBadge(n.status, 'map-side-status'), n.reasons.length ? h('div', { class: 'reasons' }, n.reasons.join(' · ')) : null),
+            h('div', null, healthBadge(n.status, 'map-side-status'), ' ', machineTroubleMark(n.machine_trouble, 'map-side-machine-trouble'), n.reasons.length ? h('div', { class: 'reasons' }, n.reasons.join(' · ')) : null),
             metricRow('Requests (gateway)', fmtRate(n.rate_rps), 'map-node-rate'),
             metricRow('Errors', fmtPct(n.error_ratio), 'map-node-errors'),
             metricRow('p99', fmtMs(n.p99_ms), 'map-node-p99'),

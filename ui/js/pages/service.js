@@ -1,7 +1,8 @@
 // The sections of one service's page (/services/{name}?since=1h), under its instances:
 // RED charts over the range (the gateway's metrics through PromQL), firing alerts, circuits
 // and ejections now and their history, the routes that lead to it, its application's
-// configuration versions, recent error logs, and its slowest and failing traces. Everything
+// configuration versions, the machines and containers it runs on (components/hosts.js),
+// recent error logs, and its slowest and failing traces. Everything
 // but the charts and the logs comes from GET /api/services/{name}/summary.
 //
 //   const s = serviceSections(container, name, location.search);
@@ -15,6 +16,7 @@ import { serviceUrl, serviceLogsUrl, traceUrl, tracesUrl, metricsUrl, mapUrl, al
 import { timeRange, readRange, rangeBounds } from '../components/time-range.js';
 import { lineChart, seriesColor } from '../components/line-chart.js';
 import { fmtRate, fmtPct, fmtMs, healthBadge, errorLevel, latencyLevel } from '../components/red.js';
+import { hostsTable } from '../components/hosts.js';
 
 const REFRESH_MS = 15_000;
 
@@ -79,6 +81,7 @@ export function serviceSections(container, name, search) {
   const chartErr = { rate: h('div'), errors: h('div'), p99: h('div') };
   const alertsBox = h('div');
   const circuitsBox = h('div');
+  const hostsBox = h('div');
   const routesBox = h('div');
   const configBox = h('div');
   const logsBox = h('div');
@@ -100,6 +103,7 @@ export function serviceSections(container, name, search) {
     ),
     section('Alerts', 'service-alerts', alertsBox),
     section('Circuits and ejections', 'service-circuits', circuitsBox),
+    section('Hosts and containers', 'service-hosts', hostsBox),
     h('div', { class: 'grid-2' }, section('Routes to this service', 'service-routes', routesBox), section('Configuration versions', 'service-config', configBox)),
     section('Recent error logs', 'service-logs', logsBox),
     h('div', { class: 'grid-2' }, section('Slowest traces', 'service-slow-traces', slowBox), section('Failing traces', 'service-failing-traces', failBox)),
@@ -132,7 +136,7 @@ export function serviceSections(container, name, search) {
     setChildren(problems, issues);
     if (!summary) {
       const msg = summaryError ? empty('Unavailable', 'The page retries every 15 seconds.') : h('div', { class: 'empty' }, 'Loading…');
-      for (const b of [alertsBox, circuitsBox, routesBox, configBox, slowBox, failBox]) setChildren(b, msg.cloneNode(true));
+      for (const b of [alertsBox, circuitsBox, hostsBox, routesBox, configBox, slowBox, failBox]) setChildren(b, msg.cloneNode(true));
       return;
     }
     const s = summary;
@@ -158,6 +162,8 @@ export function serviceSections(container, name, search) {
           )
         : h('div', { class: 'empty ok', 'data-testid': 'service-alerts-none' }, 'No alert is firing or pending for this service.'),
     );
+
+    setChildren(hostsBox, hostsTable(s.hosts, rangeArg(range)));
 
     const g = s.gateway;
     const history = s.circuit_history;

@@ -1,6 +1,7 @@
 //! `GET /api/overview`: every service with its traffic, health, circuits and alerts, the
 //! ones that need attention first.
 
+use super::hosts::{self, MachineTrouble};
 use super::red::{self, Red, Spark};
 use super::{AlertBrief, GatewayState, Window, blocking, num, params, traffic_health, window};
 use crate::AppState;
@@ -22,6 +23,8 @@ pub struct Row {
     pub spark: Option<Spark>,
     pub gateway: Option<GatewayState>,
     pub alerts: Vec<AlertBrief>,
+    /// Machines under its instances that are in trouble.
+    pub machine_trouble: Vec<MachineTrouble>,
 }
 
 impl Row {
@@ -59,6 +62,16 @@ impl Row {
         {
             score += if p >= super::P99_FAIL_MS { 80 } else { 40 };
             why.push(format!("p99 {:.0} ms", p));
+        }
+        if let Some(t) = self.machine_trouble.first() {
+            score += 60;
+            let more = self.machine_trouble.len() - 1;
+            let first = t.reasons.first().map(String::as_str).unwrap_or("in trouble");
+            why.push(if more == 0 {
+                format!("machine {}: {first}", t.host)
+            } else {
+                format!("machine {}: {first} (and {more} more machine{})", t.host, if more == 1 { "" } else { "s" })
+            });
         }
         if let Some(g) = &self.gateway
             && g.ejected > 0
@@ -98,6 +111,7 @@ impl Row {
             || self.critical > 0
             || self.warning > 0
             || self.alerts.iter().any(|a| a.state == "pending")
+            || !self.machine_trouble.is_empty()
         {
             "warn"
         } else if traffic == "idle" && self.instances == 0 {
@@ -124,6 +138,7 @@ impl Row {
             "circuits_half_open": self.gateway.as_ref().map(|g| g.circuits_half_open),
             "ejected": self.gateway.as_ref().map(|g| g.ejected),
             "alerts": self.alerts.iter().map(AlertBrief::json).collect::<Vec<_>>(),
+            "machine_trouble": self.machine_trouble.iter().map(MachineTrouble::json).collect::<Vec<_>>(),
             "spark": self.spark.as_ref().map(|s| json!({
                 "rate": s.rate.iter().map(|v| num(*v)).collect::<Vec<_>>(),
                 "errors": s.errors.iter().map(|v| num(*v)).collect::<Vec<_>>(),
@@ -171,26 +186,31 @@ pub struct Collected {
 /// Reads every source once for the window; `sparks`: also the sparklines.
 pub async fn collect(s: &AppState, w: Window, with_sparks: bool) -> Result<Collected, ApiError> {
     let mut problems: Vec<String> = Vec::new();
-    let (reds, sparks) = match &s.metric_store {
+    let (reds, sparks, host_data) = match &s.metric_store {
         Some(m) => {
             let svc = m.service.clone();
-            let (reds, sparks) = blocking(move || {
+            let (reds, sparks, host_data) = blocking(move || {
                 let sparks = if with_sparks { red::sparks(&svc, w) } else { Ok(BTreeMap::new()) };
-                (red::by_service(&svc, w, None), sparks)
+                (red::by_service(&svc, w, None), sparks, hosts::read(&svc, w))
             })
             .await?;
+            let host_data = host_data.map_err(|e| problems.push(format!("host metrics could not be read: {e}"))).ok();
             let reds =
                 reds.map_err(|e| problems.push(format!("request rates could not be read from the metrics store: {e}")));
             let sparks =
                 sparks.map_err(|e| problems.push(format!("sparklines could not be read from the metrics store: {e}")));
-            (reds.ok(), sparks.ok().unwrap_or_default())
+            (reds.ok(), sparks.ok().unwrap_or_default(), host_data)
         }
         None => {
             problems
                 .push("metrics are not enabled on this node, so request rates, errors and latency are unknown".into());
-            (None, BTreeMap::new())
+            (None, BTreeMap::new(), None)
         }
     };
+    let host_data = host_data.filter(hosts::HostData::reporting).map(|mut d| {
+        d.alerts = hosts::host_alerts(s);
+        d
+    });
     let gateway = super::gateway_states(s);
     let alerts = super::alerts(s);
     let gateway_self = super::gateway_span_service(s);
@@ -229,6 +249,14 @@ pub async fn collect(s: &AppState, w: Window, with_sparks: bool) -> Result<Colle
                 spark: sparks.get(&name).cloned(),
                 gateway: gateway.get(&name).cloned(),
                 alerts: alerts.iter().filter(|a| a.service.as_deref() == Some(name.as_str())).cloned().collect(),
+                machine_trouble: host_data
+                    .as_ref()
+                    .map(|d| {
+                        let instances =
+                            if reg.is_some() { s.control.registry.instances(&name, false) } else { Vec::new() };
+                        hosts::machine_trouble(&hosts::placements(&name, &instances, d))
+                    })
+                    .unwrap_or_default(),
                 name,
             }
         })

@@ -1,12 +1,14 @@
 //! `GET /api/services/{name}/summary`: what the service page shows beside its charts:
 //! instances with their checks, the gateway's circuits and endpoints now and their history,
 //! the routes that lead to the service, its application's configuration versions, firing
-//! alerts, and its slowest and failing traces.
+//! alerts, its slowest and failing traces, and the machines, containers and processes it
+//! runs on ([`super::hosts`]).
 //!
 //! Circuit and ejection history is read back from the TSDB: the node stores the gateway's
 //! `signalbox_gateway_circuit_state` and `signalbox_gateway_endpoint_ejected` gauges with its
 //! own metrics, so every change is there at the self-metrics interval, and survives restarts.
 
+use super::hosts;
 use super::red::{self, Red};
 use super::{AlertBrief, Window, blocking, num, params, promql_string, window};
 use crate::AppState;
@@ -172,17 +174,23 @@ pub async fn summary(
     }
     let mut problems: Vec<String> = Vec::new();
 
-    let (red_now, history) = match &s.metric_store {
+    let (red_now, history, host_data) = match &s.metric_store {
         Some(m) => {
             let (svc, n) = (m.service.clone(), name.clone());
-            let (r, h) = blocking(move || (red::by_service(&svc, w, Some(&n)), circuit_history(&svc, &n, w))).await?;
+            let (r, h, d) = blocking(move || {
+                (red::by_service(&svc, w, Some(&n)), circuit_history(&svc, &n, w), hosts::read(&svc, w))
+            })
+            .await?;
             let r = r.map_err(|e| problems.push(format!("request rates could not be read: {e}"))).ok();
             let h = h.map_err(|e| problems.push(format!("circuit history could not be read: {e}"))).ok();
-            (r.map(|r| r.get(&name).cloned().unwrap_or_default()), h)
+            let d = d.map_err(|e| problems.push(format!("host metrics could not be read: {e}"))).ok();
+            (r.map(|r| r.get(&name).cloned().unwrap_or_default()), h, d)
         }
         None => {
-            problems.push("metrics are not enabled on this node: no request rates and no circuit history".into());
-            (None, None)
+            problems.push(
+                "metrics are not enabled on this node: no request rates, no circuit history and no host metrics".into(),
+            );
+            (None, None, None)
         }
     };
 
@@ -243,6 +251,11 @@ pub async fn summary(
     };
 
     let instances = s.control.registry.instances(&name, false);
+    let hosts_json = host_data.map(|mut d| {
+        d.alerts = hosts::host_alerts(&s);
+        let placements = hosts::placements(&name, &instances, &d);
+        hosts::section_json(&name, &placements, &d, w)
+    });
     let red_json = red_now.as_ref().map(|r: &Red| {
         json!({ "rate_rps": num(Some(r.rate)), "error_ratio": num(r.error_ratio()), "p99_ms": num(r.p99_ms) })
     });
@@ -261,6 +274,7 @@ pub async fn summary(
         "routes": routes,
         "config": config,
         "alerts": alerts,
+        "hosts": hosts_json,
         "slowest_traces": traces.as_ref().map(|(slow, _)| slow.iter().map(trace_json).collect::<Vec<_>>()),
         "failing_traces": traces.as_ref().map(|(_, failing)| failing.iter().map(trace_json).collect::<Vec<_>>()),
         "problems": problems,

@@ -189,3 +189,132 @@ fn windows_and_parameters() {
     assert_eq!(e.field.as_deref(), Some("sinse"));
     assert_eq!(promql_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
 }
+
+fn instance(id: &str, address: &str, meta: &[(&str, &str)]) -> signalbox_control::registry::InstanceView {
+    signalbox_control::registry::InstanceView {
+        id: id.into(),
+        service: "shop".into(),
+        address: address.into(),
+        port: 80,
+        tags: vec![],
+        meta: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        weight: 1,
+        status: signalbox_control::registry::model::Status::Passing,
+        maintenance: None,
+        checks: vec![],
+        create_index: 1,
+        modify_index: 1,
+        registered_unix_ms: 0,
+    }
+}
+
+#[test]
+fn an_instance_finds_its_machine_by_meta_then_address_and_a_port_suffix() {
+    use super::hosts::{host_of, names_host};
+    assert_eq!(host_of(&instance("a", "10.0.0.1", &[("host", "web-1"), ("node", "n")])), ("web-1".into(), "meta.host"));
+    assert_eq!(host_of(&instance("a", "10.0.0.1", &[("node", "n1")])), ("n1".into(), "meta.node"));
+    assert_eq!(host_of(&instance("a", "10.0.0.1", &[("host", " ")])), ("10.0.0.1".into(), "address"));
+    assert!(names_host("web-1", "web-1"));
+    assert!(names_host("web-1:9100", "web-1"));
+    assert!(!names_host("web-10", "web-1"));
+    assert!(!names_host("web-1:x", "web-1"));
+    assert!(!names_host("", ""));
+}
+
+#[test]
+fn a_machine_is_in_trouble_past_a_threshold_or_with_a_firing_host_alert_of_its_own() {
+    use super::hosts::{Container, HostAlert, HostData, Machine, machine_trouble, placements};
+    let mut data = HostData::default();
+    let calm = Machine {
+        cpu_cores: Some(4.0),
+        cpu_ratio: Some(0.2),
+        memory_total: Some(100.0),
+        memory_available: Some(50.0),
+        disk_size: Some(100.0),
+        disk_avail: Some(50.0),
+        ..Machine::default()
+    };
+    data.machines.insert("web-1".into(), Machine { cpu_ratio: Some(0.95), disk_avail: Some(5.0), ..calm.clone() });
+    data.machines.insert("web-2:9100".into(), calm.clone());
+    data.machines.insert("web-3".into(), calm);
+    data.containers.push(Container {
+        service: "shop".into(),
+        instance: "web-2".into(),
+        name: "shop.service".into(),
+        working_set: Some(95.0),
+        limit: Some(100.0),
+        throttled_ratio: Some(0.5),
+        oom_kills: Some(2.0),
+        ..Container::default()
+    });
+    // Another service's container on web-3 is not the shop's concern.
+    data.containers.push(Container {
+        service: "cart".into(),
+        instance: "web-3".into(),
+        name: "cart".into(),
+        oom_kills: Some(1.0),
+        ..Container::default()
+    });
+    data.alerts = vec![
+        HostAlert { name: "HostOomKill".into(), instance: "web-3:9100".into(), service: None, summary: "oom".into() },
+        HostAlert {
+            name: "ContainerCpuThrottled".into(),
+            instance: "web-3".into(),
+            service: Some("cart".into()),
+            summary: String::new(),
+        },
+    ];
+    let instances = [
+        instance("i1", "10.0.0.1", &[("host", "web-1")]),
+        instance("i2", "web-2", &[]),
+        instance("i3", "10.0.0.3", &[("node", "web-3")]),
+        instance("i4", "10.0.0.4", &[]),
+    ];
+    let p = placements("shop", &instances, &data);
+    assert_eq!(p.len(), 4);
+    let reasons = |i: usize| p[i].trouble.iter().map(|t| t.reason.as_str()).collect::<Vec<_>>();
+    assert_eq!(reasons(0), vec!["CPU 95% busy", "root filesystem 95% full"]);
+    assert_eq!(
+        reasons(1),
+        vec![
+            "container shop.service: memory 95% of its limit",
+            "container shop.service: CPU throttled 50% of periods",
+            "container shop.service: 2 OOM kills",
+        ]
+    );
+    assert_eq!(p[1].machine.as_ref().map(|(l, _)| l.as_str()), Some("web-2:9100"));
+    // The host-wide alert counts, the cart's container alert does not.
+    assert_eq!(reasons(2), vec!["oom"]);
+    assert_eq!(p[2].trouble[0].kind, "alert");
+    // No series for the fourth: no machine, no trouble.
+    assert!(p[3].machine.is_none() && p[3].trouble.is_empty());
+    let marks = machine_trouble(&p);
+    assert_eq!(marks.iter().map(|m| m.host.as_str()).collect::<Vec<_>>(), vec!["web-1", "web-2", "web-3"]);
+
+    // The cart, with no registered instance, is seen on web-3 through its container.
+    let cart = placements("cart", &[], &data);
+    assert_eq!(cart.len(), 1);
+    assert_eq!((cart[0].host.as_str(), cart[0].instance_id.as_deref()), ("web-3", None));
+    assert_eq!(
+        cart[0].trouble.iter().map(|t| t.reason.as_str()).collect::<Vec<_>>(),
+        vec!["oom", "ContainerCpuThrottled firing", "container cart: 1 OOM kill"]
+    );
+}
+
+#[test]
+fn a_machine_in_trouble_makes_its_service_warn_and_names_the_reason() {
+    use super::hosts::MachineTrouble;
+    use super::overview::Row;
+    let mut row = Row { name: "shop".into(), instances: 1, passing: 1, ..Row::default() };
+    assert_eq!(row.status(), "ok");
+    row.machine_trouble = vec![MachineTrouble {
+        instance: Some("i1".into()),
+        host: "web-1".into(),
+        reasons: vec!["memory 95% used".into()],
+    }];
+    assert_eq!(row.status(), "warn");
+    let (score, why) = row.attention();
+    assert!(score > 0);
+    assert_eq!(why, vec!["machine web-1: memory 95% used"]);
+    assert_eq!(row.json()["machine_trouble"][0]["host"], "web-1");
+}

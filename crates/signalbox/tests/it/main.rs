@@ -4,6 +4,7 @@ mod cli;
 mod control;
 mod demo;
 mod host_metrics;
+mod host_views;
 mod live;
 mod logs;
 mod metrics;

@@ -278,6 +278,11 @@ row("memory: (RSS − idle RSS) per head series, bytes", (num("prom_rss") - num(
     (num("sb_rss") - num("sb_rss_idle")) * 1024 / num("sb_series"), "{:,.0f}", "≤ 1 KB")
 row("restart after kill -9 until the data answers, s", num("prom_restart"), num("sb_restart"), "{:.2f}")
 for name in pq:
+    if "error" in pq[name] or "error" in sq[name]:
+        shown = lambda r, k: f"failed: {r['error'][:80]}" if "error" in r else f"{r[k]:.1f}"
+        for k in ("p50_ms", "p99_ms"):
+            rows.append(f"| query {name} {k[:3]} ms | {shown(pq[name], k)} | {shown(sq[name], k)} | – | ≤ 0.5× |")
+        continue
     row(f"query {name} p50 ms", pq[name]["p50_ms"], sq[name]["p50_ms"], "{:.1f}", "≤ 0.5×")
     row(f"query {name} p99 ms", pq[name]["p99_ms"], sq[name]["p99_ms"], "{:.1f}", "≤ 0.5×")
 print(f"Scrape: {targets} targets × {tseries:,} series every 10 s for {secs:.0f} s, both systems at once. "
@@ -305,5 +310,5 @@ for k, n in (("prom", "Prometheus"), ("sb", "Signalbox")):
           f"(idle {num(k + '_rss_idle') / 1024:.0f}, peak {num(k + '_rss_peak') / 1024:.0f}, after the restart {num(k + '_rss_restarted') / 1024:.0f}); "
           f"other processes used {num(k + '_other_cpu') / (pr if k == 'prom' else sr)['seconds']:.2f} cores during the replay.")
 print("- Query answers (series / points), Prometheus vs Signalbox: " + "; ".join(
-    f"{n} {pq[n]['series']}/{pq[n]['points']} vs {sq[n]['series']}/{sq[n]['points']}" for n in pq))
+    f"{n} {pq[n].get('series', '–')}/{pq[n].get('points', '–')} vs {sq[n].get('series', '–')}/{sq[n].get('points', '–')}" for n in pq))
 PY

@@ -598,13 +598,25 @@ pub async fn query(base: &str, end_ms: i64, repeat: usize) -> anyhow::Result<()>
     let http = crate::client();
     let mut out = serde_json::Map::new();
     for (name, q, range_s) in QUERIES {
-        let (series, points) = run_query(&http, base, q, *range_s, end_ms).await?;
-        let mut ms = Vec::with_capacity(repeat);
-        for _ in 0..repeat.max(1) {
-            let t0 = Instant::now();
-            run_query(&http, base, q, *range_s, end_ms).await?;
-            ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        }
+        // A refused or timed-out query is a result too (Prometheus refuses the 24 h range
+        // query at 1M series): record it and go on with the set.
+        let timed = async {
+            let (series, points) = run_query(&http, base, q, *range_s, end_ms).await?;
+            let mut ms = Vec::with_capacity(repeat);
+            for _ in 0..repeat.max(1) {
+                let t0 = Instant::now();
+                run_query(&http, base, q, *range_s, end_ms).await?;
+                ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+            anyhow::Ok((series, points, ms))
+        };
+        let (series, points, mut ms) = match timed.await {
+            Ok(r) => r,
+            Err(e) => {
+                out.insert((*name).to_owned(), json!({"query": q, "range_s": range_s, "error": format!("{e:#}")}));
+                continue;
+            }
+        };
         ms.sort_by(f64::total_cmp);
         out.insert(
             (*name).to_owned(),

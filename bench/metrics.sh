@@ -28,7 +28,8 @@
 # Env: SIGNALBOX_BIN and LOADGEN_BIN use these binaries instead of a release build;
 # TARGETS (100), TARGET_SERIES (2000), SCRAPE_S (180), CONCURRENCY (16 shards; Prometheus
 # scales its remote_write shards up to 200), QUERY_RUNS (20), PROMETHEUS_BIN
-# (/usr/bin/prometheus), MAX_SAMPLES (both systems' query sample limit, 50M as Prometheus's
+# (/usr/bin/prometheus), QUERY_TIMEOUT (both systems' query timeout, 2m as Prometheus's),
+# MAX_SAMPLES (both systems' query sample limit, 50M as Prometheus's
 # default; a 1M-series replay's 24 h range query needs more), SPACING_S (15: seconds between a replayed series's samples; 120 lets
 # 100 samples per series span the > 3 h a block cut needs).
 set -euo pipefail
@@ -41,6 +42,7 @@ SCRAPE_S=${SCRAPE_S:-180}
 CONCURRENCY=${CONCURRENCY:-16}
 QUERY_RUNS=${QUERY_RUNS:-20}
 MAX_SAMPLES=${MAX_SAMPLES:-50000000} # both systems' query sample limit (Prometheus's default)
+QUERY_TIMEOUT=${QUERY_TIMEOUT:-2m}    # both systems' query timeout (Prometheus's default)
 PROM_BIN=${PROMETHEUS_BIN:-/usr/bin/prometheus}
 PER_HOST=100
 SPACING_MS=$(( ${SPACING_S:-15} * 1000 ))
@@ -103,7 +105,7 @@ start_sb() { # data dir, config file
 start_prom() { # data dir, config file
   "$PROM_BIN" --config.file="$2" --storage.tsdb.path="$1" --web.listen-address=$PROM \
     --web.enable-remote-write-receiver --storage.tsdb.retention.time=15d --log.level=warn \
-    --query.max-samples=$MAX_SAMPLES >/dev/null 2>>"$WORK/prom.err" &
+    --query.max-samples=$MAX_SAMPLES --query.timeout=$QUERY_TIMEOUT >/dev/null 2>>"$WORK/prom.err" &
   PROM_PID=$!
   for _ in $(seq 300); do curl -sf "http://$PROM/-/ready" >/dev/null && return; sleep 0.1; done
   echo "prometheus did not start:"; cat "$WORK/prom.err"; exit 1
@@ -120,6 +122,7 @@ write_configs() { # with scrape job: yes/no
 retention = "15d"
 block_range = "2h"
 query_max_samples = $MAX_SAMPLES
+query_timeout = "$QUERY_TIMEOUT"
 self_interval = "0s"
 scrape_registry = false
 TOML
@@ -221,7 +224,7 @@ kill -9 $PROM_PID; wait $PROM_PID 2>/dev/null || true
 t0=$(now)
 "$PROM_BIN" --config.file="$WORK/prom.yml" --storage.tsdb.path="$WORK/prom" --web.listen-address=$PROM \
   --web.enable-remote-write-receiver --storage.tsdb.retention.time=15d --log.level=warn \
-  --query.max-samples=$MAX_SAMPLES >/dev/null 2>>"$WORK/prom.err" &
+  --query.max-samples=$MAX_SAMPLES --query.timeout=$QUERY_TIMEOUT >/dev/null 2>>"$WORK/prom.err" &
 PROM_PID=$!
 "$LG" metrics-wait --url "$PROM_API" --query 'count(bench_resident_bytes)' --time-ms "$END_MS" --expect "$GAUGES" > "$WORK/prom-wait.json"
 fact prom_restart "$(python3 -c "print($(now)-$t0)")"

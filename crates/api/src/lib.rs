@@ -10,6 +10,7 @@
 //! - [`registry`]: `/api/registry/*`: registration, health, blocking reads, SSE.
 //! - [`live`]: `/api/live`, the console's one multiplexed live stream (registry, alerts, config).
 //! - [`config`]: `/api/config/*` (versioned config, watches).
+//! - [`traffic`]: `/api/v1/traffic/*`: blue-green switches of a service's traffic policy.
 //! - [`spring`]: Spring Cloud Config Server's `/config/...` (environments and file forms).
 //! - [`consul`]: the Consul subset under `/v1` (mounted at `/consul/v1` here).
 //! - [`session`]: console login and token management.
@@ -42,6 +43,7 @@ pub mod server;
 pub mod session;
 pub mod spring;
 pub mod traces;
+pub mod traffic;
 pub mod views;
 /// The trace protocols keep their short paths (`signalbox_api::otlp`, `signalbox_api::zipkin`).
 pub use traces::{jaeger, otlp, zipkin};
@@ -97,8 +99,9 @@ pub fn router(state: AppState) -> Router {
         .merge(logs::loki_query::routes())
         .merge(metrics::reads())
         .merge(live::routes())
-        .merge(views::reads());
-    let writes = registry::writes().merge(config::writes());
+        .merge(views::reads())
+        .merge(traffic::reads());
+    let writes = registry::writes().merge(config::writes()).merge(traffic::writes());
     Router::new()
         .merge(admin::probes())
         .merge(session::open())

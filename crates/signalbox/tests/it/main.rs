@@ -11,6 +11,7 @@ mod metrics;
 mod security;
 mod serve;
 mod traces;
+mod traffic;
 mod views;
 
 use signalbox_testkit::client::Http;

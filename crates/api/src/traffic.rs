@@ -44,7 +44,12 @@ async fn switch(
     Path(service): Path<String>,
     JsonBody(b): JsonBody<SwitchBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let e = signalbox_control::traffic::switch(&s.control, &service, &b.to, &who.token_id).await?;
+    // The node's gateway may have static endpoints of the version the registry does not know.
+    let static_available =
+        s.gateway.as_ref().and_then(|g| g.traffic(&service)["endpoints"][&b.to]["available"].as_u64()).unwrap_or(0)
+            as usize;
+    let e = signalbox_control::traffic::switch_counting(&s.control, &service, &b.to, &who.token_id, static_available)
+        .await?;
     Ok(Json(json!({ "service": service, "to": b.to, "policy_version": e.version, "policy": e.value })))
 }
 

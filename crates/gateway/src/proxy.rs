@@ -9,11 +9,14 @@
 //!    sampling, and the telemetry record.
 //! 3. `admit`: auth (401/403), rate limits (429), body size (413), the service circuit (503
 //!    fast-fail, its permit held by the context).
+//!    Then the service's traffic policy, if it has one ([`crate::traffic`]), picks the
+//!    version whose endpoints serve the request and whether a copy is mirrored.
 //! 4. `upstream_request`: the request the upstream sees (hop-by-hop headers, forwarding
 //!    headers, header changes, path rewrite) and its body, buffered when it may be replayed.
-//! 5. `tries`: pick an endpoint (its breaker permit held by the try), send under the per-try
-//!    timeout, classify into a response or a typed error, and retry where that error, the
-//!    route's policy, the retry budget and the deadline allow.
+//!    A mirror copy starts here, on its own task.
+//! 5. `tries`: pick an endpoint within the chosen version (its breaker permit held by the
+//!    try), send under the per-try timeout, classify into a response or a typed error, and
+//!    retry where that error, the route's policy, the retry budget and the deadline allow.
 //! 6. `response_filter`: hop-by-hop and header changes, upgrades, rate-limit headers; the
 //!    body then streams back under the idle timeout.
 //! 7. `log`: the telemetry record (metrics, spans, access log) completes when the body ends,

@@ -297,3 +297,56 @@ async fn static_versions_are_validated_and_shown() {
     let services = gw.gw.services_view();
     assert_eq!(services[0]["endpoints"][0]["version"], "v1");
 }
+
+#[tokio::test]
+async fn retries_stay_within_the_chosen_version() {
+    let ok1 = serve(echo("v1")).await;
+    let v2 = serve(echo("v2")).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut s = service("s", &[]);
+    s.balancer.kind = "round_robin".into();
+    s.versions.insert("v1".into(), vec![format!("http://{dead}"), ok1.url()]);
+    s.versions.insert("v2".into(), vec![v2.url()]);
+    let gw = start(config(vec![s], vec![route("/", "s")])).await;
+    gw.gw.apply_traffic_policy("s", Some(r#"{"weights": {"v1": 100, "v2": 0}}"#)).unwrap();
+    let http = Http::new();
+    for _ in 0..20 {
+        let r = http.get(&gw.url("/")).await;
+        assert_eq!((r.status, server(&r)), (200, "v1".to_owned()), "{}", r.text());
+    }
+    assert_eq!(v2.hits(), 0, "a retry never left v1");
+    let failed = gw.metric(
+        "signalbox_gateway_upstream_requests_total",
+        &[("service", "s"), ("endpoint", &dead.to_string()), ("class", "error")],
+    );
+    assert!(failed >= 1.0, "tries reached the dead v1 endpoint and were retried: {failed}");
+}
+
+#[tokio::test]
+async fn the_server_span_and_the_access_log_carry_the_version() {
+    let (v1, v2) = (serve(echo("v1")).await, serve(echo("v2")).await);
+    let mut cfg = versioned(&[("v1", &v1), ("v2", &v2)]);
+    cfg.telemetry.access_log = "stdout".into();
+    let mut gw = start(cfg).await;
+    gw.gw.apply_traffic_policy("s", Some(r#"{"weights": {"v2": 100}}"#)).unwrap();
+    let http = Http::new();
+    assert_eq!(server(&http.get(&gw.url("/span")).await), "v2");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut found = false;
+    while !found && Instant::now() < deadline {
+        found = gw.drain_spans().iter().any(|s| {
+            s.kind == signalbox_core::span::SpanKind::Server
+                && s.attributes.iter().any(|kv| {
+                    &*kv.key == "signalbox.version" && kv.value == signalbox_core::span::AttrValue::Str("v2".into())
+                })
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(found, "a server span with signalbox.version = v2");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gw.log_lines().iter().any(|l| l["path"] == "/span") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = gw.log_lines().into_iter().find(|l| l["path"] == "/span").expect("access-log line");
+    assert_eq!(line["version"], "v2");
+}

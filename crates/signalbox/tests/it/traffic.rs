@@ -2,7 +2,7 @@
 //! `Tags`, policies in central configuration (validated, hot-reloaded), per-version metrics,
 //! and blue-green `signalbox switch --to` / `--back` against a running node.
 
-use crate::{BIN, Node};
+use crate::{BIN, Node, StandaloneGateway};
 use http::Method;
 use serde_json::json;
 use signalbox_testkit::client::Http;
@@ -128,4 +128,24 @@ async fn consul_versions_split_by_central_policy_and_switch_from_the_cli() {
     let view = http.get(&format!("{base}/api/v1/traffic/shop")).await.json();
     assert_eq!(view["policy"]["weights"]["v1"], 50, "{view}");
     assert_eq!(view["gateway"]["endpoints"]["v2"]["available"], 1, "{view}");
+
+    // A standalone gateway follows the same policies from the node.
+    let gw = StandaloneGateway::start(
+        &["--control-plane".into(), base.clone(), "-c".into(), cfg.to_str().unwrap().into()],
+        &[],
+    )
+    .await;
+    let gw_url = format!("http://{}/x", gw.gateway);
+    eventually(Duration::from_secs(15), "standalone gateway splits over both", || {
+        let (http, url) = (http.clone(), gw_url.clone());
+        async move { (servers(&http, &url, 40).await.len() == 2).then_some(()) }
+    })
+    .await;
+    let (ok, _, err) = cli(&["switch", "shop", "--to", "v2"]);
+    assert!(ok, "{err}");
+    eventually(Duration::from_secs(10), "standalone gateway follows the switch", || {
+        let (http, url) = (http.clone(), gw_url.clone());
+        async move { (servers(&http, &url, 20).await.keys().collect::<Vec<_>>() == ["v2"]).then_some(()) }
+    })
+    .await;
 }

@@ -193,26 +193,30 @@ async fn mirrors_never_change_the_answer_and_are_counted_apart() {
         .apply_traffic_policy("s", Some(r#"{"weights": {"v1": 100}, "mirror": {"version": "v2", "percent": 100}}"#))
         .unwrap();
     let http = Http::new();
-    let t0 = Instant::now();
     for i in 0..12 {
+        let t0 = Instant::now();
         let r = http.send(http::Method::POST, &gw.url("/m"), &[], Bytes::from(format!("body-{i}"))).await;
+        let took = t0.elapsed();
         assert_eq!(r.status, 200);
         assert_eq!(server(&r), "v1");
         assert_eq!(r.json()["body"], format!("body-{i}"));
+        assert!(
+            took < Duration::from_millis(1500),
+            "request {i} took {took:?}: the mirror's 2 s never delay the client"
+        );
     }
-    let took = t0.elapsed();
-    assert!(took < Duration::from_millis(1500), "12 requests took {took:?}: the mirror's 2 s never delay the client");
-    // Four copies fit the budget; the rest were dropped, not queued.
+    // Four copies fit the budget (more only if a copy ended meanwhile); the rest were
+    // dropped, not queued.
     let sent = gw.metric("signalbox_gateway_mirror_sent_total", &[]);
     let dropped = gw.metric("signalbox_gateway_mirror_dropped_total", &[("reason", "budget")]);
-    assert_eq!(sent, 4.0);
+    assert!(sent >= 4.0 && dropped >= 1.0, "sent {sent}, dropped {dropped}");
     assert_eq!(sent + dropped, 12.0);
     let labels = [("route", "r-"), ("service", "s"), ("version", "v2"), ("class", "5xx")];
     let deadline = Instant::now() + Duration::from_secs(10);
-    while gw.metric("signalbox_gateway_mirror_requests_total", &labels) < 4.0 && Instant::now() < deadline {
+    while gw.metric("signalbox_gateway_mirror_requests_total", &labels) < sent && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(gw.metric("signalbox_gateway_mirror_requests_total", &labels), 4.0);
+    assert_eq!(gw.metric("signalbox_gateway_mirror_requests_total", &labels), sent);
     assert_eq!(
         gw.metric(
             "signalbox_gateway_mirror_requests_total",
@@ -227,7 +231,7 @@ async fn mirrors_never_change_the_answer_and_are_counted_apart() {
     );
     assert_eq!(client_5xx, 0.0);
     let bodies = mirrored.lock().unwrap().clone();
-    assert_eq!(bodies.len(), 4);
+    assert_eq!(bodies.len() as f64, sent);
     assert!(bodies.iter().all(|b| b.starts_with("body-")), "small bodies are mirrored: {bodies:?}");
 }
 

@@ -354,3 +354,30 @@ async fn the_server_span_and_the_access_log_carry_the_version() {
     let line = gw.log_lines().into_iter().find(|l| l["path"] == "/span").expect("access-log line");
     assert_eq!(line["version"], "v2");
 }
+
+#[tokio::test]
+async fn a_body_too_large_to_copy_is_not_mirrored() {
+    let (v1, v2) = (serve(echo("v1")).await, serve(echo("v2")).await);
+    let mut cfg = versioned(&[("v1", &v1), ("v2", &v2)]);
+    cfg.traffic.mirror_max_body = signalbox_core::config::ByteSize(16);
+    let gw = start(cfg).await;
+    gw.gw
+        .apply_traffic_policy("s", Some(r#"{"weights": {"v1": 100}, "mirror": {"version": "v2", "percent": 100}}"#))
+        .unwrap();
+    let http = Http::new();
+    // 100 KiB: over the mirror's limit and the retry buffer, so it streams to v1 only.
+    let big = vec![b'x'; 100 * 1024];
+    let r = http.send(http::Method::POST, &gw.url("/big"), &[], Bytes::from(big)).await;
+    assert_eq!((r.status, server(&r)), (200, "v1".to_owned()));
+    assert_eq!(r.json()["body"].as_str().map(str::len), Some(100 * 1024), "the real request got the whole body");
+    assert_eq!(gw.metric("signalbox_gateway_mirror_dropped_total", &[("reason", "body")]), 1.0);
+    // A small body is copied.
+    let r = http.send(http::Method::POST, &gw.url("/small"), &[], Bytes::from_static(b"tiny")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(gw.metric("signalbox_gateway_mirror_sent_total", &[]), 1.0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while v2.hits() < 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(v2.hits(), 1, "only the small request was mirrored");
+}

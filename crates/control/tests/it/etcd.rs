@@ -225,3 +225,65 @@ async fn unreachable_etcd_fails_the_start_with_a_clear_error() {
     let err = ControlPlane::open_etcd(&bad, Default::default()).await.err().expect("refused").to_string();
     assert!(err.starts_with("control.etcd.endpoints[0]:"), "{err}");
 }
+
+/// etcd's write load per registered instance with health checks on, printed for
+/// docs/benchmarks.md (`cargo test -p signalbox-control --test it write_load -- --nocapture`).
+/// Active checks (TCP here) write only when a status changes: none while stable. A TTL
+/// check writes once per report, as any node must tell the one running the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_load_per_instance() {
+    let etcd = Etcd::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _accept = tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+    let a = node(&etcd, "/t4/", "a").await;
+    let b = node(&etcd, "/t4/", "b").await;
+    const N: usize = 100;
+    for i in 0..N {
+        a.registry
+            .register(registration(serde_json::json!({
+                "service": "tcp", "id": format!("tcp-{i}"), "address": "127.0.0.1", "port": port,
+                "checks": [{"tcp": format!("127.0.0.1:{port}"), "interval": "1s", "timeout": "1s"}]
+            })))
+            .await
+            .unwrap();
+        a.registry
+            .register(registration(serde_json::json!({
+                "service": "ttl", "id": format!("ttl-{i}"), "address": "127.0.0.1", "port": 9000,
+                "checks": [{"ttl": "10s"}]
+            })))
+            .await
+            .unwrap();
+    }
+    eventually(Duration::from_secs(10), "every TCP-checked instance passing", || async {
+        (b.registry.instances("tcp", true).len() == N).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Active checks only, steady state.
+    let window = Duration::from_secs(5);
+    let start = b.index.current();
+    tokio::time::sleep(window).await;
+    let active = (b.index.current() - start) as f64 / window.as_secs_f64() / N as f64;
+
+    // TTL instances reporting every second, half of them on each node.
+    let start = b.index.current();
+    let began = Instant::now();
+    for _ in 0..5 {
+        let tick = Instant::now();
+        for i in 0..N {
+            let node = if i % 2 == 0 { &a } else { &b };
+            node.registry.report_ttl(&format!("ttl-{i}"), Status::Passing, None).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed())).await;
+    }
+    let writes = b.index.current() - start;
+    let ttl = writes as f64 / began.elapsed().as_secs_f64() / N as f64;
+    eprintln!(
+        "etcd writes per instance: {active:.4}/s with a stable TCP check every 1 s; {ttl:.2}/s with a TTL check reported every 1 s ({writes} writes for {} reports)",
+        5 * N
+    );
+    assert!(active < 0.01, "stable active checks write nothing: {active}/s per instance");
+    assert_eq!(writes as usize, 5 * N, "one write per TTL report");
+}

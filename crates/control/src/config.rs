@@ -102,6 +102,8 @@ struct State {
     heads: BTreeMap<Key, Entry>,
     live: usize,
     changes: VecDeque<Change>,
+    /// The highest index whose change is not in `changes` (dropped, or before start).
+    forgotten: u64,
 }
 
 /// The configuration store.
@@ -162,10 +164,11 @@ impl ConfigStore {
             }
         }
         let live = heads.values().filter(|e| !e.deleted).count();
+        let forgotten = index.current();
         Ok(ConfigStore {
             store,
             index,
-            state: Mutex::new(State { heads, live, changes: VecDeque::new() }),
+            state: Mutex::new(State { heads, live, changes: VecDeque::new(), forgotten }),
             writes: tokio::sync::Mutex::new(()),
             limits,
         })
@@ -382,7 +385,9 @@ impl ConfigStore {
             deleted: entry.deleted,
         });
         while st.changes.len() > CHANGE_LOG {
-            st.changes.pop_front();
+            if let Some(c) = st.changes.pop_front() {
+                st.forgotten = c.index;
+            }
         }
         st.heads.insert(k, entry);
     }
@@ -391,10 +396,8 @@ impl ConfigStore {
     /// change log remembers (the caller should re-read everything).
     pub fn changes_since(&self, index: u64, app: Option<&str>, profile: Option<&str>) -> Option<Vec<Change>> {
         let st = self.lock();
-        if let Some(first) = st.changes.front()
-            && index + 1 < first.index
-            && index != 0
-        {
+        // Indexes have gaps (other parts' changes), so only what was dropped counts.
+        if index != 0 && index < st.forgotten {
             return None;
         }
         Some(

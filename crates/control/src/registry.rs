@@ -173,6 +173,8 @@ struct State {
     /// Last index that changed each service (for per-service blocking queries).
     service_index: HashMap<String, u64>,
     changes: VecDeque<RegistryChange>,
+    /// The highest index whose change is not in `changes` (dropped, or before start).
+    forgotten: u64,
 }
 
 impl State {
@@ -184,7 +186,9 @@ impl State {
             kind,
         });
         while self.changes.len() > CHANGE_LOG {
-            self.changes.pop_front();
+            if let Some(c) = self.changes.pop_front() {
+                self.forgotten = c.index;
+            }
         }
     }
 }
@@ -273,6 +277,7 @@ impl Registry {
             me: me.clone(),
         });
         let start = reg.index.current();
+        reg.lock().forgotten = start;
         for (_, r, at) in stored {
             let at = if at == 0 { start } else { at };
             reg.insert(r, at);
@@ -633,7 +638,8 @@ impl Registry {
     /// caller should re-read everything).
     pub fn changes_since(&self, index: u64) -> Option<Vec<RegistryChange>> {
         let st = self.lock();
-        if index != 0 && st.changes.front().is_some_and(|f| index + 1 < f.index) {
+        // Indexes have gaps (other parts' changes), so only what was dropped counts.
+        if index != 0 && index < st.forgotten {
             return None;
         }
         Some(st.changes.iter().filter(|c| c.index > index).cloned().collect())

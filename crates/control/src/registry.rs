@@ -149,6 +149,9 @@ struct Instance {
     tasks: Vec<AbortHandle>,
     /// Maintenance mode (Consul's `agent/service/maintenance`): the reason. Runtime only.
     maintenance: Option<String>,
+    /// Replicated backend: the index of the health record last applied (0: none), which a
+    /// health write must still find in place.
+    health_index: u64,
 }
 
 impl Instance {
@@ -377,6 +380,7 @@ impl Registry {
                 registered_unix_ms: unix_ms(),
                 tasks,
                 maintenance: None,
+                health_index: 0,
             },
         );
         st.service_index.insert(service.clone(), idx);

@@ -8,7 +8,7 @@
 //! any node that takes a TTL report or a maintenance change. Applying a record sets state,
 //! so applying what this node already holds changes nothing but the index.
 
-use super::model::{Registration, Status};
+use super::model::{CheckKind, Registration, Status};
 use super::{Instance, Registry, State, unix_ms};
 use crate::error::Result;
 use crate::store::{HEALTH, Op};
@@ -101,8 +101,15 @@ impl Registry {
         let Some(svc) = st.by_id.get(id).cloned() else { return };
         let Some(inst) = st.services.get_mut(&svc).and_then(|s| s.get_mut(id)) else { return };
         let now = Instant::now();
+        // The node that runs the instance's active checks is their authority: a record
+        // another node wrote (for a TTL report or maintenance) carries its older view of
+        // them, which must not undo a result here that is still being shared.
+        let runs = !inst.tasks.is_empty();
         for h in rec.checks {
             let Some(c) = inst.checks.iter_mut().find(|c| c.spec.id == h.id) else { continue };
+            if runs && !matches!(c.spec.kind, CheckKind::Ttl { .. }) {
+                continue;
+            }
             if c.status != h.status {
                 c.status = h.status;
                 c.since = now;
@@ -110,13 +117,15 @@ impl Registry {
             c.since_unix_ms = h.since_unix_ms;
             c.output = h.output;
             c.flapping = h.flapping;
-            if h.reported_unix_ms > c.reported_unix_ms {
+            // Any other report time is a new report (nodes' clocks need not agree).
+            if h.reported_unix_ms != 0 && h.reported_unix_ms != c.reported_unix_ms {
                 c.reported_unix_ms = h.reported_unix_ms;
                 c.last_report = now;
             }
         }
         inst.maintenance = rec.maintenance;
         inst.modify_index = idx;
+        inst.health_index = idx;
         st.log(idx, &svc, id, "health");
         st.service_index.insert(svc.clone(), idx);
         self.refresh_endpoints(&st, &svc);
@@ -124,23 +133,33 @@ impl Registry {
 
     /// Writes `instance`'s health as this node sees it. Health writes are serialised on
     /// the registry's write lock, so a later record never loses to an earlier one.
+    ///
+    /// The write is a compare-and-set on the record this node last applied: if another
+    /// node wrote one meanwhile (a TTL report, maintenance), this node applies it first and
+    /// writes again from the merged state.
     pub(super) async fn share_health(&self, instance: &str) {
         let _w = self.writes.lock().await;
-        let rec = {
-            let st = self.lock();
-            let Some(i) = st.by_id.get(instance).and_then(|svc| st.services.get(svc)).and_then(|s| s.get(instance))
-            else {
-                return;
+        for _ in 0..5 {
+            let (rec, seen) = {
+                let st = self.lock();
+                let Some(i) = st.by_id.get(instance).and_then(|svc| st.services.get(svc)).and_then(|s| s.get(instance))
+                else {
+                    return;
+                };
+                (health_record(i), i.health_index)
             };
-            health_record(i)
-        };
-        if let Err(e) = self.commit_health(instance, &rec).await {
-            tracing::error!(instance, error = %e, "cannot share a health change");
+            match self.commit_health(instance, &rec, seen).await {
+                Err(crate::error::ControlError::Conflict { .. }) => continue,
+                Err(e) => return tracing::error!(instance, error = %e, "cannot share a health change"),
+                Ok(()) => return,
+            }
         }
+        tracing::warn!(instance, "a health change lost five races to other nodes' writes; the next change shares it");
     }
 
-    async fn commit_health(&self, instance: &str, rec: &HealthRecord) -> Result<()> {
-        self.store.commit(vec![Op::put(HEALTH, instance, rec)?]).await.map(|_| ())
+    async fn commit_health(&self, instance: &str, rec: &HealthRecord, seen: u64) -> Result<()> {
+        let ops = vec![Op::ModifiedAt(HEALTH, instance.to_owned(), seen), Op::put(HEALTH, instance, rec)?];
+        self.store.commit(ops).await.map(|_| ())
     }
 
     /// This node's lease was granted or lost.

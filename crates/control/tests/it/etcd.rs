@@ -97,13 +97,19 @@ async fn a_write_on_one_node_wakes_a_blocking_wait_on_the_other() {
 
     // Deregistration on B reaches A.
     assert!(b.registry.deregister("web-1").await.unwrap());
-    assert!(a.registry.instances("web", false).is_empty());
+    eventually(Duration::from_secs(2), "the deregistration on A", || async {
+        a.registry.instances("web", false).is_empty().then_some(())
+    })
+    .await;
 
     // A node started later loads the same state.
     let c = node(&etcd, "/t1/", "c").await;
     assert_eq!(c.config.history("shop", "default", "greeting").unwrap().len(), 2);
     assert_eq!(c.kv.get("feature/flag").unwrap().value(), b"off");
-    assert_eq!(c.index.current(), b.index.current(), "same index after load");
+    eventually(Duration::from_secs(2), "the same index on every node", || async {
+        (c.index.current() == b.index.current() && a.index.current() == b.index.current()).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,8 +196,11 @@ async fn a_node_that_leaves_hands_its_checks_over_at_once() {
     // A TTL report on the node that does not run the check reaches the one that does.
     let remote = ids.iter().find(|id| b.registry.runs_checks_of(id)).expect("B checks some instance").clone();
     a.registry.report_ttl(&remote, Status::Warning, Some("busy".into())).await.unwrap();
-    let inst = b.registry.instance(&remote).unwrap();
-    assert_eq!(inst.status, Status::Warning, "the report on A set the status B serves");
+    // A's write returns once A applied it; B's watch delivers it independently.
+    let inst = eventually(Duration::from_secs(2), "the report on A to set the status B serves", || async {
+        b.registry.instance(&remote).filter(|i| i.status == Status::Warning)
+    })
+    .await;
     assert_eq!(inst.checks[0].output, "busy");
 
     let left = Instant::now();

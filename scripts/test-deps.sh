@@ -4,8 +4,8 @@
 # OpenTelemetry Python SDK (a real Python exporter in the trace tests), and the Python
 # clients of the control-plane and log tests (py-consul, python-consul2, config-client,
 # python-logging-loki, elasticsearch-py, prometheus_client), Prometheus, promtool,
-# node_exporter (the agent's host-metrics differential test), Alertmanager, and nginx (the
-# request-smuggling reference). System
+# node_exporter (the agent's host-metrics differential test), Alertmanager, nginx (the
+# request-smuggling reference), and etcd (the control plane's etcd backend). System
 # packages come from apt-get as root; otherwise the script names what to install and fails.
 set -euo pipefail
 
@@ -55,6 +55,7 @@ ls /usr/lib/*/rsyslog/omelasticsearch.so >/dev/null 2>&1 || missing+=(rsyslog-el
 # nginx: the reference proxy of the request-smuggling conformance test.
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/bin/prometheus-node-exporter ] || missing+=(prometheus-node-exporter)
+[ -x /usr/bin/etcd ] || missing+=(etcd-server)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "== installing ${missing[*]}"

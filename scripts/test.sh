@@ -12,6 +12,14 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+# The control plane's API tests again, each test's control state on a real etcd of its own
+# (crates/api/tests/it/main.rs: SIGNALBOX_TEST_CONTROL).
+echo "== API tests with the control state on etcd"
+if cargo nextest --version >/dev/null 2>&1; then
+  SIGNALBOX_TEST_CONTROL=etcd cargo nextest run -p signalbox-api --test it --no-fail-fast || status=$?
+else
+  SIGNALBOX_TEST_CONTROL=etcd cargo test -p signalbox-api --test it --no-fail-fast || status=$?
+fi
 # The console's browser test drives headless Chromium against the real binary.
 echo "== browser test (ui/tests)"
 cargo build -p signalbox

@@ -422,6 +422,37 @@ impl Access {
         Ok(())
     }
 
+    /// A token written or deleted by any node (replicated backend). Applying what this
+    /// node already holds changes nothing.
+    pub(crate) fn apply_token(&self, id: &str, value: Option<&[u8]>) {
+        let mut tokens = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+        match value.map(serde_json::from_slice::<Token>) {
+            Some(Ok(t)) => {
+                let mut h = [0u8; 32];
+                if hex::decode_to_slice(&t.sha256, &mut h).is_ok() {
+                    tokens.insert(h, t);
+                    self.locked_on.store(true, std::sync::atomic::Ordering::Release);
+                }
+            }
+            Some(Err(e)) => tracing::error!(token = id, error = %e, "unreadable token in the store"),
+            None => tokens.retain(|_, t| !(t.id == id && t.source == "api")),
+        }
+    }
+
+    /// A session written or deleted by any node (replicated backend).
+    pub(crate) fn apply_session(&self, key: &str, value: Option<&[u8]>) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        match value.map(serde_json::from_slice::<Session>) {
+            Some(Ok(s)) => {
+                sessions.insert(key.to_owned(), s);
+            }
+            Some(Err(e)) => tracing::error!(error = %e, "unreadable session in the store"),
+            None => {
+                sessions.remove(key);
+            }
+        }
+    }
+
     /// Every token (without secrets).
     pub fn list(&self) -> Vec<Token> {
         let mut v: Vec<Token> = self.tokens.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();

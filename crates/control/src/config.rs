@@ -90,10 +90,21 @@ pub struct DiffLine {
 
 type Key = (String, String, String);
 
+/// An entry read from a replicated backend carries the revision it was written at as its
+/// index (`at`, 0 from the embedded store, whose entries hold their index).
+fn with_index(mut e: Entry, at: u64) -> Entry {
+    if at != 0 {
+        e.index = at;
+    }
+    e
+}
+
 struct State {
     heads: BTreeMap<Key, Entry>,
     live: usize,
     changes: VecDeque<Change>,
+    /// The highest index whose change is not in `changes` (dropped, or before start).
+    forgotten: u64,
 }
 
 /// The configuration store.
@@ -146,17 +157,19 @@ impl ConfigStore {
     /// Loads the latest version of every key.
     pub fn load(store: Store, index: Arc<Index>, limits: Limits) -> Result<Self> {
         let mut heads: BTreeMap<Key, Entry> = BTreeMap::new();
-        for (_, e) in store.load_all::<Entry>(CONFIG)? {
+        for (_, e, at) in store.scan_indexed::<Entry>(CONFIG, "")? {
+            let e = with_index(e, at);
             let k = (e.application.clone(), e.profile.clone(), e.key.clone());
             if heads.get(&k).is_none_or(|h| h.version < e.version) {
                 heads.insert(k, e);
             }
         }
         let live = heads.values().filter(|e| !e.deleted).count();
+        let forgotten = index.current();
         Ok(ConfigStore {
             store,
             index,
-            state: Mutex::new(State { heads, live, changes: VecDeque::new() }),
+            state: Mutex::new(State { heads, live, changes: VecDeque::new(), forgotten }),
             writes: tokio::sync::Mutex::new(()),
             limits,
         })
@@ -185,7 +198,8 @@ impl ConfigStore {
                 .ok_or_else(what),
             Some(v) => self
                 .store
-                .get::<Entry>(CONFIG, &storage_key(app, profile, key, v))?
+                .get_indexed::<Entry>(CONFIG, &storage_key(app, profile, key, v))?
+                .map(|(e, at)| with_index(e, at))
                 .ok_or_else(|| ControlError::NotFound(format!("version {v} of `{app}/{profile}/{key}`"))),
         }
     }
@@ -203,8 +217,12 @@ impl ConfigStore {
     /// Every version of a key, oldest first.
     pub fn history(&self, app: &str, profile: &str, key: &str) -> Result<Vec<Entry>> {
         check_names(app, profile, key)?;
-        let h: Vec<Entry> =
-            self.store.scan::<Entry>(CONFIG, &prefix(app, profile, key))?.into_iter().map(|(_, e)| e).collect();
+        let h: Vec<Entry> = self
+            .store
+            .scan_indexed::<Entry>(CONFIG, &prefix(app, profile, key))?
+            .into_iter()
+            .map(|(_, e, at)| with_index(e, at))
+            .collect();
         if h.is_empty() {
             return Err(ControlError::NotFound(format!("config `{app}/{profile}/{key}`")));
         }
@@ -280,6 +298,9 @@ impl ConfigStore {
                 format!("the store holds its maximum of {} keys", self.limits.max_keys),
             ));
         }
+        if self.store.replicated() {
+            return self.write_replicated(k, head_version, delete, w).await;
+        }
         let mut step = self.index.begin().await;
         let idx = step.index();
         let entry = Entry {
@@ -297,38 +318,94 @@ impl ConfigStore {
         let mut ops = vec![Op::put(CONFIG, storage_key(app, profile, key, entry.version), &entry)?];
         ops.extend(step.take_mark());
         self.store.commit(ops).await?;
-        {
-            let mut st = self.lock();
-            match (head_deleted, delete) {
-                (true, false) => st.live += 1,
-                (false, true) => st.live -= 1,
-                _ => {}
-            }
-            st.heads.insert(k, entry.clone());
-            st.changes.push_back(Change {
-                index: idx,
-                application: app.into(),
-                profile: profile.into(),
-                key: key.into(),
-                version: entry.version,
-                deleted: delete,
-            });
-            while st.changes.len() > CHANGE_LOG {
-                st.changes.pop_front();
-            }
-        }
+        self.apply_entry(entry.clone());
         step.publish();
         Ok(entry)
+    }
+
+    /// Writes version `head_version + 1` on a replicated backend: the txn commits only if
+    /// no other node wrote that version first. The new version reaches the heads through
+    /// the watch ([`ConfigStore::apply`]).
+    async fn write_replicated(&self, k: Key, mut head_version: u64, delete: bool, w: Write) -> Result<Entry> {
+        // A plain write that lost the race to another node's goes on top of it.
+        for _ in 0..4 {
+            match self.write_version(&k, head_version + 1, delete, w.clone()).await {
+                Err(ControlError::Conflict { .. }) if w.expected_version.is_none() => {
+                    head_version = self.lock().heads.get(&k).map(|h| h.version).unwrap_or(0);
+                }
+                r => return r,
+            }
+        }
+        self.write_version(&k, head_version + 1, delete, w).await
+    }
+
+    async fn write_version(&self, k: &Key, version: u64, delete: bool, w: Write) -> Result<Entry> {
+        let (app, profile, key) = k;
+        let entry = Entry {
+            application: app.clone(),
+            profile: profile.clone(),
+            key: key.clone(),
+            version,
+            value: if delete { String::new() } else { w.value },
+            author: w.author,
+            comment: w.comment,
+            time_unix_ms: signalbox_core::time::unix_nanos() / 1_000_000,
+            deleted: delete,
+            index: 0,
+        };
+        let sk = storage_key(app, profile, key, version);
+        match self.store.commit(vec![Op::Absent(CONFIG, sk.clone()), Op::put(CONFIG, sk.clone(), &entry)?]).await {
+            Ok(_) => self.get(app, profile, key, Some(version)),
+            Err(ControlError::Conflict { .. }) => {
+                // Another node wrote this version first; its change is applied by now.
+                let current = self.lock().heads.get(k).filter(|h| !h.deleted).map(|h| h.version).unwrap_or(0);
+                Err(ControlError::Conflict { current })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A version written (by any node, with a replicated backend) at index `at`.
+    pub(crate) fn apply(&self, entry: Entry, at: u64) {
+        self.apply_entry(with_index(entry, at));
+    }
+
+    /// Makes `entry` the head of its key if it is newer, and logs the change.
+    fn apply_entry(&self, entry: Entry) {
+        let mut st = self.lock();
+        let k: Key = (entry.application.clone(), entry.profile.clone(), entry.key.clone());
+        let head = st.heads.get(&k).map(|h| (h.version, h.deleted));
+        if head.is_some_and(|(v, _)| v >= entry.version) {
+            return;
+        }
+        let was_live = head.is_some_and(|(_, deleted)| !deleted);
+        match (was_live, entry.deleted) {
+            (false, false) => st.live += 1,
+            (true, true) => st.live -= 1,
+            _ => {}
+        }
+        st.changes.push_back(Change {
+            index: entry.index,
+            application: entry.application.clone(),
+            profile: entry.profile.clone(),
+            key: entry.key.clone(),
+            version: entry.version,
+            deleted: entry.deleted,
+        });
+        while st.changes.len() > CHANGE_LOG {
+            if let Some(c) = st.changes.pop_front() {
+                st.forgotten = c.index;
+            }
+        }
+        st.heads.insert(k, entry);
     }
 
     /// Changes after `index` matching the filter. `None` when `index` is older than the
     /// change log remembers (the caller should re-read everything).
     pub fn changes_since(&self, index: u64, app: Option<&str>, profile: Option<&str>) -> Option<Vec<Change>> {
         let st = self.lock();
-        if let Some(first) = st.changes.front()
-            && index + 1 < first.index
-            && index != 0
-        {
+        // Indexes have gaps (other parts' changes), so only what was dropped counts.
+        if index != 0 && index < st.forgotten {
             return None;
         }
         Some(

@@ -87,6 +87,36 @@ impl Index {
         })
     }
 
+    /// The index of a replicated backend: etcd's revision, starting at the one loaded;
+    /// [`Index::advance`] moves it as the watch applies changes. [`Index::begin`] is not
+    /// used with it.
+    pub fn replicated(store: Store, start: u64) -> Self {
+        let start = start.max(1);
+        Index {
+            state: Mutex::new((start, u64::MAX)),
+            order: tokio::sync::Mutex::new(()),
+            tx: watch::channel(start).0,
+            store,
+        }
+    }
+
+    /// Publishes `to` if it is past the current index (a replicated backend applied the
+    /// changes up to it).
+    pub fn advance(&self, to: u64) {
+        {
+            let mut s = self.lock();
+            s.0 = s.0.max(to);
+        }
+        self.tx.send_if_modified(|cur| {
+            if to > *cur {
+                *cur = to;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, (u64, u64)> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -113,6 +113,19 @@ impl KvStore {
         if existing.is_none() && self.lock().len() >= MAX_KEYS {
             return Err(ControlError::limit("key", format!("the store holds its maximum of {MAX_KEYS} keys")));
         }
+        if self.store.replicated() {
+            // The indexes are etcd's revisions, set when the watch applies the entry.
+            let entry = KvEntry {
+                key: key.to_owned(),
+                value_b64: base64::engine::general_purpose::STANDARD.encode(value),
+                flags,
+                create_index: 0,
+                modify_index: 0,
+            };
+            let mut ops: Vec<Op> = cas.map(|c| Op::ModifiedAt(KV, key.to_owned(), c)).into_iter().collect();
+            ops.push(Op::put(KV, key, &entry)?);
+            return conflict_is_false(self.store.commit(ops).await);
+        }
         let mut step = self.index.begin().await;
         let idx = step.index();
         let entry = KvEntry {
@@ -148,6 +161,11 @@ impl KvStore {
         if victims.is_empty() {
             return Ok(true);
         }
+        if self.store.replicated() {
+            let mut ops: Vec<Op> = cas.map(|c| Op::ModifiedAt(KV, key.to_owned(), c)).into_iter().collect();
+            ops.extend(victims.iter().map(|k| Op::Delete(KV, k.clone())));
+            return conflict_is_false(self.store.commit(ops).await);
+        }
         let mut step = self.index.begin().await;
         let mut ops: Vec<Op> = victims.iter().map(|k| Op::Delete(KV, k.clone())).collect();
         ops.extend(step.take_mark());
@@ -159,5 +177,32 @@ impl KvStore {
         drop(st);
         step.publish();
         Ok(true)
+    }
+}
+
+impl KvStore {
+    /// An entry written (by any node, with a replicated backend) at `modified`, first
+    /// created at `created`; `None` deletes it.
+    pub(crate) fn apply(&self, key: &str, entry: Option<KvEntry>, created: u64, modified: u64) {
+        let mut st = self.lock();
+        match entry {
+            Some(mut e) => {
+                e.create_index = created;
+                e.modify_index = modified;
+                st.insert(key.to_owned(), e);
+            }
+            None => {
+                st.remove(key);
+            }
+        }
+    }
+}
+
+/// A lost compare-and-set is `false`, as Consul answers it.
+fn conflict_is_false(r: Result<u64>) -> Result<bool> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(ControlError::Conflict { .. }) => Ok(false),
+        Err(e) => Err(e),
     }
 }

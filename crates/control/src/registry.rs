@@ -8,10 +8,12 @@
 mod checks;
 pub mod health;
 pub mod model;
+mod ownership;
+mod replica;
 
 use crate::error::{ControlError, Result};
 use crate::index::Index;
-use crate::store::{INSTANCES, Op, Store};
+use crate::store::{HEALTH, INSTANCES, Op, Store};
 use model::{CheckKind, CheckSpec, RegisterRequest, Registration, Status};
 use serde::Serialize;
 use signalbox_core::discovery::{EndpointInfo, EndpointSet, EndpointSource};
@@ -63,6 +65,8 @@ pub struct CheckState {
     pub flapping: bool,
     /// TTL checks: when the instance last reported.
     pub last_report: Instant,
+    /// TTL checks: the wall-clock time of that report, as shared with other nodes.
+    reported_unix_ms: u64,
 }
 
 impl CheckState {
@@ -78,6 +82,7 @@ impl CheckState {
             transitions: VecDeque::new(),
             flapping: false,
             last_report: now,
+            reported_unix_ms: 0,
             spec,
         }
     }
@@ -144,6 +149,9 @@ struct Instance {
     tasks: Vec<AbortHandle>,
     /// Maintenance mode (Consul's `agent/service/maintenance`): the reason. Runtime only.
     maintenance: Option<String>,
+    /// Replicated backend: the index of the health record last applied (0: none), which a
+    /// health write must still find in place.
+    health_index: u64,
 }
 
 impl Instance {
@@ -168,6 +176,8 @@ struct State {
     /// Last index that changed each service (for per-service blocking queries).
     service_index: HashMap<String, u64>,
     changes: VecDeque<RegistryChange>,
+    /// The highest index whose change is not in `changes` (dropped, or before start).
+    forgotten: u64,
 }
 
 impl State {
@@ -179,7 +189,9 @@ impl State {
             kind,
         });
         while self.changes.len() > CHANGE_LOG {
-            self.changes.pop_front();
+            if let Some(c) = self.changes.pop_front() {
+                self.forgotten = c.index;
+            }
         }
     }
 }
@@ -237,6 +249,8 @@ pub struct Registry {
     endpoints: Mutex<HashMap<String, watch::Sender<EndpointSet>>>,
     limits: Limits,
     checker: health::Checker,
+    /// Which instances' checks this node runs.
+    ownership: Mutex<ownership::Ownership>,
     me: Weak<Registry>,
 }
 
@@ -244,7 +258,16 @@ impl Registry {
     /// Loads registrations from the store and starts their checks. Must run inside a tokio
     /// runtime.
     pub fn load(store: Store, index: Arc<Index>, limits: Limits) -> Result<Arc<Self>> {
-        let stored: Vec<(String, Registration)> = store.load_all(INSTANCES)?;
+        let node = None;
+        Self::load_as(store, index, limits, node)
+    }
+
+    /// [`Registry::load`] for a node of a replicated backend named `node`: it runs the checks
+    /// of the instances it owns among the live members (none until it is live).
+    pub fn load_as(store: Store, index: Arc<Index>, limits: Limits, node: Option<String>) -> Result<Arc<Self>> {
+        let stored = store.scan_indexed::<Registration>(INSTANCES, "")?;
+        let health =
+            if store.replicated() { store.scan_indexed::<replica::HealthRecord>(HEALTH, "")? } else { Vec::new() };
         let reg = Arc::new_cyclic(|me| Registry {
             state: Mutex::new(State::default()),
             index,
@@ -253,11 +276,17 @@ impl Registry {
             endpoints: Mutex::new(HashMap::new()),
             limits,
             checker: health::Checker::new(),
+            ownership: Mutex::new(ownership::Ownership::new(node)),
             me: me.clone(),
         });
         let start = reg.index.current();
-        for (_, r) in stored {
-            reg.insert(r, start);
+        reg.lock().forgotten = start;
+        for (_, r, at) in stored {
+            let at = if at == 0 { start } else { at };
+            reg.insert(r, at);
+        }
+        for (id, h, at) in health {
+            reg.apply_health(&id, Some(h), at);
         }
         tracing::info!(instances = reg.lock().by_id.len(), "registry loaded");
         Ok(reg)
@@ -301,6 +330,11 @@ impl Registry {
                 }
             }
         }
+        if self.store.replicated() {
+            let id = reg.id.clone();
+            self.store.commit(vec![Op::put(INSTANCES, reg.id.clone(), &reg)?]).await?;
+            return self.instance(&id).ok_or_else(|| ControlError::NotFound(format!("instance `{id}`")));
+        }
         let mut step = self.index.begin().await;
         let idx = step.index();
         let mut ops = vec![Op::put(INSTANCES, reg.id.clone(), &reg)?];
@@ -333,12 +367,7 @@ impl Registry {
         for c in &reg.checks {
             st.checks.insert(c.id.clone(), id.clone());
         }
-        let tasks = reg
-            .checks
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| self.checker.spawn(self.me.clone(), id.clone(), i, spec.clone()))
-            .collect();
+        let tasks = self.spawn_checks(&reg);
         st.by_id.insert(id.clone(), service.clone());
         st.log(idx, &service, &id, "registered");
         st.services.entry(service.clone()).or_default().insert(
@@ -351,10 +380,23 @@ impl Registry {
                 registered_unix_ms: unix_ms(),
                 tasks,
                 maintenance: None,
+                health_index: 0,
             },
         );
         st.service_index.insert(service.clone(), idx);
         self.refresh_endpoints(&st, &service);
+    }
+
+    /// The tasks of `reg`'s checks, if this node runs them.
+    fn spawn_checks(&self, reg: &Registration) -> Vec<AbortHandle> {
+        if !self.owns(&reg.id) {
+            return Vec::new();
+        }
+        reg.checks
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| self.checker.spawn(self.me.clone(), reg.id.clone(), i, spec.clone()))
+            .collect()
     }
 
     /// Removes an instance; true if it existed.
@@ -363,11 +405,22 @@ impl Registry {
         if !self.lock().by_id.contains_key(id) {
             return Ok(false);
         }
+        if self.store.replicated() {
+            self.store.commit(vec![Op::Delete(INSTANCES, id.to_owned()), Op::Delete(HEALTH, id.to_owned())]).await?;
+            return Ok(true);
+        }
         let mut step = self.index.begin().await;
         let idx = step.index();
         let mut ops = vec![Op::Delete(INSTANCES, id.to_owned())];
         ops.extend(step.take_mark());
         self.store.commit(ops).await?;
+        self.remove(id, idx);
+        step.publish();
+        Ok(true)
+    }
+
+    /// Removes an instance from memory and stops its checks.
+    fn remove(&self, id: &str, idx: u64) {
         let mut st = self.lock();
         if let Some(service) = st.by_id.remove(id) {
             let mut emptied = false;
@@ -389,9 +442,6 @@ impl Registry {
             st.service_index.insert(service.clone(), idx);
             self.refresh_endpoints(&st, &service);
         }
-        drop(st);
-        step.publish();
-        Ok(true)
     }
 
     /// A TTL report from the instance (`PUT .../ttl`, Consul's `check/pass|warn|fail`).
@@ -436,6 +486,7 @@ impl Registry {
                 return Err(ControlError::invalid("check", format!("`{check}` is not a TTL check")));
             }
             c.last_report = Instant::now();
+            c.reported_unix_ms = unix_ms();
             let output = note.unwrap_or_else(|| format!("TTL reported {}", status.as_str()));
             // A TTL report sets the status directly: the instance speaks for itself.
             let changed = c.status != status;
@@ -447,7 +498,9 @@ impl Registry {
                 c.since = Instant::now();
                 c.since_unix_ms = unix_ms();
             }
-            changed.then_some((inst_id, idx))
+            // With a replicated backend every report is shared: the node that runs the TTL
+            // check moves its deadline when the report arrives through the watch.
+            (changed || self.store.replicated()).then_some((inst_id, idx))
         };
         if let Some((inst, _)) = changed {
             self.changed(&inst).await;
@@ -517,6 +570,9 @@ impl Registry {
     /// Records a health change: the change log, indexes and endpoint sets are updated first,
     /// and only then is the new index published, so a watcher woken by it sees the change.
     async fn changed(&self, instance: &str) {
+        if self.store.replicated() {
+            return self.share_health(instance).await;
+        }
         let mut step = self.index.begin().await;
         let idx = step.index();
         {
@@ -591,7 +647,8 @@ impl Registry {
     /// caller should re-read everything).
     pub fn changes_since(&self, index: u64) -> Option<Vec<RegistryChange>> {
         let st = self.lock();
-        if index != 0 && st.changes.front().is_some_and(|f| index + 1 < f.index) {
+        // Indexes have gaps (other parts' changes), so only what was dropped counts.
+        if index != 0 && index < st.forgotten {
             return None;
         }
         Some(st.changes.iter().filter(|c| c.index > index).cloned().collect())

@@ -1,38 +1,59 @@
-//! The embedded transactional store (redb) for everything the control plane must not lose:
-//! registrations, configuration versions, key/value entries, tokens, console sessions, and the index
-//! high-water mark. A write returns only after its transaction committed with redb's
-//! default immediate durability (fsync), so an acknowledged write survives `kill -9`.
+//! The store of everything the control plane must not lose: registrations, configuration
+//! versions, key/value entries, tokens, console sessions, and (with etcd) health. A write
+//! returns only once it is durable.
 //!
-//! Values are JSON; keys are strings ordered so that prefix scans give the wanted order.
-//! Every call runs on the blocking pool: a commit waits for the disk.
+//! [`Store`] is the one handle the parts hold; the [`Backend`](crate::backend::Backend)
+//! behind it is the embedded redb file ([`crate::backend::embedded`], the default) or an
+//! etcd cluster ([`crate::backend::etcd`]). Values are JSON; keys are strings ordered so
+//! that prefix scans give the wanted order.
 
+use crate::backend::Backend;
 use crate::error::Result;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::Path;
 use std::sync::Arc;
 
-pub const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
-pub const CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("config_versions");
-pub const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
-pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
-pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
-pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// A table of the store: a name, which is also the key segment under etcd's prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Table(pub &'static str);
 
-/// One change inside a write transaction.
+pub const INSTANCES: Table = Table("instances");
+pub const CONFIG: Table = Table("config_versions");
+pub const KV: Table = Table("kv");
+pub const TOKENS: Table = Table("tokens");
+pub const SESSIONS: Table = Table("sessions");
+/// Health of instances (etcd only: the embedded node keeps health in memory).
+pub const HEALTH: Table = Table("health");
+/// Live nodes, each key held by its node's lease (etcd only).
+pub const MEMBERS: Table = Table("members");
+
+/// Every table, in the order a change is applied when one commit touches several.
+pub const TABLES: [Table; 7] = [INSTANCES, HEALTH, CONFIG, KV, TOKENS, SESSIONS, MEMBERS];
+
+impl Table {
+    pub fn by_name(name: &str) -> Option<Table> {
+        TABLES.into_iter().find(|t| t.0 == name)
+    }
+}
+
+/// One change inside a write transaction, or a condition it depends on.
+#[derive(Clone, Debug)]
 pub enum Op {
-    Put(TableDefinition<'static, &'static str, &'static [u8]>, String, Vec<u8>),
-    Delete(TableDefinition<'static, &'static str, &'static [u8]>, String),
+    Put(Table, String, Vec<u8>),
+    Delete(Table, String),
+    /// The embedded store's index high-water mark (ignored by etcd, whose revision is the
+    /// index).
     Meta(&'static str, u64),
+    /// The transaction commits only if the key does not exist.
+    Absent(Table, String),
+    /// The transaction commits only if the key was last changed at this index (0: absent).
+    /// The embedded store, whose parts check this in memory under their write lock, ignores it.
+    ModifiedAt(Table, String, u64),
 }
 
 impl Op {
-    pub fn put<T: Serialize>(
-        table: TableDefinition<'static, &'static str, &'static [u8]>,
-        key: impl Into<String>,
-        value: &T,
-    ) -> Result<Op> {
+    pub fn put<T: Serialize>(table: Table, key: impl Into<String>, value: &T) -> Result<Op> {
         Ok(Op::Put(table, key.into(), serde_json::to_vec(value)?))
     }
 }
@@ -40,93 +61,75 @@ impl Op {
 /// The store. Cloning shares it.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    backend: Arc<dyn Backend>,
 }
 
 impl Store {
-    /// Opens (or creates) `dir/control.redb`. redb recovers a file left by a crash on open.
+    /// Opens (or creates) the embedded store `dir/control.redb`.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| crate::error::ControlError::Storage(format!("cannot create {}: {e}", dir.display())))?;
-        let db = Database::create(dir.join("control.redb"))?;
-        let tx = db.begin_write()?;
-        for t in [INSTANCES, CONFIG, KV, TOKENS, SESSIONS] {
-            tx.open_table(t)?;
-        }
-        tx.open_table(META)?;
-        tx.commit()?;
-        Ok(Store { db: Arc::new(db) })
+        Ok(Store { backend: Arc::new(crate::backend::embedded::Embedded::open(dir)?) })
     }
 
-    /// Applies `ops` in one durable transaction.
-    pub async fn commit(&self, ops: Vec<Op>) -> Result<()> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let tx = db.begin_write()?;
-            for op in ops {
-                match op {
-                    Op::Put(t, k, v) => {
-                        tx.open_table(t)?.insert(k.as_str(), v.as_slice())?;
-                    }
-                    Op::Delete(t, k) => {
-                        tx.open_table(t)?.remove(k.as_str())?;
-                    }
-                    Op::Meta(k, v) => {
-                        tx.open_table(META)?.insert(k, v)?;
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await?
+    pub fn with_backend(backend: Arc<dyn Backend>) -> Self {
+        Store { backend }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// True when every change reaches the parts through [`crate::backend::Apply`] (etcd):
+    /// a part then commits and does not apply its own change, which comes back like
+    /// any other node's.
+    pub fn replicated(&self) -> bool {
+        self.backend.replicated()
+    }
+
+    /// Applies `ops` in one durable transaction. Returns the index of the change when the
+    /// backend assigns it (etcd's revision, once every part has applied it), else 0. A
+    /// failed condition ([`Op::Absent`], [`Op::ModifiedAt`]) is
+    /// [`ControlError::Conflict`](crate::error::ControlError::Conflict) and changes nothing.
+    pub async fn commit(&self, ops: Vec<Op>) -> Result<u64> {
+        self.backend.commit(ops).await
     }
 
     /// Every value of `table`, decoded, in key order (used at start-up).
-    pub fn load_all<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<(String, T)>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(table)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, v) = row?;
-            out.push((k.value().to_owned(), serde_json::from_slice(v.value())?));
-        }
-        Ok(out)
+    pub fn load_all<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(String, T)>> {
+        self.scan(table, "")
     }
 
     /// One value.
-    pub fn get<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<T>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(table)?;
-        match t.get(key)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+    pub fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>> {
+        match self.backend.get(table, key)? {
+            Some(r) => Ok(Some(serde_json::from_slice(&r.value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One value and the index it was last written at (0 for the embedded store).
+    pub fn get_indexed<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<(T, u64)>> {
+        match self.backend.get(table, key)? {
+            Some(r) => Ok(Some((serde_json::from_slice(&r.value)?, r.mod_revision))),
             None => Ok(None),
         }
     }
 
     /// Values whose keys start with `prefix`, in key order.
-    pub fn scan<T: DeserializeOwned>(
-        &self,
-        table: TableDefinition<&str, &[u8]>,
-        prefix: &str,
-    ) -> Result<Vec<(String, T)>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(table)?;
+    pub fn scan<T: DeserializeOwned>(&self, table: Table, prefix: &str) -> Result<Vec<(String, T)>> {
+        Ok(self.scan_indexed(table, prefix)?.into_iter().map(|(k, v, _)| (k, v)).collect())
+    }
+
+    /// Values whose keys start with `prefix` with the index each was last written at (0 for
+    /// the embedded store), in key order.
+    pub fn scan_indexed<T: DeserializeOwned>(&self, table: Table, prefix: &str) -> Result<Vec<(String, T, u64)>> {
         let mut out = Vec::new();
-        for row in t.range(prefix..)? {
-            let (k, v) = row?;
-            let key = k.value();
-            if !key.starts_with(prefix) {
-                break;
-            }
-            out.push((key.to_owned(), serde_json::from_slice(v.value())?));
+        for (k, r) in self.backend.scan(table, prefix)? {
+            out.push((k, serde_json::from_slice(&r.value)?, r.mod_revision));
         }
         Ok(out)
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<u64>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(META)?;
-        Ok(t.get(key)?.map(|v| v.value()))
+        self.backend.meta(key)
     }
 }

@@ -32,6 +32,9 @@ pub struct FileConfig {
     pub registry: RegistryConfig,
     /// Central configuration.
     pub configuration: CentralConfig,
+    /// Where the control state (registry, configuration, KV, tokens) lives: the embedded
+    /// store or an etcd cluster shared by several nodes.
+    pub control: signalbox_control::backend::config::ControlConfig,
     /// The trace store and tail sampling.
     pub traces: signalbox_events::config::TracesConfig,
     /// The log store.

@@ -112,6 +112,7 @@ pub fn validate(c: &FileConfig) -> Problems {
     c.traces.check("traces", &mut p);
     c.logs.check("logs", &mut p);
     c.metrics.check("metrics", &mut p);
+    c.control.check("control", &mut p);
     if !c.configuration.gateway_key.is_empty() && central_key(&c.configuration.gateway_key).is_none() {
         p.add("configuration.gateway_key", "must be application/profile/key");
     }
@@ -330,10 +331,17 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
     let data_dir = std::path::PathBuf::from(&cfg.node.data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data dir `{}`", cfg.node.data_dir))?;
 
-    let control = Arc::new(
-        ControlPlane::open(&data_dir, settings(&cfg))
-            .map_err(|e| anyhow::anyhow!("cannot open the control store in {}: {e}", data_dir.display()))?,
-    );
+    let control =
+        Arc::new(ControlPlane::open_configured(&data_dir, settings(&cfg), &cfg.control).await.map_err(|e| {
+            match cfg.control.backend {
+                signalbox_control::backend::config::BackendKind::Embedded => {
+                    anyhow::anyhow!("cannot open the control store in {}: {e}", data_dir.display())
+                }
+                signalbox_control::backend::config::BackendKind::Etcd => {
+                    anyhow::anyhow!("cannot open the control state on etcd ([control.etcd]): {e}")
+                }
+            }
+        })?);
     check_exposure(&cfg, &control, opts.insecure)?;
 
     let registry = Registry::new();
@@ -529,6 +537,8 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
     tracing::info!("shutting down");
     ready.store(false, Ordering::Release);
     trigger.trigger();
+    // With etcd: hand this node's health checks to the others now, not after the lease.
+    node.control.leave().await;
     let _ = gw_task.await;
     for t in tasks {
         let _ = t.await;

@@ -4,12 +4,14 @@
 //! # Layout
 //! - [`upstream`]: HTTP/1.1 + h2c upstream servers built from a closure, with hit counters.
 //! - [`client`]: a small HTTP client returning status, headers and the whole body.
+//! - [`etcd`]: a real etcd on loopback for the control plane's etcd backend.
 //! - [`grpc`]: a tonic gRPC echo service (unary and bidirectional streaming) and its client.
 //! - [`ws`]: a WebSocket echo server.
 //! - [`sse`]: a server-sent-events client.
 //! - [`python`]: real Python clients from PyPI (installed by `scripts/test-deps.sh`).
 
 pub mod client;
+pub mod etcd;
 pub mod grpc;
 pub mod python;
 pub mod sse;

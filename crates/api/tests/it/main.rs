@@ -5,6 +5,7 @@
 mod abuse;
 mod access;
 mod client;
+mod cluster;
 mod config;
 mod consul;
 mod consul_clients;
@@ -38,7 +39,43 @@ pub struct Node {
     pub control: Arc<ControlPlane>,
     pub http: Http,
     pub dir: tempfile::TempDir,
+    /// The etcd the control state lives in, when the tests run against etcd.
+    pub etcd: Option<Arc<signalbox_testkit::etcd::Etcd>>,
     _tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The harness switch: `SIGNALBOX_TEST_CONTROL=etcd` runs every test's control plane on a
+/// real etcd of its own (started here) instead of the embedded store.
+pub fn control_on_etcd() -> bool {
+    std::env::var("SIGNALBOX_TEST_CONTROL").is_ok_and(|v| v == "etcd")
+}
+
+/// Opens a control plane: the embedded store in `dir`, or (with the switch) etcd.
+pub async fn open_control(
+    dir: &std::path::Path,
+    settings: signalbox_control::Settings,
+) -> (Arc<ControlPlane>, Option<Arc<signalbox_testkit::etcd::Etcd>>) {
+    if !control_on_etcd() {
+        return (Arc::new(ControlPlane::open(dir, settings).unwrap()), None);
+    }
+    let etcd = Arc::new(signalbox_testkit::etcd::Etcd::start().await);
+    (Arc::new(open_etcd_node(&etcd, "test-node", settings).await), Some(etcd))
+}
+
+/// A control plane named `node` on `etcd` (prefix `/signalbox/`).
+pub async fn open_etcd_node(
+    etcd: &signalbox_testkit::etcd::Etcd,
+    node: &str,
+    settings: signalbox_control::Settings,
+) -> ControlPlane {
+    let cfg = signalbox_control::backend::config::EtcdConfig {
+        endpoints: vec![etcd.endpoint.clone()],
+        node_name: Some(node.into()),
+        lease_ttl: signalbox_core::config::Dur::secs(2),
+        ..Default::default()
+    };
+    let open = ControlPlane::open_etcd(&cfg, settings);
+    tokio::time::timeout(Duration::from_secs(10), open).await.expect("etcd opens within 10 s").unwrap()
 }
 
 /// The admin secret of nodes started `with_tokens`.
@@ -75,8 +112,10 @@ impl Node {
             config: signalbox_control::config::Limits { max_value_bytes: 64 * 1024, max_keys: 20 },
             ..Default::default()
         };
-        let control = Arc::new(ControlPlane::open(dir.path(), settings).unwrap());
-        Self::serve(control, gateway, dir).await
+        let (control, etcd) = open_control(dir.path(), settings).await;
+        let mut node = Self::serve(control, gateway, dir).await;
+        node.etcd = etcd;
+        node
     }
 
     pub async fn serve(
@@ -93,7 +132,7 @@ impl Node {
         queue_batches: usize,
     ) -> (Node, signalbox_events::spans::pipeline::Traces, Registry) {
         let dir = tempfile::tempdir().unwrap();
-        let control = Arc::new(ControlPlane::open(dir.path(), Default::default()).unwrap());
+        let (control, etcd) = open_control(dir.path(), Default::default()).await;
         let registry = Registry::new();
         let cfg = signalbox_events::spans::pipeline::PipelineSettings {
             dir: dir.path().join("traces"),
@@ -109,7 +148,8 @@ impl Node {
             graph_retention: Duration::from_secs(86_400),
         };
         let traces = signalbox_events::spans::pipeline::Traces::start(cfg, &registry).unwrap();
-        let n = Self::serve_with(control, None, dir, Some((traces.clone(), registry.clone()))).await;
+        let mut n = Self::serve_with(control, None, dir, Some((traces.clone(), registry.clone()))).await;
+        n.etcd = etcd;
         (n, traces, registry)
     }
 
@@ -161,7 +201,17 @@ impl Node {
         let t2 = tokio::spawn(async move {
             let _ = axum::serve(l2, capp).await;
         });
-        Node { addr, consul_addr, otlp_addr, grpc_addr, control, http: Http::new(), dir, _tasks: vec![t1, t2, t3, t4] }
+        Node {
+            addr,
+            consul_addr,
+            otlp_addr,
+            grpc_addr,
+            control,
+            http: Http::new(),
+            dir,
+            etcd: None,
+            _tasks: vec![t1, t2, t3, t4],
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -157,6 +157,9 @@ impl KvStore {
             })?;
         }
         let _g = self.writes.lock().await;
+        if self.store.replicated() {
+            return self.txn_replicated(ops).await;
+        }
         let mut step = if ops.iter().any(TxnOp::writes) { Some(self.index.begin().await) } else { None };
         let index = step.as_ref().map(|s| s.index()).unwrap_or_else(|| self.index.current());
         // The writes lock keeps the entries as read here until the writes are applied.
@@ -200,6 +203,67 @@ impl KvStore {
         drop(st);
         step.publish();
         Ok(TxnOutcome::Applied { index, results })
+    }
+}
+
+impl KvStore {
+    /// [`KvStore::txn`] on a replicated backend: the writes commit only if no key they
+    /// touch changed since this node read it; if one did, the transaction runs again on the
+    /// newer state. Written entries take the commit's revision as their index.
+    async fn txn_replicated(&self, ops: Vec<TxnOp>) -> Result<TxnOutcome> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let placeholder = self.index.current() + 1;
+            let (writes, mut results, guards) = {
+                let base = self.lock();
+                let mut view = View { base: &base, writes: BTreeMap::new() };
+                let mut results = Vec::new();
+                let mut errors = Vec::new();
+                for (i, op) in ops.iter().cloned().enumerate() {
+                    run(&mut view, i, op, placeholder, &mut results, &mut errors);
+                }
+                if !errors.is_empty() {
+                    return Ok(TxnOutcome::RolledBack(errors));
+                }
+                let added = view.writes.iter().filter(|(k, w)| w.is_some() && !base.contains_key(*k)).count();
+                let removed = view.writes.iter().filter(|(k, w)| w.is_none() && base.contains_key(*k)).count();
+                if added > removed && base.len() + added - removed > MAX_KEYS {
+                    return Err(ControlError::limit("key", format!("the store holds its maximum of {MAX_KEYS} keys")));
+                }
+                let guards: Vec<Op> = view
+                    .writes
+                    .keys()
+                    .map(|k| Op::ModifiedAt(KV, k.clone(), base.get(k).map(|e| e.modify_index).unwrap_or(0)))
+                    .collect();
+                (view.writes, results, guards)
+            };
+            if writes.is_empty() {
+                return Ok(TxnOutcome::Applied { index: self.index.current(), results });
+            }
+            let mut store_ops = guards;
+            for (k, w) in &writes {
+                store_ops.push(match w {
+                    Some(e) => Op::put(KV, k.clone(), e)?,
+                    None => Op::Delete(KV, k.clone()),
+                });
+            }
+            match self.store.commit(store_ops).await {
+                Ok(index) => {
+                    for r in &mut results {
+                        if r.entry.modify_index == placeholder {
+                            r.entry.modify_index = index;
+                        }
+                        if r.entry.create_index == placeholder {
+                            r.entry.create_index = index;
+                        }
+                    }
+                    return Ok(TxnOutcome::Applied { index, results });
+                }
+                Err(ControlError::Conflict { .. }) if attempt < 5 => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

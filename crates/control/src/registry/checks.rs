@@ -56,6 +56,10 @@ impl Registry {
     /// not change keep their status. Call with the writes lock held.
     async fn set_checks(&self, mut reg: Registration, checks: Vec<CheckSpec>) -> Result<()> {
         reg.checks = checks;
+        if self.store.replicated() {
+            self.store.commit(vec![Op::put(INSTANCES, reg.id.clone(), &reg)?]).await?;
+            return Ok(());
+        }
         let mut step = self.index.begin().await;
         let idx = step.index();
         let mut ops = vec![Op::put(INSTANCES, reg.id.clone(), &reg)?];
@@ -70,6 +74,25 @@ impl Registry {
             step.publish();
             return Ok(());
         };
+        let removed = self.replace_checks(inst, reg, idx);
+        for c in removed {
+            st.checks.remove(&c);
+        }
+        let ids: Vec<String> = st.services[&service][&id].reg.checks.iter().map(|c| c.id.clone()).collect();
+        for c in ids {
+            st.checks.insert(c, id.clone());
+        }
+        st.log(idx, &service, &id, "registered");
+        st.service_index.insert(service.clone(), idx);
+        self.refresh_endpoints(&st, &service);
+        drop(st);
+        step.publish();
+        Ok(())
+    }
+
+    /// Gives `inst` the registration `reg`, restarting its check tasks; checks whose
+    /// definition did not change keep their state. Returns the ids of the old checks.
+    pub(super) fn replace_checks(&self, inst: &mut super::Instance, reg: Registration, idx: u64) -> Vec<String> {
         for t in inst.tasks.drain(..) {
             t.abort();
         }
@@ -83,26 +106,9 @@ impl Registry {
                 None => CheckState::new(spec.clone()),
             })
             .collect();
-        inst.tasks = reg
-            .checks
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| self.checker.spawn(self.me.clone(), id.clone(), i, spec.clone()))
-            .collect();
+        inst.tasks = self.spawn_checks(&reg);
         inst.modify_index = idx;
         inst.reg = reg;
-        let ids: Vec<String> = inst.reg.checks.iter().map(|c| c.id.clone()).collect();
-        for c in removed {
-            st.checks.remove(&c);
-        }
-        for c in ids {
-            st.checks.insert(c, id.clone());
-        }
-        st.log(idx, &service, &id, "registered");
-        st.service_index.insert(service.clone(), idx);
-        self.refresh_endpoints(&st, &service);
-        drop(st);
-        step.publish();
-        Ok(())
+        removed
     }
 }

@@ -49,6 +49,24 @@ fn syntax_errors_and_unknown_keys_name_the_line() {
 }
 
 #[test]
+fn control_on_etcd_problems_name_the_key() {
+    let (ok, out) = check(
+        "[control]\nbackend = \"etcd\"\n[control.etcd]\nendpoints = [\"10.0.0.1:2379\"]\nprefix = \"sb\"\nusername = \"root\"\n",
+    );
+    assert!(!ok);
+    for expected in [
+        "node.toml:4: control.etcd.endpoints[0]: `10.0.0.1:2379` is not an http:// or https:// URL",
+        "node.toml:5: control.etcd.prefix: must be non-empty and end with `/`",
+        "node.toml:6: control.etcd.username: `username` and `password` go together",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let (ok, out) = check("[control]\nbackend = \"zookeeper\"\n");
+    assert!(!ok);
+    assert!(out.contains("node.toml:2: control.backend: unknown variant `zookeeper`"), "{out}");
+}
+
+#[test]
 fn a_missing_file_is_a_clear_error() {
     let out = Command::new(BIN).args(["check-config", "/nonexistent/signalbox.toml"]).output().unwrap();
     assert!(!out.status.success());

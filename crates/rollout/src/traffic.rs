@@ -1,0 +1,121 @@
+//! A service's traffic policy in central configuration (application [`APP`], profile
+//! [`PROFILE`], key = service): the JSON the gateway follows with hot reload,
+//! `{"weights": {"v1": 95, "v2": 5}, "pins": [...], "sticky": {...}, "mirror": {...}}`.
+//!
+//! A rollout only changes `weights`; every other field (pins, stickiness, mirroring) is kept
+//! as written, so a tester's `x-canary: always` pin survives the rollout's steps.
+//! Also here: which versions the registry knows, and whether one has a healthy instance.
+
+use crate::error::{Result, RolloutError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use signalbox_control::ControlPlane;
+use signalbox_control::config::Write;
+use signalbox_control::error::ControlError;
+use signalbox_control::registry::InstanceView;
+use signalbox_control::registry::model::Status;
+use std::collections::BTreeMap;
+
+/// The application of traffic policies.
+pub const APP: &str = "gateway";
+/// Their profile.
+pub const PROFILE: &str = "traffic";
+
+/// The part of a traffic policy a rollout reads and writes; the rest rides along.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct Policy {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub weights: BTreeMap<String, u8>,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+impl Policy {
+    /// The version with the largest weight (ties: the first by name).
+    pub fn main_version(&self) -> Option<&str> {
+        let top = self.weights.values().copied().max()?;
+        self.weights.iter().find(|(_, w)| **w == top).map(|(v, _)| v.as_str())
+    }
+}
+
+/// The current policy and its config version (`None`: no policy yet).
+pub fn read(control: &ControlPlane, service: &str) -> Result<(Policy, Option<u64>)> {
+    match control.config.get(APP, PROFILE, service, None) {
+        Ok(e) => {
+            let p = serde_json::from_str::<Policy>(&e.value).unwrap_or_else(|err| {
+                tracing::warn!(service, error = %err, "the traffic policy is not valid JSON; a rollout rewrites its weights");
+                Policy::default()
+            });
+            Ok((p, Some(e.version)))
+        }
+        Err(ControlError::NotFound(_)) => Ok((Policy::default(), None)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes `weights` into the policy (keeping its other fields); nothing is written when
+/// they are already so. Returns whether a write happened.
+pub async fn write_weights(
+    control: &ControlPlane,
+    service: &str,
+    weights: &BTreeMap<String, u8>,
+    author: &str,
+    comment: &str,
+) -> Result<bool> {
+    let (mut policy, _) = read(control, service)?;
+    if &policy.weights == weights {
+        return Ok(false);
+    }
+    policy.weights = weights.clone();
+    let value = serde_json::to_string(&policy).map_err(|e| ControlError::Storage(e.to_string()))?;
+    let w = Write { value, author: author.to_string(), comment: comment.to_string(), expected_version: None };
+    control.config.put(APP, PROFILE, service, w).await?;
+    Ok(true)
+}
+
+/// An instance's version: its `version` meta, else a `version=...` tag.
+pub fn instance_version(i: &InstanceView) -> Option<&str> {
+    i.meta
+        .get("version")
+        .map(String::as_str)
+        .or_else(|| i.tags.iter().find_map(|t| t.strip_prefix("version=")))
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether an instance takes traffic (passing or warning, not in maintenance), as the
+/// gateway's endpoint set counts it.
+pub fn instance_healthy(i: &InstanceView) -> bool {
+    i.status != Status::Critical && i.maintenance.is_none()
+}
+
+/// Versions registered for `service`, with (healthy, total) instance counts.
+pub fn versions(control: &ControlPlane, service: &str) -> BTreeMap<String, (usize, usize)> {
+    let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for i in control.registry.instances(service, false) {
+        if let Some(v) = instance_version(&i) {
+            let e = out.entry(v.to_string()).or_default();
+            e.1 += 1;
+            if instance_healthy(&i) {
+                e.0 += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Fails unless `version` of `service` has a healthy instance; `field` names the input.
+pub fn require_healthy(control: &ControlPlane, service: &str, version: &str, field: &str) -> Result<()> {
+    match versions(control, service).get(version) {
+        Some((healthy, _)) if *healthy > 0 => Ok(()),
+        Some((_, total)) => Err(RolloutError::NoHealthyInstance {
+            field: field.into(),
+            message: format!("none of the {total} instance(s) of {service} version `{version}` is healthy"),
+        }),
+        None => Err(RolloutError::NoHealthyInstance {
+            field: field.into(),
+            message: format!(
+                "no instance of {service} has version `{version}` (registry meta `version` or tag `version={version}`)"
+            ),
+        }),
+    }
+}

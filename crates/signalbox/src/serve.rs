@@ -449,6 +449,14 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
             _ => Ok(()),
         }
     });
+    // Rollouts: judged on the node's own metrics, notified through the alert receivers.
+    let rollouts = signalbox_rollout::Controller::new(
+        control.clone(),
+        metric_store.as_ref().map(|m| m.service.clone()),
+        metric_store.as_ref().and_then(|m| m.rules.as_ref()).map(|r| r.notifier.clone()),
+        signalbox_rollout::Settings { external_url: cfg.metrics.rules.external_url.clone(), ..Default::default() },
+    );
+    let rollout_task = rollouts.spawn(shutdown.clone());
     let state = AppState {
         control: control.clone(),
         metrics: registry.clone(),
@@ -462,6 +470,7 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
         traces: traces.clone(),
         logs: logs.clone(),
         metric_store,
+        rollouts: Some(rollouts),
     };
     let limits = cfg.connections.limits(api_cap);
     let mut tasks = Vec::new();
@@ -529,6 +538,7 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
     ready.store(false, Ordering::Release);
     trigger.trigger();
     let _ = gw_task.await;
+    let _ = rollout_task.await;
     for t in tasks {
         let _ = t.await;
     }

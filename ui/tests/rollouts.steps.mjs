@@ -21,10 +21,10 @@ export async function rolloutsSteps({ page, base, secret }, { step, assert, asse
       const r = await call('POST', '/api/registry/instances', { service: svc, address: '127.0.0.1', port, meta: { version }, checks: [{ ttl: '600s', initial_status: 'passing' }] });
       assertEq(r.status, 201, `register ${version}`);
     }
-    const bad = await call('POST', `/api/rollouts/${svc}`, { to: 'v3' });
+    const bad = await call('POST', `/api/v1/rollouts/${svc}`, { to: 'v3' });
     assertEq(bad.status, 409, 'status without a healthy v3');
     assertEq(bad.body.field, 'to', 'the field named');
-    const ok = await call('POST', `/api/rollouts/${svc}`, { to: 'v2', steps: [20, 60, 100], interval: 'pause' });
+    const ok = await call('POST', `/api/v1/rollouts/${svc}`, { to: 'v2', steps: [20, 60, 100], interval: 'pause' });
     assertEq(ok.status, 201, `start: ${JSON.stringify(ok.body)}`);
   });
 
@@ -63,7 +63,7 @@ export async function rolloutsSteps({ page, base, secret }, { step, assert, asse
   await step('rollouts: the service page has the rollout panel and the decisions as chart markers', async () => {
     await page.goto(`${base}/services/${svc}?since=15m`);
     await waitVisible(page, '[data-testid=service-rollout] [data-testid=rollout-phase][data-phase=aborted]');
-    const a = await call('GET', `/api/annotations?service=${svc}`);
+    const a = await call('GET', `/api/v1/annotations?service=${svc}`);
     assertEq(a.body.annotations.length, 5, 'annotations: started, promoted, paused, resumed, aborted');
     // The charts draw when the gateway has data for the service; the markers API is what they read.
     assert(a.body.annotations.every((x) => x.service === svc && x.t_ms > 0), 'annotation fields');

@@ -54,6 +54,7 @@ impl From<ControlError> for ApiError {
                     ..ApiError::new(status, "limit_exceeded", format!("{field}: {message}"))
                 }
             }
+            ControlError::Refused(message) => ApiError::new(StatusCode::CONFLICT, "refused", message),
             ControlError::Storage(detail) => {
                 tracing::error!(error = %detail, "storage failure");
                 ApiError::new(

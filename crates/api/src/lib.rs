@@ -10,6 +10,7 @@
 //! - [`registry`]: `/api/registry/*`: registration, health, blocking reads, SSE.
 //! - [`live`]: `/api/live`, the console's one multiplexed live stream (registry, alerts, config).
 //! - [`config`]: `/api/config/*` (versioned config, watches).
+//! - [`traffic`]: `/api/v1/traffic/*`: blue-green switches of a service's traffic policy.
 //! - [`spring`]: Spring Cloud Config Server's `/config/...` (environments and file forms).
 //! - [`consul`]: the Consul subset under `/v1` (mounted at `/consul/v1` here).
 //! - [`session`]: console login and token management.
@@ -18,8 +19,8 @@
 //!   query), [`otlp`] (gRPC and `POST /v1/traces`); re-exported here under their short names.
 //! - [`logs`]: one module per log protocol (native, Loki, Elasticsearch, OTLP).
 //! - [`metrics`]: the Prometheus HTTP API, remote_write and OTLP metrics.
-//! - [`rollouts`]: `/api/rollouts/*` (canary rollouts, blue-green switches) and
-//!   `/api/annotations` (their decisions as chart markers).
+//! - [`rollouts`]: `/api/v1/rollouts/*` (canary rollouts, blue-green switches) and
+//!   `/api/v1/annotations` (their decisions as chart markers).
 //! - [`views`]: the console's joined views (`/api/overview`, `/api/service-map`,
 //!   `/api/services/{name}/summary`): RED, health, circuits, alerts and traces side by side.
 //! - [`console`]: the embedded web UI.
@@ -45,6 +46,7 @@ pub mod server;
 pub mod session;
 pub mod spring;
 pub mod traces;
+pub mod traffic;
 pub mod views;
 /// The trace protocols keep their short paths (`signalbox_api::otlp`, `signalbox_api::zipkin`).
 pub use traces::{jaeger, otlp, zipkin};
@@ -103,8 +105,9 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::reads())
         .merge(live::routes())
         .merge(views::reads())
-        .merge(rollouts::reads());
-    let writes = registry::writes().merge(config::writes()).merge(rollouts::writes());
+        .merge(rollouts::reads())
+        .merge(traffic::reads());
+    let writes = registry::writes().merge(config::writes()).merge(rollouts::writes()).merge(traffic::writes());
     Router::new()
         .merge(admin::probes())
         .merge(session::open())

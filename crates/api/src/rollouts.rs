@@ -1,13 +1,13 @@
-//! Rollouts under `/api/rollouts` (canary rollouts and blue-green switches, see the
-//! `signalbox-rollout` crate) and the charts' markers under `/api/annotations`.
+//! Rollouts under `/api/v1/rollouts` (canary rollouts and blue-green switches, see the
+//! `signalbox-rollout` crate) and the charts' markers under `/api/v1/annotations`.
 //!
-//! - `GET /api/rollouts`: every service's latest rollout.
-//! - `GET /api/rollouts/{service}`: one, with its traffic policy, the registered versions and
+//! - `GET /api/v1/rollouts`: every service's latest rollout.
+//! - `GET /api/v1/rollouts/{service}`: one, with its traffic policy, the registered versions and
 //!   the PromQL the console charts canary against stable with.
-//! - `POST /api/rollouts/{service}`: start (body: [`StartRequest`]).
-//! - `POST /api/rollouts/{service}/pause|resume|abort`, `.../promote[?full=true]`.
-//! - `POST /api/rollouts/{service}/switch`: blue-green, body `{"to": "v2"}` or `{"back": true}`.
-//! - `GET /api/annotations?service=&start=&end=`: rollout decisions as chart markers.
+//! - `POST /api/v1/rollouts/{service}`: start (body: [`StartRequest`]).
+//! - `POST /api/v1/rollouts/{service}/pause|resume|abort`, `.../promote[?full=true]`.
+//! - `POST /api/v1/rollouts/{service}/switch`: blue-green, body `{"to": "v2"}` or `{"back": true}`.
+//! - `GET /api/v1/annotations?service=&start=&end=`: rollout decisions as chart markers.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -26,19 +26,19 @@ use std::sync::Arc;
 
 pub fn reads() -> Router<AppState> {
     Router::new()
-        .route("/api/rollouts", get(list))
-        .route("/api/rollouts/{service}", get(one))
-        .route("/api/annotations", get(annotations))
+        .route("/api/v1/rollouts", get(list))
+        .route("/api/v1/rollouts/{service}", get(one))
+        .route("/api/v1/annotations", get(annotations))
 }
 
 pub fn writes() -> Router<AppState> {
     Router::new()
-        .route("/api/rollouts/{service}", post(start))
-        .route("/api/rollouts/{service}/pause", post(pause))
-        .route("/api/rollouts/{service}/resume", post(resume))
-        .route("/api/rollouts/{service}/promote", post(promote))
-        .route("/api/rollouts/{service}/abort", post(abort))
-        .route("/api/rollouts/{service}/switch", post(switch))
+        .route("/api/v1/rollouts/{service}", post(start))
+        .route("/api/v1/rollouts/{service}/pause", post(pause))
+        .route("/api/v1/rollouts/{service}/resume", post(resume))
+        .route("/api/v1/rollouts/{service}/promote", post(promote))
+        .route("/api/v1/rollouts/{service}/abort", post(abort))
+        .route("/api/v1/rollouts/{service}/switch", post(switch))
 }
 
 impl From<RolloutError> for ApiError {

@@ -11,6 +11,7 @@ use crate::error::{ControlError, Result};
 use crate::index::Index;
 use crate::store::{CONFIG, Op, Store};
 use serde::{Deserialize, Serialize};
+use signalbox_core::traffic;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -252,6 +253,13 @@ impl ConfigStore {
         }
         if !delete && let Err(problem) = crate::spring::check_document(key, &w.value) {
             return Err(ControlError::invalid("value", problem));
+        }
+        if !delete && app == traffic::GATEWAY_APP && profile == traffic::TRAFFIC_PROFILE {
+            // A traffic policy the gateway could not apply is refused here, naming its field.
+            traffic::TrafficPolicy::parse(&w.value).map_err(|e| {
+                let field = if e.field.is_empty() { "value".to_owned() } else { format!("value.{}", e.field) };
+                ControlError::invalid(field, e.message)
+            })?;
         }
         let _guard = self.writes.lock().await;
         let k: Key = (app.into(), profile.into(), key.into());

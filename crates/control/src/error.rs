@@ -16,6 +16,10 @@ pub enum ControlError {
     /// A size or count limit was reached.
     #[error("{field}: {message}")]
     Limit { field: String, message: String },
+    /// The operation is refused in the current state (switching traffic to a version with
+    /// no healthy instance); nothing changed.
+    #[error("{0}")]
+    Refused(String),
     /// The embedded store failed; the operation did not happen.
     #[error("storage error: {0}")]
     Storage(String),

@@ -14,6 +14,7 @@
 //! - [`config`]: versioned central configuration with history, diff, rollback and CAS.
 //! - [`spring`]: stored documents (properties, JSON, YAML) as Spring Cloud Config properties.
 //! - [`kv`]: Consul-style key/value entries and their atomic transactions ([`kv::txn`]).
+//! - [`traffic`]: blue-green switches of a service's traffic policy, with one-step rollback.
 //! - [`access`]: API tokens with roles and console sessions.
 //! - [`error`]: the crate's error type.
 
@@ -25,6 +26,7 @@ pub mod kv;
 pub mod registry;
 pub mod spring;
 pub mod store;
+pub mod traffic;
 
 use std::path::Path;
 use std::sync::Arc;

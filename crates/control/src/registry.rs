@@ -561,7 +561,12 @@ impl Registry {
             .map(|s| {
                 s.values()
                     .filter(|i| i.status() != Status::Critical)
-                    .map(|i| EndpointInfo { address: i.reg.authority(), id: i.reg.id.clone(), weight: i.reg.weight })
+                    .map(|i| EndpointInfo {
+                        address: i.reg.authority(),
+                        id: i.reg.id.clone(),
+                        weight: i.reg.weight,
+                        version: signalbox_core::traffic::version_of(&i.reg.meta, &i.reg.tags),
+                    })
                     .collect()
             })
             .unwrap_or_default()

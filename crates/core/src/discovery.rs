@@ -16,12 +16,22 @@ pub struct EndpointInfo {
     pub id: String,
     /// Relative weight for balancers that honour weights; 1 by default.
     pub weight: u32,
+    /// The version the instance runs (registry metadata `version` or a `version=…` tag),
+    /// which traffic policies split on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl EndpointInfo {
     pub fn new(address: impl Into<String>) -> Self {
         let address = address.into();
-        EndpointInfo { id: address.clone(), address, weight: 1 }
+        EndpointInfo { id: address.clone(), address, weight: 1, version: None }
+    }
+
+    /// The same endpoint, running `version`.
+    pub fn with_version(mut self, version: Option<String>) -> Self {
+        self.version = version;
+        self
     }
 }
 

@@ -15,6 +15,8 @@
 //! - [`metrics`]: the node's own Prometheus-style counters, gauges and histograms.
 //! - [`shutdown`]: a cloneable shutdown signal with a drain deadline.
 //! - [`time`]: wall-clock helpers in Unix nanoseconds.
+//! - [`traffic`]: traffic policies (weights, pins, stickiness, mirroring by version) as
+//!   stored in central configuration and applied by the gateway.
 //! - [`views`]: read-only views components offer to the API layer.
 
 pub mod config;
@@ -27,4 +29,5 @@ pub mod shutdown;
 pub mod span;
 pub mod telemetry;
 pub mod time;
+pub mod traffic;
 pub mod views;

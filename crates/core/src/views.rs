@@ -16,4 +16,8 @@ pub trait GatewayView: Send + Sync + 'static {
     fn span_service(&self) -> Option<String> {
         None
     }
+    /// A service's traffic policy in force and the gateway's endpoints per version.
+    fn traffic(&self, _service: &str) -> Value {
+        Value::Null
+    }
 }

@@ -194,7 +194,17 @@ fn compile_service(
     }
     let mut infos = Vec::new();
     let mut schemes = (false, false); // (http seen, https seen)
-    for (j, e) in s.endpoints.iter().enumerate() {
+    let unversioned = s.endpoints.iter().enumerate().map(|(j, e)| (format!("{path}.endpoints[{j}]"), e, None));
+    let versioned = s.versions.iter().flat_map(|(v, list)| {
+        list.iter().enumerate().map(move |(j, e)| (format!("{path}.versions.{v}[{j}]"), e, Some(v)))
+    });
+    for (at, e, version) in unversioned.chain(versioned) {
+        if let Some(v) = version
+            && !signalbox_core::traffic::version_ok(v)
+        {
+            p.add(at, format!("`{v}` is not a version: 1-64 letters, digits, `-`, `_`, `.` or `+`"));
+            continue;
+        }
         match parse_endpoint(e) {
             Ok((addr, https)) => {
                 if https {
@@ -202,15 +212,15 @@ fn compile_service(
                 } else {
                     schemes.0 = true;
                 }
-                infos.push(EndpointInfo::new(addr));
+                infos.push(EndpointInfo::new(addr).with_version(version.cloned()));
             }
-            Err(m) => p.add(format!("{path}.endpoints[{j}]"), m),
+            Err(m) => p.add(at, m),
         }
     }
     if schemes == (true, true) {
         p.add(format!("{path}.endpoints"), "mixes http:// and https:// endpoints; a service uses one or the other");
     }
-    let explicit_http = s.endpoints.iter().any(|e| e.starts_with("http://"));
+    let explicit_http = s.endpoints.iter().chain(s.versions.values().flatten()).any(|e| e.starts_with("http://"));
     if s.tls.is_some() && explicit_http {
         p.add(format!("{path}.tls"), "is set but the endpoints are http://; use https:// or host:port");
     }
@@ -261,10 +271,11 @@ fn compile_service(
             None => return None,
         },
     };
-    if dns.is_some() && !s.endpoints.is_empty() {
+    let no_static = s.endpoints.is_empty() && s.versions.values().all(Vec::is_empty);
+    if dns.is_some() && !no_static {
         p.add(format!("{path}.dns"), "give either `endpoints` or `dns`, not both");
     }
-    let from_discovery = s.endpoints.is_empty() && dns.is_none();
+    let from_discovery = no_static && dns.is_none();
     if from_discovery && cx.discovery.is_none_or(|d| d.subscribe(&s.name).is_none()) {
         p.add(
             format!("{path}.endpoints"),

@@ -33,6 +33,28 @@ pub struct GatewayConfig {
     pub services: Vec<ServiceConfig>,
     /// Routes, matched in order; the first match wins.
     pub routes: Vec<RouteConfig>,
+    /// Traffic splitting and mirroring (the policies themselves live in central
+    /// configuration, application `gateway`, profile `traffic`).
+    pub traffic: TrafficConfig,
+}
+
+/// Limits of traffic splitting and mirroring.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrafficConfig {
+    /// Most mirrored requests in flight at once; a mirror beyond it is dropped and counted
+    /// (`signalbox_gateway_mirror_dropped_total{reason="budget"}`), never waited for.
+    pub mirror_max_inflight: usize,
+    /// Largest request body copied to a mirror: a body of known length up to this size is
+    /// buffered (as for retries) when the request is mirrored; a larger or streamed body
+    /// is not mirrored (`reason="body"`).
+    pub mirror_max_body: ByteSize,
+}
+
+impl Default for TrafficConfig {
+    fn default() -> Self {
+        TrafficConfig { mirror_max_inflight: 256, mirror_max_body: ByteSize(64 * 1024) }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -48,6 +70,7 @@ impl Default for GatewayConfig {
             defaults: PolicyDefaults::default(),
             services: Vec::new(),
             routes: Vec::new(),
+            traffic: TrafficConfig::default(),
         }
     }
 }
@@ -244,6 +267,10 @@ pub struct ServiceConfig {
     /// Static endpoints, as `host:port` or `http://host:port`. Leave empty to follow a
     /// discovery source (the registry) under the service's name.
     pub endpoints: Vec<String>,
+    /// Static endpoints by the version they run (`v2 = ["127.0.0.1:9002"]`), for traffic
+    /// splits; they join `endpoints`. Discovered endpoints carry the version the registry
+    /// knows (metadata `version` or a `version=…` tag).
+    pub versions: BTreeMap<String, Vec<String>>,
     /// Upstream protocol: `http1`, `http2` (prior knowledge), or `auto` (HTTP/1.1, except
     /// gRPC requests which need HTTP/2).
     pub protocol: String,
@@ -285,6 +312,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             name: String::new(),
             endpoints: Vec::new(),
+            versions: BTreeMap::new(),
             protocol: "auto".into(),
             balancer: BalancerConfig::default(),
             circuit_breaker: None,

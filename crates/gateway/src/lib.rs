@@ -23,6 +23,8 @@
 //! - [`ratelimit`]: GCRA rate limits, per route and per client key.
 //! - [`auth`]: API keys and JWT at the edge.
 //! - [`tracectx`]: W3C trace context and B3 propagation.
+//! - [`traffic`]: traffic splits by version (weights, pins, stickiness), mirroring and the
+//!   per-version metrics, following policies from central configuration.
 //! - [`telemetry`]: RED metrics, spans, access log.
 //! - [`body`]: streaming body wrappers (limits, idle timeouts, end-of-body hooks).
 //! - [`tunnel`]: upgraded connections (WebSocket).
@@ -49,6 +51,7 @@ pub mod server;
 pub mod telemetry;
 pub mod tls;
 pub mod tracectx;
+pub mod traffic;
 pub mod tunnel;
 pub mod upstream;
 
@@ -105,7 +108,11 @@ impl Gateway {
                     p
                 })?;
         let gw = Arc::new(Gateway {
-            shared: Arc::new(proxy::Shared { snapshot: ArcSwap::from_pointee(snap), telemetry: Arc::new(telemetry) }),
+            shared: Arc::new(proxy::Shared {
+                traffic: Arc::new(traffic::TrafficState::new(&deps.registry, cfg.traffic.mirror_max_inflight)),
+                snapshot: ArcSwap::from_pointee(snap),
+                telemetry: Arc::new(telemetry),
+            }),
             reloads: deps.registry.counter(
                 "signalbox_gateway_config_reloads_total",
                 "Gateway configs applied.",
@@ -141,6 +148,7 @@ impl Gateway {
                 if snap.config.listen != current.config.listen || snap.config.tls != current.config.tls {
                     tracing::warn!("listener addresses changed; they take effect at the next restart");
                 }
+                self.shared.traffic.mirrors.set_max_inflight(snap.config.traffic.mirror_max_inflight);
                 self.shared.snapshot.store(Arc::new(snap));
                 self.follow(followers);
                 self.reloads.inc();
@@ -320,6 +328,7 @@ impl Gateway {
                             json!({
                                 "address": e.info.address,
                                 "id": e.info.id,
+                                "version": e.info.version,
                                 "inflight": e.inflight(),
                                 "latency_ewma_ms": e.ewma_seconds() * 1e3,
                                 "ejected": e.ejected_for().is_some(),
@@ -380,5 +389,8 @@ impl signalbox_core::views::GatewayView for Gateway {
     }
     fn span_service(&self) -> Option<String> {
         Some(self.shared.telemetry.service_name.clone())
+    }
+    fn traffic(&self, service: &str) -> Value {
+        self.traffic_view(service)
     }
 }

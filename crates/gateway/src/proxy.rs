@@ -55,6 +55,8 @@ pub struct Downstream {
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub telemetry: Arc<Telemetry>,
+    /// Traffic policies by service, apart from the snapshot so config reloads keep them.
+    pub traffic: Arc<crate::traffic::TrafficState>,
 }
 
 /// Handles one request. Never fails: every error becomes a response.
@@ -83,9 +85,18 @@ async fn run(
     let had_dots = request_filter::run(ctx, snap, &mut req)?;
     let route = route::run(ctx, &shared.telemetry, snap, peer, &req, had_dots)?;
     let admitted = admit::run(ctx, &route, peer, &req)?;
-    let mut prepared = upstream_request::run(ctx, &route, peer, req, &admitted).await?;
+    let split = shared
+        .traffic
+        .policy(&route.upstream.name)
+        .map(|p| p.decide(&route.upstream, req.headers(), crate::clock::now()))
+        .unwrap_or_default();
+    let mirror_body = split.mirror.as_ref().map(|_| snap.config.traffic.mirror_max_body.0);
+    let mut prepared = upstream_request::run(ctx, &route, peer, req, &admitted, mirror_body).await?;
+    if let Some(version) = split.mirror {
+        upstream_request::mirror(&shared.traffic.mirrors, &route, version, &prepared);
+    }
     let on_upgrade = prepared.on_upgrade.take();
-    let outcome = tries::run(ctx, &route, prepared).await;
+    let outcome = tries::run(ctx, &route, split.version.as_deref(), prepared).await;
     admit::settle_service_circuit(ctx, &route, &outcome);
     Ok(response_filter::run(ctx, &route, outcome?, on_upgrade))
 }

@@ -6,6 +6,7 @@
 //! queue to a writer thread. A full queue drops and counts; it never blocks a request.
 
 use crate::tracectx::TraceContext;
+use crate::traffic::metrics::{ByVersion, Kind as VersionKind};
 use http::{HeaderMap, Method};
 use signalbox_core::ids::SpanId;
 use signalbox_core::metrics::{Counter, Histogram, LATENCY_BUCKETS, Registry};
@@ -30,6 +31,10 @@ pub fn class_index(status: Option<u16>) -> usize {
 pub struct RouteMetrics {
     requests: [Counter; 6],
     duration: Histogram,
+    /// The same series with a `version` label, for requests a versioned endpoint served.
+    pub by_version: crate::traffic::metrics::ByVersion,
+    /// Mirror copies by mirror version.
+    pub mirrors: crate::traffic::metrics::ByVersion,
 }
 
 impl RouteMetrics {
@@ -48,6 +53,8 @@ impl RouteMetrics {
                 &[("route", route), ("service", service)],
                 LATENCY_BUCKETS,
             ),
+            by_version: ByVersion::new(reg, route, service, VersionKind::Requests),
+            mirrors: ByVersion::new(reg, route, service, VersionKind::Mirror),
         }
     }
 }
@@ -347,6 +354,8 @@ pub struct Finish {
     pub status: u16,
     pub error_code: Option<&'static str>,
     pub endpoint: Option<String>,
+    /// The version of the endpoint that answered, when it has one.
+    pub version: Option<Arc<str>>,
     pub tries: Vec<TryRecord>,
     pub grpc: bool,
     /// `grpc-status` of a trailers-only response (otherwise it comes in the trailers).
@@ -366,8 +375,13 @@ impl Finish {
             .and_then(|v| v.parse::<u32>().ok())
             .or(self.grpc_status);
         if let Some(m) = &self.metrics {
-            m.requests[class_index(Some(self.status))].inc();
-            m.duration.observe(elapsed.as_secs_f64());
+            match &self.version {
+                Some(v) => m.by_version.record(v, Some(self.status), elapsed.as_secs_f64()),
+                None => {
+                    m.requests[class_index(Some(self.status))].inc();
+                    m.duration.observe(elapsed.as_secs_f64());
+                }
+            }
         }
         if self.tel.spans && self.sampled {
             self.emit_spans(end_unix, grpc_status, error);
@@ -409,6 +423,9 @@ impl Finish {
         }
         if let Some(id) = &self.identity {
             attrs.push(KeyValue::str("enduser.id", id.clone()));
+        }
+        if let Some(v) = &self.version {
+            attrs.push(KeyValue::str("signalbox.version", v.to_string()));
         }
         let trace_state = self.trace.trace_state.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         self.tel.push_span(Span {
@@ -494,6 +511,9 @@ impl Finish {
         match &self.endpoint {
             Some(e) => j.str("endpoint", e),
             None => j.raw("endpoint", "null"),
+        }
+        if let Some(v) = &self.version {
+            j.str("version", v);
         }
         j.num("status", self.status as f64);
         j.num("tries", self.tries.len() as f64);

@@ -70,6 +70,8 @@ impl From<&OutlierConfig> for OutlierSettings {
 /// One endpoint of a service.
 pub struct Endpoint {
     pub info: EndpointInfo,
+    /// `info.version`, shared cheaply with the request's telemetry.
+    pub version: Option<Arc<str>>,
     pub authority: http::uri::Authority,
     inflight: AtomicU32,
     ewma_bits: AtomicU64,
@@ -92,6 +94,7 @@ impl Endpoint {
         initial_rtt_nanos: f64,
     ) -> Self {
         Endpoint {
+            version: info.version.as_deref().map(Arc::from),
             info,
             authority,
             inflight: AtomicU32::new(0),
@@ -191,6 +194,15 @@ pub enum TryResult {
 struct Table {
     endpoints: Vec<Arc<Endpoint>>,
     /// Consistent-hash ring: (point, endpoint index), sorted by point.
+    ring: Vec<(u64, u32)>,
+    /// The endpoints of each version, with their own ring, for traffic splits.
+    versions: Vec<Subset>,
+}
+
+/// The endpoints of one version.
+struct Subset {
+    version: Arc<str>,
+    endpoints: Vec<Arc<Endpoint>>,
     ring: Vec<(u64, u32)>,
 }
 
@@ -308,11 +320,11 @@ impl Upstream {
             tls,
             name: config.name.as_str().into(),
             outlier: OutlierSettings::from(&config.outlier),
-            discovered: config.endpoints.is_empty(),
+            discovered: config.endpoints.is_empty() && config.versions.values().all(Vec::is_empty),
             config,
             protocol,
             balance,
-            table: ArcSwap::from_pointee(Table { endpoints: Vec::new(), ring: Vec::new() }),
+            table: ArcSwap::from_pointee(Table { endpoints: Vec::new(), ring: Vec::new(), versions: Vec::new() }),
             rr: AtomicU32::new(0),
             breaker: breaker.map(|s| Arc::new(CircuitBreaker::new(s))),
             endpoint_breaker,
@@ -393,11 +405,45 @@ impl Upstream {
                 seed,
             )));
         }
-        let ring = match &self.balance {
-            Balance::RingHash { vnodes, .. } => build_ring(&endpoints, *vnodes),
+        let ring_of = |eps: &[Arc<Endpoint>]| match &self.balance {
+            Balance::RingHash { vnodes, .. } => build_ring(eps, *vnodes),
             _ => Vec::new(),
         };
-        self.table.store(Arc::new(Table { endpoints, ring }));
+        let mut versions: Vec<Subset> = Vec::new();
+        for e in &endpoints {
+            let Some(v) = &e.version else { continue };
+            match versions.iter_mut().find(|s| s.version == *v) {
+                Some(s) => s.endpoints.push(e.clone()),
+                None => versions.push(Subset { version: v.clone(), endpoints: vec![e.clone()], ring: Vec::new() }),
+            }
+        }
+        for s in &mut versions {
+            s.ring = ring_of(&s.endpoints);
+        }
+        let ring = ring_of(&endpoints);
+        self.table.store(Arc::new(Table { endpoints, ring, versions }));
+    }
+
+    /// Whether `version` has an endpoint that can take a request now (not ejected, circuit
+    /// not open).
+    pub fn version_available(&self, version: &str, now: u64) -> bool {
+        let table = self.table.load();
+        table
+            .versions
+            .iter()
+            .find(|s| &*s.version == version)
+            .is_some_and(|s| s.endpoints.iter().any(|e| e.available(now)))
+    }
+
+    /// Endpoints per version: (version, available now, total).
+    pub fn version_counts(&self) -> Vec<(Arc<str>, usize, usize)> {
+        let now = clock::now();
+        let table = self.table.load();
+        table
+            .versions
+            .iter()
+            .map(|s| (s.version.clone(), s.endpoints.iter().filter(|e| e.available(now)).count(), s.endpoints.len()))
+            .collect()
     }
 
     pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
@@ -408,14 +454,31 @@ impl Upstream {
     /// hash key for `ring_hash`; `avoid` is the endpoint of the previous try, skipped when
     /// another one is available.
     pub fn pick(&self, hash: Option<u64>, avoid: Option<&Arc<Endpoint>>, now: u64) -> Result<Picked, NoEndpoint> {
+        self.pick_in(None, hash, avoid, now)
+    }
+
+    /// [`Upstream::pick`] among the endpoints of `version` only (all endpoints for `None`).
+    pub fn pick_in(
+        &self,
+        version: Option<&str>,
+        hash: Option<u64>,
+        avoid: Option<&Arc<Endpoint>>,
+        now: u64,
+    ) -> Result<Picked, NoEndpoint> {
         let table = self.table.load();
-        let eps = &table.endpoints;
+        let (eps, ring) = match version {
+            None => (&table.endpoints, &table.ring),
+            Some(v) => match table.versions.iter().find(|s| &*s.version == v) {
+                Some(s) => (&s.endpoints, &s.ring),
+                None => return Err(NoEndpoint::Empty),
+            },
+        };
         if eps.is_empty() {
             return Err(NoEndpoint::Empty);
         }
         let usable = |e: &Arc<Endpoint>| e.available(now) && avoid.is_none_or(|a| !Arc::ptr_eq(a, e));
         let candidate = match (&self.balance, hash) {
-            (Balance::RingHash { .. }, Some(h)) => ring_pick(&table, h, &usable),
+            (Balance::RingHash { .. }, Some(h)) => ring_pick(ring, eps, h, &usable),
             (Balance::RoundRobin, _) => {
                 let start = self.rr.fetch_add(1, Ordering::Relaxed) as usize;
                 (0..eps.len()).map(|i| &eps[(start + i) % eps.len()]).find(|e| usable(e)).cloned()
@@ -537,7 +600,7 @@ impl Upstream {
     }
 }
 
-fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
+pub(crate) fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
     for v in headers.get_all(http::header::COOKIE) {
         let s = v.to_str().ok()?;
         for pair in s.split(';') {
@@ -596,11 +659,15 @@ fn build_ring(eps: &[Arc<Endpoint>], vnodes: u32) -> Vec<(u64, u32)> {
     ring
 }
 
-fn ring_pick(table: &Table, hash: u64, usable: &impl Fn(&Arc<Endpoint>) -> bool) -> Option<Arc<Endpoint>> {
-    let ring = &table.ring;
+fn ring_pick(
+    ring: &[(u64, u32)],
+    eps: &[Arc<Endpoint>],
+    hash: u64,
+    usable: &impl Fn(&Arc<Endpoint>) -> bool,
+) -> Option<Arc<Endpoint>> {
     if ring.is_empty() {
         return None;
     }
     let start = ring.partition_point(|(p, _)| *p < hash);
-    (0..ring.len()).map(|i| &table.endpoints[ring[(start + i) % ring.len()].1 as usize]).find(|e| usable(e)).cloned()
+    (0..ring.len()).map(|i| &eps[ring[(start + i) % ring.len()].1 as usize]).find(|e| usable(e)).cloned()
 }

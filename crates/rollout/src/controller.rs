@@ -155,7 +155,7 @@ impl Controller {
             return Ok(f.clone());
         }
         let (policy, _) = traffic::read(&self.control, service)?;
-        if let Some(v) = policy.main_version().filter(|v| *v != req.to) {
+        if let Some(v) = traffic::main_version(&policy).filter(|v| *v != req.to) {
             return Ok(v.to_string());
         }
         let others: Vec<String> =
@@ -240,7 +240,7 @@ impl Controller {
             )));
         }
         let (policy, _) = traffic::read(&self.control, service)?;
-        let from = policy.main_version().map(str::to_string).filter(|v| v != to);
+        let from = traffic::main_version(&policy).map(str::to_string).filter(|v| v != to);
         let stable = match from {
             Some(f) => f,
             None => self.stable_of(service, &req)?,
@@ -417,7 +417,7 @@ impl Controller {
         }
         // The weights the state says, in case a restart came between the two writes.
         let (policy, _) = traffic::read(&self.control, service)?;
-        if policy.weights != r.weights {
+        if policy.weights != traffic::policy_weights(&r.weights) {
             traffic::write_weights(&self.control, service, &r.weights, CONTROLLER, "rollout resumed: its weights")
                 .await?;
         }

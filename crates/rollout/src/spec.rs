@@ -7,6 +7,7 @@
 
 use crate::error::RolloutError;
 use serde::{Deserialize, Serialize};
+use signalbox_core::traffic::version_ok;
 use std::time::Duration;
 
 /// The steps when none are given: 5, 25, 50 and 100 % of requests to the canary.
@@ -204,11 +205,11 @@ impl StartRequest {
         if !name_ok(service) {
             return Err(RolloutError::invalid("service", "must be 1-128 letters, digits, `-`, `_` or `.`"));
         }
-        if !name_ok(&self.to) {
-            return Err(RolloutError::invalid("to", "a version: 1-128 letters, digits, `-`, `_` or `.`"));
+        if !version_ok(&self.to) {
+            return Err(RolloutError::invalid("to", "a version is 1-64 letters, digits, `-`, `_`, `.` or `+`"));
         }
-        if !name_ok(stable) {
-            return Err(RolloutError::invalid("from", "a version: 1-128 letters, digits, `-`, `_` or `.`"));
+        if !version_ok(stable) {
+            return Err(RolloutError::invalid("from", "a version is 1-64 letters, digits, `-`, `_`, `.` or `+`"));
         }
         if stable == self.to {
             return Err(RolloutError::invalid("to", format!("`{}` is already the stable version", self.to)));

@@ -2,53 +2,44 @@
 //! [`PROFILE`], key = service): the JSON the gateway follows with hot reload,
 //! `{"weights": {"v1": 95, "v2": 5}, "pins": [...], "sticky": {...}, "mirror": {...}}`.
 //!
-//! A rollout only changes `weights`; every other field (pins, stickiness, mirroring) is kept
-//! as written, so a tester's `x-canary: always` pin survives the rollout's steps.
-//! Also here: which versions the registry knows, and whether one has a healthy instance.
+//! The document is [`TrafficPolicy`] (its format and checks are the gateway's, in
+//! `signalbox_core::traffic`). A rollout only changes `weights`; every other field (pins,
+//! stickiness, mirroring) is kept as written, so a tester's `x-canary: always` pin survives
+//! the rollout's steps. Also here: which versions the registry knows, and whether one has a
+//! healthy instance.
 
 use crate::error::{Result, RolloutError};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use signalbox_control::ControlPlane;
 use signalbox_control::config::Write;
 use signalbox_control::error::ControlError;
 use signalbox_control::registry::InstanceView;
 use signalbox_control::registry::model::Status;
+pub use signalbox_core::traffic::TrafficPolicy;
+use signalbox_core::traffic::{GATEWAY_APP as APP, TRAFFIC_PROFILE as PROFILE};
 use std::collections::BTreeMap;
 
-/// The application of traffic policies.
-pub const APP: &str = "gateway";
-/// Their profile.
-pub const PROFILE: &str = "traffic";
-
-/// The part of a traffic policy a rollout reads and writes; the rest rides along.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-pub struct Policy {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub weights: BTreeMap<String, u8>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
+/// The version with the largest weight (ties: the first by name).
+pub fn main_version(p: &TrafficPolicy) -> Option<&str> {
+    let top = p.weights.values().copied().max()?;
+    p.weights.iter().find(|(_, w)| **w == top).map(|(v, _)| v.as_str())
 }
 
-impl Policy {
-    /// The version with the largest weight (ties: the first by name).
-    pub fn main_version(&self) -> Option<&str> {
-        let top = self.weights.values().copied().max()?;
-        self.weights.iter().find(|(_, w)| **w == top).map(|(v, _)| v.as_str())
-    }
+/// A rollout's weights as the policy holds them.
+pub fn policy_weights(w: &BTreeMap<String, u8>) -> BTreeMap<String, u32> {
+    w.iter().map(|(k, v)| (k.clone(), u32::from(*v))).collect()
 }
 
 /// The current policy and its config version (`None`: no policy yet).
-pub fn read(control: &ControlPlane, service: &str) -> Result<(Policy, Option<u64>)> {
+pub fn read(control: &ControlPlane, service: &str) -> Result<(TrafficPolicy, Option<u64>)> {
     match control.config.get(APP, PROFILE, service, None) {
         Ok(e) => {
-            let p = serde_json::from_str::<Policy>(&e.value).unwrap_or_else(|err| {
-                tracing::warn!(service, error = %err, "the traffic policy is not valid JSON; a rollout rewrites its weights");
-                Policy::default()
+            let p = TrafficPolicy::parse(&e.value).unwrap_or_else(|err| {
+                tracing::warn!(service, error = %err, "the traffic policy is invalid; a rollout rewrites it with its weights");
+                TrafficPolicy::default()
             });
             Ok((p, Some(e.version)))
         }
-        Err(ControlError::NotFound(_)) => Ok((Policy::default(), None)),
+        Err(ControlError::NotFound(_)) => Ok((TrafficPolicy::default(), None)),
         Err(e) => Err(e.into()),
     }
 }
@@ -63,23 +54,26 @@ pub async fn write_weights(
     comment: &str,
 ) -> Result<bool> {
     let (mut policy, _) = read(control, service)?;
-    if &policy.weights == weights {
+    let weights = policy_weights(weights);
+    if policy.weights == weights {
         return Ok(false);
     }
-    policy.weights = weights.clone();
-    let value = serde_json::to_string(&policy).map_err(|e| ControlError::Storage(e.to_string()))?;
+    policy.weights = weights;
+    if let Err(e) = policy.validate() {
+        // A pin or mirror naming a version the rollout does not know stays as written; a
+        // policy the gateway would refuse is not written.
+        return Err(RolloutError::invalid("traffic", format!("the traffic policy of {service} would be invalid: {e}")));
+    }
+    let value = policy.to_json();
     let w = Write { value, author: author.to_string(), comment: comment.to_string(), expected_version: None };
     control.config.put(APP, PROFILE, service, w).await?;
     Ok(true)
 }
 
-/// An instance's version: its `version` meta, else a `version=...` tag.
-pub fn instance_version(i: &InstanceView) -> Option<&str> {
-    i.meta
-        .get("version")
-        .map(String::as_str)
-        .or_else(|| i.tags.iter().find_map(|t| t.strip_prefix("version=")))
-        .filter(|v| !v.is_empty())
+/// An instance's version: its `version` meta, else a `version=...` tag (as the gateway
+/// reads it).
+pub fn instance_version(i: &InstanceView) -> Option<String> {
+    signalbox_core::traffic::version_of(&i.meta, &i.tags)
 }
 
 /// Whether an instance takes traffic (passing or warning, not in maintenance), as the
@@ -93,7 +87,7 @@ pub fn versions(control: &ControlPlane, service: &str) -> BTreeMap<String, (usiz
     let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for i in control.registry.instances(service, false) {
         if let Some(v) = instance_version(&i) {
-            let e = out.entry(v.to_string()).or_default();
+            let e = out.entry(v).or_default();
             e.1 += 1;
             if instance_healthy(&i) {
                 e.0 += 1;

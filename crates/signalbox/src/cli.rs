@@ -70,6 +70,21 @@ pub enum Command {
         #[command(subcommand)]
         action: RolloutAction,
     },
+    /// Blue-green: send every request of a service to one version (`--to v2`, refused when
+    /// it has no healthy instance), or back to the traffic policy before (`--back`).
+    #[command(group(clap::ArgGroup::new("direction").required(true).args(["to", "back"])))]
+    Switch {
+        #[command(flatten)]
+        node: NodeOpts,
+        /// The service.
+        service: String,
+        /// The version to send every request to.
+        #[arg(long)]
+        to: Option<String>,
+        /// Restore the traffic policy before the current one.
+        #[arg(long)]
+        back: bool,
+    },
     /// List services, or one service's instances with their health.
     Services {
         #[command(flatten)]

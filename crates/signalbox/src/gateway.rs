@@ -1,7 +1,8 @@
 //! `signalbox gateway --control-plane URL`: the gateway alone. Routes and services come from
 //! the config file (and flags); services without static endpoints follow the remote
 //! registry through its blocking-query API. Losing the control plane keeps the last known
-//! endpoints (never an empty table) and reconnects with backoff.
+//! endpoints (never an empty table) and reconnects with backoff. Traffic policies follow
+//! the remote central configuration (`gateway/traffic/<service>`) the same way.
 
 use crate::cli::GatewayOpts;
 use anyhow::Context;
@@ -71,6 +72,7 @@ async fn run(opts: GatewayOpts) -> anyhow::Result<()> {
         signalbox_api::ListenerLimits::default(),
         shutdown.clone(),
     ));
+    tokio::spawn(follow_remote_traffic(Client::new(&opts.control_plane, opts.token.clone()), gateway.clone()));
     let gw = gateway.clone();
     let gw_task = tokio::spawn({
         let shutdown = shutdown.clone();
@@ -105,4 +107,45 @@ async fn run(opts: GatewayOpts) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
     }
     Ok(())
+}
+
+/// Applies the remote node's traffic policies, then follows their changes; while the node is
+/// unreachable the last policies stay.
+async fn follow_remote_traffic(c: Client, gateway: Arc<Gateway>) {
+    use signalbox_core::traffic::{GATEWAY_APP, TRAFFIC_PROFILE};
+    let mut changes = c.config_watch(Some(GATEWAY_APP.into()), Some(TRAFFIC_PROFILE.into()));
+    let list = format!("/api/config?application={GATEWAY_APP}&profile={TRAFFIC_PROFILE}");
+    loop {
+        match c.request(http::Method::GET, &list, None).await {
+            Ok(v) => {
+                let docs = v["entries"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| Some((e["key"].as_str()?.to_owned(), e["value"].as_str()?.to_owned())))
+                    .collect();
+                gateway.apply_traffic_policies(&docs);
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read traffic policies from the control plane; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+    while let Some(ch) = changes.recv().await {
+        let Some(key) = ch["key"].as_str() else { continue };
+        let doc = if ch["deleted"] == true {
+            None
+        } else {
+            match c.config_get(GATEWAY_APP, TRAFFIC_PROFILE, key).await {
+                Ok(v) => v["value"].as_str().map(str::to_owned),
+                Err(e) => {
+                    tracing::warn!(service = key, error = %e, "cannot read a changed traffic policy");
+                    continue;
+                }
+            }
+        };
+        let _ = gateway.apply_traffic_policy(key, doc.as_deref());
+    }
 }

@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         }
         cli::Command::Config { node, action } => remote::config(node, action),
         cli::Command::Services { node, name } => remote::services(node, name),
+        cli::Command::Switch { node, service, to, back: _ } => remote::switch(node, service, to),
         cli::Command::Traces { node, action } => remote::traces(node, action),
         cli::Command::Logs { node, action } => remote::logs(node, action),
         cli::Command::Rollout { node, action } => rollouts::main(node, action),

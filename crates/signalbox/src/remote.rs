@@ -82,6 +82,28 @@ pub fn config(node: NodeOpts, action: ConfigAction) -> ExitCode {
     })
 }
 
+/// `signalbox switch SERVICE --to V` (`to`) or `--back` (`None`).
+pub fn switch(node: NodeOpts, service: String, to: Option<String>) -> ExitCode {
+    crate::block_on(async move {
+        let c = client(&node);
+        let v = match &to {
+            Some(to) => {
+                let body = serde_json::json!({ "to": to });
+                c.request(http::Method::POST, &format!("/api/v1/traffic/{service}/switch"), Some(body)).await?
+            }
+            None => c.request(http::Method::POST, &format!("/api/v1/traffic/{service}/back"), None).await?,
+        };
+        match to {
+            Some(to) => println!("{service}: every request to {to} (policy version {})", v["policy_version"]),
+            None => match v["policy"].as_str() {
+                Some(p) => println!("{service}: back to {p} (policy version {})", v["policy_version"]),
+                None => println!("{service}: back to no policy (every instance balanced)"),
+            },
+        }
+        Ok(())
+    })
+}
+
 pub fn services(node: NodeOpts, name: Option<String>) -> ExitCode {
     crate::block_on(async move {
         let c = client(&node);

@@ -1,4 +1,4 @@
-//! `signalbox rollout ...`: canary rollouts on a running node, through `/api/rollouts`.
+//! `signalbox rollout ...`: canary rollouts on a running node, through `/api/v1/rollouts`.
 
 use crate::cli::{NodeOpts, RolloutAction};
 use http::Method;
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 pub fn main(node: NodeOpts, action: RolloutAction) -> ExitCode {
     crate::block_on(async move {
         let c = Client::new(&node.url, node.token.clone());
-        let path = |service: &str, what: &str| format!("/api/rollouts/{service}{what}");
+        let path = |service: &str, what: &str| format!("/api/v1/rollouts/{service}{what}");
         let v = match action {
             RolloutAction::Start {
                 service,
@@ -39,7 +39,7 @@ pub fn main(node: NodeOpts, action: RolloutAction) -> ExitCode {
                 c.request(Method::POST, &path(&service, ""), Some(body)).await?
             }
             RolloutAction::List => {
-                let v = c.request(Method::GET, "/api/rollouts", None).await?;
+                let v = c.request(Method::GET, "/api/v1/rollouts", None).await?;
                 for r in v["rollouts"].as_array().into_iter().flatten() {
                     println!("{}", one_line(r));
                 }

@@ -493,6 +493,7 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
     if gateway_key.is_some() {
         tokio::spawn(follow_central(node.clone()));
     }
+    tokio::spawn(follow_traffic(node.clone()));
     ready.store(true, Ordering::Release);
     tracing::info!(
         gateway = %cfg.gateway.listen, console = %console_addr, consul = cfg.consul.enabled.then_some(cfg.consul.listen.as_str()),
@@ -576,6 +577,40 @@ async fn follow_central(node: Arc<Node>) {
         if hit {
             node.apply("central configuration changed");
         }
+    }
+}
+
+/// Applies the traffic policies in central configuration (application `gateway`, profile
+/// `traffic`, one key per service) to the gateway, and follows their changes.
+async fn follow_traffic(node: Arc<Node>) {
+    use signalbox_core::traffic::{GATEWAY_APP, TRAFFIC_PROFILE};
+    let config = &node.control.config;
+    let apply_all = || {
+        let docs = config
+            .list(Some(GATEWAY_APP), Some(TRAFFIC_PROFILE))
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect::<std::collections::BTreeMap<_, _>>();
+        node.gateway.apply_traffic_policies(&docs);
+    };
+    let mut rx = node.control.index.subscribe();
+    let mut last = node.control.index.current();
+    apply_all();
+    while rx.changed().await.is_ok() {
+        let now = node.control.index.current();
+        match config.changes_since(last, Some(GATEWAY_APP), Some(TRAFFIC_PROFILE)) {
+            None => apply_all(),
+            Some(changes) => {
+                let mut keys: Vec<String> = changes.into_iter().map(|c| c.key).collect();
+                keys.sort_unstable();
+                keys.dedup();
+                for k in keys {
+                    let doc = config.get(GATEWAY_APP, TRAFFIC_PROFILE, &k, None).ok().map(|e| e.value);
+                    let _ = node.gateway.apply_traffic_policy(&k, doc.as_deref());
+                }
+            }
+        }
+        last = now;
     }
 }
 

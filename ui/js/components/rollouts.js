@@ -1,4 +1,4 @@
-// One service's rollout (GET /api/rollouts/{service}): phase, current weights, canary
+// One service's rollout (GET /api/v1/rollouts/{service}): phase, current weights, canary
 // against stable error rate and p99 as charts with the decisions as markers, the decision
 // history with reasons and numbers, and buttons to pause, resume, promote and abort. Used by
 // the Rollouts page and the service page.
@@ -65,7 +65,7 @@ export function rolloutPanel(container, service, { compact = false } = {}) {
     if (action === 'abort' && !window.confirm(`Abort the rollout of ${service}? Every request goes back to the stable version.`)) return;
     busy = true;
     try {
-      await api('POST', `/api/rollouts/${seg(service)}/${action}`);
+      await api('POST', `/api/v1/rollouts/${seg(service)}/${action}`);
       setChildren(message, notice('success', `${action} done.`));
     } catch (e) {
       setChildren(message, notice('error', `${action} failed: ${e.message}`));
@@ -188,7 +188,7 @@ export function rolloutPanel(container, service, { compact = false } = {}) {
     clearTimeout(timer);
     const mine = ++seq;
     try {
-      const r = await api('GET', `/api/rollouts/${seg(service)}`);
+      const r = await api('GET', `/api/v1/rollouts/${seg(service)}`);
       if (dead || mine !== seq) return;
       container.hidden = false;
       paint(r);

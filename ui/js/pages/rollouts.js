@@ -28,12 +28,12 @@ function listView(main) {
   async function load() {
     clearTimeout(timer);
     try {
-      const d = await api('GET', '/api/rollouts');
+      const d = await api('GET', '/api/v1/rollouts');
       if (dead) return;
       errorBox.replaceChildren();
       const list = d.rollouts || [];
       if (!list.length) {
-        setChildren(body, h('div', { 'data-testid': 'rollouts-none' }, empty('No rollouts yet', 'Start one with signalbox rollout start SERVICE --to VERSION, or POST /api/rollouts/{service}.')));
+        setChildren(body, h('div', { 'data-testid': 'rollouts-none' }, empty('No rollouts yet', 'Start one with signalbox rollout start SERVICE --to VERSION, or POST /api/v1/rollouts/{service}.')));
       } else {
         setChildren(
           body,

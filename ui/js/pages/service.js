@@ -304,7 +304,7 @@ export function serviceSections(container, name, search) {
     };
     const mine = seq;
     try {
-      const a = await api('GET', `/api/annotations?service=${encodeURIComponent(name)}&start=${Math.floor(startMs)}&end=${Math.ceil(endMs)}`);
+      const a = await api('GET', `/api/v1/annotations?service=${encodeURIComponent(name)}&start=${Math.floor(startMs)}&end=${Math.ceil(endMs)}`);
       annotations = (a.annotations || []).map((x) => ({ t: x.t_ms, label: `rollout ${x.decision.replace('_', ' ')}`, color: x.decision === 'rolled_back' || x.decision === 'aborted' ? '#c62828' : '#8e44ad' }));
     } catch {
       annotations = [];

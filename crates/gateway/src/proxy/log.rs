@@ -48,6 +48,7 @@ pub(super) fn new_finish(
         status: 0,
         error_code: None,
         endpoint: None,
+        version: None,
         tries: Vec::new(),
         grpc: ctx.grpc,
         grpc_status: None,

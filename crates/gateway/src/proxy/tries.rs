@@ -51,9 +51,11 @@ impl TryFailure {
 }
 
 /// Runs the tries; the result is the response to relay or the error to answer.
+/// `version` keeps every try within that version's endpoints (a traffic split's choice).
 pub(super) async fn run(
     ctx: &mut RequestCtx,
     route: &Route,
+    version: Option<&str>,
     mut req: Prepared,
 ) -> Result<Response<Incoming>, GatewayError> {
     let upstream = &route.upstream;
@@ -64,7 +66,7 @@ pub(super) async fn run(
     loop {
         attempt += 1;
         let now = Instant::now();
-        let Picked { endpoint: ep, permit } = pick(upstream, hash, prev.as_ref(), now)?;
+        let Picked { endpoint: ep, permit } = pick(upstream, version, hash, prev.as_ref(), now)?;
         // From here on, returning early drops `permit` unrecorded: a try that was never sent
         // (or a request abandoned mid-try) gives its breaker slot back.
         if now >= deadline {
@@ -124,6 +126,7 @@ pub(super) async fn run(
         record_try(upstream, &ep, permit, &outcome, rtt, t1);
         if let Some(f) = ctx.finish.as_mut() {
             f.endpoint = Some(ep.info.address.clone());
+            f.version = ep.version.clone();
             let (status, error) = match &outcome {
                 Outcome::Response { resp, .. } => (Some(resp.status().as_u16()), None),
                 Outcome::Failed(f, _) => (None, Some(f.as_str())),
@@ -158,11 +161,12 @@ pub(super) async fn run(
 /// The pick-upstream phase: an endpoint and its breaker permit, or why there is none.
 fn pick(
     upstream: &Upstream,
+    version: Option<&str>,
     hash: Option<u64>,
     avoid: Option<&Arc<Endpoint>>,
     now: Instant,
 ) -> Result<Picked, GatewayError> {
-    match upstream.pick(hash, avoid, crate::clock::at(now)) {
+    match upstream.pick_in(version, hash, avoid, crate::clock::at(now)) {
         Ok(p) => Ok(p),
         Err(NoEndpoint::AllUnavailable { circuits_open: true }) => {
             Err(GatewayError::circuit_open(&format!("endpoints:{}", upstream.name), Duration::from_secs(1)))

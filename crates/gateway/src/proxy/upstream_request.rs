@@ -9,6 +9,7 @@ use super::headers::{X_CLIENT, add_forwarded, is_upgrade, strip_hop_by_hop};
 use crate::body::{ClientFault, Guard, Watched};
 use crate::error::GatewayError;
 use crate::router::Route;
+use crate::traffic::mirror::{Dropped, MirrorRequest, Mirrors};
 use crate::upstream::Protocol;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -51,6 +52,7 @@ pub(super) async fn run(
     peer: &Downstream,
     mut req: Request<Incoming>,
     admitted: &Admitted,
+    mirror_body: Option<u64>,
 ) -> Result<Prepared, GatewayError> {
     let upstream = &route.upstream;
     // The Host the upstream sees: the one routed on (the request filter made the target's
@@ -98,12 +100,14 @@ pub(super) async fn run(
     let guard = || Guard { limit: route.max_body, idle: route.timeouts.idle, fault: Some(fault.clone()) };
     let body = if body.is_end_stream() {
         BodyState::Replay(None)
-    } else if route.retry.attempts > 1
-        && !upgrade
-        && admitted.content_length.is_some_and(|l| l <= route.retry.buffer_body_bytes)
+    } else if !upgrade
+        && admitted.content_length.is_some_and(|l| {
+            (route.retry.attempts > 1 && l <= route.retry.buffer_body_bytes) || mirror_body.is_some_and(|m| l <= m)
+        })
     {
         // Small bodies are buffered whenever a retry is possible at all: even a POST may be
-        // retried after a connect failure, which needs the body again.
+        // retried after a connect failure, which needs the body again. A mirrored request's
+        // small body is buffered too, so the mirror gets a copy.
         let collect = Watched::new(body, guard(), None).collect();
         match tokio::time::timeout(route.timeouts.request, collect).await {
             Ok(Ok(c)) => BodyState::Replay(Some(c.to_bytes())),
@@ -115,6 +119,26 @@ pub(super) async fn run(
         BodyState::Stream(Some(Box::new(Watched::new(body, guard(), None))))
     };
     Ok(Prepared { method, headers, path_and_query, body, fault, use_h2, upgrade, on_upgrade, may_retry })
+}
+
+/// Sends a copy of the prepared request to `version` (see [`crate::traffic::mirror`]);
+/// upgrades and streamed bodies are not mirrored.
+pub(super) fn mirror(mirrors: &Mirrors, route: &Arc<Route>, version: Arc<str>, req: &Prepared) {
+    let BodyState::Replay(body) = &req.body else {
+        mirrors.drop_one(Dropped::Body);
+        return;
+    };
+    if req.upgrade {
+        return;
+    }
+    let copy = MirrorRequest {
+        method: req.method.clone(),
+        headers: req.headers.clone(),
+        path_and_query: req.path_and_query.clone(),
+        body: body.clone(),
+        use_h2: req.use_h2,
+    };
+    crate::traffic::mirror::launch(mirrors, route, version, copy);
 }
 
 fn upstream_path(route: &Route, uri: &Uri) -> Result<PathAndQuery, &'static str> {

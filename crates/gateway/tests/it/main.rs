@@ -11,6 +11,7 @@ mod resilience;
 mod security;
 mod smuggling;
 mod telemetry;
+mod traffic;
 
 use signalbox_core::metrics::Registry;
 use signalbox_core::shutdown::{self, ShutdownTrigger};

@@ -73,7 +73,7 @@ impl Fixture {
     }
 
     fn weights(&self) -> BTreeMap<String, u8> {
-        traffic::read(&self.control, "shop").unwrap().0.weights
+        traffic::read(&self.control, "shop").unwrap().0.weights.into_iter().map(|(k, v)| (k, v as u8)).collect()
     }
 }
 

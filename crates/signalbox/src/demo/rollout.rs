@@ -29,7 +29,7 @@ pub async fn run(client: signalbox_client::Client, scale: Scale, mut stop: Shutd
         "to": CANARY.version, "from": stable, "steps": [10, 50, 100], "interval": dur(interval),
         "max_error_rate": "1%", "min_requests": 20,
     });
-    let path = format!("/api/rollouts/{}", CANARY.name);
+    let path = format!("/api/v1/rollouts/{}", CANARY.name);
     if let Err(e) = client.request(http::Method::POST, &path, Some(body)).await {
         println!("{} cannot start the rollout of {} {}: {e}", clock(), CANARY.name, CANARY.version);
         return;

@@ -12,6 +12,7 @@ mod rollouts;
 mod security;
 mod serve;
 mod traces;
+mod traffic;
 mod views;
 
 use signalbox_testkit::client::Http;

@@ -336,3 +336,50 @@ async fn a_healthy_canary_is_promoted_to_every_request_with_no_request_dropped()
     assert_eq!(seen.canary_errors.load(Relaxed), 0);
     assert!(seen.ok.load(Relaxed) > 100, "the load ran: {}", seen.ok.load(Relaxed));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_decision_reaches_the_alert_receivers() {
+    let received: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let sink = received.clone();
+    let hook = signalbox_testkit::upstream::serve(move |req| {
+        if let Ok(v) = serde_json::from_slice::<Value>(req.body()) {
+            sink.lock().unwrap().push(v);
+        }
+        std::future::ready(signalbox_testkit::upstream::status(200))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("node.toml");
+    std::fs::write(
+        &cfg,
+        format!("[metrics.rules]\nwebhooks = [\"{}/hook\"]\nexternal_url = \"http://console.example\"\n", hook.url()),
+    )
+    .unwrap();
+    let node = Node::start(&["-c", cfg.to_str().unwrap()], &[]).await;
+    let http = Http::new();
+    register(&http, &node, "cart", "v1", 9401).await;
+    register(&http, &node, "cart", "v2", 9402).await;
+    let (status, v) = post(&http, &node, "/api/v1/rollouts/cart", Some(json!({"to": "v2", "interval": "pause"}))).await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = post(&http, &node, "/api/v1/rollouts/cart/abort", None).await;
+    assert_eq!(status, 200, "{v}");
+    let alerts =
+        signalbox_testkit::eventually(Duration::from_secs(20), "two RolloutDecision notifications", || async {
+            let got: Vec<Value> = received
+                .lock()
+                .unwrap()
+                .iter()
+                .flat_map(|p| p["alerts"].as_array().cloned().unwrap_or_default())
+                .filter(|a| a["labels"]["alertname"] == "RolloutDecision")
+                .collect();
+            (got.len() >= 2).then_some(got)
+        })
+        .await;
+    let decisions: Vec<&str> = alerts.iter().map(|a| a["labels"]["decision"].as_str().unwrap()).collect();
+    assert!(decisions.contains(&"started") && decisions.contains(&"aborted"), "{alerts:?}");
+    let aborted = alerts.iter().find(|a| a["labels"]["decision"] == "aborted").unwrap();
+    assert_eq!(aborted["labels"]["service"], "cart");
+    assert_eq!(aborted["labels"]["canary"], "v2");
+    assert!(aborted["annotations"]["description"].as_str().unwrap().contains("every request back on v1"), "{aborted}");
+    assert_eq!(aborted["generatorURL"], "http://console.example/rollouts/cart");
+}

@@ -88,7 +88,7 @@ fn shown(s: &AppState, r: &Rollout) -> Value {
 async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let c = controller(&s)?;
     let mut all = c.list();
-    all.sort_by(|a, b| b.started_ms.cmp(&a.started_ms));
+    all.sort_by_key(|r| std::cmp::Reverse(r.started_ms));
     let rollouts: Vec<Value> = all
         .iter()
         .map(|r| {

@@ -212,7 +212,7 @@ async fn version(name: &'static str, fail_every: Option<u64>) -> Version {
         let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let now = std::time::Instant::now();
         *lr.lock().unwrap() = Some(now);
-        let fail = fail_every.is_some_and(|k| n % k == 0);
+        let fail = fail_every.is_some_and(|k| n.is_multiple_of(k));
         if fail {
             fe.lock().unwrap().get_or_insert(now);
         }

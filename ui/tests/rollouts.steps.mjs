@@ -36,7 +36,7 @@ export async function rolloutsSteps({ page, base, secret }, { step, assert, asse
     await page.click(`[data-testid=rollout-row][data-service=${svc}] [data-testid=rollout-link]`);
     await page.waitForURL((u) => u.pathname === `/rollouts/${svc}`, { timeout: WAIT_MS });
     await waitVisible(page, '[data-testid=rollout-panel] [data-testid=rollout-history]');
-    await shot(page, 'rollout');
+    await shot(page, 'rollouts.png');
   });
 
   await step('rollouts: promote, pause and resume from the buttons; each decision is in the history', async () => {

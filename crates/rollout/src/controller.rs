@@ -177,8 +177,9 @@ impl Controller {
     /// no healthy instance). Its first step's weights are written at once.
     pub async fn start(&self, service: &str, req: StartRequest, by: &str) -> Result<Rollout> {
         let _g = self.ops.lock().await;
-        let stable = self.stable_of(service, &req)?;
-        let spec = req.validate(service, &stable)?;
+        if !signalbox_core::traffic::version_ok(&req.to) {
+            return Err(RolloutError::invalid("to", "a version is 1-64 letters, digits, `-`, `_`, `.` or `+`"));
+        }
         let previous = self.latest(service)?;
         if let Some(p) = previous.as_ref().filter(|p| p.phase.active()) {
             return Err(RolloutError::Conflict(format!(
@@ -186,7 +187,10 @@ impl Controller {
                 p.spec.canary, p.phase
             )));
         }
-        traffic::require_healthy(&self.control, service, &spec.canary, "to")?;
+        // The canary first: with no healthy instance nothing else matters.
+        traffic::require_healthy(&self.control, service, &req.to, "to")?;
+        let stable = self.stable_of(service, &req)?;
+        let spec = req.validate(service, &stable)?;
         let now = now_ms();
         let weights = Rollout::weights_at(&spec, spec.steps[0]);
         let reason = format!(
@@ -415,11 +419,45 @@ impl Controller {
         if r.phase != Phase::Progressing {
             return Ok(());
         }
-        // The weights the state says, in case a restart came between the two writes.
         let (policy, _) = traffic::read(&self.control, service)?;
         if policy.weights != traffic::policy_weights(&r.weights) {
-            traffic::write_weights(&self.control, service, &r.weights, CONTROLLER, "rollout resumed: its weights")
-                .await?;
+            match traffic::author(&self.control, service) {
+                // Someone else changed the weights (`signalbox switch`, a config edit): the
+                // rollout stops deciding rather than fight them; resume re-applies its own.
+                Some(who) if who != CONTROLLER => {
+                    r.phase = Phase::Paused;
+                    r.next_analysis_ms = None;
+                    r.record(Event {
+                        t_ms: now,
+                        decision: Decision::Paused,
+                        step: r.step,
+                        weights: r.weights.clone(),
+                        reason: format!(
+                            "the traffic policy was changed outside the rollout (by {who}); paused: resume re-applies the rollout's weights, abort sends every request to {}",
+                            r.spec.stable
+                        ),
+                        by: CONTROLLER.into(),
+                        measurements: None,
+                    });
+                    let comment = format!("{} paused: the traffic policy was changed by {who}", r.spec.canary);
+                    self.save(&r, &comment).await?;
+                    if let Some(last) = r.history.last() {
+                        self.notify(&r, last);
+                    }
+                    return Ok(());
+                }
+                // The rollout's own write was lost (a restart between the two writes).
+                _ => {
+                    traffic::write_weights(
+                        &self.control,
+                        service,
+                        &r.weights,
+                        CONTROLLER,
+                        "rollout resumed: its weights",
+                    )
+                    .await?;
+                }
+            }
         }
         let elapsed = now - r.step_started_ms;
         let due = r.next_analysis_ms.is_some_and(|t| now >= t);

@@ -44,6 +44,11 @@ pub fn read(control: &ControlPlane, service: &str) -> Result<(TrafficPolicy, Opt
     }
 }
 
+/// Who wrote the current policy (`None`: no policy).
+pub fn author(control: &ControlPlane, service: &str) -> Option<String> {
+    control.config.get(APP, PROFILE, service, None).ok().map(|e| e.author)
+}
+
 /// Writes `weights` into the policy (keeping its other fields); nothing is written when
 /// they are already so. Returns whether a write happened.
 pub async fn write_weights(

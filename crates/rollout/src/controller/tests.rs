@@ -94,13 +94,13 @@ async fn start_is_refused_without_a_healthy_canary_and_while_one_runs() {
     let e = c.start("shop", request("10s"), "tester").await.unwrap_err();
     assert!(matches!(&e, RolloutError::NoHealthyInstance { field, .. } if field == "to"), "{e:?}");
     f.register("shop", "v2", 9002).await;
+    let e = c.start("shop", StartRequest { steps: Some(vec![50, 10]), ..request("1s") }, "t").await.unwrap_err();
+    assert!(matches!(&e, RolloutError::Invalid { field, .. } if field == "steps"), "{e:?}");
     let r = c.start("shop", request("10s"), "tester").await.unwrap();
     assert_eq!(r.spec.stable, "v1", "the one other registered version is stable");
     assert_eq!(f.weights(), BTreeMap::from([("v1".into(), 90), ("v2".into(), 10)]));
     let e = c.start("shop", request("10s"), "tester").await.unwrap_err();
     assert!(matches!(e, RolloutError::Conflict(_)), "{e:?}");
-    let e = c.start("shop", StartRequest { steps: Some(vec![50, 10]), ..request("1s") }, "t").await.unwrap_err();
-    assert!(matches!(&e, RolloutError::Invalid { field, .. } if field == "steps"), "{e:?}");
 }
 
 #[tokio::test]
@@ -266,4 +266,23 @@ async fn weights_keep_the_policy_s_other_fields() {
         serde_json::from_str(&f.control.config.get("gateway", "traffic", "shop", None).unwrap().value).unwrap();
     assert_eq!(v["weights"], serde_json::json!({"v1": 90, "v2": 10}));
     assert_eq!(v["pins"][0]["header"], "x-canary");
+}
+
+#[tokio::test]
+async fn a_policy_changed_outside_the_rollout_pauses_it_and_resume_takes_over_again() {
+    let f = fixture().await;
+    f.register("shop", "v1", 9001).await;
+    f.register("shop", "v2", 9002).await;
+    let c = f.controller();
+    let r = c.start("shop", request("5s"), "tester").await.unwrap();
+    let policy = r#"{"weights":{"v1":100}}"#;
+    let w = Write { value: policy.into(), author: "alice".into(), comment: String::new(), expected_version: None };
+    f.control.config.put("gateway", "traffic", "shop", w).await.unwrap();
+    c.tick(r.step_started_ms + 1_000).await;
+    let r = c.get("shop").unwrap();
+    assert_eq!(r.phase, Phase::Paused);
+    assert!(r.history.last().unwrap().reason.contains("by alice"), "{:?}", r.history.last());
+    assert_eq!(f.weights(), BTreeMap::from([("v1".into(), 100)]), "alice's weights stay");
+    c.resume("shop", "alice").await.unwrap();
+    assert_eq!(f.weights(), BTreeMap::from([("v1".into(), 90), ("v2".into(), 10)]));
 }

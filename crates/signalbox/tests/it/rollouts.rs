@@ -44,13 +44,6 @@ async fn the_rollout_api_validates_starts_commands_and_resumes_after_a_kill() {
     let http = Http::new();
     register(&http, &node, "cart", "v1", 9101).await;
 
-    // Bad input names the field.
-    let (status, v) = post(&http, &node, "/api/v1/rollouts/cart", Some(json!({"to": "v2", "steps": [50, 10]}))).await;
-    assert_eq!((status, v["field"].as_str()), (400, Some("steps")), "{v}");
-    let (status, v) = post(&http, &node, "/api/v1/rollouts/cart", Some(json!({"to": "v2", "max_p99": "soon"}))).await;
-    assert_eq!((status, v["field"].as_str()), (400, Some("max_p99")), "{v}");
-    let (status, v) = post(&http, &node, "/api/v1/rollouts/cart", Some(json!({"too": "v2"}))).await;
-    assert_eq!((status, v["code"].as_str()), (400, Some("invalid_field")), "{v}");
     // No healthy canary: refused, naming `to`.
     let (status, v) = post(&http, &node, "/api/v1/rollouts/cart", Some(json!({"to": "v2"}))).await;
     assert_eq!(
@@ -60,6 +53,13 @@ async fn the_rollout_api_validates_starts_commands_and_resumes_after_a_kill() {
     );
 
     register(&http, &node, "cart", "v2", 9102).await;
+    // Bad input names the field.
+    let (status, v) = post(&http, &node, "/api/v1/rollouts/cart", Some(json!({"to": "v2", "steps": [50, 10]}))).await;
+    assert_eq!((status, v["field"].as_str()), (400, Some("steps")), "{v}");
+    let (status, v) = post(&http, &node, "/api/v1/rollouts/cart", Some(json!({"to": "v2", "max_p99": "soon"}))).await;
+    assert_eq!((status, v["field"].as_str()), (400, Some("max_p99")), "{v}");
+    let (status, v) = post(&http, &node, "/api/v1/rollouts/cart", Some(json!({"too": "v2"}))).await;
+    assert_eq!((status, v["code"].as_str()), (400, Some("invalid_field")), "{v}");
     let body = json!({"to": "v2", "steps": [10, 50, 100], "interval": "pause"});
     let (status, v) = post(&http, &node, "/api/v1/rollouts/cart", Some(body.clone())).await;
     assert_eq!(status, 201, "{v}");

@@ -1,6 +1,6 @@
 //! The demo's canary rollout: a little after the start, web-frontend's new version
 //! ([`CANARY`], failing 5 % of its requests) is rolled out with the node's rollout
-//! controller (10 %, 50 %, 100 %, judged every interval against a 1 % error-rate limit).
+//! controller (20 %, 50 %, 100 %, judged every interval against a 1 % error-rate limit).
 //! The node rolls it back by itself; this task only starts it and prints each decision.
 
 use super::setup::{Scale, dur};
@@ -26,7 +26,7 @@ pub async fn run(client: signalbox_client::Client, scale: Scale, mut stop: Shutd
     let stable = TOPOLOGY.iter().find(|s| s.name == CANARY.name).map(|s| s.version).unwrap_or_default();
     let interval = scale.wall(INTERVAL).max(MIN_INTERVAL);
     let body = json!({
-        "to": CANARY.version, "from": stable, "steps": [10, 50, 100], "interval": dur(interval),
+        "to": CANARY.version, "from": stable, "steps": [20, 50, 100], "interval": dur(interval),
         "max_error_rate": "1%", "min_requests": 20,
     });
     let path = format!("/api/v1/rollouts/{}", CANARY.name);

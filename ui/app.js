@@ -19,6 +19,7 @@ import logs from './js/pages/logs.js';
 import metrics from './js/pages/metrics.js';
 import alerts from './js/pages/alerts.js';
 import targets from './js/pages/targets.js';
+import rollouts from './js/pages/rollouts.js';
 import { notFound } from './js/pages/placeholder.js';
 
 /** Navigation entries. `later`: a page that arrives with a later release. */
@@ -27,6 +28,7 @@ const NAV = [
   { id: 'map', label: 'Service map', path: '/map' },
   { id: 'services', label: 'Services', path: '/services' },
   { id: 'config', label: 'Configuration', path: '/config' },
+  { id: 'rollouts', label: 'Rollouts', path: '/rollouts' },
   { heading: 'Observability' },
   { id: 'traces', label: 'Traces', path: '/traces' },
   { id: 'logs', label: 'Logs', path: '/logs' },
@@ -68,6 +70,8 @@ const ROUTES = [
   { path: '/metrics-explorer', page: metrics, nav: 'metrics', range: 'since' },
   { path: '/alerts', page: alerts, nav: 'alerts' },
   { path: '/targets', page: targets, nav: 'targets' },
+  { path: '/rollouts', page: rollouts, nav: 'rollouts', params: () => ({ service: null }) },
+  { path: '/rollouts/:service', page: rollouts, nav: 'rollouts' },
 ];
 
 const COMPILED = ROUTES.map((r) => ({ ...r, parts: r.path.split('/').filter(Boolean) }));

@@ -9,6 +9,7 @@
 // Zipkin JSON), the Logs page (logs.steps.mjs), the Metrics and Alerts pages
 // (metrics.steps.mjs, on the node's own metrics stored every second), the shared live
 // stream, cross-signal links, theme, time zone and a 500-span trace (platform.steps.mjs),
+// rollouts (rollouts.steps.mjs),
 // deep links, logout.
 // Screenshots land in ./screenshots/.
 //
@@ -25,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { logsSteps } from './logs.steps.mjs';
 import { metricsSteps } from './metrics.steps.mjs';
 import { platformSteps } from './platform.steps.mjs';
+import { rolloutsSteps } from './rollouts.steps.mjs';
 import { viewsSteps, viewsGatewayToml, viewsUpstream } from './views.steps.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -782,6 +784,8 @@ async function run() {
   await viewsSteps({ page, base, secret, gwPort }, { step, assert, assertEq, waitVisible, waitText, waitContains, shot, WAIT_MS });
 
   await platformSteps({ page, base, secret, liveRequests, traceIds, traceNow }, { step, assert, assertEq, waitVisible, waitCount, waitText, waitContains, shot, WAIT_MS });
+
+  await rolloutsSteps({ page, base, secret }, { step, assert, assertEq, waitVisible, waitContains, shot, WAIT_MS });
 
   await step('deep link: /services/orders loads directly', async () => {
     await page.goto(base + '/services/orders');

@@ -7,7 +7,8 @@
 // its link opens the service page at the alert's window -> the logs of that window -> a
 // failing request's trace (a log line's trace link, else the service page's failing traces)
 // -> its waterfall (the gateway's spans and the services' own OpenTelemetry SDK spans) -> the
-// span's edge on the service map with its side panel. Then SIGINT: the demo exits 0 within
+// span's edge on the service map with its side panel -> the bad canary rolled back on the
+// Rollouts page. Then SIGINT: the demo exits 0 within
 // a bound and its console port is closed. Every wait is bounded; the whole run stops itself
 // after TOTAL_MS. Screenshots land in ./screenshots/demo-*.png; the first paint and page
 // switch times on the demo's data are printed (docs/benchmarks.md, "Demo and console").
@@ -404,6 +405,19 @@ async function run() {
       return Object.fromEntries(Object.entries(all).map(([k, n]) => [k, edge(n)]));
     });
     assertEq(JSON.stringify(got), JSON.stringify({ web: null, webCall: null, gwServer: 'web>orders', gwClient: null, orders: 'web>orders', ordersCall: null, fromOutside: 'gw>web', webIn: 'gw>web' }), 'edges');
+  });
+
+  await step('rollouts: the bad canary of web-frontend is rolled back by the node, with the numbers', async () => {
+    await page.goto(`${base}/rollouts`);
+    await page.locator('[data-testid=rollout-row][data-service=web-frontend]').first().waitFor({ state: 'visible', timeout: WAIT_MS });
+    await page.goto(`${base}/rollouts/web-frontend`);
+    // The demo starts it a few seconds in; the node judges it every interval (8 s here).
+    await page.waitForSelector('[data-testid=rollout-panel] [data-testid=rollout-phase][data-phase=rolled_back]', { timeout: 90_000 });
+    const reason = await page.textContent('[data-testid=rollout-last-reason]');
+    assert(/error rate .* above the limit 1\.00%/.test(reason), `the rollback's reason: ${reason}`);
+    const weights = await page.getAttribute('[data-testid=rollout-panel] [data-testid=rollout-weights]', 'data-weights');
+    assertEq(weights, '2.3.0=100', 'weights after the rollback');
+    await page.screenshot({ path: path.join(SHOTS, 'demo-rollout.png'), fullPage: true });
   });
 
   await step('no script errors or CSP violations in the pages', async () => {

@@ -19,6 +19,8 @@
 //!   query), [`otlp`] (gRPC and `POST /v1/traces`); re-exported here under their short names.
 //! - [`logs`]: one module per log protocol (native, Loki, Elasticsearch, OTLP).
 //! - [`metrics`]: the Prometheus HTTP API, remote_write and OTLP metrics.
+//! - [`rollouts`]: `/api/v1/rollouts/*` (canary rollouts, blue-green switches) and
+//!   `/api/v1/annotations` (their decisions as chart markers).
 //! - [`views`]: the console's joined views (`/api/overview`, `/api/service-map`,
 //!   `/api/services/{name}/summary`): RED, health, circuits, alerts and traces side by side.
 //! - [`console`]: the embedded web UI.
@@ -39,6 +41,7 @@ pub mod live;
 pub mod logs;
 pub mod metrics;
 pub mod registry;
+pub mod rollouts;
 pub mod server;
 pub mod session;
 pub mod spring;
@@ -82,6 +85,8 @@ pub struct AppState {
     pub logs: Option<signalbox_events::logs::store::Logs>,
     /// The metrics service (TSDB, scrapes, PromQL), when enabled.
     pub metric_store: Option<Arc<metrics::MetricsState>>,
+    /// The rollout controller, when the node runs one.
+    pub rollouts: Option<Arc<signalbox_rollout::Controller>>,
 }
 
 /// Largest request body the APIs read (a config value of 1 MiB, JSON-escaped, fits).
@@ -100,8 +105,9 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::reads())
         .merge(live::routes())
         .merge(views::reads())
+        .merge(rollouts::reads())
         .merge(traffic::reads());
-    let writes = registry::writes().merge(config::writes()).merge(traffic::writes());
+    let writes = registry::writes().merge(config::writes()).merge(rollouts::writes()).merge(traffic::writes());
     Router::new()
         .merge(admin::probes())
         .merge(session::open())

@@ -62,6 +62,14 @@ pub enum Command {
         #[command(subcommand)]
         action: LogsAction,
     },
+    /// Canary rollouts on a running node: start one, watch it, pause, promote or abort it
+    /// (docs/rollouts.md).
+    Rollout {
+        #[command(flatten)]
+        node: NodeOpts,
+        #[command(subcommand)]
+        action: RolloutAction,
+    },
     /// Blue-green: send every request of a service to one version (`--to v2`, refused when
     /// it has no healthy instance), or back to the traffic policy before (`--back`).
     #[command(group(clap::ArgGroup::new("direction").required(true).args(["to", "back"])))]
@@ -179,6 +187,56 @@ pub enum TracesAction {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RolloutAction {
+    /// Start a canary rollout: the canary gets each step's share of requests, and is
+    /// promoted, held or rolled back on the gateway's metrics at the end of each interval.
+    Start {
+        service: String,
+        /// The canary version (instances' `version` meta or `version=...` tag).
+        #[arg(long)]
+        to: String,
+        /// The stable version (default: the traffic policy's main version, or the one other
+        /// registered version).
+        #[arg(long)]
+        from: Option<String>,
+        /// Percent of requests on the canary at each step.
+        #[arg(long, value_delimiter = ',', default_value = "5,25,50,100")]
+        steps: Vec<u8>,
+        /// How long each step is watched (`30s`, `1m`), or `pause` to promote by hand.
+        #[arg(long, default_value = "1m")]
+        interval: String,
+        /// The canary's highest error rate.
+        #[arg(long, default_value = "1%")]
+        max_error_rate: String,
+        /// The canary's highest p99: `+20%` over stable's, or absolute like `250ms`.
+        #[arg(long)]
+        max_p99: Option<String>,
+        /// Requests the canary must serve in an interval before it is judged.
+        #[arg(long)]
+        min_requests: Option<u64>,
+        /// Consecutive holds (too few requests) before the rollout pauses.
+        #[arg(long)]
+        max_holds: Option<u32>,
+    },
+    /// Print every rollout, one line each.
+    List,
+    /// Print a rollout's state, weights and decision history.
+    Status { service: String },
+    /// Stop automatic decisions (the weights stay).
+    Pause { service: String },
+    /// Resume a paused rollout.
+    Resume { service: String },
+    /// Move to the next step now (`--full`: every request to the canary).
+    Promote {
+        service: String,
+        #[arg(long)]
+        full: bool,
+    },
+    /// Stop the rollout and send every request back to the stable version.
+    Abort { service: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -15,9 +15,11 @@
 //! - [`traffic`]: the seeded load generator.
 //! - [`faults`]: the fault schedule.
 //! - [`narrate`]: the alert lines and the periodic summaries.
+//! - [`rollout`]: the canary rollout of a bad web-frontend version, and its narration.
 
 mod faults;
 mod narrate;
+mod rollout;
 mod services;
 mod setup;
 mod telemetry;
@@ -141,6 +143,8 @@ async fn run(opts: DemoOpts, dir: PathBuf, temporary: bool) -> anyhow::Result<()
         let (fleet, client, stop) = (fleet.clone(), client.clone(), work_stopped.clone());
         async move { faults::run(&fleet, &client, scale, stop).await }
     });
+    // The node rolls the bad canary back by itself; the task only starts it and narrates.
+    tokio::spawn(rollout::run(client.clone(), scale, work_stopped.clone()));
     let narrate_task = tokio::spawn(narrate::run(client.clone(), console.clone(), stats.clone(), scale, work_stopped));
 
     let why = tokio::select! {

@@ -8,6 +8,7 @@
 //! - [`gateway`]: `signalbox gateway`: the gateway alone, following a remote control plane.
 //! - [`demo`]: `signalbox demo`: a node, sample services, traffic and faults in one process.
 //! - [`remote`]: commands that talk to a running node (`config`, `services`).
+//! - [`rollouts`]: `signalbox rollout ...` against a running node.
 //! - [`logging`]: the node's own structured logs.
 
 mod agent;
@@ -20,6 +21,7 @@ mod listeners;
 mod logging;
 mod metrics;
 mod remote;
+mod rollouts;
 mod serve;
 
 use clap::Parser;
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         cli::Command::Switch { node, service, to, back: _ } => remote::switch(node, service, to),
         cli::Command::Traces { node, action } => remote::traces(node, action),
         cli::Command::Logs { node, action } => remote::logs(node, action),
+        cli::Command::Rollout { node, action } => rollouts::main(node, action),
     }
 }
 

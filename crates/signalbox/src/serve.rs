@@ -457,6 +457,14 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
             _ => Ok(()),
         }
     });
+    // Rollouts: judged on the node's own metrics, notified through the alert receivers.
+    let rollouts = signalbox_rollout::Controller::new(
+        control.clone(),
+        metric_store.as_ref().map(|m| m.service.clone()),
+        metric_store.as_ref().and_then(|m| m.rules.as_ref()).map(|r| r.notifier.clone()),
+        signalbox_rollout::Settings { external_url: cfg.metrics.rules.external_url.clone(), ..Default::default() },
+    );
+    let rollout_task = rollouts.spawn(shutdown.clone());
     let state = AppState {
         control: control.clone(),
         metrics: registry.clone(),
@@ -470,6 +478,7 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
         traces: traces.clone(),
         logs: logs.clone(),
         metric_store,
+        rollouts: Some(rollouts),
     };
     let limits = cfg.connections.limits(api_cap);
     let mut tasks = Vec::new();
@@ -540,6 +549,7 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
     // With etcd: hand this node's health checks to the others now, not after the lease.
     node.control.leave().await;
     let _ = gw_task.await;
+    let _ = rollout_task.await;
     for t in tasks {
         let _ = t.await;
     }

@@ -5,7 +5,8 @@
 //   const chart = lineChart({ onSelect: (startMs, endMs) => ..., testid: 'metrics-chart' });
 //   panel.append(chart.el);
 //   chart.paint({ startMs, stepMs, n, series: [{ name, color, values: Float64Array(n) }] },
-//               { stacked: false, hidden: new Set([seriesIndex, ...]) });
+//               { stacked: false, hidden: new Set([seriesIndex, ...]),
+//                 markers: [{ t: ms, label: 'rollout rolled back', color }] });
 //
 // Sample i of every series is at startMs + i * stepMs; NaN is a gap. Hovering shows the
 // time and the values under the pointer; dragging across the plot selects a time range.
@@ -55,7 +56,7 @@ export function lineChart({ onSelect, testid = 'line-chart' } = {}) {
   const tooltip = h('div', { class: 'chart-tooltip', 'data-testid': `${testid}-tooltip`, role: 'status', hidden: true });
   const el = h('div', { class: 'chart', 'data-testid': testid }, canvas, cross, selection, tooltip);
   let model = null;
-  let opts = { stacked: false, hidden: new Set() };
+  let opts = { stacked: false, hidden: new Set(), markers: [] };
   let geo = null; // { W, iw, ih, x0 (ms), x1 (ms), yMin, yMax, plotted: [{ i, values }] }
   let drag = null;
   let frame = 0;
@@ -177,8 +178,31 @@ export function lineChart({ onSelect, testid = 'line-chart' } = {}) {
       ctx.fillStyle = color;
       drawDecimated(ctx, p.values, n, M.l, dx, Y);
     }
+    drawMarkers(ctx, ih);
     el.dataset.renderMs = (performance.now() - t0).toFixed(1);
     el.dataset.series = String(plotted.length);
+  }
+
+  // Event markers (rollout decisions): a dashed vertical line and a short label at the top.
+  function drawMarkers(ctx, ih) {
+    const shown = (opts.markers || []).filter((m) => m.t >= geo.x0 && m.t <= geo.x1);
+    el.dataset.markers = String(shown.length);
+    ctx.save();
+    ctx.setLineDash([4, 3]);
+    ctx.lineWidth = 1;
+    ctx.textAlign = 'left';
+    ctx.textBaseline = 'top';
+    for (const m of shown) {
+      const x = Math.round(X(m.t)) + 0.5;
+      ctx.strokeStyle = m.color || '#8e44ad';
+      ctx.fillStyle = m.color || '#8e44ad';
+      ctx.beginPath();
+      ctx.moveTo(x, M.t);
+      ctx.lineTo(x, M.t + ih);
+      ctx.stroke();
+      if (m.label) ctx.fillText(m.label, Math.min(x + 3, geo.W - M.r - 80), M.t + 2);
+    }
+    ctx.restore();
   }
 
   function drawDecimated(ctx, vals, n, left, dx, Y) {

@@ -17,6 +17,7 @@ import { timeRange, readRange, rangeBounds } from '../components/time-range.js';
 import { lineChart, seriesColor } from '../components/line-chart.js';
 import { fmtRate, fmtPct, fmtMs, healthBadge, errorLevel, latencyLevel } from '../components/red.js';
 import { hostsTable } from '../components/hosts.js';
+import { rolloutPanel } from '../components/rollouts.js';
 
 const REFRESH_MS = 15_000;
 
@@ -88,6 +89,8 @@ export function serviceSections(container, name, search) {
   const slowBox = h('div');
   const failBox = h('div');
   const links = h('div', { class: 'link-list' });
+  const rolloutBox = h('div');
+  let annotations = [];
 
   setChildren(
     container,
@@ -101,6 +104,7 @@ export function serviceSections(container, name, search) {
       section('Errors (%)', 'service-errors-panel', chartErr.errors, charts.errors.el),
       section('p99 latency (ms)', 'service-p99-panel', chartErr.p99, charts.p99.el),
     ),
+    section('Rollout', 'service-rollout', rolloutBox),
     section('Alerts', 'service-alerts', alertsBox),
     section('Circuits and ejections', 'service-circuits', circuitsBox),
     section('Hosts and containers', 'service-hosts', hostsBox),
@@ -108,6 +112,8 @@ export function serviceSections(container, name, search) {
     section('Recent error logs', 'service-logs', logsBox),
     h('div', { class: 'grid-2' }, section('Slowest traces', 'service-slow-traces', slowBox), section('Failing traces', 'service-failing-traces', failBox)),
   );
+
+  const rollout = rolloutPanel(rolloutBox, name, { compact: true });
 
   function zoomTo(startMs, endMs) {
     navigate(serviceUrl(name, { start: String(Math.floor(startMs)), end: String(Math.ceil(endMs)) }));
@@ -297,6 +303,12 @@ export function serviceSections(container, name, search) {
       p99: q.p99_ms,
     };
     const mine = seq;
+    try {
+      const a = await api('GET', `/api/v1/annotations?service=${encodeURIComponent(name)}&start=${Math.floor(startMs)}&end=${Math.ceil(endMs)}`);
+      annotations = (a.annotations || []).map((x) => ({ t: x.t_ms, label: `rollout ${x.decision.replace('_', ' ')}`, color: x.decision === 'rolled_back' || x.decision === 'aborted' ? '#c62828' : '#8e44ad' }));
+    } catch {
+      annotations = [];
+    }
     await Promise.all(
       Object.entries(specs).map(async ([k, query]) => {
         try {
@@ -311,7 +323,7 @@ export function serviceSections(container, name, search) {
             return { name: s.metric.service || name, color: k === 'errors' ? '#c62828' : k === 'p99' ? '#e8750a' : seriesColor(i), values };
           });
           setChildren(chartErr[k], series.length ? null : h('div', { class: 'muted small chart-note', 'data-testid': `service-chart-${k}-empty` }, 'No requests through the gateway in this range.'));
-          charts[k].paint({ startMs, stepMs, n, series });
+          charts[k].paint({ startMs, stepMs, n, series }, { markers: annotations });
         } catch (e) {
           if (dead || e.status === 401) return;
           setChildren(chartErr[k], notice('error', `Could not load the chart: ${promErrorText(e)}`));
@@ -366,6 +378,7 @@ export function serviceSections(container, name, search) {
     unmount() {
       dead = true;
       clearTimeout(timer);
+      rollout.unmount();
     },
   };
 }

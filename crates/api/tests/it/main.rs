@@ -176,6 +176,7 @@ impl Node {
             traces: trace_store,
             logs: None,
             metric_store: None,
+            rollouts: None,
         };
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();

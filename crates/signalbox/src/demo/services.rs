@@ -6,7 +6,7 @@
 //! JSON log lines for the agent to ship.
 
 use super::telemetry::{self, JsonLog, ServiceMetrics};
-use super::topology::{Call, ServiceSpec, TOPOLOGY};
+use super::topology::{CANARY, CANARY_ERROR_PERMILLE, Call, ServiceSpec, TOPOLOGY};
 use anyhow::Context as _;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -59,6 +59,24 @@ impl Settings {
             &[],
             move || s.latency_ms.load(Ordering::Relaxed) as f64,
         );
+    }
+}
+
+/// Sends every request of the canary's service to its stable version (the traffic policy
+/// the gateway follows), before the canary registers; the demo's rollout moves the weights.
+async fn hold_canary(client: &signalbox_client::Client, canary: &ServiceSpec) -> anyhow::Result<()> {
+    let stable = TOPOLOGY
+        .iter()
+        .find(|s| s.name == canary.name)
+        .map(|s| s.version)
+        .context("the canary's service is not in the topology")?;
+    let policy = json!({ "weights": { stable: 100 } }).to_string();
+    match client
+        .config_put("gateway", "traffic", canary.name, &policy, "demo: every request on the stable version", None)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot write the traffic policy of {}: {e}", canary.name)),
     }
 }
 
@@ -167,12 +185,22 @@ impl Fleet {
             followers,
         };
         let mut n = 0u64;
-        for spec in TOPOLOGY {
-            let injected = Arc::new(Injected::default());
-            fleet.injected.push((spec.name, injected.clone()));
+        // The services, then the bad canary (its own failures; no traffic until a rollout).
+        let canary_faults = Arc::new(Injected::default());
+        canary_faults.error_permille.store(CANARY_ERROR_PERMILLE, Ordering::Relaxed);
+        for (spec, canary) in TOPOLOGY.iter().map(|s| (s, false)).chain(std::iter::once((&CANARY, true))) {
+            let injected = if canary {
+                hold_canary(&client, spec).await?;
+                canary_faults.clone()
+            } else {
+                let i = Arc::new(Injected::default());
+                fleet.injected.push((spec.name, i.clone()));
+                i
+            };
             for i in 1..=spec.instances {
                 n += 1;
-                let id = format!("{}-{i}", spec.name);
+                let id =
+                    if canary { format!("{}-{}-{i}", spec.name, spec.version) } else { format!("{}-{i}", spec.name) };
                 let provider = telemetry::tracer_provider(spec.name, &id, spec.version, &cfg.otlp_grpc)?;
                 let log_path = cfg.log_dir.join(format!("{id}.log"));
                 let settings = Arc::new(Settings::default());
@@ -225,7 +253,7 @@ impl Fleet {
         Ok(fleet)
     }
 
-    /// The faults of every instance of `service`.
+    /// The faults of every (stable) instance of `service`.
     pub fn injected(&self, service: &str) -> Option<&Injected> {
         self.injected.iter().find(|(n, _)| *n == service).map(|(_, i)| i.as_ref())
     }

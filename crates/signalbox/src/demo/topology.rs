@@ -24,26 +24,7 @@ pub struct ServiceSpec {
 
 /// web-frontend → orders → payments and inventory; inventory → inventory-db.
 pub const TOPOLOGY: &[ServiceSpec] = &[
-    ServiceSpec {
-        name: "web-frontend",
-        instances: 1,
-        version: "2.3.0",
-        endpoints: &[
-            Endpoint { path: "/", work_ms: 3, calls: &[], failure: "template rendering failed" },
-            Endpoint {
-                path: "/products",
-                work_ms: 5,
-                calls: &[("GET", "inventory", "/stock")],
-                failure: "product page failed",
-            },
-            Endpoint {
-                path: "/checkout",
-                work_ms: 8,
-                calls: &[("POST", "orders", "/orders")],
-                failure: "checkout page failed",
-            },
-        ],
-    },
+    ServiceSpec { name: "web-frontend", instances: 1, version: "2.3.0", endpoints: WEB_FRONTEND_ENDPOINTS },
     ServiceSpec {
         name: "orders",
         instances: 2,
@@ -92,3 +73,29 @@ pub const TOPOLOGY: &[ServiceSpec] = &[
         endpoints: &[Endpoint { path: "/query", work_ms: 30, calls: &[], failure: "query failed: deadlock detected" }],
     },
 ];
+
+/// web-frontend's endpoints, served by its stable version and by the canary.
+const WEB_FRONTEND_ENDPOINTS: &[Endpoint] = &[
+    Endpoint { path: "/", work_ms: 3, calls: &[], failure: "template rendering failed" },
+    Endpoint {
+        path: "/products",
+        work_ms: 5,
+        calls: &[("GET", "inventory", "/stock")],
+        failure: "product page failed",
+    },
+    Endpoint {
+        path: "/checkout",
+        work_ms: 8,
+        calls: &[("POST", "orders", "/orders")],
+        failure: "checkout page failed",
+    },
+];
+
+/// A new version of web-frontend that fails [`CANARY_ERROR_PERMILLE`] of its requests by
+/// itself: the bad canary the demo rolls out (and the node rolls back). It is registered at
+/// start-up with no traffic (the traffic policy sends every request to the stable version).
+pub const CANARY: ServiceSpec =
+    ServiceSpec { name: "web-frontend", instances: 1, version: "2.4.0", endpoints: WEB_FRONTEND_ENDPOINTS };
+
+/// The canary's own failures: 5 % of its requests.
+pub const CANARY_ERROR_PERMILLE: u64 = 50;

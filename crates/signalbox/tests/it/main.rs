@@ -8,6 +8,7 @@ mod host_views;
 mod live;
 mod logs;
 mod metrics;
+mod rollouts;
 mod security;
 mod serve;
 mod traces;

@@ -201,12 +201,12 @@ async fn the_node_measures_each_agents_clock_offset_and_the_clock_skew_rule_pick
         assert!(Instant::now() < deadline, "not 4 offset measurements of each agent after 40 s: {counts:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    // Loopback: the round trip is well under 50 ms even on this shared machine, and so is
-    // the measurement's error.
+    // Loopback: the error is half the round trip's asymmetry, milliseconds; 0.25 s leaves
+    // room for scheduling delays on this shared machine and is still half the rule's bound.
     for (host, skew_ms) in agents {
         let measured = offsets[host];
         let want = skew_ms as f64 / 1000.0;
-        assert!((measured - want).abs() < 0.05, "{host}: measured {measured} s, clock set {want} s off");
+        assert!((measured - want).abs() < 0.25, "{host}: measured {measured} s, clock set {want} s off");
     }
     // The agent's own stamps follow its clock: the skewed agent's node_time_seconds is
     // 20 s behind the sample's arrival.

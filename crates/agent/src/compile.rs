@@ -257,6 +257,10 @@ fn compile_host_metrics(
         }
         settings.cgroup_root = Some(h.cgroup_root.clone());
     }
+    if h.test_clock_skew_ms.unsigned_abs() > 86_400_000 {
+        p.add(key("host_metrics.test_clock_skew_ms"), "must be within a day (±86400000)");
+    }
+    settings.clock_skew_ms = h.test_clock_skew_ms;
     if h.job.trim().is_empty() {
         p.add(key("host_metrics.job"), "must not be empty");
     }

@@ -364,6 +364,11 @@ pub struct HostMetricsConfig {
     /// Processes reported as `process_*` (and their cgroups as containers); the agent
     /// itself is always reported with `service="signalbox-agent"`.
     pub processes: Vec<ProcessConfig>,
+    /// For tests only (leave at 0): shifts the agent's clock by this many milliseconds
+    /// (negative: behind) in its samples' timestamps, `node_time_seconds` and the send time
+    /// of its pushes, as on a machine whose clock is off, so the node's measurement of the
+    /// agent's clock offset (`signalbox_agent_clock_offset_seconds`) can be checked.
+    pub test_clock_skew_ms: i64,
 }
 
 impl Default for HostMetricsConfig {
@@ -385,6 +390,7 @@ impl Default for HostMetricsConfig {
             diskstats_device_exclude: c::DISK_EXCLUDE.into(),
             netdev_device_exclude: c::NETDEV_EXCLUDE.into(),
             processes: Vec::new(),
+            test_clock_skew_ms: 0,
         }
     }
 }

@@ -6,7 +6,9 @@
 //! - [`prometheus`]: query, query_range, series, labels, label values, metadata, targets,
 //!   rules, alerts, exemplars, status; Prometheus's response envelope and error types.
 //! - [`push`]: remote_write and OTLP metrics ingest, with the shared backpressure.
+//! - [`agent_clock`]: the pushing agents' clock offsets, measured on their pushes.
 
+pub mod agent_clock;
 pub mod prometheus;
 pub mod push;
 

@@ -5,7 +5,7 @@
 use super::{Snapshot, cgroup, cpu, diskstats, filefd, filesystem, loadavg, meminfo, netdev, netstat, pressure};
 use super::{process, time, uname, vmstat};
 use regex::Regex;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -86,6 +86,10 @@ pub struct HostSettings {
     /// The group whose children are reported (a path below the mount), if configured.
     pub cgroup_root: Option<String>,
     pub processes: Vec<ProcessSpec>,
+    /// Added to the system clock wherever the agent states the time (sample timestamps,
+    /// `node_time_seconds`, a push's send time): 0 except in tests of clock-offset
+    /// measurement (`host_metrics.test_clock_skew_ms`).
+    pub clock_skew_ms: i64,
 }
 
 impl HostSettings {
@@ -113,11 +117,68 @@ impl HostSettings {
                 instance: host.to_owned(),
                 matcher: ProcessMatch::Agent,
             }],
+            clock_skew_ms: 0,
+        }
+    }
+
+    /// The agent's clock in Unix nanoseconds: the system clock plus [`Self::clock_skew_ms`].
+    pub fn now_nanos(&self) -> i64 {
+        signalbox_core::time::unix_nanos() as i64 + self.clock_skew_ms * 1_000_000
+    }
+}
+
+/// What collectors keep between passes, so a pass reads and matches only what can change:
+/// uname(2), the clock sources on offer and each disk's udev properties (fixed while the
+/// machine runs; re-read every [`Cache::REFRESH_PASSES`] passes in case a device was
+/// replaced), and whether each netstat or vmstat field name matches the configured pattern.
+#[derive(Default)]
+pub struct Cache {
+    /// `node_uname_info`'s labels in label order.
+    pub uname: Option<[(&'static str, String); 6]>,
+    /// udev `E:` properties by `major:minor`.
+    pub udev: HashMap<String, Vec<(String, String)>>,
+    /// (clocksource device, its available clock sources), devices sorted.
+    pub clocksources: Option<Vec<(String, Vec<String>)>>,
+    /// netstat field (`Tcp_CurrEstab`) → included by `netstat_fields`.
+    pub netstat_keep: HashMap<String, bool>,
+    /// vmstat field → included by `vmstat_fields`.
+    pub vmstat_keep: HashMap<String, bool>,
+    passes: u64,
+}
+
+impl Cache {
+    /// Passes between two re-reads of the fixed facts (an hour at 15 s).
+    pub const REFRESH_PASSES: u64 = 240;
+    /// Most names a field map holds (the kernel has a few hundred; a map past this is
+    /// cleared, which only costs the matches again).
+    pub const MAX_FIELDS: usize = 4096;
+
+    fn start_pass(&mut self) {
+        if self.passes % Self::REFRESH_PASSES == 0 {
+            self.uname = None;
+            self.udev.clear();
+            self.clocksources = None;
+        }
+        self.passes += 1;
+        for m in [&mut self.netstat_keep, &mut self.vmstat_keep] {
+            if m.len() > Self::MAX_FIELDS {
+                m.clear();
+            }
         }
     }
 }
 
-type NodeCollector = fn(&HostSettings, &mut Snapshot) -> Result<(), String>;
+/// Whether `field` matches `pattern`, remembered in `memo`.
+pub fn keep_field(memo: &mut HashMap<String, bool>, pattern: &Regex, field: &str) -> bool {
+    if let Some(keep) = memo.get(field) {
+        return *keep;
+    }
+    let keep = pattern.is_match(field);
+    memo.insert(field.to_owned(), keep);
+    keep
+}
+
+type NodeCollector = fn(&HostSettings, &mut Cache, &mut Snapshot) -> Result<(), String>;
 
 /// The node_exporter collectors in the order they run.
 const NODE: [(&str, NodeCollector); 14] = [
@@ -142,18 +203,21 @@ const NODE: [(&str, NodeCollector); 14] = [
 pub struct Collectors {
     pub settings: HostSettings,
     failing: HashSet<&'static str>,
+    cache: Cache,
 }
 
 impl Collectors {
     pub fn new(settings: HostSettings) -> Collectors {
-        Collectors { settings, failing: HashSet::new() }
+        Collectors { settings, failing: HashSet::new(), cache: Cache::default() }
     }
 
     /// One pass over every enabled collector.
     pub fn collect(&mut self) -> Snapshot {
-        let now_ms = signalbox_core::time::unix_nanos() as i64 / 1_000_000;
+        let now_ms = self.settings.now_nanos() / 1_000_000;
         let mut out = Snapshot::new(now_ms);
         let mut boot_time = 0.0;
+        let mut cache = std::mem::take(&mut self.cache);
+        cache.start_pass();
         // `/proc/stat` once for the pass (its read error is each user's error).
         let enabled = |n: &str| self.settings.enabled.contains(n);
         let stat = (enabled("cpu") || enabled("stat") || enabled("process")).then(|| cpu::read_stat(&self.settings));
@@ -164,12 +228,13 @@ impl Collectors {
             let r = match (name, &stat) {
                 ("cpu", Some(text)) => self.timed(name, &mut out, |_, o| cpu::cpu_from(text.as_deref()?, o)),
                 ("stat", Some(text)) => self.timed(name, &mut out, |_, o| cpu::stat_from(text.as_deref()?, o)),
-                _ => self.timed(name, &mut out, f),
+                _ => self.timed(name, &mut out, |s, o| f(s, &mut cache, o)),
             };
             if name == "stat" && r {
                 boot_time = out.value("node_boot_time_seconds", &[]).unwrap_or(0.0);
             }
         }
+        self.cache = cache;
         if boot_time == 0.0 {
             boot_time = stat.as_ref().and_then(|t| boot_time_in(t.as_deref().ok()?)).unwrap_or(0.0);
         }

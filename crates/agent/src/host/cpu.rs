@@ -2,7 +2,7 @@
 //! mode, guest seconds, boot time, context switches, forks, interrupts and runnable or
 //! blocked processes.
 
-use super::collect::HostSettings;
+use super::collect::{Cache, HostSettings};
 use super::{Snapshot, num, read};
 
 /// USER_HZ: `/proc/stat` counts in hundredths of a second on every Linux Signalbox targets.
@@ -18,7 +18,7 @@ pub fn read_stat(s: &HostSettings) -> Result<String, String> {
 }
 
 /// `node_cpu_seconds_total{cpu,mode}` and `node_cpu_guest_seconds_total{cpu,mode}`.
-pub fn collect_cpu(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
+pub fn collect_cpu(s: &HostSettings, _cache: &mut Cache, out: &mut Snapshot) -> Result<(), String> {
     cpu_from(&read_stat(s)?, out)
 }
 
@@ -59,7 +59,7 @@ pub fn cpu_from(text: &str, out: &mut Snapshot) -> Result<(), String> {
 
 /// `node_boot_time_seconds`, `node_context_switches_total`, `node_forks_total`,
 /// `node_intr_total`, `node_procs_running`, `node_procs_blocked`.
-pub fn collect_stat(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
+pub fn collect_stat(s: &HostSettings, _cache: &mut Cache, out: &mut Snapshot) -> Result<(), String> {
     stat_from(&read_stat(s)?, out)
 }
 

@@ -2,7 +2,7 @@
 //! (`ram*`, `loop*`, partitions by default) as `node_disk_*` counters, and `node_disk_info`
 //! with the udev properties node_exporter labels it with.
 
-use super::collect::HostSettings;
+use super::collect::{Cache, HostSettings};
 use super::{Kind, Snapshot};
 
 const SECTOR: f64 = 512.0;
@@ -70,7 +70,7 @@ const FIELDS: [(usize, &str, &str, f64, Kind); 17] = [
     ),
 ];
 
-pub fn collect(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
+pub fn collect(s: &HostSettings, cache: &mut Cache, out: &mut Snapshot) -> Result<(), String> {
     let path = s.proc_path.join("diskstats");
     let text = super::read(&path)?;
     for line in text.lines() {
@@ -83,7 +83,12 @@ pub fn collect(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
             continue;
         }
         let values: Vec<f64> = f[3..].iter().map(|v| v.parse::<f64>().unwrap_or(0.0)).collect();
-        let info = udev_properties(s, major, minor);
+        let key = format!("{major}:{minor}");
+        if !cache.udev.contains_key(&key) {
+            let props = udev_properties(s, major, minor);
+            cache.udev.insert(key.clone(), props);
+        }
+        let info = cache.udev.get(&key).map(Vec::as_slice).unwrap_or_default();
         let get = |k: &str| info.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or("");
         out.gauge(
             "node_disk_info",

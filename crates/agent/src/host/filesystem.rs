@@ -5,7 +5,7 @@
 //! whose statfs fails reports only `device_error 1` (and `readonly`).
 
 use super::Snapshot;
-use super::collect::HostSettings;
+use super::collect::{Cache, HostSettings};
 use std::collections::HashSet;
 
 /// One line of a mounts file, octal escapes (`\040`) decoded.
@@ -57,7 +57,7 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub fn collect(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
+pub fn collect(s: &HostSettings, _cache: &mut Cache, out: &mut Snapshot) -> Result<(), String> {
     let text = std::fs::read_to_string(s.proc_path.join("1/mounts"))
         .or_else(|_| std::fs::read_to_string(s.proc_path.join("self/mounts")))
         .map_err(|e| format!("{}/self/mounts: {e}", s.proc_path.display()))?;

@@ -1,9 +1,9 @@
 //! node_exporter's `loadavg` collector: `node_load1`, `node_load5`, `node_load15`.
 
-use super::collect::HostSettings;
+use super::collect::{Cache, HostSettings};
 use super::{Snapshot, num, read};
 
-pub fn collect(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
+pub fn collect(s: &HostSettings, _cache: &mut Cache, out: &mut Snapshot) -> Result<(), String> {
     let text = read(&s.proc_path.join("loadavg"))?;
     let f: Vec<&str> = text.split_whitespace().collect();
     if f.len() < 3 {

@@ -2,10 +2,10 @@
 //! `node_memory_<Field>_bytes` (fields in kB) or `node_memory_<Field>` (counts such as
 //! `HugePages_Total`); `Active(anon)` becomes `Active_anon`.
 
-use super::collect::HostSettings;
+use super::collect::{Cache, HostSettings};
 use super::{Snapshot, num, read};
 
-pub fn collect(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
+pub fn collect(s: &HostSettings, _cache: &mut Cache, out: &mut Snapshot) -> Result<(), String> {
     let text = read(&s.proc_path.join("meminfo"))?;
     let mut any = false;
     for line in text.lines() {

@@ -3,12 +3,12 @@
 //! `node_network_receive_nohandler_total` from `/sys/class/net/DEV/statistics`.
 
 use super::Snapshot;
-use super::collect::HostSettings;
+use super::collect::{Cache, HostSettings};
 
 const RECEIVE: [&str; 8] = ["bytes", "packets", "errs", "drop", "fifo", "frame", "compressed", "multicast"];
 const TRANSMIT: [&str; 8] = ["bytes", "packets", "errs", "drop", "fifo", "colls", "carrier", "compressed"];
 
-pub fn collect(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
+pub fn collect(s: &HostSettings, _cache: &mut Cache, out: &mut Snapshot) -> Result<(), String> {
     let text = super::read(&s.proc_path.join("net/dev"))?;
     for line in text.lines().skip(2) {
         let Some((dev, rest)) = line.split_once(':') else { continue };

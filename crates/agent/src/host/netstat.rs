@@ -5,10 +5,10 @@
 //! node_exporter's `tcpstat` collector (connections per state) is off by default, so it is
 //! not reported; established connections come from `Tcp_CurrEstab`.
 
-use super::collect::HostSettings;
+use super::collect::{Cache, HostSettings};
 use super::{Kind, Snapshot};
 
-pub fn collect_netstat(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
+pub fn collect_netstat(s: &HostSettings, cache: &mut Cache, out: &mut Snapshot) -> Result<(), String> {
     let mut fields: Vec<(String, f64)> = Vec::new();
     for file in ["net/netstat", "net/snmp"] {
         let text = super::read(&s.proc_path.join(file))?;
@@ -38,7 +38,7 @@ pub fn collect_netstat(s: &HostSettings, out: &mut Snapshot) -> Result<(), Strin
         }
     }
     for (key, v) in fields {
-        if s.netstat_fields.is_match(&key) {
+        if super::collect::keep_field(&mut cache.netstat_keep, &s.netstat_fields, &key) {
             let (proto, name) = key.split_once('_').unwrap_or((&key, ""));
             out.add(&format!("node_netstat_{key}"), &format!("Statistic {proto}{name}."), Kind::Untyped, &[], v);
         }
@@ -46,7 +46,7 @@ pub fn collect_netstat(s: &HostSettings, out: &mut Snapshot) -> Result<(), Strin
     Ok(())
 }
 
-pub fn collect_sockstat(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
+pub fn collect_sockstat(s: &HostSettings, _cache: &mut Cache, out: &mut Snapshot) -> Result<(), String> {
     let page = rustix::param::page_size() as f64;
     let text = super::read(&s.proc_path.join("net/sockstat"))?;
     let six = std::fs::read_to_string(s.proc_path.join("net/sockstat6")).unwrap_or_default();

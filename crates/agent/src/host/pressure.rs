@@ -2,10 +2,10 @@
 //! `/proc/pressure/{cpu,io,memory}`, the `total` (microseconds) of the `some` and `full`
 //! lines as seconds.
 
-use super::collect::HostSettings;
+use super::collect::{Cache, HostSettings};
 use super::{Snapshot, read};
 
-pub fn collect(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
+pub fn collect(s: &HostSettings, _cache: &mut Cache, out: &mut Snapshot) -> Result<(), String> {
     for resource in ["cpu", "io", "memory"] {
         let text = read(&s.proc_path.join("pressure").join(resource))?;
         for line in text.lines() {

@@ -10,6 +10,14 @@
 //! 413) refused for good, so the collection is dropped, logged and counted; anything else
 //! (429, 5xx, a reset, a timeout) retried with jittered exponential backoff, `Retry-After`
 //! honoured.
+//!
+//! Every push also lets the node measure the agent's clock (NTP's arithmetic on the push
+//! connection, no extra exchange): the request states when it was sent by the agent's clock
+//! ([`SENT_AT_HEADER`]) and the network round trip of the previous push
+//! ([`ROUND_TRIP_HEADER`]: the time to the answer less the node's handling time, which the
+//! node states in [`HANDLED_HEADER`]). The node records `sent-at + round trip / 2 - its
+//! receive time` as `signalbox_agent_clock_offset_seconds{instance, job}`; its error is at
+//! most half the round trip's asymmetry.
 
 use crate::compile::Compiled;
 use crate::spool::{Entry, Spool};
@@ -23,7 +31,16 @@ use hyper_util::rt::TokioExecutor;
 use signalbox_core::metrics::{Counter, Gauge, Histogram, Registry};
 use signalbox_core::shutdown::Shutdown;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The agent's clock when it sent a push, in Unix nanoseconds (the node's
+/// `crates/api/src/metrics/agent_clock.rs` reads it).
+pub const SENT_AT_HEADER: &str = "x-signalbox-sent-at";
+/// The network round trip of the agent's previous push, in nanoseconds.
+pub const ROUND_TRIP_HEADER: &str = "x-signalbox-round-trip";
+/// In the node's answer: nanoseconds between the request's arrival and the answer.
+pub const HANDLED_HEADER: &str = "x-signalbox-handled-ns";
 
 /// Bounds of `signalbox_agent_host_collect_seconds`.
 const COLLECT_BOUNDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
@@ -105,6 +122,10 @@ pub struct Pusher {
     spool: Arc<Spool>,
     stats: HostStats,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Added to the system clock in [`SENT_AT_HEADER`] (tests only).
+    clock_skew_ms: i64,
+    /// The last push's network round trip in ns (0: none measured yet).
+    round_trip_ns: AtomicU64,
 }
 
 impl Pusher {
@@ -119,7 +140,8 @@ impl Pusher {
             .enable_http1()
             .wrap_connector(conn);
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(conn);
-        Pusher { cfg, url, spool, stats, client }
+        let clock_skew_ms = cfg.host_metrics.as_ref().map_or(0, |h| h.settings.clock_skew_ms);
+        Pusher { cfg, url, spool, stats, client, clock_skew_ms, round_trip_ns: AtomicU64::new(0) }
     }
 
     pub async fn run(self, mut shutdown: Shutdown) {
@@ -197,6 +219,13 @@ impl Pusher {
         if let Some(auth) = &out.authorization {
             req = req.header(header::AUTHORIZATION, auth.clone());
         }
+        let round_trip = self.round_trip_ns.load(Ordering::Relaxed);
+        if round_trip > 0 {
+            req = req.header(ROUND_TRIP_HEADER, round_trip);
+        }
+        let sent_at = signalbox_core::time::unix_nanos() as i64 + self.clock_skew_ms * 1_000_000;
+        req = req.header(SENT_AT_HEADER, sent_at);
+        let start = Instant::now();
         let req = match req.body(Full::new(Bytes::from(entry.payload.clone()))) {
             Ok(r) => r,
             Err(e) => return PushOutcome::Retry { after: None, error: format!("request: {e}") },
@@ -204,6 +233,11 @@ impl Pusher {
         let exchange = async {
             let resp = self.client.request(req).await.map_err(|e| format!("{}: {e}", self.url))?;
             let (parts, body) = resp.into_parts();
+            let handled = parts.headers.get(HANDLED_HEADER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if let Some(handled) = handled {
+                let total = start.elapsed().as_nanos() as u64;
+                self.round_trip_ns.store(total.saturating_sub(handled).max(1), Ordering::Relaxed);
+            }
             let body = Limited::new(body, 64 * 1024)
                 .collect()
                 .await

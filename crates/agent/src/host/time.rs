@@ -1,39 +1,56 @@
 //! node_exporter's `time` collector: `node_time_seconds` and the clock sources from
-//! `/sys/devices/system/clocksource`. Its `timex` collector (adjtimex(2): offset, sync status,
-//! max error) needs a system call no safe wrapper in the build offers, so `node_timex_*` is
-//! not reported (see docs/agent.md).
+//! `/sys/devices/system/clocksource`.
+//!
+//! Its `timex` collector (`node_timex_*`: NTP offset, sync status, maximum error) is not
+//! reported: it needs adjtimex(2), and no well-kept crate offers a safe call to it (neither
+//! `rustix` 1.1 nor `nix`; `clock-steering` 0.2 reads only the frequency and the TAI
+//! offset), while the workspace forbids `unsafe`. Instead the node measures every pushing
+//! agent's clock against its own (`signalbox_agent_clock_offset_seconds`, see
+//! [`super::push`]), and the default `HostClockSkew` rule fires on either.
 
 use super::Snapshot;
-use super::collect::HostSettings;
+use super::collect::{Cache, HostSettings};
 
-pub fn collect(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| format!("the clock is before 1970: {e}"))?;
-    out.gauge("node_time_seconds", "System time in seconds since epoch (1970).", &[], now.as_secs_f64());
+pub fn collect(s: &HostSettings, cache: &mut Cache, out: &mut Snapshot) -> Result<(), String> {
+    let now = s.now_nanos();
+    if now < 0 {
+        return Err("the clock is before 1970".into());
+    }
+    out.gauge("node_time_seconds", "System time in seconds since epoch (1970).", &[], now as f64 / 1e9);
     let dir = s.sys_path.join("devices/system/clocksource");
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
-    let mut devices: Vec<String> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_prefix("clocksource").map(str::to_owned))
-        .collect();
-    devices.sort();
-    for device in devices {
-        let base = dir.join(format!("clocksource{device}"));
-        if let Ok(avail) = std::fs::read_to_string(base.join("available_clocksource")) {
-            for c in avail.split_whitespace() {
-                out.gauge(
-                    "node_time_clocksource_available_info",
-                    "Available clocksources read from '/sys/devices/system/clocksource'.",
-                    &[("clocksource", c), ("device", &device)],
-                    1.0,
-                );
-            }
+    // The devices and the sources on offer are fixed while the machine runs (re-read at the
+    // cache's refresh); the current one is read at every pass.
+    let devices = cache.clocksources.get_or_insert_with(|| {
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_prefix("clocksource").map(str::to_owned))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|device| {
+                let avail = std::fs::read_to_string(dir.join(format!("clocksource{device}/available_clocksource")))
+                    .map(|t| t.split_whitespace().map(str::to_owned).collect())
+                    .unwrap_or_default();
+                (device, avail)
+            })
+            .collect()
+    });
+    for (device, available) in devices.iter() {
+        for c in available {
+            out.gauge(
+                "node_time_clocksource_available_info",
+                "Available clocksources read from '/sys/devices/system/clocksource'.",
+                &[("clocksource", c), ("device", device)],
+                1.0,
+            );
         }
-        if let Ok(cur) = std::fs::read_to_string(base.join("current_clocksource")) {
+        let current = dir.join(format!("clocksource{device}/current_clocksource"));
+        if let Ok(cur) = std::fs::read_to_string(current) {
             out.gauge(
                 "node_time_clocksource_current_info",
                 "Current clocksource read from '/sys/devices/system/clocksource'.",
-                &[("clocksource", cur.trim()), ("device", &device)],
+                &[("clocksource", cur.trim()), ("device", device)],
                 1.0,
             );
         }

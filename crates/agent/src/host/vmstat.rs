@@ -1,14 +1,14 @@
 //! node_exporter's `vmstat` collector: the `/proc/vmstat` fields its default
 //! `--collector.vmstat.fields` selects (`oom_kill`, `pgpg*`, `pswp*`, `pg*fault`), untyped.
 
-use super::collect::HostSettings;
+use super::collect::{Cache, HostSettings};
 use super::{Kind, Snapshot, read};
 
-pub fn collect(s: &HostSettings, out: &mut Snapshot) -> Result<(), String> {
+pub fn collect(s: &HostSettings, cache: &mut Cache, out: &mut Snapshot) -> Result<(), String> {
     let text = read(&s.proc_path.join("vmstat"))?;
     for line in text.lines() {
         let Some((key, v)) = line.split_once(' ') else { continue };
-        if !s.vmstat_fields.is_match(key) {
+        if !super::collect::keep_field(&mut cache.vmstat_keep, &s.vmstat_fields, key) {
             continue;
         }
         let Ok(v) = v.trim().parse::<f64>() else { continue };

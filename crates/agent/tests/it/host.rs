@@ -183,6 +183,17 @@ fn the_agent_matches_node_exporter_names_labels_and_values() {
             }
         }
     }
+    // A second pass, from the collectors' caches (uname, clock sources, udev properties,
+    // field-pattern decisions), reports the same families and label sets.
+    let again = parse_exposition(&render(&collectors.collect()));
+    for (name, series) in &ours {
+        let a: BTreeSet<&String> = series.keys().collect();
+        let b: BTreeSet<&String> = again.get(name).map(|s| s.keys().collect()).unwrap_or_default();
+        if a != b {
+            problems.push(format!("{name}: second pass label sets {b:?}, first {a:?}"));
+        }
+    }
+    assert_eq!(ours.len(), again.len(), "families in the first and second pass");
     eprintln!("compared {compared} samples of {} families with node_exporter", theirs.len());
     assert!(compared > 100, "only {compared} samples compared");
     assert!(problems.is_empty(), "{} differences:\n{}", problems.len(), problems.join("\n"));

@@ -8,7 +8,7 @@
 //! message for a malformed request or for samples the store refused (out of order, too old,
 //! duplicates), which senders drop rather than retry; 429 / 5xx are retried.
 
-use super::MetricsState;
+use super::{MetricsState, agent_clock};
 use crate::AppState;
 use crate::auth::check_ingest;
 use axum::extract::State;
@@ -60,8 +60,17 @@ fn refused_message(a: &signalbox_metrics::storage::Appended) -> Option<String> {
     })
 }
 
-/// `POST /prometheus/api/v1/write`.
+/// `POST /prometheus/api/v1/write`. Every answer states the node's handling time
+/// ([`agent_clock::HANDLED_HEADER`]) for the agents' round-trip measurement.
 pub async fn remote_write(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Body) -> Response {
+    let arrived = std::time::Instant::now();
+    let arrived_ns = signalbox_core::time::unix_nanos() as i64;
+    let mut answer = remote_write_answer(s, headers, body, arrived_ns).await;
+    answer.headers_mut().insert(agent_clock::HANDLED_HEADER, HeaderValue::from(arrived.elapsed().as_nanos() as u64));
+    answer
+}
+
+async fn remote_write_answer(s: AppState, headers: HeaderMap, body: axum::body::Body, arrived_ns: i64) -> Response {
     let m = match metrics(&s, &headers) {
         Ok(m) => m,
         Err(r) => return r,
@@ -88,7 +97,21 @@ pub async fn remote_write(State(s): State<AppState>, headers: HeaderMap, body: a
     for (family, kind, help, unit) in decoded.metadata {
         m.service.metadata.record(&family, Entry { kind: signalbox_metrics::metadata::kind_name(kind), help, unit });
     }
-    store(&m.service, decoded.samples).await.unwrap_or_else(|r| r)
+    let clock = agent_clock::offset_seconds(&headers, arrived_ns)
+        .and_then(|offset| agent_clock::series(&decoded.samples, offset, arrived_ns));
+    let answer = store(&m.service, decoded.samples).await.unwrap_or_else(|r| r);
+    if let Some(sample) = clock {
+        // Stored on its own so that a refusal (two pushes in the same millisecond) never
+        // turns the push's answer into a 400.
+        m.service.metadata.record(
+            agent_clock::FAMILY,
+            Entry { kind: "gauge", help: agent_clock::HELP.to_owned(), unit: "seconds".to_owned() },
+        );
+        if let Err(e) = m.service.push(vec![sample]).await {
+            tracing::debug!(error = %e, "the agent's clock offset was not stored");
+        }
+    }
+    answer
 }
 
 /// Stores samples: 204, 400 naming refused samples, 429 when busy, 500 on failure.

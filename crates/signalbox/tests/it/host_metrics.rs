@@ -1,6 +1,8 @@
 //! `signalbox agent` pushing host metrics to a real node: the series are queryable with
 //! PromQL over the Prometheus API, and a node killed and started again later loses none of
-//! the collections made while it was down (the agent's metrics buffer holds them).
+//! the collections made while it was down (the agent's metrics buffer holds them); the node
+//! measures each pushing agent's clock offset, and the default `HostClockSkew` rule's
+//! expression picks out the agents whose clocks are off.
 
 use crate::metrics::{enc, query};
 use crate::*;
@@ -114,4 +116,115 @@ interval = "1s"
     assert!(scalar(&total) >= collections - 2.0, "{} stored of {collections} collections", scalar(&total));
     let _ = agent.kill();
     let _ = agent.wait();
+}
+
+/// Starts `signalbox agent` pushing host metrics every second to `node` as `host`, its clock
+/// shifted by `skew_ms` (the `host_metrics.test_clock_skew_ms` hook: the agent's real
+/// clock source, offset; the network and the node are real).
+fn start_skewed_agent(dir: &std::path::Path, node: &Node, host: &str, skew_ms: i64) -> std::process::Child {
+    let cfg = dir.join(format!("{host}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"data_dir = "{data}"
+host = "{host}"
+metrics_listen = "127.0.0.1:{port}"
+progress_interval = "0s"
+[output]
+endpoint = "http://{node}"
+connect_timeout = "500ms"
+timeout = "2s"
+[host_metrics]
+enabled = true
+interval = "1s"
+collectors = ["loadavg", "time"]
+test_clock_skew_ms = {skew_ms}
+"#,
+            data = dir.join(host).display(),
+            port = free_port(),
+            node = node.console,
+        ),
+    )
+    .unwrap();
+    Command::new(BIN)
+        .args(["agent", "-q", "-c", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The `expr` of alert `name` in the shipped default rules (the block under `expr: |`).
+fn default_rule_expr(name: &str) -> String {
+    let rules = include_str!("../../../metrics/src/rules/defaults.yml");
+    let at = rules.find(&format!("- alert: {name}\n")).unwrap_or_else(|| panic!("no default rule {name}"));
+    let block = &rules[at..];
+    let expr = &block[block.find("expr: |\n").unwrap() + "expr: |\n".len()..];
+    expr.lines().take_while(|l| !l.trim_start().starts_with("for:")).map(str::trim).collect::<Vec<_>>().join(" ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_measures_each_agents_clock_offset_and_the_clock_skew_rule_picks_the_skewed_ones() {
+    let node = Node::start(&[], &[]).await;
+    let http = Http::new();
+    let dir = tempfile::tempdir().unwrap();
+    let agents = [("behind-host", -20_000i64), ("ahead-host", 3_000), ("true-host", 0)];
+    let mut children: Vec<_> =
+        agents.iter().map(|(host, skew)| start_skewed_agent(dir.path(), &node, host, *skew)).collect();
+
+    // A few pushes each, so that the round trip of the previous push is known.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let offsets = loop {
+        let d = query(&http, &node, r#"count_over_time(signalbox_agent_clock_offset_seconds{job="node"}[1m])"#).await;
+        let counts: Vec<(String, f64)> = d["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (r["metric"]["instance"].as_str().unwrap().to_owned(), r["value"][1].as_str().unwrap().parse().unwrap())
+            })
+            .collect();
+        if counts.len() == agents.len() && counts.iter().all(|(_, n)| *n >= 4.0) {
+            let d = query(&http, &node, "signalbox_agent_clock_offset_seconds").await;
+            break d["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["metric"]["instance"].as_str().unwrap().to_owned(),
+                        r["value"][1].as_str().unwrap().parse::<f64>().unwrap(),
+                    )
+                })
+                .collect::<std::collections::BTreeMap<String, f64>>();
+        }
+        assert!(Instant::now() < deadline, "not 4 offset measurements of each agent after 40 s: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // Loopback: the error is half the round trip's asymmetry, milliseconds; 0.25 s leaves
+    // room for scheduling delays on this shared machine and is still half the rule's bound.
+    for (host, skew_ms) in agents {
+        let measured = offsets[host];
+        let want = skew_ms as f64 / 1000.0;
+        assert!((measured - want).abs() < 0.25, "{host}: measured {measured} s, clock set {want} s off");
+    }
+    // The agent's own stamps follow its clock: the skewed agent's node_time_seconds is
+    // 20 s behind the sample's arrival.
+    let t = query(&http, &node, r#"time() - node_time_seconds{instance="behind-host"}"#).await;
+    assert!(scalar(&t) > 19.0, "{t}");
+
+    // The shipped rule's expression (its `for: 10m` aside) selects exactly the agents whose
+    // clocks are more than 0.5 s off.
+    let expr = default_rule_expr("HostClockSkew");
+    assert!(expr.contains("signalbox_agent_clock_offset_seconds"), "{expr}");
+    let d = query(&http, &node, &expr).await;
+    let mut firing: Vec<&str> =
+        d["result"].as_array().unwrap().iter().map(|r| r["metric"]["instance"].as_str().unwrap()).collect();
+    firing.sort();
+    assert_eq!(firing, ["ahead-host", "behind-host"], "{expr}: {d}");
+
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }

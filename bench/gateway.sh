@@ -62,6 +62,9 @@ FD_LIMIT=$(ulimit -n)
 if [ "$FD_LIMIT" -ge 20200 ]; then IDLE_DEFAULT=10000; else IDLE_DEFAULT=9000; fi
 IDLE_CONNS=${IDLE_CONNS:-$IDLE_DEFAULT}
 HAPROXY_MAXCONN=$(( (FD_LIMIT - 100) / 2 ))
+# Signalbox shares descriptors out too: two per gateway connection, each API port's cap
+# ([connections], 64 here), 1,024 kept free (crates/signalbox/src/listeners.rs).
+SIGNALBOX_MAXCONN=$(( (FD_LIMIT - 1024 - 64 * 8) / 2 ))
 
 UP=127.0.0.1:18081; NGX=127.0.0.1:18082; HAP=127.0.0.1:18086
 UP_H2=127.0.0.1:18091; NGX_H2=127.0.0.1:18092; HAP_H2=127.0.0.1:18096
@@ -134,8 +137,10 @@ listen = "127.0.0.1:$((19400 + off))"
 [gateway]
 listen = "127.0.0.1:$port"
 $(printf '%b' "$gateway_extra")
+[connections]
+max_connections = 64
 [gateway.limits]
-max_connections = 20000
+max_connections = $SIGNALBOX_MAXCONN
 max_connections_per_ip = 0
 header_read_timeout = "300s"
 [gateway.telemetry]
@@ -266,10 +271,15 @@ time.sleep(60)
 PY
   local opener=$!
   for _ in $(seq 600); do [ -f "$WORK/idle-$1.ready" ] && break; kill -0 $opener 2>/dev/null || break; sleep 0.2; done
-  [ -f "$WORK/idle-$1.ready" ] || { echo "$1: could not open $IDLE_CONNS connections" >&2; kill $opener 2>/dev/null; echo "idle|$1|-|-"; return; }
+  if [ ! -f "$WORK/idle-$1.ready" ]; then
+    echo "$1: could not open $IDLE_CONNS connections" >&2
+    kill $opener 2>/dev/null || true
+    echo "idle|$1|-|-" >> "$WORK/results"
+    return 0
+  fi
   sleep 2
   local after; after=$(rss_kib $pids)
-  kill $opener 2>/dev/null; wait $opener 2>/dev/null || true
+  kill $opener 2>/dev/null || true; wait $opener 2>/dev/null || true
   echo "idle|$1|$before|$after" >> "$WORK/results"
   echo "$1: RSS $before KiB -> $after KiB with $IDLE_CONNS idle connections" >&2
   sleep 3   # let the proxy see the closes before the next target
@@ -295,19 +305,20 @@ for r in rows:
     runs[r[0]].setdefault(r[1], []).append(dict(rps=float(r[2]), p50=ms(r[3]), p99=ms(r[4]), cpu=float(r[5])))
 med = lambda runs: {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "cpu")} for k, v in runs.items()}
 h1 = med(runs["h1"])
-print(f"HTTP/1.1: wrk -t2 -c64 -d{sys.argv[2]}, medians of {sys.argv[3]} interleaved rounds; fixed 20-byte body from an nginx upstream; all on one shared 2-core machine\n")
-print("| target | req/s | × nginx | p50 ms | p99 ms | added p99 vs direct ms | proxy CPU µs/req | CPU × nginx |")
-print("|---|---|---|---|---|---|---|---|")
-ngx, direct = h1["nginx"], h1["direct"]
-for k, d in h1.items():
-    cpu = "-" if k == "direct" else f"{d['cpu']:.1f}"
-    cpux = "-" if k == "direct" else f"{d['cpu']/ngx['cpu']:.2f}"
-    print(f"| {k} | {d['rps']:.0f} | {d['rps']/ngx['rps']:.2f} | {d['p50']:.3f} | {d['p99']:.3f} | {d['p99']-direct['p99']:.3f} | {cpu} | {cpux} |")
-print("\nper-round req/s: " + "; ".join(k + " " + ", ".join(f"{x['rps']:.0f}" for x in v) for k, v in runs["h1"].items()))
-for pre in ("signalbox", "baseline"):
-    on, off = h1.get(f"{pre}-telemetry-on"), h1.get(f"{pre}-telemetry-off")
-    if on and off:
-        print(f"\n{pre}: telemetry on costs {on['cpu'] - off['cpu']:.1f} µs of proxy CPU per request over off (medians)")
+if h1:
+    print(f"HTTP/1.1: wrk -t2 -c64 -d{sys.argv[2]}, medians of {sys.argv[3]} interleaved rounds; fixed 20-byte body from an nginx upstream; all on one shared 2-core machine\n")
+    print("| target | req/s | × nginx | p50 ms | p99 ms | added p99 vs direct ms | proxy CPU µs/req | CPU × nginx |")
+    print("|---|---|---|---|---|---|---|---|")
+    ngx, direct = h1["nginx"], h1["direct"]
+    for k, d in h1.items():
+        cpu = "-" if k == "direct" else f"{d['cpu']:.1f}"
+        cpux = "-" if k == "direct" else f"{d['cpu']/ngx['cpu']:.2f}"
+        print(f"| {k} | {d['rps']:.0f} | {d['rps']/ngx['rps']:.2f} | {d['p50']:.3f} | {d['p99']:.3f} | {d['p99']-direct['p99']:.3f} | {cpu} | {cpux} |")
+    print("\nper-round req/s: " + "; ".join(k + " " + ", ".join(f"{x['rps']:.0f}" for x in v) for k, v in runs["h1"].items()))
+    for pre in ("signalbox", "baseline"):
+        on, off = h1.get(f"{pre}-telemetry-on"), h1.get(f"{pre}-telemetry-off")
+        if on and off:
+            print(f"\n{pre}: telemetry on costs {on['cpu'] - off['cpu']:.1f} µs of proxy CPU per request over off (medians)")
 if runs["h2"]:
     h2 = med(runs["h2"])
     n2 = h2["nginx-h2"]

@@ -23,8 +23,10 @@
 # Usage: bench/gateway.sh [duration, default 15s] [rounds, default 3]
 # Env:   IDLE_CONNS (default 10000, or 9000 under a 20,000 descriptor limit; 0 skips),
 #        H2=0 skips HTTP/2,
-#        SIGNALBOX_VARIANTS: extra Signalbox targets, `name:port:toml-lines` separated by
-#        `;`, where toml-lines (`\n`-separated) go into `[gateway]` (e.g. a future HTTP/1 mode).
+#        SIGNALBOX_VARIANTS: extra Signalbox targets (telemetry off), separated by `;`, each
+#        `name|port|toml-lines|env`: toml-lines (`\n`-separated) go into `[gateway]`, env is
+#        space-separated VAR=value pairs for the process; e.g. for an HTTP/1 mode switch:
+#        SIGNALBOX_VARIANTS='signalbox-h1-hyper|18089||SIGNALBOX_HTTP1=hyper'
 #        SIGNALBOX_BIN: the binary under test (default target/release/signalbox).
 #        SIGNALBOX_BASELINE: another signalbox binary (e.g. a build of an earlier commit), run as
 #        baseline-telemetry-on and baseline-telemetry-off in the same rounds, for A/B figures.
@@ -123,7 +125,7 @@ haproxy -D -f "$WORK/haproxy.cfg"
 # A Signalbox node: $1 name, $2 gateway port, $3 port offset for its other listeners,
 # $4 lines for [gateway.telemetry], $5 extra lines for [gateway], $6 the binary.
 signalbox_start() {
-  local name=$1 port=$2 off=$3 telemetry=$4 gateway_extra=${5:-} bin=${6:-$SIGNALBOX_BIN}
+  local name=$1 port=$2 off=$3 telemetry=$4 gateway_extra=${5:-} bin=${6:-$SIGNALBOX_BIN} vars=${7:-}
   cat > "$WORK/$name.toml" <<TOML
 [console]
 listen = "127.0.0.1:$((19900 + off))"
@@ -153,7 +155,8 @@ service = "upstream"
 [gateway.routes.match]
 path_prefix = "/"
 TOML
-  RUST_LOG=warn "$bin" serve -c "$WORK/$name.toml" --data-dir "$WORK/$name-data" \
+  # shellcheck disable=SC2086 # vars is a list of VAR=value words
+  env $vars RUST_LOG=warn "$bin" serve -c "$WORK/$name.toml" --data-dir "$WORK/$name-data" \
     >/dev/null 2>"$WORK/$name.err" &
   PIDS+=($!)
   echo $! > "$WORK/$name.sbpid"
@@ -182,8 +185,8 @@ off=10
 IFS=';' read -r -a variants <<< "${SIGNALBOX_VARIANTS:-}"
 for v in "${variants[@]}"; do
   [ -n "$v" ] || continue
-  IFS=':' read -r vname vport vtoml <<< "$v"
-  signalbox_start "$vname" "$vport" $off "$OFF" "$vtoml"
+  IFS='|' read -r vname vport vtoml venv <<< "$v"
+  signalbox_start "$vname" "$vport" $off "$OFF" "$vtoml" "" "$venv"
   H1_TARGETS+=("$vname"); URL[$vname]="http://127.0.0.1:$vport/"; off=$((off + 1))
 done
 sleep 1

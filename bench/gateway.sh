@@ -45,6 +45,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for f in "$WORK"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  sleep 1   # let the nodes finish writing before their data directories go
   rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -83,6 +83,10 @@ fn reference_record(line: &[u8], gateway: &str) -> Option<LogRecord> {
 /// back exactly.
 fn assert_same(got: Option<LogRecord>, want: Option<LogRecord>, line: &[u8]) {
     let (Some(mut got), Some(mut want)) = (got, want) else { panic!("{}", String::from_utf8_lossy(line)) };
+    if !line.windows(4).any(|w| w == b"\"ts\"") {
+        // No timestamp in the line: both took the clock's time when they read it.
+        (got.unix_nanos, want.unix_nanos) = (0, 0);
+    }
     let (ga, wa) = (std::mem::take(&mut got.attributes), std::mem::take(&mut want.attributes));
     assert_eq!(got, want, "{}", String::from_utf8_lossy(line));
     assert_eq!(ga.len(), wa.len(), "{}", String::from_utf8_lossy(line));

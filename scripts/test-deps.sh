@@ -5,7 +5,9 @@
 # clients of the control-plane and log tests (py-consul, python-consul2, config-client,
 # python-logging-loki, elasticsearch-py, prometheus_client), Prometheus, promtool,
 # node_exporter (the agent's host-metrics differential test), Alertmanager, nginx (the
-# request-smuggling reference), and etcd (the control plane's etcd backend). System
+# request-smuggling reference), etcd (the control plane's etcd backend), and the gateway
+# benchmark's peer and load generators (HAProxy, wrk, h2load from nghttp2-client;
+# bench/gateway.sh). System
 # packages come from apt-get as root; otherwise the script names what to install and fails.
 set -euo pipefail
 
@@ -56,6 +58,10 @@ ls /usr/lib/*/rsyslog/omelasticsearch.so >/dev/null 2>&1 || missing+=(rsyslog-el
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/bin/prometheus-node-exporter ] || missing+=(prometheus-node-exporter)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+# bench/gateway.sh: HAProxy (the other proxy), wrk (HTTP/1.1 load), h2load (HTTP/2 load).
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v h2load >/dev/null || missing+=(nghttp2-client)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "== installing ${missing[*]}"

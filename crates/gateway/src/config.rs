@@ -164,7 +164,9 @@ pub struct TelemetryConfig {
     /// Where the JSON access log goes: `"stdout"`, `"off"`, or a file path (appended).
     pub access_log: String,
     /// Head sampling: share of new traces (no sampled flag from the client) whose spans are
-    /// recorded, 0.0 to 1.0. Routes can override it.
+    /// recorded, 0.0 to 1.0, decided from the trace id so every node decides alike. A
+    /// sampled flag the client sends (`traceparent`, B3) is honoured. Metrics and the access
+    /// log still cover every request. Routes can override it.
     pub sample_rate: f64,
     /// Capacity of the in-process queues that carry spans and access-log lines off the hot
     /// path; when full, items are dropped and counted.

@@ -4,15 +4,23 @@
 //! Everything leaves the request path without waiting: counters are atomics registered when
 //! the config is compiled, spans go to the [`SpanSink`], and log lines go through a bounded
 //! queue to a writer thread. A full queue drops and counts; it never blocks a request.
+//!
+//! # Layout
+//! - this file: metrics, the per-thread buffers, spans ([`Finish`]) and head sampling
+//!   ([`head_sampled`]);
+//! - `access_log`: the JSON line writer, the writer thread, and the line read back as a
+//!   record of the node's log store.
+
+mod access_log;
 
 use crate::tracectx::TraceContext;
 use crate::traffic::metrics::{ByVersion, Kind as VersionKind};
+use access_log::{JsonLine, spawn_log_writer};
 use http::{HeaderMap, Method};
-use signalbox_core::ids::SpanId;
+use signalbox_core::ids::{SpanId, TraceId};
 use signalbox_core::metrics::{Counter, Histogram, LATENCY_BUCKETS, Registry};
 use signalbox_core::span::{KeyValue, Resource, Scope, Span, SpanFlags, SpanKind, StatusCode};
 use signalbox_core::telemetry::{Refused, SpanSink};
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Instant;
@@ -25,6 +33,22 @@ pub fn class_index(status: Option<u16>) -> usize {
         Some(s @ 100..=599) => (s / 100 - 1) as usize,
         _ => 5,
     }
+}
+
+/// Head sampling: whether the spans of a trace that arrived without a sampling decision are
+/// recorded. Decided from the trace id, so every gateway node and every try of a request
+/// decides alike: the id's last 7 bytes, random in W3C trace context (level 2) and in B3's
+/// 64-bit ids, are read as a number below 2^56 and compared with `ratio` × 2^56.
+pub fn head_sampled(trace_id: &TraceId, ratio: f64) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    if ratio <= 0.0 || ratio.is_nan() {
+        return false;
+    }
+    let mut b = [0u8; 8];
+    b[1..].copy_from_slice(&trace_id.0[9..]);
+    (u64::from_be_bytes(b) as f64) < ratio * (1u64 << 56) as f64
 }
 
 /// Per-route series, registered when the route is compiled.
@@ -187,10 +211,13 @@ impl Telemetry {
         f(&mut l)
     }
 
-    fn push_span(&self, span: Span) {
+    /// Queues a request's spans on this thread's batch.
+    fn push_spans(&self, server: Span, clients: Vec<Span>) {
         let full = self.with_local(|l| {
-            l.spans.push(span);
-            (l.spans.len() >= SPAN_BATCH).then(|| std::mem::take(&mut l.spans))
+            l.spans.push(server);
+            l.spans.extend(clients);
+            // The next batch starts at full size rather than growing by doubling.
+            (l.spans.len() >= SPAN_BATCH).then(|| std::mem::replace(&mut l.spans, Vec::with_capacity(SPAN_BATCH + 4)))
         });
         if let Some(batch) = full {
             self.send_spans(batch);
@@ -243,84 +270,13 @@ impl Telemetry {
     }
 }
 
-fn spawn_log_writer(
-    target: Option<&str>,
-    logs: Option<Arc<dyn signalbox_core::log::LogOffer>>,
-    dropped: Counter,
-    gateway: String,
-    chunks: usize,
-) -> std::io::Result<mpsc::SyncSender<Vec<u8>>> {
-    let mut out: Option<Box<dyn Write + Send>> = match target {
-        None => None,
-        Some("stdout") => Some(Box::new(std::io::stdout())),
-        Some(path) => Some(Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?)),
-    };
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(chunks);
-    std::thread::Builder::new().name("access-log".into()).spawn(move || {
-        while let Ok(chunk) = rx.recv() {
-            if let Some(out) = out.as_mut() {
-                let _ = out.write_all(&chunk).and_then(|_| out.flush());
-            }
-            if let Some(logs) = &logs {
-                // Off the request path: each line becomes a record of the log store.
-                let records: Vec<signalbox_core::log::LogRecord> =
-                    chunk.split(|b| *b == b'\n').filter_map(|l| access_record(l, &gateway)).collect();
-                let n = records.len() as u64;
-                if !logs.offer(records) {
-                    dropped.add(n);
-                }
-            }
-        }
-    })?;
-    Ok(tx)
-}
-
-/// An access-log line as a log record: the gateway's service, severity from the status
-/// (5xx error, 4xx warning), `METHOD path status duration` as the body, the request's trace
-/// and span ids, and every field of the line as an attribute.
-fn access_record(line: &[u8], gateway: &str) -> Option<signalbox_core::log::LogRecord> {
-    use signalbox_core::log::{LogRecord, Severity};
-    use signalbox_core::span::{AttrValue, KeyValue};
-    let serde_json::Value::Object(obj) = serde_json::from_slice(line).ok()? else { return None };
-    let text = |k: &str| obj.get(k).and_then(|v| v.as_str()).unwrap_or("");
-    let status = obj.get("status").and_then(|v| v.as_f64()).unwrap_or(0.0) as u16;
-    let duration = obj.get("duration_ms").and_then(|v| v.as_f64()).unwrap_or(0.0);
-    let ts = signalbox_core::time::parse_rfc3339(text("ts")).unwrap_or_else(signalbox_core::time::unix_nanos);
-    let severity = match status {
-        500.. => Severity::ERROR,
-        400..=499 => Severity::WARN,
-        _ => Severity::INFO,
-    };
-    let attributes = obj
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "ts" | "trace_id" | "span_id"))
-        .filter_map(|(k, v)| {
-            let value = match v {
-                serde_json::Value::String(s) => AttrValue::Str(s.clone()),
-                serde_json::Value::Number(n) => match n.as_i64() {
-                    Some(i) => AttrValue::Int(i),
-                    None => AttrValue::Float(n.as_f64()?),
-                },
-                serde_json::Value::Bool(b) => AttrValue::Bool(*b),
-                _ => return None,
-            };
-            let key = if k == "service" { "upstream.service".to_owned() } else { format!("http.{k}") };
-            Some(KeyValue { key: key.into(), value })
-        })
-        .collect();
-    Some(LogRecord {
-        unix_nanos: ts,
-        observed_unix_nanos: signalbox_core::time::unix_nanos(),
-        severity,
-        severity_text: String::new(),
-        body: format!("{} {} {status} {duration:.1}ms", text("method"), text("path")),
-        service: gateway.to_owned(),
-        instance: String::new(),
-        resource: Vec::new(),
-        attributes,
-        trace_id: signalbox_core::ids::TraceId::from_hex(text("trace_id")),
-        span_id: signalbox_core::ids::SpanId::from_hex(text("span_id")),
-    })
+/// `"{a} {b}"`, without the formatting machinery (it runs twice per request).
+fn joined(a: &str, b: &str) -> String {
+    let mut s = String::with_capacity(a.len() + 1 + b.len());
+    s.push_str(a);
+    s.push(' ');
+    s.push_str(b);
+    s
 }
 
 /// One upstream try, as recorded for the client span and the access log.
@@ -383,9 +339,6 @@ impl Finish {
                 }
             }
         }
-        if self.tel.spans && self.sampled {
-            self.emit_spans(end_unix, grpc_status, error);
-        }
         if self.tel.access_log.is_some() {
             let full = self.tel.with_local(|l| {
                 self.write_log_line(&mut l.log, end_unix, bytes_out, grpc_status, error);
@@ -396,64 +349,27 @@ impl Finish {
                 self.tel.send_log(chunk, lines);
             }
         }
+        if self.tel.spans && self.sampled {
+            let mut this = self;
+            this.emit_spans(end_unix, grpc_status, error);
+        }
     }
 
-    fn emit_spans(&self, end_unix: u64, grpc_status: Option<u32>, error: Option<&str>) {
+    /// Builds the server span and a client span per try and queues them on this thread.
+    /// Runs last: the request's strings move into the server span instead of being copied
+    /// (the access-log line has been written from them already).
+    fn emit_spans(&mut self, end_unix: u64, grpc_status: Option<u32>, error: Option<&str>) {
         let svc = &self.tel.service_name;
+        let method = self.method.as_str();
         let failed = self.status >= 500 || error.is_some() || grpc_status.is_some_and(|c| c != 0);
-        let mut attrs = vec![
-            KeyValue::str("http.request.method", self.method.as_str()),
-            KeyValue::str("url.path", self.path.clone()),
-            KeyValue::str("http.route", self.route_name.to_string()),
-            KeyValue::int("http.response.status_code", self.status as i64),
-            KeyValue::str("server.address", self.host.clone()),
-            KeyValue::str("client.address", self.client.clone()),
-            KeyValue::str("network.protocol.version", self.protocol),
-            KeyValue::str("signalbox.upstream.service", self.service.to_string()),
-            KeyValue::str("request.id", self.request_id.clone()),
-        ];
-        if !self.user_agent.is_empty() {
-            attrs.push(KeyValue::str("user_agent.original", self.user_agent.clone()));
-        }
-        if let Some(code) = self.error_code {
-            attrs.push(KeyValue::str("error.type", code));
-        }
-        if let Some(c) = grpc_status {
-            attrs.push(KeyValue::int("rpc.grpc.status_code", c as i64));
-        }
-        if let Some(id) = &self.identity {
-            attrs.push(KeyValue::str("enduser.id", id.clone()));
-        }
-        if let Some(v) = &self.version {
-            attrs.push(KeyValue::str("signalbox.version", v.to_string()));
-        }
         let trace_state = self.trace.trace_state.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        self.tel.push_span(Span {
-            trace_id: self.trace.trace_id,
-            span_id: self.server_span,
-            parent_span_id: self.trace.parent,
-            trace_state: trace_state.clone(),
-            service: svc.clone(),
-            name: format!("{} {}", self.method, self.route_name),
-            kind: SpanKind::Server,
-            start_unix_nanos: self.start_unix,
-            end_unix_nanos: end_unix,
-            status: if failed { StatusCode::Error } else { StatusCode::Unset },
-            status_message: error.map(str::to_owned).or(self.error_code.map(str::to_owned)).unwrap_or_default(),
-            attributes: attrs,
-            events: Vec::new(),
-            links: Vec::new(),
-            resource: Resource::none(),
-            scope: Scope::none(),
-            flags: SpanFlags::default(),
-        });
-        for (n, t) in self.tries.iter().enumerate() {
-            let mut attrs = vec![
-                KeyValue::str("http.request.method", self.method.as_str()),
-                KeyValue::str("server.address", t.endpoint.clone()),
-                KeyValue::str("peer.service", self.service.to_string()),
-                KeyValue::str("url.path", self.path.clone()),
-            ];
+        let mut clients = Vec::with_capacity(self.tries.len());
+        for (n, t) in self.tries.iter_mut().enumerate() {
+            let mut attrs = Vec::with_capacity(7);
+            attrs.push(KeyValue::str("http.request.method", method));
+            attrs.push(KeyValue::str("server.address", std::mem::take(&mut t.endpoint)));
+            attrs.push(KeyValue::str("peer.service", &*self.service));
+            attrs.push(KeyValue::str("url.path", self.path.as_str()));
             if n > 0 {
                 attrs.push(KeyValue::int("http.request.resend_count", n as i64));
             }
@@ -464,13 +380,13 @@ impl Finish {
                 attrs.push(KeyValue::str("error.type", e));
             }
             let failed = t.error.is_some() || t.status.is_some_and(|s| s >= 500);
-            self.tel.push_span(Span {
+            clients.push(Span {
                 trace_id: self.trace.trace_id,
                 span_id: t.span_id,
                 parent_span_id: Some(self.server_span),
                 trace_state: trace_state.clone(),
                 service: svc.clone(),
-                name: format!("{} {}", self.method, self.service),
+                name: joined(method, &self.service),
                 kind: SpanKind::Client,
                 start_unix_nanos: t.start_unix,
                 end_unix_nanos: t.end_unix,
@@ -484,6 +400,51 @@ impl Finish {
                 flags: SpanFlags::default(),
             });
         }
+        let mut attrs = Vec::with_capacity(13);
+        attrs.push(KeyValue::str("http.request.method", method));
+        attrs.push(KeyValue::str("url.path", std::mem::take(&mut self.path)));
+        attrs.push(KeyValue::str("http.route", &*self.route_name));
+        attrs.push(KeyValue::int("http.response.status_code", self.status as i64));
+        attrs.push(KeyValue::str("server.address", std::mem::take(&mut self.host)));
+        attrs.push(KeyValue::str("client.address", std::mem::take(&mut self.client)));
+        attrs.push(KeyValue::str("network.protocol.version", self.protocol));
+        attrs.push(KeyValue::str("signalbox.upstream.service", &*self.service));
+        attrs.push(KeyValue::str("request.id", std::mem::take(&mut self.request_id)));
+        if !self.user_agent.is_empty() {
+            attrs.push(KeyValue::str("user_agent.original", std::mem::take(&mut self.user_agent)));
+        }
+        if let Some(code) = self.error_code {
+            attrs.push(KeyValue::str("error.type", code));
+        }
+        if let Some(c) = grpc_status {
+            attrs.push(KeyValue::int("rpc.grpc.status_code", c as i64));
+        }
+        if let Some(id) = self.identity.take() {
+            attrs.push(KeyValue::str("enduser.id", id));
+        }
+        if let Some(v) = &self.version {
+            attrs.push(KeyValue::str("signalbox.version", v.to_string()));
+        }
+        let server = Span {
+            trace_id: self.trace.trace_id,
+            span_id: self.server_span,
+            parent_span_id: self.trace.parent,
+            trace_state,
+            service: svc.clone(),
+            name: joined(method, &self.route_name),
+            kind: SpanKind::Server,
+            start_unix_nanos: self.start_unix,
+            end_unix_nanos: end_unix,
+            status: if failed { StatusCode::Error } else { StatusCode::Unset },
+            status_message: error.or(self.error_code).unwrap_or("").to_owned(),
+            attributes: attrs,
+            events: Vec::new(),
+            links: Vec::new(),
+            resource: Resource::none(),
+            scope: Scope::none(),
+            flags: SpanFlags::default(),
+        };
+        self.tel.push_spans(server, clients);
     }
 
     /// Appends one JSON line; written by hand because it runs for every request (serde_json's
@@ -498,8 +459,8 @@ impl Finish {
     ) {
         let mut j = JsonLine::new(out);
         j.str("ts", &signalbox_core::time::rfc3339_millis(self.start_unix));
-        j.str("trace_id", &self.trace.trace_id.to_hex());
-        j.str("span_id", &self.server_span.to_hex());
+        j.hex("trace_id", &self.trace.trace_id.0);
+        j.hex("span_id", &self.server_span.0);
         j.str("request_id", &self.request_id);
         j.str("client", &self.client);
         j.str("method", self.method.as_str());
@@ -515,10 +476,10 @@ impl Finish {
         if let Some(v) = &self.version {
             j.str("version", v);
         }
-        j.num("status", self.status as f64);
-        j.num("tries", self.tries.len() as f64);
+        j.uint("status", self.status as u64);
+        j.uint("tries", self.tries.len() as u64);
         j.num("duration_ms", (end_unix.saturating_sub(self.start_unix)) as f64 / 1e6);
-        j.num("bytes_out", bytes_out as f64);
+        j.uint("bytes_out", bytes_out);
         if let Some(c) = self.error_code {
             j.str("error_code", c);
         }
@@ -526,7 +487,7 @@ impl Finish {
             j.str("error", e);
         }
         if let Some(g) = grpc_status {
-            j.num("grpc_status", g as f64);
+            j.uint("grpc_status", g as u64);
         }
         if let Some(id) = &self.identity {
             j.str("client_id", id);
@@ -538,80 +499,5 @@ impl Finish {
     }
 }
 
-/// A minimal JSON object writer for log lines.
-struct JsonLine<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
-}
-
-impl<'a> JsonLine<'a> {
-    fn new(out: &'a mut Vec<u8>) -> Self {
-        out.push(b'{');
-        JsonLine { out, first: true }
-    }
-
-    fn key(&mut self, k: &str) {
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(k.as_bytes());
-        self.out.extend_from_slice(b"\":");
-    }
-
-    fn str(&mut self, k: &str, v: &str) {
-        self.key(k);
-        self.out.push(b'"');
-        for c in v.chars() {
-            match c {
-                '"' => self.out.extend_from_slice(b"\\\""),
-                '\\' => self.out.extend_from_slice(b"\\\\"),
-                '\n' => self.out.extend_from_slice(b"\\n"),
-                '\r' => self.out.extend_from_slice(b"\\r"),
-                '\t' => self.out.extend_from_slice(b"\\t"),
-                c if (c as u32) < 0x20 => {
-                    let _ = write!(self.out, "\\u{:04x}", c as u32);
-                }
-                c => {
-                    let mut b = [0u8; 4];
-                    self.out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-                }
-            }
-        }
-        self.out.push(b'"');
-    }
-
-    fn num(&mut self, k: &str, v: f64) {
-        self.key(k);
-        let _ = write!(self.out, "{v}");
-    }
-
-    fn raw(&mut self, k: &str, v: &str) {
-        self.key(k);
-        self.out.extend_from_slice(v.as_bytes());
-    }
-
-    fn end(self) {
-        self.out.extend_from_slice(b"}\n");
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn log_lines_are_valid_json() {
-        let mut buf = Vec::new();
-        let mut j = super::JsonLine::new(&mut buf);
-        j.str("path", "/a\"b\\c\n\u{1}é");
-        j.num("status", 200.0);
-        j.num("ms", 1.25);
-        j.raw("endpoint", "null");
-        j.end();
-        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
-        assert_eq!(v["path"], "/a\"b\\c\n\u{1}é");
-        assert_eq!(v["status"], 200);
-        assert_eq!(v["ms"], 1.25);
-        assert!(v["endpoint"].is_null());
-    }
-}
+mod tests;

@@ -264,18 +264,23 @@ pub fn get_span(r: &mut Reader, resources: &[Arc<Resource>], scopes: &[Arc<Scope
 /// carry it with the batch's span count): the format byte 2, the batch's resources and
 /// scopes once ([`Origins`]), a varint count and the spans ([`put_span`]).
 pub fn encode_batch(spans: &[Span]) -> Vec<u8> {
-    let mut origins = Origins::default();
-    let mut body = Vec::with_capacity(spans.len() * 256);
-    for s in spans {
-        let o = origins.index(s);
-        put_span(&mut body, s, o);
-    }
-    let mut payload = Vec::with_capacity(body.len() + 64);
-    payload.push(2);
-    origins.put(&mut payload);
-    put_varint(&mut payload, spans.len() as u64);
-    payload.extend_from_slice(&body);
+    let mut payload = Vec::with_capacity(spans.len() * 256 + 64);
+    encode_batch_into(spans, &mut payload);
     payload
+}
+
+/// [`encode_batch`], appended to `out` (the log writer encodes into its own buffer).
+pub fn encode_batch_into(spans: &[Span], out: &mut Vec<u8>) {
+    // The dictionaries come first but are known only after every span is placed: place
+    // them all, then write once (no second buffer to copy the spans from).
+    let mut origins = Origins::default();
+    let placed: Vec<(u32, u32)> = spans.iter().map(|s| origins.index(s)).collect();
+    out.push(2);
+    origins.put(out);
+    put_varint(out, spans.len() as u64);
+    for (s, o) in spans.iter().zip(placed) {
+        put_span(out, s, o);
+    }
 }
 
 /// The spans of a write-ahead-log record: its span `count` and payload.

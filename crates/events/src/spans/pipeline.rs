@@ -355,13 +355,16 @@ fn writer_thread(
             }
         }
         let rotate = jobs.iter().any(|j| j.rotate);
-        let payloads: Vec<(u64, Vec<u8>)> = jobs
-            .iter()
-            .filter(|j| !j.spans.is_empty())
-            .map(|j| (j.spans.len() as u64, codec::encode_batch(&j.spans)))
-            .collect();
-        let batches: Vec<(u64, &[u8])> = payloads.iter().map(|(n, p)| (*n, p.as_slice())).collect();
-        let result = if batches.is_empty() { Ok(0) } else { w.append(&batches).and_then(|seg| w.sync().map(|_| seg)) };
+        // Each batch is encoded straight into the log's buffer (one copy less than
+        // encoding it apart: a fifth of this thread's time was copying, perf 2026-12-02).
+        let with_spans: Vec<&[Span]> =
+            jobs.iter().filter(|j| !j.spans.is_empty()).map(|j| j.spans.as_slice()).collect();
+        let result = if with_spans.is_empty() {
+            Ok(0)
+        } else {
+            w.append_each(&with_spans, |b| b.len() as u64, |b, out| codec::encode_batch_into(b, out))
+                .and_then(|seg| w.sync().map(|_| seg))
+        };
         match result {
             Ok(seg) => {
                 for j in jobs {

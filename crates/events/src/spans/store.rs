@@ -37,7 +37,12 @@ pub struct StoreConfig {
 #[derive(Default)]
 pub struct Head {
     pub spans: Vec<Span>,
-    pub by_trace: FastMap<TraceId, Vec<u32>>,
+    /// The last span of each trace in `spans`; [`Head::prev`] chains back to its first.
+    /// A chain instead of a `Vec` per trace: no allocation per trace on insert, which runs
+    /// for every span the gateway records.
+    by_trace: FastMap<TraceId, u32>,
+    /// For each span, the trace's span before it in `spans` (`u32::MAX`: none).
+    prev: Vec<u32>,
     /// Spans per write-ahead-log segment, settled when sealed.
     segs: HashMap<u64, u64>,
     opened: Option<Instant>,
@@ -71,6 +76,26 @@ pub struct Stats {
     pub raw_bytes: AtomicU64,
     pub file_bytes: AtomicU64,
     pub partitions_dropped: AtomicU64,
+}
+
+impl Head {
+    fn push(&mut self, s: Span) {
+        let i = self.spans.len() as u32;
+        self.prev.push(self.by_trace.insert(s.trace_id, i).unwrap_or(u32::MAX));
+        self.spans.push(s);
+    }
+
+    /// The spans of trace `id`, in the order they arrived.
+    fn trace(&self, id: &TraceId) -> Vec<Span> {
+        let mut out = Vec::new();
+        let mut at = self.by_trace.get(id).copied().unwrap_or(u32::MAX);
+        while at != u32::MAX {
+            out.push(self.spans[at as usize].clone());
+            at = self.prev[at as usize];
+        }
+        out.reverse();
+        out
+    }
 }
 
 impl Sealed for Block {
@@ -133,9 +158,7 @@ impl SpanStore {
         head.opened.get_or_insert_with(Instant::now);
         *head.segs.entry(seg).or_insert(0) += spans.len() as u64;
         for s in spans {
-            let i = head.spans.len() as u32;
-            head.by_trace.entry(s.trace_id).or_default().push(i);
-            head.spans.push(s);
+            head.push(s);
         }
         head.spans.len() >= self.cfg.block_spans
     }
@@ -199,9 +222,7 @@ impl SpanStore {
                 let spans = Arc::try_unwrap(sealing).map(|s| s.spans).unwrap_or_else(|s| s.spans.clone());
                 let head = &mut st.head;
                 for s in spans {
-                    let i = head.spans.len() as u32;
-                    head.by_trace.entry(s.trace_id).or_default().push(i);
-                    head.spans.push(s);
+                    head.push(s);
                 }
                 for (seg, n) in segs {
                     *head.segs.entry(seg).or_insert(0) += n;
@@ -255,8 +276,7 @@ impl SpanStore {
     /// The in-memory spans of one trace.
     pub fn memory_trace(&self, id: &TraceId) -> Vec<Span> {
         let st = self.read();
-        let mut out: Vec<Span> =
-            st.head.by_trace.get(id).into_iter().flatten().map(|i| st.head.spans[*i as usize].clone()).collect();
+        let mut out = st.head.trace(id);
         for s in &st.sealing {
             out.extend(s.spans.iter().filter(|x| x.trace_id == *id).cloned());
         }

@@ -34,7 +34,8 @@ pub(super) fn run(
     if had_dots && route.reject_dot_segments {
         return Err(GatewayError::bad_request(crate::path::PathError::DotSegment.message()));
     }
-    ctx.sampled = ctx.trace.sampled.unwrap_or_else(|| route.sample_rate >= 1.0 || fastrand::f64() < route.sample_rate);
+    ctx.sampled =
+        ctx.trace.sampled.unwrap_or_else(|| crate::telemetry::head_sampled(&ctx.trace.trace_id, route.sample_rate));
     if tel.enabled() {
         ctx.finish = Some(super::log::new_finish(tel, Some(&route), req, &host, peer, ctx));
     }

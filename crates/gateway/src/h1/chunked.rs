@@ -42,11 +42,12 @@ pub struct Chunked {
     state: State,
     size: u64,
     trailer_bytes: usize,
+    data: u64,
 }
 
 impl Default for Chunked {
     fn default() -> Self {
-        Chunked { state: State::Size { digits: 0 }, size: 0, trailer_bytes: 0 }
+        Chunked { state: State::Size { digits: 0 }, size: 0, trailer_bytes: 0, data: 0 }
     }
 }
 
@@ -62,6 +63,7 @@ impl Chunked {
                 let take = (buf.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
                 i += take;
                 self.size -= take as u64;
+                self.data += take as u64;
                 if self.size == 0 {
                     self.state = State::DataCr;
                 }
@@ -71,6 +73,11 @@ impl Chunked {
             i += 1;
         }
         Ok((i, self.state == State::Done))
+    }
+
+    /// Bytes of chunk data seen so far (framing not counted).
+    pub fn data_len(&self) -> u64 {
+        self.data
     }
 
     fn step(&mut self, b: u8) -> Result<(), Refusal> {

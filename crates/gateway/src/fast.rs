@@ -151,6 +151,10 @@ pub async fn serve(
         let mut x = FastExchange::new(&mut client, parsed.framing, expect_continue);
         let result = crate::proxy::run(&mut ctx, shared, &snap, &peer, req, &mut x).await;
         let body_done = x.body_done;
+        if x.abandoned {
+            // Nobody to answer, and nothing recorded (hyper's path drops such a request).
+            return Ended::Closed;
+        }
         let keep = match result {
             Ok((route, resp)) => relay(&mut client, &mut out, resp, &mut ctx, route.timeouts.idle, close).await,
             Err(e) => {
@@ -251,6 +255,7 @@ async fn relay(
     let error = match result {
         Ok(()) => None,
         Err(Side::Upstream) => Some("upstream body error"),
+        Err(Side::UpstreamIdle) => Some("body idle timeout"),
         Err(Side::Client) => Some("client went away before the body ended"),
     };
     if let Some(f) = ctx.finish.take() {
@@ -265,6 +270,7 @@ async fn relay(
 #[derive(Clone, Copy, Debug)]
 enum Side {
     Upstream,
+    UpstreamIdle,
     Client,
 }
 
@@ -312,6 +318,7 @@ async fn copy_body(
         match rb.fill(up, idle).await {
             Ok(_) => {}
             Err(ReadFailure::Eof) if framing == RespFraming::Close => return Ok(()),
+            Err(ReadFailure::TimedOut) => return Err(Side::UpstreamIdle),
             Err(_) => return Err(Side::Upstream),
         }
     }

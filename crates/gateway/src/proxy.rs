@@ -116,6 +116,11 @@ pub(crate) async fn run<X: Exchange>(
     x.prepare_body(ctx, &route, &admitted, &prepared).await?;
     let upgrade = prepared.upgrade;
     let outcome = tries::run(ctx, &route, prepared, x).await;
+    if x.abandoned() {
+        // The service permit goes back unrecorded too.
+        ctx.service_permit = None;
+        return Err(GatewayError::request_body_broken());
+    }
     admit::settle_service_circuit(ctx, &route, &outcome);
     let mut resp = outcome?;
     response_filter::run(ctx, &route, &mut resp, upgrade);

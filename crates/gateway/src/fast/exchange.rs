@@ -45,6 +45,8 @@ pub(crate) struct FastExchange<'a> {
     fault: Option<Fault>,
     /// The request body has been read from the client to its end.
     pub body_done: bool,
+    /// The client closed its connection while the request was in flight.
+    pub abandoned: bool,
     idle: Duration,
     limit: u64,
 }
@@ -59,6 +61,7 @@ impl<'a> FastExchange<'a> {
             body: Body::Unread,
             fault: None,
             body_done,
+            abandoned: false,
             idle: Duration::from_secs(60),
             limit: u64::MAX,
         }
@@ -121,15 +124,18 @@ impl<'a> FastExchange<'a> {
             }
             BodyFraming::Chunked => {
                 let mut checker = Chunked::default();
+                let mut normal = Vec::new();
                 loop {
                     if self.client.rb.is_empty() {
                         self.fill_client().await.map_err(Ok)?;
                     }
-                    let (used, done) = checker.feed(self.client.rb.data()).map_err(|_| Ok(Fault::Broken))?;
+                    normal.clear();
+                    let (used, done) =
+                        checker.feed_normalised(self.client.rb.data(), &mut normal).map_err(|_| Ok(Fault::Broken))?;
                     if checker.data_len() > self.limit {
                         return Err(Ok(Fault::TooLarge));
                     }
-                    write_up(up, &self.client.rb.data()[..used], self.idle).await?;
+                    write_up(up, &normal, self.idle).await?;
                     self.client.rb.consume(used);
                     if done {
                         break;
@@ -139,6 +145,26 @@ impl<'a> FastExchange<'a> {
         }
         self.body_done = true;
         Ok(())
+    }
+}
+
+/// A wait bounded elsewhere (by the per-try timeout).
+const FOREVER: Duration = Duration::from_secs(24 * 3600);
+
+/// Most bytes buffered from a client while its request is in flight (pipelined requests);
+/// past it, the client is not read until the response is written.
+const MAX_PIPELINED: usize = 64 * 1024;
+
+/// Completes when the client closes its connection (or it fails); what it sends meanwhile is
+/// buffered.
+async fn client_closes(client: &mut ClientSide) {
+    loop {
+        if client.rb.len() >= MAX_PIPELINED {
+            return std::future::pending().await;
+        }
+        if client.rb.fill(&mut client.stream, FOREVER).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -257,6 +283,10 @@ impl Exchange for FastExchange<'_> {
     fn client_fault(&self) -> Option<Fault> {
         self.fault
     }
+
+    fn abandoned(&self) -> bool {
+        self.abandoned
+    }
 }
 
 impl FastExchange<'_> {
@@ -291,8 +321,18 @@ impl FastExchange<'_> {
                 Err(BadResponse) => return Err(reset),
             }
             let had = conn.rb.len();
-            // The per-try timeout bounds the wait; this one only keeps it finite.
-            match conn.rb.fill(&mut conn.stream, Duration::from_secs(24 * 3600)).await {
+            // The per-try timeout bounds the wait; this one only keeps it finite. Meanwhile
+            // the client is watched: one that hangs up abandons the request, as hyper drops
+            // a request whose connection closed (pipelined requests are kept for later).
+            let client = &mut *self.client;
+            let read = tokio::select! {
+                r = conn.rb.fill(&mut conn.stream, FOREVER) => r,
+                () = client_closes(client) => {
+                    self.abandoned = true;
+                    return Err(reset);
+                }
+            };
+            match read {
                 Ok(_) => {}
                 Err(ReadFailure::Eof | ReadFailure::Io) if conn.reused && !streamed && had == 0 => {
                     return Err(SendFailure::Stale);

@@ -69,4 +69,10 @@ pub(crate) trait Exchange: Send {
 
     /// How the client's body failed, if it did (the client is then blamed, not the upstream).
     fn client_fault(&self) -> Option<Fault>;
+
+    /// The client went away while a try was in flight: the request ends with no outcome
+    /// recorded, as when hyper drops the future of a request whose connection closed.
+    fn abandoned(&self) -> bool {
+        false
+    }
 }

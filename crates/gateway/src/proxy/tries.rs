@@ -89,6 +89,10 @@ pub(super) async fn run<X: Exchange>(
         let inflight = ep.start();
         let res = tokio::time::timeout(budget, x.send(route, &ep, up_req)).await;
         drop(inflight);
+        if x.abandoned() {
+            // The endpoint's permit goes back unrecorded.
+            return Err(GatewayError::request_body_broken());
+        }
         let t1 = Instant::now();
         let rtt = t1 - t0;
         // A try that failed because the client's body failed is the client's fault: the

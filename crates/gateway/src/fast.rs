@@ -30,7 +30,7 @@
 mod buf;
 mod exchange;
 mod pool;
-mod wire;
+pub mod wire;
 
 pub use buf::Rewind;
 
@@ -101,7 +101,8 @@ pub async fn serve(
                             return Ended::Handoff(client.stream, prefix);
                         }
                         Ok(Parsed::Partial) if data.len() >= settings.max_head => {
-                            let e = GatewayError::headers_too_large("request headers exceed the gateway's parser limits");
+                            let e =
+                                GatewayError::headers_too_large("request headers exceed the gateway's parser limits");
                             return refuse(client, &e).await;
                         }
                         Ok(Parsed::Partial) => {}
@@ -245,7 +246,7 @@ async fn relay(
     idle: Duration,
     close: bool,
 ) -> bool {
-    let FastResponse { head, mut conn, address, max_idle } = resp;
+    let FastResponse { head, mut conn, endpoint, max_idle } = resp;
     let framing = head.framing;
     out.clear();
     wire::response_head(out, head.status, &head.headers, framing, close);
@@ -262,7 +263,7 @@ async fn relay(
         f.complete(sent, None, error);
     }
     if result.is_ok() && head.keep_alive {
-        pool::put(&address, conn, max_idle);
+        pool::put(&endpoint.info.address, conn, max_idle);
     }
     result.is_ok() && !close && framing != RespFraming::Close
 }

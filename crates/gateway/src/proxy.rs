@@ -45,16 +45,16 @@ use crate::body::{ClientBody, Guard, Watched};
 use crate::compile::Snapshot;
 use crate::error::GatewayError;
 use crate::telemetry::Telemetry;
+pub(crate) use admit::Admitted;
 use arc_swap::ArcSwap;
 use context::RequestCtx;
-pub(crate) use admit::Admitted;
 pub(crate) use exchange::{Exchange, UpstreamHead};
-pub(crate) use upstream_request::{Prepared, should_buffer};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_exchange::HyperExchange;
 use std::net::SocketAddr;
 use std::sync::Arc;
+pub(crate) use upstream_request::{Prepared, should_buffer};
 
 /// The client side of a request, as far as the phases need it (the server keeps the rest
 /// of what it knows about the connection).

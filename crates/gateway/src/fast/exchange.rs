@@ -179,8 +179,8 @@ async fn write_up(up: &mut TcpStream, bytes: &[u8], idle: Duration) -> Result<()
 pub(crate) struct FastResponse {
     pub head: ResponseHead,
     pub conn: UpConn,
-    /// The pool the connection goes back to, and how many idle ones it keeps.
-    pub address: Arc<str>,
+    /// The endpoint whose pool the connection goes back to, and how many idle ones it keeps.
+    pub endpoint: Arc<Endpoint>,
     pub max_idle: usize,
 }
 
@@ -253,21 +253,21 @@ impl Exchange for FastExchange<'_> {
             head.extend_from_slice(b);
         }
         let is_head = req.method() == http::Method::HEAD;
-        let address: Arc<str> = ep.info.address.as_str().into();
+        let address = ep.info.address.as_str();
         let cfg = &route.upstream.config;
         let mut fresh_only = false;
         loop {
-            let pooled = if fresh_only { None } else { pool::take(&address, cfg.pool_idle_timeout.0) };
+            let pooled = if fresh_only { None } else { pool::take(address, cfg.pool_idle_timeout.0) };
             let mut conn = match pooled {
                 Some(c) => c,
-                None => pool::connect(&address, route.timeouts.connect).await.map_err(|_| TryFailure::ConnectFailed)?,
+                None => pool::connect(address, route.timeouts.connect).await.map_err(|_| TryFailure::ConnectFailed)?,
             };
             match self.send_on(&mut conn, &head, streamed, is_head).await {
                 Ok(resp_head) => {
                     return Ok(FastResponse {
                         head: resp_head,
                         conn,
-                        address,
+                        endpoint: ep.clone(),
                         max_idle: cfg.pool_max_idle_per_endpoint,
                     });
                 }

@@ -1,6 +1,6 @@
 //! HTTP/1.1 heads on the wire: the request head sent upstream, the upstream's response head
-//! parsed (`httparse`, header slots on the stack), and the response head written to the
-//! client in one buffer.
+//! parsed (`httparse`) into its status, headers and body framing, and the response head
+//! written to the client in one buffer.
 
 use crate::h1::head::BodyFraming;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -12,7 +12,7 @@ const MAX_RESPONSE_HEADERS: usize = 128;
 
 /// How a response's body is framed on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RespFraming {
+pub enum RespFraming {
     /// No body (HEAD, 1xx, 204, 304).
     None,
     Length(u64),
@@ -22,7 +22,7 @@ pub(crate) enum RespFraming {
 }
 
 /// An upstream response head.
-pub(crate) struct ResponseHead {
+pub struct ResponseHead {
     pub status: StatusCode,
     pub headers: HeaderMap,
     /// Bytes of the head in the read buffer.
@@ -34,10 +34,10 @@ pub(crate) struct ResponseHead {
 
 /// Why an upstream response head is refused (the try counts as a reset).
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct BadResponse;
+pub struct BadResponse;
 
 /// Parses the response head at the start of `buf` (`Ok(None)`: not complete yet).
-pub(crate) fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, BadResponse> {
+pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, BadResponse> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
     let len = match resp.parse(buf) {
@@ -201,12 +201,16 @@ fn format_u64(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
 
 /// Whether a request's `Connection` header asks to close (HTTP/1.1).
 pub(crate) fn wants_close(headers: &HeaderMap) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close")))
 }
 
 /// Whether a request asks for `100 Continue` before sending its body.
 pub(crate) fn expects_continue(headers: &HeaderMap) -> bool {
     headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,8 +7,8 @@ use super::context::{RateLimitSeen, RequestCtx};
 use super::headers::{grpc_status_header, is_grpc_failure};
 use crate::error::{GatewayError, Side};
 use crate::router::Route;
-use http::header::{self, HeaderValue};
 use http::Request;
+use http::header::{self, HeaderValue};
 
 /// What admission learnt about the request.
 pub(crate) struct Admitted {

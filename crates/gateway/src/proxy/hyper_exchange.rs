@@ -83,7 +83,12 @@ impl Exchange for HyperExchange {
         matches!(self.body, BodyState::Replay(_))
     }
 
-    async fn send(&mut self, route: &Route, _ep: &Arc<Endpoint>, req: Request<()>) -> Result<Self::Response, TryFailure> {
+    async fn send(
+        &mut self,
+        route: &Route,
+        _ep: &Arc<Endpoint>,
+        req: Request<()>,
+    ) -> Result<Self::Response, TryFailure> {
         let body = match &mut self.body {
             BodyState::Replay(b) => UpstreamBody::Full(b.clone()),
             BodyState::Stream(s) => match s.take() {

@@ -200,7 +200,10 @@ impl<R: UpstreamHead> Outcome<R> {
     }
 }
 
-fn classify<R: UpstreamHead>(route: &Route, res: Result<Result<R, TryFailure>, tokio::time::error::Elapsed>) -> Outcome<R> {
+fn classify<R: UpstreamHead>(
+    route: &Route,
+    res: Result<Result<R, TryFailure>, tokio::time::error::Elapsed>,
+) -> Outcome<R> {
     let failure = match res {
         Err(_) => TryFailure::Timeout,
         Ok(Err(f)) => f,

@@ -246,7 +246,8 @@ async fn the_connection_cap_holds_further_clients_in_the_queue() {
     // no slot while another worker, holding one, accepts the next.
     cfg.workers = 1;
     let gw = start(cfg).await;
-    let held: Vec<TcpStream> = vec![TcpStream::connect(gw.addr).await.unwrap(), TcpStream::connect(gw.addr).await.unwrap()];
+    let held: Vec<TcpStream> =
+        vec![TcpStream::connect(gw.addr).await.unwrap(), TcpStream::connect(gw.addr).await.unwrap()];
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut third = TcpStream::connect(gw.addr).await.unwrap();
     third.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
@@ -254,7 +255,10 @@ async fn the_connection_cap_holds_further_clients_in_the_queue() {
     let early = tokio::time::timeout(Duration::from_millis(500), third.read_to_end(&mut buf)).await;
     assert!(early.is_err(), "served over the cap: {}", String::from_utf8_lossy(&buf));
     drop(held);
-    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf)).await.expect("served once a slot frees").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf))
+        .await
+        .expect("served once a slot frees")
+        .unwrap();
     assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200 OK"), "{}", String::from_utf8_lossy(&buf));
 }
 

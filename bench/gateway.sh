@@ -9,6 +9,8 @@
 # The four targets run in turn, ROUNDS times, and the medians are reported: the machine is
 # shared and noisy, and interleaving spreads the noise over all targets alike.
 # Needs: nginx and wrk (Debian packages), a release build (built here if missing).
+# GATEWAY_HTTP1=fast|hyper picks the gateway's HTTP/1 front end (`[gateway] http1`, default
+# fast) for every Signalbox target; run the script once with each to compare them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-15s}
@@ -22,6 +24,7 @@ command -v nginx >/dev/null || { echo "nginx not installed (apt-get install -y n
 command -v wrk >/dev/null || { echo "wrk not installed (apt-get install -y wrk)"; exit 1; }
 [ -x target/release/signalbox ] || cargo build --release -p signalbox
 
+GATEWAY_HTTP1=${GATEWAY_HTTP1:-fast}
 UP=127.0.0.1:18081; NGX=127.0.0.1:18082; SB_ON=127.0.0.1:18083; SB_OFF=127.0.0.1:18084
 
 nginx_conf() { # $1 = name, $2 = server block, $3 = workers
@@ -58,6 +61,7 @@ http_listen = "127.0.0.1:14318"
 listen = "127.0.0.1:19411"
 [gateway]
 listen = "$SB_ON"
+http1 = "$GATEWAY_HTTP1"
 [gateway.telemetry]
 access_log = "$WORK/access.log"
 [[gateway.services]]
@@ -122,7 +126,7 @@ for round in $(seq "$ROUNDS"); do
   run signalbox-spans-sampled-10pct "http://$SB_SAMPLED/" $SB_SAMPLED_PID
 done
 
-python3 - "$WORK/results" "$DURATION" "$ROUNDS" <<'PY' | tee "$OUT/gateway-$(date -u +%Y%m%dT%H%M%SZ).md"
+python3 - "$WORK/results" "$DURATION" "$ROUNDS" "$GATEWAY_HTTP1" <<'PY' | tee "$OUT/gateway-$(date -u +%Y%m%dT%H%M%SZ)-$GATEWAY_HTTP1.md"
 import sys, statistics
 rows = [l.strip().split("|") for l in open(sys.argv[1]) if l.strip()]
 def ms(v):
@@ -132,7 +136,7 @@ for r in rows:
     runs.setdefault(r[0], []).append(dict(rps=float(r[1]), p50=ms(r[2]), p99=ms(r[3]), cpu=float(r[4])))
 data = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "cpu")} for k, v in runs.items()}
 ngx = data["nginx"]; direct = data["direct"]
-print(f"wrk -t2 -c64 -d{sys.argv[2]}, medians of {sys.argv[3]} interleaved rounds; fixed 20-byte body from an nginx upstream; all on one 2-core machine\n")
+print(f"wrk -t2 -c64 -d{sys.argv[2]}, medians of {sys.argv[3]} interleaved rounds; fixed 20-byte body from an nginx upstream; all on one 2-core machine; gateway http1 = {sys.argv[4]}\n")
 print("| target | req/s | × nginx | p50 ms | p99 ms | added p99 vs direct ms | proxy CPU µs/req |")
 print("|---|---|---|---|---|---|---|")
 for k in ["direct", "signalbox-telemetry-on", "signalbox-telemetry-off", "nginx", "signalbox-spans-sampled-10pct"]:

@@ -289,6 +289,8 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
                     match crate::fast::serve(stream, peer, &shared, &settings, conn_shutdown).await {
                         crate::fast::Ended::Closed => return,
                         crate::fast::Ended::Handoff(stream, prefix) => {
+                            // The watchdog's idle clock starts now, not at accept.
+                            info.idle_since.store(crate::clock::now(), std::sync::atomic::Ordering::Relaxed);
                             let svc = hyper_service(shared, conn);
                             let io = crate::fast::Rewind::new(prefix, stream);
                             let io = JsonParseErrors::new(TokioIo::new(io), info.clone(), max_head);

@@ -62,6 +62,14 @@ impl ReadBuf {
 
     /// Reads once more from `s` (at least [`READ_CHUNK`] bytes of room), within `timeout`.
     pub async fn fill(&mut self, s: &mut TcpStream, timeout: Duration) -> Result<usize, ReadFailure> {
+        match tokio::time::timeout(timeout, self.fill_unbounded(s)).await {
+            Err(_) => Err(ReadFailure::TimedOut),
+            Ok(r) => r,
+        }
+    }
+
+    /// Reads once more from `s`, for a wait the caller bounds (no timer of its own).
+    pub async fn fill_unbounded(&mut self, s: &mut TcpStream) -> Result<usize, ReadFailure> {
         if self.start > 0 && self.buf.len() - self.end < READ_CHUNK {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -70,14 +78,13 @@ impl ReadBuf {
         if self.buf.len() - self.end < READ_CHUNK {
             self.buf.resize(self.end + READ_CHUNK, 0);
         }
-        match tokio::time::timeout(timeout, s.read(&mut self.buf[self.end..])).await {
-            Err(_) => Err(ReadFailure::TimedOut),
-            Ok(Ok(0)) => Err(ReadFailure::Eof),
-            Ok(Ok(n)) => {
+        match s.read(&mut self.buf[self.end..]).await {
+            Ok(0) => Err(ReadFailure::Eof),
+            Ok(n) => {
                 self.end += n;
                 Ok(n)
             }
-            Ok(Err(_)) => Err(ReadFailure::Io),
+            Err(_) => Err(ReadFailure::Io),
         }
     }
 }

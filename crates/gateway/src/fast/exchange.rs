@@ -148,9 +148,6 @@ impl<'a> FastExchange<'a> {
     }
 }
 
-/// A wait bounded elsewhere (by the per-try timeout).
-const FOREVER: Duration = Duration::from_secs(24 * 3600);
-
 /// Most bytes buffered from a client while its request is in flight (pipelined requests);
 /// past it, the client is not read until the response is written.
 const MAX_PIPELINED: usize = 64 * 1024;
@@ -162,7 +159,7 @@ async fn client_closes(client: &mut ClientSide) {
         if client.rb.len() >= MAX_PIPELINED {
             return std::future::pending().await;
         }
-        if client.rb.fill(&mut client.stream, FOREVER).await.is_err() {
+        if client.rb.fill_unbounded(&mut client.stream).await.is_err() {
             return;
         }
     }
@@ -321,12 +318,12 @@ impl FastExchange<'_> {
                 Err(BadResponse) => return Err(reset),
             }
             let had = conn.rb.len();
-            // The per-try timeout bounds the wait; this one only keeps it finite. Meanwhile
+            // The per-try timeout bounds the wait (no timer here). Meanwhile
             // the client is watched: one that hangs up abandons the request, as hyper drops
             // a request whose connection closed (pipelined requests are kept for later).
             let client = &mut *self.client;
             let read = tokio::select! {
-                r = conn.rb.fill(&mut conn.stream, FOREVER) => r,
+                r = conn.rb.fill_unbounded(&mut conn.stream) => r,
                 () = client_closes(client) => {
                     self.abandoned = true;
                     return Err(reset);

@@ -114,6 +114,32 @@ async fn pipelined_requests_are_answered_in_order() {
 }
 
 #[tokio::test]
+async fn a_connection_is_handed_to_hyper_mid_way_with_its_pipelined_bytes() {
+    let up = serve(|req| async move { http::Response::new(Full::new(Bytes::from(req.uri().path().to_owned()))) }).await;
+    let mut cfg = fast(config(vec![service("s", &[up.url()])], vec![route("/", "s")]));
+    cfg.limits.header_read_timeout = millis(400);
+    let gw = start(cfg).await;
+    // The fast path answers /a; the HTTP/1.0 request behind it, already read, goes to hyper
+    // with the rest of the connection.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    for path in ["/a", "/a2"] {
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).ends_with(&format!("\r\n\r\n{path}")));
+        // Within the header timeout each time, but longer than it since the connection was
+        // accepted: the hand-off starts hyper's idle clock afresh.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    s.write_all(b"GET /b HTTP/1.0\r\nhost: x\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await.expect("answered").unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.0 200 OK\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\n/b"), "{out}");
+}
+
+#[tokio::test]
 async fn chunked_bodies_pass_through_byte_exact() {
     let up = RawUpstream::start(
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nx-trailer: 1\r\n\r\n",

@@ -26,7 +26,8 @@
 #        SIGNALBOX_VARIANTS: extra Signalbox targets (telemetry off), separated by `;`, each
 #        `name|port|toml-lines|env`: toml-lines (`\n`-separated) go into `[gateway]`, env is
 #        space-separated VAR=value pairs for the process; e.g. for an HTTP/1 mode switch:
-#        SIGNALBOX_VARIANTS='signalbox-h1-hyper|18089||SIGNALBOX_HTTP1=hyper'
+#        SIGNALBOX_VARIANTS='signalbox-h1-hyper|18089|http1 = "hyper"|' runs hyper's HTTP/1
+#        server beside the default fast path (`[gateway] http1`).
 #        SIGNALBOX_BIN: the binary under test (default target/release/signalbox).
 #        SIGNALBOX_BASELINE: another signalbox binary (e.g. a build of an earlier commit), run as
 #        baseline-telemetry-on and baseline-telemetry-off in the same rounds, for A/B figures.

@@ -20,6 +20,15 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   SIGNALBOX_TEST_CONTROL=etcd cargo test -p signalbox-api --test it --no-fail-fast || status=$?
 fi
+# The gateway's integration tests once more on the other HTTP/1 front end: the run above used
+# the default (`[gateway] http1 = "fast"`), this one hyper's server, so every gateway test
+# passes on both paths (crates/gateway/tests/it/main.rs reads SIGNALBOX_GATEWAY_HTTP1).
+echo "== gateway integration tests on hyper's HTTP/1 server (SIGNALBOX_GATEWAY_HTTP1=hyper)"
+if cargo nextest --version >/dev/null 2>&1; then
+  SIGNALBOX_GATEWAY_HTTP1=hyper cargo nextest run -p signalbox-gateway --test it --no-fail-fast "$@" || status=$?
+else
+  SIGNALBOX_GATEWAY_HTTP1=hyper cargo test -p signalbox-gateway --test it --no-fail-fast "$@" || status=$?
+fi
 # The console's browser test drives headless Chromium against the real binary.
 echo "== browser test (ui/tests)"
 cargo build -p signalbox

@@ -27,6 +27,9 @@ pub struct Snapshot {
     pub path_rules: PathRules,
     pub services: BTreeMap<String, Arc<Upstream>>,
     pub config: GatewayConfig,
+    /// Some service speaks HTTP/2 or TLS to its endpoints (or may, for gRPC): the HTTP/1
+    /// fast path then checks each request's route before taking it.
+    pub hyper_upstreams: bool,
 }
 
 impl Snapshot {
@@ -65,6 +68,9 @@ pub fn compile(cfg: &GatewayConfig, cx: &CompileContext) -> Result<(Snapshot, Fo
         if let Err(e) = crate::tls::load(&tls.cert, &tls.key) {
             p.add(format!("{pre}.tls"), e);
         }
+    }
+    if !matches!(cfg.http1.as_str(), "fast" | "hyper") {
+        p.add(format!("{pre}.http1"), format!("unknown mode `{}`: expected fast or hyper", cfg.http1));
     }
     if !(0.0..=1.0).contains(&cfg.telemetry.sample_rate) {
         p.add(format!("{pre}.telemetry.sample_rate"), "must be between 0.0 and 1.0");
@@ -120,7 +126,8 @@ pub fn compile(cfg: &GatewayConfig, cx: &CompileContext) -> Result<(Snapshot, Fo
     if !p.is_empty() {
         return Err(p);
     }
-    Ok((Snapshot { routes, path_rules, services, config: cfg.clone() }, followers))
+    let hyper_upstreams = services.values().any(|u| u.tls.is_some() || u.protocol != crate::upstream::Protocol::Http1);
+    Ok((Snapshot { routes, path_rules, services, config: cfg.clone(), hyper_upstreams }, followers))
 }
 
 type Follow = Option<watch::Receiver<EndpointSet>>;

@@ -19,6 +19,12 @@ pub struct GatewayConfig {
     /// Worker threads, each with its own listening socket, event loop and upstream pools
     /// (0: one per CPU).
     pub workers: usize,
+    /// How plain-text HTTP/1.1 connections are served: `fast`, the gateway's own HTTP/1.1
+    /// server and upstream client (heads parsed in place, bodies copied through, per-worker
+    /// upstream pools), or `hyper`, the general server it shares with HTTP/2 and TLS. Both
+    /// run the same request phases; HTTP/2, TLS, WebSocket upgrades, HTTP/1.0 clients and
+    /// routes to TLS or HTTP/2 upstreams always use hyper. Fixed at start-up.
+    pub http1: String,
     /// The `service.name` the gateway's own spans carry.
     pub service_name: String,
     /// Protection against oversized or slow clients.
@@ -63,6 +69,7 @@ impl Default for GatewayConfig {
             listen: "127.0.0.1:8080".into(),
             tls: None,
             workers: 0,
+            http1: "fast".into(),
             service_name: "signalbox-gateway".into(),
             limits: LimitsConfig::default(),
             paths: PathsConfig::default(),

@@ -10,7 +10,8 @@
 //! # Layout
 //! - [`config`]: the `[gateway]` config section as users write it (serde, documented fields).
 //! - [`compile`]: validation into runtime tables, with every problem's key path.
-//! - [`server`]: listeners (plain, TLS), connection limits, graceful drain; connection info
+//! - [`server`]: listeners (plain, TLS), worker threads, connection limits, graceful drain,
+//!   the choice of front end per connection (fast path or hyper); connection info
 //!   and guards; JSON answers for requests hyper cannot parse.
 //! - [`proxy`]: the per-request pipeline as phases over a per-request context: request
 //!   filter → route → auth and limits → upstream request → pick and try (with retries) →
@@ -28,7 +29,11 @@
 //! - [`telemetry`]: RED metrics, spans, access log.
 //! - [`body`]: streaming body wrappers (limits, idle timeouts, end-of-body hooks).
 //! - [`tunnel`]: upgraded connections (WebSocket).
-//! - [`h1`]: strict HTTP/1 request framing (request smuggling), checked before hyper parses.
+//! - [`h1`]: strict HTTP/1 request framing (request smuggling), checked before hyper parses
+//!   and by the fast path's parser.
+//! - [`fast`]: the HTTP/1.1 fast path: the gateway's own per-connection server loop and
+//!   per-worker upstream pools for plain-text HTTP/1.1, running the same phases as hyper's
+//!   server; HTTP/2, TLS and upgrades are handed to hyper.
 //! - [`error`]: errors the gateway answers itself, as JSON or gRPC status.
 //! - [`dns`]: DNS (A/AAAA, SRV) as an endpoint source, re-resolved on TTL.
 //! - [`tls`], [`clock`]: certificate loading; a monotonic clock for atomics.
@@ -41,6 +46,7 @@ pub mod compile;
 pub mod config;
 pub mod dns;
 pub mod error;
+pub mod fast;
 pub mod h1;
 pub mod path;
 pub mod proxy;
@@ -199,6 +205,7 @@ impl Gateway {
             drain_timeout: l.drain_timeout.0,
             parser_max_buf: (l.max_header_bytes.0 as usize * 2).max(64 * 1024),
             parser_max_headers: l.max_headers * 2 + 16,
+            http1_fast: self.config().http1 == "fast",
         };
         server::serve(self.shared.clone(), listeners, settings, shutdown).await;
     }

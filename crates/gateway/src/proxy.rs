@@ -12,8 +12,9 @@
 //!    Then the service's traffic policy, if it has one ([`crate::traffic`]), picks the
 //!    version whose endpoints serve the request and whether a copy is mirrored.
 //! 4. `upstream_request`: the request the upstream sees (hop-by-hop headers, forwarding
-//!    headers, header changes, path rewrite) and its body, buffered when it may be replayed.
-//!    A mirror copy starts here, on its own task.
+//!    headers, header changes, path rewrite); the exchange then prepares its body,
+//!    buffered when it may be replayed or mirrored. A mirror copy starts here, on its own
+//!    task.
 //! 5. `tries`: pick an endpoint within the chosen version (its breaker permit held by the
 //!    try), send under the per-try timeout, classify into a response or a typed error, and
 //!    retry where that error, the route's policy, the retry budget and the deadline allow.
@@ -22,12 +23,20 @@
 //! 7. `log`: the telemetry record (metrics, spans, access log) completes when the body ends,
 //!    or at once for an error the gateway answers itself.
 //!
+//! Both front ends run the same phases ([`run`]): hyper's server through
+//! [`handle`], the HTTP/1 fast path through [`crate::fast`]. What differs between them is behind the
+//! [`Exchange`] trait: where the request body comes from, how a try reaches the upstream
+//! (hyper's pooled client, or the fast path's per-worker HTTP/1 pools) and what the
+//! upstream's response is.
+//!
 //! Breaker permits are guards: a request whose future is dropped mid-flight (the client went
 //! away) releases them without an outcome.
 
 mod admit;
-mod context;
+pub(crate) mod context;
+pub(crate) mod exchange;
 mod headers;
+mod hyper_exchange;
 mod log;
 mod request_filter;
 mod response_filter;
@@ -35,16 +44,20 @@ mod route;
 mod tries;
 mod upstream_request;
 
-use crate::body::ClientBody;
+use crate::body::{ClientBody, Guard, Watched};
 use crate::compile::Snapshot;
 use crate::error::GatewayError;
 use crate::telemetry::Telemetry;
+pub(crate) use admit::Admitted;
 use arc_swap::ArcSwap;
 use context::RequestCtx;
-use http::{Request, Response};
+pub(crate) use exchange::{Exchange, UpstreamHead};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper_exchange::HyperExchange;
 use std::net::SocketAddr;
 use std::sync::Arc;
+pub(crate) use upstream_request::{Prepared, should_buffer};
 
 /// The client side of a request, as far as the phases need it (the server keeps the rest
 /// of what it knows about the connection).
@@ -62,13 +75,25 @@ pub struct Shared {
     pub traffic: Arc<crate::traffic::TrafficState>,
 }
 
-/// Handles one request. Never fails: every error becomes a response.
+/// Handles one request that hyper parsed (HTTP/2, TLS, upgrades, and HTTP/1.1 when the fast
+/// path is off). Never fails: every error becomes a response.
 pub async fn handle(shared: Arc<Shared>, peer: Downstream, req: Request<Incoming>) -> Response<ClientBody> {
     let snap = shared.snapshot.load_full();
     let version = req.version();
+    let (parts, body) = req.into_parts();
+    let mut req = Request::from_parts(parts, ());
     let mut ctx = RequestCtx::new(req.headers());
-    let mut resp = match run(&mut ctx, &shared, &snap, &peer, req).await {
-        Ok(resp) => resp,
+    let mut x = HyperExchange::new(body, &mut req);
+    let mut resp = match run(&mut ctx, &shared, &snap, &peer, req, &mut x).await {
+        Ok((route, mut resp)) => {
+            if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) = (x.on_upgrade.take(), resp.status()) {
+                let up = hyper::upgrade::on(&mut resp);
+                tokio::spawn(crate::tunnel::run(down, up, route.timeouts.idle));
+            }
+            let guard = Guard { limit: u64::MAX, idle: route.timeouts.idle, fault: None };
+            let finish = ctx.finish.take();
+            resp.map(|body| ClientBody::Stream(Watched::new(body, guard, finish)))
+        }
         Err(e) => ctx.fail(e),
     };
     // The client hears its own protocol version, whatever the upstream spoke (an HTTP/1.0
@@ -77,14 +102,18 @@ pub async fn handle(shared: Arc<Shared>, peer: Downstream, req: Request<Incoming
     resp
 }
 
-/// The phases in order; the first error ends the request with the gateway's own answer.
-async fn run(
+/// The phases in order, shared by both front ends (hyper's server and the HTTP/1 fast path):
+/// the first error ends the request with the gateway's own answer. `x` carries the request
+/// body and sends the tries; the response comes back with its head filtered and the
+/// telemetry record still in `ctx.finish`, for the front end to stream the body under.
+pub(crate) async fn run<X: Exchange>(
     ctx: &mut RequestCtx,
     shared: &Shared,
     snap: &Snapshot,
     peer: &Downstream,
-    mut req: Request<Incoming>,
-) -> Result<Response<ClientBody>, GatewayError> {
+    mut req: Request<()>,
+    x: &mut X,
+) -> Result<(Arc<crate::router::Route>, X::Response), GatewayError> {
     let had_dots = request_filter::run(ctx, snap, &mut req)?;
     let route = route::run(ctx, &shared.telemetry, snap, peer, &req, had_dots)?;
     let admitted = admit::run(ctx, &route, peer, &req)?;
@@ -93,15 +122,48 @@ async fn run(
         .policy(&route.upstream.name)
         .map(|p| p.decide(&route.upstream, req.headers(), crate::clock::now()))
         .unwrap_or_default();
-    let mirror_body = split.mirror.as_ref().map(|_| snap.config.traffic.mirror_max_body.0);
-    let mut prepared = upstream_request::run(ctx, &route, peer, req, &admitted, mirror_body).await?;
+    let mut prepared = upstream_request::run(ctx, &route, peer, req)?;
+    prepared.mirror_max_body = split.mirror.as_ref().map(|_| snap.config.traffic.mirror_max_body.0);
+    x.prepare_body(ctx, &route, &admitted, &prepared).await?;
     if let Some(version) = split.mirror {
-        upstream_request::mirror(&shared.traffic.mirrors, &route, version, &prepared);
+        upstream_request::mirror(&shared.traffic.mirrors, &route, version, &prepared, x.buffered_body());
     }
-    let on_upgrade = prepared.on_upgrade.take();
-    let outcome = tries::run(ctx, &route, split.version.as_deref(), prepared).await;
+    let upgrade = prepared.upgrade;
+    let outcome = tries::run(ctx, &route, split.version.as_deref(), prepared, x).await;
+    if x.abandoned() {
+        // The service permit goes back unrecorded too.
+        ctx.service_permit = None;
+        return Err(GatewayError::request_body_broken());
+    }
     admit::settle_service_circuit(ctx, &route, &outcome);
-    Ok(response_filter::run(ctx, &route, outcome?, on_upgrade))
+    let mut resp = outcome?;
+    response_filter::run(ctx, &route, &mut resp, upgrade);
+    Ok((route, resp))
+}
+
+/// Whether the HTTP/1 fast path must leave `req` to hyper: its route's upstream speaks
+/// HTTP/2 or TLS (gRPC included), which only hyper's client does. Routing here has no side
+/// effects; the phases route again when the fast path keeps the request.
+pub(crate) fn needs_hyper(snap: &Snapshot, req: &Request<()>) -> bool {
+    if !snap.hyper_upstreams {
+        return false;
+    }
+    let normalised = crate::path::normalize(req.uri().path(), snap.path_rules);
+    let path = match &normalised {
+        Ok(Some(n)) => n.path.as_str(),
+        Ok(None) => req.uri().path(),
+        // The request filter refuses it, on either path.
+        Err(_) => return false,
+    };
+    let Ok(host) = route::request_host(req) else { return false };
+    let Some(route) = snap.route_for(req.method(), &host, path, req.headers()) else { return false };
+    let up = &route.upstream;
+    up.tls.is_some()
+        || match up.protocol {
+            crate::upstream::Protocol::Http1 => false,
+            crate::upstream::Protocol::Http2 => true,
+            crate::upstream::Protocol::Auto => headers::is_grpc(req.headers()),
+        }
 }
 
 #[cfg(test)]

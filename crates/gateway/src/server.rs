@@ -64,6 +64,8 @@ pub struct ServeSettings {
     /// answers oversize headers itself with a JSON 431.
     pub parser_max_buf: usize,
     pub parser_max_headers: usize,
+    /// Plain-text HTTP/1.1 goes through [`crate::fast`] (else through hyper).
+    pub http1_fast: bool,
 }
 
 /// Binds `workers` sockets on `addr` (port 0 picks one free port for all of them).
@@ -210,6 +212,12 @@ async fn worker(
         graceful: &graceful,
         header_timeout: settings.header_read_timeout,
         max_head: settings.parser_max_buf,
+        fast: settings.http1_fast.then(|| {
+            Arc::new(crate::fast::ConnSettings {
+                header_timeout: settings.header_read_timeout,
+                max_head: settings.parser_max_buf,
+            })
+        }),
     };
     let a = accept_loop(&cx, plain, None, shutdown.clone());
     let b = async {
@@ -234,10 +242,12 @@ struct WorkerCtx<'a> {
     graceful: &'a GracefulShutdown,
     header_timeout: Duration,
     max_head: usize,
+    /// Set when plain-text connections start on the HTTP/1 fast path.
+    fast: Option<Arc<crate::fast::ConnSettings>>,
 }
 
 async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsAcceptor>, mut shutdown: Shutdown) {
-    let WorkerCtx { shared, builder, limit, graceful, header_timeout, max_head } = *cx;
+    let WorkerCtx { shared, builder, limit, graceful, header_timeout, max_head, ref fast } = *cx;
     loop {
         let slot = tokio::select! {
             _ = shutdown.wait() => return,
@@ -266,18 +276,31 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let idle = header_timeout;
+        let fast = if tls.is_none() { fast.clone() } else { None };
+        let conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let info = conn.clone();
-            let svc = service_fn(move |req| {
-                let (shared, conn) = (shared.clone(), conn.clone());
-                async move {
-                    let guard = ActiveGuard::new(conn.clone());
-                    let peer = proxy::Downstream { addr: conn.client, tls: conn.tls };
-                    let resp = proxy::handle(shared, peer, req).await;
-                    Ok::<_, std::convert::Infallible>(resp.map(|body| Counted { body, _guard: guard }))
+            // The fast path serves the connection first; what it hands over, hyper serves.
+            let stream = match fast {
+                None => stream,
+                Some(settings) => {
+                    let peer = proxy::Downstream { addr: conn.client, tls: false };
+                    match crate::fast::serve(stream, peer, &shared, &settings, conn_shutdown).await {
+                        crate::fast::Ended::Closed => return,
+                        crate::fast::Ended::Handoff(stream, prefix) => {
+                            // The watchdog's idle clock starts now, not at accept.
+                            info.idle_since.store(crate::clock::now(), std::sync::atomic::Ordering::Relaxed);
+                            let svc = hyper_service(shared, conn);
+                            let io = crate::fast::Rewind::new(prefix, stream);
+                            let io = JsonParseErrors::new(TokioIo::new(io), info.clone(), max_head);
+                            serve_io(&builder, io, svc, watcher, &info, idle).await;
+                            return;
+                        }
+                    }
                 }
-            });
+            };
+            let svc = hyper_service(shared, conn);
             match tls {
                 None => {
                     serve_io(
@@ -308,6 +331,28 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
             }
         });
     }
+}
+
+/// The service hyper calls for each request of a connection.
+fn hyper_service(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<Counted>,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<http::Response<Counted>, std::convert::Infallible>> + Send,
+> + Send
++ 'static {
+    service_fn(move |req| {
+        let (shared, conn) = (shared.clone(), conn.clone());
+        async move {
+            let guard = ActiveGuard::new(conn.clone());
+            let peer = proxy::Downstream { addr: conn.client, tls: conn.tls };
+            let resp = proxy::handle(shared, peer, req).await;
+            Ok::<_, std::convert::Infallible>(resp.map(|body| Counted { body, _guard: guard }))
+        }
+    })
 }
 
 /// Serves one connection, closing it when it has been idle (no request in progress) for

@@ -42,11 +42,12 @@ pub struct Chunked {
     state: State,
     size: u64,
     trailer_bytes: usize,
+    data: u64,
 }
 
 impl Default for Chunked {
     fn default() -> Self {
-        Chunked { state: State::Size { digits: 0 }, size: 0, trailer_bytes: 0 }
+        Chunked { state: State::Size { digits: 0 }, size: 0, trailer_bytes: 0, data: 0 }
     }
 }
 
@@ -62,6 +63,7 @@ impl Chunked {
                 let take = (buf.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
                 i += take;
                 self.size -= take as u64;
+                self.data += take as u64;
                 if self.size == 0 {
                     self.state = State::DataCr;
                 }
@@ -71,6 +73,40 @@ impl Chunked {
             i += 1;
         }
         Ok((i, self.state == State::Done))
+    }
+
+    /// Like [`Chunked::feed`], appending the body to `out` in normal form as it goes: chunk
+    /// extensions and the whitespace before them left out, everything else as it came. What
+    /// an upstream then reads is unambiguous even if it parses extensions differently.
+    pub fn feed_normalised(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Result<(usize, bool), Refusal> {
+        let mut i = 0;
+        while i < buf.len() {
+            if self.state == State::Done {
+                return Ok((i, true));
+            }
+            if self.state == State::Data {
+                let take = (buf.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                out.extend_from_slice(&buf[i..i + take]);
+                i += take;
+                self.size -= take as u64;
+                self.data += take as u64;
+                if self.size == 0 {
+                    self.state = State::DataCr;
+                }
+                continue;
+            }
+            self.step(buf[i])?;
+            if !matches!(self.state, State::SizeSpace | State::Extension { .. }) {
+                out.push(buf[i]);
+            }
+            i += 1;
+        }
+        Ok((i, self.state == State::Done))
+    }
+
+    /// Bytes of chunk data seen so far (framing not counted).
+    pub fn data_len(&self) -> u64 {
+        self.data
     }
 
     fn step(&mut self, b: u8) -> Result<(), Refusal> {

@@ -226,3 +226,38 @@ fn a_request_head_is_kept_as_offsets_in_a_reused_buffer() {
     assert_eq!(head.headers.capacity(), capacity, "no new allocation");
     assert_eq!(head.parse(b"POST / HTTP/1.1\r\ncontent-length: 1, 1\r\n\r\n"), Err(Refusal::InvalidContentLength));
 }
+
+/// `feed_normalised` over `reads`: the normal form, and the verdict.
+fn normalised(reads: &[&[u8]]) -> (Vec<u8>, Result<bool, Refusal>) {
+    let mut c = Chunked::default();
+    let mut out = Vec::new();
+    for r in reads {
+        match c.feed_normalised(r, &mut out) {
+            Ok((_, true)) => return (out, Ok(true)),
+            Ok(_) => {}
+            Err(e) => return (out, Err(e)),
+        }
+    }
+    (out, Ok(false))
+}
+
+#[test]
+fn chunk_extensions_are_left_out_of_the_normal_form() {
+    let body: &[u8] = b"5;a=b;c=\"d\"\r\nhello\r\n6 \t; x\r\n world\r\n0;last\r\nt: 1\r\n\r\n";
+    let (out, done) = normalised(&[body]);
+    assert_eq!(done, Ok(true));
+    assert_eq!(out, b"5\r\nhello\r\n6\r\n world\r\n0\r\nt: 1\r\n\r\n");
+    // The same whatever the read boundaries, and the same verdict as `feed`.
+    let split: Vec<&[u8]> = body.chunks(3).collect();
+    assert_eq!(normalised(&split), (out.clone(), Ok(true)));
+    assert_eq!(chunked(body), Ok((body.len(), true)));
+    // A body without extensions passes unchanged; data is counted.
+    let plain: &[u8] = b"3\r\nabc\r\n0\r\n\r\n";
+    let mut c = Chunked::default();
+    let mut o = Vec::new();
+    assert_eq!(c.feed_normalised(plain, &mut o), Ok((plain.len(), true)));
+    assert_eq!((o.as_slice(), c.data_len()), (plain, 3));
+    // Invalid framing is refused as `feed` refuses it.
+    assert_eq!(normalised(&[b"5;\x01\r\nhello\r\n0\r\n\r\n"]).1, Err(Refusal::InvalidChunkExtension));
+    assert_eq!(normalised(&[b"5\r\nhelloX\r\n"]).1, Err(Refusal::InvalidChunkFraming));
+}

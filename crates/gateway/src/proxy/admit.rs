@@ -7,21 +7,20 @@ use super::context::{RateLimitSeen, RequestCtx};
 use super::headers::{grpc_status_header, is_grpc_failure};
 use crate::error::{GatewayError, Side};
 use crate::router::Route;
+use http::Request;
 use http::header::{self, HeaderValue};
-use http::{Request, Response};
-use hyper::body::Incoming;
 
 /// What admission learnt about the request.
-pub(super) struct Admitted {
+pub(crate) struct Admitted {
     /// The announced body length, if any.
     pub content_length: Option<u64>,
 }
 
-pub(super) fn run(
+pub(crate) fn run<B>(
     ctx: &mut RequestCtx,
     route: &Route,
     peer: &Downstream,
-    req: &Request<Incoming>,
+    req: &Request<B>,
 ) -> Result<Admitted, GatewayError> {
     if let Some(a) = &route.auth {
         match a.check(req.headers()) {
@@ -68,10 +67,10 @@ pub(super) fn run(
 
 /// Records the request's outcome with the service circuit, if it holds a permit: a 5xx, a
 /// failing gRPC status or an upstream-side error counts as a failure.
-pub(super) fn settle_service_circuit<B>(
+pub(crate) fn settle_service_circuit<R: super::exchange::UpstreamHead>(
     ctx: &mut RequestCtx,
     route: &Route,
-    outcome: &Result<Response<B>, GatewayError>,
+    outcome: &Result<R, GatewayError>,
 ) {
     let Some(permit) = ctx.service_permit.take() else { return };
     let Some(b) = permit.breaker() else { return };

@@ -16,14 +16,14 @@ pub(super) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-
 
 /// The tightest rate limit a request passed (or the one that refused it), for the
 /// `RateLimit-*` headers.
-pub(super) struct RateLimitSeen {
+pub(crate) struct RateLimitSeen {
     pub decision: Decision,
     pub rate: f64,
     pub burst: u32,
 }
 
 /// What the phases know about one request.
-pub(super) struct RequestCtx {
+pub(crate) struct RequestCtx {
     pub started: Instant,
     pub trace: TraceContext,
     pub request_id: HeaderValue,

@@ -5,7 +5,6 @@ use super::Downstream;
 use crate::ratelimit::Decision;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Version};
-use hyper::body::Incoming;
 
 pub(super) static X_CLIENT: HeaderName = HeaderName::from_static("x-signalbox-client");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -46,7 +45,7 @@ pub(super) fn is_grpc_failure(c: u32) -> bool {
     matches!(c, 2 | 4 | 8 | 13 | 14 | 15)
 }
 
-pub(super) fn is_upgrade(req: &Request<Incoming>) -> bool {
+pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
         && req

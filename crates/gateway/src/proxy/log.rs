@@ -7,15 +7,14 @@ use super::context::RequestCtx;
 use crate::router::Route;
 use crate::telemetry::{Finish, Telemetry};
 use http::{Request, StatusCode, Version, header};
-use hyper::body::Incoming;
 use signalbox_core::ids::SpanId;
 use std::sync::Arc;
 
 /// Opens the record of a request (`route` is `None` when nothing matched).
-pub(super) fn new_finish(
+pub(super) fn new_finish<B>(
     tel: &Arc<Telemetry>,
     route: Option<&Arc<Route>>,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     host: &str,
     peer: &Downstream,
     ctx: &RequestCtx,

@@ -7,11 +7,10 @@ use crate::compile::Snapshot;
 use crate::error::GatewayError;
 use http::header::{self, HeaderValue};
 use http::{Request, Uri};
-use hyper::body::Incoming;
 
 /// Checks the head's limits and fixes its authority and path. Returns whether the path had
 /// dot segments (routes may refuse them).
-pub(super) fn run(_ctx: &mut RequestCtx, snap: &Snapshot, req: &mut Request<Incoming>) -> Result<bool, GatewayError> {
+pub(crate) fn run<B>(_ctx: &mut RequestCtx, snap: &Snapshot, req: &mut Request<B>) -> Result<bool, GatewayError> {
     let limits = &snap.config.limits;
     if req.headers().len() > limits.max_headers {
         return Err(GatewayError::headers_too_large(format!("more than {} request headers", limits.max_headers)));
@@ -40,7 +39,7 @@ pub(super) fn run(_ctx: &mut RequestCtx, snap: &Snapshot, req: &mut Request<Inco
 /// Makes the request carry exactly one authority: a second Host header is refused (RFC 9112
 /// §3.2), and an absolute-form target's authority replaces the Host header (§3.2.2), so the
 /// route is chosen on the same host the upstream is told.
-fn one_authority(req: &mut Request<Incoming>) -> Result<(), &'static str> {
+fn one_authority<B>(req: &mut Request<B>) -> Result<(), &'static str> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     if hosts.next().is_some() && hosts.next().is_some() {
         return Err("more than one Host header");

@@ -9,18 +9,17 @@ use crate::error::GatewayError;
 use crate::router::Route;
 use crate::telemetry::Telemetry;
 use http::{Request, Version, header};
-use hyper::body::Incoming;
 use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Chooses the route. `had_dots` says whether the path had dot segments before it was
 /// normalised.
-pub(super) fn run(
+pub(crate) fn run<B>(
     ctx: &mut RequestCtx,
     tel: &Arc<Telemetry>,
     snap: &Snapshot,
     peer: &Downstream,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     had_dots: bool,
 ) -> Result<Arc<Route>, GatewayError> {
     let host = request_host(req).map_err(GatewayError::bad_request)?;
@@ -44,7 +43,7 @@ pub(super) fn run(
 
 /// The host the client addressed, without port: from the URI (HTTP/2, absolute-form) or the
 /// Host header. HTTP/1.1 requires one.
-fn request_host(req: &Request<Incoming>) -> Result<Cow<'_, str>, &'static str> {
+pub(crate) fn request_host<B>(req: &Request<B>) -> Result<Cow<'_, str>, &'static str> {
     fn lower(h: &str) -> Cow<'_, str> {
         if h.bytes().any(|b| b.is_ascii_uppercase()) { h.to_ascii_lowercase().into() } else { h.into() }
     }

@@ -5,29 +5,21 @@
 //! the retry budget and the request's deadline.
 
 use super::context::RequestCtx;
+use super::exchange::{Exchange, TryFailure, UpstreamHead};
 use super::headers::{grpc_status_header, is_grpc_failure};
-use super::upstream_request::{BodyState, Prepared};
-use crate::body::{Fault, UpstreamBody};
+use super::upstream_request::Prepared;
+use crate::body::Fault;
 use crate::circuit::Permit;
 use crate::error::{GatewayError, Retry};
 use crate::router::Route;
 use crate::telemetry::TryRecord;
 use crate::upstream::{Endpoint, NoEndpoint, Picked, TryResult, Upstream};
-use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
+use http::{Request, Uri};
 use signalbox_core::ids::SpanId;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BACKOFF_SLICE: Duration = Duration::from_millis(1);
-
-/// How a try ended without a response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TryFailure {
-    Timeout,
-    ConnectFailed,
-    Reset,
-}
 
 impl TryFailure {
     /// The name in the try's telemetry record.
@@ -52,12 +44,13 @@ impl TryFailure {
 
 /// Runs the tries; the result is the response to relay or the error to answer.
 /// `version` keeps every try within that version's endpoints (a traffic split's choice).
-pub(super) async fn run(
+pub(super) async fn run<X: Exchange>(
     ctx: &mut RequestCtx,
     route: &Route,
     version: Option<&str>,
     mut req: Prepared,
-) -> Result<Response<Incoming>, GatewayError> {
+    x: &mut X,
+) -> Result<X::Response, GatewayError> {
     let upstream = &route.upstream;
     let deadline = ctx.started + route.timeouts.request;
     let hash = upstream.hash_key(&req.headers);
@@ -73,14 +66,7 @@ pub(super) async fn run(
             return Err(GatewayError::upstream_timeout(&upstream.name));
         }
         let budget = route.timeouts.per_try.min(deadline - now);
-        let last_possible = attempt >= route.retry.attempts || !matches!(req.body, BodyState::Replay(_));
-        let body = match &mut req.body {
-            BodyState::Replay(b) => UpstreamBody::Full(b.clone()),
-            BodyState::Stream(s) => match s.take() {
-                Some(w) => UpstreamBody::Stream(w),
-                None => return Err(GatewayError::upstream_reset(&upstream.name)),
-            },
-        };
+        let last_possible = attempt >= route.retry.attempts || !x.replayable();
         let span_id = SpanId::random();
         let mut try_headers = if last_possible { std::mem::take(&mut req.headers) } else { req.headers.clone() };
         ctx.trace.inject(span_id, ctx.sampled, &mut try_headers);
@@ -92,10 +78,9 @@ pub(super) async fn run(
         let Ok(uri) = uri else {
             return Err(GatewayError::bad_request("request target cannot be forwarded"));
         };
-        let mut up_req = Request::new(body);
+        let mut up_req = Request::new(());
         *up_req.method_mut() = req.method.clone();
         *up_req.uri_mut() = uri;
-        *up_req.version_mut() = if req.use_h2 { Version::HTTP_2 } else { Version::HTTP_11 };
         *up_req.headers_mut() = try_headers;
         let t0 = now;
         // Every timestamp of a request derives from its server span's start and the
@@ -104,17 +89,18 @@ pub(super) async fn run(
         let try_start_unix =
             ctx.finish.as_ref().map_or(0, |f| f.start_unix + t0.saturating_duration_since(f.started).as_nanos() as u64);
         let inflight = ep.start();
-        let use_h2 = req.use_h2;
-        let fut = upstream
-            .with_clients(route.timeouts.connect, |c| if use_h2 { c.h2.request(up_req) } else { c.h1.request(up_req) });
-        let res = tokio::time::timeout(budget, fut).await;
+        let res = tokio::time::timeout(budget, x.send(route, &ep, up_req)).await;
         drop(inflight);
+        if x.abandoned() {
+            // The endpoint's permit goes back unrecorded.
+            return Err(GatewayError::request_body_broken());
+        }
         let t1 = Instant::now();
         let rtt = t1 - t0;
         // A try that failed because the client's body failed is the client's fault: the
         // endpoint is not blamed (no breaker or ejection count, no latency sample).
         if res.as_ref().is_ok_and(|r| r.is_err())
-            && let Some(f) = req.fault.get()
+            && let Some(f) = x.client_fault()
         {
             return Err(match f {
                 Fault::TooLarge => GatewayError::body_too_large(route.max_body),
@@ -141,7 +127,7 @@ pub(super) async fn run(
             });
         }
         let again = attempt < route.retry.attempts
-            && matches!(req.body, BodyState::Replay(_))
+            && x.replayable()
             && allows(outcome.retry(), &req)
             && upstream.budget.try_withdraw(route.retry.budget_ratio, route.retry.budget_min_per_second);
         if again {
@@ -187,12 +173,12 @@ fn allows(retry: Retry, req: &Prepared) -> bool {
 }
 
 /// A try's result, classified.
-enum Outcome {
-    Response { resp: Response<Incoming>, failed: bool, retry: Retry },
+enum Outcome<R> {
+    Response { resp: R, failed: bool, retry: Retry },
     Failed(TryFailure, GatewayError),
 }
 
-impl Outcome {
+impl<R: UpstreamHead> Outcome<R> {
     fn retry(&self) -> Retry {
         match self {
             Outcome::Response { retry, .. } => *retry,
@@ -210,7 +196,7 @@ impl Outcome {
 
     /// A response is relayed whatever its status (a 5xx that was not retried reaches the
     /// client as the upstream sent it).
-    fn into_result(self) -> Result<Response<Incoming>, GatewayError> {
+    fn into_result(self) -> Result<R, GatewayError> {
         match self {
             Outcome::Response { resp, .. } => Ok(resp),
             Outcome::Failed(_, e) => Err(e),
@@ -218,14 +204,13 @@ impl Outcome {
     }
 }
 
-fn classify(
+fn classify<R: UpstreamHead>(
     route: &Route,
-    res: Result<Result<Response<Incoming>, hyper_util::client::legacy::Error>, tokio::time::error::Elapsed>,
-) -> Outcome {
+    res: Result<Result<R, TryFailure>, tokio::time::error::Elapsed>,
+) -> Outcome<R> {
     let failure = match res {
         Err(_) => TryFailure::Timeout,
-        Ok(Err(e)) if e.is_connect() => TryFailure::ConnectFailed,
-        Ok(Err(_)) => TryFailure::Reset,
+        Ok(Err(f)) => f,
         Ok(Ok(resp)) => {
             let s = resp.status().as_u16();
             let grpc_code = grpc_status_header(resp.headers());
@@ -240,11 +225,11 @@ fn classify(
 
 /// Feeds the try to the endpoint's breaker (consuming its permit), outlier ejection, the
 /// latency estimate and the endpoint's metrics.
-fn record_try(
+fn record_try<R: UpstreamHead>(
     upstream: &Upstream,
     ep: &Endpoint,
     permit: Option<Permit>,
-    outcome: &Outcome,
+    outcome: &Outcome<R>,
     rtt: Duration,
     t1: Instant,
 ) {

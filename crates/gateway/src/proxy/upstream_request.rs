@@ -1,58 +1,41 @@
 //! Phase 4, the upstream request: the head the upstream sees (hop-by-hop headers removed,
 //! credentials stripped as configured, forwarding headers, the route's header changes and
-//! path rewrite) and the body, buffered when a retry may need it again.
+//! path rewrite). The body is the front end's (see [`super::Exchange`]).
 
 use super::Downstream;
 use super::admit::Admitted;
 use super::context::{RequestCtx, X_REQUEST_ID};
 use super::headers::{X_CLIENT, add_forwarded, is_upgrade, strip_hop_by_hop};
-use crate::body::{ClientFault, Guard, Watched};
 use crate::error::GatewayError;
 use crate::router::Route;
 use crate::traffic::mirror::{Dropped, MirrorRequest, Mirrors};
 use crate::upstream::Protocol;
-use bytes::Bytes;
+use std::sync::Arc;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Uri};
-use http_body::Body as _;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
-use std::sync::Arc;
 
-/// The request's body as the tries see it.
-pub(super) enum BodyState {
-    /// Buffered (or empty): every try sends it again.
-    Replay(Option<Bytes>),
-    /// Streamed: only the first try can send it.
-    Stream(Option<Box<Watched>>),
-}
-
-/// The upstream request, ready for the tries.
-pub(super) struct Prepared {
+/// The upstream request's head, ready for the tries (the front end's [`super::Exchange`]
+/// holds the body).
+pub(crate) struct Prepared {
     pub method: Method,
     pub headers: HeaderMap,
     pub path_and_query: PathAndQuery,
-    pub body: BodyState,
-    /// How the client's body failed, if it did (the client is then blamed, not the upstream).
-    pub fault: Arc<ClientFault>,
     pub use_h2: bool,
     /// The client asked to upgrade the connection (WebSocket).
     pub upgrade: bool,
-    /// The client side of an upgrade, taken by the response filter.
-    pub on_upgrade: Option<OnUpgrade>,
     /// The method and route allow retrying a try the upstream may have seen.
     pub may_retry: bool,
+    /// A traffic split mirrors this request: bodies up to this many bytes are buffered so
+    /// the mirror gets a copy (set by the pipeline before the body is prepared).
+    pub mirror_max_body: Option<u64>,
 }
 
-pub(super) async fn run(
+pub(super) fn run(
     ctx: &mut RequestCtx,
     route: &Route,
     peer: &Downstream,
-    mut req: Request<Incoming>,
-    admitted: &Admitted,
-    mirror_body: Option<u64>,
+    req: Request<()>,
 ) -> Result<Prepared, GatewayError> {
     let upstream = &route.upstream;
     // The Host the upstream sees: the one routed on (the request filter made the target's
@@ -62,8 +45,7 @@ pub(super) async fn run(
         None => HeaderValue::from_str(req.uri().authority().map(|a| a.as_str()).unwrap_or("")).ok(),
     };
     let upgrade = is_upgrade(&req);
-    let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (parts, body) = req.into_parts();
+    let (parts, ()) = req.into_parts();
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers, upgrade);
     headers.remove(&X_CLIENT);
@@ -96,35 +78,32 @@ pub(super) async fn run(
     let idempotent =
         matches!(method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE);
     let may_retry = route.retry.attempts > 1 && (idempotent || route.retry.non_idempotent) && !upgrade;
-    let fault = Arc::new(ClientFault::default());
-    let guard = || Guard { limit: route.max_body, idle: route.timeouts.idle, fault: Some(fault.clone()) };
-    let body = if body.is_end_stream() {
-        BodyState::Replay(None)
-    } else if !upgrade
+    Ok(Prepared { method, headers, path_and_query, use_h2, upgrade, may_retry, mirror_max_body: None })
+}
+
+/// Whether a body is buffered so a retry can send it again: whenever a retry is possible at
+/// all and the body is small (even a POST may be retried after a connect failure, which
+/// needs the body again). A mirrored request's small body is buffered too, so the mirror
+/// gets a copy.
+pub(crate) fn should_buffer(route: &Route, admitted: &Admitted, prepared: &Prepared) -> bool {
+    !prepared.upgrade
         && admitted.content_length.is_some_and(|l| {
-            (route.retry.attempts > 1 && l <= route.retry.buffer_body_bytes) || mirror_body.is_some_and(|m| l <= m)
+            (route.retry.attempts > 1 && l <= route.retry.buffer_body_bytes)
+                || prepared.mirror_max_body.is_some_and(|m| l <= m)
         })
-    {
-        // Small bodies are buffered whenever a retry is possible at all: even a POST may be
-        // retried after a connect failure, which needs the body again. A mirrored request's
-        // small body is buffered too, so the mirror gets a copy.
-        let collect = Watched::new(body, guard(), None).collect();
-        match tokio::time::timeout(route.timeouts.request, collect).await {
-            Ok(Ok(c)) => BodyState::Replay(Some(c.to_bytes())),
-            Ok(Err(crate::body::BodyError::TooLarge(l))) => return Err(GatewayError::body_too_large(l)),
-            Ok(Err(crate::body::BodyError::Hyper(_))) => return Err(GatewayError::request_body_broken()),
-            _ => return Err(GatewayError::request_body_timeout()),
-        }
-    } else {
-        BodyState::Stream(Some(Box::new(Watched::new(body, guard(), None))))
-    };
-    Ok(Prepared { method, headers, path_and_query, body, fault, use_h2, upgrade, on_upgrade, may_retry })
 }
 
 /// Sends a copy of the prepared request to `version` (see [`crate::traffic::mirror`]);
-/// upgrades and streamed bodies are not mirrored.
-pub(super) fn mirror(mirrors: &Mirrors, route: &Arc<Route>, version: Arc<str>, req: &Prepared) {
-    let BodyState::Replay(body) = &req.body else {
+/// `body` is the buffered body (`None`: it streams, and is not mirrored); upgrades are not
+/// mirrored.
+pub(super) fn mirror(
+    mirrors: &Mirrors,
+    route: &Arc<Route>,
+    version: Arc<str>,
+    req: &Prepared,
+    body: Option<Option<bytes::Bytes>>,
+) {
+    let Some(body) = body else {
         mirrors.drop_one(Dropped::Body);
         return;
     };
@@ -135,7 +114,7 @@ pub(super) fn mirror(mirrors: &Mirrors, route: &Arc<Route>, version: Arc<str>, r
         method: req.method.clone(),
         headers: req.headers.clone(),
         path_and_query: req.path_and_query.clone(),
-        body: body.clone(),
+        body,
         use_h2: req.use_h2,
     };
     crate::traffic::mirror::launch(mirrors, route, version, copy);

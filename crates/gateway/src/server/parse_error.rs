@@ -142,7 +142,7 @@ fn canned_error(head: &[u8]) -> Option<GatewayError> {
 }
 
 /// The whole HTTP/1.1 response for `err`; the connection closes after it.
-fn raw_response(err: &GatewayError, trace_id: &str) -> Vec<u8> {
+pub(crate) fn raw_response(err: &GatewayError, trace_id: &str) -> Vec<u8> {
     let body = err.json_body(trace_id);
     let mut out = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\nx-signalbox-error: {}\r\ncontent-length: {}\r\nconnection: close\r\ndate: {}\r\n\r\n",

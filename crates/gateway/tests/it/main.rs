@@ -1,9 +1,14 @@
 //! Gateway integration tests: a real gateway on loopback in front of real upstream servers.
 //! One test binary (one link step); each module covers one capability.
+//!
+//! Every test runs against the HTTP/1 front end named by `SIGNALBOX_GATEWAY_HTTP1` (`fast`,
+//! the default, or `hyper`); scripts/test.sh runs the suite once with each, so both paths
+//! pass the same tests. `fastpath` holds tests of the fast path's own behaviour.
 
 mod auth;
 mod balancing;
 mod dns;
+mod fastpath;
 mod faults;
 mod protocols;
 mod reload;
@@ -75,8 +80,14 @@ impl Gw {
 /// A config with listeners on free ports and the access log in a temp dir (set by `start`).
 pub fn config(services: Vec<ServiceConfig>, routes: Vec<RouteConfig>) -> GatewayConfig {
     let mut c = GatewayConfig { listen: "127.0.0.1:0".into(), services, routes, ..GatewayConfig::default() };
+    c.http1 = http1_mode();
     c.limits.drain_timeout = signalbox_core::config::Dur::secs(5);
     c
+}
+
+/// The HTTP/1 front end under test: `SIGNALBOX_GATEWAY_HTTP1`, else the default (`fast`).
+pub fn http1_mode() -> String {
+    std::env::var("SIGNALBOX_GATEWAY_HTTP1").unwrap_or_else(|_| GatewayConfig::default().http1)
 }
 
 pub fn service(name: &str, endpoints: &[String]) -> ServiceConfig {

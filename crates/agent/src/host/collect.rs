@@ -154,7 +154,7 @@ impl Cache {
     pub const MAX_FIELDS: usize = 4096;
 
     fn start_pass(&mut self) {
-        if self.passes % Self::REFRESH_PASSES == 0 {
+        if self.passes.is_multiple_of(Self::REFRESH_PASSES) {
             self.uname = None;
             self.udev.clear();
             self.clocksources = None;

@@ -10,10 +10,10 @@ use crate::error::GatewayError;
 use crate::router::Route;
 use crate::traffic::mirror::{Dropped, MirrorRequest, Mirrors};
 use crate::upstream::Protocol;
-use std::sync::Arc;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Uri};
+use std::sync::Arc;
 
 /// The upstream request's head, ready for the tries (the front end's [`super::Exchange`]
 /// holds the body).

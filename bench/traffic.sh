@@ -6,7 +6,8 @@
 # turn, ROUNDS times, and the medians are reported (the machine is shared and noisy).
 # The upstreams are two nginx servers returning a fixed small body.
 # Usage: bench/traffic.sh [duration, default 15s] [rounds, default 3]
-# Needs: nginx and wrk (Debian packages), curl, a release build (built here if missing).
+# Needs: nginx and wrk (Debian packages), curl, a release build (built here if missing;
+# SIGNALBOX_BIN picks another binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-15s}
@@ -18,7 +19,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; for n in up1 up2; do [ -f "$WORK/$n.p
 
 command -v nginx >/dev/null || { echo "nginx not installed (apt-get install -y nginx)"; exit 1; }
 command -v wrk >/dev/null || { echo "wrk not installed (apt-get install -y wrk)"; exit 1; }
-[ -x target/release/signalbox ] || cargo build --release -p signalbox
+SIGNALBOX_BIN=${SIGNALBOX_BIN:-target/release/signalbox}
+[ -x "$SIGNALBOX_BIN" ] || cargo build --release -p signalbox
 
 UP1=127.0.0.1:18181; UP2=127.0.0.1:18182; GW=127.0.0.1:18183; CONSOLE=127.0.0.1:19921
 
@@ -77,7 +79,7 @@ service = "mirror"
 [gateway.routes.match]
 path_prefix = "/mirror"
 TOML
-RUST_LOG=warn target/release/signalbox serve -c "$WORK/node.toml" --data-dir "$WORK/data" >/dev/null 2>"$WORK/node.err" & NODE=$!
+RUST_LOG=warn "$SIGNALBOX_BIN" serve -c "$WORK/node.toml" --data-dir "$WORK/data" >/dev/null 2>"$WORK/node.err" & NODE=$!
 for _ in $(seq 100); do curl -sf "http://$CONSOLE/readyz" >/dev/null && break; sleep 0.1; done
 policy() { # $1 service, $2 JSON document
   curl -sf -X PUT -H 'content-type: application/json' "http://$CONSOLE/api/config/gateway/traffic/$1" \

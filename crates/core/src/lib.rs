@@ -12,6 +12,8 @@
 //! - [`telemetry`]: [`telemetry::SpanSink`], the bounded hand-off for spans leaving a hot path.
 //! - [`discovery`]: [`discovery::EndpointSource`], how the gateway learns service endpoints.
 //! - [`log`]: the [`log::LogRecord`] model shared by log receivers and the log store.
+//! - [`partition`]: how a multi-node deployment splits traces, log streams and series into
+//!   partitions, the same on every node.
 //! - [`metrics`]: the node's own Prometheus-style counters, gauges and histograms.
 //! - [`shutdown`]: a cloneable shutdown signal with a drain deadline.
 //! - [`time`]: wall-clock helpers in Unix nanoseconds.
@@ -25,6 +27,7 @@ pub mod discovery;
 pub mod ids;
 pub mod log;
 pub mod metrics;
+pub mod partition;
 pub mod shutdown;
 pub mod span;
 pub mod telemetry;

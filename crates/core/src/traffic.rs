@@ -219,18 +219,7 @@ impl TrafficPolicy {
 /// The sticky point of a header or cookie value, in `0..STICKY_POINTS`: FNV-1a with a final
 /// mix, the same on every node and in every build.
 pub fn sticky_point(value: &[u8]) -> u32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in value {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    // splitmix64's finaliser spreads FNV's weak low bits.
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^= h >> 31;
-    (h % u64::from(STICKY_POINTS)) as u32
+    (crate::partition::stable_hash(value) % u64::from(STICKY_POINTS)) as u32
 }
 
 /// An instance's version from its registry metadata (`version`) or a `version=…` tag (as

@@ -3,14 +3,14 @@
 //! `node_scrape_collector_duration_seconds` per collector).
 
 use super::{Snapshot, cgroup, cpu, diskstats, filefd, filesystem, loadavg, meminfo, netdev, netstat, pressure};
-use super::{process, time, uname, vmstat};
+use super::{process, time, timex, uname, vmstat};
 use regex::Regex;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// Every collector, by node_exporter's name (plus `cgroup` and `process`).
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 17] = [
     "cpu",
     "stat",
     "loadavg",
@@ -23,6 +23,7 @@ pub const ALL: [&str; 16] = [
     "sockstat",
     "filefd",
     "time",
+    "timex",
     "uname",
     "vmstat",
     "cgroup",
@@ -181,7 +182,7 @@ pub fn keep_field(memo: &mut HashMap<String, bool>, pattern: &Regex, field: &str
 type NodeCollector = fn(&HostSettings, &mut Cache, &mut Snapshot) -> Result<(), String>;
 
 /// The node_exporter collectors in the order they run.
-const NODE: [(&str, NodeCollector); 14] = [
+const NODE: [(&str, NodeCollector); 15] = [
     ("cpu", cpu::collect_cpu),
     ("stat", cpu::collect_stat),
     ("loadavg", loadavg::collect),
@@ -194,6 +195,7 @@ const NODE: [(&str, NodeCollector); 14] = [
     ("sockstat", netstat::collect_sockstat),
     ("filefd", filefd::collect),
     ("time", time::collect),
+    ("timex", timex::collect),
     ("uname", uname::collect),
     ("vmstat", vmstat::collect),
 ];

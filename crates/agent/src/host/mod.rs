@@ -12,7 +12,8 @@
 //! - [`collect`]: the [`Collectors`] set built from the config, one pass over all of them.
 //! - one file per node_exporter collector: [`cpu`] (`cpu`, `stat`), [`loadavg`],
 //!   [`meminfo`], [`pressure`], [`filesystem`], [`diskstats`], [`netdev`], [`netstat`]
-//!   (`netstat`, `sockstat`), [`filefd`], [`time`], [`uname`], [`vmstat`].
+//!   (`netstat`, `sockstat`), [`filefd`], [`time`], [`timex`] (the
+//!   workspace's one `unsafe` call, adjtimex(2)), [`uname`], [`vmstat`].
 //! - [`cgroup`]: cgroup v2 groups as cAdvisor's `container_*`.
 //! - [`process`]: the configured processes (and the agent) as `process_*`.
 //! - [`push`]: snapshots into their disk buffer and out to a remote_write receiver.
@@ -34,6 +35,7 @@ pub mod push;
 pub mod run;
 pub mod sample;
 pub mod time;
+pub mod timex;
 pub mod uname;
 pub mod vmstat;
 

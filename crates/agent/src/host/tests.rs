@@ -337,3 +337,108 @@ fn the_metrics_buffer_survives_a_restart_and_refuses_when_full() {
     assert_eq!(spool.oldest().unwrap().unwrap().payload, b"small");
     assert!(dir.join("00000000000000000099.corrupt").exists());
 }
+
+#[test]
+fn timex_converts_the_kernel_units_as_node_exporter_does() {
+    use super::timex::{KernelClock, STA_NANO, TIME_ERROR, report};
+    // Microsecond mode, synchronised: 1.5 ms offset, +10 ppm, PPS at +2 ppm.
+    let k = KernelClock {
+        state: 0,
+        offset: 1500,
+        freq: 10 * 65536,
+        maxerror: 250_000,
+        esterror: 1_000,
+        status: 0x1, // STA_PLL
+        constant: 7,
+        tick: 10_000,
+        ppsfreq: 2 * 65536,
+        jitter: 40,
+        shift: 4,
+        stabil: 65536 / 2,
+        jitcnt: 3,
+        calcnt: 11,
+        errcnt: 1,
+        stbcnt: 2,
+        tai: 37,
+    };
+    let mut snap = Snapshot::new(0);
+    report(&k, &mut snap);
+    let v = |n: &str| snap.value(n, &[]).unwrap_or_else(|| panic!("{n} missing"));
+    let close = |n: &str, want: f64| assert!((v(n) - want).abs() < 1e-12, "{n}: {} != {want}", v(n));
+    close("node_timex_sync_status", 1.0);
+    close("node_timex_offset_seconds", 0.0015);
+    close("node_timex_frequency_adjustment_ratio", 1.00001);
+    close("node_timex_maxerror_seconds", 0.25);
+    close("node_timex_estimated_error_seconds", 0.001);
+    close("node_timex_status", 1.0);
+    close("node_timex_loop_time_constant", 7.0);
+    close("node_timex_tick_seconds", 0.01);
+    close("node_timex_pps_frequency_hertz", 2e-6);
+    close("node_timex_pps_jitter_seconds", 40e-6);
+    close("node_timex_pps_shift_seconds", 4.0);
+    close("node_timex_pps_stability_hertz", 0.5e-6);
+    close("node_timex_pps_jitter_total", 3.0);
+    close("node_timex_pps_calibration_total", 11.0);
+    close("node_timex_pps_error_total", 1.0);
+    close("node_timex_pps_stability_exceeded_total", 2.0);
+    close("node_timex_tai_offset_seconds", 37.0);
+    assert_eq!(snap.family("node_timex_pps_error_total").unwrap().kind, Kind::Counter);
+    assert_eq!(snap.family("node_timex_offset_seconds").unwrap().kind, Kind::Gauge);
+    assert_eq!(snap.len(), 17);
+
+    // Nanosecond mode (STA_NANO) changes offset and jitter only; TIME_ERROR means unsynced,
+    // and a negative frequency slows the clock.
+    let k =
+        KernelClock { state: TIME_ERROR, status: STA_NANO | 0x40, offset: -2_000_000, jitter: 500, freq: -65536, ..k };
+    let mut snap = Snapshot::new(0);
+    report(&k, &mut snap);
+    let v = |n: &str| snap.value(n, &[]).unwrap();
+    assert_eq!(v("node_timex_sync_status"), 0.0);
+    assert!((v("node_timex_offset_seconds") + 0.002).abs() < 1e-12);
+    assert!((v("node_timex_pps_jitter_seconds") - 500e-9).abs() < 1e-15);
+    assert!((v("node_timex_frequency_adjustment_ratio") - 0.999999).abs() < 1e-12);
+    assert!((v("node_timex_maxerror_seconds") - 0.25).abs() < 1e-12, "maxerror is always µs");
+    assert_eq!(v("node_timex_status"), (STA_NANO | 0x40) as f64);
+}
+
+#[test]
+fn timex_reads_this_machines_kernel_clock() {
+    let k = super::timex::read_kernel_clock().expect("adjtimex(2) with modes 0 needs no privilege");
+    // The kernel's tick is 1/HZ (HZ is 100 to 1000), and maxerror is capped at 16 s.
+    assert!((1_000..=10_000).contains(&k.tick), "tick {} µs", k.tick);
+    assert!((0..=16_000_000).contains(&k.maxerror), "maxerror {} µs", k.maxerror);
+    assert!((0..=5).contains(&k.state), "state {}", k.state);
+    // Reading changes nothing: a second reading has the same status bits and time constant.
+    let again = super::timex::read_kernel_clock().unwrap();
+    assert_eq!((again.status, again.constant, again.tick), (k.status, k.constant, k.tick));
+}
+
+/// The workspace's `unsafe_code` lint is `deny` for one exception, the read-only adjtimex(2)
+/// call in host/timex.rs: no other source file may allow it.
+#[test]
+fn only_timex_allows_unsafe_code() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut found = Vec::new();
+    let mut stack = vec![crates.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if p.is_dir() && name != "target" && !name.starts_with('.') && name != "node_modules" {
+                stack.push(p);
+            } else if name.ends_with(".rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                let needle = ["allow(", "unsafe_code)"].concat();
+                let needle2 = ["expect(", "unsafe_code)"].concat();
+                if text.contains(&needle) || text.contains(&needle2) {
+                    found.push(p.strip_prefix(crates).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    assert_eq!(found, ["agent/src/host/timex.rs"], "files that allow unsafe code");
+    let timex = std::fs::read_to_string(crates.join("agent/src/host/timex.rs")).unwrap();
+    assert_eq!(timex.matches("unsafe {").count(), 1, "one unsafe block in timex.rs");
+    let root = std::fs::read_to_string(crates.parent().unwrap().join("Cargo.toml")).unwrap();
+    assert!(root.contains("unsafe_code = \"deny\""), "the workspace lint is deny");
+}

@@ -1,12 +1,7 @@
 //! node_exporter's `time` collector: `node_time_seconds` and the clock sources from
 //! `/sys/devices/system/clocksource`.
 //!
-//! Its `timex` collector (`node_timex_*`: NTP offset, sync status, maximum error) is not
-//! reported: it needs adjtimex(2), and no well-kept crate offers a safe call to it (neither
-//! `rustix` 1.1 nor `nix`; `clock-steering` 0.2 reads only the frequency and the TAI
-//! offset), while the workspace forbids `unsafe`. Instead the node measures every pushing
-//! agent's clock against its own (`signalbox_agent_clock_offset_seconds`, see
-//! [`super::push`]), and the default `HostClockSkew` rule fires on either.
+//! The kernel's NTP state (`node_timex_*`) is [`super::timex`].
 
 use super::Snapshot;
 use super::collect::{Cache, HostSettings};

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// node_exporter's collectors compared; all of them are the agent's too.
-const COMPARED: [&str; 14] = [
+const COMPARED: [&str; 15] = [
     "cpu",
     "stat",
     "loadavg",
@@ -23,6 +23,7 @@ const COMPARED: [&str; 14] = [
     "sockstat",
     "filefd",
     "time",
+    "timex",
     "uname",
     "vmstat",
 ];
@@ -65,10 +66,12 @@ fn render(s: &Snapshot) -> String {
     text
 }
 
-/// Absolute tolerance of a family on this shared build machine (other engineers compile
-/// while the test runs); the relative tolerance is 5% for every family.
-fn abs_tolerance(name: &str) -> f64 {
-    match name {
+/// Tolerance of a sample of family `name` whose node_exporter value is `theirs`, on this
+/// shared build machine (other engineers compile while the test runs): 5% or the family's
+/// absolute tolerance, whichever is larger, except for the kernel clock's state (`timex`),
+/// which is compared absolutely.
+fn tolerance(name: &str, theirs: f64) -> f64 {
+    let abs: f64 = match name {
         // Seconds counters read a moment apart: every CPU can add up to the gap.
         n if n.starts_with("node_cpu_") || n.starts_with("node_pressure_") => 2.0,
         n if n.starts_with("node_disk_") => 1000.0,
@@ -79,8 +82,28 @@ fn abs_tolerance(name: &str) -> f64 {
         n if n.starts_with("node_procs_") => 20.0,
         n if n.starts_with("node_sockstat_") || n.starts_with("node_filefd_") => 500.0,
         n if n.starts_with("node_network_") || n.starts_with("node_netstat_") => 100_000.0,
+        // adjtimex(2) read a moment apart. The kernel adds 500 µs a second to the maximum
+        // error (up to 16 s) until an NTP daemon resets it; the offset still to be slewed
+        // and the frequency move by microseconds and fractions of a ppm per second under an
+        // NTP daemon. The status bits, time constant, tick, TAI offset, sync status and the
+        // PPS figures must be equal.
+        "node_timex_maxerror_seconds" | "node_timex_estimated_error_seconds" => return 0.01,
+        "node_timex_offset_seconds" => return 0.001,
+        "node_timex_frequency_adjustment_ratio" => return 1e-6,
+        n if n.starts_with("node_timex_") => return 0.0,
         _ => 1.0,
-    }
+    };
+    abs.max(0.05 * theirs.abs())
+}
+
+/// `# TYPE` of every family in a text exposition.
+fn types(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("# TYPE ")?.split_whitespace();
+            Some((w.next()?.to_owned(), w.next()?.to_owned()))
+        })
+        .collect()
 }
 
 struct NodeExporter(Child);
@@ -129,7 +152,8 @@ fn free_port() -> u16 {
 
 /// Every family and label set of node_exporter's compared collectors is the agent's, and
 /// the agent has no other; values agree within 5% or the family's absolute tolerance
-/// ([`abs_tolerance`]), the agent reading right after node_exporter answered.
+/// ([`tolerance`]; the kernel clock's `node_timex_*` absolutely), the agent reading right
+/// after node_exporter answered; every family has node_exporter's type.
 #[test]
 fn the_agent_matches_node_exporter_names_labels_and_values() {
     let port = free_port();
@@ -164,6 +188,15 @@ fn the_agent_matches_node_exporter_names_labels_and_values() {
     assert!(extra.is_empty(), "the agent has families node_exporter lacks: {extra:?}");
 
     let mut problems = Vec::new();
+    let (our_types, their_types) = (types(&render(&snap)), types(&theirs_text));
+    for name in theirs.keys().filter(|n| ours.contains_key(*n)) {
+        if our_types.get(name) != their_types.get(name) {
+            problems.push(format!("{name}: type {:?}, node_exporter {:?}", our_types.get(name), their_types.get(name)));
+        }
+    }
+    // The time-sync families are all there (adjtimex(2) answers here, as for node_exporter).
+    let timex: Vec<&String> = theirs.keys().filter(|n| n.starts_with("node_timex_")).collect();
+    assert_eq!(timex.len(), 17, "node_exporter's timex families: {timex:?}");
     let mut compared = 0;
     for (name, their_series) in &theirs {
         let Some(our_series) = ours.get(name) else { continue };
@@ -176,7 +209,7 @@ fn the_agent_matches_node_exporter_names_labels_and_values() {
         for (labels, theirs) in their_series {
             let ours = our_series[labels];
             compared += 1;
-            let tol = abs_tolerance(name).max(0.05 * theirs.abs());
+            let tol = tolerance(name, *theirs);
             let same_inf = ours.is_infinite() && ours == *theirs;
             if !same_inf && (ours - theirs).abs() > tol {
                 problems.push(format!("{name}{labels}: agent {ours}, node_exporter {theirs} (tolerance {tol})"));

@@ -330,8 +330,8 @@ pub struct HostMetricsConfig {
     /// Time between two collections.
     pub interval: Dur,
     /// Collectors to run (empty: all): `cpu`, `stat`, `loadavg`, `meminfo`, `pressure`,
-    /// `filesystem`, `diskstats`, `netdev`, `netstat`, `sockstat`, `filefd`, `time`, `timex`,
-    /// `uname`, `vmstat` (node_exporter's names), `cgroup` (containers) and `process`.
+    /// `filesystem`, `diskstats`, `netdev`, `netstat`, `sockstat`, `tcpstat`, `filefd`, `time`,
+    /// `timex`, `uname`, `vmstat` (node_exporter's names), `cgroup` (containers) and `process`.
     pub collectors: Vec<String>,
     /// Push every collection to this Prometheus remote_write URL (empty: the node's
     /// `{output.endpoint}/prometheus/api/v1/write` when `output.kind` is `native`, no push for

@@ -3,14 +3,14 @@
 //! `node_scrape_collector_duration_seconds` per collector).
 
 use super::{Snapshot, cgroup, cpu, diskstats, filefd, filesystem, loadavg, meminfo, netdev, netstat, pressure};
-use super::{process, time, timex, uname, vmstat};
+use super::{process, tcpstat, time, timex, uname, vmstat};
 use regex::Regex;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// Every collector, by node_exporter's name (plus `cgroup` and `process`).
-pub const ALL: [&str; 17] = [
+pub const ALL: [&str; 18] = [
     "cpu",
     "stat",
     "loadavg",
@@ -21,6 +21,7 @@ pub const ALL: [&str; 17] = [
     "netdev",
     "netstat",
     "sockstat",
+    "tcpstat",
     "filefd",
     "time",
     "timex",
@@ -182,7 +183,7 @@ pub fn keep_field(memo: &mut HashMap<String, bool>, pattern: &Regex, field: &str
 type NodeCollector = fn(&HostSettings, &mut Cache, &mut Snapshot) -> Result<(), String>;
 
 /// The node_exporter collectors in the order they run.
-const NODE: [(&str, NodeCollector); 15] = [
+const NODE: [(&str, NodeCollector); 16] = [
     ("cpu", cpu::collect_cpu),
     ("stat", cpu::collect_stat),
     ("loadavg", loadavg::collect),
@@ -193,6 +194,7 @@ const NODE: [(&str, NodeCollector); 15] = [
     ("netdev", netdev::collect),
     ("netstat", netstat::collect_netstat),
     ("sockstat", netstat::collect_sockstat),
+    ("tcpstat", tcpstat::collect),
     ("filefd", filefd::collect),
     ("time", time::collect),
     ("timex", timex::collect),

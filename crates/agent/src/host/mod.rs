@@ -3,7 +3,8 @@
 //! process collector (`process_*`), so existing dashboards and alert rules work unchanged.
 //!
 //! Every collector reads `/proc`, `/sys` or the cgroup v2 tree by hand (no `procfs` crate:
-//! the files are small line formats, and parsing them here costs no build time). A collector
+//! the files are small line formats, and parsing them here costs no build time), except
+//! `timex` (adjtimex(2)) and `tcpstat` (a sock_diag netlink dump through rustix). A collector
 //! that fails reports `node_scrape_collector_success{collector} 0` and logs its error; the
 //! others are unaffected. Nothing here panics on odd input: unparsable lines are skipped.
 //!
@@ -12,7 +13,7 @@
 //! - [`collect`]: the [`Collectors`] set built from the config, one pass over all of them.
 //! - one file per node_exporter collector: [`cpu`] (`cpu`, `stat`), [`loadavg`],
 //!   [`meminfo`], [`pressure`], [`filesystem`], [`diskstats`], [`netdev`], [`netstat`]
-//!   (`netstat`, `sockstat`), [`filefd`], [`time`], [`timex`] (the
+//!   (`netstat`, `sockstat`), [`tcpstat`], [`filefd`], [`time`], [`timex`] (the
 //!   workspace's one `unsafe` call, adjtimex(2)), [`uname`], [`vmstat`].
 //! - [`cgroup`]: cgroup v2 groups as cAdvisor's `container_*`.
 //! - [`process`]: the configured processes (and the agent) as `process_*`.
@@ -34,6 +35,7 @@ pub mod process;
 pub mod push;
 pub mod run;
 pub mod sample;
+pub mod tcpstat;
 pub mod time;
 pub mod timex;
 pub mod uname;

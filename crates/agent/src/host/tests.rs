@@ -442,3 +442,67 @@ fn only_timex_allows_unsafe_code() {
     let root = std::fs::read_to_string(crates.parent().unwrap().join("Cargo.toml")).unwrap();
     assert!(root.contains("unsafe_code = \"deny\""), "the workspace lint is deny");
 }
+
+/// One `SOCK_DIAG_BY_FAMILY` message: a socket in `state` with the given queues.
+fn diag_message(state: u8, rqueue: u32, wqueue: u32) -> Vec<u8> {
+    let mut m = vec![0u8; 16 + 72];
+    m[0..4].copy_from_slice(&(16u32 + 72).to_ne_bytes());
+    m[4..6].copy_from_slice(&20u16.to_ne_bytes());
+    m[16] = libc::AF_INET as u8;
+    m[17] = state;
+    m[16 + 56..16 + 60].copy_from_slice(&rqueue.to_ne_bytes());
+    m[16 + 60..16 + 64].copy_from_slice(&wqueue.to_ne_bytes());
+    m
+}
+
+#[test]
+fn tcpstat_counts_states_and_queues_of_a_netlink_dump() {
+    use super::tcpstat::{TcpStats, parse, report};
+    let mut stats = TcpStats::default();
+    let mut d = [diag_message(1, 10, 20), diag_message(1, 0, 5), diag_message(10, 3, 4096)].concat();
+    assert!(!parse(&d, &mut stats).unwrap(), "no NLMSG_DONE yet");
+    // The end of the dump, after one socket in an unknown state (counted nowhere).
+    d = diag_message(13, 0, 0);
+    let mut done = vec![0u8; 20];
+    done[0..4].copy_from_slice(&20u32.to_ne_bytes());
+    done[4..6].copy_from_slice(&3u16.to_ne_bytes());
+    d.extend_from_slice(&done);
+    assert!(parse(&d, &mut stats).unwrap());
+    assert_eq!(stats.by_state[1], 2);
+    assert_eq!(stats.by_state[10], 1);
+    assert_eq!((stats.rx_queued, stats.tx_queued), (13, 4121));
+    let mut snap = Snapshot::new(0);
+    report(&stats, &mut snap);
+    let v = |s: &str| snap.value("node_tcp_connection_states", &[("state", s)]);
+    assert_eq!(v("established"), Some(2.0));
+    assert_eq!(v("listen"), Some(1.0));
+    assert_eq!(v("time_wait"), None, "states without sockets are left out, as node_exporter does");
+    assert_eq!(v("rx_queued_bytes"), Some(13.0));
+    assert_eq!(v("tx_queued_bytes"), Some(4121.0));
+
+    // An error answer names the errno; a length past the datagram is refused, not read.
+    let mut e = vec![0u8; 20];
+    e[0..4].copy_from_slice(&20u32.to_ne_bytes());
+    e[4..6].copy_from_slice(&2u16.to_ne_bytes());
+    e[16..20].copy_from_slice(&(-libc::EPERM).to_ne_bytes());
+    let err = parse(&e, &mut TcpStats::default()).unwrap_err();
+    assert!(err.contains("refused") && err.contains("ermitted"), "{err}");
+    let mut bad = diag_message(1, 0, 0);
+    bad[0..4].copy_from_slice(&1000u32.to_ne_bytes());
+    assert!(parse(&bad, &mut TcpStats::default()).unwrap_err().contains("1000 bytes"));
+}
+
+#[test]
+fn tcpstat_sees_a_listener_and_a_connection_of_this_test() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (_server, _) = listener.accept().unwrap();
+    let mut s = HostSettings::defaults("h");
+    s.enabled = ["tcpstat"].into_iter().collect();
+    let snap = Collectors::new(s).collect();
+    assert_eq!(snap.value("node_scrape_collector_success", &[("collector", "tcpstat")]), Some(1.0));
+    let v = |st: &str| snap.value("node_tcp_connection_states", &[("state", st)]).unwrap_or(0.0);
+    assert!(v("listen") >= 1.0, "listen {}", v("listen"));
+    assert!(v("established") >= 2.0, "established {}", v("established"));
+    drop(client);
+}

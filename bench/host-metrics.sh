@@ -46,7 +46,7 @@ cpu_ticks() {
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
-collectors="cpu stat loadavg meminfo pressure filesystem diskstats netdev netstat sockstat filefd time uname vmstat"
+collectors="cpu stat loadavg meminfo pressure filesystem diskstats netdev netstat sockstat tcpstat filefd time timex uname vmstat"
 
 node_url=none
 if [ "$PUSH" = 1 ]; then

@@ -292,6 +292,7 @@ export async function viewsSteps({ page, base, secret, gwPort }, { step, assert,
       { labels: { __name__: 'node_network_transmit_bytes_total', ...host, device: 'eth0' }, samples: counter(1024) },
       { labels: { __name__: 'container_memory_working_set_bytes', service: 'stock', instance: 'stock-host', name: 'stock.service' }, samples: gauge(256e6) },
       { labels: { __name__: 'container_spec_memory_limit_bytes', service: 'stock', instance: 'stock-host', name: 'stock.service' }, samples: gauge(512e6) },
+      { labels: { __name__: 'container_oom_events_total', service: 'stock', instance: 'stock-host', name: 'stock.service' }, samples: counter(0.1) },
     ];
     const w = await fetch(`${base}/prometheus/api/v1/write`, {
       method: 'POST',
@@ -317,6 +318,8 @@ export async function viewsSteps({ page, base, secret, gwPort }, { step, assert,
     await waitContains(page, `${hostRow} [data-testid=host-cpu]`, '30% of 1 cores');
     await waitContains(page, `${hostRow} [data-testid=host-disk]`, '60% free');
     await waitContains(page, '[data-testid=container-row][data-name="stock.service"] [data-testid=container-memory]', '/');
+    // The container's OOM kills sit in the Trouble column (the row's last cell).
+    await waitContains(page, '[data-testid=container-row][data-name="stock.service"] td:last-child [data-testid=container-oom]', 'OOM kill');
     const href = await page.getAttribute(`${hostRow} a:has([data-testid=host-memory])`, 'href');
     const q = new URL(href, base);
     assert(q.pathname === '/metrics-explorer' && q.searchParams.get('query').includes('node_memory_MemAvailable_bytes{instance="stock-host"}'), `memory link ${href}`);

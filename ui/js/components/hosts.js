@@ -83,9 +83,10 @@ function containerRows(x, range, thr) {
       h('td', { class: 'mono' }, `↳ ${c.name}`),
       h('td', null, link(q.cpu_cores, range, `${fmtCores(c.cpu_cores)} cores`), c.throttled_ratio ? h('span', { class: 'muted small' }, ` · throttled ${fmtPct(c.throttled_ratio)}`) : null),
       h('td', null, link(q.memory, range, c.memory_limit_bytes ? meter(c.memory_ratio, `${fmtBytes(c.memory_working_set_bytes)} / ${fmtBytes(c.memory_limit_bytes)}`, thr.use, 'container-memory') : `${fmtBytes(c.memory_working_set_bytes)} (no limit)`)),
+      // Containers' filesystems and network are not collected (cgroup v2 has neither).
       h('td', { class: 'muted' }, '–'),
-      h('td', null, c.oom_kills ? h('span', { class: 'badge health-fail' }, `${Math.round(c.oom_kills)} OOM kill(s)`) : '–'),
-      h('td', null),
+      h('td', { class: 'muted' }, '–'),
+      h('td', null, c.oom_kills ? h('span', { class: 'badge health-fail', 'data-testid': 'container-oom' }, `${Math.round(c.oom_kills)} OOM kill(s)`) : null),
     ),
   );
   for (const p of x.processes) {
@@ -94,10 +95,10 @@ function containerRows(x, range, thr) {
         'tr',
         { class: 'sub-row', 'data-testid': 'process-row' },
         h('td', { class: 'mono' }, `↳ process (${p.instance})`),
-        h('td', null, link(q.process_cpu_cores, range, `${fmtCores(p.cpu_cores)} cores`)),
-        h('td', null, link(q.process_resident, range, `${fmtBytes(p.resident_bytes)} resident`)),
-        h('td', { class: 'muted' }, p.threads === null ? '–' : `${p.threads} threads`),
-        h('td', { class: 'muted' }, p.open_fds === null ? '–' : `${p.open_fds} fds`),
+        h('td', null, link(q.process_cpu_cores, range, `${fmtCores(p.cpu_cores)} cores`), p.threads === null ? null : h('span', { class: 'muted small' }, ` · ${p.threads} threads`)),
+        h('td', null, link(q.process_resident, range, `${fmtBytes(p.resident_bytes)} resident`), p.open_fds === null ? null : h('span', { class: 'muted small' }, ` · ${p.open_fds} open fds`)),
+        h('td', { class: 'muted' }, '–'),
+        h('td', { class: 'muted' }, '–'),
         h('td', null),
       ),
     );

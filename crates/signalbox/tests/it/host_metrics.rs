@@ -80,6 +80,15 @@ interval = "1s"
     assert!(scalar(&me) > 1e6, "the agent's own RSS: {me}");
     let root = query(&http, &node, r#"node_filesystem_size_bytes{instance="e2e-host",mountpoint="/"}"#).await;
     assert!(scalar(&root) > 0.0, "{root}");
+    // The kernel's clock state (timex, adjtimex(2)) and the TCP states (tcpstat) arrive too:
+    // the kernel's tick is 1 to 10 ms, sync status 0 or 1, and this test's own connection
+    // to the node is established.
+    let tick = query(&http, &node, r#"node_timex_tick_seconds{instance="e2e-host"}"#).await;
+    assert!((0.001..=0.01).contains(&scalar(&tick)), "{tick}");
+    let sync = query(&http, &node, r#"node_timex_sync_status{instance="e2e-host"}"#).await;
+    assert!([0.0, 1.0].contains(&scalar(&sync)) && !sync["result"].as_array().unwrap().is_empty(), "{sync}");
+    let est = query(&http, &node, r#"node_tcp_connection_states{instance="e2e-host",state="established"}"#).await;
+    assert!(scalar(&est) >= 1.0, "{est}");
 
     // Down for 5 s (about 5 collections), then up on the same address.
     let down_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();

@@ -64,6 +64,7 @@ pub fn collect(_s: &HostSettings, _cache: &mut Cache, out: &mut Snapshot) -> Res
 /// Reads the kernel's clock discipline state without changing it.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)] // the workspace's one exception: see the module's documentation
+#[allow(clippy::useless_conversion)] // `c_long` is i64 here, i32 on 32-bit targets
 pub fn read_kernel_clock() -> Result<KernelClock, String> {
     // Every field named, so the compiler checks the whole struct starts at zero; `modes` 0
     // makes the call read-only.

@@ -460,6 +460,43 @@ fn the_default_rules_fire_on_the_nodes_own_metrics() {
     assert_eq!(find("TraceIngestRefused")["annotations"]["summary"], "The trace pipeline refuses spans (200m/s)");
 }
 
+/// `HostClockSkew` on the kernel's NTP state as `signalbox agent`'s timex collector (or a
+/// node_exporter) reports it: an unsynchronised clock and an offset that does not shrink
+/// fire; a large offset that the NTP daemon is slewing away and a small one do not.
+#[test]
+fn the_clock_skew_rule_follows_the_kernels_sync_status_and_offset() {
+    let head = Arc::new(Head::new(3_600_000, 100_000));
+    let put = |pairs: &[(&str, &str)], t: i64, v: f64| {
+        crate::storage::Appender::append(&*head, &[(labels(pairs), t, v)]).unwrap();
+    };
+    for k in 0..=80 {
+        let t = T0 + k * 15 * S;
+        let k = k as f64;
+        for (host, sync, offset) in
+            [("unsynced", 0.0, 0.0), ("stuck", 1.0, 0.2), ("converging", 1.0, 0.3 - k * 0.002), ("fine", 1.0, 0.001)]
+        {
+            put(&[("__name__", "node_timex_sync_status"), ("instance", host), ("job", "node")], t, sync);
+            put(&[("__name__", "node_timex_offset_seconds"), ("instance", host), ("job", "node")], t, offset);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db: Arc<dyn Db> = head.clone();
+    let m = RuleManager::new(RulesConfig::default(), db, Engine::default(), dir.path().into()).unwrap();
+    for t in [T0 + 5 * 60 * S, T0 + 20 * 60 * S] {
+        m.eval_group_at("signalbox-hosts", t).unwrap();
+    }
+    let alerts = m.alerts_json();
+    let mut firing: Vec<(&str, &str)> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["labels"]["alertname"].as_str().unwrap(), a["labels"]["instance"].as_str().unwrap()))
+        .collect();
+    firing.sort();
+    assert_eq!(firing, [("HostClockSkew", "stuck"), ("HostClockSkew", "unsynced")], "{alerts}");
+    assert!(alerts["alerts"].as_array().unwrap().iter().all(|a| a["state"] == "firing"), "{alerts}");
+}
+
 #[test]
 fn watch_alerts_wakes_on_transitions_only() {
     let s = setup();

@@ -131,9 +131,7 @@ impl IngestConfig {
         if !token_ok(&n.stream) {
             p.add(format!("{np}.stream"), "must be letters, digits, `_` or `-`");
         }
-        if n.subject_prefix.is_empty()
-            || n.subject_prefix.split('.').any(|t| !token_ok(t))
-        {
+        if n.subject_prefix.is_empty() || n.subject_prefix.split('.').any(|t| !token_ok(t)) {
             p.add(format!("{np}.subject_prefix"), "must be dot-separated tokens of letters, digits, `_` or `-`");
         }
         if !(1..=5).contains(&n.replicas) {

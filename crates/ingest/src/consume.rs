@@ -230,8 +230,7 @@ async fn consumer(nats: &Nats, signal: Signal, partition: u32, name: &str) -> Re
 }
 
 async fn fetch(c: &PullConsumer) -> Result<Vec<async_nats::jetstream::Message>, String> {
-    let mut batch =
-        c.batch().max_messages(FETCH).expires(FETCH_WAIT).messages().await.map_err(|e| e.to_string())?;
+    let mut batch = c.batch().max_messages(FETCH).expires(FETCH_WAIT).messages().await.map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     let deadline = Instant::now() + FETCH_WAIT + Duration::from_secs(5);
     loop {
@@ -354,7 +353,9 @@ async fn store(ctx: &Ctx, signal: Signal, pile: Pile) -> Result<(), String> {
             loop {
                 match t.write(pile.spans.clone()).await {
                     Ok(()) => return Ok(()),
-                    Err(WriteError::Busy(_)) => tokio::time::sleep(busy("the trace pipeline stayed busy".into(), &mut delay)?).await,
+                    Err(WriteError::Busy(_)) => {
+                        tokio::time::sleep(busy("the trace pipeline stayed busy".into(), &mut delay)?).await
+                    }
                     Err(WriteError::Failed(f)) => return Err(f.0),
                 }
             }

@@ -194,6 +194,19 @@ impl Buffer {
         b
     }
 
+    /// Waits (up to `timeout`) until the stream exists and its state has been read; false
+    /// if it is not ready by then (NATS away: receivers answer 503 until it is).
+    pub async fn ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.state.fresh.load(Ordering::Relaxed) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     fn above_high_water(&self) -> bool {
         let max = self.nats.cfg.nats.max_bytes.0 as f64;
         self.state.bytes.load(Ordering::Relaxed) as f64 >= max * self.nats.cfg.nats.high_water

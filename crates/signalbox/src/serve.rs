@@ -588,6 +588,10 @@ async fn start_ingest_buffer(
 ) -> anyhow::Result<(Option<Arc<dyn signalbox_api::buffer::IngestBuffer>>, Option<tokio::task::JoinHandle<()>>)> {
     let nats = signalbox_ingest::Nats::connect(&cfg.ingest).await.map_err(|e| anyhow::anyhow!("[ingest]: {e}"))?;
     let buffer = signalbox_ingest::Buffer::start(nats.clone(), registry);
+    // Ready before the receivers open when NATS answers; otherwise they answer 503 until it does.
+    if !buffer.ready(std::time::Duration::from_secs(10)).await {
+        tracing::warn!(servers = %cfg.ingest.buffer, "the ingest stream is not ready; receivers answer 503 until it is");
+    }
     let task = cfg.ingest.nats.consume.then(|| {
         let stores = signalbox_ingest::consume::Stores {
             traces: traces.clone(),

@@ -74,12 +74,10 @@ impl Server {
             cmd.args(["--cluster_name", "sbtest", "--cluster", &format!("nats://127.0.0.1:{cport}")])
                 .args(["--routes", &routes.join(",")]);
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} (scripts/test-deps.sh installs nats-server): {e}", binary()));
+        let child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| {
+                panic!("cannot start {} (scripts/test-deps.sh installs nats-server): {e}", binary())
+            });
         self.child = Some(child);
     }
 
@@ -168,7 +166,10 @@ impl Cluster {
                     name: format!("n{i}"),
                     port,
                     monitor: free_port(),
-                    cluster: Some((cports[i], cports.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| *p).collect())),
+                    cluster: Some((
+                        cports[i],
+                        cports.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| *p).collect(),
+                    )),
                     dir: tmp.path().to_owned(),
                     _tmp: None,
                 }

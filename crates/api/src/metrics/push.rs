@@ -153,7 +153,11 @@ async fn store(s: &AppState, svc: &MetricsService, samples: Vec<(Labels, i64, f6
 }
 
 /// Converts an OTLP request and stores it; returns the partial-success answer.
-async fn export(s: &AppState, m: &MetricsState, req: ExportMetricsServiceRequest) -> Result<ExportMetricsServiceResponse, PushError> {
+async fn export(
+    s: &AppState,
+    m: &MetricsState,
+    req: ExportMetricsServiceRequest,
+) -> Result<ExportMetricsServiceResponse, PushError> {
     let c = {
         let mut deltas = m.deltas.lock().unwrap_or_else(|e| e.into_inner());
         signalbox_otlp::metrics::convert(&req, &mut deltas, MAX_OTLP_SAMPLES)

@@ -12,7 +12,13 @@ use signalbox_testkit::{eventually, python};
 
 fn enc(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -32,8 +38,13 @@ fn log_lines(svc: &str, batch: usize, n: usize) -> String {
 }
 
 async fn post_logs(http: &Http, node: &Node, body: String) -> signalbox_testkit::client::Resp {
-    http.send(http::Method::POST, &format!("http://{}/api/logs", node.console), &[("content-type", "application/x-ndjson")], body)
-        .await
+    http.send(
+        http::Method::POST,
+        &format!("http://{}/api/logs", node.console),
+        &[("content-type", "application/x-ndjson")],
+        body,
+    )
+    .await
 }
 
 /// A remote_write body: `series` series of metric `name`, one sample each at `t` ms.
@@ -138,9 +149,7 @@ async fn acknowledged_spans_logs_and_samples_from_real_clients_are_stored_once()
     python::run("python-logging-loki", &script, &[&loki, "7"], Duration::from_secs(60)).await;
     let now = signalbox_core::time::unix_nanos();
     let body = json!({ "streams": [{ "stream": { "job": "nats-loki" }, "values": (0..30u64).map(|i| json!([(now - (30 - i) * 1_000_000).to_string(), format!("loki line {i}")])).collect::<Vec<_>>() }] });
-    let r = http
-        .send(http::Method::POST, &loki, &[("content-type", "application/json")], body.to_string())
-        .await;
+    let r = http.send(http::Method::POST, &loki, &[("content-type", "application/json")], body.to_string()).await;
     assert_eq!(r.status, 204, "{}", r.text());
     let query_range = |q: &'static str| {
         let http = http.clone();
@@ -152,7 +161,10 @@ async fn acknowledged_spans_logs_and_samples_from_real_clients_are_stored_once()
         );
         async move {
             let v = http.get(&url).await.json();
-            v["data"]["result"].as_array().map(|s| s.iter().map(|s| s["values"].as_array().unwrap().len() as u64).sum()).unwrap_or(0)
+            v["data"]["result"]
+                .as_array()
+                .map(|s| s.iter().map(|s| s["values"].as_array().unwrap().len() as u64).sum())
+                .unwrap_or(0)
         }
     };
     settles_at("Loki JSON push lines", 30, || query_range(r#"{job="nats-loki"}"#)).await;
@@ -263,7 +275,12 @@ async fn a_full_stream_answers_429_and_nats_down_answers_503_with_json_bodies() 
     // OTLP/HTTP JSON traces get RESOURCE_EXHAUSTED (8) in the OTLP error shape.
     let otlp = json!({"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"full"}}]},"scopeSpans":[{"spans":[{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"x","kind":2,"startTimeUnixNano":"1","endTimeUnixNano":"2"}]}]}]});
     let r = http
-        .send(http::Method::POST, &format!("http://{}/v1/traces", node.otlp_http), &[("content-type", "application/json")], otlp.to_string())
+        .send(
+            http::Method::POST,
+            &format!("http://{}/v1/traces", node.otlp_http),
+            &[("content-type", "application/json")],
+            otlp.to_string(),
+        )
         .await;
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.json()["code"], 8, "{}", r.text());
@@ -280,7 +297,12 @@ async fn a_full_stream_answers_429_and_nats_down_answers_503_with_json_bodies() 
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.json()["error"].as_str().unwrap().contains("NATS"), "{}", r.text());
     let r = http
-        .send(http::Method::POST, &format!("http://{}/v1/traces", node.otlp_http), &[("content-type", "application/json")], otlp.to_string())
+        .send(
+            http::Method::POST,
+            &format!("http://{}/v1/traces", node.otlp_http),
+            &[("content-type", "application/json")],
+            otlp.to_string(),
+        )
         .await;
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.json()["code"], 14, "{}", r.text());

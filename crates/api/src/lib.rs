@@ -25,12 +25,14 @@
 //!   `/api/services/{name}/summary`): RED, health, circuits, alerts and traces side by side.
 //! - [`console`]: the embedded web UI.
 //! - [`server`]: the HTTP server under every API port, with connection caps and timeouts.
+//! - [`buffer`]: the ingest buffer receivers publish to when one is configured.
 //! - [`auth`]: role checks for every route; [`blocking`]: long-poll helpers;
 //!   [`json`]: body parsing with field-named errors; [`error`]: the error shape.
 
 pub mod admin;
 pub mod auth;
 pub mod blocking;
+pub mod buffer;
 pub mod config;
 pub mod console;
 pub mod consul;
@@ -87,6 +89,9 @@ pub struct AppState {
     pub metric_store: Option<Arc<metrics::MetricsState>>,
     /// The rollout controller, when the node runs one.
     pub rollouts: Option<Arc<signalbox_rollout::Controller>>,
+    /// The ingest buffer (NATS JetStream), when receivers publish there instead of writing
+    /// to the local stores.
+    pub buffer: Option<Arc<dyn buffer::IngestBuffer>>,
 }
 
 /// Largest request body the APIs read (a config value of 1 MiB, JSON-escaped, fits).

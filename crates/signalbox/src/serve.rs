@@ -113,6 +113,7 @@ pub fn validate(c: &FileConfig) -> Problems {
     c.logs.check("logs", &mut p);
     c.metrics.check("metrics", &mut p);
     c.control.check("control", &mut p);
+    c.ingest.check("ingest", &mut p);
     if !c.configuration.gateway_key.is_empty() && central_key(&c.configuration.gateway_key).is_none() {
         p.add("configuration.gateway_key", "must be application/profile/key");
     }
@@ -465,6 +466,11 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
         signalbox_rollout::Settings { external_url: cfg.metrics.rules.external_url.clone(), ..Default::default() },
     );
     let rollout_task = rollouts.spawn(shutdown.clone());
+    let (buffer, ingest_task) = if cfg.ingest.buffered() {
+        start_ingest_buffer(&cfg, &data_dir, &registry, &traces, &logs, &metric_store, shutdown.clone()).await?
+    } else {
+        (None, None)
+    };
     let state = AppState {
         control: control.clone(),
         metrics: registry.clone(),
@@ -479,6 +485,7 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
         logs: logs.clone(),
         metric_store,
         rollouts: Some(rollouts),
+        buffer,
     };
     let limits = cfg.connections.limits(api_cap);
     let mut tasks = Vec::new();
@@ -553,6 +560,10 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
     for t in tasks {
         let _ = t.await;
     }
+    if let Some(t) = ingest_task {
+        // The consumers finish the batch in hand (stored and acknowledged) before the stores close.
+        let _ = t.await;
+    }
     if let Some(t) = &traces {
         // Seal what is in memory; the write-ahead log would replay it anyway.
         t.flush().await;
@@ -561,6 +572,38 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
         l.flush().await;
     }
     Ok(())
+}
+
+/// The ingest buffer (`[ingest] buffer`): the publisher the receivers hand batches to and,
+/// unless `[ingest.nats] consume = false`, the consumers that move the partitions this node
+/// owns into its stores.
+async fn start_ingest_buffer(
+    cfg: &FileConfig,
+    data_dir: &std::path::Path,
+    registry: &Registry,
+    traces: &Option<signalbox_events::spans::pipeline::Traces>,
+    logs: &Option<signalbox_events::logs::store::Logs>,
+    metric_store: &Option<Arc<signalbox_api::metrics::MetricsState>>,
+    shutdown: signalbox_core::shutdown::Shutdown,
+) -> anyhow::Result<(Option<Arc<dyn signalbox_api::buffer::IngestBuffer>>, Option<tokio::task::JoinHandle<()>>)> {
+    let nats = signalbox_ingest::Nats::connect(&cfg.ingest).await.map_err(|e| anyhow::anyhow!("[ingest]: {e}"))?;
+    let buffer = signalbox_ingest::Buffer::start(nats.clone(), registry);
+    // Ready before the receivers open when NATS answers; otherwise they answer 503 until it does.
+    if !buffer.ready(std::time::Duration::from_secs(10)).await {
+        tracing::warn!(servers = %cfg.ingest.buffer, "the ingest stream is not ready; receivers answer 503 until it is");
+    }
+    let task = cfg.ingest.nats.consume.then(|| {
+        let stores = signalbox_ingest::consume::Stores {
+            traces: traces.clone(),
+            logs: logs.clone(),
+            metrics: metric_store.as_ref().map(|m| m.service.clone()),
+        };
+        // One node owns every partition; the cluster layer hands its own watch here.
+        let owned = signalbox_core::partition::own_all(cfg.ingest.partitions);
+        signalbox_ingest::consume::start(nats, stores, owned, data_dir.join("ingest"), registry, shutdown)
+    });
+    tracing::info!(servers = %cfg.ingest.buffer, stream = %cfg.ingest.nats.stream, "ingest goes through NATS JetStream");
+    Ok((Some(buffer as Arc<dyn signalbox_api::buffer::IngestBuffer>), task))
 }
 
 fn start_traces(

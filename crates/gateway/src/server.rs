@@ -249,10 +249,9 @@ struct WorkerCtx<'a> {
 async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsAcceptor>, mut shutdown: Shutdown) {
     let WorkerCtx { shared, builder, limit, graceful, header_timeout, max_head, ref fast } = *cx;
     loop {
-        let slot = tokio::select! {
-            _ = shutdown.wait() => return,
-            p = limit.slot() => match p { Some(p) => p, None => return },
-        };
+        // Accept first, then take a slot under the shared cap: exact however many workers
+        // share it, and a connection over it is refused at once instead of waiting unseen
+        // in a backlog.
         let (stream, client) = tokio::select! {
             _ = shutdown.wait() => return,
             r = listener.accept() => match r {
@@ -264,6 +263,11 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
                     continue;
                 }
             },
+        };
+        let Some(slot) = limit.try_slot() else {
+            tracing::debug!(%client, "refusing a connection over the connection cap");
+            refuse_over_cap(stream, tls.is_none());
+            continue;
         };
         let Some(permit) = limit.admit(slot, client.ip()) else {
             tracing::debug!(%client, "closing a connection over the per-address limit");
@@ -294,30 +298,21 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
                             let svc = hyper_service(shared, conn);
                             let io = crate::fast::Rewind::new(prefix, stream);
                             let io = JsonParseErrors::new(TokioIo::new(io), info.clone(), max_head);
-                            serve_io(&builder, io, svc, watcher, &info, idle).await;
+                            Box::pin(serve_io(&builder, io, svc, watcher, &info, idle)).await;
                             return;
                         }
                     }
                 }
             };
             let svc = hyper_service(shared, conn);
-            match tls {
-                None => {
-                    serve_io(
-                        &builder,
-                        JsonParseErrors::new(TokioIo::new(stream), info.clone(), max_head),
-                        svc,
-                        watcher,
-                        &info,
-                        idle,
-                    )
-                    .await
-                }
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => {
+            // Boxed, as the hand-off above: hyper's connection future is large, and the
+            // fast path's idle connections should not carry its size in their task.
+            Box::pin(async move {
+                match tls {
+                    None => {
                         serve_io(
                             &builder,
-                            JsonParseErrors::new(TokioIo::new(s), info.clone(), max_head),
+                            JsonParseErrors::new(TokioIo::new(stream), info.clone(), max_head),
                             svc,
                             watcher,
                             &info,
@@ -325,12 +320,64 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
                         )
                         .await
                     }
-                    Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
-                },
-            }
+                    Some(acceptor) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => {
+                                serve_io(
+                                    &builder,
+                                    JsonParseErrors::new(TokioIo::new(s), info.clone(), max_head),
+                                    svc,
+                                    watcher,
+                                    &info,
+                                    idle,
+                                )
+                                .await
+                            }
+                            Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
+                        }
+                    }
+                }
+            })
+            .await;
         });
     }
+}
+
+/// Most connections being refused at once (each is answered and drained for a moment);
+/// past it, a refused connection is closed without an answer.
+const MAX_REFUSING: usize = 256;
+static REFUSING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// How long a refused connection is drained so that the answer is not lost to a reset.
+const REFUSE_LINGER: Duration = Duration::from_millis(500);
+
+/// Refuses a connection over the cap: a plain-text one gets the gateway's JSON 503 (written
+/// before its request is read, with `connection: close`), then its side is closed; a TLS one
+/// is closed (nothing can be said before the handshake).
+fn refuse_over_cap(stream: tokio::net::TcpStream, plain: bool) {
+    use std::sync::atomic::Ordering;
+    if !plain || REFUSING.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
+        if plain {
+            REFUSING.fetch_sub(1, Ordering::Relaxed);
+        }
+        return;
+    }
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = stream;
+        let e = crate::error::GatewayError::too_many_connections();
+        let bytes = parse_error::raw_response(&e, &signalbox_core::ids::TraceId::random().to_hex());
+        let _ = tokio::time::timeout(REFUSE_LINGER, async {
+            stream.write_all(&bytes).await?;
+            stream.shutdown().await?;
+            // What the client sent meanwhile is read and dropped until it closes too.
+            let mut sink = vec![0u8; 2048];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        REFUSING.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 /// The service hyper calls for each request of a connection.

@@ -2,11 +2,9 @@
 //! IP address, so that one address flooding a port cannot take every slot (or every file
 //! descriptor) and lock out the other clients.
 //!
-//! The total cap is a semaphore that accept loops either wait on before accepting (further
-//! connections wait in the kernel's accept queue) or, when several loops share it, take a
-//! slot from right after accepting ([`ConnLimits::try_slot`]), refusing a connection over it;
-//! the per-address cap is checked right after accepting, and a connection over it is closed
-//! at once.
+//! The total cap is a semaphore that accept loops wait on before accepting (further
+//! connections wait in the kernel's accept queue); the per-address cap is checked right
+//! after accepting, and a connection over it is closed at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -55,14 +53,6 @@ impl ConnLimits {
     /// Waits for a free slot under the total cap (call before `accept`).
     pub async fn slot(&self) -> Option<Slot> {
         self.inner.total.clone().acquire_owned().await.ok().map(Slot)
-    }
-
-    /// A free slot under the total cap now, or `None` when every one is taken: for a listener
-    /// that accepts first and refuses over the cap, so that admission is exact however many
-    /// accept loops share the limits (a slot waited for before `accept` can sit idle in one
-    /// loop while another loop's backlog holds the next client).
-    pub fn try_slot(&self) -> Option<Slot> {
-        self.inner.total.clone().try_acquire_owned().ok().map(Slot)
     }
 
     /// Admits an accepted connection from `ip` into `slot`, or refuses it (the caller closes

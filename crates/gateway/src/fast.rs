@@ -1,14 +1,16 @@
 //! The HTTP/1.1 fast path: the gateway's own server loop and upstream client for plain-text
 //! HTTP/1.1, in place of hyper's (`[gateway] http1 = "fast"`, the default).
 //!
-//! Per client connection, one loop on the worker's event loop: read into a buffer reused for
-//! the connection's life, parse the head in place with `httparse` and the strict framing
+//! Per client connection, one loop on the worker's event loop: read into a buffer from the
+//! worker's free list (given back while the connection is idle), parse the head in place with `httparse` and the strict framing
 //! checks of [`crate::h1`] (an ambiguous framing gets the gateway's JSON 400 and nothing is
 //! forwarded), run the request through the same phases as hyper's path ([`crate::proxy::run`])
 //! and write the response head in one call, with the start of the body when it is already
 //! here. Bodies are copied as they are framed (a fixed length, or chunked bytes checked on
 //! their way through) without being re-framed, under the route's body limit and idle
-//! timeout. Pipelined requests are answered in order from the same buffer.
+//! timeout. Pipelined requests are answered in order from the same buffer. An upstream that
+//! answers before it has taken the whole body gets its answer relayed (then both connections
+//! close, the client's after a lingering close), as nginx does.
 //!
 //! Upstream connections come from per-worker pools ([`pool`]): taken and given back on the
 //! worker's own thread, no lock, no cross-thread wake-up. A connection goes back only when

@@ -115,7 +115,9 @@ pub struct LimitsConfig {
     pub h2_keepalive_interval: Dur,
     /// HTTP/2: most concurrent streams per connection.
     pub h2_max_concurrent_streams: u32,
-    /// Most open downstream connections; further connections wait in the accept queue.
+    /// Most open downstream connections, counted exactly across worker threads; a further
+    /// connection is refused at once (plain text: a JSON 503 `too_many_connections`, then
+    /// closed; TLS: closed).
     pub max_connections: usize,
     /// Most open connections from one client IP address; further ones are closed at once,
     /// so one address cannot take every slot of `max_connections` (0: no per-address limit).

@@ -103,6 +103,18 @@ impl GatewayError {
             ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", Side::Internal, "rate limit exceeded")
         }
     }
+    /// A connection over the listener's connection cap (answered before any request is read).
+    pub fn too_many_connections() -> Self {
+        GatewayError {
+            retry_after: Some(Duration::from_secs(1)),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_connections",
+                Side::Internal,
+                "the gateway is at its connection limit",
+            )
+        }
+    }
     pub fn circuit_open(circuit: &str, retry_after: Duration) -> Self {
         GatewayError {
             retry_after: Some(retry_after),

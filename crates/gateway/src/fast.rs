@@ -1,14 +1,16 @@
 //! The HTTP/1.1 fast path: the gateway's own server loop and upstream client for plain-text
 //! HTTP/1.1, in place of hyper's (`[gateway] http1 = "fast"`, the default).
 //!
-//! Per client connection, one loop on the worker's event loop: read into a buffer reused for
-//! the connection's life, parse the head in place with `httparse` and the strict framing
+//! Per client connection, one loop on the worker's event loop: read into a buffer from the
+//! worker's free list (given back while the connection is idle), parse the head in place with `httparse` and the strict framing
 //! checks of [`crate::h1`] (an ambiguous framing gets the gateway's JSON 400 and nothing is
 //! forwarded), run the request through the same phases as hyper's path ([`crate::proxy::run`])
 //! and write the response head in one call, with the start of the body when it is already
 //! here. Bodies are copied as they are framed (a fixed length, or chunked bytes checked on
 //! their way through) without being re-framed, under the route's body limit and idle
-//! timeout. Pipelined requests are answered in order from the same buffer.
+//! timeout. Pipelined requests are answered in order from the same buffer. An upstream that
+//! answers before it has taken the whole body gets its answer relayed (then both connections
+//! close, the client's after a lingering close), as nginx does.
 //!
 //! Upstream connections come from per-worker pools ([`pool`]): taken and given back on the
 //! worker's own thread, no lock, no cross-thread wake-up. A connection goes back only when
@@ -80,7 +82,6 @@ pub async fn serve(
 ) -> Ended {
     let mut client = ClientSide { stream, rb: ReadBuf::new() };
     let mut head = RequestHead::default();
-    let mut out = Vec::with_capacity(1024);
     let mut first = true;
     loop {
         // A request head, within the header timeout of the connection becoming idle.
@@ -103,23 +104,31 @@ pub async fn serve(
                         Ok(Parsed::Partial) if data.len() >= settings.max_head => {
                             let e =
                                 GatewayError::headers_too_large("request headers exceed the gateway's parser limits");
-                            return refuse(client, &e).await;
+                            return Box::pin(refuse(client, &e)).await;
                         }
                         Ok(Parsed::Partial) => {}
-                        Err(why) => return refuse(client, &refusal_error(why)).await,
+                        Err(why) => return Box::pin(refuse(client, &refusal_error(why))).await,
                     }
                 }
             }
             let Some(left) = settings.header_timeout.checked_sub(waiting_since.elapsed()) else {
                 return Ended::Closed;
             };
-            let idle = client.rb.is_empty();
-            let read = tokio::select! {
-                biased;
-                _ = shutdown.wait(), if idle => return Ended::Closed,
-                r = client.rb.fill(&mut client.stream, left) => r,
-            };
-            if read.is_err() {
+            if client.rb.is_empty() {
+                // Idle: the connection holds no buffer while it waits (they go back to the
+                // worker's free list), so idle keep-alive connections cost little memory.
+                client.rb.release();
+                head.headers = Vec::new();
+                let ready = tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => return Ended::Closed,
+                    r = tokio::time::timeout(left, client.stream.readable()) => r,
+                };
+                if !matches!(ready, Ok(Ok(()))) {
+                    return Ended::Closed;
+                }
+            }
+            if client.rb.fill(&mut client.stream, left).await.is_err() {
                 return Ended::Closed;
             }
         };
@@ -133,10 +142,10 @@ pub async fn serve(
             && let Err(why) = Chunked::default().feed(&data[parsed.len..])
         {
             // What is already here of the body is refused before anything is forwarded.
-            return refuse(client, &refusal_error(why)).await;
+            return Box::pin(refuse(client, &refusal_error(why))).await;
         }
         let Some(req) = build_request(&head, data) else {
-            return refuse(client, &GatewayError::bad_request("the request is not valid HTTP")).await;
+            return Box::pin(refuse(client, &GatewayError::bad_request("the request is not valid HTTP"))).await;
         };
         let snap = shared.snapshot.load_full();
         if crate::proxy::needs_hyper(&snap, &req) {
@@ -145,56 +154,89 @@ pub async fn serve(
         }
         client.rb.consume(parsed.len);
         let close = wire::wants_close(req.headers()) || shutdown.is_triggered();
-        let is_head = req.method() == Method::HEAD;
-        let expect_continue = wire::expects_continue(req.headers());
 
-        let mut ctx = RequestCtx::new(req.headers());
-        let mut x = FastExchange::new(&mut client, parsed.framing, expect_continue);
-        let result = crate::proxy::run(&mut ctx, shared, &snap, &peer, req, &mut x).await;
-        let body_done = x.body_done;
-        if x.abandoned {
-            // Nobody to answer, and nothing recorded (hyper's path drops such a request).
-            return Ended::Closed;
-        }
-        let keep = match result {
-            Ok((route, resp)) => relay(&mut client, &mut out, resp, &mut ctx, route.timeouts.idle, close).await,
-            Err(e) => {
-                let mut resp = ctx.fail(e);
-                // An unread body that is already here is skipped; one still on its way
-                // cannot be, so the connection closes after the answer.
-                let skipped = body_done
-                    || match parsed.framing {
-                        BodyFraming::Length(n) if n <= client.rb.len() as u64 => {
-                            client.rb.consume(n as usize);
-                            true
-                        }
-                        _ => false,
-                    };
-                let close = close || !skipped;
-                let body = match std::mem::replace(resp.body_mut(), crate::body::ClientBody::Full(None)) {
-                    crate::body::ClientBody::Full(b) => b.unwrap_or_default(),
-                    _ => Bytes::new(),
-                };
-                out.clear();
-                wire::response_head(
-                    &mut out,
-                    resp.status(),
-                    resp.headers(),
-                    RespFraming::Length(body.len() as u64),
-                    close,
-                );
-                if !is_head {
-                    out.extend_from_slice(&body);
-                }
-                let written = tokio::time::timeout(Duration::from_secs(10), client.stream.write_all(&out)).await;
-                matches!(written, Ok(Ok(()))) && !close
-            }
+        // The request's own state (the phases, the tries, the relay) lives in one boxed
+        // future: the connection's task stays small while it waits for the next request.
+        let step = Box::pin(one_request(&mut client, shared, &snap, &peer, req, parsed.framing, close)).await;
+        let Step { keep, body_done } = match step {
+            Some(s) => s,
+            None => return Ended::Closed,
         };
         if !keep {
-            let _ = client.stream.shutdown().await;
+            // Bytes the client may still send (a body not read to its end) are drained
+            // first; otherwise the connection just ends.
+            if body_done && client.rb.is_empty() {
+                let _ = client.stream.shutdown().await;
+            } else {
+                Box::pin(linger(client.stream)).await;
+            }
             return Ended::Closed;
         }
     }
+}
+
+/// What one request left behind: whether the connection stays open, and whether the
+/// request's body was read to its end (else the client may still be sending it).
+struct Step {
+    keep: bool,
+    body_done: bool,
+}
+
+/// Runs one request through the phases and answers it. `None`: the client went away.
+async fn one_request(
+    client: &mut ClientSide,
+    shared: &Arc<Shared>,
+    snap: &crate::compile::Snapshot,
+    peer: &Downstream,
+    req: Request<()>,
+    framing: BodyFraming,
+    close: bool,
+) -> Option<Step> {
+    let mut out = buf::take();
+    out.clear();
+    let is_head = req.method() == Method::HEAD;
+    let expect_continue = wire::expects_continue(req.headers());
+    let mut ctx = RequestCtx::new(req.headers());
+    let mut x = FastExchange::new(client, framing, expect_continue);
+    let result = crate::proxy::run(&mut ctx, shared, snap, peer, req, &mut x).await;
+    let mut body_done = x.body_done;
+    if x.abandoned {
+        // Nobody to answer, and nothing recorded (hyper's path drops such a request).
+        return None;
+    }
+    let keep = match result {
+        // An upstream that answered before the whole body was read from the client: the
+        // rest of it cannot be told from a next request, so the connection closes.
+        Ok((route, resp)) => relay(client, &mut out, resp, &mut ctx, route.timeouts.idle, close || !body_done).await,
+        Err(e) => {
+            let mut resp = ctx.fail(e);
+            // An unread body that is already here is skipped; one still on its way
+            // cannot be, so the connection closes after the answer.
+            let skipped = body_done
+                || match framing {
+                    BodyFraming::Length(n) if n <= client.rb.len() as u64 => {
+                        client.rb.consume(n as usize);
+                        true
+                    }
+                    _ => false,
+                };
+            body_done = skipped;
+            let close = close || !skipped;
+            let body = match std::mem::replace(resp.body_mut(), crate::body::ClientBody::Full(None)) {
+                crate::body::ClientBody::Full(b) => b.unwrap_or_default(),
+                _ => Bytes::new(),
+            };
+            out.clear();
+            wire::response_head(&mut out, resp.status(), resp.headers(), RespFraming::Length(body.len() as u64), close);
+            if !is_head {
+                out.extend_from_slice(&body);
+            }
+            let written = tokio::time::timeout(Duration::from_secs(10), client.stream.write_all(&out)).await;
+            matches!(written, Ok(Ok(()))) && !close
+        }
+    };
+    buf::give_back(out);
+    Some(Step { keep, body_done })
 }
 
 /// Answers a request the fast path cannot take with the gateway's JSON error and closes.
@@ -203,8 +245,34 @@ async fn refuse(mut client: ClientSide, e: &GatewayError) -> Ended {
     let trace_id = signalbox_core::ids::TraceId::random().to_hex();
     let bytes = crate::server::parse_error::raw_response(e, &trace_id);
     let _ = tokio::time::timeout(Duration::from_secs(10), client.stream.write_all(&bytes)).await;
-    let _ = client.stream.shutdown().await;
+    linger(client.stream).await;
     Ended::Closed
+}
+
+/// Longest a closing connection is read (and what arrives discarded) after its last answer.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+/// Longest quiet gap while lingering.
+const LINGER_GAP: Duration = Duration::from_secs(1);
+
+/// Closes a client connection the way nginx's lingering close does: the write side first,
+/// then what the client still sends (the rest of a body nobody read) is read and dropped
+/// until it stops, for a bounded time. Closing with unread bytes at once would make the
+/// kernel reset the connection, and a reset can destroy the answer before the client reads it.
+async fn linger(mut stream: TcpStream) {
+    use tokio::io::AsyncReadExt;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let until = Instant::now() + LINGER_TIME;
+    // On the heap: this future is part of every connection's task.
+    let mut sink = vec![0u8; 4096];
+    loop {
+        let Some(left) = until.checked_duration_since(Instant::now()) else { return };
+        match tokio::time::timeout(left.min(LINGER_GAP), stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
 }
 
 /// The answer to a refused framing: hyper's wording for a head it cannot parse either, the

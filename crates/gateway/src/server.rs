@@ -17,7 +17,7 @@ pub mod conn;
 pub mod parse_error;
 
 use crate::proxy::{self, Shared};
-use conn::{ActiveGuard, ConnInfo, Counted};
+use conn::{ActiveGuard, CapSlot, ConnCap, ConnInfo, Counted};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -150,7 +150,10 @@ fn builder(s: &ServeSettings) -> auto::Builder<TokioExecutor> {
 /// Runs one worker thread per listening socket until `shutdown`, then drains in-flight
 /// requests for up to the drain timeout.
 pub async fn serve(shared: Arc<Shared>, listeners: Listeners, settings: ServeSettings, shutdown: Shutdown) {
-    let limit = ConnLimits::new(settings.max_connections, settings.max_connections_per_ip);
+    // The total cap is `ConnCap`'s (exact across workers); `ConnLimits` keeps the per-address
+    // share, with a total it never reaches.
+    let cap = ConnCap::new(settings.max_connections);
+    let limit = ConnLimits::new(settings.max_connections.saturating_add(1), settings.max_connections_per_ip);
     let mut tls_sockets = listeners
         .tls
         .map(|(_, socks, acceptor)| socks.into_iter().map(move |s| (s, acceptor.clone())).collect::<Vec<_>>())
@@ -159,10 +162,11 @@ pub async fn serve(shared: Arc<Shared>, listeners: Listeners, settings: ServeSet
     for (i, plain) in listeners.plain.into_iter().enumerate() {
         let tls = if tls_sockets.is_empty() { None } else { Some(tls_sockets.remove(0)) };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (shared, settings, shutdown, limit) = (shared.clone(), settings.clone(), shutdown.clone(), limit.clone());
+        let (shared, settings, shutdown, limit, cap) =
+            (shared.clone(), settings.clone(), shutdown.clone(), limit.clone(), cap.clone());
         let spawned = std::thread::Builder::new().name(format!("gateway-{i}")).spawn(move || {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt.block_on(worker(shared, plain, tls, settings, limit, shutdown)),
+                Ok(rt) => rt.block_on(worker(shared, plain, tls, settings, (limit, cap), shutdown)),
                 Err(e) => tracing::error!(error = %e, "cannot start a gateway worker runtime"),
             }
             let _ = tx.send(());
@@ -183,7 +187,7 @@ async fn worker(
     plain: std::net::TcpListener,
     tls: Option<(std::net::TcpListener, TlsAcceptor)>,
     settings: ServeSettings,
-    limit: ConnLimits,
+    (limit, cap): (ConnLimits, ConnCap),
     shutdown: Shutdown,
 ) {
     let graceful = GracefulShutdown::new();
@@ -209,6 +213,7 @@ async fn worker(
         shared: &shared,
         builder: &builder,
         limit: &limit,
+        cap: &cap,
         graceful: &graceful,
         header_timeout: settings.header_read_timeout,
         max_head: settings.parser_max_buf,
@@ -239,6 +244,7 @@ struct WorkerCtx<'a> {
     shared: &'a Arc<Shared>,
     builder: &'a Arc<auto::Builder<TokioExecutor>>,
     limit: &'a ConnLimits,
+    cap: &'a ConnCap,
     graceful: &'a GracefulShutdown,
     header_timeout: Duration,
     max_head: usize,
@@ -247,12 +253,11 @@ struct WorkerCtx<'a> {
 }
 
 async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsAcceptor>, mut shutdown: Shutdown) {
-    let WorkerCtx { shared, builder, limit, graceful, header_timeout, max_head, ref fast } = *cx;
+    let WorkerCtx { shared, builder, limit, cap, graceful, header_timeout, max_head, ref fast } = *cx;
     loop {
-        let slot = tokio::select! {
-            _ = shutdown.wait() => return,
-            p = limit.slot() => match p { Some(p) => p, None => return },
-        };
+        // Accept first, then take a slot under the shared cap: exact however many workers
+        // share it, and a connection over it is refused at once instead of waiting unseen
+        // in a backlog.
         let (stream, client) = tokio::select! {
             _ = shutdown.wait() => return,
             r = listener.accept() => match r {
@@ -265,6 +270,13 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
                 }
             },
         };
+        let Some(place) = cap.try_take() else {
+            tracing::debug!(%client, "refusing a connection over the connection cap");
+            refuse_over_cap(stream, tls.is_none());
+            continue;
+        };
+        // Never waits: the total under `ConnLimits` is above the cap.
+        let Some(slot) = limit.slot().await else { return };
         let Some(permit) = limit.admit(slot, client.ip()) else {
             tracing::debug!(%client, "closing a connection over the per-address limit");
             continue;
@@ -279,7 +291,7 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
         let fast = if tls.is_none() { fast.clone() } else { None };
         let conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permit: (_, CapSlot) = (permit, place);
             let info = conn.clone();
             // The fast path serves the connection first; what it hands over, hyper serves.
             let stream = match fast {
@@ -294,30 +306,21 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
                             let svc = hyper_service(shared, conn);
                             let io = crate::fast::Rewind::new(prefix, stream);
                             let io = JsonParseErrors::new(TokioIo::new(io), info.clone(), max_head);
-                            serve_io(&builder, io, svc, watcher, &info, idle).await;
+                            Box::pin(serve_io(&builder, io, svc, watcher, &info, idle)).await;
                             return;
                         }
                     }
                 }
             };
             let svc = hyper_service(shared, conn);
-            match tls {
-                None => {
-                    serve_io(
-                        &builder,
-                        JsonParseErrors::new(TokioIo::new(stream), info.clone(), max_head),
-                        svc,
-                        watcher,
-                        &info,
-                        idle,
-                    )
-                    .await
-                }
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => {
+            // Boxed, as the hand-off above: hyper's connection future is large, and the
+            // fast path's idle connections should not carry its size in their task.
+            Box::pin(async move {
+                match tls {
+                    None => {
                         serve_io(
                             &builder,
-                            JsonParseErrors::new(TokioIo::new(s), info.clone(), max_head),
+                            JsonParseErrors::new(TokioIo::new(stream), info.clone(), max_head),
                             svc,
                             watcher,
                             &info,
@@ -325,12 +328,64 @@ async fn accept_loop(cx: &WorkerCtx<'_>, listener: TcpListener, tls: Option<TlsA
                         )
                         .await
                     }
-                    Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
-                },
-            }
+                    Some(acceptor) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => {
+                                serve_io(
+                                    &builder,
+                                    JsonParseErrors::new(TokioIo::new(s), info.clone(), max_head),
+                                    svc,
+                                    watcher,
+                                    &info,
+                                    idle,
+                                )
+                                .await
+                            }
+                            Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
+                        }
+                    }
+                }
+            })
+            .await;
         });
     }
+}
+
+/// Most connections being refused at once (each is answered and drained for a moment);
+/// past it, a refused connection is closed without an answer.
+const MAX_REFUSING: usize = 256;
+static REFUSING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// How long a refused connection is drained so that the answer is not lost to a reset.
+const REFUSE_LINGER: Duration = Duration::from_millis(500);
+
+/// Refuses a connection over the cap: a plain-text one gets the gateway's JSON 503 (written
+/// before its request is read, with `connection: close`), then its side is closed; a TLS one
+/// is closed (nothing can be said before the handshake).
+fn refuse_over_cap(stream: tokio::net::TcpStream, plain: bool) {
+    use std::sync::atomic::Ordering;
+    if !plain || REFUSING.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
+        if plain {
+            REFUSING.fetch_sub(1, Ordering::Relaxed);
+        }
+        return;
+    }
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = stream;
+        let e = crate::error::GatewayError::too_many_connections();
+        let bytes = parse_error::raw_response(&e, &signalbox_core::ids::TraceId::random().to_hex());
+        let _ = tokio::time::timeout(REFUSE_LINGER, async {
+            stream.write_all(&bytes).await?;
+            stream.shutdown().await?;
+            // What the client sent meanwhile is read and dropped until it closes too.
+            let mut sink = vec![0u8; 2048];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        REFUSING.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 /// The service hyper calls for each request of a connection.

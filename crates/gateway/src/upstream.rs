@@ -4,6 +4,11 @@
 //! The endpoint set of a service is an immutable table swapped whole when discovery reports a
 //! change; an endpoint keeps its state (load, latency, breaker, ejections) across swaps and
 //! config reloads as long as its address stays in the set.
+//!
+//! [`answer_first`] wraps the HTTP/1 client's connections so an answer sent before the whole
+//! request body was taken still reaches the client.
+
+mod answer_first;
 
 use crate::body::UpstreamBody;
 use crate::circuit::{self, CircuitBreaker};
@@ -211,7 +216,7 @@ struct Subset {
 /// and never wake another (measured: cross-thread wake-ups cost more than the proxying
 /// itself; see docs/benchmarks.md).
 pub struct Clients {
-    pub h1: Client<Connector, UpstreamBody>,
+    pub h1: Client<answer_first::AnswerFirst<Connector>, UpstreamBody>,
     pub h2: Client<Connector, UpstreamBody>,
     pub connect_timeout: Duration,
 }
@@ -257,7 +262,7 @@ impl Clients {
         conn.enforce_http(false);
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_timer(TokioTimer::new()).pool_idle_timeout(idle).pool_max_idle_per_host(max_idle);
-        let h1 = b.build(connector(conn.clone(), tls, false));
+        let h1 = b.build(answer_first::AnswerFirst(connector(conn.clone(), tls, false)));
         let mut b2 = Client::builder(TokioExecutor::new());
         b2.pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The client connection: its socket and what was read from it but not yet used.
@@ -47,6 +47,8 @@ pub(crate) struct FastExchange<'a> {
     pub body_done: bool,
     /// The client closed its connection while the request was in flight.
     pub abandoned: bool,
+    /// The upstream answered (or stopped reading) before the whole body was sent to it.
+    cut_short: bool,
     idle: Duration,
     limit: u64,
 }
@@ -62,6 +64,7 @@ impl<'a> FastExchange<'a> {
             fault: None,
             body_done,
             abandoned: false,
+            cut_short: false,
             idle: Duration::from_secs(60),
             limit: u64::MAX,
         }
@@ -106,7 +109,7 @@ impl<'a> FastExchange<'a> {
 
     /// Copies the client's body to `up` as it is framed. `Err(Ok(fault))`: the client failed
     /// it; `Err(Err(()))`: the upstream connection did.
-    async fn stream_body(&mut self, up: &mut TcpStream) -> Result<(), Result<Fault, ()>> {
+    async fn stream_body<W: AsyncWrite + Unpin>(&mut self, up: &mut W) -> Result<(), Result<Fault, ()>> {
         self.continue_if_asked().await.map_err(Ok)?;
         match self.framing {
             BodyFraming::None => {}
@@ -148,6 +151,32 @@ impl<'a> FastExchange<'a> {
     }
 }
 
+/// How streaming a body upstream ended: its own result, or the upstream answered first.
+enum Sending {
+    Done(Result<(), Result<Fault, ()>>),
+    Answered(Result<ResponseHead, ()>),
+}
+
+/// Reads from the upstream until a final response head (informational ones are skipped) while
+/// the body is still being sent. `Err`: the response is not valid, or the upstream closed (or
+/// reset) the connection without a head; the try is then a reset.
+async fn early_answer<R: AsyncRead + Unpin>(rb: &mut ReadBuf, up: &mut R, is_head: bool) -> Result<ResponseHead, ()> {
+    loop {
+        match wire::parse_response(rb.data(), is_head) {
+            Ok(Some(h)) if h.status == StatusCode::SWITCHING_PROTOCOLS => return Err(()),
+            Ok(Some(h)) if h.status.is_informational() => rb.consume(h.len),
+            Ok(Some(h)) => return Ok(h),
+            Ok(None) => {}
+            Err(BadResponse) => return Err(()),
+        }
+        if rb.fill_unbounded(up).await.is_err() {
+            // Whatever came before the close is parsed again after the body's result: a
+            // write that failed on the same close reads the same bytes.
+            return std::future::pending().await;
+        }
+    }
+}
+
 /// Most bytes buffered from a client while its request is in flight (pipelined requests);
 /// past it, the client is not read until the response is written.
 const MAX_PIPELINED: usize = 64 * 1024;
@@ -165,7 +194,7 @@ async fn client_closes(client: &mut ClientSide) {
     }
 }
 
-async fn write_up(up: &mut TcpStream, bytes: &[u8], idle: Duration) -> Result<(), Result<Fault, ()>> {
+async fn write_up<W: AsyncWrite + Unpin>(up: &mut W, bytes: &[u8], idle: Duration) -> Result<(), Result<Fault, ()>> {
     match tokio::time::timeout(idle, up.write_all(bytes)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(Err(())),
@@ -307,20 +336,40 @@ impl FastExchange<'_> {
             return Err(if conn.reused { SendFailure::Stale } else { reset });
         }
         if streamed {
-            match self.stream_body(&mut conn.stream).await {
-                Ok(()) => {}
-                Err(Ok(fault)) => {
+            // The body goes up while the connection is watched for an answer: an upstream
+            // may answer before it has read the whole body (a 413, a 401) and then close. Its
+            // answer is relayed, as nginx does, instead of the write failure becoming a 502.
+            let (mut rd, mut wr) = conn.stream.split();
+            let sending = tokio::select! {
+                r = self.stream_body(&mut wr) => Sending::Done(r),
+                h = early_answer(&mut conn.rb, &mut rd, is_head) => Sending::Answered(h),
+            };
+            match sending {
+                Sending::Done(Ok(())) => {}
+                Sending::Done(Err(Ok(fault))) => {
                     self.fault = Some(fault);
                     return Err(reset);
                 }
-                Err(Err(())) => return Err(reset),
+                // The upstream stopped taking the body: it may still have answered, so the
+                // head is read below; the connection cannot carry another request.
+                Sending::Done(Err(Err(()))) => self.cut_short = true,
+                Sending::Answered(Ok(mut h)) => {
+                    // The rest of the body is not sent: the connection is out of step.
+                    h.keep_alive = false;
+                    self.cut_short = true;
+                    return Ok(h);
+                }
+                Sending::Answered(Err(())) => return Err(reset),
             }
         }
         loop {
             match wire::parse_response(conn.rb.data(), is_head) {
                 Ok(Some(h)) if h.status == StatusCode::SWITCHING_PROTOCOLS => return Err(reset),
                 Ok(Some(h)) if h.status.is_informational() => conn.rb.consume(h.len),
-                Ok(Some(h)) => return Ok(h),
+                Ok(Some(mut h)) => {
+                    h.keep_alive &= !self.cut_short;
+                    return Ok(h);
+                }
                 Ok(None) => {}
                 Err(BadResponse) => return Err(reset),
             }

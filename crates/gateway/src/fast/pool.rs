@@ -43,10 +43,12 @@ pub(crate) fn take(address: &str, max_idle: Duration) -> Option<UpConn> {
 
 /// Gives a connection back (dropped when `address` already has `max` idle ones, or
 /// `max` is 0).
-pub(crate) fn put(address: &str, conn: UpConn, max: usize) {
+pub(crate) fn put(address: &str, mut conn: UpConn, max: usize) {
     if max == 0 || !conn.rb.is_empty() {
         return;
     }
+    // An idle connection keeps no read buffer; the next response takes one.
+    conn.rb.release();
     POOL.with(|p| {
         let mut p = p.borrow_mut();
         let list = match p.get_mut(address) {

@@ -67,3 +67,35 @@ impl Body for Counted {
         self.body.size_hint()
     }
 }
+
+/// The listeners' cap on open connections, shared by every worker: one counter, taken right
+/// after `accept` and before the connection is served, so admission is exact however many
+/// workers accept (the per-address share is [`signalbox_core::conn_limit::ConnLimits`]'s).
+#[derive(Clone)]
+pub struct ConnCap {
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    max: usize,
+}
+
+/// One admitted connection's place under the cap, given back when dropped.
+pub struct CapSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl ConnCap {
+    pub fn new(max: usize) -> Self {
+        ConnCap { open: Arc::default(), max: max.max(1) }
+    }
+
+    /// A place for one more connection, or `None` when `max` are open.
+    pub fn try_take(&self) -> Option<CapSlot> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
+            .ok()
+            .map(|_| CapSlot(self.open.clone()))
+    }
+}
+
+impl Drop for CapSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,6 +1,7 @@
 //! The HTTP/1 fast path's own behaviour, beyond what every other module checks on both front
 //! ends: pipelining, byte-exact chunked passthrough, upstream pools and closes, a client or
-//! an upstream breaking off mid-body, slow heads and the connection cap. Each test runs the
+//! an upstream breaking off mid-body, and slow heads (the connection cap is in
+//! `security`, for both front ends). Each test runs the
 //! fast path whatever `SIGNALBOX_GATEWAY_HTTP1` says.
 
 use crate::*;
@@ -262,32 +263,6 @@ async fn a_head_dribbled_byte_by_byte_is_cut_at_the_header_timeout() {
     assert_eq!(up.accepted.load(Ordering::SeqCst), 0, "nothing forwarded");
 }
 
-#[tokio::test]
-async fn the_connection_cap_holds_further_clients_in_the_queue() {
-    let up = RawUpstream::start(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", false).await;
-    let mut cfg = fast(config(vec![service("s", &[up.url()])], vec![route("/", "s")]));
-    cfg.limits.max_connections = 2;
-    cfg.limits.max_connections_per_ip = 0;
-    // One worker: with several, a connection can wait in the backlog of a worker that holds
-    // no slot while another worker, holding one, accepts the next.
-    cfg.workers = 1;
-    let gw = start(cfg).await;
-    let held: Vec<TcpStream> =
-        vec![TcpStream::connect(gw.addr).await.unwrap(), TcpStream::connect(gw.addr).await.unwrap()];
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut third = TcpStream::connect(gw.addr).await.unwrap();
-    third.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
-    let mut buf = Vec::new();
-    let early = tokio::time::timeout(Duration::from_millis(500), third.read_to_end(&mut buf)).await;
-    assert!(early.is_err(), "served over the cap: {}", String::from_utf8_lossy(&buf));
-    drop(held);
-    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf))
-        .await
-        .expect("served once a slot frees")
-        .unwrap();
-    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200 OK"), "{}", String::from_utf8_lossy(&buf));
-}
-
 /// The access log once it has `n` lines (it is flushed in the background).
 async fn wait_for_log(gw: &Gw, n: usize) -> Vec<serde_json::Value> {
     for _ in 0..100 {
@@ -298,4 +273,40 @@ async fn wait_for_log(gw: &Gw, n: usize) -> Vec<serde_json::Value> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the access log has {} lines, expected {n}", gw.log_lines().len());
+}
+
+#[tokio::test]
+async fn an_early_answer_closes_the_client_connection_after_draining_it() {
+    const ANSWER: &[u8] = b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 4\r\n\r\nnope";
+    let (up, conns) = crate::faults::answers_before_the_body(ANSWER).await;
+    let gw = start(fast(config(vec![service("s", &[up.to_string()])], vec![route("/", "s")]))).await;
+    let mut c = TcpStream::connect(gw.addr).await.unwrap();
+    // Announces 4 MiB, sends 1 MiB, then waits with the connection open.
+    c.write_all(b"POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: 4194304\r\n\r\n").await.unwrap();
+    c.write_all(&vec![b'x'; 1024 * 1024]).await.unwrap();
+    let t = std::time::Instant::now();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(read.is_ok(), "the gateway closes the connection: {text}");
+    assert!(text.starts_with("HTTP/1.1 401 "), "{text}");
+    assert!(text.contains("connection: close"), "the rest of the body cannot be skipped: {text}");
+    assert!(text.ends_with("\r\n\r\nnope"), "{text}");
+    // The gateway's side ended right after the answer...
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // ...but the rest of the body is still read (and dropped), so the client's writes do not
+    // meet a reset that could have destroyed the answer before it was read.
+    c.write_all(&vec![b'x'; 1024 * 1024]).await.expect("the gateway drains the rest of the body");
+    // Once the client goes quiet for longer than the lingering gap, the gateway closes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut failed = false;
+    for _ in 0..20 {
+        if c.write_all(b"more").await.is_err() {
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(failed, "the connection was closed after the lingering gap");
+    assert_eq!(conns.load(Ordering::SeqCst), 1);
 }

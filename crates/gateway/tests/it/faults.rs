@@ -214,3 +214,134 @@ async fn unknown_grpc_route_gets_unimplemented() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("grpc-status"), Some("12"));
 }
+
+/// An upstream that answers every request as soon as its head is in, without reading the
+/// body, then closes (with the body unread, the kernel resets the connection): `answer` for
+/// a POST, 200 `ok` otherwise. Counts its connections.
+pub(crate) async fn answers_before_the_body(
+    answer: &'static [u8],
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let reply: &[u8] = if head.starts_with(b"POST") {
+                    answer
+                } else {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                };
+                let _ = s.write_all(reply).await;
+            });
+        }
+    });
+    (addr, conns)
+}
+
+/// Sends a `len`-byte upload raw and reads the answer while the body is still going out.
+/// Returns the answer and how many body bytes the gateway took before it stopped reading.
+async fn upload(addr: SocketAddr, path: &str, len: usize) -> (String, usize) {
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {len}\r\n\r\n");
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        let block = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < len {
+            let n = block.len().min(len - sent);
+            if wr.write_all(&block[..n]).await.is_err() {
+                break;
+            }
+            sent += n;
+        }
+        (sent, wr)
+    });
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the whole answer is in (its head says how long its body is), or the
+    // connection ends.
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                if len.is_some_and(|n| out.len() >= end + 4 + n) {
+                    break;
+                }
+            }
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the answer came; got {}", String::from_utf8_lossy(&out));
+    // Whatever the gateway does with the rest of the body (drops it and closes, or reads
+    // it), the client is not left blocked.
+    let (sent, _wr) = tokio::time::timeout(Duration::from_secs(10), writer).await.expect("writer ends").unwrap();
+    (String::from_utf8_lossy(&out).into_owned(), sent)
+}
+
+#[tokio::test]
+async fn an_upstream_answer_before_the_whole_body_reaches_the_client() {
+    const ANSWER: &[u8] = b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\n\
+content-length: 27\r\nx-from: upstream\r\n\r\n{\"error\":\"upload too big\"}\n";
+    let (up, conns) = answers_before_the_body(ANSWER).await;
+    let mut s = service("s", &[up.to_string()]);
+    // A breaker that two failures in a row would open: an early answer must not count as one.
+    s.endpoint_circuit_breaker = Some(signalbox_gateway::config::CircuitBreakerConfig {
+        minimum_calls: 2,
+        window_size: 2,
+        ..Default::default()
+    });
+    s.outlier.consecutive_5xx = 1;
+    s.outlier.consecutive_gateway_failures = 1;
+    let mut r = route("/", "s");
+    r.max_body_bytes = Some(signalbox_core::config::ByteSize(64 * 1024 * 1024));
+    let gw = start(config(vec![s], vec![r])).await;
+    let len = 8 * 1024 * 1024;
+    for i in 0..3 {
+        let (answer, sent) = upload(gw.addr, "/upload", len).await;
+        assert!(answer.starts_with("HTTP/1.1 413 "), "upload {i}: {answer}");
+        assert!(answer.to_ascii_lowercase().contains("x-from: upstream"), "the upstream's own answer: {answer}");
+        assert!(answer.ends_with("{\"error\":\"upload too big\"}\n"), "with its body: {answer}");
+        assert!(sent <= len, "{sent}");
+    }
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 3, "one connection per upload, no retry");
+    // The upstream answered each time: no breaker, ejection or failure is charged to it.
+    let ok = Http::new().get(&gw.url("/after")).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.text(), "ok");
+    assert!(
+        gw.gw.circuits_view().as_array().is_none_or(|c| c.iter().all(|c| c["state"] == "closed")),
+        "{}",
+        gw.gw.circuits_view()
+    );
+    let lines = signalbox_testkit::eventually(Duration::from_secs(3), "access log lines", || async {
+        let l = gw.log_lines();
+        (l.len() >= 4).then_some(l)
+    })
+    .await;
+    let uploads: Vec<_> = lines.iter().filter(|l| l["method"] == "POST").collect();
+    assert_eq!(uploads.len(), 3, "{lines:?}");
+    for l in uploads {
+        assert_eq!(l["status"], 413, "{l}");
+        assert!(l["error"].is_null(), "an answered request is not an upstream failure: {l}");
+    }
+}

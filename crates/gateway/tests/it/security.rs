@@ -251,3 +251,74 @@ async fn one_address_cannot_take_every_connection_slot() {
         assert!(matches!(n, Ok(Ok(_)) | Ok(Err(_))), "closed after the header deadline");
     }
 }
+
+/// Sends a keep-alive request on a new connection; the answer's head (and body), or what the
+/// connection ended with. Never waits more than 3 s.
+async fn keep_alive_get(addr: SocketAddr) -> (TcpStream, String) {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let _ = c.write_all(b"GET /ok HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+            let text = String::from_utf8_lossy(&out);
+            // A served answer ends with the upstream's body; the connection stays open.
+            if text.starts_with("HTTP/1.1 200") && text.ends_with("status 200") {
+                break;
+            }
+        }
+    })
+    .await;
+    (c, String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn the_connection_cap_is_exact_across_workers_and_refuses_the_rest() {
+    let up = serve(|_| async { signalbox_testkit::upstream::status(200) }).await;
+    let mut cfg = config(vec![service("s", &[up.url()])], vec![route("/", "s")]);
+    cfg.limits.max_connections = 3;
+    cfg.limits.max_connections_per_ip = 0;
+    // Several workers, each with its own accept loop and listening socket.
+    cfg.workers = 4;
+    let gw = start(cfg).await;
+    let mut served = Vec::new();
+    let mut refused = 0;
+    for i in 0..8 {
+        let t = std::time::Instant::now();
+        let (c, answer) = keep_alive_get(gw.addr).await;
+        assert!(t.elapsed() < Duration::from_millis(2500), "connection {i} hung: {answer:?}");
+        if answer.starts_with("HTTP/1.1 200") {
+            served.push(c);
+        } else {
+            // Refused cleanly: the gateway's JSON 503 and the connection closed.
+            assert!(answer.starts_with("HTTP/1.1 503"), "connection {i}: {answer:?}");
+            assert!(answer.contains("connection: close"), "{answer}");
+            let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+            let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+            assert_eq!(v["code"], "too_many_connections", "{v}");
+            refused += 1;
+        }
+    }
+    assert_eq!(served.len(), 3, "exactly the cap is served");
+    assert_eq!(refused, 5);
+    // The served connections are still usable, and a freed slot admits a new client.
+    for c in &mut served {
+        c.write_all(b"GET /again HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf)).await.expect("answered").unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    }
+    drop(served.pop());
+    let admitted = signalbox_testkit::eventually(Duration::from_secs(3), "a freed slot", || async {
+        let (c, answer) = keep_alive_get(gw.addr).await;
+        answer.starts_with("HTTP/1.1 200").then_some(c)
+    })
+    .await;
+    let (_c, answer) = keep_alive_get(gw.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "the cap holds again: {answer}");
+    drop(admitted);
+}

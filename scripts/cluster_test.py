@@ -189,7 +189,7 @@ class Etcd:
         return self.members[0]
 
     def counters(self):
-        """etcd's own put/txn/delete counters summed over the members (its /metrics)."""
+        """etcd's own put/txn/delete counters (its /metrics), per member."""
         total = {}
         for m in self.members:
             st, b = request("GET", "http://127.0.0.1:%d/metrics" % m["client"], timeout=3)
@@ -197,7 +197,8 @@ class Etcd:
                 for k in ("etcd_mvcc_put_total", "etcd_mvcc_txn_total", "etcd_mvcc_delete_total"):
                     if line.startswith(k + " "):
                         total[k] = total.get(k, 0) + float(line.split()[1])
-        return total
+        # Every member applies every write: the average over the members is the cluster's.
+        return {k: v / len(self.members) for k, v in total.items()}
 
     def revision(self):
         for m in self.members:
@@ -271,17 +272,19 @@ path_prefix = "/conv"
 
 
 class Node:
-    def __init__(self, root, i, etcd, nats, features):
-        self.name = "sb-%d" % (i + 1)
+    def __init__(self, root, i, etcd, nats, features, grpc=False, prefix="/sbtest/", buffer=None, name=None):
+        self.name = name or "sb-%d" % (i + 1)
         self.dir = os.path.join(root, self.name)
         os.makedirs(self.dir, exist_ok=True)
         self.console, self.gateway, self.otlp = free_port(), free_port(), free_port()
         self.base = "http://127.0.0.1:%d" % self.console
         self.gw = "http://127.0.0.1:%d" % self.gateway
         self.otlp_url = "http://127.0.0.1:%d/v1/traces" % self.otlp
+        self.grpc = free_port() if grpc else None
         self.config = os.path.join(self.dir, "signalbox.toml")
+        use_buffer = "buffer" in features if buffer is None else buffer
         with open(self.config, "w") as f:
-            f.write(node_config(self, etcd, nats, features))
+            f.write(node_config(self, etcd, nats, use_buffer, prefix))
         self.proc = Proc(self.name, [BIN, "serve", "-c", self.config], os.path.join(root, self.name + ".log"),
                          env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn")))
 
@@ -296,7 +299,7 @@ class Node:
         wait_until("%s ready" % self.name, ready, timeout, 0.1)
 
 
-def node_config(node, etcd, nats, features):
+def node_config(node, etcd, nats, use_buffer, prefix="/sbtest/"):
     eps = ", ".join('"%s"' % e for e in etcd.endpoints())
     c = """[node]
 data_dir = "{data}"
@@ -313,13 +316,13 @@ backend = "etcd"
 
 [control.etcd]
 endpoints = [{eps}]
-prefix = "/sbtest/"
+prefix = "{prefix}"
 lease_ttl = "{ttl}s"
 request_timeout = "3s"
 node_name = "{name}"
 
 [otlp]
-grpc_listen = ""
+grpc_listen = "{grpc}"
 http_listen = "127.0.0.1:{otlp}"
 
 [zipkin]
@@ -337,8 +340,9 @@ workers = 1
 spans = false
 access_log = "off"
 """.format(data=os.path.join(node.dir, "data"), console=node.console, eps=eps, ttl=int(LEASE_TTL),
-           name=node.name, otlp=node.otlp, gw=node.gateway)
-    if "buffer" in features:
+           name=node.name, otlp=node.otlp, gw=node.gateway, prefix=prefix,
+           grpc="127.0.0.1:%d" % node.grpc if node.grpc else "")
+    if use_buffer:
         c += '\n[ingest]\nbuffer = "%s"\n' % nats.url()
     return c + GATEWAY_SECTION
 

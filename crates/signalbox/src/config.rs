@@ -492,4 +492,21 @@ mod example_tests {
         assert!(g.routes[0].auth.as_ref().is_some_and(|a| a.jwt.is_some()));
         assert_eq!(g.services[0].circuit_breaker.as_ref().map(|c| c.window.as_str()), Some("count"));
     }
+
+    /// The deployment examples (docs/deployment.md) load and validate too.
+    #[test]
+    fn deploy_examples_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/deploy");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("examples/deploy") {
+            let path = entry.expect("a directory entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let loaded = super::load(Some(&path), std::iter::empty()).unwrap_or_else(|e| panic!("{e}"));
+                let problems = crate::serve::validate(&loaded.config);
+                assert!(problems.is_empty(), "{}: {}", path.display(), loaded.report(problems));
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "expected the container and cluster-node examples in {}", dir.display());
+    }
 }

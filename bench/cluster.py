@@ -27,6 +27,7 @@ LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "60"))
 TTL_REPORT_EVERY = float(os.environ.get("TTL_REPORT_EVERY", "10"))
 
 RESULTS = []
+FEATURES = set()
 
 
 def emit(name, **v):
@@ -40,10 +41,25 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
+def cpu_of(procs):
+    """User + system CPU seconds of the processes so far."""
+    total = 0.0
+    for pr in procs:
+        try:
+            with open("/proc/%d/stat" % pr.p.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, AttributeError):
+            pass
+    return total
+
+
 def loadgen(node, seconds, connections, start):
     r = subprocess.run([LOADGEN, "trace-ingest", "--url", "http://127.0.0.1:%d" % node.grpc, "--seconds",
-                        str(seconds), "--connections", str(connections), "--from", str(start)],
-                       capture_output=True, text=True, timeout=seconds + 120)
+                        str(seconds), "--connections", str(connections), "--from", str(start),
+                        "--base-ns", str(time.time_ns() - 600_000_000_000)],
+                       capture_output=True, text=True, timeout=seconds + 120,
+                       env=dict(os.environ, TARGET_PID=str(node.proc.p.pid)))
     if r.returncode != 0:
         raise RuntimeError("loadgen against %s: %s" % (node.name, r.stderr[-800:]))
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -79,16 +95,20 @@ def ingest_throughput(root, etcd, nats, buffer_ok):
         def go(i):
             out[i] = loadgen(nodes[i], SECONDS, max(1, conns[i]), start + i * 10_000_000)
         ts = [threading.Thread(target=go, args=(i,)) for i in range(n)]
+        engines = [x.proc for x in nodes] + [srv["proc"] for srv in nats.servers]
+        cpu0 = cpu_of(engines)
         for t in ts:
             t.start()
         for t in ts:
             t.join()
+        cluster_cpu = cpu_of(engines) - cpu0
         start += 100_000_000
         stop_nodes(nodes)
         emit("ingest throughput", setup=label, nodes=n, buffer=buf,
              spans_per_second=round(sum(o["spans_per_second"] for o in out)),
              refused_requests=sum(o["refused_requests"] for o in out),
-             node_cpu_us_per_span=round(statistics.mean(o["node_cpu_us_per_span"] for o in out), 2))
+             spans=sum(o["spans"] for o in out),
+             cpu_us_per_span_signalbox_and_nats=round(cluster_cpu * 1e6 / max(1, sum(o["spans"] for o in out)), 2))
 
 
 def buffer_latency(root, etcd, nats, buffer_ok):
@@ -111,8 +131,8 @@ def failovers(root, etcd, nats, buffer_ok):
     # Signalbox node: health checks of its instances on another node.
     up = ct.Proc("upstreams", [sys.executable, "-c", ct.UPSTREAM_CODE, "[]"], os.path.join(root, "up.log"))
     echo = [("echo-%d" % i, ct.free_port()) for i in range(6)]
-    control = ct.free_port()
-    up.argv[3] = json.dumps(echo + [("_control", control)])
+    control, conv_port = ct.free_port(), ct.free_port()
+    up.argv[3] = json.dumps(echo + [("conv", conv_port), ("_control", control)])
     up.start()
     ct.wait_until("upstreams", lambda: ct.request("GET", "http://127.0.0.1:%d/" % control, timeout=1)[0] == 200, 10)
     for k, (name, port) in enumerate(echo):
@@ -121,9 +141,25 @@ def failovers(root, etcd, nats, buffer_ok):
     owners = {name: ct.owner(names, name) for name, _ in echo}
     victim = nodes[0]
     mine = [i for i, o in owners.items() if o == victim.name]
+    standalone = None
+    if "gateway_failover" in FEATURES:
+        standalone = ct.StandaloneGateway(root, nodes)
+        standalone.proc.start()
+        ct.wait_until("standalone gateway", lambda: ct.request("GET", standalone.base + "/readyz", timeout=1)[0] == 200, 30)
     time.sleep(3)
     t_kill = time.time()
     victim.proc.kill9()
+    if standalone:
+        # A change made on a live node right after the kill: how long until the gateway,
+        # which followed the killed node, routes by it.
+        t0 = time.monotonic()
+        ct.register(nodes[1], "conv-1", "conv", conv_port, checks=False)
+        ct.wait_until("the standalone gateway routing conv",
+                      lambda: b'"upstream": "conv"' in ct.request("GET", standalone.gw + "/conv/x", timeout=1)[1],
+                      30, 0.02)
+        emit("failover: standalone gateway's control-plane node killed", change_routed_after_s=round(
+            time.monotonic() - t0, 3), now_following=standalone.following())
+        standalone.proc.kill9()
     time.sleep(ct.LEASE_TTL + 3)
     hits = ct.get_json("http://127.0.0.1:%d/" % control)
     moved = [min([t for t in hits.get(i, []) if t > t_kill] or [float("inf")]) - t_kill for i in mine]
@@ -265,7 +301,9 @@ def main():
     import atexit
     atexit.register(ct.kill_all)
     atexit.register(lambda: shutil.rmtree(root, ignore_errors=True))
+    global FEATURES
     features, _ = ct.probe_features(root)
+    FEATURES = features
     buffer_ok = "buffer" in features
     etcd, nats = ct.Etcd(root), ct.Nats(root)
     etcd.start()

@@ -34,6 +34,7 @@ LEASE_TTL = 2.0  # [control.etcd] lease_ttl of the nodes: the documented failove
 CHECK_INTERVAL = 1.0  # health check interval of the registered upstreams
 ROUTE_CONVERGENCE = 2.0  # routes must reach every gateway within this
 ECHO_INSTANCES = 6
+SCRAPE_PORT = None  # the upstream every node's scrape job names (set by run())
 RUN = "r%d" % int(time.time())
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -357,6 +358,7 @@ listen = ""
 self_interval = "0s"
 scrape_registry = false
 
+{scrape}
 [gateway]
 listen = "127.0.0.1:{gw}"
 workers = 1
@@ -366,7 +368,10 @@ spans = false
 access_log = "off"
 """.format(data=os.path.join(node.dir, "data"), console=node.console, eps=eps, ttl=int(LEASE_TTL),
            name=node.name, otlp=node.otlp, gw=node.gateway, prefix=prefix,
-           grpc="127.0.0.1:%d" % node.grpc if node.grpc else "")
+           grpc="127.0.0.1:%d" % node.grpc if node.grpc else "",
+           scrape=('[[metrics.scrape]]\njob_name = "clustertest"\nscrape_interval = "1s"\nscrape_timeout = "500ms"\n'
+                   '[[metrics.scrape.static_configs]]\ntargets = ["127.0.0.1:%d"]\n' % SCRAPE_PORT)
+           if SCRAPE_PORT else "")
     if use_buffer:
         c += '\n[ingest]\nbuffer = "%s"\n' % nats.url()
     return c + GATEWAY_SECTION
@@ -408,6 +413,10 @@ class H(BaseHTTPRequestHandler):
             with lock:
                 hits.setdefault(name, []).append(time.time())
             body = b"ok"
+        elif self.path.startswith("/metrics"):
+            with lock:
+                hits.setdefault(name + "/metrics", []).append(time.time())
+            body = b"cluster_test_target_up 1\n"
         else:
             body = json.dumps({"upstream": name, "path": self.path}).encode()
         self.send_response(200)
@@ -811,8 +820,11 @@ def run(root, res):
     echo = [("echo-%d" % i, free_port()) for i in range(ECHO_INSTANCES)]
     conv_port = free_port()
     control_port = free_port()
+    global SCRAPE_PORT
+    SCRAPE_PORT = free_port()
     up = Proc("upstreams", [sys.executable, "-c", UPSTREAM_CODE,
-                            json.dumps(echo + [("conv", conv_port), ("_control", control_port)])],
+                            json.dumps(echo + [("conv", conv_port), ("scrape", SCRAPE_PORT),
+                                               ("_control", control_port)])],
               os.path.join(root, "upstreams.log"))
     up.start()
     wait_until("upstreams", lambda: request("GET", "http://127.0.0.1:%d/" % control_port, timeout=1)[0] == 200, 10)
@@ -877,6 +889,18 @@ def run(root, res):
     h0 = hits()
     time.sleep(4)
     h1 = hits()
+    scrape_rate = (len(h1.get("scrape/metrics", [])) - len(h0.get("scrape/metrics", []))) / 4.0
+    targets = get_json(nodes[0].base + "/prometheus/api/v1/targets")["data"]["activeTargets"]
+    shared = bool(targets) and "scrapedHere" in targets[0]
+    scrape_owner = targets[0].get("owner") if shared else None
+    if shared:
+        res.add("PASS" if 0 < scrape_rate <= 1.5 else "FAIL", "each scrape target is scraped by one node",
+                "%.2f scrapes/s of a target every node's config names (interval 1s); owner %s" % (
+                    scrape_rate, scrape_owner))
+    else:
+        res.add("SKIP", "each scrape target is scraped by one node",
+                "no scrape ownership in this binary (the targets API has no `scrapedHere`): %.2f scrapes/s "
+                "of a target every node's config names, interval 1s" % scrape_rate)
     rates = {k: (len(h1.get(k, [])) - len(h0.get(k, []))) / 4.0 for k, _ in echo}
     extra = {k: r for k, r in rates.items() if r > 1.5 / CHECK_INTERVAL or r == 0}
     res.add("FAIL" if extra else "PASS", "each instance's health checks run on one node",
@@ -914,6 +938,14 @@ def run(root, res):
                 "interval %.0fs + 1s)" % (victim.name, ", ".join(
                     "%s %s" % (k, "never" if v is None else "%.2fs" % v) for k, v in moved.items()),
                     LEASE_TTL, CHECK_INTERVAL))
+    if shared:
+        sc = [t for t in h2.get("scrape/metrics", []) if t > kill_t - 3]
+        gaps = [b - a for a, b in zip(sc, sc[1:])]
+        first_after = min([t for t in sc if t > kill_t] or [float("inf")]) - kill_t
+        worst = max(gaps + [first_after])
+        res.add("PASS" if worst <= bound else "FAIL", "scrapes continue when a node dies",
+                "longest gap between scrapes around the kill %.2fs (bound %.0fs); the target's owner was %s, "
+                "the node killed %s" % (worst, bound, scrape_owner, victim.name))
     res.measure("health-check failover after kill -9 of a node (lease TTL %.0fs)" % LEASE_TTL,
                 "%.2fs worst" % max((v for v in moved.values() if v is not None), default=float("nan")))
     t = time.monotonic()

@@ -373,7 +373,9 @@ access_log = "off"
                    '[[metrics.scrape.static_configs]]\ntargets = ["127.0.0.1:%d"]\n' % SCRAPE_PORT)
            if SCRAPE_PORT else "")
     if use_buffer:
-        c += '\n[ingest]\nbuffer = "%s"\n' % nats.url()
+        # Three copies of every batch; the stream's limit well inside each server's
+        # JetStream store (1 GB).
+        c += '\n[ingest]\nbuffer = "%s"\n\n[ingest.nats]\nreplicas = 3\nmax_bytes = "256MiB"\n' % nats.url()
     return c + GATEWAY_SECTION
 
 
@@ -387,6 +389,10 @@ def probe_features(root):
     feats["buffer"] = r.returncode == 0
     if not feats["buffer"]:
         feats["buffer_why"] = (r.stdout + r.stderr).strip().splitlines()[:2]
+    with open(probe, "w") as f:
+        f.write('[cluster]\npartitions = 16\n')
+    r = subprocess.run([BIN, "check-config", probe], capture_output=True, text=True, timeout=30)
+    feats["fanout"] = r.returncode == 0
     r = subprocess.run([BIN, "gateway", "--help"], capture_output=True, text=True, timeout=30)
     # Failover over several control-plane addresses (wt-lease): the help names it.
     feats["gateway_failover"] = "comma" in r.stdout.lower() and "control-plane" in r.stdout
@@ -921,6 +927,8 @@ def run(root, res):
         res.add("PASS" if now_following and now_following != victim.base else "FAIL",
                 "standalone gateway moved to a live control-plane node",
                 "followed %s (%s) before the kill; follows %s after it" % (victim.base, victim.name, now_following))
+    if "fanout" in features:
+        check_partial(res, nodes[(vi + 1) % 3], victim)
     h2 = hits()
     moved = {}
     for inst in by_owner[victim.name]:
@@ -1018,6 +1026,25 @@ def run(root, res):
         res.measure("etcd revisions during the chaos phase", "%d in %.0fs (%s)" % (
             rev_after - rev_before, rev_t1 - rev_t0,
             ", ".join("%s +%d" % (k, etcd_after.get(k, 0) - etcd_before.get(k, 0)) for k in sorted(etcd_after))))
+
+
+def check_partial(res, asker, down):
+    """While `down` is dead, a query through `asker` says which node did not answer."""
+    q = urllib.parse.urlencode({"query": '{job="clustertest",run="%s"}' % RUN, "limit": "10",
+                                "start": str(time.time_ns() - 600_000_000_000), "end": str(time.time_ns())})
+    u = urllib.parse.urlsplit(asker.base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        conn.request("GET", "/loki/api/v1/query_range?" + q)
+        r = conn.getresponse()
+        body, header = r.read(), r.getheader("x-signalbox-partial") or ""
+        status = r.status
+    finally:
+        conn.close()
+    ok = status == 200 and down.name in header
+    res.add("PASS" if ok else "FAIL", "a query with a storage node down is labelled partial",
+            "log query through %s while %s is down: %s, X-Signalbox-Partial: %r, body %s" % (
+                asker.name, down.name, status, header, body[:200].decode(errors="replace")))
 
 
 def verify_ingest(res, nodes, acked, unacked, start_ns, features):

@@ -775,22 +775,22 @@ def main():
     BIN = os.path.abspath(args.bin)
     NATS_BIN = shutil.which("nats-server") or "/usr/sbin/nats-server"
     root = tempfile.mkdtemp(prefix="signalbox-cluster-")
+    res = Result()
     atexit.register(kill_all)
-    if not args.keep:
-        atexit.register(lambda: shutil.rmtree(root, ignore_errors=True))
+    # The logs and data stay for a look when a check failed (or with --keep).
+    atexit.register(lambda: None if args.keep or any(r[0] == "FAIL" for r in res.rows)
+                    else shutil.rmtree(root, ignore_errors=True))
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda s, f: sys.exit(128 + s))
-    res = Result()
     try:
         run(root, res)
     except Exception as e:  # noqa: BLE001 - reported as a failed check
         import traceback
         traceback.print_exc()
-        res.add("FAIL", "the test ran to the end", "%s: %s (logs in %s)" % (type(e).__name__, e, root))
-        args.keep = True
+        res.add("FAIL", "the test ran to the end", "%s: %s" % (type(e).__name__, e))
     print_summary(res)
     if any(r[0] == "FAIL" for r in res.rows):
-        print("logs and data: %s" % root if args.keep else "rerun with --keep to keep the logs")
+        print("logs and data kept in %s" % root)
         return 1
     return 0
 

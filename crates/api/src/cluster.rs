@@ -22,7 +22,8 @@
 //! A single node (no etcd) has no [`Cluster`] and never fans out.
 //!
 //! # Layout
-//! - this module: [`Cluster`] (the peers and the HTTP client), [`Partial`] (who did not answer).
+//! - this module: [`Cluster`] (the peers and the HTTP client), [`Partial`] (who did not
+//!   answer), and `GET /api/cluster` (members, storage nodes, who owns which partition).
 //! - [`config`]: the `[cluster]` section.
 //! - [`internal`]: the internal endpoints and their authentication.
 //! - [`wire`]: what the internal endpoints carry (series, records, spans).
@@ -132,6 +133,33 @@ impl Partial {
     }
 }
 
+/// `GET /api/cluster` (read role).
+pub fn reads() -> axum::Router<crate::AppState> {
+    axum::Router::new().route("/api/cluster", axum::routing::get(status))
+}
+
+async fn status(axum::extract::State(s): axum::extract::State<crate::AppState>) -> Response {
+    let Some(c) = &s.cluster else {
+        return axum::Json(serde_json::json!({ "clustered": false })).into_response();
+    };
+    let p = c.partitions();
+    let owned: Vec<u32> = p.owned().borrow().iter().copied().collect();
+    let assignment: serde_json::Map<String, serde_json::Value> =
+        p.assignment().into_iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v))).collect();
+    axum::Json(serde_json::json!({
+        "clustered": true,
+        "node": p.node(),
+        "partitions": p.count(),
+        "owned": owned,
+        "members": p.members(),
+        "assignment": assignment,
+        "storage_nodes": p.storage_nodes().iter().map(|n| serde_json::json!({
+            "node": n.node, "address": n.address, "partitions": n.partitions, "updated_unix_ms": n.updated_unix_ms,
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
 impl Cluster {
     pub fn new(partitions: Arc<Partitions>, token: Option<String>, timeout: Duration) -> Arc<Cluster> {
         let mut conn = HttpConnector::new();
@@ -177,12 +205,7 @@ impl Cluster {
                 Ok(b) => out.push((peer.node, b)),
                 Err(error) => {
                     tracing::warn!(node = %peer.node, address = %peer.address, %error, "a storage node did not answer a query");
-                    partial.add(Failure {
-                        node: peer.node,
-                        address: peer.address,
-                        partitions: peer.partitions,
-                        error,
-                    });
+                    partial.add(Failure { node: peer.node, address: peer.address, partitions: peer.partitions, error });
                 }
             }
         }

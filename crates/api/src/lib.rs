@@ -111,7 +111,8 @@ pub fn router(state: AppState) -> Router {
         .merge(live::routes())
         .merge(views::reads())
         .merge(rollouts::reads())
-        .merge(traffic::reads());
+        .merge(traffic::reads())
+        .merge(cluster::reads());
     let writes = registry::writes().merge(config::writes()).merge(rollouts::writes()).merge(traffic::writes());
     Router::new()
         .merge(admin::probes())

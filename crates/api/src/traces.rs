@@ -25,13 +25,13 @@ pub mod jaeger;
 pub mod otlp;
 pub mod zipkin;
 
+use crate::cluster::Partial;
 use crate::consul::go_duration;
 use crate::error::ApiError;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::routing::get;
-use crate::cluster::Partial;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};

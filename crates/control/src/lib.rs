@@ -122,7 +122,11 @@ impl ControlPlane {
     /// Starts sharing out the `count` partitions of stored telemetry among the live
     /// members and records this node as a storage node reachable at `address` (etcd
     /// only; `None` on a single node, which owns every partition).
-    pub async fn start_partitions(&self, count: u32, address: String) -> error::Result<Option<Arc<partitions::Partitions>>> {
+    pub async fn start_partitions(
+        &self,
+        count: u32,
+        address: String,
+    ) -> error::Result<Option<Arc<partitions::Partitions>>> {
         let Some((etcd, replica)) = &self.etcd else { return Ok(None) };
         let p = partitions::Partitions::start(etcd.clone(), self.store.clone(), count, address, false);
         let follower: Arc<dyn backend::Apply> = p.clone();

@@ -57,7 +57,10 @@ impl ClusterConfig {
             }
         }
         if access_control && self.token.len() < 16 {
-            p.add(format!("{prefix}.token"), "with access control on, nodes need a shared token of at least 16 characters");
+            p.add(
+                format!("{prefix}.token"),
+                "with access control on, nodes need a shared token of at least 16 characters",
+            );
         }
         if self.query_timeout.0 < Duration::from_millis(100) || self.query_timeout.0 > Duration::from_secs(600) {
             p.add(format!("{prefix}.query_timeout"), "must be between 100ms and 10m");

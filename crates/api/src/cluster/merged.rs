@@ -23,7 +23,11 @@ pub const LOGS_RECORDS: &str = "/internal/cluster/v1/logs/records";
 pub const LOGS_LABELS: &str = "/internal/cluster/v1/logs/labels";
 
 /// Decodes each peer's JSON answer; a peer whose answer does not decode counts as missing.
-fn decode<T: serde::de::DeserializeOwned>(cluster: &Cluster, answers: Vec<(String, Bytes)>, partial: &Partial) -> Vec<T> {
+fn decode<T: serde::de::DeserializeOwned>(
+    cluster: &Cluster,
+    answers: Vec<(String, Bytes)>,
+    partial: &Partial,
+) -> Vec<T> {
     let mut out = Vec::new();
     for (node, body) in answers {
         match serde_json::from_slice::<T>(&body) {
@@ -100,7 +104,13 @@ impl Queryable for ClusterQueryable {
         Ok(names.into_iter().collect())
     }
 
-    fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>, StorageError> {
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
         let mut values: BTreeSet<String> = self.local.label_values(name, matchers, mint, maxt)?.into_iter().collect();
         for s in self.remote(matchers, mint, maxt, true) {
             values.extend(s.labels.into_iter().filter(|(k, _)| k == name).map(|(_, v)| v));
@@ -112,8 +122,11 @@ impl Queryable for ClusterQueryable {
 /// Spans of several nodes merged: one copy of each span, in start order.
 pub fn merge_spans(mut spans: Vec<Span>) -> Vec<Span> {
     spans.sort_by(|a, b| {
-        (a.start_unix_nanos, a.span_id.0, a.parent_span_id.map(|p| p.0))
-            .cmp(&(b.start_unix_nanos, b.span_id.0, b.parent_span_id.map(|p| p.0)))
+        (a.start_unix_nanos, a.span_id.0, a.parent_span_id.map(|p| p.0)).cmp(&(
+            b.start_unix_nanos,
+            b.span_id.0,
+            b.parent_span_id.map(|p| p.0),
+        ))
     });
     spans.dedup_by(|a, b| {
         a.span_id == b.span_id && a.start_unix_nanos == b.start_unix_nanos && a.parent_span_id == b.parent_span_id
@@ -147,10 +160,8 @@ pub async fn trace(cluster: &Cluster, local: &Traces, id: &TraceId, partial: &Pa
 pub async fn search(cluster: &Cluster, local: &Traces, q: &Search, partial: &Partial) -> Vec<Vec<Span>> {
     let (t, q2) = (local.clone(), q.clone());
     let mine = tokio::task::spawn_blocking(move || t.search(&q2)).await.unwrap_or_default();
-    let mut found: Vec<Found> = mine
-        .iter()
-        .map(|s| Found { trace_id: s.trace_id.clone(), start_unix_nanos: s.start_unix_nanos })
-        .collect();
+    let mut found: Vec<Found> =
+        mine.iter().map(|s| Found { trace_id: s.trace_id.clone(), start_unix_nanos: s.start_unix_nanos }).collect();
     let answers = cluster.ask_all(TRACES_SEARCH, body(&TraceSearch::from(q)), partial).await;
     for l in decode::<FoundList>(cluster, answers, partial) {
         found.extend(l.traces);
@@ -192,12 +203,7 @@ pub async fn services(cluster: &Cluster, local: &Traces, partial: &Partial) -> V
 }
 
 /// Operations of `service` on every node, with their kinds (bit masks, merged).
-pub async fn operations(
-    cluster: &Cluster,
-    local: &Traces,
-    service: &str,
-    partial: &Partial,
-) -> BTreeMap<String, u8> {
+pub async fn operations(cluster: &Cluster, local: &Traces, service: &str, partial: &Partial) -> BTreeMap<String, u8> {
     let mut all = local.operation_kinds(service);
     let req = wire::Names { service: Some(service.to_owned()), ..Default::default() };
     let answers = cluster.ask_all(TRACES_OPERATIONS, body(&req), partial).await;
@@ -221,11 +227,7 @@ pub fn peer_records(
 ) -> Vec<LogRecord> {
     let req = wire::LogRecords { query: query.to_owned(), start, end, cap };
     let answers = handle.block_on(cluster.ask_all(LOGS_RECORDS, body(&req), partial));
-    decode::<RecordList>(cluster, answers, partial)
-        .into_iter()
-        .flat_map(|l| l.records)
-        .map(LogRecord::from)
-        .collect()
+    decode::<RecordList>(cluster, answers, partial).into_iter().flat_map(|l| l.records).map(LogRecord::from).collect()
 }
 
 /// The stream label sets of the peers (blocking).

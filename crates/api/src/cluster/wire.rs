@@ -48,9 +48,8 @@ const ANCHOR_OPEN: &str = "^(?s:";
 const ANCHOR_CLOSE: &str = ")$";
 
 pub fn matcher_out(m: &Matcher) -> (String, String, String) {
-    let unanchor = |s: &str| {
-        s.strip_prefix(ANCHOR_OPEN).and_then(|x| x.strip_suffix(ANCHOR_CLOSE)).unwrap_or(s).to_owned()
-    };
+    let unanchor =
+        |s: &str| s.strip_prefix(ANCHOR_OPEN).and_then(|x| x.strip_suffix(ANCHOR_CLOSE)).unwrap_or(s).to_owned();
     match m {
         Matcher::Equal(n, v) => (n.clone(), "=".into(), v.clone()),
         Matcher::NotEqual(n, v) => (n.clone(), "!=".into(), v.clone()),

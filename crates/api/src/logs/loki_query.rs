@@ -5,12 +5,12 @@
 
 use super::native_query::{store, time_param};
 use crate::AppState;
+use crate::cluster::Partial;
 use crate::error::ApiError;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use crate::cluster::Partial;
 use serde_json::{Value, json};
 use signalbox_core::log::LogRecord;
 use signalbox_events::logs::lang::{Expr as Filter, Pattern, Test};
@@ -295,7 +295,13 @@ fn metric_records(s: &AppState, e: &MetricExpr, start: u64, end: u64) -> Result<
 
 /// The raw records `query` reads in `[start, end]` on this node alone: what a peer's
 /// `logs/records` call answers (see [`crate::cluster`]).
-pub(crate) fn local_records(s: &AppState, query: &str, start: u64, end: u64, cap: usize) -> Result<Vec<LogRecord>, ApiError> {
+pub(crate) fn local_records(
+    s: &AppState,
+    query: &str,
+    start: u64,
+    end: u64,
+    cap: usize,
+) -> Result<Vec<LogRecord>, ApiError> {
     match parse(Some(query))? {
         Expr::Log(q) => records(s, &q, start, end, cap),
         Expr::Metric(m) => metric_records(s, &m, start, end),
@@ -304,13 +310,7 @@ pub(crate) fn local_records(s: &AppState, query: &str, start: u64, end: u64, cap
 
 /// Records of this node and every peer for `query` (the text of `expr`), in time order
 /// (newest first for log queries, oldest first for metric queries, as the local reads).
-fn all_records(
-    s: &AppState,
-    fan: &Option<Fan>,
-    expr: &Expr,
-    start: u64,
-    end: u64,
-) -> Result<Vec<LogRecord>, ApiError> {
+fn all_records(s: &AppState, fan: &Option<Fan>, expr: &Expr, start: u64, end: u64) -> Result<Vec<LogRecord>, ApiError> {
     let mut recs = match expr {
         Expr::Log(q) => records(s, q, start, end, MAX_METRIC_RECORDS)?,
         Expr::Metric(m) => metric_records(s, m, start, end)?,
@@ -457,7 +457,8 @@ async fn query(
                 Ok(streams_json(q, &recs, limit_param(&p)?, forward(&p)?))
             }
             Expr::Metric(m) => {
-                let recs = if first_query(m).is_some() { all_records(&s, &fan, &expr, time, time)? } else { Vec::new() };
+                let recs =
+                    if first_query(m).is_some() { all_records(&s, &fan, &expr, time, time)? } else { Vec::new() };
                 let series = logql_eval::metric_series(m, &recs, time, time, 1);
                 let result: Vec<Value> = series
                     .into_iter()

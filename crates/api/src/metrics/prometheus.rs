@@ -5,6 +5,8 @@
 
 use super::{prom_error, service};
 use crate::AppState;
+use crate::cluster::Partial;
+use crate::cluster::merged::ClusterQueryable;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -13,11 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 use signalbox_metrics::promql::{self, QueryError};
-use crate::cluster::Partial;
-use crate::cluster::merged::ClusterQueryable;
 use signalbox_metrics::storage::{Labels, Matcher, Queryable};
-use std::sync::Arc;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Most points per series a range query may ask for (Prometheus's limit).

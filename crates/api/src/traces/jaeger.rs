@@ -332,7 +332,10 @@ async fn jaeger_by_ids(s: &AppState, t: &Traces, ids: &[&str]) -> Result<Respons
     }
     let total = data.len();
     let errors = if errors.is_empty() { Value::Null } else { Value::Array(errors) };
-    Ok(jaeger_partial(Json(json!({ "data": data, "total": total, "limit": 0, "offset": 0, "errors": errors })), &partial))
+    Ok(jaeger_partial(
+        Json(json!({ "data": data, "total": total, "limit": 0, "offset": 0, "errors": errors })),
+        &partial,
+    ))
 }
 
 async fn jaeger_search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, JaegerError> {

@@ -161,7 +161,9 @@ impl Etcd {
     /// Deletes `key` if it is still at `mod_revision` (a claim this node made and no one
     /// replaced).
     pub async fn release(&self, table: Table, key: &str, mod_revision: u64) -> Result<bool> {
-        match self.commit(vec![Op::ModifiedAt(table, key.to_owned(), mod_revision), Op::Delete(table, key.to_owned())]).await
+        match self
+            .commit(vec![Op::ModifiedAt(table, key.to_owned(), mod_revision), Op::Delete(table, key.to_owned())])
+            .await
         {
             Ok(_) => Ok(true),
             Err(ControlError::Conflict { .. }) => Ok(false),

@@ -35,6 +35,8 @@ pub struct FileConfig {
     /// Where the control state (registry, configuration, KV, tokens) lives: the embedded
     /// store or an etcd cluster shared by several nodes.
     pub control: signalbox_control::backend::config::ControlConfig,
+    /// How storage nodes share telemetry and answer each other's queries (etcd only).
+    pub cluster: signalbox_api::cluster::config::ClusterConfig,
     /// The trace store and tail sampling.
     pub traces: signalbox_events::config::TracesConfig,
     /// The log store.

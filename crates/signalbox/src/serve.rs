@@ -113,6 +113,9 @@ pub fn validate(c: &FileConfig) -> Problems {
     c.logs.check("logs", &mut p);
     c.metrics.check("metrics", &mut p);
     c.control.check("control", &mut p);
+    if c.control.backend == signalbox_control::backend::config::BackendKind::Etcd {
+        c.cluster.check("cluster", !c.access.tokens.is_empty(), &mut p);
+    }
     if !c.configuration.gateway_key.is_empty() && central_key(&c.configuration.gateway_key).is_none() {
         p.add("configuration.gateway_key", "must be application/profile/key");
     }
@@ -465,7 +468,20 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
         signalbox_rollout::Settings { external_url: cfg.metrics.rules.external_url.clone(), ..Default::default() },
     );
     let rollout_task = rollouts.spawn(shutdown.clone());
+    // With etcd: this node's share of the partitions, and the peers queries fan out to.
+    let cluster = match control
+        .start_partitions(cfg.cluster.partitions, cfg.cluster.address(console_addr))
+        .await
+        .context("cannot record this node as a storage node on etcd")?
+    {
+        Some(p) => {
+            let token = Some(cfg.cluster.token.clone()).filter(|t| !t.is_empty());
+            Some(signalbox_api::cluster::Cluster::new(p, token, cfg.cluster.query_timeout.0))
+        }
+        None => None,
+    };
     let state = AppState {
+        cluster: cluster.clone(),
         control: control.clone(),
         metrics: registry.clone(),
         gateway: Some(gateway.clone()),
@@ -546,7 +562,11 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
     tracing::info!("shutting down");
     ready.store(false, Ordering::Release);
     trigger.trigger();
-    // With etcd: hand this node's health checks to the others now, not after the lease.
+    // With etcd: stop consuming partitions, then hand this node's partitions and health
+    // checks to the others now, not after the lease.
+    if let Some(c) = &cluster {
+        c.partitions().stop();
+    }
     node.control.leave().await;
     let _ = gw_task.await;
     let _ = rollout_task.await;

@@ -41,7 +41,7 @@ impl Ownership {
 }
 
 /// The member with the highest score for `instance`.
-pub(super) fn owner<'a>(members: &'a BTreeSet<String>, instance: &str) -> Option<&'a str> {
+pub(crate) fn owner<'a>(members: &'a BTreeSet<String>, instance: &str) -> Option<&'a str> {
     members.iter().max_by_key(|m| score(m, instance)).map(|m| m.as_str())
 }
 

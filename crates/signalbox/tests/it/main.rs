@@ -1,6 +1,7 @@
 //! End-to-end tests of the `signalbox` binary: real processes, real sockets, real signals.
 
 mod cli;
+mod cluster;
 mod control;
 mod demo;
 mod host_metrics;

@@ -25,6 +25,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use signalbox_core::discovery::{EndpointInfo, EndpointSet, EndpointSource};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -52,27 +53,76 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// A connection to one node.
+/// A connection to one node, or to several nodes that share their control state (etcd),
+/// of which it follows one and moves to the next when that one fails.
+///
+/// Clones share the node they follow: when one request finds the node gone, every clone
+/// moves with it.
 #[derive(Clone)]
 pub struct Client {
-    base: String,
+    bases: Arc<Vec<String>>,
+    /// Index into `bases` of the node followed now.
+    current: Arc<AtomicUsize>,
     token: Option<String>,
     http: HttpClient<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    /// Longest a blocking query waits on the node before it returns unchanged.
+    block_wait: Duration,
 }
 
-/// Longest a blocking query waits on the node before it returns unchanged.
-const BLOCK_WAIT: &str = "30s";
+/// Blocking query wait with one node: as long as the node allows.
+const BLOCK_WAIT: Duration = Duration::from_secs(30);
+/// Blocking query wait with several nodes: a node that hangs (rather than closing the
+/// connection) is given up after this plus [`BLOCK_GRACE`].
+const FAILOVER_BLOCK_WAIT: Duration = Duration::from_secs(10);
+/// How much longer than its wait a blocking query may take before the node counts as gone.
+const BLOCK_GRACE: Duration = Duration::from_secs(5);
 
 impl Client {
     /// `base` like `http://127.0.0.1:9900`; `token` is sent as a bearer token.
     pub fn new(base: &str, token: Option<String>) -> Self {
+        Self::with_failover(&[base.to_owned()], token)
+    }
+
+    /// A client of several nodes sharing one control state (etcd), in order of
+    /// preference: requests go to one; a connection error, a timeout, a broken answer or a
+    /// 502/503/504 moves it (and its clones) to the next, and the request is tried there
+    /// at once. Writes are tried elsewhere only when the connection could not be made (so
+    /// a write is never applied twice). Blocking queries resume on the new node from the
+    /// same index: with etcd the index is the revision, the same on every node.
+    pub fn with_failover(bases: &[String], token: Option<String>) -> Self {
+        let bases: Vec<String> = bases.iter().map(|b| b.trim_end_matches('/').to_owned()).collect();
+        let block_wait = if bases.len() > 1 { FAILOVER_BLOCK_WAIT } else { BLOCK_WAIT };
         Client {
-            base: base.trim_end_matches('/').to_owned(),
+            bases: Arc::new(bases),
+            current: Arc::new(AtomicUsize::new(0)),
             token,
             http: HttpClient::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build_http(),
             timeout: Duration::from_secs(10),
+            block_wait,
         }
+    }
+
+    /// The node followed now.
+    pub fn base(&self) -> &str {
+        let n = self.bases.len().max(1);
+        self.bases.get(self.current.load(Ordering::Relaxed) % n).map(String::as_str).unwrap_or("")
+    }
+
+    /// Every node this client may follow.
+    pub fn bases(&self) -> &[String] {
+        &self.bases
+    }
+
+    /// Sets how long a plain request may take (default 10 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// `?index=N&wait=..s` and the client-side timeout of a blocking query.
+    fn blocking(&self, index: u64) -> (String, Duration) {
+        (format!("index={index}&wait={}s", self.block_wait.as_secs()), self.block_wait + BLOCK_GRACE)
     }
 
     /// Sends a request and decodes a JSON answer (`Value::Null` for an empty body).
@@ -80,6 +130,8 @@ impl Client {
         self.request_with(method, path, body, self.timeout).await.map(|(_, v)| v)
     }
 
+    /// Sends to the node followed now; on a failure that means the node is gone, moves to
+    /// the next node and tries there, once per node.
     async fn request_with(
         &self,
         method: Method,
@@ -87,11 +139,63 @@ impl Client {
         body: Option<Value>,
         timeout: Duration,
     ) -> Result<(http::HeaderMap, Value)> {
-        let mut b = Request::builder().method(method).uri(format!("{}{path}", self.base));
+        let n = self.bases.len();
+        let mut attempt = 0;
+        loop {
+            let at = self.current.load(Ordering::Relaxed) % n.max(1);
+            let base = self.bases.get(at).map(String::as_str).unwrap_or("");
+            let (result, connect_failed) = self.send_to(base, method.clone(), path, body.as_ref(), timeout).await;
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let idempotent = matches!(method, Method::GET | Method::HEAD);
+            let node_gone = match &err {
+                Error::Transport(_) => connect_failed || idempotent,
+                Error::Api { status, .. } => idempotent && matches!(status, 502..=504),
+                Error::Decode(_) => false,
+            };
+            attempt += 1;
+            if n < 2 || !node_gone || attempt >= n {
+                return Err(err);
+            }
+            let next = (at + 1) % n;
+            // Only the first request to see the node fail moves the clones; the others
+            // find them moved and simply retry on the new node.
+            if self.current.compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                tracing::warn!(from = base, to = %self.bases[next], error = %err, "control plane node failed; following the next one");
+            }
+        }
+    }
+
+    /// One request to one node; also says whether the connection could not be made.
+    async fn send_to(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> (Result<(http::HeaderMap, Value)>, bool) {
+        let mut connect_failed = false;
+        let r = self.send_once(base, method, path, body, timeout, &mut connect_failed).await;
+        (r, connect_failed)
+    }
+
+    async fn send_once(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+        connect_failed: &mut bool,
+    ) -> Result<(http::HeaderMap, Value)> {
+        let mut b = Request::builder().method(method).uri(format!("{base}{path}"));
         if let Some(t) = &self.token {
             b = b.header("authorization", format!("Bearer {t}"));
         }
-        let bytes = match &body {
+        let bytes = match body {
             Some(v) => {
                 b = b.header("content-type", "application/json");
                 Bytes::from(v.to_string())
@@ -100,7 +204,10 @@ impl Client {
         };
         let req = b.body(Full::new(bytes)).map_err(|e| Error::Transport(e.to_string()))?;
         let fut = async {
-            let resp = self.http.request(req).await.map_err(|e| Error::Transport(format!("{e:?}")))?;
+            let resp = self.http.request(req).await.map_err(|e| {
+                *connect_failed = e.is_connect();
+                Error::Transport(format!("{e:?}"))
+            })?;
             let (parts, body) = resp.into_parts();
             let body = body.collect().await.map_err(|e| Error::Transport(e.to_string()))?.to_bytes();
             Ok::<_, Error>((parts.status, parts.headers, body))
@@ -173,8 +280,9 @@ impl Client {
 
     /// A service's usable endpoints after `index` changes (blocking query).
     pub async fn endpoints_after(&self, service: &str, index: u64) -> Result<(u64, Vec<EndpointInfo>)> {
-        let path = format!("/api/registry/services/{service}/endpoints?index={index}&wait={BLOCK_WAIT}");
-        let (_, v) = self.request_with(Method::GET, &path, None, Duration::from_secs(45)).await?;
+        let (q, timeout) = self.blocking(index);
+        let path = format!("/api/registry/services/{service}/endpoints?{q}");
+        let (_, v) = self.request_with(Method::GET, &path, None, timeout).await?;
         #[derive(Deserialize)]
         struct Eps {
             index: u64,
@@ -238,14 +346,15 @@ impl Client {
         app: Option<&str>,
         profile: Option<&str>,
     ) -> Result<(u64, Vec<Value>)> {
-        let mut path = format!("/api/config/watch?index={index}&wait={BLOCK_WAIT}");
+        let (q, timeout) = self.blocking(index);
+        let mut path = format!("/api/config/watch?{q}");
         if let Some(a) = app {
             path.push_str(&format!("&application={a}"));
         }
         if let Some(p) = profile {
             path.push_str(&format!("&profile={p}"));
         }
-        let (_, v) = self.request_with(Method::GET, &path, None, Duration::from_secs(45)).await?;
+        let (_, v) = self.request_with(Method::GET, &path, None, timeout).await?;
         let idx = v["index"].as_u64().unwrap_or(index);
         Ok((idx, v["changes"].as_array().cloned().unwrap_or_default()))
     }

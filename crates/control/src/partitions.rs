@@ -23,7 +23,7 @@
 use crate::backend::etcd::Etcd;
 use crate::backend::{Apply, Change};
 use crate::error::Result;
-use crate::registry::ownership::owner;
+use signalbox_core::ownership::owner;
 use crate::store::{MEMBERS, Op, PARTITIONS, STORAGE, Store};
 use serde::{Deserialize, Serialize};
 use signalbox_core::partition::Owned;

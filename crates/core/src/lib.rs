@@ -12,6 +12,8 @@
 //! - [`telemetry`]: [`telemetry::SpanSink`], the bounded hand-off for spans leaving a hot path.
 //! - [`discovery`]: [`discovery::EndpointSource`], how the gateway learns service endpoints.
 //! - [`log`]: the [`log::LogRecord`] model shared by log receivers and the log store.
+//! - [`ownership`]: which live node runs work that must run once in a cluster (health
+//!   checks, scrape targets, rule groups): rendezvous hashing over the members.
 //! - [`partition`]: how a multi-node deployment splits traces, log streams and series into
 //!   partitions, the same on every node.
 //! - [`metrics`]: the node's own Prometheus-style counters, gauges and histograms.
@@ -27,6 +29,7 @@ pub mod discovery;
 pub mod ids;
 pub mod log;
 pub mod metrics;
+pub mod ownership;
 pub mod partition;
 pub mod shutdown;
 pub mod span;

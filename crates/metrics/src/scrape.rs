@@ -1,7 +1,8 @@
 //! Pull collection, as Prometheus does it: jobs ([`job`]) turn discovered label sets (static
 //! targets, the registry's instances) into targets through relabeling ([`relabel`]); the
 //! [`Manager`] runs one loop per target ([`scraper`]) and keeps each target's health for the
-//! targets API. Targets that appear start scraping; targets that go are marked stale.
+//! targets API. Targets that appear start scraping; targets that go are marked stale. In a
+//! cluster each target is scraped by one live node ([`Manager::share_by`]).
 //!
 //! # Layout
 //! - [`job`]: job config (Prometheus's `scrape_config` keys), checks, targets.
@@ -16,11 +17,11 @@ use crate::metadata::Metadata;
 use crate::storage::Appender;
 use job::{Dropped, Job, Target};
 use scraper::{Health, HttpClient, Scraper};
+use signalbox_core::ownership::Owners;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 struct Running {
-    target: Arc<Target>,
     health: Arc<Mutex<Health>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -30,15 +31,30 @@ struct Running {
 pub struct TargetStatus {
     pub target: Target,
     pub health: Health,
+    /// The member that scrapes it when work is shared out in a cluster (`None` on a single
+    /// node).
+    pub owner: Option<String>,
+    /// Whether this node scrapes it.
+    pub scraped_here: bool,
 }
 
 /// Runs the scrape loops.
+///
+/// In a cluster every node computes the same targets from the same config and registry,
+/// and scrapes only those it owns ([`Target::owner_key`] over the live members, see
+/// [`signalbox_core::ownership`]); when the members change (or this node loses its lease)
+/// the loops are started and stopped at once.
 pub struct Manager {
     appender: Arc<dyn Appender>,
     metadata: Arc<Metadata>,
     client: HttpClient,
+    /// Every target the jobs yield, scraped here or not.
+    wanted: Mutex<Vec<(Arc<Job>, Arc<Target>)>>,
+    /// The loops of the targets this node scrapes, by [`Target::key`].
     running: Mutex<HashMap<String, Running>>,
     dropped: Mutex<Vec<(String, Dropped)>>,
+    owners: Mutex<Owners>,
+    follow: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl Manager {
@@ -48,27 +64,59 @@ impl Manager {
             appender,
             metadata,
             client: scraper::http_client(),
+            wanted: Mutex::new(Vec::new()),
             running: Mutex::new(HashMap::new()),
             dropped: Mutex::new(Vec::new()),
+            owners: Mutex::new(signalbox_core::ownership::single_node()),
+            follow: Mutex::new(None),
         })
     }
 
-    /// Makes the running loops exactly `jobs`' targets from `discovered` (per job name):
-    /// new targets start, vanished ones stop and mark their series stale, unchanged ones
-    /// keep running undisturbed.
+    /// Shares the targets out over the members `owners` reports: from now on this node
+    /// scrapes only the targets it owns, and re-checks whenever the members change. Must be
+    /// called inside a Tokio runtime.
+    pub fn share_by(self: &Arc<Self>, owners: Owners) {
+        *self.owners.lock().unwrap_or_else(|e| e.into_inner()) = owners.clone();
+        self.reconcile();
+        let me = Arc::downgrade(self);
+        let mut rx = owners;
+        let task = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let Some(m) = me.upgrade() else { return };
+                m.reconcile();
+            }
+        });
+        if let Some(old) = self.follow.lock().unwrap_or_else(|e| e.into_inner()).replace(task.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    /// Makes the targets exactly `jobs`' targets from `discovered` (per job name): new
+    /// targets this node owns start, vanished ones stop and mark their series stale,
+    /// unchanged ones keep running undisturbed.
     pub fn sync(&self, jobs: &[Arc<Job>], mut discovered: HashMap<String, Vec<job::Discovered>>) {
-        let mut wanted: Vec<(Arc<Job>, Target)> = Vec::new();
+        let mut wanted: Vec<(Arc<Job>, Arc<Target>)> = Vec::new();
         let mut dropped = Vec::new();
         for j in jobs {
             let mut d = j.static_discovered();
             d.extend(discovered.remove(&j.name).unwrap_or_default());
             let (targets, gone) = j.targets(d);
-            wanted.extend(targets.into_iter().map(|t| (j.clone(), t)));
+            wanted.extend(targets.into_iter().map(|t| (j.clone(), Arc::new(t))));
             dropped.extend(gone.into_iter().map(|g| (j.name.clone(), g)));
         }
         *self.dropped.lock().unwrap_or_else(|e| e.into_inner()) = dropped;
-        let keys: HashSet<String> = wanted.iter().map(|(_, t)| t.key()).collect();
+        *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = wanted;
+        self.reconcile();
+    }
+
+    /// Runs the loops of the wanted targets this node owns, and only those.
+    fn reconcile(&self) {
+        let members = self.owners.lock().unwrap_or_else(|e| e.into_inner()).borrow().clone();
+        let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        let mine: Vec<&(Arc<Job>, Arc<Target>)> = wanted.iter().filter(|(_, t)| members.owns(&t.owner_key())).collect();
+        let keys: HashSet<String> = mine.iter().map(|(_, t)| t.key()).collect();
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let before = running.len();
         running.retain(|k, r| {
             let keep = keys.contains(k);
             if !keep && let Some(stop) = r.stop.take() {
@@ -76,17 +124,17 @@ impl Manager {
             }
             keep
         });
-        for (job, target) in wanted {
+        let (kept, mut started) = (running.len(), 0usize);
+        for (job, target) in mine {
             let key = target.key();
             if running.contains_key(&key) {
                 continue;
             }
-            let target = Arc::new(target);
             let health = Arc::new(Mutex::new(Health { health: "unknown", ..Health::default() }));
             let (stop, stopped) = tokio::sync::oneshot::channel();
             let scraper = Scraper {
                 target: target.clone(),
-                job,
+                job: job.clone(),
                 appender: self.appender.clone(),
                 client: self.client.clone(),
                 health: health.clone(),
@@ -94,18 +142,40 @@ impl Manager {
                 previous: HashSet::new(),
             };
             tokio::spawn(scraper.run(stopped));
-            running.insert(key, Running { target, health, stop: Some(stop) });
+            running.insert(key, Running { health, stop: Some(stop) });
+            started += 1;
+        }
+        if members.clustered() && (started > 0 || kept < before) {
+            tracing::info!(
+                started,
+                stopped = before - kept,
+                scraping = running.len(),
+                of = wanted.len(),
+                live = members.live,
+                "scrape targets moved"
+            );
         }
     }
 
-    /// Every active target with its health, sorted by job and URL.
+    /// Every target with its health (targets another node scrapes show `unknown`), sorted
+    /// by job and URL.
     pub fn targets(&self) -> Vec<TargetStatus> {
+        let members = self.owners.lock().unwrap_or_else(|e| e.into_inner()).borrow().clone();
+        let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<TargetStatus> = running
-            .values()
-            .map(|r| TargetStatus {
-                target: (*r.target).clone(),
-                health: r.health.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        let mut out: Vec<TargetStatus> = wanted
+            .iter()
+            .map(|(_, t)| {
+                let here = running.get(&t.key());
+                TargetStatus {
+                    target: (**t).clone(),
+                    health: match here {
+                        Some(r) => r.health.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                        None => Health { health: "unknown", ..Health::default() },
+                    },
+                    owner: members.owner(&t.owner_key()).map(str::to_owned),
+                    scraped_here: here.is_some(),
+                }
             })
             .collect();
         out.sort_by(|a, b| (&a.target.job, &a.target.url).cmp(&(&b.target.job, &b.target.url)));
@@ -119,6 +189,7 @@ impl Manager {
 
     /// Stops every loop (their series are marked stale).
     pub fn stop_all(&self) {
+        self.wanted.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         for (_, mut r) in running.drain() {
             if let Some(stop) = r.stop.take() {

@@ -317,9 +317,12 @@ pub struct ServeOpts {
 pub struct GatewayOpts {
     #[command(flatten)]
     pub serve: ServeOpts,
-    /// The control plane to follow (a Signalbox node's console URL).
-    #[arg(long, env = "SIGNALBOX_CONTROL_PLANE")]
-    pub control_plane: String,
+    /// The control plane to follow: a Signalbox node's console URL. Repeat it (or give a
+    /// comma-separated list) to name several nodes sharing their state on etcd: the gateway
+    /// follows one and moves to the next when it fails. Default: `[control] control_planes`
+    /// of the config file.
+    #[arg(long, env = "SIGNALBOX_CONTROL_PLANE", value_delimiter = ',')]
+    pub control_plane: Vec<String>,
     /// Token for the control plane (read role) and the OTLP endpoint (ingest role).
     #[arg(long, env = "SIGNALBOX_TOKEN", hide_env_values = true)]
     pub token: Option<String>,

@@ -1,8 +1,13 @@
-//! `signalbox gateway --control-plane URL`: the gateway alone. Routes and services come from
-//! the config file (and flags); services without static endpoints follow the remote
-//! registry through its blocking-query API. Losing the control plane keeps the last known
-//! endpoints (never an empty table) and reconnects with backoff. Traffic policies follow
-//! the remote central configuration (`gateway/traffic/<service>`) the same way.
+//! `signalbox gateway --control-plane URL[,URL...]`: the gateway alone. Routes and services
+//! come from the config file (and flags); services without static endpoints follow the
+//! remote registry through its blocking-query API. Losing the control plane keeps the last
+//! known endpoints (never an empty table) and reconnects with backoff. Traffic policies
+//! follow the remote central configuration (`gateway/traffic/<service>`) the same way.
+//!
+//! With several nodes (sharing their state on etcd) the gateway follows one; a connection
+//! error, a timeout or a broken stream moves every follower to the next node at once, and
+//! blocking queries resume there from the same index (etcd's revision, the same on every
+//! node). The routes in use stay meanwhile.
 
 use crate::cli::GatewayOpts;
 use anyhow::Context;
@@ -27,7 +32,20 @@ async fn run(opts: GatewayOpts) -> anyhow::Result<()> {
     let cfg = loaded.config.clone();
     crate::logging::init(&cfg.node.log_format, &cfg.node.log_level);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let remote = Arc::new(RemoteEndpoints::new(Client::new(&opts.control_plane, opts.token.clone())));
+    let nodes =
+        if opts.control_plane.is_empty() { cfg.control.control_planes.clone() } else { opts.control_plane.clone() };
+    let nodes: Vec<String> = nodes.into_iter().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).collect();
+    if nodes.is_empty() {
+        anyhow::bail!(
+            "no control plane to follow: give --control-plane URL (repeat it, or a comma-separated list, for several nodes) or `[control] control_planes` in the config file"
+        );
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        signalbox_control::backend::config::check_node_url(n)
+            .map_err(|m| anyhow::anyhow!("invalid --control-plane (node {}): {m}", i + 1))?;
+    }
+    let client = Client::with_failover(&nodes, opts.token.clone());
+    let remote = Arc::new(RemoteEndpoints::new(client.clone()));
     let registry = Registry::new();
     registry.register_process_metrics();
     let (stop_export, export_stopped) = signalbox_core::shutdown::channel();
@@ -64,7 +82,11 @@ async fn run(opts: GatewayOpts) -> anyhow::Result<()> {
         )
         .route("/api/gateway/routes", get(move || async move { Json(g1.routes()) }))
         .route("/api/gateway/services", get(move || async move { Json(g2.services()) }))
-        .route("/api/gateway/circuits", get(move || async move { Json(g3.circuits()) }));
+        .route("/api/gateway/circuits", get(move || async move { Json(g3.circuits()) }))
+        .route("/api/gateway/control-plane", {
+            let c = client.clone();
+            get(move || async move { Json(json!({ "following": c.base(), "nodes": c.bases() })) })
+        });
     // The admin port has the same connection caps and timeouts as the node's API ports.
     let admin_task = tokio::spawn(signalbox_api::serve(
         admin_listener,
@@ -72,14 +94,14 @@ async fn run(opts: GatewayOpts) -> anyhow::Result<()> {
         signalbox_api::ListenerLimits::default(),
         shutdown.clone(),
     ));
-    tokio::spawn(follow_remote_traffic(Client::new(&opts.control_plane, opts.token.clone()), gateway.clone()));
+    tokio::spawn(follow_remote_traffic(client.clone(), gateway.clone()));
     let gw = gateway.clone();
     let gw_task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move { gw.serve(listeners, shutdown).await }
     });
     tracing::info!(
-        gateway = %cfg.gateway.listen, control_plane = %opts.control_plane, otlp = opts.otlp_endpoint.as_deref(),
+        gateway = %cfg.gateway.listen, control_plane = %nodes.join(","), otlp = opts.otlp_endpoint.as_deref(),
         "signalbox gateway is up"
     );
     let mut hup = signal(SignalKind::hangup())?;

@@ -52,6 +52,10 @@ pub fn start(
     register_push_metrics(&own, &service);
     let jobs = cfg.jobs().map_err(|m| anyhow::anyhow!("invalid config: metrics.scrape: {m}"))?;
 
+    // In a cluster each target and each rule group has one live owner (the registry knows
+    // the members from etcd); on a single node this node owns everything.
+    let owners = services.work_owners();
+    service.scrape.share_by(owners.clone());
     // Targets: the static ones at once, the registry's as it changes.
     let manager = service.scrape.clone();
     tokio::spawn(async move {
@@ -111,6 +115,7 @@ pub fn start(
         dir.join("rules"),
     )
     .map_err(|m| anyhow::anyhow!("invalid config: metrics.rules: {m}"))?;
+    rules.share_by(owners);
     register_rule_metrics(&own, &rules);
     // Rule files are re-read when one of them changes (or appears, or goes).
     let patterns = cfg.rules.files.clone();

@@ -65,6 +65,11 @@ impl Etcd {
         }
     }
 
+    /// The etcd process's id (to freeze it with SIGSTOP, as a partition would look).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `GET /health` answers `"health":"true"`.
     fn healthy(&self) -> bool {
         let Ok(mut s) = std::net::TcpStream::connect_timeout(

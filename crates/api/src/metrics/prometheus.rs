@@ -582,6 +582,9 @@ async fn targets(State(s): State<AppState>, RawQuery(q): RawQuery, headers: Head
                     "health": if t.health.health.is_empty() { "unknown" } else { t.health.health },
                     "scrapeInterval": go_duration_text(t.target.interval),
                     "scrapeTimeout": go_duration_text(t.target.timeout),
+                    // Signalbox's own: in a cluster, the node that scrapes the target.
+                    "owner": t.owner,
+                    "scrapedHere": t.scraped_here,
                 })
             })
             .collect()

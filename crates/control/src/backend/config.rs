@@ -31,6 +31,10 @@ pub struct ControlConfig {
     pub backend: BackendKind,
     /// How to reach etcd, when `backend = "etcd"`.
     pub etcd: EtcdConfig,
+    /// For `signalbox gateway`: the nodes to follow (console URLs), in order of preference;
+    /// the gateway follows one and moves to the next when it fails. `--control-plane`
+    /// replaces this list.
+    pub control_planes: Vec<String>,
 }
 
 /// The `[control.etcd]` section.
@@ -83,7 +87,19 @@ impl ControlConfig {
         if self.backend == BackendKind::Etcd {
             self.etcd.check(&format!("{prefix}.etcd"), p);
         }
+        for (i, u) in self.control_planes.iter().enumerate() {
+            if let Err(m) = check_node_url(u) {
+                p.add(format!("{prefix}.control_planes[{i}]"), m);
+            }
+        }
     }
+}
+
+/// A node's console URL as a gateway follows it: `http://host:port` or `https://...`.
+pub fn check_node_url(u: &str) -> Result<(), String> {
+    let ok = (u.starts_with("http://") || u.starts_with("https://"))
+        && u.parse::<http::Uri>().is_ok_and(|x| x.host().is_some_and(|h| !h.is_empty()));
+    if ok { Ok(()) } else { Err(format!("`{u}` is not an http:// or https:// URL of a node")) }
 }
 
 impl EtcdConfig {
@@ -146,6 +162,7 @@ mod tests {
                 username: Some("root".into()),
                 ..Default::default()
             },
+            control_planes: vec!["http://10.0.0.1:9900".into(), "10.0.0.2:9900".into()],
         };
         let mut p = Problems::default();
         cfg.check("control", &mut p);
@@ -157,7 +174,8 @@ mod tests {
                 "control.etcd.prefix",
                 "control.etcd.cert",
                 "control.etcd.username",
-                "control.etcd.cert"
+                "control.etcd.cert",
+                "control.control_planes[1]"
             ]
         );
         let mut ok = Problems::default();

@@ -44,6 +44,13 @@ impl Registry {
         self.ownership.lock().unwrap_or_else(|e| e.into_inner()).members()
     }
 
+    /// This node's view of the live members as it changes: what the other work that must
+    /// run once in a cluster (scrape targets, rule groups) is shared out by. On a single
+    /// node it never changes and owns everything.
+    pub fn work_owners(&self) -> signalbox_core::ownership::Owners {
+        self.ownership.lock().unwrap_or_else(|e| e.into_inner()).subscribe()
+    }
+
     /// Whether this node runs `instance`'s checks.
     pub fn runs_checks_of(&self, instance: &str) -> bool {
         let st = self.lock();

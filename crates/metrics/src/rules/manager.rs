@@ -11,6 +11,7 @@ use crate::promql::{Engine, Sample, Value};
 use crate::service::Db;
 use crate::storage::{Labels, stale_nan};
 use serde_json::{Value as Json, json};
+use signalbox_core::ownership::Owners;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,6 +46,19 @@ struct GroupState {
     rules: Vec<RuleState>,
     last_eval_ms: i64,
     eval_secs: f64,
+    /// In a cluster: this node evaluated the group last time it was due (it owned it).
+    held: bool,
+}
+
+impl Group {
+    /// What a cluster shares groups out by: the file and the group name.
+    pub fn owner_key(&self) -> String {
+        owner_key(&self.file, &self.name)
+    }
+}
+
+fn owner_key(file: &str, name: &str) -> String {
+    format!("rules\x1f{file}\x1f{name}")
 }
 
 /// The rule manager. Create with [`RuleManager::start`] (evaluation tasks running) or
@@ -65,6 +79,8 @@ pub struct RuleManager {
     /// A generation bumped whenever the set or state of alerts changes (a transition, a
     /// reload): what the console's live stream waits on.
     alerts_changed: tokio::sync::watch::Sender<u64>,
+    /// Who evaluates which group in a cluster (see [`RuleManager::share_by`]).
+    owners: Mutex<Owners>,
 }
 
 impl RuleManager {
@@ -90,6 +106,7 @@ impl RuleManager {
             runtime: Mutex::new(None),
             notifier,
             alerts_changed: tokio::sync::watch::Sender::new(0),
+            owners: Mutex::new(signalbox_core::ownership::single_node()),
             cfg,
         };
         let groups = defs
@@ -135,7 +152,7 @@ impl RuleManager {
             file: d.file,
             interval_ms,
             limit: d.limit,
-            state: Mutex::new(GroupState { rules, last_eval_ms: 0, eval_secs: 0.0 }),
+            state: Mutex::new(GroupState { rules, last_eval_ms: 0, eval_secs: 0.0, held: true }),
         })
     }
 
@@ -157,10 +174,65 @@ impl RuleManager {
                     tokio::time::sleep(std::time::Duration::from_millis((next - now).max(0) as u64)).await;
                     let Some(m) = me.upgrade() else { return };
                     let g2 = g.clone();
-                    let _ = tokio::task::spawn_blocking(move || m.eval_group(&g2, next)).await;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if m.evaluates_here(&g2) {
+                            m.eval_group(&g2, next);
+                        } else {
+                            m.release(&g2, next);
+                        }
+                    })
+                    .await;
                 }
             }));
         }
+    }
+
+    /// Shares the rule groups out over the members `owners` reports: each group from the
+    /// rule files is evaluated only by the live member that owns it (its alerts' labels do
+    /// not depend on the node, so Alertmanager sees the same alerts whoever sends them).
+    /// The default rules are over each node's own metrics, so every node keeps evaluating
+    /// them. A node that loses its lease owns nothing and evaluates no shared group from
+    /// its next tick on.
+    pub fn share_by(&self, owners: Owners) {
+        *lock(&self.owners) = owners;
+    }
+
+    /// Whether this node evaluates `g` now.
+    fn evaluates_here(&self, g: &Group) -> bool {
+        g.file == DEFAULT_RULES_FILE || lock(&self.owners).borrow().owns(&g.owner_key())
+    }
+
+    /// The member that evaluates `g` (`None` on a single node and for the default rules,
+    /// which every node evaluates).
+    fn owner_of(&self, g: &Group) -> Option<String> {
+        if g.file == DEFAULT_RULES_FILE {
+            return None;
+        }
+        lock(&self.owners).borrow().owner(&g.owner_key()).map(str::to_owned)
+    }
+
+    /// Another node owns `g` now: forget its alerts here (the owner keeps them, with the
+    /// same labels, so nothing is resolved) and mark its series stale, once.
+    fn release(&self, g: &Group, ts: i64) {
+        let mut st = lock(&g.state);
+        if !st.held {
+            return;
+        }
+        st.held = false;
+        let mut stale = Vec::new();
+        for r in st.rules.iter_mut() {
+            r.active.clear();
+            stale.extend(r.written.drain().map(|l| (l, ts, stale_nan())));
+        }
+        drop(st);
+        tracing::info!(group = %g.name, file = %g.file, "another node evaluates this rule group now");
+        if !stale.is_empty()
+            && let Err(e) = self.db.append(&stale)
+        {
+            tracing::warn!(error = %e, "marking a released group's series stale failed");
+        }
+        self.alerts_changed.send_modify(|g| *g += 1);
+        self.save_state();
     }
 
     /// Re-reads the rule files; alerts of rules whose name, query and labels are unchanged
@@ -227,6 +299,7 @@ impl RuleManager {
     fn eval_group(&self, g: &Group, ts: i64) {
         let started = Instant::now();
         let mut st = lock(&g.state);
+        st.held = true;
         let mut transitions = Vec::new();
         let mut notifications = Vec::new();
         let resend_ms = self.cfg.resend_delay.0.as_millis() as i64;
@@ -359,6 +432,8 @@ impl RuleManager {
                     "limit": g.limit,
                     "evaluationTime": st.eval_secs,
                     "lastEvaluation": alert::rfc3339(st.last_eval_ms),
+                    "owner": self.owner_of(g),
+                    "evaluatedHere": self.evaluates_here(g),
                 })
             })
             .collect();

@@ -182,6 +182,12 @@ impl Target {
     pub fn key(&self) -> String {
         format!("{}|{}|{:?}", self.job, self.url, self.labels)
     }
+
+    /// What a cluster shares targets out by: the job and the URL (scheme, address, path,
+    /// parameters), the same on every node.
+    pub fn owner_key(&self) -> String {
+        format!("scrape\x1f{}\x1f{}", self.job, self.url)
+    }
 }
 
 /// A target relabeling dropped (for the targets API's `droppedTargets`).

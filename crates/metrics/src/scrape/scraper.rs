@@ -105,9 +105,15 @@ impl Scraper {
         }
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A stop also cancels a scrape in flight: a node that lost its lease (or the
+        // target) must not finish one after the next owner may have started.
         loop {
             tokio::select! {
-                _ = ticker.tick() => self.scrape_once().await,
+                _ = ticker.tick() => {}
+                _ = &mut stop => break,
+            }
+            tokio::select! {
+                _ = self.scrape_once() => {}
                 _ = &mut stop => break,
             }
         }

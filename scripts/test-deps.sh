@@ -5,8 +5,8 @@
 # clients of the control-plane and log tests (py-consul, python-consul2, config-client,
 # python-logging-loki, elasticsearch-py, prometheus_client), Prometheus, promtool,
 # node_exporter (the agent's host-metrics differential test), Alertmanager, nginx (the
-# request-smuggling reference), etcd (the control plane's etcd backend), nats-server (the NATS
-# JetStream cluster of scripts/cluster-test.sh), and the gateway
+# request-smuggling reference), etcd (the control plane's etcd backend), nats-server (the
+# ingest buffer on JetStream, and the NATS cluster of scripts/cluster-test.sh), and the gateway
 # benchmark's peer and load generators (HAProxy, wrk, h2load from nghttp2-client;
 # bench/gateway.sh). System
 # packages come from apt-get as root; otherwise the script names what to install and fails.
@@ -59,8 +59,8 @@ ls /usr/lib/*/rsyslog/omelasticsearch.so >/dev/null 2>&1 || missing+=(rsyslog-el
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/bin/prometheus-node-exporter ] || missing+=(prometheus-node-exporter)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
-# scripts/cluster-test.sh: a 3-server NATS cluster with JetStream (the ingest buffer).
-[ -x /usr/sbin/nats-server ] || [ -x /usr/bin/nats-server ] || missing+=(nats-server)
+# The ingest buffer's tests and scripts/cluster-test.sh: NATS with JetStream (Debian's 2.9).
+[ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 # bench/gateway.sh: HAProxy (the other proxy), wrk (HTTP/1.1 load), h2load (HTTP/2 load).
 [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v wrk >/dev/null || missing+=(wrk)

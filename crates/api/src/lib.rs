@@ -27,6 +27,7 @@
 //!   partial answers) and the internal endpoints peers call.
 //! - [`console`]: the embedded web UI.
 //! - [`server`]: the HTTP server under every API port, with connection caps and timeouts.
+//! - [`buffer`]: the ingest buffer receivers publish to when one is configured.
 //! - [`auth`]: role checks for every route; [`blocking`]: long-poll helpers;
 //!   [`json`]: body parsing with field-named errors; [`error`]: the error shape.
 
@@ -34,6 +35,7 @@ pub mod admin;
 pub mod auth;
 pub mod blocking;
 pub mod cluster;
+pub mod buffer;
 pub mod config;
 pub mod console;
 pub mod consul;
@@ -92,6 +94,9 @@ pub struct AppState {
     pub rollouts: Option<Arc<signalbox_rollout::Controller>>,
     /// The storage nodes queries fan out to (etcd deployments); `None` on a single node.
     pub cluster: Option<Arc<cluster::Cluster>>,
+    /// The ingest buffer (NATS JetStream), when receivers publish there instead of writing
+    /// to the local stores.
+    pub buffer: Option<Arc<dyn buffer::IngestBuffer>>,
 }
 
 /// Largest request body the APIs read (a config value of 1 MiB, JSON-escaped, fits).

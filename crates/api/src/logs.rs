@@ -91,12 +91,27 @@ pub(crate) async fn body(headers: &HeaderMap, body: axum::body::Body) -> Result<
     })
 }
 
-/// Stores records; the error answer when it cannot (429 with Retry-After when busy).
-pub(crate) async fn store(sink: &dyn LogSink, records: Vec<LogRecord>) -> Result<(), Response> {
+/// Stores records: in the ingest buffer when the node has one (answered once the buffer
+/// has them), else in `sink`.
+pub(crate) async fn write(state: &AppState, sink: &dyn LogSink, records: Vec<LogRecord>) -> Result<(), LogWriteError> {
     if records.is_empty() {
         return Ok(());
     }
-    match sink.write(records).await {
+    match &state.buffer {
+        Some(b) => b.logs(records).await.map_err(|r| match r {
+            crate::buffer::Refusal::Full { retry_after, .. } => LogWriteError::Busy { retry_after },
+            crate::buffer::Refusal::Unavailable(m) => LogWriteError::Failed(m),
+        }),
+        None => sink.write(records).await,
+    }
+}
+
+/// Stores records; the error answer when it cannot (429 with Retry-After when busy).
+pub(crate) async fn store(state: &AppState, sink: &dyn LogSink, records: Vec<LogRecord>) -> Result<(), Response> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    match write(state, sink, records).await {
         Ok(()) => Ok(()),
         Err(LogWriteError::Busy { retry_after }) => {
             let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", "the log store is busy; retry later")
@@ -106,9 +121,12 @@ pub(crate) async fn store(sink: &dyn LogSink, records: Vec<LogRecord>) -> Result
         }
         Err(LogWriteError::Failed(m)) => {
             tracing::error!(error = %m, "log write failed");
-            let mut r =
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "write_failed", "log records could not be written")
-                    .into_response();
+            let mut r = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "write_failed",
+                format!("log records could not be written: {m}"),
+            )
+            .into_response();
             r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
             Err(r)
         }

@@ -43,6 +43,9 @@ pub struct FileConfig {
     pub logs: signalbox_events::config::LogsConfig,
     /// The metrics store, scrapes and PromQL.
     pub metrics: signalbox_metrics::config::MetricsConfig,
+    /// Where receivers put what they accept: the local stores (the default) or a NATS
+    /// JetStream stream that storage nodes consume.
+    pub ingest: signalbox_ingest::IngestConfig,
     /// OTLP receivers.
     pub otlp: OtlpConfig,
     /// The Zipkin receiver.

@@ -116,6 +116,17 @@ pub fn validate(c: &FileConfig) -> Problems {
     if c.control.backend == signalbox_control::backend::config::BackendKind::Etcd {
         c.cluster.check("cluster", !c.access.tokens.is_empty(), &mut p);
     }
+    c.ingest.check("ingest", &mut p);
+    if c.ingest.buffered()
+        && c.control.backend == signalbox_control::backend::config::BackendKind::Etcd
+        && c.ingest.partitions != c.cluster.partitions
+    {
+        // The storage node that owns a partition (cluster layer) is the one that consumes it.
+        p.add(
+            "ingest.partitions",
+            format!("must equal cluster.partitions ({}) when the control state is on etcd", c.cluster.partitions),
+        );
+    }
     if !c.configuration.gateway_key.is_empty() && central_key(&c.configuration.gateway_key).is_none() {
         p.add("configuration.gateway_key", "must be application/profile/key");
     }
@@ -469,16 +480,21 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
     );
     let rollout_task = rollouts.spawn(shutdown.clone());
     // With etcd: this node's share of the partitions, and the peers queries fan out to.
-    let cluster = match control
+    let partitions = control
         .start_partitions(cfg.cluster.partitions, cfg.cluster.address(console_addr))
         .await
-        .context("cannot record this node as a storage node on etcd")?
-    {
-        Some(p) => {
-            let token = Some(cfg.cluster.token.clone()).filter(|t| !t.is_empty());
-            Some(signalbox_api::cluster::Cluster::new(p, token, cfg.cluster.query_timeout.0))
-        }
-        None => None,
+        .context("cannot record this node as a storage node on etcd")?;
+    let cluster = partitions.clone().map(|p| {
+        let token = Some(cfg.cluster.token.clone()).filter(|t| !t.is_empty());
+        signalbox_api::cluster::Cluster::new(p, token, cfg.cluster.query_timeout.0)
+    });
+    let (buffer, ingest_task) = if cfg.ingest.buffered() {
+        // With etcd the buffer's consumers follow this node's partitions (validate() keeps
+        // the two partition counts equal); one node consumes every partition.
+        let owned = partitions.as_ref().map(|p| p.owned());
+        start_ingest_buffer(&cfg, &data_dir, &registry, &traces, &logs, &metric_store, owned, shutdown.clone()).await?
+    } else {
+        (None, None)
     };
     let state = AppState {
         cluster: cluster.clone(),
@@ -495,6 +511,7 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
         logs: logs.clone(),
         metric_store,
         rollouts: Some(rollouts),
+        buffer,
     };
     let limits = cfg.connections.limits(api_cap);
     let mut tasks = Vec::new();
@@ -573,6 +590,10 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
     for t in tasks {
         let _ = t.await;
     }
+    if let Some(t) = ingest_task {
+        // The consumers finish the batch in hand (stored and acknowledged) before the stores close.
+        let _ = t.await;
+    }
     if let Some(t) = &traces {
         // Seal what is in memory; the write-ahead log would replay it anyway.
         t.flush().await;
@@ -581,6 +602,40 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
         l.flush().await;
     }
     Ok(())
+}
+
+/// The ingest buffer (`[ingest] buffer`): the publisher the receivers hand batches to and,
+/// unless `[ingest.nats] consume = false`, the consumers that move the partitions this node
+/// owns into its stores.
+#[allow(clippy::too_many_arguments)] // the stores, taken as they are built in run_node
+async fn start_ingest_buffer(
+    cfg: &FileConfig,
+    data_dir: &std::path::Path,
+    registry: &Registry,
+    traces: &Option<signalbox_events::spans::pipeline::Traces>,
+    logs: &Option<signalbox_events::logs::store::Logs>,
+    metric_store: &Option<Arc<signalbox_api::metrics::MetricsState>>,
+    owned: Option<signalbox_core::partition::Owned>,
+    shutdown: signalbox_core::shutdown::Shutdown,
+) -> anyhow::Result<(Option<Arc<dyn signalbox_api::buffer::IngestBuffer>>, Option<tokio::task::JoinHandle<()>>)> {
+    let nats = signalbox_ingest::Nats::connect(&cfg.ingest).await.map_err(|e| anyhow::anyhow!("[ingest]: {e}"))?;
+    let buffer = signalbox_ingest::Buffer::start(nats.clone(), registry);
+    // Ready before the receivers open when NATS answers; otherwise they answer 503 until it does.
+    if !buffer.ready(std::time::Duration::from_secs(10)).await {
+        tracing::warn!(servers = %cfg.ingest.buffer, "the ingest stream is not ready; receivers answer 503 until it is");
+    }
+    let task = cfg.ingest.nats.consume.then(|| {
+        let stores = signalbox_ingest::consume::Stores {
+            traces: traces.clone(),
+            logs: logs.clone(),
+            metrics: metric_store.as_ref().map(|m| m.service.clone()),
+        };
+        // One node owns every partition; with etcd the cluster layer's watch says which.
+        let owned = owned.unwrap_or_else(|| signalbox_core::partition::own_all(cfg.ingest.partitions));
+        signalbox_ingest::consume::start(nats, stores, owned, data_dir.join("ingest"), registry, shutdown)
+    });
+    tracing::info!(servers = %cfg.ingest.buffer, stream = %cfg.ingest.nats.stream, "ingest goes through NATS JetStream");
+    Ok((Some(buffer as Arc<dyn signalbox_api::buffer::IngestBuffer>), task))
 }
 
 fn start_traces(

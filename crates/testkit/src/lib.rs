@@ -5,6 +5,7 @@
 //! - [`upstream`]: HTTP/1.1 + h2c upstream servers built from a closure, with hit counters.
 //! - [`client`]: a small HTTP client returning status, headers and the whole body.
 //! - [`etcd`]: a real etcd on loopback for the control plane's etcd backend.
+//! - [`nats`]: real NATS servers with JetStream (one, or a three-server cluster).
 //! - [`grpc`]: a tonic gRPC echo service (unary and bidirectional streaming) and its client.
 //! - [`ws`]: a WebSocket echo server.
 //! - [`sse`]: a server-sent-events client.
@@ -13,6 +14,7 @@
 pub mod client;
 pub mod etcd;
 pub mod grpc;
+pub mod nats;
 pub mod python;
 pub mod sse;
 pub mod upstream;

@@ -286,7 +286,7 @@ async fn bulk_into(
         Err(BadRequest(m)) => return es_error(StatusCode::BAD_REQUEST, "illegal_argument_exception", &m),
     };
     drop(_budget);
-    if let Err(r) = super::store(&sink, b.decoded.records).await {
+    if let Err(r) = super::store(&s, &sink, b.decoded.records).await {
         // The whole request failed: shippers retry it (429 is Elasticsearch's own answer).
         let status = r.status();
         return es_error(status, "es_rejected_execution_exception", "the log store is busy; retry later");

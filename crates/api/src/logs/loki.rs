@@ -270,7 +270,7 @@ pub(crate) async fn push(
         Ok(d) => d,
         Err(BadRequest(m)) => return crate::error::ApiError::bad_request("invalid_push", m).into_response(),
     };
-    if let Err(r) = super::store(&sink, d.records).await {
+    if let Err(r) = super::store(&s, &sink, d.records).await {
         return r;
     }
     match d.rejected.first() {

@@ -122,7 +122,7 @@ pub(crate) async fn post(
         return crate::error::ApiError::field(format!("line {line}"), m.clone()).into_response();
     }
     let accepted = d.records.len();
-    if let Err(r) = super::store(&sink, d.records).await {
+    if let Err(r) = super::store(&s, &sink, d.records).await {
         return r;
     }
     let rejected: Vec<serde_json::Value> =

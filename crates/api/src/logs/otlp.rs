@@ -76,7 +76,7 @@ pub async fn http_export(
     drop(budget);
     let rejected = d.rejected.len() as i64;
     let error_message = d.rejected.first().map(|(_, m)| m.clone()).unwrap_or_default();
-    if let Err(r) = super::store(&sink, d.records).await {
+    if let Err(r) = super::store(&s, &sink, d.records).await {
         return r;
     }
     let resp = ExportLogsServiceResponse {
@@ -141,7 +141,7 @@ impl tonic::server::UnaryService<Checked> for GrpcExport {
             let rejected = d.rejected.len() as i64;
             let error_message = d.rejected.first().map(|(_, m)| m.clone()).unwrap_or_default();
             if !d.records.is_empty() {
-                sink.write(d.records).await.map_err(|e| match e {
+                super::write(&state, &sink, d.records).await.map_err(|e| match e {
                     signalbox_core::log::LogWriteError::Busy { retry_after } => crate::otlp::retry_later(
                         "the log store is busy; retry later",
                         retry_after.max(std::time::Duration::from_secs(1)),

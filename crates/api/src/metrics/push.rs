@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use prost::Message;
 use signalbox_metrics::metadata::Entry;
 use signalbox_metrics::service::{MetricsService, PushError};
-use signalbox_metrics::storage::Labels;
+use signalbox_metrics::storage::{Appended, Labels};
 use std::sync::Arc;
 
 /// Most delta series whose running totals are kept for OTLP delta temporality.
@@ -99,7 +99,7 @@ async fn remote_write_answer(s: AppState, headers: HeaderMap, body: axum::body::
     }
     let clock = agent_clock::offset_seconds(&headers, arrived_ns)
         .and_then(|offset| agent_clock::series(&decoded.samples, offset, arrived_ns));
-    let answer = store(&m.service, decoded.samples).await.unwrap_or_else(|r| r);
+    let answer = store(&s, &m.service, decoded.samples).await.unwrap_or_else(|r| r);
     if let Some(sample) = clock {
         // Stored on its own so that a refusal (two pushes in the same millisecond) never
         // turns the push's answer into a 400.
@@ -114,12 +114,31 @@ async fn remote_write_answer(s: AppState, headers: HeaderMap, body: axum::body::
     answer
 }
 
-/// Stores samples: 204, 400 naming refused samples, 429 when busy, 500 on failure.
-async fn store(svc: &MetricsService, samples: Vec<(Labels, i64, f64)>) -> Result<Response, Response> {
+/// Stores samples: in the ingest buffer when the node has one (every sample is then
+/// counted accepted: the store's own refusals happen later, on the storage node), else in
+/// the local store.
+async fn push(s: &AppState, svc: &MetricsService, samples: Vec<(Labels, i64, f64)>) -> Result<Appended, PushError> {
+    let Some(b) = &s.buffer else { return svc.push(samples).await };
+    let n = samples.len();
+    match b.samples(samples).await {
+        Ok(()) => Ok(Appended { accepted: n, ..Default::default() }),
+        Err(crate::buffer::Refusal::Full { retry_after, .. }) => Err(PushError::Busy { retry_after }),
+        Err(crate::buffer::Refusal::Unavailable(m)) => Err(PushError::Failed(m)),
+    }
+}
+
+/// Stores samples: 204, 400 naming refused samples, 429 when busy, 500 on failure (503
+/// when the ingest buffer is unreachable).
+async fn store(s: &AppState, svc: &MetricsService, samples: Vec<(Labels, i64, f64)>) -> Result<Response, Response> {
     if samples.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    match svc.push(samples).await {
+    match push(s, svc, samples).await {
+        Err(PushError::Failed(m)) if s.buffer.is_some() => {
+            let mut r = text_error(StatusCode::SERVICE_UNAVAILABLE, format!("the ingest buffer is unavailable: {m}"));
+            r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+            Err(r)
+        }
         Ok(a) => Ok(match refused_message(&a) {
             None => StatusCode::NO_CONTENT.into_response(),
             Some(m) => text_error(StatusCode::BAD_REQUEST, m),
@@ -134,7 +153,11 @@ async fn store(svc: &MetricsService, samples: Vec<(Labels, i64, f64)>) -> Result
 }
 
 /// Converts an OTLP request and stores it; returns the partial-success answer.
-async fn export(m: &MetricsState, req: ExportMetricsServiceRequest) -> Result<ExportMetricsServiceResponse, PushError> {
+async fn export(
+    s: &AppState,
+    m: &MetricsState,
+    req: ExportMetricsServiceRequest,
+) -> Result<ExportMetricsServiceResponse, PushError> {
     let c = {
         let mut deltas = m.deltas.lock().unwrap_or_else(|e| e.into_inner());
         signalbox_otlp::metrics::convert(&req, &mut deltas, MAX_OTLP_SAMPLES)
@@ -159,7 +182,7 @@ async fn export(m: &MetricsState, req: ExportMetricsServiceRequest) -> Result<Ex
         })
         .collect();
     if !samples.is_empty() {
-        let a = m.service.push(samples).await?;
+        let a = push(s, &m.service, samples).await?;
         if let Some(msg) = refused_message(&a) {
             rejected += a.refused() as i64;
             if message.is_empty() {
@@ -231,7 +254,7 @@ pub async fn otlp_http(State(s): State<AppState>, headers: HeaderMap, body: axum
         Ok(r) => r,
         Err(e) => return ApiError::bad_request("invalid_otlp", e).into_response(),
     };
-    let answer = export(&m, req).await;
+    let answer = export(&s, &m, req).await;
     drop(budget);
     match answer {
         Ok(resp) if json => {
@@ -286,7 +309,7 @@ impl tonic::server::UnaryService<Checked> for GrpcExport {
             let Some(m) = state.metric_store.clone() else {
                 return Err(tonic::Status::unavailable("metrics are not enabled on this node"));
             };
-            match export(&m, request.into_inner().into_inner()).await {
+            match export(&state, &m, request.into_inner().into_inner()).await {
                 Ok(resp) => Ok(tonic::Response::new(resp)),
                 Err(PushError::Busy { retry_after }) => Err(crate::otlp::retry_later(
                     "the metrics store is busy; retry later",

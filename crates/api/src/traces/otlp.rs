@@ -35,9 +35,22 @@ fn json_response(c: &Converted) -> Vec<u8> {
     v.to_string().into_bytes()
 }
 
-async fn write(traces: &Traces, spans: Vec<Span>) -> Result<(), WriteError> {
+/// Stores spans: in the ingest buffer when the node has one (answered once the buffer has
+/// them), else in the local pipeline.
+pub(crate) async fn write(state: &AppState, traces: &Traces, spans: Vec<Span>) -> Result<(), WriteError> {
     if spans.is_empty() {
         return Ok(());
+    }
+    if let Some(b) = &state.buffer {
+        return b.spans(spans).await.map_err(|r| match r {
+            crate::buffer::Refusal::Full { message, retry_after } => {
+                tracing::debug!(%message, "the ingest buffer refused spans");
+                WriteError::Busy(signalbox_events::spans::pipeline::Backpressure { retry_after })
+            }
+            crate::buffer::Refusal::Unavailable(m) => {
+                WriteError::Failed(signalbox_events::spans::pipeline::WriteFailed(m))
+            }
+        });
     }
     traces.write(spans).await
 }
@@ -187,7 +200,7 @@ pub async fn http_export(
     };
     drop(_budget);
     let spans = std::mem::take(&mut c.spans);
-    match write(traces, spans).await {
+    match write(&s, traces, spans).await {
         Ok(()) => {
             if json {
                 (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], json_response(&c)).into_response()

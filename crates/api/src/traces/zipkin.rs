@@ -350,7 +350,7 @@ async fn post_spans(State(s): State<AppState>, headers: HeaderMap, body: axum::b
     if spans.is_empty() {
         return StatusCode::ACCEPTED.into_response();
     }
-    match t.write(spans).await {
+    match crate::otlp::write(&s, &t, spans).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(WriteError::Busy(b)) => {
             let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", "the trace pipeline is busy; retry later")

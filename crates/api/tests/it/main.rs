@@ -178,6 +178,7 @@ impl Node {
             metric_store: None,
             rollouts: None,
             cluster: None,
+            buffer: None,
         };
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();

@@ -7,6 +7,7 @@ mod control;
 mod demo;
 mod host_metrics;
 mod host_views;
+mod ingest_nats;
 mod live;
 mod logs;
 mod metrics;

@@ -175,7 +175,7 @@ async fn export(
         return Err(Status::unavailable("trace ingest is not enabled on this node"));
     };
     let c = convert(request.into_inner().into_inner());
-    super::write(traces, c.spans).await.map_err(|e| match e {
+    super::write(&state, traces, c.spans).await.map_err(|e| match e {
         WriteError::Busy(b) => {
             retry_later("the trace pipeline is busy; retry later", b.retry_after.max(Duration::from_secs(1)))
         }

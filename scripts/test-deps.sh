@@ -6,7 +6,7 @@
 # python-logging-loki, elasticsearch-py, prometheus_client), Prometheus, promtool,
 # node_exporter (the agent's host-metrics differential test), Alertmanager, nginx (the
 # request-smuggling reference), etcd (the control plane's etcd backend), nats-server (the
-# ingest buffer on JetStream), and the gateway
+# ingest buffer on JetStream, and the NATS cluster of scripts/cluster-test.sh), and the gateway
 # benchmark's peer and load generators (HAProxy, wrk, h2load from nghttp2-client;
 # bench/gateway.sh). System
 # packages come from apt-get as root; otherwise the script names what to install and fails.
@@ -59,7 +59,7 @@ ls /usr/lib/*/rsyslog/omelasticsearch.so >/dev/null 2>&1 || missing+=(rsyslog-el
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/bin/prometheus-node-exporter ] || missing+=(prometheus-node-exporter)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
-# The ingest buffer's tests: NATS with JetStream (Debian's 2.9).
+# The ingest buffer's tests and scripts/cluster-test.sh: NATS with JetStream (Debian's 2.9).
 [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 # bench/gateway.sh: HAProxy (the other proxy), wrk (HTTP/1.1 load), h2load (HTTP/2 load).
 [ -x /usr/sbin/haproxy ] || missing+=(haproxy)

@@ -33,4 +33,8 @@ fi
 echo "== browser test (ui/tests)"
 cargo build -p signalbox
 SIGNALBOX_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/signalbox" ui/tests/run.sh || status=$?
+# The three-node loopback cluster (etcd x3, NATS JetStream x3, Signalbox x3) under kill -9
+# and restarts of each; prints which checks passed, failed or were skipped (and why).
+echo "== cluster test (scripts/cluster-test.sh)"
+scripts/cluster-test.sh "${CARGO_TARGET_DIR:-$PWD/target}/debug/signalbox" || status=$?
 exit $status

@@ -23,6 +23,8 @@
 //!   `/api/v1/annotations` (their decisions as chart markers).
 //! - [`views`]: the console's joined views (`/api/overview`, `/api/service-map`,
 //!   `/api/services/{name}/summary`): RED, health, circuits, alerts and traces side by side.
+//! - [`cluster`]: queries over every storage node of an etcd deployment (fan-out, merge,
+//!   partial answers) and the internal endpoints peers call.
 //! - [`console`]: the embedded web UI.
 //! - [`server`]: the HTTP server under every API port, with connection caps and timeouts.
 //! - [`buffer`]: the ingest buffer receivers publish to when one is configured.
@@ -32,6 +34,7 @@
 pub mod admin;
 pub mod auth;
 pub mod blocking;
+pub mod cluster;
 pub mod buffer;
 pub mod config;
 pub mod console;
@@ -89,6 +92,8 @@ pub struct AppState {
     pub metric_store: Option<Arc<metrics::MetricsState>>,
     /// The rollout controller, when the node runs one.
     pub rollouts: Option<Arc<signalbox_rollout::Controller>>,
+    /// The storage nodes queries fan out to (etcd deployments); `None` on a single node.
+    pub cluster: Option<Arc<cluster::Cluster>>,
     /// The ingest buffer (NATS JetStream), when receivers publish there instead of writing
     /// to the local stores.
     pub buffer: Option<Arc<dyn buffer::IngestBuffer>>,
@@ -111,7 +116,8 @@ pub fn router(state: AppState) -> Router {
         .merge(live::routes())
         .merge(views::reads())
         .merge(rollouts::reads())
-        .merge(traffic::reads());
+        .merge(traffic::reads())
+        .merge(cluster::reads());
     let writes = registry::writes().merge(config::writes()).merge(rollouts::writes()).merge(traffic::writes());
     Router::new()
         .merge(admin::probes())
@@ -124,6 +130,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/zipkin", zipkin::ingest())
         .merge(logs::ingest_routes())
         .merge(metrics::ingest_routes())
+        // Peers' queries check the cluster token (or a read credential) themselves.
+        .merge(cluster::internal::routes(&state))
         .fallback(console::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(error::json_errors))

@@ -25,10 +25,12 @@ pub mod jaeger;
 pub mod otlp;
 pub mod zipkin;
 
+use crate::cluster::Partial;
 use crate::consul::go_duration;
 use crate::error::ApiError;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, RawQuery, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -125,14 +127,22 @@ pub fn span_json(s: &Span) -> Value {
     v
 }
 
-async fn trace(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn trace(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let t = traces(&s)?;
     let id = parse_trace_id(&id)?;
-    let spans = t.trace(&id);
+    let partial = Partial::default();
+    let spans = match &s.cluster {
+        None => t.trace(&id),
+        Some(c) => crate::cluster::merged::trace(c, t, &id, &partial).await,
+    };
     if spans.is_empty() {
-        return Err(ApiError::not_found(format!("trace {id} not found")));
+        let mut e = ApiError::not_found(format!("trace {id} not found"));
+        if partial.is_partial() {
+            e.message = format!("{}; {}", e.message, partial.warnings().join("; "));
+        }
+        return Ok(partial.mark(e.into_response()));
     }
-    Ok(Json(json!({ "trace_id": id.to_hex(), "spans": spans.iter().map(span_json).collect::<Vec<_>>() })))
+    Ok(partial.json(json!({ "trace_id": id.to_hex(), "spans": spans.iter().map(span_json).collect::<Vec<_>>() })))
 }
 
 /// A time given as RFC 3339, or Unix seconds/milliseconds/microseconds/nanoseconds (told
@@ -235,7 +245,7 @@ fn limit_param(v: Option<&str>, default: usize) -> Result<usize, ApiError> {
     }
 }
 
-async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let t = traces(&s)?;
     let p = pairs(q);
     const KNOWN: [&str; 10] =
@@ -273,12 +283,22 @@ async fn search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json
         limit: limit_param(get("limit"), 20)?,
         terms: Vec::new(),
     };
-    let (tt, q2) = (t.clone(), query.clone());
-    let found = tokio::task::spawn_blocking(move || tt.search(&q2))
-        .await
-        .map_err(|_| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "search failed"))?;
+    let partial = Partial::default();
+    let found = match &s.cluster {
+        None => {
+            let (tt, q2) = (t.clone(), query.clone());
+            tokio::task::spawn_blocking(move || tt.search(&q2))
+                .await
+                .map_err(|_| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "search failed"))?
+        }
+        Some(c) => crate::cluster::merged::search(c, t, &query, &partial)
+            .await
+            .iter()
+            .filter_map(|spans| signalbox_events::spans::query::summarize(spans))
+            .collect(),
+    };
     let found: Vec<Value> = found.iter().map(summary_json).collect();
-    Ok(Json(
+    Ok(partial.json(
         json!({ "traces": found, "start_unix_nanos": start.to_string(), "end_unix_nanos": end.to_string(), "limit": query.limit }),
     ))
 }
@@ -300,12 +320,22 @@ fn summary_json(t: &signalbox_events::spans::query::TraceSummary) -> Value {
     })
 }
 
-async fn services(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "services": traces(&s)?.services() })))
+async fn services(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let partial = Partial::default();
+    let services = match &s.cluster {
+        None => traces(&s)?.services(),
+        Some(c) => crate::cluster::merged::services(c, traces(&s)?, &partial).await,
+    };
+    Ok(partial.json(json!({ "services": services })))
 }
 
-async fn operations(State(s): State<AppState>, Path(service): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "service": service, "operations": traces(&s)?.operations(&service) })))
+async fn operations(State(s): State<AppState>, Path(service): Path<String>) -> Result<Response, ApiError> {
+    let partial = Partial::default();
+    let operations = match &s.cluster {
+        None => traces(&s)?.operations(&service),
+        Some(c) => crate::cluster::merged::operations(c, traces(&s)?, &service, &partial).await.into_keys().collect(),
+    };
+    Ok(partial.json(json!({ "service": service, "operations": operations })))
 }
 
 #[derive(Deserialize, Default)]

@@ -20,6 +20,7 @@
 //! - [`kv`]: Consul-style key/value entries and their atomic transactions ([`kv::txn`]).
 //! - [`traffic`]: blue-green switches of a service's traffic policy, with one-step rollback.
 //! - [`access`]: API tokens with roles and console sessions.
+//! - [`partitions`]: which storage node owns which partition of telemetry (etcd only).
 //! - [`error`]: the crate's error type.
 
 pub mod access;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod error;
 pub mod index;
 pub mod kv;
+pub mod partitions;
 pub mod registry;
 pub mod replica;
 pub mod spring;
@@ -115,6 +117,24 @@ impl ControlPlane {
     /// This node's name among the members, with etcd.
     pub fn node_name(&self) -> Option<&str> {
         self.etcd.as_ref().map(|(e, _)| e.node())
+    }
+
+    /// Starts sharing out the `count` partitions of stored telemetry among the live
+    /// members and records this node as a storage node reachable at `address` (etcd
+    /// only; `None` on a single node, which owns every partition).
+    pub async fn start_partitions(
+        &self,
+        count: u32,
+        address: String,
+    ) -> error::Result<Option<Arc<partitions::Partitions>>> {
+        let Some((etcd, replica)) = &self.etcd else { return Ok(None) };
+        let p = partitions::Partitions::start(etcd.clone(), self.store.clone(), count, address, false);
+        let follower: Arc<dyn backend::Apply> = p.clone();
+        if replica.follow(Arc::downgrade(&follower)) {
+            follower.live(true);
+        }
+        p.register().await?;
+        Ok(Some(p))
     }
 
     /// Leaves the cluster (etcd): stops following changes and gives up the lease, so the

@@ -8,7 +8,7 @@
 mod checks;
 pub mod health;
 pub mod model;
-mod ownership;
+pub(crate) mod ownership;
 mod replica;
 
 use crate::error::{ControlError, Result};

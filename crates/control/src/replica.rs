@@ -14,7 +14,8 @@ use crate::index::Index;
 use crate::kv::KvStore;
 use crate::registry::Registry;
 use crate::store::{CONFIG, HEALTH, INSTANCES, KV, MEMBERS, SESSIONS, TOKENS};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, Weak};
 
 /// The parts a change can reach.
 pub struct Replica {
@@ -23,6 +24,10 @@ pub struct Replica {
     kv: Weak<KvStore>,
     access: Weak<Access>,
     index: Weak<Index>,
+    /// Other receivers of every change and of liveness (partition ownership).
+    followers: RwLock<Vec<Weak<dyn Apply>>>,
+    /// The last liveness the backend reported.
+    live_now: AtomicBool,
 }
 
 impl Replica {
@@ -39,7 +44,20 @@ impl Replica {
             kv: Arc::downgrade(kv),
             access: Arc::downgrade(access),
             index: Arc::downgrade(index),
+            followers: RwLock::new(Vec::new()),
+            live_now: AtomicBool::new(false),
         }
+    }
+
+    /// Adds a receiver of every later change and liveness report; returns whether this
+    /// node is live now.
+    pub fn follow(&self, f: Weak<dyn Apply>) -> bool {
+        self.followers.write().unwrap_or_else(|e| e.into_inner()).push(f);
+        self.live_now.load(Ordering::Acquire)
+    }
+
+    fn followers(&self) -> Vec<Arc<dyn Apply>> {
+        self.followers.read().unwrap_or_else(|e| e.into_inner()).iter().filter_map(Weak::upgrade).collect()
     }
 
     fn apply_one(&self, c: &Change) -> Result<(), serde_json::Error> {
@@ -99,14 +117,21 @@ impl Apply for Replica {
                 tracing::error!(table = c.table.0, key = %c.key, revision = c.revision, error = %e, "cannot apply a change from etcd");
             }
         }
+        for f in self.followers() {
+            f.apply(changes, revision);
+        }
         if let Some(index) = self.index.upgrade() {
             index.advance(revision);
         }
     }
 
     fn live(&self, live: bool) {
+        self.live_now.store(live, Ordering::Release);
         if let Some(reg) = self.registry.upgrade() {
             reg.set_live(live);
+        }
+        for f in self.followers() {
+            f.live(live);
         }
     }
 }

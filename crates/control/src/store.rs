@@ -27,9 +27,15 @@ pub const SESSIONS: Table = Table("sessions");
 pub const HEALTH: Table = Table("health");
 /// Live nodes, each key held by its node's lease (etcd only).
 pub const MEMBERS: Table = Table("members");
+/// Which live node owns each partition of stored telemetry, each key held by its owner's
+/// lease (etcd only; see [`crate::partitions`]).
+pub const PARTITIONS: Table = Table("partitions");
+/// Every node that has stored telemetry, with its internal query address: kept after the
+/// node leaves, because its data stays on it (etcd only).
+pub const STORAGE: Table = Table("storage");
 
 /// Every table, in the order a change is applied when one commit touches several.
-pub const TABLES: [Table; 7] = [INSTANCES, HEALTH, CONFIG, KV, TOKENS, SESSIONS, MEMBERS];
+pub const TABLES: [Table; 9] = [INSTANCES, HEALTH, CONFIG, KV, TOKENS, SESSIONS, MEMBERS, PARTITIONS, STORAGE];
 
 impl Table {
     pub fn by_name(name: &str) -> Option<Table> {

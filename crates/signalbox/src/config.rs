@@ -35,6 +35,8 @@ pub struct FileConfig {
     /// Where the control state (registry, configuration, KV, tokens) lives: the embedded
     /// store or an etcd cluster shared by several nodes.
     pub control: signalbox_control::backend::config::ControlConfig,
+    /// How storage nodes share telemetry and answer each other's queries (etcd only).
+    pub cluster: signalbox_api::cluster::config::ClusterConfig,
     /// The trace store and tail sampling.
     pub traces: signalbox_events::config::TracesConfig,
     /// The log store.
@@ -494,5 +496,22 @@ mod example_tests {
         assert_eq!(g.routes.len(), 3);
         assert!(g.routes[0].auth.as_ref().is_some_and(|a| a.jwt.is_some()));
         assert_eq!(g.services[0].circuit_breaker.as_ref().map(|c| c.window.as_str()), Some("count"));
+    }
+
+    /// The deployment examples (docs/deployment.md) load and validate too.
+    #[test]
+    fn deploy_examples_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/deploy");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("examples/deploy") {
+            let path = entry.expect("a directory entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let loaded = super::load(Some(&path), std::iter::empty()).unwrap_or_else(|e| panic!("{e}"));
+                let problems = crate::serve::validate(&loaded.config);
+                assert!(problems.is_empty(), "{}: {}", path.display(), loaded.report(problems));
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "expected the container and cluster-node examples in {}", dir.display());
     }
 }

@@ -113,7 +113,20 @@ pub fn validate(c: &FileConfig) -> Problems {
     c.logs.check("logs", &mut p);
     c.metrics.check("metrics", &mut p);
     c.control.check("control", &mut p);
+    if c.control.backend == signalbox_control::backend::config::BackendKind::Etcd {
+        c.cluster.check("cluster", !c.access.tokens.is_empty(), &mut p);
+    }
     c.ingest.check("ingest", &mut p);
+    if c.ingest.buffered()
+        && c.control.backend == signalbox_control::backend::config::BackendKind::Etcd
+        && c.ingest.partitions != c.cluster.partitions
+    {
+        // The storage node that owns a partition (cluster layer) is the one that consumes it.
+        p.add(
+            "ingest.partitions",
+            format!("must equal cluster.partitions ({}) when the control state is on etcd", c.cluster.partitions),
+        );
+    }
     if !c.configuration.gateway_key.is_empty() && central_key(&c.configuration.gateway_key).is_none() {
         p.add("configuration.gateway_key", "must be application/profile/key");
     }
@@ -466,12 +479,25 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
         signalbox_rollout::Settings { external_url: cfg.metrics.rules.external_url.clone(), ..Default::default() },
     );
     let rollout_task = rollouts.spawn(shutdown.clone());
+    // With etcd: this node's share of the partitions, and the peers queries fan out to.
+    let partitions = control
+        .start_partitions(cfg.cluster.partitions, cfg.cluster.address(console_addr))
+        .await
+        .context("cannot record this node as a storage node on etcd")?;
+    let cluster = partitions.clone().map(|p| {
+        let token = Some(cfg.cluster.token.clone()).filter(|t| !t.is_empty());
+        signalbox_api::cluster::Cluster::new(p, token, cfg.cluster.query_timeout.0)
+    });
     let (buffer, ingest_task) = if cfg.ingest.buffered() {
-        start_ingest_buffer(&cfg, &data_dir, &registry, &traces, &logs, &metric_store, shutdown.clone()).await?
+        // With etcd the buffer's consumers follow this node's partitions (validate() keeps
+        // the two partition counts equal); one node consumes every partition.
+        let owned = partitions.as_ref().map(|p| p.owned());
+        start_ingest_buffer(&cfg, &data_dir, &registry, &traces, &logs, &metric_store, owned, shutdown.clone()).await?
     } else {
         (None, None)
     };
     let state = AppState {
+        cluster: cluster.clone(),
         control: control.clone(),
         metrics: registry.clone(),
         gateway: Some(gateway.clone()),
@@ -553,7 +579,11 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
     tracing::info!("shutting down");
     ready.store(false, Ordering::Release);
     trigger.trigger();
-    // With etcd: hand this node's health checks to the others now, not after the lease.
+    // With etcd: stop consuming partitions, then hand this node's partitions and health
+    // checks to the others now, not after the lease.
+    if let Some(c) = &cluster {
+        c.partitions().stop();
+    }
     node.control.leave().await;
     let _ = gw_task.await;
     let _ = rollout_task.await;
@@ -577,6 +607,7 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
 /// The ingest buffer (`[ingest] buffer`): the publisher the receivers hand batches to and,
 /// unless `[ingest.nats] consume = false`, the consumers that move the partitions this node
 /// owns into its stores.
+#[allow(clippy::too_many_arguments)] // the stores, taken as they are built in run_node
 async fn start_ingest_buffer(
     cfg: &FileConfig,
     data_dir: &std::path::Path,
@@ -584,6 +615,7 @@ async fn start_ingest_buffer(
     traces: &Option<signalbox_events::spans::pipeline::Traces>,
     logs: &Option<signalbox_events::logs::store::Logs>,
     metric_store: &Option<Arc<signalbox_api::metrics::MetricsState>>,
+    owned: Option<signalbox_core::partition::Owned>,
     shutdown: signalbox_core::shutdown::Shutdown,
 ) -> anyhow::Result<(Option<Arc<dyn signalbox_api::buffer::IngestBuffer>>, Option<tokio::task::JoinHandle<()>>)> {
     let nats = signalbox_ingest::Nats::connect(&cfg.ingest).await.map_err(|e| anyhow::anyhow!("[ingest]: {e}"))?;
@@ -598,8 +630,8 @@ async fn start_ingest_buffer(
             logs: logs.clone(),
             metrics: metric_store.as_ref().map(|m| m.service.clone()),
         };
-        // One node owns every partition; the cluster layer hands its own watch here.
-        let owned = signalbox_core::partition::own_all(cfg.ingest.partitions);
+        // One node owns every partition; with etcd the cluster layer's watch says which.
+        let owned = owned.unwrap_or_else(|| signalbox_core::partition::own_all(cfg.ingest.partitions));
         signalbox_ingest::consume::start(nats, stores, owned, data_dir.join("ingest"), registry, shutdown)
     });
     tracing::info!(servers = %cfg.ingest.buffer, stream = %cfg.ingest.nats.stream, "ingest goes through NATS JetStream");

@@ -5,10 +5,12 @@
 
 use super::native_query::{store, time_param};
 use crate::AppState;
+use crate::cluster::Partial;
 use crate::error::ApiError;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{Value, json};
 use signalbox_core::log::LogRecord;
 use signalbox_events::logs::lang::{Expr as Filter, Pattern, Test};
@@ -291,6 +293,65 @@ fn metric_records(s: &AppState, e: &MetricExpr, start: u64, end: u64) -> Result<
     Ok(out)
 }
 
+/// The raw records `query` reads in `[start, end]` on this node alone: what a peer's
+/// `logs/records` call answers (see [`crate::cluster`]).
+pub(crate) fn local_records(
+    s: &AppState,
+    query: &str,
+    start: u64,
+    end: u64,
+    cap: usize,
+) -> Result<Vec<LogRecord>, ApiError> {
+    match parse(Some(query))? {
+        Expr::Log(q) => records(s, &q, start, end, cap),
+        Expr::Metric(m) => metric_records(s, &m, start, end),
+    }
+}
+
+/// Records of this node and every peer for `query` (the text of `expr`), in time order
+/// (newest first for log queries, oldest first for metric queries, as the local reads).
+fn all_records(s: &AppState, fan: &Option<Fan>, expr: &Expr, start: u64, end: u64) -> Result<Vec<LogRecord>, ApiError> {
+    let mut recs = match expr {
+        Expr::Log(q) => records(s, q, start, end, MAX_METRIC_RECORDS)?,
+        Expr::Metric(m) => metric_records(s, m, start, end)?,
+    };
+    let Some(f) = fan else { return Ok(recs) };
+    recs.extend(crate::cluster::merged::peer_records(
+        &f.cluster,
+        &f.handle,
+        &f.query,
+        start,
+        end,
+        MAX_METRIC_RECORDS,
+        &f.partial,
+    ));
+    match expr {
+        Expr::Log(_) => recs.sort_by_key(|b| std::cmp::Reverse(b.unix_nanos)),
+        Expr::Metric(_) => {
+            recs.sort_by_key(|r| r.unix_nanos);
+            recs.dedup_by(|a, b| a.unix_nanos == b.unix_nanos && a.body == b.body && a.service == b.service);
+        }
+    }
+    Ok(recs)
+}
+
+/// What a query needs to ask the peers from a blocking thread.
+struct Fan {
+    cluster: std::sync::Arc<crate::cluster::Cluster>,
+    handle: tokio::runtime::Handle,
+    query: String,
+    partial: Partial,
+}
+
+fn fan(s: &AppState, query: &str, partial: &Partial) -> Option<Fan> {
+    s.cluster.as_ref().map(|c| Fan {
+        cluster: c.clone(),
+        handle: tokio::runtime::Handle::current(),
+        query: query.to_owned(),
+        partial: partial.clone(),
+    })
+}
+
 fn collect_queries<'a>(e: &'a MetricExpr, out: &mut Vec<&'a LogQuery>) {
     match e {
         MetricExpr::Range { query, .. } => out.push(query),
@@ -326,16 +387,18 @@ async fn query_range(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut p = pairs(q);
     p.extend(pairs(Some(String::from_utf8_lossy(&body).into_owned())));
     let expr = parse(get(&p, "query"))?;
     let (start, end) = window(&p, 3_600_000_000_000)?;
+    let partial = Partial::default();
+    let fan = fan(&s, get(&p, "query").unwrap_or_default(), &partial);
     let run = move || -> Result<Value, ApiError> {
-        match expr {
+        match &expr {
             Expr::Log(q) => {
-                let recs = records(&s, &q, start, end, MAX_METRIC_RECORDS)?;
-                Ok(streams_json(&q, &recs, limit_param(&p)?, forward(&p)?))
+                let recs = all_records(&s, &fan, &expr, start, end)?;
+                Ok(streams_json(q, &recs, limit_param(&p)?, forward(&p)?))
             }
             Expr::Metric(m) => {
                 let step = match get(&p, "step") {
@@ -347,8 +410,8 @@ async fn query_range(
                         "exceeded maximum resolution of {MAX_STEPS} points per time series; raise the step"
                     )));
                 }
-                let recs = metric_records(&s, &m, start, end)?;
-                let series = logql_eval::metric_series(&m, &recs, start, end, step);
+                let recs = all_records(&s, &fan, &expr, start, end)?;
+                let series = logql_eval::metric_series(m, &recs, start, end, step);
                 let result: Vec<Value> = series
                     .into_iter()
                     .map(|x| json!({ "metric": x.labels, "values": x.points.iter().map(|(t, v)| json!([secs(*t), value_text(*v)])).collect::<Vec<_>>() }))
@@ -360,7 +423,7 @@ async fn query_range(
     let out = tokio::task::spawn_blocking(run)
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the query failed"))??;
-    Ok(Json(out))
+    Ok(partial.json(out))
 }
 
 fn step_param(st: &str) -> Result<u64, ApiError> {
@@ -377,7 +440,7 @@ async fn query(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut p = pairs(q);
     p.extend(pairs(Some(String::from_utf8_lossy(&body).into_owned())));
     let expr = parse(get(&p, "query"))?;
@@ -385,15 +448,18 @@ async fn query(
         Some(t) => time_param("time", t)?,
         None => signalbox_core::time::unix_nanos(),
     };
+    let partial = Partial::default();
+    let fan = fan(&s, get(&p, "query").unwrap_or_default(), &partial);
     let run = move || -> Result<Value, ApiError> {
-        match expr {
+        match &expr {
             Expr::Log(q) => {
-                let recs = records(&s, &q, time.saturating_sub(3_600_000_000_000), time, MAX_METRIC_RECORDS)?;
-                Ok(streams_json(&q, &recs, limit_param(&p)?, forward(&p)?))
+                let recs = all_records(&s, &fan, &expr, time.saturating_sub(3_600_000_000_000), time)?;
+                Ok(streams_json(q, &recs, limit_param(&p)?, forward(&p)?))
             }
             Expr::Metric(m) => {
-                let recs = if first_query(&m).is_some() { metric_records(&s, &m, time, time)? } else { Vec::new() };
-                let series = logql_eval::metric_series(&m, &recs, time, time, 1);
+                let recs =
+                    if first_query(m).is_some() { all_records(&s, &fan, &expr, time, time)? } else { Vec::new() };
+                let series = logql_eval::metric_series(m, &recs, time, time, 1);
                 let result: Vec<Value> = series
                     .into_iter()
                     .filter_map(|x| {
@@ -409,11 +475,22 @@ async fn query(
     let out = tokio::task::spawn_blocking(run)
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the query failed"))??;
-    Ok(Json(out))
+    Ok(partial.json(out))
 }
 
-/// Stream label sets of the window (optionally only those a selector picks).
-fn label_sets(s: &AppState, p: &[(String, String)]) -> Result<Vec<Labels>, ApiError> {
+/// Stream label sets of the window on this node and every peer.
+fn label_sets(s: &AppState, p: &[(String, String)], partial: &Partial) -> Result<Vec<Labels>, ApiError> {
+    let mut sets = local_label_sets(s, p)?;
+    if let Some(c) = &s.cluster {
+        sets.extend(crate::cluster::merged::peer_label_sets(c, &tokio::runtime::Handle::current(), p, partial));
+        sets.sort();
+        sets.dedup();
+    }
+    Ok(sets)
+}
+
+/// Stream label sets of the window on this node (optionally only those a selector picks).
+pub(crate) fn local_label_sets(s: &AppState, p: &[(String, String)]) -> Result<Vec<Labels>, ApiError> {
     let (start, end) = window(p, 6 * 3_600_000_000_000)?;
     let selectors: Vec<LogQuery> = p
         .iter()
@@ -440,33 +517,48 @@ fn label_sets(s: &AppState, p: &[(String, String)]) -> Result<Vec<Labels>, ApiEr
     Ok(sets.into_iter().collect())
 }
 
-async fn labels(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+/// Runs `label_sets` on a blocking thread (peers are asked from there).
+async fn sets_of(s: AppState, p: Vec<(String, String)>, partial: &Partial) -> Result<Vec<Labels>, ApiError> {
+    let partial = partial.clone();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let _guard = handle.enter();
+        label_sets(&s, &p, &partial)
+    })
+    .await
+    .map_err(|_| bad("failed"))?
+}
+
+async fn labels(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = pairs(q);
-    let sets = tokio::task::spawn_blocking(move || label_sets(&s, &p)).await.map_err(|_| bad("failed"))??;
+    let partial = Partial::default();
+    let sets = sets_of(s, p, &partial).await?;
     let names: BTreeSet<String> = sets.iter().flat_map(|l| l.keys().cloned()).collect();
-    Ok(Json(json!({ "status": "success", "data": names })))
+    Ok(partial.json(json!({ "status": "success", "data": names })))
 }
 
 async fn label_values(
     State(s): State<AppState>,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let p = pairs(q);
-    let sets = tokio::task::spawn_blocking(move || label_sets(&s, &p)).await.map_err(|_| bad("failed"))??;
+    let partial = Partial::default();
+    let sets = sets_of(s, p, &partial).await?;
     let values: BTreeSet<String> = sets.iter().filter_map(|l| l.get(&name).cloned()).collect();
-    Ok(Json(json!({ "status": "success", "data": values })))
+    Ok(partial.json(json!({ "status": "success", "data": values })))
 }
 
 async fn series(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut p = pairs(q);
     p.extend(pairs(Some(String::from_utf8_lossy(&body).into_owned())));
-    let sets = tokio::task::spawn_blocking(move || label_sets(&s, &p)).await.map_err(|_| bad("failed"))??;
-    Ok(Json(json!({ "status": "success", "data": sets })))
+    let partial = Partial::default();
+    let sets = sets_of(s, p, &partial).await?;
+    Ok(partial.json(json!({ "status": "success", "data": sets })))
 }
 
 async fn index_stats(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {

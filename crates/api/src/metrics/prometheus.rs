@@ -5,6 +5,8 @@
 
 use super::{prom_error, service};
 use crate::AppState;
+use crate::cluster::Partial;
+use crate::cluster::merged::ClusterQueryable;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -13,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 use signalbox_metrics::promql::{self, QueryError};
-use signalbox_metrics::storage::{Labels, Matcher};
+use signalbox_metrics::storage::{Labels, Matcher, Queryable};
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Most points per series a range query may ask for (Prometheus's limit).
@@ -130,6 +133,30 @@ fn bad_data(m: impl Into<String>) -> Response {
 fn success(data: &str) -> Response {
     let body = format!("{{\"status\":\"success\",\"data\":{data}}}");
     (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A success answer with Prometheus's `warnings` when a storage node did not answer (and
+/// the partial-result header).
+fn success_partial(data: &str, partial: &Partial) -> Response {
+    if !partial.is_partial() {
+        return success(data);
+    }
+    let warnings = serde_json::to_string(&partial.warnings()).unwrap_or_default();
+    let body = format!("{{\"status\":\"success\",\"data\":{data},\"warnings\":{warnings}}}");
+    partial.mark((StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// What queries read: this node's database, or with a cluster every storage node's merged.
+fn queryable(s: &AppState, svc: &signalbox_metrics::service::MetricsService, partial: &Partial) -> Arc<dyn Queryable> {
+    match &s.cluster {
+        None => svc.db_arc(),
+        Some(c) => Arc::new(ClusterQueryable {
+            local: svc.db_arc(),
+            cluster: c.clone(),
+            partial: partial.clone(),
+            handle: tokio::runtime::Handle::current(),
+        }),
+    }
 }
 
 fn success_json(data: Value) -> Response {
@@ -273,9 +300,10 @@ async fn query(State(s): State<AppState>, RawQuery(q): RawQuery, headers: Header
         Ok(e) => e,
         Err(r) => return r,
     };
-    let db = svc.db_arc();
+    let partial = Partial::default();
+    let db = queryable(&s, &svc, &partial);
     match tokio::task::spawn_blocking(move || engine.instant(&*db, &text, t).map(|v| render(&v))).await {
-        Ok(Ok(data)) => success(&data),
+        Ok(Ok(data)) => success_partial(&data, &partial),
         Ok(Err(e)) => query_error(e),
         Err(e) => prom_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
@@ -325,9 +353,10 @@ async fn query_range(State(s): State<AppState>, RawQuery(q): RawQuery, headers: 
         Ok(e) => e,
         Err(r) => return r,
     };
-    let db = svc.db_arc();
+    let partial = Partial::default();
+    let db = queryable(&s, &svc, &partial);
     match tokio::task::spawn_blocking(move || engine.range(&*db, &text, start, end, step).map(|v| render(&v))).await {
-        Ok(Ok(data)) => success(&data),
+        Ok(Ok(data)) => success_partial(&data, &partial),
         Ok(Err(e)) => query_error(e),
         Err(e) => prom_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
@@ -335,7 +364,9 @@ async fn query_range(State(s): State<AppState>, RawQuery(q): RawQuery, headers: 
 
 /// Parameters, service, selectors and range shared by series and the label APIs.
 struct Lookup {
-    svc: std::sync::Arc<signalbox_metrics::service::MetricsService>,
+    /// This node's data, or every storage node's.
+    db: Arc<dyn Queryable>,
+    partial: Partial,
     p: Params,
     selectors: Vec<Vec<Matcher>>,
     start: i64,
@@ -352,7 +383,9 @@ fn lookup(s: &AppState, q: Option<String>, headers: &HeaderMap, body: &[u8]) -> 
     if end < start {
         return Err(bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
     }
-    Ok(Lookup { svc, p, selectors, start, end })
+    let partial = Partial::default();
+    let db = queryable(s, &svc, &partial);
+    Ok(Lookup { db, partial, p, selectors, start, end })
 }
 
 fn storage_error(e: signalbox_metrics::storage::StorageError) -> Response {
@@ -368,10 +401,11 @@ async fn series(State(s): State<AppState>, RawQuery(q): RawQuery, headers: Heade
         return bad_data("no match[] parameter provided");
     }
     let limit = l.p.limit();
+    let partial = l.partial.clone();
     let result = tokio::task::spawn_blocking(move || {
         let mut all: Vec<Labels> = Vec::new();
         for sel in &l.selectors {
-            for series in l.svc.db().select(sel, l.start, l.end)? {
+            for series in l.db.select(sel, l.start, l.end)? {
                 all.push(series.labels);
             }
         }
@@ -393,7 +427,7 @@ async fn series(State(s): State<AppState>, RawQuery(q): RawQuery, headers: Heade
                 push_labels(&mut out, labels);
             }
             out.push(']');
-            success(&out)
+            success_partial(&out, &partial)
         }
         Ok(Err(e)) => storage_error(e),
         Err(e) => prom_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
@@ -406,13 +440,14 @@ async fn labels(State(s): State<AppState>, RawQuery(q): RawQuery, headers: Heade
         Err(r) => return r,
     };
     let limit = l.p.limit();
+    let partial = l.partial.clone();
     let result = tokio::task::spawn_blocking(move || {
         let mut names: Vec<String> = Vec::new();
         if l.selectors.is_empty() {
-            names = l.svc.db().label_names(&[], l.start, l.end)?;
+            names = l.db.label_names(&[], l.start, l.end)?;
         } else {
             for sel in &l.selectors {
-                names.extend(l.svc.db().label_names(sel, l.start, l.end)?);
+                names.extend(l.db.label_names(sel, l.start, l.end)?);
             }
         }
         names.sort();
@@ -424,7 +459,7 @@ async fn labels(State(s): State<AppState>, RawQuery(q): RawQuery, headers: Heade
     })
     .await;
     match result {
-        Ok(Ok(names)) => success_json(json!(names)),
+        Ok(Ok(names)) => success_partial(&json!(names).to_string(), &partial),
         Ok(Err(e)) => storage_error(e),
         Err(e) => prom_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
@@ -444,13 +479,14 @@ async fn label_values(
         Err(r) => return r,
     };
     let limit = l.p.limit();
+    let partial = l.partial.clone();
     let result = tokio::task::spawn_blocking(move || {
         let mut values: Vec<String> = Vec::new();
         if l.selectors.is_empty() {
-            values = l.svc.db().label_values(&name, &[], l.start, l.end)?;
+            values = l.db.label_values(&name, &[], l.start, l.end)?;
         } else {
             for sel in &l.selectors {
-                values.extend(l.svc.db().label_values(&name, sel, l.start, l.end)?);
+                values.extend(l.db.label_values(&name, sel, l.start, l.end)?);
             }
         }
         values.sort();
@@ -462,7 +498,7 @@ async fn label_values(
     })
     .await;
     match result {
-        Ok(Ok(values)) => success_json(json!(values)),
+        Ok(Ok(values)) => success_partial(&json!(values).to_string(), &partial),
         Ok(Err(e)) => storage_error(e),
         Err(e) => prom_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }

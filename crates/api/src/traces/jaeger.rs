@@ -3,6 +3,7 @@
 //! dependency graph, with Jaeger's error envelope.
 
 use super::*;
+use crate::cluster::merged;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -17,6 +18,18 @@ pub fn routes() -> Router<AppState> {
 fn jaeger_ok(data: Value) -> Json<Value> {
     let total = data.as_array().map(|a| a.len()).unwrap_or(0);
     Json(json!({ "data": data, "total": total, "limit": 0, "offset": 0, "errors": null }))
+}
+
+/// `body` with one entry in Jaeger's `errors` per storage node that did not answer, and
+/// the partial-result header.
+fn jaeger_partial(Json(mut body): Json<Value>, partial: &Partial) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if partial.is_partial() {
+        let mut errors = body["errors"].as_array().cloned().unwrap_or_default();
+        errors.extend(partial.warnings().into_iter().map(|w| json!({ "code": 503, "msg": w })));
+        body["errors"] = Value::Array(errors);
+    }
+    partial.mark(Json(body).into_response())
 }
 
 /// An error in Jaeger's envelope: `{"data":null,...,"errors":[{"code":400,"msg":"..."}]}`
@@ -38,15 +51,22 @@ impl axum::response::IntoResponse for JaegerError {
     }
 }
 
-async fn jaeger_services(State(s): State<AppState>) -> Result<Json<Value>, JaegerError> {
-    Ok(jaeger_ok(json!(traces(&s)?.services())))
+async fn jaeger_services(State(s): State<AppState>) -> Result<Response, JaegerError> {
+    let partial = Partial::default();
+    let services = match &s.cluster {
+        None => traces(&s)?.services(),
+        Some(c) => merged::services(c, traces(&s)?, &partial).await,
+    };
+    Ok(jaeger_partial(jaeger_ok(json!(services)), &partial))
 }
 
-async fn jaeger_operations_v1(
-    State(s): State<AppState>,
-    Path(service): Path<String>,
-) -> Result<Json<Value>, JaegerError> {
-    Ok(jaeger_ok(json!(traces(&s)?.operations(&service))))
+async fn jaeger_operations_v1(State(s): State<AppState>, Path(service): Path<String>) -> Result<Response, JaegerError> {
+    let partial = Partial::default();
+    let ops: Vec<String> = match &s.cluster {
+        None => traces(&s)?.operations(&service),
+        Some(c) => merged::operations(c, traces(&s)?, &service, &partial).await.into_keys().collect(),
+    };
+    Ok(jaeger_partial(jaeger_ok(json!(ops)), &partial))
 }
 
 /// Jaeger's refusal of a query without a service (its message, word for word).
@@ -77,7 +97,7 @@ fn jaeger_query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, JaegerError
 async fn jaeger_operations(
     State(s): State<AppState>,
     q: Result<Query<OpParams>, QueryRejection>,
-) -> Result<Json<Value>, JaegerError> {
+) -> Result<Response, JaegerError> {
     let p = jaeger_query(q)?;
     let service = p.service.filter(|x| !x.is_empty()).ok_or_else(service_required)?;
     let wanted =
@@ -89,7 +109,12 @@ async fn jaeger_operations(
         };
     // One entry per (operation, kind), as Jaeger lists them.
     let mut ops = Vec::new();
-    for (name, mask) in traces(&s)?.operation_kinds(&service) {
+    let partial = Partial::default();
+    let kinds = match &s.cluster {
+        None => traces(&s)?.operation_kinds(&service),
+        Some(c) => merged::operations(c, traces(&s)?, &service, &partial).await,
+    };
+    for (name, mask) in kinds {
         for kind in (0..=5).map(SpanKind::from_code).filter(|k| mask & (1 << k.code()) != 0) {
             if wanted.is_none_or(|w| w == kind) {
                 ops.push(json!({ "name": name, "spanKind": jaeger_kind(kind) }));
@@ -99,7 +124,7 @@ async fn jaeger_operations(
             ops.push(json!({ "name": name, "spanKind": "" }));
         }
     }
-    Ok(jaeger_ok(Value::Array(ops)))
+    Ok(jaeger_partial(jaeger_ok(Value::Array(ops)), &partial))
 }
 
 fn jaeger_tag(key: &str, v: &AttrValue) -> Value {
@@ -238,14 +263,29 @@ pub fn jaeger_trace_json(spans: &[Span]) -> Value {
     json!({ "traceID": spans.first().map(|s| s.trace_id.to_hex()).unwrap_or_default(), "spans": out, "processes": processes, "warnings": null })
 }
 
-async fn jaeger_trace(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, JaegerError> {
+async fn jaeger_trace(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, JaegerError> {
     let t = traces(&s)?;
     let id = parse_trace_id(&id)?;
-    let spans = t.trace(&id);
+    let partial = Partial::default();
+    let spans = match &s.cluster {
+        None => t.trace(&id),
+        Some(c) => merged::trace(c, t, &id, &partial).await,
+    };
     if spans.is_empty() {
-        return Err(ApiError::not_found("trace not found").into());
+        let e = JaegerError(ApiError::not_found("trace not found"));
+        return Ok(jaeger_partial_error(e, &partial));
     }
-    Ok(jaeger_ok(json!([jaeger_trace_json(&spans)])))
+    Ok(jaeger_partial(jaeger_ok(json!([jaeger_trace_json(&spans)])), &partial))
+}
+
+/// A Jaeger error answer that also names the storage nodes that did not answer.
+fn jaeger_partial_error(e: JaegerError, partial: &Partial) -> Response {
+    let status = e.0.status;
+    let body = json!({ "data": null, "total": 0, "limit": 0, "offset": 0,
+        "errors": [{ "code": status.as_u16(), "msg": e.0.message }] });
+    let mut r = jaeger_partial(Json(body), partial);
+    *r.status_mut() = status;
+    r
 }
 
 /// Jaeger's `tags` parameter: a JSON object, or logfmt `k=v k2="v 2"` as older clients send.
@@ -273,13 +313,17 @@ pub(crate) fn jaeger_tags(v: &str) -> Result<Vec<(String, String)>, ApiError> {
 
 /// `/api/traces?traceID=a&traceID=b`: exactly those traces; each one not found is an entry
 /// `{"msg": "trace not found", "traceID": ...}` in `errors`, as Jaeger answers.
-fn jaeger_by_ids(t: &Traces, ids: &[&str]) -> Result<Json<Value>, JaegerError> {
+async fn jaeger_by_ids(s: &AppState, t: &Traces, ids: &[&str]) -> Result<Response, JaegerError> {
     let mut data = Vec::new();
     let mut errors = Vec::new();
+    let partial = Partial::default();
     for raw in ids {
         let id = TraceId::from_hex(raw.trim())
             .ok_or_else(|| ApiError::field("traceID", format!("`{raw}` is not 32 (or 16) hex digits")))?;
-        let spans = t.trace(&id);
+        let spans = match &s.cluster {
+            None => t.trace(&id),
+            Some(c) => merged::trace(c, t, &id, &partial).await,
+        };
         if spans.is_empty() {
             errors.push(json!({ "msg": "trace not found", "traceID": id.to_hex() }));
         } else {
@@ -288,16 +332,19 @@ fn jaeger_by_ids(t: &Traces, ids: &[&str]) -> Result<Json<Value>, JaegerError> {
     }
     let total = data.len();
     let errors = if errors.is_empty() { Value::Null } else { Value::Array(errors) };
-    Ok(Json(json!({ "data": data, "total": total, "limit": 0, "offset": 0, "errors": errors })))
+    Ok(jaeger_partial(
+        Json(json!({ "data": data, "total": total, "limit": 0, "offset": 0, "errors": errors })),
+        &partial,
+    ))
 }
 
-async fn jaeger_search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, JaegerError> {
+async fn jaeger_search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, JaegerError> {
     let t = traces(&s)?;
     let p = pairs(q);
     let get = |k: &str| p.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
     let ids: Vec<&str> = p.iter().filter(|(k, v)| k == "traceID" && !v.is_empty()).map(|(_, v)| v.as_str()).collect();
     if !ids.is_empty() {
-        return jaeger_by_ids(t, &ids);
+        return jaeger_by_ids(&s, t, &ids).await;
     }
     if get("service").is_none() {
         return Err(service_required().into());
@@ -338,6 +385,12 @@ async fn jaeger_search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Resu
         limit: limit_param(get("limit"), 20)?,
         terms: Vec::new(),
     };
+    let partial = Partial::default();
+    if let Some(c) = &s.cluster {
+        let found = merged::search(c, t, &query, &partial).await;
+        let data: Vec<Value> = found.iter().map(|spans| jaeger_trace_json(spans)).collect();
+        return Ok(jaeger_partial(jaeger_ok(Value::Array(data)), &partial));
+    }
     let tt = t.clone();
     let data = tokio::task::spawn_blocking(move || {
         tt.search(&query)
@@ -348,7 +401,7 @@ async fn jaeger_search(State(s): State<AppState>, RawQuery(q): RawQuery) -> Resu
     })
     .await
     .map_err(|_| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "search failed"))?;
-    Ok(jaeger_ok(Value::Array(data)))
+    Ok(jaeger_partial(jaeger_ok(Value::Array(data)), &partial))
 }
 
 #[derive(Deserialize, Default)]

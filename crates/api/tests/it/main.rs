@@ -177,6 +177,7 @@ impl Node {
             logs: None,
             metric_store: None,
             rollouts: None,
+            cluster: None,
             buffer: None,
         };
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

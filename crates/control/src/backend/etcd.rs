@@ -126,6 +126,51 @@ impl Etcd {
         }
     }
 
+    /// The lease this node's member key is held under, while it holds one.
+    pub fn lease(&self) -> Option<i64> {
+        *self.lease.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `key` under this node's lease if no one holds it (the key vanishes with the
+    /// lease). Returns false when another holder has it or this node holds no lease.
+    pub async fn claim(&self, table: Table, key: &str, value: Vec<u8>) -> Result<bool> {
+        let Some(lease) = self.lease() else { return Ok(false) };
+        let k = self.etcd_key(table, key);
+        let txn = TxnRequest {
+            compare: vec![Compare {
+                result: 0,
+                target: rpc::TARGET_CREATE,
+                key: k.clone(),
+                target_union: Some(compare::Target::CreateRevision(0)),
+            }],
+            success: vec![RequestOp {
+                request: Some(request_op::Request::Put(rpc::PutRequest { key: k, value, lease })),
+            }],
+            failure: vec![],
+        };
+        let resp = self
+            .client
+            .txn(txn)
+            .await
+            .map_err(|e| ControlError::Storage(format!("etcd at {}: a claim failed: {e}", self.endpoints)))?;
+        let revision = resp.header.map(|h| h.revision.max(0) as u64).unwrap_or(0);
+        self.wait_applied(revision).await?;
+        Ok(resp.succeeded)
+    }
+
+    /// Deletes `key` if it is still at `mod_revision` (a claim this node made and no one
+    /// replaced).
+    pub async fn release(&self, table: Table, key: &str, mod_revision: u64) -> Result<bool> {
+        match self
+            .commit(vec![Op::ModifiedAt(table, key.to_owned(), mod_revision), Op::Delete(table, key.to_owned())])
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ControlError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn etcd_key(&self, table: Table, key: &str) -> Vec<u8> {
         format!("{}{}/{}", self.prefix, table.0, key).into_bytes()
     }

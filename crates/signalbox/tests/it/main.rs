@@ -2,6 +2,7 @@
 
 mod cli;
 mod cluster;
+mod storage_cluster;
 mod control;
 mod demo;
 mod host_metrics;

@@ -290,13 +290,32 @@ impl Client {
 
     async fn raw_unary<Q, R>(&self, path: &'static str, req: tonic::Request<Q>) -> Result<R, tonic::Status>
     where
-        Q: prost::Message + Send + Sync + 'static,
+        Q: prost::Message + Clone + Send + Sync + 'static,
         R: prost::Message + Default + Send + Sync + 'static,
     {
+        // The balanced channel can hand a call to a member that is down (its connection is
+        // re-dialled lazily); a failed connect sent nothing, so the call is tried again (on
+        // another member once the balancer has seen this one fail) within the same timeout.
+        // Found by scripts/cluster-test.sh: with an etcd member killed, writes failed with
+        // "tcp connect error" although the other two members had a quorum.
+        let (meta, _, msg) = req.into_parts();
         let call = async {
-            let mut grpc = tonic::client::Grpc::new(self.channel.clone());
-            grpc.ready().await.map_err(|e| tonic::Status::unavailable(error_chain(&e)))?;
-            grpc.unary(req, PathAndQuery::from_static(path), ProstCodec::<Q, R>::default()).await
+            let mut backoff = Duration::from_millis(20);
+            loop {
+                let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+                let attempt = async {
+                    grpc.ready().await.map_err(|e| tonic::Status::unavailable(error_chain(&e)))?;
+                    let req = tonic::Request::from_parts(meta.clone(), tonic::Extensions::default(), msg.clone());
+                    grpc.unary(req, PathAndQuery::from_static(path), ProstCodec::<Q, R>::default()).await
+                };
+                match attempt.await {
+                    Err(s) if s.code() == tonic::Code::Unavailable && never_sent(&s) => {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                    }
+                    r => return r,
+                }
+            }
         };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(r) => r.map(|r| r.into_inner()),
@@ -389,6 +408,12 @@ impl<T> futures_util::Stream for ReceiverStream<T> {
     fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
         self.0.poll_recv(cx)
     }
+}
+
+/// An `Unavailable` from failing to connect: the request never left this node.
+fn never_sent(s: &tonic::Status) -> bool {
+    let text = format!("{} {:?}", s.message(), std::error::Error::source(s).map(error_chain));
+    text.contains("connect error") || text.contains("Connection refused")
 }
 
 fn status_text(s: &tonic::Status) -> String {

@@ -41,6 +41,8 @@ pub struct FileConfig {
     pub logs: signalbox_events::config::LogsConfig,
     /// The metrics store, scrapes and PromQL.
     pub metrics: signalbox_metrics::config::MetricsConfig,
+    /// Exporters: what the node stores, sent on to remote_write, OTLP and Loki receivers.
+    pub export: signalbox_export::config::ExportConfig,
     /// OTLP receivers.
     pub otlp: OtlpConfig,
     /// The Zipkin receiver.

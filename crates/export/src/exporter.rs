@@ -232,7 +232,7 @@ async fn seal(run: &Arc<Running>, batch: Batch) {
     .await;
     run.pending.fetch_sub(n, Ordering::AcqRel);
     match pushed {
-        Ok(Ok(true)) => {}
+        Ok(Ok(true)) => run.metrics.queued_records.add(n as u64),
         Ok(Ok(false)) => {
             tracing::warn!(exporter = %run.cfg.name, records = n, "export queue full; batch dropped");
             run.metrics.dropped(Drop::QueueFull, n as u64);

@@ -21,6 +21,7 @@ pub enum Drop {
 /// One exporter's counters.
 #[derive(Clone)]
 pub struct ExportMetrics {
+    pub queued_records: Counter,
     pub sent_records: Counter,
     pub sent_requests: Counter,
     pub failed_requests: Counter,
@@ -52,6 +53,11 @@ impl ExportMetrics {
             },
         );
         ExportMetrics {
+            queued_records: reg.counter(
+                "signalbox_export_queued_records_total",
+                "Records an exporter wrote to its disk queue (from then on they survive a crash).",
+                &l,
+            ),
             sent_records: reg.counter(
                 "signalbox_export_sent_records_total",
                 "Records (spans, log records, samples) an exporter delivered.",

@@ -3,6 +3,7 @@
 mod cli;
 mod control;
 mod demo;
+mod export;
 mod host_metrics;
 mod host_views;
 mod live;

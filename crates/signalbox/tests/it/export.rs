@@ -438,16 +438,19 @@ batch_wait = "100ms"
     // B goes down (kill -9) for a while; what A stores meanwhile reaches it once it is back.
     let t2 = TraceId([0x22; 16]);
     let s2 = spans(t2, 2, now - 5_000_000_000);
-    let (b, ()) = tokio::join!(b.restart_kill9(&[], &[], Duration::from_secs(3)), async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        post_spans(&http, &a, s2.clone()).await;
-        post_logs(&http, &a, "during-outage", now - 4_000_000_000, t2).await;
-        eventually(Duration::from_secs(10), "failed requests to the stopped node", || async {
-            (metric(&http, &a, r#"signalbox_export_failed_requests_total{exporter="node-b"}"#).await >= 1.0)
-                .then_some(())
-        })
-        .await;
-    });
+    let ports = [&b.gateway, &b.console, &b.consul, &b.otlp_grpc, &b.otlp_http, &b.zipkin]
+        .map(|a| a.rsplit(':').next().unwrap().parse::<u16>().unwrap());
+    let b_data = b.kill9();
+    post_spans(&http, &a, s2.clone()).await;
+    post_logs(&http, &a, "during-outage", now - 4_000_000_000, t2).await;
+    eventually(Duration::from_secs(10), "failed requests to the stopped node", || async {
+        (metric(&http, &a, r#"signalbox_export_failed_requests_total{exporter="node-b"}"#).await >= 2.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let b = Node::try_start_on(b_data, &[], &[], ports)
+        .await
+        .unwrap_or_else(|(_, log)| panic!("node B did not come back on its ports:\n{log}"));
     let want = trace_want(&s2);
     eventually(Duration::from_secs(30), "the outage's trace on node B", || async {
         trace_on(&http, &b, t2).await.filter(|got| *got == want)

@@ -7,8 +7,7 @@
 //! directory, so a batch is either wholly there or absent; a removal deletes the file. The
 //! files that remain are the queue, so the read position needs no separate record: it is
 //! the oldest file. One file per batch costs an fsync pair per batch, which the callers
-//! amortise by sealing batches of thousands of records (the agent measured its ship path
-//! with this layout; see docs/agent.md).
+//! amortise by sealing batches of thousands of records.
 
 use crate::metrics::Gauge;
 use serde::Serialize;

@@ -307,7 +307,12 @@ async fn deliver(run: Arc<Running>, sender: Sender, mut stop: Shutdown) {
         run.metrics.oldest_sealed_ns.store(entry.header.sealed_ns.max(1), Ordering::Relaxed);
         let records = u64::from(entry.header.records);
         loop {
-            match sender.send(entry.header.signal, &entry.payload).await {
+            // A stop does not wait for a slow receiver: the batch stays queued.
+            let outcome = tokio::select! {
+                o = sender.send(entry.header.signal, &entry.payload) => o,
+                _ = stop.wait() => return,
+            };
+            match outcome {
                 Outcome::Delivered => {
                     run.metrics.sent_records.add(records);
                     run.metrics.sent_requests.inc();

@@ -111,14 +111,15 @@ impl Agent {
         if lock.try_lock().is_err() {
             return Err(AgentError::Locked(cfg.data_dir.clone()));
         }
-        let (spool, recovered) = Spool::open(&cfg.data_dir, cfg.buffer_max_bytes)?;
+        let (spool, recovered) = crate::spool::open(&cfg.data_dir, cfg.buffer_max_bytes)?;
         let host = match &cfg.host_metrics {
             None => None,
             Some(hm) => {
                 let spool = match &hm.push_url {
-                    Some(_) => {
-                        Some(Arc::new(Spool::open_plain(&cfg.data_dir.join("metrics-buffer"), hm.buffer_max_bytes)?))
-                    }
+                    Some(_) => Some(Arc::new(crate::spool::open_plain(
+                        &cfg.data_dir.join("metrics-buffer"),
+                        hm.buffer_max_bytes,
+                    )?)),
                     None => None,
                 };
                 let stats = host::push::HostStats::new(&registry);

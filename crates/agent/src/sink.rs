@@ -79,7 +79,7 @@ impl Sink {
         }
         let (header, payload) = self.batch.seal(self.cfg.compression_level, signalbox_core::time::unix_nanos());
         loop {
-            match self.spool.push(&header, &payload, &self.stop, &self.stats.reading_paused) {
+            match self.spool.push(&header, &payload, || self.stop.is_set(), &self.stats.reading_paused) {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot write to the disk buffer; retrying");

@@ -18,6 +18,9 @@
 //!   partitions, the same on every node.
 //! - [`metrics`]: the node's own Prometheus-style counters, gauges and histograms.
 //! - [`shutdown`]: a cloneable shutdown signal with a drain deadline.
+//! - [`spool`]: a bounded on-disk queue of checksummed batches that survives kill -9 (the
+//!   agent's buffer, the node's export queues).
+//! - [`export`]: [`export::Tee`], how the stores hand what they made durable to exporters.
 //! - [`time`]: wall-clock helpers in Unix nanoseconds.
 //! - [`traffic`]: traffic policies (weights, pins, stickiness, mirroring by version) as
 //!   stored in central configuration and applied by the gateway.
@@ -26,6 +29,7 @@
 pub mod config;
 pub mod conn_limit;
 pub mod discovery;
+pub mod export;
 pub mod ids;
 pub mod log;
 pub mod metrics;
@@ -33,6 +37,7 @@ pub mod ownership;
 pub mod partition;
 pub mod shutdown;
 pub mod span;
+pub mod spool;
 pub mod telemetry;
 pub mod time;
 pub mod traffic;

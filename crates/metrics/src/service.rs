@@ -38,6 +38,7 @@ pub struct Refusals {
 struct Counted {
     db: Arc<dyn Db>,
     refusals: Arc<Refusals>,
+    tee: signalbox_core::export::TeeSlot,
 }
 
 impl Queryable for Counted {
@@ -74,6 +75,14 @@ impl Appender for Counted {
         self.refusals.too_old.fetch_add(a.too_old as u64, Ordering::Relaxed);
         self.refusals.duplicate.fetch_add(a.duplicate as u64, Ordering::Relaxed);
         self.refusals.over_limit.fetch_add(a.over_limit as u64, Ordering::Relaxed);
+        // Every path (scrape, push, rules, the node's own metrics) appends here. Samples the
+        // store refused in part are copied too: the appender does not say which ones, and
+        // a receiver refuses the same duplicates itself.
+        if a.accepted > 0
+            && let Some(tee) = self.tee.get()
+        {
+            tee.samples(samples);
+        }
         Ok(a)
     }
 }
@@ -99,6 +108,8 @@ pub struct MetricsService {
     pub retention: String,
     /// Refused samples by reason, from every path.
     pub refusals: Arc<Refusals>,
+    /// Where exporters get a copy of every append (set before ingest starts).
+    pub tee: signalbox_core::export::TeeSlot,
 }
 
 impl MetricsService {
@@ -106,7 +117,8 @@ impl MetricsService {
     /// to retry. Must be called inside a Tokio runtime (the scrape manager spawns there).
     pub fn new(db: Arc<dyn Db>, max_pushes: usize) -> Self {
         let refusals = Arc::new(Refusals::default());
-        let db: Arc<dyn Db> = Arc::new(Counted { db, refusals: refusals.clone() });
+        let tee = signalbox_core::export::TeeSlot::default();
+        let db: Arc<dyn Db> = Arc::new(Counted { db, refusals: refusals.clone(), tee: tee.clone() });
         let metadata = Arc::new(Metadata::default());
         let appender: Arc<dyn Appender> = db.clone();
         MetricsService {
@@ -118,6 +130,7 @@ impl MetricsService {
             stats: PushStats::default(),
             retention: "15d".into(),
             refusals,
+            tee,
         }
     }
 

@@ -118,3 +118,85 @@ pub fn convert(
     }
     (out.records, out.rejected)
 }
+
+/// Log records as an OTLP export request, one resource per (service, instance, resource
+/// attributes) as [`convert`] reads them back (the node's OTLP exporter).
+pub fn to_request(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord as PLogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    let pv = |v: &AttrValue| AnyValue {
+        value: Some(match v {
+            AttrValue::Str(s) => any_value::Value::StringValue(s.clone()),
+            AttrValue::Int(i) => any_value::Value::IntValue(*i),
+            AttrValue::Float(f) => any_value::Value::DoubleValue(*f),
+            AttrValue::Bool(b) => any_value::Value::BoolValue(*b),
+        }),
+    };
+    let pkv = |k: &str, v: &AttrValue| PKeyValue { key: k.to_owned(), value: Some(pv(v)), ..Default::default() };
+    let mut out: Vec<ResourceLogs> = Vec::new();
+    // Records of one source arrive together: grouping with the previous resource keeps the
+    // order and costs one comparison per record.
+    let mut last: Option<(String, String, Vec<KeyValue>)> = None;
+    for r in records {
+        let key = (r.service.clone(), r.instance.clone(), r.resource.clone());
+        if last.as_ref() != Some(&key) {
+            let mut attributes = Vec::new();
+            if !r.service.is_empty() {
+                attributes.push(pkv("service.name", &AttrValue::Str(r.service.clone())));
+            }
+            if !r.instance.is_empty() {
+                attributes.push(pkv("service.instance.id", &AttrValue::Str(r.instance.clone())));
+            }
+            attributes.extend(r.resource.iter().map(|kv| pkv(&kv.key, &kv.value)));
+            out.push(ResourceLogs {
+                resource: Some(Resource { attributes, dropped_attributes_count: 0, entity_refs: Vec::new() }),
+                scope_logs: vec![ScopeLogs::default()],
+                schema_url: String::new(),
+            });
+            last = Some(key);
+        }
+        let p = PLogRecord {
+            time_unix_nano: r.unix_nanos,
+            observed_time_unix_nano: r.observed_unix_nanos,
+            severity_number: r.severity.0.into(),
+            severity_text: r.severity_text,
+            body: Some(AnyValue { value: Some(any_value::Value::StringValue(r.body)) }),
+            attributes: r.attributes.iter().map(|kv| pkv(&kv.key, &kv.value)).collect(),
+            trace_id: r.trace_id.map(|t| t.0.to_vec()).unwrap_or_default(),
+            span_id: r.span_id.map(|s| s.0.to_vec()).unwrap_or_default(),
+            ..Default::default()
+        };
+        if let Some(rl) = out.last_mut() {
+            rl.scope_logs[0].log_records.push(p);
+        }
+    }
+    ExportLogsServiceRequest { resource_logs: out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_an_export_request() {
+        let rec = LogRecord {
+            unix_nanos: 10,
+            observed_unix_nanos: 11,
+            severity: Severity::ERROR,
+            severity_text: "error".into(),
+            body: "payment declined".into(),
+            service: "billing".into(),
+            instance: "billing-1".into(),
+            resource: vec![KeyValue::str("host.name", "h1")],
+            attributes: vec![KeyValue::int("attempt", 3)],
+            trace_id: Some(signalbox_core::ids::TraceId([7; 16])),
+            span_id: Some(signalbox_core::ids::SpanId([8; 8])),
+        };
+        let other = LogRecord { service: "cart".into(), instance: String::new(), resource: vec![], ..rec.clone() };
+        let req = to_request(vec![rec.clone(), rec.clone(), other.clone()]);
+        assert_eq!(req.resource_logs.len(), 2);
+        let (back, rejected) = convert(req, 99, 100, 1 << 20);
+        assert!(rejected.is_empty());
+        assert_eq!(back, vec![rec.clone(), rec, other]);
+    }
+}

@@ -46,6 +46,9 @@ pub struct FileConfig {
     /// Where receivers put what they accept: the local stores (the default) or a NATS
     /// JetStream stream that storage nodes consume.
     pub ingest: signalbox_ingest::IngestConfig,
+
+    /// Exporters: what the node stores, sent on to remote_write, OTLP and Loki receivers.
+    pub export: signalbox_export::config::ExportConfig,
     /// OTLP receivers.
     pub otlp: OtlpConfig,
     /// The Zipkin receiver.

@@ -32,6 +32,7 @@ pub fn start(
     services: Arc<ServiceRegistry>,
     own: Registry,
     node_name: &str,
+    tee: Option<Arc<dyn signalbox_core::export::Tee>>,
 ) -> anyhow::Result<Arc<MetricsState>> {
     let dir = MetricsConfig::dir(data_dir);
     let started = std::time::Instant::now();
@@ -48,6 +49,10 @@ pub fn start(
     let mut service = MetricsService::new(db.clone(), cfg.max_pushes);
     service.engine = cfg.engine();
     service.retention = cfg.retention.to_string();
+    // Before the first scrape, so exporters see every sample.
+    if let Some(t) = tee {
+        service.tee.set(t);
+    }
     let service = Arc::new(service);
     register_push_metrics(&own, &service);
     let m = service.scrape.clone();

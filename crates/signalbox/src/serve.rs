@@ -127,6 +127,8 @@ pub fn validate(c: &FileConfig) -> Problems {
             format!("must equal cluster.partitions ({}) when the control state is on etcd", c.cluster.partitions),
         );
     }
+
+    c.export.check("export", &mut p);
     if !c.configuration.gateway_key.is_empty() && central_key(&c.configuration.gateway_key).is_none() {
         p.add("configuration.gateway_key", "must be application/profile/key");
     }
@@ -377,8 +379,28 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
         }
     };
     effective.limits.max_connections = effective.limits.max_connections.min(gateway_cap);
+    // Exporters start before the stores, which copy each durable write to them; they stop
+    // after the stores' last writes (`export_stop`, below).
+    let (export_stop, export_shutdown) = signalbox_core::shutdown::channel();
+    let exporters = if cfg.export.is_empty() {
+        None
+    } else {
+        let mut problems = Problems::default();
+        let list = cfg.export.compile("export", &data_dir, &mut problems);
+        if !problems.is_empty() {
+            anyhow::bail!("invalid config:\n{}", loaded.report(problems));
+        }
+        Some(Arc::new(signalbox_export::Exporters::start(list, &registry, export_shutdown)?))
+    };
+    let tee = |signal| {
+        exporters.as_ref().filter(|e| e.wants(signal)).map(|e| e.clone() as Arc<dyn signalbox_core::export::Tee>)
+    };
     let traces = if cfg.traces.enabled {
-        Some(start_traces(&cfg, &data_dir, &registry).context("cannot open the trace store")?)
+        let t = start_traces(&cfg, &data_dir, &registry).context("cannot open the trace store")?;
+        if let Some(tee) = tee(signalbox_export::config::Signal::Traces) {
+            t.tee().set(tee);
+        }
+        Some(t)
     } else {
         None
     };
@@ -386,6 +408,9 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
         let store = signalbox_events::logs::store::Logs::open(cfg.logs.store(&data_dir.join("logs")))
             .context("cannot open the log store")?;
         register_log_metrics(&registry, &store);
+        if let Some(tee) = tee(signalbox_export::config::Signal::Logs) {
+            store.tee().set(tee);
+        }
         Some(store)
     } else {
         None
@@ -397,6 +422,7 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
             control.registry.clone(),
             registry.clone(),
             &cfg.consul.node_name,
+            tee(signalbox_export::config::Signal::Metrics),
         )?)
     } else {
         None
@@ -600,6 +626,11 @@ pub async fn run_node(opts: ServeOpts, embedded: Option<Embedded>) -> anyhow::Re
     }
     if let Some(l) = &logs {
         l.flush().await;
+    }
+    if let Some(e) = &exporters {
+        // What the exporters hold in memory goes to their disk queues.
+        export_stop.trigger();
+        e.join(std::time::Duration::from_secs(10)).await;
     }
     Ok(())
 }

@@ -318,18 +318,18 @@ fn answers_are_read_as_prometheus_reads_them() {
 
 #[test]
 fn the_metrics_buffer_survives_a_restart_and_refuses_when_full() {
-    use crate::spool::{Header, Spool};
+    use crate::spool::Header;
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("metrics-buffer");
     let header = Header { records: 3, sealed_ns: 1, positions: Vec::new() };
-    let spool = Spool::open_plain(&dir, 1024 * 1024).unwrap();
+    let spool = crate::spool::open_plain(&dir, 1024 * 1024).unwrap();
     assert!(spool.try_push(&header, &[7u8; 600 * 1024]).unwrap());
     // Full: a second one of that size does not fit, and nothing is written for it.
     assert!(!spool.try_push(&header, &[8u8; 600 * 1024]).unwrap());
     assert!(spool.try_push(&header, b"small").unwrap());
     drop(spool);
     std::fs::write(dir.join("00000000000000000099.batch"), b"torn").unwrap();
-    let spool = Spool::open_plain(&dir, 1024 * 1024).unwrap();
+    let spool = crate::spool::open_plain(&dir, 1024 * 1024).unwrap();
     assert_eq!(spool.usage().0, 2, "the damaged file is set aside");
     let first = spool.oldest().unwrap().unwrap();
     assert_eq!(first.payload.len(), 600 * 1024);

@@ -87,10 +87,10 @@ fn mutated_lines_batches_and_answers_never_panic() {
 fn mutated_batch_files_are_refused_not_misread() {
     // A real batch file, written by the buffer and read back with corruption.
     let dir = tempfile::tempdir().unwrap();
-    let (spool, _) = signalbox_agent::spool::Spool::open(dir.path(), 1 << 20).unwrap();
+    let (spool, _) = signalbox_agent::spool::open(dir.path(), 1 << 20).unwrap();
     let header = signalbox_agent::spool::Header { records: 1, sealed_ns: 1, positions: Vec::new() };
     let stop = signalbox_agent::stop::StopSignal::new();
-    assert!(spool.push(&header, b"payload", &stop, &Default::default()).unwrap());
+    assert!(spool.push(&header, b"payload", || stop.is_set(), &Default::default()).unwrap());
     let path = std::fs::read_dir(dir.path().join("buffer")).unwrap().next().unwrap().unwrap().path();
     let good = std::fs::read(&path).unwrap();
     assert!(signalbox_agent::spool::Entry::decode(1, &good).is_some());

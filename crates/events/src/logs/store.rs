@@ -226,6 +226,8 @@ struct Inner {
     head: RwLock<Vec<LogRecord>>,
     blocks: RwLock<Partitions<BlockMeta>>,
     tail: broadcast::Sender<Arc<LogRecord>>,
+    /// Exporters' copy of every durable write.
+    tee: signalbox_core::export::TeeSlot,
 }
 
 /// A running log store. Cheap to clone; when the last clone goes, the writer seals the head
@@ -286,7 +288,8 @@ impl Logs {
         let writer = Writer::create(&wal_dir, ledger.clone())?;
         let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue_batches.max(1));
         let (tail, _) = broadcast::channel(4096);
-        let inner = Arc::new(Inner { cfg, head: RwLock::new(head), blocks: RwLock::new(metas), tail });
+        let inner =
+            Arc::new(Inner { cfg, head: RwLock::new(head), blocks: RwLock::new(metas), tail, tee: Default::default() });
         let w = inner.clone();
         let handle =
             std::thread::Builder::new().name("log-writer".into()).spawn(move || write_loop(&w, rx, writer, pending))?;
@@ -321,6 +324,12 @@ impl Logs {
             Ok(Err(_)) => Err(LogWriteError::Failed("the log writer stopped".into())),
             Err(_) => Err(LogWriteError::Failed("the log write timed out".into())),
         }
+    }
+
+    /// Where exporters get a copy of each write once it is durable (set before ingest
+    /// starts; records replayed from the log at start-up are not copied again).
+    pub fn tee(&self) -> &signalbox_core::export::TeeSlot {
+        &self.inner.tee
     }
 
     /// New records as they are stored (for live tail); a slow reader misses records and is
@@ -629,6 +638,11 @@ fn write_loop(inner: &Inner, rx: Receiver<Job>, mut writer: Writer, mut pending:
                         let mut head = inner.head.write().unwrap_or_else(|e| e.into_inner());
                         if head.is_empty() {
                             head_since = Instant::now();
+                        }
+                        if let Some(tee) = inner.tee.get() {
+                            for j in &writes {
+                                tee.logs(&j.records);
+                            }
                         }
                         // Copies for live tail only when someone is tailing.
                         let tailing = inner.tail.receiver_count() > 0;

@@ -79,6 +79,7 @@ pub struct Traces {
     graph: Arc<Mutex<Graph>>,
     metrics: Arc<Metrics>,
     recovered: Arc<std::sync::atomic::AtomicBool>,
+    tee: signalbox_core::export::TeeSlot,
 }
 
 const REASONS: [&str; 5] = ["error", "slow", "policy", "rate", "all"];
@@ -195,14 +196,25 @@ impl Traces {
                 }
             });
         }
-        std::thread::Builder::new()
-            .name("trace-wal".into())
-            .spawn(move || writer_thread(writer, rx, to_sampler, replay, replay_done))?;
+        let tee = signalbox_core::export::TeeSlot::default();
+        {
+            let tee = tee.clone();
+            std::thread::Builder::new()
+                .name("trace-wal".into())
+                .spawn(move || writer_thread(writer, rx, to_sampler, replay, replay_done, tee))?;
+        }
 
         let (to_store, from_sampler) = mpsc::channel::<Output>(64);
         tokio::spawn(sampler_task(Sampler::new(cfg.sampler.clone()), from_wal, to_store, ledger, metrics.clone()));
         tokio::spawn(store_task(store.clone(), graph.clone(), from_sampler, tx.downgrade()));
-        Ok(Traces { tx, store, graph, metrics, recovered })
+        Ok(Traces { tx, store, graph, metrics, recovered, tee })
+    }
+
+    /// Where exporters get a copy of each write once it is durable in the write-ahead log,
+    /// before tail sampling (set before ingest starts; spans replayed at start-up are not
+    /// copied again).
+    pub fn tee(&self) -> &signalbox_core::export::TeeSlot {
+        &self.tee
     }
 
     /// True once the spans replayed from the write-ahead log at start-up are in the store
@@ -333,6 +345,7 @@ fn writer_thread(
     out: mpsc::Sender<Flow>,
     replay: Vec<(u64, Vec<Span>)>,
     replay_done: oneshot::Sender<()>,
+    tee: signalbox_core::export::TeeSlot,
 ) {
     for (seg, spans) in replay {
         if out.blocking_send(Flow::Spans(seg, spans)).is_err() {
@@ -367,6 +380,11 @@ fn writer_thread(
         };
         match result {
             Ok(seg) => {
+                if let Some(tee) = tee.get() {
+                    for j in jobs.iter().filter(|j| !j.spans.is_empty()) {
+                        tee.spans(&j.spans);
+                    }
+                }
                 for j in jobs {
                     if let Some(a) = j.ack {
                         let _ = a.send(Ok(()));

@@ -5,6 +5,7 @@ mod cluster;
 mod storage_cluster;
 mod control;
 mod demo;
+mod export;
 mod host_metrics;
 mod host_views;
 mod ingest_nats;

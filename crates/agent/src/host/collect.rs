@@ -2,7 +2,9 @@
 //! each timed and reported as node_exporter does (`node_scrape_collector_success` and
 //! `node_scrape_collector_duration_seconds` per collector).
 
-use super::{Snapshot, cgroup, cpu, diskstats, filefd, filesystem, loadavg, logproc, meminfo, netdev, netstat, pressure};
+use super::{
+    Snapshot, cgroup, cpu, diskstats, filefd, filesystem, loadavg, logproc, meminfo, netdev, netstat, pressure,
+};
 use super::{process, tcpstat, time, timex, uname, vmstat};
 use regex::Regex;
 use std::collections::{HashMap, HashSet};

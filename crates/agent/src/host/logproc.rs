@@ -36,7 +36,9 @@ impl TailedFiles {
     pub fn publish(&self, files: FileLabels) {
         let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let same = g.1.len() == files.len()
-            && files.iter().all(|(k, l)| g.1.get(k).is_some_and(|m| m.service == l.service && m.instance == l.instance));
+            && files
+                .iter()
+                .all(|(k, l)| g.1.get(k).is_some_and(|m| m.service == l.service && m.instance == l.instance));
         if !same {
             g.0 += 1;
             g.1 = Arc::new(files);

@@ -568,8 +568,12 @@ fn log_writers_are_found_by_their_open_descriptors() {
     assert_eq!(disc.pass(&proc, 1000), want(&[104]));
     // The followed set changes: the other file is now followed too, under another service.
     let meta2 = std::fs::metadata(&other).unwrap();
-    let billing =
-        Arc::new(Labels { service: "billing".into(), instance: "b-1".into(), host: "h".into(), static_labels: Vec::new() });
+    let billing = Arc::new(Labels {
+        service: "billing".into(),
+        instance: "b-1".into(),
+        host: "h".into(),
+        static_labels: Vec::new(),
+    });
     tailed.publish([((meta.dev(), meta.ino()), labels), ((meta2.dev(), meta2.ino()), billing)].into_iter().collect());
     assert_eq!(
         disc.pass(&proc, 1000),

@@ -493,7 +493,11 @@ async fn processes_writing_followed_logs_are_reported_with_the_sources_labels() 
             .find_map(|l| l.strip_prefix("Max open files")?.split_whitespace().next()?.parse().ok())
             .unwrap();
         let v = |name: &str| orders_value(&text, name).unwrap_or_else(|| panic!("{name} missing:\n{text}"));
-        assert_eq!(v("signalbox_agent_processes_matched"), 1.0, "the writer alone (the agent holding the file is not counted)");
+        assert_eq!(
+            v("signalbox_agent_processes_matched"),
+            1.0,
+            "the writer alone (the agent holding the file is not counted)"
+        );
         assert_eq!(v("process_threads"), status_field(pid, "Threads"));
         assert_eq!(v("process_open_fds"), fds, "a steady writer's descriptors");
         assert_eq!(v("process_max_fds"), max_fds);

@@ -247,6 +247,7 @@ fn compile_host_metrics(
         let instance = if pc.instance.is_empty() { host.to_owned() } else { pc.instance.clone() };
         settings.processes.push(ProcessSpec { service: pc.service.clone(), instance, matcher });
     }
+    settings.log_processes = h.log_processes;
     settings.proc_path = PathBuf::from(&h.proc_path);
     settings.sys_path = PathBuf::from(&h.sys_path);
     settings.rootfs_path = PathBuf::from(&h.rootfs_path);

@@ -364,6 +364,10 @@ pub struct HostMetricsConfig {
     /// Processes reported as `process_*` (and their cgroups as containers); the agent
     /// itself is always reported with `service="signalbox-agent"`.
     pub processes: Vec<ProcessConfig>,
+    /// Also report the processes that hold a followed log file open (the programs writing
+    /// the logs the agent ships) as `process_*`, labelled with that source's `service` and
+    /// `instance`, and their cgroups as containers.
+    pub log_processes: bool,
     /// For tests only (leave at 0): shifts the agent's clock by this many milliseconds
     /// (negative: behind) in its samples' timestamps, `node_time_seconds` and the send time
     /// of its pushes, as on a machine whose clock is off, so the node's measurement of the
@@ -390,6 +394,7 @@ impl Default for HostMetricsConfig {
             diskstats_device_exclude: c::DISK_EXCLUDE.into(),
             netdev_device_exclude: c::NETDEV_EXCLUDE.into(),
             processes: Vec::new(),
+            log_processes: true,
             test_clock_skew_ms: 0,
         }
     }

@@ -153,12 +153,19 @@ impl Agent {
     pub async fn run(self, mut shutdown: Shutdown) -> Result<(), AgentError> {
         let Agent { cfg, spool, recovered, stats, host, _lock } = self;
         let mut tasks = Vec::new();
+        // The followed files, for the host collector to find the processes writing them.
+        let tailed = cfg
+            .host_metrics
+            .as_ref()
+            .filter(|m| m.settings.log_processes && m.settings.enabled.contains("process") && !cfg.sources.is_empty())
+            .map(|_| host::logproc::TailedFiles::default());
         if let Some(h) = host {
             tasks.push(tokio::spawn(host::run::run(
                 cfg.clone(),
                 h.spool.clone(),
                 h.stats.clone(),
                 h.latest,
+                tailed.clone(),
                 shutdown.clone(),
             )));
             if let (Some(spool), Some(url)) = (h.spool, cfg.host_metrics.as_ref().and_then(|m| m.push_url.clone())) {
@@ -190,7 +197,10 @@ impl Agent {
 
         let stop = Arc::new(stop::StopSignal::new());
         let sink = sink::Sink::new(cfg.clone(), spool.clone(), stats.clone(), stop.clone());
-        let reader = tail::Reader::new(sink, recovered.resume, recovered.first_start);
+        let mut reader = tail::Reader::new(sink, recovered.resume, recovered.first_start);
+        if let Some(t) = tailed {
+            reader = reader.publish_to(t);
+        }
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
         let reader_thread = std::thread::Builder::new()
             .name("signalbox-agent-reader".into())

@@ -121,6 +121,8 @@ pub struct Reader {
     buf: Vec<u8>,
     /// Files waiting to be recognised (see [`COPY_WAIT`]), since when.
     deferred: HashMap<FileKey, Instant>,
+    /// Where the followed files are published for finding the processes writing them.
+    tailed: Option<crate::host::logproc::TailedFiles>,
 }
 
 impl Reader {
@@ -135,7 +137,20 @@ impl Reader {
             scanned: false,
             buf: vec![0; cap],
             deferred: HashMap::new(),
+            tailed: None,
         }
+    }
+
+    /// Publishes the followed files in `tailed` after every scan.
+    pub fn publish_to(mut self, tailed: crate::host::logproc::TailedFiles) -> Reader {
+        self.tailed = Some(tailed);
+        self
+    }
+
+    fn publish(&self) {
+        let Some(t) = &self.tailed else { return };
+        let cfg = &self.sink.cfg;
+        t.publish(self.files.iter().map(|(k, f)| (*k, cfg.sources[f.source].labels.clone())).collect());
     }
 
     /// Reads until `stop` is set, then seals what it has.
@@ -160,6 +175,7 @@ impl Reader {
         while !self.sink.stop.is_set() {
             if Instant::now() >= next_scan {
                 self.scan();
+                self.publish();
                 // Before the poll, which may block in a full buffer: the gauges then show
                 // the files and the lag reading waits on.
                 self.update_gauges();

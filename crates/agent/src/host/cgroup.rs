@@ -9,6 +9,7 @@
 
 use super::Snapshot;
 use super::collect::HostSettings;
+use super::logproc::Found;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -35,8 +36,8 @@ pub fn process_group(proc_path: &Path, pid: u32) -> Option<String> {
 }
 
 /// The groups to report now: those below the configured root, then those of the watched
-/// processes (`pids`, per process spec), each once.
-pub fn groups(s: &HostSettings, pids: &[Vec<u32>]) -> Result<Vec<Group>, String> {
+/// processes (`watched`: service, instance, pids), each once.
+pub fn groups(s: &HostSettings, watched: &Found) -> Result<Vec<Group>, String> {
     let mut out: Vec<Group> = Vec::new();
     let Some(mount) = &s.cgroup_mount else { return Ok(out) };
     if let Some(root) = &s.cgroup_root {
@@ -57,15 +58,15 @@ pub fn groups(s: &HostSettings, pids: &[Vec<u32>]) -> Result<Vec<Group>, String>
             out.push(Group { id, service, instance: s.host.clone() });
         }
     }
-    for (spec, pids) in s.processes.iter().zip(pids) {
+    for (service, instance, pids) in watched {
         for pid in pids {
             let Some(id) = process_group(&s.proc_path, *pid) else { continue };
             match out.iter_mut().find(|g| g.id == id) {
                 Some(g) => {
-                    g.service = spec.service.clone();
-                    g.instance = spec.instance.clone();
+                    g.service = service.clone();
+                    g.instance = instance.clone();
                 }
-                None => out.push(Group { id, service: spec.service.clone(), instance: spec.instance.clone() }),
+                None => out.push(Group { id, service: service.clone(), instance: instance.clone() }),
             }
         }
     }
@@ -86,8 +87,8 @@ fn read_opt(dir: &Path, file: &str) -> Option<String> {
     std::fs::read_to_string(dir.join(file)).ok()
 }
 
-pub fn collect(s: &HostSettings, pids: &[Vec<u32>], out: &mut Snapshot) -> Result<(), String> {
-    let groups = groups(s, pids)?;
+pub fn collect(s: &HostSettings, watched: &Found, out: &mut Snapshot) -> Result<(), String> {
+    let groups = groups(s, watched)?;
     let Some(mount) = &s.cgroup_mount else {
         return if s.cgroup_root.is_some() { Err("no cgroup v2 mount found".into()) } else { Ok(()) };
     };

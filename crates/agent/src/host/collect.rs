@@ -2,7 +2,9 @@
 //! each timed and reported as node_exporter does (`node_scrape_collector_success` and
 //! `node_scrape_collector_duration_seconds` per collector).
 
-use super::{Snapshot, cgroup, cpu, diskstats, filefd, filesystem, loadavg, meminfo, netdev, netstat, pressure};
+use super::{
+    Snapshot, cgroup, cpu, diskstats, filefd, filesystem, loadavg, logproc, meminfo, netdev, netstat, pressure,
+};
 use super::{process, tcpstat, time, timex, uname, vmstat};
 use regex::Regex;
 use std::collections::{HashMap, HashSet};
@@ -88,6 +90,9 @@ pub struct HostSettings {
     /// The group whose children are reported (a path below the mount), if configured.
     pub cgroup_root: Option<String>,
     pub processes: Vec<ProcessSpec>,
+    /// Also report the processes holding a followed log file open, with their source's
+    /// `service` and `instance` ([`logproc`]; needs [`Collectors::follow_logs`]).
+    pub log_processes: bool,
     /// Added to the system clock wherever the agent states the time (sample timestamps,
     /// `node_time_seconds`, a push's send time): 0 except in tests of clock-offset
     /// measurement (`host_metrics.test_clock_skew_ms`).
@@ -119,6 +124,7 @@ impl HostSettings {
                 instance: host.to_owned(),
                 matcher: ProcessMatch::Agent,
             }],
+            log_processes: true,
             clock_skew_ms: 0,
         }
     }
@@ -208,11 +214,21 @@ pub struct Collectors {
     pub settings: HostSettings,
     failing: HashSet<&'static str>,
     cache: Cache,
+    /// Finds the processes writing the followed logs, when given the reader's files.
+    logs: Option<logproc::Discovery>,
 }
 
 impl Collectors {
     pub fn new(settings: HostSettings) -> Collectors {
-        Collectors { settings, failing: HashSet::new(), cache: Cache::default() }
+        Collectors { settings, failing: HashSet::new(), cache: Cache::default(), logs: None }
+    }
+
+    /// Reports the processes holding one of `tailed` open as `process_*` with its source's
+    /// labels (unless `log_processes` is off).
+    pub fn follow_logs(&mut self, tailed: logproc::TailedFiles) {
+        if self.settings.log_processes {
+            self.logs = Some(logproc::Discovery::new(tailed));
+        }
     }
 
     /// One pass over every enabled collector.
@@ -242,14 +258,24 @@ impl Collectors {
         if boot_time == 0.0 {
             boot_time = stat.as_ref().and_then(|t| boot_time_in(t.as_deref().ok()?)).unwrap_or(0.0);
         }
-        let mut pids = Vec::new();
+        let mut watched = Vec::new();
         if self.settings.enabled.contains("process") {
             let start = Instant::now();
-            pids = process::collect(&self.settings, boot_time, &mut out);
+            let mut found = Vec::new();
+            if let Some(d) = self.logs.as_mut() {
+                found = d.pass(&self.settings.proc_path, logproc::Discovery::MAX_FDS_PER_PASS);
+                out.gauge(
+                    "signalbox_agent_log_processes_pending",
+                    "Processes not yet examined for open log files (a rescan spread over passes).",
+                    &[],
+                    d.pending() as f64,
+                );
+            }
+            watched = process::collect(&self.settings, boot_time, found, &mut out);
             record(&mut out, "process", start, true);
         }
-        if self.settings.enabled.contains("cgroup") && (self.settings.cgroup_root.is_some() || !pids.is_empty()) {
-            self.timed("cgroup", &mut out, |s, o| cgroup::collect(s, &pids, o));
+        if self.settings.enabled.contains("cgroup") && (self.settings.cgroup_root.is_some() || !watched.is_empty()) {
+            self.timed("cgroup", &mut out, |s, o| cgroup::collect(s, &watched, o));
         }
         out
     }

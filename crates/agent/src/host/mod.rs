@@ -16,7 +16,8 @@
 //!   (`netstat`, `sockstat`), [`tcpstat`], [`filefd`], [`time`], [`timex`] (the
 //!   workspace's one `unsafe` call, adjtimex(2)), [`uname`], [`vmstat`].
 //! - [`cgroup`]: cgroup v2 groups as cAdvisor's `container_*`.
-//! - [`process`]: the configured processes (and the agent) as `process_*`.
+//! - [`process`]: the configured processes, the agent and the log writers as `process_*`.
+//! - [`logproc`]: finds the processes holding a followed log file open (the log writers).
 //! - [`push`]: snapshots into their disk buffer and out to a remote_write receiver.
 //! - [`run`]: the collection loop.
 
@@ -27,6 +28,7 @@ pub mod diskstats;
 pub mod filefd;
 pub mod filesystem;
 pub mod loadavg;
+pub mod logproc;
 pub mod meminfo;
 pub mod netdev;
 pub mod netstat;

@@ -1,11 +1,14 @@
 //! The processes the agent is configured to watch (pids, a pid file, or a name pattern),
-//! and the agent itself, as client_golang's `process_*` series with `service` and
-//! `instance` labels: CPU seconds, resident and virtual memory, open and maximum
-//! descriptors, threads, start time. When a pattern matches several processes their
-//! values are summed (maximum descriptors: the smallest limit; start time: the earliest).
+//! the agent itself, and the processes writing the logs it ships (found by
+//! [`super::logproc`]), as client_golang's `process_*` series with `service` and `instance`
+//! labels: CPU seconds, resident and virtual memory, open and maximum descriptors, threads,
+//! start time. When an entry has several processes their values are summed (maximum
+//! descriptors: the smallest limit; start time: the earliest). Processes found writing a
+//! source's logs join a configured entry with the same `service` and `instance`.
 
 use super::Snapshot;
 use super::collect::{HostSettings, ProcessMatch, ProcessSpec};
+use super::logproc::Found;
 use std::path::Path;
 
 const USER_HZ: f64 = 100.0;
@@ -83,17 +86,30 @@ pub fn read_process(proc_path: &Path, pid: u32, boot_time: f64) -> Option<ProcSt
     Some(p)
 }
 
-/// Adds the `process_*` series of every spec; returns each spec's pids for the cgroup
+/// Adds the `process_*` series of every spec and of the processes found writing logs
+/// (`found`: service, instance, pids); returns every entry's labels and pids for the cgroup
 /// collector.
-pub fn collect(s: &HostSettings, boot_time: f64, out: &mut Snapshot) -> Vec<Vec<u32>> {
-    let mut all = Vec::with_capacity(s.processes.len());
+pub fn collect(s: &HostSettings, boot_time: f64, found: Found, out: &mut Snapshot) -> Found {
+    let mut all: Found = Vec::with_capacity(s.processes.len() + found.len());
     for spec in &s.processes {
-        let pids = resolve(&s.proc_path, spec);
+        all.push((spec.service.clone(), spec.instance.clone(), resolve(&s.proc_path, spec)));
+    }
+    for (service, instance, pids) in found {
+        match all.iter_mut().find(|(s, i, _)| *s == service && *i == instance) {
+            Some(entry) => {
+                entry.2.extend(pids);
+                entry.2.sort_unstable();
+                entry.2.dedup();
+            }
+            None => all.push((service, instance, pids)),
+        }
+    }
+    for (service, instance, pids) in &all {
         let stats: Vec<ProcStats> = pids.iter().filter_map(|p| read_process(&s.proc_path, *p, boot_time)).collect();
-        let labels = [("instance", spec.instance.as_str()), ("service", spec.service.as_str())];
+        let labels = [("instance", instance.as_str()), ("service", service.as_str())];
         out.gauge(
             "signalbox_agent_processes_matched",
-            "Processes a `host_metrics.processes` entry matches now (0: none running).",
+            "Processes a `host_metrics.processes` entry, or found writing a source's logs, counts now (0: none running).",
             &labels,
             stats.len() as f64,
         );
@@ -132,7 +148,6 @@ pub fn collect(s: &HostSettings, boot_time: f64, out: &mut Snapshot) -> Vec<Vec<
                 stats.iter().map(|p| p.start_time_seconds).fold(f64::INFINITY, f64::min),
             );
         }
-        all.push(pids);
     }
     all
 }

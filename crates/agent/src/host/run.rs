@@ -1,5 +1,5 @@
 //! The collection loop: every `host_metrics.interval`, one pass over the collectors on a
-//! blocking thread; the result replaces what `/metrics` serves and, when pushing, is
+//! blocking thread (with the reader's followed files, to find the processes writing them); the result replaces what `/metrics` serves and, when pushing, is
 //! encoded as a remote_write body and written to the metrics buffer.
 
 use super::push::HostStats;
@@ -19,10 +19,15 @@ pub async fn run(
     spool: Option<Arc<Spool>>,
     stats: HostStats,
     latest: Latest,
+    tailed: Option<super::logproc::TailedFiles>,
     mut shutdown: Shutdown,
 ) {
     let Some(hm) = cfg.host_metrics.as_ref() else { return };
-    let mut collectors = Some(Collectors::new(hm.settings.clone()));
+    let mut c = Collectors::new(hm.settings.clone());
+    if let Some(t) = tailed {
+        c.follow_logs(t);
+    }
+    let mut collectors = Some(c);
     let extra: Arc<[(String, String)]> =
         Arc::new([("job".to_owned(), hm.job.clone()), ("instance".to_owned(), hm.settings.host.clone())]);
     let mut tick = tokio::time::interval(hm.interval);

@@ -506,3 +506,108 @@ fn tcpstat_sees_a_listener_and_a_connection_of_this_test() {
     assert!(v("established") >= 2.0, "established {}", v("established"));
     drop(client);
 }
+
+/// Discovery over a procfs made of directories and symlinks: `fd` links into a real log
+/// file match it by identity, other links (sockets, devices, missing tables) do not; the
+/// budget spreads a rescan over passes; new processes, late opens and exits are noticed.
+#[test]
+fn log_writers_are_found_by_their_open_descriptors() {
+    use super::logproc::{Discovery, TailedFiles};
+    use crate::record::Labels;
+    use std::os::unix::fs::{MetadataExt, symlink};
+    use std::sync::Arc;
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("app.log");
+    std::fs::write(&log, "line\n").unwrap();
+    let other = d.path().join("other.log");
+    std::fs::write(&other, "x\n").unwrap();
+    let proc = d.path().join("proc");
+    let fd = |pid: u32, n: u32, target: &Path| {
+        let dir = proc.join(pid.to_string()).join("fd");
+        std::fs::create_dir_all(&dir).unwrap();
+        symlink(target, dir.join(n.to_string())).unwrap();
+    };
+    // 100 writes the log (after a socket and another file); 101 holds other files only;
+    // 102 has no descriptor table (exited mid-read, or another user's).
+    fd(100, 0, Path::new("socket:[4242]"));
+    fd(100, 1, &other);
+    fd(100, 7, &log);
+    fd(101, 0, Path::new("/dev/null"));
+    fd(101, 1, &other);
+    std::fs::create_dir_all(proc.join("102")).unwrap();
+    std::fs::create_dir_all(proc.join("sys")).unwrap();
+    let meta = std::fs::metadata(&log).unwrap();
+    let labels = Arc::new(Labels {
+        service: "orders".into(),
+        instance: "orders-1".into(),
+        host: "h".into(),
+        static_labels: Vec::new(),
+    });
+    let tailed = TailedFiles::default();
+    let mut disc = Discovery::new(tailed.clone());
+    assert!(disc.pass(&proc, 1000).is_empty(), "nothing followed: nothing found");
+    tailed.publish([((meta.dev(), meta.ino()), labels.clone())].into_iter().collect());
+    let want = |pids: &[u32]| vec![("orders".to_owned(), "orders-1".to_owned(), pids.to_vec())];
+    // A budget of 1 descriptor: 100 is examined to its end (its third is the log), then the
+    // pass stops; 101 and 102 wait for the next passes.
+    assert_eq!(disc.pass(&proc, 1), want(&[100]));
+    assert_eq!(disc.pending(), 2);
+    assert_eq!(disc.pass(&proc, 1), want(&[100]), "100 re-examined, then the budget is spent");
+    assert_eq!(disc.pending(), 2);
+    assert_eq!(disc.pass(&proc, 1000), want(&[100]));
+    assert_eq!(disc.pending(), 0);
+    // A new process writing the log, and one that opens it a pass after it appeared.
+    fd(103, 4, &log);
+    fd(104, 0, &other);
+    assert_eq!(disc.pass(&proc, 1000), want(&[100, 103]));
+    fd(104, 9, &log);
+    assert_eq!(disc.pass(&proc, 1000), want(&[100, 103, 104]));
+    // A process that closed the log, and one that exited.
+    std::fs::remove_file(proc.join("103/fd/4")).unwrap();
+    std::fs::remove_dir_all(proc.join("100")).unwrap();
+    assert_eq!(disc.pass(&proc, 1000), want(&[104]));
+    // The followed set changes: the other file is now followed too, under another service.
+    let meta2 = std::fs::metadata(&other).unwrap();
+    let billing = Arc::new(Labels {
+        service: "billing".into(),
+        instance: "b-1".into(),
+        host: "h".into(),
+        static_labels: Vec::new(),
+    });
+    tailed.publish([((meta.dev(), meta.ino()), labels), ((meta2.dev(), meta2.ino()), billing)].into_iter().collect());
+    assert_eq!(
+        disc.pass(&proc, 1000),
+        vec![("billing".to_owned(), "b-1".to_owned(), vec![101, 104])],
+        "104 holds `other` at a lower descriptor than the log: counted once, there"
+    );
+    tailed.publish(Default::default());
+    assert!(disc.pass(&proc, 1000).is_empty());
+}
+
+/// Processes found writing a source's logs join a configured entry with the same labels
+/// (one series each, pids counted once) and make their own entry otherwise.
+#[test]
+fn found_log_writers_merge_with_configured_entries() {
+    let mut s = HostSettings::defaults("h");
+    s.enabled = ["process"].into_iter().collect();
+    let me = std::process::id();
+    s.processes.push(super::ProcessSpec {
+        service: "orders".into(),
+        instance: "o-1".into(),
+        matcher: super::ProcessMatch::Pids(vec![me]),
+    });
+    let mut snap = Snapshot::new(0);
+    let found = vec![
+        ("orders".to_owned(), "o-1".to_owned(), vec![me]),
+        ("billing".to_owned(), "b-1".to_owned(), vec![me, u32::MAX - 1]),
+    ];
+    let watched = super::process::collect(&s, 0.0, found, &mut snap);
+    assert_eq!(watched.len(), 3, "agent, orders, billing");
+    for l in [[("instance", "o-1"), ("service", "orders")], [("instance", "b-1"), ("service", "billing")]] {
+        assert_eq!(snap.value("signalbox_agent_processes_matched", &l), Some(1.0), "{l:?}");
+        assert!(snap.value("process_threads", &l).unwrap() >= 1.0);
+    }
+    let mut text = String::new();
+    snap.render(&mut text);
+    assert_eq!(text.matches("process_threads{instance=\"o-1\",service=\"orders\"}").count(), 1, "{text}");
+}

@@ -268,6 +268,13 @@ async fn queries_on_any_node_see_every_storage_node_and_name_a_dead_one() {
         );
     }
 
+    // What a fan-out to two peers costs on loopback (printed for docs/deployment.md).
+    let timed = std::time::Instant::now();
+    for _ in 0..20 {
+        prom(&http, &c.node, "sum(rate(req_total[1m]))", t_end).await;
+    }
+    eprintln!("sum(rate(...)) on c over 3 storage nodes: {:?} per query (mean of 20)", timed.elapsed() / 20);
+
     // b dies: answers on c leave b's data out and say so, naming b.
     let Member { node: b_node, _cfg: _b_cfg } = b;
     drop(b_node.kill9());

@@ -76,7 +76,7 @@ impl Running {
         });
         let (tx, rx) = mpsc::channel(HANDOFF_BATCHES);
         let run = Arc::new(Running {
-            max_pending: (cfg.batch_size * 8).max(20_000),
+            max_pending: (cfg.batch_size * 8).max(100_000),
             cfg,
             tx,
             pending: Arc::new(AtomicUsize::new(0)),

@@ -2,7 +2,6 @@
 
 mod cli;
 mod cluster;
-mod storage_cluster;
 mod control;
 mod demo;
 mod export;
@@ -15,6 +14,7 @@ mod metrics;
 mod rollouts;
 mod security;
 mod serve;
+mod storage_cluster;
 mod traces;
 mod traffic;
 mod views;

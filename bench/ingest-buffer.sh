@@ -37,22 +37,22 @@ SB_BIN=${SIGNALBOX_BIN:-${CARGO_TARGET_DIR:-target}/release/signalbox}
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 NP=$(port)
-"$NATS" -a 127.0.0.1 -p "$NP" -js -sd "$WORK/js" -l "$WORK/nats.log" &
-start_node() { # name, extra env...
+"$NATS" -a 127.0.0.1 -p "$NP" -js -sd "$WORK/js" -l "$WORK/nats.log" >/dev/null 2>&1 &
+start_node() { # name, extra env...; sets ADDR
   local name=$1; shift
   local c g
   c=$(port); g=$(port)
   env "$@" "$SB_BIN" serve --data-dir "$WORK/$name" --listen "127.0.0.1:$g" --console-listen "127.0.0.1:$c" \
     --consul-listen "127.0.0.1:$(port)" --otlp-grpc-listen "127.0.0.1:$(port)" --otlp-http-listen "127.0.0.1:$(port)" \
-    --zipkin-listen "127.0.0.1:$(port)" 2>"$WORK/$name.log" &
+    --zipkin-listen "127.0.0.1:$(port)" >/dev/null 2>"$WORK/$name.log" &
   for _ in $(seq 200); do
     curl -sf "http://127.0.0.1:$c/readyz" >/dev/null && break
     sleep 0.1
   done
-  echo "127.0.0.1:$c"
+  ADDR="127.0.0.1:$c"
 }
-DIRECT=$(start_node direct)
-BUFFERED=$(start_node buffered SIGNALBOX_INGEST__BUFFER="nats://127.0.0.1:$NP")
+start_node direct; DIRECT=$ADDR
+start_node buffered SIGNALBOX_INGEST__BUFFER="nats://127.0.0.1:$NP"; BUFFERED=$ADDR
 # The stream is created a moment after start.
 sleep 2
 

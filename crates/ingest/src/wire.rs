@@ -156,7 +156,7 @@ mod tests {
             }
             back.extend(decode_samples(&encode_samples(part)).unwrap());
         }
-        back.sort_by(|a, b| a.1.cmp(&b.1));
+        back.sort_by_key(|s| s.1);
         assert_eq!(back, samples);
         assert!(decode_samples(&[9, 1, 2]).is_err());
     }

@@ -1,6 +1,6 @@
 //! The internal endpoints a node answers for its peers, from its own data only (they never
 //! fan out again): `POST /internal/cluster/v1/{metrics/select, traces/get, traces/search,
-//! traces/services, traces/operations, logs/records, logs/labels}`.
+//! traces/services, traces/operations, logs/records, logs/labels, logs/search}`.
 //!
 //! A caller needs the cluster token (`[cluster] token`, as a bearer token) or, as for the
 //! public read APIs, a credential with the `read` role. Request bodies are capped at
@@ -35,6 +35,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route(merged::TRACES_OPERATIONS, post(traces_operations))
         .route(merged::LOGS_RECORDS, post(logs_records))
         .route(merged::LOGS_LABELS, post(logs_labels))
+        .route(merged::LOGS_SEARCH, post(logs_search))
         .layer(DefaultBodyLimit::max(MAX_REQUEST))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_peer))
 }
@@ -180,4 +181,15 @@ async fn logs_labels(State(s): State<AppState>, body: Bytes) -> Result<Response,
         .await
         .map_err(internal)??;
     Ok(json(&LabelSets { sets }))
+}
+
+async fn logs_search(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: wire::LogSearch = parse(&body)?;
+    if s.logs.is_none() {
+        return Ok(json(&RecordList::default()));
+    }
+    let recs = tokio::task::spawn_blocking(move || crate::logs::native_query::local_search(&s, &req))
+        .await
+        .map_err(internal)??;
+    Ok(json(&RecordList { records: recs.iter().map(wire::WireRecord::from).collect() }))
 }

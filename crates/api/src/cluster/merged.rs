@@ -21,6 +21,7 @@ pub const TRACES_SERVICES: &str = "/internal/cluster/v1/traces/services";
 pub const TRACES_OPERATIONS: &str = "/internal/cluster/v1/traces/operations";
 pub const LOGS_RECORDS: &str = "/internal/cluster/v1/logs/records";
 pub const LOGS_LABELS: &str = "/internal/cluster/v1/logs/labels";
+pub const LOGS_SEARCH: &str = "/internal/cluster/v1/logs/search";
 
 /// Decodes each peer's JSON answer; a peer whose answer does not decode counts as missing.
 fn decode<T: serde::de::DeserializeOwned>(
@@ -227,6 +228,17 @@ pub fn peer_records(
 ) -> Vec<LogRecord> {
     let req = wire::LogRecords { query: query.to_owned(), start, end, cap };
     let answers = handle.block_on(cluster.ask_all(LOGS_RECORDS, body(&req), partial));
+    decode::<RecordList>(cluster, answers, partial).into_iter().flat_map(|l| l.records).map(LogRecord::from).collect()
+}
+
+/// The native log search on the peers (blocking).
+pub fn peer_search(
+    cluster: &Cluster,
+    handle: &tokio::runtime::Handle,
+    req: &wire::LogSearch,
+    partial: &Partial,
+) -> Vec<LogRecord> {
+    let answers = handle.block_on(cluster.ask_all(LOGS_SEARCH, body(req), partial));
     decode::<RecordList>(cluster, answers, partial).into_iter().flat_map(|l| l.records).map(LogRecord::from).collect()
 }
 

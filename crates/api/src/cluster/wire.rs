@@ -155,6 +155,16 @@ pub struct LogRecords {
     pub cap: usize,
 }
 
+/// `logs/search`: the native log search's newest (or oldest) `limit` records.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LogSearch {
+    pub query: String,
+    pub start: u64,
+    pub end: u64,
+    pub limit: usize,
+    pub forward: bool,
+}
+
 /// `logs/labels`: the stream label sets of a window (the Loki label APIs' parameters).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LogLabels {

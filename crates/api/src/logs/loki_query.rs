@@ -326,7 +326,7 @@ fn all_records(s: &AppState, fan: &Option<Fan>, expr: &Expr, start: u64, end: u6
         &f.partial,
     ));
     match expr {
-        Expr::Log(_) => recs.sort_by_key(|b| std::cmp::Reverse(b.unix_nanos)),
+        Expr::Log(_) => recs.sort_by_key(|r| std::cmp::Reverse(r.unix_nanos)),
         Expr::Metric(_) => {
             recs.sort_by_key(|r| r.unix_nanos);
             recs.dedup_by(|a, b| a.unix_nanos == b.unix_nanos && a.body == b.body && a.service == b.service);

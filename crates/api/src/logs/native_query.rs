@@ -169,7 +169,7 @@ pub(crate) fn highlights(filter: &Expr, body: &str) -> Vec<(usize, usize)> {
     out
 }
 
-async fn search(State(s): State<AppState>, Query(p): Query<Params>) -> Result<Json<Value>, ApiError> {
+async fn search(State(s): State<AppState>, Query(p): Query<Params>) -> Result<axum::response::Response, ApiError> {
     let logs = store(&s)?.clone();
     let q = parse_query(&p.query)?;
     if q.aggregation.is_some() {
@@ -193,8 +193,21 @@ async fn search(State(s): State<AppState>, Query(p): Query<Params>) -> Result<Js
     let search =
         Search { filter: q.filter.clone(), start, end, limit, forward, max_bytes: limits.0, timeout: limits.1 };
     let filter = q.filter.clone();
+    let partial = crate::cluster::Partial::default();
+    let fan = s.cluster.clone().map(|c| (c, tokio::runtime::Handle::current(), p.query.clone(), partial.clone()));
     let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-        let (records, stats) = logs.search(&search).map_err(search_error)?;
+        let (mut records, stats) = logs.search(&search).map_err(search_error)?;
+        if let Some((c, handle, text, partial)) = &fan {
+            // Every node's newest (or oldest) `limit`, merged by time, cut to `limit`.
+            let req = crate::cluster::wire::LogSearch { query: text.clone(), start, end, limit, forward };
+            records.extend(crate::cluster::merged::peer_search(c, handle, &req, partial));
+            if forward {
+                records.sort_by_key(|r| r.unix_nanos);
+            } else {
+                records.sort_by_key(|r| std::cmp::Reverse(r.unix_nanos));
+            }
+            records.truncate(limit);
+        }
         let mut list = Vec::with_capacity(records.len());
         for r in records.iter() {
             let mut v = record_json(r);
@@ -213,7 +226,24 @@ async fn search(State(s): State<AppState>, Query(p): Query<Params>) -> Result<Js
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the search failed"))??;
-    Ok(Json(out))
+    Ok(partial.json(out))
+}
+
+/// This node's records for a peer's `logs/search`.
+pub(crate) fn local_search(s: &AppState, req: &crate::cluster::wire::LogSearch) -> Result<Vec<LogRecord>, ApiError> {
+    let logs = store(s)?;
+    let q = parse_query(&req.query)?;
+    let limits = logs.query_limits();
+    let search = Search {
+        filter: q.filter,
+        start: req.start,
+        end: req.end,
+        limit: req.limit.clamp(1, MAX_LIMIT),
+        forward: req.forward,
+        max_bytes: limits.0,
+        timeout: limits.1,
+    };
+    Ok(logs.search(&search).map_err(search_error)?.0)
 }
 
 /// The records of the same service instance just before and after `r` (as `grep -C`).

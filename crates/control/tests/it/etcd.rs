@@ -22,7 +22,7 @@ fn etcd_config(etcd: &Etcd, prefix: &str, node: &str) -> EtcdConfig {
     }
 }
 
-async fn node(etcd: &Etcd, prefix: &str, name: &str) -> ControlPlane {
+pub(crate) async fn node(etcd: &Etcd, prefix: &str, name: &str) -> ControlPlane {
     let cfg = etcd_config(etcd, prefix, name);
     let open = ControlPlane::open_etcd(&cfg, Default::default());
     tokio::time::timeout(Duration::from_secs(10), open).await.expect("open within 10 s").expect("open")

@@ -18,13 +18,19 @@ struct Member {
 }
 
 async fn member(etcd: &Etcd, name: &str) -> Member {
+    member_with(etcd, name, "", "").await
+}
+
+/// A member whose config file also holds `extra` (TOML tables) and `cluster` (keys of
+/// `[cluster]`).
+async fn member_with(etcd: &Etcd, name: &str, extra: &str, cluster: &str) -> Member {
     let cfg = tempfile::tempdir().unwrap();
     let path = cfg.path().join("node.toml");
     std::fs::write(
         &path,
         format!(
-            "[control]\nbackend = \"etcd\"\n[control.etcd]\nendpoints = [\"{}\"]\nnode_name = \"{name}\"\nlease_ttl = \"2s\"\n\
-             [cluster]\npartitions = 16\nquery_timeout = \"2s\"\n",
+            "{extra}\n[control]\nbackend = \"etcd\"\n[control.etcd]\nendpoints = [\"{}\"]\nnode_name = \"{name}\"\nlease_ttl = \"2s\"\n\
+             [cluster]\npartitions = 16\nquery_timeout = \"2s\"\n{cluster}\n",
             etcd.endpoint
         ),
     )
@@ -33,7 +39,14 @@ async fn member(etcd: &Etcd, name: &str) -> Member {
     Member { node, _cfg: cfg }
 }
 
-async fn remote_write(http: &Http, node: &Node, series: &[(&[(&str, &str)], Vec<(i64, f64)>)]) {
+/// Series to write: labels and `(time ms, value)` samples.
+type Batch<'a> = [(&'a [(&'a str, &'a str)], Vec<(i64, f64)>)];
+
+async fn remote_write(http: &Http, node: &Node, series: &Batch<'_>) {
+    remote_write_as(http, node, series, None).await
+}
+
+async fn remote_write_as(http: &Http, node: &Node, series: &Batch<'_>, auth: Option<&str>) {
     let timeseries = series
         .iter()
         .map(|(labels, samples)| TimeSeries {
@@ -43,11 +56,15 @@ async fn remote_write(http: &Http, node: &Node, series: &[(&[(&str, &str)], Vec<
         })
         .collect();
     let body = remote_write::encode(&WriteRequest { timeseries, metadata: vec![] });
+    let mut headers = vec![("content-type", "application/x-protobuf"), ("content-encoding", "snappy")];
+    if let Some(a) = auth {
+        headers.push(("authorization", a));
+    }
     let r = http
         .send(
             http::Method::POST,
             &format!("http://{}/prometheus/api/v1/write", node.console),
-            &[("content-type", "application/x-protobuf"), ("content-encoding", "snappy")],
+            &headers,
             bytes::Bytes::from(body),
         )
         .await;
@@ -238,6 +255,17 @@ async fn queries_on_any_node_see_every_storage_node_and_name_a_dead_one() {
         let got: Vec<&str> =
             logs["data"]["result"][0]["values"].as_array().unwrap().iter().map(|e| e[1].as_str().unwrap()).collect();
         assert_eq!(got, ["line 0", "line 1", "line 2", "line 3", "line 4"], "{logs}");
+        let native = http
+            .get(&format!("http://{}/api/logs?query=line&start={}&end={at}&limit=4", n.console, ns0 - 1))
+            .await
+            .json();
+        let got: Vec<&str> =
+            native["records"].as_array().unwrap().iter().map(|r| r["body"].as_str().unwrap()).collect();
+        assert_eq!(
+            got,
+            ["line 4", "line 3", "line 2", "line 1"],
+            "newest first over both nodes, cut to the limit: {native}"
+        );
     }
 
     // b dies: answers on c leave b's data out and say so, naming b.
@@ -344,4 +372,67 @@ async fn a_member_leaving_moves_only_its_partitions() {
             assert_eq!(&after[p], owner, "partition {p} moved between staying members when d joined");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_access_control_peers_present_the_cluster_token() {
+    let etcd = Etcd::start().await;
+    let hash = |s: &str| {
+        let out = Command::new(BIN).args(["hash-key", s]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let extra = format!(
+        "[access]\ntokens = [{{ id = \"reader\", role = \"read\", sha256 = \"{}\" }}, {{ id = \"shipper\", role = \"ingest\", sha256 = \"{}\" }}]\n",
+        hash("reader-secret-0123456789"),
+        hash("shipper-secret-0123456789")
+    );
+    let token = "token = \"cluster-secret-0123456789\"";
+    let a = member_with(&etcd, "a", &extra, token).await;
+    let b = member_with(&etcd, "b", &extra, token).await;
+    let http = Http::new();
+    let t0 = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 - 60) * 1000;
+    remote_write_as(
+        &http,
+        &a.node,
+        &[(&[("__name__", "guarded_total"), ("job", "g")], vec![(t0, 42.0)])],
+        Some("Bearer shipper-secret-0123456789"),
+    )
+    .await;
+    let reader = [("authorization", "Bearer reader-secret-0123456789")];
+    let q = format!(
+        "http://{}/prometheus/api/v1/query?query={}&time={}",
+        b.node.console,
+        enc("sum(guarded_total)"),
+        t0 / 1000 + 1
+    );
+    let r = http.send(http::Method::GET, &q, &reader, bytes::Bytes::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-signalbox-partial"), None, "{}", r.text());
+    assert_eq!(scalar_of(&r.json()), 42.0, "b reads a's sample through the cluster token");
+
+    let internal = format!("http://{}/internal/cluster/v1/metrics/select", a.node.console);
+    let body = json!({ "matchers": [["__name__", "=", "guarded_total"]], "mint": t0 - 1, "maxt": t0 + 1 }).to_string();
+    let call = |auth: Option<&'static str>, body: String| {
+        let (http, url) = (http.clone(), internal.clone());
+        async move {
+            let mut h = vec![("content-type", "application/json")];
+            if let Some(a) = auth {
+                h.push(("authorization", a));
+            }
+            http.send(http::Method::POST, &url, &h, body).await
+        }
+    };
+    let none = call(None, body.clone()).await;
+    assert_eq!(none.status, 401, "{}", none.text());
+    assert!(none.json()["error"].as_str().is_some_and(|m| !m.is_empty()), "{}", none.text());
+    assert_eq!(call(Some("Bearer wrong-token-0123456789"), body.clone()).await.status, 401);
+    assert_eq!(call(Some("Bearer shipper-secret-0123456789"), body.clone()).await.status, 403);
+    let ok = call(Some("Bearer cluster-secret-0123456789"), body.clone()).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let series = ok.json();
+    assert_eq!(series["series"][0]["samples"][0][1], json!(42.0f64.to_bits()), "{series}");
+    let big = call(Some("Bearer cluster-secret-0123456789"), format!("{{\"pad\":\"{}\"}}", "x".repeat(2 << 20))).await;
+    assert_eq!(big.status, 413, "an internal body over 1 MiB is refused");
+    let bad = call(Some("Bearer cluster-secret-0123456789"), "{\"matchers\": 5}".into()).await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
 }

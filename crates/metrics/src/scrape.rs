@@ -182,6 +182,12 @@ impl Manager {
         out
     }
 
+    /// How many targets the jobs yield, and how many of them this node scrapes.
+    pub fn counts(&self) -> (usize, usize) {
+        let total = self.wanted.lock().unwrap_or_else(|e| e.into_inner()).len();
+        (total, self.running.lock().unwrap_or_else(|e| e.into_inner()).len())
+    }
+
     /// Targets relabeling dropped, with their job.
     pub fn dropped(&self) -> Vec<(String, Dropped)> {
         self.dropped.lock().unwrap_or_else(|e| e.into_inner()).clone()

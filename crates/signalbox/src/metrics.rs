@@ -50,6 +50,20 @@ pub fn start(
     service.retention = cfg.retention.to_string();
     let service = Arc::new(service);
     register_push_metrics(&own, &service);
+    let m = service.scrape.clone();
+    own.gauge_fn(
+        "signalbox_scrape_targets",
+        "Scrape targets the jobs yield (every node of a cluster lists them all).",
+        &[],
+        move || m.counts().0 as f64,
+    );
+    let m = service.scrape.clone();
+    own.gauge_fn(
+        "signalbox_scrape_targets_scraped_here",
+        "Scrape targets this node scrapes: all on a single node, its owned share in a cluster, none without its lease.",
+        &[],
+        move || m.counts().1 as f64,
+    );
     let jobs = cfg.jobs().map_err(|m| anyhow::anyhow!("invalid config: metrics.scrape: {m}"))?;
 
     // In a cluster each target and each rule group has one live owner (the registry knows
@@ -160,6 +174,13 @@ fn rule_files_stamp(patterns: &[String]) -> Vec<(std::path::PathBuf, u64, Option
 
 fn register_rule_metrics(reg: &Registry, rules: &Arc<signalbox_metrics::rules::RuleManager>) {
     use std::sync::atomic::Ordering::Relaxed;
+    let r = rules.clone();
+    reg.gauge_fn(
+        "signalbox_rule_groups_evaluated_here",
+        "Rule groups this node evaluates: all on a single node, its owned share (and the default rules) in a cluster.",
+        &[],
+        move || r.group_counts().1 as f64,
+    );
     let r = rules.clone();
     reg.counter_fn("signalbox_alert_notifications_sent_total", "Alert notifications delivered.", &[], move || {
         r.notifier.stats.sent.load(Relaxed) as f64

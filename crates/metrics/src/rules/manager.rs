@@ -291,6 +291,12 @@ impl RuleManager {
         Ok(())
     }
 
+    /// How many groups are loaded, and how many of them this node evaluates.
+    pub fn group_counts(&self) -> (usize, usize) {
+        let groups = lock(&self.groups).clone();
+        (groups.len(), groups.iter().filter(|g| self.evaluates_here(g)).count())
+    }
+
     /// The loaded groups' names.
     pub fn group_names(&self) -> Vec<String> {
         lock(&self.groups).iter().map(|g| g.name.clone()).collect()

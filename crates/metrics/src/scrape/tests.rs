@@ -228,3 +228,66 @@ fn job_checks_name_the_key() {
     assert!(bad("[[static_configs]]\ntargets = [\"http://x/metrics\"]").contains("static_configs[0].targets"));
     assert!(bad("[[relabel_configs]]\naction = \"hashmod\"").contains("relabel_configs[0]"));
 }
+
+#[tokio::test]
+async fn in_a_cluster_each_target_is_scraped_by_its_owner_only_and_a_node_without_its_lease_stops() {
+    use signalbox_core::ownership::Members;
+    let mut addrs = Vec::new();
+    for _ in 0..6 {
+        addrs.push(target(Arc::new(Mutex::new(text("m 1\n")))).await);
+    }
+    let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+    let cfg: JobConfig = toml::from_str(&format!(
+        "job_name = \"api\"\nscrape_interval = \"1s\"\nscrape_timeout = \"500ms\"\n[[static_configs]]\ntargets = [{}]\n",
+        list.join(", ")
+    ))
+    .unwrap();
+    let j = Arc::new(Job::new(cfg).unwrap());
+    let both: std::collections::BTreeSet<String> = ["a".to_string(), "b".to_string()].into();
+    let view = |me: &str, live: bool, members: &std::collections::BTreeSet<String>| {
+        Arc::new(Members { me: Some(me.into()), live, members: members.clone() })
+    };
+    let (tx_a, rx_a) = tokio::sync::watch::channel(view("a", true, &both));
+    let (tx_b, rx_b) = tokio::sync::watch::channel(view("b", true, &both));
+    let (ha, hb) = (Arc::new(Head::new(600_000, 10_000)), Arc::new(Head::new(600_000, 10_000)));
+    let a = Manager::new(ha.clone(), Arc::new(Metadata::default()));
+    let b = Manager::new(hb.clone(), Arc::new(Metadata::default()));
+    a.share_by(rx_a);
+    b.share_by(rx_b);
+    a.sync(std::slice::from_ref(&j), HashMap::new());
+    b.sync(std::slice::from_ref(&j), HashMap::new());
+    let (ta, tb) = (a.targets(), b.targets());
+    assert_eq!((ta.len(), tb.len()), (6, 6), "both list every target");
+    for (x, y) in ta.iter().zip(&tb) {
+        assert_eq!(x.target.url, y.target.url);
+        assert_eq!(x.owner, y.owner, "both name the same owner");
+        assert!(x.scraped_here != y.scraped_here, "exactly one scrapes {}", x.target.url);
+        assert_eq!(x.scraped_here, x.owner.as_deref() == Some("a"));
+    }
+    let mine = ta.iter().filter(|t| t.scraped_here).count();
+    // Each node stores only what it scraped: `up` for its own targets.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while latest(&ha, "up").len() + latest(&hb, "up").len() < 6 {
+        assert!(std::time::Instant::now() < deadline, "every target scraped once");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(latest(&ha, "up").len(), mine);
+    assert_eq!(latest(&hb, "up").len(), 6 - mine);
+
+    // a loses its lease: it scrapes nothing from then on (and marks its series stale);
+    // b, seeing a's member key go, scrapes everything.
+    tx_a.send_replace(view("a", false, &both));
+    tx_b.send_replace(view("b", true, &["b".to_string()].into()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while a.targets().iter().any(|t| t.scraped_here) || !b.targets().iter().all(|t| t.scraped_here) {
+        assert!(std::time::Instant::now() < deadline, "the work moved");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(b.targets().iter().all(|t| t.owner.as_deref() == Some("b")));
+    assert!(a.targets().iter().all(|t| t.health.health == "unknown"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !latest(&ha, "up").iter().all(|(_, v)| is_stale(*v)) {
+        assert!(std::time::Instant::now() < deadline, "a's series marked stale when it stopped");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -405,6 +405,15 @@ async fn a_node_that_loses_etcd_stops_scraping_before_its_lease_can_end() {
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(targets.iter().all(|t| !t.hits().is_empty()));
+    let here = |node: &Node| {
+        let (http, url) = (http.clone(), format!("http://{}/metrics", node.console));
+        async move {
+            let text = http.get(&url).await.text();
+            let line = text.lines().find(|l| l.starts_with("signalbox_scrape_targets_scraped_here ")).unwrap_or("");
+            line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())
+        }
+    };
+    assert_eq!(here(&n1).await.unwrap() + here(&n2).await.unwrap(), 4.0, "the metric shows the split");
 
     // etcd stops answering (frozen, as a partition would look): no keep-alive is answered,
     // so each node stops its scrapes by `last acknowledged keep-alive + TTL - TTL/4`, before
@@ -439,6 +448,7 @@ async fn a_node_that_loses_etcd_stops_scraping_before_its_lease_can_end() {
     );
     let v = targets_of(&http, &n1).await;
     assert!(v.iter().all(|(_, _, here)| !here), "n1 still claims targets without its lease: {v:?}");
+    assert_eq!(here(&n1).await, Some(0.0));
 
     // etcd answers again: the nodes take new leases and every target is scraped again.
     signal(pid, "CONT");

@@ -1032,6 +1032,11 @@ def run(root, res):
         "%d spans, %d logs, %d samples" % (
             len(acked["spans"]), 3 * len(acked["spans"]), len(acked["logs"]), len(acked["samples"]),
             len(ingest.failed["spans"]), len(ingest.failed["logs"]), len(ingest.failed["samples"])))
+    res.measure("ingest batches refused or failed (not acknowledged, so not checked)", "spans %d, logs %d, samples %d "
+                "of %d/%d/%d sent%s" % (len(ingest.failed["spans"]), len(ingest.failed["logs"]),
+                                       len(ingest.failed["samples"]), ingest.sent["spans"], ingest.sent["logs"],
+                                       ingest.sent["samples"], " (through the NATS buffer)" if "buffer" in features
+                                       else ""))
     verify_ingest(res, nodes, acked, unacked, ingest_start, features)
 
     if rev_before is not None and rev_after is not None:

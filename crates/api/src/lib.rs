@@ -34,8 +34,8 @@
 pub mod admin;
 pub mod auth;
 pub mod blocking;
-pub mod cluster;
 pub mod buffer;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod consul;

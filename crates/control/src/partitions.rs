@@ -23,9 +23,9 @@
 use crate::backend::etcd::Etcd;
 use crate::backend::{Apply, Change};
 use crate::error::Result;
-use signalbox_core::ownership::owner;
 use crate::store::{MEMBERS, Op, PARTITIONS, STORAGE, Store};
 use serde::{Deserialize, Serialize};
+use signalbox_core::ownership::owner;
 use signalbox_core::partition::Owned;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};

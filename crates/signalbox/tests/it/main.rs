@@ -2,7 +2,6 @@
 
 mod cli;
 mod cluster;
-mod storage_cluster;
 mod control;
 mod demo;
 mod host_metrics;
@@ -14,6 +13,7 @@ mod metrics;
 mod rollouts;
 mod security;
 mod serve;
+mod storage_cluster;
 mod traces;
 mod traffic;
 mod views;

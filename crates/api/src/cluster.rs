@@ -178,10 +178,12 @@ impl Cluster {
         self.token.as_deref()
     }
 
-    /// Every storage node but this one.
+    /// Every storage node but this one. A record under another name with this node's
+    /// address is this node too (a node restarted without a fixed `node_name` gets a new
+    /// one): asking it would count this node's data twice.
     pub fn peers(&self) -> Vec<StorageNode> {
-        let me = self.partitions.node();
-        self.partitions.storage_nodes().into_iter().filter(|n| n.node != me).collect()
+        let (me, here) = (self.partitions.node(), self.partitions.address());
+        self.partitions.storage_nodes().into_iter().filter(|n| n.node != me && n.address != here).collect()
     }
 
     /// Posts `body` (JSON) to `path` on every peer at once; returns the answers of those

@@ -107,6 +107,11 @@ impl Partitions {
         &self.me
     }
 
+    /// Where peers reach this node.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
     /// How many partitions the cluster has.
     pub fn count(&self) -> u32 {
         self.count

@@ -17,7 +17,7 @@ use crate::metadata::Metadata;
 use crate::storage::Appender;
 use job::{Dropped, Job, Target};
 use scraper::{Health, HttpClient, Scraper};
-use signalbox_core::ownership::Owners;
+use signalbox_core::ownership::{Members, Owners};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -54,8 +54,16 @@ pub struct Manager {
     running: Mutex<HashMap<String, Running>>,
     dropped: Mutex<Vec<(String, Dropped)>>,
     owners: Mutex<Owners>,
+    /// The members as the last reconcile saw them: who owned what before a change.
+    seen: Mutex<Arc<Members>>,
     follow: Mutex<Option<tokio::task::AbortHandle>>,
 }
+
+/// How long a node waits before scraping a target handed over by a member that is still
+/// live (a member joined): that member stops on the same watch event, usually within
+/// milliseconds, so the two never scrape the target in the same moment. A target whose
+/// owner died starts at once (its lease has ended: it stopped long before).
+const HANDOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Manager {
     /// A manager appending to `appender`. Loops are spawned on the current Tokio runtime.
@@ -68,6 +76,7 @@ impl Manager {
             running: Mutex::new(HashMap::new()),
             dropped: Mutex::new(Vec::new()),
             owners: Mutex::new(signalbox_core::ownership::single_node()),
+            seen: Mutex::new(Arc::new(Members::single())),
             follow: Mutex::new(None),
         })
     }
@@ -76,6 +85,7 @@ impl Manager {
     /// scrapes only the targets it owns, and re-checks whenever the members change. Must be
     /// called inside a Tokio runtime.
     pub fn share_by(self: &Arc<Self>, owners: Owners) {
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = owners.borrow().clone();
         *self.owners.lock().unwrap_or_else(|e| e.into_inner()) = owners.clone();
         self.reconcile();
         let me = Arc::downgrade(self);
@@ -112,11 +122,12 @@ impl Manager {
     /// Runs the loops of the wanted targets this node owns, and only those.
     fn reconcile(&self) {
         let members = self.owners.lock().unwrap_or_else(|e| e.into_inner()).borrow().clone();
+        let before = std::mem::replace(&mut *self.seen.lock().unwrap_or_else(|e| e.into_inner()), members.clone());
         let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
         let mine: Vec<&(Arc<Job>, Arc<Target>)> = wanted.iter().filter(|(_, t)| members.owns(&t.owner_key())).collect();
         let keys: HashSet<String> = mine.iter().map(|(_, t)| t.key()).collect();
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let before = running.len();
+        let was_running = running.len();
         running.retain(|k, r| {
             let keep = keys.contains(k);
             if !keep && let Some(stop) = r.stop.take() {
@@ -131,7 +142,16 @@ impl Manager {
                 continue;
             }
             let health = Arc::new(Mutex::new(Health { health: "unknown", ..Health::default() }));
-            let (stop, stopped) = tokio::sync::oneshot::channel();
+            let (stop, mut stopped) = tokio::sync::oneshot::channel();
+            // Handed over by a member that is still live, or owned by this node in name
+            // while it had no lease yet (a member may have run it until it saw this node's
+            // key): let the other stop first. A dead owner's targets start at once.
+            let handover = match before.owner(&target.owner_key()) {
+                None => false,
+                Some(prev) if Some(prev) == members.me.as_deref() => true,
+                Some(prev) => members.members.contains(prev),
+            };
+            let delay = if handover { HANDOVER_GRACE } else { std::time::Duration::ZERO };
             let scraper = Scraper {
                 target: target.clone(),
                 job: job.clone(),
@@ -141,14 +161,22 @@ impl Manager {
                 metadata: self.metadata.clone(),
                 previous: HashSet::new(),
             };
-            tokio::spawn(scraper.run(stopped));
+            tokio::spawn(async move {
+                if !delay.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = &mut stopped => return,
+                    }
+                }
+                scraper.run(stopped).await
+            });
             running.insert(key, Running { health, stop: Some(stop) });
             started += 1;
         }
-        if members.clustered() && (started > 0 || kept < before) {
+        if members.clustered() && (started > 0 || kept < was_running) {
             tracing::info!(
                 started,
-                stopped = before - kept,
+                stopped = was_running - kept,
                 scraping = running.len(),
                 of = wanted.len(),
                 live = members.live,

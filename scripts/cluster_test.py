@@ -848,9 +848,21 @@ def run(root, res):
         register(nodes[k % 3], name, "echo", port)
     owners = {name: owner(names, name) for name, _ in echo}
     by_owner = {n: [i for i, o in owners.items() if o == n] for n in names}
-    victim = nodes[names.index(max(names, key=lambda n: len(by_owner[n])))]
-    log("health-check owners (rendezvous over %s): %s; the node killed will be %s" % (
-        names, by_owner, victim.name))
+    # The node killed: the scrape target's owner when there is one (so its scrapes must move
+    # too) and it runs some health checks; else the node that runs the most checks.
+    scrape_owner = None
+    for _ in range(50):
+        ts = get_json(nodes[0].base + "/prometheus/api/v1/targets")["data"]["activeTargets"]
+        scrape_owner = ts[0].get("owner") if ts else None
+        if scrape_owner or (ts and "owner" not in ts[0]):
+            break
+        time.sleep(0.1)
+    if scrape_owner in names and by_owner[scrape_owner]:
+        victim = nodes[names.index(scrape_owner)]
+    else:
+        victim = nodes[names.index(max(names, key=lambda n: len(by_owner[n])))]
+    log("health-check owners (rendezvous over %s): %s; scrape target owner %s; the node killed will be %s" % (
+        names, by_owner, scrape_owner, victim.name))
 
     gateways = {n.name: n.gw for n in nodes}
     standalone = None
@@ -1020,6 +1032,11 @@ def run(root, res):
         "%d spans, %d logs, %d samples" % (
             len(acked["spans"]), 3 * len(acked["spans"]), len(acked["logs"]), len(acked["samples"]),
             len(ingest.failed["spans"]), len(ingest.failed["logs"]), len(ingest.failed["samples"])))
+    res.measure("ingest batches refused or failed (not acknowledged, so not checked)", "spans %d, logs %d, samples %d "
+                "of %d/%d/%d sent%s" % (len(ingest.failed["spans"]), len(ingest.failed["logs"]),
+                                       len(ingest.failed["samples"]), ingest.sent["spans"], ingest.sent["logs"],
+                                       ingest.sent["samples"], " (through the NATS buffer)" if "buffer" in features
+                                       else ""))
     verify_ingest(res, nodes, acked, unacked, ingest_start, features)
 
     if rev_before is not None and rev_after is not None:

@@ -410,8 +410,11 @@ async fn a_node_that_loses_etcd_stops_scraping_before_its_lease_can_end() {
         agreed_owners(&http, &[("n1", &n1), ("n2", &n2)], 4).await
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(targets.iter().all(|t| !t.hits().is_empty()));
+    // A new owner waits out a short join grace and the target's offset in its interval.
+    eventually(Duration::from_secs(15), "every target scraped", || async {
+        targets.iter().all(|t| !t.hits().is_empty()).then_some(())
+    })
+    .await;
     let here = |node: &Node| {
         let (http, url) = (http.clone(), format!("http://{}/metrics", node.console));
         async move {

@@ -97,7 +97,9 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = u64>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Longer than the consumers' ack_wait (30 s): a batch a killed node had fetched but not
+    // acknowledged is delivered again only after it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut last = 0;
     while std::time::Instant::now() < deadline {
         last = f().await;
@@ -110,7 +112,7 @@ where
         assert!(last <= want, "{what}: {last} stored, more than the {want} acknowledged");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("{what}: {last} stored after 30 s, {want} acknowledged");
+    panic!("{what}: {last} stored after 60 s, {want} acknowledged");
 }
 
 async fn node_metric(http: &Http, node: &Node, name: &str) -> f64 {

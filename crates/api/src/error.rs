@@ -55,6 +55,14 @@ impl From<ControlError> for ApiError {
                 }
             }
             ControlError::Refused(message) => ApiError::new(StatusCode::CONFLICT, "refused", message),
+            ControlError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "control state unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "control_unavailable",
+                    "the control state did not confirm the operation in time; it may or may not have been applied: retry",
+                )
+            }
             ControlError::Storage(detail) => {
                 tracing::error!(error = %detail, "storage failure");
                 ApiError::new(

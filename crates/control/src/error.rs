@@ -23,6 +23,10 @@ pub enum ControlError {
     /// The embedded store failed; the operation did not happen.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The replicated control state (etcd) did not answer or confirm in time: a write may or
+    /// may not have been applied. Retrying is safe (writes are idempotent or compare-and-set).
+    #[error("control state unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl ControlError {

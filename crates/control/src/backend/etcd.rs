@@ -221,7 +221,7 @@ impl Etcd {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(ControlError::Storage(format!(
+                return Err(ControlError::Unavailable(format!(
                     "etcd committed the change at revision {revision}, but this node's watch has not delivered it within {:?}",
                     self.client.timeout * 2
                 )));
@@ -541,11 +541,10 @@ impl Backend for Etcd {
             if txn.success.is_empty() {
                 return Ok(self.revision());
             }
-            let resp = self
-                .client
-                .txn(txn)
-                .await
-                .map_err(|e| ControlError::Storage(format!("etcd at {}: the write failed: {e}", self.endpoints)))?;
+            let resp =
+                self.client.txn(txn).await.map_err(|e| {
+                    ControlError::Unavailable(format!("etcd at {}: the write failed: {e}", self.endpoints))
+                })?;
             let revision = resp.header.map(|h| h.revision.max(0) as u64).unwrap_or(0);
             // Either way, wait for the state that decided it: a writer that lost a condition
             // re-checks against the change that beat it.

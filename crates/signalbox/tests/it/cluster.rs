@@ -460,6 +460,21 @@ async fn a_node_that_loses_etcd_stops_scraping_before_its_lease_can_end() {
     assert!(v.iter().all(|(_, _, here)| !here), "n1 still claims targets without its lease: {v:?}");
     assert_eq!(here(&n1).await, Some(0.0));
 
+    // A write while etcd is frozen waits out `request_timeout` (2 s) and is answered 503 with
+    // a JSON body saying it may not have been applied (not a 500 "storage error").
+    let asked = Instant::now();
+    let r = http
+        .send(
+            Method::POST,
+            &format!("http://{}/api/registry/instances", n1.console),
+            &[("content-type", "application/json")],
+            json!({"service": "frozen", "id": "frozen-1", "address": "127.0.0.1", "port": 9}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["code"], "control_unavailable", "{}", r.text());
+    assert!(asked.elapsed() < Duration::from_secs(10), "the write waited {:?}", asked.elapsed());
+
     // etcd answers again: the nodes take new leases and every target is scraped again.
     signal(pid, "CONT");
     let back = Instant::now();
